@@ -1,0 +1,105 @@
+/** What the pipeline decided for one request. One exhaustive switch turns it into a response. */
+
+/** A header as it will be sent: lower-case name, value free of CR/LF/NUL. */
+export type HeaderPair = readonly [name: string, value: string];
+
+/** Why a request was allowed; a bounded set, used as a metric label. */
+export type AllowReason = 'public_path' | 'session' | 'bearer' | 'unmatched';
+
+/** Why a request was denied; a bounded set, used as a metric label. */
+export type DenyReason =
+  | 'bad_request'
+  | 'no_app'
+  | 'unauthenticated'
+  | 'login'
+  | 'callback'
+  | 'callback_error'
+  | 'logout'
+  | 'forbidden'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  | 'throttled'
+  | 'unavailable'
+  | 'backchannel_logout';
+
+/** gRPC status codes a deny may carry (never OK). */
+export type DenyCode = 3 | 7 | 14 | 16;
+
+export interface Allow {
+  readonly kind: 'allow';
+  readonly reason: AllowReason;
+  /** Set on the upstream request, overwriting what was there. */
+  readonly upstreamHeaders: readonly HeaderPair[];
+  /** Removed from the upstream request (after the sets). */
+  readonly removeHeaders: readonly string[];
+  /** Added to the response going back to the client, one line each (e.g. `set-cookie`). */
+  readonly responseHeaders: readonly HeaderPair[];
+}
+
+export interface Deny {
+  readonly kind: 'deny';
+  readonly reason: DenyReason;
+  /** HTTP status of the local reply (302 for a redirect). */
+  readonly status: number;
+  readonly code: DenyCode;
+  /** Headers of the local reply; several `set-cookie` entries stay several lines. */
+  readonly headers: readonly HeaderPair[];
+  readonly body: string;
+}
+
+export type Verdict = Allow | Deny;
+
+const noHeaders: readonly HeaderPair[] = Object.freeze([]);
+const noNames: readonly string[] = Object.freeze([]);
+
+export function allow(
+  reason: AllowReason,
+  parts: Partial<Omit<Allow, 'kind' | 'reason'>> = {},
+): Allow {
+  return {
+    kind: 'allow',
+    reason,
+    upstreamHeaders: parts.upstreamHeaders ?? noHeaders,
+    removeHeaders: parts.removeHeaders ?? noNames,
+    responseHeaders: parts.responseHeaders ?? noHeaders,
+  };
+}
+
+/** The gRPC code that matches an HTTP status, as Envoy maps it for gRPC downstreams. */
+export function codeForStatus(status: number): DenyCode {
+  if (status === 401 || (status >= 300 && status < 400)) return 16;
+  if (status === 429 || status === 502 || status === 503 || status === 504) return 14;
+  if (status === 400) return 3;
+  return 7;
+}
+
+export function deny(
+  reason: DenyReason,
+  status: number,
+  body: string,
+  headers: readonly HeaderPair[] = noHeaders,
+): Deny {
+  return { kind: 'deny', reason, status, code: codeForStatus(status), headers, body };
+}
+
+/** A small JSON error body; `message` must be safe to show to the client. */
+export function jsonDeny(
+  reason: DenyReason,
+  status: number,
+  error: string,
+  message: string,
+  headers: readonly HeaderPair[] = noHeaders,
+): Deny {
+  return deny(reason, status, JSON.stringify({ error, message }), [
+    ['content-type', 'application/json'],
+    ...headers,
+  ]);
+}
+
+export function redirect(
+  reason: DenyReason,
+  location: string,
+  headers: readonly HeaderPair[] = noHeaders,
+): Deny {
+  return deny(reason, 302, '', [['location', location], ...headers]);
+}
