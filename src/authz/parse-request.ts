@@ -1,0 +1,160 @@
+/** Turns the raw parts of an HTTP request, from whichever transport, into the request model. */
+import { isIP } from 'node:net';
+import type { MalformedRequest, RequestModel } from './request.ts';
+
+/** The raw parts a transport hands over; header names may be in any case. */
+export interface RawRequest {
+  readonly id: string;
+  readonly method: string;
+  /** Raw path with query, as in `:path`. */
+  readonly path: string;
+  /** `:authority`, with the port when the client sent one. */
+  readonly authority: string;
+  readonly scheme: string;
+  /** Header pairs; repeated names are joined with `,` as Envoy does. */
+  readonly headers: Iterable<readonly [string, string]>;
+  /** The direct peer address. */
+  readonly peerAddress: string;
+  readonly contextExtensions: Iterable<readonly [string, string]>;
+  readonly body: string;
+}
+
+export interface ParseOptions {
+  /** How many proxies in front of us append to `x-forwarded-for`; 0 ignores the header. */
+  readonly trustedHops: number;
+  /** Cap on the summed size of header names and values, in bytes. */
+  readonly maxHeaderBytes: number;
+}
+
+const maxCookies = 200;
+const maxBodyBytes = 64 * 1024;
+// RFC 9110 §5.6.2 token characters.
+const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// CR, LF and NUL may never reach a header; other controls (except HTAB) are invalid too.
+const forbiddenInValue = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+const forbiddenInPath = /[\u0000-\u0020\u007f#]/;
+const hostPattern = /^(?:[a-z0-9\-._~!$&'()*+,;=%]+|\[[0-9a-f:.]+\])$/;
+
+function malformed(reason: string): MalformedRequest {
+  return { kind: 'malformed', reason };
+}
+
+/** Parses the raw request; anything malformed yields a short, client-safe reason. */
+export function parseRequest(
+  raw: RawRequest,
+  options: ParseOptions,
+): RequestModel | MalformedRequest {
+  const headers = new Map<string, string>();
+  let bytes = 0;
+  for (const [rawName, value] of raw.headers) {
+    bytes += rawName.length + value.length;
+    if (bytes > options.maxHeaderBytes) return malformed('request headers too large');
+    const name = rawName.toLowerCase();
+    if (name.startsWith(':')) continue;
+    if (!tokenPattern.test(name)) return malformed('invalid header name');
+    if (forbiddenInValue.test(value)) return malformed('invalid character in header value');
+    const previous = headers.get(name);
+    headers.set(name, previous === undefined ? value : `${previous},${value}`);
+  }
+
+  const method = raw.method.toUpperCase();
+  if (!tokenPattern.test(method)) return malformed('invalid method');
+
+  const target = raw.path;
+  if (!target.startsWith('/') || forbiddenInPath.test(target)) {
+    return malformed('request target is not in origin form');
+  }
+  const queryAt = target.indexOf('?');
+  const path = queryAt === -1 ? target : target.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : target.slice(queryAt + 1);
+
+  const authority = parseAuthority(raw.authority);
+  if (authority === undefined) return malformed('invalid host');
+
+  const scheme = raw.scheme.toLowerCase();
+  if (scheme !== 'http' && scheme !== 'https') return malformed('invalid scheme');
+
+  const cookieHeader = headers.get('cookie');
+  const cookies = cookieHeader === undefined ? emptyCookies : parseCookies(cookieHeader);
+  if (cookies === undefined) return malformed('malformed cookie header');
+
+  const contextExtensions = new Map<string, string>();
+  for (const [key, value] of raw.contextExtensions) contextExtensions.set(key, value);
+
+  if (Buffer.byteLength(raw.body) > maxBodyBytes) return malformed('request body too large');
+
+  return {
+    id: raw.id,
+    method,
+    scheme,
+    host: authority.host,
+    port: authority.port,
+    path,
+    query,
+    headers,
+    cookies,
+    clientAddress: clientAddress(
+      raw.peerAddress,
+      headers.get('x-forwarded-for'),
+      options.trustedHops,
+    ),
+    contextExtensions,
+    body: raw.body,
+  };
+}
+
+const emptyCookies: ReadonlyMap<string, string> = new Map();
+
+function parseAuthority(authority: string): { host: string; port: number | undefined } | undefined {
+  const lower = authority.toLowerCase();
+  let host = lower;
+  let port: number | undefined;
+  const colon = lower.lastIndexOf(':');
+  if (colon !== -1 && colon > lower.lastIndexOf(']')) {
+    const digits = lower.slice(colon + 1);
+    if (!/^[0-9]{1,5}$/.test(digits)) return undefined;
+    port = Number(digits);
+    if (port > 65535) return undefined;
+    host = lower.slice(0, colon);
+  }
+  if (host.length === 0 || host.length > 255 || !hostPattern.test(host)) return undefined;
+  return { host, port };
+}
+
+/**
+ * Parses a `cookie` header (RFC 6265 §5.4 as browsers send it). Pairs without `=` are ignored
+ * as browsers do; a name outside the token characters or too many pairs is malformed.
+ */
+export function parseCookies(header: string): ReadonlyMap<string, string> | undefined {
+  const cookies = new Map<string, string>();
+  let count = 0;
+  for (const piece of header.split(';')) {
+    const pair = piece.trim();
+    if (pair.length === 0) continue;
+    if (++count > maxCookies) return undefined;
+    const eq = pair.indexOf('=');
+    if (eq === -1) continue;
+    const name = pair.slice(0, eq).trim();
+    if (!tokenPattern.test(name)) return undefined;
+    let value = pair.slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"'))
+      value = value.slice(1, -1);
+    if (!cookies.has(name)) cookies.set(name, value);
+  }
+  return cookies;
+}
+
+/**
+ * The client is the entry `trustedHops` places from the right of `x-forwarded-for` (each trusted
+ * proxy appended one); with 0 hops, or a short or invalid header, it is the direct peer.
+ */
+function clientAddress(
+  peer: string,
+  forwardedFor: string | undefined,
+  trustedHops: number,
+): string {
+  if (trustedHops === 0 || forwardedFor === undefined) return peer;
+  const entries = forwardedFor.split(',');
+  const candidate = entries[entries.length - trustedHops]?.trim();
+  return candidate !== undefined && isIP(candidate) !== 0 ? candidate : peer;
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+/** Command line: `serve` (default), `check-config`, `demo`. */
+import { parseArgs } from 'node:util';
+import { checkConfigFile } from './config/check.ts';
+import { loadConfig } from './config/load.ts';
+import { startServer } from './main.ts';
+
+const usage = `usage: envoy-oidc-authz [serve|check-config|demo] [--config FILE]
+
+  serve          run the authorization server (default)
+  check-config   validate the config, print every problem, exit non-zero if any
+  demo           run a local OpenID Provider, the server and a gateway on 127.0.0.1:8080
+
+  --config FILE  the configuration file (or EOA_CONFIG)
+`;
+
+function configPath(explicit: string | undefined): string {
+  const path = explicit ?? process.env['EOA_CONFIG'];
+  if (path === undefined || path === '') {
+    process.stderr.write('no configuration: pass --config FILE or set EOA_CONFIG\n\n' + usage);
+    process.exit(2);
+  }
+  return path;
+}
+
+async function serve(path: string): Promise<void> {
+  const loaded = loadConfig({ path }, process.env);
+  if (!loaded.ok) {
+    for (const p of loaded.problems) process.stderr.write(`${p.path}: ${p.message}\n`);
+    process.exit(1);
+  }
+  const server = await startServer(loaded.config);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    server.logger.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        server.logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    const next = loadConfig({ path }, process.env);
+    if (next.ok) {
+      server.reload(next.config);
+    } else {
+      server.metrics.configReloaded(false);
+      server.logger.error(
+        { problems: next.problems.map((p) => `${p.path}: ${p.message}`) },
+        'new configuration rejected; the old one keeps serving',
+      );
+    }
+  });
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+  });
+  if (values.help === true) {
+    process.stdout.write(usage);
+    return;
+  }
+  const command = positionals[0] ?? 'serve';
+  switch (command) {
+    case 'serve':
+      return serve(configPath(values.config));
+    case 'check-config': {
+      const result = checkConfigFile(configPath(values.config), process.env);
+      (result.ok ? process.stdout : process.stderr).write(result.output + '\n');
+      process.exitCode = result.ok ? 0 : 1;
+      return;
+    }
+    case 'demo':
+      process.stdout.write(
+        'The demo is coming soon: it will start a local OpenID Provider, the server and a gateway.\n',
+      );
+      return;
+    default:
+      process.stderr.write(`unknown command: ${command}\n\n${usage}`);
+      process.exitCode = 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(
+    `envoy-oidc-authz: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
+});

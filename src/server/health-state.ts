@@ -1,0 +1,67 @@
+/** Serving state shared by gRPC health, `/readyz` and shutdown: NOT_SERVING until ready and while draining. */
+
+export type ServingStatus = 'SERVING' | 'NOT_SERVING';
+
+/** Services the gRPC health service answers for; anything else is NOT_FOUND. */
+export const healthServices: ReadonlySet<string> = new Set([
+  '',
+  'envoy.service.auth.v3.Authorization',
+]);
+
+/** A component that must be ready before we serve (an app's discovery, the store). */
+export interface ReadinessProbe {
+  readonly name: string;
+  /** `undefined` when ready, else a short, secret-free reason. */
+  readonly waitingFor: () => string | undefined;
+}
+
+export class HealthState {
+  #draining = false;
+  #probes: readonly ReadinessProbe[] = [];
+  readonly #watchers = new Set<(status: ServingStatus) => void>();
+  #last: ServingStatus = 'NOT_SERVING';
+
+  /** Replaces the probes (on start and on config reload) and re-evaluates. */
+  setProbes(probes: readonly ReadinessProbe[]): void {
+    this.#probes = probes;
+    this.refresh();
+  }
+
+  /** The components still waiting, by name; empty when ready. */
+  waiting(): { readonly name: string; readonly reason: string }[] {
+    const waiting: { name: string; reason: string }[] = [];
+    for (const probe of this.#probes) {
+      const reason = probe.waitingFor();
+      if (reason !== undefined) waiting.push({ name: probe.name, reason });
+    }
+    return waiting;
+  }
+
+  status(): ServingStatus {
+    if (this.#draining) return 'NOT_SERVING';
+    for (const probe of this.#probes) if (probe.waitingFor() !== undefined) return 'NOT_SERVING';
+    return 'SERVING';
+  }
+
+  isDraining(): boolean {
+    return this.#draining;
+  }
+
+  startDraining(): void {
+    this.#draining = true;
+    this.refresh();
+  }
+
+  /** Tells watchers when the status changed; called by probes' owners when they become ready. */
+  refresh(): void {
+    const status = this.status();
+    if (status === this.#last) return;
+    this.#last = status;
+    for (const watcher of this.#watchers) watcher(status);
+  }
+
+  watch(watcher: (status: ServingStatus) => void): () => void {
+    this.#watchers.add(watcher);
+    return () => this.#watchers.delete(watcher);
+  }
+}
