@@ -1,0 +1,142 @@
+/** The record kinds the server keeps in its store, each as its own typed keyspace. */
+import { createHash } from 'node:crypto';
+import { jsonCodec, Keyspace, SetKeyspace, stringCodec } from './keyspace.ts';
+import type { Clock, StoreBackend } from './store-backend.ts';
+
+/**
+ * A short, fixed-length digest for putting a secret's identity into a key (e.g. a refresh
+ * token): SHA-256, base64url. The secret itself never becomes part of a key.
+ */
+export function digestForKey(secret: string): string {
+  return createHash('sha256').update(secret).digest('base64url');
+}
+
+/** Escapes one caller-supplied key part so that parts can never run into each other. */
+function part(value: string): string {
+  return encodeURIComponent(value);
+}
+
+function isRecord(data: unknown): data is Record<string, unknown> {
+  return typeof data === 'object' && data !== null && !Array.isArray(data);
+}
+
+/** A dated mark: a login `state` used once, or a logout that ended sessions. */
+export interface Mark {
+  /** When it was made, ms since the epoch. */
+  readonly at: number;
+}
+
+const markCodec = jsonCodec<Mark>(1, (data) =>
+  isRecord(data) && typeof data['at'] === 'number' ? { at: data['at'] } : undefined,
+);
+
+/** A revoked access-token id, kept until the token would have expired anyway. */
+export interface RevokedToken {
+  /** The token's `exp`, ms since the epoch. */
+  readonly exp: number;
+}
+
+const revokedCodec = jsonCodec<RevokedToken>(1, (data) =>
+  isRecord(data) && typeof data['exp'] === 'number' ? { exp: data['exp'] } : undefined,
+);
+
+/** What a logout mark is keyed by. */
+export interface LogoutSubject {
+  readonly by: 'sid' | 'sub';
+  readonly value: string;
+}
+
+/** Lifetimes (ms) of one app's records. */
+export interface AppKeyspaceOptions {
+  /** The app's name; every key of the app is scoped by it. */
+  readonly app: string;
+  /** Session absolute lifetime: server sessions, their indexes and logout marks live this long. */
+  readonly sessionMaxAge: number;
+  /** How long a login flow may take; replay marks outlive it. */
+  readonly loginTimeout: number;
+  /** Refresh lease lifetime, renewed while a grant runs. Default 10,000. */
+  readonly refreshLockTtl?: number;
+  /** How long a finished refresh's result stays for late arrivals. Default 60,000. */
+  readonly refreshResultTtl?: number;
+  /** Default `Date.now`. */
+  readonly now?: Clock;
+}
+
+/** Every keyspace one app uses. */
+export interface AppKeyspaces {
+  /** Server sessions by session id; the value is sealed with the session's own key. */
+  readonly serverSessions: Keyspace<string, string>;
+  /** Server session ids by the IdP's `sid`. */
+  readonly sessionsBySid: SetKeyspace<string>;
+  /** Server session ids by `sub`. */
+  readonly sessionsBySub: SetKeyspace<string>;
+  /** Login `state` values already redeemed, by {@link digestForKey} of the state. */
+  readonly loginReplayMarks: Keyspace<string, Mark>;
+  /** Refresh lease per refresh-token digest; the value is the holder's owner token. */
+  readonly refreshLocks: Keyspace<string, string>;
+  /** A finished refresh per old refresh-token digest, sealed with the session's key. */
+  readonly refreshResults: Keyspace<string, string>;
+  /** Back- or front-channel logouts by `sid` or `sub`: sessions issued before `at` are over. */
+  readonly logoutMarks: Keyspace<LogoutSubject, Mark>;
+  /** Revoked access-token ids (`jti`). */
+  readonly revokedTokens: Keyspace<string, RevokedToken>;
+}
+
+/** Builds the keyspaces of one app over a backend. */
+export function createAppKeyspaces(
+  backend: StoreBackend,
+  options: AppKeyspaceOptions,
+): AppKeyspaces {
+  const app = part(options.app);
+  const now = options.now ?? Date.now;
+  return {
+    serverSessions: new Keyspace(backend, {
+      name: 'session',
+      key: (id: string) => `${app}:${part(id)}`,
+      codec: stringCodec(1),
+      ttl: options.sessionMaxAge,
+    }),
+    sessionsBySid: new SetKeyspace(backend, {
+      name: 'session-by-sid',
+      key: (sid: string) => `${app}:${part(sid)}`,
+      ttl: options.sessionMaxAge,
+    }),
+    sessionsBySub: new SetKeyspace(backend, {
+      name: 'session-by-sub',
+      key: (sub: string) => `${app}:${part(sub)}`,
+      ttl: options.sessionMaxAge,
+    }),
+    loginReplayMarks: new Keyspace(backend, {
+      name: 'login-replay',
+      key: (stateDigest: string) => `${app}:${part(stateDigest)}`,
+      codec: markCodec,
+      // Outlives the login cookie, so a state cannot be redeemed again while it could be valid.
+      ttl: options.loginTimeout * 2,
+    }),
+    refreshLocks: new Keyspace(backend, {
+      name: 'refresh-lock',
+      key: (tokenDigest: string) => `${app}:${part(tokenDigest)}`,
+      codec: stringCodec(1),
+      ttl: options.refreshLockTtl ?? 10_000,
+    }),
+    refreshResults: new Keyspace(backend, {
+      name: 'refresh-result',
+      key: (tokenDigest: string) => `${app}:${part(tokenDigest)}`,
+      codec: stringCodec(1),
+      ttl: options.refreshResultTtl ?? 60_000,
+    }),
+    logoutMarks: new Keyspace(backend, {
+      name: 'logout',
+      key: (subject: LogoutSubject) => `${app}:${subject.by}:${part(subject.value)}`,
+      codec: markCodec,
+      ttl: options.sessionMaxAge,
+    }),
+    revokedTokens: new Keyspace(backend, {
+      name: 'revoked-token',
+      key: (jti: string) => `${app}:${part(jti)}`,
+      codec: revokedCodec,
+      // Kept until the token's own expiry; at least a second so a just-expired one still lands.
+      ttl: (record: RevokedToken) => Math.max(1_000, record.exp - now()),
+    }),
+  };
+}

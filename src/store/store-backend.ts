@@ -1,0 +1,40 @@
+/** The state port: primitive, Redis-mappable operations every store backend provides. */
+
+/**
+ * A key-value store with TTLs and sets. Keys and values are opaque strings; meaning, encoding
+ * and lifetimes belong to the typed keyspaces built on top (`keyspace.ts`), never to the
+ * backend. Every TTL is in milliseconds and must be a positive integer. Every operation is
+ * atomic on its own; none is atomic with another.
+ */
+export interface StoreBackend {
+  /** The value, or `undefined` when absent or expired. */
+  get(key: string): Promise<string | undefined>;
+  /** Sets (or replaces) the value with a lifetime of `ttlMs`. (Redis `SET PX`.) */
+  set(key: string, value: string, ttlMs: number): Promise<void>;
+  /** Sets the value only when the key is absent; `true` when it was set. (`SET NX PX`.) */
+  setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+  /** Removes the key (value or set); `true` when something was removed. (`DEL`.) */
+  delete(key: string): Promise<boolean>;
+  /** Removes the key only while it holds exactly `value` (owner-token release). */
+  deleteIfEquals(key: string, value: string): Promise<boolean>;
+  /** Returns the value and removes it in one step (one-time use). (`GETDEL`.) */
+  take(key: string): Promise<string | undefined>;
+  /** Gives an existing key (value or set) a new lifetime of `ttlMs` from now. (`PEXPIRE`.) */
+  expire(key: string, ttlMs: number): Promise<boolean>;
+  /** Gives the key a new lifetime only while it holds exactly `value` (owner-only lease renewal). */
+  expireIfEquals(key: string, value: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Adds `member` to the set at `key`, which then lives at least `ttlMs` from now: its lifetime
+   * is extended, never shortened (`SADD` + `PEXPIRE NX` + `PEXPIRE GT`).
+   */
+  addMember(key: string, member: string, ttlMs: number): Promise<void>;
+  /** The members of the set at `key`; empty when absent or expired. (`SMEMBERS`.) */
+  members(key: string): Promise<readonly string[]>;
+  /** Removes `member` from the set; `true` when it was there. An emptied set disappears. */
+  removeMember(key: string, member: string): Promise<boolean>;
+  /** Releases resources (timers, connections). Further calls are undefined behaviour. */
+  close(): Promise<void>;
+}
+
+/** Milliseconds since the epoch; injected so tests control time. */
+export type Clock = () => number;
