@@ -21,8 +21,8 @@ const countCodec = jsonCodec<{ n: number }>(2, (data) =>
     : undefined,
 );
 
-describe('keyspace', () => {
-  it('builds keys as <name>:<key(id)> and round-trips typed records', async () => {
+void describe('keyspace', () => {
+  void it('builds keys as <name>:<key(id)> and round-trips typed records', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = new Keyspace(backend, {
       name: 'count',
@@ -39,7 +39,7 @@ describe('keyspace', () => {
     await backend.close();
   });
 
-  it('reads a record of another codec version, or a malformed one, as absent', async () => {
+  void it('reads a record of another codec version, or a malformed one, as absent', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = new Keyspace(backend, {
       name: 'count',
@@ -56,7 +56,7 @@ describe('keyspace', () => {
     await backend.close();
   });
 
-  it('applies the default TTL, a per-record TTL function, or a per-call override', async () => {
+  void it('applies the default TTL, a per-record TTL function, or a per-call override', async () => {
     const clock = manualClock();
     const backend = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
     const fixed = new Keyspace(backend, {
@@ -84,7 +84,7 @@ describe('keyspace', () => {
     await backend.close();
   });
 
-  it('owner-token lock: acquire once, renew and release only as owner', async () => {
+  void it('owner-token lock: acquire once, renew and release only as owner', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const locks = new Keyspace(backend, {
       name: 'lock',
@@ -102,7 +102,7 @@ describe('keyspace', () => {
     await backend.close();
   });
 
-  it('set keyspaces index members under their own keys', async () => {
+  void it('set keyspaces index members under their own keys', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const idx = new SetKeyspace(backend, { name: 'idx', key: (id: string) => id, ttl: 60_000 });
     await idx.add('u1', 's1');
@@ -118,8 +118,8 @@ describe('keyspace', () => {
   });
 });
 
-describe('app keyspaces', () => {
-  it('gives every record kind its own name, scoped by app, with parts escaped', () => {
+void describe('app keyspaces', () => {
+  void it('gives every record kind its own name, scoped by app, with parts escaped', () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = createAppKeyspaces(backend, {
       app: 'graf:ana',
@@ -133,7 +133,7 @@ describe('app keyspaces', () => {
     void backend.close();
   });
 
-  it('revoked token ids live until the token expiry', async () => {
+  void it('revoked token ids live until the token expiry', async () => {
     const clock = manualClock();
     const backend = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
     const ks = createAppKeyspaces(backend, {
@@ -150,7 +150,7 @@ describe('app keyspaces', () => {
     await backend.close();
   });
 
-  it('login replay marks: a state digest is claimed once', async () => {
+  void it('login replay marks: a state digest is claimed once', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = createAppKeyspaces(backend, { app: 'a', sessionMaxAge: 1e6, loginTimeout: 1e5 });
     const digest = digestForKey('state-value');
