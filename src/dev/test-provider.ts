@@ -1,0 +1,606 @@
+/** A development OpenID Provider (node-oidc-provider) with counters and fault injection, for tests and the demo. */
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import type { CryptoKey, JWK, JWTPayload } from 'jose';
+
+/** A user the provider knows; `login` on the sign-in form is the `sub`. */
+export interface TestUser {
+  readonly sub: string;
+  readonly email?: string;
+  readonly emailVerified?: boolean;
+  readonly name?: string;
+  readonly preferredUsername?: string;
+  readonly groups?: readonly string[];
+  /**
+   * Any further claims. Their names are released with the `openid` scope, so they always land in
+   * the ID token (e.g. 10 KB of padding to test large tokens).
+   */
+  readonly extraClaims?: Readonly<Record<string, unknown>>;
+}
+
+/** How a registered client authenticates at the token endpoint. */
+export type TestClientAuthMethod =
+  'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+
+/** A statically registered client. */
+export interface TestClient {
+  readonly clientId: string;
+  /** Required for the `client_secret_*` methods. */
+  readonly clientSecret?: string;
+  /** Default: `client_secret_basic` when a secret is given, else `none` (PKCE is always required). */
+  readonly authMethod?: TestClientAuthMethod;
+  readonly redirectUris: readonly string[];
+  readonly postLogoutRedirectUris?: readonly string[];
+  /** Public key for `private_key_jwt`. */
+  readonly publicJwk?: JWK;
+  /** OIDC Back-Channel Logout endpoint; the ID token then carries `sid`. */
+  readonly backchannelLogoutUri?: string;
+  /** Default `['authorization_code', 'refresh_token']`. */
+  readonly grantTypes?: readonly ('authorization_code' | 'refresh_token' | 'client_credentials')[];
+  /** Default `RS256`. */
+  readonly idTokenSignedResponseAlg?: 'RS256' | 'ES256';
+}
+
+export interface TestProviderOptions {
+  /** Port on 127.0.0.1; default 0 (a free one). */
+  readonly port?: number;
+  readonly clients: readonly TestClient[];
+  /** Default: one demo user, `alice` (see {@link DEMO_USER}). */
+  readonly users?: readonly TestUser[];
+  /**
+   * Scope → claim names. Default: `openid: [sub, …every extra claim name]`,
+   * `email: [email, email_verified]`, `profile: [name, preferred_username, groups]`,
+   * `groups: [groups]`.
+   */
+  readonly claims?: Readonly<Record<string, readonly string[]>>;
+  /** Access-token lifetime in seconds; default 300. */
+  readonly accessTokenTtlSeconds?: number;
+  /** ID-token lifetime in seconds; default 3600. */
+  readonly idTokenTtlSeconds?: number;
+  /** Refresh-token lifetime in seconds; default 14 days. */
+  readonly refreshTokenTtlSeconds?: number;
+  /**
+   * Resource indicator (RFC 8707) used when a request names none. When set, access tokens are
+   * issued for it (audience = this value) in {@link accessTokenFormat}.
+   */
+  readonly defaultResource?: string;
+  /** Further resource indicators clients may ask for with `resource=`. */
+  readonly resources?: readonly string[];
+  /** Format of access tokens for a resource; default `jwt`. */
+  readonly accessTokenFormat?: 'jwt' | 'opaque';
+  /** Scopes a resource server accepts (space separated); default `api:read api:write`. */
+  readonly resourceScope?: string;
+  /**
+   * When refresh tokens are issued to a client allowed the `refresh_token` grant. `always`
+   * (default): on every code exchange, bound to the provider session unless `offline_access` was
+   * granted, as Keycloak does. `offline_access`: only when that scope survives, which this
+   * provider allows only together with `prompt=consent`.
+   */
+  readonly refreshTokenPolicy?: 'always' | 'offline_access';
+  /**
+   * Grant every requested scope and claim without a consent page (first-party apps); default
+   * true. With false the provider's own consent form is shown.
+   */
+  readonly autoConsent?: boolean;
+}
+
+/** Which endpoint a fault applies to. */
+export type FaultTarget = 'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection';
+
+/** A fault injected in front of one endpoint. */
+export interface Fault {
+  readonly target: FaultTarget;
+  /** Delay before the request is handled (or failed), in milliseconds. */
+  readonly latencyMs?: number;
+  /** Answer with this status (e.g. 503) and a JSON `server_error` body instead of handling. */
+  readonly status?: number;
+  /** How many requests the fault applies to; default every request until cleared. */
+  readonly count?: number;
+}
+
+/** Snapshot of what the provider has served. */
+export interface ProviderCounters {
+  /** `grants[grantType][outcome]`, outcome is `success` or the OAuth error (`invalid_grant`). */
+  readonly grants: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Every POST to the token endpoint, including those failed by an injected fault. */
+  readonly tokenRequests: number;
+  readonly discovery: number;
+  readonly jwks: number;
+  readonly introspection: number;
+  readonly revocation: number;
+  readonly endSession: number;
+  readonly faultsInjected: number;
+}
+
+/** One signing key of the provider. */
+export interface SigningKey {
+  readonly kid: string;
+  readonly alg: 'RS256' | 'ES256';
+  readonly privateKey: CryptoKey;
+  readonly publicJwk: JWK;
+}
+
+/** A provider-side login session. */
+export interface ProviderSession {
+  readonly uid: string;
+  readonly accountId: string | undefined;
+  readonly clients: readonly { clientId: string; sid: string; grantId: string | undefined }[];
+}
+
+export interface TestProvider {
+  /** `http://127.0.0.1:<port>` */
+  readonly issuer: string;
+  readonly port: number;
+  readonly keys: { readonly RS256: SigningKey; readonly ES256: SigningKey };
+  /** Signs any JWT with a provider key (default RS256, `iss` = issuer, `iat` = now). */
+  signJwt(
+    payload: JWTPayload,
+    options?: { alg?: 'RS256' | 'ES256'; typ?: string; kid?: string },
+  ): Promise<string>;
+  counters(): ProviderCounters;
+  resetCounters(): void;
+  injectFault(fault: Fault): void;
+  clearFaults(): void;
+  /** Revokes a grant and every token issued under it; the next refresh gets `invalid_grant`. */
+  revokeGrant(grantId: string): Promise<void>;
+  /** Grant ids held for an account (optionally for one client). */
+  grantIds(accountId: string, clientId?: string): string[];
+  /** Provider sessions, filtered by `sid` or account. */
+  findSessions(filter?: { sid?: string; accountId?: string }): ProviderSession[];
+  /** Closes the listener and every open connection; state and keys are kept. */
+  stop(): Promise<void>;
+  /** Listens again on the same port after {@link stop}. */
+  start(): Promise<void>;
+  /** Stops for good. */
+  close(): Promise<void>;
+}
+
+/** The demo login: `alice` (any password). */
+export const DEMO_USER: TestUser = {
+  sub: 'alice',
+  email: 'alice@example.com',
+  emailVerified: true,
+  name: 'Alice Example',
+  preferredUsername: 'alice',
+  groups: ['admins', 'users'],
+};
+
+// The parts of node-oidc-provider this module touches; it ships no type declarations.
+interface OidcContext {
+  readonly oidc: {
+    readonly params?: Record<string, unknown>;
+    readonly client: { readonly clientId: string };
+    readonly account?: { readonly accountId: string };
+    readonly session: { grantIdFor(clientId: string): string | undefined };
+    readonly result?: { readonly consent?: { readonly grantId?: string } };
+    readonly requestParamOIDCScopes: Set<string>;
+    readonly requestParamScopes: Set<string>;
+    readonly requestParamClaims: Set<string>;
+    readonly resourceServers: Record<string, { readonly scopes: Set<string> }>;
+    readonly provider: ProviderInstance;
+  };
+}
+interface GrantInstance {
+  readonly accountId: string;
+  readonly clientId: string;
+  addOIDCScope(scope: string): void;
+  addOIDCClaims(claims: string[]): void;
+  addResourceScope(resource: string, scope: string): void;
+  save(): Promise<string>;
+}
+interface ProviderInstance {
+  callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  readonly Grant: {
+    new (init: { accountId: string; clientId: string }): GrantInstance;
+    find(id: string): Promise<GrantInstance | undefined>;
+  };
+}
+type ProviderConstructor = new (issuer: string, configuration: object) => ProviderInstance;
+interface ProviderModule {
+  readonly default: ProviderConstructor;
+  readonly errors: { readonly InvalidTarget: new (description?: string) => Error };
+}
+
+interface StoredRecord {
+  readonly payload: Record<string, unknown>;
+  readonly expiresAt: number;
+}
+
+/**
+ * One in-memory store per provider. The provider's bundled adapter shares an LRU of 1,000
+ * entries across instances, which a refresh herd can overflow; this one is unbounded, private,
+ * and can be searched (sessions by `sid`, grants by account).
+ */
+function createStorage() {
+  const records = new Map<string, StoredRecord>();
+  const read = (key: string): Record<string, unknown> | undefined => {
+    const record = records.get(key);
+    if (record === undefined) return undefined;
+    if (record.expiresAt <= Date.now()) {
+      records.delete(key);
+      return undefined;
+    }
+    return record.payload;
+  };
+  const entries = function* (model: string): Generator<[string, Record<string, unknown>]> {
+    for (const key of [...records.keys()]) {
+      if (!key.startsWith(`${model}:`)) continue;
+      const payload = read(key);
+      if (payload !== undefined) yield [key.slice(model.length + 1), payload];
+    }
+  };
+  const revokeByGrantId = (grantId: string): void => {
+    for (const [key, record] of records) {
+      if (record.payload['grantId'] === grantId) records.delete(key);
+    }
+    records.delete(`Grant:${grantId}`);
+  };
+  const adapterFor = (model: string) => ({
+    upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void> {
+      const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : Infinity;
+      records.set(`${model}:${id}`, { payload, expiresAt });
+      return Promise.resolve();
+    },
+    find(id: string): Promise<Record<string, unknown> | undefined> {
+      return Promise.resolve(read(`${model}:${id}`));
+    },
+    findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
+      for (const [, payload] of entries(model))
+        if (payload['uid'] === uid) return Promise.resolve(payload);
+      return Promise.resolve(undefined);
+    },
+    findByUserCode(code: string): Promise<Record<string, unknown> | undefined> {
+      for (const [, payload] of entries(model)) {
+        if (payload['userCode'] === code) return Promise.resolve(payload);
+      }
+      return Promise.resolve(undefined);
+    },
+    consume(id: string): Promise<void> {
+      const payload = read(`${model}:${id}`);
+      if (payload !== undefined) payload['consumed'] = Math.floor(Date.now() / 1000);
+      return Promise.resolve();
+    },
+    destroy(id: string): Promise<void> {
+      records.delete(`${model}:${id}`);
+      return Promise.resolve();
+    },
+    revokeByGrantId(grantId: string): Promise<void> {
+      revokeByGrantId(grantId);
+      return Promise.resolve();
+    },
+  });
+  return { adapterFor, entries, revokeByGrantId };
+}
+
+async function generateSigningKey(alg: 'RS256' | 'ES256'): Promise<{
+  key: SigningKey;
+  privateJwk: JWK;
+}> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const kid = `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`;
+  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
+  const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+  return { key: { kid, alg, privateKey, publicJwk }, privateJwk };
+}
+
+const FAULT_PATHS: Readonly<Record<FaultTarget, string>> = {
+  token: '/token',
+  discovery: '/.well-known/openid-configuration',
+  jwks: '/jwks',
+  revocation: '/token/revocation',
+  introspection: '/token/introspection',
+};
+
+function defaultClaims(users: readonly TestUser[]): Record<string, string[]> {
+  const extra = new Set<string>();
+  for (const user of users) for (const name of Object.keys(user.extraClaims ?? {})) extra.add(name);
+  return {
+    openid: ['sub', ...extra],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username', 'groups'],
+    groups: ['groups'],
+  };
+}
+
+function claimsOf(user: TestUser): Record<string, unknown> {
+  const claims: Record<string, unknown> = { ...user.extraClaims, sub: user.sub };
+  if (user.email !== undefined) claims['email'] = user.email;
+  if (user.emailVerified !== undefined) claims['email_verified'] = user.emailVerified;
+  if (user.name !== undefined) claims['name'] = user.name;
+  if (user.preferredUsername !== undefined) claims['preferred_username'] = user.preferredUsername;
+  if (user.groups !== undefined) claims['groups'] = [...user.groups];
+  return claims;
+}
+
+function clientMetadata(client: TestClient): Record<string, unknown> {
+  const method =
+    client.authMethod ?? (client.clientSecret === undefined ? 'none' : 'client_secret_basic');
+  const metadata: Record<string, unknown> = {
+    client_id: client.clientId,
+    redirect_uris: [...client.redirectUris],
+    post_logout_redirect_uris: [...(client.postLogoutRedirectUris ?? [])],
+    grant_types: [...(client.grantTypes ?? ['authorization_code', 'refresh_token'])],
+    response_types: client.grantTypes?.includes('authorization_code') === false ? [] : ['code'],
+    token_endpoint_auth_method: method,
+    id_token_signed_response_alg: client.idTokenSignedResponseAlg ?? 'RS256',
+  };
+  if (client.clientSecret !== undefined) metadata['client_secret'] = client.clientSecret;
+  if (client.publicJwk !== undefined) metadata['jwks'] = { keys: [client.publicJwk] };
+  if (client.backchannelLogoutUri !== undefined) {
+    metadata['backchannel_logout_uri'] = client.backchannelLogoutUri;
+    metadata['backchannel_logout_session_required'] = true;
+  }
+  return metadata;
+}
+
+/**
+ * Starts a development OpenID Provider on `127.0.0.1` (issuer `http://127.0.0.1:<port>`), with
+ * refresh-token rotation on (reuse of a rotated token is `invalid_grant` and revokes the grant),
+ * PKCE S256 required, the provider's own sign-in/consent forms, revocation, introspection,
+ * RP-initiated and back-channel logout, client credentials and resource indicators.
+ */
+export async function startTestProvider(options: TestProviderOptions): Promise<TestProvider> {
+  // Loaded on demand so that nothing outside tests and the demo pulls in the provider.
+  const specifier = 'oidc-provider';
+  const loaded: unknown = await import(specifier);
+  const mod = loaded as ProviderModule;
+
+  const users = new Map((options.users ?? [DEMO_USER]).map((u) => [u.sub, u]));
+  const [rs, es] = await Promise.all([generateSigningKey('RS256'), generateSigningKey('ES256')]);
+  const storage = createStorage();
+  const autoConsent = options.autoConsent ?? true;
+  const accessTokenTtl = options.accessTokenTtlSeconds ?? 300;
+  const resourceScope = options.resourceScope ?? 'api:read api:write';
+  const resources = new Set([
+    ...(options.defaultResource === undefined ? [] : [options.defaultResource]),
+    ...(options.resources ?? []),
+  ]);
+  const claims = options.claims ?? defaultClaims([...users.values()]);
+
+  const emptyCounters = () => ({
+    grants: {} as Record<string, Record<string, number>>,
+    tokenRequests: 0,
+    discovery: 0,
+    jwks: 0,
+    introspection: 0,
+    revocation: 0,
+    endSession: 0,
+    faultsInjected: 0,
+  });
+  let counts = emptyCounters();
+  const countGrant = (grantType: unknown, outcome: string) => {
+    const type = typeof grantType === 'string' ? grantType : 'unknown';
+    const byOutcome = (counts.grants[type] ??= {});
+    byOutcome[outcome] = (byOutcome[outcome] ?? 0) + 1;
+  };
+  let faults: { fault: Fault; remaining: number }[] = [];
+
+  const server: Server = createServer();
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const configuration = {
+    adapter: (model: string) => storage.adapterFor(model),
+    clients: options.clients.map(clientMetadata),
+    jwks: { keys: [rs.privateJwk, es.privateJwk] },
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    claims,
+    scopes: ['openid', 'offline_access', ...Object.keys(claims).filter((s) => s !== 'openid')],
+    // Release scope claims in the ID token of the code flow too, as most IdPs do.
+    conformIdTokenClaims: false,
+    pkce: { required: () => true },
+    rotateRefreshToken: true,
+    ttl: {
+      AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
+      IdToken: options.idTokenTtlSeconds ?? 3600,
+      RefreshToken: options.refreshTokenTtlSeconds ?? 14 * 24 * 3600,
+      AuthorizationCode: 60,
+      Interaction: 600,
+      Session: 24 * 3600,
+      Grant: 14 * 24 * 3600,
+    },
+    issueRefreshToken: (
+      _ctx: unknown,
+      client: { grantTypeAllowed(type: string): boolean },
+      code: { scopes: Set<string> },
+    ) =>
+      Promise.resolve(
+        client.grantTypeAllowed('refresh_token') &&
+          (options.refreshTokenPolicy !== 'offline_access' || code.scopes.has('offline_access')),
+      ),
+    findAccount: (_ctx: unknown, sub: string) => {
+      const user = users.get(sub);
+      if (user === undefined) return Promise.resolve(undefined);
+      return Promise.resolve({ accountId: sub, claims: () => Promise.resolve(claimsOf(user)) });
+    },
+    loadExistingGrant: async (ctx: OidcContext) => {
+      const { oidc } = ctx;
+      const grantId =
+        oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId);
+      let grant = grantId === undefined ? undefined : await oidc.provider.Grant.find(grantId);
+      if (!autoConsent || oidc.account === undefined) return grant;
+      grant ??= new oidc.provider.Grant({
+        accountId: oidc.account.accountId,
+        clientId: oidc.client.clientId,
+      });
+      grant.addOIDCScope([...oidc.requestParamOIDCScopes].join(' '));
+      grant.addOIDCClaims([...oidc.requestParamClaims]);
+      for (const [indicator, resourceServer] of Object.entries(oidc.resourceServers)) {
+        grant.addResourceScope(indicator, [...resourceServer.scopes].join(' '));
+      }
+      await grant.save();
+      return grant;
+    },
+    features: {
+      devInteractions: { enabled: true },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      backchannelLogout: { enabled: true },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: (_ctx: unknown, _client: unknown, oneOf?: string) =>
+          Promise.resolve(oneOf ?? options.defaultResource),
+        useGrantedResource: () => Promise.resolve(true),
+        getResourceServerInfo: (_ctx: unknown, indicator: string) => {
+          if (!resources.has(indicator)) {
+            return Promise.reject(new mod.errors.InvalidTarget('unknown resource indicator'));
+          }
+          return Promise.resolve({
+            scope: resourceScope,
+            audience: indicator,
+            accessTokenTTL: accessTokenTtl,
+            accessTokenFormat: options.accessTokenFormat ?? 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          });
+        },
+      },
+    },
+  };
+
+  const provider = new mod.default(issuer, configuration);
+  provider.on('grant.success', (ctx) => {
+    countGrant((ctx as OidcContext).oidc.params?.['grant_type'], 'success');
+  });
+  provider.on('grant.error', (ctx, err) => {
+    const error = (err as { error?: unknown }).error;
+    countGrant(
+      (ctx as OidcContext).oidc.params?.['grant_type'],
+      typeof error === 'string' ? error : 'server_error',
+    );
+  });
+  const handle = provider.callback();
+
+  const takeFault = (path: string): Fault | undefined => {
+    const entry = faults.find((f) => FAULT_PATHS[f.fault.target] === path && f.remaining > 0);
+    if (entry === undefined) return undefined;
+    entry.remaining -= 1;
+    counts.faultsInjected += 1;
+    return entry.fault;
+  };
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const path = new URL(req.url ?? '/', issuer).pathname;
+    if (path === FAULT_PATHS.discovery) counts.discovery += 1;
+    else if (path === FAULT_PATHS.jwks) counts.jwks += 1;
+    else if (path === FAULT_PATHS.introspection) counts.introspection += 1;
+    else if (path === FAULT_PATHS.revocation) counts.revocation += 1;
+    else if (path === FAULT_PATHS.token && req.method === 'POST') counts.tokenRequests += 1;
+    else if (path.startsWith('/session/end')) counts.endSession += 1;
+
+    const fault = takeFault(path);
+    if (fault === undefined) {
+      handle(req, res);
+      return;
+    }
+    setTimeout(() => {
+      if (fault.status === undefined) {
+        handle(req, res);
+        return;
+      }
+      res.writeHead(fault.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'server_error', error_description: 'injected fault' }));
+    }, fault.latencyMs ?? 0);
+  });
+
+  let listening = true;
+  const stop = async () => {
+    if (!listening) return;
+    listening = false;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of sockets) socket.destroy();
+    await closed;
+  };
+  const start = async () => {
+    if (listening) return;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    listening = true;
+  };
+
+  const keys = { RS256: rs.key, ES256: es.key };
+  return {
+    issuer,
+    port,
+    keys,
+    signJwt: (payload, signOptions) => {
+      const key = keys[signOptions?.alg ?? 'RS256'];
+      return new SignJWT({ iss: issuer, iat: Math.floor(Date.now() / 1000), ...payload })
+        .setProtectedHeader({
+          alg: key.alg,
+          kid: signOptions?.kid ?? key.kid,
+          ...(signOptions?.typ === undefined ? {} : { typ: signOptions.typ }),
+        })
+        .sign(key.privateKey);
+    },
+    counters: () => structuredClone(counts),
+    resetCounters: () => {
+      counts = emptyCounters();
+    },
+    injectFault: (fault) => {
+      faults.push({ fault, remaining: fault.count ?? Number.POSITIVE_INFINITY });
+    },
+    clearFaults: () => {
+      faults = [];
+    },
+    revokeGrant: (grantId) => {
+      storage.revokeByGrantId(grantId);
+      return Promise.resolve();
+    },
+    grantIds: (accountId, clientId) => {
+      const ids: string[] = [];
+      for (const [id, grant] of storage.entries('Grant')) {
+        if (grant['accountId'] !== accountId) continue;
+        if (clientId !== undefined && grant['clientId'] !== clientId) continue;
+        ids.push(id);
+      }
+      return ids;
+    },
+    findSessions: (filter = {}) => {
+      const found: ProviderSession[] = [];
+      for (const [, session] of storage.entries('Session')) {
+        const authorizations = (session['authorizations'] ?? {}) as Record<
+          string,
+          { sid?: string; grantId?: string }
+        >;
+        const clients = Object.entries(authorizations).map(([clientId, a]) => ({
+          clientId,
+          sid: a.sid ?? '',
+          grantId: a.grantId,
+        }));
+        const accountId =
+          typeof session['accountId'] === 'string' ? session['accountId'] : undefined;
+        if (filter.accountId !== undefined && accountId !== filter.accountId) continue;
+        if (filter.sid !== undefined && !clients.some((c) => c.sid === filter.sid)) continue;
+        found.push({ uid: String(session['uid']), accountId, clients });
+      }
+      return found;
+    },
+    stop,
+    start,
+    close: stop,
+  };
+}
