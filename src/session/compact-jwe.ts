@@ -1,0 +1,97 @@
+/** Direct AES-256-GCM compact JWE (`alg: dir`, `enc: A256GCM`, RFC 7516 §7.1) with node:crypto. */
+import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
+
+/** Key material accepted for sealing and opening: a 256-bit secret key. */
+export type AesKey = KeyObject | Buffer;
+
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const IV_CHARS = 16; // base64url of 12 bytes
+const TAG_CHARS = 22; // base64url of 16 bytes
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+/** The base64url protected header for `dir` + `A256GCM`, with a `kid` when given. */
+export function encodeProtectedHeader(kid?: string): string {
+  const header =
+    kid === undefined ? { alg: 'dir', enc: 'A256GCM' } : { alg: 'dir', enc: 'A256GCM', kid };
+  return Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+}
+
+/**
+ * Reads a protected header and returns its `kid` (or `null` when it has none) only when the
+ * header is exactly `{alg: "dir", enc: "A256GCM"[, kid]}`: no other member (`zip`, `crit`, …),
+ * no other algorithm. Anything else is `undefined`.
+ */
+export function parseStrictHeader(headerB64: string): string | null | undefined {
+  if (!BASE64URL.test(headerB64) || headerB64.length > 512) return undefined;
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(headerB64, 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) return undefined;
+  const members = Object.keys(header);
+  const { alg, enc, kid } = header as Record<string, unknown>;
+  if (alg !== 'dir' || enc !== 'A256GCM') return undefined;
+  if (members.length === 2) return null;
+  if (members.length === 3 && typeof kid === 'string') return kid;
+  return undefined;
+}
+
+/** Encrypts `plaintext` under `key` with a fresh random IV; the protected header is the AAD. */
+export function sealCompact(key: AesKey, headerB64: string, plaintext: Buffer): string {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(Buffer.from(headerB64, 'ascii'));
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  const tag = cipher.getAuthTag();
+  return `${headerB64}..${iv.toString('base64url')}.${ciphertext.toString('base64url')}.${tag.toString('base64url')}`;
+}
+
+/** The five segments of a compact JWE that passed the shape checks. */
+export interface CompactParts {
+  readonly header: string;
+  readonly iv: string;
+  readonly ciphertext: string;
+  readonly tag: string;
+}
+
+/**
+ * Splits a compact JWE with an empty encrypted key (as `dir` requires) and canonical segment
+ * lengths; `undefined` for anything else, so a malformed value never reaches the cipher.
+ */
+export function splitCompact(value: string, maxLength: number): CompactParts | undefined {
+  if (value.length > maxLength) return undefined;
+  const parts = value.split('.');
+  if (parts.length !== 5) return undefined;
+  const [header, encryptedKey, iv, ciphertext, tag] = parts as [
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  if (encryptedKey !== '' || iv.length !== IV_CHARS || tag.length !== TAG_CHARS) return undefined;
+  // A base64url length of 1 mod 4 is impossible; Buffer would silently drop the extra char.
+  if (ciphertext.length % 4 === 1 || !BASE64URL.test(ciphertext)) return undefined;
+  if (!BASE64URL.test(iv) || !BASE64URL.test(tag)) return undefined;
+  return { header, iv, ciphertext, tag };
+}
+
+/** Decrypts checked parts; `undefined` when authentication fails (wrong key, tampering). */
+export function openCompact(key: AesKey, parts: CompactParts): Buffer | undefined {
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(parts.iv, 'base64url'), {
+      authTagLength: TAG_BYTES,
+    });
+    decipher.setAAD(Buffer.from(parts.header, 'ascii'));
+    decipher.setAuthTag(Buffer.from(parts.tag, 'base64url'));
+    return Buffer.concat([
+      decipher.update(Buffer.from(parts.ciphertext, 'base64url')),
+      decipher.final(),
+    ]);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,81 @@
+/** Seals JSON payloads into standard compact JWE (`dir` + `A256GCM`, `kid`) and opens them. */
+import {
+  encodeProtectedHeader,
+  openCompact,
+  parseStrictHeader,
+  sealCompact,
+  splitCompact,
+} from './compact-jwe.ts';
+import type { KeyRing, SecretKey } from './session-keys.ts';
+
+/** Options for {@link createCookieCodec}. */
+export interface CookieCodecOptions {
+  /** Longest value `open` will look at, in characters. Default 65,536. */
+  readonly maxLength?: number;
+}
+
+/** Counters a metrics exporter may read. */
+export interface CookieCodecStats {
+  /** Decrypt attempts that reached the cipher. */
+  decrypts: number;
+}
+
+/**
+ * The session cookie codec. Output is a standard compact JWE any JOSE library opens with the
+ * derived key; input is refused unless it is exactly what this codec produces.
+ */
+export interface CookieCodec {
+  /** Encrypts `payload` (JSON-serialisable) with the current key. */
+  seal(payload: unknown): string;
+  /**
+   * The decrypted JSON payload, or `undefined` for anything else: malformed, truncated,
+   * tampered, another header (other `alg`/`enc`, `zip`, extra members), an unknown `kid`.
+   * Never throws.
+   */
+  open(value: string): unknown;
+  readonly stats: Readonly<CookieCodecStats>;
+}
+
+/**
+ * Creates a codec over a key ring. Decoding uses `node:crypto` directly (synchronous; several
+ * times faster than WebCrypto for cookie-sized inputs) while staying RFC 7516 compact JWE.
+ */
+export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {}): CookieCodec {
+  const maxLength = options.maxLength ?? 65_536;
+  // The headers this codec writes, precomputed: the common case is a map lookup, not a parse.
+  const headers = new Map<string, SecretKey>(
+    ring.all.map((key) => [encodeProtectedHeader(key.kid), key]),
+  );
+  const currentHeader = encodeProtectedHeader(ring.current.kid);
+  const currentKey = ring.current.keyObject();
+  const stats: CookieCodecStats = { decrypts: 0 };
+
+  function keyFor(headerB64: string): SecretKey | undefined {
+    const known = headers.get(headerB64);
+    if (known !== undefined) return known;
+    // An equivalent header serialised differently by another JOSE implementation.
+    const kid = parseStrictHeader(headerB64);
+    return typeof kid === 'string' ? ring.byKid(kid) : undefined;
+  }
+
+  return {
+    stats,
+    seal(payload) {
+      return sealCompact(currentKey, currentHeader, Buffer.from(JSON.stringify(payload), 'utf8'));
+    },
+    open(value) {
+      const parts = splitCompact(value, maxLength);
+      if (parts === undefined) return undefined;
+      const key = keyFor(parts.header);
+      if (key === undefined) return undefined;
+      stats.decrypts++;
+      const plaintext = openCompact(key.keyObject(), parts);
+      if (plaintext === undefined) return undefined;
+      try {
+        return JSON.parse(plaintext.toString('utf8')) as unknown;
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
