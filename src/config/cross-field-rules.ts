@@ -1,0 +1,203 @@
+/** Rules that span several configuration keys, checked after each part passed the schema. */
+
+import { createPrivateKey } from 'node:crypto';
+
+import { formatPath } from './config-path.ts';
+import type { LocatedProblem } from './schema-problems.ts';
+import type { AppConfig, Config } from './schema.ts';
+import type { ConfigProblem } from '../errors.ts';
+
+type RootConfig = Omit<Config, 'apps'>;
+
+const ENDPOINT_PATHS = [
+  'callbackPath',
+  'logoutPath',
+  'backchannelLogoutPath',
+  'frontchannelLogoutPath',
+] as const;
+
+/** Rules within one app; paths are relative to the app. */
+export function checkAppRules(app: AppConfig): LocatedProblem[] {
+  const problems: LocatedProblem[] = [];
+  const { oidc, session, bearer } = app;
+
+  if (
+    (oidc.clientAuth === 'client_secret_basic' || oidc.clientAuth === 'client_secret_post') &&
+    oidc.clientSecret === undefined
+  ) {
+    problems.push({
+      path: ['oidc', 'clientSecret'],
+      message: `is required when clientAuth is ${oidc.clientAuth} (or give clientSecretFile)`,
+    });
+  }
+  if (oidc.clientAuth === 'private_key_jwt') {
+    if (oidc.privateKey === undefined) {
+      problems.push({
+        path: ['oidc', 'privateKey'],
+        message: 'is required when clientAuth is private_key_jwt (or give privateKeyFile)',
+      });
+    } else if (!isPrivateKey(oidc.privateKey)) {
+      problems.push({
+        path: ['oidc', 'privateKey'],
+        message: 'must be a PEM private key or a private JWK as JSON',
+      });
+    }
+  }
+
+  // An endpoint that is also public would be let through untouched and never handled.
+  const seen = new Map<string, string>();
+  for (const key of ENDPOINT_PATHS) {
+    const path = oidc[key];
+    if (path === undefined) continue;
+    const publicIndex = app.publicPaths.findIndex((entry) =>
+      'prefix' in entry ? path.startsWith(entry.prefix) : path === entry.exact,
+    );
+    if (publicIndex !== -1) {
+      problems.push({
+        path: ['oidc', key],
+        message: `is also a public path (publicPaths[${publicIndex}])`,
+      });
+    }
+    const other = seen.get(path);
+    if (other !== undefined) {
+      problems.push({ path: ['oidc', key], message: `is the same path as oidc.${other}` });
+    }
+    seen.set(path, key);
+  }
+
+  if (session.sameSite === 'none' && session.secure === false) {
+    problems.push({
+      path: ['session', 'secure'],
+      message: 'cannot be false with sameSite none (browsers drop such cookies)',
+    });
+  }
+  if (session.idleTimeout !== undefined && session.idleTimeout > session.maxAge) {
+    problems.push({ path: ['session', 'idleTimeout'], message: 'must not exceed session.maxAge' });
+  }
+
+  if (bearer.enabled && bearer.audiences.length === 0) {
+    problems.push({
+      path: ['bearer', 'audiences'],
+      message: 'must list at least one audience when bearer is enabled',
+    });
+  }
+  const introspection = bearer.introspection;
+  if (introspection?.enabled === true) {
+    if (introspection.clientId === undefined) {
+      problems.push({
+        path: ['bearer', 'introspection', 'clientId'],
+        message: 'is required when introspection is enabled',
+      });
+    }
+    if (introspection.clientSecret === undefined) {
+      problems.push({
+        path: ['bearer', 'introspection', 'clientSecret'],
+        message: 'is required when introspection is enabled (or give clientSecretFile)',
+      });
+    }
+  }
+  return problems;
+}
+
+/** Rules over the top-level keys (everything but `apps`). */
+export function checkRootRules(root: RootConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const redis = root.store.redis;
+  const modes: string[] = [];
+  if (redis.url !== undefined) modes.push('url');
+  if (redis.sentinels !== undefined || redis.name !== undefined) modes.push('sentinels');
+  if (redis.cluster !== undefined) modes.push('cluster');
+  for (const mode of modes.slice(1)) {
+    problems.push({
+      path: `store.redis.${mode}`,
+      message: `cannot be combined with ${modes[0] ?? ''} (give one of url, sentinels with name, cluster)`,
+    });
+  }
+  if (redis.sentinels !== undefined && redis.name === undefined) {
+    problems.push({ path: 'store.redis.name', message: 'is required with sentinels' });
+  }
+  if (redis.name !== undefined && redis.sentinels === undefined) {
+    problems.push({ path: 'store.redis.sentinels', message: 'is required with name' });
+  }
+  if (root.store.type === 'redis' && modes.length === 0) {
+    problems.push({
+      path: 'store.redis',
+      message: 'needs one of url, sentinels with name, or cluster when store.type is redis',
+    });
+  }
+  const tls = redis.tls;
+  if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined)) {
+    problems.push({
+      path: tls.cert === undefined ? 'store.redis.tls.cert' : 'store.redis.tls.key',
+      message: 'is required with ' + (tls.cert === undefined ? 'key' : 'cert'),
+    });
+  }
+
+  const listeners = [
+    ['grpc', root.listen.grpc],
+    ['http', root.listen.http],
+    ['admin', root.listen.admin],
+  ] as const;
+  listeners.forEach(([name, address], i) => {
+    const earlier = listeners.slice(0, i).find(([, other]) => other === address);
+    if (earlier !== undefined && !address.endsWith(':0')) {
+      problems.push({
+        path: `listen.${name}`,
+        message: `is the same address as listen.${earlier[0]}`,
+      });
+    }
+  });
+  return problems;
+}
+
+/**
+ * Rules across apps. Names are taken from the raw documents, so a duplicate is reported even
+ * when one of the apps has other problems. An app that matches every request (no hosts, path
+ * prefix `/`) may be followed by apps without a `match` of their own — those are chosen through
+ * `context_extensions` (Contour, Gloo) — but an app after it with a narrower `match` could never
+ * be chosen by that match, which is reported.
+ */
+export function checkAcrossApps(
+  rawNames: readonly unknown[],
+  apps: readonly (AppConfig | undefined)[],
+): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const firstByName = new Map<string, number>();
+  rawNames.forEach((name, i) => {
+    if (typeof name !== 'string') return;
+    const first = firstByName.get(name);
+    if (first === undefined) firstByName.set(name, i);
+    else {
+      problems.push({
+        path: formatPath(['apps', i, 'name']),
+        message: `is the same as apps[${first}].name (app names must be unique)`,
+      });
+    }
+  });
+
+  let catchAll: number | undefined;
+  apps.forEach((app, i) => {
+    if (app === undefined) return;
+    const matchesAll = app.match.hosts.length === 0 && app.match.pathPrefix === '/';
+    if (catchAll !== undefined && !matchesAll) {
+      problems.push({
+        path: formatPath(['apps', i, 'match']),
+        message: `is never reached: apps[${catchAll}] matches every request first (move this app before it)`,
+      });
+    }
+    if (matchesAll && catchAll === undefined) catchAll = i;
+  });
+  return problems;
+}
+
+function isPrivateKey(text: string): boolean {
+  try {
+    const trimmed = text.trim();
+    const key = trimmed.startsWith('{')
+      ? createPrivateKey({ key: JSON.parse(trimmed) as JsonWebKey, format: 'jwk' })
+      : createPrivateKey(trimmed);
+    return key.type === 'private';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,747 @@
+/** The configuration schema: every key, its validation, its default and its documentation. */
+
+import { z } from 'zod';
+
+import { DURATION_HINT, parseDuration } from './duration.ts';
+import { compileTemplate } from './template.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------------------------
+
+/** A duration string (`90s`, `15m`, `24h`, `500ms`, `1h30m`) resolved to milliseconds. */
+function duration() {
+  return z.string().transform((text, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: DURATION_HINT });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
+
+function isHostPort(text: string): boolean {
+  const match = HOST_PORT.exec(text);
+  return match !== null && Number(match[1]) <= 65535;
+}
+
+const hostPort = z
+  .string()
+  .refine(isHostPort, 'must be host:port (e.g. 0.0.0.0:9001, [::]:9001, redis-0:6379)');
+
+/** True for hosts that never leave the machine: 127.0.0.0/8, ::1 and localhost. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase();
+  return (
+    host === 'localhost' ||
+    host === '[::1]' ||
+    host === '::1' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  );
+}
+
+function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** An https URL, or http on loopback only (SPEC §14: HTTPS to the IdP except loopback). */
+const issuerUrl = z.string().superRefine((text, ctx) => {
+  const url = parseUrl(text);
+  if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    ctx.addIssue({ code: 'custom', message: 'must be an https URL' });
+  } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be an https URL (http is allowed only for 127.0.0.0/8, ::1 and localhost)',
+    });
+  } else if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must not contain a query, a fragment or credentials',
+    });
+  }
+});
+
+const absoluteUrl = z
+  .string()
+  .refine((text) => /^https?:$/.test(parseUrl(text)?.protocol ?? ''), 'must be an http(s) URL');
+
+/** A URL path: starts with `/`, no query, fragment or whitespace. */
+const urlPath = z.string().regex(/^\/[^\s?#]*$/, 'must be a path starting with / (no query)');
+
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+const httpMethods = z
+  .array(
+    z
+      .string()
+      .regex(HTTP_TOKEN, 'must be an HTTP method')
+      .transform((method) => method.toUpperCase()),
+  )
+  .min(1, 'must list at least one method when given');
+
+/** A claim value a rule compares with. */
+const claimValue = z.union([z.string(), z.number(), z.boolean()], {
+  error: 'must be a string, number or boolean',
+});
+
+const MATCHERS = ['equals', 'oneOf', 'contains', 'exists'] as const;
+
+const claimRule = z
+  .strictObject({
+    claim: z
+      .string()
+      .min(1)
+      .describe(
+        'Claim to test: a dot path (`realm_access.roles`, `resource_access.app.roles`) or a full name (`https://example.com/roles`).',
+      ),
+    equals: claimValue.optional().describe('The claim equals this value.'),
+    oneOf: z.array(claimValue).min(1).optional().describe('The claim equals one of these values.'),
+    contains: claimValue
+      .optional()
+      .describe('The claim is an array containing this value, or a string containing it.'),
+    exists: z.boolean().optional().describe('true: the claim is present; false: it is absent.'),
+  })
+  .refine(
+    (rule) => MATCHERS.filter((m) => rule[m] !== undefined).length === 1,
+    'must have exactly one of equals, oneOf, contains, exists',
+  );
+
+/** The rule fields shared by an app's `authorization` and each of its `paths`. */
+function ruleFields() {
+  return {
+    allowedEmails: z
+      .array(
+        z
+          .string()
+          .regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address')
+          .transform((email) => email.toLowerCase()),
+      )
+      .default([])
+      .describe('Emails allowed in (compared case-insensitively). Empty: any email. Default [].'),
+    allowedDomains: z
+      .array(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, 'must be a domain like example.com')
+          .transform((domain) => domain.toLowerCase()),
+      )
+      .default([])
+      .describe(
+        'Email domains allowed in, checked only when `email_verified` is true. Empty: any. Default [].',
+      ),
+    requireGroups: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'User must be in any one of these groups (`groupsClaim`). Empty: no check. Default [].',
+      ),
+    requireRoles: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'User must have any one of these roles (`rolesClaims`). Empty: no check. Default [].',
+      ),
+    claims: z
+      .array(claimRule)
+      .default([])
+      .describe('Generic claim matchers; all must hold. Default [].'),
+  };
+}
+
+/** Names that may not be set upstream: they belong to the transport or to the session cookie. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'upgrade',
+  'cookie',
+]);
+
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name')
+  .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header');
+
+const headerTemplate = z.string().superRefine((source, ctx) => {
+  const compiled = compileTemplate(source);
+  if (!compiled.ok) ctx.addIssue({ code: 'custom', message: compiled.message });
+});
+
+/** The identity headers every app sends unless it maps them to `''` (SPEC §7). */
+export const DEFAULT_UPSTREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'x-auth-request-user': '{{ claims.sub }}',
+  'x-auth-request-email': '{{ claims.email }}',
+  'x-auth-request-groups': '{{ claims.groups }}',
+  'x-auth-request-preferred-username': '{{ claims.preferred_username }}',
+});
+
+/** Authorization-request parameters the login flow owns; `extraAuthParams` may not override them. */
+const RESERVED_AUTH_PARAMS = new Set([
+  'client_id',
+  'redirect_uri',
+  'response_type',
+  'response_mode',
+  'scope',
+  'state',
+  'nonce',
+  'code_challenge',
+  'code_challenge_method',
+  'request',
+  'request_uri',
+]);
+
+const ID_TOKEN_ALGS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
+
+// ---------------------------------------------------------------------------------------------
+// One app
+// ---------------------------------------------------------------------------------------------
+
+const matchSchema = z
+  .strictObject({
+    hosts: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
+            'must be a host name like app.example.com or *.example.com (no port)',
+          )
+          .transform((host) => host.toLowerCase()),
+      )
+      .default([])
+      .describe(
+        'Host names this app serves: exact, or `*.example.com` for any subdomain; the request port is ignored. Empty: any host. Default [].',
+      ),
+    pathPrefix: urlPath
+      .default('/')
+      .describe('Only requests whose path starts with this prefix match. Default `/`.'),
+  })
+  .prefault({})
+  .describe(
+    'How requests find this app: the first app whose `match` fits wins; `context_extensions` `app=<name>` wins over all. Omitted: every request matches. An app that matches every request must be the last app with a `match` of its own.',
+  );
+
+const oidcSchema = z
+  .strictObject({
+    issuer: issuerUrl.describe(
+      'OpenID Provider issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`. https, or http on loopback only. Required.',
+    ),
+    clientId: z.string().min(1, 'must not be empty').describe('OAuth client id. Required.'),
+    clientSecret: z
+      .string()
+      .min(1, 'must not be empty')
+      .optional()
+      .describe(
+        'OAuth client secret; required for `client_secret_basic` and `client_secret_post`. Or `clientSecretFile`: a file holding it (trailing newline removed).',
+      ),
+    clientAuth: z
+      .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'])
+      .default('client_secret_basic')
+      .describe('Client authentication at the token endpoint. Default `client_secret_basic`.'),
+    privateKey: z
+      .string()
+      .min(1, 'must not be empty')
+      .optional()
+      .describe(
+        'Signing key for `private_key_jwt`: a PEM private key or a private JWK as JSON. Or `privateKeyFile`.',
+      ),
+    scopes: z
+      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
+      .refine((scopes) => scopes.includes('openid'), 'must include openid')
+      .default(['openid', 'profile', 'email', 'offline_access'])
+      .describe(
+        'Scopes requested at login. Must include `openid`. Default `[openid, profile, email, offline_access]`.',
+      ),
+    callbackPath: urlPath
+      .default('/oauth2/callback')
+      .describe('Redirect URI path registered at the IdP. Default `/oauth2/callback`.'),
+    logoutPath: urlPath
+      .default('/oauth2/logout')
+      .describe('Path that ends the session (RP-initiated logout). Default `/oauth2/logout`.'),
+    postLogoutRedirectUri: absoluteUrl
+      .optional()
+      .describe('Where the IdP sends the browser after logout. Default: none.'),
+    backchannelLogoutPath: urlPath
+      .optional()
+      .describe(
+        'Path receiving OIDC Back-Channel Logout POSTs (`logout_token`), via Envoy or straight to `listen.http`. Default: off.',
+      ),
+    frontchannelLogoutPath: urlPath
+      .optional()
+      .describe('Path receiving OIDC Front-Channel Logout GETs (`iss`, `sid`). Default: off.'),
+    extraAuthParams: z
+      .record(
+        z
+          .string()
+          .refine(
+            (name) => !RESERVED_AUTH_PARAMS.has(name),
+            'is set by the login flow and cannot be overridden',
+          ),
+        z.string(),
+      )
+      .default({})
+      .describe(
+        'Extra authorization-request parameters (`prompt`, `acr_values`, `kc_idp_hint`, …). Default {}.',
+      ),
+    idTokenAlgs: z
+      .array(z.enum(ID_TOKEN_ALGS))
+      .min(1)
+      .default(['RS256', 'ES256', 'PS256', 'EdDSA'])
+      .describe(
+        'Accepted ID token signature algorithms (asymmetric only). Default `[RS256, ES256, PS256, EdDSA]`.',
+      ),
+    clockSkew: duration()
+      .prefault('30s')
+      .describe('Tolerance for `exp`/`iat`/`nbf` of ID tokens. Duration, default `30s`.'),
+    revokeOnLogout: z
+      .boolean()
+      .default(false)
+      .describe('Revoke the refresh and access tokens (RFC 7009) on logout. Default false.'),
+    tlsInsecureSkipVerify: z
+      .boolean()
+      .default(false)
+      .describe('Skip TLS certificate verification towards the IdP. Logged loudly. Default false.'),
+  })
+  .describe('The OpenID Connect client of this app.');
+
+const refreshSchema = z
+  .strictObject({
+    skew: duration()
+      .prefault('60s')
+      .describe('Refresh when the access token has less than this left. Duration, default `60s`.'),
+    resultTtl: duration()
+      .prefault('60s')
+      .describe(
+        'How long a refresh result is kept (encrypted) for requests still carrying the old cookie. Duration, default `60s`.',
+      ),
+    maxAttempts: z
+      .int()
+      .min(1)
+      .default(3)
+      .describe('Failed refresh attempts per session before `cooldown` applies. Default 3.'),
+    cooldown: duration()
+      .prefault('30s')
+      .describe(
+        'Pause after `maxAttempts` failed refreshes of one session. Duration, default `30s`.',
+      ),
+    maxConcurrent: z
+      .int()
+      .min(1)
+      .default(64)
+      .describe('Concurrent refresh grants per process, across all sessions. Default 64.'),
+  })
+  .prefault({})
+  .describe('Access-token refresh (SPEC §5).');
+
+const sessionSchema = z
+  .strictObject({
+    store: z
+      .enum(['cookie', 'server'])
+      .default('cookie')
+      .describe(
+        '`cookie`: tokens encrypted in the cookie; `server`: the cookie holds a ticket and tokens live in `store`. Default `cookie`.',
+      ),
+    secrets: z
+      .array(
+        z
+          .string()
+          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long'),
+      )
+      .min(1, 'must have at least one secret')
+      .describe(
+        'Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or `secretsFile`: a file with one secret per line. Required.',
+      ),
+    cookieName: z
+      .string()
+      .regex(HTTP_TOKEN, 'must be a cookie name (an HTTP token)')
+      .default('_eoa')
+      .describe('Session cookie name (chunks are `name.0`, `name.1`, …). Default `_eoa`.'),
+    maxAge: duration()
+      .prefault('24h')
+      .describe('Absolute session lifetime, enforced on the server. Duration, default `24h`.'),
+    idleTimeout: duration()
+      .optional()
+      .describe('End a session unused for this long. Duration, default: off.'),
+    sameSite: z
+      .enum(['lax', 'strict', 'none'])
+      .default('lax')
+      .describe('SameSite attribute of the session cookie. Default `lax`.'),
+    domain: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Domain attribute of the session cookie. Default: none (host-only, `__Host-` prefix).',
+      ),
+    secure: z
+      .boolean()
+      .optional()
+      .describe(
+        'Secure attribute. Default: unset = Secure unless the request is http on loopback.',
+      ),
+    maxPendingLogins: z
+      .int()
+      .min(1)
+      .default(5)
+      .describe(
+        'Login-state cookies kept at once per browser (several tabs logging in). Default 5.',
+      ),
+    loginTimeout: duration()
+      .prefault('10m')
+      .describe('How long a started login may take. Duration, default `10m`.'),
+  })
+  .describe('Browser sessions (SPEC §9).');
+
+const publicPathSchema = z
+  .strictObject({
+    prefix: urlPath.optional().describe('Paths starting with this prefix are public.'),
+    exact: urlPath.optional().describe('This exact path is public.'),
+    methods: httpMethods.optional().describe('Only these methods are public. Default: all.'),
+  })
+  .superRefine((entry, ctx) => {
+    if ((entry.prefix === undefined) === (entry.exact === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'must have exactly one of prefix or exact' });
+    }
+  })
+  .transform(
+    (entry): { prefix: string; methods?: string[] } | { exact: string; methods?: string[] } => {
+      const methods = entry.methods === undefined ? {} : { methods: entry.methods };
+      return entry.prefix !== undefined
+        ? { prefix: entry.prefix, ...methods }
+        : { exact: entry.exact ?? '', ...methods };
+    },
+  );
+
+const bearerSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Accept `Authorization: Bearer` tokens from machine clients. Default false.'),
+    audiences: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('Accepted `aud` values; required when enabled. Default [].'),
+    identifierClaim: z
+      .string()
+      .min(1)
+      .refine(
+        (claim) => claim !== 'email',
+        'cannot be email (an unverified email can be spoofed); use sub or a stable id claim',
+      )
+      .default('sub')
+      .describe('Claim that identifies the caller. `email` is refused. Default `sub`.'),
+    requireJwtType: z
+      .boolean()
+      .default(false)
+      .describe('Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.'),
+    requiredScopes: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('Scopes the token must all carry. Default [].'),
+    maxTokenAge: duration()
+      .prefault('24h')
+      .describe('Refuse tokens whose `iat` is older than this. Duration, default `24h`.'),
+    clockSkew: duration()
+      .prefault('30s')
+      .describe('Tolerance for `exp`/`iat`/`nbf`. Duration, default `30s`.'),
+    overridesCookie: z
+      .boolean()
+      .default(false)
+      .describe('A bearer header wins over a session cookie. Default false (the cookie wins).'),
+    passAuthorizationHeader: z
+      .boolean()
+      .default(false)
+      .describe('Forward the caller’s `authorization` header upstream. Default false (removed).'),
+    introspection: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe('Introspect opaque tokens (RFC 7662). Default false.'),
+        clientId: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Client id for the introspection endpoint; required when enabled.'),
+        clientSecret: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Client secret for the introspection endpoint. Or `clientSecretFile`.'),
+        cacheMax: z
+          .int()
+          .min(0)
+          .default(10_000)
+          .describe('Introspection results cached (until `exp`). Default 10000.'),
+      })
+      .optional()
+      .describe('Opaque-token introspection. Default: off.'),
+    allowedClients: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Client ids accepted as `azp`/`client_id`; multi-audience tokens need `azp` in this list. Default [].',
+      ),
+    failureThrottle: z
+      .strictObject({
+        maxFailures: z
+          .int()
+          .min(1)
+          .default(20)
+          .describe('Failed bearer attempts per client IP within `window` before 429. Default 20.'),
+        window: duration()
+          .prefault('1m')
+          .describe('Window of the failure count. Duration, default `1m`.'),
+      })
+      .prefault({})
+      .describe('Per-client-IP failure throttle.'),
+  })
+  .prefault({})
+  .describe('Bearer tokens for machine clients (SPEC §8). Off by default.');
+
+const authorizationSchema = z
+  .strictObject({
+    ...ruleFields(),
+    groupsClaim: z
+      .string()
+      .min(1)
+      .default('groups')
+      .describe('Claim holding the groups (dot path allowed). Default `groups`.'),
+    rolesClaims: z
+      .array(z.string().min(1))
+      .default(['roles', 'realm_access.roles'])
+      .describe('Claims holding roles (dot paths). Default `[roles, realm_access.roles]`.'),
+    paths: z
+      .array(
+        z.strictObject({
+          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
+          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          ...ruleFields(),
+        }),
+      )
+      .default([])
+      .describe('Extra rules for path prefixes, checked in addition to the app rules. Default [].'),
+  })
+  .prefault({})
+  .describe('Who may pass once logged in (SPEC §6). A failed rule is 403.');
+
+const upstreamHeadersSchema = z
+  .record(headerName, headerTemplate)
+  .default({})
+  .transform((headers): Record<string, string> => {
+    const merged: Record<string, string> = { ...DEFAULT_UPSTREAM_HEADERS, ...headers };
+    for (const [name, template] of Object.entries(merged)) {
+      if (template === '') delete merged[name];
+    }
+    return merged;
+  })
+  .describe(
+    'Identity headers sent upstream: lower-case header name → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map).',
+  );
+
+/** One app: an OIDC client with its own match, session, rules and headers. */
+export const appSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+        'must be 1-63 of A-Z a-z 0-9 . _ - (not starting with . _ -)',
+      )
+      .describe('Unique app name; also `context_extensions` `app=<name>`. Required.'),
+    match: matchSchema,
+    oidc: oidcSchema,
+    refresh: refreshSchema,
+    session: sessionSchema,
+    publicPaths: z
+      .array(publicPathSchema)
+      .default([])
+      .describe('Paths that need no login (identity headers still scrubbed). Default [].'),
+    bearer: bearerSchema,
+    authorization: authorizationSchema,
+    upstreamHeaders: upstreamHeadersSchema,
+    passAccessToken: z
+      .boolean()
+      .default(false)
+      .describe('Also send `authorization: Bearer <access token>` upstream. Default false.'),
+    passIdToken: z
+      .boolean()
+      .default(false)
+      .describe('Also send the ID token upstream as `x-id-token`. Default false.'),
+  })
+  .describe('One protected application.');
+
+// ---------------------------------------------------------------------------------------------
+// The whole document
+// ---------------------------------------------------------------------------------------------
+
+const redisSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .refine(
+        (text) => /^rediss?:$/.test(parseUrl(text)?.protocol ?? ''),
+        'must be a redis:// or rediss:// URL',
+      )
+      .optional()
+      .describe('Standalone server, `redis://host:port/db` or `rediss://` for TLS.'),
+    sentinels: z
+      .array(hostPort)
+      .min(1)
+      .optional()
+      .describe('Sentinel addresses (`host:port`); needs `name`.'),
+    name: z.string().min(1).optional().describe('Sentinel master name.'),
+    cluster: z.array(hostPort).min(1).optional().describe('Cluster seed nodes (`host:port`).'),
+    username: z.string().min(1).optional().describe('ACL user name.'),
+    password: z.string().min(1).optional().describe('ACL password. Or `passwordFile`.'),
+    tls: z
+      .strictObject({
+        ca: z.string().min(1).optional().describe('CA bundle (PEM). Or `caFile`.'),
+        cert: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Client certificate (PEM) for mTLS. Or `certFile`.'),
+        key: z.string().min(1).optional().describe('Client key (PEM) for mTLS. Or `keyFile`.'),
+        insecureSkipVerify: z
+          .boolean()
+          .default(false)
+          .describe('Skip certificate verification. Logged loudly. Default false.'),
+      })
+      .optional()
+      .describe('TLS towards Redis. Default: TLS only with a rediss:// URL.'),
+    keyPrefix: z
+      .string()
+      .default('eoa:')
+      .describe('Prefix of every key, per deployment. Default `eoa:`.'),
+    commandTimeout: duration()
+      .prefault('1s')
+      .describe(
+        'Fail a command after this long so breakers see an outage. Duration, default `1s`.',
+      ),
+  })
+  .prefault({})
+  .describe('Redis connection: exactly one of `url`, `sentinels` + `name`, or `cluster`.');
+
+/** The whole configuration document. */
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        grpc: hostPort
+          .default('0.0.0.0:9001')
+          .describe('gRPC ext_authz and health listener. Default `0.0.0.0:9001`.'),
+        http: hostPort
+          .default('0.0.0.0:9002')
+          .describe('HTTP ext_authz and IdP-facing listener. Default `0.0.0.0:9002`.'),
+        admin: hostPort
+          .default('0.0.0.0:9090')
+          .describe('Admin listener: /healthz, /readyz, /metrics. Default `0.0.0.0:9090`.'),
+      })
+      .prefault({})
+      .describe('Listen addresses, `host:port`.'),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+          .default('info')
+          .describe('Minimum level of the JSON log lines. Default `info`.'),
+      })
+      .prefault({})
+      .describe('Logging.'),
+    request: z
+      .strictObject({
+        trustedHops: z
+          .int()
+          .min(0)
+          .default(0)
+          .describe(
+            'Proxies in front of Envoy whose `x-forwarded-for` entries are trusted: 0 ignores the header; N takes the Nth entry from the right as the client. Default 0.',
+          ),
+        maxHeaderBytes: z
+          .int()
+          .min(1024)
+          .default(65_536)
+          .describe('Largest total size of request headers accepted, in bytes. Default 65536.'),
+      })
+      .prefault({})
+      .describe('Request parsing limits.'),
+    allowUnmatched: z
+      .boolean()
+      .default(false)
+      .describe('Allow requests no app matches, untouched. Default false (403 `no app for host`).'),
+    shutdown: z
+      .strictObject({
+        drainTimeout: duration()
+          .prefault('10s')
+          .describe('How long in-flight checks may finish after SIGTERM. Duration, default `10s`.'),
+      })
+      .prefault({})
+      .describe('Graceful shutdown.'),
+    store: z
+      .strictObject({
+        type: z
+          .enum(['memory', 'redis'])
+          .default('memory')
+          .describe('`memory`: one replica; `redis`: shared by all replicas. Default `memory`.'),
+        redis: redisSchema,
+      })
+      .prefault({})
+      .describe('Shared state: sessions, refresh coordination, logout, replay.'),
+    defaults: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe(
+        'Any app field; deep-merged under every app (the app wins, arrays are replaced, not merged).',
+      ),
+    apps: z.array(appSchema).min(1, 'must have at least one app').describe('The protected apps.'),
+  })
+  .describe('envoy-oidc-authz configuration.');
+
+// ---------------------------------------------------------------------------------------------
+// Resolved types
+// ---------------------------------------------------------------------------------------------
+
+type DeepReadonly<T> = T extends readonly (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/** The resolved configuration: defaults applied, `defaults` merged into every app, durations in ms. */
+export type Config = DeepReadonly<Omit<z.output<typeof configSchema>, 'defaults'>>;
+/** One resolved app. */
+export type AppConfig = Config['apps'][number];
+export type OidcConfig = AppConfig['oidc'];
+export type SessionConfig = AppConfig['session'];
+export type BearerConfig = AppConfig['bearer'];
+export type AuthorizationConfig = AppConfig['authorization'];
+export type PublicPath = AppConfig['publicPaths'][number];
+export type ClaimRule = AuthorizationConfig['claims'][number];
+export type PathRule = AuthorizationConfig['paths'][number];
+export type StoreConfig = Config['store'];
+export type RedisConfig = StoreConfig['redis'];

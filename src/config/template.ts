@@ -1,0 +1,177 @@
+/** Identity-header templates: `{{ claims.email }}`-style expressions compiled once, rendered per request. */
+
+/** What a template can read when it is rendered. */
+export interface TemplateContext {
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly tokens: { readonly access_token?: string; readonly id_token?: string };
+  readonly app: { readonly name: string };
+}
+
+/** A compiled template. */
+export interface CompiledTemplate {
+  readonly ok: true;
+  /**
+   * Renders the template. Arrays render comma-joined, objects as JSON, numbers and booleans as
+   * text, missing claims and `null` as the empty string.
+   *
+   * Returns `undefined` when the result would contain a control character (CR, LF, NUL or any
+   * other C0 control except HTAB, or DEL): such a value must never reach a header, so the caller
+   * drops the header instead of sending a mangled one.
+   */
+  render(ctx: TemplateContext): string | undefined;
+}
+
+/** A template that did not compile; `message` names what is wrong, never a value. */
+export interface TemplateError {
+  readonly ok: false;
+  readonly message: string;
+}
+
+type Part =
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'claim'; readonly path: readonly string[] }
+  | { readonly kind: 'token'; readonly name: 'access_token' | 'id_token' }
+  | { readonly kind: 'app-name' };
+
+const TOKEN_NAMES = new Set(['access_token', 'id_token']);
+const SEGMENT = /^(?:\.([A-Za-z_$][\w$-]*)|\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\])/;
+const ROOT = /^([A-Za-z_$][\w$]*)/;
+
+/**
+ * Compiles an identity-header template.
+ *
+ * Syntax: literal text with `{{ expr }}` placeholders, where `expr` is one of
+ * `claims.<name>[.<name>…]` (nested claims, e.g. `claims.realm_access.roles`),
+ * `claims["<full name>"]` (namespaced claims such as `claims["https://example.com/roles"]`; the
+ * two forms can be chained), `tokens.access_token`, `tokens.id_token`, or `app.name`. Anything
+ * else — an unknown root, an unknown token, an unclosed `{{` — is a compile error, so a typo is
+ * caught at config load rather than rendering an empty header forever.
+ */
+export function compileTemplate(source: string): CompiledTemplate | TemplateError {
+  if (hasControlCharacter(source)) return fail('must not contain control characters');
+  const parts: Part[] = [];
+  let rest = source;
+  while (rest.length > 0) {
+    const open = rest.indexOf('{{');
+    if (open === -1) {
+      parts.push({ kind: 'text', text: rest });
+      break;
+    }
+    if (open > 0) parts.push({ kind: 'text', text: rest.slice(0, open) });
+    const close = rest.indexOf('}}', open + 2);
+    if (close === -1) return fail('has an unclosed "{{"');
+    const parsed = parseExpression(rest.slice(open + 2, close).trim());
+    if (typeof parsed === 'string') return fail(parsed);
+    parts.push(parsed);
+    rest = rest.slice(close + 2);
+  }
+  return { ok: true, render: buildRenderer(parts) };
+}
+
+function fail(message: string): TemplateError {
+  return { ok: false, message };
+}
+
+function parseExpression(expr: string): Part | string {
+  const root = ROOT.exec(expr);
+  if (root === null) return `has an empty or invalid expression "{{ ${expr} }}"`;
+  const rootName = root[1] ?? '';
+  const path: string[] = [];
+  let rest = expr.slice(rootName.length);
+  while (rest.length > 0) {
+    const segment = SEGMENT.exec(rest);
+    if (segment === null) return `has an invalid expression "{{ ${expr} }}"`;
+    path.push(segment[1] ?? segment[2] ?? segment[3] ?? '');
+    rest = rest.slice(segment[0].length);
+  }
+  switch (rootName) {
+    case 'claims':
+      if (path.length === 0) return 'must name a claim: claims.<name>';
+      return { kind: 'claim', path };
+    case 'tokens': {
+      const name = path[0];
+      if (path.length !== 1 || name === undefined || !TOKEN_NAMES.has(name)) {
+        return 'can only use tokens.access_token or tokens.id_token';
+      }
+      return { kind: 'token', name: name as 'access_token' | 'id_token' };
+    }
+    case 'app':
+      if (path.length !== 1 || path[0] !== 'name') return 'can only use app.name';
+      return { kind: 'app-name' };
+    default:
+      return `uses unknown variable "${rootName}" (known: claims, tokens, app)`;
+  }
+}
+
+function buildRenderer(parts: readonly Part[]): (ctx: TemplateContext) => string | undefined {
+  const only = parts.length === 1 ? parts[0] : undefined;
+  if (only !== undefined) return (ctx) => checked(renderPart(only, ctx));
+  return (ctx) => {
+    let out = '';
+    for (const part of parts) out += renderPart(part, ctx);
+    return checked(out);
+  };
+}
+
+function checked(value: string): string | undefined {
+  return hasControlCharacter(value) ? undefined : value;
+}
+
+/** C0 controls except HTAB, and DEL: never valid in a header value (RFC 9110 §5.5). */
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if ((code < 0x20 && code !== 0x09) || code === 0x7f) return true;
+  }
+  return false;
+}
+
+function renderPart(part: Part, ctx: TemplateContext): string {
+  switch (part.kind) {
+    case 'text':
+      return part.text;
+    case 'claim':
+      return formatValue(lookupClaim(ctx.claims, part.path));
+    case 'token':
+      return ctx.tokens[part.name] ?? '';
+    case 'app-name':
+      return ctx.app.name;
+  }
+}
+
+function lookupClaim(claims: Readonly<Record<string, unknown>>, path: readonly string[]): unknown {
+  let value: unknown = claims;
+  for (const key of path) {
+    // Own properties only: a claim path must never reach Object.prototype (`constructor`, …).
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+function formatValue(value: unknown): string {
+  if (Array.isArray(value)) {
+    let out = '';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      out += formatScalar(value[i]);
+    }
+    return out;
+  }
+  return formatScalar(value);
+}
+
+function formatScalar(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return value;
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+      return String(value);
+    case 'object':
+      return value === null ? '' : JSON.stringify(value);
+    default:
+      return '';
+  }
+}
