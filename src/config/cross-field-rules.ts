@@ -1,6 +1,6 @@
 /** Rules that span several configuration keys, checked after each part passed the schema. */
 
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, type JsonWebKey } from 'node:crypto';
 
 import { formatPath } from './config-path.ts';
 import type { LocatedProblem } from './schema-problems.ts';
