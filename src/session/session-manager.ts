@@ -1,0 +1,476 @@
+/** One app's sessions: load, create, update and end them, in cookies or in the store. */
+import { AuthzError } from '../errors.ts';
+import type { Keyspace } from '../store/keyspace.ts';
+import type { Mark } from '../store/keyspaces.ts';
+import type { Clock } from '../store/store-backend.ts';
+import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
+import { ChunkedCookie, type SameSite } from './cookie-jar.ts';
+import { LoginStates } from './login-state.ts';
+import {
+  ServerSessionStore,
+  type ServerSessionHandle,
+  type ServerSessionKeyspaces,
+} from './server-session-store.ts';
+import { cacheKeyFor, SessionCache } from './session-cache.ts';
+import { deriveKeyRing } from './session-keys.ts';
+import {
+  newSessionIdentity,
+  parseSession,
+  type NewSession,
+  type Session,
+  type SessionClaims,
+  type SessionTokens,
+} from './session.ts';
+
+/** The resolved `session` settings of one app (times in ms). */
+export interface SessionManagerOptions {
+  /** `cookie`: the session is sealed in the cookie; `server`: the cookie holds a ticket. */
+  readonly store: 'cookie' | 'server';
+  /** At least 32 bytes each; the first encrypts, all decrypt. */
+  readonly secrets: readonly string[];
+  /** e.g. `_eoa`; sent as `__Host-_eoa` when Secure and host-only. */
+  readonly cookieName: string;
+  /** Absolute session lifetime from login, ms. */
+  readonly maxAge: number;
+  /** Longest gap between uses, ms; unset = no idle limit. */
+  readonly idleTimeout?: number;
+  readonly sameSite: SameSite;
+  readonly domain?: string;
+  /** Most login flows pending at once per browser. */
+  readonly maxPendingLogins: number;
+  /** How long a login flow may take, ms. */
+  readonly loginTimeout: number;
+}
+
+/** Who a revocation check is asked about. */
+export interface RevocationSubject {
+  /** The session's own identity. */
+  readonly id: string;
+  readonly sub: string;
+  readonly sid?: string;
+  /** When the session began, ms; a logout mark ends sessions issued before it. */
+  readonly createdAt: number;
+}
+
+/** Whether a session has been ended elsewhere (logout on another replica, back-channel). */
+export type RevocationCheck = (subject: RevocationSubject) => boolean | Promise<boolean>;
+
+/** What the manager is built with besides its options. */
+export interface SessionManagerDeps {
+  /** Default `Date.now`. */
+  readonly now?: Clock;
+  /** Decoded cookie sessions; default a fresh cache of 100,000 entries. */
+  readonly cache?: SessionCache<Session>;
+  /** Where server sessions live; required when `store` is `server`. */
+  readonly serverSessions?: ServerSessionKeyspaces;
+  /** Marks redeemed login states on every replica; without it, only the cookie guards reuse. */
+  readonly loginReplayMarks?: Keyspace<string, Mark>;
+  /** Consulted on every load, also for cached sessions; default: nothing is revoked. */
+  readonly isRevoked?: RevocationCheck;
+}
+
+/** Where a loaded session lives; hand it back to `update`. */
+export type SessionRef =
+  { readonly kind: 'cookie' } | { readonly kind: 'server'; readonly handle: ServerSessionHandle };
+
+/** Why a session cookie did not yield a valid session. */
+export type SessionRejection =
+  | 'max_age'
+  | 'idle'
+  | 'revoked'
+  /** Not decodable with any configured secret, tampered, or of another shape. */
+  | 'undecodable'
+  /** A server ticket whose record is gone or does not open with its key. */
+  | 'unknown';
+
+/** The outcome of {@link SessionManager.load}. */
+export type SessionLoad =
+  | { readonly kind: 'none' }
+  | {
+      readonly kind: 'valid';
+      readonly session: Session;
+      readonly ref: SessionRef;
+      /** Session and login-state cookie names in the request, to strip upstream. */
+      readonly cookieNames: readonly string[];
+      /** A re-issued cookie recording use (at most once per touch interval); usually empty. */
+      readonly setCookie: readonly string[];
+    }
+  | {
+      readonly kind: 'expired' | 'invalid';
+      readonly reason: SessionRejection;
+      readonly cookieNames: readonly string[];
+      /** Expiry lines for the dead session's cookies. */
+      readonly setCookie: readonly string[];
+    };
+
+/** A session after `create` or `update`, with the lines that carry it to the browser. */
+export interface SessionWrite {
+  readonly session: Session;
+  readonly ref: SessionRef;
+  readonly setCookie: readonly string[];
+}
+
+/** What `update` may change; identity and times are kept by the manager. */
+export interface SessionChanges {
+  readonly tokens?: SessionTokens;
+  readonly claims?: SessionClaims;
+}
+
+const noLines: readonly string[] = Object.freeze([]);
+
+function storeUnavailable(cause: unknown): AuthzError {
+  return new AuthzError('STORE_UNAVAILABLE', 503, 'session store unavailable', {
+    cause,
+    detail: 'server session store operation failed',
+  });
+}
+
+/**
+ * The sessions of one app. Built once at start; every method is safe to call concurrently.
+ * `secure` is the per-request cookie mode from `resolveSecure`.
+ */
+export class SessionManager {
+  /** Pending login flows of this app. */
+  readonly loginStates: LoginStates;
+  readonly #options: SessionManagerOptions;
+  readonly #now: Clock;
+  readonly #codec: CookieCodec;
+  readonly #cache: SessionCache<Session>;
+  readonly #jar: ChunkedCookie;
+  readonly #server: ServerSessionStore | undefined;
+  readonly #isRevoked: RevocationCheck | undefined;
+  readonly #touchInterval: number;
+
+  constructor(options: SessionManagerOptions, deps: SessionManagerDeps = {}) {
+    if (options.store === 'server' && deps.serverSessions === undefined) {
+      throw new TypeError('session.store "server" needs the server session keyspaces');
+    }
+    this.#options = options;
+    this.#now = deps.now ?? Date.now;
+    this.#codec = createCookieCodec(deriveKeyRing(options.secrets, 'session'));
+    this.#cache = deps.cache ?? new SessionCache({ now: this.#now });
+    this.#jar = new ChunkedCookie({
+      name: options.cookieName,
+      sameSite: options.sameSite,
+      ...(options.domain === undefined ? {} : { domain: options.domain }),
+    });
+    this.#server =
+      options.store === 'server' && deps.serverSessions !== undefined
+        ? new ServerSessionStore(deps.serverSessions)
+        : undefined;
+    this.#isRevoked = deps.isRevoked;
+    // Without an idle limit `lastSeenAt` decides nothing, so it is not worth a write.
+    this.#touchInterval =
+      options.idleTimeout === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.min(60_000, options.idleTimeout / 10);
+    this.loginStates = new LoginStates(
+      createCookieCodec(deriveKeyRing(options.secrets, 'login-state')),
+      {
+        cookieName: options.cookieName,
+        sameSite: options.sameSite,
+        ...(options.domain === undefined ? {} : { domain: options.domain }),
+        loginTimeout: options.loginTimeout,
+        maxPendingLogins: options.maxPendingLogins,
+        now: this.#now,
+      },
+      deps.loginReplayMarks,
+    );
+  }
+
+  /** Counters of the session cookie codec (decrypt attempts), for metrics. */
+  get codecStats(): Readonly<{ decrypts: number }> {
+    return this.#codec.stats;
+  }
+
+  /** Every session and login-state cookie name the request carries. */
+  cookieNames(cookies: ReadonlyMap<string, string>): string[] {
+    return [...this.#jar.presentNames(cookies), ...this.loginStates.cookieNames(cookies)];
+  }
+
+  /** When the session stops being valid, ms since the epoch. */
+  #deadline(session: Session): number {
+    const absolute = session.createdAt + this.#options.maxAge;
+    const idle = this.#options.idleTimeout;
+    return idle === undefined ? absolute : Math.min(absolute, session.lastSeenAt + idle);
+  }
+
+  #rejection(session: Session, now: number): SessionRejection | undefined {
+    if (now >= session.createdAt + this.#options.maxAge) return 'max_age';
+    const idle = this.#options.idleTimeout;
+    if (idle !== undefined && now >= session.lastSeenAt + idle) return 'idle';
+    return undefined;
+  }
+
+  async #revoked(session: Session): Promise<boolean> {
+    if (this.#isRevoked === undefined) return false;
+    const subject: RevocationSubject = {
+      id: session.id,
+      sub: session.sub,
+      createdAt: session.createdAt,
+      ...(session.sid === undefined ? {} : { sid: session.sid }),
+    };
+    return this.#isRevoked(subject);
+  }
+
+  /** Cookie Max-Age, seconds: the browser keeps the cookie as long as the server would accept it. */
+  #cookieMaxAge(session: Session, now: number): number {
+    const until =
+      this.#server === undefined
+        ? this.#deadline(session)
+        : session.createdAt + this.#options.maxAge;
+    return Math.floor((until - now) / 1000);
+  }
+
+  /** Store TTL, ms: until the session's deadline. */
+  #recordTtl(session: Session, now: number): number {
+    return Math.max(1, this.#deadline(session) - now);
+  }
+
+  /**
+   * Reads the request's session. Enforces `maxAge` and `idleTimeout` here, whatever the cookie's
+   * own expiry says, and asks the revocation check on every load (cached or not).
+   * @throws AuthzError `STORE_UNAVAILABLE` when a server session cannot be read.
+   */
+  async load(cookies: ReadonlyMap<string, string>, secure: boolean): Promise<SessionLoad> {
+    const names = this.cookieNames(cookies);
+    const value = this.#jar.read(cookies, secure);
+    if (value === undefined) {
+      if (this.#jar.presentNames(cookies).length === 0) return { kind: 'none' };
+      return this.#reject('invalid', 'undecodable', cookies, secure, names);
+    }
+    const now = this.#now();
+    return this.#server === undefined
+      ? this.#loadCookie(value, cookies, secure, names, now)
+      : this.#loadServer(this.#server, value, cookies, secure, names, now);
+  }
+
+  #reject(
+    kind: 'expired' | 'invalid',
+    reason: SessionRejection,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+    names: readonly string[],
+  ): SessionLoad {
+    return { kind, reason, cookieNames: names, setCookie: this.#jar.clear(cookies, secure) };
+  }
+
+  async #loadCookie(
+    value: string,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+    names: readonly string[],
+    now: number,
+  ): Promise<SessionLoad> {
+    const key = cacheKeyFor(value);
+    let session = this.#cache.get(key);
+    if (session === undefined) {
+      session = parseSession(this.#codec.open(value));
+      if (session === undefined)
+        return this.#reject('invalid', 'undecodable', cookies, secure, names);
+      this.#cache.set(key, session, this.#deadline(session));
+    }
+    const rejection = this.#rejection(session, now);
+    if (rejection !== undefined) {
+      this.#cache.delete(key);
+      return this.#reject('expired', rejection, cookies, secure, names);
+    }
+    if (await this.#revoked(session)) {
+      this.#cache.delete(key);
+      return this.#reject('expired', 'revoked', cookies, secure, names);
+    }
+    if (now - session.lastSeenAt < this.#touchInterval) {
+      return {
+        kind: 'valid',
+        session,
+        ref: { kind: 'cookie' },
+        cookieNames: names,
+        setCookie: noLines,
+      };
+    }
+    const touched: Session = { ...session, lastSeenAt: now };
+    return {
+      kind: 'valid',
+      session: touched,
+      ref: { kind: 'cookie' },
+      cookieNames: names,
+      setCookie: this.#writeCookie(touched, cookies, secure, now),
+    };
+  }
+
+  async #loadServer(
+    server: ServerSessionStore,
+    ticket: string,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+    names: readonly string[],
+    now: number,
+  ): Promise<SessionLoad> {
+    let loaded: Awaited<ReturnType<ServerSessionStore['load']>>;
+    try {
+      loaded = await server.load(ticket);
+    } catch (error) {
+      throw storeUnavailable(error);
+    }
+    if (loaded === undefined) return this.#reject('invalid', 'unknown', cookies, secure, names);
+    const { handle, session } = loaded;
+    const rejection = this.#rejection(session, now);
+    const revoked = rejection === undefined && (await this.#revoked(session));
+    if (rejection !== undefined || revoked) {
+      await server.delete(handle, session).catch(() => undefined); // its TTL ends it anyway
+      return this.#reject('expired', rejection ?? 'revoked', cookies, secure, names);
+    }
+    const ref: SessionRef = { kind: 'server', handle };
+    if (now - session.lastSeenAt < this.#touchInterval) {
+      return { kind: 'valid', session, ref, cookieNames: names, setCookie: noLines };
+    }
+    const touched: Session = { ...session, lastSeenAt: now };
+    try {
+      await server.update(handle, touched, this.#recordTtl(touched, now));
+    } catch (error) {
+      throw storeUnavailable(error);
+    }
+    return { kind: 'valid', session: touched, ref, cookieNames: names, setCookie: noLines };
+  }
+
+  /** Seals a cookie session, primes the cache with the new value, and returns its lines. */
+  #writeCookie(
+    session: Session,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+    now: number,
+  ): string[] {
+    const value = this.#codec.seal(session);
+    this.#cache.set(cacheKeyFor(value), session, this.#deadline(session));
+    return this.#jar.write(value, this.#cookieMaxAge(session, now), cookies, secure);
+  }
+
+  /**
+   * Starts a session after login. Any session the request still carried is ended first (a new
+   * login never reuses an old session id).
+   * @throws AuthzError `STORE_UNAVAILABLE` (server store); RangeError when a cookie session is
+   *   too large for the cookie chunks.
+   */
+  async create(
+    data: NewSession,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+  ): Promise<SessionWrite> {
+    const now = this.#now();
+    const session: Session = {
+      v: 1,
+      id: newSessionIdentity(),
+      sub: data.sub,
+      ...(data.sid === undefined ? {} : { sid: data.sid }),
+      claims: data.claims,
+      tokens: data.tokens,
+      createdAt: now,
+      lastSeenAt: now,
+    };
+    if (this.#server === undefined) {
+      const previous = this.#jar.read(cookies, secure);
+      if (previous !== undefined) this.#cache.delete(cacheKeyFor(previous));
+      return {
+        session,
+        ref: { kind: 'cookie' },
+        setCookie: this.#writeCookie(session, cookies, secure, now),
+      };
+    }
+    await this.#endServer(this.#server, cookies, secure).catch(() => undefined);
+    try {
+      const { handle, ticket } = await this.#server.create(session, this.#recordTtl(session, now));
+      return {
+        session,
+        ref: { kind: 'server', handle },
+        setCookie: this.#jar.write(ticket, this.#cookieMaxAge(session, now), cookies, secure),
+      };
+    } catch (error) {
+      if (error instanceof RangeError) throw error;
+      throw storeUnavailable(error);
+    }
+  }
+
+  /**
+   * Replaces tokens and/or claims (e.g. after a refresh) and records use. Cookie sessions get
+   * new `set-cookie` lines; server sessions are rewritten in place and need none.
+   */
+  async update(
+    current: { readonly session: Session; readonly ref: SessionRef },
+    changes: SessionChanges,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+  ): Promise<SessionWrite> {
+    const now = this.#now();
+    const session: Session = {
+      ...current.session,
+      ...(changes.tokens === undefined ? {} : { tokens: changes.tokens }),
+      ...(changes.claims === undefined ? {} : { claims: changes.claims }),
+      lastSeenAt: now,
+    };
+    if (current.ref.kind === 'cookie' || this.#server === undefined) {
+      return {
+        session,
+        ref: current.ref,
+        setCookie: this.#writeCookie(session, cookies, secure, now),
+      };
+    }
+    try {
+      await this.#server.update(current.ref.handle, session, this.#recordTtl(session, now));
+    } catch (error) {
+      throw storeUnavailable(error);
+    }
+    return { session, ref: current.ref, setCookie: noLines };
+  }
+
+  async #endServer(
+    server: ServerSessionStore,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+  ): Promise<void> {
+    const ticket = this.#jar.read(cookies, secure);
+    if (ticket === undefined) return;
+    const loaded = await server.load(ticket);
+    if (loaded !== undefined) await server.delete(loaded.handle, loaded.session);
+  }
+
+  /**
+   * Ends the request's session: forgets its cached decode, deletes a server record, and returns
+   * expiry lines for every session cookie the request carries.
+   * @throws AuthzError `STORE_UNAVAILABLE` when a server record cannot be deleted.
+   */
+  async end(cookies: ReadonlyMap<string, string>, secure: boolean): Promise<string[]> {
+    if (this.#server === undefined) {
+      const value = this.#jar.read(cookies, secure);
+      if (value !== undefined) this.#cache.delete(cacheKeyFor(value));
+    } else {
+      try {
+        await this.#endServer(this.#server, cookies, secure);
+      } catch (error) {
+        throw storeUnavailable(error);
+      }
+    }
+    return this.#jar.clear(cookies, secure);
+  }
+  /**
+   * Back-channel logout by IdP session: deletes every server session `sid` opened and returns
+   * how many. Cookie sessions cannot be reached here (0); the revocation check refuses them.
+   */
+  async endBySid(sid: string): Promise<number> {
+    if (this.#server === undefined) return 0;
+    try {
+      return await this.#server.endBySid(sid);
+    } catch (error) {
+      throw storeUnavailable(error);
+    }
+  }
+
+  /** Back-channel logout by subject: as {@link SessionManager.endBySid}, for every session of `sub`. */
+  async endBySub(sub: string): Promise<number> {
+    if (this.#server === undefined) return 0;
+    try {
+      return await this.#server.endBySub(sub);
+    } catch (error) {
+      throw storeUnavailable(error);
+    }
+  }
+}

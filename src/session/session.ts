@@ -1,0 +1,84 @@
+/** The session model: who the user is, their tokens, and when the session began and was last used. */
+import { randomBytes } from 'node:crypto';
+
+/** The tokens of a session. `expiresAt` is the access token's expiry, ms since the epoch. */
+export interface SessionTokens {
+  readonly accessToken: string;
+  readonly refreshToken?: string;
+  readonly idToken?: string;
+  readonly expiresAt: number;
+}
+
+/**
+ * Identity claims from the ID token (and userinfo): `sub`, `email`, `email_verified`, `name`,
+ * `preferred_username`, `groups`, `roles` and whatever else the IdP sent.
+ */
+export type SessionClaims = Readonly<Record<string, unknown>>;
+
+/** One logged-in session, as stored in a cookie or a server record. */
+export interface Session {
+  readonly v: 1;
+  /** Random identity of this session (96 bits, base64url); names it for revocation. */
+  readonly id: string;
+  readonly sub: string;
+  /** The IdP's session id, for back-channel logout. */
+  readonly sid?: string;
+  readonly claims: SessionClaims;
+  readonly tokens: SessionTokens;
+  /** When the user logged in, ms since the epoch; `maxAge` counts from here. */
+  readonly createdAt: number;
+  /** When the session was last seen in use, ms; `idleTimeout` counts from here. */
+  readonly lastSeenAt: number;
+}
+
+/** What a new session is made from; identity and times are added by the manager. */
+export interface NewSession {
+  readonly sub: string;
+  readonly sid?: string;
+  readonly claims: SessionClaims;
+  readonly tokens: SessionTokens;
+}
+
+/** A fresh random session identity (96 bits). */
+export function newSessionIdentity(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+function isObject(data: unknown): data is Record<string, unknown> {
+  return typeof data === 'object' && data !== null && !Array.isArray(data);
+}
+
+function parseTokens(data: unknown): SessionTokens | undefined {
+  if (!isObject(data)) return undefined;
+  const { accessToken, refreshToken, idToken, expiresAt } = data;
+  if (typeof accessToken !== 'string' || typeof expiresAt !== 'number') return undefined;
+  if (refreshToken !== undefined && typeof refreshToken !== 'string') return undefined;
+  if (idToken !== undefined && typeof idToken !== 'string') return undefined;
+  return {
+    accessToken,
+    expiresAt,
+    ...(refreshToken === undefined ? {} : { refreshToken }),
+    ...(idToken === undefined ? {} : { idToken }),
+  };
+}
+
+/** Validates decoded JSON as a session; `undefined` for anything of another shape or version. */
+export function parseSession(data: unknown): Session | undefined {
+  if (!isObject(data) || data['v'] !== 1) return undefined;
+  const { id, sub, sid, claims, createdAt, lastSeenAt } = data;
+  if (typeof id !== 'string' || typeof sub !== 'string' || !isObject(claims)) return undefined;
+  if (sid !== undefined && typeof sid !== 'string') return undefined;
+  if (typeof createdAt !== 'number' || typeof lastSeenAt !== 'number') return undefined;
+  const tokens = parseTokens(data['tokens']);
+  if (tokens === undefined) return undefined;
+  return {
+    v: 1,
+    id,
+    sub,
+    ...(sid === undefined ? {} : { sid }),
+    claims,
+    tokens,
+    createdAt,
+    lastSeenAt,
+  };
+}
