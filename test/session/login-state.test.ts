@@ -1,0 +1,150 @@
+/** Login-state cookies: one per flow, capped, redeemed once by matching state. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createCookieCodec } from '../../src/session/cookie-codec.ts';
+import { LoginStates, type LoginStatesOptions } from '../../src/session/login-state.ts';
+import { deriveKeyRing } from '../../src/session/session-keys.ts';
+import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
+import { createMemoryBackend } from '../../src/store/memory-backend.ts';
+import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
+
+const SECRET = 'login-state-secret-of-at-least-32-bytes';
+
+function setup(overrides: Partial<LoginStatesOptions> = {}) {
+  let t = 1_700_000_000_000;
+  const clock = {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
+  const backend = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
+  const keyspaces = createAppKeyspaces(backend, {
+    app: 'a',
+    sessionMaxAge: 86_400_000,
+    loginTimeout: 600_000,
+    now: clock.now,
+  });
+  const states = new LoginStates(
+    createCookieCodec(deriveKeyRing([SECRET], 'login-state')),
+    {
+      cookieName: '_eoa',
+      sameSite: 'lax',
+      loginTimeout: 600_000,
+      maxPendingLogins: 3,
+      now: clock.now,
+      ...overrides,
+    },
+    keyspaces.loginReplayMarks,
+  );
+  return { states, clock, backend };
+}
+
+const flow = (n: number) => ({
+  state: `state-${n}`,
+  nonce: `nonce-${n}`,
+  codeVerifier: `verifier-${n}`,
+  returnTo: `/page/${n}`,
+});
+
+void describe('login state', () => {
+  void it('one encrypted, Lax, short-lived cookie per flow', () => {
+    const { states } = setup({ sameSite: 'strict' });
+    const [line] = states.start(flow(1), new Map(), true);
+    assert.match(nameOf(line!), /^__Host-_eoa_login_[A-Za-z0-9_-]{8}$/);
+    const attributes = attributesOf(line!);
+    assert.equal(attributes.get('max-age'), '600');
+    assert.equal(attributes.get('samesite'), 'Lax', 'Strict would miss the IdP redirect back');
+    assert.ok(attributes.has('httponly') && attributes.has('secure'));
+    assert.doesNotMatch(line!, /state-1|verifier-1|nonce-1/);
+  });
+
+  void it('several flows at once: each tab redeems its own', async () => {
+    const { states, clock } = setup();
+    const browser = new Map<string, string>();
+    for (const n of [1, 2, 3]) {
+      applySetCookie(browser, states.start(flow(n), browser, true));
+      clock.advance(1_000);
+    }
+    assert.equal(browser.size, 3);
+    const second = await states.take(browser, 'state-2', true);
+    assert.equal(second.kind, 'ok');
+    assert.deepEqual(second.kind === 'ok' ? second.login : undefined, {
+      ...flow(2),
+      createdAt: 1_700_000_001_000,
+    });
+    applySetCookie(browser, second.setCookie);
+    assert.equal(browser.size, 2, 'only the redeemed flow cookie is expired');
+    const first = await states.take(browser, 'state-1', true);
+    assert.equal(first.kind, 'ok');
+  });
+
+  void it('the cap evicts the oldest flows', async () => {
+    const { states, clock } = setup();
+    const browser = new Map<string, string>();
+    for (const n of [1, 2, 3, 4, 5]) {
+      applySetCookie(browser, states.start(flow(n), browser, true));
+      clock.advance(1_000);
+    }
+    assert.equal(browser.size, 3);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'missing');
+    assert.equal((await states.take(browser, 'state-2', true)).kind, 'missing');
+    for (const n of [3, 4, 5]) {
+      assert.equal((await states.take(browser, `state-${n}`, true)).kind, 'ok');
+    }
+  });
+
+  void it('a wrong or forged state is refused, and does not consume other flows', async () => {
+    const { states } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    for (const wrong of ['state-2', 'state-', 'state-1x', '', 'x'.repeat(5000)]) {
+      const result = await states.take(browser, wrong, true);
+      assert.equal(result.kind, 'missing');
+      assert.deepEqual(result.setCookie, []);
+    }
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'ok');
+  });
+
+  void it('a login cookie copied from elsewhere with another key is refused and cleared', async () => {
+    const { states } = setup();
+    const other = new LoginStates(
+      createCookieCodec(deriveKeyRing(['another-secret-of-at-least-32-bytes!!'], 'login-state')),
+      { cookieName: '_eoa', sameSite: 'lax', loginTimeout: 600_000, maxPendingLogins: 3 },
+    );
+    const browser = applySetCookie(new Map(), other.start(flow(1), new Map(), true));
+    const result = await states.take(browser, 'state-1', true);
+    assert.equal(result.kind, 'missing');
+    assert.deepEqual(result.setCookie.map(nameOf), [...browser.keys()]);
+  });
+
+  void it('a flow past loginTimeout is refused as expired', async () => {
+    const { states, clock } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    clock.advance(600_000);
+    const result = await states.take(browser, 'state-1', true);
+    assert.equal(result.kind, 'expired');
+    assert.equal(result.setCookie.length, 1);
+  });
+
+  void it('a state is redeemed once, even with the cookie replayed (another replica)', async () => {
+    const { states } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => states.take(new Map(browser), 'state-1', true)),
+    );
+    assert.equal(results.filter((r) => r.kind === 'ok').length, 1);
+    assert.equal(results.filter((r) => r.kind === 'replayed').length, 9);
+  });
+
+  void it('names its cookies for stripping upstream', () => {
+    const { states } = setup();
+    const browser = applySetCookie(
+      new Map([['other', '1']]),
+      states.start(flow(1), new Map(), true),
+    );
+    assert.deepEqual(
+      states.cookieNames(browser),
+      [...browser.keys()].filter((n) => n !== 'other'),
+    );
+  });
+});

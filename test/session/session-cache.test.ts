@@ -1,0 +1,48 @@
+/** The decoded-session cache: bounded LRU, digest keys, expiry no later than the session's. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { cacheKeyFor, SessionCache } from '../../src/session/session-cache.ts';
+
+void describe('session cache', () => {
+  void it('keys are short digests, never the cookie value', () => {
+    const value = 'eyJ'.repeat(500);
+    const key = cacheKeyFor(value);
+    assert.match(key, /^[A-Za-z0-9_-]{22}$/);
+    assert.equal(cacheKeyFor(value), key);
+    assert.notEqual(cacheKeyFor(value + 'x'), key);
+  });
+
+  void it('an entry expires at its expiresAt without any timer', () => {
+    let t = 1_000;
+    const cache = new SessionCache<string>({ now: () => t });
+    cache.set('k', 'session', 2_000);
+    t = 1_999;
+    assert.equal(cache.get('k'), 'session');
+    t = 2_000;
+    assert.equal(cache.get('k'), undefined);
+    assert.equal(cache.size, 0);
+    cache.set('dead', 'session', 2_000);
+    assert.equal(cache.size, 0, 'an already expired entry is not stored');
+  });
+
+  void it('evicts the least recently used when full', () => {
+    const cache = new SessionCache<number>({ maxEntries: 3 });
+    const far = Date.now() + 60_000;
+    cache.set('a', 1, far);
+    cache.set('b', 2, far);
+    cache.set('c', 3, far);
+    assert.equal(cache.get('a'), 1); // a is now the most recent
+    cache.set('d', 4, far);
+    assert.equal(cache.size, 3);
+    assert.equal(cache.get('b'), undefined);
+    assert.equal(cache.get('a'), 1);
+    assert.equal(cache.get('d'), 4);
+  });
+
+  void it('delete forgets an entry (logout)', () => {
+    const cache = new SessionCache<number>();
+    cache.set('a', 1, Date.now() + 60_000);
+    assert.equal(cache.delete('a'), true);
+    assert.equal(cache.get('a'), undefined);
+  });
+});
