@@ -1,0 +1,16 @@
+/** The seam where resilience (a circuit breaker per provider dependency) wraps provider calls. */
+
+/** Which dependency a provider call belongs to; one breaker per kind and provider. */
+export type IdpCallKind = 'discovery' | 'jwks' | 'token' | 'revocation';
+
+/**
+ * Runs one provider call. The call rejects only with classified errors (`AuthzError`), so a
+ * breaker can count `IDP_UNAVAILABLE` as a failure and let `IDP_ERROR` (e.g. `invalid_grant`)
+ * and `TOKEN_INVALID` through without tripping. A guard that refuses to run the call (breaker
+ * open) should reject with an `IdpUnavailableError` whose reason is `circuit_open`, or with any
+ * error carrying `code: 'EOPENBREAKER'` (opossum's), which is classified the same way.
+ */
+export type IdpCallGuard = <T>(kind: IdpCallKind, call: () => Promise<T>) => Promise<T>;
+
+/** The guard used when none is given: runs the call as is. */
+export const runUnguarded: IdpCallGuard = (_kind, call) => call();

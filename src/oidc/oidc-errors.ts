@@ -1,0 +1,248 @@
+/** Failures talking to an OpenID Provider, classified once at the protocol boundary. */
+import { AuthorizationResponseError, ClientError, ResponseBodyError } from 'openid-client';
+import { errors as joseErrors } from 'jose';
+import { AuthzError } from '../errors.ts';
+
+/** Which provider call failed. */
+export type IdpEndpoint =
+  'discovery' | 'jwks' | 'token' | 'revocation' | 'authorization' | 'id_token' | 'logout_token';
+
+/** Why the provider could not be used. */
+export type UnavailableReason =
+  | 'network'
+  | 'timeout'
+  | 'http_status'
+  | 'invalid_response'
+  | 'discovery_pending'
+  | 'closed'
+  | 'circuit_open';
+
+/**
+ * The provider could not be reached or answered like a failing server (network error, timeout,
+ * 5xx, 429, unparseable body). Worth retrying; never a reason to end a session.
+ */
+export class IdpUnavailableError extends AuthzError {
+  readonly endpoint: IdpEndpoint;
+  readonly reason: UnavailableReason;
+  /** HTTP status when the provider answered, else undefined. */
+  readonly httpStatus: number | undefined;
+
+  constructor(
+    endpoint: IdpEndpoint,
+    reason: UnavailableReason,
+    options: { httpStatus?: number; detail?: string; cause?: unknown } = {},
+  ) {
+    super('IDP_UNAVAILABLE', 503, 'the identity provider is unavailable, try again shortly', {
+      detail: `${endpoint}: ${reason}${options.httpStatus === undefined ? '' : ` (HTTP ${options.httpStatus})`}${options.detail === undefined ? '' : `: ${options.detail}`}`,
+      cause: options.cause,
+    });
+    this.name = 'IdpUnavailableError';
+    this.endpoint = endpoint;
+    this.reason = reason;
+    this.httpStatus = options.httpStatus;
+  }
+}
+
+/**
+ * The provider answered with an OAuth error (RFC 6749 §5.2 or §4.1.2.1), such as
+ * `invalid_grant` on a refresh or `access_denied` on a callback.
+ */
+export class IdpError extends AuthzError {
+  readonly endpoint: IdpEndpoint;
+  /** The OAuth `error` code, e.g. `invalid_grant`. */
+  readonly oauthError: string;
+  /** The provider's `error_description`; the provider's words, not a secret. */
+  readonly oauthErrorDescription: string | undefined;
+  readonly httpStatus: number | undefined;
+
+  constructor(
+    endpoint: IdpEndpoint,
+    oauthError: string,
+    options: { description?: string; httpStatus?: number; cause?: unknown } = {},
+  ) {
+    super('IDP_ERROR', 502, 'the identity provider refused the request', {
+      detail: `${endpoint}: ${oauthError}${options.description === undefined ? '' : ` (${options.description})`}`,
+      cause: options.cause,
+    });
+    this.name = 'IdpError';
+    this.endpoint = endpoint;
+    this.oauthError = oauthError;
+    this.oauthErrorDescription = options.description;
+    this.httpStatus = options.httpStatus;
+  }
+}
+
+/** An ID token or logout token failed validation. `reason` says which check, never the token. */
+export class TokenInvalidError extends AuthzError {
+  readonly endpoint: IdpEndpoint;
+  readonly reason: string;
+
+  constructor(endpoint: IdpEndpoint, reason: string, options: { cause?: unknown } = {}) {
+    super('TOKEN_INVALID', 401, 'the token could not be validated', {
+      detail: `${endpoint}: ${reason}`,
+      cause: options.cause,
+    });
+    this.name = 'TokenInvalidError';
+    this.endpoint = endpoint;
+    this.reason = reason;
+  }
+}
+
+/** The authorization response did not carry the `state` this browser started with. */
+export class StateMismatchError extends AuthzError {
+  constructor() {
+    super('STATE_INVALID', 400, 'the login could not be completed, please start again', {
+      detail: 'authorization response state does not match the login state',
+    });
+    this.name = 'StateMismatchError';
+  }
+}
+
+/**
+ * Raised by our HTTP layer when a request to the provider failed in transport; it carries no
+ * endpoint, {@link classifyIdpFailure} adds the one the caller was talking to.
+ */
+export class IdpTransportError extends Error {
+  readonly reason: 'network' | 'timeout' | 'http_status';
+  readonly httpStatus: number | undefined;
+
+  constructor(
+    reason: 'network' | 'timeout' | 'http_status',
+    options: { httpStatus?: number; cause?: unknown } = {},
+  ) {
+    super(
+      `${reason}${options.httpStatus === undefined ? '' : ` (HTTP ${options.httpStatus})`}`,
+      options.cause === undefined ? {} : { cause: options.cause },
+    );
+    this.name = 'IdpTransportError';
+    this.reason = reason;
+    this.httpStatus = options.httpStatus;
+  }
+}
+
+/** Statuses at which a provider is failing rather than refusing. */
+function isServerSideStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+// oauth4webapi codes for a response that fails a check on its content (not its transport).
+const VALIDATION_CODES = new Set([
+  'OAUTH_JWT_CLAIM_COMPARISON_FAILED',
+  'OAUTH_JWT_TIMESTAMP_CHECK_FAILED',
+  'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED',
+  'OAUTH_INVALID_RESPONSE',
+  'OAUTH_MISSING_SERVER_METADATA',
+  'OAUTH_KEY_SELECTION_FAILED',
+  'OAUTH_UNSUPPORTED_OPERATION',
+]);
+const MALFORMED_CODES = new Set([
+  'OAUTH_RESPONSE_IS_NOT_JSON',
+  'OAUTH_PARSE_ERROR',
+  'OAUTH_RESPONSE_IS_NOT_CONFORM',
+]);
+
+function findInCauses<T>(err: unknown, match: (e: unknown) => e is T): T | undefined {
+  let current: unknown = err;
+  for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth += 1) {
+    if (match(current)) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function statusOf(err: ClientError): number | undefined {
+  const cause = (err as { cause?: unknown }).cause;
+  return cause instanceof Response ? cause.status : undefined;
+}
+
+/**
+ * Turns whatever a provider call threw into the error catalogue: an {@link AuthzError} found in
+ * the cause chain is kept as is (our fetch wrappers raise them), OAuth error responses become
+ * {@link IdpError} (or {@link IdpUnavailableError} when the status says the server is failing),
+ * failed checks on a token become {@link TokenInvalidError}, everything else is unavailability.
+ */
+export function classifyIdpFailure(err: unknown, endpoint: IdpEndpoint): AuthzError {
+  const ours = findInCauses(err, (e): e is AuthzError => e instanceof AuthzError);
+  if (ours !== undefined) return ours;
+  if ((err as { code?: unknown } | undefined)?.code === 'EOPENBREAKER') {
+    return new IdpUnavailableError(endpoint, 'circuit_open', { cause: err });
+  }
+  const transport = findInCauses(
+    err,
+    (e): e is IdpTransportError => e instanceof IdpTransportError,
+  );
+  if (transport !== undefined) {
+    const cause = transport.cause instanceof Error ? transport.cause : undefined;
+    const detail =
+      (cause?.cause instanceof Error ? cause.cause.message : undefined) ?? cause?.message;
+    return new IdpUnavailableError(endpoint, transport.reason, {
+      ...(transport.httpStatus === undefined ? {} : { httpStatus: transport.httpStatus }),
+      ...(detail === undefined ? {} : { detail }),
+      cause: err,
+    });
+  }
+
+  if (err instanceof ResponseBodyError) {
+    if (isServerSideStatus(err.status) || err.error === 'temporarily_unavailable') {
+      return new IdpUnavailableError(endpoint, 'http_status', {
+        httpStatus: err.status,
+        detail: err.error,
+        cause: err,
+      });
+    }
+    return new IdpError(endpoint, err.error, {
+      ...(err.error_description === undefined ? {} : { description: err.error_description }),
+      httpStatus: err.status,
+      cause: err,
+    });
+  }
+  if (err instanceof AuthorizationResponseError) {
+    return new IdpError('authorization', err.error, {
+      ...(err.error_description === undefined ? {} : { description: err.error_description }),
+      cause: err,
+    });
+  }
+  if (err instanceof joseErrors.JOSEError) {
+    if (err instanceof joseErrors.JWKSTimeout) {
+      return new IdpUnavailableError('jwks', 'timeout', { cause: err });
+    }
+    return new TokenInvalidError(endpoint, err.code, { cause: err });
+  }
+  if (err instanceof ClientError) {
+    const code = err.code ?? '';
+    if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') {
+      return new IdpUnavailableError(endpoint, 'timeout', { cause: err });
+    }
+    if (MALFORMED_CODES.has(code)) {
+      const httpStatus = statusOf(err);
+      return new IdpUnavailableError(
+        endpoint,
+        httpStatus !== undefined && isServerSideStatus(httpStatus)
+          ? 'http_status'
+          : 'invalid_response',
+        { ...(httpStatus === undefined ? {} : { httpStatus }), detail: code, cause: err },
+      );
+    }
+    if (VALIDATION_CODES.has(code)) {
+      const reason =
+        (err.cause instanceof Error ? err.cause.message : undefined) ?? `${code}: ${err.message}`;
+      return new TokenInvalidError(endpoint === 'token' ? 'id_token' : endpoint, reason, {
+        cause: err,
+      });
+    }
+  }
+  const timeout = findInCauses(
+    err,
+    (e): e is DOMException => e instanceof DOMException && e.name === 'TimeoutError',
+  );
+  if (timeout !== undefined) return new IdpUnavailableError(endpoint, 'timeout', { cause: err });
+  const code = (err as { code?: unknown }).code;
+  if (err instanceof TypeError && typeof code === 'string' && code.startsWith('ERR_INVALID_ARG')) {
+    // A bug on our side (a library rejected its arguments), not the provider's fault.
+    return new AuthzError('INTERNAL', 500, 'internal error', { detail: err.message, cause: err });
+  }
+  return new IdpUnavailableError(endpoint, 'network', {
+    detail: err instanceof Error ? err.message : 'unknown failure',
+    cause: err,
+  });
+}
