@@ -1,7 +1,9 @@
 /** Our protos against Envoy's upstream ones: every field Envoy sends or reads survives both ways. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
 import { loadProtos } from '../../src/server/protos.ts';
+import { EnvoyClient } from '../support/envoy-client.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const ours = loadProtos();
@@ -338,5 +340,37 @@ void test('health protos follow grpc.health.v1: paths, streaming and field numbe
       Buffer.from([0x08, byte]),
     );
     assert.deepEqual(watch.responseDeserialize(Buffer.from([0x08, byte])), { status });
+  }
+});
+
+void test('over real gRPC, a server on our protos and a client on Envoy protos see the same messages', async () => {
+  const server = new grpc.Server();
+  const received: unknown[] = [];
+  server.addService(ours.authorization, {
+    Check(call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      received.push(call.request);
+      callback(null, received.length === 1 ? allowResponse : denyResponse);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  const client = new EnvoyClient({
+    target: `127.0.0.1:${port}`,
+    protos: upstream,
+    timeoutMs: 2000,
+  });
+  try {
+    const first = await client.checkRaw(fullRequest);
+    assert.equal(first.error, undefined);
+    assert.deepEqual(first.response, allowResponse);
+    const second = await client.checkRaw(rawHeadersRequest);
+    assert.deepEqual(second.response, denyResponse);
+    assert.deepEqual(received, [fullRequest, rawHeadersRequest]);
+  } finally {
+    client.close();
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
   }
 });

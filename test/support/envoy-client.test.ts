@@ -160,7 +160,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
       port_specifier: 'port_value',
     });
     assert.equal(attributes.source!.principal, 'spiffe://cluster.local/ns/a/sa/b');
-    assert.equal(attributes.destination!.address!.socket_address.port_value, 8443);
+    assert.equal(attributes.destination!.address!.socket_address!.port_value, 8443);
     assert.deepEqual(attributes.tls_session, { sni: 'app.example.com' });
     assert.deepEqual(attributes.context_extensions, { app: 'route-app', tier: 'vhost' });
   });
@@ -222,7 +222,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
       });
       const httpReq = stub.received.at(-1)!.request.attributes!.request!.http!;
       assert.equal(httpReq.headers, undefined);
-      const entries = httpReq.header_map!.headers.map((h) => [h.key, h.raw_value.toString()]);
+      const entries = httpReq.header_map!.headers!.map((h) => [h.key, h.raw_value!.toString()]);
       assert.deepEqual(entries.slice(0, 4), [
         [':authority', 'a.example'],
         [':path', '/p'],

@@ -136,19 +136,38 @@ export interface UpstreamCheckResponse {
   dynamic_metadata?: UpstreamStruct;
 }
 
-/** Upstream `envoy.config.core.v3.SocketAddress` as the client sends it. */
+/** Upstream `envoy.config.core.v3.SocketAddress`. */
 export interface UpstreamSocketAddress {
-  address: string;
-  port_value: number;
+  address?: string;
+  port_value?: number;
+  named_port?: string;
   protocol?: number;
+  resolver_name?: string;
+  ipv4_compat?: boolean;
 }
 
-/** Upstream `AttributeContext.HttpRequest` as the client sends it. */
+/** Upstream `envoy.config.core.v3.Address`: one of the members. */
+export interface UpstreamAddress {
+  socket_address?: UpstreamSocketAddress;
+  pipe?: { path?: string; mode?: number };
+  envoy_internal_address?: { server_listener_name?: string; endpoint_id?: string };
+}
+
+/** Upstream `AttributeContext.Peer`. */
+export interface UpstreamPeer {
+  address?: UpstreamAddress;
+  service?: string;
+  labels?: Record<string, string>;
+  principal?: string;
+  certificate?: string;
+}
+
+/** Upstream `AttributeContext.HttpRequest`. */
 export interface UpstreamHttpRequest {
   id?: string;
   method?: string;
   headers?: Record<string, string>;
-  header_map?: { headers: { key: string; raw_value: Buffer }[] };
+  header_map?: { headers?: { key?: string; value?: string; raw_value?: Buffer }[] };
   path?: string;
   host?: string;
   scheme?: string;
@@ -160,25 +179,21 @@ export interface UpstreamHttpRequest {
   raw_body?: Buffer;
 }
 
-/** Upstream `envoy.service.auth.v3.CheckRequest` as the client sends it. */
+/** Upstream `envoy.config.core.v3.Metadata`. */
+export interface UpstreamMetadata {
+  filter_metadata?: Record<string, UpstreamStruct>;
+  typed_filter_metadata?: Record<string, { type_url?: string; value?: Buffer }>;
+}
+
+/** Upstream `envoy.service.auth.v3.CheckRequest` (as sent, or as a server decodes it). */
 export interface UpstreamCheckRequest {
   attributes?: {
-    source?: {
-      address?: { socket_address: UpstreamSocketAddress };
-      principal?: string;
-      service?: string;
-      labels?: Record<string, string>;
-      certificate?: string;
-    };
-    destination?: {
-      address?: { socket_address: UpstreamSocketAddress };
-      principal?: string;
-      service?: string;
-    };
-    request?: { time?: { seconds: string; nanos: number }; http?: UpstreamHttpRequest };
+    source?: UpstreamPeer;
+    destination?: UpstreamPeer;
+    request?: { time?: { seconds?: string; nanos?: number }; http?: UpstreamHttpRequest };
     context_extensions?: Record<string, string>;
-    metadata_context?: { filter_metadata?: Record<string, UpstreamStruct> };
-    route_metadata_context?: { filter_metadata?: Record<string, UpstreamStruct> };
+    metadata_context?: UpstreamMetadata;
+    route_metadata_context?: UpstreamMetadata;
     tls_session?: { sni?: string };
   };
 }
