@@ -413,6 +413,8 @@ const sessionSchema = z
       .prefault('10m')
       .describe('How long a started login may take. Duration, default `10m`.'),
   })
+  // Present even when omitted, so the mistake is reported where it is: `session.secrets`.
+  .prefault({ secrets: [] })
   .describe('Browser sessions (SPEC §9).');
 
 const publicPathSchema = z

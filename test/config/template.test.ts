@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { compileTemplate, type TemplateContext } from '../../src/config/template.ts';
+
+const ctx: TemplateContext = {
+  claims: {
+    sub: 'user-1',
+    email: 'ann@example.com',
+    groups: ['admins', 'dev'],
+    realm_access: { roles: ['a', 'b'] },
+    'https://example.com/roles': ['r1', 2, true],
+    address: { country: 'NL' },
+    age: 42,
+    verified: false,
+    nothing: null,
+    bad: 'evil\r\nset-cookie: x',
+    nul: 'a\u0000b',
+  },
+  tokens: { access_token: 'at-value', id_token: 'idt-value' },
+  app: { name: 'grafana' },
+};
+
+function render(source: string): string | undefined {
+  const compiled = compileTemplate(source);
+  assert.ok(compiled.ok, `${source} should compile`);
+  return compiled.render(ctx);
+}
+
+void test('renders claims, tokens and the app name with literal text around them', () => {
+  assert.equal(render('{{ claims.email }}'), 'ann@example.com');
+  assert.equal(render('{{claims.sub}}'), 'user-1');
+  assert.equal(render('user={{ claims.sub }};app={{ app.name }}'), 'user=user-1;app=grafana');
+  assert.equal(render('Bearer {{ tokens.access_token }}'), 'Bearer at-value');
+  assert.equal(render('{{ tokens.id_token }}'), 'idt-value');
+  assert.equal(render('plain text'), 'plain text');
+  assert.equal(render(''), '');
+});
+
+void test('namespaced claims by full name, nested claims by dot path', () => {
+  assert.equal(render('{{ claims["https://example.com/roles"] }}'), 'r1,2,true');
+  assert.equal(render("{{ claims['https://example.com/roles'] }}"), 'r1,2,true');
+  assert.equal(render('{{ claims.realm_access.roles }}'), 'a,b');
+  assert.equal(render('{{ claims["realm_access"].roles }}'), 'a,b');
+});
+
+void test('arrays comma-joined, objects as JSON, scalars as text, missing as empty', () => {
+  assert.equal(render('{{ claims.groups }}'), 'admins,dev');
+  assert.equal(render('{{ claims.address }}'), '{"country":"NL"}');
+  assert.equal(render('{{ claims.age }}/{{ claims.verified }}'), '42/false');
+  assert.equal(
+    render('[{{ claims.nothing }}][{{ claims.missing }}][{{ claims.sub.deeper }}]'),
+    '[][][]',
+  );
+});
+
+void test('missing tokens render empty', () => {
+  const compiled = compileTemplate('{{ tokens.id_token }}');
+  assert.ok(compiled.ok);
+  assert.equal(compiled.render({ claims: {}, tokens: {}, app: { name: 'a' } }), '');
+});
+
+void test('never reaches the prototype through a claim path', () => {
+  assert.equal(
+    render('{{ claims.constructor }}{{ claims.__proto__ }}{{ claims.email.length }}'),
+    '',
+  );
+});
+
+void test('a value with CR, LF or NUL renders undefined so the header is dropped', () => {
+  assert.equal(render('{{ claims.bad }}'), undefined);
+  assert.equal(render('x {{ claims.nul }}'), undefined);
+});
+
+void test('unknown roots, unknown tokens and malformed expressions do not compile', () => {
+  const cases: [string, RegExp][] = [
+    ['{{ claim.email }}', /unknown variable "claim"/],
+    ['{{ env.HOME }}', /unknown variable "env"/],
+    ['{{ tokens.refresh_token }}', /tokens.access_token or tokens.id_token/],
+    ['{{ app.id }}', /app.name/],
+    ['{{ claims }}', /must name a claim/],
+    ['{{ }}', /invalid expression/],
+    ['{{ claims..x }}', /invalid expression/],
+    ['{{ claims["x" }}', /invalid expression/],
+    ['{{ claims.email', /unclosed/],
+    ['line\nbreak', /control characters/],
+  ];
+  for (const [source, message] of cases) {
+    const compiled = compileTemplate(source);
+    assert.equal(compiled.ok, false, source);
+    if (!compiled.ok) assert.match(compiled.message, message, source);
+  }
+});
