@@ -315,3 +315,144 @@ void test('alias bombs are refused', () => {
   assert.ok(!result.ok);
   assert.match(result.problems[0]?.message ?? '', /aliases/);
 });
+
+const BASE_APP = {
+  name: 'app',
+  oidc: {
+    issuer: 'https://idp.example.com/realms/main',
+    clientId: 'app',
+    clientSecret: 'app-client-secret',
+  },
+  session: { secrets: ['0123456789abcdef0123456789abcdef'] },
+};
+
+function problemPaths(document: unknown, env: Record<string, string> = {}): string[] {
+  const result = loadConfig({ document }, env);
+  assert.ok(!result.ok, 'must not load');
+  return result.problems.map((p) => p.path).sort();
+}
+
+void test('a mistake in defaults is reported once at defaults.…, however many apps inherit it', () => {
+  const document = {
+    defaults: {
+      name: 'shared',
+      oidc: { clientSecrte: 'typo' },
+      bearer: { identifierClaim: 'email' },
+    },
+    apps: [
+      { ...BASE_APP, name: 'a', match: { hosts: ['a.example.com'] } },
+      { ...BASE_APP, name: 'b', match: { hosts: ['b.example.com'] } },
+    ],
+  };
+  assert.deepEqual(problemPaths(document), [
+    'defaults.bearer.identifierClaim',
+    'defaults.name',
+    'defaults.oidc.clientSecrte',
+  ]);
+});
+
+void test('an app value overriding a bad default is not reported', () => {
+  const result = loadConfig(
+    {
+      document: {
+        defaults: { session: { maxAge: 'forever' } },
+        apps: [{ ...BASE_APP, session: { ...BASE_APP.session, maxAge: '1h' } }],
+      },
+    },
+    {},
+  );
+  assert.ok(result.ok);
+  assert.equal(result.config.apps[0]?.session.maxAge, 3_600_000);
+});
+
+void test('cross-field rules each report their own path', () => {
+  const documentWith = (oidcExtra: Record<string, unknown>) => ({
+    listen: { grpc: '0.0.0.0:9001', http: '0.0.0.0:9001' },
+    store: { type: 'redis', redis: { tls: { cert: 'PEM' } } },
+    apps: [
+      {
+        ...BASE_APP,
+        oidc: {
+          ...BASE_APP.oidc,
+          clientAuth: 'private_key_jwt',
+          privateKey: 'not a key',
+          logoutPath: '/oauth2/callback',
+          ...oidcExtra,
+        },
+        session: { ...BASE_APP.session, sameSite: 'none', secure: false, idleTimeout: '48h' },
+        bearer: { enabled: true, audiences: ['api'], introspection: { enabled: true } },
+      },
+    ],
+  });
+  // Schema problems in an app hold back its cross-field rules (they need valid values).
+  assert.deepEqual(
+    problemPaths(documentWith({ extraAuthParams: { state: 'x' }, scopes: ['profile'] })),
+    [
+      'apps[0].oidc.extraAuthParams.state',
+      'apps[0].oidc.scopes',
+      'listen.http',
+      'store.redis',
+      'store.redis.tls.key',
+    ],
+  );
+  assert.deepEqual(problemPaths(documentWith({ extraAuthParams: { prompt: 'login' } })), [
+    'apps[0].bearer.introspection.clientId',
+    'apps[0].bearer.introspection.clientSecret',
+    'apps[0].oidc.logoutPath',
+    'apps[0].oidc.privateKey',
+    'apps[0].session.idleTimeout',
+    'apps[0].session.secure',
+    'listen.http',
+    'store.redis',
+    'store.redis.tls.key',
+  ]);
+});
+
+void test('an unreadable secret file in defaults is one problem, not also a missing secret', () => {
+  const readFile = (path: string): string => {
+    throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES' });
+  };
+  const oidc = { issuer: BASE_APP.oidc.issuer, clientId: BASE_APP.oidc.clientId };
+  const result = loadConfig(
+    {
+      document: {
+        defaults: { oidc: { clientSecretFile: '/run/secrets/client' } },
+        apps: [
+          { ...BASE_APP, name: 'a', oidc, match: { hosts: ['a.example.com'] } },
+          { ...BASE_APP, name: 'b', oidc, match: { hosts: ['b.example.com'] } },
+        ],
+      },
+    },
+    {},
+    { readFile },
+  );
+  assert.deepEqual(result, {
+    ok: false,
+    problems: [
+      {
+        path: 'defaults.oidc.clientSecretFile',
+        message: 'cannot read /run/secrets/client: EACCES',
+      },
+    ],
+  });
+});
+
+void test('a private key given as a private JWK is accepted for private_key_jwt', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = JSON.stringify(privateKey.export({ format: 'jwk' }));
+  const result = loadConfig(
+    {
+      document: {
+        apps: [
+          {
+            ...BASE_APP,
+            oidc: { ...BASE_APP.oidc, clientAuth: 'private_key_jwt', privateKey: jwk },
+          },
+        ],
+      },
+    },
+    {},
+  );
+  assert.ok(result.ok, result.ok ? '' : JSON.stringify(result.problems));
+});
