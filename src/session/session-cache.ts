@@ -20,7 +20,7 @@ interface Entry<T> {
  * digest rather than the value keeps entries small and keeps cookie values out of memory dumps.
  */
 export function cacheKeyFor(cookieValue: string): string {
-  return createHash('sha256').update(cookieValue).digest().subarray(0, 16).toString('base64url');
+  return createHash('sha256').update(cookieValue, 'utf8').digest().toString('base64url', 0, 16);
 }
 
 /**
