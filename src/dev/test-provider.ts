@@ -112,6 +112,8 @@ export interface ProviderCounters {
   readonly introspection: number;
   readonly revocation: number;
   readonly endSession: number;
+  /** Back-channel logout deliveries by outcome (`success`, `error`). */
+  readonly backchannelLogout: Readonly<Record<'success' | 'error', number>>;
   readonly faultsInjected: number;
 }
 
@@ -141,6 +143,8 @@ export interface TestProvider {
     options?: { alg?: 'RS256' | 'ES256'; typ?: string; kid?: string },
   ): Promise<string>;
   counters(): ProviderCounters;
+  /** Why the last back-channel logout delivery failed, if one did. */
+  lastBackchannelError(): string | undefined;
   resetCounters(): void;
   injectFault(fault: Fault): void;
   clearFaults(): void;
@@ -369,6 +373,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     introspection: 0,
     revocation: 0,
     endSession: 0,
+    backchannelLogout: { success: 0, error: 0 },
     faultsInjected: 0,
   });
   let counts = emptyCounters();
@@ -378,6 +383,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     byOutcome[outcome] = (byOutcome[outcome] ?? 0) + 1;
   };
   let faults: { fault: Fault; remaining: number }[] = [];
+  let lastBackchannelError: string | undefined;
 
   const server: Server = createServer();
   const sockets = new Set<Socket>();
@@ -448,6 +454,13 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       await grant.save();
       return grant;
     },
+    // The provider's outbound fetch refuses special-use addresses (SSRF protection); the
+    // back-channel logout receivers of a test rig are all on loopback, so drop that dispatcher.
+    fetch: (url: string, init: RequestInit & { dispatcher?: unknown }) => {
+      const rest = { ...init };
+      delete rest.dispatcher;
+      return fetch(url, rest);
+    },
     features: {
       devInteractions: { enabled: true },
       revocation: { enabled: true },
@@ -486,6 +499,13 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       (ctx as OidcContext).oidc.params?.['grant_type'],
       typeof error === 'string' ? error : 'server_error',
     );
+  });
+  provider.on('backchannel.success', () => {
+    counts.backchannelLogout.success += 1;
+  });
+  provider.on('backchannel.error', (_ctx, err) => {
+    counts.backchannelLogout.error += 1;
+    lastBackchannelError = err instanceof Error ? err.message : String(err);
   });
   const handle = provider.callback();
 
@@ -557,6 +577,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
         .sign(key.privateKey);
     },
     counters: () => structuredClone(counts),
+    lastBackchannelError: () => lastBackchannelError,
     resetCounters: () => {
       counts = emptyCounters();
     },

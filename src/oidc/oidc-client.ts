@@ -281,6 +281,8 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       } catch (err) {
         throw classifyIdpFailure(err, 'discovery');
       }
+    }).catch((err: unknown) => {
+      throw classifyIdpFailure(err, 'discovery');
     });
     const jwksUri = config.serverMetadata().jwks_uri;
     if (jwksUri === undefined) {
@@ -342,6 +344,8 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     return claims === undefined ? undefined : claims.exp * 1000;
   };
 
+  // Errors are classified inside the guard (so a breaker sees catalogue codes) and again
+  // outside it, for what the guard itself throws (an open breaker); classifying is idempotent.
   const tokenCall = <T>(endpoint: IdpEndpoint, call: () => Promise<T>): Promise<T> =>
     guard(endpoint === 'revocation' ? 'revocation' : 'token', async () => {
       try {
@@ -349,6 +353,8 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       } catch (err) {
         throw classifyIdpFailure(err, endpoint);
       }
+    }).catch((err: unknown) => {
+      throw classifyIdpFailure(err, endpoint);
     });
 
   return {

@@ -1,5 +1,10 @@
 /** Failures talking to an OpenID Provider, classified once at the protocol boundary. */
-import { AuthorizationResponseError, ClientError, ResponseBodyError } from 'openid-client';
+import {
+  AuthorizationResponseError,
+  ClientError,
+  ResponseBodyError,
+  WWWAuthenticateChallengeError,
+} from 'openid-client';
 import { errors as joseErrors } from 'jose';
 import { AuthzError } from '../errors.ts';
 
@@ -192,6 +197,23 @@ export function classifyIdpFailure(err: unknown, endpoint: IdpEndpoint): AuthzEr
     }
     return new IdpError(endpoint, err.error, {
       ...(err.error_description === undefined ? {} : { description: err.error_description }),
+      httpStatus: err.status,
+      cause: err,
+    });
+  }
+  if (err instanceof WWWAuthenticateChallengeError) {
+    // A 401 with a challenge instead of a JSON body (RFC 6749 §5.2 allows it for invalid_client).
+    if (isServerSideStatus(err.status)) {
+      return new IdpUnavailableError(endpoint, 'http_status', {
+        httpStatus: err.status,
+        cause: err,
+      });
+    }
+    const parameters = err.cause[0]?.parameters;
+    return new IdpError(endpoint, parameters?.error ?? 'invalid_client', {
+      ...(parameters?.error_description === undefined
+        ? {}
+        : { description: parameters.error_description }),
       httpStatus: err.status,
       cause: err,
     });

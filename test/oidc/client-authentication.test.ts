@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK } from 'jose';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
+import { ConfigError } from '../../src/errors.ts';
+import { createOidcClient } from '../../src/oidc/oidc-client.ts';
+import { IdpError } from '../../src/oidc/oidc-errors.ts';
+import {
+  REDIRECT_URI,
+  basicClient,
+  clientDeps,
+  clientOptions,
+  login,
+  loginAndExchange,
+  readyClient,
+  startProvider,
+} from './oidc-fixtures.ts';
+
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+void describe('client authentication at the token endpoint', () => {
+  let provider: TestProvider;
+
+  before(async () => {
+    const ecPublic = { ...(await exportJWK(ec.publicKey)), kid: 'ec-1', alg: 'ES256', use: 'sig' };
+    provider = await startProvider({
+      clients: [
+        basicClient({ clientId: 'basic' }),
+        basicClient({ clientId: 'post', authMethod: 'client_secret_post' }),
+        basicClient({
+          clientId: 'pkjwt-rsa',
+          authMethod: 'private_key_jwt',
+          publicJwk: { ...(await exportJWK(rsa.publicKey)), use: 'sig' },
+        }),
+        basicClient({ clientId: 'pkjwt-ec', authMethod: 'private_key_jwt', publicJwk: ecPublic }),
+        basicClient({ clientId: 'public', authMethod: 'none' }),
+      ].map(({ clientSecret, ...c }) =>
+        c.authMethod === 'private_key_jwt' || c.authMethod === 'none'
+          ? c
+          : { ...c, ...(clientSecret === undefined ? {} : { clientSecret }) },
+      ),
+    });
+  });
+  after(() => provider.close());
+
+  const cases = [
+    { name: 'client_secret_basic', clientId: 'basic', clientAuth: 'client_secret_basic' },
+    { name: 'client_secret_post', clientId: 'post', clientAuth: 'client_secret_post' },
+    {
+      name: 'private_key_jwt with an RSA PEM',
+      clientId: 'pkjwt-rsa',
+      clientAuth: 'private_key_jwt',
+      privateKey: () => rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    },
+    {
+      name: 'private_key_jwt with an EC JWK',
+      clientId: 'pkjwt-ec',
+      clientAuth: 'private_key_jwt',
+      privateKey: () => JSON.stringify({ ...ec.privateKey.export({ format: 'jwk' }), kid: 'ec-1' }),
+    },
+    { name: 'none (public client, PKCE only)', clientId: 'public', clientAuth: 'none' },
+  ] as const;
+
+  for (const c of cases) {
+    void it(`exchanges and refreshes with ${c.name}`, async () => {
+      const before = provider.counters().grants['authorization_code']?.['success'] ?? 0;
+      const client = await readyClient(provider, {
+        clientId: c.clientId,
+        clientAuth: c.clientAuth,
+        clientSecret: c.clientAuth.startsWith('client_secret')
+          ? 'a-client-secret-that-is-long-enough'
+          : undefined,
+        privateKey: 'privateKey' in c ? c.privateKey() : undefined,
+      });
+      try {
+        const { result } = await loginAndExchange(client);
+        assert.equal(result.claims.aud, c.clientId);
+        assert.equal(provider.counters().grants['authorization_code']?.['success'], before + 1);
+        const refreshed = await client.refresh(result.tokens.refreshToken!);
+        assert.ok(refreshed.tokens.accessToken.length > 20);
+      } finally {
+        client.close();
+      }
+    });
+  }
+
+  void it('reports a wrong secret as IDP_ERROR invalid_client', async () => {
+    const client = await readyClient(provider, {
+      clientId: 'basic',
+      clientSecret: 'not-the-secret',
+    });
+    try {
+      const loggedIn = await login(client);
+      await assert.rejects(
+        client.exchangeCode({
+          callbackUrl: loggedIn.callbackUrl,
+          redirectUri: REDIRECT_URI,
+          codeVerifier: loggedIn.secrets.codeVerifier,
+          expectedState: loggedIn.secrets.state,
+          expectedNonce: loggedIn.secrets.nonce,
+        }),
+        (err) =>
+          err instanceof IdpError &&
+          err.oauthError === 'invalid_client' &&
+          !err.message.includes('not-the-secret'),
+      );
+      assert.ok((provider.counters().grants['authorization_code']?.['invalid_client'] ?? 0) >= 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  void it('refuses options that cannot work, naming each problem and never the secret', () => {
+    assert.throws(
+      () =>
+        createOidcClient(
+          clientOptions(
+            { issuer: 'http://idp.example.com' },
+            { clientAuth: 'client_secret_post', clientSecret: '', idTokenAlgs: ['HS256'] },
+          ),
+          clientDeps(),
+        ),
+      (err) =>
+        err instanceof ConfigError &&
+        ['oidc.issuer', 'oidc.clientSecret', 'oidc.idTokenAlgs'].every((p) =>
+          err.problems.some((problem) => problem.path === p),
+        ),
+    );
+    assert.throws(
+      () =>
+        createOidcClient(
+          clientOptions(provider, { clientAuth: 'private_key_jwt', privateKey: 'SECRET-ish junk' }),
+          clientDeps(),
+        ),
+      (err) =>
+        err instanceof ConfigError &&
+        err.problems.some((p) => p.path === 'oidc.privateKey') &&
+        !err.message.includes('SECRET-ish'),
+    );
+  });
+});
