@@ -11,7 +11,14 @@ export default tseslint.config(
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
     rules: {
-      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] },
+          ],
+        },
+      ],
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
@@ -23,7 +30,10 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { paths: ['ioredis', '@grpc/grpc-js', '@grpc/proto-loader'], patterns: ['**/server/**', '**/store/redis*'] },
+        {
+          paths: ['ioredis', '@grpc/grpc-js', '@grpc/proto-loader'],
+          patterns: ['**/server/**', '**/store/redis*'],
+        },
       ],
     },
   },

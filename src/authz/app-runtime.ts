@@ -1,4 +1,5 @@
 /** An app as the pipeline uses it: its config plus everything built from it once, at start. */
+import { DEFAULT_UPSTREAM_HEADERS } from '../config/schema.ts';
 import { PublicPaths, type PublicPathRule } from './public-paths.ts';
 
 /** The part of an app's config the pipeline reads. */
@@ -6,7 +7,7 @@ export interface AppSettings {
   readonly name: string;
   readonly match: { readonly hosts: readonly string[]; readonly pathPrefix: string };
   readonly publicPaths: readonly PublicPathRule[];
-  /** Header → template; an empty template disables a default header. */
+  /** Header → template, defaults merged in (a default turned off is absent). */
   readonly upstreamHeaders: Readonly<Record<string, string>>;
   readonly passAccessToken: boolean;
   readonly passIdToken: boolean;
@@ -25,9 +26,12 @@ export interface AppRuntime {
 }
 
 export function buildAppRuntime(settings: AppSettings): AppRuntime {
-  const identityHeaders = Object.entries(settings.upstreamHeaders)
-    .filter(([, template]) => template !== '')
-    .map(([name]) => name.toLowerCase());
+  // The default identity headers are scrubbed even when an app turns one off: an upstream
+  // written for the defaults must never trust a forged copy.
+  const identityHeaders = [
+    ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
+    ...Object.keys(settings.upstreamHeaders),
+  ].map((name) => name.toLowerCase());
   if (settings.passAccessToken) identityHeaders.push('authorization');
   if (settings.passIdToken) identityHeaders.push('x-id-token');
   return {

@@ -31,7 +31,9 @@ const maxBodyBytes = 64 * 1024;
 // RFC 9110 §5.6.2 token characters.
 const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // CR, LF and NUL may never reach a header; other controls (except HTAB) are invalid too.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const forbiddenInValue = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+// eslint-disable-next-line no-control-regex -- as above
 const forbiddenInPath = /[\u0000-\u0020\u007f#]/;
 const hostPattern = /^(?:[a-z0-9\-._~!$&'()*+,;=%]+|\[[0-9a-f:.]+\])$/;
 

@@ -663,6 +663,16 @@ export const configSchema = z
         admin: hostPort
           .default('0.0.0.0:9090')
           .describe('Admin listener: /healthz, /readyz, /metrics. Default `0.0.0.0:9090`.'),
+        httpPathPrefix: z
+          .string()
+          .regex(
+            /^(\/[^\s?#]*[^\s?#/])?$/,
+            'must be empty or a path like /authz, without a trailing slash',
+          )
+          .default('')
+          .describe(
+            "The `path_prefix` Envoy's `http_service` (Istio `pathPrefix`) puts before each path; stripped before matching. Default empty.",
+          ),
       })
       .prefault({})
       .describe('Listen addresses, `host:port`.'),

@@ -49,7 +49,7 @@ export function createLogger(options: LoggerOptions): Logger {
       },
     },
     options.destination ?? process.stdout,
-  ) as unknown as Logger;
+  );
 }
 
 /** A logger that drops everything; for tests and tools. */

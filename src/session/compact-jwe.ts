@@ -76,7 +76,20 @@ export function splitCompact(value: string, maxLength: number): CompactParts | u
   // A base64url length of 1 mod 4 is impossible; Buffer would silently drop the extra char.
   if (ciphertext.length % 4 === 1 || !BASE64URL.test(ciphertext)) return undefined;
   if (!BASE64URL.test(iv) || !BASE64URL.test(tag)) return undefined;
+  if (!hasCanonicalEnd(ciphertext) || !hasCanonicalEnd(tag)) return undefined;
   return { header, iv, ciphertext, tag };
+}
+
+const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * True when the unused low bits of the last character are zero (RFC 4648 §3.5), so each byte
+ * string has exactly one accepted spelling and no edit to a value goes unnoticed.
+ */
+function hasCanonicalEnd(segment: string): boolean {
+  const spare = segment.length % 4 === 2 ? 0b1111 : segment.length % 4 === 3 ? 0b11 : 0;
+  if (spare === 0) return true;
+  return (alphabet.indexOf(segment[segment.length - 1]!) & spare) === 0;
 }
 
 /** Decrypts checked parts; `undefined` when authentication fails (wrong key, tampering). */

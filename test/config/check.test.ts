@@ -6,7 +6,7 @@ import { checkConfigFile } from '../../src/config/check.ts';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/config/', import.meta.url));
 
-void test('a valid file reports the number of apps', () => {
+test('a valid file reports the number of apps', () => {
   assert.deepEqual(checkConfigFile(FIXTURES + 'valid/minimal.yaml', {}), {
     ok: true,
     output: 'config OK: 1 app',
@@ -20,7 +20,7 @@ void test('a valid file reports the number of apps', () => {
   assert.deepEqual(full, { ok: true, output: 'config OK: 3 apps' });
 });
 
-void test('an invalid file reports every problem as "path: message", one per line', () => {
+test('an invalid file reports every problem as "path: message", one per line', () => {
   const result = checkConfigFile(FIXTURES + 'invalid/five-mistakes.yaml', {});
   assert.equal(result.ok, false);
   const lines = result.output.split('\n');
@@ -36,7 +36,7 @@ void test('an invalid file reports every problem as "path: message", one per lin
   for (const line of lines) assert.match(line, /^[^\s:]+(?:\["[^"]+"\])?[^\s:]*: \S/);
 });
 
-void test('the environment is the one passed in', () => {
+test('the environment is the one passed in', () => {
   const result = checkConfigFile(FIXTURES + 'invalid/unset-env.yaml', {
     EOA_TEST_UNSET_SECRET: 'now-set',
   });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 
 import { parseDuration } from '../../src/config/duration.ts';
 
-void test('parses single and combined units to milliseconds', () => {
+test('parses single and combined units to milliseconds', () => {
   assert.equal(parseDuration('500ms'), 500);
   assert.equal(parseDuration('90s'), 90_000);
   assert.equal(parseDuration('15m'), 900_000);
@@ -14,7 +14,7 @@ void test('parses single and combined units to milliseconds', () => {
   assert.equal(parseDuration('0s'), 0);
 });
 
-void test('refuses bare numbers, unknown units, spaces, signs, decimals and out-of-order units', () => {
+test('refuses bare numbers, unknown units, spaces, signs, decimals and out-of-order units', () => {
   for (const bad of [
     '',
     '90',
@@ -32,6 +32,6 @@ void test('refuses bare numbers, unknown units, spaces, signs, decimals and out-
   }
 });
 
-void test('refuses totals beyond the safe integer range', () => {
+test('refuses totals beyond the safe integer range', () => {
   assert.equal(parseDuration('99999999999999999999d'), undefined);
 });

@@ -82,7 +82,7 @@ const CASES: Record<string, [string, RegExp][]> = {
 };
 
 for (const [fixture, expected] of Object.entries(CASES)) {
-  void test(`invalid/${fixture} reports exactly its problems`, () => {
+  test(`invalid/${fixture} reports exactly its problems`, () => {
     const result = loadConfig({ path: FIXTURES + fixture }, {});
     assert.ok(!result.ok, 'must not load');
     const byPath = (a: { path: string }, b: { path: string }) => a.path.localeCompare(b.path);
@@ -100,7 +100,7 @@ for (const [fixture, expected] of Object.entries(CASES)) {
   });
 }
 
-void test('the five-mistakes fixture yields exactly five problems', () => {
+test('the five-mistakes fixture yields exactly five problems', () => {
   const result = loadConfig({ path: FIXTURES + 'five-mistakes.yaml' }, {});
   assert.ok(!result.ok);
   assert.equal(result.problems.length, 5);

@@ -28,12 +28,13 @@ function app(config: Config, name: string): AppConfig {
   return found;
 }
 
-void test('minimal config loads with every default filled in', () => {
+test('minimal config loads with every default filled in', () => {
   const config = load('valid/minimal.yaml');
   assert.deepEqual(config.listen, {
     grpc: '0.0.0.0:9001',
     http: '0.0.0.0:9002',
     admin: '0.0.0.0:9090',
+    httpPathPrefix: '',
   });
   assert.deepEqual(config.log, { level: 'info' });
   assert.deepEqual(config.request, { trustedHops: 0, maxHeaderBytes: 65_536 });
@@ -111,7 +112,7 @@ void test('minimal config loads with every default filled in', () => {
   assert.equal(a.passIdToken, false);
 });
 
-void test('full config loads every contract key, with defaults merged under each app', () => {
+test('full config loads every contract key, with defaults merged under each app', () => {
   const config = load('valid/full.yaml', FULL_ENV);
   assert.equal(config.request.trustedHops, 1);
   assert.equal(config.shutdown.drainTimeout, 15_000);
@@ -195,7 +196,7 @@ void test('full config loads every contract key, with defaults merged under each
   assert.equal(wiki.oidc.clientSecret, undefined);
 });
 
-void test('the loaded config is deep-frozen: mutation throws', () => {
+test('the loaded config is deep-frozen: mutation throws', () => {
   const config = load('valid/full.yaml', FULL_ENV);
   const grafana = config.apps[0] as unknown as { name: string; session: { secrets: string[] } };
   assert.throws(() => {
@@ -212,7 +213,7 @@ void test('the loaded config is deep-frozen: mutation throws', () => {
   assert.ok(Object.isFrozen(config.store.redis.tls));
 });
 
-void test('…File twins are read at load, relative to the config file, trailing newline removed', () => {
+test('…File twins are read at load, relative to the config file, trailing newline removed', () => {
   const config = load('valid/with-files.yaml');
   assert.equal(config.store.redis.password, 'orders-client-secret-from-file');
   assert.deepEqual(config.store.redis.cluster, ['redis-0:6379', 'redis-1:6379']);
@@ -226,7 +227,7 @@ void test('…File twins are read at load, relative to the config file, trailing
   ]);
 });
 
-void test('${VAR} interpolation reads only the injected environment', () => {
+test('${VAR} interpolation reads only the injected environment', () => {
   const text = readFileSync(FIXTURES + 'valid/minimal.yaml', 'utf8').replace(
     'app-client-secret',
     '${EOA_TEST_CLIENT_SECRET}',
@@ -243,7 +244,7 @@ void test('${VAR} interpolation reads only the injected environment', () => {
   }
 });
 
-void test('JSON text, JSON files without a known extension, and parsed documents load the same', () => {
+test('JSON text, JSON files without a known extension, and parsed documents load the same', () => {
   const document = {
     apps: [
       {
@@ -272,7 +273,7 @@ void test('JSON text, JSON files without a known extension, and parsed documents
   assert.equal(Object.isFrozen(document.apps[0]), false, 'the input document is not frozen');
 });
 
-void test('problems in JSON carry line and column, without quoting the source', () => {
+test('problems in JSON carry line and column, without quoting the source', () => {
   const result = loadConfig(
     { text: '{\n  "apps": [\n    { "name": "secret-value" \n  ]\n}', format: 'json' },
     {},
@@ -284,7 +285,7 @@ void test('problems in JSON carry line and column, without quoting the source', 
   assert.doesNotMatch(result.problems[0]?.message ?? '', /secret-value/);
 });
 
-void test('a root that is not a mapping, and an unreadable config file, are problems', () => {
+test('a root that is not a mapping, and an unreadable config file, are problems', () => {
   const list = loadConfig({ text: '- a\n- b\n', format: 'yaml' }, {});
   assert.deepEqual(list, {
     ok: false,
@@ -296,7 +297,7 @@ void test('a root that is not a mapping, and an unreadable config file, are prob
   assert.match(missing.problems[0]?.message ?? '', /^cannot read .*no-such-file\.yaml: ENOENT$/);
 });
 
-void test('YAML 1.2 core schema: yes/on stay strings, so they are not taken as booleans', () => {
+test('YAML 1.2 core schema: yes/on stay strings, so they are not taken as booleans', () => {
   const text = readFileSync(FIXTURES + 'valid/minimal.yaml', 'utf8') + 'allowUnmatched: yes\n';
   const result = loadConfig({ text, format: 'yaml' }, {});
   assert.deepEqual(result, {
@@ -305,7 +306,7 @@ void test('YAML 1.2 core schema: yes/on stay strings, so they are not taken as b
   });
 });
 
-void test('alias bombs are refused', () => {
+test('alias bombs are refused', () => {
   let text = 'a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n';
   for (let i = 1; i < 8; i++) {
     const ref = `*a${i - 1}`;
@@ -332,7 +333,7 @@ function problemPaths(document: unknown, env: Record<string, string> = {}): stri
   return result.problems.map((p) => p.path).sort();
 }
 
-void test('a mistake in defaults is reported once at defaults.…, however many apps inherit it', () => {
+test('a mistake in defaults is reported once at defaults.…, however many apps inherit it', () => {
   const document = {
     defaults: {
       name: 'shared',
@@ -351,7 +352,7 @@ void test('a mistake in defaults is reported once at defaults.…, however many 
   ]);
 });
 
-void test('an app value overriding a bad default is not reported', () => {
+test('an app value overriding a bad default is not reported', () => {
   const result = loadConfig(
     {
       document: {
@@ -365,7 +366,7 @@ void test('an app value overriding a bad default is not reported', () => {
   assert.equal(result.config.apps[0]?.session.maxAge, 3_600_000);
 });
 
-void test('cross-field rules each report their own path', () => {
+test('cross-field rules each report their own path', () => {
   const documentWith = (oidcExtra: Record<string, unknown>) => ({
     listen: { grpc: '0.0.0.0:9001', http: '0.0.0.0:9001' },
     store: { type: 'redis', redis: { tls: { cert: 'PEM' } } },
@@ -408,7 +409,7 @@ void test('cross-field rules each report their own path', () => {
   ]);
 });
 
-void test('an unreadable secret file in defaults is one problem, not also a missing secret', () => {
+test('an unreadable secret file in defaults is one problem, not also a missing secret', () => {
   const readFile = (path: string): string => {
     throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES' });
   };
@@ -437,7 +438,7 @@ void test('an unreadable secret file in defaults is one problem, not also a miss
   });
 });
 
-void test('a private key given as a private JWK is accepted for private_key_jwt', async () => {
+test('a private key given as a private JWK is accepted for private_key_jwt', async () => {
   const { generateKeyPairSync } = await import('node:crypto');
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const jwk = JSON.stringify(privateKey.export({ format: 'jwk' }));

@@ -26,7 +26,7 @@ function walkProperties(
   }
 }
 
-void test('the schema renders to JSON Schema with a description on every option', () => {
+test('the schema renders to JSON Schema with a description on every option', () => {
   const json = z.toJSONSchema(configSchema, { io: 'input' }) as JsonSchemaNode;
   const undocumented: string[] = [];
   let count = 0;
@@ -38,7 +38,7 @@ void test('the schema renders to JSON Schema with a description on every option'
   assert.deepEqual(undocumented, []);
 });
 
-void test('documented defaults are the input form (durations as strings), objects are closed', () => {
+test('documented defaults are the input form (durations as strings), objects are closed', () => {
   const json = z.toJSONSchema(configSchema, { io: 'input' }) as JsonSchemaNode;
   const app = json.properties?.['apps']?.items;
   assert.equal(app?.properties?.['session']?.properties?.['maxAge']?.default, '24h');

@@ -27,7 +27,7 @@ function render(source: string): string | undefined {
   return compiled.render(ctx);
 }
 
-void test('renders claims, tokens and the app name with literal text around them', () => {
+test('renders claims, tokens and the app name with literal text around them', () => {
   assert.equal(render('{{ claims.email }}'), 'ann@example.com');
   assert.equal(render('{{claims.sub}}'), 'user-1');
   assert.equal(render('user={{ claims.sub }};app={{ app.name }}'), 'user=user-1;app=grafana');
@@ -37,14 +37,14 @@ void test('renders claims, tokens and the app name with literal text around them
   assert.equal(render(''), '');
 });
 
-void test('namespaced claims by full name, nested claims by dot path', () => {
+test('namespaced claims by full name, nested claims by dot path', () => {
   assert.equal(render('{{ claims["https://example.com/roles"] }}'), 'r1,2,true');
   assert.equal(render("{{ claims['https://example.com/roles'] }}"), 'r1,2,true');
   assert.equal(render('{{ claims.realm_access.roles }}'), 'a,b');
   assert.equal(render('{{ claims["realm_access"].roles }}'), 'a,b');
 });
 
-void test('arrays comma-joined, objects as JSON, scalars as text, missing as empty', () => {
+test('arrays comma-joined, objects as JSON, scalars as text, missing as empty', () => {
   assert.equal(render('{{ claims.groups }}'), 'admins,dev');
   assert.equal(render('{{ claims.address }}'), '{"country":"NL"}');
   assert.equal(render('{{ claims.age }}/{{ claims.verified }}'), '42/false');
@@ -54,25 +54,25 @@ void test('arrays comma-joined, objects as JSON, scalars as text, missing as emp
   );
 });
 
-void test('missing tokens render empty', () => {
+test('missing tokens render empty', () => {
   const compiled = compileTemplate('{{ tokens.id_token }}');
   assert.ok(compiled.ok);
   assert.equal(compiled.render({ claims: {}, tokens: {}, app: { name: 'a' } }), '');
 });
 
-void test('never reaches the prototype through a claim path', () => {
+test('never reaches the prototype through a claim path', () => {
   assert.equal(
     render('{{ claims.constructor }}{{ claims.__proto__ }}{{ claims.email.length }}'),
     '',
   );
 });
 
-void test('a value with CR, LF or NUL renders undefined so the header is dropped', () => {
+test('a value with CR, LF or NUL renders undefined so the header is dropped', () => {
   assert.equal(render('{{ claims.bad }}'), undefined);
   assert.equal(render('x {{ claims.nul }}'), undefined);
 });
 
-void test('unknown roots, unknown tokens and malformed expressions do not compile', () => {
+test('unknown roots, unknown tokens and malformed expressions do not compile', () => {
   const cases: [string, RegExp][] = [
     ['{{ claim.email }}', /unknown variable "claim"/],
     ['{{ env.HOME }}', /unknown variable "env"/],

@@ -20,7 +20,7 @@ import {
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
-void describe('client authentication at the token endpoint', () => {
+describe('client authentication at the token endpoint', () => {
   let provider: TestProvider;
 
   before(async () => {
@@ -64,7 +64,7 @@ void describe('client authentication at the token endpoint', () => {
   ] as const;
 
   for (const c of cases) {
-    void it(`exchanges and refreshes with ${c.name}`, async () => {
+    it(`exchanges and refreshes with ${c.name}`, async () => {
       const before = provider.counters().grants['authorization_code']?.['success'] ?? 0;
       const client = await readyClient(provider, {
         clientId: c.clientId,
@@ -86,7 +86,7 @@ void describe('client authentication at the token endpoint', () => {
     });
   }
 
-  void it('reports a wrong secret as IDP_ERROR invalid_client', async () => {
+  it('reports a wrong secret as IDP_ERROR invalid_client', async () => {
     const client = await readyClient(provider, {
       clientId: 'basic',
       clientSecret: 'not-the-secret',
@@ -112,7 +112,7 @@ void describe('client authentication at the token endpoint', () => {
     }
   });
 
-  void it('refuses options that cannot work, naming each problem and never the secret', () => {
+  it('refuses options that cannot work, naming each problem and never the secret', () => {
     assert.throws(
       () =>
         createOidcClient(

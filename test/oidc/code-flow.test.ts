@@ -25,7 +25,7 @@ const BIG_USER = {
   extraClaims: { padding: 'x'.repeat(10 * 1024), nested: { roles: ['a', 'b'] } },
 };
 
-void describe('authorization code flow', () => {
+describe('authorization code flow', () => {
   let provider: TestProvider;
   let client: OidcClient;
 
@@ -41,7 +41,7 @@ void describe('authorization code flow', () => {
     await provider.close();
   });
 
-  void it('builds an authorization URL with PKCE S256, state, nonce and our parameters', async () => {
+  it('builds an authorization URL with PKCE S256, state, nonce and our parameters', async () => {
     const secrets = await createLoginSecrets();
     const url = client.authorizationUrl({
       redirectUri: REDIRECT_URI,
@@ -63,7 +63,7 @@ void describe('authorization code flow', () => {
     assert.notEqual(secrets.codeChallenge, secrets.codeVerifier);
   });
 
-  void it('never lets extraAuthParams override redirect_uri, state, code_challenge or scope', async () => {
+  it('never lets extraAuthParams override redirect_uri, state, code_challenge or scope', async () => {
     const hostile = await readyClient(provider, {
       extraAuthParams: {
         redirect_uri: 'https://evil.example/cb',
@@ -103,7 +103,7 @@ void describe('authorization code flow', () => {
     }
   });
 
-  void it('exchanges the code for tokens and validated claims with email and groups', async (t) => {
+  it('exchanges the code for tokens and validated claims with email and groups', async (t) => {
     const loggedIn = await login(client);
     const [result, exchangeMs] = await timed(() =>
       client.exchangeCode({
@@ -137,7 +137,7 @@ void describe('authorization code flow', () => {
     );
   });
 
-  void it('accepts the callback as bare query parameters', async () => {
+  it('accepts the callback as bare query parameters', async () => {
     const loggedIn = await login(client);
     const result = await client.exchangeCode({
       params: loggedIn.callbackUrl.searchParams,
@@ -149,7 +149,7 @@ void describe('authorization code flow', () => {
     assert.equal(result.claims.sub, 'alice');
   });
 
-  void it('rejects a state that is not the one this browser started with', async () => {
+  it('rejects a state that is not the one this browser started with', async () => {
     const loggedIn = await login(client);
     await assert.rejects(
       client.exchangeCode({
@@ -163,7 +163,7 @@ void describe('authorization code flow', () => {
     );
   });
 
-  void it('rejects an ID token whose nonce is not ours', async () => {
+  it('rejects an ID token whose nonce is not ours', async () => {
     const loggedIn = await login(client);
     await assert.rejects(
       client.exchangeCode({
@@ -177,7 +177,7 @@ void describe('authorization code flow', () => {
     );
   });
 
-  void it('reports a replayed code and a wrong PKCE verifier as IDP_ERROR invalid_grant', async () => {
+  it('reports a replayed code and a wrong PKCE verifier as IDP_ERROR invalid_grant', async () => {
     const loggedIn = await loginAndExchange(client);
     const replay = client.exchangeCode({
       callbackUrl: loggedIn.callbackUrl,
@@ -207,7 +207,7 @@ void describe('authorization code flow', () => {
     assert.ok((provider.counters().grants['authorization_code']?.['invalid_grant'] ?? 0) >= 2);
   });
 
-  void it('turns an error on the callback (access_denied) into IDP_ERROR', async () => {
+  it('turns an error on the callback (access_denied) into IDP_ERROR', async () => {
     const secrets = await createLoginSecrets();
     const params = new URLSearchParams({
       error: 'access_denied',
@@ -227,7 +227,7 @@ void describe('authorization code flow', () => {
     );
   });
 
-  void it('round-trips an ID token carrying 10 KB of extra claims', async () => {
+  it('round-trips an ID token carrying 10 KB of extra claims', async () => {
     const { result } = await loginAndExchange(client, 'bigclaims');
     assert.ok(
       result.tokens.idToken.length > 10 * 1024,
@@ -237,7 +237,7 @@ void describe('authorization code flow', () => {
     assert.deepEqual(result.claims['nested'], { roles: ['a', 'b'] });
   });
 
-  void it('enforces the ID-token alg allow-list and accepts ES256 when listed', async () => {
+  it('enforces the ID-token alg allow-list and accepts ES256 when listed', async () => {
     const esOnly = await readyClient(provider, { idTokenAlgs: ['ES256'] });
     try {
       const loggedIn = await login(esOnly);

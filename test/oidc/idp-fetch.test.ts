@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { createIdpFetch, isLoopbackUrl } from '../../src/oidc/idp-fetch.ts';
 import { IdpTransportError } from '../../src/oidc/oidc-errors.ts';
 
-void describe('provider HTTP', () => {
+describe('provider HTTP', () => {
   const dir = mkdtempSync(join(tmpdir(), 'idp-fetch-'));
   let url: string;
   const server = createServer((req, res) => {
@@ -62,7 +62,7 @@ void describe('provider HTTP', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  void it('verifies TLS certificates by default', async () => {
+  it('verifies TLS certificates by default', async () => {
     const idpFetch = createIdpFetch({ timeoutMs: 2_000, tlsInsecureSkipVerify: false });
     await assert.rejects(
       idpFetch(`${url}/`, { method: 'GET' }),
@@ -70,7 +70,7 @@ void describe('provider HTTP', () => {
     );
   });
 
-  void it('accepts any certificate only when tlsInsecureSkipVerify is set, bodies included', async () => {
+  it('accepts any certificate only when tlsInsecureSkipVerify is set, bodies included', async () => {
     const idpFetch = createIdpFetch({ timeoutMs: 2_000, tlsInsecureSkipVerify: true });
     const response = await idpFetch(`${url}/token`, {
       method: 'POST',
@@ -85,7 +85,7 @@ void describe('provider HTTP', () => {
     });
   });
 
-  void it('gives up after the per-request timeout', async (t) => {
+  it('gives up after the per-request timeout', async (t) => {
     // Accepts connections and never answers.
     const silent = createNetServer(() => undefined);
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
@@ -105,7 +105,7 @@ void describe('provider HTTP', () => {
     }
   });
 
-  void it('knows which issuers may use plain HTTP', () => {
+  it('knows which issuers may use plain HTTP', () => {
     for (const ok of [
       'http://127.0.0.1:8080',
       'http://localhost',

@@ -15,8 +15,8 @@ import {
   timed,
 } from './oidc-fixtures.ts';
 
-void describe('provider faults', () => {
-  void it('waits for discovery until the provider starts, then becomes ready', async (t) => {
+describe('provider faults', () => {
+  it('waits for discovery until the provider starts, then becomes ready', async (t) => {
     const port = await freePort();
     const issuer = `http://127.0.0.1:${port}`;
     const client = createOidcClient(clientOptions({ issuer }), clientDeps());
@@ -54,7 +54,7 @@ void describe('provider faults', () => {
     }
   });
 
-  void it('reports a stopped provider as IDP_UNAVAILABLE, never IDP_ERROR, and recovers after restart', async (t) => {
+  it('reports a stopped provider as IDP_UNAVAILABLE, never IDP_ERROR, and recovers after restart', async (t) => {
     const provider = await startProvider();
     const client = await readyClient(provider);
     try {
@@ -91,7 +91,7 @@ void describe('provider faults', () => {
     }
   });
 
-  void it('treats a 5xx and a too-slow token endpoint as IDP_UNAVAILABLE', async () => {
+  it('treats a 5xx and a too-slow token endpoint as IDP_UNAVAILABLE', async () => {
     const provider = await startProvider();
     const client = await readyClient(provider, {}, { fetchTimeoutMs: 300 });
     try {
@@ -120,7 +120,7 @@ void describe('provider faults', () => {
     }
   });
 
-  void it('runs every provider call through the guard, which sees only classified errors', async () => {
+  it('runs every provider call through the guard, which sees only classified errors', async () => {
     const provider = await startProvider();
     const seen: { kind: IdpCallKind; outcome: string }[] = [];
     const guard: IdpCallGuard = async (kind, call) => {

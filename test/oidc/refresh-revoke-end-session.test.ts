@@ -12,7 +12,7 @@ import {
   timed,
 } from './oidc-fixtures.ts';
 
-void describe('refresh, revocation and end-session', () => {
+describe('refresh, revocation and end-session', () => {
   let provider: TestProvider;
   let client: OidcClient;
 
@@ -25,7 +25,7 @@ void describe('refresh, revocation and end-session', () => {
     await provider.close();
   });
 
-  void it('rotates the refresh token; the old one then fails with invalid_grant, counted at the provider', async (t) => {
+  it('rotates the refresh token; the old one then fails with invalid_grant, counted at the provider', async (t) => {
     const { result } = await loginAndExchange(client);
     const first = result.tokens.refreshToken!;
     provider.resetCounters();
@@ -57,7 +57,7 @@ void describe('refresh, revocation and end-session', () => {
     );
   });
 
-  void it('gets invalid_grant after the provider revokes the grant', async () => {
+  it('gets invalid_grant after the provider revokes the grant', async () => {
     const { result } = await loginAndExchange(client);
     const [grantId] = provider.grantIds('alice', 'web').slice(-1);
     assert.ok(grantId !== undefined);
@@ -68,7 +68,7 @@ void describe('refresh, revocation and end-session', () => {
     );
   });
 
-  void it('revokes a refresh token (RFC 7009) so that it no longer refreshes', async () => {
+  it('revokes a refresh token (RFC 7009) so that it no longer refreshes', async () => {
     const { result } = await loginAndExchange(client);
     const before = provider.counters().revocation;
     assert.equal(await client.revoke(result.tokens.refreshToken!, 'refresh_token'), true);
@@ -79,7 +79,7 @@ void describe('refresh, revocation and end-session', () => {
     );
   });
 
-  void it('builds an end-session URL with id_token_hint, client_id and post_logout_redirect_uri that the provider honours', async () => {
+  it('builds an end-session URL with id_token_hint, client_id and post_logout_redirect_uri that the provider honours', async () => {
     const { result, jar } = await loginAndExchange(client);
     const sessionsBefore = provider.findSessions({ accountId: 'alice' }).length;
     assert.ok(sessionsBefore > 0);

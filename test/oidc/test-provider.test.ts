@@ -5,8 +5,8 @@ import { basicClient, loginAndExchange, readyClient, startProvider } from './oid
 
 const API = 'https://api.example.com/';
 
-void describe('development provider', () => {
-  void it('issues JWT access tokens for the default resource, verifiable with the shared JWKS', async () => {
+describe('development provider', () => {
+  it('issues JWT access tokens for the default resource, verifiable with the shared JWKS', async () => {
     const provider = await startProvider({
       defaultResource: API,
       clients: [
@@ -67,7 +67,7 @@ void describe('development provider', () => {
     }
   });
 
-  void it('keeps issuer, keys and state across stop() and start()', async () => {
+  it('keeps issuer, keys and state across stop() and start()', async () => {
     const provider = await startProvider();
     const client = await readyClient(provider);
     try {

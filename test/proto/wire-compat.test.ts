@@ -233,7 +233,7 @@ const teapotDeny = {
   http_response: 'denied_response',
 };
 
-void test('a full CheckRequest encoded by Envoy decodes with our protos without loss', () => {
+test('a full CheckRequest encoded by Envoy decodes with our protos without loss', () => {
   for (const sample of [fullRequest, rawHeadersRequest]) {
     const wire = upstream.encode(upstream.CheckRequest, sample);
     assert.deepEqual(upstream.decode(upstream.CheckRequest, wire), sample);
@@ -243,13 +243,13 @@ void test('a full CheckRequest encoded by Envoy decodes with our protos without 
   }
 });
 
-void test('a CheckRequest encoded by our protos decodes with Envoy protos without loss', () => {
+test('a CheckRequest encoded by our protos decodes with Envoy protos without loss', () => {
   const wire = Buffer.from(check.requestSerialize(fullRequest));
   assert.deepEqual(upstream.decode(upstream.CheckRequest, wire), fullRequest);
   assert.deepEqual(upstream.encode(upstream.CheckRequest, fullRequest), wire);
 });
 
-void test('header_map raw_value bytes survive untouched, duplicates kept apart', () => {
+test('header_map raw_value bytes survive untouched, duplicates kept apart', () => {
   const wire = upstream.encode(upstream.CheckRequest, rawHeadersRequest);
   const decoded = check.requestDeserialize(wire) as typeof rawHeadersRequest;
   const headers = decoded.attributes.request.http.header_map.headers;
@@ -261,7 +261,7 @@ void test('header_map raw_value bytes survive untouched, duplicates kept apart',
   assert.deepEqual(headers[3]!.raw_value, notUtf8);
 });
 
-void test('every CheckResponse field we send reaches Envoy as sent', () => {
+test('every CheckResponse field we send reaches Envoy as sent', () => {
   for (const sample of [allowResponse, denyResponse, teapotDeny]) {
     const wire = Buffer.from(check.responseSerialize(sample));
     const seen = upstream.decode(upstream.CheckResponse, wire);
@@ -270,7 +270,7 @@ void test('every CheckResponse field we send reaches Envoy as sent', () => {
   }
 });
 
-void test('append stays a three-state wrapper: true, false and unset are distinct on the wire', () => {
+test('append stays a three-state wrapper: true, false and unset are distinct on the wire', () => {
   const wire = Buffer.from(check.responseSerialize(allowResponse));
   const seen = upstream.decode(upstream.CheckResponse, wire) as typeof allowResponse;
   const appendOf = (i: number) => (seen.ok_response.headers[i] as { append?: unknown }).append;
@@ -279,7 +279,7 @@ void test('append stays a three-state wrapper: true, false and unset are distinc
   assert.equal(appendOf(2), undefined);
 });
 
-void test('a CheckResponse encoded by Envoy protos decodes with ours, byte-equal on re-encode', () => {
+test('a CheckResponse encoded by Envoy protos decodes with ours, byte-equal on re-encode', () => {
   for (const sample of [allowResponse, denyResponse, teapotDeny]) {
     const wire = upstream.encode(upstream.CheckResponse, sample);
     const decoded = check.responseDeserialize(wire);
@@ -288,7 +288,7 @@ void test('a CheckResponse encoded by Envoy protos decodes with ours, byte-equal
   }
 });
 
-void test('dynamic_metadata as a plain JSON object would be lost, which is why it is a Struct', () => {
+test('dynamic_metadata as a plain JSON object would be lost, which is why it is a Struct', () => {
   const wire = Buffer.from(
     check.responseSerialize({ status: { code: 0 }, dynamic_metadata: { user: 'alice' } }),
   );
@@ -296,7 +296,7 @@ void test('dynamic_metadata as a plain JSON object would be lost, which is why i
   assert.deepEqual(seen.dynamic_metadata, {});
 });
 
-void test('error_response (field 5) is encoded by us and skipped by a pre-1.37 Envoy', () => {
+test('error_response (field 5) is encoded by us and skipped by a pre-1.37 Envoy', () => {
   const sample = {
     status: { code: 14 },
     error_response: { status: { code: 503 }, body: 'try later' },
@@ -310,7 +310,7 @@ void test('error_response (field 5) is encoded by us and skipped by a pre-1.37 E
   assert.deepEqual(seen, { status: { code: 14 } });
 });
 
-void test('the Check method has the path and streaming shape Envoy calls', () => {
+test('the Check method has the path and streaming shape Envoy calls', () => {
   const theirs = upstream.AuthorizationClient.service['Check']!;
   assert.equal(check.path, '/envoy.service.auth.v3.Authorization/Check');
   assert.equal(check.path, theirs.path);
@@ -318,7 +318,7 @@ void test('the Check method has the path and streaming shape Envoy calls', () =>
   assert.equal(check.responseStream, false);
 });
 
-void test('health protos follow grpc.health.v1: paths, streaming and field numbers', () => {
+test('health protos follow grpc.health.v1: paths, streaming and field numbers', () => {
   const healthCheck = ours.health['Check']!;
   const watch = ours.health['Watch']!;
   assert.equal(healthCheck.path, '/grpc.health.v1.Health/Check');
@@ -343,7 +343,7 @@ void test('health protos follow grpc.health.v1: paths, streaming and field numbe
   }
 });
 
-void test('over real gRPC, a server on our protos and a client on Envoy protos see the same messages', async () => {
+test('over real gRPC, a server on our protos and a client on Envoy protos see the same messages', async () => {
   const server = new grpc.Server();
   const received: unknown[] = [];
   server.addService(ours.authorization, {

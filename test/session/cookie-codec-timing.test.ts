@@ -115,13 +115,12 @@ async function measure(t: TestContext, profile: string, data: NewSession): Promi
   assert.ok(hot < direct, 'a cache hit must cost less than a decrypt');
 }
 
-void describe('cookie codec timings', () => {
-  void it('typical session, opaque access and refresh tokens', (t) =>
+describe('cookie codec timings', () => {
+  it('typical session, opaque access and refresh tokens', (t) =>
     measure(t, 'opaque', opaqueTokens));
-  void it('typical session, JWT access, refresh and ID tokens', (t) =>
-    measure(t, 'jwt', jwtTokens));
+  it('typical session, JWT access, refresh and ID tokens', (t) => measure(t, 'jwt', jwtTokens));
 
-  void it('memory per cached session stays small', async (t) => {
+  it('memory per cached session stays small', async (t) => {
     const n = 10_000;
     const manager = new SessionManager({
       store: 'cookie',

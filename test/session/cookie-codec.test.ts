@@ -20,8 +20,8 @@ const decryptOptions = {
   contentEncryptionAlgorithms: ['A256GCM'],
 };
 
-void describe('session keys', () => {
-  void it('derives a short public kid per secret, stable and not revealing the secret', () => {
+describe('session keys', () => {
+  it('derives a short public kid per secret, stable and not revealing the secret', () => {
     const one = deriveKeyRing([SECRET_A, SECRET_B], 'session');
     const two = deriveKeyRing([SECRET_A], 'session');
     assert.match(one.current.kid, /^[A-Za-z0-9_-]{8}$/);
@@ -30,7 +30,7 @@ void describe('session keys', () => {
     assert.ok(!SECRET_A.includes(one.current.kid));
   });
 
-  void it('gives each purpose its own key', () => {
+  it('gives each purpose its own key', () => {
     const session = deriveKeyRing([SECRET_A], 'session');
     const login = deriveKeyRing([SECRET_A], 'login-state');
     assert.notEqual(session.current.kid, login.current.kid);
@@ -38,7 +38,7 @@ void describe('session keys', () => {
     assert.equal(createCookieCodec(session).open(sealed), undefined);
   });
 
-  void it('never shows key material in JSON, inspect or strings', () => {
+  it('never shows key material in JSON, inspect or strings', () => {
     const key = deriveKeyRing([SECRET_A], 'session').current;
     const raw = key.keyObject().export().toString('base64url');
     for (const shown of [JSON.stringify({ key }), inspect({ key }), String(key)]) {
@@ -47,18 +47,18 @@ void describe('session keys', () => {
     }
   });
 
-  void it('refuses short, missing or repeated secrets', () => {
+  it('refuses short, missing or repeated secrets', () => {
     assert.throws(() => deriveKeyRing([], 'session'), RangeError);
     assert.throws(() => deriveKeyRing(['too short'], 'session'), /shorter than 32 bytes/);
     assert.throws(() => deriveKeyRing([SECRET_A, SECRET_A], 'session'), /repeats/);
   });
 });
 
-void describe('cookie codec', () => {
+describe('cookie codec', () => {
   const ring = deriveKeyRing([SECRET_A], 'session');
   const codec = createCookieCodec(ring);
 
-  void it('round-trips a payload as a compact JWE with exactly dir/A256GCM/kid', () => {
+  it('round-trips a payload as a compact JWE with exactly dir/A256GCM/kid', () => {
     const value = codec.seal(payload);
     const parts = value.split('.');
     assert.equal(parts.length, 5);
@@ -73,7 +73,7 @@ void describe('cookie codec', () => {
     assert.notEqual(codec.seal(payload), value, 'a fresh IV every time');
   });
 
-  void it('a cookie sealed with a rotated-out (second-listed) secret still opens', () => {
+  it('a cookie sealed with a rotated-out (second-listed) secret still opens', () => {
     const old = createCookieCodec(deriveKeyRing([SECRET_B], 'session')).seal(payload);
     const rotated = createCookieCodec(deriveKeyRing([SECRET_A, SECRET_B], 'session'));
     assert.deepEqual(rotated.open(old), payload);
@@ -81,12 +81,12 @@ void describe('cookie codec', () => {
     assert.ok(fresh.startsWith(b64({ alg: 'dir', enc: 'A256GCM', kid: ring.current.kid })));
   });
 
-  void it('refuses a value sealed with a key it does not hold', () => {
+  it('refuses a value sealed with a key it does not hold', () => {
     const foreign = createCookieCodec(deriveKeyRing([SECRET_B], 'session')).seal(payload);
     assert.equal(codec.open(foreign), undefined);
   });
 
-  void it('refuses tampering anywhere: header, iv, ciphertext, tag', () => {
+  it('refuses tampering anywhere: header, iv, ciphertext, tag', () => {
     const value = codec.seal(payload);
     for (let i = 0; i < value.length; i++) {
       const c = value[i]!;
@@ -96,7 +96,7 @@ void describe('cookie codec', () => {
     }
   });
 
-  void it('refuses truncation and junk without throwing', () => {
+  it('refuses truncation and junk without throwing', () => {
     const value = codec.seal(payload);
     for (let n = 0; n < value.length; n += 7) {
       assert.equal(codec.open(value.slice(0, n)), undefined);
@@ -108,7 +108,7 @@ void describe('cookie codec', () => {
     }
   });
 
-  void it('refuses other algorithms, zip, extra header members and unknown kids', () => {
+  it('refuses other algorithms, zip, extra header members and unknown kids', () => {
     const key = ring.current.keyObject();
     const kid = ring.current.kid;
     const plaintext = new TextEncoder().encode(JSON.stringify(payload));
@@ -128,7 +128,7 @@ void describe('cookie codec', () => {
     }
   });
 
-  void it('accepts an equivalent header written in another member order', () => {
+  it('accepts an equivalent header written in another member order', () => {
     const header = b64({ kid: ring.current.kid, enc: 'A256GCM', alg: 'dir' });
     const value = sealCompact(
       ring.current.keyObject(),
@@ -138,7 +138,7 @@ void describe('cookie codec', () => {
     assert.deepEqual(codec.open(value), payload);
   });
 
-  void it('jose opens what the codec seals', async () => {
+  it('jose opens what the codec seals', async () => {
     const value = codec.seal(payload);
     const { plaintext, protectedHeader } = await compactDecrypt(
       value,
@@ -149,14 +149,14 @@ void describe('cookie codec', () => {
     assert.deepEqual(protectedHeader, { alg: 'dir', enc: 'A256GCM', kid: ring.current.kid });
   });
 
-  void it('the codec opens what jose seals', async () => {
+  it('the codec opens what jose seals', async () => {
     const value = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(payload)))
       .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: ring.current.kid })
       .encrypt(ring.current.keyObject());
     assert.deepEqual(codec.open(value), payload);
   });
 
-  void it('counts decrypt attempts, and skips the cipher for values refused on shape', () => {
+  it('counts decrypt attempts, and skips the cipher for values refused on shape', () => {
     const local = createCookieCodec(ring);
     local.open(local.seal(payload));
     local.open('not a jwe');

@@ -21,8 +21,8 @@ function bigCookie(claimBytes: number): { value: string; payload: object } {
   return { value: codec.seal(payload), payload };
 }
 
-void describe('secure mode', () => {
-  void it('is Secure unless plain http to a loopback host, unless configured', () => {
+describe('secure mode', () => {
+  it('is Secure unless plain http to a loopback host, unless configured', () => {
     assert.equal(resolveSecure(undefined, 'https', 'app.example.com'), true);
     assert.equal(resolveSecure(undefined, 'https', 'localhost'), true);
     assert.equal(resolveSecure(undefined, 'http', 'app.example.com'), true);
@@ -36,8 +36,8 @@ void describe('secure mode', () => {
   });
 });
 
-void describe('chunked cookie', () => {
-  void it('writes HttpOnly, Secure, SameSite, Path=/, Max-Age with the __Host- prefix', () => {
+describe('chunked cookie', () => {
+  it('writes HttpOnly, Secure, SameSite, Path=/, Max-Age with the __Host- prefix', () => {
     const [line, ...rest] = jarFor().write('abc', 3600, new Map(), true);
     assert.deepEqual(rest, []);
     assert.equal(nameOf(line!), '__Host-_eoa');
@@ -50,7 +50,7 @@ void describe('chunked cookie', () => {
     assert.ok(!attributes.has('domain'));
   });
 
-  void it('drops __Host- when a Domain is set, and when not Secure', () => {
+  it('drops __Host- when a Domain is set, and when not Secure', () => {
     const [withDomain] = jarFor('example.com').write('abc', 60, new Map(), true);
     assert.equal(nameOf(withDomain!), '_eoa');
     assert.equal(attributesOf(withDomain!).get('domain'), 'example.com');
@@ -60,14 +60,14 @@ void describe('chunked cookie', () => {
     assert.ok(!attributesOf(insecure!).has('secure'));
   });
 
-  void it('reads only the name of its security mode', () => {
+  it('reads only the name of its security mode', () => {
     const jar = jarFor();
     const cookies = new Map([['_eoa', 'planted-over-http']]);
     assert.equal(jar.read(cookies, true), undefined);
     assert.equal(jar.read(cookies, false), 'planted-over-http');
   });
 
-  void it('a 10 KB claims payload splits into several chunks that round-trip', () => {
+  it('a 10 KB claims payload splits into several chunks that round-trip', () => {
     const jar = jarFor();
     const { value, payload } = bigCookie(10_000);
     const lines = jar.write(value, 3600, new Map(), true);
@@ -83,7 +83,7 @@ void describe('chunked cookie', () => {
     assert.deepEqual(codec.open(read), payload);
   });
 
-  void it('expires stale chunks the request still carries (3 chunks, then 1 cookie)', () => {
+  it('expires stale chunks the request still carries (3 chunks, then 1 cookie)', () => {
     const jar = jarFor();
     const browser = applySetCookie(
       new Map(),
@@ -99,7 +99,7 @@ void describe('chunked cookie', () => {
     assert.equal(jar.read(browser, true), small);
   });
 
-  void it('expires chunks beyond the new count when the value shrinks but stays chunked', () => {
+  it('expires chunks beyond the new count when the value shrinks but stays chunked', () => {
     const jar = jarFor();
     const browser = applySetCookie(
       new Map(),
@@ -112,7 +112,7 @@ void describe('chunked cookie', () => {
     assert.equal(jar.read(browser, true), smaller);
   });
 
-  void it('the whole cookie wins over leftover chunks; incomplete chunks read as absent', () => {
+  it('the whole cookie wins over leftover chunks; incomplete chunks read as absent', () => {
     const jar = jarFor();
     assert.equal(
       jar.read(
@@ -127,7 +127,7 @@ void describe('chunked cookie', () => {
     assert.equal(jar.read(new Map([['__Host-_eoa.1', 'orphan']]), true), undefined);
   });
 
-  void it('clear expires every present part in either mode, Secure for __Host- names', () => {
+  it('clear expires every present part in either mode, Secure for __Host- names', () => {
     const jar = jarFor();
     const cookies = new Map([
       ['__Host-_eoa.0', 'a'],
@@ -146,7 +146,7 @@ void describe('chunked cookie', () => {
     }
   });
 
-  void it('refuses a value that would need more than maxChunks chunks', () => {
+  it('refuses a value that would need more than maxChunks chunks', () => {
     const jar = new ChunkedCookie({ name: '_eoa', sameSite: 'lax', maxChunks: 2 });
     assert.throws(() => jar.write('x'.repeat(10_000), 60, new Map(), true), RangeError);
   });

@@ -47,8 +47,8 @@ const flow = (n: number) => ({
   returnTo: `/page/${n}`,
 });
 
-void describe('login state', () => {
-  void it('one encrypted, Lax, short-lived cookie per flow', () => {
+describe('login state', () => {
+  it('one encrypted, Lax, short-lived cookie per flow', () => {
     const { states } = setup({ sameSite: 'strict' });
     const [line] = states.start(flow(1), new Map(), true);
     assert.match(nameOf(line!), /^__Host-_eoa_login_[A-Za-z0-9_-]{8}$/);
@@ -59,7 +59,7 @@ void describe('login state', () => {
     assert.doesNotMatch(line!, /state-1|verifier-1|nonce-1/);
   });
 
-  void it('several flows at once: each tab redeems its own', async () => {
+  it('several flows at once: each tab redeems its own', async () => {
     const { states, clock } = setup();
     const browser = new Map<string, string>();
     for (const n of [1, 2, 3]) {
@@ -79,7 +79,7 @@ void describe('login state', () => {
     assert.equal(first.kind, 'ok');
   });
 
-  void it('the cap evicts the oldest flows', async () => {
+  it('the cap evicts the oldest flows', async () => {
     const { states, clock } = setup();
     const browser = new Map<string, string>();
     for (const n of [1, 2, 3, 4, 5]) {
@@ -94,7 +94,7 @@ void describe('login state', () => {
     }
   });
 
-  void it('a wrong or forged state is refused, and does not consume other flows', async () => {
+  it('a wrong or forged state is refused, and does not consume other flows', async () => {
     const { states } = setup();
     const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
     for (const wrong of ['state-2', 'state-', 'state-1x', '', 'x'.repeat(5000)]) {
@@ -105,7 +105,7 @@ void describe('login state', () => {
     assert.equal((await states.take(browser, 'state-1', true)).kind, 'ok');
   });
 
-  void it('a login cookie copied from elsewhere with another key is refused and cleared', async () => {
+  it('a login cookie copied from elsewhere with another key is refused and cleared', async () => {
     const { states } = setup();
     const other = new LoginStates(
       createCookieCodec(deriveKeyRing(['another-secret-of-at-least-32-bytes!!'], 'login-state')),
@@ -117,7 +117,7 @@ void describe('login state', () => {
     assert.deepEqual(result.setCookie.map(nameOf), [...browser.keys()]);
   });
 
-  void it('a flow past loginTimeout is refused as expired', async () => {
+  it('a flow past loginTimeout is refused as expired', async () => {
     const { states, clock } = setup();
     const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
     clock.advance(600_000);
@@ -126,7 +126,7 @@ void describe('login state', () => {
     assert.equal(result.setCookie.length, 1);
   });
 
-  void it('a state is redeemed once, even with the cookie replayed (another replica)', async () => {
+  it('a state is redeemed once, even with the cookie replayed (another replica)', async () => {
     const { states } = setup();
     const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
     const results = await Promise.all(
@@ -136,7 +136,7 @@ void describe('login state', () => {
     assert.equal(results.filter((r) => r.kind === 'replayed').length, 9);
   });
 
-  void it('names its cookies for stripping upstream', () => {
+  it('names its cookies for stripping upstream', () => {
     const { states } = setup();
     const browser = applySetCookie(
       new Map([['other', '1']]),

@@ -56,8 +56,8 @@ export function runServerSessionContract(
     }
   }
 
-  void describe(`server session contract: ${name}`, () => {
-    void it('create then load returns the same session; the ticket is <id 128 bit>.<key 256 bit>', () =>
+  describe(`server session contract: ${name}`, () => {
+    it('create then load returns the same session; the ticket is <id 128 bit>.<key 256 bit>', () =>
       withStore(async (store) => {
         const session = sessionOf('alice', 'sid-1');
         const { ticket, handle } = await store.create(session, TTL);
@@ -68,7 +68,7 @@ export function runServerSessionContract(
         assert.equal(loaded?.handle.id, handle.id);
       }));
 
-    void it('the stored record holds no token or claim in clear', () =>
+    it('the stored record holds no token or claim in clear', () =>
       withStore(async (store, backend, keyspaces) => {
         const session = sessionOf('alice', 'sid-1');
         const { handle } = await store.create(session, TTL);
@@ -84,7 +84,7 @@ export function runServerSessionContract(
         }
       }));
 
-    void it('a wrong key, a tampered record or a malformed ticket loads nothing', () =>
+    it('a wrong key, a tampered record or a malformed ticket loads nothing', () =>
       withStore(async (store, backend, keyspaces) => {
         const { ticket, handle } = await store.create(sessionOf('alice'), TTL);
         const [id] = ticket.split('.');
@@ -108,7 +108,7 @@ export function runServerSessionContract(
         assert.equal(await store.load(ticket), undefined);
       }));
 
-    void it('a record moved under another id does not open', () =>
+    it('a record moved under another id does not open', () =>
       withStore(async (store, backend, keyspaces) => {
         const a = await store.create(sessionOf('alice'), TTL);
         const b = await store.create(sessionOf('bob'), TTL);
@@ -118,7 +118,7 @@ export function runServerSessionContract(
         assert.equal(await store.load(`${b.handle.id}.${keyA}`), undefined);
       }));
 
-    void it('update replaces the session under the same ticket', () =>
+    it('update replaces the session under the same ticket', () =>
       withStore(async (store) => {
         const session = sessionOf('alice');
         const { ticket, handle } = await store.create(session, TTL);
@@ -131,7 +131,7 @@ export function runServerSessionContract(
         assert.ok(parseTicket(ticket) !== undefined);
       }));
 
-    void it('delete removes the session and its index entries', () =>
+    it('delete removes the session and its index entries', () =>
       withStore(async (store, _backend, keyspaces) => {
         const session = sessionOf('alice', 'sid-1');
         const { ticket, handle } = await store.create(session, TTL);
@@ -141,7 +141,7 @@ export function runServerSessionContract(
         assert.deepEqual(await keyspaces.sessionsBySid.members('sid-1'), []);
       }));
 
-    void it('endBySid ends every session of that IdP session and no other', () =>
+    it('endBySid ends every session of that IdP session and no other', () =>
       withStore(async (store) => {
         const one = await store.create(sessionOf('alice', 'sid-1'), TTL);
         const two = await store.create(sessionOf('alice', 'sid-1'), TTL);
@@ -155,7 +155,7 @@ export function runServerSessionContract(
         assert.equal(await store.endBySid('sid-1'), 0);
       }));
 
-    void it('endBySub ends every session of that subject and no other', () =>
+    it('endBySub ends every session of that subject and no other', () =>
       withStore(async (store) => {
         const a1 = await store.create(sessionOf('alice', 'sid-1'), TTL);
         const a2 = await store.create(sessionOf('alice'), TTL);
@@ -166,7 +166,7 @@ export function runServerSessionContract(
         assert.ok((await store.load(bob.ticket)) !== undefined);
       }));
 
-    void it('a session disappears after its TTL', () =>
+    it('a session disappears after its TTL', () =>
       withStore(async (store) => {
         const { ticket } = await store.create(sessionOf('alice'), 150);
         assert.ok((await store.load(ticket)) !== undefined);
@@ -174,7 +174,7 @@ export function runServerSessionContract(
         assert.equal(await store.load(ticket), undefined);
       }));
 
-    void it('concurrent sessions of one subject are all indexed', () =>
+    it('concurrent sessions of one subject are all indexed', () =>
       withStore(async (store) => {
         const created = await Promise.all(
           Array.from({ length: 50 }, () => store.create(sessionOf('carol', 'sid-c'), TTL)),

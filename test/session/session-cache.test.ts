@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cacheKeyFor, SessionCache } from '../../src/session/session-cache.ts';
 
-void describe('session cache', () => {
-  void it('keys are short digests, never the cookie value', () => {
+describe('session cache', () => {
+  it('keys are short digests, never the cookie value', () => {
     const value = 'eyJ'.repeat(500);
     const key = cacheKeyFor(value);
     assert.match(key, /^[A-Za-z0-9_-]{22}$/);
@@ -12,7 +12,7 @@ void describe('session cache', () => {
     assert.notEqual(cacheKeyFor(value + 'x'), key);
   });
 
-  void it('an entry expires at its expiresAt without any timer', () => {
+  it('an entry expires at its expiresAt without any timer', () => {
     let t = 1_000;
     const cache = new SessionCache<string>({ now: () => t });
     cache.set('k', 'session', 2_000);
@@ -25,7 +25,7 @@ void describe('session cache', () => {
     assert.equal(cache.size, 0, 'an already expired entry is not stored');
   });
 
-  void it('evicts the least recently used when full', () => {
+  it('evicts the least recently used when full', () => {
     const cache = new SessionCache<number>({ maxEntries: 3 });
     const far = Date.now() + 60_000;
     cache.set('a', 1, far);
@@ -39,7 +39,7 @@ void describe('session cache', () => {
     assert.equal(cache.get('d'), 4);
   });
 
-  void it('delete forgets an entry (logout)', () => {
+  it('delete forgets an entry (logout)', () => {
     const cache = new SessionCache<number>();
     cache.set('a', 1, Date.now() + 60_000);
     assert.equal(cache.delete('a'), true);

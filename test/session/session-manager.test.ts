@@ -73,13 +73,13 @@ function valid(result: Awaited<ReturnType<SessionManager['load']>>): Session {
   return result.kind === 'valid' ? result.session : (undefined as never);
 }
 
-void describe('session manager (cookie store)', () => {
-  void it('no cookie is no session', async () => {
+describe('session manager (cookie store)', () => {
+  it('no cookie is no session', async () => {
     const m = manager();
     assert.deepEqual(await m.load(new Map([['other', 'x']]), true), { kind: 'none' });
   });
 
-  void it('create → load returns the session with identity, times and cookie names', async () => {
+  it('create → load returns the session with identity, times and cookie names', async () => {
     const c = clock();
     const m = manager({}, { now: c.now });
     const created = await m.create(login, new Map(), true);
@@ -97,7 +97,7 @@ void describe('session manager (cookie store)', () => {
     assert.equal(maxAge, String(24 * 60 * 60));
   });
 
-  void it('a hot session is served from the cache without decrypting', async () => {
+  it('a hot session is served from the cache without decrypting', async () => {
     const c = clock();
     const writer = manager({}, { now: c.now });
     const browser = applySetCookie(
@@ -112,7 +112,7 @@ void describe('session manager (cookie store)', () => {
     assert.equal(reader.codecStats.decrypts, 1, 'no decrypt on a cache hit');
   });
 
-  void it('cache entries expire with the session, and maxAge is enforced server-side', async () => {
+  it('cache entries expire with the session, and maxAge is enforced server-side', async () => {
     const c = clock();
     const cache = new SessionCache<Session>({ now: c.now });
     const m = manager({ maxAge: 60 * MINUTE }, { now: c.now, cache });
@@ -129,7 +129,7 @@ void describe('session manager (cookie store)', () => {
     assert.deepEqual(result.kind === 'expired' && result.setCookie.map(nameOf), ['__Host-_eoa']);
   });
 
-  void it('idleTimeout: re-issued at most once per interval, expired after idling', async () => {
+  it('idleTimeout: re-issued at most once per interval, expired after idling', async () => {
     const c = clock();
     const m = manager({ idleTimeout: 10 * MINUTE }, { now: c.now });
     const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
@@ -150,7 +150,7 @@ void describe('session manager (cookie store)', () => {
     valid(await m.load(browser, true));
   });
 
-  void it('without idleTimeout the cookie is never re-issued', async () => {
+  it('without idleTimeout the cookie is never re-issued', async () => {
     const c = clock();
     const m = manager({}, { now: c.now });
     const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
@@ -159,7 +159,7 @@ void describe('session manager (cookie store)', () => {
     assert.deepEqual(result.kind === 'valid' && result.setCookie, []);
   });
 
-  void it('a revoked session is refused, even while cached', async () => {
+  it('a revoked session is refused, even while cached', async () => {
     const c = clock();
     const revoked = new Set<string>();
     const asked: RevocationSubject[] = [];
@@ -187,7 +187,7 @@ void describe('session manager (cookie store)', () => {
     assert.equal(result.kind === 'expired' && result.reason, 'revoked');
   });
 
-  void it('a tampered cookie, or one from an unknown secret, is invalid and cleared', async () => {
+  it('a tampered cookie, or one from an unknown secret, is invalid and cleared', async () => {
     const m = manager();
     const foreign = manager({ secrets: ['some-other-secret-of-at-least-32-bytes'] });
     const browser = applySetCookie(
@@ -201,7 +201,7 @@ void describe('session manager (cookie store)', () => {
     assert.equal(junk.kind, 'invalid');
   });
 
-  void it('a cookie from a rotated-out secret still loads; new cookies use the new secret', async () => {
+  it('a cookie from a rotated-out secret still loads; new cookies use the new secret', async () => {
     const before = manager({ secrets: [OLD_SECRET] });
     const browser = applySetCookie(
       new Map(),
@@ -215,7 +215,7 @@ void describe('session manager (cookie store)', () => {
     valid(await manager().load(browser, true));
   });
 
-  void it('update replaces tokens and keeps identity', async () => {
+  it('update replaces tokens and keeps identity', async () => {
     const c = clock();
     const m = manager({}, { now: c.now });
     const created = await m.create(login, new Map(), true);
@@ -235,7 +235,7 @@ void describe('session manager (cookie store)', () => {
     assert.equal(session.lastSeenAt, c.now());
   });
 
-  void it('a 10 KB claims session goes into several chunks and loads back', async () => {
+  it('a 10 KB claims session goes into several chunks and loads back', async () => {
     const m = manager();
     const big = { ...login, claims: { ...login.claims, blob: 'x'.repeat(10_000) } };
     const created = await m.create(big, new Map(), true);
@@ -247,7 +247,7 @@ void describe('session manager (cookie store)', () => {
     assert.deepEqual([...browser.keys()], ['__Host-_eoa'], 'stale chunks expired');
   });
 
-  void it('end clears every session cookie and forgets the cached decode', async () => {
+  it('end clears every session cookie and forgets the cached decode', async () => {
     const m = manager();
     const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
     applySetCookie(
@@ -268,7 +268,7 @@ void describe('session manager (cookie store)', () => {
     assert.equal(m.codecStats.decrypts, decrypts + 1, 'the cache entry was dropped');
   });
 
-  void it('plain http on loopback uses the unprefixed, non-Secure cookie', async () => {
+  it('plain http on loopback uses the unprefixed, non-Secure cookie', async () => {
     const m = manager();
     const created = await m.create(login, new Map(), false);
     assert.equal(nameOf(created.setCookie[0]!), '_eoa');
@@ -278,8 +278,8 @@ void describe('session manager (cookie store)', () => {
   });
 });
 
-void describe('session manager (server store)', () => {
-  void it('the cookie holds only a ticket; load, update, end work through the store', async () => {
+describe('session manager (server store)', () => {
+  it('the cookie holds only a ticket; load, update, end work through the store', async () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
@@ -304,7 +304,7 @@ void describe('session manager (server store)', () => {
     await backend.close();
   });
 
-  void it('maxAge and idleTimeout are enforced on the record', async () => {
+  it('maxAge and idleTimeout are enforced on the record', async () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager(
@@ -326,7 +326,7 @@ void describe('session manager (server store)', () => {
     await backend.close();
   });
 
-  void it('a new login replaces the old server session', async () => {
+  it('a new login replaces the old server session', async () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
@@ -339,7 +339,7 @@ void describe('session manager (server store)', () => {
     await backend.close();
   });
 
-  void it('back-channel logout by sid and by sub ends the sessions', async () => {
+  it('back-channel logout by sid and by sub ends the sessions', async () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
@@ -357,7 +357,7 @@ void describe('session manager (server store)', () => {
     await backend.close();
   });
 
-  void it('a failing store is STORE_UNAVAILABLE (503), never a silent logout', async () => {
+  it('a failing store is STORE_UNAVAILABLE (503), never a silent logout', async () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
@@ -374,7 +374,7 @@ void describe('session manager (server store)', () => {
     await backend.close();
   });
 
-  void it('needs the server keyspaces', () => {
+  it('needs the server keyspaces', () => {
     assert.throws(() => manager({ store: 'server' }), TypeError);
   });
 });

@@ -21,8 +21,8 @@ const countCodec = jsonCodec<{ n: number }>(2, (data) =>
     : undefined,
 );
 
-void describe('keyspace', () => {
-  void it('builds keys as <name>:<key(id)> and round-trips typed records', async () => {
+describe('keyspace', () => {
+  it('builds keys as <name>:<key(id)> and round-trips typed records', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = new Keyspace(backend, {
       name: 'count',
@@ -39,7 +39,7 @@ void describe('keyspace', () => {
     await backend.close();
   });
 
-  void it('reads a record of another codec version, or a malformed one, as absent', async () => {
+  it('reads a record of another codec version, or a malformed one, as absent', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = new Keyspace(backend, {
       name: 'count',
@@ -56,7 +56,7 @@ void describe('keyspace', () => {
     await backend.close();
   });
 
-  void it('applies the default TTL, a per-record TTL function, or a per-call override', async () => {
+  it('applies the default TTL, a per-record TTL function, or a per-call override', async () => {
     const clock = manualClock();
     const backend = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
     const fixed = new Keyspace(backend, {
@@ -84,7 +84,7 @@ void describe('keyspace', () => {
     await backend.close();
   });
 
-  void it('owner-token lock: acquire once, renew and release only as owner', async () => {
+  it('owner-token lock: acquire once, renew and release only as owner', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const locks = new Keyspace(backend, {
       name: 'lock',
@@ -102,7 +102,7 @@ void describe('keyspace', () => {
     await backend.close();
   });
 
-  void it('set keyspaces index members under their own keys', async () => {
+  it('set keyspaces index members under their own keys', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const idx = new SetKeyspace(backend, { name: 'idx', key: (id: string) => id, ttl: 60_000 });
     await idx.add('u1', 's1');
@@ -118,8 +118,8 @@ void describe('keyspace', () => {
   });
 });
 
-void describe('app keyspaces', () => {
-  void it('gives every record kind its own name, scoped by app, with parts escaped', () => {
+describe('app keyspaces', () => {
+  it('gives every record kind its own name, scoped by app, with parts escaped', () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = createAppKeyspaces(backend, {
       app: 'graf:ana',
@@ -133,7 +133,7 @@ void describe('app keyspaces', () => {
     void backend.close();
   });
 
-  void it('revoked token ids live until the token expiry', async () => {
+  it('revoked token ids live until the token expiry', async () => {
     const clock = manualClock();
     const backend = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
     const ks = createAppKeyspaces(backend, {
@@ -150,7 +150,7 @@ void describe('app keyspaces', () => {
     await backend.close();
   });
 
-  void it('login replay marks: a state digest is claimed once', async () => {
+  it('login replay marks: a state digest is claimed once', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = createAppKeyspaces(backend, { app: 'a', sessionMaxAge: 1e6, loginTimeout: 1e5 });
     const digest = digestForKey('state-value');

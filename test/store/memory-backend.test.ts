@@ -19,8 +19,8 @@ function manualClock(start = 1_000_000): { now: () => number; advance(ms: number
   };
 }
 
-void describe('memory backend', () => {
-  void it('enforces TTLs against the injected clock, to the millisecond', async () => {
+describe('memory backend', () => {
+  it('enforces TTLs against the injected clock, to the millisecond', async () => {
     const clock = manualClock();
     const b = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
     await b.set('k', 'v', 1_000);
@@ -34,7 +34,7 @@ void describe('memory backend', () => {
     await b.close();
   });
 
-  void it('sweep reclaims expired keys that were never read again', async () => {
+  it('sweep reclaims expired keys that were never read again', async () => {
     const clock = manualClock();
     const b = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
     for (let i = 0; i < 10; i++) await b.set(`short${i}`, 'v', 100);
@@ -47,7 +47,7 @@ void describe('memory backend', () => {
     await b.close();
   });
 
-  void it('the periodic sweep runs on its own and close() stops it', async () => {
+  it('the periodic sweep runs on its own and close() stops it', async () => {
     const b = createMemoryBackend({ sweepIntervalMs: 20 });
     await b.set('k', 'v', 1);
     await new Promise((resolve) => setTimeout(resolve, 80));
@@ -61,7 +61,7 @@ void describe('memory backend', () => {
     assert.equal(c.size, 1);
   });
 
-  void it('is bounded: the key written longest ago is evicted when full', async () => {
+  it('is bounded: the key written longest ago is evicted when full', async () => {
     const b = createMemoryBackend({ maxEntries: 3, sweepIntervalMs: 0 });
     await b.set('a', '1', 60_000);
     await b.set('b', '2', 60_000);
@@ -76,7 +76,7 @@ void describe('memory backend', () => {
     await b.close();
   });
 
-  void it('refuses to mix a set and a value under one key', async () => {
+  it('refuses to mix a set and a value under one key', async () => {
     const b = createMemoryBackend({ sweepIntervalMs: 0 });
     await b.set('v', 'x', 60_000);
     await b.addMember('s', 'm', 60_000);
@@ -85,7 +85,7 @@ void describe('memory backend', () => {
     await b.close();
   });
 
-  void it('validates its options', () => {
+  it('validates its options', () => {
     assert.throws(() => createMemoryBackend({ maxEntries: 0 }), RangeError);
   });
 });

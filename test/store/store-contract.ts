@@ -29,8 +29,8 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
     }
   }
 
-  void describe(`store contract: ${name}`, () => {
-    void it('get returns what set stored, and undefined for an absent key', () =>
+  describe(`store contract: ${name}`, () => {
+    it('get returns what set stored, and undefined for an absent key', () =>
       withBackend(async (b) => {
         assert.equal(await b.get('k'), undefined);
         await b.set('k', 'v1', LONG_TTL);
@@ -39,14 +39,14 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.get('k'), 'v2');
       }));
 
-    void it('keeps values byte for byte, including unicode and separators', () =>
+    it('keeps values byte for byte, including unicode and separators', () =>
       withBackend(async (b) => {
         const value = 'a:b;c,d e\u00e9\u{1F600}{"x":1}';
         await b.set('odd:key/with spaces', value, LONG_TTL);
         assert.equal(await b.get('odd:key/with spaces'), value);
       }));
 
-    void it('a value disappears after its TTL', () =>
+    it('a value disappears after its TTL', () =>
       withBackend(async (b) => {
         await b.set('k', 'v', SHORT_TTL);
         assert.equal(await b.get('k'), 'v');
@@ -54,7 +54,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.get('k'), undefined);
       }));
 
-    void it('setIfAbsent sets once, refuses while present, and succeeds again after expiry', () =>
+    it('setIfAbsent sets once, refuses while present, and succeeds again after expiry', () =>
       withBackend(async (b) => {
         assert.equal(await b.setIfAbsent('k', 'first', SHORT_TTL), true);
         assert.equal(await b.setIfAbsent('k', 'second', SHORT_TTL), false);
@@ -64,7 +64,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.get('k'), 'third');
       }));
 
-    void it('setIfAbsent under concurrency: exactly one of 100 wins', () =>
+    it('setIfAbsent under concurrency: exactly one of 100 wins', () =>
       withBackend(async (b) => {
         const results = await Promise.all(
           Array.from({ length: 100 }, (_, i) => b.setIfAbsent('lock', `owner-${i}`, LONG_TTL)),
@@ -74,7 +74,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.get('lock'), `owner-${winner}`);
       }));
 
-    void it('delete removes and reports whether something was there', () =>
+    it('delete removes and reports whether something was there', () =>
       withBackend(async (b) => {
         await b.set('k', 'v', LONG_TTL);
         assert.equal(await b.delete('k'), true);
@@ -82,7 +82,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.delete('k'), false);
       }));
 
-    void it('deleteIfEquals releases only for the owner token', () =>
+    it('deleteIfEquals releases only for the owner token', () =>
       withBackend(async (b) => {
         await b.set('lock', 'owner-a', LONG_TTL);
         assert.equal(await b.deleteIfEquals('lock', 'owner-b'), false);
@@ -92,7 +92,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.deleteIfEquals('lock', 'owner-a'), false);
       }));
 
-    void it('take returns the value once and removes it', () =>
+    it('take returns the value once and removes it', () =>
       withBackend(async (b) => {
         await b.set('once', 'v', LONG_TTL);
         assert.equal(await b.take('once'), 'v');
@@ -100,7 +100,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.get('once'), undefined);
       }));
 
-    void it('take under concurrency: exactly one of 100 concurrent takes wins', () =>
+    it('take under concurrency: exactly one of 100 concurrent takes wins', () =>
       withBackend(async (b) => {
         await b.set('once', 'prize', LONG_TTL);
         const results = await Promise.all(Array.from({ length: 100 }, () => b.take('once')));
@@ -110,14 +110,14 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         );
       }));
 
-    void it('take of an expired value returns undefined', () =>
+    it('take of an expired value returns undefined', () =>
       withBackend(async (b) => {
         await b.set('once', 'v', SHORT_TTL);
         await sleep(PAST_SHORT_TTL);
         assert.equal(await b.take('once'), undefined);
       }));
 
-    void it('expire extends a value past its original TTL, and reports absent keys', () =>
+    it('expire extends a value past its original TTL, and reports absent keys', () =>
       withBackend(async (b) => {
         await b.set('k', 'v', SHORT_TTL);
         assert.equal(await b.expire('k', LONG_TTL), true);
@@ -126,7 +126,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.expire('absent', LONG_TTL), false);
       }));
 
-    void it('expire can shorten a lifetime', () =>
+    it('expire can shorten a lifetime', () =>
       withBackend(async (b) => {
         await b.set('k', 'v', LONG_TTL);
         assert.equal(await b.expire('k', SHORT_TTL), true);
@@ -134,7 +134,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.get('k'), undefined);
       }));
 
-    void it('expireIfEquals renews only for the owner token', () =>
+    it('expireIfEquals renews only for the owner token', () =>
       withBackend(async (b) => {
         await b.set('lease', 'owner-a', SHORT_TTL);
         assert.equal(await b.expireIfEquals('lease', 'owner-b', LONG_TTL), false);
@@ -148,7 +148,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.expireIfEquals('absent', 'owner-a', LONG_TTL), false);
       }));
 
-    void it('sets: add, members, remove; an emptied set is gone', () =>
+    it('sets: add, members, remove; an emptied set is gone', () =>
       withBackend(async (b) => {
         assert.deepEqual(await b.members('idx'), []);
         await b.addMember('idx', 'a', LONG_TTL);
@@ -164,14 +164,14 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.removeMember('absent', 'x'), false);
       }));
 
-    void it('sets: delete removes the whole set', () =>
+    it('sets: delete removes the whole set', () =>
       withBackend(async (b) => {
         await b.addMember('idx', 'a', LONG_TTL);
         assert.equal(await b.delete('idx'), true);
         assert.deepEqual(await b.members('idx'), []);
       }));
 
-    void it('sets: the set expires after its TTL', () =>
+    it('sets: the set expires after its TTL', () =>
       withBackend(async (b) => {
         await b.addMember('idx', 'a', SHORT_TTL);
         assert.deepEqual(await b.members('idx'), ['a']);
@@ -179,7 +179,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.deepEqual(await b.members('idx'), []);
       }));
 
-    void it('sets: adding extends the lifetime and never shortens it', () =>
+    it('sets: adding extends the lifetime and never shortens it', () =>
       withBackend(async (b) => {
         await b.addMember('grow', 'a', SHORT_TTL);
         await b.addMember('grow', 'b', LONG_TTL);
@@ -190,7 +190,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.deepEqual([...(await b.members('keep'))].sort(), ['a', 'b']);
       }));
 
-    void it('sets: many concurrent additions all land', () =>
+    it('sets: many concurrent additions all land', () =>
       withBackend(async (b) => {
         await Promise.all(
           Array.from({ length: 100 }, (_, i) => b.addMember('idx', `m${i}`, LONG_TTL)),
@@ -198,7 +198,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal((await b.members('idx')).length, 100);
       }));
 
-    void it('keys are independent of each other', () =>
+    it('keys are independent of each other', () =>
       withBackend(async (b) => {
         await b.set('a', '1', LONG_TTL);
         await b.set('b', '2', LONG_TTL);
@@ -208,7 +208,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.deepEqual(await b.members('c'), ['x']);
       }));
 
-    void it('rejects a non-positive TTL instead of storing a value forever', () =>
+    it('rejects a non-positive TTL instead of storing a value forever', () =>
       withBackend(async (b) => {
         await assert.rejects(b.set('k', 'v', 0));
         await assert.rejects(b.setIfAbsent('k', 'v', -5));

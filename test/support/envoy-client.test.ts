@@ -73,7 +73,7 @@ function expectKind<K extends Outcome['kind']>(
   return outcome as Extract<Outcome, { kind: K }>;
 }
 
-void describe('EnvoyClient (gRPC mode)', () => {
+describe('EnvoyClient (gRPC mode)', () => {
   let stub: CheckServer;
   let client: EnvoyClient;
   const fixedNow = 1_700_000_000_123;
@@ -92,7 +92,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     await stub.close();
   });
 
-  void it('normalises the request as the connection manager does before the filter', async () => {
+  it('normalises the request as the connection manager does before the filter', async () => {
     stub.answer({ response: {} });
     await client.check(
       {
@@ -165,7 +165,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     assert.deepEqual(attributes.context_extensions, { app: 'route-app', tier: 'vhost' });
   });
 
-  void it('keeps client-set x-forwarded-proto and x-request-id, and joins HTTP/2 cookies with "; "', async () => {
+  it('keeps client-set x-forwarded-proto and x-request-id, and joins HTTP/2 cookies with "; "', async () => {
     stub.answer({ response: {} });
     await client.check({
       url: 'http://a.example/',
@@ -185,7 +185,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     assert.equal(httpReq.protocol, 'HTTP/2');
   });
 
-  void it('keeps upgrade and connection for a WebSocket upgrade only', async () => {
+  it('keeps upgrade and connection for a WebSocket upgrade only', async () => {
     stub.answer({ response: {} });
     await client.check({
       url: 'ws://a.example/socket',
@@ -200,7 +200,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     assert.equal(headers[':scheme'], 'http');
   });
 
-  void it('sends the deadline as grpc-timeout (200 ms by default)', async () => {
+  it('sends the deadline as grpc-timeout (200 ms by default)', async () => {
     stub.answer({ response: {} });
     const before = Date.now();
     await client.check({ url: 'http://a.example/' });
@@ -209,7 +209,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     assert.ok(ms > 150 && ms <= 1000, `deadline ${ms} ms ahead`);
   });
 
-  void it('encode_raw_headers sends header_map with duplicates apart and no headers map', async () => {
+  it('encode_raw_headers sends header_map with duplicates apart and no headers map', async () => {
     const raw = new EnvoyClient({ target: stub.target, protos, encodeRawHeaders: true });
     try {
       stub.answer({ response: {} });
@@ -241,7 +241,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     }
   });
 
-  void it('with_request_body sends body, size and x-envoy-auth-partial-body', async () => {
+  it('with_request_body sends body, size and x-envoy-auth-partial-body', async () => {
     const withBody = new EnvoyClient({ target: stub.target, protos, withRequestBody: true });
     try {
       stub.answer({ response: {} });
@@ -256,7 +256,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     }
   });
 
-  void it('an empty CheckResponse allows the request untouched', async () => {
+  it('an empty CheckResponse allows the request untouched', async () => {
     stub.answer({ response: {} });
     const outcome = expectKind(
       await client.check({ url: 'http://a.example/x?q=1', headers: [['x-a', '1']] }),
@@ -267,7 +267,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     assert.deepEqual(outcome.responseHeaders, []);
   });
 
-  void it('applies ok_response in Envoy order: sets, appends-if-present, removes, query', async () => {
+  it('applies ok_response in Envoy order: sets, appends-if-present, removes, query', async () => {
     stub.answer({
       response: {
         status: { code: 0 },
@@ -325,7 +325,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     assert.equal(outcome.response?.ok_response?.headers?.length, 5);
   });
 
-  void it('denies with 403 by default, drops append:true entries, keeps every set-cookie', async () => {
+  it('denies with 403 by default, drops append:true entries, keeps every set-cookie', async () => {
     stub.answer({
       response: {
         status: { code: 16 },
@@ -353,7 +353,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     ]);
   });
 
-  void it('a deny status and content-type from the server replace Envoy defaults', async () => {
+  it('a deny status and content-type from the server replace Envoy defaults', async () => {
     stub.answer({
       response: {
         status: { code: 16 },
@@ -372,7 +372,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     ]);
   });
 
-  void it('maps deny statuses to grpc-status for gRPC downstreams only', async () => {
+  it('maps deny statuses to grpc-status for gRPC downstreams only', async () => {
     const table: [number, number][] = [
       [401, 16],
       [403, 7],
@@ -418,7 +418,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     assert.equal(explicit.grpcStatus, 9);
   });
 
-  void it('an RPC error takes the error path with status_on_error (default 403)', async () => {
+  it('an RPC error takes the error path with status_on_error (default 403)', async () => {
     stub.answer({ error: grpc.status.INTERNAL });
     const outcome = expectKind(await client.check({ url: 'http://a.example/' }), 'error');
     assert.equal(outcome.status, 403);
@@ -433,7 +433,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     }
   });
 
-  void it('a late answer is a deadline error; failure_mode_allow forwards untouched', async () => {
+  it('a late answer is a deadline error; failure_mode_allow forwards untouched', async () => {
     const quick = new EnvoyClient({ target: stub.target, protos, timeoutMs: 50 });
     const open = new EnvoyClient({
       target: stub.target,
@@ -460,7 +460,7 @@ void describe('EnvoyClient (gRPC mode)', () => {
     }
   });
 
-  void it('an unreachable server is an error, not a hang', async () => {
+  it('an unreachable server is an error, not a hang', async () => {
     const nowhere = new EnvoyClient({ target: '127.0.0.1:1', protos, timeoutMs: 100 });
     try {
       const outcome = expectKind(await nowhere.check({ url: 'http://a.example/' }), 'error');
@@ -471,8 +471,8 @@ void describe('EnvoyClient (gRPC mode)', () => {
   });
 });
 
-void describe('rewriteQuery', () => {
-  void it('rebuilds with keys sorted, set before remove, raw values kept', () => {
+describe('rewriteQuery', () => {
+  it('rebuilds with keys sorted, set before remove, raw values kept', () => {
     assert.equal(
       rewriteQuery('/p?b=2&a=%2F&c', [{ key: 'c', value: 'x y' }], ['b']),
       '/p?a=%2F&c=x y',
@@ -489,7 +489,7 @@ interface AuthzAnswer {
   readonly delayMs?: number;
 }
 
-void describe('HttpModeClient', () => {
+describe('HttpModeClient', () => {
   let server: http.Server;
   let next: AuthzAnswer = { status: 200 };
   const seen: { method: string; url: string; headers: string[] }[] = [];
@@ -527,7 +527,7 @@ void describe('HttpModeClient', () => {
     ] as [string, string][],
   };
 
-  void it('sends method, prefixed path and only allowed headers; 200 allows and maps headers', async () => {
+  it('sends method, prefixed path and only allowed headers; 200 allows and maps headers', async () => {
     const client = new HttpModeClient({
       baseUrl,
       pathPrefix: '/authz',
@@ -577,7 +577,7 @@ void describe('HttpModeClient', () => {
     }
   });
 
-  void it('anything but 200 below 500 denies with every set-cookie line', async () => {
+  it('anything but 200 below 500 denies with every set-cookie line', async () => {
     const all = new HttpModeClient({ baseUrl });
     const listed = new HttpModeClient({ baseUrl, allowedClientHeaders: ['set-cookie'] });
     try {
@@ -618,7 +618,7 @@ void describe('HttpModeClient', () => {
     }
   });
 
-  void it('5xx and no answer in time take the error path', async () => {
+  it('5xx and no answer in time take the error path', async () => {
     const client = new HttpModeClient({ baseUrl, timeoutMs: 50, statusOnError: 500 });
     const open = new HttpModeClient({ baseUrl, timeoutMs: 50, failureModeAllow: true });
     try {

@@ -1,0 +1,136 @@
+/** Runs the real CLI as a child process, on free ports, for tests of signals, reload and memory. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { findProtoDir } from '../../src/server/protos.ts';
+
+/** `dist/src/cli.js`, next to this compiled file's `dist/test/support/`. */
+export const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli.js');
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly configPath: string;
+  readonly ports: { readonly grpc: number; readonly http: number; readonly admin: number };
+  readonly grpcTarget: string;
+  readonly adminBase: string;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Rewrites the config file (call `signal('SIGHUP')` to reload it). */
+  writeConfig(document: Record<string, unknown>): void;
+  /** Resident set size in bytes, from /proc. */
+  rss(): number;
+  /** Sends a signal and resolves with the exit code once the process ends. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function spawnServer(document: Record<string, unknown>): Promise<ServerProcess> {
+  const ports = { grpc: await freePort(), http: await freePort(), admin: await freePort() };
+  const dir = mkdtempSync(join(tmpdir(), 'eoa-'));
+  const configPath = join(dir, 'config.json');
+  const write = (doc: Record<string, unknown>): void =>
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        listen: {
+          grpc: `127.0.0.1:${ports.grpc}`,
+          http: `127.0.0.1:${ports.http}`,
+          admin: `127.0.0.1:${ports.admin}`,
+        },
+        ...doc,
+      }),
+    );
+  write(document);
+  const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const adminBase = `http://127.0.0.1:${ports.admin}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
+    try {
+      if ((await fetch(`${adminBase}/readyz`)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`server not ready in 10 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    child,
+    configPath,
+    ports,
+    grpcTarget: `127.0.0.1:${ports.grpc}`,
+    adminBase,
+    output: () => output,
+    writeConfig: write,
+    rss(): number {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+      if (kb === undefined) throw new Error('no VmRSS in /proc status');
+      return Number(kb) * 1024;
+    },
+    async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** A `grpc.health.v1.Health` client on our own proto (the standard one). */
+export function healthClient(target: string): {
+  check(service: string): Promise<{ status?: number; error?: grpc.ServiceError }>;
+  close(): void;
+} {
+  const definition = protoLoader.loadSync('grpc/health/v1/health.proto', {
+    includeDirs: [findProtoDir()],
+    enums: Number,
+  });
+  type HealthClient = grpc.Client & {
+    Check(
+      request: { service: string },
+      options: grpc.CallOptions,
+      callback: (error: grpc.ServiceError | null, response: { status: number }) => void,
+    ): void;
+  };
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    grpc: {
+      health: {
+        v1: { Health: new (target: string, credentials: grpc.ChannelCredentials) => HealthClient };
+      };
+    };
+  };
+  const Health = loaded.grpc.health.v1.Health;
+  const client = new Health(target, grpc.credentials.createInsecure());
+  return {
+    check: (service) =>
+      new Promise((resolve) =>
+        client.Check(
+          { service },
+          { deadline: Date.now() + 2000 },
+          (error: grpc.ServiceError | null, res: { status: number }) =>
+            resolve(error ? { error } : { status: res.status }),
+        ),
+      ),
+    close: () => client.close(),
+  };
+}

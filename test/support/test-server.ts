@@ -1,0 +1,68 @@
+/** Starts a real server on free loopback ports from a config written as a plain object. */
+import { loadConfig } from '../../src/config/load.ts';
+import type { Config } from '../../src/config/schema.ts';
+import { startServer, type ServerHandle } from '../../src/main.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+
+/** A session secret for tests only (>= 32 bytes). */
+export const testSessionSecret = 'test-session-secret-0123456789-abcdefghij';
+
+/** One app with loopback issuer and everything a config needs; override what a test cares about. */
+export function testApp(
+  name: string,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    name,
+    oidc: {
+      issuer: 'http://127.0.0.1:1/issuer',
+      clientId: name,
+      clientSecret: 'client-secret',
+    },
+    session: { secrets: [testSessionSecret] },
+    ...overrides,
+  };
+}
+
+/** Loads a config object through the real loader (so defaults and validation apply). */
+export function testConfig(
+  document: Record<string, unknown>,
+  env: Record<string, string> = {},
+): Config {
+  const result = loadConfig(
+    {
+      text: JSON.stringify({
+        listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0', admin: '127.0.0.1:0' },
+        log: { level: 'silent' },
+        ...document,
+      }),
+      format: 'json',
+    },
+    env,
+  );
+  if (!result.ok) {
+    throw new Error(
+      'test config invalid:\n' + result.problems.map((p) => `${p.path}: ${p.message}`).join('\n'),
+    );
+  }
+  return result.config;
+}
+
+export interface TestServer {
+  readonly handle: ServerHandle;
+  readonly grpcTarget: string;
+  readonly httpBase: string;
+  readonly adminBase: string;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(document: Record<string, unknown>): Promise<TestServer> {
+  const handle = await startServer(testConfig(document), { logger: silentLogger() });
+  return {
+    handle,
+    grpcTarget: `127.0.0.1:${handle.ports.grpc}`,
+    httpBase: `http://127.0.0.1:${handle.ports.http}`,
+    adminBase: `http://127.0.0.1:${handle.ports.admin}`,
+    close: () => handle.close(),
+  };
+}
