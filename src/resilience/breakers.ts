@@ -1,0 +1,159 @@
+/** The process's breakers, one per dependency: the store, and per app its provider endpoints. */
+import type { Registry } from 'prom-client';
+import { AuthzError } from '../errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
+import type { Clock } from '../store/store-backend.ts';
+import { StoreUnavailableError } from '../store/store-unavailable-error.ts';
+import {
+  createBreaker,
+  resolveBreakerOptions,
+  type Breaker,
+  type BreakerOptions,
+  type ResolvedBreakerOptions,
+} from './breaker.ts';
+import { createBreakerMetrics } from './breaker-metrics.ts';
+
+/**
+ * The breakers of one app's provider. `discovery` also guards JWKS fetches (same metadata host,
+ * both needed only to validate); `revocation` is apart from `token` because revocation is best
+ * effort at logout, and a failing revocation endpoint must never stop logins and refreshes.
+ */
+export interface IdpBreakers {
+  readonly app: string;
+  readonly discovery: Breaker;
+  readonly token: Breaker;
+  readonly revocation: Breaker;
+  /** RFC 7662 introspection; refuses with `IDP_UNAVAILABLE` (503), never a 401. */
+  readonly introspection: Breaker;
+}
+
+/** Every breaker of the process. */
+export interface Breakers {
+  /** The shared store (Redis); refuses with {@link StoreUnavailableError} `circuit_open`. */
+  readonly store: Breaker;
+  /**
+   * The breakers of app `app`, built on first use (a reload may add apps). `app` must be a
+   * configured app name: names become metric labels, so they must stay bounded.
+   */
+  idp(app: string): IdpBreakers;
+  /** Every breaker built so far, store first. */
+  all(): readonly Breaker[];
+  /** Stops every breaker's timers. */
+  shutdown(): void;
+}
+
+/** Options for {@link createBreakers}. */
+export interface BreakersOptions {
+  /** Where `eoa_breaker_*` series go; registered once here. */
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** Apps whose breakers (and series) exist from the start. Default none. */
+  readonly apps?: readonly string[];
+  /** Store breaker tuning; see `BreakerOptions` for defaults. */
+  readonly store?: BreakerOptions;
+  /** Tuning of every provider breaker. */
+  readonly idp?: BreakerOptions;
+  /**
+   * A cheap store read run when the store breaker goes half-open, so it closes again without
+   * waiting for traffic. Default none (the next store call is the probe).
+   */
+  readonly storeProbe?: () => Promise<unknown>;
+  /** Default `Date.now`. */
+  readonly now?: Clock;
+}
+
+function introspectionUnavailable(): AuthzError {
+  return new AuthzError(
+    'IDP_UNAVAILABLE',
+    503,
+    'the identity provider is unavailable, try again shortly',
+    { detail: 'introspection: circuit_open' },
+  );
+}
+
+/**
+ * Builds the breakers. Options are validated here, all problems reported in one `RangeError`
+ * naming `breakers.store.*` / `breakers.idp.*`.
+ */
+export function createBreakers(options: BreakersOptions): Breakers {
+  const problems: string[] = [];
+  const resolve = (opts: BreakerOptions | undefined, path: string): ResolvedBreakerOptions => {
+    try {
+      return resolveBreakerOptions(opts, path);
+    } catch (error) {
+      problems.push((error as Error).message.replace(/^invalid breaker options:\n/, ''));
+      return resolveBreakerOptions();
+    }
+  };
+  const storeTuning = resolve(options.store, 'breakers.store');
+  const idpTuning = resolve(options.idp, 'breakers.idp');
+  if (problems.length > 0) throw new RangeError(`invalid breaker options:\n${problems.join('\n')}`);
+
+  const metrics = createBreakerMetrics(options.registry);
+  const { logger } = options;
+  const now = options.now ?? Date.now;
+
+  const store = createBreaker(storeTuning, {
+    name: 'store',
+    logger,
+    series: metrics.bind('store'),
+    now,
+    openError: (retryAfterMs) => new StoreUnavailableError('circuit_open', { retryAfterMs }),
+    ...(options.storeProbe === undefined ? {} : { probe: options.storeProbe }),
+  });
+
+  const idpBreaker = (app: string, kind: string, openError: () => Error): Breaker => {
+    const name = `idp:${app}:${kind}`;
+    return createBreaker(idpTuning, {
+      name,
+      logger: logger.child({ app }),
+      series: metrics.bind(name),
+      now,
+      openError,
+    });
+  };
+
+  const byApp = new Map<string, IdpBreakers>();
+  const idp = (app: string): IdpBreakers => {
+    let breakers = byApp.get(app);
+    if (breakers === undefined) {
+      breakers = Object.freeze({
+        app,
+        discovery: idpBreaker(
+          app,
+          'discovery',
+          () => new IdpUnavailableError('discovery', 'circuit_open'),
+        ),
+        token: idpBreaker(app, 'token', () => new IdpUnavailableError('token', 'circuit_open')),
+        revocation: idpBreaker(
+          app,
+          'revocation',
+          () => new IdpUnavailableError('revocation', 'circuit_open'),
+        ),
+        introspection: idpBreaker(app, 'introspection', introspectionUnavailable),
+      });
+      byApp.set(app, breakers);
+    }
+    return breakers;
+  };
+  for (const app of options.apps ?? []) idp(app);
+
+  return {
+    store,
+    idp,
+    all: () => [
+      store,
+      ...[...byApp.values()].flatMap((b) => [b.discovery, b.token, b.revocation, b.introspection]),
+    ],
+    shutdown() {
+      store.shutdown();
+      for (const b of byApp.values()) {
+        b.discovery.shutdown();
+        b.token.shutdown();
+        b.revocation.shutdown();
+        b.introspection.shutdown();
+      }
+    },
+  };
+}

@@ -1,0 +1,29 @@
+/** Tells an outage of a dependency apart from a verdict it gave, so only outages trip a breaker. */
+import { AuthzError } from '../errors.ts';
+
+// Redis replies that mean "the server cannot serve right now" rather than "your command is wrong":
+// a node loading its dataset, a replica that lost its master, a cluster without quorum.
+const UNAVAILABLE_REPLIES = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS)\b/;
+
+/**
+ * `true` when `error` says the dependency is down (unreachable, timing out, failing server-side);
+ * `false` when the dependency answered and refused, or when the error is a bug of ours.
+ *
+ * - catalogue errors: only `IDP_UNAVAILABLE` and `STORE_UNAVAILABLE` are outages; `IDP_ERROR`
+ *   (`invalid_grant` and other OAuth errors), `TOKEN_INVALID` and the rest are verdicts;
+ * - Redis error replies (`ReplyError`) are verdicts, except the replies that mean the server
+ *   cannot serve (`LOADING`, `READONLY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`, `BUSY`);
+ * - `RangeError`, and `TypeError` without a cause, are argument mistakes on our side, not
+ *   outages (Node's `fetch` reports network failures as a `TypeError` with a `cause`: outage);
+ * - anything else (connection refused, command timeout, socket closed) is an outage.
+ */
+export function isOutage(error: unknown): boolean {
+  if (error instanceof AuthzError) {
+    return error.code === 'IDP_UNAVAILABLE' || error.code === 'STORE_UNAVAILABLE';
+  }
+  if (!(error instanceof Error)) return true;
+  if (error.name === 'ReplyError') return UNAVAILABLE_REPLIES.test(error.message);
+  if (error instanceof RangeError) return false;
+  if (error instanceof TypeError) return error.cause !== undefined;
+  return true;
+}

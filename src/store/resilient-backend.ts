@@ -1,0 +1,240 @@
+/** Store backends that survive the shared store going down: fail fast (guarded) or degrade to memory (fallback). */
+import { Gauge, type Registry } from 'prom-client';
+import type { Logger } from '../observability/logger.ts';
+import type { Breaker } from '../resilience/breaker.ts';
+import { isOutage } from '../resilience/outage.ts';
+import { createMemoryBackend, type MemoryBackend } from './memory-backend.ts';
+import type { StoreBackend } from './store-backend.ts';
+import { StoreUnavailableError } from './store-unavailable-error.ts';
+
+/** Runs the primary step, then the memory step regardless, and tells whether either acted. */
+async function either(
+  onPrimary: Promise<boolean>,
+  onMemory: () => Promise<boolean>,
+): Promise<boolean> {
+  const fromPrimary = await onPrimary;
+  const fromMemory = await onMemory();
+  return fromPrimary || fromMemory;
+}
+
+const refusedStore = (retryAfterMs: number): Error =>
+  new StoreUnavailableError('circuit_open', { retryAfterMs });
+
+/**
+ * For records that exist only in the shared store (server sessions and their indexes): every
+ * call goes through the store breaker; an outage or an open breaker rejects with
+ * {@link StoreUnavailableError} (503 with `Retry-After` for that request, never a login).
+ * Verdicts (a Redis error reply, a bad argument) reject unchanged. `close()` does not close
+ * `primary`, which other decorators share; its owner closes it.
+ */
+export function guardStore(primary: StoreBackend, breaker: Breaker): StoreBackend {
+  const unavailable = (error: unknown): never => {
+    if (error instanceof StoreUnavailableError || !isOutage(error)) throw error;
+    throw new StoreUnavailableError('failure', {
+      retryAfterMs: breaker.retryAfterMs(),
+      cause: error,
+    });
+  };
+  const guard = <T>(op: () => Promise<T>): Promise<T> =>
+    breaker.run(op, refusedStore).catch(unavailable);
+  return {
+    get: (key) => guard(() => primary.get(key)),
+    set: (key, value, ttlMs) => guard(() => primary.set(key, value, ttlMs)),
+    setIfAbsent: (key, value, ttlMs) => guard(() => primary.setIfAbsent(key, value, ttlMs)),
+    delete: (key) => guard(() => primary.delete(key)),
+    deleteIfEquals: (key, value) => guard(() => primary.deleteIfEquals(key, value)),
+    take: (key) => guard(() => primary.take(key)),
+    expire: (key, ttlMs) => guard(() => primary.expire(key, ttlMs)),
+    expireIfEquals: (key, value, ttlMs) => guard(() => primary.expireIfEquals(key, value, ttlMs)),
+    addMember: (key, member, ttlMs) => guard(() => primary.addMember(key, member, ttlMs)),
+    members: (key) => guard(() => primary.members(key)),
+    removeMember: (key, member) => guard(() => primary.removeMember(key, member)),
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Which backend a {@link FallbackBackend} is serving from. */
+export type StoreMode = 'primary' | 'fallback';
+
+/** A backend that degrades to memory while the primary is down. */
+export interface FallbackBackend extends StoreBackend {
+  /** `fallback` from the first call served from memory until the primary is healthy again. */
+  status(): StoreMode;
+}
+
+/** Options for {@link withFallback}. */
+export interface FallbackOptions {
+  readonly logger: Logger;
+  /** Where `eoa_store_degraded` (0 or 1) goes; build one fallback backend per registry. */
+  readonly registry?: Registry;
+  /** The in-process stand-in. Default a fresh memory backend of 100,000 keys. */
+  readonly fallback?: MemoryBackend;
+}
+
+/**
+ * For records that may live in one process for a while (login replay marks, refresh locks and
+ * results): calls go to `primary` through the store breaker; while it fails or the breaker is
+ * open they go to an in-process memory backend instead. Degradation is logged once when it
+ * starts and once when it ends, exported as `eoa_store_degraded`, and ends by itself when the
+ * breaker closes again (its half-open probe succeeded) or a call succeeds on a closed breaker.
+ *
+ * What happens at the switches, and why it errs on the safe side:
+ * - During the outage each replica has its own memory: one-time operations (`setIfAbsent`,
+ *   `take`) stay one-time within this replica, but do not see marks made elsewhere or in the
+ *   primary before the outage. A login `state` is also bound to its browser cookie and its code
+ *   is one-time at the provider, so the window this opens is small; refresh coordination falls
+ *   back to in-process coalescing.
+ * - Writes and deletes made during the outage do not reach the primary; what the primary held
+ *   expires by its own TTL (refresh leases are short).
+ * - After recovery, what memory gained during the outage is kept until it expires and still
+ *   honoured: reads and `take` fall through to it when the primary has nothing, `setIfAbsent`
+ *   refuses a key memory still holds (a mark made during the outage is never forgotten by this
+ *   replica), deletes reach both, `members` is the union. The first primary write to a key
+ *   retires memory's copy, so a stale copy can never reappear.
+ * `close()` closes the memory backend, not `primary` (its owner closes it).
+ */
+export function withFallback(
+  primary: StoreBackend,
+  breaker: Breaker,
+  options: FallbackOptions,
+): FallbackBackend {
+  const memory = options.fallback ?? createMemoryBackend();
+  const log = options.logger.child({ component: 'store' });
+  const gauge =
+    options.registry === undefined
+      ? undefined
+      : new Gauge({
+          name: 'eoa_store_degraded',
+          help: '1 while shared-state records are kept in process memory because the store is down.',
+          registers: [options.registry],
+        });
+  gauge?.set(0);
+
+  let degraded = false;
+  const enter = (error: unknown): void => {
+    if (degraded) return;
+    degraded = true;
+    gauge?.set(1);
+    const reason = error instanceof StoreUnavailableError ? error.reason : 'failure';
+    log.warn(
+      { breaker: breaker.name, reason },
+      'store unavailable: replay marks and refresh coordination now kept in process memory',
+    );
+  };
+  const leave = (): void => {
+    if (!degraded) return;
+    degraded = false;
+    gauge?.set(0);
+    log.info({ breaker: breaker.name }, 'store recovered: using the shared store again');
+  };
+  const unsubscribe = breaker.onStateChange((state) => {
+    if (state === 'closed') leave();
+  });
+
+  async function attempt<T>(onPrimary: () => Promise<T>, onFallback: () => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await breaker.run(onPrimary, refusedStore);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) && !isOutage(error)) throw error;
+      enter(error);
+      return onFallback();
+    }
+    if (degraded && breaker.state() === 'closed') leave();
+    return result;
+  }
+
+  return {
+    status: () => (degraded ? 'fallback' : 'primary'),
+    get: (key) =>
+      attempt(
+        async () => (await primary.get(key)) ?? memory.get(key),
+        () => memory.get(key),
+      ),
+    set: (key, value, ttlMs) =>
+      attempt(
+        async () => {
+          await primary.set(key, value, ttlMs);
+          await memory.delete(key);
+        },
+        () => memory.set(key, value, ttlMs),
+      ),
+    setIfAbsent: (key, value, ttlMs) =>
+      attempt(
+        async () => (await memory.get(key)) === undefined && primary.setIfAbsent(key, value, ttlMs),
+        () => memory.setIfAbsent(key, value, ttlMs),
+      ),
+    delete: (key) =>
+      attempt(
+        () => either(primary.delete(key), () => memory.delete(key)),
+        () => memory.delete(key),
+      ),
+    deleteIfEquals: (key, value) =>
+      attempt(
+        () => either(primary.deleteIfEquals(key, value), () => memory.deleteIfEquals(key, value)),
+        () => memory.deleteIfEquals(key, value),
+      ),
+    take: (key) =>
+      attempt(
+        async () => (await primary.take(key)) ?? memory.take(key),
+        () => memory.take(key),
+      ),
+    expire: (key, ttlMs) =>
+      attempt(
+        () => either(primary.expire(key, ttlMs), () => memory.expire(key, ttlMs)),
+        () => memory.expire(key, ttlMs),
+      ),
+    expireIfEquals: (key, value, ttlMs) =>
+      attempt(
+        () =>
+          either(primary.expireIfEquals(key, value, ttlMs), () =>
+            memory.expireIfEquals(key, value, ttlMs),
+          ),
+        () => memory.expireIfEquals(key, value, ttlMs),
+      ),
+    addMember: (key, member, ttlMs) =>
+      attempt(
+        () => primary.addMember(key, member, ttlMs),
+        () => memory.addMember(key, member, ttlMs),
+      ),
+    members: (key) =>
+      attempt(
+        async () => {
+          const [fromPrimary, fromMemory] = [await primary.members(key), await memory.members(key)];
+          return fromMemory.length === 0
+            ? fromPrimary
+            : [...new Set([...fromPrimary, ...fromMemory])];
+        },
+        () => memory.members(key),
+      ),
+    removeMember: (key, member) =>
+      attempt(
+        () => either(primary.removeMember(key, member), () => memory.removeMember(key, member)),
+        () => memory.removeMember(key, member),
+      ),
+    async close() {
+      unsubscribe();
+      await memory.close();
+    },
+  };
+}
+
+/** A readiness check, shaped for the admin server's probes. */
+export interface StoreReadiness {
+  readonly name: 'store';
+  /** `undefined` when ready, else a short reason. */
+  waitingFor(): string | undefined;
+}
+
+/**
+ * `/readyz` for the store: ready while the store breaker is not open, or while a fallback
+ * backend is there to take over ("store reachable or its fallback in force"). Call the health
+ * state's refresh from `breaker.onStateChange` so watchers hear of changes.
+ */
+export function createStoreReadiness(breaker: Breaker, fallback?: FallbackBackend): StoreReadiness {
+  return {
+    name: 'store',
+    waitingFor: () =>
+      fallback === undefined && breaker.state() === 'open' ? 'store unreachable' : undefined,
+  };
+}
