@@ -1,0 +1,444 @@
+/** Breakers against a fault-injecting dependency: opening, fast rejects, probing, closing, logs, metrics. */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { AuthzError } from '../../src/errors.ts';
+import { IdpError, IdpUnavailableError, TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
+import { createBreaker, resolveBreakerOptions } from '../../src/resilience/breaker.ts';
+import { createBreakerMetrics } from '../../src/resilience/breaker-metrics.ts';
+import { createBreakers } from '../../src/resilience/breakers.ts';
+import { createIdpGuard } from '../../src/resilience/idp-guard.ts';
+import { isOutage } from '../../src/resilience/outage.ts';
+import { StoreUnavailableError } from '../../src/store/store-unavailable-error.ts';
+import { captureLog } from './log-capture.ts';
+import { metricValue } from './metric-value.ts';
+
+const RESET_MS = 150;
+const tuning = {
+  volumeThreshold: 4,
+  errorThresholdPercentage: 50,
+  resetTimeoutMs: RESET_MS,
+  rollingWindowMs: 10_000,
+};
+
+type Mode = 'up' | 'down' | 'refusing';
+
+/** A provider endpoint whose behaviour the test switches; counts the calls that reached it. */
+function faultyEndpoint() {
+  let mode: Mode = 'up';
+  let reached = 0;
+  let delayMs = 0;
+  return {
+    set(next: Mode, options: { delayMs?: number } = {}) {
+      mode = next;
+      delayMs = options.delayMs ?? 0;
+    },
+    reached: () => reached,
+    call: async (): Promise<string> => {
+      reached += 1;
+      if (delayMs > 0) await sleep(delayMs);
+      if (mode === 'down') throw new IdpUnavailableError('token', 'network');
+      if (mode === 'refusing') throw new IdpError('token', 'invalid_grant', { httpStatus: 400 });
+      return 'tokens';
+    },
+  };
+}
+
+function setUp() {
+  const registry = new Registry();
+  const log = captureLog();
+  const breakers = createBreakers({
+    registry,
+    logger: log.logger,
+    apps: ['shop'],
+    store: tuning,
+    idp: tuning,
+  });
+  const endpoint = faultyEndpoint();
+  const guard = createIdpGuard(breakers.idp('shop'));
+  const value = (name: string, breaker = 'idp:shop:token') =>
+    metricValue(registry, name, { breaker });
+  return { registry, log, breakers, endpoint, guard, value };
+}
+
+async function failTimes(n: number, call: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < n; i++) await assert.rejects(call());
+}
+
+describe('breaker', () => {
+  it('opens once the volume and error thresholds are crossed, then refuses at once', async () => {
+    const { breakers, endpoint, guard, value } = setUp();
+    const token = breakers.idp('shop').token;
+    try {
+      endpoint.set('down');
+      await failTimes(3, () => guard('token', endpoint.call));
+      assert.equal(token.state(), 'closed', 'below the volume threshold it stays closed');
+      await assert.rejects(
+        guard('token', endpoint.call),
+        (err) => err instanceof IdpUnavailableError && err.reason === 'network',
+      );
+      assert.equal(token.state(), 'open');
+      assert.equal(endpoint.reached(), 4);
+
+      const started = performance.now();
+      for (let i = 0; i < 50; i++) {
+        await assert.rejects(
+          guard('token', endpoint.call),
+          (err) =>
+            err instanceof IdpUnavailableError &&
+            err.reason === 'circuit_open' &&
+            err.endpoint === 'token' &&
+            err.code === 'IDP_UNAVAILABLE' &&
+            err.status === 503,
+        );
+      }
+      assert.ok(performance.now() - started < 100, 'fifty refusals take no time');
+      assert.equal(endpoint.reached(), 4, 'the endpoint is not called while open');
+
+      assert.equal(await value('eoa_breaker_state'), 2);
+      assert.equal(await value('eoa_breaker_opens_total'), 1);
+      assert.equal(await value('eoa_breaker_failures_total'), 4);
+      assert.equal(await value('eoa_breaker_rejects_total'), 50);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('lets one probe through after the reset timeout and closes when it succeeds', async () => {
+    const { breakers, endpoint, guard, value } = setUp();
+    const token = breakers.idp('shop').token;
+    try {
+      endpoint.set('down');
+      await failTimes(4, () => guard('token', endpoint.call));
+      assert.equal(token.state(), 'open');
+      await sleep(RESET_MS + 50);
+      assert.equal(token.state(), 'half_open');
+      assert.equal(await value('eoa_breaker_state'), 1);
+
+      endpoint.set('up', { delayMs: 50 });
+      const probe = guard('token', endpoint.call);
+      // While the probe is in flight, everybody else is still refused.
+      await assert.rejects(
+        guard('token', endpoint.call),
+        (err) => err instanceof IdpUnavailableError && err.reason === 'circuit_open',
+      );
+      assert.equal(await probe, 'tokens');
+      assert.equal(token.state(), 'closed');
+      assert.equal(await value('eoa_breaker_state'), 0);
+      assert.equal(endpoint.reached(), 5, 'exactly one probe reached the endpoint');
+      endpoint.set('up');
+      assert.equal(await guard('token', endpoint.call), 'tokens');
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('opens again at once when the probe fails', async () => {
+    const { breakers, endpoint, guard, value } = setUp();
+    const token = breakers.idp('shop').token;
+    try {
+      endpoint.set('down');
+      await failTimes(4, () => guard('token', endpoint.call));
+      await sleep(RESET_MS + 50);
+      assert.equal(token.state(), 'half_open');
+      await assert.rejects(
+        guard('token', endpoint.call),
+        (err) => err instanceof IdpUnavailableError && err.reason === 'network',
+      );
+      assert.equal(token.state(), 'open');
+      assert.equal(await value('eoa_breaker_opens_total'), 2);
+      assert.equal(endpoint.reached(), 5);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('does not count OAuth errors such as invalid_grant, nor token verdicts, as failures', async () => {
+    const { breakers, endpoint, guard, value } = setUp();
+    const token = breakers.idp('shop').token;
+    try {
+      endpoint.set('refusing');
+      for (let i = 0; i < 40; i++) {
+        await assert.rejects(
+          guard('token', endpoint.call),
+          (err) => err instanceof IdpError && err.oauthError === 'invalid_grant',
+        );
+      }
+      for (let i = 0; i < 10; i++) {
+        await assert.rejects(
+          guard('token', () => Promise.reject(new TokenInvalidError('id_token', 'nonce'))),
+          TokenInvalidError,
+        );
+      }
+      assert.equal(token.state(), 'closed');
+      assert.equal(await value('eoa_breaker_failures_total'), 0);
+      assert.equal(await value('eoa_breaker_opens_total'), 0);
+      assert.equal(endpoint.reached(), 40);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('an OAuth error answering the half-open probe closes the breaker: the provider is back', async () => {
+    const { breakers, endpoint, guard } = setUp();
+    const token = breakers.idp('shop').token;
+    try {
+      endpoint.set('down');
+      await failTimes(4, () => guard('token', endpoint.call));
+      await sleep(RESET_MS + 50);
+      endpoint.set('refusing');
+      await assert.rejects(guard('token', endpoint.call), IdpError);
+      assert.equal(token.state(), 'closed');
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('logs each state change once, with the breaker name, never per refused call', async () => {
+    const { breakers, endpoint, guard, log } = setUp();
+    try {
+      endpoint.set('down');
+      await failTimes(4, () => guard('token', endpoint.call));
+      await failTimes(100, () => guard('token', endpoint.call));
+      await sleep(RESET_MS + 50);
+      endpoint.set('up');
+      await guard('token', endpoint.call);
+      for (let i = 0; i < 20; i++) await guard('token', endpoint.call);
+
+      const changes = log.lines().filter((line) => line['component'] === 'breaker');
+      assert.deepEqual(
+        changes.map((line) => [line['breaker'], line['previous'], line['state'], line['level']]),
+        [
+          ['idp:shop:token', 'closed', 'open', 'warn'],
+          ['idp:shop:token', 'open', 'half_open', 'info'],
+          ['idp:shop:token', 'half_open', 'closed', 'info'],
+        ],
+      );
+      assert.equal(changes[0]?.['app'], 'shop');
+      assert.equal(changes[0]?.['failures'], 4);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('keeps the provider endpoints apart: revocation failures never stop token calls', async () => {
+    const { breakers, endpoint, guard } = setUp();
+    const shop = breakers.idp('shop');
+    try {
+      const down = () => Promise.reject(new IdpUnavailableError('revocation', 'timeout'));
+      await failTimes(4, () => guard('revocation', down));
+      assert.equal(shop.revocation.state(), 'open');
+      assert.equal(shop.token.state(), 'closed');
+      assert.equal(await guard('token', endpoint.call), 'tokens');
+      await assert.rejects(
+        guard('revocation', endpoint.call),
+        (err) =>
+          err instanceof IdpUnavailableError &&
+          err.endpoint === 'revocation' &&
+          err.reason === 'circuit_open',
+      );
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('guards discovery and JWKS with one breaker, naming the refused endpoint', async () => {
+    const { breakers, guard } = setUp();
+    try {
+      const down = () => Promise.reject(new IdpUnavailableError('discovery', 'network'));
+      await failTimes(4, () => guard('discovery', down));
+      assert.equal(breakers.idp('shop').discovery.state(), 'open');
+      await assert.rejects(
+        guard('jwks', () => Promise.resolve('keys')),
+        (err) =>
+          err instanceof IdpUnavailableError &&
+          err.endpoint === 'jwks' &&
+          err.reason === 'circuit_open',
+      );
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('the introspection breaker refuses with IDP_UNAVAILABLE (503), not a token verdict', async () => {
+    const { breakers } = setUp();
+    const introspection = breakers.idp('shop').introspection;
+    try {
+      const down = () => Promise.reject(new Error('connect ECONNREFUSED'));
+      await failTimes(4, () => introspection.run(down));
+      await assert.rejects(
+        introspection.run(() => Promise.resolve('active')),
+        (err) => err instanceof AuthzError && err.code === 'IDP_UNAVAILABLE' && err.status === 503,
+      );
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('the store breaker refuses with STORE_UNAVAILABLE and a Retry-After from its reset timeout', async () => {
+    const registry = new Registry();
+    let t = 1_000_000;
+    const breakers = createBreakers({
+      registry,
+      logger: captureLog().logger,
+      store: { ...tuning, resetTimeoutMs: 4_000 },
+      now: () => t,
+    });
+    try {
+      const down = () => Promise.reject(new Error('Connection is closed.'));
+      await failTimes(4, () => breakers.store.run(down));
+      t += 1_500;
+      assert.equal(breakers.store.retryAfterMs(), 2_500);
+      await assert.rejects(
+        breakers.store.run(() => Promise.resolve('v')),
+        (err) =>
+          err instanceof StoreUnavailableError &&
+          err.code === 'STORE_UNAVAILABLE' &&
+          err.status === 503 &&
+          err.reason === 'circuit_open' &&
+          err.retryAfterSeconds === 3,
+      );
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('runs the probe as soon as it goes half-open, so it recovers without traffic', async () => {
+    const registry = new Registry();
+    let probes = 0;
+    const breakers = createBreakers({
+      registry,
+      logger: captureLog().logger,
+      store: tuning,
+      storeProbe: () => {
+        probes += 1;
+        return Promise.resolve();
+      },
+    });
+    try {
+      await failTimes(4, () => breakers.store.run(() => Promise.reject(new Error('ECONNRESET'))));
+      assert.equal(breakers.store.state(), 'open');
+      await sleep(RESET_MS + 80);
+      assert.equal(probes, 1);
+      assert.equal(breakers.store.state(), 'closed');
+      assert.equal(await metricValue(registry, 'eoa_breaker_state', { breaker: 'store' }), 0);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('exports a series per breaker from the start, labelled by app and kind only', async () => {
+    const registry = new Registry();
+    const breakers = createBreakers({ registry, logger: captureLog().logger, apps: ['a', 'b'] });
+    try {
+      const { values } = await registry.getSingleMetric('eoa_breaker_state')!.get();
+      assert.deepEqual(values.map((v) => v.labels['breaker']).sort(), [
+        'idp:a:discovery',
+        'idp:a:introspection',
+        'idp:a:revocation',
+        'idp:a:token',
+        'idp:b:discovery',
+        'idp:b:introspection',
+        'idp:b:revocation',
+        'idp:b:token',
+        'store',
+      ]);
+      assert.ok(values.every((v) => v.value === 0));
+      assert.equal(breakers.all().length, 9);
+      // A reloaded config may add an app; its breakers appear on first use.
+      breakers.idp('c');
+      assert.equal(breakers.all().length, 13);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('reports every bad option at once, by name', () => {
+    assert.throws(
+      () =>
+        createBreakers({
+          registry: new Registry(),
+          logger: captureLog().logger,
+          store: { errorThresholdPercentage: 0, resetTimeoutMs: -1 },
+          idp: { volumeThreshold: 1.5, rollingWindowMs: 5, rollingBuckets: 10 },
+        }),
+      (err) => {
+        assert.ok(err instanceof RangeError);
+        assert.match(
+          err.message,
+          /breakers\.store\.errorThresholdPercentage: must be a number in \(0, 100\], got 0/,
+        );
+        assert.match(
+          err.message,
+          /breakers\.store\.resetTimeoutMs: must be a positive integer, got -1/,
+        );
+        assert.match(
+          err.message,
+          /breakers\.idp\.volumeThreshold: must be a non-negative integer, got 1.5/,
+        );
+        assert.match(
+          err.message,
+          /breakers\.idp\.rollingBuckets: must not exceed rollingWindowMs \(5\)/,
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(resolveBreakerOptions(), {
+      errorThresholdPercentage: 50,
+      volumeThreshold: 5,
+      rollingWindowMs: 10_000,
+      rollingBuckets: 10,
+      resetTimeoutMs: 5_000,
+    });
+  });
+
+  it('after shutdown a breaker refuses instead of calling', async () => {
+    const registry = new Registry();
+    const breaker = createBreaker(tuning, {
+      name: 'store',
+      logger: captureLog().logger,
+      series: createBreakerMetrics(registry).bind('store'),
+      openError: () => new StoreUnavailableError('circuit_open'),
+    });
+    breaker.shutdown();
+    let called = false;
+    await assert.rejects(
+      breaker.run(() => {
+        called = true;
+        return Promise.resolve();
+      }),
+      StoreUnavailableError,
+    );
+    assert.equal(called, false);
+  });
+});
+
+describe('isOutage', () => {
+  it('counts unavailability and transport failures, not verdicts or our own mistakes', () => {
+    const replyError = (message: string) =>
+      Object.assign(new Error(message), { name: 'ReplyError' });
+    const outages: unknown[] = [
+      new IdpUnavailableError('token', 'timeout'),
+      new StoreUnavailableError('failure'),
+      new Error('connect ECONNREFUSED 127.0.0.1:6390'),
+      new Error('Command timed out'),
+      new TypeError('fetch failed', { cause: new Error('ECONNRESET') }),
+      replyError('LOADING Redis is loading the dataset in memory'),
+      replyError('READONLY You cannot write against a read only replica.'),
+      replyError('CLUSTERDOWN The cluster is down'),
+      'a thrown string',
+    ];
+    const verdicts: unknown[] = [
+      new IdpError('token', 'invalid_grant'),
+      new TokenInvalidError('id_token', 'aud'),
+      new AuthzError('SESSION_INVALID', 401, 'x'),
+      new AuthzError('INTERNAL', 500, 'x'),
+      replyError('WRONGTYPE Operation against a key holding the wrong kind of value'),
+      new RangeError('ttlMs must be a positive number of milliseconds'),
+      new TypeError('operation against a key holding a set'),
+    ];
+    for (const error of outages) assert.equal(isOutage(error), true, String(error));
+    for (const error of verdicts) assert.equal(isOutage(error), false, String(error));
+  });
+});
