@@ -5,22 +5,34 @@
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
-import { buildAppRuntime } from './authz/app-runtime.ts';
+import { buildAppRuntime, type AppRuntime } from './authz/app-runtime.ts';
 import { Authorizer, type Runtime } from './authz/authorizer.ts';
+import { handleCallback } from './authz/login.ts';
+import { createLogoutStep } from './authz/logout.ts';
 import { Pipeline } from './authz/pipeline.ts';
-import { allowPublicPath, denyUnauthenticated } from './authz/steps.ts';
-import type { Config } from './config/schema.ts';
+import { Refresher } from './authz/session-refresh.ts';
+import { createSessionStep } from './authz/session-step.ts';
+import { allowPublicPath, loginOrDeny, unauthenticated } from './authz/steps.ts';
+import type { AppConfig, Config } from './config/schema.ts';
+import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
+import { SessionManager } from './session/session-manager.ts';
+import { SessionRevocations } from './session/session-revocations.ts';
+import { createAppKeyspaces } from './store/keyspaces.ts';
+import { createMemoryBackend } from './store/memory-backend.ts';
+import type { StoreBackend } from './store/store-backend.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdminServer } from './server/admin-server.ts';
 import { bindGrpc, createGrpcServer } from './server/grpc-server.ts';
-import { HealthState } from './server/health-state.ts';
+import { HealthState, type ReadinessProbe } from './server/health-state.ts';
 import { createHttpServer } from './server/http-server.ts';
 import { loadProtos } from './server/protos.ts';
 
 export interface StartOptions {
   /** Overrides the logger built from `config.log`. */
   readonly logger?: Logger;
+  /** The clock; `Date.now` by default. */
+  readonly now?: () => number;
 }
 
 /** A running server. */
@@ -35,19 +47,97 @@ export interface ServerHandle {
   close(): Promise<void>;
 }
 
+/** Long-lived services that outlive a config reload. */
+interface Services {
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly backend: StoreBackend;
+  readonly refresher: Refresher;
+  /** OIDC clients by their app's name and `oidc` block, reused while that block is unchanged. */
+  readonly oidcClients: Map<string, OidcClient>;
+}
+
+function oidcClientFor(app: AppConfig, services: Services): OidcClient {
+  const key = JSON.stringify([app.name, app.oidc]);
+  let client = services.oidcClients.get(key);
+  if (client === undefined) {
+    client = createOidcClient(
+      { ...app.oidc, appName: app.name },
+      { now: services.now, logger: services.logger, fetchTimeoutMs: 5_000 },
+    );
+    services.oidcClients.set(key, client);
+  }
+  return client;
+}
+
+function buildApp(app: AppConfig, services: Services): AppRuntime {
+  const keyspaces = createAppKeyspaces(services.backend, {
+    app: app.name,
+    sessionMaxAge: app.session.maxAge,
+    loginTimeout: app.session.loginTimeout,
+    refreshResultTtl: app.refresh.resultTtl,
+    now: services.now,
+  });
+  const revocations = new SessionRevocations(keyspaces, services.now);
+  const sessions = new SessionManager(app.session, {
+    now: services.now,
+    serverSessions: keyspaces,
+    loginReplayMarks: keyspaces.loginReplayMarks,
+    isRevoked: revocations.isRevoked,
+  });
+  return buildAppRuntime(app, { oidc: oidcClientFor(app, services), sessions, revocations });
+}
+
 /** Everything built from one config that a reload replaces. */
-function buildRuntime(config: Config): Runtime {
+function buildRuntime(
+  config: Config,
+  services: Services,
+): Runtime & { readonly apps: readonly AppRuntime[] } {
+  const apps = config.apps.map((app) => buildApp(app, services));
+  const inUse = new Set(apps.map((app) => app.oidc));
+  for (const [key, client] of services.oidcClients) {
+    if (!inUse.has(client)) {
+      client.close();
+      services.oidcClients.delete(key);
+    }
+  }
   return {
+    apps,
     pipeline: new Pipeline({
-      apps: config.apps.map((app) => buildAppRuntime(app)),
+      apps,
       allowUnmatched: config.allowUnmatched,
-      steps: [allowPublicPath, denyUnauthenticated],
+      steps: [
+        allowPublicPath,
+        handleCallback,
+        createLogoutStep(services.logger),
+        createSessionStep({ refresher: services.refresher, now: services.now, unauthenticated }),
+        loginOrDeny,
+      ],
     }),
     parseOptions: {
       trustedHops: config.request.trustedHops,
       maxHeaderBytes: config.request.maxHeaderBytes,
     },
   };
+}
+
+/** One probe per app: ready once its provider's discovery has answered. */
+function discoveryProbes(apps: readonly AppRuntime[], health: HealthState): ReadinessProbe[] {
+  return apps.map((app) => {
+    app.oidc.ready.then(
+      () => health.refresh(),
+      () => undefined,
+    );
+    return {
+      name: `app:${app.name}`,
+      waitingFor: () => {
+        const status = app.oidc.status();
+        return status.state === 'ready'
+          ? undefined
+          : `discovery at ${status.issuer}: ${status.lastError ?? 'waiting'}`;
+      },
+    };
+  });
 }
 
 /** Splits `host:port` (`[::1]:9001` for IPv6). */
@@ -95,8 +185,17 @@ export async function startServer(
   const logger = options.logger ?? createLogger({ level: config.log.level });
   const metrics = new Metrics();
   const health = new HealthState();
+  const backend = createMemoryBackend({ now: options.now ?? Date.now });
+  const services: Services = {
+    logger,
+    now: options.now ?? Date.now,
+    backend,
+    refresher: new Refresher(),
+    oidcClients: new Map(),
+  };
   let current = config;
-  const authorizer = new Authorizer(buildRuntime(config), metrics, logger);
+  const runtime = buildRuntime(config, services);
+  const authorizer = new Authorizer(runtime, metrics, logger);
 
   const grpcServer = createGrpcServer({ protos: loadProtos(), authorizer, health, logger });
   const httpServer = createHttpServer({
@@ -111,7 +210,7 @@ export async function startServer(
     http: await listen(httpServer, config.listen.http),
     admin: await listen(adminServer, config.listen.admin),
   };
-  health.setProbes([]);
+  health.setProbes(discoveryProbes(runtime.apps, health));
   metrics.setReady('config', true);
   logger.info({ ports, apps: config.apps.map((a) => a.name) }, 'serving');
 
@@ -126,7 +225,9 @@ export async function startServer(
       );
       if (moved.length > 0)
         logger.warn({ listeners: moved }, 'listen addresses change only on restart');
-      authorizer.replace(buildRuntime(next));
+      const rebuilt = buildRuntime(next, services);
+      authorizer.replace(rebuilt);
+      health.setProbes(discoveryProbes(rebuilt.apps, health));
       current = next;
       metrics.configReloaded(true);
       logger.info({ apps: next.apps.map((a) => a.name) }, 'configuration reloaded');
@@ -136,6 +237,8 @@ export async function startServer(
       logger.info({}, 'draining');
       await shutdownGrpc(grpcServer, current.shutdown.drainTimeout);
       await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
+      for (const client of services.oidcClients.values()) client.close();
+      await backend.close();
       logger.info({}, 'stopped');
     },
   };

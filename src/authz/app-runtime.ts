@@ -1,44 +1,56 @@
 /** An app as the pipeline uses it: its config plus everything built from it once, at start. */
+import type { AppConfig } from '../config/schema.ts';
 import { DEFAULT_UPSTREAM_HEADERS } from '../config/schema.ts';
-import { PublicPaths, type PublicPathRule } from './public-paths.ts';
-
-/** The part of an app's config the pipeline reads. */
-export interface AppSettings {
-  readonly name: string;
-  readonly match: { readonly hosts: readonly string[]; readonly pathPrefix: string };
-  readonly publicPaths: readonly PublicPathRule[];
-  /** Header → template, defaults merged in (a default turned off is absent). */
-  readonly upstreamHeaders: Readonly<Record<string, string>>;
-  readonly passAccessToken: boolean;
-  readonly passIdToken: boolean;
-}
+import type { OidcClient } from '../oidc/oidc-client.ts';
+import type { SessionManager } from '../session/session-manager.ts';
+import type { SessionRevocations } from '../session/session-revocations.ts';
+import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
+import { PublicPaths } from './public-paths.ts';
+import { compileRules, type AuthorizationRules } from './rules.ts';
 
 export interface AppRuntime {
   readonly name: string;
-  readonly match: AppSettings['match'];
-  readonly settings: AppSettings;
+  readonly match: AppConfig['match'];
+  readonly config: AppConfig;
   readonly publicPaths: PublicPaths;
+  readonly headers: IdentityHeaders;
   /**
-   * Every header this app sets upstream. Removed from each incoming request before anything
-   * else, so a client can never forge one (SPEC §4.3).
+   * Every header this app may set upstream, removed from each incoming request before anything
+   * else so a client can never forge one (SPEC §4.3). The default identity headers are in it
+   * even when the app turns one off: an upstream written for the defaults must never trust a
+   * forged copy.
    */
-  readonly identityHeaders: readonly string[];
+  readonly scrubHeaders: readonly string[];
+  readonly rules: AuthorizationRules;
+  readonly oidc: OidcClient;
+  readonly sessions: SessionManager;
+  readonly revocations: SessionRevocations;
 }
 
-export function buildAppRuntime(settings: AppSettings): AppRuntime {
-  // The default identity headers are scrubbed even when an app turns one off: an upstream
-  // written for the defaults must never trust a forged copy.
-  const identityHeaders = [
-    ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
-    ...Object.keys(settings.upstreamHeaders),
-  ].map((name) => name.toLowerCase());
-  if (settings.passAccessToken) identityHeaders.push('authorization');
-  if (settings.passIdToken) identityHeaders.push('x-id-token');
+export interface AppServices {
+  readonly oidc: OidcClient;
+  readonly sessions: SessionManager;
+  readonly revocations: SessionRevocations;
+}
+
+export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {
+  const headers = compileIdentityHeaders({
+    appName: config.name,
+    templates: config.upstreamHeaders,
+    passAccessToken: config.passAccessToken,
+    passIdToken: config.passIdToken,
+  });
+  const scrubHeaders = [...Object.keys(DEFAULT_UPSTREAM_HEADERS), ...headers.names];
   return {
-    name: settings.name,
-    match: settings.match,
-    settings,
-    publicPaths: new PublicPaths(settings.publicPaths),
-    identityHeaders: Object.freeze([...new Set(identityHeaders)]),
+    name: config.name,
+    match: config.match,
+    config,
+    publicPaths: new PublicPaths(config.publicPaths),
+    headers,
+    scrubHeaders: Object.freeze([...new Set(scrubHeaders.map((n) => n.toLowerCase()))]),
+    rules: compileRules(config.authorization, config.oidc.clientId),
+    oidc: services.oidc,
+    sessions: services.sessions,
+    revocations: services.revocations,
   };
 }

@@ -1,16 +1,13 @@
 /** The pipeline's steps that need nothing but the request and the app. */
 import type { StepContext } from './pipeline.ts';
+import { setCookies, startLogin } from './login.ts';
+import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** A public path is let through with the app's identity headers removed (SPEC §4.3–4.4). */
 export function allowPublicPath({ request, app }: StepContext): Verdict | undefined {
   if (!app.publicPaths.matches(request)) return undefined;
-  return allow('public_path', { removeHeaders: app.identityHeaders });
-}
-
-/** True for gRPC and gRPC-Web callers, which understand only `grpc-status`. */
-export function isGrpcCaller(headers: ReadonlyMap<string, string>): boolean {
-  return headers.get('content-type')?.startsWith('application/grpc') ?? false;
+  return allow('public_path', { removeHeaders: app.scrubHeaders });
 }
 
 const grpcUnauthenticated: readonly HeaderPair[] = [
@@ -18,9 +15,26 @@ const grpcUnauthenticated: readonly HeaderPair[] = [
   ['grpc-message', 'unauthenticated'],
 ];
 
-/** No session and nothing else decided: 401 with an RFC 6750 challenge. */
-export function denyUnauthenticated({ request, app }: StepContext): Verdict {
-  const headers: HeaderPair[] = [['www-authenticate', `Bearer realm="${app.name}"`]];
-  if (isGrpcCaller(request.headers)) headers.push(...grpcUnauthenticated);
+/**
+ * No usable session (SPEC §4.9): a browser navigation is sent to log in; anything else gets 401
+ * with an RFC 6750 challenge and a JSON body (gRPC callers `grpc-status: 16`), never a 302.
+ * `setCookie` carries lines that expire a dead session's cookies.
+ */
+export async function unauthenticated(
+  context: StepContext,
+  setCookie: readonly string[] = [],
+): Promise<Verdict> {
+  const { request, app } = context;
+  if (isBrowserNavigation(request)) return startLogin(context, setCookie);
+  const headers: HeaderPair[] = [
+    ['www-authenticate', `Bearer realm="${app.name}"`],
+    ...setCookies(setCookie),
+  ];
+  if (isGrpcCaller(request)) headers.push(...grpcUnauthenticated);
   return jsonDeny('unauthenticated', 401, 'unauthenticated', 'authentication required', headers);
+}
+
+/** The last step: nothing else decided. */
+export function loginOrDeny(context: StepContext): Promise<Verdict> {
+  return unauthenticated(context);
 }

@@ -106,8 +106,13 @@ const claimRule = z
     oneOf: z.array(claimValue).min(1).optional().describe('The claim equals one of these values.'),
     contains: claimValue
       .optional()
-      .describe('The claim is an array containing this value, or a string containing it.'),
-    exists: z.boolean().optional().describe('true: the claim is present; false: it is absent.'),
+      .describe(
+        'The claim is an array containing this value, or a string in which it is one space-separated word (the `scope` format).',
+      ),
+    exists: z
+      .boolean()
+      .optional()
+      .describe('true: the claim is present (not null); false: it is absent or null.'),
   })
   .refine(
     (rule) => MATCHERS.filter((m) => rule[m] !== undefined).length === 1,
@@ -130,12 +135,15 @@ function ruleFields() {
       .array(
         z
           .string()
-          .regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/, 'must be a domain like example.com')
+          .regex(
+            /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/,
+            'must be a domain like example.com or *.example.com',
+          )
           .transform((domain) => domain.toLowerCase()),
       )
       .default([])
       .describe(
-        'Email domains allowed in, checked only when `email_verified` is true. Empty: any. Default [].',
+        'Email domains allowed in, checked only when `email_verified` is true; `*.example.com` allows its subdomains (not example.com itself). Empty: any. Default [].',
       ),
     requireGroups: z
       .array(z.string().min(1))

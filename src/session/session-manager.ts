@@ -33,9 +33,9 @@ export interface SessionManagerOptions {
   /** Absolute session lifetime from login, ms. */
   readonly maxAge: number;
   /** Longest gap between uses, ms; unset = no idle limit. */
-  readonly idleTimeout?: number;
+  readonly idleTimeout?: number | undefined;
   readonly sameSite: SameSite;
-  readonly domain?: string;
+  readonly domain?: string | undefined;
   /** Most login flows pending at once per browser. */
   readonly maxPendingLogins: number;
   /** How long a login flow may take, ms. */

@@ -80,6 +80,8 @@ export interface AppKeyspaces {
   readonly logoutMarks: Keyspace<LogoutSubject, Mark>;
   /** Revoked access-token ids (`jti`). */
   readonly revokedTokens: Keyspace<string, RevokedToken>;
+  /** Sessions ended by logout, by session identity: a copied cookie of one is refused. */
+  readonly endedSessions: Keyspace<string, Mark>;
 }
 
 /** Builds the keyspaces of one app over a backend. */
@@ -128,6 +130,12 @@ export function createAppKeyspaces(
     logoutMarks: new Keyspace(backend, {
       name: 'logout',
       key: (subject: LogoutSubject) => `${app}:${subject.by}:${part(subject.value)}`,
+      codec: markCodec,
+      ttl: options.sessionMaxAge,
+    }),
+    endedSessions: new Keyspace(backend, {
+      name: 'session-ended',
+      key: (id: string) => `${app}:${part(id)}`,
       codec: markCodec,
       ttl: options.sessionMaxAge,
     }),

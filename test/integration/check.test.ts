@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
 import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testApp, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos, type UpstreamCheckResponse } from '../support/upstream-protos.ts';
@@ -49,6 +50,14 @@ function header(outcome: Outcome, name: string): string | undefined {
   return outcome.headers.find(([n]) => n === name)?.[1];
 }
 
+let provider: TestProvider;
+before(async () => {
+  provider = await startTestProvider({ clients: [] });
+});
+after(async () => {
+  await provider.close();
+});
+
 describe('Check over gRPC', () => {
   let server: TestServer;
   let envoy: EnvoyClient;
@@ -56,14 +65,26 @@ describe('Check over gRPC', () => {
   before(async () => {
     server = await startTestServer({
       apps: [
-        testApp('grafana', {
-          match: { hosts: ['grafana.example.com'] },
-          publicPaths: [{ prefix: '/public/' }, { exact: '/healthz', methods: ['GET'] }],
-        }),
-        testApp('wild', { match: { hosts: ['*.wild.example.com'] } }),
-        testApp('api', { match: { hosts: ['shared.example.com'], pathPrefix: '/api/' } }),
-        testApp('web', { match: { hosts: ['shared.example.com'], pathPrefix: '/' } }),
-        testApp('internal', { match: { hosts: ['internal.invalid'] } }),
+        testApp(
+          'grafana',
+          {
+            match: { hosts: ['grafana.example.com'] },
+            publicPaths: [{ prefix: '/public/' }, { exact: '/healthz', methods: ['GET'] }],
+          },
+          provider.issuer,
+        ),
+        testApp('wild', { match: { hosts: ['*.wild.example.com'] } }, provider.issuer),
+        testApp(
+          'api',
+          { match: { hosts: ['shared.example.com'], pathPrefix: '/api/' } },
+          provider.issuer,
+        ),
+        testApp(
+          'web',
+          { match: { hosts: ['shared.example.com'], pathPrefix: '/' } },
+          provider.issuer,
+        ),
+        testApp('internal', { match: { hosts: ['internal.invalid'] } }, provider.issuer),
       ],
     });
     envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 2000 });
@@ -241,10 +262,14 @@ describe('Check over HTTP (ext_authz http_service)', () => {
   before(async () => {
     server = await startTestServer({
       apps: [
-        testApp('grafana', {
-          match: { hosts: ['grafana.example.com'] },
-          publicPaths: [{ prefix: '/public/' }],
-        }),
+        testApp(
+          'grafana',
+          {
+            match: { hosts: ['grafana.example.com'] },
+            publicPaths: [{ prefix: '/public/' }],
+          },
+          provider.issuer,
+        ),
       ],
     });
     client = new HttpModeClient({
@@ -306,7 +331,7 @@ describe('allowUnmatched', () => {
   it('lets requests no app claims through untouched', async () => {
     const server = await startTestServer({
       allowUnmatched: true,
-      apps: [testApp('a', { match: { hosts: ['a.example'] } })],
+      apps: [testApp('a', { match: { hosts: ['a.example'] } }, provider.issuer)],
     });
     const envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 2000 });
     try {

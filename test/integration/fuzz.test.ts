@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { startTestProvider } from '../../src/dev/test-provider.ts';
 import { ServingStatus } from '../../src/server/protos.ts';
 import { EnvoyClient } from '../support/envoy-client.ts';
 import { healthClient, spawnServer } from '../support/server-process.ts';
@@ -169,13 +170,14 @@ function generator(seed: number) {
 
 describe('fuzz', () => {
   it('answers 10,000 malformed or hostile CheckRequests with a decision each, stays SERVING, and does not grow', async () => {
+    const provider = await startTestProvider({ clients: [] });
     const proc = await spawnServer({
       log: { level: 'silent' },
       apps: [
         {
           name: 'app',
           match: { hosts: ['app.example.com'] },
-          oidc: { issuer: 'http://127.0.0.1:1/x', clientId: 'app', clientSecret: 's' },
+          oidc: { issuer: provider.issuer, clientId: 'app', clientSecret: 's' },
           session: { secrets: ['fuzz-session-secret-0123456789abcdefghij'] },
           publicPaths: [{ prefix: '/public/' }],
         },
@@ -243,6 +245,7 @@ describe('fuzz', () => {
     } finally {
       envoy.close();
       await proc.stop();
+      await provider.close();
     }
   });
 });

@@ -3,18 +3,27 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
 import { ServingStatus } from '../../src/server/protos.ts';
 import { EnvoyClient } from '../support/envoy-client.ts';
-import { cliPath, healthClient, spawnServer } from '../support/server-process.ts';
+import { cliPath, freePort, healthClient, spawnServer } from '../support/server-process.ts';
 import { startTestServer, testApp } from '../support/test-server.ts';
 
 const secret = 'lifecycle-session-secret-0123456789abcdef';
+let provider: TestProvider;
+before(async () => {
+  provider = await startTestProvider({ clients: [] });
+});
+after(async () => {
+  await provider.close();
+});
+
 const app = (name: string, host: string) => ({
   name,
   match: { hosts: [host] },
-  oidc: { issuer: 'http://127.0.0.1:1/x', clientId: name, clientSecret: 's' },
+  oidc: { issuer: provider.issuer, clientId: name, clientSecret: 's' },
   session: { secrets: [secret] },
   publicPaths: [{ prefix: '/app/' }],
 });
@@ -29,7 +38,7 @@ async function waitFor(predicate: () => Promise<boolean>, what: string): Promise
 
 describe('lifecycle', () => {
   it('answers gRPC health for "" and the Authorization service, NOT_FOUND for others', async () => {
-    const server = await startTestServer({ apps: [testApp('a')] });
+    const server = await startTestServer({ apps: [testApp('a', {}, provider.issuer)] });
     const health = healthClient(server.grpcTarget);
     try {
       assert.equal((await health.check('')).status, ServingStatus.SERVING);
@@ -44,8 +53,41 @@ describe('lifecycle', () => {
     }
   });
 
+  it('stays NOT_SERVING until discovery answers, and /readyz names the app waiting', async () => {
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const server = await startTestServer(
+      { apps: [testApp('late', {}, issuer)] },
+      { waitReady: false },
+    );
+    const health = healthClient(server.grpcTarget);
+    try {
+      assert.equal((await health.check('')).status, ServingStatus.NOT_SERVING);
+      const waiting = await fetch(`${server.adminBase}/readyz`);
+      assert.equal(waiting.status, 503);
+      const body = (await waiting.json()) as { waiting: { name: string }[] };
+      assert.deepEqual(
+        body.waiting.map((w) => w.name),
+        ['app:late'],
+      );
+      const late = await startTestProvider({ clients: [], port });
+      try {
+        await waitFor(
+          async () => (await health.check('')).status === ServingStatus.SERVING,
+          'SERVING',
+        );
+        assert.equal((await fetch(`${server.adminBase}/readyz`)).status, 200);
+      } finally {
+        await late.close();
+      }
+    } finally {
+      health.close();
+      await server.close();
+    }
+  });
+
   it('goes NOT_SERVING when draining', async () => {
-    const server = await startTestServer({ apps: [testApp('a')] });
+    const server = await startTestServer({ apps: [testApp('a', {}, provider.issuer)] });
     const seen: string[] = [];
     server.handle.health.watch((status) => seen.push(status));
     await server.close();

@@ -11,11 +11,12 @@ export const testSessionSecret = 'test-session-secret-0123456789-abcdefghij';
 export function testApp(
   name: string,
   overrides: Record<string, unknown> = {},
+  issuer = 'http://127.0.0.1:1/issuer',
 ): Record<string, unknown> {
   return {
     name,
     oidc: {
-      issuer: 'http://127.0.0.1:1/issuer',
+      issuer,
       clientId: name,
       clientSecret: 'client-secret',
     },
@@ -56,8 +57,22 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(document: Record<string, unknown>): Promise<TestServer> {
+/** Starts a server; by default waits until it is SERVING (every app's discovery answered). */
+export async function startTestServer(
+  document: Record<string, unknown>,
+  options: { readonly waitReady?: boolean } = {},
+): Promise<TestServer> {
   const handle = await startServer(testConfig(document), { logger: silentLogger() });
+  if (options.waitReady ?? true) {
+    const deadline = Date.now() + 10_000;
+    while (handle.health.status() !== 'SERVING') {
+      if (Date.now() > deadline) {
+        await handle.close();
+        throw new Error(`server not ready: ${JSON.stringify(handle.health.waiting())}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
   return {
     handle,
     grpcTarget: `127.0.0.1:${handle.ports.grpc}`,

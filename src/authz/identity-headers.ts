@@ -1,0 +1,73 @@
+/** Identity headers for the upstream (SPEC §7), compiled once per app and rendered per request. */
+import { compileTemplate, type TemplateContext } from '../config/template.ts';
+import type { HeaderPair } from './verdict.ts';
+
+/** Longest header value sent upstream; a longer one is dropped rather than cut mid-value. */
+export const maxHeaderValueBytes = 8 * 1024;
+
+export interface IdentityHeaderOptions {
+  readonly appName: string;
+  /** Header → template, defaults already merged in. */
+  readonly templates: Readonly<Record<string, string>>;
+  readonly passAccessToken: boolean;
+  readonly passIdToken: boolean;
+}
+
+export interface RenderInput {
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly accessToken: string;
+  readonly idToken: string | undefined;
+}
+
+export interface IdentityHeaders {
+  /** Every header name this app may set upstream (for scrubbing and for the removals). */
+  readonly names: readonly string[];
+  /**
+   * The headers to set, and the names to remove because they rendered empty or unsafe, so a
+   * forged copy from the client never survives either way.
+   */
+  render(input: RenderInput): { readonly set: HeaderPair[]; readonly remove: string[] };
+}
+
+export function compileIdentityHeaders(options: IdentityHeaderOptions): IdentityHeaders {
+  const compiled = Object.entries(options.templates).map(([name, source]) => {
+    const template = compileTemplate(source);
+    // The config loader compiled these already; failing here means a loader bug.
+    if (!template.ok) throw new Error(`template of header ${name}: ${template.message}`);
+    return { name: name.toLowerCase(), template };
+  });
+  const app = { name: options.appName };
+  const names = compiled.map((c) => c.name);
+  if (options.passAccessToken) names.push('authorization');
+  if (options.passIdToken) names.push('x-id-token');
+
+  return {
+    names,
+    render(input: RenderInput) {
+      const context: TemplateContext = {
+        claims: input.claims,
+        tokens:
+          input.idToken === undefined
+            ? { access_token: input.accessToken }
+            : { access_token: input.accessToken, id_token: input.idToken },
+        app,
+      };
+      const set: HeaderPair[] = [];
+      const remove: string[] = [];
+      for (const { name, template } of compiled) {
+        const value = template.render(context);
+        if (value === undefined || value === '' || Buffer.byteLength(value) > maxHeaderValueBytes) {
+          remove.push(name);
+        } else {
+          set.push([name, value]);
+        }
+      }
+      if (options.passAccessToken) set.push(['authorization', `Bearer ${input.accessToken}`]);
+      if (options.passIdToken) {
+        if (input.idToken === undefined) remove.push('x-id-token');
+        else set.push(['x-id-token', input.idToken]);
+      }
+      return { set, remove };
+    },
+  };
+}

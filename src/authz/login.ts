@@ -1,0 +1,172 @@
+/** Login (SPEC §4.5, §4.9): send a browser to the provider, and finish the flow at the callback. */
+import { AuthzError } from '../errors.ts';
+import { createLoginSecrets } from '../oidc/pkce.ts';
+import { resolveSecure } from '../session/cookie-jar.ts';
+import { htmlPage } from './pages.ts';
+import type { StepContext } from './pipeline.ts';
+import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
+import type { RequestModel } from './request.ts';
+import { redirect, type HeaderPair, type Verdict } from './verdict.ts';
+
+/** Whether cookies for this request are Secure (and so `__Host-` prefixed). */
+export function secureFor(context: StepContext): boolean {
+  return resolveSecure(
+    context.app.config.session.secure,
+    context.request.scheme,
+    context.request.host,
+  );
+}
+
+export function setCookies(lines: readonly string[]): HeaderPair[] {
+  return lines.map((line) => ['set-cookie', line] as const);
+}
+
+/**
+ * A 302 to the provider's authorization endpoint with state, nonce and PKCE S256, and a
+ * login-state cookie for this flow. `extraCookies` are lines to send along (e.g. expiring a
+ * dead session cookie).
+ */
+export async function startLogin(
+  context: StepContext,
+  extraCookies: readonly string[] = [],
+): Promise<Verdict> {
+  const { request, app } = context;
+  const secrets = await createLoginSecrets();
+  const location = app.oidc.authorizationUrl({
+    redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
+    state: secrets.state,
+    nonce: secrets.nonce,
+    codeChallenge: secrets.codeChallenge,
+  });
+  const cookies = app.sessions.loginStates.start(
+    {
+      state: secrets.state,
+      nonce: secrets.nonce,
+      codeVerifier: secrets.codeVerifier,
+      returnTo: returnPathOf(request),
+    },
+    request.cookies,
+    secureFor(context),
+  );
+  return redirect('login', location.href, [
+    ['cache-control', 'no-store'],
+    ...setCookies(extraCookies),
+    ...setCookies(cookies),
+  ]);
+}
+
+function queryOf(request: RequestModel): URLSearchParams {
+  return new URLSearchParams(request.query);
+}
+
+const stateProblems = {
+  missing: 'This sign-in response does not belong to a sign-in started in this browser.',
+  expired: 'This sign-in took too long and has expired.',
+  replayed: 'This sign-in response was already used.',
+} as const;
+
+/**
+ * The callback (SPEC §4.5): state checked against this browser's login-state cookie and used
+ * once, the code exchanged with the PKCE verifier, the ID token validated, the session
+ * created, and the browser sent back to where it started — on this origin only.
+ */
+export async function handleCallback(context: StepContext): Promise<Verdict | undefined> {
+  const { request, app } = context;
+  if (request.path !== app.config.oidc.callbackPath) return undefined;
+  const query = queryOf(request);
+  const secure = secureFor(context);
+  const state = query.get('state') ?? '';
+  const taken = await app.sessions.loginStates.take(request.cookies, state, secure);
+  const cleanup = setCookies(taken.setCookie);
+
+  const error = query.get('error');
+  if (error !== null) {
+    const description = query.get('error_description');
+    return htmlPage(
+      'callback_error',
+      401,
+      'Sign-in was not completed',
+      `The identity provider answered: ${error}${description === null ? '' : ` (${description})`}.`,
+      cleanup,
+    );
+  }
+  if (taken.kind !== 'ok') {
+    return htmlPage(
+      'callback',
+      400,
+      'Sign-in could not be completed',
+      stateProblems[taken.kind],
+      cleanup,
+    );
+  }
+
+  let exchanged;
+  try {
+    exchanged = await app.oidc.exchangeCode({
+      params: query,
+      redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
+      codeVerifier: taken.login.codeVerifier,
+      expectedState: taken.login.state,
+      expectedNonce: taken.login.nonce,
+    });
+  } catch (failure) {
+    // An outage is a 503 (with Retry-After) from the authorizer; anything else ends this flow.
+    if (failure instanceof AuthzError && failure.code === 'IDP_UNAVAILABLE') throw failure;
+    if (!(failure instanceof AuthzError)) throw failure;
+    return htmlPage(
+      'callback',
+      401,
+      'Sign-in could not be completed',
+      'The sign-in response was not accepted.',
+      cleanup,
+    );
+  }
+
+  const { tokens, claims } = exchanged;
+  const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
+  const written = await app.sessions.create(
+    {
+      sub: String(claims['sub']),
+      ...(sid === undefined ? {} : { sid }),
+      claims: identityClaims(claims),
+      tokens: {
+        accessToken: tokens.accessToken,
+        expiresAt: tokens.expiresAt,
+        idToken: tokens.idToken,
+        ...(tokens.refreshToken === undefined ? {} : { refreshToken: tokens.refreshToken }),
+      },
+    },
+    request.cookies,
+    secure,
+  );
+  return redirect('callback', sameOriginUrl(request, taken.login.returnTo), [
+    ['cache-control', 'no-store'],
+    ...cleanup,
+    ...setCookies(written.setCookie),
+  ]);
+}
+
+/** Protocol claims that say nothing about the user are not kept in the session. */
+const protocolClaims = new Set([
+  'iss',
+  'aud',
+  'exp',
+  'iat',
+  'nbf',
+  'nonce',
+  'at_hash',
+  'c_hash',
+  'auth_time',
+  'jti',
+  'azp',
+  'sid',
+  'acr',
+  'amr',
+]);
+
+function identityClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(claims))
+    if (!protocolClaims.has(name)) kept[name] = value;
+  return kept;
+}

@@ -1,0 +1,34 @@
+/** Small HTML pages for people who land on an error in the login flow; nothing echoed unescaped. */
+import { deny, type DenyReason, type HeaderPair, type Verdict } from './verdict.ts';
+
+const entities: Readonly<Record<string, string>> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => entities[c] ?? c);
+}
+
+/** A readable page with a link to start again; `message` is escaped and capped. */
+export function htmlPage(
+  reason: DenyReason,
+  status: number,
+  title: string,
+  message: string,
+  headers: readonly HeaderPair[] = [],
+): Verdict {
+  const body = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
+<body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message.slice(0, 500))}</p>
+<p><a href="/">Start again</a></p></body></html>
+`;
+  return deny(reason, status, body, [
+    ['content-type', 'text/html; charset=utf-8'],
+    ['cache-control', 'no-store'],
+    ...headers,
+  ]);
+}

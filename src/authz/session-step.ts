@@ -1,0 +1,107 @@
+/** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
+import { secureFor } from './login.ts';
+import type { StepContext } from './pipeline.ts';
+import { Refresher } from './session-refresh.ts';
+import { allow, deny, type HeaderPair, type Verdict } from './verdict.ts';
+
+/** Decides for a request without a usable session (login, or 401); set by the composition. */
+export type Unauthenticated = (
+  context: StepContext,
+  setCookie: readonly string[],
+) => Promise<Verdict> | Verdict;
+
+export interface SessionStepDeps {
+  readonly refresher: Refresher;
+  readonly now: () => number;
+  readonly unauthenticated: Unauthenticated;
+}
+
+/** The `cookie` header without the named cookies; `undefined` when nothing is left. */
+export function cookieHeaderWithout(
+  header: string,
+  names: ReadonlySet<string>,
+): string | undefined {
+  const kept = header
+    .split(';')
+    .map((pair) => pair.trim())
+    .filter(
+      (pair) => pair !== '' && !names.has(pair.slice(0, Math.max(0, pair.indexOf('='))).trim()),
+    );
+  return kept.length === 0 ? undefined : kept.join('; ');
+}
+
+const retryAfter: HeaderPair = ['retry-after', '5'];
+
+export function createSessionStep(deps: SessionStepDeps) {
+  return async function allowSession(context: StepContext): Promise<Verdict | undefined> {
+    const { request, app } = context;
+    const secure = secureFor(context);
+    const loaded = await app.sessions.load(request.cookies, secure);
+    if (loaded.kind === 'none') return undefined;
+    if (loaded.kind !== 'valid') return deps.unauthenticated(context, loaded.setCookie);
+
+    let { session } = loaded;
+    let setCookie = loaded.setCookie;
+    const now = deps.now();
+    if (Refresher.isDue(session, now, app.config.refresh.skew)) {
+      const outcome = await deps.refresher.refresh(app.oidc, session);
+      switch (outcome.kind) {
+        case 'refreshed': {
+          const written = await app.sessions.update(
+            loaded,
+            outcome.claims === undefined
+              ? { tokens: outcome.tokens }
+              : { tokens: outcome.tokens, claims: { ...session.claims, ...outcome.claims } },
+            request.cookies,
+            secure,
+          );
+          session = written.session;
+          setCookie = written.setCookie;
+          break;
+        }
+        case 'ended':
+          // Nothing to refresh with, but the token still works: serve until it expires.
+          if (session.tokens.refreshToken === undefined && session.tokens.expiresAt > now) break;
+          return deps.unauthenticated(context, await app.sessions.end(request.cookies, secure));
+        case 'unavailable':
+          // The old access token still works: keep serving; else the caller retries later.
+          if (session.tokens.expiresAt <= now) {
+            return deny('unavailable', 503, 'identity provider unavailable, retry shortly', [
+              retryAfter,
+            ]);
+          }
+      }
+    }
+
+    const refusal = app.rules.check(session.claims, request);
+    if (refusal !== undefined) {
+      return deny('forbidden', 403, `${refusal}\n`, [
+        ['content-type', 'text/plain; charset=utf-8'],
+      ]);
+    }
+
+    const rendered = app.headers.render({
+      claims: session.claims,
+      accessToken: session.tokens.accessToken,
+      idToken: session.tokens.idToken,
+    });
+    const upstreamHeaders: HeaderPair[] = rendered.set;
+    const setNames = new Set(rendered.set.map(([name]) => name));
+    const removeHeaders = app.scrubHeaders.filter((name) => !setNames.has(name));
+    const cookieHeader = request.headers.get('cookie');
+    if (cookieHeader !== undefined) {
+      const ours = new Set([
+        ...loaded.cookieNames,
+        ...app.sessions.loginStates.cookieNames(request.cookies),
+      ]);
+      const rest = cookieHeaderWithout(cookieHeader, ours);
+      if (rest === undefined) removeHeaders.push('cookie');
+      else upstreamHeaders.push(['cookie', rest]);
+    }
+    return allow('session', {
+      upstreamHeaders,
+      removeHeaders,
+      responseHeaders: setCookie.map((line) => ['set-cookie', line] as const),
+    });
+  };
+}
