@@ -1,0 +1,307 @@
+/** The Redis store backend: each port primitive as one atomic Redis command or script. */
+import { createHash } from 'node:crypto';
+import type { RedisConfig } from '../config/schema.ts';
+import type { Logger } from '../observability/logger.ts';
+import {
+  createRedisClient,
+  type RedisClient,
+  type RedisConnectionOptions,
+} from './redis-connection.ts';
+import type { StoreBackend } from './store-backend.ts';
+
+/** Why a Redis operation failed; stable so callers and breakers can tell outages from bugs. */
+export type RedisStoreErrorCode =
+  /** Not connected (down, reconnecting, or failing over); the command was never sent. */
+  | 'REDIS_UNAVAILABLE'
+  /** Sent, but no reply within `commandTimeout`. */
+  | 'REDIS_TIMEOUT'
+  /** Applied on the master but not confirmed by enough replicas in time (see `replicaAcks`). */
+  | 'REDIS_NOT_REPLICATED'
+  /** Redis answered with an error (wrong type, bad auth, script error). */
+  | 'REDIS_REPLY';
+
+/**
+ * A failed Redis operation. Built afresh from the library error so that neither the command's
+ * arguments (keys, sealed records, owner tokens) nor the original error object, which carries
+ * them, can reach a log line.
+ */
+export class RedisStoreError extends Error {
+  readonly code: RedisStoreErrorCode;
+
+  constructor(code: RedisStoreErrorCode, message: string) {
+    super(message);
+    this.name = 'RedisStoreError';
+    this.code = code;
+  }
+}
+
+/** How a write is acknowledged; see {@link RedisBackendOptions.replicaAcks}. */
+export interface ReplicaAcks {
+  /** Replicas that must hold a write before it resolves (Redis `WAIT numreplicas`). */
+  readonly replicas: number;
+  /** How long to wait for them, in ms; past it the write rejects `REDIS_NOT_REPLICATED`. */
+  readonly timeoutMs: number;
+}
+
+/** Dependencies and tuning of {@link createRedisBackend}. */
+export interface RedisBackendOptions extends RedisConnectionOptions {
+  readonly logger: Logger;
+  /**
+   * When set, a write resolves only once the master and `replicas` replicas hold it: each write
+   * is pipelined with `WAIT replicas timeoutMs` on the same connection. That is what
+   * "acknowledged" means for surviving a failover: an acknowledged write is on a replica the
+   * sentinels can promote. Costs one replication round trip per write. Default: unset, a write
+   * is acknowledged when the master applied it (lost if the master dies before replicating).
+   */
+  readonly replicaAcks?: ReplicaAcks;
+}
+
+/** Connection health as readiness probes and breakers want it. */
+export type RedisStatus = 'ready' | 'connecting' | 'down';
+
+/** The Redis backend: the store port plus connection health. */
+export interface RedisBackend extends StoreBackend {
+  /** Round trip to the server; rejects like any command when down. */
+  ping(): Promise<void>;
+  /** `connecting` until first ready; `down` after losing the connection or failing to make it. */
+  status(): RedisStatus;
+  /**
+   * Resolves once connected and authenticated; rejects after `timeoutMs` (default 5,000) with
+   * the last connection error (e.g. a refused connection or `WRONGPASS`), never a credential.
+   */
+  ready(timeoutMs?: number): Promise<void>;
+}
+
+interface Script {
+  readonly lua: string;
+  readonly sha: string;
+}
+
+function script(lua: string): Script {
+  return { lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
+
+// Owner-checked release and renewal: comparing and acting in one script is what makes a lease
+// safe; a GET followed by a DEL could delete a lease another holder took in between.
+const DELETE_IF_EQUALS = script(
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+);
+const EXPIRE_IF_EQUALS = script(
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+);
+// SADD, then lengthen the lifetime but never shorten it (`PEXPIRE NX` + `PEXPIRE GT` in 7.0
+// terms; as a script it also runs on 6.2). PTTL is -1 for a set without a lifetime.
+const ADD_MEMBER = script(
+  "redis.call('SADD', KEYS[1], ARGV[1]) local ttl = redis.call('PTTL', KEYS[1]) if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 1",
+);
+
+function checkTtl(ttlMs: number): number {
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
+  }
+  return Math.ceil(ttlMs);
+}
+
+const UNAVAILABLE_REPLIES = /^(CLUSTERDOWN|LOADING|MASTERDOWN|READONLY|TRYAGAIN|NOREPLICAS)\b/;
+
+/** Translates a library error for operation `op`; only the error text is kept. */
+function translate(op: string, error: unknown): RedisStoreError {
+  if (error instanceof RedisStoreError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const isReply = error instanceof Error && error.name === 'ReplyError';
+  const code: RedisStoreErrorCode =
+    message === 'Command timed out'
+      ? 'REDIS_TIMEOUT'
+      : isReply && !UNAVAILABLE_REPLIES.test(message)
+        ? 'REDIS_REPLY'
+        : 'REDIS_UNAVAILABLE';
+  return new RedisStoreError(code, `redis ${op} failed: ${message}`);
+}
+
+type Arg = string | number;
+
+/**
+ * Creates the Redis backend and starts connecting. Commands fail fast while disconnected
+ * (see `createRedisClient`); call {@link RedisBackend.ready} to wait for the first connection.
+ *
+ * Keys: every key is `config.keyPrefix` + the port's key (the keyspaces already scope by app).
+ * Every primitive touches exactly one key, so no command is ever cross-slot in a Cluster and no
+ * hash tag is needed today. When a future operation must touch several keys at once, its
+ * keyspaces put the shared part in braces (`session:{<app>:<id>}`, `session-by-sid:{…}`): Redis
+ * Cluster hashes only what is between the first `{` and the next `}`. Caller-supplied key parts
+ * are percent-encoded by the keyspaces, so input can never form a tag; a brace in `keyPrefix`
+ * would pin every key to one slot, which is logged as a warning in Cluster mode.
+ */
+export function createRedisBackend(
+  config: RedisConfig,
+  options: RedisBackendOptions,
+): RedisBackend {
+  const { logger } = options;
+  const log = logger.child({ component: 'redis' });
+  const prefix = config.keyPrefix;
+  const acks = options.replicaAcks;
+  if (acks !== undefined && (!Number.isInteger(acks.replicas) || acks.replicas < 1)) {
+    throw new RangeError('replicaAcks.replicas must be a positive integer');
+  }
+  if (config.cluster !== undefined && prefix.includes('{')) {
+    log.warn({}, 'store.redis.keyPrefix contains "{": every key lands in one cluster slot');
+  }
+  const client: RedisClient = createRedisClient(config, log, options);
+
+  let everReady = false;
+  let down = false;
+  let lastError: string | undefined;
+  // Errors repeat on every reconnection attempt; the log gets one line per outage.
+  client.on('error', (error: unknown) => {
+    lastError = error instanceof Error ? error.message : String(error);
+    if (!down) {
+      down = true;
+      log.warn({ error: lastError }, everReady ? 'redis connection lost' : 'redis unreachable');
+    }
+  });
+  client.on('close', () => {
+    if (everReady && !down) {
+      down = true;
+      log.warn({}, 'redis connection lost');
+    }
+  });
+  client.on('ready', () => {
+    if (down) log.info({}, 'redis connection restored');
+    everReady = true;
+    down = false;
+    lastError = undefined;
+  });
+
+  function status(): RedisStatus {
+    if (client.status === 'ready') return 'ready';
+    return everReady || down ? 'down' : 'connecting';
+  }
+
+  async function read(op: string, args: readonly Arg[]): Promise<unknown> {
+    try {
+      return await client.call(op, ...args);
+    } catch (error) {
+      throw translate(op, error);
+    }
+  }
+
+  /** Sends a write; with `replicaAcks`, pipelined with WAIT on the same connection. */
+  async function write(op: string, args: readonly Arg[]): Promise<unknown> {
+    if (acks === undefined) return read(op, args);
+    try {
+      const results = await client
+        .pipeline()
+        .call(op, ...args)
+        .call('wait', acks.replicas, acks.timeoutMs)
+        .exec();
+      const [reply, waited] = results ?? [];
+      if (reply === undefined || waited === undefined) {
+        throw new RedisStoreError('REDIS_UNAVAILABLE', `redis ${op} failed: no reply`);
+      }
+      if (reply[0] !== null) throw reply[0];
+      if (waited[0] !== null) throw waited[0];
+      if (typeof waited[1] !== 'number' || waited[1] < acks.replicas) {
+        throw new RedisStoreError(
+          'REDIS_NOT_REPLICATED',
+          `redis ${op}: ${String(waited[1])} of ${acks.replicas} replicas confirmed in ${acks.timeoutMs} ms`,
+        );
+      }
+      return reply[1];
+    } catch (error) {
+      throw translate(op, error);
+    }
+  }
+
+  /** Runs a script by digest, loading it once per server when Redis has not seen it. */
+  async function evalScript(s: Script, key: string, args: readonly Arg[]): Promise<unknown> {
+    try {
+      return await write('evalsha', [s.sha, 1, key, ...args]);
+    } catch (error) {
+      if (!(error instanceof RedisStoreError) || !error.message.includes('NOSCRIPT')) throw error;
+      return write('eval', [s.lua, 1, key, ...args]);
+    }
+  }
+
+  function k(key: string): string {
+    return prefix + key;
+  }
+
+  function orUndefined(reply: unknown): string | undefined {
+    return typeof reply === 'string' ? reply : undefined;
+  }
+
+  return {
+    status,
+    async ping() {
+      await read('ping', []);
+    },
+    ready(timeoutMs = 5_000) {
+      if (client.status === 'ready') return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const onReady = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          client.off('ready', onReady);
+          reject(
+            new RedisStoreError(
+              'REDIS_UNAVAILABLE',
+              `redis not ready after ${timeoutMs} ms: ${lastError ?? 'still connecting'}`,
+            ),
+          );
+        }, timeoutMs);
+        client.once('ready', onReady);
+      });
+    },
+    async get(key) {
+      return orUndefined(await read('get', [k(key)]));
+    },
+    async set(key, value, ttlMs) {
+      const ttl = checkTtl(ttlMs);
+      await write('set', [k(key), value, 'PX', ttl]);
+    },
+    async setIfAbsent(key, value, ttlMs) {
+      const ttl = checkTtl(ttlMs);
+      return (await write('set', [k(key), value, 'PX', ttl, 'NX'])) === 'OK';
+    },
+    async delete(key) {
+      return (await write('del', [k(key)])) === 1;
+    },
+    async deleteIfEquals(key, value) {
+      return (await evalScript(DELETE_IF_EQUALS, k(key), [value])) === 1;
+    },
+    async take(key) {
+      return orUndefined(await write('getdel', [k(key)]));
+    },
+    async expire(key, ttlMs) {
+      const ttl = checkTtl(ttlMs);
+      return (await write('pexpire', [k(key), ttl])) === 1;
+    },
+    async expireIfEquals(key, value, ttlMs) {
+      const ttl = checkTtl(ttlMs);
+      return (await evalScript(EXPIRE_IF_EQUALS, k(key), [value, ttl])) === 1;
+    },
+    async addMember(key, member, ttlMs) {
+      const ttl = checkTtl(ttlMs);
+      await evalScript(ADD_MEMBER, k(key), [member, ttl]);
+    },
+    async members(key) {
+      // Index sets hold one user's sessions, so SMEMBERS stays small; never KEYS.
+      const reply = await read('smembers', [k(key)]);
+      return Array.isArray(reply) ? reply.filter((m): m is string => typeof m === 'string') : [];
+    },
+    async removeMember(key, member) {
+      return (await write('srem', [k(key), member])) === 1;
+    },
+    async close() {
+      try {
+        await client.quit();
+      } catch {
+        // Not connected: nothing to say goodbye to.
+      } finally {
+        client.disconnect();
+      }
+    },
+  };
+}
