@@ -41,6 +41,8 @@ export interface ServerHandle {
   readonly health: HealthState;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The decision entry point both listeners call; for in-process measurement. */
+  readonly authorizer: Authorizer;
   /** Applies a new, already validated config; listener addresses need a restart. */
   reload(config: Config): void;
   /** Drains (NOT_SERVING, in-flight checks finish) then closes every listener. */
@@ -219,6 +221,7 @@ export async function startServer(
     health,
     metrics,
     logger,
+    authorizer,
     reload(next: Config): void {
       const moved = (['grpc', 'http', 'admin'] as const).filter(
         (k) => next.listen[k] !== current.listen[k],
