@@ -32,7 +32,7 @@ export function createBreakerMetrics(registry: Registry): BreakerMetrics {
   });
   const opens = new Counter({
     name: 'eoa_breaker_opens_total',
-    help: 'Times a circuit breaker opened.',
+    help: 'Times a closed circuit breaker opened (an outage began); failed probes are not counted.',
     labelNames: ['breaker'],
     registers,
   });

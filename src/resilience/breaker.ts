@@ -88,7 +88,10 @@ export interface Breaker {
   state(): BreakerState;
   /** While open, ms until the probe is let through; otherwise 0. */
   retryAfterMs(): number;
-  /** Calls `listener` once per state change; returns the unsubscribe function. */
+  /**
+   * Calls `listener` once per state change, including every probe round (half-open, then open
+   * or closed); returns the unsubscribe function.
+   */
   onStateChange(listener: (state: BreakerState, previous: BreakerState) => void): () => void;
   /** Stops timers; further calls are refused. */
   shutdown(): void;
@@ -145,6 +148,7 @@ export function createBreaker(options: BreakerOptions, deps: BreakerDeps): Break
 
   let current: BreakerState = 'closed';
   let openedAt = 0;
+  let outageStartedAt = 0;
   const listeners = new Set<(state: BreakerState, previous: BreakerState) => void>();
 
   const transition = (next: BreakerState): void => {
@@ -152,18 +156,27 @@ export function createBreaker(options: BreakerOptions, deps: BreakerDeps): Break
     const previous = current;
     current = next;
     series.setState(next);
-    if (next === 'open') {
-      openedAt = now();
+    if (next === 'open') openedAt = now();
+    // One warning when an outage begins and one line when it ends; the probe rounds in between
+    // (half-open, probe failed, open again every reset timeout) would repeat all outage long.
+    if (previous === 'closed') {
+      outageStartedAt = openedAt;
       series.opened();
       const { failures, fires } = circuit.stats;
       log.warn(
         { state: next, previous, failures, calls: fires, retryInMs: tuning.resetTimeoutMs },
         'circuit breaker opened: calls fail fast',
       );
-    } else if (next === 'half_open') {
-      log.info({ state: next, previous }, 'circuit breaker half-open: probing');
+    } else if (next === 'closed') {
+      log.info(
+        { state: next, previous, openForMs: now() - outageStartedAt },
+        'circuit breaker closed: dependency recovered',
+      );
     } else {
-      log.info({ state: next, previous }, 'circuit breaker closed: dependency recovered');
+      log.debug(
+        { state: next, previous },
+        next === 'half_open' ? 'circuit breaker half-open: probing' : 'probe failed, still open',
+      );
     }
     for (const listener of listeners) listener(next, previous);
     if (next === 'half_open' && probe !== undefined) {

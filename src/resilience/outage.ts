@@ -11,8 +11,9 @@ const UNAVAILABLE_REPLIES = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|
  *
  * - catalogue errors: only `IDP_UNAVAILABLE` and `STORE_UNAVAILABLE` are outages; `IDP_ERROR`
  *   (`invalid_grant` and other OAuth errors), `TOKEN_INVALID` and the rest are verdicts;
- * - Redis error replies (`ReplyError`) are verdicts, except the replies that mean the server
- *   cannot serve (`LOADING`, `READONLY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`, `BUSY`);
+ * - Redis error replies are verdicts (ioredis' `ReplyError`, or the store adapter's error with
+ *   code `REDIS_REPLY`), except the replies that mean the server cannot serve (`LOADING`,
+ *   `READONLY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`, `BUSY`);
  * - `RangeError`, and `TypeError` without a cause, are argument mistakes on our side, not
  *   outages (Node's `fetch` reports network failures as a `TypeError` with a `cause`: outage);
  * - anything else (connection refused, command timeout, socket closed) is an outage.
@@ -23,6 +24,8 @@ export function isOutage(error: unknown): boolean {
   }
   if (!(error instanceof Error)) return true;
   if (error.name === 'ReplyError') return UNAVAILABLE_REPLIES.test(error.message);
+  // The Redis adapter already tells replies from outages; its other codes are outages.
+  if ((error as { code?: unknown }).code === 'REDIS_REPLY') return false;
   if (error instanceof RangeError) return false;
   if (error instanceof TypeError) return error.cause !== undefined;
   return true;

@@ -159,11 +159,15 @@ export function withFallback(
         },
         () => memory.set(key, value, ttlMs),
       ),
-    setIfAbsent: (key, value, ttlMs) =>
-      attempt(
-        async () => (await memory.get(key)) === undefined && primary.setIfAbsent(key, value, ttlMs),
+    async setIfAbsent(key, value, ttlMs) {
+      // A key memory holds (taken during an outage) is refused in either mode, without asking
+      // the primary: such a refusal says nothing about the primary's health.
+      if ((await memory.get(key)) !== undefined) return false;
+      return attempt(
+        () => primary.setIfAbsent(key, value, ttlMs),
         () => memory.setIfAbsent(key, value, ttlMs),
-      ),
+      );
+    },
     delete: (key) =>
       attempt(
         () => either(primary.delete(key), () => memory.delete(key)),

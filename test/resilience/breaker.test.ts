@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { AuthzError } from '../../src/errors.ts';
+import type { LogLevel } from '../../src/observability/logger.ts';
 import { IdpError, IdpUnavailableError, TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
 import { createBreaker, resolveBreakerOptions } from '../../src/resilience/breaker.ts';
 import { createBreakerMetrics } from '../../src/resilience/breaker-metrics.ts';
@@ -45,9 +46,9 @@ function faultyEndpoint() {
   };
 }
 
-function setUp() {
+function setUp(logLevel: LogLevel = 'info') {
   const registry = new Registry();
-  const log = captureLog();
+  const log = captureLog(logLevel);
   const breakers = createBreakers({
     registry,
     logger: log.logger,
@@ -147,7 +148,9 @@ describe('breaker', () => {
         (err) => err instanceof IdpUnavailableError && err.reason === 'network',
       );
       assert.equal(token.state(), 'open');
-      assert.equal(await value('eoa_breaker_opens_total'), 2);
+      assert.equal(await value('eoa_breaker_state'), 2);
+      // One outage, one open counted: failed probes do not inflate the count.
+      assert.equal(await value('eoa_breaker_opens_total'), 1);
       assert.equal(endpoint.reached(), 5);
     } finally {
       breakers.shutdown();
@@ -195,11 +198,14 @@ describe('breaker', () => {
     }
   });
 
-  it('logs each state change once, with the breaker name, never per refused call', async () => {
-    const { breakers, endpoint, guard, log } = setUp();
+  it('logs each state change once, never per refused call; an outage is one warning and one all-clear', async () => {
+    const { breakers, endpoint, guard, log } = setUp('debug');
     try {
       endpoint.set('down');
       await failTimes(4, () => guard('token', endpoint.call));
+      await failTimes(100, () => guard('token', endpoint.call));
+      await sleep(RESET_MS + 50);
+      await failTimes(1, () => guard('token', endpoint.call)); // the probe fails
       await failTimes(100, () => guard('token', endpoint.call));
       await sleep(RESET_MS + 50);
       endpoint.set('up');
@@ -211,12 +217,15 @@ describe('breaker', () => {
         changes.map((line) => [line['breaker'], line['previous'], line['state'], line['level']]),
         [
           ['idp:shop:token', 'closed', 'open', 'warn'],
-          ['idp:shop:token', 'open', 'half_open', 'info'],
+          ['idp:shop:token', 'open', 'half_open', 'debug'],
+          ['idp:shop:token', 'half_open', 'open', 'debug'],
+          ['idp:shop:token', 'open', 'half_open', 'debug'],
           ['idp:shop:token', 'half_open', 'closed', 'info'],
         ],
       );
       assert.equal(changes[0]?.['app'], 'shop');
       assert.equal(changes[0]?.['failures'], 4);
+      assert.ok(Number(changes[4]?.['openForMs']) >= 2 * RESET_MS);
     } finally {
       breakers.shutdown();
     }
@@ -427,6 +436,10 @@ describe('isOutage', () => {
       replyError('LOADING Redis is loading the dataset in memory'),
       replyError('READONLY You cannot write against a read only replica.'),
       replyError('CLUSTERDOWN The cluster is down'),
+      Object.assign(new Error('redis get failed: Connection is closed.'), {
+        code: 'REDIS_UNAVAILABLE',
+      }),
+      Object.assign(new Error('redis get failed: Command timed out'), { code: 'REDIS_TIMEOUT' }),
       'a thrown string',
     ];
     const verdicts: unknown[] = [
@@ -437,6 +450,7 @@ describe('isOutage', () => {
       replyError('WRONGTYPE Operation against a key holding the wrong kind of value'),
       new RangeError('ttlMs must be a positive number of milliseconds'),
       new TypeError('operation against a key holding a set'),
+      Object.assign(new Error('redis set failed: WRONGTYPE'), { code: 'REDIS_REPLY' }),
     ];
     for (const error of outages) assert.equal(isOutage(error), true, String(error));
     for (const error of verdicts) assert.equal(isOutage(error), false, String(error));

@@ -1,6 +1,6 @@
 /** A real JSON-lines logger whose lines the test can read back. */
 import { Writable } from 'node:stream';
-import { createLogger, type Logger } from '../../src/observability/logger.ts';
+import { createLogger, type Logger, type LogLevel } from '../../src/observability/logger.ts';
 
 export interface CapturedLog {
   readonly logger: Logger;
@@ -12,7 +12,8 @@ export interface CapturedLog {
   text(): string;
 }
 
-export function captureLog(): CapturedLog {
+/** A logger at `level` (default `info`) writing into memory. */
+export function captureLog(level: LogLevel = 'info'): CapturedLog {
   const chunks: string[] = [];
   const destination = new Writable({
     write(chunk: Buffer | string, _encoding, done) {
@@ -20,7 +21,7 @@ export function captureLog(): CapturedLog {
       done();
     },
   });
-  const logger = createLogger({ level: 'info', destination });
+  const logger = createLogger({ level, destination });
   const lines = (): Record<string, unknown>[] =>
     chunks
       .join('')

@@ -1,0 +1,357 @@
+/** Guarded and fallback store backends: over the memory backend with injected faults, and over a real redis-server that is killed and restarted. */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { createBreakers, type Breakers } from '../../src/resilience/breakers.ts';
+import { createMemoryBackend } from '../../src/store/memory-backend.ts';
+import { createRedisBackend, type RedisBackend } from '../../src/store/redis-backend.ts';
+import {
+  createStoreReadiness,
+  guardStore,
+  withFallback,
+} from '../../src/store/resilient-backend.ts';
+import type { StoreBackend } from '../../src/store/store-backend.ts';
+import { StoreUnavailableError } from '../../src/store/store-unavailable-error.ts';
+import { captureLog } from '../resilience/log-capture.ts';
+import { metricValue } from '../resilience/metric-value.ts';
+import { redisCli, startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
+import { runStoreContract } from './store-contract.ts';
+
+const RESET_MS = 150;
+const LONG = 60_000;
+const tuning = { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: RESET_MS };
+
+/** The real memory backend behind a switch that makes every call fail like a lost connection. */
+function switchable(inner: StoreBackend) {
+  let down = false;
+  let reached = 0;
+  const gate = <T>(op: () => Promise<T>): Promise<T> => {
+    reached += 1;
+    return down ? Promise.reject(new Error('Connection is closed.')) : op();
+  };
+  const backend: StoreBackend = {
+    get: (k) => gate(() => inner.get(k)),
+    set: (k, v, t) => gate(() => inner.set(k, v, t)),
+    setIfAbsent: (k, v, t) => gate(() => inner.setIfAbsent(k, v, t)),
+    delete: (k) => gate(() => inner.delete(k)),
+    deleteIfEquals: (k, v) => gate(() => inner.deleteIfEquals(k, v)),
+    take: (k) => gate(() => inner.take(k)),
+    expire: (k, t) => gate(() => inner.expire(k, t)),
+    expireIfEquals: (k, v, t) => gate(() => inner.expireIfEquals(k, v, t)),
+    addMember: (k, m, t) => gate(() => inner.addMember(k, m, t)),
+    members: (k) => gate(() => inner.members(k)),
+    removeMember: (k, m) => gate(() => inner.removeMember(k, m)),
+    close: () => inner.close(),
+  };
+  return {
+    backend,
+    inner,
+    setDown(value: boolean) {
+      down = value;
+    },
+    reached: () => reached,
+  };
+}
+
+function setUp(options: { probe?: boolean } = {}) {
+  const registry = new Registry();
+  const log = captureLog();
+  const primary = switchable(createMemoryBackend());
+  const breakers = createBreakers({
+    registry,
+    logger: log.logger,
+    store: tuning,
+    ...(options.probe === true ? { storeProbe: () => primary.backend.get('probe') } : {}),
+  });
+  const guarded = guardStore(primary.backend, breakers.store);
+  const fallback = withFallback(primary.backend, breakers.store, { logger: log.logger, registry });
+  const close = async () => {
+    breakers.shutdown();
+    await fallback.close();
+    await primary.inner.close();
+  };
+  return { registry, log, primary, breakers, guarded, fallback, close };
+}
+
+async function openBreaker(breakers: Breakers, backend: StoreBackend): Promise<void> {
+  for (let i = 0; i < tuning.volumeThreshold; i++) await backend.get('k').catch(() => undefined);
+  assert.equal(breakers.store.state(), 'open');
+}
+
+// Both decorators must be invisible while the store is healthy.
+runStoreContract('guarded memory', () => {
+  const memory = createMemoryBackend();
+  const breakers = createBreakers({ registry: new Registry(), logger: captureLog().logger });
+  return Promise.resolve({
+    backend: guardStore(memory, breakers.store),
+    close: async () => {
+      breakers.shutdown();
+      await memory.close();
+    },
+  });
+});
+runStoreContract('memory with fallback', () => {
+  const memory = createMemoryBackend();
+  const breakers = createBreakers({ registry: new Registry(), logger: captureLog().logger });
+  const backend = withFallback(memory, breakers.store, { logger: captureLog().logger });
+  return Promise.resolve({
+    backend,
+    close: async () => {
+      breakers.shutdown();
+      await backend.close();
+      await memory.close();
+    },
+  });
+});
+
+describe('guarded store', () => {
+  it('turns an outage into STORE_UNAVAILABLE, then fails fast without calling the store', async () => {
+    const { primary, breakers, guarded, close } = setUp();
+    try {
+      await guarded.set('session', 'sealed', LONG);
+      primary.setDown(true);
+      await assert.rejects(
+        guarded.get('session'),
+        (err) =>
+          err instanceof StoreUnavailableError &&
+          err.reason === 'failure' &&
+          err.status === 503 &&
+          err.retryAfterSeconds >= 1 &&
+          !err.message.includes('sealed'),
+      );
+      await openBreaker(breakers, guarded);
+      const reached = primary.reached();
+      await assert.rejects(
+        guarded.get('session'),
+        (err) => err instanceof StoreUnavailableError && err.reason === 'circuit_open',
+      );
+      assert.equal(primary.reached(), reached, 'an open breaker does not call the store');
+
+      primary.setDown(false);
+      await sleep(RESET_MS + 50);
+      assert.equal(await guarded.get('session'), 'sealed', 'the half-open probe goes through');
+      assert.equal(breakers.store.state(), 'closed');
+    } finally {
+      await close();
+    }
+  });
+
+  it('lets verdicts through unchanged and does not count them', async () => {
+    const { breakers, guarded, close } = setUp();
+    try {
+      for (let i = 0; i < 10; i++) await assert.rejects(guarded.set('k', 'v', -1), RangeError);
+      assert.equal(breakers.store.state(), 'closed');
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('store with in-memory fallback', () => {
+  it('serves from memory while the store is down, logged and exported once, and recovers by itself', async () => {
+    const { primary, breakers, fallback, registry, log, close } = setUp({ probe: true });
+    try {
+      assert.equal(fallback.status(), 'primary');
+      assert.equal(await metricValue(registry, 'eoa_store_degraded'), 0);
+      primary.setDown(true);
+      for (let i = 0; i < 20; i++) await fallback.set(`mark-${i}`, 'v', LONG);
+      assert.equal(fallback.status(), 'fallback');
+      assert.equal(breakers.store.state(), 'open');
+      assert.equal(await metricValue(registry, 'eoa_store_degraded'), 1);
+      assert.equal(await fallback.get('mark-7'), 'v');
+      assert.equal(await primary.inner.get('mark-7'), undefined, 'the store was never written');
+
+      primary.setDown(false);
+      // No traffic: the breaker's own probe finds the store back and closes it.
+      await waitFor('store breaker closed', () => breakers.store.state() === 'closed', 2_000);
+      assert.equal(fallback.status(), 'primary');
+      assert.equal(await metricValue(registry, 'eoa_store_degraded'), 0);
+      await fallback.set('after', 'v2', LONG);
+      assert.equal(await primary.inner.get('after'), 'v2');
+
+      assert.equal(log.matching(/^store unavailable/).length, 1);
+      assert.equal(log.matching(/^store recovered/).length, 1);
+    } finally {
+      await close();
+    }
+  });
+
+  it('keeps one-time operations one-time within the replica during the outage', async () => {
+    const { primary, fallback, close } = setUp();
+    try {
+      primary.setDown(true);
+      const wins = await Promise.all(
+        Array.from({ length: 20 }, () => fallback.setIfAbsent('state-digest', 'used', LONG)),
+      );
+      assert.equal(wins.filter(Boolean).length, 1);
+      await fallback.set('result', 'r', LONG);
+      assert.equal(await fallback.take('result'), 'r');
+      assert.equal(await fallback.take('result'), undefined);
+    } finally {
+      await close();
+    }
+  });
+
+  it('after recovery still honours what memory took on during the outage, then retires it', async () => {
+    const { primary, breakers, fallback, close } = setUp();
+    try {
+      primary.setDown(true);
+      assert.equal(await fallback.setIfAbsent('replay:s1', 'used', LONG), true);
+      assert.equal(await fallback.setIfAbsent('lock:rt', 'owner-a', LONG), true);
+      await fallback.set('result:rt', 'sealed-result', LONG);
+      await fallback.addMember('idx', 'during', LONG);
+      await openBreaker(breakers, fallback);
+
+      primary.setDown(false);
+      await sleep(RESET_MS + 50);
+      assert.equal(await fallback.get('nothing'), undefined, 'the probe call closes the breaker');
+      assert.equal(breakers.store.state(), 'closed');
+      assert.equal(fallback.status(), 'primary');
+
+      // A mark made during the outage is not forgotten by this replica.
+      assert.equal(await fallback.setIfAbsent('replay:s1', 'again', LONG), false);
+      assert.equal(await primary.inner.get('replay:s1'), undefined);
+      // A lease taken during the outage is still held, and its owner can release it.
+      assert.equal(await fallback.setIfAbsent('lock:rt', 'owner-b', LONG), false);
+      assert.equal(await fallback.deleteIfEquals('lock:rt', 'owner-a'), true);
+      assert.equal(await fallback.setIfAbsent('lock:rt', 'owner-b', LONG), true);
+      assert.equal(await primary.inner.get('lock:rt'), 'owner-b');
+      // A result published during the outage still reaches late arrivals, once.
+      assert.equal(await fallback.take('result:rt'), 'sealed-result');
+      assert.equal(await fallback.take('result:rt'), undefined);
+      // Sets are the union; a primary write retires memory's copy of a value.
+      await fallback.addMember('idx', 'after', LONG);
+      assert.deepEqual([...(await fallback.members('idx'))].sort(), ['after', 'during']);
+      await fallback.set('replay:s1', 'fresh', LONG);
+      assert.equal(await fallback.get('replay:s1'), 'fresh');
+      assert.equal(await fallback.delete('replay:s1'), true);
+      assert.equal(await fallback.get('replay:s1'), undefined, 'no stale copy reappears');
+    } finally {
+      await close();
+    }
+  });
+
+  it('does not hide verdicts behind the fallback', async () => {
+    const { fallback, breakers, close } = setUp();
+    try {
+      await assert.rejects(fallback.set('k', 'v', 0), RangeError);
+      assert.equal(fallback.status(), 'primary');
+      assert.equal(breakers.store.state(), 'closed');
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('store readiness', () => {
+  it('is ready while the store is reachable or a fallback is in force', async () => {
+    const { primary, breakers, guarded, fallback, close } = setUp();
+    const primaryOnly = createStoreReadiness(breakers.store);
+    const withMemory = createStoreReadiness(breakers.store, fallback);
+    try {
+      assert.equal(primaryOnly.waitingFor(), undefined);
+      primary.setDown(true);
+      await openBreaker(breakers, guarded);
+      assert.equal(primaryOnly.waitingFor(), 'store unreachable');
+      assert.equal(withMemory.waitingFor(), undefined);
+      primary.setDown(false);
+      await sleep(RESET_MS + 50);
+      await guarded.get('k');
+      assert.equal(primaryOnly.waitingFor(), undefined);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('resilient store over a real redis-server', () => {
+  let server: RedisProcess;
+  before(async () => {
+    server = await startRedis();
+  });
+  after(() => server.stop());
+
+  it('falls back when Redis is killed, and uses it again within a second of its restart', async (t) => {
+    const registry = new Registry();
+    const log = captureLog();
+    const keyPrefix = `rb-${randomUUID()}:`;
+    const redis: RedisBackend = createRedisBackend(
+      { url: server.url, keyPrefix, commandTimeout: 300 },
+      { logger: log.logger, reconnectMaxDelayMs: 100, connectTimeoutMs: 300 },
+    );
+    const breakers = createBreakers({
+      registry,
+      logger: log.logger,
+      store: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 300 },
+      storeProbe: () => redis.ping(),
+    });
+    const sessions = guardStore(redis, breakers.store);
+    const marks = withFallback(redis, breakers.store, { logger: log.logger, registry });
+    try {
+      await redis.ready();
+      await sessions.set('session:shop:1', 'sealed-session', LONG);
+      assert.equal(await marks.setIfAbsent('replay:before', 'used', LONG), true);
+      assert.equal(await redisCli(server.port, 'get', `${keyPrefix}replay:before`), 'used');
+
+      await server.kill('SIGKILL');
+      const outageStarted = performance.now();
+      await assert.rejects(sessions.get('session:shop:1'), StoreUnavailableError);
+      assert.equal(await marks.setIfAbsent('replay:during', 'used', LONG), true);
+      assert.equal(await marks.setIfAbsent('replay:during', 'used', LONG), false);
+      assert.equal(marks.status(), 'fallback');
+      for (let i = 0; i < 5; i++) await marks.get(`x${i}`);
+      assert.equal(breakers.store.state(), 'open');
+      t.diagnostic(
+        `breaker open ${Math.round(performance.now() - outageStarted)} ms into the outage`,
+      );
+      const refusedAt = performance.now();
+      await assert.rejects(
+        sessions.get('session:shop:1'),
+        (err) => err instanceof StoreUnavailableError && err.reason === 'circuit_open',
+      );
+      assert.ok(performance.now() - refusedAt < 50, 'server sessions fail fast while open');
+
+      const restartIssued = performance.now();
+      await server.restart();
+      const restarted = performance.now();
+      // Nothing calls the store from here on: the breaker's own probe must notice the recovery.
+      await waitFor('store breaker closed', () => breakers.store.state() === 'closed', 5_000);
+      const closedAfter = Math.round(performance.now() - restarted);
+      t.diagnostic(
+        `breaker closed ${closedAfter} ms after redis-server was ready again ` +
+          `(${Math.round(performance.now() - restartIssued)} ms after the restart began)`,
+      );
+      assert.ok(closedAfter < 1_000, `closed ${closedAfter} ms after the restart`);
+      assert.equal(marks.status(), 'primary');
+      assert.equal(await metricValue(registry, 'eoa_store_degraded'), 0);
+
+      // The primary is used again: writes land in Redis, reads come from it.
+      await sessions.set('session:shop:2', 'sealed-2', LONG);
+      assert.equal(await redisCli(server.port, 'get', `${keyPrefix}session:shop:2`), 'sealed-2');
+      assert.equal(await marks.setIfAbsent('replay:after', 'used', LONG), true);
+      assert.equal(await redisCli(server.port, 'get', `${keyPrefix}replay:after`), 'used');
+      // The mark made during the outage lives only in this replica's memory, and still holds.
+      assert.equal(await marks.setIfAbsent('replay:during', 'again', LONG), false);
+      assert.equal(await redisCli(server.port, 'exists', `${keyPrefix}replay:during`), '0');
+
+      const storeLines = log.lines().filter((line) => line['component'] === 'store');
+      assert.deepEqual(
+        storeLines.map((line) => line['level']),
+        ['warn', 'info'],
+      );
+      const breakerStates = log
+        .lines()
+        .filter((line) => line['component'] === 'breaker')
+        .map((line) => line['state']);
+      assert.deepEqual(breakerStates, ['open', 'closed'], 'one warning, one all-clear');
+      assert.ok(!log.text().includes('sealed-session'), 'no stored value is ever logged');
+      assert.equal(await metricValue(registry, 'eoa_breaker_opens_total', { breaker: 'store' }), 1);
+    } finally {
+      breakers.shutdown();
+      await marks.close();
+      await redis.close();
+    }
+  });
+});
