@@ -87,8 +87,11 @@ export interface RedisProcess {
    * only freeze and thaw it (a hung server: connections open, no replies).
    */
   kill(signal?: NodeJS.Signals): Promise<void>;
-  /** Starts it again on the same port, with the same arguments and directory. */
-  restart(): Promise<void>;
+  /**
+   * Starts it again on the same port, with the same arguments and directory, plus `extraArgs`
+   * for this start only (e.g. `['--replicaof', host, port]` for a master coming back demoted).
+   */
+  restart(extraArgs?: readonly string[]): Promise<void>;
   /** Kills it if running and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -166,9 +169,9 @@ async function launch(spec: ProcessSpec): Promise<RedisProcess> {
     url: `redis://127.0.0.1:${spec.port}`,
     dir: spec.dir,
     kill,
-    async restart() {
+    async restart(extraArgs = []) {
       await kill('SIGKILL');
-      child = await spawnUntilReady(spec);
+      child = await spawnUntilReady({ ...spec, args: [...spec.args, ...extraArgs] });
     },
     async stop() {
       await kill('SIGKILL');
@@ -354,9 +357,13 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     await Promise.all(processes.map((p) => p.stop()));
   };
   try {
-    const master = await startRedis();
+    // Without the default 5 s diskless-sync delay the replica is in sync at once.
+    const master = await startRedis({ args: ['--repl-diskless-sync-delay', '0'] });
     processes.push(master);
-    const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
+    const replica = await startRedis({
+      // It serves replicas of its own once promoted.
+      args: ['--replicaof', '127.0.0.1', String(master.port), '--repl-diskless-sync-delay', '0'],
+    });
     processes.push(replica);
     await waitFor('the replica to sync', async () =>
       (await redisCli(replica.port, 'info', 'replication')).includes('master_link_status:up'),
