@@ -21,12 +21,14 @@ export class AuthzError extends Error {
   readonly status: number;
   /** Text safe to show to the client. */
   readonly publicMessage: string;
+  /** For a 503: when trying again makes sense, in seconds (`Retry-After`). */
+  readonly retryAfterSeconds: number;
 
   constructor(
     code: ErrorCode,
     status: number,
     publicMessage: string,
-    options?: { cause?: unknown; detail?: string },
+    options?: { cause?: unknown; detail?: string; retryAfterSeconds?: number },
   ) {
     super(
       options?.detail ?? publicMessage,
@@ -36,6 +38,7 @@ export class AuthzError extends Error {
     this.code = code;
     this.status = status;
     this.publicMessage = publicMessage;
+    this.retryAfterSeconds = Math.max(1, Math.ceil(options?.retryAfterSeconds ?? 5));
   }
 }
 

@@ -17,15 +17,23 @@ import type { AppConfig, Config } from './config/schema.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
 import { SessionManager } from './session/session-manager.ts';
 import { SessionRevocations } from './session/session-revocations.ts';
+import {
+  appForLogoutToken,
+  backchannelLogout,
+  createProviderLogoutSteps,
+  logoutTokenFrom,
+} from './authz/provider-logout.ts';
+import { createBreakers, type Breakers } from './resilience/breakers.ts';
+import { createIdpGuard } from './resilience/idp-guard.ts';
 import { createAppKeyspaces } from './store/keyspaces.ts';
-import { createMemoryBackend } from './store/memory-backend.ts';
-import type { StoreBackend } from './store/store-backend.ts';
+import { createRedisBackend } from './store/redis-backend.ts';
+import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdminServer } from './server/admin-server.ts';
 import { bindGrpc, createGrpcServer } from './server/grpc-server.ts';
 import { HealthState, type ReadinessProbe } from './server/health-state.ts';
-import { createHttpServer } from './server/http-server.ts';
+import { createHttpServer, type DirectRoute } from './server/http-server.ts';
 import { loadProtos } from './server/protos.ts';
 
 export interface StartOptions {
@@ -53,7 +61,8 @@ export interface ServerHandle {
 interface Services {
   readonly logger: Logger;
   readonly now: () => number;
-  readonly backend: StoreBackend;
+  readonly store: SharedStore;
+  readonly breakers: Breakers;
   readonly refresher: Refresher;
   /** OIDC clients by their app's name and `oidc` block, reused while that block is unchanged. */
   readonly oidcClients: Map<string, OidcClient>;
@@ -65,7 +74,12 @@ function oidcClientFor(app: AppConfig, services: Services): OidcClient {
   if (client === undefined) {
     client = createOidcClient(
       { ...app.oidc, appName: app.name },
-      { now: services.now, logger: services.logger, fetchTimeoutMs: 5_000 },
+      {
+        now: services.now,
+        logger: services.logger,
+        fetchTimeoutMs: 5_000,
+        guard: createIdpGuard(services.breakers.idp(app.name)),
+      },
     );
     services.oidcClients.set(key, client);
   }
@@ -73,21 +87,49 @@ function oidcClientFor(app: AppConfig, services: Services): OidcClient {
 }
 
 function buildApp(app: AppConfig, services: Services): AppRuntime {
-  const keyspaces = createAppKeyspaces(services.backend, {
+  const options = {
     app: app.name,
     sessionMaxAge: app.session.maxAge,
     loginTimeout: app.session.loginTimeout,
     refreshResultTtl: app.refresh.resultTtl,
     now: services.now,
-  });
-  const revocations = new SessionRevocations(keyspaces, services.now);
+  };
+  // The same records over two backends: `durable` fails while the store is down, `degradable`
+  // falls back to process memory (SPEC §11).
+  const durable = createAppKeyspaces(services.store.durable, options);
+  const degradable = createAppKeyspaces(services.store.degradable, options);
+  const revocations = new SessionRevocations(degradable, durable, services.now);
   const sessions = new SessionManager(app.session, {
     now: services.now,
-    serverSessions: keyspaces,
-    loginReplayMarks: keyspaces.loginReplayMarks,
+    serverSessions: durable,
+    loginReplayMarks: degradable.loginReplayMarks,
     isRevoked: revocations.isRevoked,
   });
-  return buildAppRuntime(app, { oidc: oidcClientFor(app, services), sessions, revocations });
+  const idp = services.breakers.idp(app.name);
+  return buildAppRuntime(app, {
+    oidc: oidcClientFor(app, services),
+    sessions,
+    revocations,
+    logoutTokenReplay: durable.logoutTokenReplay,
+    idpDownFor: () => {
+      const waitMs = Math.max(idp.discovery.retryAfterMs(), idp.token.retryAfterMs());
+      const open = idp.discovery.state() === 'open' || idp.token.state() === 'open';
+      return open ? Math.max(1, Math.ceil(waitMs / 1000)) : undefined;
+    },
+  });
+}
+
+/**
+ * Fetches each app's discovery document every `oidc.probeInterval` through its breaker, so a
+ * provider outage opens the breaker even when no login or refresh is running. Returns the stop.
+ */
+function startProviderProbes(apps: readonly AppRuntime[]): () => void {
+  const timers = apps.map((app) =>
+    setInterval(() => {
+      if (app.oidc.status().state === 'ready') app.oidc.probe().catch(() => undefined);
+    }, app.config.oidc.probeInterval).unref(),
+  );
+  return () => timers.forEach((timer) => clearInterval(timer));
 }
 
 /** Everything built from one config that a reload replaces. */
@@ -103,6 +145,7 @@ function buildRuntime(
       services.oidcClients.delete(key);
     }
   }
+  const providerLogout = createProviderLogoutSteps(services.now);
   return {
     apps,
     pipeline: new Pipeline({
@@ -112,6 +155,8 @@ function buildRuntime(
         allowPublicPath,
         handleCallback,
         createLogoutStep(services.logger),
+        providerLogout.handleBackchannelLogout,
+        providerLogout.handleFrontchannelLogout,
         createSessionStep({ refresher: services.refresher, now: services.now, unauthenticated }),
         loginOrDeny,
       ],
@@ -120,6 +165,44 @@ function buildRuntime(
       trustedHops: config.request.trustedHops,
       maxHeaderBytes: config.request.maxHeaderBytes,
     },
+  };
+}
+
+/** Back-channel logout POSTed by the provider straight to the HTTP listener. */
+function createDirectLogoutRoute(
+  apps: () => readonly AppRuntime[],
+  now: () => number,
+): DirectRoute {
+  return async ({ method, path, body }) => {
+    if (
+      method !== 'POST' ||
+      !apps().some((app) => app.config.oidc.backchannelLogoutPath === path)
+    ) {
+      return undefined;
+    }
+    const token = logoutTokenFrom(body);
+    const app = token === undefined ? undefined : appForLogoutToken(apps(), path, token);
+    const result =
+      token === undefined || app === undefined
+        ? {
+            status: 400 as const,
+            error: {
+              code: 'invalid_request',
+              description: 'logout_token missing or for no app here',
+            },
+          }
+        : await backchannelLogout(app, token, now);
+    return {
+      status: result.status,
+      headers: { 'cache-control': 'no-store', 'content-type': 'application/json' },
+      body:
+        result.error === undefined
+          ? ''
+          : JSON.stringify({
+              error: result.error.code,
+              error_description: result.error.description,
+            }),
+    };
   };
 }
 
@@ -187,11 +270,34 @@ export async function startServer(
   const logger = options.logger ?? createLogger({ level: config.log.level });
   const metrics = new Metrics();
   const health = new HealthState();
-  const backend = createMemoryBackend({ now: options.now ?? Date.now });
+  const now = options.now ?? Date.now;
+  const redis =
+    config.store.type === 'redis' ? createRedisBackend(config.store.redis, { logger }) : undefined;
+  const tuning = (b: Config['breakers']['store']) => ({
+    errorThresholdPercentage: b.errorThresholdPercentage,
+    volumeThreshold: b.volumeThreshold,
+    rollingWindowMs: b.rollingWindow,
+    resetTimeoutMs: b.resetTimeout,
+  });
+  const breakers = createBreakers({
+    registry: metrics.registry,
+    logger,
+    store: tuning(config.breakers.store),
+    idp: tuning(config.breakers.idp),
+    apps: config.apps.map((app) => app.name),
+    ...(redis === undefined ? {} : { storeProbe: () => redis.ping() }),
+    now,
+  });
+  const store =
+    redis === undefined
+      ? memoryStore(now)
+      : redisStore(redis, breakers.store, { logger, registry: metrics.registry });
+  breakers.store.onStateChange(() => health.refresh());
   const services: Services = {
     logger,
-    now: options.now ?? Date.now,
-    backend,
+    now,
+    store,
+    breakers,
     refresher: new Refresher(),
     oidcClients: new Map(),
   };
@@ -200,10 +306,12 @@ export async function startServer(
   const authorizer = new Authorizer(runtime, metrics, logger);
 
   const grpcServer = createGrpcServer({ protos: loadProtos(), authorizer, health, logger });
+  let apps = runtime.apps;
   const httpServer = createHttpServer({
     authorizer,
     logger,
     pathPrefix: config.listen.httpPathPrefix,
+    direct: createDirectLogoutRoute(() => apps, now),
   });
   const adminServer = createAdminServer(health, metrics);
 
@@ -212,7 +320,9 @@ export async function startServer(
     http: await listen(httpServer, config.listen.http),
     admin: await listen(adminServer, config.listen.admin),
   };
-  health.setProbes(discoveryProbes(runtime.apps, health));
+  const storeProbe: ReadinessProbe = { name: 'store', waitingFor: () => store.waitingFor() };
+  health.setProbes([storeProbe, ...discoveryProbes(runtime.apps, health)]);
+  let stopProbes = startProviderProbes(runtime.apps);
   metrics.setReady('config', true);
   logger.info({ ports, apps: config.apps.map((a) => a.name) }, 'serving');
 
@@ -230,7 +340,10 @@ export async function startServer(
         logger.warn({ listeners: moved }, 'listen addresses change only on restart');
       const rebuilt = buildRuntime(next, services);
       authorizer.replace(rebuilt);
-      health.setProbes(discoveryProbes(rebuilt.apps, health));
+      apps = rebuilt.apps;
+      health.setProbes([storeProbe, ...discoveryProbes(rebuilt.apps, health)]);
+      stopProbes();
+      stopProbes = startProviderProbes(rebuilt.apps);
       current = next;
       metrics.configReloaded(true);
       logger.info({ apps: next.apps.map((a) => a.name) }, 'configuration reloaded');
@@ -240,8 +353,10 @@ export async function startServer(
       logger.info({}, 'draining');
       await shutdownGrpc(grpcServer, current.shutdown.drainTimeout);
       await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
+      stopProbes();
       for (const client of services.oidcClients.values()) client.close();
-      await backend.close();
+      breakers.shutdown();
+      await store.close();
       logger.info({}, 'stopped');
     },
   };

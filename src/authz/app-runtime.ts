@@ -4,6 +4,8 @@ import { DEFAULT_UPSTREAM_HEADERS } from '../config/schema.ts';
 import type { OidcClient } from '../oidc/oidc-client.ts';
 import type { SessionManager } from '../session/session-manager.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
+import type { Keyspace } from '../store/keyspace.ts';
+import type { Mark } from '../store/keyspaces.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
 import { PublicPaths } from './public-paths.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
@@ -25,13 +27,19 @@ export interface AppRuntime {
   readonly oidc: OidcClient;
   readonly sessions: SessionManager;
   readonly revocations: SessionRevocations;
+  /** Back-channel logout token ids already used, shared by every replica. */
+  readonly logoutTokenReplay: Keyspace<string, Mark>;
+  /**
+   * While the provider is known to be down (its discovery or token breaker is open): the
+   * seconds until it is worth trying again; `undefined` when it is believed up.
+   */
+  idpDownFor(): number | undefined;
 }
 
-export interface AppServices {
-  readonly oidc: OidcClient;
-  readonly sessions: SessionManager;
-  readonly revocations: SessionRevocations;
-}
+export type AppServices = Pick<
+  AppRuntime,
+  'oidc' | 'sessions' | 'revocations' | 'logoutTokenReplay' | 'idpDownFor'
+>;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {
   const headers = compileIdentityHeaders({
@@ -52,5 +60,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     oidc: services.oidc,
     sessions: services.sessions,
     revocations: services.revocations,
+    logoutTokenReplay: services.logoutTokenReplay,
+    idpDownFor: services.idpDownFor,
   };
 }

@@ -72,7 +72,8 @@ export class Authorizer {
 }
 
 function verdictForError(error: AuthzError): Verdict {
-  const headers: [string, string][] = error.status === 503 ? [['retry-after', '5']] : [];
+  const headers: [string, string][] =
+    error.status === 503 ? [['retry-after', String(error.retryAfterSeconds)]] : [];
   const reason =
     error.status === 503 ? 'unavailable' : error.status === 400 ? 'bad_request' : 'forbidden';
   return jsonDeny(reason, error.status, error.code.toLowerCase(), error.publicMessage, headers);

@@ -1,5 +1,6 @@
 /** Login (SPEC §4.5, §4.9): send a browser to the provider, and finish the flow at the callback. */
 import { AuthzError } from '../errors.ts';
+import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
 import { createLoginSecrets } from '../oidc/pkce.ts';
 import { resolveSecure } from '../session/cookie-jar.ts';
 import { htmlPage } from './pages.ts';
@@ -31,6 +32,11 @@ export async function startLogin(
   extraCookies: readonly string[] = [],
 ): Promise<Verdict> {
   const { request, app } = context;
+  // Never send a browser to a provider known to be down: it would only come back to a loop.
+  const downFor = app.idpDownFor();
+  if (downFor !== undefined) {
+    throw new IdpUnavailableError('authorization', 'circuit_open', { retryAfterSeconds: downFor });
+  }
   const secrets = await createLoginSecrets();
   const location = app.oidc.authorizationUrl({
     redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),

@@ -20,7 +20,7 @@ export type DenyReason =
   | 'insufficient_scope'
   | 'throttled'
   | 'unavailable'
-  | 'backchannel_logout';
+  | 'provider_logout';
 
 /** gRPC status codes a deny may carry (never OK). */
 export type DenyCode = 3 | 7 | 14 | 16;

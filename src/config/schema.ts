@@ -324,6 +324,11 @@ const oidcSchema = z
     clockSkew: duration()
       .prefault('30s')
       .describe('Tolerance for `exp`/`iat`/`nbf` of ID tokens. Duration, default `30s`.'),
+    probeInterval: duration()
+      .prefault('10s')
+      .describe(
+        'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Duration, default `10s`.',
+      ),
     revokeOnLogout: z
       .boolean()
       .default(false)
@@ -657,6 +662,30 @@ const redisSchema = z
   .prefault({})
   .describe('Redis connection: exactly one of `url`, `sentinels` + `name`, or `cluster`.');
 
+/** Tuning of one kind of circuit breaker. */
+const breakerSchema = z
+  .strictObject({
+    errorThresholdPercentage: z
+      .number()
+      .gt(0)
+      .max(100)
+      .default(50)
+      .describe('Percentage of failed calls in the window above which it opens. Default 50.'),
+    volumeThreshold: z
+      .number()
+      .int()
+      .min(0)
+      .default(5)
+      .describe('Fewest calls in the window before it may open. Default 5.'),
+    rollingWindow: duration()
+      .prefault('10s')
+      .describe('Window the failure percentage is taken over. Duration, default `10s`.'),
+    resetTimeout: duration()
+      .prefault('5s')
+      .describe('How long it stays open before one probe call. Duration, default `5s`.'),
+  })
+  .prefault({});
+
 /** The whole configuration document. */
 export const configSchema = z
   .strictObject({
@@ -722,6 +751,17 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Graceful shutdown.'),
+    breakers: z
+      .strictObject({
+        store: breakerSchema.describe('The shared store (Redis).'),
+        idp: breakerSchema.describe(
+          'Each provider: discovery and JWKS, token endpoint, revocation, introspection (one breaker each).',
+        ),
+      })
+      .prefault({})
+      .describe(
+        'Circuit breakers (SPEC §11): only outages count as failures, never OAuth errors or 4xx.',
+      ),
     store: z
       .strictObject({
         type: z

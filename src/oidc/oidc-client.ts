@@ -162,6 +162,12 @@ export interface OidcClient {
   /** RP-initiated logout URL with `client_id`; null when the provider has no end-session endpoint. */
   endSessionUrl(params: EndSessionParams): URL | null;
   verifyLogoutToken(token: string): Promise<LogoutTokenClaims>;
+  /**
+   * Fetches the discovery document once, through the discovery guard, so an outage is seen by
+   * the breaker before a browser is sent to a provider that cannot answer. Rejects, classified,
+   * when the provider does not answer with a 2xx.
+   */
+  probe(): Promise<void>;
   /** Stops discovery retries. */
   close(): void;
 }
@@ -482,6 +488,26 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       verifyLogoutToken(token, getKey, {
         ...tokenPolicy,
         maxAgeMs: options.logoutTokenMaxAgeMs ?? 600_000,
+      }),
+
+    probe: () =>
+      guard('discovery', async () => {
+        const url = new URL(
+          '.well-known/openid-configuration',
+          `${options.issuer.replace(/\/$/, '')}/`,
+        );
+        const response = await idpFetch(url.href, {
+          method: 'GET',
+          headers: { accept: 'application/json' },
+        });
+        await response.body?.cancel();
+        if (!response.ok) {
+          throw new IdpUnavailableError('discovery', 'http_status', {
+            httpStatus: response.status,
+          });
+        }
+      }).catch((err: unknown) => {
+        throw classifyIdpFailure(err, 'discovery');
       }),
 
     close: () => {

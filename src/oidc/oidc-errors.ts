@@ -35,11 +35,19 @@ export class IdpUnavailableError extends AuthzError {
   constructor(
     endpoint: IdpEndpoint,
     reason: UnavailableReason,
-    options: { httpStatus?: number; detail?: string; cause?: unknown } = {},
+    options: {
+      httpStatus?: number;
+      detail?: string;
+      cause?: unknown;
+      retryAfterSeconds?: number;
+    } = {},
   ) {
     super('IDP_UNAVAILABLE', 503, 'the identity provider is unavailable, try again shortly', {
       detail: `${endpoint}: ${reason}${options.httpStatus === undefined ? '' : ` (HTTP ${options.httpStatus})`}${options.detail === undefined ? '' : `: ${options.detail}`}`,
       cause: options.cause,
+      ...(options.retryAfterSeconds === undefined
+        ? {}
+        : { retryAfterSeconds: options.retryAfterSeconds }),
     });
     this.name = 'IdpUnavailableError';
     this.endpoint = endpoint;

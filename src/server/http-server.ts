@@ -16,11 +16,29 @@ export const headersToRemoveHeader = 'x-envoy-auth-headers-to-remove';
 
 const maxBodyBytes = 64 * 1024;
 
+/** A reply made without the ext_authz pipeline. */
+export interface DirectReply {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/**
+ * Endpoints the provider calls straight on this listener (back-channel logout), when it cannot
+ * reach them through Envoy. `undefined` hands the request on to the ext_authz pipeline.
+ */
+export type DirectRoute = (request: {
+  readonly method: string;
+  readonly path: string;
+  readonly body: string;
+}) => Promise<DirectReply | undefined>;
+
 export interface HttpServerDeps {
   readonly authorizer: Authorizer;
   readonly logger: Logger;
   /** The `path_prefix` configured in Envoy, stripped from every request path. */
   readonly pathPrefix: string;
+  readonly direct?: DirectRoute;
 }
 
 /**

@@ -14,10 +14,22 @@ export interface SessionRevocationKeyspaces {
  */
 export class SessionRevocations {
   readonly #keyspaces: SessionRevocationKeyspaces;
+  readonly #durable: SessionRevocationKeyspaces;
   readonly #now: () => number;
 
-  constructor(keyspaces: SessionRevocationKeyspaces, now: () => number = Date.now) {
+  /**
+   * @param keyspaces - read on every session load and written by RP-initiated logout; may
+   *   degrade to process memory while the store is down, so sessions keep working.
+   * @param durable - the same records where a write must reach the shared store or fail, for
+   *   provider-initiated logouts that are acknowledged to the provider.
+   */
+  constructor(
+    keyspaces: SessionRevocationKeyspaces,
+    durable: SessionRevocationKeyspaces = keyspaces,
+    now: () => number = Date.now,
+  ) {
     this.#keyspaces = keyspaces;
+    this.#durable = durable;
     this.#now = now;
   }
 
@@ -28,7 +40,7 @@ export class SessionRevocations {
 
   /** Ends every session the provider's `sid` or the user's `sub` opened up to now. */
   endAll(subject: LogoutSubject): Promise<void> {
-    return this.#keyspaces.logoutMarks.set(subject, { at: this.#now() });
+    return this.#durable.logoutMarks.set(subject, { at: this.#now() });
   }
 
   /** The check the session manager runs on every load. */

@@ -80,6 +80,8 @@ export interface AppKeyspaces {
   readonly logoutMarks: Keyspace<LogoutSubject, Mark>;
   /** Revoked access-token ids (`jti`). */
   readonly revokedTokens: Keyspace<string, RevokedToken>;
+  /** Back-channel logout tokens already used, by a digest of issuer and `jti`. */
+  readonly logoutTokenReplay: Keyspace<string, Mark>;
   /** Sessions ended by logout, by session identity: a copied cookie of one is refused. */
   readonly endedSessions: Keyspace<string, Mark>;
 }
@@ -132,6 +134,13 @@ export function createAppKeyspaces(
       key: (subject: LogoutSubject) => `${app}:${subject.by}:${part(subject.value)}`,
       codec: markCodec,
       ttl: options.sessionMaxAge,
+    }),
+    logoutTokenReplay: new Keyspace(backend, {
+      name: 'logout-token-replay',
+      key: (digest: string) => `${app}:${part(digest)}`,
+      codec: markCodec,
+      // Longer than any logout token is accepted (10 minutes by default).
+      ttl: 30 * 60_000,
     }),
     endedSessions: new Keyspace(backend, {
       name: 'session-ended',

@@ -10,9 +10,6 @@ export type StoreUnavailableReason = 'failure' | 'circuit_open';
  */
 export class StoreUnavailableError extends AuthzError {
   readonly reason: StoreUnavailableReason;
-  /** Seconds after which trying again makes sense; at least 1. */
-  readonly retryAfterSeconds: number;
-
   constructor(
     reason: StoreUnavailableReason,
     options: { retryAfterMs?: number; cause?: unknown } = {},
@@ -20,9 +17,9 @@ export class StoreUnavailableError extends AuthzError {
     super('STORE_UNAVAILABLE', 503, 'session store unavailable, try again shortly', {
       detail: `store: ${reason}`,
       cause: options.cause,
+      retryAfterSeconds: Math.max(1, Math.ceil((options.retryAfterMs ?? 0) / 1000)),
     });
     this.name = 'StoreUnavailableError';
     this.reason = reason;
-    this.retryAfterSeconds = Math.max(1, Math.ceil((options.retryAfterMs ?? 0) / 1000));
   }
 }

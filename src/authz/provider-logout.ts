@@ -1,0 +1,157 @@
+/**
+ * Logouts the provider starts: back-channel (OIDC Back-Channel Logout 1.0, a signed
+ * `logout_token` POSTed to us) and front-channel (OIDC Front-Channel Logout 1.0, a GET with
+ * `iss` and `sid`). Either ends every matching session on every replica sharing the store.
+ */
+import { createHash } from 'node:crypto';
+import { decodeJwt, type JWTPayload } from 'jose';
+import { AuthzError } from '../errors.ts';
+import type { AppRuntime } from './app-runtime.ts';
+import type { StepContext } from './pipeline.ts';
+import { deny, jsonDeny, type Verdict } from './verdict.ts';
+
+/** The answer to the provider. */
+export interface ProviderLogoutResult {
+  readonly status: 200 | 400;
+  /** RFC 6749 §5.2 error code and a short description, for a 400. */
+  readonly error?: { readonly code: string; readonly description: string };
+}
+
+const maxBodyBytes = 16 * 1024;
+
+function refused(description: string): ProviderLogoutResult {
+  return { status: 400, error: { code: 'invalid_request', description } };
+}
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+/** Reads `logout_token` from a form body; `undefined` when absent or the body is not a form. */
+export function logoutTokenFrom(body: string): string | undefined {
+  if (body.length > maxBodyBytes) return undefined;
+  const token = new URLSearchParams(body).get('logout_token');
+  return token === null || token === '' ? undefined : token;
+}
+
+/**
+ * Ends the sessions a provider-initiated logout names: server sessions are deleted by their
+ * `sid`/`sub` index, and a mark makes every cookie session of that `sid`/`sub` issued before
+ * now refused. With a `sid`, only that provider session ends; with only `sub`, all of the user's.
+ */
+async function endSessions(
+  app: AppRuntime,
+  subject: { readonly sid?: string | undefined; readonly sub?: string | undefined },
+): Promise<void> {
+  if (subject.sid !== undefined) {
+    await app.revocations.endAll({ by: 'sid', value: subject.sid });
+    await app.sessions.endBySid(subject.sid);
+  } else if (subject.sub !== undefined) {
+    await app.revocations.endAll({ by: 'sub', value: subject.sub });
+    await app.sessions.endBySub(subject.sub);
+  }
+}
+
+/**
+ * Verifies the logout token against the app's provider keys and claims, refuses a `jti` seen
+ * before (on any replica), then ends the sessions. Store outages reject (503): the provider
+ * retries, and nothing is acknowledged that did not reach every replica.
+ */
+export async function backchannelLogout(
+  app: AppRuntime,
+  token: string,
+  now: () => number,
+): Promise<ProviderLogoutResult> {
+  let claims;
+  try {
+    claims = await app.oidc.verifyLogoutToken(token);
+  } catch (error) {
+    if (error instanceof AuthzError && error.code === 'TOKEN_INVALID')
+      return refused('logout token invalid');
+    throw error;
+  }
+  const first = await app.logoutTokenReplay.setIfAbsent(
+    digest(`${app.oidc.issuer}\u0000${claims.jti}`),
+    {
+      at: now(),
+    },
+  );
+  if (!first) return refused('logout token already used');
+  await endSessions(app, claims);
+  return { status: 200 };
+}
+
+/**
+ * Chooses the app a back-channel logout posted straight to the HTTP listener is for: among the
+ * apps listening on that path, the one whose issuer and client id the (not yet verified) token
+ * names. Verification against that app's keys follows.
+ */
+export function appForLogoutToken(
+  apps: readonly AppRuntime[],
+  path: string,
+  token: string,
+): AppRuntime | undefined {
+  let claims: JWTPayload;
+  try {
+    claims = decodeJwt(token);
+  } catch {
+    return undefined;
+  }
+  const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
+  return apps.find(
+    (app) =>
+      app.config.oidc.backchannelLogoutPath === path &&
+      app.oidc.issuer === claims.iss &&
+      audiences.includes(app.config.oidc.clientId),
+  );
+}
+
+/** A provider logout answered through Envoy: a local reply, so a deny carrying status 200. */
+function asVerdict(result: ProviderLogoutResult): Verdict {
+  if (result.status === 200)
+    return deny('provider_logout', 200, '', [['cache-control', 'no-store']]);
+  return jsonDeny('provider_logout', 400, result.error!.code, result.error!.description, [
+    ['cache-control', 'no-store'],
+  ]);
+}
+
+/** The pipeline steps: back-channel (POST with a body, `with_request_body`) and front-channel (GET). */
+export function createProviderLogoutSteps(now: () => number) {
+  async function handleBackchannelLogout({
+    request,
+    app,
+  }: StepContext): Promise<Verdict | undefined> {
+    const path = app.config.oidc.backchannelLogoutPath;
+    if (path === undefined || request.path !== path) return undefined;
+    if (request.method !== 'POST')
+      return jsonDeny('provider_logout', 405, 'invalid_request', 'POST a logout_token', [
+        ['allow', 'POST'],
+      ]);
+    const token = logoutTokenFrom(request.body);
+    if (token === undefined)
+      return asVerdict(refused('logout_token missing (is the request body sent to the check?)'));
+    return asVerdict(await backchannelLogout(app, token, now));
+  }
+
+  async function handleFrontchannelLogout({
+    request,
+    app,
+  }: StepContext): Promise<Verdict | undefined> {
+    const path = app.config.oidc.frontchannelLogoutPath;
+    if (path === undefined || request.path !== path) return undefined;
+    const query = new URLSearchParams(request.query);
+    const iss = query.get('iss');
+    const sid = query.get('sid');
+    if (iss !== app.oidc.issuer || sid === null || sid === '') {
+      return asVerdict(refused('iss and sid of this provider are required'));
+    }
+    await endSessions(app, { sid });
+    // Loaded in the provider's iframe: an empty page that must not be cached.
+    return deny('provider_logout', 200, '', [
+      ['cache-control', 'no-store'],
+      ['content-type', 'text/html; charset=utf-8'],
+    ]);
+  }
+
+  return { handleBackchannelLogout, handleFrontchannelLogout };
+}

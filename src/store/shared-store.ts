@@ -1,0 +1,61 @@
+/** The store as the rest of the server sees it: which records may degrade to memory, and which may not. */
+import type { Registry } from 'prom-client';
+import type { Logger } from '../observability/logger.ts';
+import type { Breaker } from '../resilience/breaker.ts';
+import { createMemoryBackend } from './memory-backend.ts';
+import type { RedisBackend } from './redis-backend.ts';
+import {
+  createStoreReadiness,
+  guardStore,
+  withFallback,
+  type StoreMode,
+} from './resilient-backend.ts';
+import type { StoreBackend } from './store-backend.ts';
+
+export interface SharedStore {
+  /** For records that exist only in the shared store (server sessions): an outage is a 503. */
+  readonly durable: StoreBackend;
+  /**
+   * For records that may live in this process during an outage (login replay marks, refresh
+   * coordination, the revocation checks run on every session load), so cookie sessions and
+   * logins keep working (SPEC §11).
+   */
+  readonly degradable: StoreBackend;
+  /** `undefined` when ready, else why not: "store reachable or its fallback in force". */
+  waitingFor(): string | undefined;
+  mode(): StoreMode;
+  close(): Promise<void>;
+}
+
+/** A single replica's store: everything in memory, nothing to degrade. */
+export function memoryStore(now: () => number): SharedStore {
+  const memory = createMemoryBackend({ now });
+  return {
+    durable: memory,
+    degradable: memory,
+    waitingFor: () => undefined,
+    mode: () => 'primary',
+    close: () => memory.close(),
+  };
+}
+
+/** Redis behind the store breaker: guarded for durable records, with a memory fallback for the rest. */
+export function redisStore(
+  redis: RedisBackend,
+  breaker: Breaker,
+  deps: { readonly logger: Logger; readonly registry: Registry },
+): SharedStore {
+  const durable = guardStore(redis, breaker);
+  const degradable = withFallback(redis, breaker, { logger: deps.logger, registry: deps.registry });
+  const readiness = createStoreReadiness(breaker, degradable);
+  return {
+    durable,
+    degradable,
+    waitingFor: () => readiness.waitingFor(),
+    mode: () => degradable.status(),
+    async close() {
+      await degradable.close();
+      await redis.close();
+    },
+  };
+}
