@@ -66,8 +66,10 @@ export interface RedisBackend extends StoreBackend {
   /** `connecting` until first ready; `down` after losing the connection or failing to make it. */
   status(): RedisStatus;
   /**
-   * Resolves once connected and authenticated; rejects after `timeoutMs` (default 5,000) with
-   * the last connection error (e.g. a refused connection or `WRONGPASS`), never a credential.
+   * Resolves once connected and authenticated. Rejects at once on a failure retrying cannot cure
+   * (`WRONGPASS`, `NOAUTH`, an unverifiable server certificate), otherwise after `timeoutMs`
+   * (default 5,000) with the last connection error; never with a credential in the message.
+   * The client keeps reconnecting in the background either way.
    */
   ready(timeoutMs?: number): Promise<void>;
 }
@@ -116,6 +118,16 @@ function translate(op: string, error: unknown): RedisStoreError {
         ? 'REDIS_REPLY'
         : 'REDIS_UNAVAILABLE';
   return new RedisStoreError(code, `redis ${op} failed: ${message}`);
+}
+
+/** Failures no reconnection can cure: refused credentials, an unverifiable certificate. */
+function isPermanent(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  return (
+    /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message) ||
+    /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)
+  );
 }
 
 type Arg = string | number;
@@ -238,20 +250,32 @@ export function createRedisBackend(
     ready(timeoutMs = 5_000) {
       if (client.status === 'ready') return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        const onReady = (): void => {
+        const settle = (error?: RedisStoreError): void => {
           clearTimeout(timer);
-          resolve();
+          client.off('ready', onReady);
+          client.off('error', onError);
+          if (error === undefined) resolve();
+          else reject(error);
+        };
+        const onReady = (): void => {
+          settle();
+        };
+        // Bad credentials or an untrusted certificate will not heal by retrying: say so now.
+        const onError = (error: unknown): void => {
+          if (isPermanent(error)) {
+            settle(translate('connect', error));
+          }
         };
         const timer = setTimeout(() => {
-          client.off('ready', onReady);
-          reject(
+          settle(
             new RedisStoreError(
               'REDIS_UNAVAILABLE',
               `redis not ready after ${timeoutMs} ms: ${lastError ?? 'still connecting'}`,
             ),
           );
         }, timeoutMs);
-        client.once('ready', onReady);
+        client.on('ready', onReady);
+        client.on('error', onError);
       });
     },
     async get(key) {
