@@ -1,6 +1,8 @@
 /** The Redis backend against a real standalone redis-server: contracts, keys, faults, recovery. */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { inspect } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import type { RedisConfig } from '../../src/config/schema.ts';
@@ -192,6 +194,7 @@ describe('redis backend, faults', () => {
       reconnectMaxDelayMs: 100,
     });
     try {
+      assert.equal(backend.status(), 'connecting');
       await assert.rejects(backend.ready(500), (error: unknown) => {
         assert.ok(error instanceof RedisStoreError);
         assert.match(error.message, /ECONNREFUSED/);
@@ -202,5 +205,21 @@ describe('redis backend, faults', () => {
     } finally {
       await backend.close();
     }
+  });
+});
+
+describe('redis test processes', () => {
+  it('a missing redis-server fails with the Debian package to install', async () => {
+    const helper = new URL('../support/redis-servers.js', import.meta.url).href;
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', `await (await import(${JSON.stringify(helper)})).startRedis()`],
+      { env: { ...process.env, PATH: '/nonexistent' }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.notEqual(code, 0);
+    assert.match(stderr, /redis-server is not installed.*apt-get install -y redis-server/);
   });
 });
