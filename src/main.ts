@@ -18,10 +18,11 @@ import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
 import { SessionManager } from './session/session-manager.ts';
 import { SessionRevocations } from './session/session-revocations.ts';
 import {
-  appForLogoutToken,
+  appsForLogoutToken,
   backchannelLogout,
   createProviderLogoutSteps,
   logoutTokenFrom,
+  type ProviderLogoutResult,
 } from './authz/provider-logout.ts';
 import { createBreakers, type Breakers } from './resilience/breakers.ts';
 import { createIdpGuard } from './resilience/idp-guard.ts';
@@ -168,7 +169,10 @@ function buildRuntime(
   };
 }
 
-/** Back-channel logout POSTed by the provider straight to the HTTP listener. */
+/**
+ * Back-channel logout POSTed by the provider straight to the HTTP listener. Every app that
+ * listens on the path and is the client the token names ends its sessions.
+ */
 function createDirectLogoutRoute(
   apps: () => readonly AppRuntime[],
   now: () => number,
@@ -181,17 +185,15 @@ function createDirectLogoutRoute(
       return undefined;
     }
     const token = logoutTokenFrom(body);
-    const app = token === undefined ? undefined : appForLogoutToken(apps(), path, token);
-    const result =
-      token === undefined || app === undefined
-        ? {
-            status: 400 as const,
-            error: {
-              code: 'invalid_request',
-              description: 'logout_token missing or for no app here',
-            },
-          }
-        : await backchannelLogout(app, token, now);
+    const targets = token === undefined ? [] : appsForLogoutToken(apps(), path, token);
+    let result: ProviderLogoutResult = {
+      status: 400,
+      error: { code: 'invalid_request', description: 'logout_token missing or for no app here' },
+    };
+    for (const app of targets) {
+      result = await backchannelLogout(app, token!, now);
+      if (result.status !== 200) break;
+    }
     return {
       status: result.status,
       headers: { 'cache-control': 'no-store', 'content-type': 'application/json' },

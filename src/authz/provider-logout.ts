@@ -82,23 +82,23 @@ export async function backchannelLogout(
 }
 
 /**
- * Chooses the app a back-channel logout posted straight to the HTTP listener is for: among the
- * apps listening on that path, the one whose issuer and client id the (not yet verified) token
- * names. Verification against that app's keys follows.
+ * The apps a back-channel logout posted straight to the HTTP listener is for: those listening
+ * on that path whose issuer and client id the (not yet verified) token names. Each verifies it
+ * against its own provider keys.
  */
-export function appForLogoutToken(
+export function appsForLogoutToken(
   apps: readonly AppRuntime[],
   path: string,
   token: string,
-): AppRuntime | undefined {
+): AppRuntime[] {
   let claims: JWTPayload;
   try {
     claims = decodeJwt(token);
   } catch {
-    return undefined;
+    return [];
   }
   const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
-  return apps.find(
+  return apps.filter(
     (app) =>
       app.config.oidc.backchannelLogoutPath === path &&
       app.oidc.issuer === claims.iss &&

@@ -116,12 +116,24 @@ export function createHttpServer(deps: HttpServerDeps): Server {
         res.writeHead(413, { 'content-type': 'text/plain' }).end('request body too large\n');
         return;
       }
-      const raw = rawRequestFromHttp(req, Buffer.concat(chunks).toString('utf8'), deps.pathPrefix);
-      deps.authorizer.check(raw).then(
-        ({ verdict }) => writeVerdict(res, verdict),
-        () =>
-          res.writeHead(500, { 'content-type': 'text/plain' }).end('no decision could be made\n'),
-      );
+      const body = Buffer.concat(chunks).toString('utf8');
+      const failed = (): void => {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('no decision could be made\n');
+      };
+      const decide = (): Promise<void> =>
+        deps.authorizer
+          .check(rawRequestFromHttp(req, body, deps.pathPrefix))
+          .then(({ verdict }) => writeVerdict(res, verdict), failed);
+      if (deps.direct === undefined) {
+        void decide();
+        return;
+      }
+      const path = (req.url ?? '/').split('?', 1)[0]!;
+      deps.direct({ method: req.method ?? '', path, body }).then((reply) => {
+        if (reply === undefined) return decide();
+        res.writeHead(reply.status, reply.headers).end(reply.body);
+        return undefined;
+      }, failed);
     });
     req.on('error', (error) => deps.logger.debug({ err: error }, 'http ext_authz request aborted'));
   });

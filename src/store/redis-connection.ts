@@ -32,7 +32,7 @@ function tlsOptions(config: RedisConfig, logger: Logger): ConnectionOptions {
   if (tls?.insecureSkipVerify === true) {
     // Loud on purpose: with verification off anyone on the path can read every session.
     logger.error(
-      { component: 'redis' },
+      {},
       'store.redis.tls.insecureSkipVerify is on: the Redis server certificate is NOT verified',
     );
   }

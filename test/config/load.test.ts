@@ -59,6 +59,7 @@ test('minimal config loads with every default filled in', () => {
     extraAuthParams: {},
     idTokenAlgs: ['RS256', 'ES256', 'PS256', 'EdDSA'],
     clockSkew: 30_000,
+    probeInterval: 10_000,
     revokeOnLogout: false,
     tlsInsecureSkipVerify: false,
   });

@@ -106,15 +106,15 @@ describe('redis backend, sentinel', () => {
     let load: Promise<void> | undefined;
     let running = true;
     try {
-      const before: Written[] = [];
+      const beforeKill: Written[] = [];
       for (let n = 0; n < 200; n++) {
         const session = sessionOf(n);
         const { ticket, handle } = await store.create(session, ttl);
-        before.push({ ticket, id: handle.id, session });
+        beforeKill.push({ ticket, id: handle.id, session });
       }
 
       // Keep writing and reading throughout; a write counts only once it resolved.
-      const during: Written[] = [];
+      const underLoad: Written[] = [];
       const stats = { failedWrites: 0, failedReads: 0, reads: 0 };
       let ackedAfterPromotion = 0;
       let promoted = false;
@@ -123,13 +123,13 @@ describe('redis backend, sentinel', () => {
           const session = sessionOf(n);
           try {
             const { ticket, handle } = await store.create(session, ttl);
-            during.push({ ticket, id: handle.id, session });
+            underLoad.push({ ticket, id: handle.id, session });
             if (promoted) ackedAfterPromotion++;
           } catch {
             stats.failedWrites++;
           }
           try {
-            const probe = before[n % before.length]!;
+            const probe = beforeKill[n % beforeKill.length]!;
             assert.deepEqual((await store.load(probe.ticket))?.session, probe.session);
             stats.reads++;
           } catch {
@@ -148,7 +148,7 @@ describe('redis backend, sentinel', () => {
       });
       const failoverMs = Date.now() - killedAt;
       promoted = true;
-      const probe = before[0]!;
+      const probe = beforeKill[0]!;
       await waitFor('reads through the backend again', async () => {
         return (await store.load(probe.ticket)) !== undefined;
       });
@@ -166,12 +166,12 @@ describe('redis backend, sentinel', () => {
       t.diagnostic(
         `failover: promoted in ${failoverMs} ms, reads back after ${readsBackMs} ms, ` +
           `acknowledged writes back after ${writesBackMs} ms (old master restarted); ` +
-          `${during.length} sessions acknowledged under load, ` +
+          `${underLoad.length} sessions acknowledged under load, ` +
           `${stats.failedWrites} writes and ${stats.failedReads} reads failed during the outage`,
       );
       assert.notEqual(await set.currentMaster(), oldMaster);
       assert.ok(stats.failedWrites > 0, 'the outage was felt: some writes failed');
-      for (const { ticket, session } of [...before, ...during]) {
+      for (const { ticket, session } of [...beforeKill, ...underLoad]) {
         assert.deepEqual((await store.load(ticket))?.session, session, session.id);
       }
       // The indexes back-channel logout relies on survived too.
@@ -179,7 +179,7 @@ describe('redis backend, sentinel', () => {
       for (let sub = 0; sub < 7; sub++) {
         for (const id of await keyspaces.sessionsBySub.members(`user-${sub}`)) indexed.add(id);
       }
-      const lost = [...before, ...during].filter((w) => !indexed.has(w.id));
+      const lost = [...beforeKill, ...underLoad].filter((w) => !indexed.has(w.id));
       assert.deepEqual(lost, [], 'every acknowledged session is still indexed by sub');
     } finally {
       running = false;
