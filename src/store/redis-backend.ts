@@ -177,6 +177,16 @@ export function createRedisBackend(
       log.warn({}, 'redis connection lost');
     }
   });
+  // The client should never end on its own (its retry strategy never gives up); should a
+  // library edge case end it anyway, start over rather than stay down until a restart.
+  let closing = false;
+  client.on('end', () => {
+    if (closing) return;
+    log.error({}, 'redis client ended unexpectedly; reconnecting');
+    setTimeout(() => {
+      if (!closing) client.connect().catch(() => undefined);
+    }, options.reconnectMaxDelayMs ?? 2_000).unref();
+  });
   client.on('ready', () => {
     if (down) log.info({}, 'redis connection restored');
     everReady = true;
@@ -319,6 +329,7 @@ export function createRedisBackend(
       return (await write('srem', [k(key), member])) === 1;
     },
     async close() {
+      closing = true;
       try {
         await client.quit();
       } catch {

@@ -92,8 +92,11 @@ export function createRedisClient(
       sentinels: config.sentinels.map(parseHostPort),
       name: config.name ?? '',
       role: 'master',
-      // Subscribes to the sentinels' +switch-master so a failover is followed at once.
-      failoverDetector: true,
+      // ioredis' failover detector is off: a +switch-master arriving while the client is already
+      // reconnecting (the usual case when the master died) ends the client for good. Without
+      // it, every reconnection asks the sentinels afresh, and a master demoted while still
+      // reachable answers writes with READONLY, which reconnects (above).
+      failoverDetector: false,
       sentinelRetryStrategy: retryStrategy,
       ...(config.commandTimeout > 0 ? { sentinelCommandTimeout: config.commandTimeout } : {}),
       // With a tls block, both the sentinels and the servers they point at are spoken to over TLS.
