@@ -10,11 +10,11 @@ import { Authorizer, type Runtime } from './authz/authorizer.ts';
 import { handleCallback } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
 import { Pipeline } from './authz/pipeline.ts';
-import { Refresher } from './authz/session-refresh.ts';
 import { createSessionStep } from './authz/session-step.ts';
 import { allowPublicPath, loginOrDeny, unauthenticated } from './authz/steps.ts';
 import type { AppConfig, Config } from './config/schema.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
+import { GrantLimiter, RefreshCoordinator } from './oidc/refresh-coordinator.ts';
 import { SessionManager } from './session/session-manager.ts';
 import { SessionRevocations } from './session/session-revocations.ts';
 import {
@@ -64,7 +64,7 @@ interface Services {
   readonly now: () => number;
   readonly store: SharedStore;
   readonly breakers: Breakers;
-  readonly refresher: Refresher;
+  readonly metrics: Metrics;
   /** OIDC clients by their app's name and `oidc` block, reused while that block is unchanged. */
   readonly oidcClients: Map<string, OidcClient>;
 }
@@ -92,6 +92,7 @@ function buildApp(app: AppConfig, services: Services): AppRuntime {
     app: app.name,
     sessionMaxAge: app.session.maxAge,
     loginTimeout: app.session.loginTimeout,
+    refreshLockTtl: app.refresh.lockTtl,
     refreshResultTtl: app.refresh.resultTtl,
     now: services.now,
   };
@@ -107,8 +108,28 @@ function buildApp(app: AppConfig, services: Services): AppRuntime {
     isRevoked: revocations.isRevoked,
   });
   const idp = services.breakers.idp(app.name);
+  const oidc = oidcClientFor(app, services);
+  // Refresh coordination degrades to this process while the store is down (SPEC §11).
+  const refresher = new RefreshCoordinator(
+    {
+      appName: app.name,
+      lockTtl: app.refresh.lockTtl,
+      waitTimeout: app.refresh.waitTimeout,
+      maxAttempts: app.refresh.maxAttempts,
+      cooldown: app.refresh.cooldown,
+    },
+    {
+      oidc,
+      locks: degradable.refreshLocks,
+      results: degradable.refreshResults,
+      metrics: services.metrics.refreshMetrics(app.name),
+      grants: new GrantLimiter(app.refresh.maxConcurrent),
+      now: services.now,
+    },
+  );
   return buildAppRuntime(app, {
-    oidc: oidcClientFor(app, services),
+    oidc,
+    refresher,
     sessions,
     revocations,
     logoutTokenReplay: durable.logoutTokenReplay,
@@ -158,7 +179,7 @@ function buildRuntime(
         createLogoutStep(services.logger),
         providerLogout.handleBackchannelLogout,
         providerLogout.handleFrontchannelLogout,
-        createSessionStep({ refresher: services.refresher, now: services.now, unauthenticated }),
+        createSessionStep({ now: services.now, unauthenticated }),
         loginOrDeny,
       ],
     }),
@@ -274,7 +295,19 @@ export async function startServer(
   const health = new HealthState();
   const now = options.now ?? Date.now;
   const redis =
-    config.store.type === 'redis' ? createRedisBackend(config.store.redis, { logger }) : undefined;
+    config.store.type === 'redis'
+      ? createRedisBackend(config.store.redis, {
+          logger,
+          ...(config.store.redis.replicaAcks === undefined
+            ? {}
+            : {
+                replicaAcks: {
+                  replicas: config.store.redis.replicaAcks.replicas,
+                  timeoutMs: config.store.redis.replicaAcks.timeout,
+                },
+              }),
+        })
+      : undefined;
   const tuning = (b: Config['breakers']['store']) => ({
     errorThresholdPercentage: b.errorThresholdPercentage,
     volumeThreshold: b.volumeThreshold,
@@ -300,7 +333,7 @@ export async function startServer(
     now,
     store,
     breakers,
-    refresher: new Refresher(),
+    metrics,
     oidcClients: new Map(),
   };
   let current = config;

@@ -2,6 +2,7 @@
 import type { AppConfig } from '../config/schema.ts';
 import { DEFAULT_UPSTREAM_HEADERS } from '../config/schema.ts';
 import type { OidcClient } from '../oidc/oidc-client.ts';
+import type { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import type { SessionManager } from '../session/session-manager.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
 import type { Keyspace } from '../store/keyspace.ts';
@@ -25,6 +26,7 @@ export interface AppRuntime {
   readonly scrubHeaders: readonly string[];
   readonly rules: AuthorizationRules;
   readonly oidc: OidcClient;
+  readonly refresher: RefreshCoordinator;
   readonly sessions: SessionManager;
   readonly revocations: SessionRevocations;
   /** Back-channel logout token ids already used, shared by every replica. */
@@ -38,7 +40,7 @@ export interface AppRuntime {
 
 export type AppServices = Pick<
   AppRuntime,
-  'oidc' | 'sessions' | 'revocations' | 'logoutTokenReplay' | 'idpDownFor'
+  'oidc' | 'refresher' | 'sessions' | 'revocations' | 'logoutTokenReplay' | 'idpDownFor'
 >;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {
@@ -58,6 +60,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     scrubHeaders: Object.freeze([...new Set(scrubHeaders.map((n) => n.toLowerCase()))]),
     rules: compileRules(config.authorization, config.oidc.clientId),
     oidc: services.oidc,
+    refresher: services.refresher,
     sessions: services.sessions,
     revocations: services.revocations,
     logoutTokenReplay: services.logoutTokenReplay,

@@ -1,7 +1,7 @@
 /** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
-import { Refresher } from './session-refresh.ts';
+import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { allow, deny, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** Decides for a request without a usable session (login, or 401); set by the composition. */
@@ -11,7 +11,6 @@ export type Unauthenticated = (
 ) => Promise<Verdict> | Verdict;
 
 export interface SessionStepDeps {
-  readonly refresher: Refresher;
   readonly now: () => number;
   readonly unauthenticated: Unauthenticated;
 }
@@ -30,8 +29,6 @@ export function cookieHeaderWithout(
   return kept.length === 0 ? undefined : kept.join('; ');
 }
 
-const retryAfter: HeaderPair = ['retry-after', '5'];
-
 export function createSessionStep(deps: SessionStepDeps) {
   return async function allowSession(context: StepContext): Promise<Verdict | undefined> {
     const { request, app } = context;
@@ -43,8 +40,8 @@ export function createSessionStep(deps: SessionStepDeps) {
     let { session } = loaded;
     let setCookie = loaded.setCookie;
     const now = deps.now();
-    if (Refresher.isDue(session, now, app.config.refresh.skew)) {
-      const outcome = await deps.refresher.refresh(app.oidc, session);
+    if (RefreshCoordinator.isDue(session, now, app.config.refresh.skew)) {
+      const outcome = await app.refresher.refresh(session);
       switch (outcome.kind) {
         case 'refreshed': {
           const written = await app.sessions.update(
@@ -67,7 +64,7 @@ export function createSessionStep(deps: SessionStepDeps) {
           // The old access token still works: keep serving; else the caller retries later.
           if (session.tokens.expiresAt <= now) {
             return deny('unavailable', 503, 'identity provider unavailable, retry shortly', [
-              retryAfter,
+              ['retry-after', String(outcome.retryAfterSeconds)],
             ]);
           }
       }

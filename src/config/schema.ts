@@ -365,6 +365,16 @@ const refreshSchema = z
       .min(1)
       .default(64)
       .describe('Concurrent refresh grants per process, across all sessions. Default 64.'),
+    lockTtl: duration()
+      .prefault('10s')
+      .describe(
+        'Lease of the cross-replica refresh lock, renewed while the grant runs; after a holder dies, another replica takes over once it lapses. Duration, default `10s`.',
+      ),
+    waitTimeout: duration()
+      .prefault('5s')
+      .describe(
+        "Longest a request waits for another replica's refresh before answering 503. Keep it under Envoy's ext_authz timeout. Duration, default `5s`.",
+      ),
   })
   .prefault({})
   .describe('Access-token refresh (SPEC §5).');
@@ -657,6 +667,17 @@ const redisSchema = z
       .prefault('1s')
       .describe(
         'Fail a command after this long so breakers see an outage. Duration, default `1s`.',
+      ),
+    replicaAcks: z
+      .strictObject({
+        replicas: z.int().min(1).describe('Replicas that must hold a write (Redis `WAIT`).'),
+        timeout: duration()
+          .prefault('500ms')
+          .describe('How long to wait for them. Default `500ms`.'),
+      })
+      .optional()
+      .describe(
+        'A write counts as done only once this many replicas hold it, so a Sentinel failover loses nothing acknowledged. Default off (the master alone).',
       ),
   })
   .prefault({})

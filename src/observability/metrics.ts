@@ -1,6 +1,7 @@
 /** Prometheus metrics on a registry of our own; label values are bounded (apps, verdicts, reasons). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Verdict } from '../authz/verdict.ts';
+import type { RefreshMetrics } from '../oidc/refresh-coordinator.ts';
 
 /** The label used for requests no app claimed. */
 export const noAppLabel = '-';
@@ -18,6 +19,10 @@ export class Metrics {
   readonly #errors: Counter;
   readonly #reloads: Counter<'result'>;
   readonly #ready: Gauge<'component'>;
+  readonly #refreshGrants: Counter<'app' | 'outcome'>;
+  readonly #refreshFollowers: Counter<'app' | 'source'>;
+  readonly #refreshLockWaits: Counter<'app'>;
+  readonly #refreshGated: Counter<'app' | 'gate'>;
   /** Children bound once per (app, verdict, reason); the set is bounded by the config. */
   readonly #children = new Map<string, CheckChildren>();
 
@@ -58,6 +63,30 @@ export class Metrics {
       labelNames: ['component'],
       registers,
     });
+    this.#refreshGrants = new Counter({
+      name: 'eoa_refresh_grants_total',
+      help: 'Refresh-token grants at the provider by outcome (ok, invalid_grant, unavailable).',
+      labelNames: ['app', 'outcome'],
+      registers,
+    });
+    this.#refreshFollowers = new Counter({
+      name: 'eoa_refresh_followers_total',
+      help: 'Refreshes served without a grant of their own: in this process, from another replica, or late arrivals with the old cookie.',
+      labelNames: ['app', 'source'],
+      registers,
+    });
+    this.#refreshLockWaits = new Counter({
+      name: 'eoa_refresh_lock_waits_total',
+      help: "Refreshes that found another replica's lock and waited for its result.",
+      labelNames: ['app'],
+      registers,
+    });
+    this.#refreshGated = new Counter({
+      name: 'eoa_refresh_gated_total',
+      help: 'Refreshes not attempted because a gate was closed (budget, concurrency).',
+      labelNames: ['app', 'gate'],
+      registers,
+    });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'eoa_' });
   }
@@ -82,6 +111,31 @@ export class Metrics {
 
   configReloaded(ok: boolean): void {
     this.#reloads.inc({ result: ok ? 'ok' : 'rejected' });
+  }
+
+  /** The refresh counters of one app, children bound once. */
+  refreshMetrics(app: string): RefreshMetrics {
+    const grants = {
+      ok: this.#refreshGrants.labels(app, 'ok'),
+      invalid_grant: this.#refreshGrants.labels(app, 'invalid_grant'),
+      unavailable: this.#refreshGrants.labels(app, 'unavailable'),
+    };
+    const followers = {
+      process: this.#refreshFollowers.labels(app, 'process'),
+      replica: this.#refreshFollowers.labels(app, 'replica'),
+      late: this.#refreshFollowers.labels(app, 'late'),
+    };
+    const gated = {
+      budget: this.#refreshGated.labels(app, 'budget'),
+      concurrency: this.#refreshGated.labels(app, 'concurrency'),
+    };
+    const lockWaits = this.#refreshLockWaits.labels(app);
+    return {
+      grant: (outcome) => grants[outcome].inc(),
+      follower: (source) => followers[source].inc(),
+      lockWait: () => lockWaits.inc(),
+      gated: (gate) => gated[gate].inc(),
+    };
   }
 
   setReady(component: string, ready: boolean): void {

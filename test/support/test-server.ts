@@ -60,9 +60,12 @@ export interface TestServer {
 /** Starts a server; by default waits until it is SERVING (every app's discovery answered). */
 export async function startTestServer(
   document: Record<string, unknown>,
-  options: { readonly waitReady?: boolean } = {},
+  options: { readonly waitReady?: boolean; readonly now?: () => number } = {},
 ): Promise<TestServer> {
-  const handle = await startServer(testConfig(document), { logger: silentLogger() });
+  const handle = await startServer(testConfig(document), {
+    logger: silentLogger(),
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
   if (options.waitReady ?? true) {
     const deadline = Date.now() + 10_000;
     while (handle.health.status() !== 'SERVING') {

@@ -1,0 +1,322 @@
+/**
+ * Refresh without storms (SPEC §5): exactly one token grant per refresh token, however many
+ * requests and replicas want it at once.
+ *
+ * - In this process, callers for the same refresh token share one promise.
+ * - Across replicas, a lease lock per refresh-token digest (owner token, renewed while the
+ *   grant runs, released by its owner only) elects one leader; the others wait for the result
+ *   it publishes instead of calling the provider.
+ * - The result stays a short while, sealed with a key derived from the old refresh token, so a
+ *   request still carrying the pre-rotation cookie gets the new tokens too, and the store never
+ *   holds a usable token.
+ * - `invalid_grant` is published as well, so the session ends once, not once per request.
+ */
+import { createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { AuthzError } from '../errors.ts';
+import {
+  encodeProtectedHeader,
+  openCompact,
+  sealCompact,
+  splitCompact,
+} from '../session/compact-jwe.ts';
+import type { Session, SessionTokens } from '../session/session.ts';
+import type { Keyspace } from '../store/keyspace.ts';
+import type { OidcClient } from './oidc-client.ts';
+
+export type RefreshOutcome =
+  | {
+      readonly kind: 'refreshed';
+      readonly tokens: SessionTokens;
+      readonly claims?: Readonly<Record<string, unknown>>;
+    }
+  /** The provider refused the grant (or there is nothing to refresh with): the session is over. */
+  | { readonly kind: 'ended' }
+  /** Not refreshed now (provider down, gates closed, waited too long); the session stays. */
+  | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number };
+
+/** Where a refreshed result came from, for metrics. */
+export type RefreshSource = 'process' | 'replica' | 'late';
+
+export interface RefreshMetrics {
+  /** A grant at the provider finished: `ok`, `invalid_grant`, `unavailable`. */
+  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable'): void;
+  /** A caller was served without a grant of its own. */
+  follower(source: RefreshSource): void;
+  /** A caller found another replica's lock and waited for it. */
+  lockWait(): void;
+  /** A refresh was not attempted because a gate was closed. */
+  gated(gate: 'budget' | 'concurrency'): void;
+}
+
+export interface RefreshCoordinatorOptions {
+  readonly appName: string;
+  /** Lease of the cross-replica lock, ms. */
+  readonly lockTtl: number;
+  /** Longest wait for another replica's result, ms. */
+  readonly waitTimeout: number;
+  /** Failed attempts per refresh token before `cooldown` applies. */
+  readonly maxAttempts: number;
+  /** ms. */
+  readonly cooldown: number;
+}
+
+export interface RefreshCoordinatorDeps {
+  readonly oidc: OidcClient;
+  readonly locks: Keyspace<string, string>;
+  readonly results: Keyspace<string, string>;
+  readonly metrics: RefreshMetrics;
+  /** Concurrent grants of the whole process, shared by every app. */
+  readonly grants: GrantLimiter;
+  readonly now: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
+export class GrantLimiter {
+  readonly #max: number;
+  #running = 0;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** Takes a slot, or returns false when every slot is in use. */
+  tryAcquire(): boolean {
+    if (this.#running >= this.#max) return false;
+    this.#running++;
+    return true;
+  }
+
+  release(): void {
+    this.#running--;
+  }
+}
+
+/** What a published result record holds, sealed. */
+type PublishedResult =
+  | {
+      readonly kind: 'refreshed';
+      readonly tokens: SessionTokens;
+      readonly claims?: Readonly<Record<string, unknown>>;
+    }
+  | { readonly kind: 'ended' };
+
+const resultHeader = encodeProtectedHeader();
+const maxResultChars = 64 * 1024;
+
+const defaultSleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, ms));
+
+export class RefreshCoordinator {
+  readonly #options: RefreshCoordinatorOptions;
+  readonly #deps: RefreshCoordinatorDeps;
+  readonly #sleep: (ms: number) => Promise<void>;
+  readonly #inFlight = new Map<string, Promise<RefreshOutcome>>();
+  /** Failed attempts per refresh-token digest: count and when the window began. */
+  readonly #failures = new Map<string, { count: number; since: number }>();
+
+  constructor(options: RefreshCoordinatorOptions, deps: RefreshCoordinatorDeps) {
+    this.#options = options;
+    this.#deps = deps;
+    this.#sleep = deps.sleep ?? defaultSleep;
+  }
+
+  /** True when the access token has less than `skew` ms left. */
+  static isDue(session: Session, now: number, skew: number): boolean {
+    return session.tokens.expiresAt - now <= skew;
+  }
+
+  refresh(session: Session): Promise<RefreshOutcome> {
+    const refreshToken = session.tokens.refreshToken;
+    if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
+    const id = createHash('sha256').update(refreshToken).digest('base64url');
+    const running = this.#inFlight.get(id);
+    if (running !== undefined) {
+      this.#deps.metrics.follower('process');
+      return running;
+    }
+    const promise = this.#coordinate(session, refreshToken, id).finally(() => {
+      // Cleared only by the promise that filled the slot.
+      if (this.#inFlight.get(id) === promise) this.#inFlight.delete(id);
+    });
+    this.#inFlight.set(id, promise);
+    return promise;
+  }
+
+  async #coordinate(session: Session, refreshToken: string, id: string): Promise<RefreshOutcome> {
+    const key = resultKey(refreshToken);
+    const early = await this.#readResult(id, key);
+    if (early !== undefined) {
+      this.#deps.metrics.follower('late');
+      return early;
+    }
+
+    const owner = randomBytes(16).toString('base64url');
+    const deadline = this.#deps.now() + this.#options.waitTimeout;
+    let waited = false;
+    while (!(await this.#deps.locks.setIfAbsent(id, owner, this.#options.lockTtl))) {
+      if (!waited) {
+        waited = true;
+        this.#deps.metrics.lockWait();
+      }
+      await this.#sleep(25);
+      const published = await this.#readResult(id, key);
+      if (published !== undefined) {
+        this.#deps.metrics.follower('replica');
+        return published;
+      }
+      if (this.#deps.now() > deadline) return unavailable(1_000);
+    }
+
+    try {
+      // Another replica may have finished between our first read and taking the lock.
+      const published = await this.#readResult(id, key);
+      if (published !== undefined) {
+        this.#deps.metrics.follower('replica');
+        return published;
+      }
+      return await this.#lead(session, refreshToken, id, key, owner);
+    } finally {
+      await this.#deps.locks.deleteIfEquals(id, owner).catch(() => undefined);
+    }
+  }
+
+  /** The leader's grant: gates first, then the provider, then the published result. */
+  async #lead(
+    session: Session,
+    refreshToken: string,
+    id: string,
+    key: Buffer,
+    owner: string,
+  ): Promise<RefreshOutcome> {
+    const cooling = this.#coolingFor(id);
+    if (cooling > 0) {
+      this.#deps.metrics.gated('budget');
+      return unavailable(cooling);
+    }
+    if (!this.#deps.grants.tryAcquire()) {
+      this.#deps.metrics.gated('concurrency');
+      return unavailable(1_000);
+    }
+    const renew = setInterval(
+      () => {
+        this.#deps.locks.expireIfEquals(id, owner, this.#options.lockTtl).catch(() => undefined);
+      },
+      Math.max(50, Math.floor(this.#options.lockTtl / 3)),
+    );
+    try {
+      const result = await this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub });
+      this.#deps.metrics.grant('ok');
+      this.#failures.delete(id);
+      const next = result.tokens.refreshToken ?? refreshToken;
+      const idToken = result.tokens.idToken ?? session.tokens.idToken;
+      const tokens: SessionTokens = {
+        accessToken: result.tokens.accessToken,
+        // Without expires_in or a new ID token, keep the old deadline rather than invent one.
+        expiresAt: result.tokens.expiresAt ?? session.tokens.expiresAt,
+        refreshToken: next,
+        ...(idToken === undefined ? {} : { idToken }),
+      };
+      const outcome: PublishedResult =
+        result.claims === undefined
+          ? { kind: 'refreshed', tokens }
+          : { kind: 'refreshed', tokens, claims: result.claims };
+      await this.#publish(id, key, outcome);
+      return outcome;
+    } catch (error) {
+      if (!(error instanceof AuthzError)) throw error;
+      if (error.code === 'IDP_UNAVAILABLE') {
+        this.#deps.metrics.grant('unavailable');
+        this.#recordFailure(id);
+        return { kind: 'unavailable', retryAfterSeconds: error.retryAfterSeconds };
+      }
+      // invalid_grant and every other refusal: the refresh token is dead.
+      this.#deps.metrics.grant('invalid_grant');
+      await this.#publish(id, key, { kind: 'ended' });
+      return { kind: 'ended' };
+    } finally {
+      clearInterval(renew);
+      this.#deps.grants.release();
+    }
+  }
+
+  /**
+   * ms until this refresh token may be tried again (0: now). Checked before an attempt is
+   * recorded, so a closed gate never counts as an attempt.
+   */
+  #coolingFor(id: string): number {
+    const entry = this.#failures.get(id);
+    if (entry === undefined) return 0;
+    const left = entry.since + this.#options.cooldown - this.#deps.now();
+    if (left <= 0) {
+      this.#failures.delete(id);
+      return 0;
+    }
+    return entry.count < this.#options.maxAttempts ? 0 : left;
+  }
+
+  #recordFailure(id: string): void {
+    const entry = this.#failures.get(id);
+    if (entry === undefined) {
+      // Bounded: forget the oldest when too many sessions are failing at once.
+      if (this.#failures.size >= 10_000) {
+        const oldest = this.#failures.keys().next().value;
+        if (oldest !== undefined) this.#failures.delete(oldest);
+      }
+      this.#failures.set(id, { count: 1, since: this.#deps.now() });
+    } else {
+      entry.count++;
+    }
+  }
+
+  async #publish(id: string, key: Buffer, result: PublishedResult): Promise<void> {
+    const sealed = sealCompact(key, resultHeader, Buffer.from(JSON.stringify(result)));
+    await this.#deps.results.set(id, sealed).catch(() => undefined);
+  }
+
+  async #readResult(id: string, key: Buffer): Promise<RefreshOutcome | undefined> {
+    const sealed = await this.#deps.results.get(id).catch(() => undefined);
+    if (sealed === undefined) return undefined;
+    const parts = splitCompact(sealed, maxResultChars);
+    const plain = parts === undefined ? undefined : openCompact(key, parts);
+    if (plain === undefined) return undefined;
+    return parsePublished(plain);
+  }
+}
+
+function unavailable(retryAfterMs: number): RefreshOutcome {
+  return { kind: 'unavailable', retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) };
+}
+
+/** The key that seals a result: derived from the old refresh token, which only its holders know. */
+function resultKey(refreshToken: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', refreshToken, 'eoa refresh result', 'v1', 32));
+}
+
+function parsePublished(plain: Buffer): RefreshOutcome | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(plain.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof data !== 'object' || data === null) return undefined;
+  const record = data as Record<string, unknown>;
+  if (record['kind'] === 'ended') return { kind: 'ended' };
+  const tokens = record['tokens'] as Record<string, unknown> | undefined;
+  if (
+    record['kind'] !== 'refreshed' ||
+    typeof tokens?.['accessToken'] !== 'string' ||
+    typeof tokens['expiresAt'] !== 'number'
+  ) {
+    return undefined;
+  }
+  const claims = record['claims'];
+  return {
+    kind: 'refreshed',
+    tokens: tokens as unknown as SessionTokens,
+    ...(typeof claims === 'object' && claims !== null
+      ? { claims: claims as Record<string, unknown> }
+      : {}),
+  };
+}

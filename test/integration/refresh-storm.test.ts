@@ -1,0 +1,330 @@
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { after, before, describe, it } from 'node:test';
+import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { AppBrowser, setCookieLines } from '../support/browser.ts';
+import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
+import { spawnServer } from '../support/server-process.ts';
+import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
+import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+
+const protos = loadUpstreamProtos();
+const origin = 'https://dash.example.com';
+const secret = 'dash-client-secret-long-enough-0123';
+/** Access tokens live 4 s and are refreshed in their last 2 s: a session goes stale 2 s after login. */
+const accessTokenTtlSeconds = 4;
+const staleAfterMs = 2_100;
+const xhr: [string, string][] = [['accept', 'application/json']];
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function app(issuer: string, overrides: Record<string, unknown> = {}) {
+  return {
+    name: 'dash',
+    match: { hosts: ['dash.example.com'] },
+    oidc: { issuer, clientId: 'dash', clientSecret: secret, probeInterval: '1h' },
+    refresh: { skew: '2s', lockTtl: '1s', waitTimeout: '4s', cooldown: '30s' },
+    session: { secrets: [testSessionSecret] },
+    ...overrides,
+  };
+}
+
+function refreshGrants(provider: TestProvider): {
+  success: number;
+  invalid_grant: number;
+  other: number;
+} {
+  const byOutcome = provider.counters().grants['refresh_token'] ?? {};
+  let other = 0;
+  for (const [outcome, n] of Object.entries(byOutcome))
+    if (outcome !== 'success' && outcome !== 'invalid_grant') other += n;
+  return {
+    success: byOutcome['success'] ?? 0,
+    invalid_grant: byOutcome['invalid_grant'] ?? 0,
+    other,
+  };
+}
+
+function userOf(outcome: Outcome): string | undefined {
+  return outcome.kind === 'allow' ? outcome.upstream.headers.get('x-auth-request-user') : undefined;
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
+}
+
+/** Sends `count` Checks at once with the browser's cookies, spread over the clients; times each. */
+async function herd(
+  clients: readonly EnvoyClient[],
+  from: AppBrowser,
+  count: number,
+): Promise<{ outcomes: Outcome[]; ms: number[] }> {
+  const cookie = from.cookieHeader()!;
+  const ms: number[] = [];
+  const outcomes = await Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const started = performance.now();
+      const outcome = await clients[i % clients.length]!.check({
+        url: `${origin}/api/panel/${i}`,
+        headers: [...xhr, ['cookie', cookie]],
+      });
+      ms.push(performance.now() - started);
+      return outcome;
+    }),
+  );
+  return { outcomes, ms: ms.sort((a, b) => a - b) };
+}
+
+describe('refresh without storms', () => {
+  let provider: TestProvider;
+  let redis: RedisProcess;
+
+  before(async () => {
+    provider = await startTestProvider({
+      clients: [
+        { clientId: 'dash', clientSecret: secret, redirectUris: [`${origin}/oauth2/callback`] },
+      ],
+      accessTokenTtlSeconds,
+    });
+    redis = await startRedis();
+  });
+
+  after(async () => {
+    await provider.close();
+    await redis.stop();
+  });
+
+  describe('one server', () => {
+    let server: TestServer;
+    let envoy: EnvoyClient;
+
+    before(async () => {
+      server = await startTestServer({ apps: [app(provider.issuer)] });
+      envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 });
+    });
+    after(async () => {
+      envoy.close();
+      await server.close();
+    });
+
+    it('makes exactly one grant for 500 concurrent Checks on one stale session, all allowed', async () => {
+      const b = new AppBrowser(envoy);
+      await b.login(`${origin}/`);
+      const fresh = await herd([envoy], b, 500);
+      assert.ok(fresh.outcomes.every((o) => userOf(o) === 'alice'));
+      await sleep(staleAfterMs);
+      const before = refreshGrants(provider);
+      const stale = await herd([envoy], b, 500);
+      const after = refreshGrants(provider);
+      assert.equal(after.success - before.success, 1, 'exactly one refresh grant');
+      assert.equal(after.invalid_grant - before.invalid_grant, 0, 'no invalid_grant');
+      assert.equal(stale.outcomes.filter((o) => userOf(o) === 'alice').length, 500, '500 allows');
+      assert.ok(
+        stale.outcomes.every((o) => setCookieLines(o).length > 0),
+        'each carries the renewed cookie',
+      );
+      console.log(
+        `# one server: no refresh p50 ${quantile(fresh.ms, 0.5).toFixed(1)} ms p99 ${quantile(fresh.ms, 0.99).toFixed(1)} ms; ` +
+          `with the herd p50 ${quantile(stale.ms, 0.5).toFixed(1)} ms p99 ${quantile(stale.ms, 0.99).toFixed(1)} ms`,
+      );
+
+      // A request still carrying the pre-rotation cookie, 10 s later, gets the new tokens too.
+      const late = new AppBrowser(envoy);
+      for (const [n, v] of b.cookies) late.cookies.set(n, v);
+      await sleep(10_000);
+      const grantsBefore = refreshGrants(provider);
+      const outcome = await late.request(`${origin}/late`, { navigate: false, headers: xhr });
+      assert.equal(userOf(outcome), 'alice', 'the old cookie is still let in');
+      assert.ok(
+        setCookieLines(outcome).some((l) => l.startsWith('__Host-_eoa=')),
+        'and carries the new cookie back',
+      );
+      assert.equal(refreshGrants(provider).success, grantsBefore.success, 'without another grant');
+      assert.equal(refreshGrants(provider).invalid_grant, grantsBefore.invalid_grant);
+      const metrics = await (await fetch(`${server.adminBase}/metrics`)).text();
+      assert.match(metrics, /eoa_refresh_grants_total\{app="dash",outcome="ok"\} 1\n/);
+      // 499 followers of the herd (in flight, or just after the result was published) and the late one.
+      const followers = [
+        ...metrics.matchAll(
+          /eoa_refresh_followers_total\{app="dash",source="(?:process|late)"\} (\d+)/g,
+        ),
+      ];
+      assert.equal(
+        followers.reduce((sum, m) => sum + Number(m[1]), 0),
+        500,
+      );
+    });
+
+    it('ends a session whose grant was revoked after exactly one attempt: login for browsers, 401 for XHR', async () => {
+      const b = new AppBrowser(envoy);
+      await b.login(`${origin}/`);
+      for (const id of provider.grantIds('alice', 'dash')) await provider.revokeGrant(id);
+      await sleep(staleAfterMs);
+      const stale = new Map(b.cookies);
+      const before = refreshGrants(provider);
+      const [navigation, ...calls] = await Promise.all([
+        b.request(`${origin}/page`),
+        ...Array.from({ length: 20 }, () =>
+          envoy.check({
+            url: `${origin}/api`,
+            headers: [...xhr, ['cookie', [...stale].map(([n, v]) => `${n}=${v}`).join('; ')]],
+          }),
+        ),
+      ]);
+      assert.equal(
+        navigation.kind === 'deny' && navigation.status,
+        302,
+        'the browser is sent to log in',
+      );
+      for (const call of calls)
+        assert.equal(call.kind === 'deny' && call.status, 401, 'XHR gets 401');
+      // The same stale cookie again, within the cooldown: no further attempt.
+      const again = await envoy.check({
+        url: `${origin}/api`,
+        headers: [...xhr, ['cookie', [...stale].map(([n, v]) => `${n}=${v}`).join('; ')]],
+      });
+      assert.equal(again.kind === 'deny' && again.status, 401);
+      const after = refreshGrants(provider);
+      assert.equal(
+        after.invalid_grant +
+          after.success +
+          after.other -
+          (before.invalid_grant + before.success + before.other),
+        1,
+        'exactly one grant attempt',
+      );
+    });
+
+    it('allows while the provider is unreachable and the token still valid; 503 with Retry-After once it expired', async () => {
+      const b = new AppBrowser(envoy);
+      await b.login(`${origin}/`);
+      await sleep(staleAfterMs);
+      await provider.stop();
+      try {
+        const stillValid = await b.request(`${origin}/x`, { navigate: false, headers: xhr });
+        assert.equal(userOf(stillValid), 'alice');
+        await sleep(2_000);
+        const expired = await b.request(`${origin}/x`, { navigate: false, headers: xhr });
+        assert.equal(expired.kind === 'deny' && expired.status, 503);
+        assert.ok(
+          expired.kind === 'deny' &&
+            expired.headers.some(([n, v]) => n === 'retry-after' && Number(v) >= 1),
+        );
+      } finally {
+        await provider.start();
+      }
+    });
+  });
+
+  describe('three servers sharing one redis-server', () => {
+    const servers: TestServer[] = [];
+    const clients: EnvoyClient[] = [];
+
+    before(async () => {
+      for (let i = 0; i < 3; i++) {
+        const server = await startTestServer({
+          store: { type: 'redis', redis: { url: redis.url, commandTimeout: '500ms' } },
+          breakers: { store: { volumeThreshold: 2, resetTimeout: '250ms' } },
+          apps: [app(provider.issuer)],
+        });
+        servers.push(server);
+        clients.push(new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 }));
+      }
+    });
+    after(async () => {
+      for (const client of clients) client.close();
+      for (const server of servers) await server.close();
+    });
+
+    it('makes exactly one grant for 500 concurrent Checks spread over three replicas', async () => {
+      const b = new AppBrowser(clients[0]!);
+      await b.login(`${origin}/`);
+      const fresh = await herd(clients, b, 500);
+      await sleep(staleAfterMs);
+      const before = refreshGrants(provider);
+      const stale = await herd(clients, b, 500);
+      const after = refreshGrants(provider);
+      assert.equal(after.success - before.success, 1, 'exactly one refresh grant');
+      assert.equal(after.invalid_grant - before.invalid_grant, 0);
+      assert.equal(stale.outcomes.filter((o) => userOf(o) === 'alice').length, 500, '500 allows');
+      let replicaFollowers = 0;
+      for (const server of servers) {
+        const text = await (await fetch(`${server.adminBase}/metrics`)).text();
+        replicaFollowers += Number(
+          /eoa_refresh_followers_total\{app="dash",source="(?:replica|late)"\} (\d+)/.exec(
+            text,
+          )?.[1] ?? 0,
+        );
+      }
+      assert.ok(
+        replicaFollowers >= 2,
+        `the other replicas took the published result (${replicaFollowers})`,
+      );
+      console.log(
+        `# three replicas: no refresh p50 ${quantile(fresh.ms, 0.5).toFixed(1)} ms p99 ${quantile(fresh.ms, 0.99).toFixed(1)} ms; ` +
+          `with the herd p50 ${quantile(stale.ms, 0.5).toFixed(1)} ms p99 ${quantile(stale.ms, 0.99).toFixed(1)} ms`,
+      );
+    });
+
+    it('lets another replica finish the refresh after the lock holder dies mid-grant; nobody is logged out', async () => {
+      const doomed = await spawnServer({
+        log: { level: 'silent' },
+        store: { type: 'redis', redis: { url: redis.url } },
+        apps: [app(provider.issuer)],
+      });
+      const doomedEnvoy = new EnvoyClient({ target: doomed.grpcTarget, protos, timeoutMs: 10_000 });
+      try {
+        const b = new AppBrowser(clients[0]!);
+        await b.login(`${origin}/`);
+        await sleep(staleAfterMs);
+        // The grant of the replica about to die hangs at the provider, then fails unprocessed.
+        provider.injectFault({ target: 'token', latencyMs: 3_000, status: 503, count: 1 });
+        const before = refreshGrants(provider);
+        const cookie = b.cookieHeader()!;
+        const dying = doomedEnvoy
+          .check({ url: `${origin}/x`, headers: [...xhr, ['cookie', cookie]] })
+          .catch(() => undefined);
+        await sleep(300);
+        await doomed.stop('SIGKILL');
+        const outcome = await clients[1]!.check({
+          url: `${origin}/x`,
+          headers: [...xhr, ['cookie', cookie]],
+        });
+        assert.equal(
+          userOf(outcome),
+          'alice',
+          'allowed once the lease lapsed and this replica refreshed',
+        );
+        const after = refreshGrants(provider);
+        assert.equal(after.success - before.success, 1);
+        assert.equal(after.invalid_grant - before.invalid_grant, 0);
+        void dying;
+      } finally {
+        provider.clearFaults();
+        doomedEnvoy.close();
+        await doomed.stop('SIGKILL');
+      }
+    });
+
+    it('still coalesces within each replica while Redis is down: at most one grant per replica', async () => {
+      const b = new AppBrowser(clients[0]!);
+      await b.login(`${origin}/`);
+      await redis.kill('SIGKILL');
+      try {
+        await sleep(staleAfterMs);
+        const before = refreshGrants(provider);
+        await herd(clients, b, 300);
+        const after = refreshGrants(provider);
+        const attempts =
+          after.success +
+          after.invalid_grant +
+          after.other -
+          (before.success + before.invalid_grant + before.other);
+        assert.ok(attempts >= 1 && attempts <= 3, `${attempts} grant attempts for three replicas`);
+      } finally {
+        await redis.restart();
+      }
+    });
+  });
+});
