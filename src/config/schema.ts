@@ -196,7 +196,7 @@ export const DEFAULT_UPSTREAM_HEADERS: Readonly<Record<string, string>> = Object
 });
 
 /** Authorization-request parameters the login flow owns; `extraAuthParams` may not override them. */
-const RESERVED_AUTH_PARAMS = new Set([
+export const RESERVED_AUTH_PARAMS: ReadonlySet<string> = new Set([
   'client_id',
   'redirect_uri',
   'response_type',

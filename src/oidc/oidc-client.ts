@@ -1,4 +1,5 @@
 /** One app's OpenID Connect client: discovery, authorization URL, code exchange, refresh, revocation, end-session, logout tokens. */
+import { RESERVED_AUTH_PARAMS } from '../config/schema.ts';
 import { timingSafeEqual } from 'node:crypto';
 import {
   allowInsecureRequests,
@@ -171,21 +172,6 @@ export interface OidcClient {
   /** Stops discovery retries. */
   close(): void;
 }
-
-// Parameters this client owns in an authorization request; configured extras cannot set them.
-const RESERVED_AUTH_PARAMS = new Set([
-  'client_id',
-  'response_type',
-  'response_mode',
-  'redirect_uri',
-  'scope',
-  'state',
-  'nonce',
-  'code_challenge',
-  'code_challenge_method',
-  'request',
-  'request_uri',
-]);
 
 function validateOptions(options: OidcClientOptions): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
