@@ -12,6 +12,12 @@ const usage = `usage: envoy-oidc-authz [serve|check-config|demo] [--config FILE]
   demo           run a local OpenID Provider, the server and a gateway on 127.0.0.1:8080
 
   --config FILE  the configuration file (or EOA_CONFIG)
+
+demo options:
+  --port N           the gateway's port (default 8080; 0 picks a free one)
+  --provider-port N  the OpenID Provider's port (default 8081; 0 picks a free one)
+  --host ADDR        loopback address to listen on (default 127.0.0.1)
+  --log-level LEVEL  the server's log level (default warn)
 `;
 
 function configPath(explicit: string | undefined): string {
@@ -59,10 +65,75 @@ async function serve(path: string): Promise<void> {
   });
 }
 
+function portOption(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    process.stderr.write(`--${name} must be a port number (0-65535)\n\n${usage}`);
+    process.exit(2);
+  }
+  return port;
+}
+
+/** Runs the demo until SIGINT or SIGTERM; its modules load only here, so `serve` never does. */
+async function demo(values: {
+  port?: string;
+  'provider-port'?: string;
+  host?: string;
+  'log-level'?: string;
+}): Promise<void> {
+  const { startDemo } = await import('./demo/demo.ts');
+  const running = await startDemo({
+    port: portOption('port', values.port, 8080),
+    providerPort: portOption('provider-port', values['provider-port'], 8081),
+    ...(values.host === undefined ? {} : { host: values.host }),
+    ...(values['log-level'] === undefined ? {} : { logLevel: values['log-level'] }),
+  });
+  process.stdout.write(
+    [
+      '',
+      'envoy-oidc-authz demo is running.',
+      '',
+      `  Open      ${running.url}`,
+      `  Log in as ${running.login} (any password)`,
+      '',
+      `  OpenID Provider  ${running.issuer}  (refresh-token rotation on)`,
+      `  Server admin     ${running.adminUrl}/metrics  ${running.adminUrl}/readyz`,
+      '',
+      'Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('stopping the demo\n');
+    running.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(
+          `demo shutdown failed: ${error instanceof Error ? error.message : String(error)}\n`,
+        );
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: [...argv],
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      port: { type: 'string' },
+      'provider-port': { type: 'string' },
+      host: { type: 'string' },
+      'log-level': { type: 'string' },
+    },
     allowPositionals: true,
   });
   if (values.help === true) {
@@ -80,10 +151,7 @@ async function main(argv: readonly string[]): Promise<void> {
       return;
     }
     case 'demo':
-      process.stdout.write(
-        'The demo is coming soon: it will start a local OpenID Provider, the server and a gateway.\n',
-      );
-      return;
+      return demo(values);
     default:
       process.stderr.write(`unknown command: ${command}\n\n${usage}`);
       process.exitCode = 2;

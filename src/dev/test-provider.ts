@@ -45,8 +45,10 @@ export interface TestClient {
 }
 
 export interface TestProviderOptions {
-  /** Port on 127.0.0.1; default 0 (a free one). */
+  /** Port on {@link host}; default 0 (a free one). */
   readonly port?: number;
+  /** Loopback address to listen on, which names the issuer; default `127.0.0.1`. */
+  readonly host?: string;
   readonly clients: readonly TestClient[];
   /** Default: one demo user, `alice` (see {@link DEMO_USER}). */
   readonly users?: readonly TestUser[];
@@ -133,7 +135,7 @@ export interface ProviderSession {
 }
 
 export interface TestProvider {
-  /** `http://127.0.0.1:<port>` */
+  /** `http://<host>:<port>`, `http://127.0.0.1:<port>` by default. */
   readonly issuer: string;
   readonly port: number;
   readonly keys: { readonly RS256: SigningKey; readonly ES256: SigningKey };
@@ -342,8 +344,8 @@ function clientMetadata(client: TestClient): Record<string, unknown> {
 }
 
 /**
- * Starts a development OpenID Provider on `127.0.0.1` (issuer `http://127.0.0.1:<port>`), with
- * refresh-token rotation on (reuse of a rotated token is `invalid_grant` and revokes the grant),
+ * Starts a development OpenID Provider on loopback (issuer `http://127.0.0.1:<port>` unless
+ * `host` says otherwise), with refresh-token rotation on (reuse of a rotated token is `invalid_grant` and revokes the grant),
  * PKCE S256 required, the provider's own sign-in/consent forms, revocation, introspection,
  * RP-initiated and back-channel logout, client credentials and resource indicators.
  */
@@ -385,6 +387,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   let faults: { fault: Fault; remaining: number }[] = [];
   let lastBackchannelError: string | undefined;
 
+  const host = options.host ?? '127.0.0.1';
   const server: Server = createServer();
   const sockets = new Set<Socket>();
   server.on('connection', (socket) => {
@@ -393,13 +396,13 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => {
+    server.listen(options.port ?? 0, host, () => {
       server.off('error', reject);
       resolve();
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   const configuration = {
     adapter: (model: string) => storage.adapterFor(model),
@@ -553,7 +556,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     if (listening) return;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
+      server.listen(port, host, () => {
         server.off('error', reject);
         resolve();
       });

@@ -1,0 +1,51 @@
+/** The authorization server's configuration for the demo: one app in front of the local provider. */
+import { randomBytes } from 'node:crypto';
+
+/** The demo's one app; the gateway names it in `context_extensions` (`app=demo`). */
+export const DEMO_APP = 'demo';
+
+/** Public page the provider returns the browser to after logout. */
+export const SIGNED_OUT_PATH = '/signed-out';
+
+export interface DemoConfigInput {
+  /** Loopback address the server's listeners bind to (free ports). */
+  readonly host: string;
+  readonly issuer: string;
+  readonly clientSecret: string;
+  /** The gateway's origin, `http://127.0.0.1:8080`. */
+  readonly gatewayUrl: string;
+  /** Default `warn`, so the console shows the demo's own lines. */
+  readonly logLevel?: string;
+}
+
+/** A session secret for this run only: sessions end with the demo. */
+export function generateSessionSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/**
+ * The config document, loaded through the normal loader so the demo runs with exactly the
+ * defaults a deployment gets. The memory store, and cookie `Secure` left unset: it is off by
+ * itself for plain http on loopback.
+ */
+export function demoConfigDocument(input: DemoConfigInput): Record<string, unknown> {
+  const bind = `${input.host.includes(':') ? `[${input.host}]` : input.host}:0`;
+  return {
+    listen: { grpc: bind, http: bind, admin: bind },
+    log: { level: input.logLevel ?? 'warn' },
+    store: { type: 'memory' },
+    apps: [
+      {
+        name: DEMO_APP,
+        oidc: {
+          issuer: input.issuer,
+          clientId: DEMO_APP,
+          clientSecret: input.clientSecret,
+          postLogoutRedirectUri: `${input.gatewayUrl}${SIGNED_OUT_PATH}`,
+        },
+        session: { secrets: [generateSessionSecret()] },
+        publicPaths: [{ exact: SIGNED_OUT_PATH }],
+      },
+    ],
+  };
+}
