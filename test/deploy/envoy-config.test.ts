@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import { parse } from 'yaml';
+
+import { loadConfig } from '../../src/config/load.ts';
+import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
+import { checkProtoJson, loadProtoRoot, type ProtoJsonProblem } from './proto-json.ts';
+import { repoPath } from './repo-path.ts';
+
+// Bootstrap pulls in listeners, routes, clusters and health checks; the extensions that the
+// configs name by `@type` are loaded beside it so every typed_config can be resolved.
+const root = loadProtoRoot(upstreamIncludeDirs(), [
+  'envoy/config/bootstrap/v3/bootstrap.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+]);
+
+// Parsed YAML walked by known paths: a wrong path throws and fails the test, which is the point.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Doc = any;
+
+const bootstrap = 'envoy.config.bootstrap.v3.Bootstrap';
+
+function readYaml(relative: string): Doc {
+  return parse(readFileSync(repoPath(relative), 'utf8')) as Doc;
+}
+
+function paths(problems: readonly ProtoJsonProblem[]): string[] {
+  return problems.map((p) => p.path);
+}
+
+function hcm(config: Doc): Doc {
+  return config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+}
+
+function extAuthz(config: Doc): Doc {
+  return hcm(config).http_filters.find(
+    (f: { name: string }) => f.name === 'envoy.filters.http.ext_authz',
+  ).typed_config;
+}
+
+function cluster(config: Doc, name: string): Doc {
+  return config.static_resources.clusters.find((c: { name: string }) => c.name === name);
+}
+
+describe('envoy/envoy.yaml (gRPC mode)', () => {
+  const config = readYaml('envoy/envoy.yaml');
+
+  it('parses as an Envoy Bootstrap with every typed_config resolved', () => {
+    assert.deepEqual(checkProtoJson(root, bootstrap, config), []);
+  });
+
+  it('checks over gRPC with a 5s timeout, failing closed', () => {
+    const filter = extAuthz(config);
+    assert.equal(filter.grpc_service.envoy_grpc.cluster_name, 'envoy-oidc-authz');
+    assert.equal(filter.grpc_service.timeout, '5s');
+    assert.equal(filter.failure_mode_allow, false);
+    assert.equal(filter.transport_api_version, 'V3');
+    const names = hcm(config).http_filters.map((f: { name: string }) => f.name);
+    assert.deepEqual(names.slice(-1), ['envoy.filters.http.router'], 'router must be last');
+  });
+
+  it('chooses the app per route and disables the check on one route', () => {
+    const hosts = hcm(config).route_config.virtual_hosts;
+    const perRoute = (entry: Doc) =>
+      entry.typed_per_filter_config?.['envoy.filters.http.ext_authz'];
+    const apps = new Set<string>();
+    let disabled = 0;
+    for (const host of hosts) {
+      const hostApp = perRoute(host)?.check_settings?.context_extensions?.app;
+      if (hostApp !== undefined) apps.add(hostApp);
+      for (const route of host.routes) {
+        const settings = perRoute(route);
+        if (settings?.disabled === true) {
+          disabled++;
+          // No check runs there, so nothing scrubs forged identity headers but Envoy itself.
+          assert.ok(route.request_headers_to_remove.includes('x-auth-request-user'));
+        }
+        const app = settings?.check_settings?.context_extensions?.app;
+        if (app !== undefined) apps.add(app);
+      }
+    }
+    assert.deepEqual([...apps].sort(), ['grafana', 'wiki']);
+    assert.equal(disabled, 1);
+  });
+
+  it('talks HTTP/2 to the server and health-checks it over gRPC', () => {
+    const authz = cluster(config, 'envoy-oidc-authz');
+    const options =
+      authz.typed_extension_protocol_options[
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'
+      ];
+    assert.ok(options.explicit_http_config.http2_protocol_options);
+    assert.equal(
+      authz.health_checks[0].grpc_health_check.service_name,
+      'envoy.service.auth.v3.Authorization',
+    );
+  });
+});
+
+describe('envoy/envoy-http.yaml (HTTP mode)', () => {
+  const config = readYaml('envoy/envoy-http.yaml');
+
+  it('parses as an Envoy Bootstrap with every typed_config resolved', () => {
+    assert.deepEqual(checkProtoJson(root, bootstrap, config), []);
+  });
+
+  it('sends the cookie to the check and lets identity, cookies and redirects through', () => {
+    const filter = extAuthz(config);
+    assert.equal(filter.http_service.server_uri.timeout, '5s');
+    assert.equal(filter.failure_mode_allow, false);
+    const exact = (list: { patterns: { exact?: string; prefix?: string }[] }) =>
+      list.patterns.map((p) => p.exact ?? `${p.prefix}*`);
+    assert.ok(exact(filter.allowed_headers).includes('cookie'));
+    const response = filter.http_service.authorization_response;
+    assert.ok(exact(response.allowed_upstream_headers).includes('x-auth-request-*'));
+    assert.deepEqual(exact(response.allowed_client_headers_on_success), ['set-cookie']);
+    for (const name of ['location', 'set-cookie', 'www-authenticate', 'retry-after']) {
+      assert.ok(exact(response.allowed_client_headers).includes(name), name);
+    }
+  });
+});
+
+describe('the strict proto-JSON check', () => {
+  const clean = readYaml('envoy/envoy.yaml');
+
+  it('fails on a misspelt field name', () => {
+    const broken = structuredClone(clean);
+    const authz = cluster(broken, 'envoy-oidc-authz');
+    authz.conect_timeout = authz.connect_timeout;
+    delete authz.connect_timeout;
+    assert.deepEqual(paths(checkProtoJson(root, bootstrap, broken)), [
+      'static_resources.clusters[0].conect_timeout',
+    ]);
+  });
+
+  it('fails on a misspelt field inside a typed_config', () => {
+    const broken = structuredClone(clean);
+    const filter = extAuthz(broken);
+    filter.failure_mode_alow = false;
+    delete filter.failure_mode_allow;
+    const problems = checkProtoJson(root, bootstrap, broken);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!.path, /http_filters\[0\]\.typed_config\.failure_mode_alow$/);
+    assert.match(problems[0]!.message, /unknown field in .*ExtAuthz/);
+  });
+
+  it('fails on an unknown @type', () => {
+    const broken = structuredClone(clean);
+    extAuthz(broken)['@type'] =
+      'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuth';
+    const problems = checkProtoJson(root, bootstrap, broken);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!.message, /unknown message type .*ExtAuth$/);
+  });
+
+  it('fails on wrong JSON types: a bad duration, a string port, an unknown enum name', () => {
+    const broken = structuredClone(clean);
+    extAuthz(broken).grpc_service.timeout = '5 seconds';
+    const authz = cluster(broken, 'envoy-oidc-authz');
+    authz.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value =
+      'grpc';
+    authz.lb_policy = 'ROUND_ROBINN';
+    const problems = paths(checkProtoJson(root, bootstrap, broken));
+    assert.equal(problems.length, 3, problems.join('\n'));
+    assert.ok(problems.some((p) => p.endsWith('grpc_service.timeout')));
+    assert.ok(problems.some((p) => p.endsWith('socket_address.port_value')));
+    assert.ok(problems.some((p) => p.endsWith('clusters[0].lb_policy')));
+  });
+
+  it('fails on two members of one oneof', () => {
+    const broken = structuredClone(clean);
+    extAuthz(broken).http_service = {
+      server_uri: { uri: 'http://x', cluster: 'x', timeout: '1s' },
+    };
+    const problems = checkProtoJson(root, bootstrap, broken);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!.message, /oneof services already set by grpc_service/);
+  });
+
+  it('accepts the lowerCamelCase names Envoy also accepts', () => {
+    const camel = structuredClone(clean);
+    const authz = cluster(camel, 'envoy-oidc-authz');
+    authz.connectTimeout = authz.connect_timeout;
+    delete authz.connect_timeout;
+    assert.deepEqual(checkProtoJson(root, bootstrap, camel), []);
+  });
+});
+
+describe('envoy/authz-config.yaml', () => {
+  it('is a valid server configuration for both Envoy variants', () => {
+    const result = loadConfig(
+      { path: repoPath('envoy/authz-config.yaml') },
+      {
+        SESSION_KEY: 'a-session-key-of-at-least-32-bytes-long',
+        GRAFANA_CLIENT_SECRET: 'grafana-secret',
+        WIKI_CLIENT_SECRET: 'wiki-secret',
+      },
+    );
+    assert.ok(
+      result.ok,
+      result.ok ? '' : result.problems.map((p) => `${p.path}: ${p.message}`).join('\n'),
+    );
+    assert.deepEqual(
+      result.config.apps.map((app) => app.name),
+      ['grafana', 'wiki'],
+      'the apps named in context_extensions',
+    );
+    const grafana = result.config.apps[0]!;
+    assert.equal(grafana.oidc.backchannelLogoutPath, '/oauth2/backchannel-logout');
+    assert.deepEqual(grafana.publicPaths, [{ prefix: '/public/' }]);
+  });
+});
