@@ -26,7 +26,7 @@ type Doc = any;
 const bootstrap = 'envoy.config.bootstrap.v3.Bootstrap';
 
 function readYaml(relative: string): Doc {
-  return parse(readFileSync(repoPath(relative), 'utf8')) as Doc;
+  return parse(readFileSync(repoPath(relative), 'utf8'));
 }
 
 function paths(problems: readonly ProtoJsonProblem[]): string[] {

@@ -82,7 +82,7 @@ export function checkProtoJson(
   return problems;
 }
 
-function childPath(path: string, key: string): string {
+function pathJoin(path: string, key: string): string {
   return path === '' ? key : `${path}.${key}`;
 }
 
@@ -142,7 +142,7 @@ function checkMessage(
   }
   const oneofSeen = new Map<string, string>();
   for (const [key, child] of Object.entries(value)) {
-    const childPath = childPath(path, key);
+    const childPath = pathJoin(path, key);
     const field = byName.get(key);
     if (field === undefined) {
       problems.push({ path: childPath, message: `unknown field in ${wellKnown}` });
@@ -257,7 +257,7 @@ function checkAny(
   const typeUrl = value['@type'];
   if (typeof typeUrl !== 'string' || !typeUrl.startsWith(typeUrlPrefix)) {
     problems.push({
-      path: childPath(path, '@type'),
+      path: pathJoin(path, '@type'),
       message: `expected "${typeUrlPrefix}<message name>", got ${describeValue(typeUrl)}`,
     });
     return;
@@ -267,7 +267,7 @@ function checkAny(
   try {
     type = root.lookupType(name);
   } catch {
-    problems.push({ path: childPath(path, '@type'), message: `unknown message type ${name}` });
+    problems.push({ path: pathJoin(path, '@type'), message: `unknown message type ${name}` });
     return;
   }
   const rest = Object.fromEntries(Object.entries(value).filter(([key]) => key !== '@type'));
@@ -285,9 +285,9 @@ function checkAny(
   if (special) {
     const extra = Object.keys(rest).filter((key) => key !== 'value');
     for (const key of extra) {
-      problems.push({ path: childPath(path, key), message: `unknown field in Any(${wellKnown})` });
+      problems.push({ path: pathJoin(path, key), message: `unknown field in Any(${wellKnown})` });
     }
-    checkMessage(root, type, rest['value'], childPath(path, 'value'), problems);
+    checkMessage(root, type, rest['value'], pathJoin(path, 'value'), problems);
     return;
   }
   checkMessage(root, type, rest, path, problems);
