@@ -7,12 +7,17 @@ import type { AddressInfo } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import { buildAppRuntime, type AppRuntime } from './authz/app-runtime.ts';
 import { Authorizer, type Runtime } from './authz/authorizer.ts';
+import { BearerRevocations } from './authz/bearer-revocations.ts';
+import { buildBearerRuntime } from './authz/bearer-runtime.ts';
+import { createBearerStep } from './authz/bearer-step.ts';
 import { handleCallback } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
 import { Pipeline } from './authz/pipeline.ts';
 import { createSessionStep } from './authz/session-step.ts';
 import { allowPublicPath, loginOrDeny, unauthenticated } from './authz/steps.ts';
 import type { AppConfig, Config } from './config/schema.ts';
+import { createIdpFetch } from './oidc/idp-fetch.ts';
+import { createIntrospectionClient } from './oidc/introspection.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
 import { GrantLimiter, RefreshCoordinator } from './oidc/refresh-coordinator.ts';
 import { SessionManager } from './session/session-manager.ts';
@@ -52,6 +57,12 @@ export interface ServerHandle {
   readonly logger: Logger;
   /** The decision entry point both listeners call; for in-process measurement. */
   readonly authorizer: Authorizer;
+  /**
+   * Revokes the bearer token with id `jti` for app `app` on every replica sharing the store, until
+   * `expiresAt` (ms since the epoch; the token's `exp`). Rejects when the app is unknown or the
+   * store cannot take the write, so a resolved call means every replica refuses the token.
+   */
+  revokeBearerToken(app: string, jti: string, expiresAt: number): Promise<void>;
   /** Applies a new, already validated config; listener addresses need a restart. */
   reload(config: Config): void;
   /** Drains (NOT_SERVING, in-flight checks finish) then closes every listener. */
@@ -109,6 +120,33 @@ function buildApp(app: AppConfig, services: Services): AppRuntime {
   });
   const idp = services.breakers.idp(app.name);
   const oidc = oidcClientFor(app, services);
+  const introspection = app.bearer.introspection;
+  const bearer = buildBearerRuntime(app, {
+    getKey: oidc.getKey,
+    introspection:
+      introspection?.enabled === true &&
+      introspection.clientId !== undefined &&
+      introspection.clientSecret !== undefined
+        ? createIntrospectionClient(
+            {
+              issuer: app.oidc.issuer,
+              clientId: introspection.clientId,
+              clientSecret: introspection.clientSecret,
+            },
+            {
+              fetch: createIdpFetch({
+                timeoutMs: 5_000,
+                tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
+              }),
+              guard: (call) => idp.introspection.run(call),
+            },
+          )
+        : undefined,
+    // Read on every bearer request (may degrade to memory); revocations must reach the store.
+    revocations: new BearerRevocations(degradable.revokedTokens, durable.revokedTokens),
+    metrics: services.metrics.bearerMetrics(app.name),
+    now: services.now,
+  });
   // Refresh coordination degrades to this process while the store is down (SPEC §11).
   const refresher = new RefreshCoordinator(
     {
@@ -133,6 +171,7 @@ function buildApp(app: AppConfig, services: Services): AppRuntime {
     sessions,
     revocations,
     logoutTokenReplay: durable.logoutTokenReplay,
+    bearer,
     idpDownFor: () => {
       const waitMs = Math.max(idp.discovery.retryAfterMs(), idp.token.retryAfterMs());
       const open = idp.discovery.state() === 'open' || idp.token.state() === 'open';
@@ -179,6 +218,7 @@ function buildRuntime(
         createLogoutStep(services.logger),
         providerLogout.handleBackchannelLogout,
         providerLogout.handleFrontchannelLogout,
+        createBearerStep({ logger: services.logger }),
         createSessionStep({ now: services.now, unauthenticated }),
         loginOrDeny,
       ],
@@ -367,6 +407,14 @@ export async function startServer(
     metrics,
     logger,
     authorizer,
+    revokeBearerToken(app: string, jti: string, expiresAt: number): Promise<void> {
+      const runtime = apps.find((candidate) => candidate.name === app);
+      if (runtime === undefined) return Promise.reject(new Error(`no app named ${app}`));
+      if (runtime.bearer === undefined) {
+        return Promise.reject(new Error(`app ${app} does not accept bearer tokens`));
+      }
+      return runtime.bearer.revocations.revoke(jti, expiresAt);
+    },
     reload(next: Config): void {
       const moved = (['grpc', 'http', 'admin'] as const).filter(
         (k) => next.listen[k] !== current.listen[k],

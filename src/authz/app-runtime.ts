@@ -7,6 +7,7 @@ import type { SessionManager } from '../session/session-manager.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
+import type { BearerRuntime } from './bearer-runtime.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
 import { PublicPaths } from './public-paths.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
@@ -31,6 +32,8 @@ export interface AppRuntime {
   readonly revocations: SessionRevocations;
   /** Back-channel logout token ids already used, shared by every replica. */
   readonly logoutTokenReplay: Keyspace<string, Mark>;
+  /** Bearer tokens for machine clients (SPEC §8); `undefined` when `bearer.enabled` is false. */
+  readonly bearer: BearerRuntime | undefined;
   /**
    * While the provider is known to be down (its discovery or token breaker is open): the
    * seconds until it is worth trying again; `undefined` when it is believed up.
@@ -40,7 +43,7 @@ export interface AppRuntime {
 
 export type AppServices = Pick<
   AppRuntime,
-  'oidc' | 'refresher' | 'sessions' | 'revocations' | 'logoutTokenReplay' | 'idpDownFor'
+  'oidc' | 'refresher' | 'sessions' | 'revocations' | 'logoutTokenReplay' | 'idpDownFor' | 'bearer'
 >;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {
@@ -64,6 +67,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     sessions: services.sessions,
     revocations: services.revocations,
     logoutTokenReplay: services.logoutTokenReplay,
+    bearer: services.bearer,
     idpDownFor: services.idpDownFor,
   };
 }

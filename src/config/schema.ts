@@ -484,9 +484,31 @@ const bearerSchema = z
       .default(false)
       .describe('Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.'),
     requiredScopes: z
-      .array(z.string().min(1))
+      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
       .default([])
-      .describe('Scopes the token must all carry. Default [].'),
+      .describe('Scopes every bearer token must all carry. Default [].'),
+    paths: z
+      .array(
+        z.strictObject({
+          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
+          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          requiredScopes: z
+            .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
+            .min(1, 'must list at least one scope')
+            .describe('Scopes the token must all carry on these paths.'),
+        }),
+      )
+      .default([])
+      .describe(
+        'Extra required scopes per path prefix, in addition to `requiredScopes`; every matching rule applies. Default [].',
+      ),
+    cacheMax: z
+      .int()
+      .min(0)
+      .default(10_000)
+      .describe(
+        'Verified JWTs kept (by a hash of the token, until `exp`) so a hot token is not verified again. 0 turns the cache off. Default 10000.',
+      ),
     maxTokenAge: duration()
       .prefault('24h')
       .describe('Refuse tokens whose `iat` is older than this. Duration, default `24h`.'),

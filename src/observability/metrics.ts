@@ -2,6 +2,11 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Verdict } from '../authz/verdict.ts';
 import type { RefreshMetrics } from '../oidc/refresh-coordinator.ts';
+import type {
+  BearerMetrics,
+  VerificationKind,
+  VerificationOutcome,
+} from '../authz/bearer-authenticator.ts';
 
 /** The label used for requests no app claimed. */
 export const noAppLabel = '-';
@@ -23,6 +28,9 @@ export class Metrics {
   readonly #refreshFollowers: Counter<'app' | 'source'>;
   readonly #refreshLockWaits: Counter<'app'>;
   readonly #refreshGated: Counter<'app' | 'gate'>;
+  readonly #bearerVerifications: Counter<'app' | 'kind' | 'outcome'>;
+  readonly #bearerCache: Counter<'app' | 'result'>;
+  readonly #bearerThrottled: Counter<'app'>;
   /** Children bound once per (app, verdict, reason); the set is bounded by the config. */
   readonly #children = new Map<string, CheckChildren>();
 
@@ -87,6 +95,24 @@ export class Metrics {
       labelNames: ['app', 'gate'],
       registers,
     });
+    this.#bearerVerifications = new Counter({
+      name: 'eoa_bearer_verifications_total',
+      help: 'Bearer tokens verified (signature or introspection, not cache hits) by kind (jwt, introspection) and outcome (valid, invalid, unavailable).',
+      labelNames: ['app', 'kind', 'outcome'],
+      registers,
+    });
+    this.#bearerCache = new Counter({
+      name: 'eoa_bearer_cache_total',
+      help: 'Bearer token cache lookups by result (hit, miss).',
+      labelNames: ['app', 'result'],
+      registers,
+    });
+    this.#bearerThrottled = new Counter({
+      name: 'eoa_bearer_throttled_total',
+      help: 'Bearer requests refused with 429 because their client address failed too often.',
+      labelNames: ['app'],
+      registers,
+    });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'eoa_' });
   }
@@ -135,6 +161,31 @@ export class Metrics {
       follower: (source) => followers[source].inc(),
       lockWait: () => lockWaits.inc(),
       gated: (gate) => gated[gate].inc(),
+    };
+  }
+
+  /** The bearer counters of one app, children bound once. */
+  bearerMetrics(app: string): BearerMetrics {
+    const kinds: readonly VerificationKind[] = ['jwt', 'introspection'];
+    const outcomes: readonly VerificationOutcome[] = ['valid', 'invalid', 'unavailable'];
+    const verifications = new Map<string, Counter.Internal>();
+    for (const kind of kinds) {
+      for (const outcome of outcomes) {
+        verifications.set(
+          `${kind}:${outcome}`,
+          this.#bearerVerifications.labels(app, kind, outcome),
+        );
+      }
+    }
+    const cache = {
+      hit: this.#bearerCache.labels(app, 'hit'),
+      miss: this.#bearerCache.labels(app, 'miss'),
+    };
+    const throttled = this.#bearerThrottled.labels(app);
+    return {
+      verification: (kind, outcome) => verifications.get(`${kind}:${outcome}`)?.inc(),
+      cache: (result) => cache[result].inc(),
+      throttled: () => throttled.inc(),
     };
   }
 

@@ -1,0 +1,144 @@
+/** What a verified bearer token's claims must also satisfy (SPEC §8): not an ID token, the right client, a clean identifier. */
+import type { Claims } from './rules.ts';
+
+/** Longest caller identifier accepted, in characters. */
+export const maxIdentifierLength = 256;
+
+/** A caller as a verified bearer token describes it. */
+export interface BearerIdentity {
+  readonly claims: Claims;
+  /** The sanitised value of the identifier claim. */
+  readonly identifier: string;
+  /** Granted scopes: the `scope` string's words and any `scp` array entries. */
+  readonly scopes: ReadonlySet<string>;
+  /** The token id (`jti`), checked against the revocation list on every request. */
+  readonly jti: string | undefined;
+  /** When the token stops being valid, ms since the epoch. */
+  readonly expiresAt: number;
+}
+
+export interface ClaimPolicy {
+  /** The app's accepted audiences. */
+  readonly audiences: readonly string[];
+  /** The app's own OAuth client id: a token for it alone is an ID token. */
+  readonly clientId: string;
+  /** Client ids accepted as `azp`/`client_id`; empty: any. */
+  readonly allowedClients: readonly string[];
+  /** Claim naming the caller; default `sub`. */
+  readonly identifierClaim: string;
+}
+
+export type ClaimCheck =
+  | { readonly ok: true; readonly identity: BearerIdentity }
+  | { readonly ok: false; readonly reason: string };
+
+// C0 and C1 controls, DEL, bidi embeddings/overrides/isolates and marks, line and paragraph
+// separators (Trojan Source, CVE-2021-42574), and the delimiters of header lists and cookies.
+const UNSAFE_IDENTIFIER =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069,;=]/;
+
+/**
+ * The identifier as it may go upstream, or `undefined` when it must be refused: empty, longer
+ * than {@link maxIdentifierLength}, or holding a control, bidi-override or `,;=` character.
+ * Refused rather than cleaned, so two callers can never be folded into one identifier.
+ */
+export function sanitiseIdentifier(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  if (value.length === 0 || value.length > maxIdentifierLength) return undefined;
+  return UNSAFE_IDENTIFIER.test(value) ? undefined : value;
+}
+
+/** The token's scopes: `scope` (RFC 9068 §2.2.3, space-separated) and `scp` (an array, as some IdPs send). */
+export function scopesOf(claims: Claims): ReadonlySet<string> {
+  const scopes = new Set<string>();
+  const scope = claims['scope'];
+  if (typeof scope === 'string') {
+    for (const word of scope.split(' ')) if (word !== '') scopes.add(word);
+  }
+  const scp = claims['scp'];
+  if (Array.isArray(scp)) {
+    for (const entry of scp as unknown[]) if (typeof entry === 'string') scopes.add(entry);
+  } else if (typeof scp === 'string') {
+    for (const word of scp.split(' ')) if (word !== '') scopes.add(word);
+  }
+  return scopes;
+}
+
+function audienceList(aud: unknown): readonly string[] {
+  if (typeof aud === 'string') return [aud];
+  if (Array.isArray(aud)) return (aud as unknown[]).filter((a) => typeof a === 'string');
+  return [];
+}
+
+function ownString(claims: Claims, name: string): string | undefined {
+  if (!Object.hasOwn(claims, name)) return undefined;
+  const value = claims[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Checks claims already proven authentic (a verified signature, or an active introspection
+ * result) against the app's bearer policy:
+ * - an audience the app accepts (introspection results are checked here; JWTs also by jose);
+ * - not an ID token: no `nonce`, `at_hash` or `c_hash`, and not addressed to the app's own
+ *   client id unless that id is a configured audience;
+ * - several audiences need `azp` naming the app's client or an allowed client (OIDC Core
+ *   §3.1.3.7 items 4–5, applied to access tokens);
+ * - with `allowedClients`, `azp` (else `client_id`) must be one of them;
+ * - `exp` present; the identifier claim present and clean ({@link sanitiseIdentifier}).
+ *
+ * @param subjectFallback - when the identifier claim is `sub` and absent, use `client_id`
+ *   instead: RFC 7662 makes `sub` optional, and a client-credentials token names only its client.
+ */
+export function checkBearerClaims(
+  claims: Claims,
+  policy: ClaimPolicy,
+  subjectFallback = false,
+): ClaimCheck {
+  const audiences = audienceList(claims['aud']);
+  if (!audiences.some((aud) => policy.audiences.includes(aud))) {
+    return { ok: false, reason: 'audience not accepted' };
+  }
+  if (claims['nonce'] !== undefined || claims['at_hash'] !== undefined) {
+    return { ok: false, reason: 'ID tokens are not accepted' };
+  }
+  if (claims['c_hash'] !== undefined) return { ok: false, reason: 'ID tokens are not accepted' };
+  if (audiences.includes(policy.clientId) && !policy.audiences.includes(policy.clientId)) {
+    return { ok: false, reason: 'ID tokens are not accepted' };
+  }
+  const azp = ownString(claims, 'azp');
+  if (audiences.length > 1) {
+    if (azp === undefined) return { ok: false, reason: 'azp required with several audiences' };
+    if (azp !== policy.clientId && !policy.allowedClients.includes(azp)) {
+      return { ok: false, reason: 'azp is not an allowed client' };
+    }
+  }
+  if (policy.allowedClients.length > 0) {
+    const client = azp ?? ownString(claims, 'client_id');
+    if (client === undefined || !policy.allowedClients.includes(client)) {
+      return { ok: false, reason: 'client not allowed' };
+    }
+  }
+  const exp = claims['exp'];
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) {
+    return { ok: false, reason: 'exp missing' };
+  }
+  let raw = claims[policy.identifierClaim];
+  if (raw === undefined && subjectFallback && policy.identifierClaim === 'sub') {
+    raw = claims['client_id'];
+  }
+  const identifier = sanitiseIdentifier(raw);
+  if (identifier === undefined) return { ok: false, reason: 'identifier missing or unsafe' };
+  const jti = claims['jti'];
+  return {
+    ok: true,
+    identity: {
+      claims,
+      identifier,
+      scopes: scopesOf(claims),
+      jti: typeof jti === 'string' && jti !== '' ? jti : undefined,
+      expiresAt: exp * 1000,
+    },
+  };
+}

@@ -1,0 +1,134 @@
+/** Bearer token intake (SPEC §8): the token taken from `Authorization`, and a JWT's JOSE header checked before any key lookup. */
+
+/** Largest bearer token accepted, in bytes (SPEC §8: 16 KiB). */
+export const maxBearerTokenBytes = 16 * 1024;
+
+/** Longest `kid` accepted, in characters (SPEC §8). */
+export const maxKidLength = 256;
+
+/** The asymmetric JWS algorithms a bearer JWT may use; `none` and every `HS*` are never in it. */
+export const bearerAlgorithms: readonly string[] = Object.freeze([
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+]);
+
+const allowedAlgs = new Set(bearerAlgorithms);
+
+// RFC 6750 §2.1 b64token.
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const KID = /^[A-Za-z0-9._-]+$/;
+// A JOSE header with a 256-character kid fits easily; anything larger is not a header we issue.
+const maxHeaderSegment = 2048;
+
+/** What the `Authorization` header holds for a bearer step. */
+export type BearerCredential =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'malformed'; readonly reason: string }
+  | { readonly kind: 'token'; readonly token: string };
+
+/**
+ * Reads `Authorization: Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1). `none` when the
+ * header is absent or uses another scheme (Basic, …), so the request goes on to the next step.
+ * Oversized or badly formed tokens are `malformed` with a reason safe to show; the token itself
+ * never appears in it.
+ */
+export function readBearerCredential(header: string | undefined): BearerCredential {
+  if (header === undefined || header.length < 7) return { kind: 'none' };
+  if (header.slice(0, 7).toLowerCase() !== 'bearer ') return { kind: 'none' };
+  const token = header.slice(7).trim();
+  // Length in UTF-16 units bounds the bytes of a b64token (ASCII only) before the regex runs.
+  if (token.length > maxBearerTokenBytes) return { kind: 'malformed', reason: 'token too large' };
+  if (token === '' || !B64TOKEN.test(token)) {
+    return { kind: 'malformed', reason: 'malformed token' };
+  }
+  return { kind: 'token', token };
+}
+
+/** A JWS header that passed the pre-check; only these fields are used afterwards. */
+export interface CheckedJwsHeader {
+  readonly alg: string;
+  readonly kid: string | undefined;
+  readonly typ: string | undefined;
+}
+
+/** How a token looks before anything is verified. */
+export type TokenShape =
+  | { readonly kind: 'jwt'; readonly header: CheckedJwsHeader }
+  | { readonly kind: 'opaque' }
+  | { readonly kind: 'refused'; readonly reason: string };
+
+export interface HeaderPolicy {
+  /** Require `typ: at+jwt` (RFC 9068 §2.1); `application/at+jwt` is the same type. */
+  readonly requireJwtType: boolean;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */
+export function isAccessTokenType(typ: string | undefined): boolean {
+  if (typ === undefined) return false;
+  const type = typ.toLowerCase();
+  return type === 'at+jwt' || type === 'application/at+jwt';
+}
+
+/**
+ * Classifies a token and, for a JWS, checks its protected header: `alg` in the asymmetric
+ * allow-list, `kid` at most 256 of `[A-Za-z0-9._-]`, no `crit`, `typ` when required. This runs
+ * before any key lookup, so `none`, `HS256` with the public key as secret, or a megabyte of `kid`
+ * never cost a JWKS fetch. A token that is not three dot-separated base64url segments is
+ * `opaque` (introspection, when on); five segments (a JWE) are refused.
+ */
+export function inspectToken(token: string, policy: HeaderPolicy): TokenShape {
+  const firstDot = token.indexOf('.');
+  if (firstDot === -1) return { kind: 'opaque' };
+  const parts = token.split('.');
+  if (parts.length === 5) return { kind: 'refused', reason: 'encrypted tokens are not accepted' };
+  if (parts.length !== 3) return { kind: 'opaque' };
+  const [encodedHeader = '', payload = '', signature = ''] = parts;
+  if (encodedHeader.length > maxHeaderSegment) {
+    return { kind: 'refused', reason: 'token header too large' };
+  }
+  if (!BASE64URL.test(encodedHeader) || !BASE64URL.test(payload)) {
+    return { kind: 'refused', reason: 'malformed token' };
+  }
+  if (signature === '' || !BASE64URL.test(signature)) {
+    return { kind: 'refused', reason: 'unsigned token' };
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'));
+  } catch {
+    return { kind: 'refused', reason: 'malformed token header' };
+  }
+  if (!isRecord(header)) return { kind: 'refused', reason: 'malformed token header' };
+  const { alg, kid, typ, crit } = header;
+  if (typeof alg !== 'string' || !allowedAlgs.has(alg)) {
+    return { kind: 'refused', reason: 'algorithm not allowed' };
+  }
+  if (kid !== undefined) {
+    if (typeof kid !== 'string' || kid.length === 0 || kid.length > maxKidLength) {
+      return { kind: 'refused', reason: 'invalid kid' };
+    }
+    if (!KID.test(kid)) return { kind: 'refused', reason: 'invalid kid' };
+  }
+  if (typ !== undefined && typeof typ !== 'string') {
+    return { kind: 'refused', reason: 'invalid typ' };
+  }
+  // RFC 7515 §4.1.11: we understand no extension, so any `crit` makes the token unusable.
+  if (crit !== undefined) return { kind: 'refused', reason: 'unsupported critical header' };
+  if (policy.requireJwtType && !isAccessTokenType(typ)) {
+    return { kind: 'refused', reason: 'typ must be at+jwt' };
+  }
+  return { kind: 'jwt', header: { alg, kid, typ } };
+}

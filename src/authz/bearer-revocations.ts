@@ -1,0 +1,34 @@
+/** Revoked bearer token ids (`jti`), shared by every replica through the store (SPEC §8). */
+import type { Keyspace } from '../store/keyspace.ts';
+import type { RevokedToken } from '../store/keyspaces.ts';
+
+/**
+ * The revocation list of one app. Reads go to a keyspace that may fall back to process memory
+ * while the store is down (so bearer traffic keeps flowing); writes go to one that must reach
+ * the shared store or fail, so a revocation that was acknowledged is seen by every replica.
+ */
+export class BearerRevocations {
+  readonly #reads: Keyspace<string, RevokedToken>;
+  readonly #writes: Keyspace<string, RevokedToken>;
+
+  constructor(
+    reads: Keyspace<string, RevokedToken>,
+    writes: Keyspace<string, RevokedToken> = reads,
+  ) {
+    this.#reads = reads;
+    this.#writes = writes;
+  }
+
+  /**
+   * Revokes the token with id `jti` on every replica until `expiresAt` (ms since the epoch, the
+   * token's `exp`), after which it is refused as expired anyway.
+   * @throws AuthzError `STORE_UNAVAILABLE` when the store cannot take the write.
+   */
+  revoke(jti: string, expiresAt: number): Promise<void> {
+    return this.#writes.set(jti, { exp: expiresAt });
+  }
+
+  /** True when `jti` is on the list. One store read. */
+  readonly isRevoked = async (jti: string): Promise<boolean> =>
+    (await this.#reads.get(jti)) !== undefined;
+}

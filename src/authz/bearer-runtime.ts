@@ -1,0 +1,73 @@
+/** Everything one app needs for bearer tokens, built once from its config (SPEC §8). */
+import type { AppConfig } from '../config/schema.ts';
+import { DEFAULT_UPSTREAM_HEADERS } from '../config/schema.ts';
+import type { IntrospectionClient } from '../oidc/introspection.ts';
+import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
+import {
+  BearerAuthenticator,
+  noBearerMetrics,
+  type BearerMetrics,
+} from './bearer-authenticator.ts';
+import type { BearerRevocations } from './bearer-revocations.ts';
+import { compileScopeRequirements, type ScopeRequirements } from './bearer-scopes.ts';
+import { FailureThrottle } from './bearer-throttle.ts';
+
+/** One app's bearer machinery; absent from an app whose `bearer.enabled` is false. */
+export interface BearerRuntime {
+  readonly authenticator: BearerAuthenticator;
+  readonly throttle: FailureThrottle;
+  readonly scopes: ScopeRequirements;
+  /** The shared revocation list of this app's token ids. */
+  readonly revocations: BearerRevocations;
+  readonly metrics: BearerMetrics;
+  /**
+   * True when `x-auth-request-user` keeps its default template (`{{ claims.sub }}`): it then
+   * carries the sanitised identifier claim instead, which is `sub` unless configured otherwise.
+   */
+  readonly userHeaderIsIdentifier: boolean;
+  readonly passAuthorizationHeader: boolean;
+  readonly overridesCookie: boolean;
+}
+
+export interface BearerRuntimeDeps {
+  readonly getKey: ProviderKeyGetter;
+  readonly introspection?: IntrospectionClient | undefined;
+  readonly revocations: BearerRevocations;
+  readonly metrics?: BearerMetrics;
+  /** Current time in milliseconds. */
+  readonly now: () => number;
+}
+
+/** Builds the bearer runtime of `app`, or `undefined` when bearer tokens are off for it. */
+export function buildBearerRuntime(
+  app: AppConfig,
+  deps: BearerRuntimeDeps,
+): BearerRuntime | undefined {
+  const config = app.bearer;
+  if (!config.enabled) return undefined;
+  const metrics = deps.metrics ?? noBearerMetrics;
+  const userHeader = 'x-auth-request-user';
+  return {
+    authenticator: new BearerAuthenticator(
+      { config, issuer: app.oidc.issuer, clientId: app.oidc.clientId, now: deps.now },
+      {
+        getKey: deps.getKey,
+        introspection: deps.introspection,
+        revocations: deps.revocations,
+        metrics,
+      },
+    ),
+    throttle: new FailureThrottle({
+      maxFailures: config.failureThrottle.maxFailures,
+      windowMs: config.failureThrottle.window,
+      now: deps.now,
+    }),
+    scopes: compileScopeRequirements(config.requiredScopes, config.paths),
+    revocations: deps.revocations,
+    metrics,
+    userHeaderIsIdentifier:
+      app.upstreamHeaders[userHeader] === DEFAULT_UPSTREAM_HEADERS[userHeader],
+    passAuthorizationHeader: config.passAuthorizationHeader,
+    overridesCookie: config.overridesCookie,
+  };
+}
