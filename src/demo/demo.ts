@@ -47,6 +47,18 @@ function bracketed(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/** Turns a listen failure on a taken port into a message that says which option moves it. */
+function explainPortInUse(what: string, port: number, option: string) {
+  return (error: unknown): never => {
+    if ((error as { code?: unknown }).code === 'EADDRINUSE') {
+      throw new Error(
+        `the ${what}'s port ${port} is in use (EADDRINUSE): choose another with ${option}`,
+      );
+    }
+    throw error;
+  };
+}
+
 async function waitServing(server: ServerHandle, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (server.health.status() !== 'SERVING') {
@@ -87,18 +99,20 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   });
 
   try {
+    const gatewayPort = options.port ?? 8080;
     const gateway: DevGateway = await startDevGateway({
       host,
-      port: options.port ?? 8080,
+      port: gatewayPort,
       route,
       onError:
         options.onGatewayError ?? ((message) => process.stderr.write(`gateway: ${message}\n`)),
-    });
+    }).catch(explainPortInUse('gateway', gatewayPort, '--port'));
     stack.push(() => gateway.close());
 
+    const providerPort = options.providerPort ?? 8081;
     const provider = await startTestProvider({
       host,
-      port: options.providerPort ?? 8081,
+      port: providerPort,
       users: [DEMO_USER],
       clients: [
         {
@@ -108,7 +122,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
           postLogoutRedirectUris: [`${gateway.url}${SIGNED_OUT_PATH}`],
         },
       ],
-    });
+    }).catch(explainPortInUse('OpenID Provider', providerPort, '--provider-port'));
     stack.push(() => provider.close());
 
     const loaded = loadConfig(

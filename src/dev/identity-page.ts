@@ -48,7 +48,7 @@ function withoutCredentials(name: string, value: string): string {
 
 const style = `body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem;color:#1d2330}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #dde;vertical-align:top}
-th{white-space:nowrap;font-weight:500}td{word-break:break-all}code{font-size:.9em}
+th{width:1%;white-space:nowrap;font-weight:500}td{word-break:break-all}code{font-size:.9em}
 a.button{display:inline-block;margin-top:1.5rem;padding:.5rem 1rem;border-radius:.4rem;background:#2456d3;color:#fff;text-decoration:none}
 details{margin-top:2rem;color:#556}`;
 
