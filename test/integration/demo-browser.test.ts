@@ -21,7 +21,7 @@ const screenshotDir = join(
 
 describe('the demo in a real browser', () => {
   let demo: Demo;
-  let browser: Browser;
+  let browser: Browser | undefined;
   let page: Page;
   const saved: string[] = [];
 
@@ -32,13 +32,22 @@ describe('the demo in a real browser', () => {
   }
 
   before(async () => {
-    // Never skipped: a CI machine without Chromium must fail loudly.
+    mkdirSync(screenshotDir, { recursive: true });
+    demo = await startDemo({ port: 0, providerPort: 0, logger: silentLogger() });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await demo?.close();
+    if (saved.length > 0) process.stdout.write(`screenshots:\n  ${saved.join('\n  ')}\n`);
+  });
+
+  it('is sent to the provider, logs in as alice, sees her identity, logs out and is asked to log in again', async () => {
+    // Never skipped: a machine without Chromium fails here, saying how to get it.
     assert.ok(
       existsSync(chromiumPath),
       `${chromiumPath} is missing: install it with: apt-get install -y chromium`,
     );
-    mkdirSync(screenshotDir, { recursive: true });
-    demo = await startDemo({ port: 0, providerPort: 0, logger: silentLogger() });
     browser = await chromium.launch({
       executablePath: chromiumPath,
       args: [
@@ -53,15 +62,6 @@ describe('the demo in a real browser', () => {
       ],
     });
     page = await browser.newPage({ viewport: { width: 1000, height: 720 } });
-  });
-
-  after(async () => {
-    await browser?.close();
-    await demo?.close();
-    if (saved.length > 0) process.stdout.write(`screenshots:\n  ${saved.join('\n  ')}\n`);
-  });
-
-  it('is sent to the provider, logs in as alice, sees her identity, logs out and is asked to log in again', async () => {
     const gateway = new URL(demo.url);
 
     // 1. A first visit has no session: the gateway's check redirects to the provider.
