@@ -1,0 +1,271 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import { parseAllDocuments } from 'yaml';
+
+import { checkConfigFile } from '../../src/config/check.ts';
+import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
+import { crdProblems, loadCrdValidator } from './crd-schema.ts';
+import { checkProtoJson, loadProtoRoot } from './proto-json.ts';
+import { repoPath } from './repo-path.ts';
+import { checkManifests, kindOf, type NamedDocument } from './typed-manifest.ts';
+
+// Parsed YAML walked by known paths: a wrong path throws and fails the test, which is the point.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Doc = any;
+
+function readDocuments(folder: string): NamedDocument[] {
+  const documents: NamedDocument[] = [];
+  for (const file of readdirSync(repoPath(folder)).sort()) {
+    if (!file.endsWith('.yaml')) continue;
+    const parsed = parseAllDocuments(readFileSync(repoPath(`${folder}/${file}`), 'utf8'));
+    parsed.forEach((document, index) => {
+      assert.deepEqual(document.errors, [], `${folder}/${file}#${index}`);
+      documents.push({
+        name: `${folder}/${file}#${index}`,
+        document: document.toJS() as Record<string, unknown>,
+      });
+    });
+  }
+  return documents;
+}
+
+const istio = readDocuments('istio');
+
+function find(kind: string, name?: string): Doc {
+  const found = istio.find(
+    ({ document }) =>
+      kindOf(document).endsWith(` ${kind}`) &&
+      (name === undefined || (document['metadata'] as { name?: string }).name === name),
+  );
+  assert.ok(found, `${kind} ${name ?? ''} in istio/`);
+  return found.document;
+}
+
+const meshRoot = loadProtoRoot(
+  [repoPath('test/deploy/schemas'), ...upstreamIncludeDirs()],
+  ['istio-mesh-config.proto'],
+);
+
+function meshProblems(operator: Doc): string[] {
+  return checkProtoJson(meshRoot, 'istio.mesh.v1alpha1.MeshConfig', operator.spec.meshConfig).map(
+    (p) => `${p.path}: ${p.message}`,
+  );
+}
+
+/** The Secret's keys as the files the Deployment mounts. */
+function secretFiles(): Map<string, string> {
+  const secret = find('Secret', 'envoy-oidc-authz');
+  const deployment = find('Deployment', 'envoy-oidc-authz');
+  const mount = deployment.spec.template.spec.containers[0].volumeMounts.find(
+    (m: { name: string }) => m.name === 'secrets',
+  ).mountPath;
+  return new Map(
+    Object.entries(secret.stringData as Record<string, string>).map(([key, value]) => [
+      `${mount}/${key}`,
+      value,
+    ]),
+  );
+}
+
+describe('istio/ manifests', () => {
+  it('covers every kind the deployment needs', () => {
+    const kinds = new Set(istio.map(({ document }) => String(document['kind'])));
+    for (const kind of [
+      'IstioOperator',
+      'AuthorizationPolicy',
+      'Deployment',
+      'Service',
+      'ConfigMap',
+      'Secret',
+      'PodDisruptionBudget',
+      'HorizontalPodAutoscaler',
+      'StatefulSet',
+    ]) {
+      assert.ok(kinds.has(kind), kind);
+    }
+  });
+
+  it('validate against the published Kubernetes and Istio models, unknown fields refused', () => {
+    assert.deepEqual(Object.fromEntries(checkManifests(istio)), {});
+  });
+
+  it('register gRPC and HTTP ext_authz providers that parse as Istio MeshConfig', () => {
+    const operator = find('IstioOperator');
+    // The model leaves IstioOperator's spec open: only meshConfig is expected there.
+    assert.deepEqual(Object.keys(operator.spec), ['meshConfig']);
+    assert.deepEqual(meshProblems(operator), []);
+    const providers = operator.spec.meshConfig.extensionProviders;
+    const grpc = providers.find((p: Doc) => p.envoyExtAuthzGrpc).envoyExtAuthzGrpc;
+    assert.equal(grpc.port, 9001);
+    assert.equal(grpc.timeout, '5s');
+    assert.equal(grpc.failOpen, false);
+    const http = providers.find((p: Doc) => p.envoyExtAuthzHttp).envoyExtAuthzHttp;
+    assert.equal(http.port, 9002);
+    assert.ok(http.includeRequestHeadersInCheck.includes('cookie'));
+    assert.ok(http.headersToUpstreamOnAllow.includes('x-auth-request-user'));
+    assert.ok(http.headersToUpstreamOnAllow.includes('cookie'), 'session cookie stripped upstream');
+    assert.deepEqual(http.headersToDownstreamOnAllow, ['set-cookie']);
+    for (const name of ['location', 'set-cookie', 'www-authenticate', 'retry-after']) {
+      assert.ok(http.headersToDownstreamOnDeny.includes(name), name);
+    }
+    const policy = find('AuthorizationPolicy');
+    assert.equal(policy.spec.action, 'CUSTOM');
+    assert.ok(providers.some((p: Doc) => p.name === policy.spec.provider.name));
+  });
+
+  it('run the server non-root on a read-only root filesystem with requests and both probes', () => {
+    const pod = find('Deployment', 'envoy-oidc-authz').spec.template.spec;
+    const container = pod.containers[0];
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.securityContext.runAsUser, 1000);
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(container.securityContext.capabilities.drop, ['ALL']);
+    assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
+    assert.equal(container.livenessProbe.grpc.port, 9001);
+    assert.equal(container.readinessProbe.httpGet.path, '/readyz');
+    const config = container.volumeMounts.find((m: Doc) => m.name === 'config').mountPath;
+    assert.deepEqual(container.args, ['serve', '--config', `${config}/config.yaml`]);
+    const service = find('Service', 'envoy-oidc-authz');
+    assert.deepEqual(
+      service.spec.ports.map((p: Doc) => p.port),
+      [9001, 9002, 9090],
+    );
+    assert.equal(find('HorizontalPodAutoscaler').spec.scaleTargetRef.name, 'envoy-oidc-authz');
+    assert.ok(find('PodDisruptionBudget').spec.minAvailable >= 1);
+  });
+
+  it('embed a server config that passes check-config with the Secret mounted as files', () => {
+    const configMap = find('ConfigMap', 'envoy-oidc-authz');
+    const files = secretFiles();
+    const configPath = '/etc/envoy-oidc-authz/config/config.yaml';
+    files.set(configPath, configMap.data['config.yaml']);
+    const readFile = (path: string): string => {
+      const text = files.get(path);
+      if (text === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+      return text;
+    };
+    const result = checkConfigFile(configPath, {}, { readFile });
+    assert.equal(result.output, 'config OK: 1 app');
+    assert.ok(result.ok);
+  });
+});
+
+describe('Contour and Gloo examples', () => {
+  const contour = readDocuments('deploy/contour');
+  const gloo = readDocuments('deploy/gloo');
+  const validators = {
+    'projectcontour.io/v1alpha1 ExtensionService': loadCrdValidator('contour-extension-service'),
+    'projectcontour.io/v1 HTTPProxy': loadCrdValidator('contour-http-proxy'),
+    'gloo.solo.io/v1 Settings': loadCrdValidator('gloo-settings'),
+    'gateway.solo.io/v1 VirtualService': loadCrdValidator('gloo-virtual-service'),
+  } as const;
+
+  function problems(document: Record<string, unknown>): string[] {
+    const validate = validators[kindOf(document) as keyof typeof validators];
+    assert.ok(validate, `a schema for ${kindOf(document)}`);
+    return crdProblems(validate, document);
+  }
+
+  it('validate against their CRDs, unknown fields refused', () => {
+    assert.equal(contour.length + gloo.length, 4);
+    for (const { name, document } of [...contour, ...gloo]) {
+      assert.deepEqual(problems(document), [], name);
+    }
+  });
+
+  it('choose the app through the route context', () => {
+    const proxy: Doc = contour.find((d) => d.document['kind'] === 'HTTPProxy')!.document;
+    assert.equal(proxy.spec.virtualhost.authorization.authPolicy.context.app, 'grafana');
+    assert.equal(proxy.spec.virtualhost.authorization.failOpen, false);
+    const service: Doc = gloo.find((d) => d.document['kind'] === 'VirtualService')!.document;
+    assert.equal(
+      service.spec.virtualHost.options.extauth.customAuth.contextExtensions.app,
+      'grafana',
+    );
+  });
+
+  it('fail on a misspelt field in each kind', () => {
+    for (const { name, document } of [...contour, ...gloo]) {
+      const broken: Doc = structuredClone(document);
+      broken.spec.timeoutPolicie = {};
+      assert.ok(
+        problems(broken).some((p) => p.includes('timeoutPolicie')),
+        `${name} accepted a misspelt spec field`,
+      );
+    }
+    const proxy: Doc = structuredClone(
+      contour.find((d) => d.document['kind'] === 'HTTPProxy')!.document,
+    );
+    proxy.spec.virtualhost.authorization.failOpn = false;
+    assert.deepEqual(problems(proxy), [
+      '/spec/virtualhost/authorization: must NOT have additional properties (failOpn)',
+    ]);
+  });
+});
+
+describe('misspelt fields in the Kubernetes and Istio manifests', () => {
+  it('a misspelt container field fails the Deployment', () => {
+    const deployment: Doc = structuredClone(find('Deployment', 'envoy-oidc-authz'));
+    const security = deployment.spec.template.spec.containers[0].securityContext;
+    security.readOnlyRootFilesytem = true;
+    delete security.readOnlyRootFilesystem;
+    const found = checkManifests([{ name: 'broken', document: deployment }]).get('broken') ?? [];
+    assert.equal(found.length, 1, found.join('\n'));
+    assert.match(found[0]!, /readOnlyRootFilesytem/);
+  });
+
+  it('a wrong value type fails the Service', () => {
+    const service: Doc = structuredClone(find('Service', 'envoy-oidc-authz'));
+    service.spec.ports[0].port = 'grpc';
+    const found = checkManifests([{ name: 'broken', document: service }]).get('broken') ?? [];
+    assert.ok(found.length >= 1);
+    assert.ok(
+      found.some((p) => /port/.test(p)),
+      found.join('\n'),
+    );
+  });
+
+  it('a misspelt AuthorizationPolicy field fails', () => {
+    const policy: Doc = structuredClone(find('AuthorizationPolicy'));
+    policy.spec.provder = policy.spec.provider;
+    delete policy.spec.provider;
+    const found = checkManifests([{ name: 'broken', document: policy }]).get('broken') ?? [];
+    assert.ok(
+      found.some((p) => /provder/.test(p)),
+      found.join('\n'),
+    );
+  });
+
+  it('a misspelt extension provider field fails the mesh config', () => {
+    const operator: Doc = structuredClone(find('IstioOperator'));
+    const http = operator.spec.meshConfig.extensionProviders[1].envoyExtAuthzHttp;
+    http.headersToUpstreamOnAlow = http.headersToUpstreamOnAllow;
+    delete http.headersToUpstreamOnAllow;
+    assert.deepEqual(meshProblems(operator), [
+      'extensionProviders[1].envoyExtAuthzHttp.headersToUpstreamOnAlow: unknown field in istio.mesh.v1alpha1.MeshConfig.ExtensionProvider.EnvoyExternalAuthorizationHttpProvider',
+    ]);
+  });
+
+  it('a Secret key the config needs but the Secret lacks fails check-config', () => {
+    const configMap = find('ConfigMap', 'envoy-oidc-authz');
+    const files = secretFiles();
+    files.delete('/etc/envoy-oidc-authz/secrets/session-keys');
+    files.set('/config.yaml', configMap.data['config.yaml']);
+    const result = checkConfigFile(
+      '/config.yaml',
+      {},
+      {
+        readFile: (path) => {
+          const text = files.get(path);
+          if (text === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+          return text;
+        },
+      },
+    );
+    assert.equal(result.ok, false);
+    assert.match(result.output, /secretsFile/);
+  });
+});
