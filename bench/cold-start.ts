@@ -1,0 +1,49 @@
+/** Cold start: time from spawning the CLI to gRPC health SERVING, with the provider already up. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { cliPath, freePort, healthClient } from '../test/support/server-process.ts';
+
+const servingStatus = 1;
+
+/**
+ * Spawns the server with `document` and polls `grpc.health.v1.Health/Check` every 5 ms from the
+ * moment the process is spawned; resolves with the milliseconds until it answered SERVING.
+ */
+export async function measureColdStart(document: Record<string, unknown>): Promise<number> {
+  const ports = { grpc: await freePort(), http: await freePort(), admin: await freePort() };
+  const dir = mkdtempSync(join(tmpdir(), 'eoa-bench-'));
+  const configPath = join(dir, 'config.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      listen: {
+        grpc: `127.0.0.1:${ports.grpc}`,
+        http: `127.0.0.1:${ports.http}`,
+        admin: `127.0.0.1:${ports.admin}`,
+      },
+      ...document,
+    }),
+  );
+  const health = healthClient(`127.0.0.1:${ports.grpc}`);
+  const started = performance.now();
+  const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath], {
+    stdio: 'ignore',
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+      const answer = await health.check('');
+      if (answer.status === servingStatus) return performance.now() - started;
+      if (performance.now() - started > 10_000) throw new Error('not SERVING within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  } finally {
+    health.close();
+    child.kill('SIGTERM');
+    await exited;
+  }
+}

@@ -1,0 +1,418 @@
+/**
+ * The benchmark (`npm run bench`; `npm run bench:smoke` with `--smoke`): the server and a
+ * do-nothing Check server driven by h2load with real Check frames, memory per cached session,
+ * cold start, the refresh herd and codec timings; results in `bench/results/latest.*`.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { startTestProvider, type TestProvider } from '../src/dev/test-provider.ts';
+import { AppBrowser } from '../test/support/browser.ts';
+import { EnvoyClient } from '../test/support/envoy-client.ts';
+import { startRedis, type RedisProcess } from '../test/support/redis-servers.ts';
+import { loadUpstreamProtos, type UpstreamProtos } from '../test/support/upstream-protos.ts';
+import {
+  startDoNothingServer,
+  startServerProcess,
+  type DoNothingProcess,
+  type ServerProcess,
+} from './child-servers.ts';
+import { timeCookieCodec } from './codec-timing.ts';
+import { measureColdStart } from './cold-start.ts';
+import { writeFileSync } from 'node:fs';
+import { h2loadInstallHint, h2loadVersion } from './h2load.ts';
+import { herdAccessTokenTtlSeconds, herdOrigin, runRefreshHerd } from './refresh-herd.ts';
+import { writeReports, type BenchResults, type ScenarioResult } from './report.ts';
+import { frameOf, verifyFrame, type Scenario } from './scenarios.ts';
+import { checkCounts, countsDelta } from './server-metrics.ts';
+import {
+  endpointUrl,
+  fixedRate,
+  maxRateOnce,
+  warmUp,
+  type Endpoint,
+  type LoadPlan,
+  type MaxRate,
+} from './throughput.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    out: { type: 'string' },
+  },
+});
+const smoke = flags.smoke === true;
+const here = dirname(fileURLToPath(import.meta.url));
+// dist/bench/ → the repository's bench/results/; a smoke run only proves the bench works, so its
+// output goes to a temporary folder and never over the recorded results.
+const outDir = resolve(
+  flags.out ??
+    (smoke ? join(tmpdir(), 'eoa-bench-smoke') : join(here, '..', '..', 'bench', 'results')),
+);
+
+const plan: LoadPlan = smoke
+  ? {
+      clients: 1,
+      streams: 4,
+      latencyClients: 1,
+      latencyStreams: 4,
+      seconds: 1,
+      warmupSeconds: 0,
+      rounds: 1,
+    }
+  : {
+      clients: 2,
+      streams: 32,
+      latencyClients: 4,
+      latencyStreams: 4,
+      seconds: 6,
+      warmupSeconds: 2,
+      rounds: 2,
+    };
+
+const sessionSecret = 'bench-session-secret-0123456789-abcdefghij';
+const clientSecret = 'bench-client-secret-long-enough-0123';
+const apiAudience = 'https://api.example.com';
+
+const log = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+function machine(): BenchResults['machine'] {
+  const lscpu = spawnSync('lscpu', { encoding: 'utf8' }).stdout ?? '';
+  return {
+    nproc: cpus().length,
+    cpu: /Model name:\s*(.+)/.exec(lscpu)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    h2load: h2loadVersion() ?? 'missing',
+    loadAverageAtStart: loadavg()[0] ?? 0,
+  };
+}
+
+/** The memory-store server's apps: a cookie-session web app and a bearer API. */
+function memoryServerConfig(issuer: string): Record<string, unknown> {
+  return {
+    log: { level: 'info' },
+    apps: [
+      {
+        name: 'web',
+        match: { hosts: ['web.example.com'] },
+        oidc: { issuer, clientId: 'web', clientSecret, probeInterval: '1h' },
+        session: { secrets: [sessionSecret] },
+        publicPaths: [{ prefix: '/public/' }],
+      },
+      {
+        name: 'api',
+        match: { hosts: ['api.example.com'] },
+        oidc: { issuer, clientId: 'api', clientSecret, probeInterval: '1h' },
+        session: { secrets: [sessionSecret] },
+        bearer: { enabled: true, audiences: [apiAudience] },
+      },
+    ],
+  };
+}
+
+/** The Redis-store server: one app whose sessions live in the store (the cookie holds a ticket). */
+function redisServerConfig(issuer: string, redisUrl: string): Record<string, unknown> {
+  return {
+    log: { level: 'info' },
+    store: { type: 'redis', redis: { url: redisUrl } },
+    apps: [
+      {
+        name: 'srv',
+        match: { hosts: ['srv.example.com'] },
+        oidc: { issuer, clientId: 'srv', clientSecret, probeInterval: '1h' },
+        session: { store: 'server', secrets: [sessionSecret] },
+      },
+    ],
+  };
+}
+
+const navigation: readonly (readonly [string, string])[] = [
+  ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
+  ['sec-fetch-mode', 'navigate'],
+  ['user-agent', 'Mozilla/5.0 (X11; Linux x86_64) bench'],
+  ['accept-language', 'en-GB,en;q=0.9'],
+];
+
+async function loginCookie(envoy: EnvoyClient, origin: string): Promise<string> {
+  const browser = new AppBrowser(envoy);
+  await browser.login(`${origin}/`);
+  const cookie = browser.cookieHeader();
+  if (cookie === undefined) throw new Error(`no session cookie after logging in at ${origin}`);
+  return cookie;
+}
+
+function scenarios(cookies: { web: string; srv: string }, bearerToken: string): Scenario[] {
+  return [
+    {
+      id: 'cookie',
+      title: 'hot cookie session',
+      targetRatio: 0.85,
+      request: {
+        url: 'https://web.example.com/dashboard/overview',
+        headers: [...navigation, ['cookie', `${cookies.web}; _ga=GA1.2.3456789.1234567890`]],
+      },
+      expected: { app: 'web', verdict: 'allow', reason: 'session', user: 'alice' },
+    },
+    {
+      id: 'bearer',
+      title: 'hot bearer JWT',
+      targetRatio: 0.8,
+      request: {
+        url: 'https://api.example.com/v1/things?limit=20',
+        headers: [
+          ['accept', 'application/json'],
+          ['authorization', `Bearer ${bearerToken}`],
+          ['user-agent', 'bench-client/1.0'],
+        ],
+      },
+      expected: { app: 'api', verdict: 'allow', reason: 'bearer', user: 'svc-bench' },
+    },
+    {
+      id: 'login',
+      title: 'unauthenticated navigation (302)',
+      targetRatio: 0.7,
+      request: { url: 'https://web.example.com/dashboard/overview', headers: navigation },
+      expected: { app: 'web', verdict: 'deny', reason: 'login', status: 302 },
+    },
+    {
+      id: 'public',
+      title: 'public path',
+      request: { url: 'https://web.example.com/public/logo.svg', headers: navigation },
+      expected: { app: 'web', verdict: 'allow', reason: 'public_path' },
+    },
+    {
+      id: 'server-session',
+      title: 'server session on redis-server',
+      request: {
+        url: 'https://srv.example.com/reports',
+        headers: [...navigation, ['cookie', cookies.srv]],
+      },
+      expected: { app: 'srv', verdict: 'allow', reason: 'session', user: 'alice' },
+    },
+  ];
+}
+
+function best(runs: readonly MaxRate[]): MaxRate {
+  return runs.reduce((a, b) => (b.rps > a.rps ? b : a));
+}
+
+async function measureScenario(
+  scenario: Scenario,
+  server: ServerProcess,
+  envoy: EnvoyClient,
+  baseline: DoNothingProcess,
+  protos: UpstreamProtos,
+  scratch: string,
+): Promise<ScenarioResult> {
+  const { frame, decoded } = frameOf(envoy, protos, scenario);
+  const frameFile = join(scratch, `${scenario.id}.grpc`);
+  writeFileSync(frameFile, frame);
+  const wrong = await verifyFrame(envoy, decoded, scenario.expected);
+  if (wrong !== undefined) {
+    return { id: scenario.id, title: scenario.title, status: 'unavailable', note: wrong };
+  }
+  const label = `${scenario.expected.app}/${scenario.expected.verdict}/${scenario.expected.reason}`;
+  const ours: Endpoint = {
+    url: endpointUrl(server.grpcTarget),
+    pid: server.child.pid ?? 0,
+    countChecks: async () => {
+      let total = 0;
+      for (const [key, n] of await checkCounts(server.adminBase)) if (key !== 'errors') total += n;
+      return total;
+    },
+  };
+  const theirs: Endpoint = { url: endpointUrl(baseline.grpcTarget), pid: baseline.pid };
+
+  const countsBefore = await checkCounts(server.adminBase);
+  await warmUp(theirs, frameFile, plan);
+  await warmUp(ours, frameFile, plan);
+  const baselineRuns: MaxRate[] = [];
+  const serverRuns: MaxRate[] = [];
+  for (let round = 0; round < plan.rounds; round++) {
+    baselineRuns.push(await maxRateOnce(theirs, frameFile, plan));
+    serverRuns.push(await maxRateOnce(ours, frameFile, plan));
+  }
+  const maxBaseline = best(baselineRuns);
+  const maxServer = best(serverRuns);
+  const halfRate = maxServer.rps / 2;
+  const latency = await fixedRate(ours, frameFile, plan, halfRate, scratch);
+  const baselineLatency = await fixedRate(theirs, frameFile, plan, halfRate, scratch);
+
+  // Every Check the server counted while h2load ran must carry the expected verdict, and no
+  // Check may have ended in a gRPC error (h2load only sees HTTP 200 either way).
+  const delta = countsDelta(countsBefore, await checkCounts(server.adminBase));
+  const expectedChecks = delta.get(label) ?? 0;
+  const allChecks = [...delta].reduce((sum, [key, n]) => (key === 'errors' ? sum : sum + n), 0);
+  if (expectedChecks === 0 || expectedChecks !== allChecks || (delta.get('errors') ?? 0) > 0) {
+    throw new Error(
+      `${scenario.id}: checks under load were not all ${label}: ${JSON.stringify([...delta])}`,
+    );
+  }
+  return {
+    id: scenario.id,
+    title: scenario.title,
+    status: 'measured',
+    frameBytes: frame.length,
+    verdict: label,
+    checksVerified: expectedChecks,
+    rps: maxServer.rps,
+    baselineRps: maxBaseline.rps,
+    ratio: maxServer.rps / maxBaseline.rps,
+    ...(scenario.targetRatio === undefined ? {} : { targetRatio: scenario.targetRatio }),
+    cpuUsPerCheck: maxServer.cpuUsPerCheck,
+    baselineCpuUsPerCheck: maxBaseline.cpuUsPerCheck,
+    latencyAtHalf: latency,
+    baselineLatencyAtHalf: baselineLatency,
+    runs: { server: serverRuns.map((r) => r.rps), baseline: baselineRuns.map((r) => r.rps) },
+  };
+}
+
+function sessionMemory(sessions: number): BenchResults['memory'][number] {
+  const child = spawnSync(
+    process.execPath,
+    ['--expose-gc', join(here, 'session-memory.js'), String(sessions), 'opaque'],
+    { encoding: 'utf8' },
+  );
+  if (child.status !== 0) throw new Error(`session-memory failed:\n${child.stderr}`);
+  return JSON.parse(child.stdout) as BenchResults['memory'][number];
+}
+
+async function main(): Promise<void> {
+  if (h2loadVersion() === undefined) {
+    process.stderr.write(`${h2loadInstallHint}\n`);
+    process.exit(2);
+  }
+  const started = Date.now();
+  const protos = loadUpstreamProtos();
+  const scratch = mkdtempSync(join(tmpdir(), 'eoa-bench-'));
+  const origins = ['web', 'api', 'srv', 'dash'].map((n) => `https://${n}.example.com`);
+  const clients = ['web', 'api', 'srv', 'dash'].map((name, i) => ({
+    clientId: name,
+    clientSecret,
+    redirectUris: [`${origins[i]}/oauth2/callback`],
+  }));
+  let provider: TestProvider | undefined;
+  let herdProvider: TestProvider | undefined;
+  let redis: RedisProcess | undefined;
+  let memoryServer: ServerProcess | undefined;
+  let redisServer: ServerProcess | undefined;
+  let baseline: DoNothingProcess | undefined;
+  const envoys: EnvoyClient[] = [];
+  try {
+    log(`bench (${smoke ? 'smoke' : 'full'}): starting provider, redis-server and servers`);
+    provider = await startTestProvider({ clients, accessTokenTtlSeconds: 3_600 });
+    redis = await startRedis();
+    const coldStartMs: number[] = [];
+    for (let i = 0; i < (smoke ? 1 : 5); i++)
+      coldStartMs.push(await measureColdStart(memoryServerConfig(provider.issuer)));
+    log(`cold start to SERVING: ${coldStartMs.map((ms) => ms.toFixed(0)).join(', ')} ms`);
+
+    memoryServer = await startServerProcess(memoryServerConfig(provider.issuer));
+    redisServer = await startServerProcess(redisServerConfig(provider.issuer, redis.url));
+    baseline = await startDoNothingServer();
+    const webEnvoy = new EnvoyClient({ target: memoryServer.grpcTarget, protos, timeoutMs: 5_000 });
+    const srvEnvoy = new EnvoyClient({ target: redisServer.grpcTarget, protos, timeoutMs: 5_000 });
+    envoys.push(webEnvoy, srvEnvoy);
+    const cookies = {
+      web: await loginCookie(webEnvoy, 'https://web.example.com'),
+      srv: await loginCookie(srvEnvoy, 'https://srv.example.com'),
+    };
+    const bearerToken = await provider.signJwt(
+      {
+        sub: 'svc-bench',
+        aud: apiAudience,
+        client_id: 'api',
+        scope: 'api:read',
+        jti: 'bench-token-1',
+        exp: Math.floor(Date.now() / 1000) + 3_600,
+      },
+      { typ: 'at+jwt' },
+    );
+
+    const results: ScenarioResult[] = [];
+    for (const scenario of scenarios(cookies, bearerToken)) {
+      const server = scenario.id === 'server-session' ? redisServer : memoryServer;
+      const envoy = scenario.id === 'server-session' ? srvEnvoy : webEnvoy;
+      const result = await measureScenario(scenario, server, envoy, baseline, protos, scratch);
+      results.push(result);
+      log(
+        result.status === 'measured'
+          ? `${scenario.title}: ${result.rps?.toFixed(0)} checks/s = ` +
+              `${((result.ratio ?? 0) * 100).toFixed(1)}% of ${result.baselineRps?.toFixed(0)}; ` +
+              `p99 at half load ${result.latencyAtHalf?.p99Ms.toFixed(2)} ms; ` +
+              `${result.cpuUsPerCheck?.toFixed(1)} µs CPU per check`
+          : `${scenario.title}: not available yet (${result.note ?? ''})`,
+      );
+    }
+
+    const memory = smoke ? [sessionMemory(1_000)] : [sessionMemory(10_000), sessionMemory(100_000)];
+    for (const m of memory)
+      log(
+        `${m.sessions} cached sessions: RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MiB, ` +
+          `${m.heapPerSession.toFixed(0)} B heap and ${m.rssPerSession.toFixed(0)} B RSS per session`,
+      );
+
+    herdProvider = await startTestProvider({
+      clients: [
+        { clientId: 'dash', clientSecret, redirectUris: [`${herdOrigin}/oauth2/callback`] },
+      ],
+      accessTokenTtlSeconds: herdAccessTokenTtlSeconds,
+    });
+    const herd = [];
+    for (const replicas of [1, 3]) {
+      const result = await runRefreshHerd({
+        provider: herdProvider,
+        protos,
+        replicas,
+        checks: smoke ? 30 : 500,
+        redisUrl: redis.url,
+        clientSecret,
+        sessionSecret,
+      });
+      herd.push(result);
+      log(
+        `refresh herd, ${replicas} replica(s): ${result.checks} checks answered in ` +
+          `${result.allAnsweredMs.toFixed(0)} ms, ${result.grants} grant(s), ${result.allowed} allowed`,
+      );
+    }
+
+    const codec = await timeCookieCodec(smoke ? 500 : 10_000);
+    const results_: BenchResults = {
+      mode: smoke ? 'smoke' : 'full',
+      date: new Date(started).toISOString(),
+      durationSeconds: (Date.now() - started) / 1000,
+      machine: { ...machine(), loadAverageAtEnd: loadavg()[0] ?? 0 },
+      plan,
+      scenarios: results,
+      memory,
+      coldStartMs,
+      refreshHerd: herd,
+      codec,
+    };
+    mkdirSync(outDir, { recursive: true });
+    const written = writeReports(results_, outDir);
+    log(`results: ${written.join(', ')}`);
+  } finally {
+    for (const envoy of envoys) envoy.close();
+    await memoryServer?.stop();
+    await redisServer?.stop();
+    await baseline?.stop();
+    await redis?.stop();
+    await provider?.close();
+    await herdProvider?.close();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  },
+);
