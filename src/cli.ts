@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-/** Command line: `serve` (default), `check-config`, `demo`. */
+/** Command line: `serve` (default), `check-config`, `config-reference`, `demo`. */
 import { parseArgs } from 'node:util';
 import { checkConfigFile } from './config/check.ts';
 import { loadConfig } from './config/load.ts';
 import { startServer } from './main.ts';
 
-const usage = `usage: envoy-oidc-authz [serve|check-config|demo] [--config FILE]
+const usage = `usage: envoy-oidc-authz [serve|check-config|config-reference|demo] [--config FILE]
 
   serve          run the authorization server (default)
   check-config   validate the config, print every problem, exit non-zero if any
+  config-reference  print the Markdown reference of every config key (docs/configuration.md)
   demo           run a local OpenID Provider, the server and a gateway on 127.0.0.1:8080
 
   --config FILE  the configuration file (or EOA_CONFIG)
@@ -148,6 +149,12 @@ async function main(argv: readonly string[]): Promise<void> {
       const result = checkConfigFile(configPath(values.config), process.env);
       (result.ok ? process.stdout : process.stderr).write(result.output + '\n');
       process.exitCode = result.ok ? 0 : 1;
+      return;
+    }
+    case 'config-reference': {
+      // Loaded here only: serve never needs the renderer.
+      const { renderConfigReference } = await import('./config/reference.ts');
+      process.stdout.write(renderConfigReference());
       return;
     }
     case 'demo':
