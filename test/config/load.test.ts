@@ -94,6 +94,8 @@ test('minimal config loads with every default filled in', () => {
     passAuthorizationHeader: false,
     allowedClients: [],
     failureThrottle: { maxFailures: 20, window: 60_000 },
+    paths: [],
+    cacheMax: 10_000,
   });
   assert.deepEqual(a.authorization, {
     allowedEmails: [],
