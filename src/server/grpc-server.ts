@@ -4,7 +4,7 @@ import type { Authorizer } from '../authz/authorizer.ts';
 import type { RawRequest } from '../authz/parse-request.ts';
 import type { Logger } from '../observability/logger.ts';
 import { toCheckResponse } from './check-response.ts';
-import { healthServices, type HealthState } from './health-state.ts';
+import { healthServices, livenessService, type HealthState } from './health-state.ts';
 import {
   ServingStatus,
   type CheckRequest,
@@ -82,12 +82,17 @@ export function createGrpcServer(deps: GrpcServerDeps): grpc.Server {
         callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
         return;
       }
-      callback(null, { status: servingCode(health.status()) });
+      const status = service === livenessService ? 'SERVING' : health.status();
+      callback(null, { status: servingCode(status) });
     },
     Watch(call: grpc.ServerWritableStream<HealthCheckRequest, HealthCheckResponse>): void {
       const service = call.request.service ?? '';
       if (!healthServices.has(service)) {
         call.write({ status: ServingStatus.SERVICE_UNKNOWN });
+        return;
+      }
+      if (service === livenessService) {
+        call.write({ status: ServingStatus.SERVING });
         return;
       }
       call.write({ status: servingCode(health.status()) });

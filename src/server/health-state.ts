@@ -2,10 +2,17 @@
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 
+/**
+ * The health service name for liveness probes: SERVING while the process runs, even before
+ * discovery answers or while draining, so an unreachable provider never gets pods restarted.
+ */
+export const livenessService = 'liveness';
+
 /** Services the gRPC health service answers for; anything else is NOT_FOUND. */
 export const healthServices: ReadonlySet<string> = new Set([
   '',
   'envoy.service.auth.v3.Authorization',
+  livenessService,
 ]);
 
 /** A component that must be ready before we serve (an app's discovery, the store). */

@@ -63,6 +63,11 @@ describe('lifecycle', () => {
     const health = healthClient(server.grpcTarget);
     try {
       assert.equal((await health.check('')).status, ServingStatus.NOT_SERVING);
+      assert.equal(
+        (await health.check('liveness')).status,
+        ServingStatus.SERVING,
+        'alive all the same',
+      );
       const waiting = await fetch(`${server.adminBase}/readyz`);
       assert.equal(waiting.status, 503);
       const body = (await waiting.json()) as { waiting: { name: string }[] };
