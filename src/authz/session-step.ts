@@ -87,11 +87,8 @@ export function createSessionStep(deps: SessionStepDeps) {
     const removeHeaders = app.scrubHeaders.filter((name) => !setNames.has(name));
     const cookieHeader = request.headers.get('cookie');
     if (cookieHeader !== undefined) {
-      const ours = new Set([
-        ...loaded.cookieNames,
-        ...app.sessions.loginStates.cookieNames(request.cookies),
-      ]);
-      const rest = cookieHeaderWithout(cookieHeader, ours);
+      // `cookieNames` already lists the login-state cookies beside the session's own.
+      const rest = cookieHeaderWithout(cookieHeader, new Set(loaded.cookieNames));
       if (rest === undefined) removeHeaders.push('cookie');
       else upstreamHeaders.push(['cookie', rest]);
     }

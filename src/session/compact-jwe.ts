@@ -39,9 +39,44 @@ export function parseStrictHeader(headerB64: string): string | null | undefined 
   return undefined;
 }
 
-/** Encrypts `plaintext` under `key` with a fresh random IV; the protected header is the AAD. */
-export function sealCompact(key: AesKey, headerB64: string, plaintext: Buffer): string {
-  const iv = randomBytes(IV_BYTES);
+/**
+ * Fresh random bytes handed out from a block filled by one CSPRNG call, so sealing does not pay
+ * a call of its own per IV (3–4 µs each, against ~4 µs for a whole 4 KiB block). No byte is
+ * handed out twice.
+ */
+export class RandomPool {
+  readonly #blockBytes: number;
+  #block: Buffer = Buffer.alloc(0);
+  #offset = 0;
+
+  /** @param blockBytes - bytes drawn per refill; default 4,096. */
+  constructor(blockBytes = 4_096) {
+    this.#blockBytes = blockBytes;
+  }
+
+  /** `n` bytes never handed out before (`n` at most the block size). */
+  take(n: number): Buffer {
+    if (this.#offset + n > this.#block.length) {
+      this.#block = randomBytes(Math.max(n, this.#blockBytes));
+      this.#offset = 0;
+    }
+    const bytes = this.#block.subarray(this.#offset, this.#offset + n);
+    this.#offset += n;
+    return bytes;
+  }
+}
+
+/**
+ * Encrypts `plaintext` under `key` with a fresh random IV (from `random` when given); the
+ * protected header is the AAD.
+ */
+export function sealCompact(
+  key: AesKey,
+  headerB64: string,
+  plaintext: Buffer,
+  random?: RandomPool,
+): string {
+  const iv = random === undefined ? randomBytes(IV_BYTES) : random.take(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
   cipher.setAAD(Buffer.from(headerB64, 'ascii'));
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);

@@ -3,6 +3,7 @@ import {
   encodeProtectedHeader,
   openCompact,
   parseStrictHeader,
+  RandomPool,
   sealCompact,
   splitCompact,
 } from './compact-jwe.ts';
@@ -49,6 +50,7 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
   const currentHeader = encodeProtectedHeader(ring.current.kid);
   const currentKey = ring.current.keyObject();
   const stats: CookieCodecStats = { decrypts: 0 };
+  const random = new RandomPool();
 
   function keyFor(headerB64: string): SecretKey | undefined {
     const known = headers.get(headerB64);
@@ -61,7 +63,12 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
   return {
     stats,
     seal(payload) {
-      return sealCompact(currentKey, currentHeader, Buffer.from(JSON.stringify(payload), 'utf8'));
+      return sealCompact(
+        currentKey,
+        currentHeader,
+        Buffer.from(JSON.stringify(payload), 'utf8'),
+        random,
+      );
     },
     open(value) {
       const parts = splitCompact(value, maxLength);

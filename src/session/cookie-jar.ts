@@ -90,12 +90,15 @@ const CHUNK_SUFFIX = /^\.(\d{1,2})$/;
  */
 export class ChunkedCookie {
   readonly #name: string;
+  /** The `__Host-` form of the name, built once: `#owns` runs for every cookie of a request. */
+  readonly #hostName: string;
   readonly #scope: CookieScope;
   readonly #maxLineBytes: number;
   readonly #maxChunks: number;
 
   constructor(options: ChunkedCookieOptions) {
     this.#name = options.name;
+    this.#hostName = `__Host-${options.name}`;
     this.#scope =
       options.domain === undefined
         ? { sameSite: options.sameSite }
@@ -136,11 +139,12 @@ export class ChunkedCookie {
   }
 
   #owns(name: string): boolean {
-    for (const base of [this.#name, `__Host-${this.#name}`]) {
-      if (name === base) return true;
-      if (name.startsWith(base) && CHUNK_SUFFIX.test(name.slice(base.length))) return true;
-    }
-    return false;
+    return this.#isPart(name, this.#name) || this.#isPart(name, this.#hostName);
+  }
+
+  #isPart(name: string, base: string): boolean {
+    if (name === base) return true;
+    return name.startsWith(base) && CHUNK_SUFFIX.test(name.slice(base.length));
   }
 
   /**

@@ -1,5 +1,5 @@
 /** A bounded LRU of decoded sessions, keyed by a digest of the cookie value, so hot sessions skip decryption. */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Clock } from '../store/store-backend.ts';
 
 /** Options for {@link SessionCache}. */
@@ -16,11 +16,12 @@ interface Entry<T> {
 }
 
 /**
- * The key for a cookie value: 128 bits of SHA-256, base64url (22 characters). Holding the
- * digest rather than the value keeps entries small and keeps cookie values out of memory dumps.
+ * The key for a cookie value: the first 22 base64url characters (132 bits) of its SHA-256.
+ * Holding the digest rather than the value keeps entries small and keeps cookie values out of
+ * memory dumps. The one-shot `hash` costs half of a `createHash` object per call (hot path).
  */
 export function cacheKeyFor(cookieValue: string): string {
-  return createHash('sha256').update(cookieValue, 'utf8').digest().toString('base64url', 0, 16);
+  return hash('sha256', cookieValue, 'base64url').slice(0, 22);
 }
 
 /**
