@@ -42,15 +42,25 @@ const { values: flags } = parseArgs({
   options: {
     smoke: { type: 'boolean', default: false },
     out: { type: 'string' },
+    only: { type: 'string' },
   },
 });
 const smoke = flags.smoke === true;
+/**
+ * `--only cookie,login,memory`: a subset of the parts (scenario ids, `cold-start`, `memory`,
+ * `herd`, `codec`), for profiling and before/after comparisons; results then go to a temporary
+ * folder unless `--out` says otherwise.
+ */
+const only = flags.only === undefined ? undefined : new Set(flags.only.split(','));
+const wanted = (part: string): boolean => only === undefined || only.has(part);
 const here = dirname(fileURLToPath(import.meta.url));
 // dist/bench/ → the repository's bench/results/; a smoke run only proves the bench works, so its
 // output goes to a temporary folder and never over the recorded results.
 const outDir = resolve(
   flags.out ??
-    (smoke ? join(tmpdir(), 'eoa-bench-smoke') : join(here, '..', '..', 'bench', 'results')),
+    (smoke || only !== undefined
+      ? join(tmpdir(), 'eoa-bench-partial')
+      : join(here, '..', '..', 'bench', 'results')),
 );
 
 const plan: LoadPlan = smoke
@@ -308,7 +318,7 @@ async function main(): Promise<void> {
     provider = await startTestProvider({ clients, accessTokenTtlSeconds: 3_600 });
     redis = await startRedis();
     const coldStartMs: number[] = [];
-    for (let i = 0; i < (smoke ? 1 : 5); i++)
+    for (let i = 0; i < (!wanted('cold-start') ? 0 : smoke ? 1 : 5); i++)
       coldStartMs.push(await measureColdStart(memoryServerConfig(provider.issuer)));
     log(`cold start to SERVING: ${coldStartMs.map((ms) => ms.toFixed(0)).join(', ')} ms`);
 
@@ -336,6 +346,7 @@ async function main(): Promise<void> {
 
     const results: ScenarioResult[] = [];
     for (const scenario of scenarios(cookies, bearerToken)) {
+      if (!wanted(scenario.id)) continue;
       const server = scenario.id === 'server-session' ? redisServer : memoryServer;
       const envoy = scenario.id === 'server-session' ? srvEnvoy : webEnvoy;
       const result = await measureScenario(scenario, server, envoy, baseline, protos, scratch);
@@ -350,7 +361,11 @@ async function main(): Promise<void> {
       );
     }
 
-    const memory = smoke ? [sessionMemory(1_000)] : [sessionMemory(10_000), sessionMemory(100_000)];
+    const memory = !wanted('memory')
+      ? []
+      : smoke
+        ? [sessionMemory(1_000)]
+        : [sessionMemory(10_000), sessionMemory(100_000)];
     for (const m of memory)
       log(
         `${m.sessions} cached sessions: RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MiB, ` +
@@ -364,7 +379,7 @@ async function main(): Promise<void> {
       accessTokenTtlSeconds: herdAccessTokenTtlSeconds,
     });
     const herd = [];
-    for (const replicas of [1, 3]) {
+    for (const replicas of wanted('herd') ? [1, 3] : []) {
       const result = await runRefreshHerd({
         provider: herdProvider,
         protos,
@@ -381,7 +396,7 @@ async function main(): Promise<void> {
       );
     }
 
-    const codec = await timeCookieCodec(smoke ? 500 : 10_000);
+    const codec = wanted('codec') ? await timeCookieCodec(smoke ? 500 : 10_000) : [];
     const results_: BenchResults = {
       mode: smoke ? 'smoke' : 'full',
       date: new Date(started).toISOString(),
