@@ -1,5 +1,6 @@
 /** Writes benchmark results as JSON, a Markdown table and an SVG chart of ratios and latency. */
 import { writeFileSync } from 'node:fs';
+import { format, resolveConfig } from 'prettier';
 import { join } from 'node:path';
 import type { CodecTiming } from './codec-timing.ts';
 import type { HerdResult } from './refresh-herd.ts';
@@ -270,15 +271,22 @@ export function renderSvg(r: BenchResults): string {
   return out.join('\n') + '\n';
 }
 
-/** Writes `latest.json`, `latest.md` and `latest.svg` into `dir`; returns their paths. */
-export function writeReports(results: BenchResults, dir: string): string[] {
+/**
+ * Writes `latest.json`, `latest.md` and `latest.svg` into `dir`, formatted as the repository's
+ * Prettier config wants them (they are committed); returns their paths.
+ */
+export async function writeReports(results: BenchResults, dir: string): Promise<string[]> {
   const files = {
     json: join(dir, 'latest.json'),
     md: join(dir, 'latest.md'),
     svg: join(dir, 'latest.svg'),
   };
-  writeFileSync(files.json, JSON.stringify(results, null, 2) + '\n');
-  writeFileSync(files.md, renderMarkdown(results));
+  const options = (await resolveConfig(files.md)) ?? {};
+  writeFileSync(files.json, await format(JSON.stringify(results), { ...options, parser: 'json' }));
+  writeFileSync(
+    files.md,
+    await format(renderMarkdown(results), { ...options, parser: 'markdown' }),
+  );
   writeFileSync(files.svg, renderSvg(results));
   return Object.values(files);
 }

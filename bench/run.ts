@@ -410,7 +410,7 @@ async function main(): Promise<void> {
       codec,
     };
     mkdirSync(outDir, { recursive: true });
-    const written = writeReports(results_, outDir);
+    const written = await writeReports(results_, outDir);
     log(`results: ${written.join(', ')}`);
   } finally {
     for (const envoy of envoys) envoy.close();
