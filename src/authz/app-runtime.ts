@@ -71,3 +71,22 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     idpDownFor: services.idpDownFor,
   };
 }
+
+const none: readonly string[] = Object.freeze([]);
+
+/**
+ * The app's identity headers the incoming request carries, except those about to be set
+ * (a set overwrites): the ones to remove before forwarding. Removing a header that is absent
+ * changes nothing, so only present ones go into the response.
+ */
+export function headersToScrub(
+  app: AppRuntime,
+  headers: ReadonlyMap<string, string>,
+  setNames?: ReadonlySet<string>,
+): readonly string[] {
+  let found: string[] | undefined;
+  for (const name of app.scrubHeaders) {
+    if (headers.has(name) && setNames?.has(name) !== true) (found ??= []).push(name);
+  }
+  return found ?? none;
+}

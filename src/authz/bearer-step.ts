@@ -1,4 +1,5 @@
 /** The bearer step (SPEC §4.7, §8): a machine client's `Authorization: Bearer` token decides; failures never redirect. */
+import { headersToScrub } from './app-runtime.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { BearerIdentity } from './bearer-claims.ts';
 import { readBearerCredential } from './bearer-header.ts';
@@ -121,7 +122,7 @@ function authorize(context: StepContext, identity: BearerIdentity): Verdict {
     upstreamHeaders.push(['x-auth-request-user', identity.identifier]);
   }
   const setNames = new Set(upstreamHeaders.map(([name]) => name));
-  const removeHeaders = app.scrubHeaders.filter((name) => !setNames.has(name));
+  const removeHeaders = [...headersToScrub(app, request.headers, setNames)];
   if (!bearer.passAuthorizationHeader && !setNames.has('authorization')) {
     removeHeaders.push('authorization');
   }

@@ -27,17 +27,14 @@ export function setCookies(lines: readonly string[]): HeaderPair[] {
  * login-state cookie for this flow. `extraCookies` are lines to send along (e.g. expiring a
  * dead session cookie).
  */
-export async function startLogin(
-  context: StepContext,
-  extraCookies: readonly string[] = [],
-): Promise<Verdict> {
+export function startLogin(context: StepContext, extraCookies: readonly string[] = []): Verdict {
   const { request, app } = context;
   // Never send a browser to a provider known to be down: it would only come back to a loop.
   const downFor = app.idpDownFor();
   if (downFor !== undefined) {
     throw new IdpUnavailableError('authorization', 'circuit_open', { retryAfterSeconds: downFor });
   }
-  const secrets = await createLoginSecrets();
+  const secrets = createLoginSecrets();
   const location = app.oidc.authorizationUrl({
     redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
     state: secrets.state,

@@ -1,4 +1,5 @@
 /** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
+import { headersToScrub } from './app-runtime.ts';
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
@@ -84,7 +85,7 @@ export function createSessionStep(deps: SessionStepDeps) {
     });
     const upstreamHeaders: HeaderPair[] = rendered.set;
     const setNames = new Set(rendered.set.map(([name]) => name));
-    const removeHeaders = app.scrubHeaders.filter((name) => !setNames.has(name));
+    const removeHeaders = [...headersToScrub(app, request.headers, setNames)];
     const cookieHeader = request.headers.get('cookie');
     if (cookieHeader !== undefined) {
       // `cookieNames` already lists the login-state cookies beside the session's own.

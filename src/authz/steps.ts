@@ -1,5 +1,6 @@
 /** The pipeline's steps that need nothing but the request and the app. */
 import type { StepContext } from './pipeline.ts';
+import { headersToScrub } from './app-runtime.ts';
 import { setCookies, startLogin } from './login.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
@@ -7,7 +8,7 @@ import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 /** A public path is let through with the app's identity headers removed (SPEC §4.3–4.4). */
 export function allowPublicPath({ request, app }: StepContext): Verdict | undefined {
   if (!app.publicPaths.matches(request)) return undefined;
-  return allow('public_path', { removeHeaders: app.scrubHeaders });
+  return allow('public_path', { removeHeaders: headersToScrub(app, request.headers) });
 }
 
 const grpcUnauthenticated: readonly HeaderPair[] = [
@@ -20,10 +21,7 @@ const grpcUnauthenticated: readonly HeaderPair[] = [
  * with an RFC 6750 challenge and a JSON body (gRPC callers `grpc-status: 16`), never a 302.
  * `setCookie` carries lines that expire a dead session's cookies.
  */
-export async function unauthenticated(
-  context: StepContext,
-  setCookie: readonly string[] = [],
-): Promise<Verdict> {
+export function unauthenticated(context: StepContext, setCookie: readonly string[] = []): Verdict {
   const { request, app } = context;
   if (isBrowserNavigation(request)) return startLogin(context, setCookie);
   const headers: HeaderPair[] = [
@@ -35,6 +33,6 @@ export async function unauthenticated(
 }
 
 /** The last step: nothing else decided. */
-export function loginOrDeny(context: StepContext): Promise<Verdict> {
+export function loginOrDeny(context: StepContext): Verdict {
   return unauthenticated(context);
 }

@@ -1,10 +1,5 @@
 /** Per-login secrets: PKCE S256 verifier and challenge (RFC 7636), state and nonce. */
-import {
-  calculatePKCECodeChallenge,
-  randomNonce,
-  randomPKCECodeVerifier,
-  randomState,
-} from 'openid-client';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** Fresh values for one authorization request. */
 export interface LoginSecrets {
@@ -15,13 +10,18 @@ export interface LoginSecrets {
   readonly codeChallenge: string;
 }
 
-/** Generates state, nonce and a PKCE pair (each 32 random bytes, base64url). */
-export async function createLoginSecrets(): Promise<LoginSecrets> {
-  const codeVerifier = randomPKCECodeVerifier();
+/**
+ * Generates state, nonce and a PKCE pair, each from 32 random bytes, base64url (43 characters,
+ * within RFC 7636 §4.1's 43–128). One CSPRNG call and a synchronous SHA-256: this runs on every
+ * unauthenticated browser navigation.
+ */
+export function createLoginSecrets(): LoginSecrets {
+  const random = randomBytes(96);
+  const codeVerifier = random.subarray(64, 96).toString('base64url');
   return {
-    state: randomState(),
-    nonce: randomNonce(),
+    state: random.subarray(0, 32).toString('base64url'),
+    nonce: random.subarray(32, 64).toString('base64url'),
     codeVerifier,
-    codeChallenge: await calculatePKCECodeChallenge(codeVerifier),
+    codeChallenge: createHash('sha256').update(codeVerifier).digest('base64url'),
   };
 }

@@ -12,10 +12,20 @@ export interface SessionRevocationKeyspaces {
  * Cookie sessions cannot be deleted from the browser that holds them, so an ended one is
  * remembered here until its max age and refused on load, on every replica sharing the store.
  */
+/**
+ * How long a session found not revoked is trusted without asking the store again, in ms. Keeps
+ * a hot session from costing three store reads per request while a logout on another replica
+ * still takes effect well within the one second SPEC §11 allows.
+ */
+const recheckAfterMs = 250;
+const maxRemembered = 100_000;
+
 export class SessionRevocations {
   readonly #keyspaces: SessionRevocationKeyspaces;
   readonly #durable: SessionRevocationKeyspaces;
   readonly #now: () => number;
+  /** Session id → when it was last found not revoked. Insertion-ordered, so oldest first. */
+  readonly #checked = new Map<string, number>();
 
   /**
    * @param keyspaces - read on every session load and written by RP-initiated logout; may
@@ -35,16 +45,34 @@ export class SessionRevocations {
 
   /** Ends one session (RP-initiated logout). */
   endSession(session: { readonly id: string }): Promise<void> {
+    this.#checked.delete(session.id);
     return this.#keyspaces.endedSessions.set(session.id, { at: this.#now() });
   }
 
   /** Ends every session the provider's `sid` or the user's `sub` opened up to now. */
   endAll(subject: LogoutSubject): Promise<void> {
+    this.#checked.clear();
     return this.#durable.logoutMarks.set(subject, { at: this.#now() });
   }
 
   /** The check the session manager runs on every load. */
   readonly isRevoked = async (subject: RevocationSubject): Promise<boolean> => {
+    const now = this.#now();
+    const checkedAt = this.#checked.get(subject.id);
+    if (checkedAt !== undefined && now - checkedAt < recheckAfterMs) return false;
+    const revoked = await this.#lookUp(subject);
+    this.#checked.delete(subject.id);
+    if (!revoked) {
+      if (this.#checked.size >= maxRemembered) {
+        const oldest = this.#checked.keys().next().value;
+        if (oldest !== undefined) this.#checked.delete(oldest);
+      }
+      this.#checked.set(subject.id, now);
+    }
+    return revoked;
+  };
+
+  async #lookUp(subject: RevocationSubject): Promise<boolean> {
     const [ended, bySid, bySub] = await Promise.all([
       this.#keyspaces.endedSessions.get(subject.id),
       subject.sid === undefined
@@ -54,5 +82,5 @@ export class SessionRevocations {
     ]);
     if (ended !== undefined) return true;
     return [bySid, bySub].some((mark) => mark !== undefined && mark.at >= subject.createdAt);
-  };
+  }
 }

@@ -41,8 +41,8 @@ describe('authorization code flow', () => {
     await provider.close();
   });
 
-  it('builds an authorization URL with PKCE S256, state, nonce and our parameters', async () => {
-    const secrets = await createLoginSecrets();
+  it('builds an authorization URL with PKCE S256, state, nonce and our parameters', () => {
+    const secrets = createLoginSecrets();
     const url = client.authorizationUrl({
       redirectUri: REDIRECT_URI,
       state: secrets.state,
@@ -77,7 +77,7 @@ describe('authorization code flow', () => {
       },
     });
     try {
-      const secrets = await createLoginSecrets();
+      const secrets = createLoginSecrets();
       const url = hostile.authorizationUrl({
         redirectUri: REDIRECT_URI,
         state: secrets.state,
@@ -192,7 +192,7 @@ describe('authorization code flow', () => {
     );
 
     const fresh = await login(client);
-    const otherVerifier = (await createLoginSecrets()).codeVerifier;
+    const otherVerifier = createLoginSecrets().codeVerifier;
     await assert.rejects(
       client.exchangeCode({
         callbackUrl: fresh.callbackUrl,
@@ -208,7 +208,7 @@ describe('authorization code flow', () => {
   });
 
   it('turns an error on the callback (access_denied) into IDP_ERROR', async () => {
-    const secrets = await createLoginSecrets();
+    const secrets = createLoginSecrets();
     const params = new URLSearchParams({
       error: 'access_denied',
       error_description: 'End-User aborted interaction',

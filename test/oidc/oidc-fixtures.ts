@@ -84,7 +84,7 @@ export interface LoggedIn {
 
 /** Builds the authorization URL and signs in through the provider's pages. */
 export async function login(client: OidcClient, loginName = 'alice'): Promise<LoggedIn> {
-  const secrets = await createLoginSecrets();
+  const secrets = createLoginSecrets();
   const authorizationUrl = client.authorizationUrl({
     redirectUri: REDIRECT_URI,
     state: secrets.state,
