@@ -34,7 +34,7 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
   if (downFor !== undefined) {
     throw new IdpUnavailableError('authorization', 'circuit_open', { retryAfterSeconds: downFor });
   }
-  const secrets = createLoginSecrets();
+  const secrets = createLoginSecrets((n) => app.sessions.loginStates.random(n));
   const location = app.oidc.authorizationUrl({
     redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
     state: secrets.state,

@@ -13,6 +13,8 @@ function isWebSocketUpgrade(request: RequestModel): boolean {
 /** True when `Accept` ranks HTML (or XHTML) at least as high as anything else it lists. */
 export function prefersHtml(accept: string | undefined): boolean {
   if (accept === undefined) return false;
+  // What browsers send for a navigation: HTML first, without a weight, so nothing ranks higher.
+  if (accept.startsWith('text/html,') || accept === 'text/html') return true;
   let html = 0;
   let best = 0;
   for (const range of accept.split(',')) {

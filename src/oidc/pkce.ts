@@ -12,11 +12,13 @@ export interface LoginSecrets {
 
 /**
  * Generates state, nonce and a PKCE pair, each from 32 random bytes, base64url (43 characters,
- * within RFC 7636 §4.1's 43–128). One CSPRNG call and a synchronous SHA-256: this runs on every
- * unauthenticated browser navigation.
+ * within RFC 7636 §4.1's 43–128). One CSPRNG draw (pooled by the caller when it passes
+ * `randomSource`) and a synchronous SHA-256: this runs on every unauthenticated navigation.
  */
-export function createLoginSecrets(): LoginSecrets {
-  const random = randomBytes(96);
+export function createLoginSecrets(
+  randomSource: (bytes: number) => Buffer = randomBytes,
+): LoginSecrets {
+  const random = randomSource(96);
   const codeVerifier = random.subarray(64, 96).toString('base64url');
   return {
     state: random.subarray(0, 32).toString('base64url'),

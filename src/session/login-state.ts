@@ -1,5 +1,6 @@
 /** Login-state cookies: one encrypted cookie per pending login flow, redeemed once at the callback. */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { RandomPool } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import { digestForKey, type Mark } from '../store/keyspaces.ts';
 import type { Clock } from '../store/store-backend.ts';
@@ -90,6 +91,7 @@ export class LoginStates {
   readonly #loginTimeout: number;
   readonly #maxPending: number;
   readonly #now: Clock;
+  readonly #random = new RandomPool();
 
   /**
    * @param replayMarks - where redeemed states are marked so each is used once across
@@ -112,6 +114,15 @@ export class LoginStates {
     this.#loginTimeout = options.loginTimeout;
     this.#maxPending = options.maxPendingLogins;
     this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * `n` fresh random bytes from a pooled CSPRNG draw: a login needs about a hundred (flow id,
+   * state, nonce, PKCE verifier), and one `randomBytes` call per login costs more than the rest
+   * of generating them.
+   */
+  random(n: number): Buffer {
+    return this.#random.take(n);
   }
 
   /** The request's login-state cookie names (either security mode), to strip upstream. */
@@ -169,7 +180,7 @@ export class LoginStates {
       createdAt: now,
     };
     const name =
-      prefixedName(this.#name, secure, this.#scope) + randomBytes(6).toString('base64url');
+      prefixedName(this.#name, secure, this.#scope) + this.random(6).toString('base64url');
     const attributes = cookieAttributes(this.#loginTimeout / 1000, secure, this.#scope);
     lines.push(`${name}=${this.#codec.seal(record)}${attributes}`);
     return lines;
