@@ -1,4 +1,5 @@
 /** Bearer token intake (SPEC §8): the token taken from `Authorization`, and a JWT's JOSE header checked before any key lookup. */
+import { ASYMMETRIC_JWS_ALGS } from '../config/schema.ts';
 
 /** Largest bearer token accepted, in bytes (SPEC §8: 16 KiB). */
 export const maxBearerTokenBytes = 16 * 1024;
@@ -7,18 +8,7 @@ export const maxBearerTokenBytes = 16 * 1024;
 export const maxKidLength = 256;
 
 /** The asymmetric JWS algorithms a bearer JWT may use; `none` and every `HS*` are never in it. */
-export const bearerAlgorithms: readonly string[] = Object.freeze([
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-]);
+export const bearerAlgorithms: readonly string[] = ASYMMETRIC_JWS_ALGS;
 
 const allowedAlgs = new Set(bearerAlgorithms);
 

@@ -210,7 +210,8 @@ export const RESERVED_AUTH_PARAMS: ReadonlySet<string> = new Set([
   'request_uri',
 ]);
 
-const ID_TOKEN_ALGS = [
+/** The asymmetric JWS algorithms tokens may be signed with; `none` and every `HS*` never are. */
+export const ASYMMETRIC_JWS_ALGS = [
   'RS256',
   'RS384',
   'RS512',
@@ -315,7 +316,7 @@ const oidcSchema = z
         'Extra authorization-request parameters (`prompt`, `acr_values`, `kc_idp_hint`, …). Default {}.',
       ),
     idTokenAlgs: z
-      .array(z.enum(ID_TOKEN_ALGS))
+      .array(z.enum(ASYMMETRIC_JWS_ALGS))
       .min(1)
       .default(['RS256', 'ES256', 'PS256', 'EdDSA'])
       .describe(
