@@ -3,9 +3,9 @@
  * `logout_token` POSTed to us) and front-channel (OIDC Front-Channel Logout 1.0, a GET with
  * `iss` and `sid`). Either ends every matching session on every replica sharing the store.
  */
-import { createHash } from 'node:crypto';
 import { decodeJwt, type JWTPayload } from 'jose';
 import { AuthzError } from '../errors.ts';
+import { digestForKey } from '../store/keyspaces.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { StepContext } from './pipeline.ts';
 import { deny, jsonDeny, type Verdict } from './verdict.ts';
@@ -21,10 +21,6 @@ const maxBodyBytes = 16 * 1024;
 
 function refused(description: string): ProviderLogoutResult {
   return { status: 400, error: { code: 'invalid_request', description } };
-}
-
-function digest(text: string): string {
-  return createHash('sha256').update(text).digest('base64url');
 }
 
 /** Reads `logout_token` from a form body; `undefined` when absent or the body is not a form. */
@@ -71,7 +67,7 @@ export async function backchannelLogout(
     throw error;
   }
   const first = await app.logoutTokenReplay.setIfAbsent(
-    digest(`${app.oidc.issuer}\u0000${claims.jti}`),
+    digestForKey(`${app.oidc.issuer}\u0000${claims.jti}`),
     {
       at: now(),
     },

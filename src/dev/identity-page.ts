@@ -1,4 +1,5 @@
 /** The demo's upstream: an HTML page listing the identity headers the request arrived with. */
+import { escapeHtml } from '../authz/pages.ts';
 import type { UpstreamRequest } from './envoy-client.ts';
 import type { UpstreamHandler, UpstreamResponse } from './dev-gateway.ts';
 
@@ -9,19 +10,6 @@ export interface IdentityPageOptions {
   readonly logoutPath?: string;
   /** Where "sign in" points (a protected path). Default `/`. */
   readonly signInPath?: string;
-}
-
-const HTML_ESCAPES: Readonly<Record<string, string>> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-};
-
-/** Escapes text for HTML element content and quoted attribute values. */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
 }
 
 function rows(entries: ReadonlyArray<readonly [string, string]>): string {

@@ -11,7 +11,7 @@
  *   holds a usable token.
  * - `invalid_grant` is published as well, so the session ends once, not once per request.
  */
-import { createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { AuthzError } from '../errors.ts';
 import {
   encodeProtectedHeader,
@@ -21,6 +21,7 @@ import {
 } from '../session/compact-jwe.ts';
 import type { Session, SessionTokens } from '../session/session.ts';
 import type { Keyspace } from '../store/keyspace.ts';
+import { digestForKey } from '../store/keyspaces.ts';
 import type { OidcClient } from './oidc-client.ts';
 
 export type RefreshOutcome =
@@ -129,7 +130,7 @@ export class RefreshCoordinator {
   refresh(session: Session): Promise<RefreshOutcome> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
-    const id = createHash('sha256').update(refreshToken).digest('base64url');
+    const id = digestForKey(refreshToken);
     const running = this.#inFlight.get(id);
     if (running !== undefined) {
       this.#deps.metrics.follower('process');

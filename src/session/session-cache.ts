@@ -1,5 +1,6 @@
 /** A bounded LRU of decoded sessions, keyed by a digest of the cookie value, so hot sessions skip decryption. */
 import { hash } from 'node:crypto';
+import { ExpiringLru } from '../expiring-lru.ts';
 import type { Clock } from '../store/store-backend.ts';
 
 /** Options for {@link SessionCache}. */
@@ -8,11 +9,6 @@ export interface SessionCacheOptions {
   readonly maxEntries?: number;
   /** Milliseconds since the epoch. Default `Date.now`. */
   readonly now?: Clock;
-}
-
-interface Entry<T> {
-  readonly value: T;
-  readonly expiresAt: number;
 }
 
 /**
@@ -25,53 +21,11 @@ export function cacheKeyFor(cookieValue: string): string {
 }
 
 /**
- * An LRU of decoded values. Expiry is checked on read (no timer per entry); an entry never
- * outlives the `expiresAt` it was stored with.
+ * Decoded sessions by {@link cacheKeyFor} of their cookie; an entry never outlives the
+ * session's own expiry.
  */
-export class SessionCache<T> {
-  readonly #entries = new Map<string, Entry<T>>();
-  readonly #maxEntries: number;
-  readonly #now: Clock;
-
+export class SessionCache<T> extends ExpiringLru<T> {
   constructor(options: SessionCacheOptions = {}) {
-    this.#maxEntries = options.maxEntries ?? 100_000;
-    this.#now = options.now ?? Date.now;
-    if (!Number.isInteger(this.#maxEntries) || this.#maxEntries < 0) {
-      throw new RangeError('maxEntries must be a non-negative integer');
-    }
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
-
-  /** The cached value for a digest from {@link cacheKeyFor}, or `undefined` (miss or expired). */
-  get(key: string): T | undefined {
-    const entry = this.#entries.get(key);
-    if (entry === undefined) return undefined;
-    this.#entries.delete(key);
-    if (entry.expiresAt <= this.#now()) return undefined;
-    this.#entries.set(key, entry); // most recently used goes last
-    return entry.value;
-  }
-
-  /** Caches `value` until `expiresAt` (ms since the epoch). */
-  set(key: string, value: T, expiresAt: number): void {
-    if (this.#maxEntries === 0 || expiresAt <= this.#now()) return;
-    this.#entries.delete(key);
-    if (this.#entries.size >= this.#maxEntries) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done !== true) this.#entries.delete(oldest.value);
-    }
-    this.#entries.set(key, { value, expiresAt });
-  }
-
-  /** Forgets one entry (logout, revocation). */
-  delete(key: string): boolean {
-    return this.#entries.delete(key);
-  }
-
-  clear(): void {
-    this.#entries.clear();
+    super({ maxEntries: options.maxEntries ?? 100_000, now: options.now ?? Date.now });
   }
 }

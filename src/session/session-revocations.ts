@@ -1,4 +1,5 @@
 /** Which sessions have ended: by logout of one session, or by the provider for a `sid` or `sub`. */
+import { ExpiringLru } from '../expiring-lru.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { LogoutSubject, Mark } from '../store/keyspaces.ts';
 import type { RevocationSubject } from './session-manager.ts';
@@ -24,8 +25,8 @@ export class SessionRevocations {
   readonly #keyspaces: SessionRevocationKeyspaces;
   readonly #durable: SessionRevocationKeyspaces;
   readonly #now: () => number;
-  /** Session id → when it was last found not revoked. Insertion-ordered, so oldest first. */
-  readonly #checked = new Map<string, number>();
+  /** Session ids found not revoked, each trusted until `recheckAfterMs` later. */
+  readonly #checked: ExpiringLru<true>;
 
   /**
    * @param keyspaces - read on every session load and written by RP-initiated logout; may
@@ -41,6 +42,7 @@ export class SessionRevocations {
     this.#keyspaces = keyspaces;
     this.#durable = durable;
     this.#now = now;
+    this.#checked = new ExpiringLru({ maxEntries: maxRemembered, now });
   }
 
   /** Ends one session (RP-initiated logout). */
@@ -57,18 +59,10 @@ export class SessionRevocations {
 
   /** The check the session manager runs on every load. */
   readonly isRevoked = async (subject: RevocationSubject): Promise<boolean> => {
+    if (this.#checked.get(subject.id) === true) return false;
     const now = this.#now();
-    const checkedAt = this.#checked.get(subject.id);
-    if (checkedAt !== undefined && now - checkedAt < recheckAfterMs) return false;
     const revoked = await this.#lookUp(subject);
-    this.#checked.delete(subject.id);
-    if (!revoked) {
-      if (this.#checked.size >= maxRemembered) {
-        const oldest = this.#checked.keys().next().value;
-        if (oldest !== undefined) this.#checked.delete(oldest);
-      }
-      this.#checked.set(subject.id, now);
-    }
+    if (!revoked) this.#checked.set(subject.id, true, now + recheckAfterMs);
     return revoked;
   };
 

@@ -1,0 +1,62 @@
+/** A bounded least-recently-used map whose entries also expire: no timers, expiry checked on read. */
+
+export interface ExpiringLruOptions {
+  /** Most entries kept; the least recently used goes first; 0 keeps none. */
+  readonly maxEntries: number;
+  /** Milliseconds since the epoch. */
+  readonly now: () => number;
+}
+
+interface Entry<V> {
+  readonly value: V;
+  /** ms since the epoch at which the entry is gone. */
+  readonly until: number;
+}
+
+export class ExpiringLru<V> {
+  readonly #entries = new Map<string, Entry<V>>();
+  readonly #max: number;
+  readonly #now: () => number;
+
+  constructor(options: ExpiringLruOptions) {
+    if (!Number.isInteger(options.maxEntries) || options.maxEntries < 0) {
+      throw new RangeError(`maxEntries: must be a non-negative integer, got ${options.maxEntries}`);
+    }
+    this.#max = options.maxEntries;
+    this.#now = options.now;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The value stored under `key`, unless absent or expired (then dropped). */
+  get(key: string): V | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    this.#entries.delete(key);
+    if (entry.until <= this.#now()) return undefined;
+    // Re-inserting moves the key to the young end of the Map's insertion order.
+    this.#entries.set(key, entry);
+    return entry.value;
+  }
+
+  /** Stores `value` until `until` (ms since the epoch); the least recently used makes room. */
+  set(key: string, value: V, until: number): void {
+    if (this.#max === 0 || until <= this.#now()) return;
+    this.#entries.delete(key);
+    if (this.#entries.size >= this.#max) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(key, { value, until });
+  }
+
+  delete(key: string): boolean {
+    return this.#entries.delete(key);
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+}
