@@ -116,8 +116,8 @@ function authorize(context: StepContext, identity: BearerIdentity): Verdict {
     idToken: undefined,
   });
   const upstreamHeaders: HeaderPair[] = bearer.userHeaderIsIdentifier
-    ? rendered.set.filter(([name]) => name !== 'x-auth-request-user')
-    : rendered.set;
+    ? rendered.filter(([name]) => name !== 'x-auth-request-user')
+    : rendered;
   if (bearer.userHeaderIsIdentifier) {
     upstreamHeaders.push(['x-auth-request-user', identity.identifier]);
   }

@@ -23,10 +23,10 @@ export interface IdentityHeaders {
   /** Every header name this app may set upstream (for scrubbing and for the removals). */
   readonly names: readonly string[];
   /**
-   * The headers to set, and the names to remove because they rendered empty or unsafe, so a
-   * forged copy from the client never survives either way.
+   * The headers to set. One that renders empty, unsafe or too large is left out; it is among
+   * `names`, so the caller's scrubbing still removes a forged copy from the client.
    */
-  render(input: RenderInput): { readonly set: HeaderPair[]; readonly remove: string[] };
+  render(input: RenderInput): HeaderPair[];
 }
 
 export function compileIdentityHeaders(options: IdentityHeaderOptions): IdentityHeaders {
@@ -53,21 +53,21 @@ export function compileIdentityHeaders(options: IdentityHeaderOptions): Identity
         app,
       };
       const set: HeaderPair[] = [];
-      const remove: string[] = [];
       for (const { name, template } of compiled) {
         const value = template.render(context);
-        if (value === undefined || value === '' || Buffer.byteLength(value) > maxHeaderValueBytes) {
-          remove.push(name);
-        } else {
+        if (
+          value !== undefined &&
+          value !== '' &&
+          Buffer.byteLength(value) <= maxHeaderValueBytes
+        ) {
           set.push([name, value]);
         }
       }
       if (options.passAccessToken) set.push(['authorization', `Bearer ${input.accessToken}`]);
-      if (options.passIdToken) {
-        if (input.idToken === undefined) remove.push('x-id-token');
-        else set.push(['x-id-token', input.idToken]);
+      if (options.passIdToken && input.idToken !== undefined) {
+        set.push(['x-id-token', input.idToken]);
       }
-      return { set, remove };
+      return set;
     },
   };
 }

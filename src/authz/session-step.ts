@@ -83,8 +83,8 @@ export function createSessionStep(deps: SessionStepDeps) {
       accessToken: session.tokens.accessToken,
       idToken: session.tokens.idToken,
     });
-    const upstreamHeaders: HeaderPair[] = rendered.set;
-    const setNames = new Set(rendered.set.map(([name]) => name));
+    const upstreamHeaders: HeaderPair[] = rendered;
+    const setNames = new Set(rendered.map(([name]) => name));
     const removeHeaders = [...headersToScrub(app, request.headers, setNames)];
     const cookieHeader = request.headers.get('cookie');
     if (cookieHeader !== undefined) {
