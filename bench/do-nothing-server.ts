@@ -1,24 +1,69 @@
-/** The baseline: a grpc-js Check server that decodes each request and allows it, doing nothing else. */
+/** The baselines: Check servers that decode each request and allow it, doing nothing else. */
 import * as grpc from '@grpc/grpc-js';
-import { bindGrpc } from '../src/server/grpc-server.ts';
+import { GrpcTransport, type GrpcMethod } from '../src/server/grpc-transport.ts';
+import { createLogger } from '../src/observability/logger.ts';
 import { loadProtos, type CheckRequest, type CheckResponse } from '../src/server/protos.ts';
 
-// Run as a child process: `node do-nothing-server.js <port>`; prints `listening <port>`.
-// Same protos, decode options and server settings as the real server, so the difference
-// between the two is our decision and nothing else.
+// Run as a child process: `node do-nothing-server.js <port> [grpc-js|transport]`; prints
+// `listening <port>`.
+//
+// - `grpc-js` (the default) is SPEC §13's floor: a do-nothing grpc-js server with the same
+//   protos, decode options and message limit as the real server.
+// - `transport` does nothing on the server's own gRPC transport, so the difference between it
+//   and the server is the decision alone.
+const kind = process.argv[3] ?? 'grpc-js';
 const allowed: CheckResponse = Object.freeze({ status: { code: 0 } });
-const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-server.addService(loadProtos().authorization, {
-  Check(
-    _call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>,
-    callback: grpc.sendUnaryData<CheckResponse>,
-  ): void {
-    callback(null, allowed);
-  },
-});
-const port = await bindGrpc(server, `127.0.0.1:${process.argv[2] ?? '0'}`);
+const protos = loadProtos();
+const host = '127.0.0.1';
+const requestedPort = Number(process.argv[2] ?? '0');
+
+function listenGrpcJs(): Promise<{ port: number; stop: () => void }> {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  server.addService(protos.authorization, {
+    Check(
+      _call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>,
+      callback: grpc.sendUnaryData<CheckResponse>,
+    ): void {
+      callback(null, allowed);
+    },
+  });
+  return new Promise((resolve, reject) => {
+    server.bindAsync(
+      `${host}:${requestedPort}`,
+      grpc.ServerCredentials.createInsecure(),
+      (error, port) =>
+        error ? reject(error) : resolve({ port, stop: () => server.forceShutdown() }),
+    );
+  });
+}
+
+function listenTransport(): Promise<{ port: number; stop: () => void }> {
+  const check = protos.authorization['Check'];
+  if (check === undefined) throw new Error('Check missing from the Authorization service');
+  const method: GrpcMethod = {
+    kind: 'unary',
+    decode: check.requestDeserialize,
+    encode: check.responseSerialize,
+    handle: () => allowed,
+  };
+  const transport = new GrpcTransport({
+    methods: new Map([[check.path, method]]),
+    maxMessageBytes: 4 * 1024 * 1024,
+    logger: createLogger({ level: 'silent' }),
+  });
+  return new Promise((resolve) => {
+    transport.server.listen(requestedPort, host, () => {
+      const address = transport.server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      resolve({ port, stop: () => void transport.shutdown(0) });
+    });
+  });
+}
+
+if (kind !== 'grpc-js' && kind !== 'transport') throw new Error(`unknown baseline ${kind}`);
+const { port, stop } = await (kind === 'grpc-js' ? listenGrpcJs() : listenTransport());
 process.stdout.write(`listening ${port}\n`);
 process.on('SIGTERM', () => {
-  server.forceShutdown();
+  stop();
   process.exit(0);
 });

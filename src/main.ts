@@ -3,8 +3,8 @@
  * down in reverse. Nothing long-lived is created anywhere else.
  */
 import type { Server as HttpServer } from 'node:http';
+import type { Server as NetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type * as grpc from '@grpc/grpc-js';
 import { buildAppRuntime, type AppRuntime } from './authz/app-runtime.ts';
 import { Authorizer, type Runtime } from './authz/authorizer.ts';
 import { BearerRevocations } from './authz/bearer-revocations.ts';
@@ -37,7 +37,7 @@ import { memoryStore, redisStore, type SharedStore } from './store/shared-store.
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdminServer } from './server/admin-server.ts';
-import { bindGrpc, createGrpcServer } from './server/grpc-server.ts';
+import { createGrpcServer } from './server/grpc-server.ts';
 import { HealthState, type ReadinessProbe } from './server/health-state.ts';
 import { createHttpServer, type DirectRoute } from './server/http-server.ts';
 import { loadProtos } from './server/protos.ts';
@@ -295,7 +295,7 @@ export function splitHostPort(address: string): { host: string; port: number } {
   return { host, port: Number(address.slice(colon + 1)) };
 }
 
-function listen(server: HttpServer, address: string): Promise<number> {
+function listen(server: NetServer, address: string): Promise<number> {
   const { host, port } = splitHostPort(address);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -310,19 +310,6 @@ function closeHttp(server: HttpServer): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();
-  });
-}
-
-function shutdownGrpc(server: grpc.Server, timeoutMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, timeoutMs);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
   });
 }
 
@@ -391,7 +378,7 @@ export async function startServer(
   const adminServer = createAdminServer(health, metrics);
 
   const ports = {
-    grpc: await bindGrpc(grpcServer, config.listen.grpc),
+    grpc: await listen(grpcServer.server, config.listen.grpc),
     http: await listen(httpServer, config.listen.http),
     admin: await listen(adminServer, config.listen.admin),
   };
@@ -434,7 +421,7 @@ export async function startServer(
     async close(): Promise<void> {
       health.startDraining();
       logger.info({}, 'draining');
-      await shutdownGrpc(grpcServer, current.shutdown.drainTimeout);
+      await grpcServer.shutdown(current.shutdown.drainTimeout);
       await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
       stopProbes();
       for (const client of services.oidcClients.values()) client.close();

@@ -1,9 +1,17 @@
-/** The gRPC listener: `envoy.service.auth.v3.Authorization/Check` and `grpc.health.v1.Health`. */
-import * as grpc from '@grpc/grpc-js';
+/** The gRPC listener: `envoy.service.auth.v3.Authorization/Check` and `grpc.health.v1.Health`, on the lean transport. */
+import type { ServiceDefinition } from '@grpc/grpc-js';
 import type { Authorizer } from '../authz/authorizer.ts';
 import type { RawRequest } from '../authz/parse-request.ts';
 import type { Logger } from '../observability/logger.ts';
 import { toCheckResponse } from './check-response.ts';
+import {
+  GrpcError,
+  GrpcStatus,
+  GrpcTransport,
+  type GrpcMethod,
+  type ServerStreamingMethod,
+  type UnaryMethod,
+} from './grpc-transport.ts';
 import { healthServices, livenessService, type HealthState } from './health-state.ts';
 import {
   ServingStatus,
@@ -56,63 +64,87 @@ export interface GrpcServerDeps {
 const servingCode = (status: 'SERVING' | 'NOT_SERVING'): ServingStatus =>
   status === 'SERVING' ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
 
-export function createGrpcServer(deps: GrpcServerDeps): grpc.Server {
+/** Requests larger than this (after decompression) get RESOURCE_EXHAUSTED, as with grpc-js. */
+export const maxCheckMessageBytes = 4 * 1024 * 1024;
+
+const noDecision = new GrpcError(GrpcStatus.UNAVAILABLE, 'no decision could be made');
+
+/** A grpc-js method definition's path and codecs, for the transport. */
+function codecOf<Req, Res>(
+  service: ServiceDefinition,
+  name: string,
+): {
+  readonly path: string;
+  readonly decode: (bytes: Buffer) => Req;
+  readonly encode: (message: Res) => Buffer;
+} {
+  const method = service[name];
+  if (method === undefined) throw new Error(`method ${name} missing from the loaded protos`);
+  return {
+    path: method.path,
+    decode: method.requestDeserialize as (bytes: Buffer) => Req,
+    encode: method.responseSerialize as (message: Res) => Buffer,
+  };
+}
+
+export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const { authorizer, health, logger } = deps;
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const check = codecOf<CheckRequest, CheckResponse>(deps.protos.authorization, 'Check');
+  const healthCheck = codecOf<HealthCheckRequest, HealthCheckResponse>(deps.protos.health, 'Check');
+  const healthWatch = codecOf<HealthCheckRequest, HealthCheckResponse>(deps.protos.health, 'Watch');
 
-  server.addService(deps.protos.authorization, {
-    Check(
-      call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>,
-      callback: grpc.sendUnaryData<CheckResponse>,
-    ): void {
-      authorizer.check(rawRequestFromCheck(call.request)).then(
-        ({ app, verdict }) => callback(null, toCheckResponse(verdict, app)),
-        () => callback({ code: grpc.status.UNAVAILABLE, details: 'no decision could be made' }),
-      );
-    },
-  });
+  const checkMethod: UnaryMethod<CheckRequest, CheckResponse> = {
+    kind: 'unary',
+    decode: check.decode,
+    encode: check.encode,
+    handle: (request) =>
+      authorizer.check(rawRequestFromCheck(request)).then(
+        ({ app, verdict }) => toCheckResponse(verdict, app),
+        () => {
+          throw noDecision;
+        },
+      ),
+  };
 
-  server.addService(deps.protos.health, {
-    Check(
-      call: grpc.ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
-      callback: grpc.sendUnaryData<HealthCheckResponse>,
-    ): void {
-      const service = call.request.service ?? '';
-      if (!healthServices.has(service)) {
-        callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
-        return;
-      }
+  const healthCheckMethod: UnaryMethod<HealthCheckRequest, HealthCheckResponse> = {
+    kind: 'unary',
+    decode: healthCheck.decode,
+    encode: healthCheck.encode,
+    handle: (request) => {
+      const service = request.service ?? '';
+      if (!healthServices.has(service))
+        throw new GrpcError(GrpcStatus.NOT_FOUND, 'unknown service');
       const status = service === livenessService ? 'SERVING' : health.status();
-      callback(null, { status: servingCode(status) });
+      return { status: servingCode(status) };
     },
-    Watch(call: grpc.ServerWritableStream<HealthCheckRequest, HealthCheckResponse>): void {
-      const service = call.request.service ?? '';
+  };
+
+  const healthWatchMethod: ServerStreamingMethod<HealthCheckRequest, HealthCheckResponse> = {
+    kind: 'server-streaming',
+    decode: healthWatch.decode,
+    encode: healthWatch.encode,
+    handle: (request, stream) => {
+      const service = request.service ?? '';
       if (!healthServices.has(service)) {
-        call.write({ status: ServingStatus.SERVICE_UNKNOWN });
+        stream.write({ status: ServingStatus.SERVICE_UNKNOWN });
         return;
       }
       if (service === livenessService) {
-        call.write({ status: ServingStatus.SERVING });
+        stream.write({ status: ServingStatus.SERVING });
         return;
       }
-      call.write({ status: servingCode(health.status()) });
-      const stop = health.watch((status) => call.write({ status: servingCode(status) }));
-      call.on('cancelled', stop);
-      call.on('close', stop);
-      call.on('error', (error) => {
-        stop();
-        logger.debug({ err: error }, 'health watch ended');
-      });
+      stream.write({ status: servingCode(health.status()) });
+      stream.onClose(health.watch((status) => stream.write({ status: servingCode(status) })));
     },
-  });
-  return server;
-}
+  };
 
-/** Binds insecurely on `host:port` (TLS to Envoy is the mesh's job) and returns the port bound. */
-export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) =>
-      error ? reject(error) : resolve(port),
-    );
+  return new GrpcTransport({
+    methods: new Map<string, GrpcMethod>([
+      [check.path, checkMethod],
+      [healthCheck.path, healthCheckMethod],
+      [healthWatch.path, healthWatchMethod],
+    ]),
+    maxMessageBytes: maxCheckMessageBytes,
+    logger,
   });
 }
