@@ -18,10 +18,17 @@ export interface DoNothingProcess {
   stop(): Promise<void>;
 }
 
-/** Spawns `do-nothing-server.js` (next to this compiled file) on a free port. */
-export async function startDoNothingServer(): Promise<DoNothingProcess> {
+/**
+ * Spawns `do-nothing-server.js` (next to this compiled file) on a free port: on grpc-js (SPEC
+ * §13's floor) or on the server's own gRPC transport.
+ */
+export async function startDoNothingServer(
+  kind: 'grpc-js' | 'transport' = 'grpc-js',
+): Promise<DoNothingProcess> {
   const entry = join(dirname(fileURLToPath(import.meta.url)), 'do-nothing-server.js');
-  const child = spawn(process.execPath, [entry, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [entry, '0', kind], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await new Promise<number>((resolve, reject) => {
     let seen = '';
     child.once('exit', (code) => reject(new Error(`do-nothing server exited with ${code}`)));

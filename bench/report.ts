@@ -26,7 +26,14 @@ export interface ScenarioResult {
   readonly baselineCpuUsPerCheck?: number;
   readonly latencyAtHalf?: FixedRate;
   readonly baselineLatencyAtHalf?: FixedRate;
-  readonly runs?: { readonly server: readonly number[]; readonly baseline: readonly number[] };
+  /** The same frame against a do-nothing server on the server's own gRPC transport. */
+  readonly floorRps?: number;
+  readonly floorCpuUsPerCheck?: number;
+  readonly runs?: {
+    readonly server: readonly number[];
+    readonly baseline: readonly number[];
+    readonly floor?: readonly number[];
+  };
 }
 
 export interface MemoryResult {
@@ -106,6 +113,25 @@ export function renderMarkdown(r: BenchResults): string {
       `| ${s.title} | ${fixed(s.rps)} | ${fixed(s.baselineRps)} | ${pct(s.ratio)} | ${target} | ` +
         `${fixed(s.latencyAtHalf?.p50Ms, 2)} | ${fixed(s.latencyAtHalf?.p99Ms, 2)} | ` +
         `${fixed(s.baselineLatencyAtHalf?.p99Ms, 2)} | ${fixed(s.cpuUsPerCheck, 1)} | ${fixed(s.baselineCpuUsPerCheck, 1)} |`,
+    );
+  }
+  lines.push(
+    '',
+    "The same frames against a do-nothing server on the server's own gRPC transport: what the " +
+      'decision itself costs.',
+    '',
+    '| scenario | checks/s | transport do-nothing checks/s | ratio | CPU µs/check | transport do-nothing CPU µs/check | decision µs/check |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const s of r.scenarios) {
+    if (s.status !== 'measured' || s.floorRps === undefined) continue;
+    const decision =
+      s.cpuUsPerCheck === undefined || s.floorCpuUsPerCheck === undefined
+        ? undefined
+        : s.cpuUsPerCheck - s.floorCpuUsPerCheck;
+    lines.push(
+      `| ${s.title} | ${fixed(s.rps)} | ${fixed(s.floorRps)} | ${pct((s.rps ?? 0) / s.floorRps)} | ` +
+        `${fixed(s.cpuUsPerCheck, 1)} | ${fixed(s.floorCpuUsPerCheck, 1)} | ${fixed(decision, 1)} |`,
     );
   }
   lines.push('', '| cached sessions | RSS MiB | heap MiB | heap B/session | RSS B/session |');

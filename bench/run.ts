@@ -215,7 +215,7 @@ async function measureScenario(
   scenario: Scenario,
   server: ServerProcess,
   envoy: EnvoyClient,
-  baseline: DoNothingProcess,
+  baselines: { readonly grpcJs: DoNothingProcess; readonly transport: DoNothingProcess },
   protos: UpstreamProtos,
   scratch: string,
 ): Promise<ScenarioResult> {
@@ -236,18 +236,29 @@ async function measureScenario(
       return total;
     },
   };
-  const theirs: Endpoint = { url: endpointUrl(baseline.grpcTarget), pid: baseline.pid };
+  const theirs: Endpoint = {
+    url: endpointUrl(baselines.grpcJs.grpcTarget),
+    pid: baselines.grpcJs.pid,
+  };
+  const floor: Endpoint = {
+    url: endpointUrl(baselines.transport.grpcTarget),
+    pid: baselines.transport.pid,
+  };
 
   const countsBefore = await checkCounts(server.adminBase);
   await warmUp(theirs, frameFile, plan);
+  await warmUp(floor, frameFile, plan);
   await warmUp(ours, frameFile, plan);
   const baselineRuns: MaxRate[] = [];
+  const floorRuns: MaxRate[] = [];
   const serverRuns: MaxRate[] = [];
   for (let round = 0; round < plan.rounds; round++) {
     baselineRuns.push(await maxRateOnce(theirs, frameFile, plan));
+    floorRuns.push(await maxRateOnce(floor, frameFile, plan));
     serverRuns.push(await maxRateOnce(ours, frameFile, plan));
   }
   const maxBaseline = best(baselineRuns);
+  const maxFloor = best(floorRuns);
   const maxServer = best(serverRuns);
   const halfRate = maxServer.rps / 2;
   const latency = await fixedRate(ours, frameFile, plan, halfRate, scratch);
@@ -278,7 +289,13 @@ async function measureScenario(
     baselineCpuUsPerCheck: maxBaseline.cpuUsPerCheck,
     latencyAtHalf: latency,
     baselineLatencyAtHalf: baselineLatency,
-    runs: { server: serverRuns.map((r) => r.rps), baseline: baselineRuns.map((r) => r.rps) },
+    floorRps: maxFloor.rps,
+    floorCpuUsPerCheck: maxFloor.cpuUsPerCheck,
+    runs: {
+      server: serverRuns.map((r) => r.rps),
+      baseline: baselineRuns.map((r) => r.rps),
+      floor: floorRuns.map((r) => r.rps),
+    },
   };
 }
 
@@ -312,6 +329,7 @@ async function main(): Promise<void> {
   let memoryServer: ServerProcess | undefined;
   let redisServer: ServerProcess | undefined;
   let baseline: DoNothingProcess | undefined;
+  let floor: DoNothingProcess | undefined;
   const envoys: EnvoyClient[] = [];
   try {
     log(`bench (${smoke ? 'smoke' : 'full'}): starting provider, redis-server and servers`);
@@ -324,7 +342,8 @@ async function main(): Promise<void> {
 
     memoryServer = await startServerProcess(memoryServerConfig(provider.issuer));
     redisServer = await startServerProcess(redisServerConfig(provider.issuer, redis.url));
-    baseline = await startDoNothingServer();
+    baseline = await startDoNothingServer('grpc-js');
+    floor = await startDoNothingServer('transport');
     const webEnvoy = new EnvoyClient({ target: memoryServer.grpcTarget, protos, timeoutMs: 5_000 });
     const srvEnvoy = new EnvoyClient({ target: redisServer.grpcTarget, protos, timeoutMs: 5_000 });
     envoys.push(webEnvoy, srvEnvoy);
@@ -349,7 +368,14 @@ async function main(): Promise<void> {
       if (!wanted(scenario.id)) continue;
       const server = scenario.id === 'server-session' ? redisServer : memoryServer;
       const envoy = scenario.id === 'server-session' ? srvEnvoy : webEnvoy;
-      const result = await measureScenario(scenario, server, envoy, baseline, protos, scratch);
+      const result = await measureScenario(
+        scenario,
+        server,
+        envoy,
+        { grpcJs: baseline, transport: floor },
+        protos,
+        scratch,
+      );
       results.push(result);
       log(
         result.status === 'measured'
@@ -417,6 +443,7 @@ async function main(): Promise<void> {
     await memoryServer?.stop();
     await redisServer?.stop();
     await baseline?.stop();
+    await floor?.stop();
     await redis?.stop();
     await provider?.close();
     await herdProvider?.close();
