@@ -1,11 +1,11 @@
 /**
  * Memory per cached session, run as its own process (`node --expose-gc session-memory.js N
- * opaque|jwt`): fills a real SessionManager's decoded-session cache with N distinct sessions
- * and prints RSS and heap before and after as one JSON line.
+ * opaque|jwt [id-token]`): fills a real SessionManager's decoded-session cache with N distinct
+ * sessions and prints RSS and heap before and after as one JSON line. `id-token` loads as an
+ * app that forwards the ID token upstream does, so the cache keeps it.
  */
 import { SessionManager } from '../src/session/session-manager.ts';
 import { SessionCache } from '../src/session/session-cache.ts';
-import type { Session } from '../src/session/session.ts';
 import {
   cookieSessionOptions,
   jarFrom,
@@ -28,18 +28,19 @@ const sessions = Number(process.argv[2] ?? '10000');
 const profile = process.argv[3] === 'jwt' ? 'jwt' : 'opaque';
 const expiresAt = Date.now() + 3_600_000;
 const make = profile === 'jwt' ? jwtTokenSession : opaqueTokenSession;
+const cacheIdToken = process.argv[4] === 'id-token';
 
-const cache = new SessionCache<Session>({ maxEntries: sessions });
+const cache = new SessionCache({ maxEntries: sessions });
 const reader = new SessionManager(cookieSessionOptions, { cache });
 // The writer's own cache is off, so only the reader's loads fill a cache.
 const writer = new SessionManager(cookieSessionOptions, {
-  cache: new SessionCache<Session>({ maxEntries: 0 }),
+  cache: new SessionCache({ maxEntries: 0 }),
 });
 
 // Warm every code path once so compiled code and lazily built tables are in the baseline.
 for (let i = 0; i < 200; i++) {
   const { setCookie } = await writer.create(make(expiresAt), new Map(), true);
-  await reader.load(jarFrom(setCookie), true);
+  await reader.load(jarFrom(setCookie), true, { cacheIdToken });
 }
 cache.clear();
 const before = settle();
@@ -48,7 +49,7 @@ const before = settle();
 for (let i = 0; i < sessions; i++) {
   const data = make(expiresAt);
   const { setCookie } = await writer.create({ ...data, sub: `${data.sub}-${i}` }, new Map(), true);
-  const loaded = await reader.load(jarFrom(setCookie), true);
+  const loaded = await reader.load(jarFrom(setCookie), true, { cacheIdToken });
   if (loaded.kind !== 'valid') throw new Error(`session ${i} did not load: ${loaded.kind}`);
 }
 if (cache.size !== sessions) throw new Error(`cache holds ${cache.size}, expected ${sessions}`);
@@ -56,7 +57,7 @@ const after = settle();
 process.stdout.write(
   JSON.stringify({
     sessions,
-    profile,
+    profile: cacheIdToken ? `${profile}, ID token forwarded` : profile,
     rssBytes: after.rss,
     heapBytes: after.heap,
     rssPerSession: (after.rss - before.rss) / sessions,

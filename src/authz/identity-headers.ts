@@ -23,6 +23,11 @@ export interface IdentityHeaders {
   /** Every header name this app may set upstream (for scrubbing and for the removals). */
   readonly names: readonly string[];
   /**
+   * Whether `render` reads the ID token (`passIdToken`, or a template using `tokens.id_token`);
+   * when false it ignores `idToken`, and a caller need not fetch one.
+   */
+  readonly readsIdToken: boolean;
+  /**
    * The headers to set. One that renders empty, unsafe or too large is left out; it is among
    * `names`, so the caller's scrubbing still removes a forged copy from the client.
    */
@@ -40,9 +45,12 @@ export function compileIdentityHeaders(options: IdentityHeaderOptions): Identity
   const names = compiled.map((c) => c.name);
   if (options.passAccessToken) names.push('authorization');
   if (options.passIdToken) names.push('x-id-token');
+  const readsIdToken =
+    options.passIdToken || compiled.some(({ template }) => template.tokens.includes('id_token'));
 
   return {
     names,
+    readsIdToken,
     render(input: RenderInput) {
       const context: TemplateContext = {
         claims: input.claims,

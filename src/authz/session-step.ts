@@ -34,7 +34,11 @@ export function createSessionStep(deps: SessionStepDeps) {
   return async function allowSession(context: StepContext): Promise<Verdict | undefined> {
     const { request, app } = context;
     const secure = secureFor(context);
-    const loaded = await app.sessions.load(request.cookies, secure);
+    // The decoded-session cache keeps the ID token only for an app that sends it upstream.
+    const readsIdToken = app.headers.readsIdToken;
+    const loaded = await app.sessions.load(request.cookies, secure, {
+      cacheIdToken: readsIdToken,
+    });
     if (loaded.kind === 'none') return undefined;
     if (loaded.kind !== 'valid') return deps.unauthenticated(context, loaded.setCookie);
 
@@ -81,7 +85,7 @@ export function createSessionStep(deps: SessionStepDeps) {
     const rendered = app.headers.render({
       claims: session.claims,
       accessToken: session.tokens.accessToken,
-      idToken: session.tokens.idToken,
+      idToken: readsIdToken ? session.tokens.idToken : undefined,
     });
     const upstreamHeaders: HeaderPair[] = rendered;
     const setNames = new Set(rendered.map(([name]) => name));

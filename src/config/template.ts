@@ -10,6 +10,8 @@ export interface TemplateContext {
 /** A compiled template. */
 export interface CompiledTemplate {
   readonly ok: true;
+  /** The tokens the template reads (`tokens.access_token`, `tokens.id_token`). */
+  readonly tokens: readonly TokenName[];
   /**
    * Renders the template. Arrays render comma-joined, objects as JSON, numbers and booleans as
    * text, missing claims and `null` as the empty string.
@@ -27,10 +29,13 @@ export interface TemplateError {
   readonly message: string;
 }
 
+/** A token a template can read. */
+export type TokenName = 'access_token' | 'id_token';
+
 type Part =
   | { readonly kind: 'text'; readonly text: string }
   | { readonly kind: 'claim'; readonly path: readonly string[] }
-  | { readonly kind: 'token'; readonly name: 'access_token' | 'id_token' }
+  | { readonly kind: 'token'; readonly name: TokenName }
   | { readonly kind: 'app-name' };
 
 const TOKEN_NAMES = new Set(['access_token', 'id_token']);
@@ -65,7 +70,8 @@ export function compileTemplate(source: string): CompiledTemplate | TemplateErro
     parts.push(parsed);
     rest = rest.slice(close + 2);
   }
-  return { ok: true, render: buildRenderer(parts) };
+  const tokens = new Set(parts.flatMap((part) => (part.kind === 'token' ? [part.name] : [])));
+  return { ok: true, tokens: [...tokens], render: buildRenderer(parts) };
 }
 
 function fail(message: string): TemplateError {
@@ -93,7 +99,7 @@ function parseExpression(expr: string): Part | string {
       if (path.length !== 1 || name === undefined || !TOKEN_NAMES.has(name)) {
         return 'can only use tokens.access_token or tokens.id_token';
       }
-      return { kind: 'token', name: name as 'access_token' | 'id_token' };
+      return { kind: 'token', name: name as TokenName };
     }
     case 'app':
       if (path.length !== 1 || path[0] !== 'name') return 'can only use app.name';

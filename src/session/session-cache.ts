@@ -2,6 +2,7 @@
 import { hash } from 'node:crypto';
 import { ExpiringLru } from '../expiring-lru.ts';
 import type { Clock } from '../store/store-backend.ts';
+import type { Session, SessionClaims } from './session.ts';
 
 /** Options for {@link SessionCache}. */
 export interface SessionCacheOptions {
@@ -12,19 +13,120 @@ export interface SessionCacheOptions {
 }
 
 /**
- * The key for a cookie value: the first 22 base64url characters (132 bits) of its SHA-256.
- * Holding the digest rather than the value keeps entries small and keeps cookie values out of
- * memory dumps. The one-shot `hash` costs half of a `createHash` object per call (hot path).
+ * The key for a cookie value: its SHA-256, base64url (43 characters). Holding the digest rather
+ * than the value keeps entries small and keeps cookie values out of memory dumps. The whole
+ * digest, not a prefix: a prefix `slice` is a view that keeps the whole digest alive as well
+ * (88 bytes per cached key instead of 56). The one-shot `hash` costs half of a `createHash`
+ * object per call (hot path).
  */
 export function cacheKeyFor(cookieValue: string): string {
-  return hash('sha256', cookieValue, 'base64url').slice(0, 22);
+  return hash('sha256', cookieValue, 'base64url');
+}
+
+/**
+ * A cookie session as the cache holds it: what every request reads (identity, claims, times,
+ * the access token and its expiry), and the ID token only for an app that forwards it. The
+ * refresh token and an ID token not forwarded are about half of a typical session; they stay
+ * in the cookie, read back by the few paths that need them: refresh, logout's
+ * `id_token_hint`, re-issuing the cookie (SPEC §13: at most 2 KiB per cached session).
+ */
+export interface CachedSession {
+  readonly id: string;
+  readonly sub: string;
+  readonly sid: string | undefined;
+  readonly claims: SessionClaims;
+  readonly accessToken: string;
+  /** The access token's expiry, ms since the epoch. */
+  readonly expiresAt: number;
+  readonly createdAt: number;
+  readonly lastSeenAt: number;
+  /** The ID token when kept here; `undefined` when it is left in the cookie or there is none. */
+  readonly idToken: string | undefined;
+  /** Whether the session has an ID token, kept here or not. */
+  readonly hasIdToken: boolean;
+  /** Whether the session has a refresh token (never kept here). */
+  readonly hasRefreshToken: boolean;
+}
+
+/**
+ * One copy of each short string that many sessions of an app hold alike: the members of array
+ * claims (`groups`, `roles`), so that 100,000 cached sessions of one team do not hold 100,000
+ * copies of each group name. Bounded: when full it starts over, which costs sharing, never
+ * correctness.
+ */
+export class StringPool {
+  readonly #strings = new Map<string, string>();
+  readonly #maxEntries: number;
+  readonly #maxLength: number;
+
+  /**
+   * @param maxEntries - most strings pooled at once; default 10,000.
+   * @param maxLength - longer strings are not pooled; default 256 characters.
+   */
+  constructor(maxEntries = 10_000, maxLength = 256) {
+    this.#maxEntries = maxEntries;
+    this.#maxLength = maxLength;
+  }
+
+  /** The pooled string equal to `text` (pooling it if new). */
+  readonly share = (text: string): string => {
+    if (text.length > this.#maxLength) return text;
+    const pooled = this.#strings.get(text);
+    if (pooled !== undefined) return pooled;
+    if (this.#strings.size >= this.#maxEntries) this.#strings.clear();
+    this.#strings.set(text, text);
+    return text;
+  };
+}
+
+function isStringArray(value: unknown): value is readonly string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+/**
+ * `claims` holding shared strings: a `sub` equal to the session's is that same string, and
+ * the members of string-array claims come from `pool`. A copy; the argument is left as it is.
+ */
+function shareClaimStrings(claims: SessionClaims, sub: string, pool: StringPool): SessionClaims {
+  const shared: Record<string, unknown> = { ...claims };
+  for (const name of Object.keys(shared)) {
+    const value = shared[name];
+    if (isStringArray(value)) shared[name] = value.map(pool.share);
+  }
+  if (shared['sub'] === sub) shared['sub'] = sub;
+  return shared;
+}
+
+/**
+ * What the cache keeps of `session`: the ID token only when `keepIdToken`; claim strings
+ * shared through `pool`.
+ */
+export function toCachedSession(
+  session: Session,
+  keepIdToken: boolean,
+  pool: StringPool,
+): CachedSession {
+  const { tokens } = session;
+  return {
+    id: session.id,
+    sub: session.sub,
+    sid: session.sid,
+    claims: shareClaimStrings(session.claims, session.sub, pool),
+    accessToken: tokens.accessToken,
+    expiresAt: tokens.expiresAt,
+    createdAt: session.createdAt,
+    lastSeenAt: session.lastSeenAt,
+    idToken: keepIdToken ? tokens.idToken : undefined,
+    hasIdToken: tokens.idToken !== undefined,
+    hasRefreshToken: tokens.refreshToken !== undefined,
+  };
 }
 
 /**
  * Decoded sessions by {@link cacheKeyFor} of their cookie; an entry never outlives the
  * session's own expiry.
  */
-export class SessionCache<T> extends ExpiringLru<T> {
+export class SessionCache<T = CachedSession> extends ExpiringLru<T> {
   constructor(options: SessionCacheOptions = {}) {
     super({ maxEntries: options.maxEntries ?? 100_000, now: options.now ?? Date.now });
   }

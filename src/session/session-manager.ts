@@ -11,7 +11,13 @@ import {
   type ServerSessionHandle,
   type ServerSessionKeyspaces,
 } from './server-session-store.ts';
-import { cacheKeyFor, SessionCache } from './session-cache.ts';
+import {
+  cacheKeyFor,
+  SessionCache,
+  StringPool,
+  toCachedSession,
+  type CachedSession,
+} from './session-cache.ts';
 import { deriveKeyRing } from './session-keys.ts';
 import {
   newSessionIdentity,
@@ -60,13 +66,24 @@ export interface SessionManagerDeps {
   /** Default `Date.now`. */
   readonly now?: Clock;
   /** Decoded cookie sessions; default a fresh cache of 100,000 entries. */
-  readonly cache?: SessionCache<Session>;
+  readonly cache?: SessionCache<CachedSession>;
   /** Where server sessions live; required when `store` is `server`. */
   readonly serverSessions?: ServerSessionKeyspaces;
   /** Marks redeemed login states on every replica; without it, only the cookie guards reuse. */
   readonly loginReplayMarks?: Keyspace<string, Mark>;
   /** Consulted on every load, also for cached sessions; default: nothing is revoked. */
   readonly isRevoked?: RevocationCheck;
+}
+
+/** Options of {@link SessionManager.load}. */
+export interface SessionLoadOptions {
+  /**
+   * The caller reads `session.tokens.idToken` on every request (the app forwards the ID token
+   * upstream), so the decoded-session cache keeps it. Otherwise a cached session reads its ID
+   * token back from the cookie when first asked for (logout's `id_token_hint`, refresh).
+   * Default false.
+   */
+  readonly cacheIdToken?: boolean;
 }
 
 /** Where a loaded session lives; hand it back to `update`. */
@@ -88,6 +105,10 @@ export type SessionLoad =
   | { readonly kind: 'none' }
   | {
       readonly kind: 'valid';
+      /**
+       * The whole session. From the decoded-session cache, its refresh token and an ID token
+       * the cache did not keep are read back from the request's cookie on first access.
+       */
       readonly session: Session;
       readonly ref: SessionRef;
       /** Session and login-state cookie names in the request, to strip upstream. */
@@ -118,11 +139,67 @@ export interface SessionChanges {
 
 const noLines: readonly string[] = Object.freeze([]);
 
+/** What the lifetime checks read; a cached session has it too. */
+type SessionTimes = Pick<Session, 'createdAt' | 'lastSeenAt'>;
+
 function storeUnavailable(cause: unknown): AuthzError {
   return new AuthzError('STORE_UNAVAILABLE', 503, 'session store unavailable', {
     cause,
     detail: 'server session store operation failed',
   });
+}
+
+/**
+ * The tokens of a cached session: those the cache left out are read back from the cookie
+ * `value` on first access (once per instance), so the paths that need them (refresh, logout,
+ * re-issuing the cookie) see the session exactly as sealed. Built per request, so a class with
+ * getters on its prototype (one allocation) rather than a literal with accessors. `toJSON`
+ * serialises every token; a spread (`{ ...tokens }`) would not, so copy fields by name.
+ */
+class CookieBackedTokens implements SessionTokens {
+  readonly accessToken: string;
+  readonly expiresAt: number;
+  readonly #cached: CachedSession;
+  readonly #value: string;
+  readonly #codec: CookieCodec;
+  #opened: SessionTokens | undefined;
+
+  constructor(cached: CachedSession, value: string, codec: CookieCodec) {
+    this.accessToken = cached.accessToken;
+    this.expiresAt = cached.expiresAt;
+    this.#cached = cached;
+    this.#value = value;
+    this.#codec = codec;
+  }
+
+  #fromCookie(): SessionTokens | undefined {
+    return (this.#opened ??= parseSession(this.#codec.open(this.#value))?.tokens);
+  }
+
+  get refreshToken(): string | undefined {
+    return this.#cached.hasRefreshToken ? this.#fromCookie()?.refreshToken : undefined;
+  }
+
+  get idToken(): string | undefined {
+    const cached = this.#cached;
+    if (cached.idToken !== undefined || !cached.hasIdToken) return cached.idToken;
+    return this.#fromCookie()?.idToken;
+  }
+
+  toJSON(): SessionTokens {
+    return plainTokens(this);
+  }
+}
+
+/** `tokens` as plain data (read out of a cached session's accessors). */
+function plainTokens(tokens: SessionTokens): SessionTokens {
+  const { accessToken, refreshToken, idToken, expiresAt } = tokens;
+  return {
+    accessToken,
+    ...(refreshToken === undefined ? {} : { refreshToken }),
+    ...(idToken === undefined ? {} : { idToken }),
+    expiresAt,
+  };
 }
 
 /**
@@ -135,7 +212,9 @@ export class SessionManager {
   readonly #options: SessionManagerOptions;
   readonly #now: Clock;
   readonly #codec: CookieCodec;
-  readonly #cache: SessionCache<Session>;
+  readonly #cache: SessionCache<CachedSession>;
+  /** Claim strings shared by this app's cached sessions. */
+  readonly #claimStrings = new StringPool();
   readonly #jar: ChunkedCookie;
   readonly #server: ServerSessionStore | undefined;
   readonly #isRevoked: RevocationCheck | undefined;
@@ -189,20 +268,20 @@ export class SessionManager {
   }
 
   /** When the session stops being valid, ms since the epoch. */
-  #deadline(session: Session): number {
+  #deadline(session: SessionTimes): number {
     const absolute = session.createdAt + this.#options.maxAge;
     const idle = this.#options.idleTimeout;
     return idle === undefined ? absolute : Math.min(absolute, session.lastSeenAt + idle);
   }
 
-  #rejection(session: Session, now: number): SessionRejection | undefined {
+  #rejection(session: SessionTimes, now: number): SessionRejection | undefined {
     if (now >= session.createdAt + this.#options.maxAge) return 'max_age';
     const idle = this.#options.idleTimeout;
     if (idle !== undefined && now >= session.lastSeenAt + idle) return 'idle';
     return undefined;
   }
 
-  async #revoked(session: Session): Promise<boolean> {
+  async #revoked(session: Session | CachedSession): Promise<boolean> {
     if (this.#isRevoked === undefined) return false;
     const subject: RevocationSubject = {
       id: session.id,
@@ -232,7 +311,11 @@ export class SessionManager {
    * own expiry says, and asks the revocation check on every load (cached or not).
    * @throws AuthzError `STORE_UNAVAILABLE` when a server session cannot be read.
    */
-  async load(cookies: ReadonlyMap<string, string>, secure: boolean): Promise<SessionLoad> {
+  async load(
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+    options: SessionLoadOptions = {},
+  ): Promise<SessionLoad> {
     const names = this.cookieNames(cookies);
     const value = this.#jar.read(cookies, secure);
     if (value === undefined) {
@@ -241,7 +324,7 @@ export class SessionManager {
     }
     const now = this.#now();
     return this.#server === undefined
-      ? this.#loadCookie(value, cookies, secure, names, now)
+      ? this.#loadCookie(value, cookies, secure, names, now, options.cacheIdToken === true)
       : this.#loadServer(this.#server, value, cookies, secure, names, now);
   }
 
@@ -255,47 +338,73 @@ export class SessionManager {
     return { kind, reason, cookieNames: names, setCookie: this.#jar.clear(cookies, secure) };
   }
 
+  /** The session sealed in a cookie value; `undefined` when it does not open or parse. */
+  #open(value: string): Session | undefined {
+    return parseSession(this.#codec.open(value));
+  }
+
   async #loadCookie(
     value: string,
     cookies: ReadonlyMap<string, string>,
     secure: boolean,
     names: readonly string[],
     now: number,
+    cacheIdToken: boolean,
   ): Promise<SessionLoad> {
     const key = cacheKeyFor(value);
-    let session = this.#cache.get(key);
-    if (session === undefined) {
-      session = parseSession(this.#codec.open(value));
-      if (session === undefined)
+    let cached = this.#cache.get(key);
+    // Decoded on this request: on a cache miss, or to add an ID token the entry left out.
+    let opened: Session | undefined;
+    if (
+      cached === undefined ||
+      (cacheIdToken && cached.hasIdToken && cached.idToken === undefined)
+    ) {
+      opened = this.#open(value);
+      if (opened === undefined) {
+        this.#cache.delete(key);
         return this.#reject('invalid', 'undecodable', cookies, secure, names);
-      this.#cache.set(key, session, this.#deadline(session));
+      }
+      cached = toCachedSession(opened, cacheIdToken, this.#claimStrings);
+      this.#cache.set(key, cached, this.#deadline(opened));
     }
-    const rejection = this.#rejection(session, now);
+    const rejection = this.#rejection(cached, now);
     if (rejection !== undefined) {
       this.#cache.delete(key);
       return this.#reject('expired', rejection, cookies, secure, names);
     }
-    if (await this.#revoked(session)) {
+    if (await this.#revoked(cached)) {
       this.#cache.delete(key);
       return this.#reject('expired', 'revoked', cookies, secure, names);
     }
-    if (now - session.lastSeenAt < this.#touchInterval) {
+    if (now - cached.lastSeenAt < this.#touchInterval) {
       return {
         kind: 'valid',
-        session,
+        session: opened ?? this.#sessionFrom(cached, value),
         ref: { kind: 'cookie' },
         cookieNames: names,
         setCookie: noLines,
       };
     }
-    const touched: Session = { ...session, lastSeenAt: now };
+    // Re-issuing the cookie needs every token, so a cached session is opened again.
+    opened ??= this.#open(value);
+    if (opened === undefined) return this.#reject('invalid', 'undecodable', cookies, secure, names);
+    const touched: Session = { ...opened, lastSeenAt: now };
     return {
       kind: 'valid',
       session: touched,
       ref: { kind: 'cookie' },
       cookieNames: names,
-      setCookie: this.#writeCookie(touched, cookies, secure, now),
+      setCookie: this.#writeCookie(touched, cookies, secure, now, cacheIdToken),
     };
+  }
+
+  /** A cached session as a whole `Session`, its left-out tokens read back from `value`. */
+  #sessionFrom(cached: CachedSession, value: string): Session {
+    const tokens = new CookieBackedTokens(cached, value, this.#codec);
+    const { id, sub, sid, claims, createdAt, lastSeenAt } = cached;
+    return sid === undefined
+      ? { v: 1, id, sub, claims, tokens, createdAt, lastSeenAt }
+      : { v: 1, id, sub, sid, claims, tokens, createdAt, lastSeenAt };
   }
 
   async #loadServer(
@@ -333,15 +442,20 @@ export class SessionManager {
     return { kind: 'valid', session: touched, ref, cookieNames: names, setCookie: noLines };
   }
 
-  /** Seals a cookie session, primes the cache with the new value, and returns its lines. */
+  /**
+   * Seals a cookie session, primes the cache with the new value (with the ID token when
+   * `keepIdToken`), and returns its lines.
+   */
   #writeCookie(
     session: Session,
     cookies: ReadonlyMap<string, string>,
     secure: boolean,
     now: number,
+    keepIdToken = false,
   ): string[] {
     const value = this.#codec.seal(session);
-    this.#cache.set(cacheKeyFor(value), session, this.#deadline(session));
+    const cached = toCachedSession(session, keepIdToken, this.#claimStrings);
+    this.#cache.set(cacheKeyFor(value), cached, this.#deadline(session));
     return this.#jar.write(value, this.#cookieMaxAge(session, now), cookies, secure);
   }
 
@@ -403,7 +517,7 @@ export class SessionManager {
     const now = this.#now();
     const session: Session = {
       ...current.session,
-      ...(changes.tokens === undefined ? {} : { tokens: changes.tokens }),
+      tokens: changes.tokens ?? plainTokens(current.session.tokens),
       ...(changes.claims === undefined ? {} : { claims: changes.claims }),
       lastSeenAt: now,
     };

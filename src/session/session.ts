@@ -1,11 +1,15 @@
 /** The session model: who the user is, their tokens, and when the session began and was last used. */
 import { randomBytes } from 'node:crypto';
 
-/** The tokens of a session. `expiresAt` is the access token's expiry, ms since the epoch. */
+/**
+ * The tokens of a session. `expiresAt` is the access token's expiry, ms since the epoch. A
+ * session served from the decoded-session cache reads its refresh token (and an ID token the
+ * cache did not keep) back from the cookie on first access, so these may be accessors.
+ */
 export interface SessionTokens {
   readonly accessToken: string;
-  readonly refreshToken?: string;
-  readonly idToken?: string;
+  readonly refreshToken?: string | undefined;
+  readonly idToken?: string | undefined;
   readonly expiresAt: number;
 }
 

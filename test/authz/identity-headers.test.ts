@@ -23,6 +23,19 @@ describe('identity headers', () => {
     assert.deepEqual(rendered, [['x-auth-request-user', 'alice']]);
   });
 
+  it('reads the ID token only when it is forwarded: passIdToken, or a template using it', () => {
+    const compile = (templates: Record<string, string>, passIdToken: boolean) =>
+      compileIdentityHeaders({ appName: 'app', templates, passAccessToken: true, passIdToken });
+    const claimsOnly = { 'x-auth-request-user': '{{ claims.sub }}' };
+    assert.equal(compile(claimsOnly, false).readsIdToken, false);
+    assert.equal(compile(claimsOnly, true).readsIdToken, true);
+    assert.equal(
+      compile({ ...claimsOnly, 'x-id': 'jwt {{ tokens.id_token }}' }, false).readsIdToken,
+      true,
+    );
+    assert.equal(compile({ 'x-at': '{{ tokens.access_token }}' }, false).readsIdToken, false);
+  });
+
   it('scrubs a forged copy of every header it did not set, and only those present', () => {
     const app = { scrubHeaders: ['x-auth-request-user', 'x-auth-request-email', 'x-id-token'] };
     const incoming = new Map([

@@ -54,6 +54,20 @@ test('arrays comma-joined, objects as JSON, scalars as text, missing as empty', 
   );
 });
 
+test('lists the tokens a template reads, each once', () => {
+  const tokensOf = (source: string) => {
+    const compiled = compileTemplate(source);
+    assert.ok(compiled.ok, source);
+    return compiled.tokens;
+  };
+  assert.deepEqual(tokensOf('{{ claims.email }} on {{ app.name }}'), []);
+  assert.deepEqual(tokensOf('{{ tokens.id_token }}|{{tokens.id_token}}'), ['id_token']);
+  assert.deepEqual(tokensOf('{{ tokens.access_token }} {{ tokens.id_token }}'), [
+    'access_token',
+    'id_token',
+  ]);
+});
+
 test('missing tokens render empty', () => {
   const compiled = compileTemplate('{{ tokens.id_token }}');
   assert.ok(compiled.ok);

@@ -69,8 +69,14 @@ function serverDeps(backend: StoreBackend, now: () => number): SessionManagerDep
 }
 
 function valid(result: Awaited<ReturnType<SessionManager['load']>>): Session {
-  assert.equal(result.kind, 'valid', `expected a valid session, got ${JSON.stringify(result)}`);
-  return result.kind === 'valid' ? result.session : (undefined as never);
+  if (result.kind !== 'valid')
+    assert.fail(`expected a valid session, got ${JSON.stringify(result)}`);
+  return result.session;
+}
+
+/** A value as sealed: own data only, accessors read. */
+function plain<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
 }
 
 describe('session manager (cookie store)', () => {
@@ -86,7 +92,7 @@ describe('session manager (cookie store)', () => {
     const browser = applySetCookie(new Map([['other', 'keep']]), created.setCookie);
     const result = await m.load(browser, true);
     const session = valid(result);
-    assert.deepEqual(session, created.session);
+    assert.deepEqual(plain(session), created.session);
     assert.equal(session.sub, 'alice');
     assert.equal(session.sid, 'idp-session-1');
     assert.equal(session.createdAt, c.now());
@@ -114,7 +120,7 @@ describe('session manager (cookie store)', () => {
 
   it('cache entries expire with the session, and maxAge is enforced server-side', async () => {
     const c = clock();
-    const cache = new SessionCache<Session>({ now: c.now });
+    const cache = new SessionCache({ now: c.now });
     const m = manager({ maxAge: 60 * MINUTE }, { now: c.now, cache });
     const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
     const key = cacheKeyFor(browser.get('__Host-_eoa')!);
@@ -229,7 +235,7 @@ describe('session manager (cookie store)', () => {
     const updated = await m.update(created, { tokens }, browser, true);
     applySetCookie(browser, updated.setCookie);
     const session = valid(await m.load(browser, true));
-    assert.deepEqual(session.tokens, tokens);
+    assert.deepEqual(plain(session.tokens), tokens);
     assert.equal(session.id, created.session.id);
     assert.equal(session.createdAt, created.session.createdAt);
     assert.equal(session.lastSeenAt, c.now());
@@ -266,6 +272,107 @@ describe('session manager (cookie store)', () => {
     assert.equal(attributesOf(lines[0]!).get('max-age'), '0');
     await m.load(browser, true);
     assert.equal(m.codecStats.decrypts, decrypts + 1, 'the cache entry was dropped');
+  });
+
+  describe('what the decoded-session cache keeps', () => {
+    const idToken = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.id-token-signature';
+    const refreshToken = 'refresh-token-kept-only-in-the-cookie';
+    const withTokens: NewSession = { ...login, tokens: { ...login.tokens, idToken, refreshToken } };
+
+    async function cachedLogin(deps: SessionManagerDeps = {}) {
+      const cache = new SessionCache(deps.now === undefined ? {} : { now: deps.now });
+      const m = manager({}, { ...deps, cache });
+      const created = await m.create(withTokens, new Map(), true);
+      const browser = applySetCookie(new Map(), created.setCookie);
+      return { m, cache, browser, key: cacheKeyFor(browser.get('__Host-_eoa')!) };
+    }
+
+    it('holds neither the refresh token nor, for an app not forwarding it, the ID token', async () => {
+      const { m, cache, browser, key } = await cachedLogin();
+      // Filled when the cookie was sealed (login), and when another replica decodes it.
+      const replicaCache = new SessionCache();
+      const replica = manager({}, { cache: replicaCache });
+      for (const [owner, ownCache] of [
+        [m, cache],
+        [replica, replicaCache],
+      ] as const) {
+        valid(await owner.load(browser, true));
+        const entry = ownCache.get(key);
+        assert.ok(entry !== undefined, 'the session is cached');
+        assert.equal(entry.accessToken, 'access-1');
+        assert.deepEqual(entry.claims, login.claims);
+        const held = JSON.stringify(entry);
+        assert.ok(!held.includes(idToken), 'no ID token in the cached entry');
+        assert.ok(!held.includes(refreshToken), 'no refresh token in the cached entry');
+      }
+      assert.equal(replica.codecStats.decrypts, 1);
+    });
+
+    it('after a cache hit, reads the tokens logout and refresh need back from the cookie, once', async () => {
+      const { m, browser } = await cachedLogin();
+      const session = valid(await m.load(browser, true));
+      assert.equal(m.codecStats.decrypts, 0, 'a hit, not a decode');
+      assert.equal(session.tokens.accessToken, 'access-1');
+      assert.equal(session.tokens.expiresAt, login.tokens.expiresAt);
+      assert.equal(m.codecStats.decrypts, 0, 'what the hot path reads needs no decrypt');
+      assert.equal(session.tokens.idToken, idToken, 'the id_token_hint for logout');
+      assert.equal(session.tokens.refreshToken, refreshToken, 'the grant for a refresh');
+      assert.equal(m.codecStats.decrypts, 1, 'the cookie opened once for both');
+      assert.equal(session.tokens.idToken, idToken);
+      assert.equal(m.codecStats.decrypts, 1);
+    });
+
+    it('a session without refresh or ID token says so without opening the cookie', async () => {
+      const m = manager();
+      const bare: NewSession = { ...login, tokens: { accessToken: 'a', expiresAt: 1 } };
+      const browser = applySetCookie(new Map(), (await m.create(bare, new Map(), true)).setCookie);
+      const session = valid(await m.load(browser, true));
+      assert.equal(session.tokens.refreshToken, undefined);
+      assert.equal(session.tokens.idToken, undefined);
+      assert.equal(m.codecStats.decrypts, 0);
+    });
+
+    it('keeps the ID token for an app that forwards it: one decode to add it, none after', async () => {
+      const { m, cache, browser, key } = await cachedLogin();
+      const first = valid(await m.load(browser, true, { cacheIdToken: true }));
+      assert.equal(first.tokens.idToken, idToken);
+      assert.equal(cache.get(key)?.idToken, idToken);
+      assert.ok(!JSON.stringify(cache.get(key)).includes(refreshToken));
+      for (let i = 0; i < 10; i++) {
+        const session = valid(await m.load(browser, true, { cacheIdToken: true }));
+        assert.equal(session.tokens.idToken, idToken);
+      }
+      assert.equal(m.codecStats.decrypts, 1);
+    });
+
+    it('re-issues a cached session (touch, update) with every token sealed', async () => {
+      const c = clock();
+      const { m, browser } = await cachedLogin({ now: c.now });
+      const touching = manager({ idleTimeout: 10 * MINUTE }, { now: c.now });
+      valid(await touching.load(browser, true));
+      c.advance(2 * MINUTE);
+      const touched = await touching.load(browser, true);
+      valid(touched);
+      const touchLines = touched.kind === 'valid' ? touched.setCookie : [];
+      assert.equal(touchLines.length, 1, 'a hit, re-issued');
+      const afterTouch = applySetCookie(new Map(browser), touchLines);
+
+      const hit = await m.load(browser, true);
+      assert.equal(m.codecStats.decrypts, 0);
+      const updated = await m.update(
+        { session: valid(hit), ref: { kind: 'cookie' } },
+        { claims: { ...login.claims, email: 'alice@new.example' } },
+        browser,
+        true,
+      );
+      const afterUpdate = applySetCookie(new Map(browser), updated.setCookie);
+
+      for (const jar of [afterTouch, afterUpdate]) {
+        const reopened = valid(await manager({}, { now: c.now }).load(jar, true));
+        assert.deepEqual(plain(reopened.tokens), withTokens.tokens);
+      }
+      assert.deepEqual(plain(updated.session.tokens), withTokens.tokens);
+    });
   });
 
   it('plain http on loopback uses the unprefixed, non-Secure cookie', async () => {
