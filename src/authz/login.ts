@@ -73,9 +73,13 @@ const stateProblems = {
  * once, the code exchanged with the PKCE verifier, the ID token validated, the session
  * created, and the browser sent back to where it started — on this origin only.
  */
-export async function handleCallback(context: StepContext): Promise<Verdict | undefined> {
+export function handleCallback(context: StepContext): Promise<Verdict> | undefined {
+  if (context.request.path !== context.app.config.oidc.callbackPath) return undefined;
+  return finishLogin(context);
+}
+
+async function finishLogin(context: StepContext): Promise<Verdict> {
   const { request, app } = context;
-  if (request.path !== app.config.oidc.callbackPath) return undefined;
   const query = queryOf(request);
   const secure = secureFor(context);
   const state = query.get('state') ?? '';
