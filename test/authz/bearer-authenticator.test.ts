@@ -359,7 +359,7 @@ describe('bearer authenticator', () => {
     const { authenticator, keyLookups, clock } = rig();
     const token = await sign(claims(clock.now));
     const outcomes = await Promise.all(
-      Array.from({ length: 50 }, () => authenticator.authenticate(token)),
+      Array.from({ length: 50 }, async () => authenticator.authenticate(token)),
     );
     assert.ok(outcomes.every((o) => o.kind === 'valid'));
     assert.equal(keyLookups(), 1);
