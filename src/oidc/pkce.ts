@@ -1,5 +1,5 @@
 /** Per-login secrets: PKCE S256 verifier and challenge (RFC 7636), state and nonce. */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /** Fresh values for one authorization request. */
 export interface LoginSecrets {
@@ -24,6 +24,6 @@ export function createLoginSecrets(
     state: random.subarray(0, 32).toString('base64url'),
     nonce: random.subarray(32, 64).toString('base64url'),
     codeVerifier,
-    codeChallenge: createHash('sha256').update(codeVerifier).digest('base64url'),
+    codeChallenge: hash('sha256', codeVerifier, 'base64url'),
   };
 }
