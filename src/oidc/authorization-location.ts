@@ -9,24 +9,11 @@ export interface PerLoginValues {
 }
 
 /**
- * True when the `application/x-www-form-urlencoded` serializer (WHATWG URL §5.2), which writes
- * the query, leaves `value` as it is: ASCII alphanumerics and `*-._`. Base64url is.
+ * Values the `application/x-www-form-urlencoded` serializer (WHATWG URL §5.2), which writes the
+ * query, leaves as they are: ASCII alphanumerics and `*-._`. Base64url is. (A regular
+ * expression: several times faster here than a loop over the characters.)
  */
-function isFormSafe(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    const safe =
-      (c >= 0x61 && c <= 0x7a) ||
-      (c >= 0x41 && c <= 0x5a) ||
-      (c >= 0x30 && c <= 0x39) ||
-      c === 0x2d ||
-      c === 0x5f ||
-      c === 0x2e ||
-      c === 0x2a;
-    if (!safe) return false;
-  }
-  return true;
-}
+const formSafe = /^[A-Za-z0-9*._-]*$/;
 
 /** What the full URL ends with when built with the per-login values left empty. */
 const emptyTail = 'state=&nonce=&code_challenge=&code_challenge_method=S256';
@@ -58,8 +45,8 @@ export class AuthorizationLocations {
 
   /** The authorization URL for these values, as `build(values).href` would spell it. */
   location(values: PerLoginValues): string {
-    if (!isFormSafe(values.state) || !isFormSafe(values.nonce)) return this.#slow(values);
-    if (!isFormSafe(values.codeChallenge)) return this.#slow(values);
+    if (!formSafe.test(values.state) || !formSafe.test(values.nonce)) return this.#slow(values);
+    if (!formSafe.test(values.codeChallenge)) return this.#slow(values);
     let prefix = this.#prefixes.get(values.redirectUri);
     if (prefix === undefined) {
       prefix = this.#prefixFor(values.redirectUri);
