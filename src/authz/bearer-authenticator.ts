@@ -119,15 +119,21 @@ export class BearerAuthenticator {
 
   /**
    * Decides whether `token` identifies a caller of this app: without a promise when the token
-   * was verified before and carries no `jti` to look up.
+   * was verified before and carries no `jti` to look up. `firstCheck` names what is wrong with
+   * a token before it is verified; a token found among the verified ones passed it already.
    */
-  authenticate(token: string): BearerOutcome | Promise<BearerOutcome> {
+  authenticate(
+    token: string,
+    firstCheck?: (token: string) => string | undefined,
+  ): BearerOutcome | Promise<BearerOutcome> {
     const digest = tokenDigest(token);
     const identity = this.#verified.get(digest) ?? this.#introspected.get(digest);
     if (identity !== undefined) {
       this.#metrics.cache('hit');
       return this.#unlessRevoked(identity);
     }
+    const problem = firstCheck?.(token);
+    if (problem !== undefined) return { kind: 'invalid', reason: problem };
     this.#metrics.cache('miss');
     let pending = this.#inFlight.get(digest);
     if (pending === undefined) {

@@ -3,7 +3,7 @@ import { headersToScrub } from './app-runtime.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { BearerOutcome } from './bearer-authenticator.ts';
 import type { BearerIdentity } from './bearer-claims.ts';
-import { readBearerCredential, type BearerCredential } from './bearer-header.ts';
+import { b64TokenProblem, takeBearerCredential, type BearerCredential } from './bearer-header.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
@@ -63,7 +63,7 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
   ): Verdict | Promise<Verdict | undefined> | undefined {
     const bearer = context.app.bearer;
     if (bearer === undefined) return undefined;
-    const credential = readBearerCredential(context.request.headers.get('authorization'));
+    const credential = takeBearerCredential(context.request.headers.get('authorization'));
     if (credential.kind === 'none') return undefined;
     const { request, app } = context;
     if (!bearer.overridesCookie && app.sessions.cookieNames(request.cookies).length > 0) {
@@ -92,7 +92,8 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
     if (credential.kind === 'malformed') {
       return conclude(context, bearer, { kind: 'invalid', reason: credential.reason });
     }
-    const outcome = bearer.authenticator.authenticate(credential.token);
+    // The token's characters are checked only when it was not verified before.
+    const outcome = bearer.authenticator.authenticate(credential.token, b64TokenProblem);
     return outcome instanceof Promise
       ? outcome.then((settled) => conclude(context, bearer, settled))
       : conclude(context, bearer, outcome);

@@ -199,6 +199,16 @@ describe('hot Checks', () => {
     const again = upstream(await check());
     assert.equal(again.get('cookie'), undefined, 'no cookie from the previous request');
 
+    const malformed = await envoy.check({
+      url: `${api}/v1/things`,
+      headers: [['authorization', `Bearer ${token}"`]],
+    });
+    assert.equal(
+      malformed.kind === 'deny' && malformed.status,
+      401,
+      'a character outside b64token',
+    );
+
     await server.handle.revokeBearerToken('api', 'hot-1', exp * 1000);
     const revoked = await check();
     assert.equal(revoked.kind === 'deny' && revoked.status, 401);
