@@ -27,15 +27,18 @@ export interface MemoEntry {
   last: LastAllow | undefined;
 }
 
-/** Default number of identities remembered. */
-const defaultMaxEntries = 4_096;
+/**
+ * Default number of identities remembered: an entry with its allow and encoding is 1–2 KB, so
+ * this stays within a few MB beside a session cache of 100,000 (SPEC §13: under 300 MiB RSS).
+ */
+const defaultMaxEntries = 1_024;
 
 /**
  * A bounded map from an identity object to its rendered headers and the last allow built for
  * it. Keys are the objects the caches hand out (a cached session, a cached token's identity),
  * so a hit needs no hashing; a session re-issued, refreshed or revoked is another object or
  * never gets this far. Oldest entries go first; hits do not reorder (a hot identity evicted by
- * 4,096 newer ones is simply rendered again).
+ * 1,024 newer ones is simply rendered again).
  *
  * Nothing per request is kept unless the next request needs exactly the same: the request's
  * own parts (the forged identity headers it carries, its other cookies) are compared before the
