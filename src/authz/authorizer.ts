@@ -4,7 +4,7 @@ import { AuthzError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
-import type { Pipeline } from './pipeline.ts';
+import type { Decision, Pipeline } from './pipeline.ts';
 import { jsonDeny, type Verdict } from './verdict.ts';
 
 /** What a config (re)load builds; swapped whole so a Check never sees half of two configs. */
@@ -36,38 +36,63 @@ export class Authorizer {
   }
 
   /**
-   * Decides one request. Rejects only when no decision could be made at all, so that the
+   * Decides one request: synchronously when no step needed I/O (an unauthenticated navigation,
+   * a public path, a malformed request, …), else as a promise. Never throws; rejects (or
+   * returns a rejected promise) only when no decision could be made at all, so that the
    * transport can answer with an error and Envoy's `failure_mode_allow` applies.
    */
-  async check(raw: RawRequest): Promise<Outcome> {
+  decide(raw: RawRequest): Outcome | Promise<Outcome> {
     const started = performance.now();
     this.#metrics.checkStarted();
     const runtime = this.#runtime;
-    let app: string | undefined;
-    let verdict: Verdict;
+    let decision: Decision | Promise<Decision>;
     try {
       const request = parseRequest(raw, runtime.parseOptions);
       if ('kind' in request) {
-        verdict = jsonDeny('bad_request', 400, 'bad_request', request.reason);
-      } else {
-        const decision = await runtime.pipeline.decide(request);
-        app = decision.app?.name;
-        verdict = decision.verdict;
+        return this.#finished(
+          undefined,
+          jsonDeny('bad_request', 400, 'bad_request', request.reason),
+          started,
+        );
       }
+      decision = runtime.pipeline.decide(request);
     } catch (error) {
-      if (!(error instanceof AuthzError)) {
-        this.#metrics.checkAborted();
-        this.#logger.error({ err: error, requestId: raw.id }, 'check failed without a decision');
-        throw error;
-      }
-      verdict = verdictForError(error);
-      this.#logger.warn(
-        { code: error.code, detail: error.message, requestId: raw.id },
-        'check denied by an error',
+      return this.#failed(error, raw, started);
+    }
+    if (decision instanceof Promise) {
+      return decision.then(
+        ({ app, verdict }) => this.#finished(app?.name, verdict, started),
+        (error: unknown) => this.#failed(error, raw, started),
       );
     }
+    return this.#finished(decision.app?.name, decision.verdict, started);
+  }
+
+  /** {@link decide}, always as a promise. */
+  check(raw: RawRequest): Promise<Outcome> {
+    const outcome = this.decide(raw);
+    return outcome instanceof Promise ? outcome : Promise.resolve(outcome);
+  }
+
+  #finished(app: string | undefined, verdict: Verdict, started: number): Outcome {
     this.#metrics.checkFinished(app, verdict, (performance.now() - started) / 1000);
     return { app, verdict };
+  }
+
+  /** A failure: an {@link AuthzError} is a verdict; anything else means no decision. */
+  #failed(error: unknown, raw: RawRequest, started: number): Outcome | Promise<never> {
+    if (!(error instanceof AuthzError)) {
+      this.#metrics.checkAborted();
+      this.#logger.error({ err: error, requestId: raw.id }, 'check failed without a decision');
+      // Passed on as it was thrown (a bug, not a verdict); the transport answers with an error.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as is
+      return Promise.reject(error);
+    }
+    this.#logger.warn(
+      { code: error.code, detail: error.message, requestId: raw.id },
+      'check denied by an error',
+    );
+    return this.#finished(undefined, verdictForError(error), started);
   }
 }
 

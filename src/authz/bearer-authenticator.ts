@@ -58,6 +58,8 @@ type Verified =
   | { readonly kind: 'valid'; readonly identity: BearerIdentity; readonly until: number }
   | Exclude<BearerOutcome, { kind: 'valid' }>;
 
+const revokedToken: BearerOutcome = Object.freeze({ kind: 'invalid', reason: 'token revoked' });
+
 function unavailableFrom(error: AuthzError): Verified {
   return {
     kind: 'unavailable',
@@ -115,34 +117,47 @@ export class BearerAuthenticator {
     });
   }
 
-  /** Decides whether `token` identifies a caller of this app. */
-  async authenticate(token: string): Promise<BearerOutcome> {
+  /**
+   * Decides whether `token` identifies a caller of this app: without a promise when the token
+   * was verified before and carries no `jti` to look up. `firstCheck` names what is wrong with
+   * a token before it is verified; a token found among the verified ones passed it already.
+   */
+  authenticate(
+    token: string,
+    firstCheck?: (token: string) => string | undefined,
+  ): BearerOutcome | Promise<BearerOutcome> {
     const digest = tokenDigest(token);
-    let identity = this.#verified.get(digest) ?? this.#introspected.get(digest);
+    const identity = this.#verified.get(digest) ?? this.#introspected.get(digest);
     if (identity !== undefined) {
       this.#metrics.cache('hit');
-    } else {
-      this.#metrics.cache('miss');
-      let pending = this.#inFlight.get(digest);
-      if (pending === undefined) {
-        pending = this.#verify(token, digest);
-        this.#inFlight.set(digest, pending);
-        const settled = pending;
-        // Only the promise that filled the slot clears it.
-        const clear = () => {
-          if (this.#inFlight.get(digest) === settled) this.#inFlight.delete(digest);
-        };
-        settled.then(clear, clear);
-      }
-      const verified = await pending;
-      if (verified.kind !== 'valid') return verified;
-      identity = verified.identity;
+      return this.#unlessRevoked(identity);
     }
-    // Checked on every request, cached or not: a revocation must take effect at once.
-    if (identity.jti !== undefined && (await this.#revocations.isRevoked(identity.jti))) {
-      return { kind: 'invalid', reason: 'token revoked' };
+    const problem = firstCheck?.(token);
+    if (problem !== undefined) return { kind: 'invalid', reason: problem };
+    this.#metrics.cache('miss');
+    let pending = this.#inFlight.get(digest);
+    if (pending === undefined) {
+      pending = this.#verify(token, digest);
+      this.#inFlight.set(digest, pending);
+      const settled = pending;
+      // Only the promise that filled the slot clears it.
+      const clear = () => {
+        if (this.#inFlight.get(digest) === settled) this.#inFlight.delete(digest);
+      };
+      settled.then(clear, clear);
     }
-    return { kind: 'valid', identity };
+    return pending.then((verified) =>
+      verified.kind === 'valid' ? this.#unlessRevoked(verified.identity) : verified,
+    );
+  }
+
+  /** Checked on every request, cached or not: a revocation must take effect at once. */
+  #unlessRevoked(identity: BearerIdentity): BearerOutcome | Promise<BearerOutcome> {
+    const valid: BearerOutcome = { kind: 'valid', identity };
+    if (identity.jti === undefined) return valid;
+    return this.#revocations
+      .isRevoked(identity.jti)
+      .then((revoked) => (revoked ? revokedToken : valid));
   }
 
   async #verify(token: string, digest: string): Promise<Verified> {

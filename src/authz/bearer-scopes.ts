@@ -59,17 +59,21 @@ export function compileScopeRequirements(
   const always = [...new Set(requiredScopes)];
   return {
     missing(granted, method, path) {
-      const lacking = new Set(always.filter((scope) => !granted.has(scope)));
+      // Built only when a scope is lacking: a token that has them all allocates nothing here.
+      let lacking: Set<string> | undefined;
+      for (const scope of always) if (!granted.has(scope)) (lacking ??= new Set()).add(scope);
       if (compiled.length > 0) {
         const upper = method.toUpperCase();
         const lenient = AMBIGUOUS_PATH.test(path) ? lenientPath(path) : path;
         for (const rule of compiled) {
           if (rule.methods !== undefined && !rule.methods.has(upper)) continue;
           if (!path.startsWith(rule.prefix) && !lenient.startsWith(rule.prefix)) continue;
-          for (const scope of rule.scopes) if (!granted.has(scope)) lacking.add(scope);
+          for (const scope of rule.scopes) {
+            if (!granted.has(scope)) (lacking ??= new Set()).add(scope);
+          }
         }
       }
-      return lacking.size === 0 ? undefined : [...lacking].join(' ');
+      return lacking === undefined ? undefined : [...lacking].join(' ');
     },
   };
 }

@@ -1,12 +1,15 @@
 /** The bearer step (SPEC §4.7, §8): a machine client's `Authorization: Bearer` token decides; failures never redirect. */
 import { headersToScrub } from './app-runtime.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { BearerOutcome } from './bearer-authenticator.ts';
 import type { BearerIdentity } from './bearer-claims.ts';
-import { readBearerCredential } from './bearer-header.ts';
+import { b64TokenProblem, takeBearerCredential, type BearerCredential } from './bearer-header.ts';
+import type { BearerRuntime } from './bearer-runtime.ts';
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
-import { cookieHeaderWithout } from './session-step.ts';
-import { allow, deny, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
+import { cookieChange } from './session-step.ts';
+import { AllowMemo, allowFor, type CookieChange } from './allow-memo.ts';
+import { deny, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 
 export interface BearerStepDeps {
   /** Where refusals are logged at debug level, with the failed check but never the token. */
@@ -54,29 +57,50 @@ function insufficientScope(realm: string, scope: string): Verdict {
  */
 export function createBearerStep(deps: BearerStepDeps = {}) {
   const log = deps.logger?.child({ component: 'bearer' });
-  return async function authenticateBearer(context: StepContext): Promise<Verdict | undefined> {
-    const { request, app } = context;
-    const bearer = app.bearer;
+  const recent = new AllowMemo<BearerIdentity>();
+  return function authenticateBearer(
+    context: StepContext,
+  ): Verdict | Promise<Verdict | undefined> | undefined {
+    const bearer = context.app.bearer;
     if (bearer === undefined) return undefined;
-    const credential = readBearerCredential(request.headers.get('authorization'));
+    const credential = takeBearerCredential(context.request.headers.get('authorization'));
     if (credential.kind === 'none') return undefined;
+    const { request, app } = context;
     if (!bearer.overridesCookie && app.sessions.cookieNames(request.cookies).length > 0) {
-      const loaded = await app.sessions.load(request.cookies, secureFor(context));
-      if (loaded.kind === 'valid') return undefined;
+      return app.sessions
+        .load(request.cookies, secureFor(context))
+        .then((loaded) =>
+          loaded.kind === 'valid' ? undefined : decide(context, bearer, credential),
+        );
     }
+    return decide(context, bearer, credential);
+  };
 
-    const address = request.clientAddress;
-    const retryAfter = bearer.throttle.retryAfterSeconds(address);
+  /** The verdict on the token; without a promise when the token was verified before. */
+  function decide(
+    context: StepContext,
+    bearer: BearerRuntime,
+    credential: Exclude<BearerCredential, { kind: 'none' }>,
+  ): Verdict | Promise<Verdict> {
+    const retryAfter = bearer.throttle.retryAfterSeconds(context.request.clientAddress);
     if (retryAfter !== undefined) {
       bearer.metrics.throttled();
       return jsonDeny('throttled', 429, 'too_many_requests', 'too many failed attempts', [
         ['retry-after', String(retryAfter)],
       ]);
     }
-    const outcome =
-      credential.kind === 'malformed'
-        ? { kind: 'invalid' as const, reason: credential.reason }
-        : await bearer.authenticator.authenticate(credential.token);
+    if (credential.kind === 'malformed') {
+      return conclude(context, bearer, { kind: 'invalid', reason: credential.reason });
+    }
+    // The token's characters are checked only when it was not verified before.
+    const outcome = bearer.authenticator.authenticate(credential.token, b64TokenProblem);
+    return outcome instanceof Promise
+      ? outcome.then((settled) => conclude(context, bearer, settled))
+      : conclude(context, bearer, outcome);
+  }
+
+  function conclude(context: StepContext, bearer: BearerRuntime, outcome: BearerOutcome): Verdict {
+    const { app } = context;
     switch (outcome.kind) {
       case 'unavailable':
         log?.warn({ app: app.name, detail: outcome.detail }, 'bearer token could not be checked');
@@ -88,18 +112,22 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
           [['retry-after', String(outcome.retryAfterSeconds)]],
         );
       case 'invalid':
-        bearer.throttle.recordFailure(address);
+        bearer.throttle.recordFailure(context.request.clientAddress);
         if (log?.isLevelEnabled('debug') === true) {
           log.debug({ app: app.name, reason: outcome.reason }, 'bearer token refused');
         }
         return invalidToken(app.name);
       case 'valid':
-        return authorize(context, outcome.identity);
+        return authorize(context, outcome.identity, recent);
     }
-  };
+  }
 }
 
-function authorize(context: StepContext, identity: BearerIdentity): Verdict {
+function authorize(
+  context: StepContext,
+  identity: BearerIdentity,
+  recent: AllowMemo<BearerIdentity>,
+): Verdict {
   const { request, app } = context;
   const bearer = app.bearer!;
   const missing = bearer.scopes.missing(identity.scopes, request.method, request.path);
@@ -109,32 +137,42 @@ function authorize(context: StepContext, identity: BearerIdentity): Verdict {
     return deny('forbidden', 403, `${refusal}\n`, [['content-type', 'text/plain; charset=utf-8']]);
   }
 
-  const authorization = request.headers.get('authorization') ?? '';
-  const rendered = app.headers.render({
-    claims: identity.claims,
-    accessToken: authorization.slice(7).trim(),
-    idToken: undefined,
-  });
-  const upstreamHeaders: HeaderPair[] = bearer.userHeaderIsIdentifier
-    ? rendered.filter(([name]) => name !== 'x-auth-request-user')
-    : rendered;
-  if (bearer.userHeaderIsIdentifier) {
-    upstreamHeaders.push(['x-auth-request-user', identity.identifier]);
-  }
-  const setNames = new Set(upstreamHeaders.map(([name]) => name));
-  const removeHeaders = [...headersToScrub(app, request.headers, setNames)];
-  if (!bearer.passAuthorizationHeader && !setNames.has('authorization')) {
-    removeHeaders.push('authorization');
-  }
+  // The identity is the cached verification of this very token, so its headers are too;
+  // unless they carry the token itself, which is kept nowhere but in the request.
+  const token = (request.headers.get('authorization') ?? '').slice(7).trim();
+  const render = (): HeaderPair[] => {
+    const rendered = app.headers.render({
+      claims: identity.claims,
+      accessToken: token,
+      idToken: undefined,
+    });
+    const upstreamHeaders: HeaderPair[] = bearer.userHeaderIsIdentifier
+      ? rendered.filter(([name]) => name !== 'x-auth-request-user')
+      : rendered;
+    if (bearer.userHeaderIsIdentifier) {
+      upstreamHeaders.push(['x-auth-request-user', identity.identifier]);
+    }
+    return upstreamHeaders;
+  };
+  const entry = recent.entryFor(identity, app, render, (headers) =>
+    headers.every(([, value]) => !value.includes(token)),
+  );
+  const alsoRemove =
+    !bearer.passAuthorizationHeader && !entry.names.has('authorization')
+      ? 'authorization'
+      : undefined;
   // The upstream never sees our session or login-state cookies, even when the token won.
+  let cookie: CookieChange;
   const cookieHeader = request.headers.get('cookie');
   if (cookieHeader !== undefined) {
     const ours = app.sessions.cookieNames(request.cookies);
-    if (ours.length > 0) {
-      const rest = cookieHeaderWithout(cookieHeader, new Set(ours));
-      if (rest === undefined) removeHeaders.push('cookie');
-      else upstreamHeaders.push(['cookie', rest]);
-    }
+    if (ours.length > 0) cookie = cookieChange(cookieHeader, new Set(ours));
   }
-  return allow('bearer', { upstreamHeaders, removeHeaders });
+  return allowFor(
+    entry,
+    'bearer',
+    headersToScrub(app, request.headers, entry.names),
+    alsoRemove,
+    cookie,
+  );
 }

@@ -7,7 +7,7 @@ import { htmlPage } from './pages.ts';
 import type { StepContext } from './pipeline.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
 import type { RequestModel } from './request.ts';
-import { redirect, type HeaderPair, type Verdict } from './verdict.ts';
+import { deny, redirect, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** Whether cookies for this request are Secure (and so `__Host-` prefixed). */
 export function secureFor(context: StepContext): boolean {
@@ -34,14 +34,15 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
   if (downFor !== undefined) {
     throw new IdpUnavailableError('authorization', 'circuit_open', { retryAfterSeconds: downFor });
   }
-  const secrets = createLoginSecrets((n) => app.sessions.loginStates.random(n));
-  const location = app.oidc.authorizationUrl({
+  const loginStates = app.sessions.loginStates;
+  const secrets = createLoginSecrets((n) => loginStates.random(n));
+  const location = app.oidc.authorizationLocation({
     redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
     state: secrets.state,
     nonce: secrets.nonce,
     codeChallenge: secrets.codeChallenge,
   });
-  const cookies = app.sessions.loginStates.start(
+  const cookies = loginStates.start(
     {
       state: secrets.state,
       nonce: secrets.nonce,
@@ -51,11 +52,13 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
     request.cookies,
     secureFor(context),
   );
-  return redirect('login', location.href, [
+  const headers: HeaderPair[] = [
+    ['location', location],
     ['cache-control', 'no-store'],
-    ...setCookies(extraCookies),
-    ...setCookies(cookies),
-  ]);
+  ];
+  for (const line of extraCookies) headers.push(['set-cookie', line]);
+  for (const line of cookies) headers.push(['set-cookie', line]);
+  return deny('login', 302, '', headers);
 }
 
 function queryOf(request: RequestModel): URLSearchParams {
@@ -73,9 +76,13 @@ const stateProblems = {
  * once, the code exchanged with the PKCE verifier, the ID token validated, the session
  * created, and the browser sent back to where it started — on this origin only.
  */
-export async function handleCallback(context: StepContext): Promise<Verdict | undefined> {
+export function handleCallback(context: StepContext): Promise<Verdict> | undefined {
+  if (context.request.path !== context.app.config.oidc.callbackPath) return undefined;
+  return finishLogin(context);
+}
+
+async function finishLogin(context: StepContext): Promise<Verdict> {
   const { request, app } = context;
-  if (request.path !== app.config.oidc.callbackPath) return undefined;
   const query = queryOf(request);
   const secure = secureFor(context);
   const state = query.get('state') ?? '';

@@ -13,9 +13,8 @@ import { redirect, type Verdict } from './verdict.ts';
  * no such endpoint or cannot be reached.
  */
 export function createLogoutStep(logger: Logger) {
-  return async function handleLogout(context: StepContext): Promise<Verdict | undefined> {
+  async function logout(context: StepContext): Promise<Verdict> {
     const { request, app } = context;
-    if (request.path !== app.config.oidc.logoutPath) return undefined;
     const secure = secureFor(context);
     const loaded = await app.sessions.load(request.cookies, secure);
     const session = loaded.kind === 'valid' ? loaded.session : undefined;
@@ -42,5 +41,10 @@ export function createLogoutStep(logger: Logger) {
       // Discovery has not answered: the local logout still stands.
     }
     return redirect('logout', target, [['cache-control', 'no-store'], ...setCookies(expired)]);
+  }
+
+  return function handleLogout(context: StepContext): Promise<Verdict> | undefined {
+    if (context.request.path !== context.app.config.oidc.logoutPath) return undefined;
+    return logout(context);
   };
 }

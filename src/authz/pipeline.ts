@@ -2,7 +2,7 @@
 import { AppMatcher } from './app-matcher.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
-import { allow, jsonDeny, type Verdict } from './verdict.ts';
+import { allow, jsonDeny, shared, type Verdict } from './verdict.ts';
 
 /** What every step sees: the request and the app chosen for it. */
 export interface StepContext {
@@ -10,7 +10,10 @@ export interface StepContext {
   readonly app: AppRuntime;
 }
 
-/** A step decides, or returns `undefined` to pass the request on to the next step. */
+/**
+ * A step decides, or returns `undefined` to pass the request on to the next step. A step that
+ * needs no I/O for a request answers synchronously: a promise only where one is awaited.
+ */
 export type Step = (context: StepContext) => Verdict | undefined | Promise<Verdict | undefined>;
 
 export interface PipelineOptions {
@@ -27,8 +30,14 @@ export interface Decision {
   readonly verdict: Verdict;
 }
 
-const noApp = jsonDeny('no_app', 403, 'forbidden', 'no app for host');
-const unmatchedAllowed = allow('unmatched');
+const noApp: Decision = Object.freeze({
+  app: undefined,
+  verdict: shared(jsonDeny('no_app', 403, 'forbidden', 'no app for host')),
+});
+const unmatchedAllowed: Decision = Object.freeze({
+  app: undefined,
+  verdict: shared(allow('unmatched')),
+});
 
 export class Pipeline {
   readonly #matcher: AppMatcher<AppRuntime>;
@@ -41,16 +50,44 @@ export class Pipeline {
     this.#steps = options.steps;
   }
 
-  async decide(request: RequestModel): Promise<Decision> {
+  /**
+   * Runs the steps in order. The decision is returned as it is when every step ran
+   * synchronously, and as a promise from the first step that returned one: a request decided
+   * without I/O never waits for a turn of the event loop's microtask queue.
+   */
+  decide(request: RequestModel): Decision | Promise<Decision> {
     const app = this.#matcher.select(request);
-    if (app === undefined) {
-      return { app, verdict: this.#allowUnmatched ? unmatchedAllowed : noApp };
-    }
+    if (app === undefined) return this.#allowUnmatched ? unmatchedAllowed : noApp;
     const context: StepContext = { request, app };
-    for (const step of this.#steps) {
-      const verdict = await step(context);
+    const steps = this.#steps;
+    for (let i = 0; i < steps.length; i++) {
+      const verdict = steps[i]!(context);
+      if (verdict === undefined) continue;
+      if (verdict instanceof Promise) return this.#settle(verdict, context, i + 1);
+      return { app, verdict };
+    }
+    return noVerdict(app);
+  }
+
+  /** The rest of a decision once a step went asynchronous: its result, then the steps after it. */
+  async #settle(
+    pending: Promise<Verdict | undefined>,
+    context: StepContext,
+    next: number,
+  ): Promise<Decision> {
+    const { app } = context;
+    const first = await pending;
+    if (first !== undefined) return { app, verdict: first };
+    const steps = this.#steps;
+    for (let i = next; i < steps.length; i++) {
+      const result = steps[i]!(context);
+      const verdict = result instanceof Promise ? await result : result;
       if (verdict !== undefined) return { app, verdict };
     }
-    throw new Error(`the pipeline of app ${app.name} ended without a verdict`);
+    return noVerdict(app);
   }
+}
+
+function noVerdict(app: AppRuntime): never {
+  throw new Error(`the pipeline of app ${app.name} ended without a verdict`);
 }

@@ -113,12 +113,14 @@ function asVerdict(result: ProviderLogoutResult): Verdict {
 
 /** The pipeline steps: back-channel (POST with a body, `with_request_body`) and front-channel (GET). */
 export function createProviderLogoutSteps(now: () => number) {
-  async function handleBackchannelLogout({
-    request,
-    app,
-  }: StepContext): Promise<Verdict | undefined> {
+  function handleBackchannelLogout(context: StepContext): Promise<Verdict> | undefined {
+    const { request, app } = context;
     const path = app.config.oidc.backchannelLogoutPath;
     if (path === undefined || request.path !== path) return undefined;
+    return backchannel(context);
+  }
+
+  async function backchannel({ request, app }: StepContext): Promise<Verdict> {
     if (request.method !== 'POST')
       return jsonDeny('provider_logout', 405, 'invalid_request', 'POST a logout_token', [
         ['allow', 'POST'],
@@ -129,12 +131,13 @@ export function createProviderLogoutSteps(now: () => number) {
     return asVerdict(await backchannelLogout(app, token, now));
   }
 
-  async function handleFrontchannelLogout({
-    request,
-    app,
-  }: StepContext): Promise<Verdict | undefined> {
-    const path = app.config.oidc.frontchannelLogoutPath;
-    if (path === undefined || request.path !== path) return undefined;
+  function handleFrontchannelLogout(context: StepContext): Promise<Verdict> | undefined {
+    const path = context.app.config.oidc.frontchannelLogoutPath;
+    if (path === undefined || context.request.path !== path) return undefined;
+    return frontchannel(context);
+  }
+
+  async function frontchannel({ request, app }: StepContext): Promise<Verdict> {
     const query = new URLSearchParams(request.query);
     const iss = query.get('iss');
     const sid = query.get('sid');

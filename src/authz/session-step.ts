@@ -3,7 +3,10 @@ import { headersToScrub } from './app-runtime.ts';
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
-import { allow, deny, type HeaderPair, type Verdict } from './verdict.ts';
+import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
+import { deny, type HeaderPair, type Verdict } from './verdict.ts';
+
+const noHeaders: readonly HeaderPair[] = Object.freeze([]);
 
 /** Decides for a request without a usable session (login, or 401); set by the composition. */
 export type Unauthenticated = (
@@ -16,22 +19,50 @@ export interface SessionStepDeps {
   readonly unauthenticated: Unauthenticated;
 }
 
-/** The `cookie` header without the named cookies; `undefined` when nothing is left. */
+/**
+ * The `cookie` header without the named cookies, pairs trimmed and joined with `; `;
+ * `undefined` when nothing is left. One pass over the header, no intermediate arrays.
+ */
 export function cookieHeaderWithout(
   header: string,
   names: ReadonlySet<string>,
 ): string | undefined {
-  const kept = header
-    .split(';')
-    .map((pair) => pair.trim())
-    .filter(
-      (pair) => pair !== '' && !names.has(pair.slice(0, Math.max(0, pair.indexOf('='))).trim()),
-    );
-  return kept.length === 0 ? undefined : kept.join('; ');
+  let kept: string | undefined;
+  let start = 0;
+  while (start <= header.length) {
+    let end = header.indexOf(';', start);
+    if (end === -1) end = header.length;
+    const pair = header.slice(start, end).trim();
+    if (pair !== '') {
+      const eq = pair.indexOf('=');
+      const name = eq > 0 ? pair.slice(0, eq).trim() : '';
+      if (!names.has(name)) kept = kept === undefined ? pair : `${kept}; ${pair}`;
+    }
+    start = end + 1;
+  }
+  return kept;
+}
+
+/**
+ * What an allow does to the `cookie` header once our own cookies are out of it (see
+ * {@link CookieChange}): `''` removes it, anything else replaces it.
+ */
+export function cookieChange(header: string, ours: ReadonlySet<string>): CookieChange {
+  return cookieHeaderWithout(header, ours) ?? '';
 }
 
 export function createSessionStep(deps: SessionStepDeps) {
-  return async function allowSession(context: StepContext): Promise<Verdict | undefined> {
+  const recent = new AllowMemo<object>();
+  return function allowSession(context: StepContext): Promise<Verdict | undefined> | undefined {
+    const { cookies } = context.request;
+    // Without any of the app's cookies there is no session to load: decided without a promise.
+    if (cookies.size === 0 || context.app.sessions.cookieNames(cookies).length === 0) {
+      return undefined;
+    }
+    return decide(context);
+  };
+
+  async function decide(context: StepContext): Promise<Verdict | undefined> {
     const { request, app } = context;
     const secure = secureFor(context);
     // The decoded-session cache keeps the ID token only for an app that sends it upstream.
@@ -82,25 +113,29 @@ export function createSessionStep(deps: SessionStepDeps) {
       ]);
     }
 
-    const rendered = app.headers.render({
-      claims: session.claims,
-      accessToken: session.tokens.accessToken,
-      idToken: readsIdToken ? session.tokens.idToken : undefined,
-    });
-    const upstreamHeaders: HeaderPair[] = rendered;
-    const setNames = new Set(rendered.map(([name]) => name));
-    const removeHeaders = [...headersToScrub(app, request.headers, setNames)];
+    // A cached cookie session stands for itself across requests (the decoded-session cache
+    // hands out the same identity while the cookie is unchanged); a session refreshed here, or
+    // one from a server record, is new on every load and is not worth remembering.
+    const memo = loaded.ref.kind === 'cookie' && session === loaded.session ? recent : undefined;
+    const render = () =>
+      app.headers.render({
+        claims: session.claims,
+        accessToken: session.tokens.accessToken,
+        // Read only when sent upstream: a cached session reads it back from the cookie.
+        idToken: readsIdToken ? session.tokens.idToken : undefined,
+      });
+    const entry = memo?.entryFor(loaded.identity, app, render) ?? oneOff(app, render);
     const cookieHeader = request.headers.get('cookie');
-    if (cookieHeader !== undefined) {
+    return allowFor(
+      entry,
+      'session',
+      headersToScrub(app, request.headers, entry.names),
+      undefined,
       // `cookieNames` already lists the login-state cookies beside the session's own.
-      const rest = cookieHeaderWithout(cookieHeader, new Set(loaded.cookieNames));
-      if (rest === undefined) removeHeaders.push('cookie');
-      else upstreamHeaders.push(['cookie', rest]);
-    }
-    return allow('session', {
-      upstreamHeaders,
-      removeHeaders,
-      responseHeaders: setCookie.map((line) => ['set-cookie', line] as const),
-    });
-  };
+      cookieHeader === undefined
+        ? undefined
+        : cookieChange(cookieHeader, new Set(loaded.cookieNames)),
+      setCookie.length === 0 ? noHeaders : setCookie.map((line) => ['set-cookie', line] as const),
+    );
+  }
 }

@@ -103,3 +103,19 @@ export function redirect(
 ): Deny {
   return deny(reason, 302, '', [['location', location], ...headers]);
 }
+
+/**
+ * Marks a verdict as handed out more than once (a constant, or the last allow of a hot session
+ * or token): it and its lists are frozen, so nothing can change it under a transport that keeps
+ * its encoding with it (see `CheckResponseEncoder`).
+ */
+export function shared<V extends Verdict>(verdict: V): V {
+  if (verdict.kind === 'allow') {
+    Object.freeze(verdict.upstreamHeaders);
+    Object.freeze(verdict.removeHeaders);
+    Object.freeze(verdict.responseHeaders);
+  } else {
+    Object.freeze(verdict.headers);
+  }
+  return Object.freeze(verdict);
+}

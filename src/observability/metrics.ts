@@ -1,5 +1,12 @@
 /** Prometheus metrics on a registry of our own; label values are bounded (apps, verdicts, reasons). */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type HistogramConfiguration,
+} from 'prom-client';
 import type { Verdict } from '../authz/verdict.ts';
 import type { RefreshMetrics } from '../oidc/refresh-coordinator.ts';
 import type {
@@ -11,16 +18,169 @@ import type {
 /** The label used for requests no app claimed. */
 export const noAppLabel = '-';
 
+/**
+ * A counter child counted in a plain number on the hot path and handed to prom-client when
+ * the registry is read (its `collect`): a bound prom-client child still hashes its labels and
+ * validates them on every call.
+ */
+class PendingCount {
+  pending = 0;
+  readonly #child: Counter.Internal;
+
+  constructor(child: Counter.Internal) {
+    this.#child = child;
+  }
+
+  flush(): void {
+    if (this.pending === 0) return;
+    this.#child.inc(this.pending);
+    this.pending = 0;
+  }
+}
+
+/** The durations of one (app, verdict), as prom-client's histogram keeps them. */
+class DurationCell {
+  readonly labels: Readonly<Record<'app' | 'verdict', string>>;
+  /** Observations per finite bucket (not cumulative). */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  readonly #bounds: readonly number[];
+
+  constructor(labels: Readonly<Record<'app' | 'verdict', string>>, bounds: readonly number[]) {
+    this.labels = labels;
+    this.#bounds = bounds;
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(seconds: number): void {
+    this.sum += seconds;
+    this.count += 1;
+    const bounds = this.#bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (seconds <= bounds[i]!) {
+        this.counts[i]! += 1;
+        return;
+      }
+    }
+  }
+}
+
+/** One value of a histogram as prom-client's registry formats it. */
+interface HistogramValue {
+  readonly labels: Record<string, string | number>;
+  readonly sharedLabels: Readonly<Record<string, string>>;
+  readonly value: number;
+  readonly metricName: string;
+  /** `null` on buckets and present but `undefined` on sum and count, as prom-client has it. */
+  readonly exemplar: null | undefined;
+}
+
+/**
+ * `eoa_check_duration_seconds` with one cell per (app, verdict) observed directly. It is a
+ * prom-client Histogram to the registry, and reports exactly what one fed with the same
+ * observations would (same series, order, cumulative buckets, sum and count): only the values
+ * come from the cells.
+ */
+class CheckDurations extends Histogram<'app' | 'verdict'> {
+  readonly #name: string;
+  readonly #help: string;
+  readonly #bounds: readonly number[];
+  readonly #cells: DurationCell[] = [];
+
+  constructor(config: HistogramConfiguration<'app' | 'verdict'> & { buckets: number[] }) {
+    super(config);
+    this.#name = config.name;
+    this.#help = config.help;
+    this.#bounds = Object.freeze([...config.buckets]);
+  }
+
+  cell(app: string, verdict: string): DurationCell {
+    const cell = new DurationCell({ app, verdict }, this.#bounds);
+    this.#cells.push(cell);
+    return cell;
+  }
+
+  override reset(): void {
+    super.reset();
+    // prom-client's constructor resets before this class's fields exist.
+    if (!(#cells in this)) return;
+    for (const cell of this.#cells) {
+      cell.counts.fill(0);
+      cell.sum = 0;
+      cell.count = 0;
+    }
+  }
+
+  /** What the registry reads (prom-client's own `get()` builds on it). */
+  getForPromString(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    values: HistogramValue[];
+    aggregator: string;
+  }> {
+    const bucket = `${this.#name}_bucket`;
+    const values: HistogramValue[] = [];
+    for (const cell of this.#cells) {
+      if (cell.count === 0) continue;
+      let cumulative = 0;
+      for (let i = 0; i < this.#bounds.length; i++) {
+        cumulative += cell.counts[i]!;
+        const le = this.#bounds[i]!;
+        values.push({
+          labels: { le },
+          sharedLabels: cell.labels,
+          value: cumulative,
+          metricName: bucket,
+          exemplar: null,
+        });
+      }
+      values.push(
+        {
+          labels: { le: '+Inf' },
+          sharedLabels: cell.labels,
+          value: cell.count,
+          metricName: bucket,
+          exemplar: null,
+        },
+        {
+          labels: {},
+          sharedLabels: cell.labels,
+          value: cell.sum,
+          metricName: `${this.#name}_sum`,
+          exemplar: undefined,
+        },
+        {
+          labels: {},
+          sharedLabels: cell.labels,
+          value: cell.count,
+          metricName: `${this.#name}_count`,
+          exemplar: undefined,
+        },
+      );
+    }
+    return Promise.resolve({
+      name: this.#name,
+      help: this.#help,
+      type: 'histogram',
+      values,
+      aggregator: 'sum',
+    });
+  }
+}
+
 interface CheckChildren {
-  readonly count: Counter.Internal;
-  readonly duration: Histogram.Internal<'app' | 'verdict'>;
+  readonly count: PendingCount;
+  readonly duration: DurationCell;
 }
 
 export class Metrics {
   readonly registry = new Registry();
   readonly #checks: Counter<'app' | 'verdict' | 'reason'>;
-  readonly #duration: Histogram<'app' | 'verdict'>;
-  readonly #inFlight: Gauge;
+  readonly #duration: CheckDurations;
+  /** Checks being decided; the gauge reads it when scraped. */
+  #inFlight = 0;
   readonly #errors: Counter;
   readonly #reloads: Counter<'result'>;
   readonly #ready: Gauge<'component'>;
@@ -33,26 +193,38 @@ export class Metrics {
   readonly #bearerThrottled: Counter<'app'>;
   /** Children bound once per (app, verdict, reason); the set is bounded by the config. */
   readonly #children = new Map<string, CheckChildren>();
+  readonly #durationCells = new Map<string, DurationCell>();
+  /** Hot-path counts, by counter, handed to it when the registry reads it. */
+  readonly #pendingChecks: PendingCount[] = [];
+  readonly #pendingBearerCache: PendingCount[] = [];
 
   constructor(options: { readonly defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
+    const flush = (counts: readonly PendingCount[]) => (): void => {
+      for (const count of counts) count.flush();
+    };
     this.#checks = new Counter({
       name: 'eoa_checks_total',
       help: 'Check decisions by app, verdict and reason.',
       labelNames: ['app', 'verdict', 'reason'],
       registers,
+      collect: flush(this.#pendingChecks),
     });
-    this.#duration = new Histogram({
+    this.#duration = new CheckDurations({
       name: 'eoa_check_duration_seconds',
       help: 'Time to decide one Check, from request decoded to response built.',
       labelNames: ['app', 'verdict'],
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.2, 1, 5],
       registers,
     });
-    this.#inFlight = new Gauge({
+    const inFlight = (): number => this.#inFlight;
+    new Gauge({
       name: 'eoa_checks_in_flight',
       help: 'Checks being decided right now.',
       registers,
+      collect() {
+        this.set(inFlight());
+      },
     });
     this.#errors = new Counter({
       name: 'eoa_check_errors_total',
@@ -106,6 +278,7 @@ export class Metrics {
       help: 'Bearer token cache lookups by result (hit, miss).',
       labelNames: ['app', 'result'],
       registers,
+      collect: flush(this.#pendingBearerCache),
     });
     this.#bearerThrottled = new Counter({
       name: 'eoa_bearer_throttled_total',
@@ -118,21 +291,27 @@ export class Metrics {
   }
 
   checkStarted(): void {
-    this.#inFlight.inc();
+    this.#inFlight += 1;
   }
 
   /** A Check that ended without a decision (an error went back to Envoy). */
   checkAborted(): void {
-    this.#inFlight.dec();
+    this.#inFlight -= 1;
     this.#errors.inc();
   }
 
   /** Records a finished Check; `seconds` is its decision time. */
   checkFinished(app: string | undefined, verdict: Verdict, seconds: number): void {
-    this.#inFlight.dec();
+    this.#inFlight -= 1;
     const children = this.#childrenFor(app ?? noAppLabel, verdict);
-    children.count.inc();
+    children.count.pending += 1;
     children.duration.observe(seconds);
+  }
+
+  #pendingCount(child: Counter.Internal, into: PendingCount[]): PendingCount {
+    const count = new PendingCount(child);
+    into.push(count);
+    return count;
   }
 
   configReloaded(ok: boolean): void {
@@ -178,13 +357,15 @@ export class Metrics {
       }
     }
     const cache = {
-      hit: this.#bearerCache.labels(app, 'hit'),
-      miss: this.#bearerCache.labels(app, 'miss'),
+      hit: this.#pendingCount(this.#bearerCache.labels(app, 'hit'), this.#pendingBearerCache),
+      miss: this.#pendingCount(this.#bearerCache.labels(app, 'miss'), this.#pendingBearerCache),
     };
     const throttled = this.#bearerThrottled.labels(app);
     return {
       verification: (kind, outcome) => verifications.get(`${kind}:${outcome}`)?.inc(),
-      cache: (result) => cache[result].inc(),
+      cache: (result) => {
+        cache[result].pending += 1;
+      },
       throttled: () => throttled.inc(),
     };
   }
@@ -193,13 +374,27 @@ export class Metrics {
     this.#ready.set({ component }, ready ? 1 : 0);
   }
 
+  /** One cell per (app, verdict), shared by that pair's reasons. */
+  #durationCell(app: string, verdict: string): DurationCell {
+    const key = `${app}\u0000${verdict}`;
+    let cell = this.#durationCells.get(key);
+    if (cell === undefined) {
+      cell = this.#duration.cell(app, verdict);
+      this.#durationCells.set(key, cell);
+    }
+    return cell;
+  }
+
   #childrenFor(app: string, verdict: Verdict): CheckChildren {
     const key = `${app}\u0000${verdict.kind}\u0000${verdict.reason}`;
     let children = this.#children.get(key);
     if (children === undefined) {
       children = {
-        count: this.#checks.labels(app, verdict.kind, verdict.reason),
-        duration: this.#duration.labels(app, verdict.kind),
+        count: this.#pendingCount(
+          this.#checks.labels(app, verdict.kind, verdict.reason),
+          this.#pendingChecks,
+        ),
+        duration: this.#durationCell(app, verdict.kind),
       };
       this.#children.set(key, children);
     }

@@ -20,6 +20,7 @@ import { prepareClientAuth } from './client-authentication.ts';
 import type { ClientAuthMethod } from './client-authentication.ts';
 import { runUnguarded } from './idp-call-guard.ts';
 import type { IdpCallGuard } from './idp-call-guard.ts';
+import { AuthorizationLocations } from './authorization-location.ts';
 import { createIdpFetch, isLoopbackUrl } from './idp-fetch.ts';
 import { verifyIdToken } from './id-token.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
@@ -156,6 +157,11 @@ export interface OidcClient {
   /** The TokenPolicy ID tokens are checked against (issuer, client id, algs, skew, clock). */
   readonly tokenPolicy: TokenPolicy;
   authorizationUrl(params: AuthorizationUrlParams): URL;
+  /**
+   * `authorizationUrl(params).href`, without building a URL per call: the 302 of every
+   * unauthenticated navigation carries it.
+   */
+  authorizationLocation(params: AuthorizationUrlParams): string;
   exchangeCode(params: ExchangeCodeParams): Promise<ExchangeResult>;
   refresh(refreshToken: string, options?: { expectedSubject?: string }): Promise<RefreshResult>;
   /** RFC 7009; resolves false when the provider has no revocation endpoint. */
@@ -325,6 +331,29 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     });
   };
 
+  /** The authorization request URL: configured extras, per-request extras, then ours. */
+  const buildLoginUrl = (config: Configuration, params: AuthorizationUrlParams): URL => {
+    const query: Record<string, string> = {};
+    for (const [name, value] of configuredExtras) query[name] = value;
+    for (const [name, value] of Object.entries(params.extraAuthParams ?? {})) {
+      if (!RESERVED_AUTH_PARAMS.has(name)) query[name] = value;
+    }
+    Object.assign(query, {
+      client_id: options.clientId,
+      response_type: 'code',
+      redirect_uri: params.redirectUri,
+      scope,
+      state: params.state,
+      nonce: params.nonce,
+      code_challenge: params.codeChallenge,
+      code_challenge_method: 'S256',
+    });
+    return buildAuthorizationUrl(config, query);
+  };
+
+  /** Authorization URLs as strings, for the configuration discovered last. */
+  let locations: { config: Configuration; builder: AuthorizationLocations } | undefined;
+
   const getKey: ProviderKeyGetter = (header, token) =>
     Promise.resolve().then(() => requireDiscovered('jwks').getKey(header, token));
 
@@ -365,24 +394,18 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       ...(lastError === undefined || discovered !== undefined ? {} : { lastError }),
     }),
 
-    authorizationUrl: (params) => {
+    authorizationUrl: (params) => buildLoginUrl(requireDiscovered('authorization').config, params),
+
+    authorizationLocation: (params) => {
       const { config } = requireDiscovered('authorization');
-      const query: Record<string, string> = {};
-      for (const [name, value] of configuredExtras) query[name] = value;
-      for (const [name, value] of Object.entries(params.extraAuthParams ?? {})) {
-        if (!RESERVED_AUTH_PARAMS.has(name)) query[name] = value;
+      if (params.extraAuthParams !== undefined) return buildLoginUrl(config, params).href;
+      if (locations?.config !== config) {
+        locations = {
+          config,
+          builder: new AuthorizationLocations((values) => buildLoginUrl(config, values)),
+        };
       }
-      Object.assign(query, {
-        client_id: options.clientId,
-        response_type: 'code',
-        redirect_uri: params.redirectUri,
-        scope,
-        state: params.state,
-        nonce: params.nonce,
-        code_challenge: params.codeChallenge,
-        code_challenge_method: 'S256',
-      });
-      return buildAuthorizationUrl(config, query);
+      return locations.builder.location(params);
     },
 
     exchangeCode: async (params) => {

@@ -1,5 +1,5 @@
 /** Per-login secrets: PKCE S256 verifier and challenge (RFC 7636), state and nonce. */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /** Fresh values for one authorization request. */
 export interface LoginSecrets {
@@ -10,20 +10,25 @@ export interface LoginSecrets {
   readonly codeChallenge: string;
 }
 
+/** Characters of each value: 43 base64url characters carry 258 random bits. */
+const valueChars = 43;
+
 /**
- * Generates state, nonce and a PKCE pair, each from 32 random bytes, base64url (43 characters,
- * within RFC 7636 §4.1's 43–128). One CSPRNG draw (pooled by the caller when it passes
- * `randomSource`) and a synchronous SHA-256: this runs on every unauthenticated navigation.
+ * Generates state, nonce and a PKCE pair: each 43 base64url characters (258 random bits;
+ * within RFC 7636 §4.1's 43–128) cut from one encoding of 99 random bytes, which is exactly
+ * 132 characters, every one of them six random bits. One CSPRNG draw (pooled by the caller
+ * when it passes `randomSource`), one encoding and a synchronous SHA-256: this runs on every
+ * unauthenticated navigation.
  */
 export function createLoginSecrets(
   randomSource: (bytes: number) => Buffer = randomBytes,
 ): LoginSecrets {
-  const random = randomSource(96);
-  const codeVerifier = random.subarray(64, 96).toString('base64url');
+  const random = randomSource(99).toString('base64url');
+  const codeVerifier = random.slice(2 * valueChars, 3 * valueChars);
   return {
-    state: random.subarray(0, 32).toString('base64url'),
-    nonce: random.subarray(32, 64).toString('base64url'),
+    state: random.slice(0, valueChars),
+    nonce: random.slice(valueChars, 2 * valueChars),
     codeVerifier,
-    codeChallenge: createHash('sha256').update(codeVerifier).digest('base64url'),
+    codeChallenge: hash('sha256', codeVerifier, 'base64url'),
   };
 }

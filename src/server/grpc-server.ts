@@ -1,9 +1,9 @@
 /** The gRPC listener: `envoy.service.auth.v3.Authorization/Check` and `grpc.health.v1.Health`, on the lean transport. */
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import type { Authorizer } from '../authz/authorizer.ts';
+import type { Authorizer, Outcome } from '../authz/authorizer.ts';
 import type { RawRequest } from '../authz/parse-request.ts';
 import type { Logger } from '../observability/logger.ts';
-import { toCheckResponse } from './check-response.ts';
+import { CheckResponseEncoder } from './check-response.ts';
 import {
   GrpcError,
   GrpcStatus,
@@ -16,7 +16,6 @@ import { healthServices, livenessService, type HealthState } from './health-stat
 import {
   ServingStatus,
   type CheckRequest,
-  type CheckResponse,
   type HealthCheckRequest,
   type HealthCheckResponse,
   type Protos,
@@ -89,21 +88,19 @@ function codecOf<Req, Res>(
 
 export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const { authorizer, health, logger } = deps;
-  const check = codecOf<CheckRequest, CheckResponse>(deps.protos.authorization, 'Check');
+  const check = codecOf<CheckRequest, never>(deps.protos.authorization, 'Check');
   const healthCheck = codecOf<HealthCheckRequest, HealthCheckResponse>(deps.protos.health, 'Check');
   const healthWatch = codecOf<HealthCheckRequest, HealthCheckResponse>(deps.protos.health, 'Watch');
 
-  const checkMethod: UnaryMethod<CheckRequest, CheckResponse> = {
+  // The response is the outcome itself: the encoder writes it straight to protobuf bytes, and
+  // the bytes of a repeated allow (a hot session's, a hot token's) are reused.
+  const encoder = new CheckResponseEncoder();
+  const checkMethod: UnaryMethod<CheckRequest, Outcome> = {
     kind: 'unary',
     decode: check.decode,
-    encode: check.encode,
-    handle: (request) =>
-      authorizer.check(rawRequestFromCheck(request)).then(
-        ({ app, verdict }) => toCheckResponse(verdict, app),
-        () => {
-          throw noDecision;
-        },
-      ),
+    encode: (outcome) => encoder.encode(outcome.verdict, outcome.app),
+    handle: (request) => authorizer.decide(rawRequestFromCheck(request)),
+    unexpected: noDecision,
   };
 
   const healthCheckMethod: UnaryMethod<HealthCheckRequest, HealthCheckResponse> = {

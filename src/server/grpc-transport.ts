@@ -45,6 +45,8 @@ export interface UnaryMethod<Req, Res> {
   readonly encode: (response: Res) => Uint8Array;
   /** The response, synchronously when it needs no I/O. */
   readonly handle: (request: Req) => Res | Promise<Res>;
+  /** The status for a failure that is not a {@link GrpcError}; else it is logged and UNKNOWN. */
+  readonly unexpected?: GrpcError;
 }
 
 /** The sending half of a server-streaming call. */
@@ -290,13 +292,13 @@ export class GrpcTransport {
     try {
       result = method.handle(request);
     } catch (error) {
-      this.#fail(stream, error);
+      this.#fail(stream, method, error);
       return;
     }
     if (result instanceof Promise) {
       result.then(
         (response) => this.#respond(stream, method, response),
-        (error: unknown) => this.#fail(stream, error),
+        (error: unknown) => this.#fail(stream, method, error),
       );
     } else {
       this.#respond(stream, method, result);
@@ -313,7 +315,7 @@ export class GrpcTransport {
     try {
       frame = frameMessage(method.encode(response));
     } catch (error) {
-      this.#fail(stream, error);
+      this.#fail(stream, method, error);
       return;
     }
     stream.respond(responseHeaders, { waitForTrailers: true });
@@ -321,9 +323,14 @@ export class GrpcTransport {
     stream.end(frame);
   }
 
-  #fail(stream: http2.ServerHttp2Stream, error: unknown): void {
-    if (error instanceof GrpcError) {
-      endWithStatus(stream, error.code, error.details);
+  #fail(
+    stream: http2.ServerHttp2Stream,
+    method: UnaryMethod<unknown, unknown>,
+    error: unknown,
+  ): void {
+    const status = error instanceof GrpcError ? error : method.unexpected;
+    if (status !== undefined) {
+      endWithStatus(stream, status.code, status.details);
       return;
     }
     this.#logger.error({ err: error }, 'gRPC handler failed');

@@ -120,10 +120,14 @@ export function createHttpServer(deps: HttpServerDeps): Server {
       const failed = (): void => {
         res.writeHead(500, { 'content-type': 'text/plain' }).end('no decision could be made\n');
       };
-      const decide = (): Promise<void> =>
-        deps.authorizer
-          .check(rawRequestFromHttp(req, body, deps.pathPrefix))
-          .then(({ verdict }) => writeVerdict(res, verdict), failed);
+      const decide = (): Promise<void> | undefined => {
+        const outcome = deps.authorizer.decide(rawRequestFromHttp(req, body, deps.pathPrefix));
+        if (outcome instanceof Promise) {
+          return outcome.then(({ verdict }) => writeVerdict(res, verdict), failed);
+        }
+        writeVerdict(res, outcome.verdict);
+        return undefined;
+      };
       if (deps.direct === undefined) {
         void decide();
         return;

@@ -91,8 +91,11 @@ function withDirectCheckCodec(
   };
 }
 
-/** The protobufjs types of Check's request and response, with the proto's own field names. */
-function loadCheckTypes(protoDir: string): {
+/**
+ * The protobufjs types of Check's request and response, with the proto's own field names: what
+ * the Check transport decodes requests with and encodes responses with.
+ */
+export function loadCheckTypes(protoDir: string = findProtoDir()): {
   readonly request: protobuf.Type;
   readonly response: protobuf.Type;
 } {

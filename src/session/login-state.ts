@@ -87,11 +87,15 @@ export class LoginStates {
   readonly #codec: CookieCodec;
   readonly #replayMarks: Keyspace<string, Mark> | undefined;
   readonly #name: string;
+  /** `#name` with the `__Host-` prefix, built once: `cookieNames` runs on every session load. */
+  readonly #hostName: string;
   readonly #scope: CookieScope;
   readonly #loginTimeout: number;
   readonly #maxPending: number;
   readonly #now: Clock;
   readonly #random = new RandomPool();
+  /** Cookie name prefix and `set-cookie` attributes of a new flow, by `secure`: built once. */
+  readonly #newFlow: Readonly<Record<'true' | 'false', { prefix: string; attributes: string }>>;
 
   /**
    * @param replayMarks - where redeemed states are marked so each is used once across
@@ -108,12 +112,18 @@ export class LoginStates {
     this.#codec = codec;
     this.#replayMarks = replayMarks;
     this.#name = `${options.cookieName}_login_`;
+    this.#hostName = `__Host-${this.#name}`;
     const sameSite: SameSite = options.sameSite === 'none' ? 'none' : 'lax';
     this.#scope =
       options.domain === undefined ? { sameSite } : { sameSite, domain: options.domain };
     this.#loginTimeout = options.loginTimeout;
     this.#maxPending = options.maxPendingLogins;
     this.#now = options.now ?? Date.now;
+    const newFlow = (secure: boolean) => ({
+      prefix: prefixedName(this.#name, secure, this.#scope),
+      attributes: cookieAttributes(this.#loginTimeout / 1000, secure, this.#scope),
+    });
+    this.#newFlow = { true: newFlow(true), false: newFlow(false) };
   }
 
   /**
@@ -129,14 +139,15 @@ export class LoginStates {
   cookieNames(cookies: ReadonlyMap<string, string>): string[] {
     const names: string[] = [];
     for (const name of cookies.keys()) {
-      if (name.startsWith(this.#name) || name.startsWith(`__Host-${this.#name}`)) names.push(name);
+      if (name.startsWith(this.#name) || name.startsWith(this.#hostName)) names.push(name);
     }
     return names;
   }
 
   #present(cookies: ReadonlyMap<string, string>, secure: boolean): PresentFlow[] {
-    const prefix = prefixedName(this.#name, secure, this.#scope);
     const flows: PresentFlow[] = [];
+    if (cookies.size === 0) return flows;
+    const prefix = this.#newFlow[secure ? 'true' : 'false'].prefix;
     for (const [name, value] of cookies) {
       if (!name.startsWith(prefix)) continue;
       const login = parseLoginState(this.#codec.open(value));
@@ -168,9 +179,11 @@ export class LoginStates {
         lines.push(expireCookie(flow.name, secure, this.#scope));
       }
     }
-    live.sort((a, b) => b.createdAt - a.createdAt);
-    for (const stale of live.slice(this.#maxPending - 1)) {
-      lines.push(expireCookie(stale.name, secure, this.#scope));
+    if (live.length >= this.#maxPending) {
+      live.sort((a, b) => b.createdAt - a.createdAt);
+      for (const stale of live.slice(this.#maxPending - 1)) {
+        lines.push(expireCookie(stale.name, secure, this.#scope));
+      }
     }
     const record: LoginState = {
       state: login.state,
@@ -179,9 +192,8 @@ export class LoginStates {
       returnTo: login.returnTo,
       createdAt: now,
     };
-    const name =
-      prefixedName(this.#name, secure, this.#scope) + this.random(6).toString('base64url');
-    const attributes = cookieAttributes(this.#loginTimeout / 1000, secure, this.#scope);
+    const { prefix, attributes } = this.#newFlow[secure ? 'true' : 'false'];
+    const name = prefix + this.random(6).toString('base64url');
     lines.push(`${name}=${this.#codec.seal(record)}${attributes}`);
     return lines;
   }

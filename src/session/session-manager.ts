@@ -110,6 +110,12 @@ export type SessionLoad =
        * the cache did not keep are read back from the request's cookie on first access.
        */
       readonly session: Session;
+      /**
+       * Stands for this decoded session while it stays cached: the same object for every
+       * request presenting the same cookie (until it is evicted, expires or is re-issued), so
+       * what is derived from it can be remembered. A fresh object otherwise.
+       */
+      readonly identity: object;
       readonly ref: SessionRef;
       /** Session and login-state cookie names in the request, to strip upstream. */
       readonly cookieNames: readonly string[];
@@ -380,6 +386,7 @@ export class SessionManager {
       return {
         kind: 'valid',
         session: opened ?? this.#sessionFrom(cached, value),
+        identity: cached,
         ref: { kind: 'cookie' },
         cookieNames: names,
         setCookie: noLines,
@@ -392,6 +399,7 @@ export class SessionManager {
     return {
       kind: 'valid',
       session: touched,
+      identity: touched,
       ref: { kind: 'cookie' },
       cookieNames: names,
       setCookie: this.#writeCookie(touched, cookies, secure, now, cacheIdToken),
@@ -431,7 +439,14 @@ export class SessionManager {
     }
     const ref: SessionRef = { kind: 'server', handle };
     if (now - session.lastSeenAt < this.#touchInterval) {
-      return { kind: 'valid', session, ref, cookieNames: names, setCookie: noLines };
+      return {
+        kind: 'valid',
+        session,
+        identity: session,
+        ref,
+        cookieNames: names,
+        setCookie: noLines,
+      };
     }
     const touched: Session = { ...session, lastSeenAt: now };
     try {
@@ -439,7 +454,14 @@ export class SessionManager {
     } catch (error) {
       throw storeUnavailable(error);
     }
-    return { kind: 'valid', session: touched, ref, cookieNames: names, setCookie: noLines };
+    return {
+      kind: 'valid',
+      session: touched,
+      identity: touched,
+      ref,
+      cookieNames: names,
+      setCookie: noLines,
+    };
   }
 
   /**

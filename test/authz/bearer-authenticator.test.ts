@@ -328,6 +328,22 @@ describe('bearer authenticator', () => {
     });
   }
 
+  it('runs the first check only on a token not verified before', async () => {
+    const { authenticator, keyLookups, clock } = rig();
+    const token = await sign(claims(clock.now));
+    let checks = 0;
+    const firstCheck = (value: string) => {
+      checks += 1;
+      return value.includes('"') ? 'malformed token' : undefined;
+    };
+    assert.equal((await authenticator.authenticate(token, firstCheck)).kind, 'valid');
+    assert.equal((await authenticator.authenticate(token, firstCheck)).kind, 'valid');
+    assert.equal(checks, 1, 'the cached token was checked when it was verified');
+    const refused = await authenticator.authenticate(`${token}"`, firstCheck);
+    assert.equal(refused.kind === 'invalid' && refused.reason, 'malformed token');
+    assert.equal(keyLookups(), 1, 'refused before any key lookup');
+  });
+
   it('refuses a revoked jti, also when the token is already cached', async () => {
     const { authenticator, revocations, keyLookups, clock } = rig();
     const payload = claims(clock.now);
@@ -359,7 +375,7 @@ describe('bearer authenticator', () => {
     const { authenticator, keyLookups, clock } = rig();
     const token = await sign(claims(clock.now));
     const outcomes = await Promise.all(
-      Array.from({ length: 50 }, () => authenticator.authenticate(token)),
+      Array.from({ length: 50 }, async () => authenticator.authenticate(token)),
     );
     assert.ok(outcomes.every((o) => o.kind === 'valid'));
     assert.equal(keyLookups(), 1);

@@ -63,6 +63,21 @@ describe('authorization code flow', () => {
     assert.notEqual(secrets.codeChallenge, secrets.codeVerifier);
   });
 
+  it('spells the authorization location exactly as the authorization URL', () => {
+    for (const redirectUri of [REDIRECT_URI, 'https://other.example.com:8443/oauth2/callback']) {
+      const secrets = createLoginSecrets();
+      const params = {
+        redirectUri,
+        state: secrets.state,
+        nonce: secrets.nonce,
+        codeChallenge: secrets.codeChallenge,
+      };
+      assert.equal(client.authorizationLocation(params), client.authorizationUrl(params).href);
+      const withHint = { ...params, extraAuthParams: { login_hint: 'alice' } };
+      assert.equal(client.authorizationLocation(withHint), client.authorizationUrl(withHint).href);
+    }
+  });
+
   it('never lets extraAuthParams override redirect_uri, state, code_challenge or scope', async () => {
     const hostile = await readyClient(provider, {
       extraAuthParams: {

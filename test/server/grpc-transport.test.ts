@@ -29,7 +29,18 @@ const streams: ResponseStream<unknown>[] = [];
 let slowRelease: (() => void) | undefined;
 
 // One method per behaviour, keyed by the requested service name.
+const unexpectedPath = '/test.Unexpected/Call';
 const methods = new Map<string, GrpcMethod>([
+  [
+    unexpectedPath,
+    {
+      kind: 'unary',
+      decode: checkDef.requestDeserialize,
+      encode: checkDef.responseSerialize,
+      handle: () => Promise.reject(new Error('store timed out')),
+      unexpected: new GrpcError(GrpcStatus.UNAVAILABLE, 'no decision could be made'),
+    },
+  ],
   [
     checkDef.path,
     {
@@ -200,6 +211,14 @@ describe('gRPC transport', () => {
     const outcome = await callRaw(target, checkDef.path, encodeRequest('bug'));
     assert.equal(outcome.code, grpc.status.UNKNOWN);
     assert.doesNotMatch(outcome.details, /secret/);
+  });
+
+  it("answers a method's own status for its unexpected failures", async () => {
+    const outcome = await callRaw(target, unexpectedPath, encodeRequest('sync'));
+    assert.deepEqual(outcome, {
+      code: grpc.status.UNAVAILABLE,
+      details: 'no decision could be made',
+    });
   });
 
   it('answers UNIMPLEMENTED for an unknown method', async () => {

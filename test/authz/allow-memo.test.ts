@@ -1,0 +1,90 @@
+/** The identity memo: what it hands out again, and what it never keeps. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AllowMemo, allowFor } from '../../src/authz/allow-memo.ts';
+import type { AppRuntime } from '../../src/authz/app-runtime.ts';
+import type { HeaderPair } from '../../src/authz/verdict.ts';
+
+/** The memo compares apps by identity only. */
+const web = { name: 'web' } as unknown as AppRuntime;
+const admin = { name: 'admin' } as unknown as AppRuntime;
+
+function counting(headers: HeaderPair[]) {
+  let renders = 0;
+  return {
+    render: () => {
+      renders += 1;
+      return headers.map(([n, v]) => [n, v] as const);
+    },
+    renders: () => renders,
+  };
+}
+
+describe('AllowMemo', () => {
+  it('renders an identity once per app and hands the same allow to the same request', () => {
+    const memo = new AllowMemo<object>();
+    const identity = {};
+    const { render, renders } = counting([['x-auth-request-user', 'alice']]);
+    const entry = memo.entryFor(identity, web, render);
+    assert.equal(memo.entryFor(identity, web, render), entry);
+    assert.equal(renders(), 1);
+    assert.notEqual(memo.entryFor(identity, admin, render), entry, 'another app renders anew');
+
+    const first = allowFor(entry, 'session', [], undefined, 'a=1');
+    const again = allowFor(entry, 'session', [], undefined, 'a=1');
+    assert.equal(again, first);
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.upstreamHeaders));
+    assert.deepEqual(first.upstreamHeaders, [
+      ['x-auth-request-user', 'alice'],
+      ['cookie', 'a=1'],
+    ]);
+  });
+
+  it('builds a new allow whenever the request differs', () => {
+    const entry = new AllowMemo<object>().entryFor({}, web, counting([['x-u', 'a']]).render);
+    const base = allowFor(entry, 'bearer', [], 'authorization', undefined);
+    assert.deepEqual(base.removeHeaders, ['authorization']);
+    const scrubbed = allowFor(entry, 'bearer', ['x-forged'], 'authorization', undefined);
+    assert.deepEqual(scrubbed.removeHeaders, ['x-forged', 'authorization']);
+    const cookieGone = allowFor(entry, 'bearer', ['x-forged'], 'authorization', '');
+    assert.deepEqual(cookieGone.removeHeaders, ['x-forged', 'authorization', 'cookie']);
+    assert.deepEqual(cookieGone.upstreamHeaders, [['x-u', 'a']]);
+    const cookieKept = allowFor(entry, 'bearer', ['x-forged'], 'authorization', 'b=2');
+    assert.deepEqual(cookieKept.upstreamHeaders, [
+      ['x-u', 'a'],
+      ['cookie', 'b=2'],
+    ]);
+    assert.equal(allowFor(entry, 'bearer', [], 'authorization', undefined).removeHeaders.length, 1);
+  });
+
+  it('never keeps an allow carrying response headers', () => {
+    const entry = new AllowMemo<object>().entryFor({}, web, counting([['x-u', 'a']]).render);
+    const plain = allowFor(entry, 'session', [], undefined, undefined);
+    const touched = allowFor(entry, 'session', [], undefined, undefined, [['set-cookie', 's=1']]);
+    assert.deepEqual(touched.responseHeaders, [['set-cookie', 's=1']]);
+    assert.ok(!Object.isFrozen(touched));
+    const next = allowFor(entry, 'session', [], undefined, undefined);
+    assert.equal(next, plain, 'the kept allow is still the one without response headers');
+    assert.deepEqual(next.responseHeaders, []);
+  });
+
+  it('keeps no entry whose headers it may not keep, and forgets the oldest first', () => {
+    const memo = new AllowMemo<object>(2);
+    const identity = {};
+    const secret = counting([['authorization', 'Bearer t']]);
+    const refused = memo.entryFor(identity, web, secret.render, () => false);
+    allowFor(refused, 'bearer', [], undefined, undefined);
+    assert.equal(refused.last, undefined, 'nothing kept on it either');
+    memo.entryFor(identity, web, secret.render, () => false);
+    assert.equal(secret.renders(), 2, 'rendered again: not kept');
+
+    const [a, b, c] = [{}, {}, {}];
+    const { render, renders } = counting([['x-u', 'a']]);
+    for (const key of [a, b, c]) memo.entryFor(key, web, render);
+    memo.entryFor(c, web, render);
+    memo.entryFor(b, web, render);
+    assert.equal(renders(), 3);
+    memo.entryFor(a, web, render);
+    assert.equal(renders(), 4, 'the oldest went to make room');
+  });
+});

@@ -1,0 +1,93 @@
+/** The CheckResponse encoder against protobufjs and Envoy's upstream protos. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { allow, deny, jsonDeny, redirect, type Verdict } from '../../src/authz/verdict.ts';
+import { CheckResponseEncoder, toCheckResponse } from '../../src/server/check-response.ts';
+import { loadCheckTypes } from '../../src/server/protos.ts';
+import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+
+const types = loadCheckTypes();
+const upstream = loadUpstreamProtos();
+
+/** What protobufjs writes for the response object the verdict maps to. */
+function referenceBytes(verdict: Verdict, app: string | undefined): Buffer {
+  return Buffer.from(types.response.encode(toCheckResponse(verdict, app)).finish());
+}
+
+const long = 'v'.repeat(300);
+const wide = 'ü€😀'.repeat(50);
+
+const verdicts: readonly [string, Verdict][] = [
+  ['bare allow', allow('unmatched')],
+  [
+    'session allow',
+    allow('session', {
+      upstreamHeaders: [
+        ['x-auth-request-user', 'alice'],
+        ['x-auth-request-email', 'alice@example.com'],
+        ['cookie', '_ga=GA1.2.3456789.1234567890'],
+      ],
+      removeHeaders: ['x-auth-request-groups', 'cookie'],
+      responseHeaders: [['set-cookie', `__Host-_eoa=${long}; Path=/; Secure; HttpOnly`]],
+    }),
+  ],
+  [
+    'non-ASCII and long values',
+    allow('bearer', {
+      upstreamHeaders: [
+        ['x-name', 'Zoë Ünïcödé'],
+        ['x-wide', wide],
+        ['x-long', long.repeat(60)],
+        ['x-empty', ''],
+      ],
+      removeHeaders: ['authorization'],
+    }),
+  ],
+  ['json deny', jsonDeny('unauthenticated', 401, 'unauthenticated', 'authentication required')],
+  [
+    'redirect',
+    redirect('login', `https://idp.example.com/auth?x=${long}`, [['set-cookie', 'a=b']]),
+  ],
+  ['deny with a long body', deny('forbidden', 403, `${wide}\n`, [['content-type', 'text/plain']])],
+  ['deny without headers or body', deny('callback', 400, '')],
+  ['503', jsonDeny('unavailable', 503, 'x', 'y', [['retry-after', '5']])],
+];
+
+describe('CheckResponseEncoder', () => {
+  for (const app of ['web', undefined, 'äpp']) {
+    for (const [name, verdict] of verdicts) {
+      it(`writes what protobufjs writes: ${name}, app ${app ?? 'none'}`, () => {
+        const encoder = new CheckResponseEncoder();
+        const bytes = encoder.encode(verdict, app);
+        assert.deepEqual(bytes, referenceBytes(verdict, app));
+        // Again, now with the fixed parts cached.
+        assert.deepEqual(encoder.encode(verdict, app), referenceBytes(verdict, app));
+      });
+    }
+  }
+
+  it('is read by Envoy protos as the verdict says', () => {
+    const encoder = new CheckResponseEncoder();
+    const verdict = verdicts[1]![1];
+    const decoded = upstream.decode(upstream.CheckResponse, encoder.encode(verdict, 'web'));
+    assert.deepEqual(
+      decoded,
+      upstream.decode(upstream.CheckResponse, referenceBytes(verdict, 'web')),
+    );
+    const ok = (decoded as { ok_response?: { headers_to_remove?: string[] } }).ok_response;
+    assert.deepEqual(ok?.headers_to_remove, ['x-auth-request-groups', 'cookie']);
+  });
+
+  it('keeps the bytes of a frozen verdict, per app, and not of others', () => {
+    const encoder = new CheckResponseEncoder();
+    const shared = Object.freeze(allow('session', { upstreamHeaders: [['x-u', 'alice']] }));
+    const first = encoder.encode(shared, 'web');
+    assert.equal(encoder.encode(shared, 'web'), first, 'the same buffer again');
+    const other = encoder.encode(shared, 'admin');
+    assert.notEqual(other, first);
+    assert.deepEqual(other, referenceBytes(shared, 'admin'));
+
+    const fresh = allow('session', { upstreamHeaders: [['x-u', 'alice']] });
+    assert.notEqual(encoder.encode(fresh, 'web'), encoder.encode(fresh, 'web'));
+  });
+});
