@@ -113,10 +113,9 @@ export function createSessionStep(deps: SessionStepDeps) {
       ]);
     }
 
-    // A cached cookie session stands for itself across requests (the decoded-session cache
-    // hands out the same identity while the cookie is unchanged); a session refreshed here, or
-    // one from a server record, is new on every load and is not worth remembering.
-    const memo = loaded.ref.kind === 'cookie' && session === loaded.session ? recent : undefined;
+    // A cached session stands for itself across requests (the session caches hand out the same
+    // identity while the cookie or record is unchanged); a session refreshed here is new.
+    const memo = session === loaded.session ? recent : undefined;
     const render = () =>
       app.headers.render({
         claims: session.claims,

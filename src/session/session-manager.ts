@@ -6,7 +6,9 @@ import type { Clock } from '../store/store-backend.ts';
 import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
 import { ChunkedCookie, type SameSite } from './cookie-jar.ts';
 import { LoginStates } from './login-state.ts';
+import { ServerSessionCache, type LoadedServerSession } from './server-session-cache.ts';
 import {
+  formatTicket,
   ServerSessionStore,
   type ServerSessionHandle,
   type ServerSessionKeyspaces,
@@ -223,6 +225,7 @@ export class SessionManager {
   readonly #claimStrings = new StringPool();
   readonly #jar: ChunkedCookie;
   readonly #server: ServerSessionStore | undefined;
+  readonly #serverCache: ServerSessionCache;
   readonly #isRevoked: RevocationCheck | undefined;
   readonly #touchInterval: number;
 
@@ -243,6 +246,8 @@ export class SessionManager {
       options.store === 'server' && deps.serverSessions !== undefined
         ? new ServerSessionStore(deps.serverSessions)
         : undefined;
+    // Server sessions read moments ago (at most 10,000); none held for cookie sessions.
+    this.#serverCache = new ServerSessionCache(this.#server === undefined ? 0 : 10_000, this.#now);
     this.#isRevoked = deps.isRevoked;
     // Without an idle limit `lastSeenAt` decides nothing, so it is not worth a write.
     this.#touchInterval =
@@ -423,18 +428,30 @@ export class SessionManager {
     names: readonly string[],
     now: number,
   ): Promise<SessionLoad> {
-    let loaded: Awaited<ReturnType<ServerSessionStore['load']>>;
-    try {
-      loaded = await server.load(ticket);
-    } catch (error) {
-      throw storeUnavailable(error);
+    const cache = this.#serverCache;
+    const key = cacheKeyFor(ticket);
+    let loaded = cache.get(key);
+    // A touch writes the record back, so it starts from a fresh read: a session deleted on
+    // another replica within the cache window is not brought back to life.
+    if (loaded === undefined || now - loaded.session.lastSeenAt >= this.#touchInterval) {
+      const stamp = cache.stamp();
+      try {
+        loaded = await server.load(ticket);
+      } catch (error) {
+        throw storeUnavailable(error);
+      }
+      if (loaded === undefined) {
+        cache.delete(key);
+        return this.#reject('invalid', 'unknown', cookies, secure, names);
+      }
+      cache.set(key, loaded, stamp);
     }
-    if (loaded === undefined) return this.#reject('invalid', 'unknown', cookies, secure, names);
     const { handle, session } = loaded;
     const rejection = this.#rejection(session, now);
     const revoked = rejection === undefined && (await this.#revoked(session));
     if (rejection !== undefined || revoked) {
       await server.delete(handle, session).catch(() => undefined); // its TTL ends it anyway
+      cache.invalidate(key);
       return this.#reject('expired', rejection ?? 'revoked', cookies, secure, names);
     }
     const ref: SessionRef = { kind: 'server', handle };
@@ -449,11 +466,7 @@ export class SessionManager {
       };
     }
     const touched: Session = { ...session, lastSeenAt: now };
-    try {
-      await server.update(handle, touched, this.#recordTtl(touched, now));
-    } catch (error) {
-      throw storeUnavailable(error);
-    }
+    await this.#writeServer(server, key, { handle, session: touched }, now);
     return {
       kind: 'valid',
       session: touched,
@@ -462,6 +475,26 @@ export class SessionManager {
       cookieNames: names,
       setCookie: noLines,
     };
+  }
+
+  /**
+   * Writes a server session's record and puts it in this replica's cache under `key` (the
+   * ticket's digest); on failure the entry is dropped, as the record may or may not have changed.
+   * @throws AuthzError `STORE_UNAVAILABLE`.
+   */
+  async #writeServer(
+    server: ServerSessionStore,
+    key: string,
+    loaded: LoadedServerSession,
+    now: number,
+  ): Promise<void> {
+    try {
+      await server.update(loaded.handle, loaded.session, this.#recordTtl(loaded.session, now));
+    } catch (error) {
+      this.#serverCache.invalidate(key);
+      throw storeUnavailable(error);
+    }
+    this.#serverCache.replace(key, loaded);
   }
 
   /**
@@ -515,6 +548,8 @@ export class SessionManager {
     await this.#endServer(this.#server, cookies, secure).catch(() => undefined);
     try {
       const { handle, ticket } = await this.#server.create(session, this.#recordTtl(session, now));
+      // The browser's next request, right after the login redirect, needs no store read.
+      this.#serverCache.replace(cacheKeyFor(ticket), { handle, session });
       return {
         session,
         ref: { kind: 'server', handle },
@@ -550,11 +585,13 @@ export class SessionManager {
         setCookie: this.#writeCookie(session, cookies, secure, now),
       };
     }
-    try {
-      await this.#server.update(current.ref.handle, session, this.#recordTtl(session, now));
-    } catch (error) {
-      throw storeUnavailable(error);
-    }
+    const { handle } = current.ref;
+    await this.#writeServer(
+      this.#server,
+      cacheKeyFor(formatTicket(handle)),
+      { handle, session },
+      now,
+    );
     return { session, ref: current.ref, setCookie: noLines };
   }
 
@@ -565,8 +602,13 @@ export class SessionManager {
   ): Promise<void> {
     const ticket = this.#jar.read(cookies, secure);
     if (ticket === undefined) return;
-    const loaded = await server.load(ticket);
-    if (loaded !== undefined) await server.delete(loaded.handle, loaded.session);
+    // The store's copy, not a cached one: a logout acts on what the store holds now.
+    try {
+      const loaded = await server.load(ticket);
+      if (loaded !== undefined) await server.delete(loaded.handle, loaded.session);
+    } finally {
+      this.#serverCache.invalidate(cacheKeyFor(ticket));
+    }
   }
 
   /**
@@ -597,6 +639,8 @@ export class SessionManager {
       return await this.#server.endBySid(sid);
     } catch (error) {
       throw storeUnavailable(error);
+    } finally {
+      this.#serverCache.invalidateAll();
     }
   }
 
@@ -607,6 +651,8 @@ export class SessionManager {
       return await this.#server.endBySub(sub);
     } catch (error) {
       throw storeUnavailable(error);
+    } finally {
+      this.#serverCache.invalidateAll();
     }
   }
 }

@@ -11,6 +11,8 @@ import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
 const origin = 'https://dash.example.com';
+/** The same app with server sessions (`session.store: server`), on the three-replica servers. */
+const serverOrigin = 'https://dash-server.example.com';
 const secret = 'dash-client-secret-long-enough-0123';
 /** Access tokens live 4 s and are refreshed in their last 2 s: a session goes stale 2 s after login. */
 const accessTokenTtlSeconds = 4;
@@ -59,6 +61,7 @@ async function herd(
   clients: readonly EnvoyClient[],
   from: AppBrowser,
   count: number,
+  at = origin,
 ): Promise<{ outcomes: Outcome[]; ms: number[] }> {
   const cookie = from.cookieHeader()!;
   const ms: number[] = [];
@@ -66,7 +69,7 @@ async function herd(
     Array.from({ length: count }, async (_, i) => {
       const started = performance.now();
       const outcome = await clients[i % clients.length]!.check({
-        url: `${origin}/api/panel/${i}`,
+        url: `${at}/api/panel/${i}`,
         headers: [...xhr, ['cookie', cookie]],
       });
       ms.push(performance.now() - started);
@@ -83,7 +86,11 @@ describe('refresh without storms', () => {
   before(async () => {
     provider = await startTestProvider({
       clients: [
-        { clientId: 'dash', clientSecret: secret, redirectUris: [`${origin}/oauth2/callback`] },
+        {
+          clientId: 'dash',
+          clientSecret: secret,
+          redirectUris: [`${origin}/oauth2/callback`, `${serverOrigin}/oauth2/callback`],
+        },
       ],
       accessTokenTtlSeconds,
     });
@@ -226,7 +233,15 @@ describe('refresh without storms', () => {
         const server = await startTestServer({
           store: { type: 'redis', redis: { url: redis.url, commandTimeout: '500ms' } },
           breakers: { store: { volumeThreshold: 2, resetTimeout: '250ms' } },
-          apps: [app(provider.issuer)],
+          apps: [
+            app(provider.issuer),
+            app(provider.issuer, {
+              name: 'dash-server',
+              match: { hosts: ['dash-server.example.com'] },
+              session: { store: 'server', secrets: [testSessionSecret] },
+              passAccessToken: true,
+            }),
+          ],
         });
         servers.push(server);
         clients.push(new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 }));
@@ -265,6 +280,34 @@ describe('refresh without storms', () => {
         `# three replicas: no refresh p50 ${quantile(fresh.ms, 0.5).toFixed(1)} ms p99 ${quantile(fresh.ms, 0.99).toFixed(1)} ms; ` +
           `with the herd p50 ${quantile(stale.ms, 0.5).toFixed(1)} ms p99 ${quantile(stale.ms, 0.99).toFixed(1)} ms`,
       );
+    });
+
+    it('server sessions: one grant for 500 concurrent Checks over three replicas, each then serving the new token', async () => {
+      const b = new AppBrowser(clients[0]!);
+      await b.login(`${serverOrigin}/`);
+      // Every replica now holds the session in its own short cache.
+      const fresh = await herd(clients, b, 500, serverOrigin);
+      assert.ok(fresh.outcomes.every((o) => userOf(o) === 'alice'));
+      await sleep(staleAfterMs);
+      const before = refreshGrants(provider);
+      const stale = await herd(clients, b, 500, serverOrigin);
+      const after = refreshGrants(provider);
+      assert.equal(after.success - before.success, 1, 'exactly one refresh grant');
+      assert.equal(after.invalid_grant - before.invalid_grant, 0, 'no invalid_grant');
+      assert.equal(stale.outcomes.filter((o) => userOf(o) === 'alice').length, 500, '500 allows');
+      const bearer = (o: Outcome) =>
+        o.kind === 'allow' ? o.upstream.headers.get('authorization') : undefined;
+      const renewed = new Set(stale.outcomes.map(bearer));
+      assert.equal(renewed.size, 1, 'every Check forwarded the one new access token');
+      assert.notEqual(bearer(fresh.outcomes[0]!), [...renewed][0]);
+      for (let replica = 0; replica < 3; replica++) {
+        const outcome = await clients[replica]!.check({
+          url: `${serverOrigin}/x`,
+          headers: [...xhr, ['cookie', b.cookieHeader()!]],
+        });
+        assert.ok(renewed.has(bearer(outcome)), `replica ${replica} serves the new token`);
+      }
+      assert.equal(refreshGrants(provider).success, after.success, 'and no grant after');
     });
 
     it('lets another replica finish the refresh after the lock holder dies mid-grant; nobody is logged out', async () => {

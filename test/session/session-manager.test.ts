@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AuthzError } from '../../src/errors.ts';
+import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
 import { cacheKeyFor, SessionCache } from '../../src/session/session-cache.ts';
 import {
   SessionManager,
@@ -478,6 +479,195 @@ describe('session manager (server store)', () => {
       assert.equal(error.status, 503);
       return true;
     });
+    await backend.close();
+  });
+
+  /** The memory backend with its session-record reads counted, and optionally failing. */
+  function observedBackend(now: () => number) {
+    const backend = createMemoryBackend({ now, sweepIntervalMs: 0 });
+    const observed = { reads: 0, down: false };
+    const wrapped: StoreBackend = {
+      ...backend,
+      get: (key) => {
+        if (observed.down) return Promise.reject(new Error('store down'));
+        if (key.startsWith('session:')) observed.reads++;
+        return backend.get(key);
+      },
+    };
+    return { backend, wrapped, observed };
+  }
+
+  it('a hot server session is read from the store once per window, not once per request', async () => {
+    const c = clock();
+    const { backend, wrapped, observed } = observedBackend(c.now);
+    const writer = manager({ store: 'server' }, serverDeps(wrapped, c.now));
+    const browser = applySetCookie(
+      new Map(),
+      (await writer.create(login, new Map(), true)).setCookie,
+    );
+    for (let i = 0; i < 10; i++) valid(await writer.load(browser, true));
+    assert.equal(observed.reads, 0, 'the replica that created it needs no read at first');
+    // Another replica over the same store, with its own cache.
+    const reader = manager({ store: 'server' }, serverDeps(wrapped, c.now));
+    for (let i = 0; i < 100; i++) valid(await reader.load(browser, true));
+    assert.equal(observed.reads, 1);
+    c.advance(serverSessionReuseMs);
+    valid(await reader.load(browser, true));
+    assert.equal(observed.reads, 2, 'read again once the window has passed');
+    await backend.close();
+  });
+
+  it('a cached ticket id with a wrong key is still read and opened against the store, and refused', async () => {
+    const c = clock();
+    const { backend, wrapped, observed } = observedBackend(c.now);
+    const m = manager({ store: 'server' }, serverDeps(wrapped, c.now));
+    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const [id] = browser.get('__Host-_eoa')!.split('.');
+    const forged = new Map([['__Host-_eoa', `${id}.${Buffer.alloc(32, 1).toString('base64url')}`]]);
+    const refused = await m.load(forged, true);
+    assert.equal(refused.kind === 'invalid' && refused.reason, 'unknown');
+    assert.equal(observed.reads, 1, 'the forged ticket went to the store');
+    valid(await m.load(browser, true));
+    assert.equal(observed.reads, 1, 'and left the real entry in place');
+    await backend.close();
+  });
+
+  it('a logout or back-channel logout here ends a cached session at once', async () => {
+    const c = clock();
+    const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
+    const m = manager({ store: 'server' }, serverDeps(backend, c.now));
+    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    valid(await m.load(browser, true));
+    await m.end(browser, true);
+    const ended = await m.load(browser, true);
+    assert.equal(ended.kind === 'invalid' && ended.reason, 'unknown');
+    for (const end of [() => m.endBySid('idp-session-1'), () => m.endBySub('alice')]) {
+      const jar = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+      valid(await m.load(jar, true));
+      assert.equal(await end(), 1);
+      assert.equal((await m.load(jar, true)).kind, 'invalid');
+    }
+    await backend.close();
+  });
+
+  it('a logout on another replica is seen here once the window has passed', async () => {
+    const c = clock();
+    const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
+    const here = manager({ store: 'server' }, serverDeps(backend, c.now));
+    const there = manager({ store: 'server' }, serverDeps(backend, c.now));
+    const browser = applySetCookie(
+      new Map(),
+      (await there.create(login, new Map(), true)).setCookie,
+    );
+    valid(await here.load(browser, true));
+    await there.end(browser, true);
+    c.advance(serverSessionReuseMs);
+    assert.equal((await here.load(browser, true)).kind, 'invalid');
+    await backend.close();
+  });
+
+  it('a store read that a logout here overtook does not bring the session back', async () => {
+    const c = clock();
+    const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
+    let release: (() => void) | undefined;
+    // Fault injection: the first session read returns what it saw only after a logout ran.
+    const slow: StoreBackend = {
+      ...backend,
+      get: async (key) => {
+        const value = await backend.get(key);
+        if (key.startsWith('session:') && release === undefined) {
+          await new Promise<void>((resolve) => (release = resolve));
+        }
+        return value;
+      },
+    };
+    const writer = manager({ store: 'server' }, serverDeps(backend, c.now));
+    const browser = applySetCookie(
+      new Map(),
+      (await writer.create(login, new Map(), true)).setCookie,
+    );
+    const m = manager({ store: 'server' }, serverDeps(slow, c.now));
+    const inFlight = m.load(browser, true);
+    while (release === undefined) await new Promise((resolve) => setImmediate(resolve));
+    await m.end(browser, true);
+    release();
+    valid(await inFlight); // it was valid when this request read it
+    const after = await m.load(browser, true);
+    assert.equal(after.kind === 'invalid' && after.reason, 'unknown');
+    await backend.close();
+  });
+
+  it('a refresh here is served at once; one on another replica once the window has passed', async () => {
+    const c = clock();
+    const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
+    const here = manager({ store: 'server' }, serverDeps(backend, c.now));
+    const there = manager({ store: 'server' }, serverDeps(backend, c.now));
+    const browser = applySetCookie(
+      new Map(),
+      (await here.create(login, new Map(), true)).setCookie,
+    );
+    const refreshed = async (m: SessionManager, accessToken: string) => {
+      const loaded = await m.load(browser, true);
+      if (loaded.kind !== 'valid') assert.fail('not valid');
+      await m.update(
+        loaded,
+        { tokens: { accessToken, expiresAt: c.now() + MINUTE } },
+        browser,
+        true,
+      );
+    };
+    const tokenOn = async (m: SessionManager) =>
+      valid(await m.load(browser, true)).tokens.accessToken;
+    assert.equal(await tokenOn(there), 'access-1');
+    await refreshed(here, 'access-2');
+    assert.equal(await tokenOn(here), 'access-2');
+    assert.equal(await tokenOn(there), 'access-1', 'reused within the window');
+    c.advance(serverSessionReuseMs);
+    assert.equal(await tokenOn(there), 'access-2');
+    await refreshed(there, 'access-3');
+    assert.equal(await tokenOn(there), 'access-3');
+    c.advance(serverSessionReuseMs);
+    assert.equal(await tokenOn(here), 'access-3');
+    await backend.close();
+  });
+
+  it('a touch never writes back a session deleted on another replica within the window', async () => {
+    const c = clock();
+    const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
+    const options = { store: 'server', idleTimeout: 10 * MINUTE } as const;
+    const here = manager(options, serverDeps(backend, c.now));
+    const there = manager(options, serverDeps(backend, c.now));
+    const browser = applySetCookie(
+      new Map(),
+      (await there.create(login, new Map(), true)).setCookie,
+    );
+    c.advance(MINUTE - 100); // the touch interval is a minute
+    valid(await here.load(browser, true));
+    await there.end(browser, true);
+    c.advance(200); // still within the window, and a touch is due
+    assert.equal((await here.load(browser, true)).kind, 'invalid');
+    assert.equal((await there.load(browser, true)).kind, 'invalid', 'the record stays deleted');
+    await backend.close();
+  });
+
+  it('store down: a session read within the window is served, after it 503, never a login', async () => {
+    const c = clock();
+    const { backend, wrapped, observed } = observedBackend(c.now);
+    const m = manager({ store: 'server' }, serverDeps(wrapped, c.now));
+    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    c.advance(serverSessionReuseMs);
+    valid(await m.load(browser, true));
+    observed.down = true;
+    c.advance(serverSessionReuseMs - 1);
+    valid(await m.load(browser, true));
+    c.advance(1);
+    await assert.rejects(m.load(browser, true), (error: unknown) => {
+      assert.ok(error instanceof AuthzError);
+      assert.equal(error.code, 'STORE_UNAVAILABLE');
+      return true;
+    });
+    observed.down = false;
+    valid(await m.load(browser, true));
     await backend.close();
   });
 

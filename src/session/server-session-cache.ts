@@ -1,0 +1,123 @@
+/** Server sessions read from the store moments ago, reused for a quarter second per replica. */
+import type { Clock } from '../store/store-backend.ts';
+import type { ServerSessionHandle } from './server-session-store.ts';
+import type { Session } from './session.ts';
+
+/**
+ * How long a server session read from the store is reused without reading it again, in ms: the
+ * same window as the revocation check's (`session-revocations.ts`). A hot session costs one store
+ * read and one record decryption per window instead of one per request. A logout or refresh on
+ * this replica replaces or drops the entry at once; one on another replica is seen here within
+ * the window, well inside the second SPEC §10/§11 allow. Never reused past it, store down or
+ * not: the next request reads the store again, and an outage is a 503 (SPEC §11).
+ */
+export const serverSessionReuseMs = 250;
+
+/** A ticket's session as read from the store; the handle is needed to write it back. */
+export interface LoadedServerSession {
+  readonly handle: ServerSessionHandle;
+  readonly session: Session;
+}
+
+interface Entry {
+  readonly loaded: LoadedServerSession;
+  /** ms since the epoch at which the entry is gone. */
+  readonly until: number;
+}
+
+/**
+ * Loaded server sessions by `cacheKeyFor` of the whole ticket (`<id>.<key>`), so a ticket with
+ * the right id and a wrong key misses and is read and opened against the store like any other.
+ * Bounded twice: at most `maxEntries`, least recently used first out; and every insertion drops
+ * the expired entries at the least recently used end, so it holds about the sessions used in
+ * the last quarter second, not every session seen since start.
+ *
+ * A read that overlaps an invalidation (a logout or an update here) does not fill the cache:
+ * take a {@link ServerSessionCache.stamp} before reading the store and pass it to `set`.
+ */
+export class ServerSessionCache {
+  readonly #entries = new Map<string, Entry>();
+  readonly #maxEntries: number;
+  readonly #now: Clock;
+  /** Bumped by every invalidation. */
+  #generation = 0;
+
+  /**
+   * @param maxEntries - most sessions held; default 10,000.
+   * @param now - ms since the epoch; default `Date.now`.
+   */
+  constructor(maxEntries = 10_000, now: Clock = Date.now) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 0) {
+      throw new RangeError(`maxEntries: must be a non-negative integer, got ${maxEntries}`);
+    }
+    this.#maxEntries = maxEntries;
+    this.#now = now;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The session cached under `key` within its window, else `undefined`. */
+  get(key: string): LoadedServerSession | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    this.#entries.delete(key);
+    if (entry.until <= this.#now()) return undefined;
+    // Re-inserting moves the key to the young end of the Map's insertion order.
+    this.#entries.set(key, entry);
+    return entry.loaded;
+  }
+
+  /** Taken before a store read whose result is meant for {@link ServerSessionCache.set}. */
+  stamp(): number {
+    return this.#generation;
+  }
+
+  /**
+   * Caches `loaded` for one window from now, unless something was invalidated since `stamp`
+   * was taken (the read may predate a logout or an update).
+   */
+  set(key: string, loaded: LoadedServerSession, stamp: number): void {
+    if (stamp !== this.#generation || this.#maxEntries === 0) return;
+    const now = this.#now();
+    this.#entries.delete(key);
+    // The Map runs from least to most recently used. Dropping expired entries up to the first
+    // live one leaves only entries used since that one was stored, within the last window.
+    for (const [oldKey, entry] of this.#entries) {
+      if (entry.until > now) break;
+      this.#entries.delete(oldKey);
+    }
+    if (this.#entries.size >= this.#maxEntries) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(key, { loaded, until: now + serverSessionReuseMs });
+  }
+
+  /** After writing `loaded` to the store: it replaces whatever this replica held for `key`. */
+  replace(key: string, loaded: LoadedServerSession): void {
+    this.#generation++;
+    this.set(key, loaded, this.#generation);
+  }
+
+  /**
+   * Drops `key` only: for a record found gone. Reads in flight may still fill the cache, so
+   * requests with unknown tickets cannot keep everyone else's sessions out of it.
+   */
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  /** After deleting or failing to write `key`'s record: forget it, and any read in flight. */
+  invalidate(key: string): void {
+    this.#generation++;
+    this.#entries.delete(key);
+  }
+
+  /** After ending sessions by `sid` or `sub` (ids, not tickets, are known): forget them all. */
+  invalidateAll(): void {
+    this.#generation++;
+    this.#entries.clear();
+  }
+}
