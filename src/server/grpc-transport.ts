@@ -8,6 +8,7 @@
  * prior knowledge, and `grpc-status` in the trailers of the answer.
  */
 import http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../observability/logger.ts';
 
@@ -181,6 +182,8 @@ export class GrpcTransport {
       // Buffered request bytes per connection, in MB; Envoy multiplexes many Checks on one.
       maxSessionMemory: 64,
     });
+    // Answers go out as soon as they are written, not held back for the peer's ACK (Nagle).
+    this.#server.on('connection', (socket: Socket) => socket.setNoDelay(true));
     this.#server.on('session', (session) => {
       this.#sessions.add(session);
       session.on('close', () => this.#sessions.delete(session));
