@@ -76,11 +76,13 @@ const plan: LoadPlan = smoke
   : {
       clients: 2,
       streams: 32,
-      latencyClients: 4,
+      // Envoy opens one HTTP/2 connection per worker thread to the authorization cluster and
+      // multiplexes Checks on it: two workers on this two-core machine.
+      latencyClients: 2,
       latencyStreams: 4,
       seconds: 6,
       warmupSeconds: 2,
-      rounds: 2,
+      rounds: 3,
     };
 
 const sessionSecret = 'bench-session-secret-0123456789-abcdefghij';

@@ -82,11 +82,8 @@ const acceptEncoding = 'identity,deflate,gzip';
 const contentType = 'application/grpc+proto';
 
 // Header and trailer blocks are the same for every call; node copies them when sending.
-const responseHeaders: http2.OutgoingHttpHeaders = {
-  ':status': 200,
-  'content-type': contentType,
-  'grpc-accept-encoding': acceptEncoding,
-};
+// `grpc-accept-encoding` is optional; it goes only with a refused encoding.
+const responseHeaders: http2.OutgoingHttpHeaders = { ':status': 200, 'content-type': contentType };
 const okTrailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
 
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {

@@ -75,11 +75,15 @@ export function sealCompact(
   headerB64: string,
   plaintext: Buffer,
   random?: RandomPool,
+  /** `headerB64` as ASCII bytes, when the caller seals under one header often. */
+  aad: Buffer = Buffer.from(headerB64, 'ascii'),
 ): string {
   const iv = random === undefined ? randomBytes(IV_BYTES) : random.take(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
-  cipher.setAAD(Buffer.from(headerB64, 'ascii'));
-  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  cipher.setAAD(aad);
+  const head = cipher.update(plaintext);
+  const rest = cipher.final(); // GCM is a stream mode: nothing is held back
+  const ciphertext = rest.length === 0 ? head : Buffer.concat([head, rest]);
   const tag = cipher.getAuthTag();
   return `${headerB64}..${iv.toString('base64url')}.${ciphertext.toString('base64url')}.${tag.toString('base64url')}`;
 }

@@ -48,6 +48,7 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
     ring.all.map((key) => [encodeProtectedHeader(key.kid), key]),
   );
   const currentHeader = encodeProtectedHeader(ring.current.kid);
+  const currentAad = Buffer.from(currentHeader, 'ascii');
   const currentKey = ring.current.keyObject();
   const stats: CookieCodecStats = { decrypts: 0 };
   const random = new RandomPool();
@@ -68,6 +69,7 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
         currentHeader,
         Buffer.from(JSON.stringify(payload), 'utf8'),
         random,
+        currentAad,
       );
     },
     open(value) {
