@@ -21,10 +21,7 @@ import { AppBrowser } from '../test/support/browser.ts';
 import { EnvoyClient, normaliseRequest } from '../test/support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../test/support/test-server.ts';
 import { loadUpstreamProtos } from '../test/support/upstream-protos.ts';
-
-const sessionSecret = 'bench-session-secret-0123456789-abcdefghij';
-const clientSecret = 'bench-client-secret-long-enough-0123';
-const apiAudience = 'https://api.example.com';
+import { apiAudience, clientSecret, memoryServerConfig } from './server-configs.ts';
 
 const navigation: readonly (readonly [string, string])[] = [
   ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
@@ -242,24 +239,7 @@ export async function timeDecisions(
     const started = await startProviderProcess();
     provider = started.child;
     const { issuer, bearerToken: token } = started.ready;
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'web',
-          match: { hosts: ['web.example.com'] },
-          oidc: { issuer, clientId: 'web', clientSecret, probeInterval: '1h' },
-          session: { secrets: [sessionSecret] },
-          publicPaths: [{ prefix: '/public/' }],
-        },
-        {
-          name: 'api',
-          match: { hosts: ['api.example.com'] },
-          oidc: { issuer, clientId: 'api', clientSecret, probeInterval: '1h' },
-          session: { secrets: [sessionSecret] },
-          bearer: { enabled: true, audiences: [apiAudience] },
-        },
-      ],
-    });
+    server = await startTestServer(memoryServerConfig(issuer));
     const upstream = loadUpstreamProtos();
     envoy = new EnvoyClient({ target: server.grpcTarget, protos: upstream, timeoutMs: 5_000 });
     const browser = new AppBrowser(envoy);

@@ -27,6 +27,13 @@ import { h2loadInstallHint, h2loadVersion } from './h2load.ts';
 import { herdAccessTokenTtlSeconds, herdOrigin, runRefreshHerd } from './refresh-herd.ts';
 import { writeReports, type BenchResults, type ScenarioResult } from './report.ts';
 import { frameOf, verifyFrame, type Scenario } from './scenarios.ts';
+import {
+  apiAudience,
+  clientSecret,
+  memoryServerConfig,
+  redisServerConfig,
+  sessionSecret,
+} from './server-configs.ts';
 import { checkCounts, countsDelta } from './server-metrics.ts';
 import {
   endpointUrl,
@@ -85,10 +92,6 @@ const plan: LoadPlan = smoke
       rounds: 3,
     };
 
-const sessionSecret = 'bench-session-secret-0123456789-abcdefghij';
-const clientSecret = 'bench-client-secret-long-enough-0123';
-const apiAudience = 'https://api.example.com';
-
 const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
@@ -101,45 +104,6 @@ function machine(): BenchResults['machine'] {
     node: process.version,
     h2load: h2loadVersion() ?? 'missing',
     loadAverageAtStart: loadavg()[0] ?? 0,
-  };
-}
-
-/** The memory-store server's apps: a cookie-session web app and a bearer API. */
-function memoryServerConfig(issuer: string): Record<string, unknown> {
-  return {
-    log: { level: 'info' },
-    apps: [
-      {
-        name: 'web',
-        match: { hosts: ['web.example.com'] },
-        oidc: { issuer, clientId: 'web', clientSecret, probeInterval: '1h' },
-        session: { secrets: [sessionSecret] },
-        publicPaths: [{ prefix: '/public/' }],
-      },
-      {
-        name: 'api',
-        match: { hosts: ['api.example.com'] },
-        oidc: { issuer, clientId: 'api', clientSecret, probeInterval: '1h' },
-        session: { secrets: [sessionSecret] },
-        bearer: { enabled: true, audiences: [apiAudience] },
-      },
-    ],
-  };
-}
-
-/** The Redis-store server: one app whose sessions live in the store (the cookie holds a ticket). */
-function redisServerConfig(issuer: string, redisUrl: string): Record<string, unknown> {
-  return {
-    log: { level: 'info' },
-    store: { type: 'redis', redis: { url: redisUrl } },
-    apps: [
-      {
-        name: 'srv',
-        match: { hosts: ['srv.example.com'] },
-        oidc: { issuer, clientId: 'srv', clientSecret, probeInterval: '1h' },
-        session: { store: 'server', secrets: [sessionSecret] },
-      },
-    ],
   };
 }
 

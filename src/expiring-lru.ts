@@ -43,8 +43,15 @@ export class ExpiringLru<V> {
 
   /** Stores `value` until `until` (ms since the epoch); the least recently used makes room. */
   set(key: string, value: V, until: number): void {
-    if (this.#max === 0 || until <= this.#now()) return;
+    const now = this.#now();
+    if (this.#max === 0 || until <= now) return;
     this.#entries.delete(key);
+    // The Map runs from least to most recently used: expired entries at that end go now, so a
+    // cache of short-lived entries holds about those still live, not all seen since start.
+    for (const [oldKey, entry] of this.#entries) {
+      if (entry.until > now) break;
+      this.#entries.delete(oldKey);
+    }
     if (this.#entries.size >= this.#max) {
       const oldest = this.#entries.keys().next();
       if (oldest.done !== true) this.#entries.delete(oldest.value);

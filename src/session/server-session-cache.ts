@@ -1,4 +1,5 @@
 /** Server sessions read from the store moments ago, reused for a quarter second per replica. */
+import { ExpiringLru } from '../expiring-lru.ts';
 import type { Clock } from '../store/store-backend.ts';
 import type { ServerSessionHandle } from './server-session-store.ts';
 import type { Session } from './session.ts';
@@ -19,12 +20,6 @@ export interface LoadedServerSession {
   readonly session: Session;
 }
 
-interface Entry {
-  readonly loaded: LoadedServerSession;
-  /** ms since the epoch at which the entry is gone. */
-  readonly until: number;
-}
-
 /**
  * Loaded server sessions by `cacheKeyFor` of the whole ticket (`<id>.<key>`), so a ticket with
  * the right id and a wrong key misses and is read and opened against the store like any other.
@@ -36,8 +31,7 @@ interface Entry {
  * take a {@link ServerSessionCache.stamp} before reading the store and pass it to `set`.
  */
 export class ServerSessionCache {
-  readonly #entries = new Map<string, Entry>();
-  readonly #maxEntries: number;
+  readonly #entries: ExpiringLru<LoadedServerSession>;
   readonly #now: Clock;
   /** Bumped by every invalidation. */
   #generation = 0;
@@ -47,10 +41,7 @@ export class ServerSessionCache {
    * @param now - ms since the epoch; default `Date.now`.
    */
   constructor(maxEntries = 10_000, now: Clock = Date.now) {
-    if (!Number.isInteger(maxEntries) || maxEntries < 0) {
-      throw new RangeError(`maxEntries: must be a non-negative integer, got ${maxEntries}`);
-    }
-    this.#maxEntries = maxEntries;
+    this.#entries = new ExpiringLru({ maxEntries, now });
     this.#now = now;
   }
 
@@ -60,13 +51,7 @@ export class ServerSessionCache {
 
   /** The session cached under `key` within its window, else `undefined`. */
   get(key: string): LoadedServerSession | undefined {
-    const entry = this.#entries.get(key);
-    if (entry === undefined) return undefined;
-    this.#entries.delete(key);
-    if (entry.until <= this.#now()) return undefined;
-    // Re-inserting moves the key to the young end of the Map's insertion order.
-    this.#entries.set(key, entry);
-    return entry.loaded;
+    return this.#entries.get(key);
   }
 
   /** Taken before a store read whose result is meant for {@link ServerSessionCache.set}. */
@@ -79,20 +64,8 @@ export class ServerSessionCache {
    * was taken (the read may predate a logout or an update).
    */
   set(key: string, loaded: LoadedServerSession, stamp: number): void {
-    if (stamp !== this.#generation || this.#maxEntries === 0) return;
-    const now = this.#now();
-    this.#entries.delete(key);
-    // The Map runs from least to most recently used. Dropping expired entries up to the first
-    // live one leaves only entries used since that one was stored, within the last window.
-    for (const [oldKey, entry] of this.#entries) {
-      if (entry.until > now) break;
-      this.#entries.delete(oldKey);
-    }
-    if (this.#entries.size >= this.#maxEntries) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done !== true) this.#entries.delete(oldest.value);
-    }
-    this.#entries.set(key, { loaded, until: now + serverSessionReuseMs });
+    if (stamp !== this.#generation) return;
+    this.#entries.set(key, loaded, this.#now() + serverSessionReuseMs);
   }
 
   /** After writing `loaded` to the store: it replaces whatever this replica held for `key`. */
