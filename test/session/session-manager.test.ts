@@ -42,6 +42,11 @@ const login: NewSession = {
   },
 };
 
+/** A browser's cookies right after logging in through `m`. */
+async function loggedInAt(m: SessionManager): Promise<Map<string, string>> {
+  return applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+}
+
 function clock() {
   let t = 1_700_000_000_000;
   return {
@@ -107,10 +112,7 @@ describe('session manager (cookie store)', () => {
   it('a hot session is served from the cache without decrypting', async () => {
     const c = clock();
     const writer = manager({}, { now: c.now });
-    const browser = applySetCookie(
-      new Map(),
-      (await writer.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(writer);
     // Another replica: same secrets, its own cache.
     const reader = manager({}, { now: c.now });
     valid(await reader.load(browser, true));
@@ -123,7 +125,7 @@ describe('session manager (cookie store)', () => {
     const c = clock();
     const cache = new SessionCache({ now: c.now });
     const m = manager({ maxAge: 60 * MINUTE }, { now: c.now, cache });
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     const key = cacheKeyFor(browser.get('__Host-_eoa')!);
     c.advance(60 * MINUTE - 1);
     assert.ok(cache.get(key) !== undefined);
@@ -139,7 +141,7 @@ describe('session manager (cookie store)', () => {
   it('idleTimeout: re-issued at most once per interval, expired after idling', async () => {
     const c = clock();
     const m = manager({ idleTimeout: 10 * MINUTE }, { now: c.now });
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     const original = new Map(browser);
     c.advance(30_000);
     const quiet = await m.load(browser, true);
@@ -160,7 +162,7 @@ describe('session manager (cookie store)', () => {
   it('without idleTimeout the cookie is never re-issued', async () => {
     const c = clock();
     const m = manager({}, { now: c.now });
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     c.advance(60 * MINUTE);
     const result = await m.load(browser, true);
     assert.deepEqual(result.kind === 'valid' && result.setCookie, []);
@@ -197,10 +199,7 @@ describe('session manager (cookie store)', () => {
   it('a tampered cookie, or one from an unknown secret, is invalid and cleared', async () => {
     const m = manager();
     const foreign = manager({ secrets: ['some-other-secret-of-at-least-32-bytes'] });
-    const browser = applySetCookie(
-      new Map(),
-      (await foreign.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(foreign);
     const result = await m.load(browser, true);
     assert.equal(result.kind === 'invalid' && result.reason, 'undecodable');
     assert.deepEqual(result.kind === 'invalid' && result.setCookie.map(nameOf), ['__Host-_eoa']);
@@ -210,10 +209,7 @@ describe('session manager (cookie store)', () => {
 
   it('a cookie from a rotated-out secret still loads; new cookies use the new secret', async () => {
     const before = manager({ secrets: [OLD_SECRET] });
-    const browser = applySetCookie(
-      new Map(),
-      (await before.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(before);
     const after = manager({ secrets: [SECRET, OLD_SECRET] });
     const session = valid(await after.load(browser, true));
     const updated = await after.update({ session, ref: { kind: 'cookie' } }, {}, browser, true);
@@ -256,7 +252,7 @@ describe('session manager (cookie store)', () => {
 
   it('end clears every session cookie and forgets the cached decode', async () => {
     const m = manager();
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     applySetCookie(
       browser,
       m.loginStates.start(
@@ -419,7 +415,7 @@ describe('session manager (server store)', () => {
       { store: 'server', maxAge: 60 * MINUTE, idleTimeout: 10 * MINUTE },
       serverDeps(backend, c.now),
     );
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     for (let i = 0; i < 5; i++) {
       c.advance(9 * MINUTE);
       valid(await m.load(browser, true)); // each use extends the idle deadline
@@ -428,7 +424,7 @@ describe('session manager (server store)', () => {
     const result = await m.load(browser, true);
     assert.notEqual(result.kind, 'valid');
     const idle = manager({ store: 'server', idleTimeout: 10 * MINUTE }, serverDeps(backend, c.now));
-    const jar = applySetCookie(new Map(), (await idle.create(login, new Map(), true)).setCookie);
+    const jar = await loggedInAt(idle);
     c.advance(10 * MINUTE);
     assert.notEqual((await idle.load(jar, true)).kind, 'valid');
     await backend.close();
@@ -438,7 +434,7 @@ describe('session manager (server store)', () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
-    const first = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const first = await loggedInAt(m);
     const oldTicket = new Map(first);
     applySetCookie(first, (await m.create(login, first, true)).setCookie);
     assert.notEqual(first.get('__Host-_eoa'), oldTicket.get('__Host-_eoa'));
@@ -451,7 +447,7 @@ describe('session manager (server store)', () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
-    const a = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const a = await loggedInAt(m);
     const b = applySetCookie(
       new Map(),
       (await m.create({ ...login, sid: 'idp-session-2' }, new Map(), true)).setCookie,
@@ -469,7 +465,7 @@ describe('session manager (server store)', () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     // Fault injection: the same keyspaces over a backend whose reads fail.
     const failing: StoreBackend = { ...backend, get: () => Promise.reject(new Error('down')) };
     const broken = manager({ store: 'server' }, serverDeps(failing, c.now));
@@ -501,10 +497,7 @@ describe('session manager (server store)', () => {
     const c = clock();
     const { backend, wrapped, observed } = observedBackend(c.now);
     const writer = manager({ store: 'server' }, serverDeps(wrapped, c.now));
-    const browser = applySetCookie(
-      new Map(),
-      (await writer.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(writer);
     for (let i = 0; i < 10; i++) valid(await writer.load(browser, true));
     assert.equal(observed.reads, 0, 'the replica that created it needs no read at first');
     // Another replica over the same store, with its own cache.
@@ -521,7 +514,7 @@ describe('session manager (server store)', () => {
     const c = clock();
     const { backend, wrapped, observed } = observedBackend(c.now);
     const m = manager({ store: 'server' }, serverDeps(wrapped, c.now));
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     const [id] = browser.get('__Host-_eoa')!.split('.');
     const forged = new Map([['__Host-_eoa', `${id}.${Buffer.alloc(32, 1).toString('base64url')}`]]);
     const refused = await m.load(forged, true);
@@ -536,13 +529,13 @@ describe('session manager (server store)', () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const m = manager({ store: 'server' }, serverDeps(backend, c.now));
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     valid(await m.load(browser, true));
     await m.end(browser, true);
     const ended = await m.load(browser, true);
     assert.equal(ended.kind === 'invalid' && ended.reason, 'unknown');
     for (const end of [() => m.endBySid('idp-session-1'), () => m.endBySub('alice')]) {
-      const jar = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+      const jar = await loggedInAt(m);
       valid(await m.load(jar, true));
       assert.equal(await end(), 1);
       assert.equal((await m.load(jar, true)).kind, 'invalid');
@@ -555,10 +548,7 @@ describe('session manager (server store)', () => {
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const here = manager({ store: 'server' }, serverDeps(backend, c.now));
     const there = manager({ store: 'server' }, serverDeps(backend, c.now));
-    const browser = applySetCookie(
-      new Map(),
-      (await there.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(there);
     valid(await here.load(browser, true));
     await there.end(browser, true);
     c.advance(serverSessionReuseMs);
@@ -582,10 +572,7 @@ describe('session manager (server store)', () => {
       },
     };
     const writer = manager({ store: 'server' }, serverDeps(backend, c.now));
-    const browser = applySetCookie(
-      new Map(),
-      (await writer.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(writer);
     const m = manager({ store: 'server' }, serverDeps(slow, c.now));
     const inFlight = m.load(browser, true);
     while (release === undefined) await new Promise((resolve) => setImmediate(resolve));
@@ -602,10 +589,7 @@ describe('session manager (server store)', () => {
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
     const here = manager({ store: 'server' }, serverDeps(backend, c.now));
     const there = manager({ store: 'server' }, serverDeps(backend, c.now));
-    const browser = applySetCookie(
-      new Map(),
-      (await here.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(here);
     const refreshed = async (m: SessionManager, accessToken: string) => {
       const loaded = await m.load(browser, true);
       if (loaded.kind !== 'valid') assert.fail('not valid');
@@ -637,10 +621,7 @@ describe('session manager (server store)', () => {
     const options = { store: 'server', idleTimeout: 10 * MINUTE } as const;
     const here = manager(options, serverDeps(backend, c.now));
     const there = manager(options, serverDeps(backend, c.now));
-    const browser = applySetCookie(
-      new Map(),
-      (await there.create(login, new Map(), true)).setCookie,
-    );
+    const browser = await loggedInAt(there);
     c.advance(MINUTE - 100); // the touch interval is a minute
     valid(await here.load(browser, true));
     await there.end(browser, true);
@@ -654,7 +635,7 @@ describe('session manager (server store)', () => {
     const c = clock();
     const { backend, wrapped, observed } = observedBackend(c.now);
     const m = manager({ store: 'server' }, serverDeps(wrapped, c.now));
-    const browser = applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
+    const browser = await loggedInAt(m);
     c.advance(serverSessionReuseMs);
     valid(await m.load(browser, true));
     observed.down = true;
