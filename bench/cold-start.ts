@@ -1,11 +1,8 @@
 /** Cold start: time from spawning the CLI to gRPC health SERVING, with the provider already up. */
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { cliPath, freePort, healthClient } from '../test/support/server-process.ts';
+import { cliPath, healthClient, serverConfigFile } from '../test/support/server-process.ts';
 
 const servingStatus = 1;
 
@@ -28,20 +25,7 @@ function accepting(port: number): Promise<boolean> {
  * only opened once the port listens.)
  */
 export async function measureColdStart(document: Record<string, unknown>): Promise<number> {
-  const ports = { grpc: await freePort(), http: await freePort(), admin: await freePort() };
-  const dir = mkdtempSync(join(tmpdir(), 'eoa-bench-'));
-  const configPath = join(dir, 'config.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      listen: {
-        grpc: `127.0.0.1:${ports.grpc}`,
-        http: `127.0.0.1:${ports.http}`,
-        admin: `127.0.0.1:${ports.admin}`,
-      },
-      ...document,
-    }),
-  );
+  const { ports, configPath } = await serverConfigFile(document);
   const started = performance.now();
   const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath], {
     stdio: 'ignore',

@@ -21,7 +21,7 @@ import { AppBrowser } from '../test/support/browser.ts';
 import { EnvoyClient, normaliseRequest } from '../test/support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../test/support/test-server.ts';
 import { loadUpstreamProtos } from '../test/support/upstream-protos.ts';
-import { apiAudience, clientSecret, memoryServerConfig } from './server-configs.ts';
+import { benchBearerToken, clientSecret, memoryServerConfig } from './server-configs.ts';
 
 const navigation: readonly (readonly [string, string])[] = [
   ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
@@ -208,17 +208,7 @@ async function serveProvider(): Promise<void> {
     })),
     accessTokenTtlSeconds: 3_600,
   });
-  const bearerToken = await provider.signJwt(
-    {
-      sub: 'svc-bench',
-      aud: apiAudience,
-      client_id: 'api',
-      scope: 'api:read',
-      jti: 'bench-token-1',
-      exp: Math.floor(Date.now() / 1000) + 3_600,
-    },
-    { typ: 'at+jwt' },
-  );
+  const bearerToken = await benchBearerToken(provider);
   const ready: ProviderReady = { issuer: provider.issuer, bearerToken };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   process.stdin.resume();

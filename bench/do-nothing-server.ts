@@ -1,5 +1,6 @@
 /** The baselines: Check servers that decode each request and allow it, doing nothing else. */
 import * as grpc from '@grpc/grpc-js';
+import { maxCheckMessageBytes } from '../src/server/grpc-server.ts';
 import { GrpcTransport, type GrpcMethod } from '../src/server/grpc-transport.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { loadProtos, type CheckRequest, type CheckResponse } from '../src/server/protos.ts';
@@ -18,7 +19,7 @@ const host = '127.0.0.1';
 const requestedPort = Number(process.argv[2] ?? '0');
 
 function listenGrpcJs(): Promise<{ port: number; stop: () => void }> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': maxCheckMessageBytes });
   server.addService(protos.authorization, {
     Check(
       _call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>,
@@ -48,7 +49,7 @@ function listenTransport(): Promise<{ port: number; stop: () => void }> {
   };
   const transport = new GrpcTransport({
     methods: new Map([[check.path, method]]),
-    maxMessageBytes: 4 * 1024 * 1024,
+    maxMessageBytes: maxCheckMessageBytes,
     logger: createLogger({ level: 'silent' }),
   });
   return new Promise((resolve) => {

@@ -28,7 +28,7 @@ import { herdAccessTokenTtlSeconds, herdOrigin, runRefreshHerd } from './refresh
 import { writeReports, type BenchResults, type ScenarioResult } from './report.ts';
 import { frameOf, verifyFrame, type Scenario } from './scenarios.ts';
 import {
-  apiAudience,
+  benchBearerToken,
   clientSecret,
   memoryServerConfig,
   redisServerConfig,
@@ -317,17 +317,7 @@ async function main(): Promise<void> {
       web: await loginCookie(webEnvoy, 'https://web.example.com'),
       srv: await loginCookie(srvEnvoy, 'https://srv.example.com'),
     };
-    const bearerToken = await provider.signJwt(
-      {
-        sub: 'svc-bench',
-        aud: apiAudience,
-        client_id: 'api',
-        scope: 'api:read',
-        jti: 'bench-token-1',
-        exp: Math.floor(Date.now() / 1000) + 3_600,
-      },
-      { typ: 'at+jwt' },
-    );
+    const bearerToken = await benchBearerToken(provider);
 
     const results: ScenarioResult[] = [];
     for (const scenario of scenarios(cookies, bearerToken)) {

@@ -1,4 +1,5 @@
 /** The configurations the benchmarks run the server with, and the secrets they share. */
+import type { TestProvider } from '../src/dev/test-provider.ts';
 
 export const sessionSecret = 'bench-session-secret-0123456789-abcdefghij';
 export const clientSecret = 'bench-client-secret-long-enough-0123';
@@ -41,4 +42,19 @@ export function redisServerConfig(issuer: string, redisUrl: string): Record<stri
       },
     ],
   };
+}
+
+/** The hot bearer scenario's token: a provider-signed `at+jwt` for the API app, valid an hour. */
+export function benchBearerToken(provider: TestProvider): Promise<string> {
+  return provider.signJwt(
+    {
+      sub: 'svc-bench',
+      aud: apiAudience,
+      client_id: 'api',
+      scope: 'api:read',
+      jti: 'bench-token-1',
+      exp: Math.floor(Date.now() / 1000) + 3_600,
+    },
+    { typ: 'at+jwt' },
+  );
 }

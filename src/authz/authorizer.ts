@@ -68,12 +68,6 @@ export class Authorizer {
     return this.#finished(decision.app?.name, decision.verdict, started);
   }
 
-  /** {@link decide}, always as a promise. */
-  check(raw: RawRequest): Promise<Outcome> {
-    const outcome = this.decide(raw);
-    return outcome instanceof Promise ? outcome : Promise.resolve(outcome);
-  }
-
   #finished(app: string | undefined, verdict: Verdict, started: number): Outcome {
     this.#metrics.checkFinished(app, verdict, (performance.now() - started) / 1000);
     return { app, verdict };

@@ -170,6 +170,9 @@ export class GrpcTransport {
   readonly #server: http2.Http2Server;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #openStreams = new Set<ResponseStream<unknown>>();
+  /** One listener for every stream's errors (a reset by the client, mostly). */
+  readonly #onStreamError = (error: Error): void =>
+    this.#logger.debug({ err: error }, 'gRPC stream error');
 
   constructor(options: GrpcTransportOptions) {
     this.#methods = options.methods;
@@ -217,7 +220,7 @@ export class GrpcTransport {
   }
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', (error) => this.#logger.debug({ err: error }, 'gRPC stream error'));
+    stream.on('error', this.#onStreamError);
     if (headers[':method'] !== 'POST') {
       stream.resume();
       stream.respond({ ':status': 405, allow: 'POST' }, { endStream: true });

@@ -77,7 +77,7 @@ describe('Authorizer.decide', () => {
     assert.ok(outcome instanceof Promise);
     assert.equal((await outcome).verdict, allowed);
     assert.deepEqual(seen, ['a', 'b', 'c']);
-    assert.equal((await authorizer([passLater, passLater, decideNow]).check(raw())).app, 'web');
+    assert.equal((await authorizer([passLater, passLater, decideNow]).decide(raw())).app, 'web');
   });
 
   it('turns an AuthzError into its verdict, thrown at once or later', async () => {
@@ -113,7 +113,9 @@ describe('Authorizer.decide', () => {
     const outcome = broken.decide(raw());
     assert.ok(outcome instanceof Promise);
     await assert.rejects(outcome, TypeError);
-    await assert.rejects(authorizer([() => Promise.reject(new RangeError('bug'))]).check(raw()));
+    const rejected = authorizer([() => Promise.reject(new RangeError('bug'))]).decide(raw());
+    assert.ok(rejected instanceof Promise);
+    await assert.rejects(rejected, RangeError);
     const text = await metrics.registry.metrics();
     assert.match(text, /\neoa_check_errors_total 1\n/);
     assert.match(text, /\neoa_checks_in_flight 0\n/);

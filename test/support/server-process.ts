@@ -39,10 +39,18 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function spawnServer(document: Record<string, unknown>): Promise<ServerProcess> {
+/** A config file on free loopback ports; `write` puts a document in it, listen addresses added. */
+export interface ServerConfigFile {
+  readonly ports: { readonly grpc: number; readonly http: number; readonly admin: number };
+  readonly configPath: string;
+  readonly write: (document: Record<string, unknown>) => void;
+}
+
+export async function serverConfigFile(
+  document: Record<string, unknown>,
+): Promise<ServerConfigFile> {
   const ports = { grpc: await freePort(), http: await freePort(), admin: await freePort() };
-  const dir = mkdtempSync(join(tmpdir(), 'eoa-'));
-  const configPath = join(dir, 'config.json');
+  const configPath = join(mkdtempSync(join(tmpdir(), 'eoa-')), 'config.json');
   const write = (doc: Record<string, unknown>): void =>
     writeFileSync(
       configPath,
@@ -56,6 +64,11 @@ export async function spawnServer(document: Record<string, unknown>): Promise<Se
       }),
     );
   write(document);
+  return { ports, configPath, write };
+}
+
+export async function spawnServer(document: Record<string, unknown>): Promise<ServerProcess> {
+  const { ports, configPath, write } = await serverConfigFile(document);
   const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
