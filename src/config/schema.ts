@@ -749,9 +749,9 @@ export const grpcLimitsSchema = z
       .int()
       .min(1024)
       .max(2 ** 31 - 1)
-      .default(1_114_112)
+      .default(4_194_304)
       .describe(
-        'Largest CheckRequest accepted, in bytes, after decompression; a larger one is refused with `RESOURCE_EXHAUSTED` as soon as its length prefix arrives, never buffered. Make it at least `with_request_body.max_request_bytes` plus 64 KiB of headers. Default 1114112 (1 MiB of body plus 64 KiB).',
+        "Largest CheckRequest accepted, in bytes, after decompression; a larger one is refused with `RESOURCE_EXHAUSTED` as soon as its length prefix arrives, never buffered. Keep it above `with_request_body.max_request_bytes` plus Envoy's `max_request_headers_kb`: a refused Check is a gRPC error, not a decision. Memory is bounded by `maxBufferedBytes`, not by this. Default 4194304 (4 MiB, as grpc-js).",
       ),
     maxBufferedBytes: z
       .int()

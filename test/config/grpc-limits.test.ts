@@ -8,7 +8,7 @@ describe('limits.grpc', () => {
     const limits = testConfig({ apps: [testApp('a')] }).limits.grpc;
     assert.deepEqual(limits, {
       maxConcurrentStreams: 256,
-      maxMessageBytes: 1_114_112,
+      maxMessageBytes: 4 * 1024 * 1024,
       maxBufferedBytes: 64 * 1024 * 1024,
       maxHeaderListBytes: 65_536,
       maxConnections: 4096,
