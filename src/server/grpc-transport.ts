@@ -121,6 +121,8 @@ interface Connection {
  * little before that point so nothing lingers.
  */
 const resetBurst = 500;
+/** Quiet time before the first TCP keepalive probe. */
+const tcpKeepaliveMs = 60_000;
 const resetsPerSecond = 33;
 
 const acceptEncoding = 'identity,deflate,gzip';
@@ -245,7 +247,12 @@ export class GrpcTransport {
     // Over the cap, net.Server closes new sockets before HTTP/2 sees them.
     this.#server.maxConnections = limits.maxConnections;
     // Answers go out as soon as they are written, not held back for the peer's ACK (Nagle).
-    this.#server.on('connection', (socket: Socket) => socket.setNoDelay(true));
+    // TCP keepalive finds peers that vanished while holding a stream open (a health Watch),
+    // which no idle timeout sees because the connection is not idle.
+    this.#server.on('connection', (socket: Socket) => {
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, tcpKeepaliveMs);
+    });
     this.#server.on('session', (session) => this.#onSession(session));
     this.#server.on('stream', (stream, headers) => this.#onStream(stream, headers));
   }
