@@ -375,7 +375,7 @@ export async function startServer(
     pathPrefix: config.listen.httpPathPrefix,
     direct: createDirectLogoutRoute(() => apps, now),
   });
-  const adminServer = createAdminServer(health, metrics);
+  const adminServer = createAdminServer(health, metrics, logger);
 
   const ports = {
     grpc: await listen(grpcServer.server, config.listen.grpc),

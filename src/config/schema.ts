@@ -4,6 +4,7 @@ import { z } from 'zod';
 
 import { DURATION_HINT, parseDuration } from './duration.ts';
 import { compileTemplate } from './template.ts';
+import { maxIdentityNameSeparators } from '../header-value.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -180,7 +181,11 @@ const RESERVED_HEADERS = new Set([
 const headerName = z
   .string()
   .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name')
-  .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header');
+  .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header')
+  .refine(
+    (name) => name.replace(/[^_-]/g, '').length <= maxIdentityNameSeparators,
+    `must have at most ${maxIdentityNameSeparators} "-" or "_" (HTTP mode lists every spelling for removal)`,
+  );
 
 const headerTemplate = z.string().superRefine((source, ctx) => {
   const compiled = compileTemplate(source);
