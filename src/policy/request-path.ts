@@ -48,7 +48,7 @@ const strayPercent = /%(?![0-9A-Fa-f]{2})/;
  *
  * The readings (deduplicated): the raw path; and, with dot segments resolved (RFC 3986 §5.2.4)
  * in each, every combination of
- * - decoding: none; once, keeping `%2F`, `%5C` and `%25` encoded so they never become separators
+ * - decoding: none; once, keeping `%2F` and `%5C` encoded so they never become separators
  *   (Envoy's `normalize_path`, servlet containers); or fully, up to three layers, separators
  *   included, then NFKC (nginx, double-decoding servers, Unicode-folding frameworks);
  * - `;params` kept, or stripped from each segment (before decoding for the first two, after it
@@ -164,7 +164,7 @@ function escapedByte(text: string, at: number): number {
 /**
  * One layer of percent-decoding. Runs of escapes are read as UTF-8; a byte that starts no valid
  * sequence stands for itself (its Latin-1 character), as servers that fall back to ISO-8859-1
- * read it. `keepSeparators` leaves `%2F`, `%5C` and `%25` encoded (upper-cased).
+ * read it. `keepSeparators` leaves `%2F` and `%5C` encoded (upper-cased).
  *
  * @returns `undefined` for an encoded NUL or an overlong UTF-8 sequence (`%C0%AE` for `.`): old
  * decoders read those as the ASCII character they disguise, and no client has a reason to send
@@ -206,7 +206,7 @@ function decodeUtf8(bytes: readonly number[], keepSeparators: boolean): string |
     const lead = bytes[j]!;
     if (lead < 0x80) {
       if (lead === 0) return undefined;
-      if (keepSeparators && (lead === 0x2f || lead === 0x5c || lead === 0x25)) {
+      if (keepSeparators && (lead === 0x2f || lead === 0x5c)) {
         out += `%${upperHex[lead >> 4]}${upperHex[lead & 15]}`;
       } else {
         out += String.fromCharCode(lead);
