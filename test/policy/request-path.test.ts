@@ -81,7 +81,8 @@ describe('readRequestPath', () => {
   for (const [name, raw, expected] of cases) {
     it(`reads ${name}: ${raw}`, () => {
       const all = readings(raw);
-      for (const reading of expected) assert.ok(all.includes(reading), `${reading} in ${all}`);
+      for (const reading of expected)
+        assert.ok(all.includes(reading), `${reading} in ${all.join(' ')}`);
       assert.equal(new Set(all).size, all.length, 'no duplicates');
     });
   }
