@@ -10,6 +10,7 @@ import { compileScopeRequirements } from '../../src/authz/bearer-scopes.ts';
 import { parseRequest } from '../../src/authz/parse-request.ts';
 import { compileRules } from '../../src/authz/rules.ts';
 import { EndpointPaths } from '../../src/policy/endpoint-paths.ts';
+import { isRefusal } from '../../src/policy/policy-refusal.ts';
 import { PublicPaths } from '../../src/policy/public-paths.ts';
 import { RequestPolicy } from '../../src/policy/request-policy.ts';
 import { testApp, testConfig } from '../support/test-server.ts';
@@ -68,10 +69,11 @@ function decide(
     { trustedHops: 0, maxHeaderBytes: 64 * 1024 },
   );
   if ('kind' in request) return `400 ${request.reason}`;
-  const resolved = policy.resolve(request);
-  if (resolved.kind === 'refused') return `400 ${resolved.reason}`;
-  if (resolved.kind === 'unmatched') return 'none';
-  const { app, path } = resolved;
+  const path = policy.readPath(request);
+  if ('kind' in path) return `400 ${path.reason}`;
+  const app = policy.selectApp(request, path);
+  if (app === undefined) return 'none';
+  if (isRefusal(app)) return `400 ${app.reason}`;
   const parts = [app.name];
   if (app.publicPaths.matches(request.method, path)) parts.push('+public');
   if (app.scopes.missing(noScopes, request.method, path) !== undefined) parts.push('+scope');
