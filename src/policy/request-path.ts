@@ -82,18 +82,21 @@ export function readRequestPath(raw: string): RequestPath | PolicyRefusal {
   bases.push(full);
   if (full.includes(';')) bases.push(stripParams(full));
 
-  const readings = new Set<string>([raw]);
+  // Distinct inputs first: resolving dot segments is the costly pass, done once per input.
+  const unresolved = new Set<string>();
   for (const base of bases) {
-    addResolved(readings, base);
-    if (base.includes('\\')) addResolved(readings, base.replaceAll('\\', '/'));
+    addVariants(unresolved, base);
+    if (base.includes('\\')) addVariants(unresolved, base.replaceAll('\\', '/'));
   }
+  const readings = new Set<string>([raw]);
+  for (const path of unresolved) readings.add(removeDotSegments(path));
   return { raw, readings: [...readings] };
 }
 
-/** Adds `path` with its dot segments resolved, and also with `//` merged first when it has any. */
-function addResolved(readings: Set<string>, path: string): void {
-  readings.add(removeDotSegments(path));
-  if (path.includes('//')) readings.add(removeDotSegments(path.replace(/\/{2,}/g, '/')));
+/** Adds `path`, and also `path` with `//` merged when it has any. */
+function addVariants(paths: Set<string>, path: string): void {
+  paths.add(path);
+  if (path.includes('//')) paths.add(path.replace(/\/{2,}/g, '/'));
 }
 
 /**
@@ -102,18 +105,23 @@ function addResolved(readings: Set<string>, path: string): void {
  * leaves a trailing `/`.
  */
 export function removeDotSegments(path: string): string {
+  // Every dot segment starts with `/.`: most paths have none and come back as they are.
+  if (!path.includes('/.')) return path;
   const parts = path.split('/');
-  const out: string[] = [];
+  let kept = 0;
   for (let i = 1; i < parts.length; i++) {
     const segment = parts[i]!;
+    const last = i === parts.length - 1;
     if (segment === '.' || segment === '..') {
-      if (segment === '..') out.pop();
-      if (i === parts.length - 1) out.push('');
+      if (segment === '..' && kept > 0) kept--;
+      if (last) parts[++kept] = '';
       continue;
     }
-    out.push(segment);
+    // Compacted in place: the kept segments are parts[1..kept].
+    parts[++kept] = segment;
   }
-  return `/${out.join('/')}`;
+  parts.length = kept + 1;
+  return parts.join('/');
 }
 
 /** Drops `;params` from every segment, as servlet containers do before resolving `..`. */
