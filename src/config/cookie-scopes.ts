@@ -118,14 +118,20 @@ export function checkCookieScopes(apps: readonly (AppConfig | undefined)[]): Con
   return problems;
 }
 
+/** What {@link legacyCookieNameFor} reads of an app. */
+interface NamedCookie {
+  readonly name: string;
+  readonly session: { readonly cookieName: string };
+}
+
 /**
  * The legacy cookie name `app` expires on sight: {@link LEGACY_COOKIE_NAME} when the app is on
  * its default name and no app in the config still uses the legacy name (whose cookies must then
  * be left alone); `undefined` otherwise.
  */
 export function legacyCookieNameFor(
-  apps: readonly Pick<AppConfig, 'name' | 'session'>[],
-  app: Pick<AppConfig, 'name' | 'session'>,
+  apps: readonly NamedCookie[],
+  app: NamedCookie,
 ): string | undefined {
   if (app.session.cookieName !== defaultCookieName(app.name)) return undefined;
   const inUse = apps.some((other) =>
