@@ -7,9 +7,10 @@ import type { SessionManager } from '../session/session-manager.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
+import { EndpointPaths } from '../policy/endpoint-paths.ts';
+import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
-import { PublicPaths } from './public-paths.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
 
 export interface AppRuntime {
@@ -17,6 +18,8 @@ export interface AppRuntime {
   readonly match: AppConfig['match'];
   readonly config: AppConfig;
   readonly publicPaths: PublicPaths;
+  /** The callback and logout paths, matched on the exact raw path. */
+  readonly endpoints: EndpointPaths;
   readonly headers: IdentityHeaders;
   /**
    * Every header this app may set upstream, removed from each incoming request before anything
@@ -59,6 +62,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     match: config.match,
     config,
     publicPaths: new PublicPaths(config.publicPaths),
+    endpoints: new EndpointPaths(config.oidc),
     headers,
     scrubHeaders: Object.freeze([...new Set(scrubHeaders.map((n) => n.toLowerCase()))]),
     rules: compileRules(config.authorization, config.oidc.clientId),

@@ -82,7 +82,7 @@ const stateProblems = {
  */
 export function createCallbackStep(logger: Logger): Step {
   return function handleCallback(context: StepContext): Promise<Verdict> | undefined {
-    if (context.request.path !== context.app.config.oidc.callbackPath) return undefined;
+    if (!context.app.endpoints.is('callback', context.path)) return undefined;
     return finishLogin(context, logger);
   };
 }
