@@ -382,13 +382,17 @@ export class SessionManager {
     secure: boolean,
     options: SessionLoadOptions = {},
   ): Promise<SessionLoad> {
-    const names = this.cookieNames(cookies);
+    // The request's cookies are scanned once for our names; the legacy ones are usually none.
+    const session = this.#jar.presentNames(cookies);
+    const own = [...session, ...this.loginStates.cookieNames(cookies)];
+    const legacy = this.#legacy === undefined ? noLines : this.#legacyNames(cookies, own);
+    const names = legacy.length === 0 ? own : [...own, ...legacy];
     const value = this.#jar.read(cookies, secure);
     if (value === undefined) {
-      if (this.#jar.presentNames(cookies).length === 0) {
-        const legacy = this.#legacyExpiry(cookies, secure);
+      if (session.length === 0) {
         if (legacy.length === 0) return { kind: 'none' };
-        return { kind: 'invalid', reason: 'legacy', cookieNames: names, setCookie: legacy };
+        const setCookie = legacy.map((name) => expireCookie(name, secure, this.#scope));
+        return { kind: 'invalid', reason: 'legacy', cookieNames: names, setCookie };
       }
       return this.#reject('invalid', 'undecodable', cookies, secure, names);
     }
@@ -396,11 +400,10 @@ export class SessionManager {
     const loaded = await (this.#server === undefined
       ? this.#loadCookie(value, cookies, secure, names, now, options.cacheIdToken === true)
       : this.#loadServer(this.#server, value, cookies, secure, names, now));
-    if (this.#legacy === undefined || loaded.kind !== 'valid') return loaded;
-    const legacy = this.#legacyExpiry(cookies, secure);
-    return legacy.length === 0
-      ? loaded
-      : { ...loaded, setCookie: [...loaded.setCookie, ...legacy] };
+    if (legacy.length === 0 || loaded.kind !== 'valid') return loaded;
+    const expired = legacy.map((name) => expireCookie(name, secure, this.#scope));
+    // Lines that re-issue the session already expire the legacy cookies (see #writeCookie).
+    return loaded.setCookie.length === 0 ? { ...loaded, setCookie: expired } : loaded;
   }
 
   /** Expiry lines for every session cookie of the request, legacy ones included. */
