@@ -71,6 +71,8 @@ interface Row {
   readonly expect: Expect;
   /** The `session cookie refused` log line's reason, when one must be written. */
   readonly logged?: 'undecodable' | 'legacy';
+  /** A cookie the answer must expire (`Max-Age=0`); `session` stands for the app's own name. */
+  readonly expires?: string;
 }
 
 interface Context {
@@ -135,6 +137,7 @@ const rows: readonly Row[] = [
     build: (l) => ({ cookie: session(flip(l.alice, 3, 10)) }),
     expect: 'login',
     logged: 'undecodable',
+    expires: 'session',
   },
   {
     attack: 'one bit flipped in the last ciphertext byte',
@@ -325,6 +328,7 @@ const rows: readonly Row[] = [
     build: (l) => ({ cookie: session(l.wikiSession) }),
     expect: 'login',
     logged: 'undecodable',
+    expires: 'session',
   },
   {
     attack: "wiki's session under wiki's name, sent to grafana",
@@ -342,12 +346,14 @@ const rows: readonly Row[] = [
     build: (l) => ({ cookie: session(l.stagingSession) }),
     expect: 'login',
     logged: 'undecodable',
+    expires: 'session',
   },
   {
     attack: 'the old shared _eoa name carrying a valid grafana session',
     build: (l) => ({ cookie: `__Host-_eoa=${l.alice}; theme=dark` }),
     expect: 'login',
     logged: 'legacy',
+    expires: '__Host-_eoa',
   },
   {
     attack: 'old _eoa chunks and login state beside a valid session',
@@ -355,6 +361,7 @@ const rows: readonly Row[] = [
       cookie: `${session(l.alice)}; __Host-_eoa.0=AAAA; __Host-_eoa_login_AbCdEf12=x`,
     }),
     expect: 'alice',
+    expires: '__Host-_eoa_login_AbCdEf12',
   },
   // Login-state cookies
   {
@@ -505,6 +512,13 @@ describe('adversarial: cookie tampering and cross-app / cross-deployment reuse',
       });
       assert.notEqual(outcome.kind, 'error', 'always a decision, never a failed Check');
       assertOutcome(outcome, row.expect, url.startsWith(wiki) ? weak.issuer : strong.issuer);
+      if (row.expires !== undefined) {
+        const cookie = row.expires === 'session' ? name : row.expires;
+        assert.ok(
+          setCookieLines(outcome).some((l) => l.startsWith(`${cookie}=;`) && /Max-Age=0/.test(l)),
+          `${cookie} expired`,
+        );
+      }
       if (row.logged !== undefined) {
         const lines = log.matching(/^session cookie refused$/).slice(refusedBefore);
         assert.equal(lines.length, 1, 'one log line');
