@@ -88,7 +88,7 @@ describe('a session too large for the cookie store', () => {
     ['gRPC', () => grpc],
     ['HTTP', () => httpMode],
   ] as const) {
-    it(`answers the callback with a 431 page naming session.store: server (${mode} mode)`, async () => {
+    it(`answers the callback with a 431 page naming session.store: server (${mode} mode)`, async (t) => {
       const before = log.matching(tooLarge).length;
       const browser = new AppBrowser(caller());
       const { callbackUrl } = await browser.startAndAuthenticate(`${cookieOrigin}/home`, 'many');
@@ -105,6 +105,9 @@ describe('a session too large for the cookie store', () => {
       assert.equal(typeof lines[0]!['requestId'], 'string');
       assert.notEqual(lines[0]!['requestId'], '');
       assert.equal(lines[0]!['app'], 'big');
+      t.diagnostic(
+        `sealed session ${String(lines[0]!['sealedLength'])} characters, cookie store holds ${String(lines[0]!['limit'])}`,
+      );
       assert.doesNotMatch(log.text(), /team-0042/, 'no claim in the log');
     });
   }
