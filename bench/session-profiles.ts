@@ -10,7 +10,14 @@ export const benchSecret = 'bench-session-secret-of-at-least-thirty-two-bytes';
 export const cookieSessionOptions: SessionManagerOptions = Object.freeze({
   store: 'cookie',
   secrets: [benchSecret],
-  cookieName: '_eoa',
+  cookieName: '_eoa_bench',
+  binding: {
+    deployment: 'default',
+    keyPrefix: 'eoa:',
+    app: 'bench',
+    issuer: 'https://idp.example.com',
+    clientId: 'bench',
+  },
   maxAge: 86_400_000,
   sameSite: 'lax',
   maxPendingLogins: 5,

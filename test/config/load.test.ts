@@ -39,6 +39,7 @@ test('minimal config loads with every default filled in', () => {
   assert.deepEqual(config.log, { level: 'info' });
   assert.deepEqual(config.request, { trustedHops: 0, maxHeaderBytes: 65_536 });
   assert.equal(config.allowUnmatched, false);
+  assert.equal(config.deployment, 'default');
   assert.deepEqual(config.shutdown, { drainTimeout: 10_000 });
   assert.deepEqual(config.store, {
     type: 'memory',
@@ -75,7 +76,7 @@ test('minimal config loads with every default filled in', () => {
   assert.deepEqual(a.session, {
     store: 'cookie',
     secrets: ['0123456789abcdef0123456789abcdef'],
-    cookieName: '_eoa',
+    cookieName: '_eoa_app',
     maxAge: 86_400_000,
     sameSite: 'lax',
     maxPendingLogins: 5,
