@@ -367,7 +367,13 @@ export async function startServer(
   const runtime = buildRuntime(config, services);
   const authorizer = new Authorizer(runtime, metrics, logger);
 
-  const grpcServer = createGrpcServer({ protos: loadProtos(), authorizer, health, logger });
+  const grpcServer = createGrpcServer({
+    protos: loadProtos(),
+    authorizer,
+    health,
+    logger,
+    limits: config.limits.grpc,
+  });
   let apps = runtime.apps;
   const httpServer = createHttpServer({
     authorizer,

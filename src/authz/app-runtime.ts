@@ -7,10 +7,11 @@ import type { SessionManager } from '../session/session-manager.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
+import { EndpointPaths } from '../policy/endpoint-paths.ts';
+import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
 import { IdentityRemovals } from './identity-removals.ts';
-import { PublicPaths } from './public-paths.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
 
 export interface AppRuntime {
@@ -18,6 +19,8 @@ export interface AppRuntime {
   readonly match: AppConfig['match'];
   readonly config: AppConfig;
   readonly publicPaths: PublicPaths;
+  /** The callback and logout paths, matched on the exact raw path. */
+  readonly endpoints: EndpointPaths;
   readonly headers: IdentityHeaders;
   /**
    * Every header this app may set upstream, removed from each incoming request in any spelling
@@ -63,6 +66,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     match: config.match,
     config,
     publicPaths: new PublicPaths(config.publicPaths),
+    endpoints: new EndpointPaths(config.oidc),
     headers,
     identityRemovals,
     rules: compileRules(config.authorization, config.oidc.clientId),

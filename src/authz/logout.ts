@@ -44,7 +44,7 @@ export function createLogoutStep(logger: Logger) {
   }
 
   return function handleLogout(context: StepContext): Promise<Verdict> | undefined {
-    if (context.request.path !== context.app.config.oidc.logoutPath) return undefined;
+    if (!context.app.endpoints.is('logout', context.path)) return undefined;
     return logout(context);
   };
 }

@@ -10,6 +10,7 @@ import {
   GrpcTransport,
   type GrpcMethod,
   type ServerStreamingMethod,
+  type TransportLimits,
   type UnaryMethod,
 } from './grpc-transport.ts';
 import { healthServices, livenessService, type HealthState } from './health-state.ts';
@@ -58,13 +59,12 @@ export interface GrpcServerDeps {
   readonly authorizer: Authorizer;
   readonly health: HealthState;
   readonly logger: Logger;
+  /** Connection, stream and buffer bounds (`limits.grpc`). */
+  readonly limits: TransportLimits;
 }
 
 const servingCode = (status: 'SERVING' | 'NOT_SERVING'): ServingStatus =>
   status === 'SERVING' ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
-
-/** Requests larger than this (after decompression) get RESOURCE_EXHAUSTED, as with grpc-js. */
-export const maxCheckMessageBytes = 4 * 1024 * 1024;
 
 const noDecision = new GrpcError(GrpcStatus.UNAVAILABLE, 'no decision could be made');
 
@@ -166,7 +166,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       [healthCheck.path, healthCheckMethod],
       [healthWatch.path, healthWatchMethod],
     ]),
-    maxMessageBytes: maxCheckMessageBytes,
+    limits: deps.limits,
     logger,
   });
 }
