@@ -1,6 +1,6 @@
 /** The baselines: Check servers that decode each request and allow it, doing nothing else. */
 import * as grpc from '@grpc/grpc-js';
-import { maxCheckMessageBytes } from '../src/server/grpc-server.ts';
+import { grpcLimitsSchema } from '../src/config/schema.ts';
 import { GrpcTransport, type GrpcMethod } from '../src/server/grpc-transport.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { loadProtos, type CheckRequest, type CheckResponse } from '../src/server/protos.ts';
@@ -17,9 +17,11 @@ const allowed: CheckResponse = Object.freeze({ status: { code: 0 } });
 const protos = loadProtos();
 const host = '127.0.0.1';
 const requestedPort = Number(process.argv[2] ?? '0');
+/** The server's default transport limits, so the floor is measured under the same bounds. */
+const limits = grpcLimitsSchema.parse({});
 
 function listenGrpcJs(): Promise<{ port: number; stop: () => void }> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': maxCheckMessageBytes });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': limits.maxMessageBytes });
   server.addService(protos.authorization, {
     Check(
       _call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>,
@@ -49,7 +51,7 @@ function listenTransport(): Promise<{ port: number; stop: () => void }> {
   };
   const transport = new GrpcTransport({
     methods: new Map([[check.path, method]]),
-    maxMessageBytes: maxCheckMessageBytes,
+    limits,
     logger: createLogger({ level: 'silent' }),
   });
   return new Promise((resolve) => {

@@ -367,7 +367,13 @@ export async function startServer(
   const runtime = buildRuntime(config, services);
   const authorizer = new Authorizer(runtime, metrics, logger);
 
-  const grpcServer = createGrpcServer({ protos: loadProtos(), authorizer, health, logger });
+  const grpcServer = createGrpcServer({
+    protos: loadProtos(),
+    authorizer,
+    health,
+    logger,
+    limits: config.limits.grpc,
+  });
   let apps = runtime.apps;
   const httpServer = createHttpServer({
     authorizer,
@@ -375,7 +381,7 @@ export async function startServer(
     pathPrefix: config.listen.httpPathPrefix,
     direct: createDirectLogoutRoute(() => apps, now),
   });
-  const adminServer = createAdminServer(health, metrics);
+  const adminServer = createAdminServer(health, metrics, logger);
 
   const ports = {
     grpc: await listen(grpcServer.server, config.listen.grpc),

@@ -136,11 +136,11 @@ function authorize(
   identity: BearerIdentity,
   recent: AllowMemo<BearerIdentity>,
 ): Verdict {
-  const { request, app } = context;
+  const { request, app, path } = context;
   const bearer = app.bearer!;
-  const missing = bearer.scopes.missing(identity.scopes, request.method, request.path);
+  const missing = bearer.scopes.missing(identity.scopes, request.method, path);
   if (missing !== undefined) return insufficientScope(app.name, missing);
-  const refusal = app.rules.check(identity.claims, request);
+  const refusal = app.rules.check(identity.claims, request.method, path);
   if (refusal !== undefined) {
     return deny('forbidden', 403, `${refusal}\n`, [['content-type', 'text/plain; charset=utf-8']]);
   }

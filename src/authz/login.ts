@@ -77,7 +77,7 @@ const stateProblems = {
  * created, and the browser sent back to where it started — on this origin only.
  */
 export function handleCallback(context: StepContext): Promise<Verdict> | undefined {
-  if (context.request.path !== context.app.config.oidc.callbackPath) return undefined;
+  if (!context.app.endpoints.is('callback', context.path)) return undefined;
   return finishLogin(context);
 }
 

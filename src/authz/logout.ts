@@ -79,14 +79,13 @@ export function createLogoutStep(logger: Logger) {
    * Any method is accepted, so a plain link and the confirmation page's POST both work.
    */
   return function handleLogout(context: StepContext): Verdict | Promise<Verdict> | undefined {
-    const logoutPath = context.app.config.oidc.logoutPath;
-    if (context.request.path !== logoutPath) return undefined;
+    if (!context.app.endpoints.is('logout', context.path)) return undefined;
     if (requestSite(context.request) === 'cross-origin') {
       logger.info(
         { app: context.app.name, requestId: context.request.id, method: context.request.method },
         'cross-site logout not executed; confirmation page sent',
       );
-      return confirmationPage(logoutPath);
+      return confirmationPage(context.app.config.oidc.logoutPath);
     }
     return logout(context);
   };

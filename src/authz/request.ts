@@ -6,7 +6,7 @@ export interface RequestModel {
   /** Upper-case method. */
   readonly method: string;
   readonly scheme: 'http' | 'https';
-  /** Lower-case host name without port. */
+  /** Lower-case host name without port or trailing dot (see `src/policy/host-name.ts`). */
   readonly host: string;
   /** The port from `:authority`, when the client sent one. */
   readonly port: number | undefined;

@@ -106,7 +106,7 @@ export function createSessionStep(deps: SessionStepDeps) {
       }
     }
 
-    const refusal = app.rules.check(session.claims, request);
+    const refusal = app.rules.check(session.claims, request.method, context.path);
     if (refusal !== undefined) {
       return deny('forbidden', 403, `${refusal}\n`, [
         ['content-type', 'text/plain; charset=utf-8'],

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { DURATION_HINT, parseDuration } from './duration.ts';
 import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
+import { maxIdentityNameSeparators } from '../header-value.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -181,7 +182,11 @@ const RESERVED_HEADERS = new Set([
 const headerName = z
   .string()
   .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name')
-  .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header');
+  .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header')
+  .refine(
+    (name) => name.replace(/[^_-]/g, '').length <= maxIdentityNameSeparators,
+    `must have at most ${maxIdentityNameSeparators} "-" or "_" (HTTP mode lists every spelling for removal)`,
+  );
 
 const headerTemplate = z.string().superRefine((source, ctx) => {
   const compiled = compileTemplate(source);
@@ -737,6 +742,77 @@ const breakerSchema = z
   })
   .prefault({});
 
+/**
+ * Bounds on the gRPC listener (SPEC §14): what one connection, one stream and all of them
+ * together may hold, and for how long. Exported so tools that build the transport without a
+ * config file take the same defaults.
+ */
+export const grpcLimitsSchema = z
+  .strictObject({
+    maxConcurrentStreams: z
+      .int()
+      .min(1)
+      .max(2 ** 31 - 1)
+      .default(256)
+      .describe(
+        'Streams one connection may have open, advertised as `SETTINGS_MAX_CONCURRENT_STREAMS` (RFC 9113 §6.5.2) and enforced: Envoy opens another connection when it needs more. Default 256.',
+      ),
+    maxMessageBytes: z
+      .int()
+      .min(1024)
+      .max(2 ** 31 - 1)
+      .default(1_114_112)
+      .describe(
+        'Largest CheckRequest accepted, in bytes, after decompression; a larger one is refused with `RESOURCE_EXHAUSTED` as soon as its length prefix arrives, never buffered. Make it at least `with_request_body.max_request_bytes` plus 64 KiB of headers. Default 1114112 (1 MiB of body plus 64 KiB).',
+      ),
+    maxBufferedBytes: z
+      .int()
+      .min(1024)
+      .max(2 ** 40)
+      .default(67_108_864)
+      .describe(
+        'Request bytes held across every stream of the process while messages arrive. A stream is charged its declared message length; over the budget, the stream holding the most is ended with `RESOURCE_EXHAUSTED`, so memory stays bounded and small Checks still get through. Default 67108864 (64 MiB).',
+      ),
+    maxHeaderListBytes: z
+      .int()
+      .min(1024)
+      .max(2 ** 31 - 1)
+      .default(65_536)
+      .describe(
+        'Largest HTTP/2 header block of one request (`SETTINGS_MAX_HEADER_LIST_SIZE`, uncompressed); a larger one resets the stream. Default 65536.',
+      ),
+    maxConnections: z
+      .int()
+      .min(1)
+      .default(4096)
+      .describe('Open connections accepted at once; more are closed as they arrive. Default 4096.'),
+    headersTimeout: duration()
+      .prefault('10s')
+      .describe(
+        'A new connection that has not sent one complete request header block within this long is closed (slow headers). Duration, default `10s`.',
+      ),
+    requestTimeout: duration()
+      .prefault('10s')
+      .describe(
+        "A request message must arrive whole within this long of its headers, else the stream ends with `DEADLINE_EXCEEDED` (slow bodies); Envoy's own ext_authz timeout is far shorter. Duration, default `10s`.",
+      ),
+    idleTimeout: duration()
+      .prefault('5m')
+      .describe(
+        'A connection with no open stream for this long is told to go away (GOAWAY) and closed. Duration, default `5m`.',
+      ),
+  })
+  .prefault({})
+  .superRefine((limits, ctx) => {
+    if (limits.maxBufferedBytes < limits.maxMessageBytes + 5) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxBufferedBytes'],
+        message: 'must be at least maxMessageBytes + 5 (one whole message and its prefix)',
+      });
+    }
+  });
+
 /** The whole configuration document. */
 export const configSchema = z
   .strictObject({
@@ -802,6 +878,12 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Graceful shutdown.'),
+    limits: z
+      .strictObject({
+        grpc: grpcLimitsSchema.describe('The gRPC listener (`listen.grpc`).'),
+      })
+      .prefault({})
+      .describe('Transport bounds: connections, streams, buffered bytes and timeouts.'),
     breakers: z
       .strictObject({
         store: breakerSchema.describe('The shared store (Redis).'),
@@ -855,4 +937,5 @@ export type PublicPath = AppConfig['publicPaths'][number];
 export type ClaimRule = AuthorizationConfig['claims'][number];
 export type PathRule = AuthorizationConfig['paths'][number];
 export type StoreConfig = Config['store'];
+export type GrpcLimits = Config['limits']['grpc'];
 export type RedisConfig = StoreConfig['redis'];

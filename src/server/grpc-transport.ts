@@ -11,6 +11,9 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../observability/logger.ts';
+import { BufferBudget } from './buffer-budget.ts';
+import { ExpirySweeper } from './expiry-sweeper.ts';
+import { RequestMessage, type MessageProblem } from './request-message.ts';
 
 /** The gRPC status codes this server sends. */
 export const GrpcStatus = {
@@ -18,6 +21,7 @@ export const GrpcStatus = {
   CANCELLED: 1,
   UNKNOWN: 2,
   INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   RESOURCE_EXHAUSTED: 8,
   UNIMPLEMENTED: 12,
@@ -70,13 +74,54 @@ export interface ServerStreamingMethod<Req, Res> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- methods of any message types share one table
 export type GrpcMethod = UnaryMethod<any, any> | ServerStreamingMethod<any, any>;
 
+/**
+ * What one connection, one stream and all of them may hold, and for how long (the config's
+ * `limits.grpc`, where the defaults live). Durations in milliseconds.
+ */
+export interface TransportLimits {
+  /** `SETTINGS_MAX_CONCURRENT_STREAMS`, advertised and enforced per connection. */
+  readonly maxConcurrentStreams: number;
+  /** Largest request message accepted, in bytes, after decompression. */
+  readonly maxMessageBytes: number;
+  /** Request bytes held across every stream while messages arrive (see {@link BufferBudget}). */
+  readonly maxBufferedBytes: number;
+  /** `SETTINGS_MAX_HEADER_LIST_SIZE`: largest uncompressed header block of a request. */
+  readonly maxHeaderListBytes: number;
+  /** Open connections at once; more are closed on accept. */
+  readonly maxConnections: number;
+  /** A new connection must complete one request header block within this long. */
+  readonly headersTimeout: number;
+  /** A request message must arrive whole within this long of its headers. */
+  readonly requestTimeout: number;
+  /** A connection without open streams this long gets GOAWAY and is closed. */
+  readonly idleTimeout: number;
+}
+
 export interface GrpcTransportOptions {
   /** Methods by HTTP/2 path, e.g. `/envoy.service.auth.v3.Authorization/Check`. */
   readonly methods: ReadonlyMap<string, GrpcMethod>;
-  /** Largest request message accepted, in bytes, after decompression. */
-  readonly maxMessageBytes: number;
+  readonly limits: TransportLimits;
   readonly logger: Logger;
 }
+
+/** One connection's open streams, for the idle and header timeouts. */
+interface Connection {
+  readonly session: http2.ServerHttp2Session;
+  streams: number;
+  /** GOAWAY sent for idleness; destroyed if still open at the next sweep. */
+  closing: boolean;
+  /** Streams the client may still reset before the connection is closed (a token bucket). */
+  resetTokens: number;
+  resetCheckedAt: number;
+}
+
+/**
+ * Rapid reset (CVE-2023-44487): nghttp2 answers a burst of 1,000 client resets (then 33 a second)
+ * with GOAWAY but leaves the socket open, and node does not close it. We close the connection a
+ * little before that point so nothing lingers.
+ */
+const resetBurst = 500;
+const resetsPerSecond = 33;
 
 const acceptEncoding = 'identity,deflate,gzip';
 const contentType = 'application/grpc+proto';
@@ -129,25 +174,17 @@ function endWithStatus(stream: http2.ServerHttp2Stream, code: number, details: s
 /** Why a request body is not one acceptable message; `undefined` when it is. */
 type BodyProblem = { readonly code: GrpcStatusCode; readonly details: string };
 
-/** Reads the single length-prefixed message out of a request body, decompressing it if flagged. */
+/**
+ * The message of one whole length-prefixed frame (its length already checked against the cap by
+ * {@link RequestMessage}), decompressed if flagged. Inflation stops at `maxBytes` of output, so a
+ * compression bomb costs at most that much (RFC 1952 members are inflated in order, and zlib
+ * gives up as soon as the output would pass the limit).
+ */
 function singleMessage(
   body: Buffer,
   encoding: string | undefined,
   maxBytes: number,
 ): Buffer | BodyProblem {
-  if (body.length < 5) {
-    return { code: GrpcStatus.INTERNAL, details: 'request body is not a gRPC message' };
-  }
-  const length = body.readUInt32BE(1);
-  if (length > maxBytes) {
-    return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: 'request message too large' };
-  }
-  if (body.length < 5 + length) {
-    return { code: GrpcStatus.INTERNAL, details: 'request message truncated' };
-  }
-  if (body.length > 5 + length) {
-    return { code: GrpcStatus.UNIMPLEMENTED, details: 'more than one request message' };
-  }
   const message = body.subarray(5);
   const flag = body[0];
   if (flag === 0) return message;
@@ -168,29 +205,48 @@ export class GrpcTransport {
   readonly #maxMessageBytes: number;
   readonly #logger: Logger;
   readonly #server: http2.Http2Server;
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #connections = new Map<http2.ServerHttp2Session, Connection>();
   readonly #openStreams = new Set<ResponseStream<unknown>>();
+  readonly #budget: BufferBudget;
+  /** Connections that have not yet sent one whole request header block. */
+  readonly #unheard: ExpirySweeper<Connection>;
+  /** Connections with no open stream. */
+  readonly #idle: ExpirySweeper<Connection>;
+  /** Streams whose request message has not arrived whole yet. */
+  readonly #arriving: ExpirySweeper<http2.ServerHttp2Stream>;
   /** One listener for every stream's errors (a reset by the client, mostly). */
   readonly #onStreamError = (error: Error): void =>
     this.#logger.debug({ err: error }, 'gRPC stream error');
 
   constructor(options: GrpcTransportOptions) {
+    const limits = options.limits;
     this.#methods = options.methods;
-    this.#maxMessageBytes = options.maxMessageBytes;
+    this.#maxMessageBytes = limits.maxMessageBytes;
     this.#logger = options.logger;
-    this.#server = http2.createServer({
-      // Buffered request bytes per connection, in MB; Envoy multiplexes many Checks on one.
-      maxSessionMemory: 64,
+    this.#budget = new BufferBudget(limits.maxBufferedBytes);
+    this.#unheard = new ExpirySweeper(limits.headersTimeout, (connection) => {
+      this.#logger.debug({}, 'gRPC connection sent no request headers in time');
+      connection.session.destroy();
     });
+    this.#idle = new ExpirySweeper(limits.idleTimeout, (connection) => this.#closeIdle(connection));
+    this.#arriving = new ExpirySweeper(limits.requestTimeout, (stream) => {
+      endWithStatus(stream, GrpcStatus.DEADLINE_EXCEEDED, 'request message not received in time');
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
+    this.#server = http2.createServer({
+      // nghttp2's own buffers per connection, in MB (request bytes are counted by the budget);
+      // Envoy multiplexes many Checks on one connection.
+      maxSessionMemory: 64,
+      settings: {
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderListBytes,
+      },
+    });
+    // Over the cap, net.Server closes new sockets before HTTP/2 sees them.
+    this.#server.maxConnections = limits.maxConnections;
     // Answers go out as soon as they are written, not held back for the peer's ACK (Nagle).
     this.#server.on('connection', (socket: Socket) => socket.setNoDelay(true));
-    this.#server.on('session', (session) => {
-      this.#sessions.add(session);
-      session.on('close', () => this.#sessions.delete(session));
-      session.on('error', (error: Error) =>
-        this.#logger.debug({ err: error }, 'gRPC connection error'),
-      );
-    });
+    this.#server.on('session', (session) => this.#onSession(session));
     this.#server.on('stream', (stream, headers) => this.#onStream(stream, headers));
   }
 
@@ -206,21 +262,86 @@ export class GrpcTransport {
    */
   shutdown(timeoutMs: number): Promise<void> {
     for (const stream of this.#openStreams) stream.end();
+    this.#unheard.clear();
+    this.#idle.clear();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        for (const session of this.#sessions) session.destroy();
+        for (const session of this.#connections.keys()) session.destroy();
       }, timeoutMs);
       timer.unref();
       this.#server.close(() => {
         clearTimeout(timer);
+        this.#arriving.clear();
         resolve();
       });
-      for (const session of this.#sessions) session.close();
+      for (const session of this.#connections.keys()) session.close();
     });
+  }
+
+  /** Request bytes held now by unfinished messages, over every connection. */
+  get bufferedBytes(): number {
+    return this.#budget.used;
+  }
+
+  #onSession(session: http2.ServerHttp2Session): void {
+    const connection: Connection = {
+      session,
+      streams: 0,
+      closing: false,
+      resetTokens: resetBurst,
+      resetCheckedAt: Date.now(),
+    };
+    this.#connections.set(session, connection);
+    this.#unheard.add(connection);
+    session.on('close', () => {
+      this.#connections.delete(session);
+      this.#unheard.delete(connection);
+      this.#idle.delete(connection);
+    });
+    session.on('error', (error: Error) =>
+      this.#logger.debug({ err: error }, 'gRPC connection error'),
+    );
+  }
+
+  #noteReset(connection: Connection): void {
+    const now = Date.now();
+    connection.resetTokens = Math.min(
+      resetBurst,
+      connection.resetTokens + ((now - connection.resetCheckedAt) * resetsPerSecond) / 1000,
+    );
+    connection.resetCheckedAt = now;
+    if (--connection.resetTokens >= 0 || connection.session.destroyed) return;
+    this.#logger.warn({}, 'gRPC connection closed: too many streams reset');
+    connection.session.destroy(
+      new Error('too many streams reset'),
+      http2.constants.NGHTTP2_ENHANCE_YOUR_CALM,
+    );
+  }
+
+  /** GOAWAY first (RFC 9113 §6.8: the client retries nothing lost); still open a sweep later, closed. */
+  #closeIdle(connection: Connection): void {
+    if (connection.closing) {
+      connection.session.destroy();
+      return;
+    }
+    connection.closing = true;
+    connection.session.close();
+    this.#idle.add(connection);
   }
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', this.#onStreamError);
+    const connection = this.#connections.get(stream.session as http2.ServerHttp2Session);
+    if (connection !== undefined) {
+      if (connection.streams++ === 0) {
+        this.#unheard.delete(connection);
+        this.#idle.delete(connection);
+      }
+      stream.once('close', () => {
+        if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.#noteReset(connection);
+        if (--connection.streams === 0 && !connection.session.closed) this.#idle.add(connection);
+      });
+    }
     if (headers[':method'] !== 'POST') {
       stream.resume();
       stream.respond({ ':status': 405, allow: 'POST' }, { endStream: true });
@@ -248,28 +369,34 @@ export class GrpcTransport {
     }
 
     const maxBytes = this.#maxMessageBytes;
-    let first: Buffer | undefined;
-    let chunks: Buffer[] | undefined;
-    let received = 0;
     let refused = false;
+    const refuse = (problem: MessageProblem): void => {
+      refused = true;
+      this.#arriving.delete(stream);
+      endWithStatus(stream, problem.code, problem.details);
+      // The answer is complete: the client may stop sending the rest (RFC 9113 §8.1).
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    };
+    const body = new RequestMessage(this.#budget, maxBytes, refuse);
+    this.#arriving.add(stream);
+    stream.once('close', () => {
+      this.#arriving.delete(stream);
+      body.abandon();
+    });
     stream.on('data', (chunk: Buffer) => {
       if (refused) return;
-      received += chunk.length;
-      if (received > maxBytes + 5) {
-        refused = true;
-        endWithStatus(stream, GrpcStatus.RESOURCE_EXHAUSTED, 'request message too large');
-        // The answer is complete: the client may stop sending the rest (RFC 9113 §8.1).
-        stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        return;
-      }
-      if (first === undefined) first = chunk;
-      else (chunks ??= [first]).push(chunk);
+      const problem = body.add(chunk);
+      if (problem !== undefined) refuse(problem);
     });
     stream.on('end', () => {
       if (refused) return;
-      const body =
-        chunks !== undefined ? Buffer.concat(chunks, received) : (first ?? Buffer.alloc(0));
-      const message = singleMessage(body, encoding, maxBytes);
+      this.#arriving.delete(stream);
+      const frame = body.finish();
+      if (!Buffer.isBuffer(frame)) {
+        endWithStatus(stream, frame.code, frame.details);
+        return;
+      }
+      const message = singleMessage(frame, encoding, maxBytes);
       if (!Buffer.isBuffer(message)) {
         endWithStatus(stream, message.code, message.details);
         return;

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { grpcLimitsSchema } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import {
   GrpcError,
@@ -87,7 +88,7 @@ const methods = new Map<string, GrpcMethod>([
 async function startTransport(): Promise<{ transport: GrpcTransport; target: string }> {
   const transport = new GrpcTransport({
     methods,
-    maxMessageBytes,
+    limits: { ...grpcLimitsSchema.parse({}), maxMessageBytes, maxBufferedBytes: 64 * 1024 },
     logger: createLogger({ level: 'silent' }),
   });
   await new Promise<void>((resolve) => transport.server.listen(0, '127.0.0.1', resolve));
