@@ -404,29 +404,31 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
     assert.equal((await call(opaque, ordersOrigin)).kind, 'allow');
   });
 
-  it('every attack: 401 invalid_token, no redirect, no key from the token, no JWKS fetch on the header alone', async () => {
-    for (const row of rows) {
+  for (const row of rows) {
+    const condemned = row.beforeKeys === true ? ', before any JWKS request' : '';
+    it(`${row.attack}: 401 invalid_token, no redirect${condemned}`, async () => {
       const token = await row.token();
       const jwksBefore = provider.counters().jwks;
       const outcome = await call(token, row.origin);
-      assert.equal(statusOf(outcome), 401, `${row.attack}: ${JSON.stringify(outcome)}`);
+      assert.equal(statusOf(outcome), 401, JSON.stringify(outcome));
       const challenge = header(outcome, 'www-authenticate') ?? '';
       assert.match(
         challenge,
         /^Bearer realm="[^"]+", error="invalid_token", error_description="[^"]+"$/,
-        row.attack,
       );
       assert.match(
         challenge,
         row.description ?? /error_description="the access token is not valid"/,
-        row.attack,
       );
-      assert.equal(header(outcome, 'location'), undefined, `${row.attack}: never a redirect`);
+      assert.equal(header(outcome, 'location'), undefined, 'never a redirect');
       if (row.beforeKeys === true) {
-        assert.equal(provider.counters().jwks - jwksBefore, 0, `${row.attack}: a JWKS fetch`);
+        assert.equal(provider.counters().jwks - jwksBefore, 0, 'a JWKS fetch');
       }
-    }
-    assert.equal(attacker.hits(), 0, 'no key was ever fetched from where a token said');
+    });
+  }
+
+  it('no key was ever fetched from where a token said (jku, x5u, embedded jwk)', () => {
+    assert.equal(attacker.hits(), 0);
   });
 
   it('a refused bound token leaves one warn line with its binding and request id, never the token', async () => {
