@@ -4,7 +4,7 @@ import type { SessionManagerOptions } from '../src/session/session-manager.ts';
 import type { NewSession } from '../src/session/session.ts';
 
 /** A session secret for measurements only. */
-export const benchSecret = 'bench-session-secret-of-at-least-thirty-two-bytes';
+export const benchSecret = 'Lw3Hq8Zr1VnC6tJx0YbK5mSg9PdF2uAeR7oTi4NcBkM';
 
 /** Cookie sessions as a default app config has them. */
 export const cookieSessionOptions: SessionManagerOptions = Object.freeze({

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 
 import { DURATION_HINT, parseDuration } from './duration.ts';
+import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
 import { maxIdentityNameSeparators } from '../header-value.ts';
 
@@ -397,11 +398,17 @@ const sessionSchema = z
       .array(
         z
           .string()
-          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long'),
+          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long')
+          .superRefine((secret, ctx) => {
+            // A short secret is reported once, as short.
+            if (Buffer.byteLength(secret) < 32) return;
+            const problem = sessionSecretProblem(secret);
+            if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+          }),
       )
       .min(1, 'must have at least one secret')
       .describe(
-        'Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or `secretsFile`: a file with one secret per line. Required.',
+        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required. Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
       ),
     cookieName: z
       .string()

@@ -87,6 +87,16 @@ export interface TestProviderOptions {
    * true. With false the provider's own consent form is shown.
    */
   readonly autoConsent?: boolean;
+  /**
+   * Issue DPoP-bound tokens (RFC 9449) to clients that send a `DPoP` proof to the token
+   * endpoint; default false.
+   */
+  readonly dpop?: boolean;
+  /**
+   * The ID-token signing algorithms the provider supports and announces in discovery
+   * (`id_token_signing_alg_values_supported`); default the provider's own list.
+   */
+  readonly idTokenSigningAlgs?: readonly ('RS256' | 'ES256')[];
 }
 
 /** Which endpoint a fault applies to. */
@@ -470,8 +480,12 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       delete rest.dispatcher;
       return fetch(url, rest);
     },
+    ...(options.idTokenSigningAlgs === undefined
+      ? {}
+      : { enabledJWA: { idTokenSigningAlgValues: [...options.idTokenSigningAlgs] } }),
     features: {
       devInteractions: { enabled: true },
+      dPoP: { enabled: options.dpop ?? false },
       revocation: { enabled: true },
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: true },

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
@@ -6,6 +7,7 @@ import { parse, parseAllDocuments } from 'yaml';
 
 import { checkConfigFile } from '../../src/config/check.ts';
 import { DEFAULT_UPSTREAM_HEADERS } from '../../src/config/schema.ts';
+import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from '../../src/config/secret-strength.ts';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
 import { crdProblems, loadCrdValidator } from './crd-schema.ts';
 import { checkProtoJson, loadProtoRoot } from './proto-json.ts';
@@ -82,13 +84,18 @@ function shippedIdentityHeaders(configText: string): string[] {
   return [...names];
 }
 
+/** Where the Deployment mounts the Secret. */
+function mountOfSecrets(): string {
+  const deployment = find('Deployment', 'envoy-oidc-authz');
+  return deployment.spec.template.spec.containers[0].volumeMounts.find(
+    (m: { name: string }) => m.name === 'secrets',
+  ).mountPath;
+}
+
 /** The Secret's keys as the files the Deployment mounts. */
 function secretFiles(): Map<string, string> {
   const secret = find('Secret', 'envoy-oidc-authz');
-  const deployment = find('Deployment', 'envoy-oidc-authz');
-  const mount = deployment.spec.template.spec.containers[0].volumeMounts.find(
-    (m: { name: string }) => m.name === 'secrets',
-  ).mountPath;
+  const mount = mountOfSecrets();
   return new Map(
     Object.entries(secret.stringData as Record<string, string>).map(([key, value]) => [
       `${mount}/${key}`,
@@ -200,7 +207,7 @@ describe('istio/ manifests', () => {
     assert.ok(find('PodDisruptionBudget').spec.minAvailable >= 1);
   });
 
-  it('embed a server config that passes check-config with the Secret mounted as files', () => {
+  it('embed a server config that check-config refuses only for the placeholder session key', () => {
     const configMap = find('ConfigMap', 'envoy-oidc-authz');
     const files = secretFiles();
     const configPath = '/etc/envoy-oidc-authz/config/config.yaml';
@@ -210,9 +217,67 @@ describe('istio/ manifests', () => {
       if (text === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
       return text;
     };
-    const result = checkConfigFile(configPath, {}, { readFile });
-    assert.equal(result.output, 'config OK: 1 app');
-    assert.ok(result.ok);
+    const shipped = checkConfigFile(configPath, {}, { readFile });
+    assert.equal(shipped.ok, false, 'the shipped Secret must not start a server');
+    const lines = shipped.output.split('\n');
+    assert.equal(lines.length, 1, shipped.output);
+    assert.match(lines[0]!, /session\.secrets\[0\]: is a placeholder, not a secret/);
+    assert.ok(lines[0]!.includes(GENERATE_SECRET_COMMAND), lines[0]);
+
+    // With a generated key in its place, the rest of the example is a valid configuration.
+    files.set(`${mountOfSecrets()}/session-keys`, `${randomBytes(48).toString('base64')}\n`);
+    const generated = checkConfigFile(configPath, {}, { readFile });
+    assert.equal(generated.output, 'config OK: 1 app');
+    assert.ok(generated.ok);
+  });
+});
+
+describe('shipped keys', () => {
+  const shipped = ['istio', 'deploy/contour', 'deploy/gloo', 'envoy'].flatMap(readDocuments);
+
+  it('every session key a shipped Secret holds is refused, so nobody runs with it', () => {
+    let keys = 0;
+    for (const { name, document } of shipped) {
+      if (document['kind'] !== 'Secret') continue;
+      const data = {
+        ...(document['stringData'] as Record<string, string> | undefined),
+        ...Object.fromEntries(
+          Object.entries((document['data'] as Record<string, string> | undefined) ?? {}).map(
+            ([key, value]) => [key, Buffer.from(value, 'base64').toString('utf8')],
+          ),
+        ),
+      };
+      for (const [key, value] of Object.entries(data)) {
+        if (!/session/i.test(key)) continue;
+        for (const line of value.split('\n').filter((l) => l.trim() !== '')) {
+          keys += 1;
+          const problem = sessionSecretProblem(line.trim());
+          assert.ok(problem !== undefined, `${name} ${key}: a usable key is shipped`);
+          assert.match(problem, /placeholder/, `${name} ${key}`);
+        }
+      }
+    }
+    assert.ok(keys >= 1, 'the Istio Secret ships a session-key placeholder');
+  });
+
+  it('every shipped server config takes its session keys from a file or the environment', () => {
+    const configs = shipped.flatMap(({ name, document }) => {
+      if (document['kind'] === 'ConfigMap') {
+        const data = document['data'] as Record<string, string>;
+        return Object.entries(data)
+          .filter(([key]) => key.endsWith('.yaml'))
+          .map(([key, text]) => ({ name: `${name} ${key}`, config: parse(text) }));
+      }
+      return 'apps' in document ? [{ name, config: document as Doc }] : [];
+    });
+    assert.ok(configs.length >= 2, configs.map((c) => c.name).join(', '));
+    for (const { name, config } of configs) {
+      for (const session of [config.defaults?.session, ...config.apps.map((a: Doc) => a.session)]) {
+        for (const secret of (session?.secrets ?? []) as string[]) {
+          assert.match(secret, /^\$\{[A-Z0-9_]+\}$/, `${name}: an inline session key`);
+        }
+      }
+    }
   });
 });
 

@@ -8,7 +8,7 @@ import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
-const otherSecret = 'another-session-secret-0123456789-abcdefgh';
+const otherSecret = 'FNJ3yF7DufxQkbIsu7LNreseEGsuICpa7+bUeJpjlUTq';
 
 function header(outcome: Outcome, name: string): string | undefined {
   if (outcome.kind === 'deny') return outcome.headers.find(([n]) => n === name)?.[1];

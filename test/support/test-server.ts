@@ -5,7 +5,7 @@ import { startServer, type ServerHandle } from '../../src/main.ts';
 import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 
 /** A session secret for tests only (>= 32 bytes). */
-export const testSessionSecret = 'test-session-secret-0123456789-abcdefghij';
+export const testSessionSecret = 'q7TnV2xLc9RkW4bZ0pHs6JfM8dYg3AeU1oNi5rXwKtB';
 
 /** One app with loopback issuer and everything a config needs; override what a test cares about. */
 export function testApp(
