@@ -450,9 +450,17 @@ const sessionSchema = z
 
 const publicPathSchema = z
   .strictObject({
-    prefix: urlPath.optional().describe('Paths starting with this prefix are public.'),
-    exact: urlPath.optional().describe('This exact path is public.'),
-    methods: httpMethods.optional().describe('Only these methods are public. Default: all.'),
+    prefix: urlPath
+      .optional()
+      .describe(
+        'Paths starting with this prefix are public, when every reading of the path does (decoded, `;params` stripped, dot segments resolved: see the security model).',
+      ),
+    exact: urlPath
+      .optional()
+      .describe('This exact path is public, when every reading of the path is this path.'),
+    methods: httpMethods
+      .optional()
+      .describe('Only these methods are public; `GET` also covers `HEAD`. Default: all.'),
   })
   .superRefine((entry, ctx) => {
     if ((entry.prefix === undefined) === (entry.exact === undefined)) {
@@ -498,8 +506,12 @@ const bearerSchema = z
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
-          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          prefix: urlPath.describe(
+            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+          ),
+          methods: httpMethods
+            .optional()
+            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
           requiredScopes: z
             .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
             .min(1, 'must list at least one scope')
@@ -593,8 +605,12 @@ const authorizationSchema = z
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
-          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          prefix: urlPath.describe(
+            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+          ),
+          methods: httpMethods
+            .optional()
+            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
           ...ruleFields(),
         }),
       )

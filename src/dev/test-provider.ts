@@ -156,6 +156,12 @@ export interface TestProvider {
   grantIds(accountId: string, clientId?: string): string[];
   /** Provider sessions, filtered by `sid` or account. */
   findSessions(filter?: { sid?: string; accountId?: string }): ProviderSession[];
+  /**
+   * The values of the opaque tokens the provider holds (for the opaque format, a token's value
+   * is its id): refresh tokens, authorization codes, and access tokens when they are opaque.
+   * For tests that must recognise every credential the server was handed.
+   */
+  storedTokens(model: 'RefreshToken' | 'AuthorizationCode' | 'AccessToken'): string[];
   /** Closes the listener and every open connection; state and keys are kept. */
   stop(): Promise<void>;
   /** Listens again on the same port after {@link stop}. */
@@ -623,6 +629,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       }
       return found;
     },
+    storedTokens: (model) => [...storage.entries(model)].map(([id]) => id),
     stop,
     start,
     close: stop,
