@@ -321,7 +321,7 @@ export class SessionManager {
           names.push(name);
       }
     }
-    return names.filter((name) => !own.includes(name));
+    return names.length === 0 ? names : names.filter((name) => !own.includes(name));
   }
 
   /** Expiry lines for the request's legacy cookies (either security mode); usually none. */
