@@ -19,7 +19,7 @@ import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
-const sessionSecret = 'q7Lx9Vb2Rk4Tz8Wm1Hc6Nf3Yd5Gp0Js7Ae2Ku9Io4';
+const sessionSecret = 'Tg5Wc9Xk2Lq7Rv0Zb4Nh8Jm1Sd6Fy3Pa-9f8e7d6c5b4a';
 const clientSecrets = {
   grafana: 'grafana-client-secret-0a1b2c3d4e5f',
   wiki: 'wiki-client-secret-6a7b8c9d0e1f2a3b',
