@@ -3,6 +3,7 @@
 import { z } from 'zod';
 
 import { DURATION_HINT, parseDuration } from './duration.ts';
+import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
 import { maxIdentityNameSeparators } from '../header-value.ts';
 
@@ -397,17 +398,25 @@ const sessionSchema = z
       .array(
         z
           .string()
-          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long'),
+          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long')
+          .superRefine((secret, ctx) => {
+            // A short secret is reported once, as short.
+            if (Buffer.byteLength(secret) < 32) return;
+            const problem = sessionSecretProblem(secret);
+            if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+          }),
       )
       .min(1, 'must have at least one secret')
       .describe(
-        'Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or `secretsFile`: a file with one secret per line. Required.',
+        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required. Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
       ),
     cookieName: z
       .string()
       .regex(HTTP_TOKEN, 'must be a cookie name (an HTTP token)')
-      .default('_eoa')
-      .describe('Session cookie name (chunks are `name.0`, `name.1`, …). Default `_eoa`.'),
+      .optional()
+      .describe(
+        'Session cookie name (chunks are `name.0`, `name.1`, …; login flows `name_login_…`). Default `_eoa_<app name>`: each app its own. Two apps whose cookies reach the same host must not share a name.',
+      ),
     maxAge: duration()
       .prefault('24h')
       .describe('Absolute session lifetime, enforced on the server. Duration, default `24h`.'),
@@ -663,6 +672,23 @@ export const appSchema = z
       .describe('Also send the ID token upstream as `x-id-token`. Default false.'),
   })
   .describe('One protected application.');
+
+/** The session cookie name of an app that does not set one: each app its own. */
+export function defaultCookieName(appName: string): string {
+  return `_eoa_${appName}`;
+}
+
+/**
+ * The session cookie name every app used by default before apps were bound to their own
+ * cookies; expired on sight by apps on their own default name (see `legacyCookieNameFor`).
+ */
+export const LEGACY_COOKIE_NAME = '_eoa';
+
+/** An app with the defaults that depend on other fields filled in (the cookie name). */
+export const resolvedAppSchema = appSchema.transform((app) => ({
+  ...app,
+  session: { ...app.session, cookieName: app.session.cookieName ?? defaultCookieName(app.name) },
+}));
 
 // ---------------------------------------------------------------------------------------------
 // The whole document
@@ -920,7 +946,17 @@ export const configSchema = z
       .describe(
         'Any app field; deep-merged under every app (the app wins, arrays are replaced, not merged).',
       ),
-    apps: z.array(appSchema).min(1, 'must have at least one app').describe('The protected apps.'),
+    deployment: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/, 'must be 1-63 of A-Z a-z 0-9 . _ : -')
+      .default('default')
+      .describe(
+        "A name for this deployment, bound into every session and login-state cookie and server session record with the app, its issuer and client id, and `store.redis.keyPrefix`. Deployments that share a session secret must each set their own (e.g. `prod`, `staging`), so neither accepts the other's cookies. Changing it logs everyone out once. Default `default`.",
+      ),
+    apps: z
+      .array(resolvedAppSchema)
+      .min(1, 'must have at least one app')
+      .describe('The protected apps.'),
   })
   .describe('envoy-oidc-authz configuration.');
 

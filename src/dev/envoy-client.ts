@@ -61,6 +61,7 @@ export interface UpstreamRequest {
 /** What the response from the authorization server (HTTP mode) looked like. */
 export interface AuthzHttpResponse {
   readonly status: number;
+  /** Values read from their bytes as UTF-8 (U+FFFD for bytes that are not). */
   readonly headers: Array<[string, string]>;
   readonly body: string;
 }
@@ -636,14 +637,14 @@ export class HttpModeClient {
     const allowed = new Set(['authorization', ...(opts.allowedHeaders ?? [])].map(lower));
     const headers: Record<string, string> = { host: normalised.authority, 'content-length': '0' };
     for (const [name, value] of merged) {
-      if (!name.startsWith(':') && allowed.has(name)) headers[name] = value;
+      if (!name.startsWith(':') && allowed.has(name)) headers[name] = asBytes(value);
     }
 
     let answer: AuthzHttpResponse;
     try {
       answer = await this.#send(
         normalised.method,
-        (opts.pathPrefix ?? '') + normalised.path,
+        asBytes((opts.pathPrefix ?? '') + normalised.path),
         headers,
       );
     } catch (error) {
@@ -741,7 +742,7 @@ export class HttpModeClient {
             const lines: [string, string][] = [];
             const raw = incoming.rawHeaders;
             for (let i = 0; i + 1 < raw.length; i += 2) {
-              lines.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
+              lines.push([raw[i]!.toLowerCase(), fromBytes(raw[i + 1]!)]);
             }
             resolve({
               status: incoming.statusCode ?? 0,
@@ -755,6 +756,24 @@ export class HttpModeClient {
       outgoing.end();
     });
   }
+}
+
+/**
+ * A string as Node's `http` must be given it to send its UTF-8 bytes (Node writes header
+ * strings as Latin-1, one byte per character): the bytes Envoy forwards.
+ */
+function asBytes(value: string): string {
+  return /[\u0080-\uffff]/.test(value) ? Buffer.from(value, 'utf8').toString('latin1') : value;
+}
+
+/**
+ * A header value Node read as Latin-1, read as the UTF-8 an upstream expects, so an HTTP-mode
+ * outcome holds the same strings as a gRPC-mode one (where values are proto strings). Bytes
+ * that are not UTF-8 read as U+FFFD, as such an upstream would see them.
+ */
+function fromBytes(value: string): string {
+  if (!/[\u0080-\u00ff]/.test(value)) return value;
+  return new TextDecoder().decode(Buffer.from(value, 'latin1'));
 }
 
 function lower(name: string): string {
