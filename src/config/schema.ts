@@ -613,7 +613,7 @@ const upstreamHeadersSchema = z
     return merged;
   })
   .describe(
-    'Identity headers sent upstream: lower-case header name → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map).',
+    'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
 
 /** One app: an OIDC client with its own match, session, rules and headers. */
