@@ -126,11 +126,13 @@ describe('the HTTP ext_authz listener survives whatever throws', () => {
     });
   }
 
-  it('accepts 64 KiB of request headers, as gRPC mode does', async () => {
-    const big = await check('/x', { 'x-padding': 'p'.repeat(60 * 1024) });
+  it('accepts 64 KiB of request headers, as gRPC mode does, and decides on more itself', async () => {
+    const big = await check('/x', { 'x-padding': 'p'.repeat(64 * 1024 - 200) });
     assert.equal(big.status, 200);
-    const over = await check('/x', { 'x-padding': 'p'.repeat(70 * 1024) });
-    assert.equal(over.status, 431, 'Node refuses more itself');
+    const over = await check('/x', { 'x-padding': 'p'.repeat(66 * 1024) });
+    assert.equal(over.status, 400, 'the request model refuses it, as in gRPC mode');
+    const far = await check('/x', { 'x-padding': 'p'.repeat(90 * 1024) });
+    assert.equal(far.status, 431, 'Node refuses far more itself');
   });
 });
 
