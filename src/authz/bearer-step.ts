@@ -21,11 +21,11 @@ function quoted(value: string): string {
   return `"${value.replace(/["\\]/g, '')}"`;
 }
 
-function invalidToken(realm: string): Verdict {
-  return jsonDeny('invalid_token', 401, 'invalid_token', 'the access token is not valid', [
+function invalidToken(realm: string, description = 'the access token is not valid'): Verdict {
+  return jsonDeny('invalid_token', 401, 'invalid_token', description, [
     [
       'www-authenticate',
-      `Bearer realm=${quoted(realm)}, error="invalid_token", error_description="the access token is not valid"`,
+      `Bearer realm=${quoted(realm)}, error="invalid_token", error_description=${quoted(description)}`,
     ],
   ]);
 }
@@ -113,6 +113,14 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
         );
       case 'invalid':
         bearer.throttle.recordFailure(context.request.clientAddress);
+        if (outcome.binding !== undefined) {
+          // Not debug: an operator must learn that a client sends bound tokens (DPoP, mTLS).
+          log?.warn(
+            { app: app.name, requestId: context.request.id, binding: outcome.binding },
+            'sender-constrained bearer token refused: its binding is not verified',
+          );
+          return invalidToken(app.name, outcome.reason);
+        }
         if (log?.isLevelEnabled('debug') === true) {
           log.debug({ app: app.name, reason: outcome.reason }, 'bearer token refused');
         }

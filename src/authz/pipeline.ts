@@ -1,5 +1,5 @@
 /** The decision for one Check (SPEC §4), as a table of small steps run in order. */
-import { refusals, type PolicyRefusalReason } from '../policy/policy-refusal.ts';
+import { isRefusal, refusals, type PolicyRefusalReason } from '../policy/policy-refusal.ts';
 import { RequestPolicy } from '../policy/request-policy.ts';
 import type { RequestPath } from '../policy/request-path.ts';
 import type { AppRuntime } from './app-runtime.ts';
@@ -72,10 +72,11 @@ export class Pipeline {
    * without I/O never waits for a turn of the event loop's microtask queue.
    */
   decide(request: RequestModel): Decision | Promise<Decision> {
-    const resolved = this.#policy.resolve(request);
-    if (resolved.kind === 'refused') return refusedDecisions[resolved.reason];
-    if (resolved.kind === 'unmatched') return this.#allowUnmatched ? unmatchedAllowed : noApp;
-    const { app, path } = resolved;
+    const path = this.#policy.readPath(request);
+    if ('kind' in path) return refusedDecisions[path.reason];
+    const app = this.#policy.selectApp(request, path);
+    if (app === undefined) return this.#allowUnmatched ? unmatchedAllowed : noApp;
+    if (isRefusal(app)) return refusedDecisions[app.reason];
     const context: StepContext = { request, app, path };
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) {

@@ -20,7 +20,8 @@ export type DenyReason =
   | 'insufficient_scope'
   | 'throttled'
   | 'unavailable'
-  | 'provider_logout';
+  | 'provider_logout'
+  | 'session_too_large';
 
 /** gRPC status codes a deny may carry (never OK). */
 export type DenyCode = 3 | 7 | 14 | 16;

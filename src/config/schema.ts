@@ -3,6 +3,7 @@
 import { z } from 'zod';
 
 import { DURATION_HINT, parseDuration } from './duration.ts';
+import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
 import { maxIdentityNameSeparators } from '../header-value.ts';
 
@@ -397,17 +398,25 @@ const sessionSchema = z
       .array(
         z
           .string()
-          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long'),
+          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long')
+          .superRefine((secret, ctx) => {
+            // A short secret is reported once, as short.
+            if (Buffer.byteLength(secret) < 32) return;
+            const problem = sessionSecretProblem(secret);
+            if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+          }),
       )
       .min(1, 'must have at least one secret')
       .describe(
-        'Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or `secretsFile`: a file with one secret per line. Required.',
+        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required. Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
       ),
     cookieName: z
       .string()
       .regex(HTTP_TOKEN, 'must be a cookie name (an HTTP token)')
-      .default('_eoa')
-      .describe('Session cookie name (chunks are `name.0`, `name.1`, …). Default `_eoa`.'),
+      .optional()
+      .describe(
+        'Session cookie name (chunks are `name.0`, `name.1`, …; login flows `name_login_…`). Default `_eoa_<app name>`: each app its own. Two apps whose cookies reach the same host must not share a name.',
+      ),
     maxAge: duration()
       .prefault('24h')
       .describe('Absolute session lifetime, enforced on the server. Duration, default `24h`.'),
@@ -448,9 +457,17 @@ const sessionSchema = z
 
 const publicPathSchema = z
   .strictObject({
-    prefix: urlPath.optional().describe('Paths starting with this prefix are public.'),
-    exact: urlPath.optional().describe('This exact path is public.'),
-    methods: httpMethods.optional().describe('Only these methods are public. Default: all.'),
+    prefix: urlPath
+      .optional()
+      .describe(
+        'Paths starting with this prefix are public, when every reading of the path does (decoded, `;params` stripped, dot segments resolved: see the security model).',
+      ),
+    exact: urlPath
+      .optional()
+      .describe('This exact path is public, when every reading of the path is this path.'),
+    methods: httpMethods
+      .optional()
+      .describe('Only these methods are public; `GET` also covers `HEAD`. Default: all.'),
   })
   .superRefine((entry, ctx) => {
     if ((entry.prefix === undefined) === (entry.exact === undefined)) {
@@ -496,8 +513,12 @@ const bearerSchema = z
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
-          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          prefix: urlPath.describe(
+            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+          ),
+          methods: httpMethods
+            .optional()
+            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
           requiredScopes: z
             .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
             .min(1, 'must list at least one scope')
@@ -591,8 +612,12 @@ const authorizationSchema = z
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
-          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          prefix: urlPath.describe(
+            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+          ),
+          methods: httpMethods
+            .optional()
+            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
           ...ruleFields(),
         }),
       )
@@ -647,6 +672,23 @@ export const appSchema = z
       .describe('Also send the ID token upstream as `x-id-token`. Default false.'),
   })
   .describe('One protected application.');
+
+/** The session cookie name of an app that does not set one: each app its own. */
+export function defaultCookieName(appName: string): string {
+  return `_eoa_${appName}`;
+}
+
+/**
+ * The session cookie name every app used by default before apps were bound to their own
+ * cookies; expired on sight by apps on their own default name (see `legacyCookieNameFor`).
+ */
+export const LEGACY_COOKIE_NAME = '_eoa';
+
+/** An app with the defaults that depend on other fields filled in (the cookie name). */
+export const resolvedAppSchema = appSchema.transform((app) => ({
+  ...app,
+  session: { ...app.session, cookieName: app.session.cookieName ?? defaultCookieName(app.name) },
+}));
 
 // ---------------------------------------------------------------------------------------------
 // The whole document
@@ -904,7 +946,17 @@ export const configSchema = z
       .describe(
         'Any app field; deep-merged under every app (the app wins, arrays are replaced, not merged).',
       ),
-    apps: z.array(appSchema).min(1, 'must have at least one app').describe('The protected apps.'),
+    deployment: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/, 'must be 1-63 of A-Z a-z 0-9 . _ : -')
+      .default('default')
+      .describe(
+        "A name for this deployment, bound into every session and login-state cookie and server session record with the app, its issuer and client id, and `store.redis.keyPrefix`. Deployments that share a session secret must each set their own (e.g. `prod`, `staging`), so neither accepts the other's cookies. Changing it logs everyone out once. Default `default`.",
+      ),
+    apps: z
+      .array(resolvedAppSchema)
+      .min(1, 'must have at least one app')
+      .describe('The protected apps.'),
   })
   .describe('envoy-oidc-authz configuration.');
 

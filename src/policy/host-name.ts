@@ -8,8 +8,10 @@ export interface HostName {
 }
 
 const maxHostLength = 253;
-// RFC 1035 labels (letters, digits, hyphen) plus `_`, which internal names use; 1–63 characters.
-const label = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+// Dot-separated RFC 1035 labels (letters, digits, hyphen) plus `_`, which internal names use;
+// 1–63 characters each, none empty. One anchored test, no split: this runs on every request.
+const dnsName =
+  /^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 const ipv6Literal = /^\[[0-9a-f:.]+\]$/;
 const portDigits = /^[0-9]{1,5}$/;
 
@@ -46,6 +48,5 @@ export function normaliseHostName(name: string): string | undefined {
   if (lower.startsWith('[')) return ipv6Literal.test(lower) ? lower : undefined;
   const host = lower.endsWith('.') ? lower.slice(0, -1) : lower;
   if (host.length === 0 || host.length > maxHostLength) return undefined;
-  for (const part of host.split('.')) if (!label.test(part)) return undefined;
-  return host;
+  return dnsName.test(host) ? host : undefined;
 }

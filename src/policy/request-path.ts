@@ -48,7 +48,7 @@ const strayPercent = /%(?![0-9A-Fa-f]{2})/;
  *
  * The readings (deduplicated): the raw path; and, with dot segments resolved (RFC 3986 §5.2.4)
  * in each, every combination of
- * - decoding: none; once, keeping `%2F`, `%5C` and `%25` encoded so they never become separators
+ * - decoding: none; once, keeping `%2F` and `%5C` encoded so they never become separators
  *   (Envoy's `normalize_path`, servlet containers); or fully, up to three layers, separators
  *   included, then NFKC (nginx, double-decoding servers, Unicode-folding frameworks);
  * - `;params` kept, or stripped from each segment (before decoding for the first two, after it
@@ -82,18 +82,21 @@ export function readRequestPath(raw: string): RequestPath | PolicyRefusal {
   bases.push(full);
   if (full.includes(';')) bases.push(stripParams(full));
 
-  const readings = new Set<string>([raw]);
+  // Distinct inputs first: resolving dot segments is the costly pass, done once per input.
+  const unresolved = new Set<string>();
   for (const base of bases) {
-    addResolved(readings, base);
-    if (base.includes('\\')) addResolved(readings, base.replaceAll('\\', '/'));
+    addVariants(unresolved, base);
+    if (base.includes('\\')) addVariants(unresolved, base.replaceAll('\\', '/'));
   }
+  const readings = new Set<string>([raw]);
+  for (const path of unresolved) readings.add(removeDotSegments(path));
   return { raw, readings: [...readings] };
 }
 
-/** Adds `path` with its dot segments resolved, and also with `//` merged first when it has any. */
-function addResolved(readings: Set<string>, path: string): void {
-  readings.add(removeDotSegments(path));
-  if (path.includes('//')) readings.add(removeDotSegments(path.replace(/\/{2,}/g, '/')));
+/** Adds `path`, and also `path` with `//` merged when it has any. */
+function addVariants(paths: Set<string>, path: string): void {
+  paths.add(path);
+  if (path.includes('//')) paths.add(path.replace(/\/{2,}/g, '/'));
 }
 
 /**
@@ -102,18 +105,23 @@ function addResolved(readings: Set<string>, path: string): void {
  * leaves a trailing `/`.
  */
 export function removeDotSegments(path: string): string {
+  // Every dot segment starts with `/.`: most paths have none and come back as they are.
+  if (!path.includes('/.')) return path;
   const parts = path.split('/');
-  const out: string[] = [];
+  let kept = 0;
   for (let i = 1; i < parts.length; i++) {
     const segment = parts[i]!;
+    const last = i === parts.length - 1;
     if (segment === '.' || segment === '..') {
-      if (segment === '..') out.pop();
-      if (i === parts.length - 1) out.push('');
+      if (segment === '..' && kept > 0) kept--;
+      if (last) parts[++kept] = '';
       continue;
     }
-    out.push(segment);
+    // Compacted in place: the kept segments are parts[1..kept].
+    parts[++kept] = segment;
   }
-  return `/${out.join('/')}`;
+  parts.length = kept + 1;
+  return parts.join('/');
 }
 
 /** Drops `;params` from every segment, as servlet containers do before resolving `..`. */
@@ -164,7 +172,7 @@ function escapedByte(text: string, at: number): number {
 /**
  * One layer of percent-decoding. Runs of escapes are read as UTF-8; a byte that starts no valid
  * sequence stands for itself (its Latin-1 character), as servers that fall back to ISO-8859-1
- * read it. `keepSeparators` leaves `%2F`, `%5C` and `%25` encoded (upper-cased).
+ * read it. `keepSeparators` leaves `%2F` and `%5C` encoded (upper-cased).
  *
  * @returns `undefined` for an encoded NUL or an overlong UTF-8 sequence (`%C0%AE` for `.`): old
  * decoders read those as the ASCII character they disguise, and no client has a reason to send
@@ -206,7 +214,7 @@ function decodeUtf8(bytes: readonly number[], keepSeparators: boolean): string |
     const lead = bytes[j]!;
     if (lead < 0x80) {
       if (lead === 0) return undefined;
-      if (keepSeparators && (lead === 0x2f || lead === 0x5c || lead === 0x25)) {
+      if (keepSeparators && (lead === 0x2f || lead === 0x5c)) {
         out += `%${upperHex[lead >> 4]}${upperHex[lead & 15]}`;
       } else {
         out += String.fromCharCode(lead);

@@ -8,21 +8,17 @@ import { AppSelection, ambiguousApp, type Matchable } from './app-selection.ts';
 import { refusals, type PolicyRefusal } from './policy-refusal.ts';
 import { readRequestPath, type RequestPath } from './request-path.ts';
 
-/** What the policy says of one request before any app-specific step runs. */
-export type PolicyResult<T> =
-  | { readonly kind: 'app'; readonly app: T; readonly path: RequestPath }
-  | { readonly kind: 'unmatched'; readonly path: RequestPath }
-  | PolicyRefusal;
-
 /**
  * Built once per config. A request whose path cannot be read ({@link readRequestPath}) or whose
  * readings choose different apps is refused with 400 `ambiguous path`.
  *
- * Why refuse rather than take the strictest reading: the strictest reading here is not the
- * reading of every upstream. Choosing the `/admin/` app for `/admin;x/y` still forwards the raw
- * path to whatever Envoy routes it to, and a catch-all route's server may read it as the laxer
- * app's path; taking the laxer app is a bypass on servlet containers. A 400 is safe on every
- * server, and no browser or honest client sends such a path.
+ * Why refuse rather than decide on one reading (say the strictest): the request is forwarded raw
+ * whatever we decide, and some upstream reads it the other way. Decided as the catch-all app,
+ * `/admin;x/y` is served as `/admin/y` by a servlet container; decided as the `/admin/` app, a
+ * server that does not strip `;params` serves it as a path of the other app, under rules and
+ * public paths we never applied. Apps have no order of strictness to fall back on (each has its
+ * own provider, rules and public paths). A 400 is safe on every server, and no browser or honest
+ * client sends such a path.
  */
 export class RequestPolicy<T extends Matchable> {
   readonly #selection: AppSelection<T>;
@@ -31,11 +27,21 @@ export class RequestPolicy<T extends Matchable> {
     this.#selection = new AppSelection(apps);
   }
 
-  resolve(request: RequestModel): PolicyResult<T> {
-    const path = readRequestPath(request.path);
-    if ('kind' in path) return path;
+  /**
+   * The readings of the request's path, or why there are none to decide on (a 400). Called
+   * once per request; every consumer decides on what it returns.
+   */
+  readPath(request: RequestModel): RequestPath | PolicyRefusal {
+    return readRequestPath(request.path);
+  }
+
+  /**
+   * The app for the request: `undefined` when none matches, a refusal when the readings of its
+   * path choose different apps. Two calls rather than one result object: this runs on every
+   * request, and neither call allocates for a plain path.
+   */
+  selectApp(request: RequestModel, path: RequestPath): T | undefined | PolicyRefusal {
     const app = this.#selection.select(request.host, path, request.contextExtensions);
-    if (app === ambiguousApp) return refusals['ambiguous path'];
-    return app === undefined ? { kind: 'unmatched', path } : { kind: 'app', app, path };
+    return app === ambiguousApp ? refusals['ambiguous path'] : app;
   }
 }

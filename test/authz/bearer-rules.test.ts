@@ -170,7 +170,7 @@ describe('bearer config', () => {
             {
               name: 'api',
               oidc: { issuer: 'https://idp.example.com', clientId: 'api', clientSecret: 's' },
-              session: { secrets: ['x'.repeat(32)] },
+              session: { secrets: ['rFyO3R6uTGMAdszJQBPYeDBIzhQRj1FF/xgXPlEPelYu'] },
               bearer,
             },
           ],

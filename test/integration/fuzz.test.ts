@@ -178,7 +178,7 @@ describe('fuzz', () => {
           name: 'app',
           match: { hosts: ['app.example.com'] },
           oidc: { issuer: provider.issuer, clientId: 'app', clientSecret: 's' },
-          session: { secrets: ['fuzz-session-secret-0123456789abcdefghij'] },
+          session: { secrets: ['ROt26nSb8ogBqFsm6UcnlMhFS57+O1yQCb+z3HXmCN2T'] },
           publicPaths: [{ prefix: '/public/' }],
         },
       ],

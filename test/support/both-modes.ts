@@ -1,12 +1,12 @@
 /** Envoy in front of a test server in each ext_authz mode, with the header lists the docs ship. */
-import type { CheckingProxy } from './browser.ts';
+import type { ExtAuthzCaller } from './browser.ts';
 import { EnvoyClient, HttpModeClient } from './envoy-client.ts';
 import type { TestServer } from './test-server.ts';
 import type { UpstreamProtos } from './upstream-protos.ts';
 
 export interface EnvoyMode {
   readonly name: 'grpc' | 'http';
-  readonly envoy: CheckingProxy;
+  readonly envoy: ExtAuthzCaller;
   close(): void;
 }
 

@@ -22,18 +22,18 @@ export function locationOf(outcome: Outcome): string | undefined {
   return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === 'location')?.[1] : undefined;
 }
 
-/** What the browser talks through: Envoy in gRPC mode (`EnvoyClient`) or HTTP mode (`HttpModeClient`). */
-export interface CheckingProxy {
+/** What a browser sends its requests through: Envoy in gRPC mode or in HTTP mode. */
+export interface ExtAuthzCaller {
   check(request: DownstreamRequest): Promise<Outcome>;
 }
 
 export class AppBrowser {
   readonly cookies = new Map<string, string>();
-  readonly #envoy: CheckingProxy;
+  readonly #envoy: ExtAuthzCaller;
   /** The provider's own cookies (its login session), kept across logins like a real browser. */
   providerJar: CookieJar | undefined;
 
-  constructor(envoy: CheckingProxy) {
+  constructor(envoy: ExtAuthzCaller) {
     this.#envoy = envoy;
   }
 
