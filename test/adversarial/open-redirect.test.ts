@@ -135,7 +135,7 @@ describe('open redirect', () => {
   const modes = {
     grpc: () => new AppBrowser(grpcEnvoy),
     // Same `check(request)` contract; the browser only calls that.
-    http: () => new AppBrowser(httpEnvoy as unknown as EnvoyClient),
+    http: () => new AppBrowser(httpEnvoy),
   } as const;
 
   for (const [mode, browser] of Object.entries(modes)) {

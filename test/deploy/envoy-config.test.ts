@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 
 import { loadConfig } from '../../src/config/load.ts';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
+import { requestHeadersRead } from './headers-read.ts';
 import { checkProtoJson, loadProtoRoot, type ProtoJsonProblem } from './proto-json.ts';
 import { repoPath } from './repo-path.ts';
 
@@ -204,6 +205,14 @@ describe('envoy/envoy-http.yaml (HTTP mode)', () => {
 
   it('is hardened as Envoy advises: normalised paths, no underscores, no unchecked route', () => {
     assert.deepEqual(hardeningProblems(config), []);
+  });
+
+  it('sends the check every request header the server reads', () => {
+    const filter = extAuthz(config);
+    const read = requestHeadersRead();
+    assert.ok(read.includes('sec-fetch-site') && read.includes('origin'), read.join(', '));
+    for (const name of read)
+      assert.ok(matchesAny(filter.allowed_headers, name), `sent to the check: ${name}`);
   });
 
   // HTTP mode shows the server only the listed request headers and takes back only the listed

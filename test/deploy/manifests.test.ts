@@ -9,6 +9,7 @@ import { checkConfigFile } from '../../src/config/check.ts';
 import { DEFAULT_UPSTREAM_HEADERS } from '../../src/config/schema.ts';
 import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from '../../src/config/secret-strength.ts';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
+import { requestHeadersRead } from './headers-read.ts';
 import { crdProblems, loadCrdValidator } from './crd-schema.ts';
 import { checkProtoJson, loadProtoRoot } from './proto-json.ts';
 import { repoPath } from './repo-path.ts';
@@ -139,6 +140,8 @@ describe('istio/ manifests', () => {
     const http = providers.find((p: Doc) => p.envoyExtAuthzHttp).envoyExtAuthzHttp;
     assert.equal(http.port, 9002);
     assert.ok(http.includeRequestHeadersInCheck.includes('cookie'));
+    for (const name of requestHeadersRead())
+      assert.ok(istioMatches(http.includeRequestHeadersInCheck, name), `to the check: ${name}`);
     assert.ok(istioMatches(http.headersToUpstreamOnAllow, 'x-auth-request-user'));
     assert.ok(http.headersToUpstreamOnAllow.includes('cookie'), 'session cookie stripped upstream');
     assert.deepEqual(http.headersToDownstreamOnAllow, ['set-cookie']);
