@@ -34,3 +34,16 @@ export function isSafeHeaderValue(value: string): boolean {
  * doubles the spellings HTTP mode must list for removal (2^8 = 256 for one name).
  */
 export const maxIdentityNameSeparators = 8;
+
+/**
+ * Most bytes the names of an app's identity headers may take in HTTP mode's
+ * `x-envoy-auth-headers-to-remove` (every spelling of every name, `, `-separated): Envoy reads at
+ * most 60 KiB of the check's response headers, and the values need room too.
+ */
+export const maxIdentityRemovalBytes = 16 * 1024;
+
+/** Bytes the spellings of `name` take in `x-envoy-auth-headers-to-remove` (see `spellingsOf`). */
+export function removalListBytes(name: string): number {
+  const separators = name.replace(/[^_-]/g, '').length;
+  return 2 ** separators * (name.length + 2);
+}

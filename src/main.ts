@@ -387,6 +387,7 @@ export async function startServer(
     logger,
     pathPrefix: config.listen.httpPathPrefix,
     direct: createDirectLogoutRoute(() => apps, now),
+    maxHeaderBytes: config.request.maxHeaderBytes,
   });
   const adminServer = createAdminServer(health, metrics, logger);
 

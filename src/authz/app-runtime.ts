@@ -12,6 +12,7 @@ import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
 import { IdentityRemovals } from './identity-removals.ts';
+import type { RequestModel } from './request.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
 
 export interface AppRuntime {
@@ -88,8 +89,8 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
  */
 export function headersToScrub(
   app: AppRuntime,
-  headers: ReadonlyMap<string, string>,
+  request: Pick<RequestModel, 'headers' | 'underscoredHeaders'>,
   setNames?: ReadonlySet<string>,
 ): readonly string[] {
-  return app.identityRemovals.forgedIn(headers, setNames);
+  return app.identityRemovals.forgedIn(request.headers, request.underscoredHeaders, setNames);
 }

@@ -176,11 +176,5 @@ function authorize(
     const ours = app.sessions.cookieNames(request.cookies);
     if (ours.length > 0) cookie = cookieChange(cookieHeader, new Set(ours));
   }
-  return allowFor(
-    entry,
-    'bearer',
-    headersToScrub(app, request.headers, entry.names),
-    alsoRemove,
-    cookie,
-  );
+  return allowFor(entry, 'bearer', headersToScrub(app, request, entry.names), alsoRemove, cookie);
 }

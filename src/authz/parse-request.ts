@@ -39,6 +39,8 @@ const validValue = /^[^\u0000-\u0008\u000a-\u001f\u007f]*$/;
 // eslint-disable-next-line no-control-regex -- as above
 const forbiddenInPath = /[\u0000-\u0020\u007f#]/;
 
+const noNames: readonly string[] = Object.freeze([]);
+
 function malformed(reason: string): MalformedRequest {
   return { kind: 'malformed', reason };
 }
@@ -49,6 +51,7 @@ export function parseRequest(
   options: ParseOptions,
 ): RequestModel | MalformedRequest {
   const headers = new Map<string, string>();
+  let underscored: string[] | undefined;
   let bytes = 0;
   for (const [rawName, value] of raw.headers) {
     bytes += rawName.length + value.length;
@@ -59,6 +62,7 @@ export function parseRequest(
     if (!validValue.test(value)) return malformed('invalid character in header value');
     const previous = headers.get(name);
     headers.set(name, previous === undefined ? value : `${previous},${value}`);
+    if (previous === undefined && name.includes('_')) (underscored ??= []).push(name);
   }
 
   const method = raw.method.toUpperCase();
@@ -101,6 +105,7 @@ export function parseRequest(
     path,
     query,
     headers,
+    underscoredHeaders: underscored ?? noNames,
     cookies,
     clientAddress: clientAddress(
       raw.peerAddress,

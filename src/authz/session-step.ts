@@ -149,7 +149,7 @@ export function createSessionStep(deps: SessionStepDeps) {
     return allowFor(
       entry,
       'session',
-      headersToScrub(app, request.headers, entry.names),
+      headersToScrub(app, request, entry.names),
       undefined,
       // `cookieNames` already lists the login-state cookies beside the session's own.
       cookieHeader === undefined

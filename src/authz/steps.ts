@@ -9,7 +9,7 @@ import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 export function allowPublicPath({ request, app, path }: StepContext): Verdict | undefined {
   if (!app.publicPaths.matches(request.method, path)) return undefined;
   return allow('public_path', {
-    removeHeaders: headersToScrub(app, request.headers),
+    removeHeaders: headersToScrub(app, request),
     identityRemovals: app.identityRemovals.all,
   });
 }

@@ -5,7 +5,11 @@ import { z } from 'zod';
 import { DURATION_HINT, parseDuration } from './duration.ts';
 import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
-import { maxIdentityNameSeparators } from '../header-value.ts';
+import {
+  maxIdentityNameSeparators,
+  maxIdentityRemovalBytes,
+  removalListBytes,
+} from '../header-value.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -637,8 +641,25 @@ const upstreamHeadersSchema = z
     }
     return merged;
   })
+  .superRefine((headers, ctx) => {
+    // Defaults stay scrubbed when turned off; authorization and x-id-token may be added.
+    const names = new Set([
+      ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
+      ...Object.keys(headers),
+      'authorization',
+      'x-id-token',
+    ]);
+    let bytes = 0;
+    for (const name of names) bytes += removalListBytes(name);
+    if (bytes > maxIdentityRemovalBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `HTTP mode would list ${bytes} bytes of header names to remove (every spelling with - or _), over ${maxIdentityRemovalBytes}: use fewer identity headers or fewer "-" in their names`,
+      });
+    }
+  })
   .describe(
-    'Identity headers sent upstream: lower-case header name → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map).',
+    'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
 
 /** One app: an OIDC client with its own match, session, rules and headers. */

@@ -19,10 +19,11 @@ export const headersToRemoveHeader = 'x-envoy-auth-headers-to-remove';
 const maxBodyBytes = 64 * 1024;
 
 /**
- * Request line and headers Node accepts before answering 431 itself: the 64 KiB the request
- * model allows in gRPC mode (SPEC §4.1), instead of Node's 16 KiB.
+ * What Node may read beyond the request's header bytes before answering 431 itself: the request
+ * line and each line's `: ` and CRLF. The request model then applies `request.maxHeaderBytes`
+ * (64 KiB by default) exactly as in gRPC mode, instead of Node's own 16 KiB.
  */
-export const maxRequestHeaderBytes = 64 * 1024;
+const requestLineAllowance = 16 * 1024;
 
 /** A reply made without the ext_authz pipeline. */
 export interface DirectReply {
@@ -47,6 +48,8 @@ export interface HttpServerDeps {
   /** The `path_prefix` configured in Envoy, stripped from every request path. */
   readonly pathPrefix: string;
   readonly direct?: DirectRoute;
+  /** `request.maxHeaderBytes`, read once when the listener is made. Default 65536. */
+  readonly maxHeaderBytes?: number;
 }
 
 /** Any character outside ASCII. */
@@ -160,7 +163,8 @@ function answerNoDecision(res: ServerResponse): void {
  */
 export function createHttpServer(deps: HttpServerDeps): Server {
   const { authorizer, logger } = deps;
-  return createServer({ maxHeaderSize: maxRequestHeaderBytes }, (req, res) => {
+  const maxHeaderSize = (deps.maxHeaderBytes ?? 65_536) + requestLineAllowance;
+  return createServer({ maxHeaderSize }, (req, res) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const failed = (error: unknown): void => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { foldHeaderName } from '../../src/authz/identity-removals.ts';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
-import { bothModes, type EnvoyMode } from '../support/both-modes.ts';
+import { bothModes, modeNames, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
@@ -175,7 +175,7 @@ describe('identity-header forgery', () => {
         },
       ],
     });
-    modes = bothModes(server, loadUpstreamProtos(), identityHeaders);
+    modes = bothModes(server, loadUpstreamProtos());
     for (const mode of modes) {
       const browser = new AppBrowser(mode.envoy);
       await browser.login(`${origin}/`, 'mallory');
@@ -190,7 +190,7 @@ describe('identity-header forgery', () => {
   });
 
   for (const row of rows) {
-    for (const modeName of ['grpc', 'http'] as const) {
+    for (const modeName of modeNames) {
       it(`${modeName}: ${row.attack}`, async () => {
         const mode = modes.find((candidate) => candidate.name === modeName)!;
         const browser = row.session ? browsers.get(modeName)! : new AppBrowser(mode.envoy);

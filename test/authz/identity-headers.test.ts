@@ -51,9 +51,21 @@ describe('identity headers', () => {
       ['accept', '*/*'],
     ]);
     const set = new Set(['x-auth-request-user']);
-    assert.deepEqual(headersToScrub(app as unknown as AppRuntime, incoming, set), [
-      'x-auth-request-email',
-    ]);
-    assert.deepEqual(headersToScrub(app as unknown as AppRuntime, new Map(), set), []);
+    assert.deepEqual(
+      headersToScrub(
+        app as unknown as AppRuntime,
+        { headers: incoming, underscoredHeaders: [] },
+        set,
+      ),
+      ['x-auth-request-email'],
+    );
+    assert.deepEqual(
+      headersToScrub(
+        app as unknown as AppRuntime,
+        { headers: new Map(), underscoredHeaders: [] },
+        set,
+      ),
+      [],
+    );
   });
 });

@@ -28,11 +28,12 @@ describe('identity removals', () => {
       ['x-auth-request-role', 'Admin'],
       ['accept', '*/*'],
     ]);
-    assert.deepEqual(removals.forgedIn(request, new Set(['x-auth-request-user'])), [
+    const underscored = ['x_auth_request_user', 'x-auth_request-email'];
+    assert.deepEqual(removals.forgedIn(request, underscored, new Set(['x-auth-request-user'])), [
       'x_auth_request_user',
       'x-auth_request-email',
     ]);
-    assert.deepEqual(removals.forgedIn(request), [
+    assert.deepEqual(removals.forgedIn(request, underscored), [
       'x-auth-request-user',
       'x_auth_request_user',
       'x-auth_request-email',

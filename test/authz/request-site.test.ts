@@ -16,6 +16,7 @@ function request(
     path: '/oauth2/logout',
     query: '',
     headers: new Map(Object.entries(headers)),
+    underscoredHeaders: [],
     cookies: new Map(),
     clientAddress: '10.0.0.1',
     contextExtensions: new Map(),

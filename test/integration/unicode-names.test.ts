@@ -56,13 +56,7 @@ describe('identity headers of users with non-Latin-1 names, in both modes', () =
         },
       ],
     });
-    modes = bothModes(server, loadUpstreamProtos(), [
-      'x-auth-request-user',
-      'x-auth-request-email',
-      'x-auth-request-groups',
-      'x-auth-request-preferred-username',
-      'x-auth-request-name',
-    ]);
+    modes = bothModes(server, loadUpstreamProtos());
   });
 
   after(async () => {
@@ -90,12 +84,14 @@ describe('identity headers of users with non-Latin-1 names, in both modes', () =
           seen.push(Object.fromEntries([...headers].filter(([n]) => n.startsWith('x-auth-'))));
         }
       }
-      assert.deepEqual(seen[2], seen[0], 'HTTP mode sends what gRPC mode sends');
+      for (const other of seen.slice(1)) {
+        assert.deepEqual(other, seen[0], 'HTTP mode sends what gRPC mode sends');
+      }
     });
   }
 
   it('writes the UTF-8 bytes of a value in HTTP mode, as gRPC mode does', async () => {
-    const http = modes.find((mode) => mode.name === 'http')!;
+    const http = modes.find((mode) => mode.name.startsWith('http'))!;
     const browser = new AppBrowser(http.envoy);
     await browser.login(`${origin}/`, 'lukasz');
     const served = await browser.request(`${origin}/`);
