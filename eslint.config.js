@@ -38,6 +38,19 @@ export default tseslint.config(
     },
   },
   {
+    // The request policy reads requests: it knows nothing of sessions, providers, stores or transports.
+    files: ['src/policy/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: ['ioredis', '@grpc/grpc-js', '@grpc/proto-loader'],
+          patterns: ['**/server/**', '**/store/**', '**/session/**', '**/oidc/**'],
+        },
+      ],
+    },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

@@ -42,7 +42,7 @@ async function timeProfile(
   data: NewSession,
   runs: number,
 ): Promise<CodecTiming> {
-  const ring = deriveKeyRing([benchSecret], 'session');
+  const ring = deriveKeyRing([benchSecret], 'session', cookieSessionOptions.binding);
   const codec = createCookieCodec(ring);
   const manager = new SessionManager(cookieSessionOptions);
   const { session, setCookie } = await manager.create(data, new Map(), true);

@@ -1,7 +1,7 @@
 /** The configurations the benchmarks run the server with, and the secrets they share. */
 import type { TestProvider } from '../src/dev/test-provider.ts';
 
-export const sessionSecret = 'bench-session-secret-0123456789-abcdefghij';
+export const sessionSecret = 'Ux6Gz1Rk8WpD3nLq0VtJ5bMh9SyC2fAe7KoQi4EwNrT';
 export const clientSecret = 'bench-client-secret-long-enough-0123';
 export const apiAudience = 'https://api.example.com';
 

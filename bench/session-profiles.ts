@@ -4,13 +4,20 @@ import type { SessionManagerOptions } from '../src/session/session-manager.ts';
 import type { NewSession } from '../src/session/session.ts';
 
 /** A session secret for measurements only. */
-export const benchSecret = 'bench-session-secret-of-at-least-thirty-two-bytes';
+export const benchSecret = 'Lw3Hq8Zr1VnC6tJx0YbK5mSg9PdF2uAeR7oTi4NcBkM';
 
 /** Cookie sessions as a default app config has them. */
 export const cookieSessionOptions: SessionManagerOptions = Object.freeze({
   store: 'cookie',
   secrets: [benchSecret],
-  cookieName: '_eoa',
+  cookieName: '_eoa_bench',
+  binding: {
+    deployment: 'default',
+    keyPrefix: 'eoa:',
+    app: 'bench',
+    issuer: 'https://idp.example.com',
+    clientId: 'bench',
+  },
   maxAge: 86_400_000,
   sameSite: 'lax',
   maxPendingLogins: 5,

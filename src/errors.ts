@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'IDP_ERROR'
   | 'STORE_UNAVAILABLE'
   | 'SESSION_INVALID'
+  | 'SESSION_TOO_LARGE'
   | 'STATE_INVALID'
   | 'TOKEN_INVALID'
   | 'INTERNAL';

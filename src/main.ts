@@ -10,7 +10,7 @@ import { Authorizer, type Runtime } from './authz/authorizer.ts';
 import { BearerRevocations } from './authz/bearer-revocations.ts';
 import { buildBearerRuntime } from './authz/bearer-runtime.ts';
 import { createBearerStep } from './authz/bearer-step.ts';
-import { handleCallback } from './authz/login.ts';
+import { createCallbackStep } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
 import { Pipeline } from './authz/pipeline.ts';
 import { createSessionStep } from './authz/session-step.ts';
@@ -20,6 +20,8 @@ import { createIdpFetch } from './oidc/idp-fetch.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
 import { GrantLimiter, RefreshCoordinator } from './oidc/refresh-coordinator.ts';
+import { legacyCookieNameFor } from './config/cookie-scopes.ts';
+import { sessionBindingFor } from './session/session-binding.ts';
 import { SessionManager } from './session/session-manager.ts';
 import { SessionRevocations } from './session/session-revocations.ts';
 import {
@@ -98,7 +100,7 @@ function oidcClientFor(app: AppConfig, services: Services): OidcClient {
   return client;
 }
 
-function buildApp(app: AppConfig, services: Services): AppRuntime {
+function buildApp(app: AppConfig, services: Services, config: Config): AppRuntime {
   const options = {
     app: app.name,
     sessionMaxAge: app.session.maxAge,
@@ -112,7 +114,12 @@ function buildApp(app: AppConfig, services: Services): AppRuntime {
   const durable = createAppKeyspaces(services.store.durable, options);
   const degradable = createAppKeyspaces(services.store.degradable, options);
   const revocations = new SessionRevocations(degradable, durable, services.now);
-  const sessions = new SessionManager(app.session, {
+  const session = {
+    ...app.session,
+    binding: sessionBindingFor(config, app),
+    legacyCookieName: legacyCookieNameFor(config.apps, app),
+  };
+  const sessions = new SessionManager(session, {
     now: services.now,
     serverSessions: durable,
     loginReplayMarks: degradable.loginReplayMarks,
@@ -198,7 +205,7 @@ function buildRuntime(
   config: Config,
   services: Services,
 ): Runtime & { readonly apps: readonly AppRuntime[] } {
-  const apps = config.apps.map((app) => buildApp(app, services));
+  const apps = config.apps.map((app) => buildApp(app, services, config));
   const inUse = new Set(apps.map((app) => app.oidc));
   for (const [key, client] of services.oidcClients) {
     if (!inUse.has(client)) {
@@ -214,12 +221,12 @@ function buildRuntime(
       allowUnmatched: config.allowUnmatched,
       steps: [
         allowPublicPath,
-        handleCallback,
+        createCallbackStep(services.logger),
         createLogoutStep(services.logger),
         providerLogout.handleBackchannelLogout,
         providerLogout.handleFrontchannelLogout,
         createBearerStep({ logger: services.logger }),
-        createSessionStep({ now: services.now, unauthenticated }),
+        createSessionStep({ now: services.now, unauthenticated, logger: services.logger }),
         loginOrDeny,
       ],
     }),
@@ -380,8 +387,9 @@ export async function startServer(
     logger,
     pathPrefix: config.listen.httpPathPrefix,
     direct: createDirectLogoutRoute(() => apps, now),
+    maxHeaderBytes: config.request.maxHeaderBytes,
   });
-  const adminServer = createAdminServer(health, metrics);
+  const adminServer = createAdminServer(health, metrics, logger);
 
   const ports = {
     grpc: await listen(grpcServer.server, config.listen.grpc),

@@ -1,6 +1,13 @@
 /** The identity headers and last allow of recent sessions and bearer tokens, so a hot one is not rebuilt per request. */
 import type { AppRuntime } from './app-runtime.ts';
-import { allow, shared, type Allow, type AllowReason, type HeaderPair } from './verdict.ts';
+import {
+  allow,
+  shared,
+  type Allow,
+  type AllowReason,
+  type HeaderPair,
+  type RemovalList,
+} from './verdict.ts';
 
 /**
  * What an allow does to the request's `cookie` header: `undefined` leaves it alone, `''`
@@ -22,6 +29,8 @@ export interface MemoEntry {
   readonly headers: readonly HeaderPair[];
   /** Their names, which a request's forged copies need not be removed for (a set overwrites). */
   readonly names: ReadonlySet<string>;
+  /** Every spelling of the app's identity headers these do not set (`Allow.identityRemovals`). */
+  readonly identityRemovals: RemovalList;
   /** False for an entry made for one request only (see {@link oneOff}): its allows are not kept. */
   readonly kept: boolean;
   last: LastAllow | undefined;
@@ -78,10 +87,12 @@ export class AllowMemo<K extends object> {
 }
 
 function newEntry(app: AppRuntime, headers: HeaderPair[], kept: boolean): MemoEntry {
+  const names = new Set(headers.map(([name]) => name));
   return {
     app,
     headers: Object.freeze(headers),
-    names: new Set(headers.map(([name]) => name)),
+    names,
+    identityRemovals: app.identityRemovals.forSet(names),
     kept,
     last: undefined,
   };
@@ -141,7 +152,12 @@ export function allowFor(
   const removeHeaders = [...scrubbed];
   if (alsoRemove !== undefined) removeHeaders.push(alsoRemove);
   if (cookie === '') removeHeaders.push('cookie');
-  const built = allow(reason, { upstreamHeaders, removeHeaders, responseHeaders });
+  const built = allow(reason, {
+    upstreamHeaders,
+    removeHeaders,
+    identityRemovals: entry.identityRemovals,
+    responseHeaders,
+  });
   if (!keep) return built;
   const verdict = shared(built);
   entry.last = { scrubbed, alsoRemove, cookie: forwarded, verdict };

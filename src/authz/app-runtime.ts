@@ -7,9 +7,12 @@ import type { SessionManager } from '../session/session-manager.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
+import { EndpointPaths } from '../policy/endpoint-paths.ts';
+import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
-import { PublicPaths } from './public-paths.ts';
+import { IdentityRemovals } from './identity-removals.ts';
+import type { RequestModel } from './request.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
 
 export interface AppRuntime {
@@ -17,14 +20,16 @@ export interface AppRuntime {
   readonly match: AppConfig['match'];
   readonly config: AppConfig;
   readonly publicPaths: PublicPaths;
+  /** The callback and logout paths, matched on the exact raw path. */
+  readonly endpoints: EndpointPaths;
   readonly headers: IdentityHeaders;
   /**
-   * Every header this app may set upstream, removed from each incoming request before anything
-   * else so a client can never forge one (SPEC §4.3). The default identity headers are in it
-   * even when the app turns one off: an upstream written for the defaults must never trust a
-   * forged copy.
+   * Every header this app may set upstream, removed from each incoming request in any spelling
+   * that folds to it, so a client can never forge one (SPEC §4.3). The default identity headers
+   * are in it even when the app turns one off: an upstream written for the defaults must never
+   * trust a forged copy.
    */
-  readonly scrubHeaders: readonly string[];
+  readonly identityRemovals: IdentityRemovals;
   readonly rules: AuthorizationRules;
   readonly oidc: OidcClient;
   readonly refresher: RefreshCoordinator;
@@ -53,14 +58,18 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     passAccessToken: config.passAccessToken,
     passIdToken: config.passIdToken,
   });
-  const scrubHeaders = [...Object.keys(DEFAULT_UPSTREAM_HEADERS), ...headers.names];
+  const identityRemovals = new IdentityRemovals([
+    ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
+    ...headers.names,
+  ]);
   return {
     name: config.name,
     match: config.match,
     config,
     publicPaths: new PublicPaths(config.publicPaths),
+    endpoints: new EndpointPaths(config.oidc),
     headers,
-    scrubHeaders: Object.freeze([...new Set(scrubHeaders.map((n) => n.toLowerCase()))]),
+    identityRemovals,
     rules: compileRules(config.authorization, config.oidc.clientId),
     oidc: services.oidc,
     refresher: services.refresher,
@@ -72,21 +81,16 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
   };
 }
 
-const none: readonly string[] = Object.freeze([]);
-
 /**
- * The app's identity headers the incoming request carries, except those about to be set
- * (a set overwrites): the ones to remove before forwarding. Removing a header that is absent
- * changes nothing, so only present ones go into the response.
+ * The app's identity headers the incoming request carries, in any spelling that folds to one
+ * (`X_Auth_Request_User`), except those about to be set (a set overwrites): the ones to remove
+ * before forwarding. Removing a header that is absent changes nothing, so only present ones go
+ * into `removeHeaders`; the absent ones HTTP mode cannot see are in `identityRemovals`.
  */
 export function headersToScrub(
   app: AppRuntime,
-  headers: ReadonlyMap<string, string>,
+  request: Pick<RequestModel, 'headers' | 'underscoredHeaders'>,
   setNames?: ReadonlySet<string>,
 ): readonly string[] {
-  let found: string[] | undefined;
-  for (const name of app.scrubHeaders) {
-    if (headers.has(name) && setNames?.has(name) !== true) (found ??= []).push(name);
-  }
-  return found ?? none;
+  return app.identityRemovals.forgedIn(request.headers, request.underscoredHeaders, setNames);
 }

@@ -3,7 +3,14 @@ import type { BearerConfig } from '../config/schema.ts';
 import type { IntrospectionClient } from '../oidc/introspection.ts';
 import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
 import { AuthzError } from '../errors.ts';
-import { checkBearerClaims, type BearerIdentity, type ClaimPolicy } from './bearer-claims.ts';
+import {
+  bindingOf,
+  checkBearerClaims,
+  UNVERIFIED_BINDING,
+  type BearerIdentity,
+  type ClaimPolicy,
+  type TokenBinding,
+} from './bearer-claims.ts';
 import { inspectToken } from './bearer-header.ts';
 import { verifyBearerJwt, type BearerJwtPolicy } from './bearer-jwt.ts';
 import type { BearerRevocations } from './bearer-revocations.ts';
@@ -30,8 +37,11 @@ export const noBearerMetrics: BearerMetrics = Object.freeze({
 
 export type BearerOutcome =
   | { readonly kind: 'valid'; readonly identity: BearerIdentity }
-  /** `reason` names the failed check and is safe to log; the client sees only `invalid_token`. */
-  | { readonly kind: 'invalid'; readonly reason: string }
+  /**
+   * `reason` names the failed check and is safe to log; the client sees only `invalid_token`,
+   * and for a sender-constrained token (`binding`) the reason as `error_description`.
+   */
+  | { readonly kind: 'invalid'; readonly reason: string; readonly binding?: TokenBinding }
   | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number; readonly detail: string };
 
 export interface BearerAuthenticatorOptions {
@@ -59,6 +69,12 @@ type Verified =
   | Exclude<BearerOutcome, { kind: 'valid' }>;
 
 const revokedToken: BearerOutcome = Object.freeze({ kind: 'invalid', reason: 'token revoked' });
+
+function refusedClaims(checked: { reason: string; binding?: TokenBinding }): Verified {
+  return checked.binding === undefined
+    ? { kind: 'invalid', reason: checked.reason }
+    : { kind: 'invalid', reason: checked.reason, binding: checked.binding };
+}
 
 function unavailableFrom(error: AuthzError): Verified {
   return {
@@ -184,7 +200,7 @@ export class BearerAuthenticator {
     }
     const checked = checkBearerClaims(result.claims, this.#claimPolicy);
     this.#metrics.verification('jwt', checked.ok ? 'valid' : 'invalid');
-    if (!checked.ok) return { kind: 'invalid', reason: checked.reason };
+    if (!checked.ok) return refusedClaims(checked);
     const iat = result.claims.iat;
     // jose required `iat`; the entry must not outlive the age bound any more than `exp`.
     const ageLimit = (iat ?? 0) * 1000 + this.#maxTokenAgeMs;
@@ -207,6 +223,13 @@ export class BearerAuthenticator {
       this.#metrics.verification('introspection', 'unavailable');
       return unavailableFrom(err);
     }
+    // RFC 9449 §6.2: a DPoP-bound token introspects with `token_type: DPoP` and `cnf.jkt`; say
+    // that it is bound, not merely that it is no access token.
+    const binding = claims === undefined ? undefined : bindingOf(claims);
+    if (binding !== undefined) {
+      this.#metrics.verification('introspection', 'invalid');
+      return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
+    }
     const refusal = claims === undefined ? 'token not active' : this.#introspectionRefusal(claims);
     if (claims === undefined || refusal !== undefined) {
       this.#metrics.verification('introspection', 'invalid');
@@ -214,7 +237,7 @@ export class BearerAuthenticator {
     }
     const checked = checkBearerClaims(claims, this.#claimPolicy, true);
     this.#metrics.verification('introspection', checked.ok ? 'valid' : 'invalid');
-    if (!checked.ok) return { kind: 'invalid', reason: checked.reason };
+    if (!checked.ok) return refusedClaims(checked);
     return { kind: 'valid', identity: checked.identity, until: checked.identity.expiresAt };
   }
 

@@ -30,7 +30,34 @@ export interface ClaimPolicy {
 
 export type ClaimCheck =
   | { readonly ok: true; readonly identity: BearerIdentity }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      readonly ok: false;
+      /** The failed check, safe to log. */
+      readonly reason: string;
+      /** Present when the token is sender-constrained: how it is bound (for the log line). */
+      readonly binding?: TokenBinding;
+    };
+
+/**
+ * How a token is bound to its sender (its `cnf` claim, RFC 7800): `dpop` (`jkt`, RFC 9449
+ * §6), `mtls` (`x5t#S256`, RFC 8705 §3.1), or `other` (`jwk`, `kid`, `jku`, …).
+ */
+export type TokenBinding = 'dpop' | 'mtls' | 'other';
+
+/** Why a `cnf` token is refused; RFC 6750 §3 `error_description` and log reason alike. */
+export const UNVERIFIED_BINDING =
+  'sender-constrained token: its proof of possession cannot be verified here';
+
+/** The binding a `cnf` claim names, or `undefined` when the token carries none. */
+export function bindingOf(claims: Claims): TokenBinding | undefined {
+  if (!Object.hasOwn(claims, 'cnf')) return undefined;
+  const cnf = claims['cnf'];
+  if (typeof cnf === 'object' && cnf !== null && !Array.isArray(cnf)) {
+    if (Object.hasOwn(cnf, 'jkt')) return 'dpop';
+    if (Object.hasOwn(cnf, 'x5t#S256')) return 'mtls';
+  }
+  return 'other';
+}
 
 // C0 and C1 controls, DEL, bidi embeddings/overrides/isolates and marks, line and paragraph
 // separators (Trojan Source, CVE-2021-42574), and the delimiters of header lists and cookies.
@@ -81,6 +108,8 @@ function ownString(claims: Claims, name: string): string | undefined {
  * Checks claims already proven authentic (a verified signature, or an active introspection
  * result) against the app's bearer policy:
  * - an audience the app accepts (introspection results are checked here; JWTs also by jose);
+ * - not sender-constrained: a `cnf` claim (DPoP, mTLS) is refused, as its binding is not
+ *   verified;
  * - not an ID token: no `nonce`, `at_hash` or `c_hash`, and not addressed to the app's own
  *   client id unless that id is a configured audience;
  * - several audiences need `azp` naming the app's client or an allowed client (OIDC Core
@@ -104,6 +133,11 @@ export function checkBearerClaims(
     return { ok: false, reason: 'ID tokens are not accepted' };
   }
   if (claims['c_hash'] !== undefined) return { ok: false, reason: 'ID tokens are not accepted' };
+  // RFC 9449 §7.1, RFC 8705 §3: a bound token presented without its proof is a stolen token
+  // as far as we can tell. Binding verification is not implemented, so every `cnf` is refused,
+  // whatever its value (even `null`: the issuer meant to bind it).
+  const binding = bindingOf(claims);
+  if (binding !== undefined) return { ok: false, reason: UNVERIFIED_BINDING, binding };
   if (audiences.includes(policy.clientId) && !policy.audiences.includes(policy.clientId)) {
     return { ok: false, reason: 'ID tokens are not accepted' };
   }

@@ -21,11 +21,11 @@ function quoted(value: string): string {
   return `"${value.replace(/["\\]/g, '')}"`;
 }
 
-function invalidToken(realm: string): Verdict {
-  return jsonDeny('invalid_token', 401, 'invalid_token', 'the access token is not valid', [
+function invalidToken(realm: string, description = 'the access token is not valid'): Verdict {
+  return jsonDeny('invalid_token', 401, 'invalid_token', description, [
     [
       'www-authenticate',
-      `Bearer realm=${quoted(realm)}, error="invalid_token", error_description="the access token is not valid"`,
+      `Bearer realm=${quoted(realm)}, error="invalid_token", error_description=${quoted(description)}`,
     ],
   ]);
 }
@@ -113,6 +113,14 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
         );
       case 'invalid':
         bearer.throttle.recordFailure(context.request.clientAddress);
+        if (outcome.binding !== undefined) {
+          // Not debug: an operator must learn that a client sends bound tokens (DPoP, mTLS).
+          log?.warn(
+            { app: app.name, requestId: context.request.id, binding: outcome.binding },
+            'sender-constrained bearer token refused: its binding is not verified',
+          );
+          return invalidToken(app.name, outcome.reason);
+        }
         if (log?.isLevelEnabled('debug') === true) {
           log.debug({ app: app.name, reason: outcome.reason }, 'bearer token refused');
         }
@@ -128,11 +136,11 @@ function authorize(
   identity: BearerIdentity,
   recent: AllowMemo<BearerIdentity>,
 ): Verdict {
-  const { request, app } = context;
+  const { request, app, path } = context;
   const bearer = app.bearer!;
-  const missing = bearer.scopes.missing(identity.scopes, request.method, request.path);
+  const missing = bearer.scopes.missing(identity.scopes, request.method, path);
   if (missing !== undefined) return insufficientScope(app.name, missing);
-  const refusal = app.rules.check(identity.claims, request);
+  const refusal = app.rules.check(identity.claims, request.method, path);
   if (refusal !== undefined) {
     return deny('forbidden', 403, `${refusal}\n`, [['content-type', 'text/plain; charset=utf-8']]);
   }
@@ -168,11 +176,5 @@ function authorize(
     const ours = app.sessions.cookieNames(request.cookies);
     if (ours.length > 0) cookie = cookieChange(cookieHeader, new Set(ours));
   }
-  return allowFor(
-    entry,
-    'bearer',
-    headersToScrub(app, request.headers, entry.names),
-    alsoRemove,
-    cookie,
-  );
+  return allowFor(entry, 'bearer', headersToScrub(app, request, entry.names), alsoRemove, cookie);
 }

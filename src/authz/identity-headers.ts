@@ -1,5 +1,6 @@
 /** Identity headers for the upstream (SPEC §7), compiled once per app and rendered per request. */
 import { compileTemplate, type TemplateContext } from '../config/template.ts';
+import { isSafeHeaderValue } from '../header-value.ts';
 import type { HeaderPair } from './verdict.ts';
 
 /** Longest header value sent upstream; a longer one is dropped rather than cut mid-value. */
@@ -28,8 +29,10 @@ export interface IdentityHeaders {
    */
   readonly readsIdToken: boolean;
   /**
-   * The headers to set. One that renders empty, unsafe or too large is left out; it is among
-   * `names`, so the caller's scrubbing still removes a forged copy from the client.
+   * The headers to set. One that renders empty, unsafe (see `isSafeHeaderValue`: a control
+   * character, CR/LF, U+2028/U+2029) or too large is left out, never cleaned up; it is among
+   * `names`, so the caller's scrubbing still removes a forged copy from the client. Values are
+   * Unicode strings; every transport sends them as UTF-8 bytes.
    */
   render(input: RenderInput): HeaderPair[];
 }
@@ -62,20 +65,27 @@ export function compileIdentityHeaders(options: IdentityHeaderOptions): Identity
       };
       const set: HeaderPair[] = [];
       for (const { name, template } of compiled) {
+        // The template leaves out unsafe values itself (`undefined`).
         const value = template.render(context);
-        if (
-          value !== undefined &&
-          value !== '' &&
-          Buffer.byteLength(value) <= maxHeaderValueBytes
-        ) {
-          set.push([name, value]);
-        }
+        if (value !== undefined && fits(value)) set.push([name, value]);
       }
-      if (options.passAccessToken) set.push(['authorization', `Bearer ${input.accessToken}`]);
-      if (options.passIdToken && input.idToken !== undefined) {
+      // Tokens are not capped (a token with many groups can pass 8 KiB), only checked.
+      if (options.passAccessToken && isSafeHeaderValue(input.accessToken)) {
+        set.push(['authorization', `Bearer ${input.accessToken}`]);
+      }
+      if (options.passIdToken && input.idToken !== undefined && isSafeHeaderValue(input.idToken)) {
         set.push(['x-id-token', input.idToken]);
       }
       return set;
     },
   };
+}
+
+function fits(value: string): boolean {
+  return value !== '' && Buffer.byteLength(value) <= maxHeaderValueBytes;
+}
+
+/** A value that may be sent as it is: not empty, not too large, safe. */
+export function isSendable(value: string): boolean {
+  return fits(value) && isSafeHeaderValue(value);
 }

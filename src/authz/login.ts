@@ -2,9 +2,12 @@
 import { AuthzError } from '../errors.ts';
 import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
 import { createLoginSecrets } from '../oidc/pkce.ts';
+import type { Logger } from '../observability/logger.ts';
 import { resolveSecure } from '../session/cookie-jar.ts';
+import { SessionTooLargeError } from '../session/session-too-large-error.ts';
 import { htmlPage } from './pages.ts';
-import type { StepContext } from './pipeline.ts';
+import type { Step, StepContext } from './pipeline.ts';
+import { sessionTooLarge } from './session-too-large.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
 import type { RequestModel } from './request.ts';
 import { deny, redirect, type HeaderPair, type Verdict } from './verdict.ts';
@@ -74,14 +77,17 @@ const stateProblems = {
 /**
  * The callback (SPEC §4.5): state checked against this browser's login-state cookie and used
  * once, the code exchanged with the PKCE verifier, the ID token validated, the session
- * created, and the browser sent back to where it started — on this origin only.
+ * created, and the browser sent back to where it started — on this origin only. A session too
+ * large for the cookie store gets a readable 431 (logged), never a failed Check.
  */
-export function handleCallback(context: StepContext): Promise<Verdict> | undefined {
-  if (context.request.path !== context.app.config.oidc.callbackPath) return undefined;
-  return finishLogin(context);
+export function createCallbackStep(logger: Logger): Step {
+  return function handleCallback(context: StepContext): Promise<Verdict> | undefined {
+    if (!context.app.endpoints.is('callback', context.path)) return undefined;
+    return finishLogin(context, logger);
+  };
 }
 
-async function finishLogin(context: StepContext): Promise<Verdict> {
+async function finishLogin(context: StepContext, logger: Logger): Promise<Verdict> {
   const { request, app } = context;
   const query = queryOf(request);
   const secure = secureFor(context);
@@ -134,21 +140,27 @@ async function finishLogin(context: StepContext): Promise<Verdict> {
 
   const { tokens, claims } = exchanged;
   const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
-  const written = await app.sessions.create(
-    {
-      sub: String(claims['sub']),
-      ...(sid === undefined ? {} : { sid }),
-      claims: identityClaims(claims),
-      tokens: {
-        accessToken: tokens.accessToken,
-        expiresAt: tokens.expiresAt,
-        idToken: tokens.idToken,
-        ...(tokens.refreshToken === undefined ? {} : { refreshToken: tokens.refreshToken }),
+  let written;
+  try {
+    written = await app.sessions.create(
+      {
+        sub: String(claims['sub']),
+        ...(sid === undefined ? {} : { sid }),
+        claims: identityClaims(claims),
+        tokens: {
+          accessToken: tokens.accessToken,
+          expiresAt: tokens.expiresAt,
+          idToken: tokens.idToken,
+          ...(tokens.refreshToken === undefined ? {} : { refreshToken: tokens.refreshToken }),
+        },
       },
-    },
-    request.cookies,
-    secure,
-  );
+      request.cookies,
+      secure,
+    );
+  } catch (failure) {
+    if (!(failure instanceof SessionTooLargeError)) throw failure;
+    return sessionTooLarge(context, failure, logger, taken.setCookie);
+  }
   return redirect('callback', sameOriginUrl(request, taken.login.returnTo), [
     ['cache-control', 'no-store'],
     ...cleanup,

@@ -1,9 +1,37 @@
-/** RP-initiated logout (SPEC §4.6): the local session always ends, even while the provider is down. */
+/** RP-initiated logout (SPEC §4.6): the local session always ends, even while the provider is down; never at another site's request. */
 import type { Logger } from '../observability/logger.ts';
 import { secureFor, setCookies } from './login.ts';
+import { escapeHtml } from './pages.ts';
 import type { StepContext } from './pipeline.ts';
+import { requestSite } from './request-site.ts';
 import { originOf } from './request-urls.ts';
-import { redirect, type Verdict } from './verdict.ts';
+import { deny, redirect, type Verdict } from './verdict.ts';
+
+/**
+ * What a logout the browser marks as coming from another origin gets instead of a logout: a
+ * page whose button POSTs back to the logout path from this origin. 403, not 200: in Envoy's
+ * HTTP mode only a 200 allows, and the page must be shown, not the request forwarded. The page
+ * may not be framed (clickjacking the button) and carries no script.
+ */
+function confirmationPage(logoutPath: string): Verdict {
+  const action = escapeHtml(logoutPath);
+  const body = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign out?</title></head>
+<body><h1>Sign out?</h1>
+<p>Another site sent you here to sign you out. Sign out only if you meant to.</p>
+<form method="post" action="${action}"><button type="submit">Sign out</button></form>
+<p><a href="/">Stay signed in</a></p></body></html>
+`;
+  return deny('logout', 403, body, [
+    ['content-type', 'text/html; charset=utf-8'],
+    ['cache-control', 'no-store'],
+    ['x-frame-options', 'DENY'],
+    [
+      'content-security-policy',
+      "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ],
+  ]);
+}
 
 /**
  * Ends the session (store record, cookies, and a revocation mark so a copied cookie is refused),
@@ -43,8 +71,22 @@ export function createLogoutStep(logger: Logger) {
     return redirect('logout', target, [['cache-control', 'no-store'], ...setCookies(expired)]);
   }
 
-  return function handleLogout(context: StepContext): Promise<Verdict> | undefined {
-    if (context.request.path !== context.app.config.oidc.logoutPath) return undefined;
+  /**
+   * A logout is a state change a page on another site could trigger with a link or an
+   * auto-submitted form (login CSRF's twin). It runs when the browser says the request comes
+   * from this origin (`Sec-Fetch-Site: same-origin` or `none`, else a matching `Origin`), and
+   * when the request carries neither header (browsers before Fetch Metadata, curl), as before.
+   * Any method is accepted, so a plain link and the confirmation page's POST both work.
+   */
+  return function handleLogout(context: StepContext): Verdict | Promise<Verdict> | undefined {
+    if (!context.app.endpoints.is('logout', context.path)) return undefined;
+    if (requestSite(context.request) === 'cross-origin') {
+      logger.info(
+        { app: context.app.name, requestId: context.request.id, method: context.request.method },
+        'cross-site logout not executed; confirmation page sent',
+      );
+      return confirmationPage(context.app.config.oidc.logoutPath);
+    }
     return logout(context);
   };
 }

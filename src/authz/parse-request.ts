@@ -1,5 +1,6 @@
 /** Turns the raw parts of an HTTP request, from whichever transport, into the request model. */
 import { isIP } from 'node:net';
+import { parseAuthority } from '../policy/host-name.ts';
 import type { MalformedRequest, RequestModel } from './request.ts';
 
 /** The raw parts a transport hands over; header names may be in any case. */
@@ -37,7 +38,8 @@ const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const validValue = /^[^\u0000-\u0008\u000a-\u001f\u007f]*$/;
 // eslint-disable-next-line no-control-regex -- as above
 const forbiddenInPath = /[\u0000-\u0020\u007f#]/;
-const hostPattern = /^(?:[a-z0-9\-._~!$&'()*+,;=%]+|\[[0-9a-f:.]+\])$/;
+
+const noNames: readonly string[] = Object.freeze([]);
 
 function malformed(reason: string): MalformedRequest {
   return { kind: 'malformed', reason };
@@ -49,6 +51,7 @@ export function parseRequest(
   options: ParseOptions,
 ): RequestModel | MalformedRequest {
   const headers = new Map<string, string>();
+  let underscored: string[] | undefined;
   let bytes = 0;
   for (const [rawName, value] of raw.headers) {
     bytes += rawName.length + value.length;
@@ -59,6 +62,7 @@ export function parseRequest(
     if (!validValue.test(value)) return malformed('invalid character in header value');
     const previous = headers.get(name);
     headers.set(name, previous === undefined ? value : `${previous},${value}`);
+    if (previous === undefined && name.includes('_')) (underscored ??= []).push(name);
   }
 
   const method = raw.method.toUpperCase();
@@ -101,6 +105,7 @@ export function parseRequest(
     path,
     query,
     headers,
+    underscoredHeaders: underscored ?? noNames,
     cookies,
     clientAddress: clientAddress(
       raw.peerAddress,
@@ -114,22 +119,6 @@ export function parseRequest(
 
 /** Shared by every request without cookies or context extensions; typed read-only. */
 const emptyMap: ReadonlyMap<string, string> = new Map();
-
-function parseAuthority(authority: string): { host: string; port: number | undefined } | undefined {
-  const lower = authority.toLowerCase();
-  let host = lower;
-  let port: number | undefined;
-  const colon = lower.lastIndexOf(':');
-  if (colon !== -1 && colon > lower.lastIndexOf(']')) {
-    const digits = lower.slice(colon + 1);
-    if (!/^[0-9]{1,5}$/.test(digits)) return undefined;
-    port = Number(digits);
-    if (port > 65535) return undefined;
-    host = lower.slice(0, colon);
-  }
-  if (host.length === 0 || host.length > 255 || !hostPattern.test(host)) return undefined;
-  return { host, port };
-}
 
 /**
  * Parses a `cookie` header (RFC 6265 §5.4 as browsers send it). Pairs without `=` are ignored

@@ -1,13 +1,17 @@
 /** The decision for one Check (SPEC §4), as a table of small steps run in order. */
-import { AppMatcher } from './app-matcher.ts';
+import { isRefusal, refusals, type PolicyRefusalReason } from '../policy/policy-refusal.ts';
+import { RequestPolicy } from '../policy/request-policy.ts';
+import type { RequestPath } from '../policy/request-path.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
 import { allow, jsonDeny, shared, type Verdict } from './verdict.ts';
 
-/** What every step sees: the request and the app chosen for it. */
+/** What every step sees: the request, the app chosen for it, and the readings of its path. */
 export interface StepContext {
   readonly request: RequestModel;
   readonly app: AppRuntime;
+  /** The path as the request policy reads it: every step that matches paths decides on this. */
+  readonly path: RequestPath;
 }
 
 /**
@@ -34,18 +38,30 @@ const noApp: Decision = Object.freeze({
   app: undefined,
   verdict: shared(jsonDeny('no_app', 403, 'forbidden', 'no app for host')),
 });
+/** A request the policy refuses (SPEC §4.1): 400 with the policy's short reason, no app. */
+const refusedDecisions = Object.freeze(
+  Object.fromEntries(
+    Object.keys(refusals).map((reason) => [
+      reason,
+      Object.freeze({
+        app: undefined,
+        verdict: shared(jsonDeny('bad_request', 400, 'bad_request', reason)),
+      }),
+    ]),
+  ),
+) as Readonly<Record<PolicyRefusalReason, Decision>>;
 const unmatchedAllowed: Decision = Object.freeze({
   app: undefined,
   verdict: shared(allow('unmatched')),
 });
 
 export class Pipeline {
-  readonly #matcher: AppMatcher<AppRuntime>;
+  readonly #policy: RequestPolicy<AppRuntime>;
   readonly #allowUnmatched: boolean;
   readonly #steps: readonly Step[];
 
   constructor(options: PipelineOptions) {
-    this.#matcher = new AppMatcher(options.apps);
+    this.#policy = new RequestPolicy(options.apps);
     this.#allowUnmatched = options.allowUnmatched;
     this.#steps = options.steps;
   }
@@ -56,9 +72,12 @@ export class Pipeline {
    * without I/O never waits for a turn of the event loop's microtask queue.
    */
   decide(request: RequestModel): Decision | Promise<Decision> {
-    const app = this.#matcher.select(request);
+    const path = this.#policy.readPath(request);
+    if ('kind' in path) return refusedDecisions[path.reason];
+    const app = this.#policy.selectApp(request, path);
     if (app === undefined) return this.#allowUnmatched ? unmatchedAllowed : noApp;
-    const context: StepContext = { request, app };
+    if (isRefusal(app)) return refusedDecisions[app.reason];
+    const context: StepContext = { request, app, path };
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) {
       const verdict = steps[i]!(context);

@@ -114,9 +114,7 @@ function asVerdict(result: ProviderLogoutResult): Verdict {
 /** The pipeline steps: back-channel (POST with a body, `with_request_body`) and front-channel (GET). */
 export function createProviderLogoutSteps(now: () => number) {
   function handleBackchannelLogout(context: StepContext): Promise<Verdict> | undefined {
-    const { request, app } = context;
-    const path = app.config.oidc.backchannelLogoutPath;
-    if (path === undefined || request.path !== path) return undefined;
+    if (!context.app.endpoints.is('backchannel_logout', context.path)) return undefined;
     return backchannel(context);
   }
 
@@ -132,8 +130,7 @@ export function createProviderLogoutSteps(now: () => number) {
   }
 
   function handleFrontchannelLogout(context: StepContext): Promise<Verdict> | undefined {
-    const path = context.app.config.oidc.frontchannelLogoutPath;
-    if (path === undefined || context.request.path !== path) return undefined;
+    if (!context.app.endpoints.is('frontchannel_logout', context.path)) return undefined;
     return frontchannel(context);
   }
 

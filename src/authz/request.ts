@@ -6,7 +6,7 @@ export interface RequestModel {
   /** Upper-case method. */
   readonly method: string;
   readonly scheme: 'http' | 'https';
-  /** Lower-case host name without port. */
+  /** Lower-case host name without port or trailing dot (see `src/policy/host-name.ts`). */
   readonly host: string;
   /** The port from `:authority`, when the client sent one. */
   readonly port: number | undefined;
@@ -16,6 +16,11 @@ export interface RequestModel {
   readonly query: string;
   /** Lower-case names; pseudo-headers (`:path`, …) are not in here. */
   readonly headers: ReadonlyMap<string, string>;
+  /**
+   * The names in `headers` holding `_`, usually none: CGI, WSGI, PHP, Rack and nginx fold them
+   * into the `-` spelling, so they may pose as another header (see `identity-removals.ts`).
+   */
+  readonly underscoredHeaders: readonly string[];
   /** Cookies by name; the first occurrence of a name wins. */
   readonly cookies: ReadonlyMap<string, string>;
   /** The client address: the peer, or an `x-forwarded-for` entry through trusted hops. */

@@ -1,32 +1,32 @@
 /** Authorization rules (SPEC §6): compiled once per app, then checked against a caller's claims on every request. */
-import type { AuthorizationConfig, ClaimRule, PathRule } from '../config/schema.ts';
+import type {
+  AuthorizationConfig,
+  ClaimRule,
+  PathRule as PathRuleConfig,
+} from '../config/schema.ts';
+import { PathRule } from '../policy/path-rules.ts';
+import type { RequestPath } from '../policy/request-path.ts';
 import { compileClaimKeys, compileClaimPath, isPlainRecord, type ClaimPath } from './claim-path.ts';
 
 /** Identity claims as decoded from an ID token, userinfo or a bearer token. */
 export type Claims = Readonly<Record<string, unknown>>;
-
-/** The parts of a request that choose path rules. */
-export interface RuleRequest {
-  /** The HTTP method, upper-case as in the request model. */
-  readonly method: string;
-  /** The raw path without the query string, as in the request model. */
-  readonly path: string;
-}
 
 /** An app's compiled rules. */
 export interface AuthorizationRules {
   /**
    * Decides whether a logged-in caller may make this request.
    *
+   * @param method - The HTTP method, upper-case as in the request model.
+   * @param path - The path as the request policy reads it.
    * @returns `undefined` when allowed; otherwise a short reason that is safe to show the client
    * (it names the rule or the configured claim, never a value taken from the caller's claims).
    */
-  check(claims: Claims, request: RuleRequest): string | undefined;
+  check(claims: Claims, method: string, path: RequestPath): string | undefined;
 }
 
 /** The rule fields an app's `authorization` and each of its `paths` share. */
 type RuleFields = Pick<
-  PathRule,
+  PathRuleConfig,
   'allowedEmails' | 'allowedDomains' | 'requireGroups' | 'requireRoles' | 'claims'
 >;
 
@@ -38,9 +38,7 @@ interface Condition {
 }
 
 interface CompiledPathRule {
-  readonly prefix: string;
-  /** `undefined`: every method. */
-  readonly methods: ReadonlySet<string> | undefined;
+  readonly rule: PathRule;
   readonly conditions: readonly Condition[];
 }
 
@@ -80,12 +78,12 @@ interface CompiledPathRule {
  *   Core §5.1 treats a `null` claim as absent), `exists: false` when it is absent or `null`.
  * - Claims are addressed by full name first, then by dot path (see {@link compileClaimPath});
  *   only own properties are read.
- * - Path rules match the raw path by plain string prefix (`/admin` also covers `/administrator`;
- *   write `/admin/` for a segment). When the raw path is ambiguous (percent-encoding,
- *   backslashes, `;` parameters, empty or dot segments), a rule also applies when its prefix
- *   matches the path as a lenient upstream would read it, so `/x/../admin/` and `/%61dmin/`
- *   cannot slip past an `/admin/` rule. A rule listing `GET` also covers `HEAD`, which most
- *   servers answer with the `GET` handler.
+ * - Path rules match by plain string prefix (`/admin` also covers `/administrator`; write
+ *   `/admin/` for a segment), and apply when the prefix matches **any** reading of the path the
+ *   request policy makes (`src/policy/request-path.ts`: decoded, `;params` stripped, `\` as `/`,
+ *   `//` merged, dot segments resolved), so `/x/../admin/`, `/%61dmin/` and `/admin;v=1/` cannot
+ *   slip past an `/admin/` rule. A rule listing `GET` also covers `HEAD`, which most servers
+ *   answer with the `GET` handler.
  *
  * @param config - The app's resolved `authorization` config.
  * @param clientId - The app's OAuth client id, for `resource_access.<clientId>.roles`.
@@ -102,7 +100,7 @@ export function compileRules(config: AuthorizationConfig, clientId: string): Aut
     const conditions = compileFields(rule);
     // A path rule with nothing to check cannot refuse anyone: leave it out of the hot loop.
     if (conditions.length === 0) continue;
-    pathRules.push({ prefix: rule.prefix, methods: compileMethods(rule.methods), conditions });
+    pathRules.push({ rule: new PathRule({ prefix: rule.prefix }, rule.methods), conditions });
   }
   if (appConditions.length === 0 && pathRules.length === 0) return ALLOW_EVERYONE;
   return new CompiledRules(appConditions, pathRules);
@@ -121,15 +119,12 @@ class CompiledRules implements AuthorizationRules {
     this.#paths = paths;
   }
 
-  check(claims: Claims, request: RuleRequest): string | undefined {
+  check(claims: Claims, method: string, path: RequestPath): string | undefined {
     const refused = firstFailure(this.#app, claims);
-    if (refused !== undefined || this.#paths.length === 0) return refused;
-    const { method, path } = request;
-    const lenient = AMBIGUOUS_PATH.test(path) ? readPathLeniently(path) : path;
-    for (const rule of this.#paths) {
-      if (rule.methods !== undefined && !methodListed(rule.methods, method)) continue;
-      if (!path.startsWith(rule.prefix) && !lenient.startsWith(rule.prefix)) continue;
-      const failed = firstFailure(rule.conditions, claims);
+    if (refused !== undefined) return refused;
+    for (const { rule, conditions } of this.#paths) {
+      if (!rule.appliesTo(method, path)) continue;
+      const failed = firstFailure(conditions, claims);
       if (failed !== undefined) return failed;
     }
     return undefined;
@@ -141,18 +136,6 @@ function firstFailure(conditions: readonly Condition[], claims: Claims): string 
     if (!condition.holds(claims)) return condition.reason;
   }
   return undefined;
-}
-
-function compileMethods(methods: readonly string[] | undefined): ReadonlySet<string> | undefined {
-  if (methods === undefined) return undefined;
-  const set = new Set(methods.map((method) => method.toUpperCase()));
-  if (set.has('GET')) set.add('HEAD');
-  return set;
-}
-
-/** Methods are compared case-insensitively so an odd-cased method cannot dodge a rule. */
-function methodListed(methods: ReadonlySet<string>, method: string): boolean {
-  return methods.has(method) || methods.has(method.toUpperCase());
 }
 
 function compileRoleSources(
@@ -333,43 +316,4 @@ function hasWord(text: string, word: string): boolean {
 function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f]/g, '?');
-}
-
-/**
- * A raw path some server could read differently from its bytes: percent-encoding, backslashes,
- * `;` parameters, empty segments or dot segments.
- */
-const AMBIGUOUS_PATH = /[%\\;]|\/\/|(?:^|\/)\.{1,2}(?:\/|$)/;
-
-/**
- * Reads a path the way a lenient server might: percent-decoded once, `\` as `/`, `;parameters`
- * dropped from each segment, empty segments merged and dot segments resolved (RFC 3986 §5.2.4).
- * Used only to decide whether a path rule applies, in addition to the raw path, so it can make
- * a rule apply to more requests, never to fewer.
- */
-function readPathLeniently(raw: string): string {
-  const segments = percentDecode(raw).replaceAll('\\', '/').split('/');
-  const kept: string[] = [];
-  let trailingSlash = false;
-  for (const segment of segments) {
-    const semicolon = segment.indexOf(';');
-    const name = semicolon === -1 ? segment : segment.slice(0, semicolon);
-    trailingSlash = name === '' || name === '.' || name === '..';
-    if (name === '' || name === '.') continue;
-    if (name === '..') kept.pop();
-    else kept.push(name);
-  }
-  const joined = `/${kept.join('/')}`;
-  return trailingSlash && kept.length > 0 ? `${joined}/` : joined;
-}
-
-function percentDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    // Malformed UTF-8 sequences: decode byte by byte, which is enough to reveal `.`, `/`, `\`.
-    return text.replace(/%([0-9A-Fa-f]{2})/g, (_match, hex: string) =>
-      String.fromCharCode(Number.parseInt(hex, 16)),
-    );
-  }
 }

@@ -1,5 +1,8 @@
 /** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
+import type { Logger } from '../observability/logger.ts';
+import { SessionTooLargeError } from '../session/session-too-large-error.ts';
 import { headersToScrub } from './app-runtime.ts';
+import { sessionTooLarge } from './session-too-large.ts';
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
@@ -17,6 +20,8 @@ export type Unauthenticated = (
 export interface SessionStepDeps {
   readonly now: () => number;
   readonly unauthenticated: Unauthenticated;
+  /** Logs each refused session cookie (one line, with the reason) and an outgrown session. */
+  readonly logger: Logger;
 }
 
 /**
@@ -71,7 +76,15 @@ export function createSessionStep(deps: SessionStepDeps) {
       cacheIdToken: readsIdToken,
     });
     if (loaded.kind === 'none') return undefined;
-    if (loaded.kind !== 'valid') return deps.unauthenticated(context, loaded.setCookie);
+    if (loaded.kind !== 'valid') {
+      // A cookie of another app or deployment reads as `undecodable`, exactly like a tampered
+      // one: the same answer and the same line, so neither tells an attacker which it was.
+      deps.logger.info(
+        { requestId: request.id, app: app.name, reason: loaded.reason },
+        'session cookie refused',
+      );
+      return deps.unauthenticated(context, loaded.setCookie);
+    }
 
     let { session } = loaded;
     let setCookie = loaded.setCookie;
@@ -80,14 +93,22 @@ export function createSessionStep(deps: SessionStepDeps) {
       const outcome = await app.refresher.refresh(session);
       switch (outcome.kind) {
         case 'refreshed': {
-          const written = await app.sessions.update(
-            loaded,
-            outcome.claims === undefined
-              ? { tokens: outcome.tokens }
-              : { tokens: outcome.tokens, claims: { ...session.claims, ...outcome.claims } },
-            request.cookies,
-            secure,
-          );
+          let written;
+          try {
+            written = await app.sessions.update(
+              loaded,
+              outcome.claims === undefined
+                ? { tokens: outcome.tokens }
+                : { tokens: outcome.tokens, claims: { ...session.claims, ...outcome.claims } },
+              request.cookies,
+              secure,
+            );
+          } catch (failure) {
+            if (!(failure instanceof SessionTooLargeError)) throw failure;
+            // The refreshed session outgrew its cookies: end it cleanly, say why.
+            const ended = await app.sessions.end(request.cookies, secure);
+            return sessionTooLarge(context, failure, deps.logger, ended);
+          }
           session = written.session;
           setCookie = written.setCookie;
           break;
@@ -106,7 +127,7 @@ export function createSessionStep(deps: SessionStepDeps) {
       }
     }
 
-    const refusal = app.rules.check(session.claims, request);
+    const refusal = app.rules.check(session.claims, request.method, context.path);
     if (refusal !== undefined) {
       return deny('forbidden', 403, `${refusal}\n`, [
         ['content-type', 'text/plain; charset=utf-8'],
@@ -128,7 +149,7 @@ export function createSessionStep(deps: SessionStepDeps) {
     return allowFor(
       entry,
       'session',
-      headersToScrub(app, request.headers, entry.names),
+      headersToScrub(app, request, entry.names),
       undefined,
       // `cookieNames` already lists the login-state cookies beside the session's own.
       cookieHeader === undefined

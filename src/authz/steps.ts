@@ -6,9 +6,12 @@ import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** A public path is let through with the app's identity headers removed (SPEC §4.3–4.4). */
-export function allowPublicPath({ request, app }: StepContext): Verdict | undefined {
-  if (!app.publicPaths.matches(request)) return undefined;
-  return allow('public_path', { removeHeaders: headersToScrub(app, request.headers) });
+export function allowPublicPath({ request, app, path }: StepContext): Verdict | undefined {
+  if (!app.publicPaths.matches(request.method, path)) return undefined;
+  return allow('public_path', {
+    removeHeaders: headersToScrub(app, request),
+    identityRemovals: app.identityRemovals.all,
+  });
 }
 
 const grpcUnauthenticated: readonly HeaderPair[] = [

@@ -20,18 +20,33 @@ export type DenyReason =
   | 'insufficient_scope'
   | 'throttled'
   | 'unavailable'
-  | 'provider_logout';
+  | 'provider_logout'
+  | 'session_too_large';
 
 /** gRPC status codes a deny may carry (never OK). */
 export type DenyCode = 3 | 7 | 14 | 16;
+
+/** Header names to remove, listed once and also joined for `x-envoy-auth-headers-to-remove`. */
+export interface RemovalList {
+  readonly names: readonly string[];
+  /** `names` joined with `, `. */
+  readonly joined: string;
+}
 
 export interface Allow {
   readonly kind: 'allow';
   readonly reason: AllowReason;
   /** Set on the upstream request, overwriting what was there. */
   readonly upstreamHeaders: readonly HeaderPair[];
-  /** Removed from the upstream request (after the sets). */
+  /** Removed from the upstream request (after the sets): request headers we saw. */
   readonly removeHeaders: readonly string[];
+  /**
+   * Every spelling of every identity header of the app that this allow does not set, whether
+   * the request carries it or not. Envoy's `http_service` shows us only the headers it is told
+   * to, so HTTP mode lists all of these for removal (ENVOY.md §4); gRPC mode sees every
+   * request header and needs only `removeHeaders`. Built once per app and identity.
+   */
+  readonly identityRemovals: RemovalList;
   /** Added to the response going back to the client, one line each (e.g. `set-cookie`). */
   readonly responseHeaders: readonly HeaderPair[];
 }
@@ -52,6 +67,9 @@ export type Verdict = Allow | Deny;
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
 const noNames: readonly string[] = Object.freeze([]);
 
+/** Nothing to remove. */
+export const noRemovals: RemovalList = Object.freeze({ names: noNames, joined: '' });
+
 export function allow(
   reason: AllowReason,
   parts: Partial<Omit<Allow, 'kind' | 'reason'>> = {},
@@ -61,6 +79,7 @@ export function allow(
     reason,
     upstreamHeaders: parts.upstreamHeaders ?? noHeaders,
     removeHeaders: parts.removeHeaders ?? noNames,
+    identityRemovals: parts.identityRemovals ?? noRemovals,
     responseHeaders: parts.responseHeaders ?? noHeaders,
   };
 }

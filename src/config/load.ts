@@ -6,11 +6,12 @@ import { dirname, extname } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 
 import { formatPath, type PathSegment } from './config-path.ts';
+import { checkCookieScopes } from './cookie-scopes.ts';
 import { checkAcrossApps, checkAppRules, checkRootRules } from './cross-field-rules.ts';
 import { interpolate, type Environment } from './interpolate.ts';
 import { resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
 import { describeIssue, issuesToProblems, type LocatedProblem } from './schema-problems.ts';
-import { appSchema, configSchema, type AppConfig, type Config } from './schema.ts';
+import { configSchema, resolvedAppSchema, type AppConfig, type Config } from './schema.ts';
 import type { ConfigProblem } from '../errors.ts';
 
 /**
@@ -169,6 +170,7 @@ function resolveDocument(
         apps,
       ),
     );
+    problems.addAll(checkCookieScopes(apps));
   }
 
   if (!problems.isEmpty() || !root.success) return fail(problems.list());
@@ -194,7 +196,7 @@ function validateApp(
       problems.addLocated(fromDefaults ? ['defaults'] : appPath, [problem]);
     }
   };
-  const result = appSchema.safeParse(deepMerge(defaults, rawApp), { error: describeIssue });
+  const result = resolvedAppSchema.safeParse(deepMerge(defaults, rawApp), { error: describeIssue });
   if (!result.success) {
     locate(issuesToProblems(result.error.issues));
     return undefined;

@@ -3,7 +3,13 @@
 import { z } from 'zod';
 
 import { DURATION_HINT, parseDuration } from './duration.ts';
+import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
+import {
+  maxIdentityNameSeparators,
+  maxIdentityRemovalBytes,
+  removalListBytes,
+} from '../header-value.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -180,7 +186,11 @@ const RESERVED_HEADERS = new Set([
 const headerName = z
   .string()
   .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name')
-  .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header');
+  .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header')
+  .refine(
+    (name) => name.replace(/[^_-]/g, '').length <= maxIdentityNameSeparators,
+    `must have at most ${maxIdentityNameSeparators} "-" or "_" (HTTP mode lists every spelling for removal)`,
+  );
 
 const headerTemplate = z.string().superRefine((source, ctx) => {
   const compiled = compileTemplate(source);
@@ -392,17 +402,25 @@ const sessionSchema = z
       .array(
         z
           .string()
-          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long'),
+          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long')
+          .superRefine((secret, ctx) => {
+            // A short secret is reported once, as short.
+            if (Buffer.byteLength(secret) < 32) return;
+            const problem = sessionSecretProblem(secret);
+            if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+          }),
       )
       .min(1, 'must have at least one secret')
       .describe(
-        'Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or `secretsFile`: a file with one secret per line. Required.',
+        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required. Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
       ),
     cookieName: z
       .string()
       .regex(HTTP_TOKEN, 'must be a cookie name (an HTTP token)')
-      .default('_eoa')
-      .describe('Session cookie name (chunks are `name.0`, `name.1`, …). Default `_eoa`.'),
+      .optional()
+      .describe(
+        'Session cookie name (chunks are `name.0`, `name.1`, …; login flows `name_login_…`). Default `_eoa_<app name>`: each app its own. Two apps whose cookies reach the same host must not share a name.',
+      ),
     maxAge: duration()
       .prefault('24h')
       .describe('Absolute session lifetime, enforced on the server. Duration, default `24h`.'),
@@ -443,9 +461,17 @@ const sessionSchema = z
 
 const publicPathSchema = z
   .strictObject({
-    prefix: urlPath.optional().describe('Paths starting with this prefix are public.'),
-    exact: urlPath.optional().describe('This exact path is public.'),
-    methods: httpMethods.optional().describe('Only these methods are public. Default: all.'),
+    prefix: urlPath
+      .optional()
+      .describe(
+        'Paths starting with this prefix are public, when every reading of the path does (decoded, `;params` stripped, dot segments resolved: see the security model).',
+      ),
+    exact: urlPath
+      .optional()
+      .describe('This exact path is public, when every reading of the path is this path.'),
+    methods: httpMethods
+      .optional()
+      .describe('Only these methods are public; `GET` also covers `HEAD`. Default: all.'),
   })
   .superRefine((entry, ctx) => {
     if ((entry.prefix === undefined) === (entry.exact === undefined)) {
@@ -491,8 +517,12 @@ const bearerSchema = z
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
-          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          prefix: urlPath.describe(
+            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+          ),
+          methods: httpMethods
+            .optional()
+            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
           requiredScopes: z
             .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
             .min(1, 'must list at least one scope')
@@ -586,8 +616,12 @@ const authorizationSchema = z
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe('Requests whose path starts with this prefix.'),
-          methods: httpMethods.optional().describe('Only for these methods. Default: all.'),
+          prefix: urlPath.describe(
+            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+          ),
+          methods: httpMethods
+            .optional()
+            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
           ...ruleFields(),
         }),
       )
@@ -607,8 +641,25 @@ const upstreamHeadersSchema = z
     }
     return merged;
   })
+  .superRefine((headers, ctx) => {
+    // Defaults stay scrubbed when turned off; authorization and x-id-token may be added.
+    const names = new Set([
+      ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
+      ...Object.keys(headers),
+      'authorization',
+      'x-id-token',
+    ]);
+    let bytes = 0;
+    for (const name of names) bytes += removalListBytes(name);
+    if (bytes > maxIdentityRemovalBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `HTTP mode would list ${bytes} bytes of header names to remove (every spelling with - or _), over ${maxIdentityRemovalBytes}: use fewer identity headers or fewer "-" in their names`,
+      });
+    }
+  })
   .describe(
-    'Identity headers sent upstream: lower-case header name → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map).',
+    'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
 
 /** One app: an OIDC client with its own match, session, rules and headers. */
@@ -642,6 +693,23 @@ export const appSchema = z
       .describe('Also send the ID token upstream as `x-id-token`. Default false.'),
   })
   .describe('One protected application.');
+
+/** The session cookie name of an app that does not set one: each app its own. */
+export function defaultCookieName(appName: string): string {
+  return `_eoa_${appName}`;
+}
+
+/**
+ * The session cookie name every app used by default before apps were bound to their own
+ * cookies; expired on sight by apps on their own default name (see `legacyCookieNameFor`).
+ */
+export const LEGACY_COOKIE_NAME = '_eoa';
+
+/** An app with the defaults that depend on other fields filled in (the cookie name). */
+export const resolvedAppSchema = appSchema.transform((app) => ({
+  ...app,
+  session: { ...app.session, cookieName: app.session.cookieName ?? defaultCookieName(app.name) },
+}));
 
 // ---------------------------------------------------------------------------------------------
 // The whole document
@@ -899,7 +967,17 @@ export const configSchema = z
       .describe(
         'Any app field; deep-merged under every app (the app wins, arrays are replaced, not merged).',
       ),
-    apps: z.array(appSchema).min(1, 'must have at least one app').describe('The protected apps.'),
+    deployment: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/, 'must be 1-63 of A-Z a-z 0-9 . _ : -')
+      .default('default')
+      .describe(
+        "A name for this deployment, bound into every session and login-state cookie and server session record with the app, its issuer and client id, and `store.redis.keyPrefix`. Deployments that share a session secret must each set their own (e.g. `prod`, `staging`), so neither accepts the other's cookies. Changing it logs everyone out once. Default `default`.",
+      ),
+    apps: z
+      .array(resolvedAppSchema)
+      .min(1, 'must have at least one app')
+      .describe('The protected apps.'),
   })
   .describe('envoy-oidc-authz configuration.');
 

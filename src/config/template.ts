@@ -1,4 +1,5 @@
 /** Identity-header templates: `{{ claims.email }}`-style expressions compiled once, rendered per request. */
+import { isSafeHeaderValue } from '../header-value.ts';
 
 /** What a template can read when it is rendered. */
 export interface TemplateContext {
@@ -16,9 +17,10 @@ export interface CompiledTemplate {
    * Renders the template. Arrays render comma-joined, objects as JSON, numbers and booleans as
    * text, missing claims and `null` as the empty string.
    *
-   * Returns `undefined` when the result would contain a control character (CR, LF, NUL or any
-   * other C0 control except HTAB, or DEL): such a value must never reach a header, so the caller
-   * drops the header instead of sending a mangled one.
+   * Returns `undefined` when the result is not a safe header value (see
+   * {@link isSafeHeaderValue}: a control character, CR, LF, NUL, U+2028/U+2029, a lone
+   * surrogate): such a value must never reach a header, so the caller drops the header instead
+   * of sending a mangled one.
    */
   render(ctx: TemplateContext): string | undefined;
 }
@@ -53,7 +55,9 @@ const ROOT = /^([A-Za-z_$][\w$]*)/;
  * caught at config load rather than rendering an empty header forever.
  */
 export function compileTemplate(source: string): CompiledTemplate | TemplateError {
-  if (hasControlCharacter(source)) return fail('must not contain control characters');
+  if (!isSafeHeaderValue(source)) {
+    return fail('must not contain control characters, U+2028/U+2029 or lone surrogates');
+  }
   const parts: Part[] = [];
   let rest = source;
   while (rest.length > 0) {
@@ -120,16 +124,7 @@ function buildRenderer(parts: readonly Part[]): (ctx: TemplateContext) => string
 }
 
 function checked(value: string): string | undefined {
-  return hasControlCharacter(value) ? undefined : value;
-}
-
-/** C0 controls except HTAB, and DEL: never valid in a header value (RFC 9110 §5.5). */
-function hasControlCharacter(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if ((code < 0x20 && code !== 0x09) || code === 0x7f) return true;
-  }
-  return false;
+  return isSafeHeaderValue(value) ? value : undefined;
 }
 
 function renderPart(part: Part, ctx: TemplateContext): string {

@@ -1,6 +1,8 @@
 /** The authorization server's configuration for the demo: one app in front of the local provider. */
 import { randomBytes } from 'node:crypto';
 
+import { sessionSecretProblem } from '../config/secret-strength.ts';
+
 /** The demo's one app; the gateway names it in `context_extensions` (`app=demo`). */
 export const DEMO_APP = 'demo';
 
@@ -18,9 +20,15 @@ export interface DemoConfigInput {
   readonly logLevel?: string;
 }
 
-/** A session secret for this run only: sessions end with the demo. */
+/**
+ * A session secret for this run only: sessions end with the demo. Drawn again in the rare case
+ * (under one in ten million) that the draw contains a word the secret check refuses.
+ */
 export function generateSessionSecret(): string {
-  return randomBytes(32).toString('base64url');
+  for (;;) {
+    const secret = randomBytes(32).toString('base64url');
+    if (sessionSecretProblem(secret) === undefined) return secret;
+  }
 }
 
 /**

@@ -61,6 +61,7 @@ export interface UpstreamRequest {
 /** What the response from the authorization server (HTTP mode) looked like. */
 export interface AuthzHttpResponse {
   readonly status: number;
+  /** Values read from their bytes as UTF-8 (U+FFFD for bytes that are not). */
   readonly headers: Array<[string, string]>;
   readonly body: string;
 }
@@ -584,6 +585,13 @@ export class EnvoyClient {
   }
 }
 
+/**
+ * One entry of an Envoy `ListStringMatcher` over header names: a plain string or `{ exact }`
+ * matches that name, `{ prefix }` every name starting with it (case-insensitive, as Envoy's
+ * lower-case header names make it).
+ */
+export type HeaderPattern = string | { readonly exact: string } | { readonly prefix: string };
+
 /** Settings of `envoy.filters.http.ext_authz` with an `http_service` (Istio `envoyExtAuthzHttp`). */
 export interface HttpModeClientOptions {
   /** `http://host:port` of the HTTP ext_authz listener. */
@@ -591,15 +599,15 @@ export interface HttpModeClientOptions {
   /** Prepended to the original `:path`. Default `''`. */
   readonly pathPrefix?: string;
   /** Request headers sent besides `authorization`, `:method`, `:path`, `:authority` (e.g. `cookie`). */
-  readonly allowedHeaders?: readonly string[];
+  readonly allowedHeaders?: readonly HeaderPattern[];
   /** Answer headers (on 200) that overwrite upstream request headers. */
-  readonly allowedUpstreamHeaders?: readonly string[];
+  readonly allowedUpstreamHeaders?: readonly HeaderPattern[];
   /** Answer headers (on 200) appended to upstream request headers. */
-  readonly allowedUpstreamHeadersToAppend?: readonly string[];
+  readonly allowedUpstreamHeadersToAppend?: readonly HeaderPattern[];
   /** Answer headers (on 200) sent to the client, e.g. a renewed `set-cookie`. */
-  readonly allowedClientHeadersOnSuccess?: readonly string[];
+  readonly allowedClientHeadersOnSuccess?: readonly HeaderPattern[];
   /** Answer headers sent to the client on deny. Default: all of them. */
-  readonly allowedClientHeaders?: readonly string[];
+  readonly allowedClientHeaders?: readonly HeaderPattern[];
   /** Default 200 ms. */
   readonly timeoutMs?: number;
   readonly failureModeAllow?: boolean;
@@ -619,6 +627,9 @@ const answerHopByHop = new Set([
 // Envoy adds these to a configured allowed_client_headers list by itself.
 const alwaysToClientOnDeny = ['content-length', 'www-authenticate', 'location'];
 
+/** Envoy's default limit on the header block of an upstream's (here: the check's) response. */
+const envoyMaxResponseHeaderBytes = 60 * 1024;
+
 /** Calls the HTTP ext_authz listener the way Envoy's `http_service` mode does (ENVOY.md §4). */
 export class HttpModeClient {
   readonly #options: HttpModeClientOptions;
@@ -633,17 +644,17 @@ export class HttpModeClient {
     const opts = this.#options;
     const normalised = normaliseRequest(request);
     const merged = mergeHeaderLines(normalised.lines, normalised.protocol);
-    const allowed = new Set(['authorization', ...(opts.allowedHeaders ?? [])].map(lower));
+    const allowed = matcher(['authorization', ...(opts.allowedHeaders ?? [])]);
     const headers: Record<string, string> = { host: normalised.authority, 'content-length': '0' };
     for (const [name, value] of merged) {
-      if (!name.startsWith(':') && allowed.has(name)) headers[name] = value;
+      if (!name.startsWith(':') && allowed.has(name)) headers[name] = asBytes(value);
     }
 
     let answer: AuthzHttpResponse;
     try {
       answer = await this.#send(
         normalised.method,
-        (opts.pathPrefix ?? '') + normalised.path,
+        asBytes((opts.pathPrefix ?? '') + normalised.path),
         headers,
       );
     } catch (error) {
@@ -657,9 +668,9 @@ export class HttpModeClient {
     }
 
     if (answer.status === 200) {
-      const setNames = new Set((opts.allowedUpstreamHeaders ?? []).map(lower));
-      const appendNames = new Set((opts.allowedUpstreamHeadersToAppend ?? []).map(lower));
-      const clientNames = new Set((opts.allowedClientHeadersOnSuccess ?? []).map(lower));
+      const setNames = matcher(opts.allowedUpstreamHeaders ?? []);
+      const appendNames = matcher(opts.allowedUpstreamHeadersToAppend ?? []);
+      const clientNames = matcher(opts.allowedClientHeadersOnSuccess ?? []);
       const options: UpstreamHeaderValueOption[] = [];
       const responseHeaders: [string, string][] = [];
       let toRemove: string[] = [];
@@ -690,7 +701,7 @@ export class HttpModeClient {
     const clientNames =
       opts.allowedClientHeaders === undefined
         ? undefined
-        : new Set([...opts.allowedClientHeaders.map(lower), ...alwaysToClientOnDeny]);
+        : matcher([...opts.allowedClientHeaders, ...alwaysToClientOnDeny]);
     const passed = answer.headers.filter(
       ([name]) => !answerHopByHop.has(name) && (clientNames === undefined || clientNames.has(name)),
     );
@@ -732,6 +743,8 @@ export class HttpModeClient {
           headers,
           agent: this.#agent,
           signal: AbortSignal.timeout(this.#options.timeoutMs ?? 200),
+          // Envoy reads up to 60 KiB of response headers (`max_response_headers_kb`), not 16.
+          maxHeaderSize: envoyMaxResponseHeaderBytes,
         },
         (incoming) => {
           const chunks: Buffer[] = [];
@@ -741,7 +754,7 @@ export class HttpModeClient {
             const lines: [string, string][] = [];
             const raw = incoming.rawHeaders;
             for (let i = 0; i + 1 < raw.length; i += 2) {
-              lines.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
+              lines.push([raw[i]!.toLowerCase(), fromBytes(raw[i + 1]!)]);
             }
             resolve({
               status: incoming.statusCode ?? 0,
@@ -757,6 +770,34 @@ export class HttpModeClient {
   }
 }
 
-function lower(name: string): string {
-  return name.toLowerCase();
+/**
+ * A string as Node's `http` must be given it to send its UTF-8 bytes (Node writes header
+ * strings as Latin-1, one byte per character): the bytes Envoy forwards.
+ */
+function asBytes(value: string): string {
+  return /[\u0080-\uffff]/.test(value) ? Buffer.from(value, 'utf8').toString('latin1') : value;
+}
+
+/**
+ * A header value Node read as Latin-1, read as the UTF-8 an upstream expects, so an HTTP-mode
+ * outcome holds the same strings as a gRPC-mode one (where values are proto strings). Bytes
+ * that are not UTF-8 read as U+FFFD, as such an upstream would see them.
+ */
+function fromBytes(value: string): string {
+  if (!/[\u0080-\u00ff]/.test(value)) return value;
+  return new TextDecoder().decode(Buffer.from(value, 'latin1'));
+}
+
+/** A `has` over lower-case names for a list of {@link HeaderPattern}s. */
+function matcher(patterns: readonly HeaderPattern[]): { has(name: string): boolean } {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  for (const pattern of patterns) {
+    if (typeof pattern === 'string') exact.add(pattern.toLowerCase());
+    else if ('exact' in pattern) exact.add(pattern.exact.toLowerCase());
+    else prefixes.push(pattern.prefix.toLowerCase());
+  }
+  return {
+    has: (name) => exact.has(name) || prefixes.some((prefix) => name.startsWith(prefix)),
+  };
 }

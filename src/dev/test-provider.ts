@@ -87,6 +87,16 @@ export interface TestProviderOptions {
    * true. With false the provider's own consent form is shown.
    */
   readonly autoConsent?: boolean;
+  /**
+   * Issue DPoP-bound tokens (RFC 9449) to clients that send a `DPoP` proof to the token
+   * endpoint; default false.
+   */
+  readonly dpop?: boolean;
+  /**
+   * The ID-token signing algorithms the provider supports and announces in discovery
+   * (`id_token_signing_alg_values_supported`); default the provider's own list.
+   */
+  readonly idTokenSigningAlgs?: readonly ('RS256' | 'ES256')[];
 }
 
 /** Which endpoint a fault applies to. */
@@ -156,6 +166,12 @@ export interface TestProvider {
   grantIds(accountId: string, clientId?: string): string[];
   /** Provider sessions, filtered by `sid` or account. */
   findSessions(filter?: { sid?: string; accountId?: string }): ProviderSession[];
+  /**
+   * The values of the opaque tokens the provider holds (for the opaque format, a token's value
+   * is its id): refresh tokens, authorization codes, and access tokens when they are opaque.
+   * For tests that must recognise every credential the server was handed.
+   */
+  storedTokens(model: 'RefreshToken' | 'AuthorizationCode' | 'AccessToken'): string[];
   /** Closes the listener and every open connection; state and keys are kept. */
   stop(): Promise<void>;
   /** Listens again on the same port after {@link stop}. */
@@ -464,8 +480,12 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       delete rest.dispatcher;
       return fetch(url, rest);
     },
+    ...(options.idTokenSigningAlgs === undefined
+      ? {}
+      : { enabledJWA: { idTokenSigningAlgValues: [...options.idTokenSigningAlgs] } }),
     features: {
       devInteractions: { enabled: true },
+      dPoP: { enabled: options.dpop ?? false },
       revocation: { enabled: true },
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: true },
@@ -623,6 +643,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       }
       return found;
     },
+    storedTokens: (model) => [...storage.entries(model)].map(([id]) => id),
     stop,
     start,
     close: stop,

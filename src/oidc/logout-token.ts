@@ -27,7 +27,8 @@ function fail(reason: string): never {
 }
 
 /**
- * Verifies a back-channel logout token: signature (alg allow-list), `iss`, `aud`, `iat` (not too
+ * Verifies a back-channel logout token: signature (`policy.algorithms`: the provider's ID-token
+ * algorithms the app allows), `iss`, `aud`, `iat` (not too
  * old), `jti`, the back-channel logout event, `sid` and/or `sub`, and no `nonce` (so an ID token
  * can never be replayed as a logout token). `typ` may be absent, `JWT` or `logout+jwt`.
  */
@@ -36,6 +37,8 @@ export async function verifyLogoutToken(
   getKey: ProviderKeyGetter,
   policy: LogoutTokenPolicy,
 ): Promise<LogoutTokenClaims> {
+  // jose would refuse every algorithm for an empty list too; say why.
+  if (policy.algorithms.length === 0) fail('no algorithm allowed for logout tokens');
   let typ: unknown;
   try {
     typ = decodeProtectedHeader(token).typ;

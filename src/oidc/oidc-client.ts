@@ -204,6 +204,22 @@ function validateOptions(options: OidcClientOptions): ConfigProblem[] {
   return problems;
 }
 
+/**
+ * The algorithms a logout token may be signed with: those the provider announces for ID tokens
+ * (`id_token_signing_alg_values_supported`) that `oidc.idTokenAlgs` also allows. Back-Channel
+ * Logout 1.0 §2.6 has logout tokens signed like ID tokens, so a token under any other algorithm
+ * (ES256 from a provider whose ID tokens are RS256 only, with a key its JWKS holds for other
+ * uses) is not one. A provider that omits the list, which Discovery §3 requires, is taken to
+ * sign with RS256, the algorithm that list must include.
+ */
+export function logoutTokenAlgorithms(
+  announced: readonly string[] | undefined,
+  allowed: readonly string[],
+): string[] {
+  const provider = new Set(announced ?? ['RS256']);
+  return allowed.filter((alg) => provider.has(alg));
+}
+
 function constantTimeEqual(a: string, b: string): boolean {
   const left = Buffer.from(a);
   const right = Buffer.from(b);
@@ -255,7 +271,14 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     ...(options.clientSecret === undefined ? {} : { client_secret: options.clientSecret }),
   };
 
-  let discovered: { config: Configuration; getKey: ProviderKeyGetter } | undefined;
+  let discovered:
+    | {
+        config: Configuration;
+        getKey: ProviderKeyGetter;
+        /** The algorithms logout tokens may be signed with (see {@link logoutTokenAlgorithms}). */
+        logoutAlgs: readonly string[];
+      }
+    | undefined;
   let attempts = 0;
   let lastError: string | undefined;
   let closed = false;
@@ -293,7 +316,17 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       ...(deps.jwks?.cooldownMs === undefined ? {} : { cooldownMs: deps.jwks.cooldownMs }),
       ...(deps.jwks?.cacheMaxAgeMs === undefined ? {} : { cacheMaxAgeMs: deps.jwks.cacheMaxAgeMs }),
     });
-    discovered = { config, getKey };
+    const logoutAlgs = logoutTokenAlgorithms(
+      config.serverMetadata().id_token_signing_alg_values_supported,
+      options.idTokenAlgs,
+    );
+    if (logoutAlgs.length === 0) {
+      log?.warn(
+        { issuer: options.issuer, idTokenAlgs: options.idTokenAlgs },
+        'the provider signs ID tokens with no algorithm in oidc.idTokenAlgs: every back-channel logout token will be refused',
+      );
+    }
+    discovered = { config, getKey, logoutAlgs };
   };
 
   const attempt = async (): Promise<void> => {
@@ -493,11 +526,14 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       return buildEndSessionUrl(config, query);
     },
 
-    verifyLogoutToken: (token) =>
-      verifyLogoutToken(token, getKey, {
+    verifyLogoutToken: async (token) => {
+      const { logoutAlgs } = requireDiscovered('jwks');
+      return verifyLogoutToken(token, getKey, {
         ...tokenPolicy,
+        algorithms: logoutAlgs,
         maxAgeMs: options.logoutTokenMaxAgeMs ?? 600_000,
-      }),
+      });
+    },
 
     probe: () =>
       guard('discovery', async () => {

@@ -92,14 +92,39 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const healthCheck = codecOf<HealthCheckRequest, HealthCheckResponse>(deps.protos.health, 'Check');
   const healthWatch = codecOf<HealthCheckRequest, HealthCheckResponse>(deps.protos.health, 'Watch');
 
-  // The response is the outcome itself: the encoder writes it straight to protobuf bytes, and
-  // the bytes of a repeated allow (a hot session's, a hot token's) are reused.
+  // The encoder writes the outcome straight to protobuf bytes, and the bytes of a repeated
+  // allow (a hot session's, a hot token's) are reused. Encoding happens in the handler, where
+  // the request id is known for the log line of a failure.
   const encoder = new CheckResponseEncoder();
-  const checkMethod: UnaryMethod<CheckRequest, Outcome> = {
+  const encoded = (outcome: Outcome, requestId: string): Buffer => {
+    try {
+      return encoder.encode(outcome.verdict, outcome.app);
+    } catch (error) {
+      logger.error({ err: error, requestId }, 'check response could not be encoded');
+      throw noDecision;
+    }
+  };
+  const checkMethod: UnaryMethod<CheckRequest, Buffer> = {
     kind: 'unary',
     decode: check.decode,
-    encode: (outcome) => encoder.encode(outcome.verdict, outcome.app),
-    handle: (request) => authorizer.decide(rawRequestFromCheck(request)),
+    encode: (bytes) => bytes,
+    // Whatever throws is logged once with the request id and answered with an error status,
+    // Envoy's error path; a rejection of `decide` was logged by the authorizer already.
+    handle: (request) => {
+      let requestId = '';
+      try {
+        const raw = rawRequestFromCheck(request);
+        requestId = raw.id;
+        const outcome = authorizer.decide(raw);
+        if (outcome instanceof Promise) return outcome.then((done) => encoded(done, raw.id));
+        return encoded(outcome, requestId);
+      } catch (error) {
+        if (error !== noDecision) {
+          logger.error({ err: error, requestId }, 'check failed without a decision');
+        }
+        throw noDecision;
+      }
+    },
     unexpected: noDecision,
   };
 

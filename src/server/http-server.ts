@@ -1,4 +1,6 @@
 /** The HTTP ext_authz listener (Envoy `http_service`, Istio `envoyExtAuthzHttp`), ENVOY.md §4. */
+import { isUtf8 } from 'node:buffer';
+import { randomUUID } from 'node:crypto';
 import {
   createServer,
   type IncomingMessage,
@@ -6,7 +8,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { Authorizer } from '../authz/authorizer.ts';
+import type { Authorizer, Outcome } from '../authz/authorizer.ts';
 import type { RawRequest } from '../authz/parse-request.ts';
 import type { HeaderPair, Verdict } from '../authz/verdict.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -15,6 +17,13 @@ import type { Logger } from '../observability/logger.ts';
 export const headersToRemoveHeader = 'x-envoy-auth-headers-to-remove';
 
 const maxBodyBytes = 64 * 1024;
+
+/**
+ * What Node may read beyond the request's header bytes before answering 431 itself: the request
+ * line and each line's `: ` and CRLF. The request model then applies `request.maxHeaderBytes`
+ * (64 KiB by default) exactly as in gRPC mode, instead of Node's own 16 KiB.
+ */
+const requestLineAllowance = 16 * 1024;
 
 /** A reply made without the ext_authz pipeline. */
 export interface DirectReply {
@@ -39,6 +48,32 @@ export interface HttpServerDeps {
   /** The `path_prefix` configured in Envoy, stripped from every request path. */
   readonly pathPrefix: string;
   readonly direct?: DirectRoute;
+  /** `request.maxHeaderBytes`, read once when the listener is made. Default 65536. */
+  readonly maxHeaderBytes?: number;
+}
+
+/** Any character outside ASCII. */
+const nonAscii = /[\u0080-\uffff]/;
+
+/**
+ * Node reads the request line and header values as Latin-1, one character per byte; the bytes
+ * are UTF-8 (what Envoy's gRPC mode hands us as proto strings, ENVOY.md §2), so they are read
+ * again as UTF-8 and both modes see the same request. Bytes that are not UTF-8 become U+FFFD
+ * (gRPC mode: `!`).
+ */
+function fromWire(value: string): string {
+  if (!nonAscii.test(value)) return value;
+  const bytes = Buffer.from(value, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : new TextDecoder().decode(bytes);
+}
+
+/**
+ * A header value as Node must be given it: Node writes header strings as Latin-1 and refuses
+ * characters above U+00FF (`ERR_INVALID_CHAR`), so a value with any non-ASCII character goes
+ * as its UTF-8 bytes, one character per byte: the bytes gRPC mode sends for the same value.
+ */
+export function toWire(value: string): string {
+  return nonAscii.test(value) ? Buffer.from(value, 'utf8').toString('latin1') : value;
 }
 
 /**
@@ -47,21 +82,21 @@ export interface HttpServerDeps {
  * the scheme of every production deployment.
  */
 function rawRequestFromHttp(req: IncomingMessage, body: string, pathPrefix: string): RawRequest {
-  const url = req.url ?? '';
+  const url = fromWire(req.url ?? '');
   const path =
     pathPrefix !== '' && url.startsWith(pathPrefix) ? url.slice(pathPrefix.length) || '/' : url;
   const headers: [string, string][] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (name !== 'host' && name !== 'content-length') headers.push([name, raw[i + 1]!]);
+    if (name !== 'host' && name !== 'content-length') headers.push([name, fromWire(raw[i + 1]!)]);
   }
   const forwardedProto = req.headers['x-forwarded-proto'];
   return {
     id: typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'] : '',
     method: req.method ?? '',
     path,
-    authority: req.headers.host ?? '',
+    authority: fromWire(req.headers.host ?? ''),
     scheme: typeof forwardedProto === 'string' ? forwardedProto.split(',', 1)[0]!.trim() : 'https',
     headers,
     peerAddress: req.socket.remoteAddress ?? '',
@@ -75,7 +110,8 @@ function outgoing(
   pairs: readonly HeaderPair[],
   into: OutgoingHttpHeaders = {},
 ): OutgoingHttpHeaders {
-  for (const [name, value] of pairs) {
+  for (const [name, unicode] of pairs) {
+    const value = toWire(unicode);
     const previous = into[name];
     if (previous === undefined) into[name] = value;
     else into[name] = Array.isArray(previous) ? [...previous, value] : [String(previous), value];
@@ -88,8 +124,17 @@ function writeVerdict(res: ServerResponse, verdict: Verdict): void {
     case 'allow': {
       const headers = outgoing(verdict.upstreamHeaders);
       outgoing(verdict.responseHeaders, headers);
-      if (verdict.removeHeaders.length > 0)
-        headers[headersToRemoveHeader] = verdict.removeHeaders.join(', ');
+      // Envoy shows us only the allowed request headers: every identity header we do not set
+      // is listed, present or not, so a forged copy never reaches the upstream.
+      const identity = verdict.identityRemovals.joined;
+      const seen = verdict.removeHeaders;
+      const removals =
+        seen.length === 0
+          ? identity
+          : identity === ''
+            ? seen.join(', ')
+            : `${seen.join(', ')}, ${identity}`;
+      if (removals !== '') headers[headersToRemoveHeader] = removals;
       headers['content-length'] = '0';
       res.writeHead(200, headers).end();
       return;
@@ -103,42 +148,82 @@ function writeVerdict(res: ServerResponse, verdict: Verdict): void {
   }
 }
 
+/** The 500 Envoy reads as "no decision" (its `failure_mode_allow` / `status_on_error` apply). */
+function answerNoDecision(res: ServerResponse): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(500, { 'content-type': 'text/plain' }).end('no decision could be made\n');
+}
+
+/**
+ * The listener. Every request is answered, whatever throws: a failure is logged once with the
+ * request id and answered 500, Envoy's error path; the process never sees the exception.
+ */
 export function createHttpServer(deps: HttpServerDeps): Server {
-  return createServer((req, res) => {
+  const { authorizer, logger } = deps;
+  const maxHeaderSize = (deps.maxHeaderBytes ?? 65_536) + requestLineAllowance;
+  return createServer({ maxHeaderSize }, (req, res) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const failed = (error: unknown): void => {
+      const id = req.headers['x-request-id'];
+      const requestId = typeof id === 'string' && id !== '' ? id : randomUUID();
+      logger.error({ err: error, requestId }, 'http ext_authz request failed');
+      try {
+        answerNoDecision(res);
+      } catch {
+        res.destroy();
+      }
+    };
+    const write = (outcome: Outcome): void => {
+      try {
+        writeVerdict(res, outcome.verdict);
+      } catch (error) {
+        failed(error);
+      }
+    };
+    // The authorizer logged why it could not decide: answer without a second line.
+    const undecided = (): void => answerNoDecision(res);
+    const decide = (body: string): void => {
+      const outcome = authorizer.decide(rawRequestFromHttp(req, body, deps.pathPrefix));
+      if (outcome instanceof Promise) outcome.then(write, undecided).catch(failed);
+      else write(outcome);
+    };
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size <= maxBodyBytes) chunks.push(chunk);
     });
     req.on('end', () => {
-      if (size > maxBodyBytes) {
-        res.writeHead(413, { 'content-type': 'text/plain' }).end('request body too large\n');
-        return;
-      }
-      const body = Buffer.concat(chunks).toString('utf8');
-      const failed = (): void => {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('no decision could be made\n');
-      };
-      const decide = (): Promise<void> | undefined => {
-        const outcome = deps.authorizer.decide(rawRequestFromHttp(req, body, deps.pathPrefix));
-        if (outcome instanceof Promise) {
-          return outcome.then(({ verdict }) => writeVerdict(res, verdict), failed);
+      try {
+        if (size > maxBodyBytes) {
+          res.writeHead(413, { 'content-type': 'text/plain' }).end('request body too large\n');
+          return;
         }
-        writeVerdict(res, outcome.verdict);
-        return undefined;
-      };
-      if (deps.direct === undefined) {
-        void decide();
-        return;
+        const body = Buffer.concat(chunks).toString('utf8');
+        const direct = deps.direct;
+        if (direct === undefined) {
+          decide(body);
+          return;
+        }
+        const path = (req.url ?? '/').split('?', 1)[0]!;
+        direct({ method: req.method ?? '', path, body })
+          .then((reply) => {
+            if (reply === undefined) {
+              decide(body);
+              return;
+            }
+            const headers: OutgoingHttpHeaders = {};
+            for (const [name, value] of Object.entries(reply.headers))
+              headers[name] = toWire(value);
+            res.writeHead(reply.status, headers).end(reply.body);
+          }, failed)
+          .catch(failed);
+      } catch (error) {
+        failed(error);
       }
-      const path = (req.url ?? '/').split('?', 1)[0]!;
-      deps.direct({ method: req.method ?? '', path, body }).then((reply) => {
-        if (reply === undefined) return decide();
-        res.writeHead(reply.status, reply.headers).end(reply.body);
-        return undefined;
-      }, failed);
     });
-    req.on('error', (error) => deps.logger.debug({ err: error }, 'http ext_authz request aborted'));
+    req.on('error', (error) => logger.debug({ err: error }, 'http ext_authz request aborted'));
   });
 }

@@ -147,6 +147,13 @@ export class ChunkedCookie {
     return name.startsWith(base) && CHUNK_SUFFIX.test(name.slice(base.length));
   }
 
+  /** The longest value {@link ChunkedCookie.write} can store, in characters. */
+  capacity(maxAgeSeconds: number, secure: boolean): number {
+    const attributes = cookieAttributes(maxAgeSeconds, secure, this.#scope);
+    const room = this.#maxLineBytes - Buffer.byteLength(`${this.nameFor(secure)}.00=${attributes}`);
+    return Math.max(0, room) * this.#maxChunks;
+  }
+
   /**
    * `set-cookie` lines storing `value` (cookie-safe characters only) for `maxAgeSeconds`, plus
    * expiry lines for the parts of the old value that the new one no longer uses.

@@ -40,23 +40,33 @@ export interface ServerSessionKeyspaces {
 
 /**
  * Sessions kept in the store. A dump of the store shows ids, `sub`/`sid` index entries and
- * ciphertext; no token. Each record's protected header names its id, so a record moved to
- * another id no longer opens.
+ * ciphertext; no token. Each record's protected header (the AES-GCM AAD) names its id and the
+ * binding label of the app and deployment that wrote it (`kid: <id>.<label>`), so a record
+ * moved to another id, or read by another app or deployment, no longer opens.
  */
 export class ServerSessionStore {
   readonly #keyspaces: ServerSessionKeyspaces;
+  readonly #label: string;
   readonly #maxRecordLength: number;
 
-  /** @param maxRecordLength - longest sealed record read back, in characters; default 262,144. */
-  constructor(keyspaces: ServerSessionKeyspaces, maxRecordLength = 262_144) {
+  /**
+   * @param bindingLabel - the app's `bindingLabel` (session-keys); records carrying another are refused.
+   * @param maxRecordLength - longest sealed record read back, in characters; default 262,144.
+   */
+  constructor(keyspaces: ServerSessionKeyspaces, bindingLabel: string, maxRecordLength = 262_144) {
     this.#keyspaces = keyspaces;
+    this.#label = bindingLabel;
     this.#maxRecordLength = maxRecordLength;
+  }
+
+  #header(handle: ServerSessionHandle): string {
+    return encodeProtectedHeader(`${handle.id}.${this.#label}`);
   }
 
   #seal(handle: ServerSessionHandle, session: Session): string {
     return sealCompact(
       handle.key.keyObject(),
-      encodeProtectedHeader(handle.id),
+      this.#header(handle),
       Buffer.from(JSON.stringify(session), 'utf8'),
     );
   }
@@ -97,7 +107,7 @@ export class ServerSessionStore {
     const sealed = await this.#keyspaces.serverSessions.get(handle.id);
     if (sealed === undefined) return undefined;
     const parts = splitCompact(sealed, this.#maxRecordLength);
-    if (parts?.header !== encodeProtectedHeader(handle.id)) return undefined;
+    if (parts?.header !== this.#header(handle)) return undefined;
     const plaintext = openCompact(handle.key.keyObject(), parts);
     if (plaintext === undefined) return undefined;
     let data: unknown;

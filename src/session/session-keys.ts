@@ -1,5 +1,5 @@
 /** Encryption keys derived from the configured session secrets, one per secret, named by `kid`. */
-import { createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
+import { createHash, createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 
 /** The least secret length accepted, in bytes (a 256-bit key needs at least 256 bits of input). */
@@ -12,9 +12,52 @@ export const MIN_SECRET_BYTES = 32;
 export type KeyPurpose = 'session' | 'login-state' | 'server-record';
 
 // Versioned labels: a future change of derivation gets a new label, never a silent reuse.
-const KEY_INFO = 'envoy-oidc-authz/v1/A256GCM/';
-const KID_INFO = 'envoy-oidc-authz/v1/kid/';
+// v2 added the binding (app, provider, client, deployment); v1 keys are no longer derived.
+const KEY_INFO = 'envoy-oidc-authz/v2/A256GCM/';
+const KID_INFO = 'envoy-oidc-authz/v2/kid/';
 const SALT = Buffer.from('envoy-oidc-authz session keys', 'utf8');
+
+/**
+ * What a sealed session or login state belongs to. Every element goes into the key derivation
+ * (HKDF `info`), so a value sealed for one app, provider, client or deployment does not open
+ * under another — even with the same secret — and is refused exactly like a tampered one.
+ */
+export interface SessionBinding {
+  /** The top-level `deployment` label: sets apart deployments that share a secret. */
+  readonly deployment: string;
+  /** `store.redis.keyPrefix`: sets apart deployments that share a store. */
+  readonly keyPrefix: string;
+  /** The app's name. */
+  readonly app: string;
+  /** The app's OpenID Provider (`oidc.issuer`): a session from another provider never counts. */
+  readonly issuer: string;
+  /** The app's OAuth client (`oidc.clientId`). */
+  readonly clientId: string;
+}
+
+/**
+ * A fixed-length, unambiguous digest of a binding (SHA-256 over a JSON array, base64url): the
+ * HKDF `info` stays short however long an issuer URL is, and no two bindings run together.
+ */
+function bindingDigest(binding: SessionBinding): string {
+  const fields = [
+    binding.deployment,
+    binding.keyPrefix,
+    binding.app,
+    binding.issuer,
+    binding.clientId,
+  ];
+  return createHash('sha256').update(JSON.stringify(fields)).digest('base64url');
+}
+
+/**
+ * A short public name of a binding (96 bits, base64url: 16 characters), written into each
+ * server-session record's protected header (the AES-GCM AAD) so a record is only ever read
+ * back by the app and deployment that wrote it. It names public settings only.
+ */
+export function bindingLabel(binding: SessionBinding): string {
+  return bindingDigest(binding).slice(0, 16);
+}
 
 /**
  * A 256-bit AES key. The bytes live in a `KeyObject` and never appear in JSON, `inspect` or
@@ -60,14 +103,22 @@ export interface KeyRing {
 
 /**
  * Derives one AES-256-GCM key per secret with HKDF-SHA256 (RFC 5869), and its `kid` from a
- * second, independent HKDF output (48 bits, base64url: 8 characters).
+ * second, independent HKDF output (48 bits, base64url: 8 characters). The HKDF `info` holds
+ * the purpose and the {@link SessionBinding}, so both key and `kid` differ per app and
+ * deployment: a foreign value names a `kid` this ring does not hold and is refused before any
+ * decryption.
  *
  * @param secrets - configured secrets, each at least {@link MIN_SECRET_BYTES} bytes of UTF-8;
  *   the first encrypts, all decrypt (rotation).
  * @throws RangeError when there is no secret, one is too short, or two are the same.
  */
-export function deriveKeyRing(secrets: readonly string[], purpose: KeyPurpose): KeyRing {
+export function deriveKeyRing(
+  secrets: readonly string[],
+  purpose: KeyPurpose,
+  binding: SessionBinding,
+): KeyRing {
   if (secrets.length === 0) throw new RangeError('at least one session secret is required');
+  const bound = `${purpose}/${bindingDigest(binding)}`;
   const keys = secrets.map((secret, index) => {
     const ikm = Buffer.from(secret, 'utf8');
     if (ikm.length < MIN_SECRET_BYTES) {
@@ -75,8 +126,8 @@ export function deriveKeyRing(secrets: readonly string[], purpose: KeyPurpose): 
         `session secret #${index + 1} is shorter than ${MIN_SECRET_BYTES} bytes`,
       );
     }
-    const key = Buffer.from(hkdfSync('sha256', ikm, SALT, KEY_INFO + purpose, 32));
-    const kid = Buffer.from(hkdfSync('sha256', ikm, SALT, KID_INFO + purpose, 6)).toString(
+    const key = Buffer.from(hkdfSync('sha256', ikm, SALT, KEY_INFO + bound, 32));
+    const kid = Buffer.from(hkdfSync('sha256', ikm, SALT, KID_INFO + bound, 6)).toString(
       'base64url',
     );
     const secretKey = new SecretKey(kid, createSecretKey(key));

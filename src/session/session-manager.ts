@@ -4,7 +4,7 @@ import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
 import type { Clock } from '../store/store-backend.ts';
 import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
-import { ChunkedCookie, type SameSite } from './cookie-jar.ts';
+import { ChunkedCookie, expireCookie, type CookieScope, type SameSite } from './cookie-jar.ts';
 import { LoginStates } from './login-state.ts';
 import { ServerSessionCache, type LoadedServerSession } from './server-session-cache.ts';
 import {
@@ -20,7 +20,8 @@ import {
   toCachedSession,
   type CachedSession,
 } from './session-cache.ts';
-import { deriveKeyRing } from './session-keys.ts';
+import { bindingLabel, deriveKeyRing, type SessionBinding } from './session-keys.ts';
+import { SessionTooLargeError } from './session-too-large-error.ts';
 import {
   newSessionIdentity,
   parseSession,
@@ -36,8 +37,19 @@ export interface SessionManagerOptions {
   readonly store: 'cookie' | 'server';
   /** At least 32 bytes each; the first encrypts, all decrypt. */
   readonly secrets: readonly string[];
-  /** e.g. `_eoa`; sent as `__Host-_eoa` when Secure and host-only. */
+  /** e.g. `_eoa_grafana`; sent as `__Host-_eoa_grafana` when Secure and host-only. */
   readonly cookieName: string;
+  /**
+   * What sealed sessions, login states and server records are bound to: a value sealed under
+   * another binding is refused like a tampered one.
+   */
+  readonly binding: SessionBinding;
+  /**
+   * A cookie name this app used before (`_eoa`, the old default shared by every app): its
+   * session and login-state cookies are expired wherever they are seen, and never sent
+   * upstream. Unset: none.
+   */
+  readonly legacyCookieName?: string | undefined;
   /** Absolute session lifetime from login, ms. */
   readonly maxAge: number;
   /** Longest gap between uses, ms; unset = no idle limit. */
@@ -97,8 +109,13 @@ export type SessionRejection =
   | 'max_age'
   | 'idle'
   | 'revoked'
-  /** Not decodable with any configured secret, tampered, or of another shape. */
+  /**
+   * Not decodable with any configured secret, tampered, of another shape, or sealed for
+   * another app or deployment (indistinguishable from tampering, by design).
+   */
   | 'undecodable'
+  /** Only cookies under the app's legacy name: expired, the browser logs in again. */
+  | 'legacy'
   /** A server ticket whose record is gone or does not open with its key. */
   | 'unknown';
 
@@ -146,6 +163,8 @@ export interface SessionChanges {
 }
 
 const noLines: readonly string[] = Object.freeze([]);
+/** A login flow's id in its cookie name: 6 random bytes, base64url. */
+const LOGIN_FLOW_ID = /^[A-Za-z0-9_-]{8}$/;
 
 /** What the lifetime checks read; a cached session has it too. */
 type SessionTimes = Pick<Session, 'createdAt' | 'lastSeenAt'>;
@@ -224,10 +243,15 @@ export class SessionManager {
   /** Claim strings shared by this app's cached sessions. */
   readonly #claimStrings = new StringPool();
   readonly #jar: ChunkedCookie;
+  /** The legacy cookie name's session cookie, expired on sight; `undefined` when none. */
+  readonly #legacy: ChunkedCookie | undefined;
+  /** The legacy name's login-state prefix: its flows are `<prefix><8 characters>`. */
+  readonly #legacyLogin: string | undefined;
   readonly #server: ServerSessionStore | undefined;
   readonly #serverCache: ServerSessionCache;
   readonly #isRevoked: RevocationCheck | undefined;
   readonly #touchInterval: number;
+  readonly #scope: CookieScope;
 
   constructor(options: SessionManagerOptions, deps: SessionManagerDeps = {}) {
     if (options.store === 'server' && deps.serverSessions === undefined) {
@@ -235,16 +259,23 @@ export class SessionManager {
     }
     this.#options = options;
     this.#now = deps.now ?? Date.now;
-    this.#codec = createCookieCodec(deriveKeyRing(options.secrets, 'session'));
+    this.#codec = createCookieCodec(deriveKeyRing(options.secrets, 'session', options.binding));
     this.#cache = deps.cache ?? new SessionCache({ now: this.#now });
-    this.#jar = new ChunkedCookie({
-      name: options.cookieName,
+    const scope = {
       sameSite: options.sameSite,
       ...(options.domain === undefined ? {} : { domain: options.domain }),
-    });
+    };
+    this.#scope = scope;
+    this.#jar = new ChunkedCookie({ name: options.cookieName, ...scope });
+    const legacy = options.legacyCookieName;
+    this.#legacy =
+      legacy === undefined || legacy === options.cookieName
+        ? undefined
+        : new ChunkedCookie({ name: legacy, ...scope });
+    this.#legacyLogin = this.#legacy === undefined ? undefined : `${legacy}_login_`;
     this.#server =
       options.store === 'server' && deps.serverSessions !== undefined
-        ? new ServerSessionStore(deps.serverSessions)
+        ? new ServerSessionStore(deps.serverSessions, bindingLabel(options.binding))
         : undefined;
     // Server sessions read moments ago (at most 10,000); none held for cookie sessions.
     this.#serverCache = new ServerSessionCache(this.#server === undefined ? 0 : 10_000, this.#now);
@@ -255,7 +286,7 @@ export class SessionManager {
         ? Number.POSITIVE_INFINITY
         : Math.min(60_000, options.idleTimeout / 10);
     this.loginStates = new LoginStates(
-      createCookieCodec(deriveKeyRing(options.secrets, 'login-state')),
+      createCookieCodec(deriveKeyRing(options.secrets, 'login-state', options.binding)),
       {
         cookieName: options.cookieName,
         sameSite: options.sameSite,
@@ -273,9 +304,33 @@ export class SessionManager {
     return this.#codec.stats;
   }
 
-  /** Every session and login-state cookie name the request carries. */
+  /** Every session and login-state cookie name the request carries, legacy ones included. */
   cookieNames(cookies: ReadonlyMap<string, string>): string[] {
-    return [...this.#jar.presentNames(cookies), ...this.loginStates.cookieNames(cookies)];
+    const names = [...this.#jar.presentNames(cookies), ...this.loginStates.cookieNames(cookies)];
+    return this.#legacy === undefined ? names : [...names, ...this.#legacyNames(cookies, names)];
+  }
+
+  /** The request's cookies under the legacy name that are not also this app's own (`own`). */
+  #legacyNames(cookies: ReadonlyMap<string, string>, own: readonly string[]): string[] {
+    const names = this.#legacy?.presentNames(cookies) ?? [];
+    const login = this.#legacyLogin;
+    if (login !== undefined) {
+      for (const name of cookies.keys()) {
+        const bare = name.startsWith('__Host-') ? name.slice(7) : name;
+        if (bare.startsWith(login) && LOGIN_FLOW_ID.test(bare.slice(login.length)))
+          names.push(name);
+      }
+    }
+    return names.length === 0 ? names : names.filter((name) => !own.includes(name));
+  }
+
+  /** Expiry lines for the request's legacy cookies (either security mode); usually none. */
+  #legacyExpiry(cookies: ReadonlyMap<string, string>, secure: boolean): readonly string[] {
+    if (this.#legacy === undefined) return noLines;
+    const own = [...this.#jar.presentNames(cookies), ...this.loginStates.cookieNames(cookies)];
+    const names = this.#legacyNames(cookies, own);
+    if (names.length === 0) return noLines;
+    return names.map((name) => expireCookie(name, secure, this.#scope));
   }
 
   /** When the session stops being valid, ms since the epoch. */
@@ -327,16 +382,35 @@ export class SessionManager {
     secure: boolean,
     options: SessionLoadOptions = {},
   ): Promise<SessionLoad> {
-    const names = this.cookieNames(cookies);
+    // The request's cookies are scanned once for our names; the legacy ones are usually none.
+    const session = this.#jar.presentNames(cookies);
+    const own = [...session, ...this.loginStates.cookieNames(cookies)];
+    const legacy = this.#legacy === undefined ? noLines : this.#legacyNames(cookies, own);
+    const names = legacy.length === 0 ? own : [...own, ...legacy];
     const value = this.#jar.read(cookies, secure);
     if (value === undefined) {
-      if (this.#jar.presentNames(cookies).length === 0) return { kind: 'none' };
+      if (session.length === 0) {
+        if (legacy.length === 0) return { kind: 'none' };
+        const setCookie = legacy.map((name) => expireCookie(name, secure, this.#scope));
+        return { kind: 'invalid', reason: 'legacy', cookieNames: names, setCookie };
+      }
       return this.#reject('invalid', 'undecodable', cookies, secure, names);
     }
     const now = this.#now();
-    return this.#server === undefined
+    const loaded = await (this.#server === undefined
       ? this.#loadCookie(value, cookies, secure, names, now, options.cacheIdToken === true)
-      : this.#loadServer(this.#server, value, cookies, secure, names, now);
+      : this.#loadServer(this.#server, value, cookies, secure, names, now));
+    if (legacy.length === 0 || loaded.kind !== 'valid') return loaded;
+    const expired = legacy.map((name) => expireCookie(name, secure, this.#scope));
+    // Lines that re-issue the session already expire the legacy cookies (see #writeCookie).
+    return loaded.setCookie.length === 0 ? { ...loaded, setCookie: expired } : loaded;
+  }
+
+  /** Expiry lines for every session cookie of the request, legacy ones included. */
+  #clear(cookies: ReadonlyMap<string, string>, secure: boolean): string[] {
+    const lines = this.#jar.clear(cookies, secure);
+    const legacy = this.#legacyExpiry(cookies, secure);
+    return legacy.length === 0 ? lines : [...lines, ...legacy];
   }
 
   #reject(
@@ -346,7 +420,7 @@ export class SessionManager {
     secure: boolean,
     names: readonly string[],
   ): SessionLoad {
-    return { kind, reason, cookieNames: names, setCookie: this.#jar.clear(cookies, secure) };
+    return { kind, reason, cookieNames: names, setCookie: this.#clear(cookies, secure) };
   }
 
   /** The session sealed in a cookie value; `undefined` when it does not open or parse. */
@@ -499,7 +573,8 @@ export class SessionManager {
 
   /**
    * Seals a cookie session, primes the cache with the new value (with the ID token when
-   * `keepIdToken`), and returns its lines.
+   * `keepIdToken`), and returns its lines (with expiry lines for legacy cookies).
+   * @throws SessionTooLargeError when the sealed session needs more chunks than allowed.
    */
   #writeCookie(
     session: Session,
@@ -509,16 +584,25 @@ export class SessionManager {
     keepIdToken = false,
   ): string[] {
     const value = this.#codec.seal(session);
+    const maxAge = this.#cookieMaxAge(session, now);
+    let lines: string[];
+    try {
+      lines = this.#jar.write(value, maxAge, cookies, secure);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new SessionTooLargeError(value.length, this.#jar.capacity(maxAge, secure));
+    }
     const cached = toCachedSession(session, keepIdToken, this.#claimStrings);
     this.#cache.set(cacheKeyFor(value), cached, this.#deadline(session));
-    return this.#jar.write(value, this.#cookieMaxAge(session, now), cookies, secure);
+    const legacy = this.#legacyExpiry(cookies, secure);
+    return legacy.length === 0 ? lines : [...lines, ...legacy];
   }
 
   /**
    * Starts a session after login. Any session the request still carried is ended first (a new
    * login never reuses an old session id).
-   * @throws AuthzError `STORE_UNAVAILABLE` (server store); RangeError when a cookie session is
-   *   too large for the cookie chunks.
+   * @throws AuthzError `STORE_UNAVAILABLE` (server store); {@link SessionTooLargeError} when
+   *   a cookie session is too large for the cookie chunks.
    */
   async create(
     data: NewSession,
@@ -550,13 +634,13 @@ export class SessionManager {
       const { handle, ticket } = await this.#server.create(session, this.#recordTtl(session, now));
       // The browser's next request, right after the login redirect, needs no store read.
       this.#serverCache.replace(cacheKeyFor(ticket), { handle, session });
+      const lines = this.#jar.write(ticket, this.#cookieMaxAge(session, now), cookies, secure);
       return {
         session,
         ref: { kind: 'server', handle },
-        setCookie: this.#jar.write(ticket, this.#cookieMaxAge(session, now), cookies, secure),
+        setCookie: [...lines, ...this.#legacyExpiry(cookies, secure)],
       };
     } catch (error) {
-      if (error instanceof RangeError) throw error;
       throw storeUnavailable(error);
     }
   }
@@ -627,7 +711,7 @@ export class SessionManager {
         throw storeUnavailable(error);
       }
     }
-    return this.#jar.clear(cookies, secure);
+    return this.#clear(cookies, secure);
   }
   /**
    * Back-channel logout by IdP session: deletes every server session `sid` opened and returns

@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AllowMemo, allowFor } from '../../src/authz/allow-memo.ts';
 import type { AppRuntime } from '../../src/authz/app-runtime.ts';
+import { IdentityRemovals } from '../../src/authz/identity-removals.ts';
 import type { HeaderPair } from '../../src/authz/verdict.ts';
 
 /** The memo compares apps by identity only. */
-const web = { name: 'web' } as unknown as AppRuntime;
-const admin = { name: 'admin' } as unknown as AppRuntime;
+const identityRemovals = new IdentityRemovals(['x-auth-request-user']);
+const web = { name: 'web', identityRemovals } as unknown as AppRuntime;
+const admin = { name: 'admin', identityRemovals } as unknown as AppRuntime;
 
 function counting(headers: HeaderPair[]) {
   let renders = 0;

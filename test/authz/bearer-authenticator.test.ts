@@ -292,6 +292,23 @@ const cases: readonly Case[] = [
     reason: /identifier missing or unsafe/,
   },
   {
+    name: 'DPoP-bound token (cnf.jkt) presented as a bearer token',
+    token: (now) =>
+      sign(claims(now, { cnf: { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' } })),
+    reason: /sender-constrained/,
+  },
+  {
+    name: 'mTLS-bound token (cnf.x5t#S256) presented without the certificate',
+    token: (now) =>
+      sign(claims(now, { cnf: { 'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2' } })),
+    reason: /sender-constrained/,
+  },
+  {
+    name: 'cnf of an unknown kind, or empty, or null',
+    token: (now) => sign(claims(now, { cnf: null })),
+    reason: /sender-constrained/,
+  },
+  {
     name: 'identifier claim of another type',
     token: (now) => sign(claims(now, { client_id: 42 })),
     bearer: { identifierClaim: 'client_id' },
@@ -327,6 +344,18 @@ describe('bearer authenticator', () => {
       if (c.beforeKeys === true) assert.equal(keyLookups(), 0, 'refused before any key lookup');
     });
   }
+
+  it('names the binding of a refused cnf token, for the log line', async () => {
+    const { authenticator, clock } = rig();
+    const bindings = [];
+    for (const cnf of [{ jkt: 'x' }, { 'x5t#S256': 'y' }, { jwk: { kty: 'EC' } }, {}]) {
+      const outcome = await authenticator.authenticate(await sign(claims(clock.now, { cnf })));
+      bindings.push(outcome.kind === 'invalid' ? outcome.binding : outcome.kind);
+    }
+    assert.deepEqual(bindings, ['dpop', 'mtls', 'other', 'other']);
+    const plain = await authenticator.authenticate(await sign(claims(clock.now)));
+    assert.equal(plain.kind, 'valid');
+  });
 
   it('runs the first check only on a token not verified before', async () => {
     const { authenticator, keyLookups, clock } = rig();

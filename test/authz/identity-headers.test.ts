@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { headersToScrub, type AppRuntime } from '../../src/authz/app-runtime.ts';
 import { compileIdentityHeaders } from '../../src/authz/identity-headers.ts';
+import { IdentityRemovals } from '../../src/authz/identity-removals.ts';
 
 const headers = compileIdentityHeaders({
   appName: 'app',
@@ -37,16 +38,34 @@ describe('identity headers', () => {
   });
 
   it('scrubs a forged copy of every header it did not set, and only those present', () => {
-    const app = { scrubHeaders: ['x-auth-request-user', 'x-auth-request-email', 'x-id-token'] };
+    const app = {
+      identityRemovals: new IdentityRemovals([
+        'x-auth-request-user',
+        'x-auth-request-email',
+        'x-id-token',
+      ]),
+    };
     const incoming = new Map([
       ['x-auth-request-email', 'forged@example.com'],
       ['x-auth-request-user', 'root'],
       ['accept', '*/*'],
     ]);
     const set = new Set(['x-auth-request-user']);
-    assert.deepEqual(headersToScrub(app as unknown as AppRuntime, incoming, set), [
-      'x-auth-request-email',
-    ]);
-    assert.deepEqual(headersToScrub(app as unknown as AppRuntime, new Map(), set), []);
+    assert.deepEqual(
+      headersToScrub(
+        app as unknown as AppRuntime,
+        { headers: incoming, underscoredHeaders: [] },
+        set,
+      ),
+      ['x-auth-request-email'],
+    );
+    assert.deepEqual(
+      headersToScrub(
+        app as unknown as AppRuntime,
+        { headers: new Map(), underscoredHeaders: [] },
+        set,
+      ),
+      [],
+    );
   });
 });

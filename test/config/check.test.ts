@@ -13,7 +13,7 @@ test('a valid file reports the number of apps', () => {
   });
   const full = checkConfigFile(FIXTURES + 'valid/full.yaml', {
     REDIS_PASSWORD: 'p',
-    SESSION_KEY: 'k'.repeat(32),
+    SESSION_KEY: '1h3rZdfe8h1YM2elLkgixuZ/cRE8MiLKhFnRnP/4VZBE',
     GRAFANA_SECRET: 'g',
     INTROSPECTION_SECRET: 'i',
   });

@@ -39,6 +39,7 @@ test('minimal config loads with every default filled in', () => {
   assert.deepEqual(config.log, { level: 'info' });
   assert.deepEqual(config.request, { trustedHops: 0, maxHeaderBytes: 65_536 });
   assert.equal(config.allowUnmatched, false);
+  assert.equal(config.deployment, 'default');
   assert.deepEqual(config.shutdown, { drainTimeout: 10_000 });
   assert.deepEqual(config.store, {
     type: 'memory',
@@ -74,8 +75,8 @@ test('minimal config loads with every default filled in', () => {
   });
   assert.deepEqual(a.session, {
     store: 'cookie',
-    secrets: ['0123456789abcdef0123456789abcdef'],
-    cookieName: '_eoa',
+    secrets: ['Jbc6+ZXA4DDvIMfEJE28fyFgS4x8fUr8KeUB/ID22/bv'],
+    cookieName: '_eoa_app',
     maxAge: 86_400_000,
     sameSite: 'lax',
     maxPendingLogins: 5,
@@ -227,8 +228,8 @@ test('…File twins are read at load, relative to the config file, trailing newl
   assert.equal(a.oidc.issuer, 'http://127.0.0.1:8443/realms/test');
   // secretsFile: one secret per line, CRLF tolerated, blank lines ignored.
   assert.deepEqual(a.session.secrets, [
-    'first-session-secret-at-least-32-bytes-long',
-    'second-session-secret-at-least-32-bytes-long',
+    'first-session-key-kept-in-a-file-zD4q9',
+    'second-session-key-kept-in-a-file-Ws8m2',
   ]);
 });
 
@@ -259,7 +260,7 @@ test('JSON text, JSON files without a known extension, and parsed documents load
           clientId: 'app',
           clientSecret: 'app-client-secret',
         },
-        session: { secrets: ['0123456789abcdef0123456789abcdef'] },
+        session: { secrets: ['Jbc6+ZXA4DDvIMfEJE28fyFgS4x8fUr8KeUB/ID22/bv'] },
       },
     ],
   };
@@ -329,7 +330,7 @@ const BASE_APP = {
     clientId: 'app',
     clientSecret: 'app-client-secret',
   },
-  session: { secrets: ['0123456789abcdef0123456789abcdef'] },
+  session: { secrets: ['Jbc6+ZXA4DDvIMfEJE28fyFgS4x8fUr8KeUB/ID22/bv'] },
 };
 
 function problemPaths(document: unknown, env: Record<string, string> = {}): string[] {

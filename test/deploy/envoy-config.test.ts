@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 
 import { loadConfig } from '../../src/config/load.ts';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
+import { requestHeadersRead } from './headers-read.ts';
 import { checkProtoJson, loadProtoRoot, type ProtoJsonProblem } from './proto-json.ts';
 import { repoPath } from './repo-path.ts';
 
@@ -47,6 +48,84 @@ function cluster(config: Doc, name: string): Doc {
   return config.static_resources.clusters.find((c: { name: string }) => c.name === name);
 }
 
+const extAuthzName = 'envoy.filters.http.ext_authz';
+
+/** Every HTTP connection manager of every listener and filter chain. */
+function connectionManagers(config: Doc): Doc[] {
+  const found: Doc[] = [];
+  for (const listener of config.static_resources.listeners)
+    for (const chain of listener.filter_chains)
+      for (const filter of chain.filters)
+        if (filter.name === 'envoy.filters.network.http_connection_manager')
+          found.push(filter.typed_config);
+  return found;
+}
+
+/**
+ * What Envoy's edge guidance (best_practices/edge) asks of a connection manager whose routes and
+ * ext_authz decide by path, and of the routes: nothing skips the check by a raw prefix.
+ */
+function hardeningProblems(config: Doc): string[] {
+  const problems: string[] = [];
+  const managers = connectionManagers(config);
+  if (managers.length === 0) problems.push('no http_connection_manager');
+  for (const manager of managers) {
+    const name = manager.stat_prefix as string;
+    if (manager.normalize_path !== true) problems.push(`${name}: normalize_path is not true`);
+    if (manager.merge_slashes !== true) problems.push(`${name}: merge_slashes is not true`);
+    if (
+      !['UNESCAPE_AND_REDIRECT', 'REJECT_REQUEST'].includes(
+        manager.path_with_escaped_slashes_action,
+      )
+    )
+      problems.push(`${name}: path_with_escaped_slashes_action keeps %2F and %5C`);
+    if (manager.common_http_protocol_options?.headers_with_underscores_action !== 'REJECT_REQUEST')
+      problems.push(`${name}: headers with underscores reach the upstream`);
+    for (const host of manager.route_config.virtual_hosts) {
+      const entries: Doc[] = [host, ...host.routes];
+      for (const entry of entries) {
+        if (entry.typed_per_filter_config?.[extAuthzName]?.disabled === true)
+          problems.push(
+            `${name}: ${host.name} ${JSON.stringify(entry.match ?? {})} skips ext_authz`,
+          );
+      }
+    }
+  }
+  return problems;
+}
+
+/** The identity headers the shipped server config may set upstream, per app. */
+function identityHeaderNames(): Map<string, string[]> {
+  const result = loadConfig(
+    { path: repoPath('envoy/authz-config.yaml') },
+    {
+      SESSION_KEY: 'a-session-key-of-at-least-32-bytes-long',
+      GRAFANA_CLIENT_SECRET: 'grafana-secret',
+      WIKI_CLIENT_SECRET: 'wiki-secret',
+    },
+  );
+  assert.ok(result.ok);
+  return new Map(
+    result.config.apps.map((app) => [
+      app.name,
+      [
+        ...Object.keys(app.upstreamHeaders),
+        ...(app.passAccessToken ? ['authorization'] : []),
+        ...(app.passIdToken ? ['x-id-token'] : []),
+      ],
+    ]),
+  );
+}
+
+/** Envoy's StringMatcher as used in the ext_authz header lists (exact and prefix here). */
+function matchesAny(list: { patterns: Doc[] }, name: string): boolean {
+  return list.patterns.some(
+    (p) =>
+      (p.exact !== undefined && p.exact === name) ||
+      (p.prefix !== undefined && name.startsWith(p.prefix)),
+  );
+}
+
 describe('envoy/envoy.yaml (gRPC mode)', () => {
   const config = readYaml('envoy/envoy.yaml');
 
@@ -64,28 +143,28 @@ describe('envoy/envoy.yaml (gRPC mode)', () => {
     assert.deepEqual(names.slice(-1), ['envoy.filters.http.router'], 'router must be last');
   });
 
-  it('chooses the app per route and disables the check on one route', () => {
+  it('is hardened as Envoy advises: normalised paths, no underscores, no unchecked route', () => {
+    assert.deepEqual(hardeningProblems(config), []);
+  });
+
+  it('chooses the app per route and sends the back-channel logout body', () => {
     const hosts = hcm(config).route_config.virtual_hosts;
     const perRoute = (entry: Doc) =>
       entry.typed_per_filter_config?.['envoy.filters.http.ext_authz'];
     const apps = new Set<string>();
-    let disabled = 0;
+    let withBody = 0;
     for (const host of hosts) {
       const hostApp = perRoute(host)?.check_settings?.context_extensions?.app;
       if (hostApp !== undefined) apps.add(hostApp);
       for (const route of host.routes) {
         const settings = perRoute(route);
-        if (settings?.disabled === true) {
-          disabled++;
-          // No check runs there, so nothing scrubs forged identity headers but Envoy itself.
-          assert.ok(route.request_headers_to_remove.includes('x-auth-request-user'));
-        }
+        if (settings?.check_settings?.with_request_body !== undefined) withBody++;
         const app = settings?.check_settings?.context_extensions?.app;
         if (app !== undefined) apps.add(app);
       }
     }
     assert.deepEqual([...apps].sort(), ['grafana', 'wiki']);
-    assert.equal(disabled, 1);
+    assert.equal(withBody, 1);
   });
 
   it('talks HTTP/2 to the server and health-checks it over gRPC', () => {
@@ -123,6 +202,58 @@ describe('envoy/envoy-http.yaml (HTTP mode)', () => {
       assert.ok(exact(response.allowed_client_headers).includes(name), name);
     }
   });
+
+  it('is hardened as Envoy advises: normalised paths, no underscores, no unchecked route', () => {
+    assert.deepEqual(hardeningProblems(config), []);
+  });
+
+  it('sends the check every request header the server reads', () => {
+    const filter = extAuthz(config);
+    const read = requestHeadersRead();
+    assert.ok(read.includes('sec-fetch-site') && read.includes('origin'), read.join(', '));
+    for (const name of read)
+      assert.ok(matchesAny(filter.allowed_headers, name), `sent to the check: ${name}`);
+  });
+
+  // HTTP mode shows the server only the listed request headers and takes back only the listed
+  // response headers (ENVOY.md §4): every identity header an app may set must be in both lists,
+  // so a forged copy is seen (and named in x-envoy-auth-headers-to-remove) and a real one lands.
+  for (const [app, names] of identityHeaderNames()) {
+    it(`lists every identity header of app ${app} both ways (${names.join(', ')})`, () => {
+      const filter = extAuthz(config);
+      const response = filter.http_service.authorization_response;
+      for (const name of names) {
+        assert.ok(matchesAny(response.allowed_upstream_headers, name), `upstream: ${name}`);
+        assert.ok(matchesAny(filter.allowed_headers, name), `sent to the check: ${name}`);
+      }
+    });
+  }
+});
+
+describe('the hardening check', () => {
+  const clean = readYaml('envoy/envoy.yaml');
+
+  for (const [what, breakIt] of [
+    ['normalize_path off', (m: Doc) => delete m.normalize_path],
+    ['merge_slashes off', (m: Doc) => (m.merge_slashes = false)],
+    ['escaped slashes kept', (m: Doc) => (m.path_with_escaped_slashes_action = 'KEEP_UNCHANGED')],
+    ['underscores allowed', (m: Doc) => delete m.common_http_protocol_options],
+    [
+      'a /public/ route without the check',
+      (m: Doc) =>
+        m.route_config.virtual_hosts[0].routes.unshift({
+          match: { prefix: '/public/' },
+          route: { cluster: 'grafana' },
+          typed_per_filter_config: { [extAuthzName]: { disabled: true } },
+        }),
+    ],
+  ] as const) {
+    it(`fails on ${what}`, () => {
+      const broken = structuredClone(clean);
+      breakIt(hcm(broken));
+      assert.equal(hardeningProblems(broken).length, 1, hardeningProblems(broken).join('\n'));
+    });
+  }
 });
 
 describe('the strict proto-JSON check', () => {

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 
 import { checkConfigFile } from '../../src/config/check.ts';
+import { DEFAULT_UPSTREAM_HEADERS } from '../../src/config/schema.ts';
+import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from '../../src/config/secret-strength.ts';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
+import { requestHeadersRead } from './headers-read.ts';
 import { crdProblems, loadCrdValidator } from './crd-schema.ts';
 import { checkProtoJson, loadProtoRoot } from './proto-json.ts';
 import { repoPath } from './repo-path.ts';
@@ -54,13 +58,45 @@ function meshProblems(operator: Doc): string[] {
   );
 }
 
+/** Istio's header list matching: `abc` exact, `abc*` prefix, `*abc` suffix (case-insensitive). */
+function istioMatches(list: readonly string[], name: string): boolean {
+  return list.some((entry) => {
+    const pattern = entry.toLowerCase();
+    if (pattern.endsWith('*')) return name.startsWith(pattern.slice(0, -1));
+    if (pattern.startsWith('*')) return name.endsWith(pattern.slice(1));
+    return name === pattern;
+  });
+}
+
+/**
+ * Every identity header an app of the shipped examples may set: the defaults, each
+ * `upstreamHeaders` template of the ConfigMap and of envoy/authz-config.yaml (Grafana's
+ * `x-auth-request-role`), the ID token and the access token.
+ */
+function shippedIdentityHeaders(configText: string): string[] {
+  const names = new Set(Object.keys(DEFAULT_UPSTREAM_HEADERS));
+  names.add('x-id-token');
+  names.add('authorization');
+  const envoyConfig: Doc = parse(readFileSync(repoPath('envoy/authz-config.yaml'), 'utf8'));
+  const istioConfig: Doc = parse(configText);
+  for (const app of [...envoyConfig.apps, ...istioConfig.apps])
+    for (const name of Object.keys(app.upstreamHeaders ?? {})) names.add(name.toLowerCase());
+  assert.ok(names.has('x-auth-request-role'));
+  return [...names];
+}
+
+/** Where the Deployment mounts the Secret. */
+function mountOfSecrets(): string {
+  const deployment = find('Deployment', 'envoy-oidc-authz');
+  return deployment.spec.template.spec.containers[0].volumeMounts.find(
+    (m: { name: string }) => m.name === 'secrets',
+  ).mountPath;
+}
+
 /** The Secret's keys as the files the Deployment mounts. */
 function secretFiles(): Map<string, string> {
   const secret = find('Secret', 'envoy-oidc-authz');
-  const deployment = find('Deployment', 'envoy-oidc-authz');
-  const mount = deployment.spec.template.spec.containers[0].volumeMounts.find(
-    (m: { name: string }) => m.name === 'secrets',
-  ).mountPath;
+  const mount = mountOfSecrets();
   return new Map(
     Object.entries(secret.stringData as Record<string, string>).map(([key, value]) => [
       `${mount}/${key}`,
@@ -104,7 +140,9 @@ describe('istio/ manifests', () => {
     const http = providers.find((p: Doc) => p.envoyExtAuthzHttp).envoyExtAuthzHttp;
     assert.equal(http.port, 9002);
     assert.ok(http.includeRequestHeadersInCheck.includes('cookie'));
-    assert.ok(http.headersToUpstreamOnAllow.includes('x-auth-request-user'));
+    for (const name of requestHeadersRead())
+      assert.ok(istioMatches(http.includeRequestHeadersInCheck, name), `to the check: ${name}`);
+    assert.ok(istioMatches(http.headersToUpstreamOnAllow, 'x-auth-request-user'));
     assert.ok(http.headersToUpstreamOnAllow.includes('cookie'), 'session cookie stripped upstream');
     assert.deepEqual(http.headersToDownstreamOnAllow, ['set-cookie']);
     for (const name of ['location', 'set-cookie', 'www-authenticate', 'retry-after']) {
@@ -113,6 +151,41 @@ describe('istio/ manifests', () => {
     const policy = find('AuthorizationPolicy');
     assert.equal(policy.spec.action, 'CUSTOM');
     assert.ok(providers.some((p: Doc) => p.name === policy.spec.provider.name));
+  });
+
+  it('normalise paths mesh-wide the strictest way Istio offers', () => {
+    // Istio's advice for path-based policy: %2F/%5C decoded, dot segments resolved, `//` merged,
+    // so the path the check sees is the path the workload gets.
+    const operator = find('IstioOperator');
+    assert.equal(
+      operator.spec.meshConfig.pathNormalization?.normalization,
+      'DECODE_AND_MERGE_SLASHES',
+    );
+  });
+
+  it('check every path of the host: no rule leaves a raw prefix unchecked', () => {
+    // CUSTOM runs only for requests its rules match; `notPaths: [/public/*]` let
+    // `/public/../admin` through unchecked and unscrubbed. Public paths are the server's.
+    const policy = find('AuthorizationPolicy');
+    for (const rule of policy.spec.rules)
+      for (const to of rule.to ?? []) {
+        assert.equal(to.operation.notPaths, undefined, 'notPaths');
+        assert.equal(to.operation.paths, undefined, 'paths');
+      }
+  });
+
+  it('list every identity header both ways in the HTTP provider', () => {
+    const operator = find('IstioOperator');
+    const http = operator.spec.meshConfig.extensionProviders.find(
+      (p: Doc) => p.envoyExtAuthzHttp,
+    ).envoyExtAuthzHttp;
+    const names = shippedIdentityHeaders(find('ConfigMap', 'envoy-oidc-authz').data['config.yaml']);
+    for (const name of names) {
+      assert.ok(istioMatches(http.headersToUpstreamOnAllow, name), `to the upstream: ${name}`);
+      // Sent to the check so the server sees a forged copy and has Envoy remove it.
+      if (name !== 'authorization')
+        assert.ok(istioMatches(http.includeRequestHeadersInCheck, name), `to the check: ${name}`);
+    }
   });
 
   it('run the server non-root on a read-only root filesystem with requests and both probes', () => {
@@ -137,7 +210,7 @@ describe('istio/ manifests', () => {
     assert.ok(find('PodDisruptionBudget').spec.minAvailable >= 1);
   });
 
-  it('embed a server config that passes check-config with the Secret mounted as files', () => {
+  it('embed a server config that check-config refuses only for the placeholder session key', () => {
     const configMap = find('ConfigMap', 'envoy-oidc-authz');
     const files = secretFiles();
     const configPath = '/etc/envoy-oidc-authz/config/config.yaml';
@@ -147,9 +220,67 @@ describe('istio/ manifests', () => {
       if (text === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
       return text;
     };
-    const result = checkConfigFile(configPath, {}, { readFile });
-    assert.equal(result.output, 'config OK: 1 app');
-    assert.ok(result.ok);
+    const shipped = checkConfigFile(configPath, {}, { readFile });
+    assert.equal(shipped.ok, false, 'the shipped Secret must not start a server');
+    const lines = shipped.output.split('\n');
+    assert.equal(lines.length, 1, shipped.output);
+    assert.match(lines[0]!, /session\.secrets\[0\]: is a placeholder, not a secret/);
+    assert.ok(lines[0]!.includes(GENERATE_SECRET_COMMAND), lines[0]);
+
+    // With a generated key in its place, the rest of the example is a valid configuration.
+    files.set(`${mountOfSecrets()}/session-keys`, `${randomBytes(48).toString('base64')}\n`);
+    const generated = checkConfigFile(configPath, {}, { readFile });
+    assert.equal(generated.output, 'config OK: 1 app');
+    assert.ok(generated.ok);
+  });
+});
+
+describe('shipped keys', () => {
+  const shipped = ['istio', 'deploy/contour', 'deploy/gloo', 'envoy'].flatMap(readDocuments);
+
+  it('every session key a shipped Secret holds is refused, so nobody runs with it', () => {
+    let keys = 0;
+    for (const { name, document } of shipped) {
+      if (document['kind'] !== 'Secret') continue;
+      const data = {
+        ...(document['stringData'] as Record<string, string> | undefined),
+        ...Object.fromEntries(
+          Object.entries((document['data'] as Record<string, string> | undefined) ?? {}).map(
+            ([key, value]) => [key, Buffer.from(value, 'base64').toString('utf8')],
+          ),
+        ),
+      };
+      for (const [key, value] of Object.entries(data)) {
+        if (!/session/i.test(key)) continue;
+        for (const line of value.split('\n').filter((l) => l.trim() !== '')) {
+          keys += 1;
+          const problem = sessionSecretProblem(line.trim());
+          assert.ok(problem !== undefined, `${name} ${key}: a usable key is shipped`);
+          assert.match(problem, /placeholder/, `${name} ${key}`);
+        }
+      }
+    }
+    assert.ok(keys >= 1, 'the Istio Secret ships a session-key placeholder');
+  });
+
+  it('every shipped server config takes its session keys from a file or the environment', () => {
+    const configs = shipped.flatMap(({ name, document }) => {
+      if (document['kind'] === 'ConfigMap') {
+        const data = document['data'] as Record<string, string>;
+        return Object.entries(data)
+          .filter(([key]) => key.endsWith('.yaml'))
+          .map(([key, text]) => ({ name: `${name} ${key}`, config: parse(text) }));
+      }
+      return 'apps' in document ? [{ name, config: document as Doc }] : [];
+    });
+    assert.ok(configs.length >= 2, configs.map((c) => c.name).join(', '));
+    for (const { name, config } of configs) {
+      for (const session of [config.defaults?.session, ...config.apps.map((a: Doc) => a.session)]) {
+        for (const secret of (session?.secrets ?? []) as string[]) {
+          assert.match(secret, /^\$\{[A-Z0-9_]+\}$/, `${name}: an inline session key`);
+        }
+      }
+    }
   });
 });
 
@@ -161,6 +292,7 @@ describe('Contour and Gloo examples', () => {
     'projectcontour.io/v1 HTTPProxy': loadCrdValidator('contour-http-proxy'),
     'gloo.solo.io/v1 Settings': loadCrdValidator('gloo-settings'),
     'gateway.solo.io/v1 VirtualService': loadCrdValidator('gloo-virtual-service'),
+    'gateway.solo.io/v1 Gateway': loadCrdValidator('gloo-gateway'),
   } as const;
 
   function problems(document: Record<string, unknown>): string[] {
@@ -170,7 +302,7 @@ describe('Contour and Gloo examples', () => {
   }
 
   it('validate against their CRDs, unknown fields refused', () => {
-    assert.equal(contour.length + gloo.length, 4);
+    assert.equal(contour.length + gloo.length, 5);
     for (const { name, document } of [...contour, ...gloo]) {
       assert.deepEqual(problems(document), [], name);
     }
@@ -185,6 +317,28 @@ describe('Contour and Gloo examples', () => {
       service.spec.virtualHost.options.extauth.customAuth.contextExtensions.app,
       'grafana',
     );
+  });
+
+  it('turn the check off on no route', () => {
+    // A route without the check matched on the raw path: `/public/../admin` went unchecked.
+    const proxy: Doc = contour.find((d) => d.document['kind'] === 'HTTPProxy')!.document;
+    assert.equal(proxy.spec.virtualhost.authorization.authPolicy.disabled, undefined);
+    for (const route of proxy.spec.routes) assert.equal(route.authPolicy?.disabled, undefined);
+    const service: Doc = gloo.find((d) => d.document['kind'] === 'VirtualService')!.document;
+    for (const route of service.spec.virtualHost.routes)
+      assert.equal(route.options?.extauth?.disable, undefined);
+  });
+
+  it("set Gloo's gateway as Envoy advises: normalised paths, no underscores", () => {
+    const gateway: Doc = gloo.find((d) => d.document['kind'] === 'Gateway')?.document;
+    assert.ok(gateway, 'a Gateway in deploy/gloo');
+    const settings = gateway.spec.httpGateway.options.httpConnectionManagerSettings;
+    assert.equal(settings.normalizePath, true);
+    assert.equal(settings.mergeSlashes, true);
+    assert.ok(
+      ['UNESCAPE_AND_REDIRECT', 'REJECT_REQUEST'].includes(settings.pathWithEscapedSlashesAction),
+    );
+    assert.equal(settings.headersWithUnderscoresAction, 'REJECT_REQUEST');
   });
 
   it('fail on a misspelt field in each kind', () => {

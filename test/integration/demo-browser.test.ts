@@ -95,7 +95,7 @@ describe('the demo in a real browser', () => {
     assert.match(shown ?? '', /x-auth-request-email\s*alice@example\.com/);
     const cookies = await page.context().cookies(demo.url);
     assert.ok(
-      cookies.some((c) => c.name === '_eoa' && c.httpOnly && !c.secure),
+      cookies.some((c) => c.name === '_eoa_demo' && c.httpOnly && !c.secure),
       'a session cookie, HttpOnly, not Secure on plain http loopback',
     );
     await screenshot('3-signed-in');
@@ -113,7 +113,7 @@ describe('the demo in a real browser', () => {
     assert.equal(await page.locator('#identity').count(), 0, 'no identity headers reach it');
     assert.doesNotMatch(await page.content(), /alice@example\.com/);
     const remaining = await page.context().cookies(demo.url);
-    assert.ok(!remaining.some((c) => c.name === '_eoa'), 'the session cookie is gone');
+    assert.ok(!remaining.some((c) => c.name === '_eoa_demo'), 'the session cookie is gone');
     await screenshot('5-signed-out');
 
     // 5. The identity is really gone: the next visit is sent to log in again.

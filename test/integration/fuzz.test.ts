@@ -120,7 +120,9 @@ function generator(seed: number) {
           'content-type',
         ])
       ] = pick([cookie, () => text(100), () => 'Bearer ' + text(200), () => 'application/grpc'])();
-    if (random() < 0.002) out['x-huge'] = 'h'.repeat(1024 * 1024);
+    // Far over request.maxHeaderBytes (a 400 decision) yet under limits.grpc.maxMessageBytes:
+    // a larger message is the transport's to refuse (test/adversarial/transport-floods.test.ts).
+    if (random() < 0.002) out['x-huge'] = 'h'.repeat(768 * 1024);
     return out;
   };
   return (): UpstreamCheckRequest => {
@@ -178,7 +180,7 @@ describe('fuzz', () => {
           name: 'app',
           match: { hosts: ['app.example.com'] },
           oidc: { issuer: provider.issuer, clientId: 'app', clientSecret: 's' },
-          session: { secrets: ['fuzz-session-secret-0123456789abcdefghij'] },
+          session: { secrets: ['ROt26nSb8ogBqFsm6UcnlMhFS57+O1yQCb+z3HXmCN2T'] },
           publicPaths: [{ prefix: '/public/' }],
         },
       ],

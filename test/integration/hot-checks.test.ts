@@ -194,7 +194,7 @@ describe('hot Checks', () => {
     const plain = upstream(await check());
     assert.equal(plain.get('x-auth-request-user'), 'svc');
     assert.equal(plain.has('authorization'), false);
-    const withLoginCookie = upstream(await check('_eoa_login_abc=x; theme=dark'));
+    const withLoginCookie = upstream(await check('_eoa_api_login_abc=x; theme=dark'));
     assert.equal(withLoginCookie.get('cookie'), 'theme=dark', 'our cookies stripped');
     const again = upstream(await check());
     assert.equal(again.get('cookie'), undefined, 'no cookie from the previous request');

@@ -11,7 +11,7 @@ import { EnvoyClient } from '../support/envoy-client.ts';
 import { cliPath, freePort, healthClient, spawnServer } from '../support/server-process.ts';
 import { startTestServer, testApp } from '../support/test-server.ts';
 
-const secret = 'lifecycle-session-secret-0123456789abcdef';
+const secret = 'Pn4Xc8Vq2LhT6zRw0JbM5kYs9GdF1uAe3NoKi7EtWrB';
 let provider: TestProvider;
 before(async () => {
   provider = await startTestProvider({ clients: [] });

@@ -8,7 +8,7 @@ import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
-const otherSecret = 'another-session-secret-0123456789-abcdefgh';
+const otherSecret = 'FNJ3yF7DufxQkbIsu7LNreseEGsuICpa7+bUeJpjlUTq';
 
 function header(outcome: Outcome, name: string): string | undefined {
   if (outcome.kind === 'deny') return outcome.headers.find(([n]) => n === name)?.[1];
@@ -112,13 +112,13 @@ describe('browser login against a real OpenID Provider', () => {
     assert.ok((q.get('nonce') ?? '').length >= 32);
     assert.equal(q.get('redirect_uri'), `${origin}/oauth2/callback`);
     assert.ok(
-      [...b.cookies.keys()].some((n) => n.startsWith('__Host-_eoa_login_')),
+      [...b.cookies.keys()].some((n) => n.startsWith('__Host-_eoa_grafana_login_')),
       'a login-state cookie',
     );
 
     const location = await b.finish(callbackUrl);
     assert.equal(location, `${origin}/d/home?orgId=1`);
-    assert.ok(b.cookies.has('__Host-_eoa'), 'the session cookie, __Host- prefixed');
+    assert.ok(b.cookies.has('__Host-_eoa_grafana'), 'the session cookie, __Host- prefixed');
     assert.ok(
       ![...b.cookies.keys()].some((n) => n.includes('_login_')),
       'the login-state cookie expired',
@@ -207,7 +207,7 @@ describe('browser login against a real OpenID Provider', () => {
   it('treats tampered, truncated and foreign-key cookies as no session, never a 500', async () => {
     const b = browser();
     await b.login(`${origin}/`);
-    const good = b.cookies.get('__Host-_eoa')!;
+    const good = b.cookies.get('__Host-_eoa_grafana')!;
     const foreign = new AppBrowser(envoy);
     const other = await startTestServer({
       apps: [appConfig(provider.issuer, {}, { secrets: [otherSecret] })],
@@ -216,11 +216,11 @@ describe('browser login against a real OpenID Provider', () => {
     try {
       const ob = new AppBrowser(otherEnvoy);
       await ob.login(`${origin}/`);
-      const foreignValue = ob.cookies.get('__Host-_eoa')!;
+      const foreignValue = ob.cookies.get('__Host-_eoa_grafana')!;
       const flipped = good.slice(0, 100) + (good[100] === 'A' ? 'B' : 'A') + good.slice(101);
       for (const value of [flipped, good.slice(0, good.length - 5), foreignValue, 'garbage', '']) {
         foreign.cookies.clear();
-        foreign.cookies.set('__Host-_eoa', value);
+        foreign.cookies.set('__Host-_eoa_grafana', value);
         const outcome = await foreign.request(`${origin}/private`);
         assert.equal(outcome.kind === 'deny' && outcome.status, 302, 'sent to log in again');
         assert.match(locationOf(outcome) ?? '', new RegExp(`^${provider.issuer}/auth`));
@@ -255,7 +255,7 @@ describe('browser login against a real OpenID Provider', () => {
   it('chunks a session with 10 KB of claims over several cookies that round-trip', async () => {
     const b = browser();
     await b.login(`${origin}/`, 'bigclaims');
-    const chunks = [...b.cookies.keys()].filter((n) => /^__Host-_eoa\.\d+$/.test(n));
+    const chunks = [...b.cookies.keys()].filter((n) => /^__Host-_eoa_grafana\.\d+$/.test(n));
     assert.ok(chunks.length >= 3, `chunked: ${[...b.cookies.keys()].join(', ')}`);
     for (const value of b.cookies.values()) assert.ok(value.length < 3_800);
     const outcome = await b.request(`${origin}/x`, { extraCookies: ['keep=1'] });
@@ -339,7 +339,7 @@ describe('browser login against a real OpenID Provider', () => {
     assert.deepEqual([claims.sub, claims.aud, claims.iss], ['alice', 'grafana', provider.issuer]);
     assert.equal(location.searchParams.get('post_logout_redirect_uri'), `${origin}/`);
     assert.equal(location.searchParams.get('client_id'), 'grafana');
-    assert.equal(b.cookies.has('__Host-_eoa'), false, 'the session cookie expired');
+    assert.equal(b.cookies.has('__Host-_eoa_grafana'), false, 'the session cookie expired');
 
     const replay = new AppBrowser(envoy);
     for (const [n, v] of copied) replay.cookies.set(n, v);
@@ -367,7 +367,7 @@ describe('server-side sessions and logout while the provider is down', () => {
     try {
       const b = new AppBrowser(envoy);
       await b.login(`${origin}/`);
-      const ticket = b.cookies.get('__Host-_eoa')!;
+      const ticket = b.cookies.get('__Host-_eoa_grafana')!;
       assert.match(
         ticket,
         /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/,
@@ -379,10 +379,10 @@ describe('server-side sessions and logout while the provider is down', () => {
       await provider.stop();
       const outcome = await b.request(`${origin}/oauth2/logout`);
       assert.equal(outcome.kind === 'deny' && outcome.status, 302);
-      assert.equal(b.cookies.has('__Host-_eoa'), false);
+      assert.equal(b.cookies.has('__Host-_eoa_grafana'), false);
 
       const replay = new AppBrowser(envoy);
-      replay.cookies.set('__Host-_eoa', ticket);
+      replay.cookies.set('__Host-_eoa_grafana', ticket);
       const after = await replay.request(`${origin}/x`, {
         navigate: false,
         headers: [['accept', 'application/json']],

@@ -144,7 +144,7 @@ describe('refresh without storms', () => {
       const outcome = await late.request(`${origin}/late`, { navigate: false, headers: xhr });
       assert.equal(userOf(outcome), 'alice', 'the old cookie is still let in');
       assert.ok(
-        setCookieLines(outcome).some((l) => l.startsWith('__Host-_eoa=')),
+        setCookieLines(outcome).some((l) => l.startsWith('__Host-_eoa_dash=')),
         'and carries the new cookie back',
       );
       assert.equal(refreshGrants(provider).success, grantsBefore.success, 'without another grant');

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
-import type { OidcClient } from '../../src/oidc/oidc-client.ts';
+import { logoutTokenAlgorithms, type OidcClient } from '../../src/oidc/oidc-client.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
 import { TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
 import { scriptedLogout } from '../support/scripted-login.ts';
@@ -141,4 +141,57 @@ describe('back-channel logout tokens', () => {
       });
     });
   }
+});
+
+describe('logout token algorithms: the provider ID-token algorithms the app allows', () => {
+  it('intersects discovery with idTokenAlgs, RS256 when discovery names none', () => {
+    assert.deepEqual(logoutTokenAlgorithms(['RS256'], ['RS256', 'ES256', 'PS256']), ['RS256']);
+    assert.deepEqual(logoutTokenAlgorithms(['ES256', 'RS256', 'HS256'], ['RS256', 'ES256']), [
+      'RS256',
+      'ES256',
+    ]);
+    assert.deepEqual(logoutTokenAlgorithms(undefined, ['ES256', 'RS256']), ['RS256']);
+    assert.deepEqual(logoutTokenAlgorithms(['ES256'], ['RS256']), []);
+  });
+
+  describe('a provider that signs ID tokens with RS256 only', () => {
+    let provider: TestProvider;
+    let client: OidcClient;
+    before(async () => {
+      provider = await startProvider({ idTokenSigningAlgs: ['RS256'] });
+      client = await readyClient(provider, { idTokenAlgs: ['RS256', 'ES256', 'PS256', 'EdDSA'] });
+    });
+    after(async () => {
+      client.close();
+      await provider.close();
+    });
+
+    const sign = (alg: 'RS256' | 'ES256') =>
+      provider.signJwt(
+        { aud: 'web', jti: crypto.randomUUID(), sid: 'sid-1', events: EVENTS },
+        { alg },
+      );
+
+    it('refuses a logout token signed with its ES256 key, though the JWKS holds that key', async () => {
+      await assert.rejects(client.verifyLogoutToken(await sign('ES256')), (err) => {
+        assert.ok(err instanceof TokenInvalidError, String(err));
+        assert.match(err.reason, /ERR_JOSE_ALG_NOT_ALLOWED/);
+        return true;
+      });
+      assert.equal((await client.verifyLogoutToken(await sign('RS256'))).sid, 'sid-1');
+    });
+
+    it('refuses every logout token when idTokenAlgs shares no algorithm with the provider', async () => {
+      const disjoint = await readyClient(provider, { idTokenAlgs: ['ES256'] });
+      try {
+        await assert.rejects(disjoint.verifyLogoutToken(await sign('RS256')), (err) => {
+          assert.ok(err instanceof TokenInvalidError, String(err));
+          assert.match(err.reason, /no algorithm allowed/);
+          return true;
+        });
+      } finally {
+        disjoint.close();
+      }
+    });
+  });
 });

@@ -6,6 +6,7 @@ import { CompactEncrypt, compactDecrypt } from 'jose';
 import { createCookieCodec } from '../../src/session/cookie-codec.ts';
 import { sealCompact } from '../../src/session/compact-jwe.ts';
 import { deriveKeyRing } from '../../src/session/session-keys.ts';
+import { testBinding } from './test-binding.ts';
 
 const SECRET_A = 'a'.repeat(16) + '-first-secret-of-32+bytes';
 const SECRET_B = 'b'.repeat(16) + '-other-secret-of-32+bytes';
@@ -22,8 +23,8 @@ const decryptOptions = {
 
 describe('session keys', () => {
   it('derives a short public kid per secret, stable and not revealing the secret', () => {
-    const one = deriveKeyRing([SECRET_A, SECRET_B], 'session');
-    const two = deriveKeyRing([SECRET_A], 'session');
+    const one = deriveKeyRing([SECRET_A, SECRET_B], 'session', testBinding);
+    const two = deriveKeyRing([SECRET_A], 'session', testBinding);
     assert.match(one.current.kid, /^[A-Za-z0-9_-]{8}$/);
     assert.equal(one.current.kid, two.current.kid);
     assert.notEqual(one.all[1]?.kid, one.current.kid);
@@ -31,15 +32,15 @@ describe('session keys', () => {
   });
 
   it('gives each purpose its own key', () => {
-    const session = deriveKeyRing([SECRET_A], 'session');
-    const login = deriveKeyRing([SECRET_A], 'login-state');
+    const session = deriveKeyRing([SECRET_A], 'session', testBinding);
+    const login = deriveKeyRing([SECRET_A], 'login-state', testBinding);
     assert.notEqual(session.current.kid, login.current.kid);
     const sealed = createCookieCodec(login).seal(payload);
     assert.equal(createCookieCodec(session).open(sealed), undefined);
   });
 
   it('never shows key material in JSON, inspect or strings', () => {
-    const key = deriveKeyRing([SECRET_A], 'session').current;
+    const key = deriveKeyRing([SECRET_A], 'session', testBinding).current;
     const raw = key.keyObject().export().toString('base64url');
     for (const shown of [JSON.stringify({ key }), inspect({ key }), String(key)]) {
       assert.ok(!shown.includes(raw));
@@ -48,14 +49,17 @@ describe('session keys', () => {
   });
 
   it('refuses short, missing or repeated secrets', () => {
-    assert.throws(() => deriveKeyRing([], 'session'), RangeError);
-    assert.throws(() => deriveKeyRing(['too short'], 'session'), /shorter than 32 bytes/);
-    assert.throws(() => deriveKeyRing([SECRET_A, SECRET_A], 'session'), /repeats/);
+    assert.throws(() => deriveKeyRing([], 'session', testBinding), RangeError);
+    assert.throws(
+      () => deriveKeyRing(['too short'], 'session', testBinding),
+      /shorter than 32 bytes/,
+    );
+    assert.throws(() => deriveKeyRing([SECRET_A, SECRET_A], 'session', testBinding), /repeats/);
   });
 });
 
 describe('cookie codec', () => {
-  const ring = deriveKeyRing([SECRET_A], 'session');
+  const ring = deriveKeyRing([SECRET_A], 'session', testBinding);
   const codec = createCookieCodec(ring);
 
   it('round-trips a payload as a compact JWE with exactly dir/A256GCM/kid', () => {
@@ -74,15 +78,17 @@ describe('cookie codec', () => {
   });
 
   it('a cookie sealed with a rotated-out (second-listed) secret still opens', () => {
-    const old = createCookieCodec(deriveKeyRing([SECRET_B], 'session')).seal(payload);
-    const rotated = createCookieCodec(deriveKeyRing([SECRET_A, SECRET_B], 'session'));
+    const old = createCookieCodec(deriveKeyRing([SECRET_B], 'session', testBinding)).seal(payload);
+    const rotated = createCookieCodec(deriveKeyRing([SECRET_A, SECRET_B], 'session', testBinding));
     assert.deepEqual(rotated.open(old), payload);
     const fresh = rotated.seal(payload);
     assert.ok(fresh.startsWith(b64({ alg: 'dir', enc: 'A256GCM', kid: ring.current.kid })));
   });
 
   it('refuses a value sealed with a key it does not hold', () => {
-    const foreign = createCookieCodec(deriveKeyRing([SECRET_B], 'session')).seal(payload);
+    const foreign = createCookieCodec(deriveKeyRing([SECRET_B], 'session', testBinding)).seal(
+      payload,
+    );
     assert.equal(codec.open(foreign), undefined);
   });
 

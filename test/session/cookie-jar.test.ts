@@ -5,9 +5,10 @@ import { describe, it } from 'node:test';
 import { createCookieCodec } from '../../src/session/cookie-codec.ts';
 import { ChunkedCookie, isLoopbackHost, resolveSecure } from '../../src/session/cookie-jar.ts';
 import { deriveKeyRing } from '../../src/session/session-keys.ts';
+import { testBinding } from './test-binding.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
 
-const codec = createCookieCodec(deriveKeyRing(['s'.repeat(40)], 'session'));
+const codec = createCookieCodec(deriveKeyRing(['s'.repeat(40)], 'session', testBinding));
 const jarFor = (domain?: string): ChunkedCookie =>
   new ChunkedCookie({
     name: '_eoa',

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { createCookieCodec } from '../../src/session/cookie-codec.ts';
 import { LoginStates, type LoginStatesOptions } from '../../src/session/login-state.ts';
 import { deriveKeyRing } from '../../src/session/session-keys.ts';
+import { testBinding } from './test-binding.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
@@ -26,7 +27,7 @@ function setup(overrides: Partial<LoginStatesOptions> = {}) {
     now: clock.now,
   });
   const states = new LoginStates(
-    createCookieCodec(deriveKeyRing([SECRET], 'login-state')),
+    createCookieCodec(deriveKeyRing([SECRET], 'login-state', testBinding)),
     {
       cookieName: '_eoa',
       sameSite: 'lax',
@@ -108,7 +109,9 @@ describe('login state', () => {
   it('a login cookie copied from elsewhere with another key is refused and cleared', async () => {
     const { states } = setup();
     const other = new LoginStates(
-      createCookieCodec(deriveKeyRing(['another-secret-of-at-least-32-bytes!!'], 'login-state')),
+      createCookieCodec(
+        deriveKeyRing(['another-secret-of-at-least-32-bytes!!'], 'login-state', testBinding),
+      ),
       { cookieName: '_eoa', sameSite: 'lax', loginTimeout: 600_000, maxPendingLogins: 3 },
     );
     const browser = applySetCookie(new Map(), other.start(flow(1), new Map(), true));

@@ -50,7 +50,7 @@ export function runServerSessionContract(
         sessionMaxAge: 86_400_000,
         loginTimeout: 600_000,
       });
-      await body(new ServerSessionStore(keyspaces), subject.backend, keyspaces);
+      await body(new ServerSessionStore(keyspaces, 'test-binding'), subject.backend, keyspaces);
     } finally {
       await subject.close();
     }

@@ -15,6 +15,7 @@ import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import type { StoreBackend } from '../../src/store/store-backend.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
+import { testBinding } from './test-binding.ts';
 
 const SECRET = 'primary-session-secret-at-least-32-bytes';
 const OLD_SECRET = 'retired-session-secret-at-least-32-bytes';
@@ -24,6 +25,7 @@ const baseOptions: SessionManagerOptions = {
   store: 'cookie',
   secrets: [SECRET],
   cookieName: '_eoa',
+  binding: testBinding,
   maxAge: 24 * 60 * MINUTE,
   sameSite: 'lax',
   maxPendingLogins: 5,

@@ -100,7 +100,7 @@ describe('redis backend, sentinel', () => {
       sessionMaxAge: 600_000,
       loginTimeout: 60_000,
     });
-    const store = new ServerSessionStore(keyspaces);
+    const store = new ServerSessionStore(keyspaces, 'test-binding');
     const ttl = 600_000;
     type Written = { readonly ticket: string; readonly id: string; readonly session: Session };
     let load: Promise<void> | undefined;

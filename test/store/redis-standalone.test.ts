@@ -104,6 +104,7 @@ describe('redis backend, standalone', () => {
     try {
       const store = new ServerSessionStore(
         createAppKeyspaces(backend, { app: 'a', sessionMaxAge: 60_000, loginTimeout: 60_000 }),
+        'test-binding',
       );
       const session = {
         v: 1 as const,

@@ -1,6 +1,6 @@
 /** A scripted browser on one app origin, talking to the server through the Envoy-like client. */
 import assert from 'node:assert/strict';
-import type { EnvoyClient, Outcome } from './envoy-client.ts';
+import type { DownstreamRequest, Outcome } from './envoy-client.ts';
 import { scriptedLogin, type CookieJar } from './scripted-login.ts';
 
 const navigationHeaders: readonly (readonly [string, string])[] = [
@@ -22,13 +22,18 @@ export function locationOf(outcome: Outcome): string | undefined {
   return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === 'location')?.[1] : undefined;
 }
 
+/** What a browser sends its requests through: Envoy in gRPC mode or in HTTP mode. */
+export interface ExtAuthzCaller {
+  check(request: DownstreamRequest): Promise<Outcome>;
+}
+
 export class AppBrowser {
   readonly cookies = new Map<string, string>();
-  readonly #envoy: EnvoyClient;
+  readonly #envoy: ExtAuthzCaller;
   /** The provider's own cookies (its login session), kept across logins like a real browser. */
   providerJar: CookieJar | undefined;
 
-  constructor(envoy: EnvoyClient) {
+  constructor(envoy: ExtAuthzCaller) {
     this.#envoy = envoy;
   }
 

@@ -2,10 +2,10 @@
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { startServer, type ServerHandle } from '../../src/main.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
+import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 
 /** A session secret for tests only (>= 32 bytes). */
-export const testSessionSecret = 'test-session-secret-0123456789-abcdefghij';
+export const testSessionSecret = 'q7TnV2xLc9RkW4bZ0pHs6JfM8dYg3AeU1oNi5rXwKtB';
 
 /** One app with loopback issuer and everything a config needs; override what a test cares about. */
 export function testApp(
@@ -60,10 +60,15 @@ export interface TestServer {
 /** Starts a server; by default waits until it is SERVING (every app's discovery answered). */
 export async function startTestServer(
   document: Record<string, unknown>,
-  options: { readonly waitReady?: boolean; readonly now?: () => number } = {},
+  options: {
+    readonly waitReady?: boolean;
+    readonly now?: () => number;
+    /** Default: a silent one. */
+    readonly logger?: Logger;
+  } = {},
 ): Promise<TestServer> {
   const handle = await startServer(testConfig(document), {
-    logger: silentLogger(),
+    logger: options.logger ?? silentLogger(),
     ...(options.now === undefined ? {} : { now: options.now }),
   });
   if (options.waitReady ?? true) {

@@ -1,0 +1,43 @@
+/** One path rule (a prefix or an exact path, with its methods) matched over every reading of a path. */
+import { compileMethodSet, type MethodSet } from './method-set.ts';
+import type { RequestPath } from './request-path.ts';
+
+/** A rule's path: a plain string prefix (`/admin` also covers `/administrator`), or one exact path. */
+export type PathPattern = { readonly prefix: string } | { readonly exact: string };
+
+/**
+ * A path rule, compiled once. The two questions it answers differ on purpose:
+ * - a rule that **restricts** (scopes, claim rules) applies when *any* reading matches, so no
+ *   reading an upstream may make escapes it;
+ * - a rule that **opens** (a public path) holds only when *every* reading matches, so no
+ *   reading an upstream may make leads outside it.
+ */
+export class PathRule {
+  readonly #prefix: boolean;
+  readonly #path: string;
+  readonly #methods: MethodSet;
+
+  constructor(pattern: PathPattern, methods?: readonly string[]) {
+    this.#prefix = 'prefix' in pattern;
+    this.#path = 'prefix' in pattern ? pattern.prefix : pattern.exact;
+    this.#methods = compileMethodSet(methods);
+  }
+
+  /** The method is covered and at least one reading of the path matches. */
+  appliesTo(method: string, path: RequestPath): boolean {
+    if (!this.#methods.has(method)) return false;
+    for (const reading of path.readings) if (this.#matches(reading)) return true;
+    return false;
+  }
+
+  /** The method is covered and every reading of the path matches. */
+  coversEveryReading(method: string, path: RequestPath): boolean {
+    if (!this.#methods.has(method)) return false;
+    for (const reading of path.readings) if (!this.#matches(reading)) return false;
+    return true;
+  }
+
+  #matches(reading: string): boolean {
+    return this.#prefix ? reading.startsWith(this.#path) : reading === this.#path;
+  }
+}

@@ -1,0 +1,64 @@
+/** What forging an identity header takes, and the removal lists built once per app. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  foldHeaderName,
+  IdentityRemovals,
+  spellingsOf,
+} from '../../src/authz/identity-removals.ts';
+
+describe('identity removals', () => {
+  it('folds names as CGI, WSGI, PHP, Rack and nginx read them', () => {
+    assert.equal(foldHeaderName('X_Auth_Request_User'), 'x-auth-request-user');
+    assert.equal(foldHeaderName('x-auth_request-user'), 'x-auth-request-user');
+  });
+
+  it('spells a name every way an upstream folds into it', () => {
+    assert.deepEqual(spellingsOf('x-a_b').sort(), ['x-a-b', 'x-a_b', 'x_a-b', 'x_a_b']);
+    assert.equal(spellingsOf('x-auth-request-preferred-username').length, 16);
+    assert.throws(() => spellingsOf('a-b-c-d-e-f-g-h-i-j'), /more than 8/);
+  });
+
+  it('finds every request header that folds to an identity header, except those set', () => {
+    const removals = new IdentityRemovals(['x-auth-request-user', 'x-auth-request-email']);
+    const request = new Map([
+      ['x-auth-request-user', 'root'],
+      ['x_auth_request_user', 'root'],
+      ['x-auth_request-email', 'root@example.com'],
+      ['x-auth-request-role', 'Admin'],
+      ['accept', '*/*'],
+    ]);
+    const underscored = ['x_auth_request_user', 'x-auth_request-email'];
+    assert.deepEqual(removals.forgedIn(request, underscored, new Set(['x-auth-request-user'])), [
+      'x_auth_request_user',
+      'x-auth_request-email',
+    ]);
+    assert.deepEqual(removals.forgedIn(request, underscored), [
+      'x-auth-request-user',
+      'x_auth_request_user',
+      'x-auth_request-email',
+    ]);
+  });
+
+  it('lists every spelling not set, the same object for the same set', () => {
+    const removals = new IdentityRemovals(['x-a-b', 'x-c']);
+    assert.deepEqual([...removals.all.names].sort(), [
+      'x-a-b',
+      'x-a_b',
+      'x-c',
+      'x_a-b',
+      'x_a_b',
+      'x_c',
+    ]);
+    assert.equal(removals.all.joined, removals.all.names.join(', '));
+    const setAb = removals.forSet(new Set(['x-a-b']));
+    assert.deepEqual([...setAb.names].sort(), ['x-a_b', 'x-c', 'x_a-b', 'x_a_b', 'x_c']);
+    assert.equal(removals.forSet(new Set(['x-a-b'])), setAb);
+    assert.equal(removals.forSet(new Set()), removals.all);
+  });
+
+  it('never lists a configured identity header that is set, though it spells another', () => {
+    const removals = new IdentityRemovals(['x-user', 'x_user']);
+    assert.deepEqual([...removals.forSet(new Set(['x-user', 'x_user'])).names], []);
+  });
+});
