@@ -25,6 +25,7 @@ import {
   rstStream,
 } from '../support/raw-h2.ts';
 import { spawnServer, type ServerProcess } from '../support/server-process.ts';
+import { testSessionSecret } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const checkPath = '/envoy.service.auth.v3.Authorization/Check';
@@ -54,6 +55,7 @@ let roomy: ServerProcess;
 /** The `tight` limits. */
 let strict: ServerProcess;
 let envoy: EnvoyClient;
+let serversStarted = false;
 
 function serverDocument(limits: Record<string, unknown>): Record<string, unknown> {
   return {
@@ -64,7 +66,7 @@ function serverDocument(limits: Record<string, unknown>): Record<string, unknown
         name: 'app',
         match: { hosts: ['app.example.com'] },
         oidc: { issuer: provider.issuer, clientId: 'app', clientSecret: 's' },
-        session: { secrets: ['transport-floods-secret-0123456789abcdefghij'] },
+        session: { secrets: [testSessionSecret] },
         publicPaths: [{ prefix: '/public/' }],
       },
     ],
@@ -478,13 +480,25 @@ const rows: readonly Row[] = [
 describe('transport floods against the gRPC listener', () => {
   before(async () => {
     provider = await startTestProvider({ clients: [] });
-    [roomy, strict] = await Promise.all([
+    const started = await Promise.allSettled([
       spawnServer(serverDocument({})),
       spawnServer(serverDocument(tight)),
     ]);
+    // A server that failed to start fails the file; the one that did start must not outlive it.
+    const failed = started.find((result) => result.status === 'rejected');
+    if (failed !== undefined) {
+      for (const result of started) if (result.status === 'fulfilled') await result.value.stop();
+      await provider.close();
+      throw failed.reason;
+    }
+    [roomy, strict] = started.map(
+      (result) => (result as PromiseFulfilledResult<ServerProcess>).value,
+    ) as [ServerProcess, ServerProcess];
     envoy = new EnvoyClient({ target: roomy.grpcTarget, timeoutMs: 5000 });
+    serversStarted = true;
   });
   after(async () => {
+    if (!serversStarted) return;
     envoy.close();
     await Promise.all([roomy.stop(), strict.stop()]);
     await provider.close();
