@@ -422,6 +422,8 @@ export async function startServer(
       );
       if (moved.length > 0)
         logger.warn({ listeners: moved }, 'listen addresses change only on restart');
+      if (JSON.stringify(next.limits) !== JSON.stringify(current.limits))
+        logger.warn({}, 'transport limits change only on restart');
       const rebuilt = buildRuntime(next, services);
       authorizer.replace(rebuilt);
       apps = rebuilt.apps;

@@ -845,17 +845,17 @@ export const grpcLimitsSchema = z
     headersTimeout: duration()
       .prefault('10s')
       .describe(
-        'A new connection that has not sent one complete request header block within this long is closed (slow headers). Duration, default `10s`.',
+        'A new connection that has not sent one complete request header block within this long is closed (slow headers, or none). Checked once per period, so it may take up to twice this. Duration, default `10s`.',
       ),
     requestTimeout: duration()
       .prefault('10s')
       .describe(
-        "A request message must arrive whole within this long of its headers, else the stream ends with `DEADLINE_EXCEEDED` (slow bodies); Envoy's own ext_authz timeout is far shorter. Duration, default `10s`.",
+        "A request message must arrive whole within this long of its headers, else the stream ends with `DEADLINE_EXCEEDED` however busy the client keeps it (slow bodies); Envoy's own ext_authz timeout is far shorter. Checked once per period, so up to twice this. Duration, default `10s`.",
       ),
     idleTimeout: duration()
       .prefault('5m')
       .describe(
-        'A connection with no open stream for this long is told to go away (GOAWAY) and closed. Duration, default `5m`.',
+        'A connection with no open stream for this long is told to go away (GOAWAY), and closed one period later if still open. Checked once per period. Duration, default `5m`.',
       ),
   })
   .prefault({})

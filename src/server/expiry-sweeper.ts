@@ -1,5 +1,16 @@
 /** Expires whatever stays too long in a set, with one timer for all of it instead of one per item. */
 
+/** The timer functions the sweeper uses; tests pass their own to sweep on demand. */
+export interface SweepTimer {
+  start(callback: () => void, periodMs: number): unknown;
+  stop(handle: unknown): void;
+}
+
+const realTimer: SweepTimer = {
+  start: (callback, periodMs) => setInterval(callback, periodMs).unref(),
+  stop: (handle) => clearInterval(handle as NodeJS.Timeout),
+};
+
 /**
  * Items added stay until {@link delete}d or expired: an item still present after between
  * `timeoutMs` and twice that is handed to `onExpire` (two generations swept once per
@@ -11,19 +22,18 @@ export class ExpirySweeper<T> {
   readonly #onExpire: (item: T) => void;
   #young = new Set<T>();
   #old = new Set<T>();
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: SweepTimer;
+  #timer: unknown;
 
-  constructor(timeoutMs: number, onExpire: (item: T) => void) {
+  constructor(timeoutMs: number, onExpire: (item: T) => void, timer: SweepTimer = realTimer) {
     this.#timeoutMs = timeoutMs;
     this.#onExpire = onExpire;
+    this.#clock = timer;
   }
 
   add(item: T): void {
     this.#young.add(item);
-    if (this.#timer === undefined) {
-      this.#timer = setInterval(() => this.#sweep(), this.#timeoutMs);
-      this.#timer.unref();
-    }
+    this.#timer ??= this.#clock.start(() => this.#sweep(), this.#timeoutMs);
   }
 
   delete(item: T): void {
@@ -49,7 +59,7 @@ export class ExpirySweeper<T> {
   }
 
   #stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    if (this.#timer !== undefined) this.#clock.stop(this.#timer);
     this.#timer = undefined;
   }
 }

@@ -332,16 +332,26 @@ export class GrpcTransport {
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', this.#onStreamError);
     const connection = this.#connections.get(stream.session as http2.ServerHttp2Session);
-    if (connection !== undefined) {
-      if (connection.streams++ === 0) {
-        this.#unheard.delete(connection);
-        this.#idle.delete(connection);
-      }
-      stream.once('close', () => {
-        if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.#noteReset(connection);
-        if (--connection.streams === 0 && !connection.session.closed) this.#idle.add(connection);
-      });
+    if (connection !== undefined && connection.streams++ === 0) {
+      this.#unheard.delete(connection);
+      this.#idle.delete(connection);
     }
+    let refused = false;
+    const refuse = (problem: MessageProblem): void => {
+      refused = true;
+      this.#arriving.delete(stream);
+      endWithStatus(stream, problem.code, problem.details);
+      // The answer is complete: the client may stop sending the rest (RFC 9113 §8.1).
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    };
+    const message = new RequestMessage(this.#budget, this.#maxMessageBytes, refuse);
+    stream.once('close', () => {
+      this.#arriving.delete(stream);
+      message.abandon();
+      if (connection === undefined) return;
+      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.#noteReset(connection);
+      if (--connection.streams === 0 && !connection.session.closed) this.#idle.add(connection);
+    });
     if (headers[':method'] !== 'POST') {
       stream.resume();
       stream.respond({ ':status': 405, allow: 'POST' }, { endStream: true });
@@ -368,42 +378,28 @@ export class GrpcTransport {
       return;
     }
 
-    const maxBytes = this.#maxMessageBytes;
-    let refused = false;
-    const refuse = (problem: MessageProblem): void => {
-      refused = true;
-      this.#arriving.delete(stream);
-      endWithStatus(stream, problem.code, problem.details);
-      // The answer is complete: the client may stop sending the rest (RFC 9113 §8.1).
-      stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    };
-    const body = new RequestMessage(this.#budget, maxBytes, refuse);
     this.#arriving.add(stream);
-    stream.once('close', () => {
-      this.#arriving.delete(stream);
-      body.abandon();
-    });
     stream.on('data', (chunk: Buffer) => {
       if (refused) return;
-      const problem = body.add(chunk);
+      const problem = message.add(chunk);
       if (problem !== undefined) refuse(problem);
     });
     stream.on('end', () => {
       if (refused) return;
       this.#arriving.delete(stream);
-      const frame = body.finish();
+      const frame = message.finish();
       if (!Buffer.isBuffer(frame)) {
         endWithStatus(stream, frame.code, frame.details);
         return;
       }
-      const message = singleMessage(frame, encoding, maxBytes);
-      if (!Buffer.isBuffer(message)) {
-        endWithStatus(stream, message.code, message.details);
+      const bytes = singleMessage(frame, encoding, this.#maxMessageBytes);
+      if (!Buffer.isBuffer(bytes)) {
+        endWithStatus(stream, bytes.code, bytes.details);
         return;
       }
       let request: unknown;
       try {
-        request = method.decode(message);
+        request = method.decode(bytes);
       } catch {
         endWithStatus(stream, GrpcStatus.INTERNAL, 'request message could not be decoded');
         return;

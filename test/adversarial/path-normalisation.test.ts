@@ -7,7 +7,8 @@
  *
  * The deployment: `grafana.example.com` is its own app; on `example.com` an `admin` app owns
  * `/admin/` (members of `admins` only) and a `web` app the rest, with `/public/` public, a bearer
- * scope rule on `/ops/` and a claim rule on `/billing/`; other hosts are let through untouched
+ * scope rule on `/ops/` and a claim rule on `/billing/`; `api.example.com` has a bearer scope rule
+ * on `/admin/`; other hosts are let through untouched
  * (`allowUnmatched`). The attacker holds no session, or a valid bearer token of a plain user
  * (scope `read`, group `staff`).
  */
@@ -114,6 +115,12 @@ const attacks: readonly Attack[] = [
   { path: '/%ef%bd%8fps/x', token: 'user', expect: 403 },
   { path: '/ops%3bx/y', token: 'user', expect: 403 },
 
+  // Escaping a bearer scope rule on `/admin/` of an API host, as reported.
+  { host: 'api.example.com', path: '/admin;v=1/x', token: 'user', expect: 403 },
+  { host: 'api.example.com', path: '/admin;jsessionid=1/x', token: 'user', expect: 403 },
+  { host: 'api.example.com', path: '/x/..;/admin/x', token: 'user', expect: 403 },
+  { host: 'api.example.com', path: '/%2561dmin/x', token: 'user', expect: 403 },
+
   // Escaping a claim rule on `/billing/`.
   { path: '/billing;v=1/x', token: 'user', expect: 403 },
   { path: '/billing;/x', token: 'user', expect: 403 },
@@ -154,6 +161,8 @@ const baseline: readonly Attack[] = [
   { path: '/admin/secret', expect: 401 },
   { host: 'grafana.example.com', path: '/', expect: 401 },
   { host: 'unknown.test', path: '/', expect: 'allow' },
+  { host: 'api.example.com', path: '/x', token: 'user', expect: 'allow' },
+  { host: 'api.example.com', path: '/admin/x', token: 'user', expect: 403 },
 ];
 
 /** The short reasons a 400 from the request policy (or the host check) gives. */
@@ -182,6 +191,14 @@ before(async () => {
       testApp(
         'grafana',
         { match: { hosts: ['grafana.example.com', '*.grafana.example.com'] } },
+        provider.issuer,
+      ),
+      testApp(
+        'api',
+        {
+          match: { hosts: ['api.example.com'] },
+          bearer: { ...bearer, paths: [{ prefix: '/admin/', requiredScopes: ['admin'] }] },
+        },
         provider.issuer,
       ),
       testApp(

@@ -90,7 +90,7 @@ export class RawH2Connection {
 
   private constructor(socket: Socket) {
     this.socket = socket;
-    this.closed = once(socket, 'close').then(() => undefined);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => {}); // a reset by the server is an outcome the test reads
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
   }
@@ -138,7 +138,10 @@ export class RawH2Connection {
       const found = this.frames.find(test);
       if (found !== undefined) return found;
       if (this.socket.destroyed) return undefined;
-      await Promise.race([once(this.socket, 'data'), this.closed]);
+      await Promise.race([
+        new Promise((resolve) => this.socket.once('data', resolve)),
+        this.closed,
+      ]);
     }
   }
 
