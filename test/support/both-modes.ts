@@ -96,18 +96,26 @@ function withoutIdentityInCheck(lists: HttpLists): HttpLists {
 /** The modes {@link bothModes} makes, in order; known before any server starts. */
 export const modeNames = [
   'grpc',
+  'grpc (encode_raw_headers)',
   'http (envoy-http.yaml)',
   'http (Istio provider)',
   'http (identity headers not sent to the check)',
 ] as const;
 
 /**
- * A gRPC-mode Envoy and HTTP-mode ones in front of `server`: with the lists of
+ * gRPC-mode Envoys (header map, and raw header lines) and HTTP-mode ones in front of `server`:
+ * with the lists of
  * `envoy/envoy-http.yaml`, of Istio's provider, and of an operator who sends no identity header
  * to the check (so the server never sees a forged one).
  */
 export function bothModes(server: TestServer, protos: UpstreamProtos): EnvoyMode[] {
   const grpc = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+  const raw = new EnvoyClient({
+    target: server.grpcTarget,
+    protos,
+    timeoutMs: 5_000,
+    encodeRawHeaders: true,
+  });
   const http = (name: string, lists: HttpLists): EnvoyMode => {
     const client = new HttpModeClient({ baseUrl: server.httpBase, timeoutMs: 5_000, ...lists });
     return { name, envoy: client, close: () => client.close() };
@@ -115,8 +123,9 @@ export function bothModes(server: TestServer, protos: UpstreamProtos): EnvoyMode
   const envoyLists = shippedEnvoyHttpLists();
   return [
     { name: modeNames[0], envoy: grpc, close: () => grpc.close() },
-    http(modeNames[1], envoyLists),
-    http(modeNames[2], shippedIstioHttpLists()),
-    http(modeNames[3], withoutIdentityInCheck(envoyLists)),
+    { name: modeNames[1], envoy: raw, close: () => raw.close() },
+    http(modeNames[2], envoyLists),
+    http(modeNames[3], shippedIstioHttpLists()),
+    http(modeNames[4], withoutIdentityInCheck(envoyLists)),
   ];
 }
