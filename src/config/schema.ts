@@ -3,7 +3,12 @@
 import { z } from 'zod';
 
 import { DURATION_HINT, parseDuration } from './duration.ts';
-import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from './secret-strength.ts';
+import {
+  GENERATE_SECRET_COMMAND,
+  issuedSecretProblem,
+  sessionSecretProblem,
+  type IssuedSecretKind,
+} from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
 import {
   maxIdentityNameSeparators,
@@ -54,6 +59,15 @@ function parseUrl(text: string): URL | undefined {
     return new URL(text);
   } catch {
     return undefined;
+  }
+}
+
+/** `text` percent-decoded, or as it is when it is not valid percent-encoding. */
+function decodeUriComponentOr(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
 
@@ -263,18 +277,31 @@ const matchSchema = z
     'How requests find this app: the first app whose `match` fits wins; `context_extensions` `app=<name>` wins over all. Omitted: every request matches. An app that matches every request must be the last app with a `match` of its own.',
   );
 
+/**
+ * A secret issued elsewhere (a client secret, a Redis password): any non-empty string except a
+ * template value nobody replaced, so a shipped Kubernetes Secret applied as it is fails
+ * `check-config`, `serve` and reload instead of failing at the first login or Redis command.
+ */
+function issuedSecret(kind: IssuedSecretKind, emptyMessage?: string) {
+  return z
+    .string()
+    .min(1, emptyMessage)
+    .superRefine((value, ctx) => {
+      const problem = issuedSecretProblem(value, kind);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    });
+}
+
 const oidcSchema = z
   .strictObject({
     issuer: issuerUrl.describe(
       'OpenID Provider issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`. https, or http on loopback only. Required.',
     ),
     clientId: z.string().min(1, 'must not be empty').describe('OAuth client id. Required.'),
-    clientSecret: z
-      .string()
-      .min(1, 'must not be empty')
+    clientSecret: issuedSecret('client secret', 'must not be empty')
       .optional()
       .describe(
-        'OAuth client secret; required for `client_secret_basic` and `client_secret_post`. Or `clientSecretFile`: a file holding it (trailing newline removed).',
+        'OAuth client secret; required for `client_secret_basic` and `client_secret_post`. Or `clientSecretFile`: a file holding it (trailing newline removed). A template value left in place (`REPLACE…`, `changeme`, `placeholder`, `<…>`, a literal `${…}`, `...`) is refused.',
       ),
     clientAuth: z
       .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'])
@@ -565,11 +592,11 @@ const bearerSchema = z
           .min(1)
           .optional()
           .describe('Client id for the introspection endpoint; required when enabled.'),
-        clientSecret: z
-          .string()
-          .min(1)
+        clientSecret: issuedSecret('client secret')
           .optional()
-          .describe('Client secret for the introspection endpoint. Or `clientSecretFile`.'),
+          .describe(
+            'Client secret for the introspection endpoint. Or `clientSecretFile`. Template values are refused as in `oidc.clientSecret`.',
+          ),
         cacheMax: z
           .int()
           .min(0)
@@ -723,6 +750,15 @@ const redisSchema = z
         (text) => /^rediss?:$/.test(parseUrl(text)?.protocol ?? ''),
         'must be a redis:// or rediss:// URL',
       )
+      .superRefine((text, ctx) => {
+        // `redis://:<password>@host` carries the password too; only that part is examined.
+        const password = parseUrl(text)?.password ?? '';
+        if (password === '') return;
+        const problem = issuedSecretProblem(decodeUriComponentOr(password), 'Redis password');
+        if (problem !== undefined) {
+          ctx.addIssue({ code: 'custom', message: `the password in it ${problem}` });
+        }
+      })
       .optional()
       .describe('Standalone server, `redis://host:port/db` or `rediss://` for TLS.'),
     sentinels: z
@@ -733,7 +769,11 @@ const redisSchema = z
     name: z.string().min(1).optional().describe('Sentinel master name.'),
     cluster: z.array(hostPort).min(1).optional().describe('Cluster seed nodes (`host:port`).'),
     username: z.string().min(1).optional().describe('ACL user name.'),
-    password: z.string().min(1).optional().describe('ACL password. Or `passwordFile`.'),
+    password: issuedSecret('Redis password')
+      .optional()
+      .describe(
+        'ACL password. Or `passwordFile`. A template value left in place (`REPLACE…`, `changeme`, `placeholder`, `<…>`, a literal `${…}`, `...`) is refused.',
+      ),
     tls: z
       .strictObject({
         ca: z.string().min(1).optional().describe('CA bundle (PEM). Or `caFile`.'),

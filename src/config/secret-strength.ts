@@ -7,20 +7,34 @@ export const GENERATE_SECRET_COMMAND = 'openssl rand -base64 48';
  * Words that mark a value someone was meant to replace, or that an attacker tries first.
  * Matched case-insensitively anywhere in the secret. Each is six characters or more, so a
  * random base64 key contains one by chance less than once in ten million keys (and is then
- * simply generated again).
+ * simply generated again). `template` words mark a value copied from a template and never
+ * replaced: they are refused in every secret, including those a provider issues. The others are
+ * refused in session keys only, where we ask for a random key: a provider's client secret or a
+ * dev Redis password may honestly contain `secret` or `password`.
  */
-const PLACEHOLDER_WORDS: readonly string[] = [
-  'replace',
-  'changeme',
-  'change-me',
-  'change_me',
-  'example',
-  'secret',
-  'password',
-  'passwd',
-  'placeholder',
-  'insecure',
-  'default',
+const PLACEHOLDER_WORDS: readonly { readonly word: string; readonly template: boolean }[] = [
+  { word: 'replace', template: true },
+  { word: 'changeme', template: true },
+  { word: 'change-me', template: true },
+  { word: 'change_me', template: true },
+  { word: 'placeholder', template: true },
+  { word: 'example', template: false },
+  { word: 'secret', template: false },
+  { word: 'password', template: false },
+  { word: 'passwd', template: false },
+  { word: 'insecure', template: false },
+  { word: 'default', template: false },
+];
+
+/**
+ * Shapes of a template value left as it was written, each with how the message describes it
+ * (never quoting the value): `<client-secret>`, a `${VAR}` that no interpolation replaced (a
+ * `…File` is read as it is, and `$${` stands for a literal `${`), and an ellipsis.
+ */
+const TEMPLATE_SHAPES: readonly { readonly shape: RegExp; readonly described: string }[] = [
+  { shape: /^\s*<[^<>]*>\s*$/, described: 'it is wrapped in <…>' },
+  { shape: /\$\{[^}]*\}/, described: 'it holds a literal ${…}' },
+  { shape: /^\s*(?:\.{3,}|…)\s*$/, described: 'it is an ellipsis' },
 ];
 
 /**
@@ -98,7 +112,18 @@ function longestEarlierMatch(bytes: Buffer, at: number): number {
 /** The placeholder word a secret contains, as written in the list, or `undefined`. */
 export function placeholderIn(secret: string): string | undefined {
   const lower = secret.toLowerCase();
-  return PLACEHOLDER_WORDS.find((word) => lower.includes(word));
+  return PLACEHOLDER_WORDS.find(({ word }) => lower.includes(word))?.word;
+}
+
+/**
+ * Why `value` is a template value nobody replaced — a template word or shape, described without
+ * quoting the value — or `undefined`. Every secret is checked for these, whoever issued it.
+ */
+export function templatePlaceholderIn(value: string): string | undefined {
+  const lower = value.toLowerCase();
+  const word = PLACEHOLDER_WORDS.find((entry) => entry.template && lower.includes(entry.word));
+  if (word !== undefined) return `it contains "${word.word}"`;
+  return TEMPLATE_SHAPES.find(({ shape }) => shape.test(value))?.described;
 }
 
 function describeShape(estimate: EntropyEstimate): string {
@@ -119,6 +144,8 @@ function describeShape(estimate: EntropyEstimate): string {
  */
 export function sessionSecretProblem(secret: string): string | undefined {
   const fix = `generate one with \`${GENERATE_SECRET_COMMAND}\``;
+  const template = templatePlaceholderIn(secret);
+  if (template !== undefined) return `is a placeholder, not a secret (${template}): ${fix}`;
   const word = placeholderIn(secret);
   if (word !== undefined) {
     return `is a placeholder, not a secret (it contains "${word}"): ${fix}`;
@@ -128,4 +155,25 @@ export function sessionSecretProblem(secret: string): string | undefined {
     return `is too predictable to be a key (${describeShape(estimate)}, about ${Math.floor(estimate.bits)} bits of entropy): ${fix}`;
   }
   return undefined;
+}
+
+/** Whose value a secret issued elsewhere is: it decides what the refusal asks for. */
+export type IssuedSecretKind = 'client secret' | 'Redis password';
+
+const ISSUED_FIX: Readonly<Record<IssuedSecretKind, string>> = {
+  'client secret': 'put the client secret the OpenID Provider issued for this client here',
+  'Redis password':
+    'put the password Redis is configured with here (`requirepass` or the ACL user’s)',
+};
+
+/**
+ * Why `value` must not be used as a client secret or Redis password, or `undefined`. These are
+ * issued elsewhere (the provider, the Redis configuration), so only a template value nobody
+ * replaced is refused — as in a shipped Kubernetes Secret — never a short or wordy one: dev
+ * setups honestly use `s3cr3t-dev`. The message never quotes the value.
+ */
+export function issuedSecretProblem(value: string, kind: IssuedSecretKind): string | undefined {
+  const template = templatePlaceholderIn(value);
+  if (template === undefined) return undefined;
+  return `is a placeholder, not the ${kind} (${template}): ${ISSUED_FIX[kind]}`;
 }

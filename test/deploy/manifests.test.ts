@@ -7,7 +7,11 @@ import { parse, parseAllDocuments } from 'yaml';
 
 import { checkConfigFile } from '../../src/config/check.ts';
 import { DEFAULT_UPSTREAM_HEADERS } from '../../src/config/schema.ts';
-import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from '../../src/config/secret-strength.ts';
+import {
+  GENERATE_SECRET_COMMAND,
+  issuedSecretProblem,
+  sessionSecretProblem,
+} from '../../src/config/secret-strength.ts';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
 import { requestHeadersRead } from './headers-read.ts';
 import { crdProblems, loadCrdValidator } from './crd-schema.ts';
@@ -210,36 +214,104 @@ describe('istio/ manifests', () => {
     assert.ok(find('PodDisruptionBudget').spec.minAvailable >= 1);
   });
 
-  it('embed a server config that check-config refuses only for the placeholder session key', () => {
+  it('embed a server config that check-config refuses only for the placeholders of the Secret', () => {
     const configMap = find('ConfigMap', 'envoy-oidc-authz');
-    const files = secretFiles();
+    const mount = mountOfSecrets();
     const configPath = '/etc/envoy-oidc-authz/config/config.yaml';
-    files.set(configPath, configMap.data['config.yaml']);
-    const readFile = (path: string): string => {
-      const text = files.get(path);
-      if (text === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
-      return text;
+    // Each value the shipped Secret holds, where the config reads it, and what fixes it.
+    const refusals = new Map<string, { path: string; message: RegExp; honest: string }>([
+      [
+        'session-keys',
+        {
+          path: 'defaults.session.secrets[0]',
+          message: /^is a placeholder, not a secret \(it contains "replace"\): generate one with/,
+          honest: `${randomBytes(48).toString('base64')}\n`,
+        },
+      ],
+      [
+        'grafana-client-secret',
+        {
+          path: 'apps[0].oidc.clientSecret',
+          message:
+            /^is a placeholder, not the client secret \(it contains "replace"\): put the client secret the OpenID Provider issued/,
+          honest: 'Gq7vY2mTz9KpL4wXc8Rb\n',
+        },
+      ],
+      [
+        'redis-password',
+        {
+          path: 'store.redis.password',
+          message:
+            /^is a placeholder, not the Redis password \(it contains "replace"\): put the password Redis is configured with/,
+          honest: 's3cr3t-dev\n',
+        },
+      ],
+    ]);
+    const check = (files: Map<string, string>) => {
+      files.set(configPath, configMap.data['config.yaml']);
+      return checkConfigFile(
+        configPath,
+        {},
+        {
+          readFile: (path: string): string => {
+            const text = files.get(path);
+            if (text === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+            return text;
+          },
+        },
+      );
     };
-    const shipped = checkConfigFile(configPath, {}, { readFile });
-    assert.equal(shipped.ok, false, 'the shipped Secret must not start a server');
-    const lines = shipped.output.split('\n');
-    assert.equal(lines.length, 1, shipped.output);
-    assert.match(lines[0]!, /session\.secrets\[0\]: is a placeholder, not a secret/);
-    assert.ok(lines[0]!.includes(GENERATE_SECRET_COMMAND), lines[0]);
+    const problemsOf = (output: string) =>
+      new Map(
+        output
+          .split('\n')
+          .map((line) => [line.split(': ')[0]!, line.slice(line.indexOf(': ') + 2)]),
+      );
 
-    // With a generated key in its place, the rest of the example is a valid configuration.
-    files.set(`${mountOfSecrets()}/session-keys`, `${randomBytes(48).toString('base64')}\n`);
-    const generated = checkConfigFile(configPath, {}, { readFile });
-    assert.equal(generated.output, 'config OK: 1 app');
-    assert.ok(generated.ok);
+    assert.deepEqual(
+      [...secretFiles().keys()].sort(),
+      [...refusals.keys()].map((key) => `${mount}/${key}`).sort(),
+      'every value of the shipped Secret is accounted for',
+    );
+    const shipped = check(secretFiles());
+    assert.equal(shipped.ok, false, 'the shipped Secret must not start a server');
+    const found = problemsOf(shipped.output);
+    assert.deepEqual(
+      [...found.keys()].sort(),
+      [...refusals.values()].map((r) => r.path).sort(),
+      shipped.output,
+    );
+    for (const [key, refusal] of refusals) {
+      assert.match(found.get(refusal.path)!, refusal.message, key);
+      assert.ok(!shipped.output.includes(secretFiles().get(`${mount}/${key}`)!.trim()), key);
+    }
+    assert.ok(found.get('defaults.session.secrets[0]')!.endsWith(`\`${GENERATE_SECRET_COMMAND}\``));
+
+    // Each placeholder alone, the others replaced, is still refused on its own.
+    for (const [key, refusal] of refusals) {
+      const files = secretFiles();
+      for (const [other, { honest }] of refusals) {
+        if (other !== key) files.set(`${mount}/${other}`, honest);
+      }
+      const alone = check(files);
+      assert.equal(alone.ok, false, key);
+      assert.deepEqual([...problemsOf(alone.output).keys()], [refusal.path], alone.output);
+    }
+
+    // With every value replaced, the rest of the example is a valid configuration.
+    const files = secretFiles();
+    for (const [key, { honest }] of refusals) files.set(`${mount}/${key}`, honest);
+    const replaced = check(files);
+    assert.equal(replaced.output, 'config OK: 1 app');
+    assert.ok(replaced.ok);
   });
 });
 
 describe('shipped keys', () => {
   const shipped = ['istio', 'deploy/contour', 'deploy/gloo', 'envoy'].flatMap(readDocuments);
 
-  it('every session key a shipped Secret holds is refused, so nobody runs with it', () => {
-    let keys = 0;
+  it('every session key, client secret and Redis password a shipped Secret holds is refused', () => {
+    const counts = { session: 0, client: 0, redis: 0 };
     for (const { name, document } of shipped) {
       if (document['kind'] !== 'Secret') continue;
       const data = {
@@ -251,16 +323,26 @@ describe('shipped keys', () => {
         ),
       };
       for (const [key, value] of Object.entries(data)) {
-        if (!/session/i.test(key)) continue;
-        for (const line of value.split('\n').filter((l) => l.trim() !== '')) {
-          keys += 1;
-          const problem = sessionSecretProblem(line.trim());
-          assert.ok(problem !== undefined, `${name} ${key}: a usable key is shipped`);
+        if (/session/i.test(key)) {
+          for (const line of value.split('\n').filter((l) => l.trim() !== '')) {
+            counts.session += 1;
+            const problem = sessionSecretProblem(line.trim());
+            assert.ok(problem !== undefined, `${name} ${key}: a usable key is shipped`);
+            assert.match(problem, /placeholder/, `${name} ${key}`);
+          }
+        } else if (/client.?secret|password/i.test(key)) {
+          const kind = /password/i.test(key) ? 'Redis password' : 'client secret';
+          counts[kind === 'Redis password' ? 'redis' : 'client'] += 1;
+          // Read as a `…File` is: trailing newlines removed.
+          const problem = issuedSecretProblem(value.replace(/\n+$/, ''), kind);
+          assert.ok(problem !== undefined, `${name} ${key}: a value that looks real is shipped`);
           assert.match(problem, /placeholder/, `${name} ${key}`);
         }
       }
     }
-    assert.ok(keys >= 1, 'the Istio Secret ships a session-key placeholder');
+    for (const [kind, count] of Object.entries(counts)) {
+      assert.ok(count >= 1, `the Istio Secret ships a ${kind} placeholder`);
+    }
   });
 
   it('every shipped server config takes its session keys from a file or the environment', () => {
