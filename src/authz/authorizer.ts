@@ -49,6 +49,7 @@ export class Authorizer {
     try {
       const request = parseRequest(raw, runtime.parseOptions);
       if ('kind' in request) {
+        this.#refused(raw, request.reason);
         return this.#finished(
           undefined,
           jsonDeny('bad_request', 400, 'bad_request', request.reason),
@@ -65,7 +66,16 @@ export class Authorizer {
         (error: unknown) => this.#failed(error, raw, started),
       );
     }
+    if (decision.refused !== undefined) this.#refused(raw, decision.refused);
     return this.#finished(decision.app?.name, decision.verdict, started);
+  }
+
+  /**
+   * A request refused as malformed or ambiguous (400) leaves one line, so that an operator can
+   * tell a client's odd path from a bug. The reason is one of a fixed set, never request data.
+   */
+  #refused(raw: RawRequest, reason: string): void {
+    this.#logger.info({ requestId: raw.id, reason }, 'request refused');
   }
 
   #finished(app: string | undefined, verdict: Verdict, started: number): Outcome {

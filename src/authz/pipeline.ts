@@ -32,6 +32,8 @@ export interface PipelineOptions {
 export interface Decision {
   readonly app: AppRuntime | undefined;
   readonly verdict: Verdict;
+  /** Set when the request policy refused the request outright: its short reason, for the log. */
+  readonly refused?: PolicyRefusalReason;
 }
 
 const noApp: Decision = Object.freeze({
@@ -46,6 +48,7 @@ const refusedDecisions = Object.freeze(
       Object.freeze({
         app: undefined,
         verdict: shared(jsonDeny('bad_request', 400, 'bad_request', reason)),
+        refused: reason,
       }),
     ]),
   ),

@@ -7,7 +7,8 @@ import type { RawRequest } from '../../src/authz/parse-request.ts';
 import { Pipeline, type Step } from '../../src/authz/pipeline.ts';
 import { allow, type Verdict } from '../../src/authz/verdict.ts';
 import { AuthzError } from '../../src/errors.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
+import { Writable } from 'node:stream';
+import { createLogger, silentLogger, type Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 
 /** The pipeline reads only an app's name and match rules; the steps here read nothing else. */
@@ -31,13 +32,29 @@ function raw(overrides: Partial<RawRequest> = {}): RawRequest {
   };
 }
 
-function authorizer(steps: readonly Step[], metrics = new Metrics({ defaultMetrics: false })) {
+function authorizer(
+  steps: readonly Step[],
+  metrics = new Metrics({ defaultMetrics: false }),
+  logger: Logger = silentLogger(),
+) {
   const pipeline = new Pipeline({ apps: [app], allowUnmatched: false, steps });
   return new Authorizer(
     { pipeline, parseOptions: { trustedHops: 0, maxHeaderBytes: 65_536 } },
     metrics,
-    silentLogger(),
+    logger,
   );
+}
+
+/** A logger at `info` whose lines land, parsed, in `lines` (pino writes synchronously here). */
+function capturingLogger(lines: Record<string, unknown>[]): Logger {
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return createLogger({ level: 'info', destination: sink });
 }
 
 const allowed = allow('session');
@@ -63,6 +80,27 @@ describe('Authorizer.decide', () => {
     assert.equal(noApp.verdict.kind === 'deny' && noApp.verdict.status, 403);
     const malformed = settled(decide.decide(raw({ headers: [['x-a', 'b\r\nc']] })));
     assert.equal(malformed.verdict.kind === 'deny' && malformed.verdict.status, 400);
+  });
+
+  it('leaves one line with the request id for each request refused as malformed or ambiguous', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const decide = authorizer([decideNow], undefined, capturingLogger(lines));
+    settled(decide.decide(raw({ id: 'bad-1', headers: [['x-a', 'b\r\nc']] })));
+    settled(decide.decide(raw({ id: 'bad-2', path: '/a/%2e%2e;x/..%2f/b%00' })));
+    settled(decide.decide(raw({ id: 'ok-1' })));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const refused = lines.filter((l) => l['msg'] === 'request refused');
+    assert.deepEqual(
+      refused.map((l) => [l['requestId'], typeof l['reason']]),
+      [
+        ['bad-1', 'string'],
+        ['bad-2', 'string'],
+      ],
+    );
+    assert.ok(
+      refused.every((l) => !JSON.stringify(l).includes('%2e')),
+      'no request data',
+    );
   });
 
   it('goes on with the later steps, in order, once a step returned a promise', async () => {
