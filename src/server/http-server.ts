@@ -141,6 +141,14 @@ function writeVerdict(res: ServerResponse, verdict: Verdict): void {
     }
     case 'deny': {
       const headers = outgoing(verdict.headers);
+      // Envoy's `http_service` reads exactly 200 as an allow (ENVOY.md §4): a provider logout
+      // answered here with 200 would go on to the upstream, forged identity headers and all.
+      // 204 is a deny that still tells the provider the logout succeeded (OIDC Back-Channel
+      // Logout 1.0 §2.8 has providers accept it); those answers have no body.
+      if (verdict.status === 200) {
+        res.writeHead(204, headers).end();
+        return;
+      }
       headers['content-length'] = String(Buffer.byteLength(verdict.body));
       res.writeHead(verdict.status, headers).end(verdict.body);
       return;

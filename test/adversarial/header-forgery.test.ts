@@ -168,6 +168,7 @@ describe('identity-header forgery', () => {
             clientId: 'grafana',
             clientSecret,
             scopes: ['openid', 'profile', 'email'],
+            frontchannelLogoutPath: '/oauth2/frontchannel-logout',
           },
           session: { secrets: [testSessionSecret] },
           publicPaths: [{ prefix: '/public/' }],
@@ -205,5 +206,22 @@ describe('identity-header forgery', () => {
         assert.deepEqual(identityAtUpstream(outcome), expected);
       });
     }
+  }
+
+  // A provider logout is answered by the server itself, as a local reply with status 200 in
+  // gRPC mode. In HTTP mode Envoy reads a 200 as an allow: the request went on to the upstream
+  // with the client's forged identity headers and nothing removed. Anyone can send it: the
+  // issuer is public and any `sid` is answered.
+  for (const modeName of modeNames) {
+    it(`${modeName}: a front-channel logout with forged headers is answered, never forwarded`, async () => {
+      const mode = modes.find((candidate) => candidate.name === modeName)!;
+      const outcome = await new AppBrowser(mode.envoy).request(
+        `${origin}/oauth2/frontchannel-logout?iss=${encodeURIComponent(provider.issuer)}&sid=x`,
+        { headers: every((name) => name), navigate: false },
+      );
+      assert.equal(outcome.kind, 'deny', 'answered by the server, not forwarded');
+      assert.ok(outcome.kind === 'deny' && outcome.status < 300, `status ${outcome.status}`);
+      assert.deepEqual(identityAtUpstream(outcome), new Map());
+    });
   }
 });
