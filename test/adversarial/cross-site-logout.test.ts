@@ -14,6 +14,7 @@ import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { shippedEnvoyHttpLists, shippedIstioHttpLists } from '../support/both-modes.ts';
 
 const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
@@ -242,4 +243,28 @@ describe('cross-site logout', () => {
       http.close();
     }
   });
+
+  // The page's protection against framing is two response headers. In HTTP mode Envoy passes
+  // a deny's headers to the browser only when `allowed_client_headers` lists them: with the
+  // shipped lists the page lost both and could be framed under another site's page, its
+  // button clickjacked into the very logout it stands in for.
+  for (const [name, lists] of [
+    ['envoy/envoy-http.yaml', shippedEnvoyHttpLists()],
+    ['Istio provider', shippedIstioHttpLists()],
+  ] as const) {
+    it(`HTTP mode (${name}): the page reaches the browser unframable`, async () => {
+      const http = new HttpModeClient({ baseUrl: server.httpBase, timeoutMs: 5_000, ...lists });
+      try {
+        const outcome = await http.check({
+          url: logoutUrl,
+          headers: [['sec-fetch-site', 'cross-site']],
+        });
+        assert.equal(outcome.kind === 'deny' && outcome.status, 403);
+        assert.equal(header(outcome, 'x-frame-options'), 'DENY');
+        assert.match(header(outcome, 'content-security-policy') ?? '', /frame-ancestors 'none'/);
+      } finally {
+        http.close();
+      }
+    });
+  }
 });

@@ -198,7 +198,14 @@ describe('envoy/envoy-http.yaml (HTTP mode)', () => {
     const response = filter.http_service.authorization_response;
     assert.ok(exact(response.allowed_upstream_headers).includes('x-auth-request-*'));
     assert.deepEqual(exact(response.allowed_client_headers_on_success), ['set-cookie']);
-    for (const name of ['location', 'set-cookie', 'www-authenticate', 'retry-after']) {
+    for (const name of [
+      'location',
+      'set-cookie',
+      'www-authenticate',
+      'retry-after',
+      'x-frame-options',
+      'content-security-policy',
+    ]) {
       assert.ok(exact(response.allowed_client_headers).includes(name), name);
     }
   });

@@ -149,7 +149,14 @@ describe('istio/ manifests', () => {
     assert.ok(istioMatches(http.headersToUpstreamOnAllow, 'x-auth-request-user'));
     assert.ok(http.headersToUpstreamOnAllow.includes('cookie'), 'session cookie stripped upstream');
     assert.deepEqual(http.headersToDownstreamOnAllow, ['set-cookie']);
-    for (const name of ['location', 'set-cookie', 'www-authenticate', 'retry-after']) {
+    for (const name of [
+      'location',
+      'set-cookie',
+      'www-authenticate',
+      'retry-after',
+      'x-frame-options',
+      'content-security-policy',
+    ]) {
       assert.ok(http.headersToDownstreamOnDeny.includes(name), name);
     }
     const policy = find('AuthorizationPolicy');
