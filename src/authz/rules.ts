@@ -79,7 +79,7 @@ interface CompiledPathRule {
  * - Claims are addressed by full name first, then by dot path (see {@link compileClaimPath});
  *   only own properties are read.
  * - Path rules match by plain string prefix (`/admin` also covers `/administrator`; write
- *   `/admin/` for a segment), and apply when the prefix matches **any** reading of the path the
+ *   `/admin/` for a segment, which covers `/admin` itself too), and apply when the prefix matches **any** reading of the path the
  *   request policy makes (`src/policy/request-path.ts`: decoded, `;params` stripped, `\` as `/`,
  *   `//` merged, dot segments resolved), so `/x/../admin/`, `/%61dmin/` and `/admin;v=1/` cannot
  *   slip past an `/admin/` rule. A rule listing `GET` also covers `HEAD`, which most servers

@@ -16,17 +16,30 @@ export class PathRule {
   readonly #prefix: boolean;
   readonly #path: string;
   readonly #methods: MethodSet;
+  /** For a prefix that ends in `/` (`/admin/`), the segment itself without it (`/admin`). */
+  readonly #segment: string | undefined;
 
   constructor(pattern: PathPattern, methods?: readonly string[]) {
     this.#prefix = 'prefix' in pattern;
     this.#path = 'prefix' in pattern ? pattern.prefix : pattern.exact;
     this.#methods = compileMethodSet(methods);
+    this.#segment =
+      this.#prefix && this.#path.length > 1 && this.#path.endsWith('/')
+        ? this.#path.slice(0, -1)
+        : undefined;
   }
 
-  /** The method is covered and at least one reading of the path matches. */
+  /**
+   * The method is covered and at least one reading of the path matches. A prefix written as a
+   * segment (`/admin/`) also restricts the segment itself (`/admin`): servlet containers map
+   * `/admin` to `/admin/*` (Servlet §12.2) and Express's default non-strict routing serves
+   * `/admin` as `/admin/`.
+   */
   appliesTo(method: string, path: RequestPath): boolean {
     if (!this.#methods.has(method)) return false;
-    for (const reading of path.readings) if (this.#matches(reading)) return true;
+    for (const reading of path.readings) {
+      if (this.#matches(reading) || reading === this.#segment) return true;
+    }
     return false;
   }
 

@@ -114,12 +114,20 @@ const attacks: readonly Attack[] = [
   { path: '/x/..;/ops/x', token: 'user', expect: 403 },
   { path: '/%ef%bd%8fps/x', token: 'user', expect: 403 },
   { path: '/ops%3bx/y', token: 'user', expect: 403 },
+  // The segment itself, without its slash: servlet containers map `/ops` to `/ops/*` (Servlet
+  // §12.2) and Express's default non-strict routing serves `/ops` as `/ops/`.
+  { path: '/ops', token: 'user', expect: 403 },
+  { path: '/ops;v=1', token: 'user', expect: 403 },
+  { path: '/x/../ops', token: 'user', expect: 403 },
+  { path: '/%6fps', token: 'user', expect: 403 },
 
   // Escaping a bearer scope rule on `/admin/` of an API host, as reported.
   { host: 'api.example.com', path: '/admin;v=1/x', token: 'user', expect: 403 },
   { host: 'api.example.com', path: '/admin;jsessionid=1/x', token: 'user', expect: 403 },
   { host: 'api.example.com', path: '/x/..;/admin/x', token: 'user', expect: 403 },
   { host: 'api.example.com', path: '/%2561dmin/x', token: 'user', expect: 403 },
+  { host: 'api.example.com', path: '/admin', token: 'user', expect: 403 },
+  { host: 'api.example.com', path: '/admin;jsessionid=1', token: 'user', expect: 403 },
 
   // Escaping a claim rule on `/billing/`.
   { path: '/billing;v=1/x', token: 'user', expect: 403 },
@@ -130,6 +138,8 @@ const attacks: readonly Attack[] = [
   { path: '//billing/x', token: 'user', expect: 403 },
   { path: '/%ef%bd%82illing/x', token: 'user', expect: 403 },
   { path: '/billing%3bx/y', token: 'user', expect: 403 },
+  { path: '/billing', token: 'user', expect: 403 },
+  { path: '/billing;v=1', token: 'user', expect: 403 },
 
   // Host tricks: the same host to DNS and Envoy must be the same app here; odd hosts are refused.
   { host: 'Grafana.Example.com.', path: '/', expect: 401 },

@@ -525,7 +525,9 @@ describe('compileRules path rules', () => {
   }[] = [
     { method: 'GET', path: '/', claims: nobody, refused: undefined },
     { method: 'GET', path: '/home/admin/', claims: nobody, refused: undefined },
-    { method: 'GET', path: '/admin', claims: nobody, refused: undefined },
+    // The segment itself: servlet containers and Express serve `/admin` as under `/admin/`.
+    { method: 'GET', path: '/admin', claims: nobody, refused: 'not in a required group' },
+    { method: 'GET', path: '/administrator', claims: nobody, refused: undefined },
     { method: 'GET', path: '/admin/', claims: nobody, refused: 'not in a required group' },
     { method: 'GET', path: '/admin/users', claims: nobody, refused: 'not in a required group' },
     { method: 'GET', path: '/admin/users', claims: admins, refused: undefined },

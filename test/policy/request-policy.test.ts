@@ -110,6 +110,11 @@ const table: readonly Row[] = [
   ['GET', E, '/admin/x', 'admin'],
   ['GET', E, '/admin', 'web'],
   ['GET', E, '/ops/x', 'web +scope'],
+  // A rule on a segment (`/ops/`) restricts the segment itself, as upstreams serve it.
+  ['GET', E, '/ops', 'web +scope'],
+  ['GET', E, '/ops;v=1', 'web +scope'],
+  ['GET', E, '/opsx', 'web'],
+  ['GET', E, '/billing', 'web +claim'],
   ['GET', E, '/reports/q1', 'web +scope'],
   ['HEAD', E, '/reports/q1', 'web +scope'],
   ['POST', E, '/reports/q1', 'web'],
