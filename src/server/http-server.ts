@@ -206,6 +206,12 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     req.on('end', () => {
       try {
         if (size > maxBodyBytes) {
+          // A refusal like the request model's (authorizer.ts): one line, a fixed reason.
+          const id = req.headers['x-request-id'];
+          logger.info(
+            { requestId: typeof id === 'string' ? id : '', reason: 'request body too large' },
+            'request refused',
+          );
           res.writeHead(413, { 'content-type': 'text/plain' }).end('request body too large\n');
           return;
         }

@@ -126,6 +126,20 @@ describe('the HTTP ext_authz listener survives whatever throws', () => {
     });
   }
 
+  it('refuses a body over 64 KiB with 413 and one log line with the request id', async () => {
+    const requestId = 'http-body-too-large';
+    const refused = await fetch(`${base}/x`, {
+      method: 'POST',
+      headers: { 'x-request-id': requestId },
+      body: 'b'.repeat(65 * 1024),
+    });
+    assert.equal(refused.status, 413);
+    await refused.arrayBuffer();
+    const lines = log.lines().filter((line) => line['requestId'] === requestId);
+    assert.equal(lines.length, 1, JSON.stringify(log.lines()));
+    assert.equal(lines[0]!['reason'], 'request body too large');
+  });
+
   it('accepts 64 KiB of request headers, as gRPC mode does, and decides on more itself', async () => {
     const big = await check('/x', { 'x-padding': 'p'.repeat(64 * 1024 - 200) });
     assert.equal(big.status, 200);
