@@ -67,12 +67,15 @@ const UNSAFE_IDENTIFIER =
 
 /**
  * The identifier as it may go upstream, or `undefined` when it must be refused: empty, longer
- * than {@link maxIdentifierLength}, or holding a control, bidi-override or `,;=` character.
- * Refused rather than cleaned, so two callers can never be folded into one identifier.
+ * than {@link maxIdentifierLength}, starting or ending with a space (header parsers drop it,
+ * RFC 9110 §5.5, so `admin ` would arrive as `admin`), or holding a control, bidi-override or
+ * `,;=` character. Refused rather than cleaned, so two callers can never be folded into one
+ * identifier.
  */
 export function sanitiseIdentifier(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
   if (value.length === 0 || value.length > maxIdentifierLength) return undefined;
+  if (value.startsWith(' ') || value.endsWith(' ')) return undefined;
   return UNSAFE_IDENTIFIER.test(value) ? undefined : value;
 }
 

@@ -123,7 +123,14 @@ function buildRenderer(parts: readonly Part[]): (ctx: TemplateContext) => string
   };
 }
 
+/**
+ * The rendered value, or `undefined` when it must be left out: unsafe (see
+ * {@link isSafeHeaderValue}), or starting or ending with a space. Parsers drop a field value's
+ * leading and trailing whitespace (RFC 9110 §5.5; RFC 9113 §8.2.1 makes it malformed), so a
+ * user's `admin ` would reach the upstream as `admin`, another user's identity.
+ */
 function checked(value: string): string | undefined {
+  if (value.startsWith(' ') || value.endsWith(' ')) return undefined;
   return isSafeHeaderValue(value) ? value : undefined;
 }
 

@@ -374,6 +374,16 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
       description: /sender-constrained/,
     },
     {
+      // Parsers drop a header value's edge whitespace: `admin ` would reach the upstream's
+      // x-auth-request-user as `admin`.
+      attack: 'sub with a trailing space, signed by the provider (admin␠ read as admin)',
+      token: () => signedByProvider({ sub: 'admin ' }),
+    },
+    {
+      attack: 'sub with a leading space, signed by the provider',
+      token: () => signedByProvider({ sub: ' admin' }),
+    },
+    {
       attack: 'a DPoP-bound JWT issued by the provider itself, replayed as Bearer',
       token: async () => {
         const issued = await clientCredentials(provider, attackerKey);

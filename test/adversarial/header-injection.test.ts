@@ -44,6 +44,16 @@ const rows: readonly Row[] = [
   { attack: 'C1 control CSI (U+009B)', claim: 'csi', value: 'eve\u009b31m', sent: false },
   { attack: 'HTAB', claim: 'tab', value: 'eve\tadmin', sent: false },
   { attack: 'a lone surrogate', claim: 'lone', value: 'eve\ud800', sent: false },
+  // RFC 9110 §5.5: parsers drop a value's leading and trailing whitespace (RFC 9113 §8.2.1 makes
+  // it malformed), so `admin ` would reach the upstream as someone else's `admin`.
+  {
+    attack: 'a trailing space (admin␠ read as admin)',
+    claim: 'trail',
+    value: 'admin ',
+    sent: false,
+  },
+  { attack: 'a leading space (␠admin read as admin)', claim: 'lead', value: ' admin', sent: false },
+  { attack: 'a space inside', claim: 'inner', value: 'Eve Admin', sent: true },
   { attack: 'a value over 8 KiB', claim: 'long', value: 'x'.repeat(8 * 1024 + 1), sent: false },
   { attack: 'a value of 8 KiB, multibyte', claim: 'longok', value: 'ł'.repeat(4096), sent: true },
   { attack: 'Latin-1 (é, ü)', claim: 'latin', value: 'José Müller', sent: true },
