@@ -19,8 +19,9 @@ export interface CompiledTemplate {
    *
    * Returns `undefined` when the result is not a safe header value (see
    * {@link isSafeHeaderValue}: a control character, CR, LF, NUL, U+2028/U+2029, a lone
-   * surrogate): such a value must never reach a header, so the caller drops the header instead
-   * of sending a mangled one.
+   * surrogate), starts or ends with a space, or joins an array item that holds a `,` or starts
+   * or ends with a space: such a value must never reach a header, so the caller drops the
+   * header instead of sending one an upstream reads as another value.
    */
   render(ctx: TemplateContext): string | undefined;
 }
@@ -115,10 +116,19 @@ function parseExpression(expr: string): Part | string {
 
 function buildRenderer(parts: readonly Part[]): (ctx: TemplateContext) => string | undefined {
   const only = parts.length === 1 ? parts[0] : undefined;
-  if (only !== undefined) return (ctx) => checked(renderPart(only, ctx));
+  if (only !== undefined) {
+    return (ctx) => {
+      const value = renderPart(only, ctx);
+      return value === undefined ? undefined : checked(value);
+    };
+  }
   return (ctx) => {
     let out = '';
-    for (const part of parts) out += renderPart(part, ctx);
+    for (const part of parts) {
+      const value = renderPart(part, ctx);
+      if (value === undefined) return undefined;
+      out += value;
+    }
     return checked(out);
   };
 }
@@ -134,7 +144,7 @@ function checked(value: string): string | undefined {
   return isSafeHeaderValue(value) ? value : undefined;
 }
 
-function renderPart(part: Part, ctx: TemplateContext): string {
+function renderPart(part: Part, ctx: TemplateContext): string | undefined {
   switch (part.kind) {
     case 'text':
       return part.text;
@@ -157,12 +167,19 @@ function lookupClaim(claims: Readonly<Record<string, unknown>>, path: readonly s
   return value;
 }
 
-function formatValue(value: unknown): string {
+/**
+ * `undefined` for an array with an element that holds a `,` or starts or ends with a space:
+ * upstreams split a comma-joined list on `,` and trim each item (RFC 9110 §5.6.1), so a group
+ * named `x,admins` or ` admins` would reach them as membership of `admins`.
+ */
+function formatValue(value: unknown): string | undefined {
   if (Array.isArray(value)) {
     let out = '';
     for (let i = 0; i < value.length; i++) {
+      const item = formatScalar(value[i]);
+      if (item.includes(',') || item.startsWith(' ') || item.endsWith(' ')) return undefined;
       if (i > 0) out += ',';
-      out += formatScalar(value[i]);
+      out += item;
     }
     return out;
   }

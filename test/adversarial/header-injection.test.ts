@@ -22,7 +22,7 @@ interface Row {
   readonly attack: string;
   /** The claim's value, sent as the `x-auth-request-claim-<claim>` identity header (the prefix the shipped lists let through). */
   readonly claim: string;
-  readonly value: string;
+  readonly value: string | readonly string[];
   /** What the upstream gets: the value itself, or nothing. */
   readonly sent: boolean;
 }
@@ -54,6 +54,19 @@ const rows: readonly Row[] = [
   },
   { attack: 'a leading space (␠admin read as admin)', claim: 'lead', value: ' admin', sent: false },
   { attack: 'a space inside', claim: 'inner', value: 'Eve Admin', sent: true },
+  // A list is comma-joined, and upstreams split it on `,` and trim each item (RFC 9110 §5.6.1).
+  {
+    attack: 'a group holding a comma (x,admins read as two groups)',
+    claim: 'commagroups',
+    value: ['staff', 'x,admins'],
+    sent: false,
+  },
+  {
+    attack: 'a group with a leading space (staff, admins read as admins)',
+    claim: 'spacegroups',
+    value: ['staff', ' admins'],
+    sent: false,
+  },
   { attack: 'a value over 8 KiB', claim: 'long', value: 'x'.repeat(8 * 1024 + 1), sent: false },
   { attack: 'a value of 8 KiB, multibyte', claim: 'longok', value: 'ł'.repeat(4096), sent: true },
   { attack: 'Latin-1 (é, ü)', claim: 'latin', value: 'José Müller', sent: true },
@@ -139,7 +152,11 @@ describe('header injection from claims', () => {
         const value = outcome.upstream.headers.get(headerOf(row));
         assert.equal(value, row.sent ? row.value : undefined, mode);
         if (row.sent) {
-          assert.deepEqual(Buffer.from(value!, 'utf8'), Buffer.from(row.value, 'utf8'), mode);
+          assert.deepEqual(
+            Buffer.from(value!, 'utf8'),
+            Buffer.from(String(row.value), 'utf8'),
+            mode,
+          );
         }
       }
     });
