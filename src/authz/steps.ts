@@ -2,14 +2,28 @@
 import type { StepContext } from './pipeline.ts';
 import { headersToScrub } from './app-runtime.ts';
 import { setCookies, startLogin } from './login.ts';
+import { cookieHeaderWithout } from './session-step.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 
-/** A public path is let through with the app's identity headers removed (SPEC §4.3–4.4). */
+/**
+ * A public path is let through with the app's identity headers removed (SPEC §4.3–4.4), and
+ * without our session and login-state cookies: they are credentials, and a public path is often
+ * served by another, less trusted upstream (assets, a CDN origin). As for a session or bearer
+ * allow, the rest of the `cookie` header goes on.
+ */
 export function allowPublicPath({ request, app, path }: StepContext): Verdict | undefined {
   if (!app.publicPaths.matches(request.method, path)) return undefined;
+  const removeHeaders = headersToScrub(app, request);
+  const header = request.headers.get('cookie');
+  const ours = header === undefined ? [] : app.sessions.cookieNames(request.cookies);
+  if (header === undefined || ours.length === 0) {
+    return allow('public_path', { removeHeaders, identityRemovals: app.identityRemovals.all });
+  }
+  const kept = cookieHeaderWithout(header, new Set(ours));
   return allow('public_path', {
-    removeHeaders: headersToScrub(app, request),
+    upstreamHeaders: kept === undefined ? [] : [['cookie', kept]],
+    removeHeaders: kept === undefined ? [...removeHeaders, 'cookie'] : removeHeaders,
     identityRemovals: app.identityRemovals.all,
   });
 }

@@ -224,4 +224,21 @@ describe('identity-header forgery', () => {
       assert.deepEqual(identityAtUpstream(outcome), new Map());
     });
   }
+
+  // The session cookie is a credential: an allow for a session or a bearer token takes it out
+  // of the upstream's `cookie` header, and a public path (often another, less trusted upstream:
+  // assets, a CDN origin) must not hand it over either.
+  for (const modeName of modeNames) {
+    it(`${modeName}: a public path never forwards the session cookie`, async () => {
+      const browser = browsers.get(modeName)!;
+      const outcome = await browser.request(`${origin}/public/logo.png`, {
+        extraCookies: ['theme=dark'],
+        navigate: false,
+      });
+      assert.equal(outcome.kind, 'allow');
+      const cookie = outcome.kind === 'allow' ? outcome.upstream.headers.get('cookie') : undefined;
+      assert.doesNotMatch(cookie ?? '', /_eoa/, 'no session or login-state cookie');
+      assert.match(cookie ?? '', /theme=dark/, 'other cookies are kept');
+    });
+  }
 });
