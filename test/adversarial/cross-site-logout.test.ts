@@ -8,11 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
@@ -110,35 +110,16 @@ describe('cross-site logout', () => {
   let log: CapturedLog;
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [
-        {
-          clientId: 'grafana',
-          clientSecret,
-          redirectUris: [`${origin}/oauth2/callback`],
-          postLogoutRedirectUris: [`${origin}/`],
-        },
-      ],
-    });
     log = captureLog('info');
-    server = await startTestServer(
+    ({ provider, server } = await startAppStack(
       {
-        apps: [
-          {
-            name: 'grafana',
-            match: { hosts: ['grafana.example.com'] },
-            oidc: {
-              issuer: provider.issuer,
-              clientId: 'grafana',
-              clientSecret,
-              postLogoutRedirectUri: `${origin}/`,
-            },
-            session: { secrets: [testSessionSecret] },
-          },
-        ],
+        name: 'grafana',
+        clientSecret,
+        client: { postLogoutRedirectUris: [`${origin}/`] },
+        oidc: { postLogoutRedirectUri: `${origin}/` },
       },
       { logger: log.logger },
-    );
+    ));
     envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
   });
 

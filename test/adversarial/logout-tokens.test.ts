@@ -19,11 +19,11 @@ import {
   type CryptoKey,
   type JWTPayload,
 } from 'jose';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
 import { AppBrowser } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
@@ -53,34 +53,15 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
   let providerPublicPem: string;
 
   before(async () => {
-    provider = await startTestProvider({
-      idTokenSigningAlgs: ['RS256'],
-      clients: [
-        {
-          clientId: 'grafana',
-          clientSecret,
-          redirectUris: [`${origin}/oauth2/callback`],
-          // Registered so that ID tokens carry `sid`; the provider never calls it here.
-          backchannelLogoutUri: `http://127.0.0.1:9${logoutPath}`,
-        },
-      ],
-    });
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'grafana',
-          match: { hosts: ['grafana.example.com'] },
-          oidc: {
-            issuer: provider.issuer,
-            clientId: 'grafana',
-            clientSecret,
-            backchannelLogoutPath: logoutPath,
-          },
-          session: { secrets: [testSessionSecret] },
-          passIdToken: true,
-        },
-      ],
-    });
+    ({ provider, server } = await startAppStack({
+      name: 'grafana',
+      clientSecret,
+      provider: { idTokenSigningAlgs: ['RS256'] },
+      // Registered so that ID tokens carry `sid`; the provider never calls it here.
+      client: { backchannelLogoutUri: `http://127.0.0.1:9${logoutPath}` },
+      oidc: { backchannelLogoutPath: logoutPath },
+      app: { passIdToken: true },
+    }));
     envoy = new EnvoyClient({
       target: server.grpcTarget,
       protos,

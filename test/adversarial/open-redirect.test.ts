@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import {
   EnvoyClient,
@@ -16,7 +16,7 @@ import {
   type Outcome,
 } from '../support/envoy-client.ts';
 import { scriptedLogin, scriptedLogout } from '../support/scripted-login.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
@@ -77,32 +77,13 @@ describe('open redirect', () => {
   let httpEnvoy: HttpModeClient;
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [
-        {
-          clientId: 'grafana',
-          clientSecret,
-          redirectUris: [`${origin}/oauth2/callback`],
-          postLogoutRedirectUris: [`${origin}/`],
-        },
-      ],
-      users: [{ sub: 'alice', email: 'alice@example.com', emailVerified: true }],
-    });
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'grafana',
-          match: { hosts: ['grafana.example.com'] },
-          oidc: {
-            issuer: provider.issuer,
-            clientId: 'grafana',
-            clientSecret,
-            postLogoutRedirectUri: `${origin}/`,
-          },
-          session: { secrets: [testSessionSecret] },
-        },
-      ],
-    });
+    ({ provider, server } = await startAppStack({
+      name: 'grafana',
+      clientSecret,
+      provider: { users: [{ sub: 'alice', email: 'alice@example.com', emailVerified: true }] },
+      client: { postLogoutRedirectUris: [`${origin}/`] },
+      oidc: { postLogoutRedirectUri: `${origin}/` },
+    }));
     grpcEnvoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
     // The lists of envoy/envoy-http.yaml.
     httpEnvoy = new HttpModeClient({
