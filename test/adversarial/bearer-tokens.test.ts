@@ -22,10 +22,11 @@ import {
   type JWK,
   type JWTPayload,
 } from 'jose';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
+import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
+import { startTestServer, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
@@ -128,70 +129,19 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
   const rows: Row[] = [];
 
   before(async () => {
-    const machine = {
-      clientId: 'machine',
-      clientSecret: machineSecret,
-      redirectUris: [],
-      grantTypes: ['client_credentials' as const],
+    const secrets = {
+      machine: machineSecret,
+      gateway: gatewaySecret,
+      introspector: introspectorSecret,
     };
-    provider = await startTestProvider({
-      defaultResource: API,
-      dpop: true,
-      clients: [
-        machine,
-        {
-          clientId: 'gateway',
-          clientSecret: gatewaySecret,
-          redirectUris: [`${apiOrigin}/oauth2/callback`],
-        },
-      ],
+    const providers = await startBearerProviders(secrets, {
+      jwt: { dpop: true },
+      opaque: { dpop: true },
     });
-    opaqueProvider = await startTestProvider({
-      defaultResource: API,
-      accessTokenFormat: 'opaque',
-      dpop: true,
-      clients: [
-        machine,
-        {
-          clientId: 'introspector',
-          clientSecret: introspectorSecret,
-          redirectUris: [],
-          grantTypes: ['client_credentials'],
-        },
-      ],
-    });
+    ({ jwt: provider, opaque: opaqueProvider } = providers);
     log = captureLog('info');
     server = await startTestServer(
-      {
-        apps: [
-          {
-            name: 'api',
-            match: { hosts: ['api.example.com'] },
-            oidc: { issuer: provider.issuer, clientId: 'gateway', clientSecret: gatewaySecret },
-            session: { secrets: [testSessionSecret] },
-            bearer: { enabled: true, audiences: [API] },
-          },
-          {
-            name: 'orders',
-            match: { hosts: ['orders.example.com'] },
-            oidc: {
-              issuer: opaqueProvider.issuer,
-              clientId: 'introspector',
-              clientSecret: introspectorSecret,
-            },
-            session: { secrets: [testSessionSecret] },
-            bearer: {
-              enabled: true,
-              audiences: [API],
-              introspection: {
-                enabled: true,
-                clientId: 'introspector',
-                clientSecret: introspectorSecret,
-              },
-            },
-          },
-        ],
-      },
+      { apps: bearerAppConfigs(providers, secrets) },
       { logger: log.logger },
     );
     client = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
