@@ -25,7 +25,8 @@ import {
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
@@ -144,7 +145,7 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
       { apps: bearerAppConfigs(providers, secrets) },
       { logger: log.logger },
     );
-    client = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    client = grpcModeEnvoy(server, { protos });
 
     const pair = await generateKeyPair('ES256', { extractable: true });
     attackerKey = {

@@ -10,8 +10,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
+import { HttpModeClient, type EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
@@ -120,7 +121,7 @@ describe('cross-site logout', () => {
       },
       { logger: log.logger },
     ));
-    envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    envoy = grpcModeEnvoy(server, { protos });
   });
 
   after(async () => {

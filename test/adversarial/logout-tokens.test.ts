@@ -21,8 +21,9 @@ import {
 } from 'jose';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
@@ -62,12 +63,7 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
       oidc: { backchannelLogoutPath: logoutPath },
       app: { passIdToken: true },
     }));
-    envoy = new EnvoyClient({
-      target: server.grpcTarget,
-      protos,
-      timeoutMs: 5_000,
-      withRequestBody: true,
-    });
+    envoy = grpcModeEnvoy(server, { protos, withRequestBody: true });
     providerPublicPem = await exportSPKI(
       (await importJWK(provider.keys.RS256.publicJwk, 'RS256')) as CryptoKey,
     );

@@ -8,11 +8,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
+import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import {
-  EnvoyClient,
-  HttpModeClient,
   normaliseRequest,
+  type EnvoyClient,
+  type HttpModeClient,
   type Outcome,
 } from '../support/envoy-client.ts';
 import { scriptedLogin, scriptedLogout } from '../support/scripted-login.ts';
@@ -84,11 +85,9 @@ describe('open redirect', () => {
       client: { postLogoutRedirectUris: [`${origin}/`] },
       oidc: { postLogoutRedirectUri: `${origin}/` },
     }));
-    grpcEnvoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    grpcEnvoy = grpcModeEnvoy(server, { protos });
     // The lists of envoy/envoy-http.yaml.
-    httpEnvoy = new HttpModeClient({
-      baseUrl: server.httpBase,
-      timeoutMs: 5_000,
+    httpEnvoy = httpModeEnvoy(server, {
       allowedHeaders: [
         'cookie',
         'accept',

@@ -12,8 +12,9 @@ import {
 } from 'jose';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
@@ -101,7 +102,7 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
         }),
       });
       servers.push(server);
-      clients.push(new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 }));
+      clients.push(grpcModeEnvoy(server, { protos }));
     }
   });
 

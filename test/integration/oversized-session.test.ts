@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
+import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
+import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
@@ -68,12 +69,10 @@ describe('a session too large for the cookie store', () => {
       },
       { logger: log.logger },
     );
-    grpc = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
-    httpMode = new HttpModeClient({
-      baseUrl: server.httpBase,
+    grpc = grpcModeEnvoy(server, { protos });
+    httpMode = httpModeEnvoy(server, {
       allowedHeaders: ['cookie', 'accept', 'sec-fetch-mode', 'user-agent', 'x-request-id'],
       allowedUpstreamHeaders: ['x-auth-request-user', 'x-auth-request-groups'],
-      timeoutMs: 5_000,
     });
   });
 

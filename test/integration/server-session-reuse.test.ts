@@ -9,8 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { redisCli, startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import {
   signInAppConfig,
@@ -81,7 +82,7 @@ describe('server sessions reused per replica, on redis-server across three repli
         apps: [signInAppConfig(app, provider.issuer)],
       });
       servers.push(server);
-      clients.push(new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 }));
+      clients.push(grpcModeEnvoy(server, { protos }));
     }
   });
 

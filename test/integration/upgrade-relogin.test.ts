@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { encodeProtectedHeader, sealCompact } from '../../src/session/compact-jwe.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient } from '../support/envoy-client.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
+import type { EnvoyClient } from '../support/envoy-client.ts';
 import { scriptedLogin } from '../support/scripted-login.ts';
 import {
   signInAppConfig,
@@ -73,7 +74,7 @@ describe('upgrading to sessions bound to their app', () => {
       ],
     });
     servers.push(server);
-    const envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    const envoy = grpcModeEnvoy(server, { protos });
     clients.push(envoy);
     return new AppBrowser(envoy);
   }
