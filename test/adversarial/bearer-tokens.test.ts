@@ -28,9 +28,7 @@ import { bearerAppConfigs, startBearerProviders } from '../support/bearer-provid
 import { grpcModeEnvoy } from '../support/both-modes.ts';
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 const apiOrigin = 'https://api.example.com';
 const ordersOrigin = 'https://orders.example.com';
@@ -145,7 +143,7 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
       { apps: bearerAppConfigs(providers, secrets) },
       { logger: log.logger },
     );
-    client = grpcModeEnvoy(server, { protos });
+    client = grpcModeEnvoy(server);
 
     const pair = await generateKeyPair('ES256', { extractable: true });
     attackerKey = {

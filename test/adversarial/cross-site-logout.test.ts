@@ -14,9 +14,7 @@ import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import { HttpModeClient, type EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const logoutUrl = `${origin}/oauth2/logout`;
 const clientSecret = 'Zt8Kq3Wn6Rb1Yv4Hc7Lm0Px5Sd9Gf2Ja';
@@ -121,7 +119,7 @@ describe('cross-site logout', () => {
       },
       { logger: log.logger },
     ));
-    envoy = grpcModeEnvoy(server, { protos });
+    envoy = grpcModeEnvoy(server);
   });
 
   after(async () => {

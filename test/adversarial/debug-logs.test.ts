@@ -15,9 +15,7 @@ import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, setCookieLines } from '../support/browser.ts';
 import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testConfig, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 const sessionSecret = 'Tg5Wc9Xk2Lq7Rv0Zb4Nh8Jm1Sd6Fy3Pa-9f8e7d6c5b4a';
 const clientSecrets = {
@@ -134,7 +132,7 @@ describe('secrets in debug logs', () => {
       logger: createLogger({ level: 'trace', destination: sink }),
       now: () => Date.now() + clockOffset,
     });
-    grpc = grpcModeEnvoy(server, { protos });
+    grpc = grpcModeEnvoy(server);
     http = httpModeEnvoy(server, {
       allowedHeaders: ['cookie', 'accept', 'sec-fetch-mode', 'x-forwarded-proto', 'x-request-id'],
       allowedUpstreamHeaders: ['cookie', 'authorization', 'x-id-token', 'x-auth-request-user'],

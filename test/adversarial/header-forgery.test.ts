@@ -13,7 +13,6 @@ import { bothModes, modeNames, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const origin = 'https://grafana.example.com';
 const clientSecret = 'grafana-client-secret-long-enough';
@@ -164,7 +163,7 @@ describe('identity-header forgery', () => {
         upstreamHeaders: { 'x-auth-request-role': '{{ claims.grafana_role }}' },
       },
     }));
-    modes = bothModes(server, loadUpstreamProtos());
+    modes = bothModes(server);
     for (const mode of modes) {
       const browser = new AppBrowser(mode.envoy);
       await browser.login(`${origin}/`, 'mallory');

@@ -13,7 +13,6 @@ import { bothModes, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const origin = 'https://wiki.example.com';
 const clientSecret = 'wiki-client-secret-long-enough';
@@ -84,7 +83,7 @@ describe('header injection from claims', () => {
         ),
       },
     }));
-    modes = bothModes(server, loadUpstreamProtos());
+    modes = bothModes(server);
     for (const mode of modes) {
       const browser = new AppBrowser(mode.envoy);
       await browser.login(`${origin}/`, 'eve');

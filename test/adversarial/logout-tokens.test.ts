@@ -25,9 +25,7 @@ import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const logoutPath = '/oauth2/backchannel-logout';
 const clientSecret = 'Hx4Rt8Np2Vc6Lz0Qw3Jm7Bf1Ks5Yd9Ga';
@@ -63,7 +61,7 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
       oidc: { backchannelLogoutPath: logoutPath },
       app: { passIdToken: true },
     }));
-    envoy = grpcModeEnvoy(server, { protos, withRequestBody: true });
+    envoy = grpcModeEnvoy(server, { withRequestBody: true });
     providerPublicPem = await exportSPKI(
       (await importJWK(provider.keys.RS256.publicJwk, 'RS256')) as CryptoKey,
     );

@@ -18,9 +18,7 @@ import {
 } from '../support/envoy-client.ts';
 import { scriptedLogin, scriptedLogout } from '../support/scripted-login.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const clientSecret = 'grafana-client-secret-long-enough';
 
@@ -85,7 +83,7 @@ describe('open redirect', () => {
       client: { postLogoutRedirectUris: [`${origin}/`] },
       oidc: { postLogoutRedirectUri: `${origin}/` },
     }));
-    grpcEnvoy = grpcModeEnvoy(server, { protos });
+    grpcEnvoy = grpcModeEnvoy(server);
     // The lists of envoy/envoy-http.yaml.
     httpEnvoy = httpModeEnvoy(server, {
       allowedHeaders: [

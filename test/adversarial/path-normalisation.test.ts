@@ -18,9 +18,7 @@ import { startTestProvider, type TestProvider } from '../../src/dev/test-provide
 import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import type { Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testApp, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 
 /** `allow`, or the HTTP status of the deny the client gets. */
@@ -281,7 +279,7 @@ function runTable(mode: string, connect: () => { check: Check; close(): void }):
 }
 
 runTable('gRPC', () => {
-  const envoy = grpcModeEnvoy(server, { protos });
+  const envoy = grpcModeEnvoy(server);
   return { check: (row) => envoy.check(requestOf(row)), close: () => envoy.close() };
 });
 

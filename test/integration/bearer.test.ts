@@ -17,9 +17,7 @@ import { AppBrowser } from '../support/browser.ts';
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 const OTHER_API = 'https://billing.example.com/';
 const apiOrigin = 'https://api.example.com';
@@ -102,7 +100,7 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
         }),
       });
       servers.push(server);
-      clients.push(grpcModeEnvoy(server, { protos }));
+      clients.push(grpcModeEnvoy(server));
     }
   });
 

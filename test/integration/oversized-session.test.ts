@@ -11,9 +11,7 @@ import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, setCookieLines } from '../support/browser.ts';
 import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const clientSecret = 'Qm7xT2vK9pL4wR8sN3dF6hJ1';
 const cookieOrigin = 'https://big.example.com';
 const serverOrigin = 'https://tickets.example.com';
@@ -69,7 +67,7 @@ describe('a session too large for the cookie store', () => {
       },
       { logger: log.logger },
     );
-    grpc = grpcModeEnvoy(server, { protos });
+    grpc = grpcModeEnvoy(server);
     httpMode = httpModeEnvoy(server, {
       allowedHeaders: ['cookie', 'accept', 'sec-fetch-mode', 'user-agent', 'x-request-id'],
       allowedUpstreamHeaders: ['x-auth-request-user', 'x-auth-request-groups'],

@@ -20,9 +20,7 @@ import {
   type SignInApp,
   type TestServer,
 } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const secret = 'grafana-client-secret-long-enough';
 const xhr: [string, string][] = [['accept', 'application/json']];
@@ -82,7 +80,7 @@ describe('server sessions reused per replica, on redis-server across three repli
         apps: [signInAppConfig(app, provider.issuer)],
       });
       servers.push(server);
-      clients.push(grpcModeEnvoy(server, { protos }));
+      clients.push(grpcModeEnvoy(server));
     }
   });
 

@@ -9,7 +9,6 @@ import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { bothModes, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const origin = 'https://wiki.example.com';
 const clientSecret = 'wiki-client-secret-long-enough';
@@ -45,7 +44,7 @@ describe('identity headers of users with non-Latin-1 names, in both modes', () =
       oidc: { scopes: ['openid', 'profile', 'email'] },
       app: { upstreamHeaders: { 'x-auth-request-name': '{{ claims.name }}' } },
     }));
-    modes = bothModes(server, loadUpstreamProtos());
+    modes = bothModes(server);
   });
 
   after(async () => {

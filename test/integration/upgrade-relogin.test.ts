@@ -19,9 +19,7 @@ import {
   testSessionSecret,
   type TestServer,
 } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const clientSecret = 'Wq3nB8vK1xP6tR9mL2sD5fH7';
 const origin = 'https://grafana.example.com';
 
@@ -74,7 +72,7 @@ describe('upgrading to sessions bound to their app', () => {
       ],
     });
     servers.push(server);
-    const envoy = grpcModeEnvoy(server, { protos });
+    const envoy = grpcModeEnvoy(server);
     clients.push(envoy);
     return new AppBrowser(envoy);
   }

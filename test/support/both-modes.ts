@@ -15,7 +15,7 @@ import {
   type HttpModeClientOptions,
 } from './envoy-client.ts';
 import type { TestServer } from './test-server.ts';
-import type { UpstreamProtos } from './upstream-protos.ts';
+import { loadUpstreamProtos, type UpstreamProtos } from './upstream-protos.ts';
 
 export interface EnvoyMode {
   /** `grpc`, or `http` followed by where its lists come from. */
@@ -133,7 +133,10 @@ export const modeNames = [
  * `envoy/envoy-http.yaml`, of Istio's provider, and of an operator who sends no identity header
  * to the check (so the server never sees a forged one).
  */
-export function bothModes(server: TestServer, protos: UpstreamProtos): EnvoyMode[] {
+export function bothModes(
+  server: TestServer,
+  protos: UpstreamProtos = loadUpstreamProtos(),
+): EnvoyMode[] {
   const grpc = grpcModeEnvoy(server, { protos });
   const raw = grpcModeEnvoy(server, { protos, encodeRawHeaders: true });
   const http = (name: string, lists: HttpLists): EnvoyMode => {
