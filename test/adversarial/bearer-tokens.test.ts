@@ -26,6 +26,7 @@ import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
+import { deniedHeader as header, statusOf } from '../support/browser.ts';
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 
@@ -44,14 +45,6 @@ function freshAddress(): string {
 }
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
-
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
-}
-
-function statusOf(outcome: Outcome): number | string {
-  return outcome.kind === 'deny' ? outcome.status : outcome.kind;
-}
 
 /** A DPoP proof (RFC 9449 §4.2) for a POST to `url`, signed by the client's key. */
 async function dpopProof(key: { privateKey: CryptoKey; jwk: JWK }, url: string): Promise<string> {

@@ -11,8 +11,13 @@ import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
-import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
-import { HttpModeClient, type EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import {
+  AppBrowser,
+  locationOf,
+  setCookieLines,
+  deniedHeader as header,
+} from '../support/browser.ts';
+import { HttpModeClient, type EnvoyClient } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
 
 const origin = 'https://grafana.example.com';
@@ -25,10 +30,6 @@ interface Row {
   readonly request: string;
   readonly method: string;
   readonly headers: Headers;
-}
-
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
 }
 
 const forced: readonly Row[] = [

@@ -13,7 +13,7 @@ import {
 import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
-import { AppBrowser } from '../support/browser.ts';
+import { AppBrowser, deniedHeader as header, statusOf } from '../support/browser.ts';
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
@@ -54,14 +54,6 @@ async function metric(server: TestServer, pattern: RegExp): Promise<number> {
 
 const validJwtVerifications =
   /eoa_bearer_verifications_total\{app="api",kind="jwt",outcome="valid"\} (\d+)/;
-
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
-}
-
-function statusOf(outcome: Outcome): number | string {
-  return outcome.kind === 'deny' ? outcome.status : outcome.kind;
-}
 
 let nextAddress = 1;
 /** A fresh client address, so that the failure throttle of one test never decides another. */

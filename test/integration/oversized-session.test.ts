@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
-import { AppBrowser, setCookieLines } from '../support/browser.ts';
+import { AppBrowser, setCookieLines, deniedHeader as header } from '../support/browser.ts';
 import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 
@@ -19,10 +19,6 @@ const manyGroups = Array.from({ length: 1_500 }, (_, i) => `team-${String(i).pad
 /** The user whose groups grow between login and refresh (mutated by a test). */
 const growingGroups = ['team-a'];
 const tooLarge = /session too large for the cookie store/;
-
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
-}
 
 function bodyOf(outcome: Outcome): string {
   return outcome.kind === 'deny' ? outcome.body : '';
