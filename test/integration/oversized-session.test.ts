@@ -10,7 +10,7 @@ import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, setCookieLines, deniedHeader as header } from '../support/browser.ts';
 import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
+import { signInAppConfig, startTestServer, type TestServer } from '../support/test-server.ts';
 
 const clientSecret = 'Qm7xT2vK9pL4wR8sN3dF6hJ1';
 const cookieOrigin = 'https://big.example.com';
@@ -24,15 +24,18 @@ function bodyOf(outcome: Outcome): string {
   return outcome.kind === 'deny' ? outcome.body : '';
 }
 
-function app(name: string, host: string, issuer: string, session: Record<string, unknown>) {
-  return {
-    name,
-    match: { hosts: [host] },
-    oidc: { issuer, clientId: name, clientSecret, probeInterval: '1h' },
-    // The provider's access tokens live 300 s: every request with a session refreshes.
-    refresh: { skew: '10m' },
-    session: { secrets: [testSessionSecret], ...session },
-  };
+function app(name: string, issuer: string, session: Record<string, unknown>) {
+  return signInAppConfig(
+    {
+      name,
+      clientSecret,
+      oidc: { probeInterval: '1h' },
+      session,
+      // The provider's access tokens live 300 s: every request with a session refreshes.
+      app: { refresh: { skew: '10m' } },
+    },
+    issuer,
+  );
 }
 
 describe('a session too large for the cookie store', () => {
@@ -57,8 +60,8 @@ describe('a session too large for the cookie store', () => {
     server = await startTestServer(
       {
         apps: [
-          app('big', 'big.example.com', provider.issuer, {}),
-          app('tickets', 'tickets.example.com', provider.issuer, { store: 'server' }),
+          app('big', provider.issuer, {}),
+          app('tickets', provider.issuer, { store: 'server' }),
         ],
       },
       { logger: log.logger },
