@@ -146,9 +146,8 @@ export function signInAppConfig(app: SignInApp, issuer: string): Record<string, 
 
 export interface AppStack {
   readonly provider: TestProvider;
+  /** Close it before the provider. */
   readonly server: TestServer;
-  /** Closes the server, then the provider. */
-  close(): Promise<void>;
 }
 
 /** A test OpenID Provider and a server with `app` alone, signing in there. */
@@ -157,19 +156,14 @@ export async function startAppStack(
   options: TestServerOptions = {},
 ): Promise<AppStack> {
   const provider = await startAppProvider(app);
-  let server: TestServer;
   try {
-    server = await startTestServer({ apps: [signInAppConfig(app, provider.issuer)] }, options);
+    const server = await startTestServer(
+      { apps: [signInAppConfig(app, provider.issuer)] },
+      options,
+    );
+    return { provider, server };
   } catch (error) {
     await provider.close();
     throw error;
   }
-  return {
-    provider,
-    server,
-    close: async () => {
-      await server.close();
-      await provider.close();
-    },
-  };
 }
