@@ -1,4 +1,5 @@
 /** What a verified bearer token's claims must also satisfy (SPEC §8): not an ID token, the right client, a clean identifier. */
+import { isSafeHeaderValue } from '../header-value.ts';
 import type { Claims } from './rules.ts';
 
 /** Longest caller identifier accepted, in characters. */
@@ -67,13 +68,14 @@ const UNSAFE_IDENTIFIER =
 
 /**
  * The identifier as it may go upstream, or `undefined` when it must be refused: empty, longer
- * than {@link maxIdentifierLength}, or holding a control, bidi-override or `,;=` character.
+ * than {@link maxIdentifierLength}, not a safe header value ({@link isSafeHeaderValue}: a lone
+ * surrogate, say), or holding a control, bidi-override or `,;=` character.
  * Refused rather than cleaned, so two callers can never be folded into one identifier.
  */
 export function sanitiseIdentifier(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
   if (value.length === 0 || value.length > maxIdentifierLength) return undefined;
-  return UNSAFE_IDENTIFIER.test(value) ? undefined : value;
+  return UNSAFE_IDENTIFIER.test(value) || !isSafeHeaderValue(value) ? undefined : value;
 }
 
 /** The token's scopes: `scope` (RFC 9068 §2.2.3, space-separated) and `scp` (an array, as some IdPs send). */
