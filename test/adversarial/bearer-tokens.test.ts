@@ -22,13 +22,14 @@ import {
   type JWK,
   type JWTPayload,
 } from 'jose';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
+import { deniedHeader as header, statusOf } from '../support/browser.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
+import { startTestServer, type TestServer } from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 const apiOrigin = 'https://api.example.com';
 const ordersOrigin = 'https://orders.example.com';
@@ -44,14 +45,6 @@ function freshAddress(): string {
 }
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
-
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
-}
-
-function statusOf(outcome: Outcome): number | string {
-  return outcome.kind === 'deny' ? outcome.status : outcome.kind;
-}
 
 /** A DPoP proof (RFC 9449 §4.2) for a POST to `url`, signed by the client's key. */
 async function dpopProof(key: { privateKey: CryptoKey; jwk: JWK }, url: string): Promise<string> {
@@ -128,73 +121,22 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
   const rows: Row[] = [];
 
   before(async () => {
-    const machine = {
-      clientId: 'machine',
-      clientSecret: machineSecret,
-      redirectUris: [],
-      grantTypes: ['client_credentials' as const],
+    const secrets = {
+      machine: machineSecret,
+      gateway: gatewaySecret,
+      introspector: introspectorSecret,
     };
-    provider = await startTestProvider({
-      defaultResource: API,
-      dpop: true,
-      clients: [
-        machine,
-        {
-          clientId: 'gateway',
-          clientSecret: gatewaySecret,
-          redirectUris: [`${apiOrigin}/oauth2/callback`],
-        },
-      ],
+    const providers = await startBearerProviders(secrets, {
+      jwt: { dpop: true },
+      opaque: { dpop: true },
     });
-    opaqueProvider = await startTestProvider({
-      defaultResource: API,
-      accessTokenFormat: 'opaque',
-      dpop: true,
-      clients: [
-        machine,
-        {
-          clientId: 'introspector',
-          clientSecret: introspectorSecret,
-          redirectUris: [],
-          grantTypes: ['client_credentials'],
-        },
-      ],
-    });
+    ({ jwt: provider, opaque: opaqueProvider } = providers);
     log = captureLog('info');
     server = await startTestServer(
-      {
-        apps: [
-          {
-            name: 'api',
-            match: { hosts: ['api.example.com'] },
-            oidc: { issuer: provider.issuer, clientId: 'gateway', clientSecret: gatewaySecret },
-            session: { secrets: [testSessionSecret] },
-            bearer: { enabled: true, audiences: [API] },
-          },
-          {
-            name: 'orders',
-            match: { hosts: ['orders.example.com'] },
-            oidc: {
-              issuer: opaqueProvider.issuer,
-              clientId: 'introspector',
-              clientSecret: introspectorSecret,
-            },
-            session: { secrets: [testSessionSecret] },
-            bearer: {
-              enabled: true,
-              audiences: [API],
-              introspection: {
-                enabled: true,
-                clientId: 'introspector',
-                clientSecret: introspectorSecret,
-              },
-            },
-          },
-        ],
-      },
+      { apps: bearerAppConfigs(providers, secrets) },
       { logger: log.logger },
     );
-    client = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    client = grpcModeEnvoy(server);
 
     const pair = await generateKeyPair('ES256', { extractable: true });
     attackerKey = {

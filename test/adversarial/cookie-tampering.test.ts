@@ -12,12 +12,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 /** One secret for every app of both deployments: what the binding must hold against. */
 const sharedSecret = 'Vd3kQ8zR1mX6pT9wL4sN7bH2cJ5fG0yA-shared';
 const clientSecret = 'Kp9wT2mQ7xL4vR8sN3dF6hJ1';
@@ -454,8 +453,8 @@ describe('adversarial: cookie tampering and cross-app / cross-deployment reuse',
     staging = await startTestServer(deployment('staging', strong.issuer, weak.issuer));
     context = {
       strong,
-      prod: new EnvoyClient({ target: prod.grpcTarget, protos, timeoutMs: 5_000 }),
-      staging: new EnvoyClient({ target: staging.grpcTarget, protos, timeoutMs: 5_000 }),
+      prod: grpcModeEnvoy(prod),
+      staging: grpcModeEnvoy(staging),
     };
     const signIn = async (envoy: EnvoyClient, origin: string, user = 'alice') => {
       const browser = new AppBrowser(envoy);

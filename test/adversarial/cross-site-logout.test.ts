@@ -8,15 +8,22 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
-import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
-import { shippedEnvoyHttpLists, shippedIstioHttpLists } from '../support/both-modes.ts';
+import {
+  grpcModeEnvoy,
+  shippedEnvoyHttpLists,
+  shippedIstioHttpLists,
+} from '../support/both-modes.ts';
+import {
+  AppBrowser,
+  locationOf,
+  setCookieLines,
+  deniedHeader as header,
+} from '../support/browser.ts';
+import { HttpModeClient, type EnvoyClient } from '../support/envoy-client.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const logoutUrl = `${origin}/oauth2/logout`;
 const clientSecret = 'Zt8Kq3Wn6Rb1Yv4Hc7Lm0Px5Sd9Gf2Ja';
@@ -27,10 +34,6 @@ interface Row {
   readonly request: string;
   readonly method: string;
   readonly headers: Headers;
-}
-
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
 }
 
 const forced: readonly Row[] = [
@@ -111,36 +114,17 @@ describe('cross-site logout', () => {
   let log: CapturedLog;
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [
-        {
-          clientId: 'grafana',
-          clientSecret,
-          redirectUris: [`${origin}/oauth2/callback`],
-          postLogoutRedirectUris: [`${origin}/`],
-        },
-      ],
-    });
     log = captureLog('info');
-    server = await startTestServer(
+    ({ provider, server } = await startAppStack(
       {
-        apps: [
-          {
-            name: 'grafana',
-            match: { hosts: ['grafana.example.com'] },
-            oidc: {
-              issuer: provider.issuer,
-              clientId: 'grafana',
-              clientSecret,
-              postLogoutRedirectUri: `${origin}/`,
-            },
-            session: { secrets: [testSessionSecret] },
-          },
-        ],
+        name: 'grafana',
+        clientSecret,
+        client: { postLogoutRedirectUris: [`${origin}/`] },
+        oidc: { postLogoutRedirectUri: `${origin}/` },
       },
       { logger: log.logger },
-    );
-    envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    ));
+    envoy = grpcModeEnvoy(server);
   });
 
   after(async () => {

@@ -9,15 +9,13 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { startServer, type ServerHandle } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
-import { testConfig } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';
+import { startTestServer, testConfig, type TestServer } from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 const sessionSecret = 'Tg5Wc9Xk2Lq7Rv0Zb4Nh8Jm1Sd6Fy3Pa-9f8e7d6c5b4a';
 const clientSecrets = {
@@ -72,7 +70,7 @@ describe('secrets in debug logs', () => {
   const lines: string[] = [];
   const secrets = new Secrets();
   let provider: TestProvider;
-  let handle: ServerHandle;
+  let server: TestServer;
   let grpc: EnvoyClient;
   let http: HttpModeClient;
   let clockOffset = 0;
@@ -126,41 +124,31 @@ describe('secrets in debug logs', () => {
       passIdToken: true,
       bearer: { enabled: true, audiences: [API] },
     });
-    const config = testConfig({
+    const document = {
       log: { level: 'trace' },
       apps: [app('grafana', 'cookie'), app('wiki', 'server')],
-    });
-    handle = await startServer(config, {
+    };
+    server = await startTestServer(document, {
       logger: createLogger({ level: 'trace', destination: sink }),
       now: () => Date.now() + clockOffset,
     });
-    for (const deadline = Date.now() + 10_000; handle.health.status() !== 'SERVING';) {
-      assert.ok(Date.now() < deadline, 'server ready');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    grpc = new EnvoyClient({
-      target: `127.0.0.1:${handle.ports.grpc}`,
-      protos,
-      timeoutMs: 5_000,
-    });
-    http = new HttpModeClient({
-      baseUrl: `http://127.0.0.1:${handle.ports.http}`,
-      timeoutMs: 5_000,
+    grpc = grpcModeEnvoy(server);
+    http = httpModeEnvoy(server, {
       allowedHeaders: ['cookie', 'accept', 'sec-fetch-mode', 'x-forwarded-proto', 'x-request-id'],
       allowedUpstreamHeaders: ['cookie', 'authorization', 'x-id-token', 'x-auth-request-user'],
       allowedClientHeadersOnSuccess: ['set-cookie'],
     });
 
     await runLife();
-    handle.reload(config);
-    metricsText = await (await fetch(`http://127.0.0.1:${handle.ports.admin}/metrics`)).text();
+    server.handle.reload(testConfig(document));
+    metricsText = await (await fetch(`${server.adminBase}/metrics`)).text();
   });
 
   // Whatever the set-up got to, close it: a failed set-up must fail the file, not hang it.
   after(async () => {
     (grpc as EnvoyClient | undefined)?.close();
     (http as HttpModeClient | undefined)?.close();
-    await (handle as ServerHandle | undefined)?.close();
+    await (server as TestServer | undefined)?.close();
     await (provider as TestProvider | undefined)?.close();
   });
 
@@ -248,14 +236,11 @@ describe('secrets in debug logs', () => {
       [refused, 400],
     ] as const) {
       secrets.add('logout token', token);
-      const posted = await fetch(
-        `http://127.0.0.1:${handle.ports.http}/oauth2/backchannel-logout`,
-        {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ logout_token: token }).toString(),
-        },
-      );
+      const posted = await fetch(`${server.httpBase}/oauth2/backchannel-logout`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }).toString(),
+      });
       assert.equal(posted.status, status, await posted.text());
     }
   }

@@ -8,12 +8,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { foldHeaderName } from '../../src/authz/identity-removals.ts';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { bothModes, modeNames, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 
 const origin = 'https://grafana.example.com';
 const clientSecret = 'grafana-client-secret-long-enough';
@@ -154,29 +153,20 @@ describe('identity-header forgery', () => {
   const browsers = new Map<string, AppBrowser>();
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [{ clientId: 'grafana', clientSecret, redirectUris: [`${origin}/oauth2/callback`] }],
-      users: [{ sub: 'mallory', preferredUsername: 'mallory', groups: ['users'] }],
-    });
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'grafana',
-          match: { hosts: ['grafana.example.com'] },
-          oidc: {
-            issuer: provider.issuer,
-            clientId: 'grafana',
-            clientSecret,
-            scopes: ['openid', 'profile', 'email'],
-            frontchannelLogoutPath: '/oauth2/frontchannel-logout',
-          },
-          session: { secrets: [testSessionSecret] },
-          publicPaths: [{ prefix: '/public/' }],
-          upstreamHeaders: { 'x-auth-request-role': '{{ claims.grafana_role }}' },
-        },
-      ],
-    });
-    modes = bothModes(server, loadUpstreamProtos());
+    ({ provider, server } = await startAppStack({
+      name: 'grafana',
+      clientSecret,
+      provider: { users: [{ sub: 'mallory', preferredUsername: 'mallory', groups: ['users'] }] },
+      oidc: {
+        scopes: ['openid', 'profile', 'email'],
+        frontchannelLogoutPath: '/oauth2/frontchannel-logout',
+      },
+      app: {
+        publicPaths: [{ prefix: '/public/' }],
+        upstreamHeaders: { 'x-auth-request-role': '{{ claims.grafana_role }}' },
+      },
+    }));
+    modes = bothModes(server);
     for (const mode of modes) {
       const browser = new AppBrowser(mode.envoy);
       await browser.login(`${origin}/`, 'mallory');

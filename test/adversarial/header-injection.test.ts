@@ -8,12 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { bothModes, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 
 const origin = 'https://wiki.example.com';
 const clientSecret = 'wiki-client-secret-long-enough';
@@ -86,36 +85,28 @@ describe('header injection from claims', () => {
   const outcomes = new Map<string, Outcome>();
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [{ clientId: 'wiki', clientSecret, redirectUris: [`${origin}/oauth2/callback`] }],
-      users: [
-        {
-          sub: 'eve',
-          preferredUsername: 'eve',
-          extraClaims: Object.fromEntries(rows.map((row) => [row.claim, row.value])),
-        },
-      ],
-    });
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'wiki',
-          match: { hosts: ['wiki.example.com'] },
-          oidc: {
-            issuer: provider.issuer,
-            clientId: 'wiki',
-            clientSecret,
-            scopes: ['openid', 'profile'],
+    ({ provider, server } = await startAppStack({
+      name: 'wiki',
+      clientSecret,
+      provider: {
+        users: [
+          {
+            sub: 'eve',
+            preferredUsername: 'eve',
+            extraClaims: Object.fromEntries(rows.map((row) => [row.claim, row.value])),
           },
-          // The long claims make a session too large for cookies.
-          session: { secrets: [testSessionSecret], store: 'server' },
-          upstreamHeaders: Object.fromEntries(
-            rows.map((row) => [headerOf(row), `{{ claims.${row.claim} }}`]),
-          ),
-        },
-      ],
-    });
-    modes = bothModes(server, loadUpstreamProtos());
+        ],
+      },
+      oidc: { scopes: ['openid', 'profile'] },
+      // The long claims make a session too large for cookies.
+      session: { store: 'server' },
+      app: {
+        upstreamHeaders: Object.fromEntries(
+          rows.map((row) => [headerOf(row), `{{ claims.${row.claim} }}`]),
+        ),
+      },
+    }));
+    modes = bothModes(server);
     for (const mode of modes) {
       const browser = new AppBrowser(mode.envoy);
       await browser.login(`${origin}/`, 'eve');

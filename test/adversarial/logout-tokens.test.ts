@@ -19,14 +19,13 @@ import {
   type CryptoKey,
   type JWTPayload,
 } from 'jose';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const logoutPath = '/oauth2/backchannel-logout';
 const clientSecret = 'Hx4Rt8Np2Vc6Lz0Qw3Jm7Bf1Ks5Yd9Ga';
@@ -53,40 +52,16 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
   let providerPublicPem: string;
 
   before(async () => {
-    provider = await startTestProvider({
-      idTokenSigningAlgs: ['RS256'],
-      clients: [
-        {
-          clientId: 'grafana',
-          clientSecret,
-          redirectUris: [`${origin}/oauth2/callback`],
-          // Registered so that ID tokens carry `sid`; the provider never calls it here.
-          backchannelLogoutUri: `http://127.0.0.1:9${logoutPath}`,
-        },
-      ],
-    });
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'grafana',
-          match: { hosts: ['grafana.example.com'] },
-          oidc: {
-            issuer: provider.issuer,
-            clientId: 'grafana',
-            clientSecret,
-            backchannelLogoutPath: logoutPath,
-          },
-          session: { secrets: [testSessionSecret] },
-          passIdToken: true,
-        },
-      ],
-    });
-    envoy = new EnvoyClient({
-      target: server.grpcTarget,
-      protos,
-      timeoutMs: 5_000,
-      withRequestBody: true,
-    });
+    ({ provider, server } = await startAppStack({
+      name: 'grafana',
+      clientSecret,
+      provider: { idTokenSigningAlgs: ['RS256'] },
+      // Registered so that ID tokens carry `sid`; the provider never calls it here.
+      client: { backchannelLogoutUri: `http://127.0.0.1:9${logoutPath}` },
+      oidc: { backchannelLogoutPath: logoutPath },
+      app: { passIdToken: true },
+    }));
+    envoy = grpcModeEnvoy(server, { withRequestBody: true });
     providerPublicPem = await exportSPKI(
       (await importJWK(provider.keys.RS256.publicJwk, 'RS256')) as CryptoKey,
     );

@@ -13,9 +13,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { RawRequest } from '../../src/authz/parse-request.ts';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
-import { startServer, type ServerHandle } from '../../src/main.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
-import { testConfig, testSessionSecret } from '../support/test-server.ts';
+import type { ServerHandle } from '../../src/main.ts';
+import { signInAppConfig, startTestServer, testConfig } from '../support/test-server.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -174,27 +173,22 @@ describe('memory bounds under 100k random cookies and 100k random tokens', () =>
         },
       ],
     });
-    const app = (name: string, store: 'cookie' | 'server') => ({
-      name,
-      match: { hosts: [`${name}.example.com`] },
-      oidc: {
-        issuer: provider.issuer,
-        clientId: name,
-        clientSecret: `${name}-client-secret-long-enough`,
-      },
-      session: { store, secrets: [testSessionSecret] },
-      bearer: { enabled: true, audiences: [API] },
-    });
-    const config = testConfig({ apps: [app('grafana', 'cookie'), app('wiki', 'server')] });
-    cookieNames = config.apps.flatMap((a) => [
+    const app = (name: string, store: 'cookie' | 'server') =>
+      signInAppConfig(
+        {
+          name,
+          clientSecret: `${name}-client-secret-long-enough`,
+          session: { store },
+          app: { bearer: { enabled: true, audiences: [API] } },
+        },
+        provider.issuer,
+      );
+    const document = { apps: [app('grafana', 'cookie'), app('wiki', 'server')] };
+    cookieNames = testConfig(document).apps.flatMap((a) => [
       a.session.cookieName,
       `__Host-${a.session.cookieName}`,
     ]);
-    handle = await startServer(config, { logger: silentLogger() });
-    for (const deadline = Date.now() + 10_000; handle.health.status() !== 'SERVING';) {
-      assert.ok(Date.now() < deadline, 'server ready');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    handle = (await startTestServer(document)).handle;
 
     const table = shapes(b64(8), provider.keys.RS256.kid);
     let sequence = 0;

@@ -7,19 +7,18 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
+import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import {
-  EnvoyClient,
-  HttpModeClient,
   normaliseRequest,
+  type EnvoyClient,
+  type HttpModeClient,
   type Outcome,
 } from '../support/envoy-client.ts';
 import { scriptedLogin, scriptedLogout } from '../support/scripted-login.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const clientSecret = 'grafana-client-secret-long-enough';
 
@@ -77,37 +76,16 @@ describe('open redirect', () => {
   let httpEnvoy: HttpModeClient;
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [
-        {
-          clientId: 'grafana',
-          clientSecret,
-          redirectUris: [`${origin}/oauth2/callback`],
-          postLogoutRedirectUris: [`${origin}/`],
-        },
-      ],
-      users: [{ sub: 'alice', email: 'alice@example.com', emailVerified: true }],
-    });
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'grafana',
-          match: { hosts: ['grafana.example.com'] },
-          oidc: {
-            issuer: provider.issuer,
-            clientId: 'grafana',
-            clientSecret,
-            postLogoutRedirectUri: `${origin}/`,
-          },
-          session: { secrets: [testSessionSecret] },
-        },
-      ],
-    });
-    grpcEnvoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    ({ provider, server } = await startAppStack({
+      name: 'grafana',
+      clientSecret,
+      provider: { users: [{ sub: 'alice', email: 'alice@example.com', emailVerified: true }] },
+      client: { postLogoutRedirectUris: [`${origin}/`] },
+      oidc: { postLogoutRedirectUri: `${origin}/` },
+    }));
+    grpcEnvoy = grpcModeEnvoy(server);
     // The lists of envoy/envoy-http.yaml.
-    httpEnvoy = new HttpModeClient({
-      baseUrl: server.httpBase,
-      timeoutMs: 5_000,
+    httpEnvoy = httpModeEnvoy(server, {
       allowedHeaders: [
         'cookie',
         'accept',

@@ -15,11 +15,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
-import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
+import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
+import type { Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testApp, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 
 /** `allow`, or the HTTP status of the deny the client gets. */
@@ -290,11 +289,11 @@ function runTable(mode: string, connect: () => { check: Check; close(): void }):
 }
 
 runTable('gRPC', () => {
-  const envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+  const envoy = grpcModeEnvoy(server);
   return { check: (row) => envoy.check(requestOf(row)), close: () => envoy.close() };
 });
 
 runTable('HTTP', () => {
-  const envoy = new HttpModeClient({ baseUrl: server.httpBase, timeoutMs: 5_000 });
+  const envoy = httpModeEnvoy(server);
   return { check: (row) => envoy.check(requestOf(row)), close: () => envoy.close() };
 });

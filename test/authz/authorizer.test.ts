@@ -7,9 +7,9 @@ import type { RawRequest } from '../../src/authz/parse-request.ts';
 import { Pipeline, type Step } from '../../src/authz/pipeline.ts';
 import { allow, type Verdict } from '../../src/authz/verdict.ts';
 import { AuthzError } from '../../src/errors.ts';
-import { Writable } from 'node:stream';
-import { createLogger, silentLogger, type Logger } from '../../src/observability/logger.ts';
+import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { captureLog } from '../resilience/log-capture.ts';
 
 /** The pipeline reads only an app's name and match rules; the steps here read nothing else. */
 const app = {
@@ -45,18 +45,6 @@ function authorizer(
   );
 }
 
-/** A logger at `info` whose lines land, parsed, in `lines` (pino writes synchronously here). */
-function capturingLogger(lines: Record<string, unknown>[]): Logger {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n'))
-        if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return createLogger({ level: 'info', destination: sink });
-}
-
 const allowed = allow('session');
 const pass: Step = () => undefined;
 const passLater: Step = () => Promise.resolve(undefined);
@@ -83,13 +71,13 @@ describe('Authorizer.decide', () => {
   });
 
   it('leaves one line with the request id for each request refused as malformed or ambiguous', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const decide = authorizer([decideNow], undefined, capturingLogger(lines));
+    const log = captureLog('info');
+    const decide = authorizer([decideNow], undefined, log.logger);
     settled(decide.decide(raw({ id: 'bad-1', headers: [['x-a', 'b\r\nc']] })));
     settled(decide.decide(raw({ id: 'bad-2', path: '/a/%2e%2e;x/..%2f/b%00' })));
     settled(decide.decide(raw({ id: 'ok-1' })));
     await new Promise<void>((resolve) => setImmediate(resolve));
-    const refused = lines.filter((l) => l['msg'] === 'request refused');
+    const refused = log.lines().filter((l) => l['msg'] === 'request refused');
     assert.deepEqual(
       refused.map((l) => [l['requestId'], typeof l['reason']]),
       [

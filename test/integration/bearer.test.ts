@@ -10,14 +10,14 @@ import {
   importJWK,
   type CryptoKey,
 } from 'jose';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
-import { AppBrowser } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
+import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
+import { AppBrowser, deniedHeader as header, statusOf } from '../support/browser.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { startTestServer, type TestServer } from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const API = 'https://api.example.com/';
 const OTHER_API = 'https://billing.example.com/';
 const apiOrigin = 'https://api.example.com';
@@ -55,14 +55,6 @@ async function metric(server: TestServer, pattern: RegExp): Promise<number> {
 const validJwtVerifications =
   /eoa_bearer_verifications_total\{app="api",kind="jwt",outcome="valid"\} (\d+)/;
 
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
-}
-
-function statusOf(outcome: Outcome): number | string {
-  return outcome.kind === 'deny' ? outcome.status : outcome.kind;
-}
-
 let nextAddress = 1;
 /** A fresh client address, so that the failure throttle of one test never decides another. */
 function freshAddress(): string {
@@ -79,79 +71,28 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
 
   before(async () => {
     redis = await startRedis();
-    const machine = {
-      clientId: 'machine',
-      clientSecret: machineSecret,
-      redirectUris: [],
-      grantTypes: ['client_credentials' as const],
+    const secrets = {
+      machine: machineSecret,
+      gateway: gatewaySecret,
+      introspector: introspectorSecret,
     };
-    provider = await startTestProvider({
-      defaultResource: API,
-      resources: [OTHER_API],
-      clients: [
-        machine,
-        {
-          clientId: 'gateway',
-          clientSecret: gatewaySecret,
-          redirectUris: [`${apiOrigin}/oauth2/callback`],
-        },
-      ],
-    });
-    opaqueProvider = await startTestProvider({
-      defaultResource: API,
-      accessTokenFormat: 'opaque',
-      clients: [
-        machine,
-        {
-          clientId: 'introspector',
-          clientSecret: introspectorSecret,
-          redirectUris: [],
-          grantTypes: ['client_credentials'],
-        },
-      ],
-    });
+    const providers = await startBearerProviders(secrets, { jwt: { resources: [OTHER_API] } });
+    ({ jwt: provider, opaque: opaqueProvider } = providers);
     for (let i = 0; i < 2; i++) {
       const server = await startTestServer({
         store: { type: 'redis', redis: { url: redis.url } },
-        apps: [
-          {
-            name: 'api',
-            match: { hosts: ['api.example.com'] },
-            oidc: { issuer: provider.issuer, clientId: 'gateway', clientSecret: gatewaySecret },
-            session: { secrets: [testSessionSecret] },
-            passIdToken: true,
-            bearer: {
-              enabled: true,
-              audiences: [API],
-              requireJwtType: true,
-              requiredScopes: ['api:read'],
-              paths: [{ prefix: '/admin/', requiredScopes: ['api:admin'] }],
-              failureThrottle: { maxFailures: 5, window: '1m' },
-            },
+        apps: bearerAppConfigs(providers, secrets, {
+          app: { passIdToken: true },
+          bearer: {
+            requireJwtType: true,
+            requiredScopes: ['api:read'],
+            paths: [{ prefix: '/admin/', requiredScopes: ['api:admin'] }],
+            failureThrottle: { maxFailures: 5, window: '1m' },
           },
-          {
-            name: 'orders',
-            match: { hosts: ['orders.example.com'] },
-            oidc: {
-              issuer: opaqueProvider.issuer,
-              clientId: 'introspector',
-              clientSecret: introspectorSecret,
-            },
-            session: { secrets: [testSessionSecret] },
-            bearer: {
-              enabled: true,
-              audiences: [API],
-              introspection: {
-                enabled: true,
-                clientId: 'introspector',
-                clientSecret: introspectorSecret,
-              },
-            },
-          },
-        ],
+        }),
       });
       servers.push(server);
-      clients.push(new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 }));
+      clients.push(grpcModeEnvoy(server));
     }
   });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { deniedHeader as header } from '../support/browser.ts';
 import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testApp, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos, type UpstreamCheckResponse } from '../support/upstream-protos.ts';
@@ -43,11 +44,6 @@ function assertEnvoyRules(outcome: Outcome): void {
       assert.equal(h.append?.value, false, `deny header ${h.header?.key} has append: false`);
     }
   }
-}
-
-function header(outcome: Outcome, name: string): string | undefined {
-  if (outcome.kind !== 'deny') return undefined;
-  return outcome.headers.find(([n]) => n === name)?.[1];
 }
 
 let provider: TestProvider;

@@ -1,19 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
-import { AppBrowser, locationOf } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import { AppBrowser, locationOf, deniedHeader as header } from '../support/browser.ts';
+import { EnvoyClient } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const otherSecret = 'FNJ3yF7DufxQkbIsu7LNreseEGsuICpa7+bUeJpjlUTq';
-
-function header(outcome: Outcome, name: string): string | undefined {
-  if (outcome.kind === 'deny') return outcome.headers.find(([n]) => n === name)?.[1];
-  return undefined;
-}
 
 function appConfig(
   issuer: string,

@@ -7,12 +7,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
-import { AppBrowser, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
+import { AppBrowser, setCookieLines, deniedHeader as header } from '../support/browser.ts';
+import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';
+import { signInAppConfig, startTestServer, type TestServer } from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const clientSecret = 'Qm7xT2vK9pL4wR8sN3dF6hJ1';
 const cookieOrigin = 'https://big.example.com';
 const serverOrigin = 'https://tickets.example.com';
@@ -21,23 +20,22 @@ const manyGroups = Array.from({ length: 1_500 }, (_, i) => `team-${String(i).pad
 const growingGroups = ['team-a'];
 const tooLarge = /session too large for the cookie store/;
 
-function header(outcome: Outcome, name: string): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
-}
-
 function bodyOf(outcome: Outcome): string {
   return outcome.kind === 'deny' ? outcome.body : '';
 }
 
-function app(name: string, host: string, issuer: string, session: Record<string, unknown>) {
-  return {
-    name,
-    match: { hosts: [host] },
-    oidc: { issuer, clientId: name, clientSecret, probeInterval: '1h' },
-    // The provider's access tokens live 300 s: every request with a session refreshes.
-    refresh: { skew: '10m' },
-    session: { secrets: [testSessionSecret], ...session },
-  };
+function app(name: string, issuer: string, session: Record<string, unknown>) {
+  return signInAppConfig(
+    {
+      name,
+      clientSecret,
+      oidc: { probeInterval: '1h' },
+      session,
+      // The provider's access tokens live 300 s: every request with a session refreshes.
+      app: { refresh: { skew: '10m' } },
+    },
+    issuer,
+  );
 }
 
 describe('a session too large for the cookie store', () => {
@@ -62,18 +60,16 @@ describe('a session too large for the cookie store', () => {
     server = await startTestServer(
       {
         apps: [
-          app('big', 'big.example.com', provider.issuer, {}),
-          app('tickets', 'tickets.example.com', provider.issuer, { store: 'server' }),
+          app('big', provider.issuer, {}),
+          app('tickets', provider.issuer, { store: 'server' }),
         ],
       },
       { logger: log.logger },
     );
-    grpc = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
-    httpMode = new HttpModeClient({
-      baseUrl: server.httpBase,
+    grpc = grpcModeEnvoy(server);
+    httpMode = httpModeEnvoy(server, {
       allowedHeaders: ['cookie', 'accept', 'sec-fetch-mode', 'user-agent', 'x-request-id'],
       allowedUpstreamHeaders: ['x-auth-request-user', 'x-auth-request-groups'],
-      timeoutMs: 5_000,
     });
   });
 

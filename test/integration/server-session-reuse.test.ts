@@ -7,15 +7,20 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
-import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { redisCli, startRedis, type RedisProcess } from '../support/redis-servers.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import {
+  signInAppConfig,
+  startAppProvider,
+  startTestServer,
+  type SignInApp,
+  type TestServer,
+} from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const origin = 'https://grafana.example.com';
 const secret = 'grafana-client-secret-long-enough';
 const xhr: [string, string][] = [['accept', 'application/json']];
@@ -55,40 +60,27 @@ describe('server sessions reused per replica, on redis-server across three repli
   before(async () => {
     // Persistent, so the session written before an outage is still there after it.
     redis = await startRedis({ persistence: true });
-    provider = await startTestProvider({
-      clients: [
-        {
-          clientId: 'grafana',
-          clientSecret: secret,
-          redirectUris: [`${origin}/oauth2/callback`],
-          postLogoutRedirectUris: [`${origin}/`],
-          // Makes the provider put `sid` in ID tokens.
-          backchannelLogoutUri: `${origin}/oauth2/backchannel-logout`,
-        },
-      ],
-    });
+    const app: SignInApp = {
+      name: 'grafana',
+      clientSecret: secret,
+      client: {
+        postLogoutRedirectUris: [`${origin}/`],
+        // Makes the provider put `sid` in ID tokens.
+        backchannelLogoutUri: `${origin}/oauth2/backchannel-logout`,
+      },
+      oidc: { backchannelLogoutPath: '/oauth2/backchannel-logout', probeInterval: '1h' },
+      session: { store: 'server' },
+      app: { passIdToken: true },
+    };
+    provider = await startAppProvider(app);
     for (let i = 0; i < 3; i++) {
       const server = await startTestServer({
         store: { type: 'redis', redis: { url: redis.url, commandTimeout: '500ms' } },
         breakers: { store: { volumeThreshold: 2, rollingWindow: '2s', resetTimeout: '250ms' } },
-        apps: [
-          {
-            name: 'grafana',
-            match: { hosts: ['grafana.example.com'] },
-            oidc: {
-              issuer: provider.issuer,
-              clientId: 'grafana',
-              clientSecret: secret,
-              backchannelLogoutPath: '/oauth2/backchannel-logout',
-              probeInterval: '1h',
-            },
-            session: { store: 'server', secrets: [testSessionSecret] },
-            passIdToken: true,
-          },
-        ],
+        apps: [signInAppConfig(app, provider.issuer)],
       });
       servers.push(server);
-      clients.push(new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 }));
+      clients.push(grpcModeEnvoy(server));
     }
   });
 

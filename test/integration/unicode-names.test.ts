@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { bothModes, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { startAppStack, type TestServer } from '../support/test-server.ts';
 
 const origin = 'https://wiki.example.com';
 const clientSecret = 'wiki-client-secret-long-enough';
@@ -29,34 +28,23 @@ describe('identity headers of users with non-Latin-1 names, in both modes', () =
   let modes: EnvoyMode[];
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [{ clientId: 'wiki', clientSecret, redirectUris: [`${origin}/oauth2/callback`] }],
-      users: users.map((user) => ({
-        sub: user.sub,
-        email: `${user.sub}@example.com`,
-        emailVerified: true,
-        name: user.name,
-        preferredUsername: user.username,
-        groups: [user.group, 'users'],
-      })),
-    });
-    server = await startTestServer({
-      apps: [
-        {
-          name: 'wiki',
-          match: { hosts: ['wiki.example.com'] },
-          oidc: {
-            issuer: provider.issuer,
-            clientId: 'wiki',
-            clientSecret,
-            scopes: ['openid', 'profile', 'email'],
-          },
-          session: { secrets: [testSessionSecret] },
-          upstreamHeaders: { 'x-auth-request-name': '{{ claims.name }}' },
-        },
-      ],
-    });
-    modes = bothModes(server, loadUpstreamProtos());
+    ({ provider, server } = await startAppStack({
+      name: 'wiki',
+      clientSecret,
+      provider: {
+        users: users.map((user) => ({
+          sub: user.sub,
+          email: `${user.sub}@example.com`,
+          emailVerified: true,
+          name: user.name,
+          preferredUsername: user.username,
+          groups: [user.group, 'users'],
+        })),
+      },
+      oidc: { scopes: ['openid', 'profile', 'email'] },
+      app: { upstreamHeaders: { 'x-auth-request-name': '{{ claims.name }}' } },
+    }));
+    modes = bothModes(server);
   });
 
   after(async () => {

@@ -6,15 +6,20 @@
 import assert from 'node:assert/strict';
 import { createSecretKey, hkdfSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../src/dev/test-provider.ts';
 import { encodeProtectedHeader, sealCompact } from '../../src/session/compact-jwe.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
-import { EnvoyClient } from '../support/envoy-client.ts';
+import { grpcModeEnvoy } from '../support/both-modes.ts';
+import type { EnvoyClient } from '../support/envoy-client.ts';
 import { scriptedLogin } from '../support/scripted-login.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
-import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import {
+  signInAppConfig,
+  startAppProvider,
+  startTestServer,
+  testSessionSecret,
+  type TestServer,
+} from '../support/test-server.ts';
 
-const protos = loadUpstreamProtos();
 const clientSecret = 'Wq3nB8vK1xP6tR9mL2sD5fH7';
 const origin = 'https://grafana.example.com';
 
@@ -48,9 +53,7 @@ describe('upgrading to sessions bound to their app', () => {
   const clients: EnvoyClient[] = [];
 
   before(async () => {
-    provider = await startTestProvider({
-      clients: [{ clientId: 'grafana', clientSecret, redirectUris: [`${origin}/oauth2/callback`] }],
-    });
+    provider = await startAppProvider({ name: 'grafana', clientSecret });
   });
 
   after(async () => {
@@ -62,16 +65,14 @@ describe('upgrading to sessions bound to their app', () => {
   async function browserFor(session: Record<string, unknown>): Promise<AppBrowser> {
     const server = await startTestServer({
       apps: [
-        {
-          name: 'grafana',
-          match: { hosts: ['grafana.example.com'] },
-          oidc: { issuer: provider.issuer, clientId: 'grafana', clientSecret, probeInterval: '1h' },
-          session: { secrets: [testSessionSecret], ...session },
-        },
+        signInAppConfig(
+          { name: 'grafana', clientSecret, oidc: { probeInterval: '1h' }, session },
+          provider.issuer,
+        ),
       ],
     });
     servers.push(server);
-    const envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+    const envoy = grpcModeEnvoy(server);
     clients.push(envoy);
     return new AppBrowser(envoy);
   }

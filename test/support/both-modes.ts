@@ -7,15 +7,40 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { repoPath } from '../deploy/repo-path.ts';
 import type { ExtAuthzCaller } from './browser.ts';
-import { EnvoyClient, HttpModeClient, type HeaderPattern } from './envoy-client.ts';
+import {
+  EnvoyClient,
+  HttpModeClient,
+  type EnvoyClientOptions,
+  type HeaderPattern,
+  type HttpModeClientOptions,
+} from './envoy-client.ts';
 import type { TestServer } from './test-server.ts';
-import type { UpstreamProtos } from './upstream-protos.ts';
+import { loadUpstreamProtos, type UpstreamProtos } from './upstream-protos.ts';
 
 export interface EnvoyMode {
   /** `grpc`, or `http` followed by where its lists come from. */
   readonly name: string;
   readonly envoy: ExtAuthzCaller;
   close(): void;
+}
+
+/** Check deadline of every Envoy in front of a test server: generous, so only a hang fails. */
+const checkTimeoutMs = 5_000;
+
+/** A gRPC-mode Envoy in front of `server`; it loads the upstream protos unless given them. */
+export function grpcModeEnvoy(
+  server: TestServer,
+  options: Omit<EnvoyClientOptions, 'target'> = {},
+): EnvoyClient {
+  return new EnvoyClient({ target: server.grpcTarget, timeoutMs: checkTimeoutMs, ...options });
+}
+
+/** An HTTP-mode Envoy in front of `server`, with the header lists in `options`. */
+export function httpModeEnvoy(
+  server: TestServer,
+  options: Omit<HttpModeClientOptions, 'baseUrl'> = {},
+): HttpModeClient {
+  return new HttpModeClient({ baseUrl: server.httpBase, timeoutMs: checkTimeoutMs, ...options });
 }
 
 /** The HTTP-mode lists of one shipped config. */
@@ -108,16 +133,14 @@ export const modeNames = [
  * `envoy/envoy-http.yaml`, of Istio's provider, and of an operator who sends no identity header
  * to the check (so the server never sees a forged one).
  */
-export function bothModes(server: TestServer, protos: UpstreamProtos): EnvoyMode[] {
-  const grpc = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
-  const raw = new EnvoyClient({
-    target: server.grpcTarget,
-    protos,
-    timeoutMs: 5_000,
-    encodeRawHeaders: true,
-  });
+export function bothModes(
+  server: TestServer,
+  protos: UpstreamProtos = loadUpstreamProtos(),
+): EnvoyMode[] {
+  const grpc = grpcModeEnvoy(server, { protos });
+  const raw = grpcModeEnvoy(server, { protos, encodeRawHeaders: true });
   const http = (name: string, lists: HttpLists): EnvoyMode => {
-    const client = new HttpModeClient({ baseUrl: server.httpBase, timeoutMs: 5_000, ...lists });
+    const client = httpModeEnvoy(server, lists);
     return { name, envoy: client, close: () => client.close() };
   };
   const envoyLists = shippedEnvoyHttpLists();

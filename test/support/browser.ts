@@ -19,7 +19,17 @@ export function setCookieLines(outcome: Outcome): string[] {
 }
 
 export function locationOf(outcome: Outcome): string | undefined {
-  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === 'location')?.[1] : undefined;
+  return deniedHeader(outcome, 'location');
+}
+
+/** A header of the answer a denied client receives; undefined when the request was allowed. */
+export function deniedHeader(outcome: Outcome, name: string): string | undefined {
+  return outcome.kind === 'deny' ? outcome.headers.find(([n]) => n === name)?.[1] : undefined;
+}
+
+/** The status of a denied answer, else the outcome's kind (`allow`, `error`). */
+export function statusOf(outcome: Outcome): number | string {
+  return outcome.kind === 'deny' ? outcome.status : outcome.kind;
 }
 
 /** What a browser sends its requests through: Envoy in gRPC mode or in HTTP mode. */

@@ -1,6 +1,12 @@
 /** Starts a real server on free loopback ports from a config written as a plain object. */
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
+import {
+  startTestProvider,
+  type TestClient,
+  type TestProvider,
+  type TestProviderOptions,
+} from '../../src/dev/test-provider.ts';
 import { startServer, type ServerHandle } from '../../src/main.ts';
 import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 
@@ -57,15 +63,18 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+export interface TestServerOptions {
+  /** Default true. */
+  readonly waitReady?: boolean;
+  readonly now?: () => number;
+  /** Default: a silent one. */
+  readonly logger?: Logger;
+}
+
 /** Starts a server; by default waits until it is SERVING (every app's discovery answered). */
 export async function startTestServer(
   document: Record<string, unknown>,
-  options: {
-    readonly waitReady?: boolean;
-    readonly now?: () => number;
-    /** Default: a silent one. */
-    readonly logger?: Logger;
-  } = {},
+  options: TestServerOptions = {},
 ): Promise<TestServer> {
   const handle = await startServer(testConfig(document), {
     logger: options.logger ?? silentLogger(),
@@ -88,4 +97,73 @@ export async function startTestServer(
     adminBase: `http://127.0.0.1:${handle.ports.admin}`,
     close: () => handle.close(),
   };
+}
+
+/**
+ * An app that signs its users in at a test OpenID Provider: the app's name is also its client id
+ * and names its host, `<name>.example.com`.
+ */
+export interface SignInApp {
+  readonly name: string;
+  readonly clientSecret: string;
+  /** The client's registration besides its id, secret and `https://<host>/oauth2/callback`. */
+  readonly client?: Omit<Partial<TestClient>, 'clientId' | 'clientSecret'>;
+  /** The provider's options besides its one client. */
+  readonly provider?: Omit<TestProviderOptions, 'clients'>;
+  /** The app's `oidc` besides issuer, client id and secret. */
+  readonly oidc?: Record<string, unknown>;
+  /** The app's `session` besides the test secret. */
+  readonly session?: Record<string, unknown>;
+  /** The rest of the app (`passIdToken`, `upstreamHeaders`, …). */
+  readonly app?: Record<string, unknown>;
+}
+
+/** A test OpenID Provider with the one client `app` signs in as. */
+export function startAppProvider(app: SignInApp): Promise<TestProvider> {
+  return startTestProvider({
+    ...app.provider,
+    clients: [
+      {
+        clientId: app.name,
+        clientSecret: app.clientSecret,
+        redirectUris: [`https://${app.name}.example.com/oauth2/callback`],
+        ...app.client,
+      },
+    ],
+  });
+}
+
+/** The config of `app`, signing in at `issuer` (see {@link startAppProvider}). */
+export function signInAppConfig(app: SignInApp, issuer: string): Record<string, unknown> {
+  return {
+    name: app.name,
+    match: { hosts: [`${app.name}.example.com`] },
+    oidc: { issuer, clientId: app.name, clientSecret: app.clientSecret, ...app.oidc },
+    session: { secrets: [testSessionSecret], ...app.session },
+    ...app.app,
+  };
+}
+
+export interface AppStack {
+  readonly provider: TestProvider;
+  /** Close it before the provider. */
+  readonly server: TestServer;
+}
+
+/** A test OpenID Provider and a server with `app` alone, signing in there. */
+export async function startAppStack(
+  app: SignInApp,
+  options: TestServerOptions = {},
+): Promise<AppStack> {
+  const provider = await startAppProvider(app);
+  try {
+    const server = await startTestServer(
+      { apps: [signInAppConfig(app, provider.issuer)] },
+      options,
+    );
+    return { provider, server };
+  } catch (error) {
+    await provider.close();
+    throw error;
+  }
 }
