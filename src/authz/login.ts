@@ -68,6 +68,26 @@ function queryOf(request: RequestModel): URLSearchParams {
   return new URLSearchParams(request.query);
 }
 
+/** The `error` codes of an authorization response: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6. */
+const knownAuthorizationErrors: ReadonlySet<string> = new Set([
+  'invalid_request',
+  'unauthorized_client',
+  'access_denied',
+  'unsupported_response_type',
+  'invalid_scope',
+  'server_error',
+  'temporarily_unavailable',
+  'interaction_required',
+  'login_required',
+  'account_selection_required',
+  'consent_required',
+  'invalid_request_uri',
+  'invalid_request_object',
+  'request_not_supported',
+  'request_uri_not_supported',
+  'registration_not_supported',
+]);
+
 const stateProblems = {
   missing: 'This sign-in response does not belong to a sign-in started in this browser.',
   expired: 'This sign-in took too long and has expired.',
@@ -97,12 +117,21 @@ async function finishLogin(context: StepContext, logger: Logger): Promise<Verdic
 
   const error = query.get('error');
   if (error !== null) {
-    const description = query.get('error_description');
+    // Anyone can send a browser to the callback with an `error` of their choosing, state or not:
+    // only a code RFC 6749 §4.1.2.1 or OIDC Core §3.1.2.6 defines is shown, and the free-text
+    // `error_description` never is (our origin would vouch for an attacker's words).
+    const code = knownAuthorizationErrors.has(error) ? error : undefined;
+    logger.info(
+      { requestId: request.id, app: app.name, error: code ?? 'unknown', state: taken.kind },
+      'sign-in refused by the identity provider',
+    );
     return htmlPage(
       'callback_error',
       401,
       'Sign-in was not completed',
-      `The identity provider answered: ${error}${description === null ? '' : ` (${description})`}.`,
+      code === undefined
+        ? 'The identity provider did not complete the sign-in.'
+        : `The identity provider answered: ${code}.`,
       cleanup,
     );
   }

@@ -13,6 +13,15 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => entities[c] ?? c);
 }
 
+/**
+ * Every page may not be framed (no clickjacking of a page on our origin) and loads nothing: it
+ * has no script, style or image of its own.
+ */
+export const pageSecurityHeaders: readonly HeaderPair[] = Object.freeze([
+  ['x-frame-options', 'DENY'],
+  ['content-security-policy', "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"],
+] as const);
+
 /** A readable page with a link to start again; `message` is escaped and capped. */
 export function htmlPage(
   reason: DenyReason,
@@ -29,6 +38,7 @@ export function htmlPage(
   return deny(reason, status, body, [
     ['content-type', 'text/html; charset=utf-8'],
     ['cache-control', 'no-store'],
+    ...pageSecurityHeaders,
     ...headers,
   ]);
 }

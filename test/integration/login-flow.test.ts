@@ -300,8 +300,29 @@ describe('browser login against a real OpenID Provider', () => {
     );
     assert.equal(outcome.kind === 'deny' && outcome.status, 401);
     assert.equal(header(outcome, 'content-type'), 'text/html; charset=utf-8');
-    assert.match(outcome.kind === 'deny' ? outcome.body : '', /access_denied \(&lt;script&gt;\)/);
+    const body = outcome.kind === 'deny' ? outcome.body : '';
+    assert.match(body, /The identity provider answered: access_denied\./);
+    assert.ok(!body.includes('script'), 'error_description is never shown');
     assert.equal(header(outcome, 'location'), undefined);
+    assert.equal(header(outcome, 'x-frame-options'), 'DENY');
+    assert.match(header(outcome, 'content-security-policy') ?? '', /frame-ancestors 'none'/);
+  });
+
+  it("never lends the app's origin to an attacker's words on the callback page", async () => {
+    // No login started, no state: anyone can link a victim here with text of their choosing.
+    const b = browser();
+    const phishing = 'Your account is locked. Call +1-800-555-0100 to unlock it';
+    for (const query of [
+      `error=access_denied&error_description=${encodeURIComponent(phishing)}`,
+      `error=${encodeURIComponent(phishing)}`,
+    ]) {
+      const outcome = await b.request(`${origin}/oauth2/callback?${query}`);
+      assert.equal(outcome.kind === 'deny' && outcome.status, 401);
+      const body = outcome.kind === 'deny' ? outcome.body : '';
+      assert.ok(!body.includes('locked'), body);
+      assert.ok(!body.includes('800'), body);
+      assert.equal(header(outcome, 'x-frame-options'), 'DENY');
+    }
   });
 
   it('refuses a user outside allowedDomains with 403 and a plain reason, not a login loop', async () => {
