@@ -213,7 +213,7 @@ function buildRuntime(
       services.oidcClients.delete(key);
     }
   }
-  const providerLogout = createProviderLogoutSteps(services.now);
+  const providerLogout = createProviderLogoutSteps(services.now, services.logger);
   return {
     apps,
     pipeline: new Pipeline({
@@ -244,8 +244,9 @@ function buildRuntime(
 function createDirectLogoutRoute(
   apps: () => readonly AppRuntime[],
   now: () => number,
+  logger: Logger,
 ): DirectRoute {
-  return async ({ method, path, body }) => {
+  return async ({ id, method, path, body }) => {
     if (
       method !== 'POST' ||
       !apps().some((app) => app.config.oidc.backchannelLogoutPath === path)
@@ -261,6 +262,12 @@ function createDirectLogoutRoute(
     for (const app of targets) {
       result = await backchannelLogout(app, token!, now);
       if (result.status !== 200) break;
+    }
+    if (result.error !== undefined) {
+      logger.info(
+        { requestId: id, path, reason: result.error.description },
+        'provider logout refused',
+      );
     }
     return {
       status: result.status,
@@ -386,7 +393,7 @@ export async function startServer(
     authorizer,
     logger,
     pathPrefix: config.listen.httpPathPrefix,
-    direct: createDirectLogoutRoute(() => apps, now),
+    direct: createDirectLogoutRoute(() => apps, now, logger),
     maxHeaderBytes: config.request.maxHeaderBytes,
   });
   const adminServer = createAdminServer(health, metrics, logger);

@@ -5,6 +5,7 @@
  */
 import { decodeJwt, type JWTPayload } from 'jose';
 import { AuthzError } from '../errors.ts';
+import type { Logger } from '../observability/logger.ts';
 import { digestForKey } from '../store/keyspaces.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { StepContext } from './pipeline.ts';
@@ -112,21 +113,36 @@ function asVerdict(result: ProviderLogoutResult): Verdict {
 }
 
 /** The pipeline steps: back-channel (POST with a body, `with_request_body`) and front-channel (GET). */
-export function createProviderLogoutSteps(now: () => number) {
+export function createProviderLogoutSteps(now: () => number, logger: Logger) {
+  /** A refused provider logout leaves one line: the provider's retries otherwise fail silently. */
+  function logged(context: StepContext, result: ProviderLogoutResult): ProviderLogoutResult {
+    if (result.error !== undefined) {
+      logger.info(
+        { requestId: context.request.id, app: context.app.name, reason: result.error.description },
+        'provider logout refused',
+      );
+    }
+    return result;
+  }
+
   function handleBackchannelLogout(context: StepContext): Promise<Verdict> | undefined {
     if (!context.app.endpoints.is('backchannel_logout', context.path)) return undefined;
     return backchannel(context);
   }
 
-  async function backchannel({ request, app }: StepContext): Promise<Verdict> {
+  async function backchannel(context: StepContext): Promise<Verdict> {
+    const { request, app } = context;
     if (request.method !== 'POST')
       return jsonDeny('provider_logout', 405, 'invalid_request', 'POST a logout_token', [
         ['allow', 'POST'],
       ]);
     const token = logoutTokenFrom(request.body);
-    if (token === undefined)
-      return asVerdict(refused('logout_token missing (is the request body sent to the check?)'));
-    return asVerdict(await backchannelLogout(app, token, now));
+    if (token === undefined) {
+      return asVerdict(
+        logged(context, refused('logout_token missing (is the request body sent to the check?)')),
+      );
+    }
+    return asVerdict(logged(context, await backchannelLogout(app, token, now)));
   }
 
   function handleFrontchannelLogout(context: StepContext): Promise<Verdict> | undefined {
@@ -134,12 +150,13 @@ export function createProviderLogoutSteps(now: () => number) {
     return frontchannel(context);
   }
 
-  async function frontchannel({ request, app }: StepContext): Promise<Verdict> {
+  async function frontchannel(context: StepContext): Promise<Verdict> {
+    const { request, app } = context;
     const query = new URLSearchParams(request.query);
     const iss = query.get('iss');
     const sid = query.get('sid');
     if (iss !== app.oidc.issuer || sid === null || sid === '') {
-      return asVerdict(refused('iss and sid of this provider are required'));
+      return asVerdict(logged(context, refused('iss and sid of this provider are required')));
     }
     await endSessions(app, { sid });
     // Loaded in the provider's iframe: an empty page that must not be cached.

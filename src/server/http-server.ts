@@ -37,6 +37,8 @@ export interface DirectReply {
  * reach them through Envoy. `undefined` hands the request on to the ext_authz pipeline.
  */
 export type DirectRoute = (request: {
+  /** `x-request-id`, or empty. */
+  readonly id: string;
   readonly method: string;
   readonly path: string;
   readonly body: string;
@@ -222,7 +224,8 @@ export function createHttpServer(deps: HttpServerDeps): Server {
           return;
         }
         const path = (req.url ?? '/').split('?', 1)[0]!;
-        direct({ method: req.method ?? '', path, body })
+        const id = req.headers['x-request-id'];
+        direct({ id: typeof id === 'string' ? id : '', method: req.method ?? '', path, body })
           .then((reply) => {
             if (reply === undefined) {
               decide(body);

@@ -25,6 +25,7 @@ import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
+import { captureLog } from '../resilience/log-capture.ts';
 
 const origin = 'https://grafana.example.com';
 const logoutPath = '/oauth2/backchannel-logout';
@@ -50,17 +51,21 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
   let server: TestServer;
   let envoy: EnvoyClient;
   let providerPublicPem: string;
+  const log = captureLog();
 
   before(async () => {
-    ({ provider, server } = await startAppStack({
-      name: 'grafana',
-      clientSecret,
-      provider: { idTokenSigningAlgs: ['RS256'] },
-      // Registered so that ID tokens carry `sid`; the provider never calls it here.
-      client: { backchannelLogoutUri: `http://127.0.0.1:9${logoutPath}` },
-      oidc: { backchannelLogoutPath: logoutPath },
-      app: { passIdToken: true },
-    }));
+    ({ provider, server } = await startAppStack(
+      {
+        name: 'grafana',
+        clientSecret,
+        provider: { idTokenSigningAlgs: ['RS256'] },
+        // Registered so that ID tokens carry `sid`; the provider never calls it here.
+        client: { backchannelLogoutUri: `http://127.0.0.1:9${logoutPath}` },
+        oidc: { backchannelLogoutPath: logoutPath },
+        app: { passIdToken: true },
+      },
+      { logger: log.logger },
+    ));
     envoy = grpcModeEnvoy(server, { withRequestBody: true });
     providerPublicPem = await exportSPKI(
       (await importJWK(provider.keys.RS256.publicJwk, 'RS256')) as CryptoKey,
@@ -131,7 +136,7 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
   const straight = async (token: string): Promise<number> => {
     const response = await fetch(`${server.httpBase}${logoutPath}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-request-id': 'straight' },
       body: new URLSearchParams({ logout_token: token }),
     });
     await response.arrayBuffer();
@@ -217,11 +222,18 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
     it(`${row.attack}: 400 through Envoy and straight, the user still signed in`, async () => {
       const victim = await signIn();
       const token = await row.token(victim);
+      const logged = log.matching(/^provider logout refused$/).length;
       const outcome = await throughEnvoy(token);
       assert.equal(outcome.kind === 'deny' && outcome.status, 400, JSON.stringify(outcome));
       assert.match(outcome.kind === 'deny' ? outcome.body : '', /"error":"invalid_request"/);
       assert.equal(await straight(token), 400);
       assert.ok(await stillSignedIn(victim), 'the session survived');
+      // One line for each refusal, with its request id, and never the token.
+      const lines = log.matching(/^provider logout refused$/).slice(logged);
+      assert.equal(lines.length, 2, 'one line through Envoy, one straight');
+      assert.ok(typeof lines[0]?.['requestId'] === 'string' && lines[0]['requestId'] !== '');
+      assert.equal(lines[1]?.['requestId'], 'straight');
+      assert.ok(!log.text().includes(token.split('.')[2] || token), 'no token in the log');
     });
   }
 
