@@ -270,7 +270,9 @@ const matchSchema = z
       ),
     pathPrefix: urlPath
       .default('/')
-      .describe('Only requests whose path starts with this prefix match. Default `/`.'),
+      .describe(
+        'Only requests whose path starts with this prefix match; a prefix ending in `/` also matches the bare segment (`/admin/` matches `/admin`, as upstreams serve it). Default `/`.',
+      ),
   })
   .prefault({})
   .describe(

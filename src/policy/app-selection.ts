@@ -23,6 +23,9 @@ interface CompiledRule<T> {
   readonly suffixes: readonly string[];
   readonly anyHost: boolean;
   readonly pathPrefix: string;
+  /** `/admin` for a prefix `/admin/`: the segment itself, which servlet containers and most
+   * routers serve as part of it. Undefined for `/` and prefixes not ending in `/`. */
+  readonly bareSegment: string | undefined;
 }
 
 /** A configured host as requests are matched against it: lower case, no trailing dot. */
@@ -45,6 +48,10 @@ export class AppSelection<T extends Matchable> {
         suffixes: hosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
         anyHost: hosts.length === 0,
         pathPrefix: app.match.pathPrefix,
+        bareSegment:
+          app.match.pathPrefix.length > 1 && app.match.pathPrefix.endsWith('/')
+            ? app.match.pathPrefix.slice(0, -1)
+            : undefined,
       };
     });
   }
@@ -73,7 +80,7 @@ export class AppSelection<T extends Matchable> {
 
   #forReading(host: string, reading: string): T | undefined {
     for (const rule of this.#rules) {
-      if (!reading.startsWith(rule.pathPrefix)) continue;
+      if (!reading.startsWith(rule.pathPrefix) && reading !== rule.bareSegment) continue;
       if (rule.anyHost || rule.exact.has(host)) return rule.app;
       for (const suffix of rule.suffixes) {
         if (host.endsWith(suffix) && host.length > suffix.length) return rule.app;

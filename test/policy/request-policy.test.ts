@@ -108,7 +108,9 @@ const table: readonly Row[] = [
   ['POST', E, '/healthz', 'web'],
   ['GET', E, '/healthz/', 'web'],
   ['GET', E, '/admin/x', 'admin'],
-  ['GET', E, '/admin', 'web'],
+  // An app on `/admin/` also owns the bare segment, as upstreams serve it.
+  ['GET', E, '/admin', 'admin'],
+  ['GET', E, '/adminx', 'web'],
   ['GET', E, '/ops/x', 'web +scope'],
   // A rule on a segment (`/ops/`) restricts the segment itself, as upstreams serve it.
   ['GET', E, '/ops', 'web +scope'],
@@ -127,9 +129,9 @@ const table: readonly Row[] = [
   ['GET', 'other.test', '/x', 'none'],
 
   // `;` parameters, stripped per segment before `..` by servlet containers.
-  ['GET', E, '/public/..;/admin', 'web'],
-  ['GET', E, '/public/x/..;/..;/admin', 'web'],
-  ['GET', E, '/public/..;jsessionid=x/admin', 'web'],
+  ['GET', E, '/public/..;/admin', ambiguous],
+  ['GET', E, '/public/x/..;/..;/admin', ambiguous],
+  ['GET', E, '/public/..;jsessionid=x/admin', ambiguous],
   ['GET', E, '/public/..;/admin/x', ambiguous],
   ['GET', E, '/admin;v=1/x', ambiguous],
   ['GET', E, '/admin;x/y', ambiguous],
@@ -145,7 +147,7 @@ const table: readonly Row[] = [
   ['GET', E, '/x/../admin/secret', ambiguous],
   ['GET', E, '/./admin/x', ambiguous],
   ['GET', E, '/admin/../x', ambiguous],
-  ['GET', E, '/public/../admin', 'web'],
+  ['GET', E, '/public/../admin', ambiguous],
   ['GET', E, '/public/./app.js', 'web +public'],
   ['GET', E, '/x/../ops/y', 'web +scope'],
   ['GET', E, '/x/../billing/y', 'web +claim'],
@@ -156,24 +158,24 @@ const table: readonly Row[] = [
   ['GET', E, '/%61dmin/x', ambiguous],
   ['GET', E, '/%6fps/x', 'web +scope'],
   ['GET', E, '/%62illing/x', 'web +claim'],
-  ['GET', E, '/public/%2e%2e/admin', 'web'],
+  ['GET', E, '/public/%2e%2e/admin', ambiguous],
   ['GET', E, '/public/%2e%2e/admin/x', ambiguous],
   ['GET', E, '/admin%2fx', ambiguous],
   ['GET', E, '/ops%2fx', 'web +scope'],
-  ['GET', E, '/public/..%2fadmin', 'web'],
+  ['GET', E, '/public/..%2fadmin', ambiguous],
   ['GET', E, '/public/a%2fb', 'web +public'],
   ['GET', E, '/%2561dmin/x', ambiguous],
   ['GET', E, '/%252561dmin/x', ambiguous],
   ['GET', E, '/%25252561dmin/x', badEncoding],
   ['GET', E, '/%256fps/x', 'web +scope'],
   ['GET', E, '/%2562illing/x', 'web +claim'],
-  ['GET', E, '/public/%252e%252e/admin', 'web'],
-  ['GET', E, '/public/..%3b/admin', 'web'],
+  ['GET', E, '/public/%252e%252e/admin', ambiguous],
+  ['GET', E, '/public/..%3b/admin', ambiguous],
   ['GET', E, '/public/a%20b.js', 'web +public'],
   ['GET', E, '/oauth2/%63allback', 'web'],
 
   // Backslashes.
-  ['GET', E, '/public/..\\admin', 'web'],
+  ['GET', E, '/public/..\\admin', ambiguous],
   ['GET', E, '/x\\..\\admin\\y', ambiguous],
   ['GET', E, '/admin%5cx', ambiguous],
   ['GET', E, '/ops\\x', 'web +scope'],
@@ -184,7 +186,7 @@ const table: readonly Row[] = [
   ['GET', E, '///admin/x', ambiguous],
   ['GET', E, '//ops/x', 'web +scope'],
   ['GET', E, '/public//app.js', 'web +public'],
-  ['GET', E, '/public//../admin', 'web'],
+  ['GET', E, '/public//../admin', ambiguous],
 
   // Refused outright.
   ['GET', E, '/public/%00.js', badEncoding],
@@ -197,7 +199,7 @@ const table: readonly Row[] = [
   ['GET', E, '/./' + 'a'.repeat(4 * 1024), '400 path too long'],
 
   // Unicode compatibility forms (NFKC).
-  ['GET', E, '/public/%ef%bc%8e%ef%bc%8e/admin', 'web'],
+  ['GET', E, '/public/%ef%bc%8e%ef%bc%8e/admin', ambiguous],
   ['GET', E, '/%ef%bd%81dmin/x', ambiguous],
   ['GET', E, '/%ef%bd%8fps/x', 'web +scope'],
   ['GET', E, '/%ef%bd%82illing/x', 'web +claim'],
