@@ -28,6 +28,7 @@ import {
   appsForLogoutToken,
   backchannelLogout,
   createProviderLogoutSteps,
+  providerLogoutErrorBody,
   logoutTokenFrom,
   type ProviderLogoutResult,
 } from './authz/provider-logout.ts';
@@ -272,13 +273,7 @@ function createDirectLogoutRoute(
     return {
       status: result.status,
       headers: { 'cache-control': 'no-store', 'content-type': 'application/json' },
-      body:
-        result.error === undefined
-          ? ''
-          : JSON.stringify({
-              error: result.error.code,
-              error_description: result.error.description,
-            }),
+      body: result.error === undefined ? '' : providerLogoutErrorBody(result.error),
     };
   };
 }

@@ -104,10 +104,19 @@ export function appsForLogoutToken(
 }
 
 /** A provider logout answered through Envoy: a local reply, so a deny carrying status 200. */
+/**
+ * The body of a refused provider logout, as the provider reads it: an OAuth error response
+ * (RFC 6749 §5.2), the same whether it came through Envoy or straight to the HTTP listener.
+ */
+export function providerLogoutErrorBody(error: NonNullable<ProviderLogoutResult['error']>): string {
+  return JSON.stringify({ error: error.code, error_description: error.description });
+}
+
 function asVerdict(result: ProviderLogoutResult): Verdict {
-  if (result.status === 200)
+  if (result.error === undefined)
     return deny('provider_logout', 200, '', [['cache-control', 'no-store']]);
-  return jsonDeny('provider_logout', 400, result.error!.code, result.error!.description, [
+  return deny('provider_logout', 400, providerLogoutErrorBody(result.error), [
+    ['content-type', 'application/json'],
     ['cache-control', 'no-store'],
   ]);
 }

@@ -226,6 +226,11 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
       const outcome = await throughEnvoy(token);
       assert.equal(outcome.kind === 'deny' && outcome.status, 400, JSON.stringify(outcome));
       assert.match(outcome.kind === 'deny' ? outcome.body : '', /"error":"invalid_request"/);
+      // An OAuth error response (RFC 6749 §5.2), as on the direct route.
+      assert.deepEqual(Object.keys(JSON.parse(outcome.kind === 'deny' ? outcome.body : '{}')), [
+        'error',
+        'error_description',
+      ]);
       assert.equal(await straight(token), 400);
       assert.ok(await stillSignedIn(victim), 'the session survived');
       // One line for each refusal, with its request id, and never the token.
@@ -236,6 +241,23 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
       assert.ok(!log.text().includes(token.split('.')[2] || token), 'no token in the log');
     });
   }
+
+  it('a refusal has one body shape, through Envoy and straight: RFC 6749 §5.2', async () => {
+    const form = new URLSearchParams({ logout_token: 'not.a.token' }).toString();
+    const viaEnvoy = await throughEnvoy('not.a.token');
+    const direct = await fetch(`${server.httpBase}${logoutPath}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form,
+    });
+    const bodies = [viaEnvoy.kind === 'deny' ? viaEnvoy.body : '', await direct.text()].map(
+      (text) => Object.keys(JSON.parse(text) as object),
+    );
+    assert.deepEqual(bodies, [
+      ['error', 'error_description'],
+      ['error', 'error_description'],
+    ]);
+  });
 
   it('a replayed jti: the first delivery signs out, the replay is refused on either path', async () => {
     const victim = await signIn();
