@@ -1,5 +1,6 @@
 /** What a verified bearer token's claims must also satisfy (SPEC §8): not an ID token, the right client, a clean identifier. */
 import { isSafeHeaderValue } from '../header-value.ts';
+import { isRecord } from '../is-record.ts';
 import type { Claims } from './rules.ts';
 
 /** Longest caller identifier accepted, in characters. */
@@ -53,7 +54,7 @@ export const UNVERIFIED_BINDING =
 export function bindingOf(claims: Claims): TokenBinding | undefined {
   if (!Object.hasOwn(claims, 'cnf')) return undefined;
   const cnf = claims['cnf'];
-  if (typeof cnf === 'object' && cnf !== null && !Array.isArray(cnf)) {
+  if (isRecord(cnf)) {
     if (Object.hasOwn(cnf, 'jkt')) return 'dpop';
     if (Object.hasOwn(cnf, 'x5t#S256')) return 'mtls';
   }

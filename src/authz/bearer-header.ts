@@ -1,5 +1,6 @@
 /** Bearer token intake (SPEC §8): the token taken from `Authorization`, and a JWT's JOSE header checked before any key lookup. */
 import { ASYMMETRIC_JWS_ALGS } from '../config/schema.ts';
+import { isRecord } from '../is-record.ts';
 
 /** Largest bearer token accepted, in bytes (SPEC §8: 16 KiB). */
 export const maxBearerTokenBytes = 16 * 1024;
@@ -74,10 +75,6 @@ export type TokenShape =
 export interface HeaderPolicy {
   /** Require `typ: at+jwt` (RFC 9068 §2.1); `application/at+jwt` is the same type. */
   readonly requireJwtType: boolean;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */

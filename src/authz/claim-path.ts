@@ -1,4 +1,5 @@
 /** Claim addresses: a claim named by its full name or a dot path, compiled once, read from own properties only. */
+import { isRecord } from '../is-record.ts';
 
 /** A compiled claim address. */
 export interface ClaimPath {
@@ -70,7 +71,7 @@ class CompiledClaimPath implements ClaimPath {
     let value: unknown = claims;
     let at = 0;
     while (at < steps.length) {
-      if (!isPlainRecord(value)) return undefined;
+      if (!isRecord(value)) return undefined;
       const choices = steps[at];
       if (choices === undefined) return undefined;
       let taken: Step | undefined;
@@ -86,9 +87,4 @@ class CompiledClaimPath implements ClaimPath {
     }
     return value;
   }
-}
-
-/** True for a JSON object (not an array, not null): the only kind of value a path walks into. */
-export function isPlainRecord(value: unknown): value is Readonly<Record<string, unknown>> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -6,7 +6,8 @@ import type {
 } from '../config/schema.ts';
 import { PathRule } from '../policy/path-rules.ts';
 import type { RequestPath } from '../policy/request-path.ts';
-import { compileClaimKeys, compileClaimPath, isPlainRecord, type ClaimPath } from './claim-path.ts';
+import { isRecord } from '../is-record.ts';
+import { compileClaimKeys, compileClaimPath, type ClaimPath } from './claim-path.ts';
 
 /** Identity claims as decoded from an ID token, userinfo or a bearer token. */
 export type Claims = Readonly<Record<string, unknown>>;
@@ -238,7 +239,7 @@ function roleCondition(required: readonly string[], sources: readonly ClaimPath[
       for (const source of sources) {
         const value = source.read(claims);
         if (hasAnyString(value, wanted)) return true;
-        if (isPlainRecord(value)) {
+        if (isRecord(value)) {
           for (const role of wantedList) if (Object.hasOwn(value, role)) return true;
         }
       }

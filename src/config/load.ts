@@ -13,6 +13,7 @@ import { resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
 import { describeIssue, issuesToProblems, type LocatedProblem } from './schema-problems.ts';
 import { configSchema, resolvedAppSchema, type AppConfig, type Config } from './schema.ts';
 import type { ConfigProblem } from '../errors.ts';
+import { isRecord } from '../is-record.ts';
 
 /**
  * Where the configuration comes from: a file (YAML or JSON by extension, else sniffed), text in
@@ -281,10 +282,6 @@ function deepFreeze<T>(value: T): T {
     for (const child of Object.values(value)) deepFreeze(child);
   }
   return value;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function codeOf(error: unknown): string {

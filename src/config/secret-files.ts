@@ -5,6 +5,7 @@ import { isAbsolute, resolve } from 'node:path';
 
 import { formatPath, type PathSegment } from './config-path.ts';
 import type { ConfigProblem } from '../errors.ts';
+import { isRecord } from '../is-record.ts';
 
 /** Reads a file as UTF-8; injected so tests can fail it on purpose. */
 export type ReadTextFile = (path: string) => string;
@@ -132,8 +133,4 @@ function resolveSlot(
 function errorCode(error: unknown): string {
   if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
   return 'unreadable';
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -2,6 +2,7 @@
 import { AuthzError } from '../errors.ts';
 import type { IdpFetch } from './idp-fetch.ts';
 import { IdpTransportError } from './oidc-errors.ts';
+import { isRecord } from '../is-record.ts';
 
 export interface IntrospectionOptions {
   /** The provider's issuer; the endpoint comes from its discovery document. */
@@ -35,10 +36,6 @@ function unavailable(detail: string, cause?: unknown): AuthzError {
     'the identity provider is unavailable, try again shortly',
     { detail: `introspection: ${detail}`, cause },
   );
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 // RFC 6749 §2.3.1: each part is form-urlencoded before the Basic encoding.

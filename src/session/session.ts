@@ -1,5 +1,6 @@
 /** The session model: who the user is, their tokens, and when the session began and was last used. */
 import { randomBytes } from 'node:crypto';
+import { isRecord } from '../is-record.ts';
 
 /**
  * The tokens of a session. `expiresAt` is the access token's expiry, ms since the epoch. A
@@ -48,12 +49,8 @@ export function newSessionIdentity(): string {
   return randomBytes(12).toString('base64url');
 }
 
-function isObject(data: unknown): data is Record<string, unknown> {
-  return typeof data === 'object' && data !== null && !Array.isArray(data);
-}
-
 function parseTokens(data: unknown): SessionTokens | undefined {
-  if (!isObject(data)) return undefined;
+  if (!isRecord(data)) return undefined;
   const { accessToken, refreshToken, idToken, expiresAt } = data;
   if (typeof accessToken !== 'string' || typeof expiresAt !== 'number') return undefined;
   if (refreshToken !== undefined && typeof refreshToken !== 'string') return undefined;
@@ -68,9 +65,9 @@ function parseTokens(data: unknown): SessionTokens | undefined {
 
 /** Validates decoded JSON as a session; `undefined` for anything of another shape or version. */
 export function parseSession(data: unknown): Session | undefined {
-  if (!isObject(data) || data['v'] !== 1) return undefined;
+  if (!isRecord(data) || data['v'] !== 1) return undefined;
   const { id, sub, sid, claims, createdAt, lastSeenAt } = data;
-  if (typeof id !== 'string' || typeof sub !== 'string' || !isObject(claims)) return undefined;
+  if (typeof id !== 'string' || typeof sub !== 'string' || !isRecord(claims)) return undefined;
   if (sid !== undefined && typeof sid !== 'string') return undefined;
   if (typeof createdAt !== 'number' || typeof lastSeenAt !== 'number') return undefined;
   const tokens = parseTokens(data['tokens']);

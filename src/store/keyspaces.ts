@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { jsonCodec, Keyspace, SetKeyspace, stringCodec } from './keyspace.ts';
 import type { Clock, StoreBackend } from './store-backend.ts';
+import { isRecord } from '../is-record.ts';
 
 /**
  * A short, fixed-length digest for putting a secret's identity into a key (e.g. a refresh
@@ -14,10 +15,6 @@ export function digestForKey(secret: string): string {
 /** Escapes one caller-supplied key part so that parts can never run into each other. */
 function part(value: string): string {
   return encodeURIComponent(value);
-}
-
-function isRecord(data: unknown): data is Record<string, unknown> {
-  return typeof data === 'object' && data !== null && !Array.isArray(data);
 }
 
 /** A dated mark: a login `state` used once, or a logout that ended sessions. */
