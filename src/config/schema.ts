@@ -462,6 +462,8 @@ const sessionSchema = z
     domain: z
       .string()
       .min(1)
+      // Written verbatim into `Set-Cookie`: a host name only, so no `;` or CR/LF reaches a header.
+      .regex(/^\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/, 'must be a host name such as example.com')
       .optional()
       .describe(
         'Domain attribute of the session cookie. Default: none (host-only, `__Host-` prefix).',
