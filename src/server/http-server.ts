@@ -177,10 +177,13 @@ export function createHttpServer(deps: HttpServerDeps): Server {
   return createServer({ maxHeaderSize }, (req, res) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const id = req.headers['x-request-id'];
+    const requestId = typeof id === 'string' ? id : '';
     const failed = (error: unknown): void => {
-      const id = req.headers['x-request-id'];
-      const requestId = typeof id === 'string' && id !== '' ? id : randomUUID();
-      logger.error({ err: error, requestId }, 'http ext_authz request failed');
+      logger.error(
+        { err: error, requestId: requestId === '' ? randomUUID() : requestId },
+        'http ext_authz request failed',
+      );
       try {
         answerNoDecision(res);
       } catch {
@@ -209,11 +212,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
       try {
         if (size > maxBodyBytes) {
           // A refusal like the request model's (authorizer.ts): one line, a fixed reason.
-          const id = req.headers['x-request-id'];
-          logger.info(
-            { requestId: typeof id === 'string' ? id : '', reason: 'request body too large' },
-            'request refused',
-          );
+          logger.info({ requestId, reason: 'request body too large' }, 'request refused');
           res.writeHead(413, { 'content-type': 'text/plain' }).end('request body too large\n');
           return;
         }
@@ -224,8 +223,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
           return;
         }
         const path = (req.url ?? '/').split('?', 1)[0]!;
-        const id = req.headers['x-request-id'];
-        direct({ id: typeof id === 'string' ? id : '', method: req.method ?? '', path, body })
+        direct({ id: requestId, method: req.method ?? '', path, body })
           .then((reply) => {
             if (reply === undefined) {
               decide(body);
@@ -241,6 +239,8 @@ export function createHttpServer(deps: HttpServerDeps): Server {
         failed(error);
       }
     });
-    req.on('error', (error) => logger.debug({ err: error }, 'http ext_authz request aborted'));
+    req.on('error', (error) =>
+      logger.debug({ err: error, requestId }, 'http ext_authz request aborted'),
+    );
   });
 }
