@@ -1,5 +1,4 @@
 /** The HTTP ext_authz listener (Envoy `http_service`, Istio `envoyExtAuthzHttp`), ENVOY.md §4. */
-import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import {
   createServer,
@@ -61,12 +60,10 @@ const nonAscii = /[\u0080-\uffff]/;
  * Node reads the request line and header values as Latin-1, one character per byte; the bytes
  * are UTF-8 (what Envoy's gRPC mode hands us as proto strings, ENVOY.md §2), so they are read
  * again as UTF-8 and both modes see the same request. Bytes that are not UTF-8 become U+FFFD
- * (gRPC mode: `!`).
+ * (gRPC mode: `!`); a leading BOM is kept, as it is in gRPC mode.
  */
 function fromWire(value: string): string {
-  if (!nonAscii.test(value)) return value;
-  const bytes = Buffer.from(value, 'latin1');
-  return isUtf8(bytes) ? bytes.toString('utf8') : new TextDecoder().decode(bytes);
+  return nonAscii.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value;
 }
 
 /**
