@@ -784,8 +784,8 @@ function asBytes(value: string): string {
  * that are not UTF-8 read as U+FFFD, as such an upstream would see them.
  */
 function fromBytes(value: string): string {
-  if (!/[\u0080-\u00ff]/.test(value)) return value;
-  return new TextDecoder().decode(Buffer.from(value, 'latin1'));
+  // Not TextDecoder: by default it drops a leading BOM, which Envoy passes on.
+  return /[\u0080-\u00ff]/.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value;
 }
 
 /** A `has` over lower-case names for a list of {@link HeaderPattern}s. */

@@ -232,7 +232,10 @@ export class GrpcTransport {
     });
     this.#idle = new ExpirySweeper(limits.idleTimeout, (connection) => this.#closeIdle(connection));
     this.#arriving = new ExpirySweeper(limits.requestTimeout, (stream) => {
-      endWithStatus(stream, GrpcStatus.DEADLINE_EXCEEDED, 'request message not received in time');
+      this.#refuse(stream, {
+        code: GrpcStatus.DEADLINE_EXCEEDED,
+        details: 'request message not received in time',
+      });
       stream.close(http2.constants.NGHTTP2_NO_ERROR);
     });
     this.#server = http2.createServer({
@@ -347,7 +350,7 @@ export class GrpcTransport {
     const refuse = (problem: MessageProblem): void => {
       refused = true;
       this.#arriving.delete(stream);
-      endWithStatus(stream, problem.code, problem.details);
+      this.#refuse(stream, problem);
       // The answer is complete: the client may stop sending the rest (RFC 9113 §8.1).
       stream.close(http2.constants.NGHTTP2_NO_ERROR);
     };
@@ -396,24 +399,39 @@ export class GrpcTransport {
       this.#arriving.delete(stream);
       const frame = message.finish();
       if (!Buffer.isBuffer(frame)) {
-        endWithStatus(stream, frame.code, frame.details);
+        this.#refuse(stream, frame);
         return;
       }
       const bytes = singleMessage(frame, encoding, this.#maxMessageBytes);
       if (!Buffer.isBuffer(bytes)) {
-        endWithStatus(stream, bytes.code, bytes.details);
+        this.#refuse(stream, bytes);
         return;
       }
       let request: unknown;
       try {
         request = method.decode(bytes);
       } catch {
-        endWithStatus(stream, GrpcStatus.INTERNAL, 'request message could not be decoded');
+        this.#refuse(stream, {
+          code: GrpcStatus.INTERNAL,
+          details: 'request message could not be decoded',
+        });
         return;
       }
       if (method.kind === 'unary') this.#answerUnary(stream, method, request);
       else this.#openStream(stream, method, request);
     });
+  }
+
+  /**
+   * Ends a call whose request message was not taken, with one log line: the request id lives in
+   * the message, so the line carries the reason and Envoy's HTTP/2 stream instead.
+   */
+  #refuse(stream: http2.ServerHttp2Stream, problem: MessageProblem): void {
+    this.#logger.info(
+      { grpcStatus: problem.code, reason: problem.details, stream: stream.id },
+      'gRPC request refused',
+    );
+    endWithStatus(stream, problem.code, problem.details);
   }
 
   #answerUnary(

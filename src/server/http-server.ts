@@ -1,5 +1,4 @@
 /** The HTTP ext_authz listener (Envoy `http_service`, Istio `envoyExtAuthzHttp`), ENVOY.md §4. */
-import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import {
   createServer,
@@ -61,12 +60,10 @@ const nonAscii = /[\u0080-\uffff]/;
  * Node reads the request line and header values as Latin-1, one character per byte; the bytes
  * are UTF-8 (what Envoy's gRPC mode hands us as proto strings, ENVOY.md §2), so they are read
  * again as UTF-8 and both modes see the same request. Bytes that are not UTF-8 become U+FFFD
- * (gRPC mode: `!`).
+ * (gRPC mode: `!`); a leading BOM is kept, as it is in gRPC mode.
  */
 function fromWire(value: string): string {
-  if (!nonAscii.test(value)) return value;
-  const bytes = Buffer.from(value, 'latin1');
-  return isUtf8(bytes) ? bytes.toString('utf8') : new TextDecoder().decode(bytes);
+  return nonAscii.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value;
 }
 
 /**
@@ -177,10 +174,13 @@ export function createHttpServer(deps: HttpServerDeps): Server {
   return createServer({ maxHeaderSize }, (req, res) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const id = req.headers['x-request-id'];
+    const requestId = typeof id === 'string' ? id : '';
     const failed = (error: unknown): void => {
-      const id = req.headers['x-request-id'];
-      const requestId = typeof id === 'string' && id !== '' ? id : randomUUID();
-      logger.error({ err: error, requestId }, 'http ext_authz request failed');
+      logger.error(
+        { err: error, requestId: requestId === '' ? randomUUID() : requestId },
+        'http ext_authz request failed',
+      );
       try {
         answerNoDecision(res);
       } catch {
@@ -209,11 +209,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
       try {
         if (size > maxBodyBytes) {
           // A refusal like the request model's (authorizer.ts): one line, a fixed reason.
-          const id = req.headers['x-request-id'];
-          logger.info(
-            { requestId: typeof id === 'string' ? id : '', reason: 'request body too large' },
-            'request refused',
-          );
+          logger.info({ requestId, reason: 'request body too large' }, 'request refused');
           res.writeHead(413, { 'content-type': 'text/plain' }).end('request body too large\n');
           return;
         }
@@ -224,8 +220,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
           return;
         }
         const path = (req.url ?? '/').split('?', 1)[0]!;
-        const id = req.headers['x-request-id'];
-        direct({ id: typeof id === 'string' ? id : '', method: req.method ?? '', path, body })
+        direct({ id: requestId, method: req.method ?? '', path, body })
           .then((reply) => {
             if (reply === undefined) {
               decide(body);
@@ -241,6 +236,8 @@ export function createHttpServer(deps: HttpServerDeps): Server {
         failed(error);
       }
     });
-    req.on('error', (error) => logger.debug({ err: error }, 'http ext_authz request aborted'));
+    req.on('error', (error) =>
+      logger.debug({ err: error, requestId }, 'http ext_authz request aborted'),
+    );
   });
 }

@@ -15,6 +15,7 @@ import {
   type ResponseStream,
 } from '../../src/server/grpc-transport.ts';
 import { loadProtos, ServingStatus } from '../../src/server/protos.ts';
+import { captureLog } from '../resilience/log-capture.ts';
 
 // The transport is exercised with grpc-js clients (what Envoy's Google gRPC client and our own
 // tests speak) and, for what no well-behaved client sends, with raw HTTP/2 frames.
@@ -85,11 +86,13 @@ const methods = new Map<string, GrpcMethod>([
   ],
 ]);
 
-async function startTransport(): Promise<{ transport: GrpcTransport; target: string }> {
+async function startTransport(
+  logger = createLogger({ level: 'silent' }),
+): Promise<{ transport: GrpcTransport; target: string }> {
   const transport = new GrpcTransport({
     methods,
     limits: { ...grpcLimitsSchema.parse({}), maxMessageBytes, maxBufferedBytes: 64 * 1024 },
-    logger: createLogger({ level: 'silent' }),
+    logger,
   });
   await new Promise<void>((resolve) => transport.server.listen(0, '127.0.0.1', resolve));
   const { port } = transport.server.address() as AddressInfo;
@@ -336,6 +339,36 @@ describe('gRPC transport', () => {
     await closed;
     client.close();
   });
+});
+
+describe('gRPC transport refusals', () => {
+  const log = captureLog('info');
+  let transport: GrpcTransport;
+  let target: string;
+  before(async () => {
+    ({ transport, target } = await startTransport(log.logger));
+  });
+  after(async () => {
+    await transport.shutdown(100);
+  });
+
+  const rows = [
+    { body: encodeRequest('x'.repeat(maxMessageBytes + 10)), reason: 'request message too large' },
+    { body: Buffer.from([0, 0, 0]), reason: 'request body is not a gRPC message' },
+    { body: Buffer.from([0, 0, 0, 0, 9, 1]), reason: 'request message truncated' },
+    { body: frameMessage(Buffer.from([0xff])), reason: 'request message could not be decoded' },
+  ];
+  for (const { body, reason } of rows) {
+    it(`leaves one log line for a request refused before decoding: ${reason}`, async () => {
+      const before = log.lines().length;
+      const answer = await h2Request(target, grpcHeaders(checkDef.path), body);
+      assert.notEqual(statusOf(answer), '0');
+      const lines = log.lines().slice(before);
+      assert.equal(lines.length, 1, JSON.stringify(lines));
+      assert.equal(lines[0]!['reason'], reason);
+      assert.equal(lines[0]!['grpcStatus'], Number(statusOf(answer)));
+    });
+  }
 });
 
 describe('gRPC transport shutdown', () => {

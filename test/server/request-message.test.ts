@@ -50,6 +50,18 @@ describe('RequestMessage', () => {
     assert.equal(reader.add(Buffer.from('cd'))?.code, 12);
   });
 
+  it('refuses a second message in the first chunk, or after a frame that came whole', () => {
+    const budget = new BufferBudget(1024);
+    const two = new RequestMessage(budget, 100, noEviction);
+    const twoFrames = Buffer.concat([frameOf(Buffer.from('ab')), frameOf(Buffer.from('c'))]);
+    assert.equal(two.add(twoFrames)?.code, 12);
+    assert.equal(budget.used, 0, 'nothing reserved for it');
+    const whole = new RequestMessage(budget, 100, noEviction);
+    assert.equal(whole.add(frameOf(Buffer.from('ab'))), undefined);
+    assert.equal(whole.add(Buffer.from([0]))?.code, 12);
+    assert.equal(budget.used, 0, 'the reservation is released');
+  });
+
   it('reports a truncated message and a body too short for a prefix', () => {
     const truncated = new RequestMessage(new BufferBudget(1024), 100, noEviction);
     truncated.add(frameOf(Buffer.from('ab'), 10));
