@@ -429,15 +429,14 @@ const sessionSchema = z
       ),
     secrets: z
       .array(
-        z
-          .string()
-          .refine((secret) => Buffer.byteLength(secret) >= 32, 'must be at least 32 bytes long')
-          .superRefine((secret, ctx) => {
-            // A short secret is reported once, as short.
-            if (Buffer.byteLength(secret) < 32) return;
-            const problem = sessionSecretProblem(secret);
-            if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-          }),
+        z.string().superRefine((secret, ctx) => {
+          // A short secret is reported once, as short.
+          const problem =
+            Buffer.byteLength(secret) < 32
+              ? 'must be at least 32 bytes long'
+              : sessionSecretProblem(secret);
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        }),
       )
       .min(1, 'must have at least one secret')
       .describe(
@@ -463,6 +462,8 @@ const sessionSchema = z
     domain: z
       .string()
       .min(1)
+      // Written verbatim into `Set-Cookie`: a host name only, so no `;` or CR/LF reaches a header.
+      .regex(/^\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/, 'must be a host name such as example.com')
       .optional()
       .describe(
         'Domain attribute of the session cookie. Default: none (host-only, `__Host-` prefix).',

@@ -144,12 +144,10 @@ function describeShape(estimate: EntropyEstimate): string {
  */
 export function sessionSecretProblem(secret: string): string | undefined {
   const fix = `generate one with \`${GENERATE_SECRET_COMMAND}\``;
-  const template = templatePlaceholderIn(secret);
-  if (template !== undefined) return `is a placeholder, not a secret (${template}): ${fix}`;
   const word = placeholderIn(secret);
-  if (word !== undefined) {
-    return `is a placeholder, not a secret (it contains "${word}"): ${fix}`;
-  }
+  const placeholder =
+    templatePlaceholderIn(secret) ?? (word === undefined ? undefined : `it contains "${word}"`);
+  if (placeholder !== undefined) return `is a placeholder, not a secret (${placeholder}): ${fix}`;
   const estimate = estimateEntropy(secret);
   if (estimate.bits < MIN_ESTIMATED_BITS) {
     return `is too predictable to be a key (${describeShape(estimate)}, about ${Math.floor(estimate.bits)} bits of entropy): ${fix}`;

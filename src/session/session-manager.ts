@@ -329,8 +329,14 @@ export class SessionManager {
     if (this.#legacy === undefined) return noLines;
     const own = [...this.#jar.presentNames(cookies), ...this.loginStates.cookieNames(cookies)];
     const names = this.#legacyNames(cookies, own);
-    if (names.length === 0) return noLines;
-    return names.map((name) => expireCookie(name, secure, this.#scope));
+    return this.#expire(names, secure);
+  }
+
+  /** Expiry lines for `names`, under this app's cookie scope. */
+  #expire(names: readonly string[], secure: boolean): readonly string[] {
+    return names.length === 0
+      ? noLines
+      : names.map((name) => expireCookie(name, secure, this.#scope));
   }
 
   /** When the session stops being valid, ms since the epoch. */
@@ -391,7 +397,7 @@ export class SessionManager {
     if (value === undefined) {
       if (session.length === 0) {
         if (legacy.length === 0) return { kind: 'none' };
-        const setCookie = legacy.map((name) => expireCookie(name, secure, this.#scope));
+        const setCookie = this.#expire(legacy, secure);
         return { kind: 'invalid', reason: 'legacy', cookieNames: names, setCookie };
       }
       return this.#reject('invalid', 'undecodable', cookies, secure, names);
@@ -401,9 +407,10 @@ export class SessionManager {
       ? this.#loadCookie(value, cookies, secure, names, now, options.cacheIdToken === true)
       : this.#loadServer(this.#server, value, cookies, secure, names, now));
     if (legacy.length === 0 || loaded.kind !== 'valid') return loaded;
-    const expired = legacy.map((name) => expireCookie(name, secure, this.#scope));
     // Lines that re-issue the session already expire the legacy cookies (see #writeCookie).
-    return loaded.setCookie.length === 0 ? { ...loaded, setCookie: expired } : loaded;
+    return loaded.setCookie.length === 0
+      ? { ...loaded, setCookie: this.#expire(legacy, secure) }
+      : loaded;
   }
 
   /** Expiry lines for every session cookie of the request, legacy ones included. */

@@ -54,6 +54,9 @@ const CASES: Record<string, [string, RegExp][]> = {
   ],
   'redis-url-and-cluster.yaml': [['store.redis.cluster', /^cannot be combined with url/]],
   'sentinels-without-name.yaml': [['store.redis.name', /^is required with sentinels$/]],
+  'bad-cookie-domain.yaml': [
+    ['apps[0].session.domain', /^must be a host name such as example\.com$/],
+  ],
   'bad-header-name.yaml': [
     ['apps[0].upstreamHeaders["X-User"]', /^must be a lower-case HTTP header name$/],
     ['apps[0].upstreamHeaders["x user"]', /^must be a lower-case HTTP header name$/],

@@ -233,6 +233,37 @@ describe('the legacy shared cookie name', () => {
     ]);
   });
 
+  it('a session re-issued on this request still expires the legacy cookies', async () => {
+    let now = NOW;
+    const m = manager({ ...legacy, idleTimeout: 10 * MINUTE }, { now: () => now });
+    const jar = await loggedIn(m);
+    for (const [name, value] of legacyJar()) jar.set(name, value);
+    now += 2 * MINUTE; // past the touch interval: the cookie is written again
+    const result = await m.load(jar, true);
+    assert.equal(result.kind, 'valid');
+    if (result.kind !== 'valid') return;
+    assert.deepEqual(result.setCookie.map(nameOf).sort(), [
+      '__Host-_eoa',
+      '__Host-_eoa.1',
+      '__Host-_eoa_grafana',
+      '__Host-_eoa_login_AbCdEf12',
+    ]);
+  });
+
+  it("leaves alone another app's cookies that only resemble the legacy names", async () => {
+    const lookalikes = new Map([
+      ['__Host-_eoa_wiki', 'another-app'],
+      ['__Host-_eoa.x', 'not-a-chunk'],
+      ['__Host-_eoa.123', 'not-a-chunk'],
+      ['__Host-_eoa_login_short', 'not-a-flow-id'],
+      ['__Host-_eoa_login_AbCdEf12x', 'not-a-flow-id'],
+      ['__Host-_eoa_login_AbCd%f12', 'not-a-flow-id'],
+      ['_EOA', 'other-case'],
+    ]);
+    assert.deepEqual(await manager(legacy).load(lookalikes, true), { kind: 'none' });
+    assert.deepEqual(manager(legacy).cookieNames(lookalikes), []);
+  });
+
   it('is left alone when the app is not told to sweep it', async () => {
     assert.deepEqual(await manager().load(legacyJar(), true), { kind: 'none' });
   });
