@@ -7,8 +7,8 @@ import { b64TokenProblem, takeBearerCredential, type BearerCredential } from './
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
-import { cookieChange } from './session-step.ts';
-import { AllowMemo, allowFor, type CookieChange } from './allow-memo.ts';
+import { ourCookiesOut } from './session-step.ts';
+import { AllowMemo, allowFor } from './allow-memo.ts';
 import { deny, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 
 export interface BearerStepDeps {
@@ -170,11 +170,6 @@ function authorize(
       ? 'authorization'
       : undefined;
   // The upstream never sees our session or login-state cookies, even when the token won.
-  let cookie: CookieChange;
-  const cookieHeader = request.headers.get('cookie');
-  if (cookieHeader !== undefined) {
-    const ours = app.sessions.cookieNames(request.cookies);
-    if (ours.length > 0) cookie = cookieChange(cookieHeader, new Set(ours));
-  }
+  const cookie = ourCookiesOut(app, request);
   return allowFor(entry, 'bearer', headersToScrub(app, request, entry.names), alsoRemove, cookie);
 }

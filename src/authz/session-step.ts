@@ -1,10 +1,11 @@
 /** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
 import type { Logger } from '../observability/logger.ts';
 import { SessionTooLargeError } from '../session/session-too-large-error.ts';
-import { headersToScrub } from './app-runtime.ts';
+import { headersToScrub, type AppRuntime } from './app-runtime.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
+import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
 import { deny, type HeaderPair, type Verdict } from './verdict.ts';
@@ -54,6 +55,20 @@ export function cookieHeaderWithout(
  */
 export function cookieChange(header: string, ours: ReadonlySet<string>): CookieChange {
   return cookieHeaderWithout(header, ours) ?? '';
+}
+
+/**
+ * The {@link CookieChange} of an allow that keeps our session and login-state cookies from the
+ * upstream: `undefined` when the request carries none of them.
+ */
+export function ourCookiesOut(
+  app: Pick<AppRuntime, 'sessions'>,
+  request: Pick<RequestModel, 'headers' | 'cookies'>,
+): CookieChange {
+  const header = request.headers.get('cookie');
+  if (header === undefined) return undefined;
+  const ours = app.sessions.cookieNames(request.cookies);
+  return ours.length === 0 ? undefined : cookieChange(header, new Set(ours));
 }
 
 export function createSessionStep(deps: SessionStepDeps) {

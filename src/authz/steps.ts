@@ -2,7 +2,7 @@
 import type { StepContext } from './pipeline.ts';
 import { headersToScrub } from './app-runtime.ts';
 import { setCookies, startLogin } from './login.ts';
-import { cookieHeaderWithout } from './session-step.ts';
+import { ourCookiesOut } from './session-step.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 
@@ -15,15 +15,13 @@ import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
 export function allowPublicPath({ request, app, path }: StepContext): Verdict | undefined {
   if (!app.publicPaths.matches(request.method, path)) return undefined;
   const removeHeaders = headersToScrub(app, request);
-  const header = request.headers.get('cookie');
-  const ours = header === undefined ? [] : app.sessions.cookieNames(request.cookies);
-  if (header === undefined || ours.length === 0) {
+  const cookie = ourCookiesOut(app, request);
+  if (cookie === undefined) {
     return allow('public_path', { removeHeaders, identityRemovals: app.identityRemovals.all });
   }
-  const kept = cookieHeaderWithout(header, new Set(ours));
   return allow('public_path', {
-    upstreamHeaders: kept === undefined ? [] : [['cookie', kept]],
-    removeHeaders: kept === undefined ? [...removeHeaders, 'cookie'] : removeHeaders,
+    upstreamHeaders: cookie === '' ? [] : [['cookie', cookie]],
+    removeHeaders: cookie === '' ? [...removeHeaders, 'cookie'] : removeHeaders,
     identityRemovals: app.identityRemovals.all,
   });
 }

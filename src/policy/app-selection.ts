@@ -1,4 +1,5 @@
 /** Chooses the app for a request: a context extension names it, else the first `match` that fits every reading. */
+import { bareSegmentOf } from './path-rules.ts';
 import type { RequestPath } from './request-path.ts';
 
 export interface Matchable {
@@ -23,8 +24,7 @@ interface CompiledRule<T> {
   readonly suffixes: readonly string[];
   readonly anyHost: boolean;
   readonly pathPrefix: string;
-  /** `/admin` for a prefix `/admin/`: the segment itself, which servlet containers and most
-   * routers serve as part of it. Undefined for `/` and prefixes not ending in `/`. */
+  /** `/admin` for a prefix `/admin/` (see {@link bareSegmentOf}). */
   readonly bareSegment: string | undefined;
 }
 
@@ -48,10 +48,7 @@ export class AppSelection<T extends Matchable> {
         suffixes: hosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
         anyHost: hosts.length === 0,
         pathPrefix: app.match.pathPrefix,
-        bareSegment:
-          app.match.pathPrefix.length > 1 && app.match.pathPrefix.endsWith('/')
-            ? app.match.pathPrefix.slice(0, -1)
-            : undefined,
+        bareSegment: bareSegmentOf(app.match.pathPrefix),
       };
     });
   }

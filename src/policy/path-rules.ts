@@ -6,6 +6,15 @@ import type { RequestPath } from './request-path.ts';
 export type PathPattern = { readonly prefix: string } | { readonly exact: string };
 
 /**
+ * For a prefix written as a segment (`/admin/`), the segment itself (`/admin`), which servlet
+ * containers (Servlet §12.2) and Express's non-strict routing serve as part of it; `undefined`
+ * for `/` and for prefixes not ending in `/`.
+ */
+export function bareSegmentOf(prefix: string): string | undefined {
+  return prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : undefined;
+}
+
+/**
  * A path rule, compiled once. The two questions it answers differ on purpose:
  * - a rule that **restricts** (scopes, claim rules) applies when *any* reading matches, so no
  *   reading an upstream may make escapes it;
@@ -23,10 +32,7 @@ export class PathRule {
     this.#prefix = 'prefix' in pattern;
     this.#path = 'prefix' in pattern ? pattern.prefix : pattern.exact;
     this.#methods = compileMethodSet(methods);
-    this.#segment =
-      this.#prefix && this.#path.length > 1 && this.#path.endsWith('/')
-        ? this.#path.slice(0, -1)
-        : undefined;
+    this.#segment = this.#prefix ? bareSegmentOf(this.#path) : undefined;
   }
 
   /**

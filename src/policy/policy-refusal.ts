@@ -1,8 +1,10 @@
 /** Why the request policy refuses a request outright: a 400 with a short reason safe to show the client. */
 
-/** The reasons, a bounded set (they end up in response bodies, never with request data in them). */
-export type PolicyRefusalReason =
-  'ambiguous path' | 'path too long' | 'invalid path encoding' | 'invalid host';
+/**
+ * The reasons, a bounded set (they end up in response bodies, never with request data in them).
+ * An unreadable host is refused earlier, as a malformed request (`parse-request.ts`).
+ */
+export type PolicyRefusalReason = 'ambiguous path' | 'path too long' | 'invalid path encoding';
 
 /** A request the policy will not decide on, because upstreams could read it in ways that differ. */
 export interface PolicyRefusal {
@@ -19,7 +21,6 @@ export const refusals: Readonly<Record<PolicyRefusalReason, PolicyRefusal>> = Ob
   'ambiguous path': refusal('ambiguous path'),
   'path too long': refusal('path too long'),
   'invalid path encoding': refusal('invalid path encoding'),
-  'invalid host': refusal('invalid host'),
 });
 
 /** True for a refusal, whatever else `value` could be. */

@@ -129,6 +129,21 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
     assert.equal(outcome.upstream.headers.has('x-auth-request-email'), false, 'forgery scrubbed');
   });
 
+  it('never forwards our session or login-state cookies with a bearer allow, other cookies kept', async () => {
+    const token = await clientCredentials(provider);
+    const outcome = await clients[0]!.check({
+      url: `${apiOrigin}/v1/items`,
+      headers: [
+        ['authorization', `Bearer ${token}`],
+        ['cookie', '__Host-_eoa_api=stale; _eoa_api.0=chunk; theme=dark'],
+      ],
+      sourceAddress: freshAddress(),
+    });
+    assert.equal(outcome.kind, 'allow', JSON.stringify(outcome));
+    const cookie = outcome.kind === 'allow' ? outcome.upstream.headers.get('cookie') : undefined;
+    assert.equal(cookie, 'theme=dark');
+  });
+
   it('serves the same token 100 times with one verification', async () => {
     const token = await clientCredentials(provider);
     const before = await metric(servers[0]!, validJwtVerifications);
