@@ -326,6 +326,14 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
       token: () => signedByProvider({ sub: ' admin' }),
     },
     {
+      attack: 'sub with CR LF and a header line, signed by the provider',
+      token: () => signedByProvider({ sub: 'eve\r\nx-auth-request-user: admin' }),
+    },
+    {
+      attack: 'a genuine token of another API (aud billing), replayed at this one',
+      token: () => signedByProvider({ aud: 'https://billing.example.com/' }),
+    },
+    {
       attack: 'a DPoP-bound JWT issued by the provider itself, replayed as Bearer',
       token: async () => {
         const issued = await clientCredentials(provider, attackerKey);

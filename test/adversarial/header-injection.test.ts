@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
-import { bothModes, type EnvoyMode } from '../support/both-modes.ts';
+import { bothModes, modeNames, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { Outcome } from '../support/envoy-client.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
@@ -123,6 +123,8 @@ describe('header injection from claims', () => {
   });
 
   it('serves the user in both modes, no header injected', () => {
+    // Every row loops over these outcomes: an empty map would pass them all.
+    assert.deepEqual([...outcomes.keys()], [...modeNames]);
     for (const [mode, outcome] of outcomes) {
       assert.equal(outcome.kind, 'allow', mode);
       if (outcome.kind !== 'allow') continue;

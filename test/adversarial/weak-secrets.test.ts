@@ -193,16 +193,17 @@ describe('weak session keys are refused where they are configured', () => {
       ['openssl rand -hex 16', () => randomBytes(16).toString('hex')],
     ];
     for (const [shape, generate] of shapes) {
+      let placeholders = 0;
       for (let i = 0; i < 2_000; i++) {
         const key = generate();
         // The placeholder words are 6+ letters: a random key holds one less than once in 10^7.
         const problem = sessionSecretProblem(key);
-        assert.equal(
-          problem === undefined || /placeholder/.test(problem),
-          true,
-          `${shape}: ${key}`,
-        );
+        if (problem === undefined) continue;
+        assert.match(problem, /placeholder/, `${shape}: ${key}`);
+        placeholders += 1;
       }
+      // So at most one in 2,000 may read as a placeholder; a check that flags them all fails.
+      assert.ok(placeholders <= 1, `${shape}: ${placeholders} of 2000 read as placeholders`);
     }
   });
 });

@@ -10,6 +10,20 @@ import { join } from 'node:path';
 
 import { repoPath } from './repo-path.ts';
 
+/**
+ * The response headers the server sets on a denial that the client must get (a redirect, its
+ * cookies, RFC 6750's challenge, a throttle's wait, the confirmation page's framing guards):
+ * HTTP mode passes on only those its list names (ENVOY.md §4).
+ */
+export const deniedClientHeaders: readonly string[] = [
+  'location',
+  'set-cookie',
+  'www-authenticate',
+  'retry-after',
+  'x-frame-options',
+  'content-security-policy',
+];
+
 /** What Envoy's HTTP mode sends whatever the list says. */
 const alwaysSent = new Set(['authorization', 'host', 'content-length']);
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../src/dev/test-provider.ts';
-import { bothModes, type EnvoyMode } from '../support/both-modes.ts';
+import { bothModes, modeNames, type EnvoyMode } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import { startAppStack, type TestServer } from '../support/test-server.ts';
 
@@ -72,6 +72,7 @@ describe('identity headers of users with non-Latin-1 names, in both modes', () =
           seen.push(Object.fromEntries([...headers].filter(([n]) => n.startsWith('x-auth-'))));
         }
       }
+      assert.equal(seen.length, 2 * modeNames.length, 'two requests in every mode');
       for (const other of seen.slice(1)) {
         assert.deepEqual(other, seen[0], 'HTTP mode sends what gRPC mode sends');
       }
