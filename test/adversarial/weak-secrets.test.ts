@@ -135,6 +135,10 @@ function problemsOf(document: Record<string, unknown>, env: Record<string, strin
 const honestKey = randomBytes(48).toString('base64');
 
 describe('weak session keys are refused where they are configured', () => {
+  it('names a command that really makes a key (so includes() below cannot pass on an empty one)', () => {
+    assert.equal(GENERATE_SECRET_COMMAND, 'openssl rand -base64 48');
+  });
+
   for (const row of rows) {
     it(`${row.attack}: refused at session.secrets with the command that makes a good key`, () => {
       const problems = problemsOf({ apps: [app([row.key])] });
