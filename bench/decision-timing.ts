@@ -13,7 +13,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { Authorizer, Outcome } from '../src/authz/authorizer.ts';
 import type { RawRequest } from '../src/authz/parse-request.ts';
-import { startTestProvider } from '../src/dev/test-provider.ts';
+import { startTestProvider } from '../dev/test-provider.ts';
 import type { Verdict } from '../src/authz/verdict.ts';
 import { CheckResponseEncoder, toCheckResponse } from '../src/server/check-response.ts';
 import { loadCheckTypes, type CheckRequest } from '../src/server/protos.ts';

@@ -1,6 +1,6 @@
 /** The refresh herd (SPEC §5): N concurrent Checks on one stale session, over 1 or 3 replicas. */
 import { performance } from 'node:perf_hooks';
-import type { TestProvider } from '../src/dev/test-provider.ts';
+import type { TestProvider } from '../dev/test-provider.ts';
 import { AppBrowser } from '../test/support/browser.ts';
 import { EnvoyClient, type Outcome } from '../test/support/envoy-client.ts';
 import type { UpstreamProtos } from '../test/support/upstream-protos.ts';

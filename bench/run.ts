@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { startTestProvider, type TestProvider } from '../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../dev/test-provider.ts';
 import { AppBrowser } from '../test/support/browser.ts';
 import { EnvoyClient } from '../test/support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../test/support/redis-servers.ts';

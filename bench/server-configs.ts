@@ -1,5 +1,5 @@
 /** The configurations the benchmarks run the server with, and the secrets they share. */
-import type { TestProvider } from '../src/dev/test-provider.ts';
+import type { TestProvider } from '../dev/test-provider.ts';
 
 export const sessionSecret = 'Ux6Gz1Rk8WpD3nLq0VtJ5bMh9SyC2fAe7KoQi4EwNrT';
 export const clientSecret = 'bench-client-secret-long-enough-0123';

@@ -1,24 +1,17 @@
 #!/usr/bin/env node
-/** Command line: `serve` (default), `check-config`, `config-reference`, `demo`. */
+/** Command line: `serve` (default), `check-config`, `config-reference`. */
 import { parseArgs } from 'node:util';
 import { checkConfigFile } from './config/check.ts';
 import { loadConfig } from './config/load.ts';
 import { startServer } from './main.ts';
 
-const usage = `usage: envoy-oidc-authz [serve|check-config|config-reference|demo] [--config FILE]
+const usage = `usage: envoy-oidc-authz [serve|check-config|config-reference] [--config FILE]
 
   serve          run the authorization server (default)
   check-config   validate the config, print every problem, exit non-zero if any
   config-reference  print the Markdown reference of every config key (docs/configuration.md)
-  demo           run a local OpenID Provider, the server and a gateway on 127.0.0.1:8080
 
   --config FILE  the configuration file (or EOA_CONFIG)
-
-demo options:
-  --port N           the gateway's port (default 8080; 0 picks a free one)
-  --provider-port N  the OpenID Provider's port (default 8081; 0 picks a free one)
-  --host ADDR        loopback address to listen on (default 127.0.0.1)
-  --log-level LEVEL  the server's log level (default warn)
 `;
 
 function configPath(explicit: string | undefined): string {
@@ -66,74 +59,12 @@ async function serve(path: string): Promise<void> {
   });
 }
 
-function portOption(name: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const port = Number(text);
-  if (!/^\d+$/.test(text) || port > 65535) {
-    process.stderr.write(`--${name} must be a port number (0-65535)\n\n${usage}`);
-    process.exit(2);
-  }
-  return port;
-}
-
-/** Runs the demo until SIGINT or SIGTERM; its modules load only here, so `serve` never does. */
-async function demo(values: {
-  port?: string;
-  'provider-port'?: string;
-  host?: string;
-  'log-level'?: string;
-}): Promise<void> {
-  const { startDemo } = await import('./demo/demo.ts');
-  const running = await startDemo({
-    port: portOption('port', values.port, 8080),
-    providerPort: portOption('provider-port', values['provider-port'], 8081),
-    ...(values.host === undefined ? {} : { host: values.host }),
-    ...(values['log-level'] === undefined ? {} : { logLevel: values['log-level'] }),
-  });
-  process.stdout.write(
-    [
-      '',
-      'envoy-oidc-authz demo is running.',
-      '',
-      `  Open      ${running.url}`,
-      `  Log in as ${running.login} (any password)`,
-      '',
-      `  OpenID Provider  ${running.issuer}  (refresh-token rotation on)`,
-      `  Server admin     ${running.adminUrl}/metrics  ${running.adminUrl}/readyz`,
-      '',
-      'Ctrl-C stops everything.',
-      '',
-    ].join('\n'),
-  );
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    process.stdout.write('stopping the demo\n');
-    running.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(
-          `demo shutdown failed: ${error instanceof Error ? error.message : String(error)}\n`,
-        );
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-}
-
 async function main(argv: readonly string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: [...argv],
     options: {
       config: { type: 'string', short: 'c' },
       help: { type: 'boolean', short: 'h' },
-      port: { type: 'string' },
-      'provider-port': { type: 'string' },
-      host: { type: 'string' },
-      'log-level': { type: 'string' },
     },
     allowPositionals: true,
   });
@@ -157,8 +88,6 @@ async function main(argv: readonly string[]): Promise<void> {
       process.stdout.write(renderConfigReference());
       return;
     }
-    case 'demo':
-      return demo(values);
     default:
       process.stderr.write(`unknown command: ${command}\n\n${usage}`);
       process.exitCode = 2;

@@ -22,7 +22,7 @@ import {
   type JWK,
   type JWTPayload,
 } from 'jose';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import {
   grpcModeEnvoy,

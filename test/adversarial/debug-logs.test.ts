@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/observability/logger.ts';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, setCookieLines } from '../support/browser.ts';
 import type { EnvoyClient, HttpModeClient, Outcome } from '../support/envoy-client.ts';

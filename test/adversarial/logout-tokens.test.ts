@@ -19,7 +19,7 @@ import {
   type CryptoKey,
   type JWTPayload,
 } from 'jose';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';

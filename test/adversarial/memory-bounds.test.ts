@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { RawRequest } from '../../src/authz/parse-request.ts';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import type { ServerHandle } from '../../src/main.ts';
 import { signInAppConfig, startTestServer, testConfig } from '../support/test-server.ts';
 

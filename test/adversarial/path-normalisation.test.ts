@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import type { Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testApp, type TestServer } from '../support/test-server.ts';

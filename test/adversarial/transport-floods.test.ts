@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { grpcFrame } from '../../bench/grpc-frame.ts';
 import { h2loadVersion, runH2load } from '../../bench/h2load.ts';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { EnvoyClient, normaliseRequest } from '../support/envoy-client.ts';
 import {
   FrameType,

@@ -24,7 +24,7 @@ import { parseAllDocuments } from 'yaml';
 import { checkConfigFile } from '../../src/config/check.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { GENERATE_SECRET_COMMAND, sessionSecretProblem } from '../../src/config/secret-strength.ts';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { repoPath } from '../deploy/repo-path.ts';
 import { cliPath, spawnServer } from '../support/server-process.ts';
 

@@ -10,12 +10,12 @@ import {
   HttpModeClient,
   rewriteQuery,
   type Outcome,
-} from '../../src/dev/envoy-client.ts';
+} from '../../dev/envoy-client.ts';
 import {
   loadUpstreamProtos,
   type UpstreamCheckRequest,
   type UpstreamCheckResponse,
-} from '../../src/dev/upstream-protos.ts';
+} from '../../dev/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
 

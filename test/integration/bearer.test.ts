@@ -10,7 +10,7 @@ import {
   importJWK,
   type CryptoKey,
 } from 'jose';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, deniedHeader as header, statusOf } from '../support/browser.ts';

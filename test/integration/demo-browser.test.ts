@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startDemo, type Demo } from '../../src/demo/demo.ts';
+import { startDemo, type Demo } from '../../dev/demo.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 
 const chromiumPath = '/usr/bin/chromium';

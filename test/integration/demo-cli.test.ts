@@ -1,11 +1,11 @@
-/** `envoy-oidc-authz demo` as a person runs it: printed URL and login, a login through the gateway, Ctrl-C. */
+/** `npm run demo` as a person runs it: printed URL and login, a login through the gateway, Ctrl-C. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import { get } from 'node:http';
 import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { cliPath, freePort } from '../support/server-process.ts';
+import { demoCliPath, freePort } from '../support/server-process.ts';
 import { CookieJar, scriptedLogin } from '../support/scripted-login.ts';
 
 interface DemoProcess {
@@ -15,7 +15,7 @@ interface DemoProcess {
 }
 
 function spawnDemo(args: readonly string[]): DemoProcess {
-  const child = spawn(process.execPath, [cliPath, 'demo', ...args], {
+  const child = spawn(process.execPath, [demoCliPath, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -65,7 +65,7 @@ function navigate(jar: CookieJar, url: URL): Promise<Response> {
   });
 }
 
-describe('envoy-oidc-authz demo', () => {
+describe('npm run demo', () => {
   it('prints the URL and the demo login, lets alice log in through the gateway, and stops on Ctrl-C with exit 0', async () => {
     const port = await freePort();
     const providerPort = await freePort();

@@ -1,10 +1,10 @@
 /** The demo's gateway and upstream page: Envoy's error path over real gRPC, escaping, hidden credentials. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startDevGateway, type DevRoute } from '../../src/dev/dev-gateway.ts';
-import { EnvoyClient } from '../../src/dev/envoy-client.ts';
-import { createIdentityUpstream, renderIdentityPage } from '../../src/dev/identity-page.ts';
-import { loadUpstreamProtos } from '../../src/dev/upstream-protos.ts';
+import { startDevGateway, type DevRoute } from '../../dev/dev-gateway.ts';
+import { EnvoyClient } from '../../dev/envoy-client.ts';
+import { createIdentityUpstream, renderIdentityPage } from '../../dev/identity-page.ts';
+import { loadUpstreamProtos } from '../../dev/upstream-protos.ts';
 import { freePort } from '../support/server-process.ts';
 
 const protos = loadUpstreamProtos();

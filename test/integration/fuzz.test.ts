@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startTestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider } from '../../dev/test-provider.ts';
 import { ServingStatus } from '../../src/server/protos.ts';
 import { EnvoyClient } from '../support/envoy-client.ts';
 import { healthClient, spawnServer } from '../support/server-process.ts';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RawRequest } from '../../src/authz/parse-request.ts';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { CheckResponseEncoder } from '../../src/server/check-response.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { ServingStatus } from '../../src/server/protos.ts';
 import { EnvoyClient } from '../support/envoy-client.ts';
 import { cliPath, freePort, healthClient, spawnServer } from '../support/server-process.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { AppBrowser, locationOf, deniedHeader as header } from '../support/browser.ts';
 import { EnvoyClient } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';

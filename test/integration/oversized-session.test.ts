@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
 import { grpcModeEnvoy, httpModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, setCookieLines, deniedHeader as header } from '../support/browser.ts';

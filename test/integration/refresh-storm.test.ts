@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { AppBrowser, setCookieLines } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';

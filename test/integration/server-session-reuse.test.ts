@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { decodeJwt } from 'jose';
-import { startTestProvider, type TestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
 import { AppBrowser, locationOf } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createSecretKey, hkdfSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { encodeProtectedHeader, sealCompact } from '../../src/session/compact-jwe.ts';
 import { AppBrowser, locationOf, setCookieLines } from '../support/browser.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';

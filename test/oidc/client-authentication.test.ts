@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK } from 'jose';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
 import { IdpError } from '../../src/oidc/oidc-errors.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
-import { DEMO_USER } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
+import { DEMO_USER } from '../../dev/test-provider.ts';
 import type { OidcClient } from '../../src/oidc/oidc-client.ts';
 import { IdpError, TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
 import { createLoginSecrets } from '../../src/oidc/pkce.ts';

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import { logoutTokenAlgorithms, type OidcClient } from '../../src/oidc/oidc-client.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
 import { TokenInvalidError } from '../../src/oidc/oidc-errors.ts';

@@ -1,8 +1,8 @@
 /** Shared set-up for the OIDC client tests: a provider, a client for it, and a scripted login. */
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { startTestProvider } from '../../src/dev/test-provider.ts';
-import type { TestClient, TestProvider, TestProviderOptions } from '../../src/dev/test-provider.ts';
+import { startTestProvider } from '../../dev/test-provider.ts';
+import type { TestClient, TestProvider, TestProviderOptions } from '../../dev/test-provider.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
 import type {
   ExchangeResult,

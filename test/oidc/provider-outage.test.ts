@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startTestProvider } from '../../src/dev/test-provider.ts';
+import { startTestProvider } from '../../dev/test-provider.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
 import type { IdpCallGuard, IdpCallKind } from '../../src/oidc/idp-call-guard.ts';
 import { IdpError, IdpUnavailableError } from '../../src/oidc/oidc-errors.ts';

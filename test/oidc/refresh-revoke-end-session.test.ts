@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { TestProvider } from '../../src/dev/test-provider.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 import type { OidcClient } from '../../src/oidc/oidc-client.ts';
 import { IdpError } from '../../src/oidc/oidc-errors.ts';
 import { scriptedLogout } from '../support/scripted-login.ts';

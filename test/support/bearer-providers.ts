@@ -8,7 +8,7 @@ import {
   type TestClient,
   type TestProvider,
   type TestProviderOptions,
-} from '../../src/dev/test-provider.ts';
+} from '../../dev/test-provider.ts';
 import { testSessionSecret } from './test-server.ts';
 
 /** The audience both providers issue access tokens for by default. */

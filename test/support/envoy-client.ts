@@ -1,2 +1,2 @@
-/** The Envoy-like ext_authz caller, shared with the demo's gateway: see `src/dev/envoy-client.ts`. */
-export * from '../../src/dev/envoy-client.ts';
+/** The Envoy-like ext_authz caller, shared with the demo's gateway: see `dev/envoy-client.ts`. */
+export * from '../../dev/envoy-client.ts';

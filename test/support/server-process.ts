@@ -11,7 +11,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import { findProtoDir } from '../../src/server/protos.ts';
 
 /** `dist/src/cli.js`, next to this compiled file's `dist/test/support/`. */
-export const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli.js');
+const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const cliPath = join(distRoot, 'src', 'cli.js');
+/** What `npm run demo` runs after building. */
+export const demoCliPath = join(distRoot, 'dev', 'demo-cli.js');
 
 export async function freePort(): Promise<number> {
   const server = createServer();

@@ -6,7 +6,7 @@ import {
   type TestClient,
   type TestProvider,
   type TestProviderOptions,
-} from '../../src/dev/test-provider.ts';
+} from '../../dev/test-provider.ts';
 import { startServer, type ServerHandle } from '../../src/main.ts';
 import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 

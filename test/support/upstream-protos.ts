@@ -1,2 +1,2 @@
-/** Envoy's upstream ext_authz protos, shared with the demo's gateway: see `src/dev/upstream-protos.ts`. */
-export * from '../../src/dev/upstream-protos.ts';
+/** Envoy's upstream ext_authz protos, shared with the demo's gateway: see `dev/upstream-protos.ts`. */
+export * from '../../dev/upstream-protos.ts';

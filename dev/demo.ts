@@ -1,14 +1,14 @@
 /** `envoy-oidc-authz demo`: a local OpenID Provider, the server and an Envoy-like gateway, wired together. */
 import { randomBytes } from 'node:crypto';
-import { loadConfig } from '../config/load.ts';
-import { isLoopbackHost } from '../config/schema.ts';
-import { EnvoyClient } from '../dev/envoy-client.ts';
-import { startDevGateway, type DevGateway, type DevRoute } from '../dev/dev-gateway.ts';
-import { createIdentityUpstream } from '../dev/identity-page.ts';
-import { DEMO_USER, startTestProvider, type TestProvider } from '../dev/test-provider.ts';
-import { loadUpstreamProtos } from '../dev/upstream-protos.ts';
-import { startServer, type ServerHandle } from '../main.ts';
-import { createLogger, type Logger } from '../observability/logger.ts';
+import { loadConfig } from '../src/config/load.ts';
+import { isLoopbackHost } from '../src/config/schema.ts';
+import { EnvoyClient } from './envoy-client.ts';
+import { startDevGateway, type DevGateway, type DevRoute } from './dev-gateway.ts';
+import { createIdentityUpstream } from './identity-page.ts';
+import { DEMO_USER, startTestProvider, type TestProvider } from './test-provider.ts';
+import { loadUpstreamProtos } from './upstream-protos.ts';
+import { startServer, type ServerHandle } from '../src/main.ts';
+import { createLogger, type Logger } from '../src/observability/logger.ts';
 import { DEMO_APP, SIGNED_OUT_PATH, demoConfigDocument } from './demo-config.ts';
 
 export interface DemoOptions {

@@ -1,7 +1,7 @@
 /** The authorization server's configuration for the demo: one app in front of the local provider. */
 import { randomBytes } from 'node:crypto';
 
-import { sessionSecretProblem } from '../config/secret-strength.ts';
+import { sessionSecretProblem } from '../src/config/secret-strength.ts';
 
 /** The demo's one app; the gateway names it in `context_extensions` (`app=demo`). */
 export const DEMO_APP = 'demo';

@@ -1,5 +1,5 @@
 /** The demo's upstream: an HTML page listing the identity headers the request arrived with. */
-import { escapeHtml } from '../authz/pages.ts';
+import { escapeHtml } from '../src/authz/pages.ts';
 import type { UpstreamRequest } from './envoy-client.ts';
 import type { UpstreamHandler, UpstreamResponse } from './dev-gateway.ts';
 
