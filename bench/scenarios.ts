@@ -5,6 +5,7 @@ import {
   type EnvoyClient,
 } from '../test/support/envoy-client.ts';
 import type { UpstreamCheckResponse, UpstreamProtos } from '../test/support/upstream-protos.ts';
+import type { VerdictOutcome } from '../src/authz/verdict.ts';
 import { grpcFrame } from './grpc-frame.ts';
 
 export type ScenarioId = 'cookie' | 'bearer' | 'login' | 'public' | 'server-session';
@@ -12,9 +13,9 @@ export type ScenarioId = 'cookie' | 'bearer' | 'login' | 'public' | 'server-sess
 /** The verdict a scenario's frame must get, as `eoa_checks_total` labels it. */
 export interface ExpectedVerdict {
   readonly app: string;
-  readonly verdict: 'allow' | 'deny';
+  readonly verdict: VerdictOutcome;
   readonly reason: string;
-  /** HTTP status of a deny's local reply. */
+  /** HTTP status of the local reply. */
   readonly status?: number;
   /** For allows: the `x-auth-request-user` the upstream must receive. */
   readonly user?: string;

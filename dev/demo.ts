@@ -8,6 +8,7 @@ import { createIdentityUpstream } from './identity-page.ts';
 import { DEMO_USER, startTestProvider, type TestProvider } from './test-provider.ts';
 import { loadUpstreamProtos } from './upstream-protos.ts';
 import { startServer, type ServerHandle } from '../src/main.ts';
+import { ServingStatus } from '../src/server/protos.ts';
 import { createLogger, type Logger } from '../src/observability/logger.ts';
 import { DEMO_APP, SIGNED_OUT_PATH, demoConfigDocument } from './demo-config.ts';
 
@@ -61,7 +62,7 @@ function explainPortInUse(what: string, port: number, option: string) {
 
 async function waitServing(server: ServerHandle, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (server.health.status() !== 'SERVING') {
+  while (server.health.status() !== ServingStatus.SERVING) {
     if (Date.now() > deadline) {
       throw new Error(
         `the server did not become ready: ${JSON.stringify(server.health.waiting())}`,

@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
 import type { Decision, Pipeline } from './pipeline.ts';
-import { jsonDeny, type Verdict } from './verdict.ts';
+import { jsonReply, type Verdict } from './verdict.ts';
 
 /** What a config (re)load builds; swapped whole so a Check never sees half of two configs. */
 export interface Runtime {
@@ -52,7 +52,7 @@ export class Authorizer {
         this.#refused(raw, request.reason);
         return this.#finished(
           undefined,
-          jsonDeny('bad_request', 400, 'bad_request', request.reason),
+          jsonReply('bad_request', 400, 'bad_request', request.reason),
           started,
         );
       }
@@ -105,5 +105,5 @@ function verdictForError(error: AuthzError): Verdict {
     error.status === 503 ? [['retry-after', String(error.retryAfterSeconds)]] : [];
   const reason =
     error.status === 503 ? 'unavailable' : error.status === 400 ? 'bad_request' : 'forbidden';
-  return jsonDeny(reason, error.status, error.code.toLowerCase(), error.publicMessage, headers);
+  return jsonReply(reason, error.status, error.code.toLowerCase(), error.publicMessage, headers);
 }

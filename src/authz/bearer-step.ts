@@ -9,7 +9,7 @@ import { secureFor } from './login.ts';
 import type { StepContext } from './pipeline.ts';
 import { ourCookiesOut } from './session-step.ts';
 import { AllowMemo, allowFor } from './allow-memo.ts';
-import { deny, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
+import { localReply, jsonReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 export interface BearerStepDeps {
   /** Where refusals are logged at debug level, with the failed check but never the token. */
@@ -22,7 +22,7 @@ function quoted(value: string): string {
 }
 
 function invalidToken(realm: string, description = 'the access token is not valid'): Verdict {
-  return jsonDeny('invalid_token', 401, 'invalid_token', description, [
+  return jsonReply('invalid_token', 401, 'invalid_token', description, [
     [
       'www-authenticate',
       `Bearer realm=${quoted(realm)}, error="invalid_token", error_description=${quoted(description)}`,
@@ -31,7 +31,7 @@ function invalidToken(realm: string, description = 'the access token is not vali
 }
 
 function insufficientScope(realm: string, scope: string): Verdict {
-  return jsonDeny(
+  return jsonReply(
     'insufficient_scope',
     403,
     'insufficient_scope',
@@ -85,7 +85,7 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
     const retryAfter = bearer.throttle.retryAfterSeconds(context.request.clientAddress);
     if (retryAfter !== undefined) {
       bearer.metrics.throttled();
-      return jsonDeny('throttled', 429, 'too_many_requests', 'too many failed attempts', [
+      return jsonReply('throttled', 429, 'too_many_requests', 'too many failed attempts', [
         ['retry-after', String(retryAfter)],
       ]);
     }
@@ -104,7 +104,7 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
     switch (outcome.kind) {
       case 'unavailable':
         log?.warn({ app: app.name, detail: outcome.detail }, 'bearer token could not be checked');
-        return jsonDeny(
+        return jsonReply(
           'unavailable',
           503,
           'temporarily_unavailable',
@@ -142,7 +142,9 @@ function authorize(
   if (missing !== undefined) return insufficientScope(app.name, missing);
   const refusal = app.rules.check(identity.claims, request.method, path);
   if (refusal !== undefined) {
-    return deny('forbidden', 403, `${refusal}\n`, [['content-type', 'text/plain; charset=utf-8']]);
+    return localReply('forbidden', 403, `${refusal}\n`, [
+      ['content-type', 'text/plain; charset=utf-8'],
+    ]);
   }
 
   // The identity is the cached verification of this very token, so its headers are too;

@@ -10,7 +10,7 @@ import type { Step, StepContext } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
 import type { RequestModel } from './request.ts';
-import { deny, redirect, type HeaderPair, type Verdict } from './verdict.ts';
+import { localReply, redirect, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** Whether cookies for this request are Secure (and so `__Host-` prefixed). */
 export function secureFor(context: StepContext): boolean {
@@ -61,7 +61,7 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
   ];
   for (const line of extraCookies) headers.push(['set-cookie', line]);
   for (const line of cookies) headers.push(['set-cookie', line]);
-  return deny('login', 302, '', headers);
+  return localReply('login', 302, '', headers);
 }
 
 function queryOf(request: RequestModel): URLSearchParams {

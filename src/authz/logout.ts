@@ -5,7 +5,7 @@ import { escapeHtml } from './pages.ts';
 import type { StepContext } from './pipeline.ts';
 import { requestSite } from './request-site.ts';
 import { originOf } from './request-urls.ts';
-import { deny, redirect, type Verdict } from './verdict.ts';
+import { localReply, redirect, type Verdict } from './verdict.ts';
 
 /**
  * What a logout the browser marks as coming from another origin gets instead of a logout: a
@@ -22,7 +22,7 @@ function confirmationPage(logoutPath: string): Verdict {
 <form method="post" action="${action}"><button type="submit">Sign out</button></form>
 <p><a href="/">Stay signed in</a></p></body></html>
 `;
-  return deny('logout', 403, body, [
+  return localReply('logout', 403, body, [
     ['content-type', 'text/html; charset=utf-8'],
     ['cache-control', 'no-store'],
     ['x-frame-options', 'DENY'],

@@ -1,5 +1,5 @@
 /** Small HTML pages for people who land on an error in the login flow; nothing echoed unescaped. */
-import { deny, type DenyReason, type HeaderPair, type Verdict } from './verdict.ts';
+import { localReply, type ReplyReason, type HeaderPair, type Verdict } from './verdict.ts';
 
 const entities: Readonly<Record<string, string>> = {
   '&': '&amp;',
@@ -24,7 +24,7 @@ export const pageSecurityHeaders: readonly HeaderPair[] = Object.freeze([
 
 /** A readable page with a link to start again; `message` is escaped and capped. */
 export function htmlPage(
-  reason: DenyReason,
+  reason: ReplyReason,
   status: number,
   title: string,
   message: string,
@@ -35,7 +35,7 @@ export function htmlPage(
 <body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message.slice(0, 500))}</p>
 <p><a href="/">Start again</a></p></body></html>
 `;
-  return deny(reason, status, body, [
+  return localReply(reason, status, body, [
     ['content-type', 'text/html; charset=utf-8'],
     ['cache-control', 'no-store'],
     ...pageSecurityHeaders,

@@ -4,7 +4,7 @@ import { RequestPolicy } from '../policy/request-policy.ts';
 import type { RequestPath } from '../policy/request-path.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
-import { allow, jsonDeny, shared, type Verdict } from './verdict.ts';
+import { allow, jsonReply, shared, type Verdict } from './verdict.ts';
 
 /** What every step sees: the request, the app chosen for it, and the readings of its path. */
 export interface StepContext {
@@ -38,7 +38,7 @@ export interface Decision {
 
 const noApp: Decision = Object.freeze({
   app: undefined,
-  verdict: shared(jsonDeny('no_app', 403, 'forbidden', 'no app for host')),
+  verdict: shared(jsonReply('no_app', 403, 'forbidden', 'no app for host')),
 });
 /** A request the policy refuses (SPEC §4.1): 400 with the policy's short reason, no app. */
 const refusedDecisions = Object.freeze(
@@ -47,7 +47,7 @@ const refusedDecisions = Object.freeze(
       reason,
       Object.freeze({
         app: undefined,
-        verdict: shared(jsonDeny('bad_request', 400, 'bad_request', reason)),
+        verdict: shared(jsonReply('bad_request', 400, 'bad_request', reason)),
         refused: reason,
       }),
     ]),

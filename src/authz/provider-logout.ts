@@ -9,7 +9,7 @@ import type { Logger } from '../observability/logger.ts';
 import { digestForKey } from '../store/keyspaces.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { StepContext } from './pipeline.ts';
-import { deny, jsonDeny, type Verdict } from './verdict.ts';
+import { localReply, jsonReply, type Verdict } from './verdict.ts';
 
 /** The answer to the provider. */
 export interface ProviderLogoutResult {
@@ -114,8 +114,8 @@ export function providerLogoutErrorBody(error: NonNullable<ProviderLogoutResult[
 
 function asVerdict(result: ProviderLogoutResult): Verdict {
   if (result.error === undefined)
-    return deny('provider_logout', 200, '', [['cache-control', 'no-store']]);
-  return deny('provider_logout', 400, providerLogoutErrorBody(result.error), [
+    return localReply('provider_logout', 200, '', [['cache-control', 'no-store']]);
+  return localReply('provider_logout', 400, providerLogoutErrorBody(result.error), [
     ['content-type', 'application/json'],
     ['cache-control', 'no-store'],
   ]);
@@ -142,7 +142,7 @@ export function createProviderLogoutSteps(now: () => number, logger: Logger) {
   async function backchannel(context: StepContext): Promise<Verdict> {
     const { request, app } = context;
     if (request.method !== 'POST')
-      return jsonDeny('provider_logout', 405, 'invalid_request', 'POST a logout_token', [
+      return jsonReply('provider_logout', 405, 'invalid_request', 'POST a logout_token', [
         ['allow', 'POST'],
       ]);
     const token = logoutTokenFrom(request.body);
@@ -169,7 +169,7 @@ export function createProviderLogoutSteps(now: () => number, logger: Logger) {
     }
     await endSessions(app, { sid });
     // Loaded in the provider's iframe: an empty page that must not be cached.
-    return deny('provider_logout', 200, '', [
+    return localReply('provider_logout', 200, '', [
       ['cache-control', 'no-store'],
       ['content-type', 'text/html; charset=utf-8'],
     ]);

@@ -8,7 +8,7 @@ import type { StepContext } from './pipeline.ts';
 import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
-import { deny, type HeaderPair, type Verdict } from './verdict.ts';
+import { localReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
 
@@ -135,7 +135,7 @@ export function createSessionStep(deps: SessionStepDeps) {
         case 'unavailable':
           // The old access token still works: keep serving; else the caller retries later.
           if (session.tokens.expiresAt <= now) {
-            return deny('unavailable', 503, 'identity provider unavailable, retry shortly', [
+            return localReply('unavailable', 503, 'identity provider unavailable, retry shortly', [
               ['retry-after', String(outcome.retryAfterSeconds)],
             ]);
           }
@@ -144,7 +144,7 @@ export function createSessionStep(deps: SessionStepDeps) {
 
     const refusal = app.rules.check(session.claims, request.method, context.path);
     if (refusal !== undefined) {
-      return deny('forbidden', 403, `${refusal}\n`, [
+      return localReply('forbidden', 403, `${refusal}\n`, [
         ['content-type', 'text/plain; charset=utf-8'],
       ]);
     }

@@ -4,7 +4,7 @@ import type { SessionTooLargeError } from '../session/session-too-large-error.ts
 import { htmlPage } from './pages.ts';
 import type { StepContext } from './pipeline.ts';
 import { isBrowserNavigation } from './request-kind.ts';
-import { jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
+import { jsonReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 const title = 'Your session is too large for this site';
 const advice =
@@ -42,5 +42,5 @@ export function sessionTooLarge(
   if (isBrowserNavigation(request)) {
     return htmlPage('session_too_large', error.status, title, advice, headers);
   }
-  return jsonDeny('session_too_large', error.status, 'session_too_large', advice, headers);
+  return jsonReply('session_too_large', error.status, 'session_too_large', advice, headers);
 }

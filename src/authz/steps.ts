@@ -4,7 +4,7 @@ import { headersToScrub } from './app-runtime.ts';
 import { setCookies, startLogin } from './login.ts';
 import { ourCookiesOut } from './session-step.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
-import { allow, jsonDeny, type HeaderPair, type Verdict } from './verdict.ts';
+import { allow, jsonReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 /**
  * A public path is let through with the app's identity headers removed (SPEC §4.3–4.4), and
@@ -44,7 +44,7 @@ export function unauthenticated(context: StepContext, setCookie: readonly string
     ...setCookies(setCookie),
   ];
   if (isGrpcCaller(request)) headers.push(...grpcUnauthenticated);
-  return jsonDeny('unauthenticated', 401, 'unauthenticated', 'authentication required', headers);
+  return jsonReply('unauthenticated', 401, 'unauthenticated', 'authentication required', headers);
 }
 
 /** The last step: nothing else decided. */

@@ -7,7 +7,7 @@ export type HeaderPair = readonly [name: string, value: string];
 export type AllowReason = 'public_path' | 'session' | 'bearer' | 'unmatched';
 
 /** Why a request was denied; a bounded set, used as a metric label. */
-export type DenyReason =
+export type ReplyReason =
   | 'bad_request'
   | 'no_app'
   | 'unauthenticated'
@@ -24,7 +24,7 @@ export type DenyReason =
   | 'session_too_large';
 
 /** gRPC status codes a deny may carry (never OK). */
-export type DenyCode = 3 | 7 | 14 | 16;
+export type ReplyCode = 3 | 7 | 14 | 16;
 
 /** Header names to remove, listed once and also joined for `x-envoy-auth-headers-to-remove`. */
 export interface RemovalList {
@@ -51,18 +51,30 @@ export interface Allow {
   readonly responseHeaders: readonly HeaderPair[];
 }
 
-export interface Deny {
-  readonly kind: 'deny';
-  readonly reason: DenyReason;
+export interface LocalReply {
+  readonly kind: 'local_reply';
+  readonly reason: ReplyReason;
   /** HTTP status of the local reply (302 for a redirect). */
   readonly status: number;
-  readonly code: DenyCode;
+  readonly code: ReplyCode;
   /** Headers of the local reply; several `set-cookie` entries stay several lines. */
   readonly headers: readonly HeaderPair[];
   readonly body: string;
 }
 
-export type Verdict = Allow | Deny;
+export type Verdict = Allow | LocalReply;
+
+/**
+ * What a verdict does for the user, as the `verdict` metric label says it: a local reply may
+ * be a denial, a redirect (to log in, back after the callback) or a page (the logout page).
+ */
+export type VerdictOutcome = 'allow' | 'redirect' | 'page' | 'deny';
+
+export function outcomeOf(verdict: Verdict): VerdictOutcome {
+  if (verdict.kind === 'allow') return 'allow';
+  if (verdict.status >= 300 && verdict.status < 400) return 'redirect';
+  return verdict.status < 300 ? 'page' : 'deny';
+}
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
 const noNames: readonly string[] = Object.freeze([]);
@@ -85,42 +97,42 @@ export function allow(
 }
 
 /** The gRPC code that matches an HTTP status, as Envoy maps it for gRPC downstreams. */
-export function codeForStatus(status: number): DenyCode {
+export function codeForStatus(status: number): ReplyCode {
   if (status === 401 || (status >= 300 && status < 400)) return 16;
   if (status === 429 || status === 502 || status === 503 || status === 504) return 14;
   if (status === 400) return 3;
   return 7;
 }
 
-export function deny(
-  reason: DenyReason,
+export function localReply(
+  reason: ReplyReason,
   status: number,
   body: string,
   headers: readonly HeaderPair[] = noHeaders,
-): Deny {
-  return { kind: 'deny', reason, status, code: codeForStatus(status), headers, body };
+): LocalReply {
+  return { kind: 'local_reply', reason, status, code: codeForStatus(status), headers, body };
 }
 
 /** A small JSON error body; `message` must be safe to show to the client. */
-export function jsonDeny(
-  reason: DenyReason,
+export function jsonReply(
+  reason: ReplyReason,
   status: number,
   error: string,
   message: string,
   headers: readonly HeaderPair[] = noHeaders,
-): Deny {
-  return deny(reason, status, JSON.stringify({ error, message }), [
+): LocalReply {
+  return localReply(reason, status, JSON.stringify({ error, message }), [
     ['content-type', 'application/json'],
     ...headers,
   ]);
 }
 
 export function redirect(
-  reason: DenyReason,
+  reason: ReplyReason,
   location: string,
   headers: readonly HeaderPair[] = noHeaders,
-): Deny {
-  return deny(reason, 302, '', [['location', location], ...headers]);
+): LocalReply {
+  return localReply(reason, 302, '', [['location', location], ...headers]);
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   collectDefaultMetrics,
   type HistogramConfiguration,
 } from 'prom-client';
-import type { Verdict } from '../authz/verdict.ts';
+import { outcomeOf, type Verdict } from '../authz/verdict.ts';
 import type { RefreshMetrics } from '../oidc/refresh-coordinator.ts';
 import type {
   BearerMetrics,
@@ -386,15 +386,16 @@ export class Metrics {
   }
 
   #childrenFor(app: string, verdict: Verdict): CheckChildren {
-    const key = `${app}\u0000${verdict.kind}\u0000${verdict.reason}`;
+    const outcome = outcomeOf(verdict);
+    const key = `${app}\u0000${outcome}\u0000${verdict.reason}`;
     let children = this.#children.get(key);
     if (children === undefined) {
       children = {
         count: this.#pendingCount(
-          this.#checks.labels(app, verdict.kind, verdict.reason),
+          this.#checks.labels(app, outcome, verdict.reason),
           this.#pendingChecks,
         ),
-        duration: this.#durationCell(app, verdict.kind),
+        duration: this.#durationCell(app, outcome),
       };
       this.#children.set(key, children);
     }

@@ -36,7 +36,7 @@ export function toCheckResponse(verdict: Verdict, app: string | undefined): Chec
         },
         dynamic_metadata: metadata(app, verdict.reason),
       };
-    case 'deny':
+    case 'local_reply':
       return {
         status: { code: verdict.code, message: verdict.reason },
         denied_response: {

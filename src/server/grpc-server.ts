@@ -63,9 +63,6 @@ export interface GrpcServerDeps {
   readonly limits: TransportLimits;
 }
 
-const servingCode = (status: 'SERVING' | 'NOT_SERVING'): ServingStatus =>
-  status === 'SERVING' ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
-
 const noDecision = new GrpcError(GrpcStatus.UNAVAILABLE, 'no decision could be made');
 
 /** A grpc-js method definition's path and codecs, for the transport. */
@@ -136,8 +133,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       const service = request.service ?? '';
       if (!healthServices.has(service))
         throw new GrpcError(GrpcStatus.NOT_FOUND, 'unknown service');
-      const status = service === livenessService ? 'SERVING' : health.status();
-      return { status: servingCode(status) };
+      return { status: service === livenessService ? ServingStatus.SERVING : health.status() };
     },
   };
 
@@ -155,8 +151,8 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         stream.write({ status: ServingStatus.SERVING });
         return;
       }
-      stream.write({ status: servingCode(health.status()) });
-      stream.onClose(health.watch((status) => stream.write({ status: servingCode(status) })));
+      stream.write({ status: health.status() });
+      stream.onClose(health.watch((status) => stream.write({ status })));
     },
   };
 

@@ -1,6 +1,8 @@
 /** Serving state shared by gRPC health, `/readyz` and shutdown: NOT_SERVING until ready and while draining. */
+import { ServingStatus } from './protos.ts';
 
-export type ServingStatus = 'SERVING' | 'NOT_SERVING';
+/** What the health state can be: the gRPC health protocol's values, used by `/readyz` too. */
+export type HealthStatus = typeof ServingStatus.SERVING | typeof ServingStatus.NOT_SERVING;
 
 /**
  * The health service name for liveness probes: SERVING while the process runs, even before
@@ -25,8 +27,8 @@ export interface ReadinessProbe {
 export class HealthState {
   #draining = false;
   #probes: readonly ReadinessProbe[] = [];
-  readonly #watchers = new Set<(status: ServingStatus) => void>();
-  #last: ServingStatus = 'NOT_SERVING';
+  readonly #watchers = new Set<(status: HealthStatus) => void>();
+  #last: HealthStatus = ServingStatus.NOT_SERVING;
 
   /** Replaces the probes (on start and on config reload) and re-evaluates. */
   setProbes(probes: readonly ReadinessProbe[]): void {
@@ -44,10 +46,12 @@ export class HealthState {
     return waiting;
   }
 
-  status(): ServingStatus {
-    if (this.#draining) return 'NOT_SERVING';
-    for (const probe of this.#probes) if (probe.waitingFor() !== undefined) return 'NOT_SERVING';
-    return 'SERVING';
+  status(): HealthStatus {
+    if (this.#draining) return ServingStatus.NOT_SERVING;
+    for (const probe of this.#probes) {
+      if (probe.waitingFor() !== undefined) return ServingStatus.NOT_SERVING;
+    }
+    return ServingStatus.SERVING;
   }
 
   isDraining(): boolean {
@@ -67,7 +71,7 @@ export class HealthState {
     for (const watcher of this.#watchers) watcher(status);
   }
 
-  watch(watcher: (status: ServingStatus) => void): () => void {
+  watch(watcher: (status: HealthStatus) => void): () => void {
     this.#watchers.add(watcher);
     return () => this.#watchers.delete(watcher);
   }

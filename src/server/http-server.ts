@@ -138,7 +138,7 @@ function writeVerdict(res: ServerResponse, verdict: Verdict): void {
       res.writeHead(200, headers).end();
       return;
     }
-    case 'deny': {
+    case 'local_reply': {
       const headers = outgoing(verdict.headers);
       // Envoy's `http_service` reads exactly 200 as an allow (ENVOY.md §4): a provider logout
       // answered here with 200 would go on to the upstream, forged identity headers and all.

@@ -65,9 +65,9 @@ describe('Authorizer.decide', () => {
   it('answers a request no app claims, and a malformed one, without a promise', () => {
     const decide = authorizer([decideNow]);
     const noApp = settled(decide.decide(raw({ authority: 'other.example.com' })));
-    assert.equal(noApp.verdict.kind === 'deny' && noApp.verdict.status, 403);
+    assert.equal(noApp.verdict.kind === 'local_reply' && noApp.verdict.status, 403);
     const malformed = settled(decide.decide(raw({ headers: [['x-a', 'b\r\nc']] })));
-    assert.equal(malformed.verdict.kind === 'deny' && malformed.verdict.status, 400);
+    assert.equal(malformed.verdict.kind === 'local_reply' && malformed.verdict.status, 400);
   });
 
   it('leaves one line with the request id for each request refused as malformed or ambiguous', async () => {
@@ -117,13 +117,13 @@ describe('Authorizer.decide', () => {
         },
       ]).decide(raw()),
     );
-    assert.equal(now.verdict.kind === 'deny' && now.verdict.status, 503);
+    assert.equal(now.verdict.kind === 'local_reply' && now.verdict.status, 503);
     assert.deepEqual(
-      now.verdict.kind === 'deny' && now.verdict.headers.find(([n]) => n === 'retry-after'),
+      now.verdict.kind === 'local_reply' && now.verdict.headers.find(([n]) => n === 'retry-after'),
       ['retry-after', '7'],
     );
     const later = await authorizer([() => Promise.reject(unavailable)]).decide(raw());
-    assert.equal(later.verdict.kind === 'deny' && later.verdict.status, 503);
+    assert.equal(later.verdict.kind === 'local_reply' && later.verdict.status, 503);
   });
 
   it('never throws: a failure without a decision is a rejected promise, counted', async () => {

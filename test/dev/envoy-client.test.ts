@@ -5,12 +5,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import {
-  EnvoyClient,
-  HttpModeClient,
-  rewriteQuery,
-  type Outcome,
-} from '../../dev/envoy-client.ts';
+import { EnvoyClient, HttpModeClient, rewriteQuery, type Outcome } from '../../dev/envoy-client.ts';
 import {
   loadUpstreamProtos,
   type UpstreamCheckRequest,

@@ -93,11 +93,11 @@ describe('lifecycle', () => {
 
   it('goes NOT_SERVING when draining', async () => {
     const server = await startTestServer({ apps: [testApp('a', {}, provider.issuer)] });
-    const seen: string[] = [];
+    const seen: number[] = [];
     server.handle.health.watch((status) => seen.push(status));
     await server.close();
-    assert.deepEqual(seen, ['NOT_SERVING']);
-    assert.equal(server.handle.health.status(), 'NOT_SERVING');
+    assert.deepEqual(seen, [ServingStatus.NOT_SERVING]);
+    assert.equal(server.handle.health.status(), ServingStatus.NOT_SERVING);
   });
 
   it('reloads on SIGHUP, keeps the old config when the new one is bad, drains and exits 0 on SIGTERM', async () => {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Metrics } from '../../src/observability/metrics.ts';
-import { allow, jsonDeny, type Verdict } from '../../src/authz/verdict.ts';
+import { allow, jsonReply, type Verdict } from '../../src/authz/verdict.ts';
 
 const checkMetricNames = [
   'eoa_checks_total',
@@ -47,8 +47,8 @@ async function checkMetricsText(registry: Registry): Promise<string> {
 }
 
 const session = allow('session');
-const login = jsonDeny('login', 302, 'x', 'y');
-const noApp = jsonDeny('no_app', 403, 'forbidden', 'no app for host');
+const login = jsonReply('login', 302, 'x', 'y');
+const noApp = jsonReply('no_app', 403, 'forbidden', 'no app for host');
 
 const observations: readonly [string | undefined, Verdict, number][] = [
   ['web', session, 0.00002],

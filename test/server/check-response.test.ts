@@ -1,7 +1,7 @@
 /** The CheckResponse encoder against protobufjs and Envoy's upstream protos. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { allow, deny, jsonDeny, redirect, type Verdict } from '../../src/authz/verdict.ts';
+import { allow, localReply, jsonReply, redirect, type Verdict } from '../../src/authz/verdict.ts';
 import { CheckResponseEncoder, toCheckResponse } from '../../src/server/check-response.ts';
 import { loadCheckTypes } from '../../src/server/protos.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
@@ -43,14 +43,17 @@ const verdicts: readonly [string, Verdict][] = [
       removeHeaders: ['authorization'],
     }),
   ],
-  ['json deny', jsonDeny('unauthenticated', 401, 'unauthenticated', 'authentication required')],
+  ['json deny', jsonReply('unauthenticated', 401, 'unauthenticated', 'authentication required')],
   [
     'redirect',
     redirect('login', `https://idp.example.com/auth?x=${long}`, [['set-cookie', 'a=b']]),
   ],
-  ['deny with a long body', deny('forbidden', 403, `${wide}\n`, [['content-type', 'text/plain']])],
-  ['deny without headers or body', deny('callback', 400, '')],
-  ['503', jsonDeny('unavailable', 503, 'x', 'y', [['retry-after', '5']])],
+  [
+    'local reply with a long body',
+    localReply('forbidden', 403, `${wide}\n`, [['content-type', 'text/plain']]),
+  ],
+  ['local reply without headers or body', localReply('callback', 400, '')],
+  ['503', jsonReply('unavailable', 503, 'x', 'y', [['retry-after', '5']])],
 ];
 
 describe('CheckResponseEncoder', () => {

@@ -8,6 +8,7 @@ import {
   type TestProviderOptions,
 } from '../../dev/test-provider.ts';
 import { startServer, type ServerHandle } from '../../src/main.ts';
+import { ServingStatus } from '../../src/server/protos.ts';
 import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 
 /** A session secret for tests only (>= 32 bytes). */
@@ -82,7 +83,7 @@ export async function startTestServer(
   });
   if (options.waitReady ?? true) {
     const deadline = Date.now() + 10_000;
-    while (handle.health.status() !== 'SERVING') {
+    while (handle.health.status() !== ServingStatus.SERVING) {
       if (Date.now() > deadline) {
         await handle.close();
         throw new Error(`server not ready: ${JSON.stringify(handle.health.waiting())}`);
