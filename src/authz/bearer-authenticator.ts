@@ -3,6 +3,7 @@ import type { BearerConfig } from '../config/schema.ts';
 import type { IntrospectionClient } from '../oidc/introspection.ts';
 import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
 import { AuthzError } from '../errors.ts';
+import { sha256Base64url } from '../digest.ts';
 import {
   bindingOf,
   checkBearerClaims,
@@ -14,7 +15,7 @@ import {
 import { inspectToken } from './bearer-header.ts';
 import { verifyBearerJwt, type BearerJwtPolicy } from './bearer-jwt.ts';
 import type { BearerRevocations } from './bearer-revocations.ts';
-import { TokenCache, tokenDigest } from './bearer-token-cache.ts';
+import { TokenCache } from './bearer-token-cache.ts';
 
 /** How a token was checked, for metrics. */
 export type VerificationKind = 'jwt' | 'introspection';
@@ -142,7 +143,7 @@ export class BearerAuthenticator {
     token: string,
     firstCheck?: (token: string) => string | undefined,
   ): BearerOutcome | Promise<BearerOutcome> {
-    const digest = tokenDigest(token);
+    const digest = sha256Base64url(token);
     const identity = this.#verified.get(digest) ?? this.#introspected.get(digest);
     if (identity !== undefined) {
       this.#metrics.cache('hit');

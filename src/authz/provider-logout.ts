@@ -6,7 +6,7 @@
 import { decodeJwt, type JWTPayload } from 'jose';
 import { AuthzError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { digestForKey } from '../store/keyspaces.ts';
+import { sha256Base64url } from '../digest.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { StepContext } from './pipeline.ts';
 import { localReply, jsonReply, type Verdict } from './verdict.ts';
@@ -68,7 +68,7 @@ export async function backchannelLogout(
     throw error;
   }
   const first = await app.logoutTokenReplay.setIfAbsent(
-    digestForKey(`${app.oidc.issuer}\u0000${claims.jti}`),
+    sha256Base64url(`${app.oidc.issuer}\u0000${claims.jti}`),
     {
       at: now(),
     },

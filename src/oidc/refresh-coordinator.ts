@@ -21,7 +21,7 @@ import {
 } from '../session/compact-jwe.ts';
 import type { Session, SessionTokens } from '../session/session.ts';
 import type { Keyspace } from '../store/keyspace.ts';
-import { digestForKey } from '../store/keyspaces.ts';
+import { sha256Base64url as digestForKey } from '../digest.ts';
 import type { OidcClient } from './oidc-client.ts';
 
 export type RefreshOutcome =

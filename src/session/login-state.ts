@@ -2,7 +2,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { RandomPool } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
-import { digestForKey, type Mark } from '../store/keyspaces.ts';
+import type { Mark } from '../store/keyspaces.ts';
+import { sha256Base64url } from '../digest.ts';
 import type { Clock } from '../store/store-backend.ts';
 import type { CookieCodec } from './cookie-codec.ts';
 import {
@@ -224,7 +225,7 @@ export class LoginStates {
     lines.push(expireCookie(match.name, secure, this.#scope));
     if (!this.#isLive(match.login, now)) return { kind: 'expired', setCookie: lines };
     if (this.#replayMarks !== undefined) {
-      const first = await this.#replayMarks.setIfAbsent(digestForKey(match.login.state), {
+      const first = await this.#replayMarks.setIfAbsent(sha256Base64url(match.login.state), {
         at: now,
       });
       if (!first) return { kind: 'replayed', setCookie: lines };

@@ -21,7 +21,7 @@ export interface LoadedServerSession {
 }
 
 /**
- * Loaded server sessions by `cacheKeyFor` of the whole ticket (`<id>.<key>`), so a ticket with
+ * Loaded server sessions by `sha256Base64url` of the whole ticket (`<id>.<key>`), so a ticket with
  * the right id and a wrong key misses and is read and opened against the store like any other.
  * Bounded twice: at most `maxEntries`, least recently used first out; and every insertion drops
  * the expired entries at the least recently used end, so it holds about the sessions used in

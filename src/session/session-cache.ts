@@ -1,5 +1,4 @@
 /** A bounded LRU of decoded sessions, keyed by a digest of the cookie value, so hot sessions skip decryption. */
-import { hash } from 'node:crypto';
 import { ExpiringLru } from '../expiring-lru.ts';
 import type { Clock } from '../store/store-backend.ts';
 import type { Session, SessionClaims } from './session.ts';
@@ -10,17 +9,6 @@ export interface SessionCacheOptions {
   readonly maxEntries?: number;
   /** Milliseconds since the epoch. Default `Date.now`. */
   readonly now?: Clock;
-}
-
-/**
- * The key for a cookie value: its SHA-256, base64url (43 characters). Holding the digest rather
- * than the value keeps entries small and keeps cookie values out of memory dumps. The whole
- * digest, not a prefix: a prefix `slice` is a view that keeps the whole digest alive as well
- * (88 bytes per cached key instead of 56). The one-shot `hash` costs half of a `createHash`
- * object per call (hot path).
- */
-export function cacheKeyFor(cookieValue: string): string {
-  return hash('sha256', cookieValue, 'base64url');
 }
 
 /**
@@ -123,7 +111,8 @@ export function toCachedSession(
 }
 
 /**
- * Decoded sessions by {@link cacheKeyFor} of their cookie; an entry never outlives the
+ * Decoded sessions by `sha256Base64url` of their cookie (the whole digest, not a prefix: a
+ * `slice` would keep the whole digest alive as well, 88 bytes per key instead of 56); an entry never outlives the
  * session's own expiry.
  */
 export class SessionCache<T = CachedSession> extends ExpiringLru<T> {

@@ -1,6 +1,7 @@
 /** Encryption keys derived from the configured session secrets, one per secret, named by `kid`. */
-import { createHash, createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
+import { createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
+import { sha256Base64url } from '../digest.ts';
 
 /** The least secret length accepted, in bytes (a 256-bit key needs at least 256 bits of input). */
 export const MIN_SECRET_BYTES = 32;
@@ -47,7 +48,7 @@ function bindingDigest(binding: SessionBinding): string {
     binding.issuer,
     binding.clientId,
   ];
-  return createHash('sha256').update(JSON.stringify(fields)).digest('base64url');
+  return sha256Base64url(JSON.stringify(fields));
 }
 
 /**

@@ -13,13 +13,8 @@ import {
   type ServerSessionHandle,
   type ServerSessionKeyspaces,
 } from './server-session-store.ts';
-import {
-  cacheKeyFor,
-  SessionCache,
-  StringPool,
-  toCachedSession,
-  type CachedSession,
-} from './session-cache.ts';
+import { sha256Base64url as cacheKeyFor } from '../digest.ts';
+import { SessionCache, StringPool, toCachedSession, type CachedSession } from './session-cache.ts';
 import { bindingLabel, deriveKeyRing, type SessionBinding } from './session-keys.ts';
 import { SessionTooLargeError } from './session-too-large-error.ts';
 import {

@@ -1,16 +1,7 @@
 /** The record kinds the server keeps in its store, each as its own typed keyspace. */
-import { createHash } from 'node:crypto';
 import { jsonCodec, Keyspace, SetKeyspace, stringCodec } from './keyspace.ts';
 import type { Clock, StoreBackend } from './store-backend.ts';
 import { isRecord } from '../is-record.ts';
-
-/**
- * A short, fixed-length digest for putting a secret's identity into a key (e.g. a refresh
- * token): SHA-256, base64url. The secret itself never becomes part of a key.
- */
-export function digestForKey(secret: string): string {
-  return createHash('sha256').update(secret).digest('base64url');
-}
 
 /** Escapes one caller-supplied key part so that parts can never run into each other. */
 function part(value: string): string {
@@ -67,7 +58,7 @@ export interface AppKeyspaces {
   readonly sessionsBySid: SetKeyspace<string>;
   /** Server session ids by `sub`. */
   readonly sessionsBySub: SetKeyspace<string>;
-  /** Login `state` values already redeemed, by {@link digestForKey} of the state. */
+  /** Login `state` values already redeemed, by `sha256Base64url` of the state. */
   readonly loginReplayMarks: Keyspace<string, Mark>;
   /** Refresh lease per refresh-token digest; the value is the holder's owner token. */
   readonly refreshLocks: Keyspace<string, string>;

@@ -9,7 +9,8 @@ import {
 import { compileScopeRequirements } from '../../src/authz/bearer-scopes.ts';
 import { pathOf } from '../support/request-paths.ts';
 import { FailureThrottle } from '../../src/authz/bearer-throttle.ts';
-import { TokenCache, tokenDigest } from '../../src/authz/bearer-token-cache.ts';
+import { TokenCache } from '../../src/authz/bearer-token-cache.ts';
+import { sha256Base64url } from '../../src/digest.ts';
 import { loadConfig } from '../../src/config/load.ts';
 
 describe('bearer credential intake', () => {
@@ -150,7 +151,7 @@ describe('bearer token cache', () => {
   it('keys by a digest, drops entries at their deadline', () => {
     const clock = { now: 0 };
     const cache = new TokenCache<string>({ maxEntries: 10, now: () => clock.now });
-    const key = tokenDigest('secret-token');
+    const key = sha256Base64url('secret-token');
     assert.ok(!key.includes('secret'));
     assert.equal(key.length, 43);
     cache.set(key, 'identity', 1_000);

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AuthzError } from '../../src/errors.ts';
 import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
-import { cacheKeyFor, SessionCache } from '../../src/session/session-cache.ts';
+import { sha256Base64url } from '../../src/digest.ts';
+import { SessionCache } from '../../src/session/session-cache.ts';
 import {
   SessionManager,
   type RevocationSubject,
@@ -128,7 +129,7 @@ describe('session manager (cookie store)', () => {
     const cache = new SessionCache({ now: c.now });
     const m = manager({ maxAge: 60 * MINUTE }, { now: c.now, cache });
     const browser = await loggedInAt(m);
-    const key = cacheKeyFor(browser.get('__Host-_eoa')!);
+    const key = sha256Base64url(browser.get('__Host-_eoa')!);
     c.advance(60 * MINUTE - 1);
     assert.ok(cache.get(key) !== undefined);
     valid(await m.load(browser, true));
@@ -283,7 +284,7 @@ describe('session manager (cookie store)', () => {
       const m = manager({}, { ...deps, cache });
       const created = await m.create(withTokens, new Map(), true);
       const browser = applySetCookie(new Map(), created.setCookie);
-      return { m, cache, browser, key: cacheKeyFor(browser.get('__Host-_eoa')!) };
+      return { m, cache, browser, key: sha256Base64url(browser.get('__Host-_eoa')!) };
     }
 
     it('holds neither the refresh token nor, for an app not forwarding it, the ID token', async () => {

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { jsonCodec, Keyspace, SetKeyspace, stringCodec } from '../../src/store/keyspace.ts';
-import { createAppKeyspaces, digestForKey } from '../../src/store/keyspaces.ts';
+import { sha256Base64url } from '../../src/digest.ts';
+import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 
 function manualClock(start = 1_000_000): { now: () => number; advance(ms: number): void } {
@@ -153,7 +154,7 @@ describe('app keyspaces', () => {
   it('login replay marks: a state digest is claimed once', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
     const ks = createAppKeyspaces(backend, { app: 'a', sessionMaxAge: 1e6, loginTimeout: 1e5 });
-    const digest = digestForKey('state-value');
+    const digest = sha256Base64url('state-value');
     assert.doesNotMatch(ks.loginReplayMarks.keyFor(digest), /state-value/);
     const claims = await Promise.all(
       Array.from({ length: 20 }, () => ks.loginReplayMarks.setIfAbsent(digest, { at: 1 })),
