@@ -1,4 +1,5 @@
 /** A bounded least-recently-used map whose entries also expire: no timers, expiry checked on read. */
+import { hasExpired } from './expiry.ts';
 
 export interface ExpiringLruOptions {
   /** Most entries kept; the least recently used goes first; 0 keeps none. */
@@ -35,7 +36,7 @@ export class ExpiringLru<V> {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     this.#entries.delete(key);
-    if (entry.until <= this.#now()) return undefined;
+    if (hasExpired(entry.until, this.#now())) return undefined;
     // Re-inserting moves the key to the young end of the Map's insertion order.
     this.#entries.set(key, entry);
     return entry.value;
@@ -44,12 +45,12 @@ export class ExpiringLru<V> {
   /** Stores `value` until `until` (ms since the epoch); the least recently used makes room. */
   set(key: string, value: V, until: number): void {
     const now = this.#now();
-    if (this.#max === 0 || until <= now) return;
+    if (this.#max === 0 || hasExpired(until, now)) return;
     this.#entries.delete(key);
     // The Map runs from least to most recently used: expired entries at that end go now, so a
     // cache of short-lived entries holds about those still live, not all seen since start.
     for (const [oldKey, entry] of this.#entries) {
-      if (entry.until > now) break;
+      if (!hasExpired(entry.until, now)) break;
       this.#entries.delete(oldKey);
     }
     if (this.#entries.size >= this.#max) {

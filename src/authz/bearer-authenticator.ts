@@ -4,6 +4,7 @@ import type { IntrospectionClient } from '../oidc/introspection.ts';
 import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
 import { AuthzError } from '../errors.ts';
 import { sha256Base64url } from '../digest.ts';
+import { hasExpired } from '../expiry.ts';
 import {
   bindingOf,
   checkBearerClaims,
@@ -254,7 +255,9 @@ export class BearerAuthenticator {
       return 'not an access token';
     }
     const now = this.#jwtPolicy.now();
-    if (typeof claims['exp'] === 'number' && claims['exp'] * 1000 <= now) return 'token expired';
+    if (typeof claims['exp'] === 'number' && hasExpired(claims['exp'] * 1000, now)) {
+      return 'token expired';
+    }
     if (
       typeof iat === 'number' &&
       now - iat * 1000 > this.#maxTokenAgeMs + this.#jwtPolicy.clockSkewMs

@@ -1,4 +1,5 @@
 /** A per-client-address throttle on failed bearer attempts (SPEC §8): too many within a window → 429 with `Retry-After`. */
+import { hasExpired } from '../expiry.ts';
 
 export interface FailureThrottleOptions {
   /** Failures per address within `windowMs` after which the address is refused. */
@@ -54,7 +55,7 @@ export class FailureThrottle {
   #current(address: string, now: number): Window | undefined {
     const window = this.#windows.get(address);
     if (window === undefined) return undefined;
-    if (now - window.startedAt >= this.#windowMs) {
+    if (hasExpired(window.startedAt + this.#windowMs, now)) {
       this.#windows.delete(address);
       return undefined;
     }

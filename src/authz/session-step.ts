@@ -1,4 +1,5 @@
 /** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
+import { hasExpired } from '../expiry.ts';
 import type { Logger } from '../observability/logger.ts';
 import { SessionTooLargeError } from '../session/session-too-large-error.ts';
 import { headersToScrub, type AppRuntime } from './app-runtime.ts';
@@ -130,11 +131,16 @@ export function createSessionStep(deps: SessionStepDeps) {
         }
         case 'ended':
           // Nothing to refresh with, but the token still works: serve until it expires.
-          if (session.tokens.refreshToken === undefined && session.tokens.expiresAt > now) break;
+          if (
+            session.tokens.refreshToken === undefined &&
+            !hasExpired(session.tokens.expiresAt, now)
+          ) {
+            break;
+          }
           return deps.unauthenticated(context, await app.sessions.end(request.cookies, secure));
         case 'unavailable':
           // The old access token still works: keep serving; else the caller retries later.
-          if (session.tokens.expiresAt <= now) {
+          if (hasExpired(session.tokens.expiresAt, now)) {
             return localReply('unavailable', 503, 'identity provider unavailable, retry shortly', [
               ['retry-after', String(outcome.retryAfterSeconds)],
             ]);

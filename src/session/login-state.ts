@@ -4,6 +4,7 @@ import { RandomPool } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
 import { sha256Base64url } from '../digest.ts';
+import { hasExpired } from '../expiry.ts';
 import type { Clock } from '../store/store-backend.ts';
 import type { CookieCodec } from './cookie-codec.ts';
 import {
@@ -158,7 +159,7 @@ export class LoginStates {
   }
 
   #isLive(login: LoginState, now: number): boolean {
-    return now - login.createdAt < this.#loginTimeout && login.createdAt <= now;
+    return !hasExpired(login.createdAt + this.#loginTimeout, now) && login.createdAt <= now;
   }
 
   /**

@@ -1,4 +1,5 @@
 /** A single-process, bounded, in-memory store backend with lazily enforced TTLs. */
+import { hasExpired } from '../expiry.ts';
 import type { Clock, StoreBackend } from './store-backend.ts';
 
 /** Options for {@link createMemoryBackend}. */
@@ -65,7 +66,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
   function live(key: string): Entry | undefined {
     const entry = entries.get(key);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= now()) {
+    if (hasExpired(entry.expiresAt, now())) {
       entries.delete(key);
       return undefined;
     }
@@ -101,7 +102,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     const t = now();
     let removed = 0;
     for (const [key, entry] of entries) {
-      if (entry.expiresAt <= t) {
+      if (hasExpired(entry.expiresAt, t)) {
         entries.delete(key);
         removed++;
       }
