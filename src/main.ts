@@ -44,6 +44,7 @@ import { createGrpcServer } from './server/grpc-server.ts';
 import { HealthState, type ReadinessProbe } from './server/health-state.ts';
 import { createHttpServer, type DirectRoute } from './server/http-server.ts';
 import { loadProtos } from './server/protos.ts';
+import { hostPortOf } from './host-port.ts';
 
 export interface StartOptions {
   /** Overrides the logger built from `config.log`. */
@@ -297,15 +298,8 @@ function discoveryProbes(apps: readonly AppRuntime[], health: HealthState): Read
   });
 }
 
-/** Splits `host:port` (`[::1]:9001` for IPv6). */
-export function splitHostPort(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(address.slice(colon + 1)) };
-}
-
 function listen(server: NetServer, address: string): Promise<number> {
-  const { host, port } = splitHostPort(address);
+  const { host, port } = hostPortOf(address);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

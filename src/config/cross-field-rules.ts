@@ -6,6 +6,7 @@ import { formatPath } from './config-path.ts';
 import type { LocatedProblem } from './schema-problems.ts';
 import type { AppConfig, Config } from './schema.ts';
 import type { ConfigProblem } from '../errors.ts';
+import { parseHostPort } from '../host-port.ts';
 
 type RootConfig = Omit<Config, 'apps'>;
 
@@ -140,7 +141,7 @@ export function checkRootRules(root: RootConfig): ConfigProblem[] {
   ] as const;
   listeners.forEach(([name, address], i) => {
     const earlier = listeners.slice(0, i).find(([, other]) => other === address);
-    if (earlier !== undefined && !address.endsWith(':0')) {
+    if (earlier !== undefined && parseHostPort(address)?.port !== 0) {
       problems.push({
         path: `listen.${name}`,
         message: `is the same address as listen.${earlier[0]}`,

@@ -15,6 +15,7 @@ import {
   maxIdentityRemovalBytes,
   removalListBytes,
 } from '../header-value.ts';
+import { parseHostPort } from '../host-port.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -32,16 +33,12 @@ function duration() {
   });
 }
 
-const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
-
-function isHostPort(text: string): boolean {
-  const match = HOST_PORT.exec(text);
-  return match !== null && Number(match[1]) <= 65535;
-}
-
 const hostPort = z
   .string()
-  .refine(isHostPort, 'must be host:port (e.g. 0.0.0.0:9001, [::]:9001, redis-0:6379)');
+  .refine(
+    (text) => parseHostPort(text) !== undefined,
+    'must be host:port (e.g. 0.0.0.0:9001, [::]:9001, redis-0:6379)',
+  );
 
 /** True for hosts that never leave the machine: 127.0.0.0/8, ::1 and localhost. */
 export function isLoopbackHost(hostname: string): boolean {

@@ -1,4 +1,5 @@
 /** The host of a request, read once and in one way: lower case, no trailing dot, port apart. */
+import { splitPort } from '../host-port.ts';
 
 export interface HostName {
   /** Lower-case DNS name without a trailing dot, an IPv4 address, or a bracketed IPv6 literal. */
@@ -13,7 +14,6 @@ const maxHostLength = 253;
 const dnsName =
   /^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 const ipv6Literal = /^\[[0-9a-f:.]+\]$/;
-const portDigits = /^[0-9]{1,5}$/;
 
 /**
  * Reads `:authority` (RFC 9110 §7.2). `Admin.Example.com.` and `admin.example.com` are the same
@@ -24,19 +24,10 @@ const portDigits = /^[0-9]{1,5}$/;
  * @returns `undefined` for an authority that is not a plain host with an optional port.
  */
 export function parseAuthority(authority: string): HostName | undefined {
-  const lower = authority.toLowerCase();
-  let host = lower;
-  let port: number | undefined;
-  const colon = lower.lastIndexOf(':');
-  if (colon !== -1 && colon > lower.lastIndexOf(']')) {
-    const digits = lower.slice(colon + 1);
-    if (!portDigits.test(digits)) return undefined;
-    port = Number(digits);
-    if (port > 65535) return undefined;
-    host = lower.slice(0, colon);
-  }
-  host = normaliseHostName(host) ?? '';
-  return host === '' ? undefined : { host, port };
+  const split = splitPort(authority.toLowerCase());
+  if (split === undefined) return undefined;
+  const host = normaliseHostName(split.host) ?? '';
+  return host === '' ? undefined : { host, port: split.port };
 }
 
 /**

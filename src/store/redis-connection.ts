@@ -2,6 +2,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/schema.ts';
+import { hostPortOf, withoutBrackets } from '../host-port.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** Either kind of ioredis client; both speak the same command surface. */
@@ -13,13 +14,6 @@ export interface RedisConnectionOptions {
   readonly reconnectMaxDelayMs?: number;
   /** How long one TCP/TLS connection attempt may take, in ms. Default 2,000. */
   readonly connectTimeoutMs?: number;
-}
-
-/** `host:port` (IPv6 hosts in brackets) as ioredis wants it. */
-export function parseHostPort(address: string): { host: string; port: number } {
-  const at = address.lastIndexOf(':');
-  const host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(address.slice(at + 1)) };
 }
 
 /** Reconnection delay after `attempt` failures: 50 ms doubling, capped, never giving up. */
@@ -72,7 +66,7 @@ export function createRedisClient(
 
   if (config.cluster !== undefined) {
     const useTls = config.tls !== undefined;
-    return new Cluster(config.cluster.map(parseHostPort), {
+    return new Cluster(config.cluster.map(hostPortOf), {
       enableOfflineQueue: false,
       clusterRetryStrategy: (times) => reconnectDelay(times, capMs),
       redisOptions: {
@@ -89,7 +83,7 @@ export function createRedisClient(
       ...common,
       enableOfflineQueue: false,
       retryStrategy,
-      sentinels: config.sentinels.map(parseHostPort),
+      sentinels: config.sentinels.map(hostPortOf),
       name: config.name ?? '',
       role: 'master',
       // ioredis' failover detector is off: a +switch-master arriving while the client is already
@@ -117,7 +111,7 @@ export function createRedisClient(
     ...common,
     enableOfflineQueue: false,
     retryStrategy,
-    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    host: withoutBrackets(url.hostname),
     port: url.port === '' ? 6379 : Number(url.port),
     db,
     ...(url.username === '' || config.username !== undefined
