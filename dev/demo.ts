@@ -1,7 +1,7 @@
 /** `envoy-oidc-authz demo`: a local OpenID Provider, the server and an Envoy-like gateway, wired together. */
 import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../src/config/load.ts';
-import { isLoopbackHost } from '../src/config/schema.ts';
+import { isLoopbackHost } from '../src/loopback-host.ts';
 import { EnvoyClient } from './envoy-client.ts';
 import { startDevGateway, type DevGateway, type DevRoute } from './dev-gateway.ts';
 import { createIdentityUpstream } from './identity-page.ts';

@@ -16,6 +16,7 @@ import {
   removalListBytes,
 } from '../header-value.ts';
 import { parseHostPort } from '../host-port.ts';
+import { isLoopbackHost } from '../loopback-host.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks
@@ -39,17 +40,6 @@ const hostPort = z
     (text) => parseHostPort(text) !== undefined,
     'must be host:port (e.g. 0.0.0.0:9001, [::]:9001, redis-0:6379)',
   );
-
-/** True for hosts that never leave the machine: 127.0.0.0/8, ::1 and localhost. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.toLowerCase();
-  return (
-    host === 'localhost' ||
-    host === '[::1]' ||
-    host === '::1' ||
-    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
-  );
-}
 
 function parseUrl(text: string): URL | undefined {
   try {
@@ -76,7 +66,8 @@ const issuerUrl = z.string().superRefine((text, ctx) => {
   } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     ctx.addIssue({
       code: 'custom',
-      message: 'must be an https URL (http is allowed only for 127.0.0.0/8, ::1 and localhost)',
+      message:
+        'must be an https URL (http is allowed only for 127.0.0.0/8, ::1, localhost and *.localhost)',
     });
   } else if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
     ctx.addIssue({

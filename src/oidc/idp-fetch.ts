@@ -2,6 +2,7 @@
 import { Agent, request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { IdpTransportError } from './oidc-errors.ts';
+import { isLoopbackHost } from '../loopback-host.ts';
 
 /** The request shapes `openid-client` and `jose` hand to a custom fetch. */
 export interface IdpFetchInit {
@@ -104,6 +105,5 @@ export function createIdpFetch(options: IdpFetchOptions): IdpFetch {
 
 /** Loopback hosts, to which plain HTTP is allowed (development providers). */
 export function isLoopbackUrl(url: URL): boolean {
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
+  return isLoopbackHost(url.hostname);
 }

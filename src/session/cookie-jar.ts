@@ -1,4 +1,5 @@
 /** `set-cookie` lines for one logical cookie, split into `name.0`, `name.1`, … chunks when large. */
+import { isLoopbackHost } from '../loopback-host.ts';
 
 /** SameSite policy of a cookie. */
 export type SameSite = 'lax' | 'strict' | 'none';
@@ -8,18 +9,6 @@ export interface CookieScope {
   readonly sameSite: SameSite;
   /** `Domain` attribute; unset = host-only (and `__Host-` when Secure). */
   readonly domain?: string;
-}
-
-/** A loopback host (`localhost`, `*.localhost`, `127.0.0.0/8`, `::1`), where plain http is safe. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  return (
-    h === 'localhost' ||
-    h.endsWith('.localhost') ||
-    h === '::1' ||
-    h === '[::1]' ||
-    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
-  );
 }
 
 /**

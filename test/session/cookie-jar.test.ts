@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createCookieCodec } from '../../src/session/cookie-codec.ts';
-import { ChunkedCookie, isLoopbackHost, resolveSecure } from '../../src/session/cookie-jar.ts';
+import { ChunkedCookie, resolveSecure } from '../../src/session/cookie-jar.ts';
 import { deriveKeyRing } from '../../src/session/session-keys.ts';
 import { testBinding } from './test-binding.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
@@ -32,8 +32,8 @@ describe('secure mode', () => {
     assert.equal(resolveSecure(undefined, 'http', 'app.localhost'), false);
     assert.equal(resolveSecure(false, 'https', 'app.example.com'), false);
     assert.equal(resolveSecure(true, 'http', 'localhost'), true);
-    assert.equal(isLoopbackHost('127.example.com'), false);
-    assert.equal(isLoopbackHost('[::1]'), true);
+    assert.equal(resolveSecure(undefined, 'http', '127.example.com'), true);
+    assert.equal(resolveSecure(undefined, 'http', '[::1]'), false);
   });
 });
 
