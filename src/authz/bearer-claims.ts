@@ -4,7 +4,7 @@ import { isRecord } from '../is-record.ts';
 import type { Claims } from './rules.ts';
 
 /** Longest caller identifier accepted, in characters. */
-export const maxIdentifierLength = 256;
+const maxIdentifierLength = 256;
 
 /** A caller as a verified bearer token describes it. */
 export interface BearerIdentity {

@@ -6,7 +6,7 @@ import { isRecord } from '../is-record.ts';
 export const maxBearerTokenBytes = 16 * 1024;
 
 /** Longest `kid` accepted, in characters (SPEC §8). */
-export const maxKidLength = 256;
+const maxKidLength = 256;
 
 /** The asymmetric JWS algorithms a bearer JWT may use; `none` and every `HS*` are never in it. */
 export const bearerAlgorithms: readonly string[] = ASYMMETRIC_JWS_ALGS;
@@ -29,20 +29,10 @@ export type BearerCredential =
 /**
  * Reads `Authorization: Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1). `none` when the
  * header is absent or uses another scheme (Basic, …), so the request goes on to the next step.
- * Oversized or badly formed tokens are `malformed` with a reason safe to show; the token itself
- * never appears in it.
- */
-export function readBearerCredential(header: string | undefined): BearerCredential {
-  const credential = takeBearerCredential(header);
-  if (credential.kind !== 'token') return credential;
-  const problem = b64TokenProblem(credential.token);
-  return problem === undefined ? credential : { kind: 'malformed', reason: problem };
-}
-
-/**
- * {@link readBearerCredential} without the character check of the token, which costs about a
+ * Oversized or empty tokens are `malformed` with a reason safe to show; the token itself never
+ * appears in it. The characters of the token are not checked here, which costs about a
  * nanosecond per character: the caller runs {@link b64TokenProblem} unless the token is one
- * verified before (and so checked before). Size and emptiness are checked here.
+ * verified before (and so checked before).
  */
 export function takeBearerCredential(header: string | undefined): BearerCredential {
   if (header === undefined || header.length < 7) return { kind: 'none' };
@@ -78,7 +68,7 @@ export interface HeaderPolicy {
 }
 
 /** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */
-export function isAccessTokenType(typ: string | undefined): boolean {
+function isAccessTokenType(typ: string | undefined): boolean {
   if (typ === undefined) return false;
   const type = typ.toLowerCase();
   return type === 'at+jwt' || type === 'application/at+jwt';

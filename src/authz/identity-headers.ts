@@ -4,7 +4,7 @@ import { isSafeHeaderValue } from '../header-value.ts';
 import type { HeaderPair } from './verdict.ts';
 
 /** Longest header value sent upstream; a longer one is dropped rather than cut mid-value. */
-export const maxHeaderValueBytes = 8 * 1024;
+const maxHeaderValueBytes = 8 * 1024;
 
 export interface IdentityHeaderOptions {
   readonly appName: string;
@@ -83,9 +83,4 @@ export function compileIdentityHeaders(options: IdentityHeaderOptions): Identity
 
 function fits(value: string): boolean {
   return value !== '' && Buffer.byteLength(value) <= maxHeaderValueBytes;
-}
-
-/** A value that may be sent as it is: not empty, not too large, safe. */
-export function isSendable(value: string): boolean {
-  return fits(value) && isSafeHeaderValue(value);
 }

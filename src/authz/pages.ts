@@ -17,7 +17,7 @@ export function escapeHtml(text: string): string {
  * Every page may not be framed (no clickjacking of a page on our origin) and loads nothing: it
  * has no script, style or image of its own.
  */
-export const pageSecurityHeaders: readonly HeaderPair[] = Object.freeze([
+const pageSecurityHeaders: readonly HeaderPair[] = Object.freeze([
   ['x-frame-options', 'DENY'],
   ['content-security-policy', "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"],
 ] as const);

@@ -11,7 +11,7 @@ function isWebSocketUpgrade(request: RequestModel): boolean {
 }
 
 /** True when `Accept` ranks HTML (or XHTML) at least as high as anything else it lists. */
-export function prefersHtml(accept: string | undefined): boolean {
+function prefersHtml(accept: string | undefined): boolean {
   if (accept === undefined) return false;
   // What browsers send for a navigation: HTML first, without a weight, so nothing ranks higher.
   if (accept.startsWith('text/html,') || accept === 'text/html') return true;

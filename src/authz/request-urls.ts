@@ -16,7 +16,7 @@ export function redirectUriFor(request: RequestModel, callbackPath: string): str
  * stay under the 4,096 bytes browsers keep per cookie (RFC 6265 §6.1): a longer target would
  * make the browser drop the cookie and the login fail at the callback.
  */
-export const maxReturnPathBytes = 2048;
+const maxReturnPathBytes = 2048;
 
 /**
  * What to return to after login: the original path and query, always origin-relative. A target

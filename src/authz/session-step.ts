@@ -54,7 +54,7 @@ export function cookieHeaderWithout(
  * What an allow does to the `cookie` header once our own cookies are out of it (see
  * {@link CookieChange}): `''` removes it, anything else replaces it.
  */
-export function cookieChange(header: string, ours: ReadonlySet<string>): CookieChange {
+function cookieChange(header: string, ours: ReadonlySet<string>): CookieChange {
   return cookieHeaderWithout(header, ours) ?? '';
 }
 

@@ -97,7 +97,7 @@ export function allow(
 }
 
 /** The gRPC code that matches an HTTP status, as Envoy maps it for gRPC downstreams. */
-export function codeForStatus(status: number): ReplyCode {
+function codeForStatus(status: number): ReplyCode {
   if (status === 401 || (status >= 300 && status < 400)) return 16;
   if (status === 429 || status === 502 || status === 503 || status === 504) return 14;
   if (status === 400) return 3;

@@ -29,7 +29,7 @@ export interface CookieReach {
  * subdomain, whatever `match.hosts` says; host-only cookies reach each matched host, and a
  * `*.example.com` match any host under `example.com`.
  */
-export function cookieReachOf(app: Pick<AppConfig, 'match' | 'session'>): CookieReach {
+function cookieReachOf(app: Pick<AppConfig, 'match' | 'session'>): CookieReach {
   const domain = app.session.domain?.toLowerCase().replace(/^\./, '');
   if (domain !== undefined) {
     return { anyHost: false, hosts: [], domains: [{ domain, itself: true }] };
@@ -60,7 +60,7 @@ function domainsMeet(a: DomainReach, b: DomainReach): boolean {
  * A host both reaches send cookies to (`*.` for a whole domain, `any host`), or `undefined`
  * when they never meet.
  */
-export function sharedHost(a: CookieReach, b: CookieReach): string | undefined {
+function sharedHost(a: CookieReach, b: CookieReach): string | undefined {
   if (a.anyHost || b.anyHost) return 'any host';
   for (const host of a.hosts) {
     if (b.hosts.includes(host) || b.domains.some((d) => hostInDomain(host, d))) return host;

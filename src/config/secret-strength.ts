@@ -43,7 +43,7 @@ const TEMPLATE_SHAPES: readonly { readonly shape: RegExp; readonly described: st
  * draws; the weak shapes this guards against (`aaaa…`, `changeme-changeme-…`,
  * `0123456789abcdef0123…`, `abcdef…xyz`) score under 40.
  */
-export const MIN_ESTIMATED_BITS = 64;
+const MIN_ESTIMATED_BITS = 64;
 
 /** Fewer distinct bytes than this is reported as the reason a secret is predictable. */
 const FEW_DISTINCT_BYTES = 8;
@@ -73,7 +73,7 @@ export interface EntropyEstimate {
  * shapes it knows and proves nothing about the rest (a sentence still scores high): it refuses
  * what is obviously not random, and the message says how to generate a key that is.
  */
-export function estimateEntropy(secret: string): EntropyEstimate {
+function estimateEntropy(secret: string): EntropyEstimate {
   const bytes = Buffer.from(secret, 'utf8').subarray(0, MAX_EXAMINED_BYTES);
   const n = bytes.length;
   const distinctBytes = new Set(bytes).size;
@@ -110,7 +110,7 @@ function longestEarlierMatch(bytes: Buffer, at: number): number {
 }
 
 /** The placeholder word a secret contains, as written in the list, or `undefined`. */
-export function placeholderIn(secret: string): string | undefined {
+function placeholderIn(secret: string): string | undefined {
   const lower = secret.toLowerCase();
   return PLACEHOLDER_WORDS.find(({ word }) => lower.includes(word))?.word;
 }
@@ -119,7 +119,7 @@ export function placeholderIn(secret: string): string | undefined {
  * Why `value` is a template value nobody replaced — a template word or shape, described without
  * quoting the value — or `undefined`. Every secret is checked for these, whoever issued it.
  */
-export function templatePlaceholderIn(value: string): string | undefined {
+function templatePlaceholderIn(value: string): string | undefined {
   const lower = value.toLowerCase();
   const word = PLACEHOLDER_WORDS.find((entry) => entry.template && lower.includes(entry.word));
   if (word !== undefined) return `it contains "${word.word}"`;

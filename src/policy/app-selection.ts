@@ -12,7 +12,7 @@ export interface Matchable {
 }
 
 /** The context extension key Envoy routes set to pick an app (Contour, Gloo, Istio alike). */
-export const appExtensionKey = 'app';
+const appExtensionKey = 'app';
 
 /** Returned when the readings of a path choose different apps. */
 export const ambiguousApp: unique symbol = Symbol('ambiguous app');

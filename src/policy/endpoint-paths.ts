@@ -30,11 +30,6 @@ export class EndpointPaths {
     this.#byPath = byPath;
   }
 
-  /** The endpoint the raw path names, if any. */
-  endpointOf(path: RequestPath): Endpoint | undefined {
-    return this.#byPath.get(path.raw);
-  }
-
   /** True when the raw path is exactly this endpoint's. */
   is(endpoint: Endpoint, path: RequestPath): boolean {
     return this.#byPath.get(path.raw) === endpoint;

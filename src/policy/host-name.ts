@@ -34,7 +34,7 @@ export function parseAuthority(authority: string): HostName | undefined {
  * A host name as matched: lower case, one trailing dot dropped. `undefined` for anything that is
  * not a DNS name, an IPv4 address or a bracketed IPv6 literal.
  */
-export function normaliseHostName(name: string): string | undefined {
+function normaliseHostName(name: string): string | undefined {
   const lower = name.toLowerCase();
   if (lower.startsWith('[')) return ipv6Literal.test(lower) ? lower : undefined;
   const host = lower.endsWith('.') ? lower.slice(0, -1) : lower;

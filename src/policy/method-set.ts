@@ -7,7 +7,7 @@ export interface MethodSet {
 }
 
 /** The set of a rule that lists no methods: every method. */
-export const anyMethod: MethodSet = Object.freeze({ has: () => true });
+const anyMethod: MethodSet = Object.freeze({ has: () => true });
 
 /**
  * Compiles a rule's `methods`. `undefined` means every method. A list with `GET` also covers

@@ -28,7 +28,7 @@ export const maxAmbiguousPathBytes = 4 * 1024;
  * shows up behind proxies that re-encode. A fourth is only ever an attack on a server that
  * decodes until nothing changes, so it is refused rather than followed.
  */
-export const maxEncodingLayers = 3;
+const maxEncodingLayers = 3;
 
 /**
  * Anything that makes upstreams read a path differently from its bytes: percent-encoding, `;`

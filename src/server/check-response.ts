@@ -1,56 +1,5 @@
 /** Verdict → CheckResponse, following Envoy's field rules exactly (ENVOY.md §3). */
 import type { HeaderPair, Verdict } from '../authz/verdict.ts';
-import type { CheckResponse, HeaderValueOption, Struct } from './protos.ts';
-
-const overwrite = Object.freeze({ value: false });
-const addLine = Object.freeze({ value: true });
-
-/**
- * Request headers overwrite (`append: false`); response headers each add a line
- * (`append: true`, so several `set-cookie` survive); deny headers use `append: false` because
- * Envoy <= 1.36 drops `append: true` entries from a local reply. `append` is always explicit:
- * its default changed meaning across Envoy versions.
- */
-function options(
-  headers: readonly HeaderPair[],
-  append: { readonly value: boolean },
-): HeaderValueOption[] {
-  return headers.map(([key, value]) => ({ header: { key, value }, append }));
-}
-
-function metadata(app: string | undefined, reason: string): Struct {
-  const fields: Record<string, { stringValue: string }> = { reason: { stringValue: reason } };
-  if (app !== undefined) fields['app'] = { stringValue: app };
-  return { fields };
-}
-
-export function toCheckResponse(verdict: Verdict, app: string | undefined): CheckResponse {
-  switch (verdict.kind) {
-    case 'allow':
-      return {
-        status: { code: 0 },
-        ok_response: {
-          headers: options(verdict.upstreamHeaders, overwrite),
-          headers_to_remove: verdict.removeHeaders,
-          response_headers_to_add: options(verdict.responseHeaders, addLine),
-        },
-        dynamic_metadata: metadata(app, verdict.reason),
-      };
-    case 'local_reply':
-      return {
-        status: { code: verdict.code, message: verdict.reason },
-        denied_response: {
-          status: { code: verdict.status },
-          headers: options(verdict.headers, overwrite),
-          body: verdict.body,
-        },
-        dynamic_metadata: metadata(app, verdict.reason),
-      };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The same response, written straight to protobuf bytes.
 
 /** Field tags (field number << 3 | wire type 2, length-delimited) used below. */
 const tag1 = 0x0a;
@@ -206,9 +155,15 @@ function buildFixedParts(verdict: Verdict, app: string | undefined): FixedParts 
 }
 
 /**
- * Encodes the CheckResponse of a verdict, byte for byte what protobufjs writes for
- * `toCheckResponse(verdict, app)` with the Check response type of `protos.ts`, without building
- * that message: field sizes are computed first, then every field is written into one buffer.
+ * Encodes the CheckResponse of a verdict without building the message: field sizes are computed
+ * first, then every field is written into one buffer.
+ *
+ * Request headers overwrite (`append: false`); response headers each add a line
+ * (`append: true`, so several `set-cookie` survive); deny headers use `append: false` because
+ * Envoy <= 1.36 drops `append: true` entries from a local reply. `append` is always explicit:
+ * its default changed meaning across Envoy versions. `dynamic_metadata` carries `reason` and,
+ * when known, `app`. The bytes are those protobufjs writes for the same message with the Check
+ * response type of `protos.ts` (pinned by a test against a plain object model of it).
  * The `status` and `dynamic_metadata` of each (app, verdict kind, reason) are encoded once.
  *
  * A frozen verdict is one the pipeline hands out again (a constant, or the last allow of a hot

@@ -25,7 +25,7 @@ import {
 const noPairs: readonly (readonly [string, string])[] = [];
 
 /** Flattens the CheckRequest into the transport-neutral raw request. */
-export function rawRequestFromCheck(check: CheckRequest): RawRequest {
+function rawRequestFromCheck(check: CheckRequest): RawRequest {
   const attributes = check.attributes;
   const http = attributes?.request?.http;
   const headers = http?.header_map?.headers

@@ -288,11 +288,6 @@ export class GrpcTransport {
     });
   }
 
-  /** Request bytes held now by unfinished messages, over every connection. */
-  get bufferedBytes(): number {
-    return this.#budget.used;
-  }
-
   #onSession(session: http2.ServerHttp2Session): void {
     const connection: Connection = {
       session,

@@ -13,7 +13,7 @@ import type { HeaderPair, Verdict } from '../authz/verdict.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** Header listing upstream headers Envoy must remove on allow. */
-export const headersToRemoveHeader = 'x-envoy-auth-headers-to-remove';
+const headersToRemoveHeader = 'x-envoy-auth-headers-to-remove';
 
 const maxBodyBytes = 64 * 1024;
 
@@ -71,7 +71,7 @@ function fromWire(value: string): string {
  * characters above U+00FF (`ERR_INVALID_CHAR`), so a value with any non-ASCII character goes
  * as its UTF-8 bytes, one character per byte: the bytes gRPC mode sends for the same value.
  */
-export function toWire(value: string): string {
+function toWire(value: string): string {
   return nonAscii.test(value) ? Buffer.from(value, 'utf8').toString('latin1') : value;
 }
 

@@ -21,14 +21,14 @@ export const protoLoaderOptions: protoLoader.Options = Object.freeze({
 });
 
 /** The proto files the server serves, relative to {@link findProtoDir}. */
-export const protoFiles: readonly string[] = Object.freeze([
+const protoFiles: readonly string[] = Object.freeze([
   'envoy/service/auth/v3/external_auth.proto',
   'grpc/health/v1/health.proto',
 ]);
 
 /** Fully qualified names of the services, also the names health checks ask about. */
-export const authorizationServiceName = 'envoy.service.auth.v3.Authorization';
-export const healthServiceName = 'grpc.health.v1.Health';
+const authorizationServiceName = 'envoy.service.auth.v3.Authorization';
+const healthServiceName = 'grpc.health.v1.Health';
 
 /**
  * The `proto/` folder of this package, found by walking up from this module to the folder that
@@ -171,9 +171,6 @@ export interface RpcStatus {
 // ---------------------------------------------------------------------------------------------
 // CheckRequest as decoded: every field optional, maps as plain objects, bytes as Buffer.
 
-/** `envoy.config.core.v3.SocketAddress.Protocol`. */
-export const SocketProtocol = Object.freeze({ TCP: 0, UDP: 1 } as const);
-
 /** `envoy.config.core.v3.SocketAddress`. */
 export interface SocketAddress {
   readonly protocol?: number;
@@ -286,14 +283,6 @@ export interface CheckRequest {
 
 // ---------------------------------------------------------------------------------------------
 // CheckResponse as the server builds it.
-
-/** `envoy.config.core.v3.HeaderValueOption.HeaderAppendAction` (ignored by Envoy <= 1.36 on request headers). */
-export const HeaderAppendAction = Object.freeze({
-  APPEND_IF_EXISTS_OR_ADD: 0,
-  ADD_IF_ABSENT: 1,
-  OVERWRITE_IF_EXISTS_OR_ADD: 2,
-  OVERWRITE_IF_EXISTS: 3,
-} as const);
 
 /** `envoy.config.core.v3.HeaderValueOption` to send. */
 export interface HeaderValueOption {

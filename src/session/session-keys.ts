@@ -4,7 +4,7 @@ import { inspect } from 'node:util';
 import { sha256Base64url } from '../digest.ts';
 
 /** The least secret length accepted, in bytes (a 256-bit key needs at least 256 bits of input). */
-export const MIN_SECRET_BYTES = 32;
+const MIN_SECRET_BYTES = 32;
 
 /**
  * What a key is for. Each purpose gets its own key from the same secret, so a value sealed for

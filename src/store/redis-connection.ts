@@ -17,7 +17,7 @@ export interface RedisConnectionOptions {
 }
 
 /** Reconnection delay after `attempt` failures: 50 ms doubling, capped, never giving up. */
-export function reconnectDelay(attempt: number, capMs: number): number {
+function reconnectDelay(attempt: number, capMs: number): number {
   return Math.min(capMs, 50 * 2 ** Math.min(attempt, 16));
 }
 

@@ -53,15 +53,6 @@ export function guardStore(primary: StoreBackend, breaker: Breaker): StoreBacken
   };
 }
 
-/** Which backend a {@link FallbackBackend} is serving from. */
-export type StoreMode = 'primary' | 'fallback';
-
-/** A backend that degrades to memory while the primary is down. */
-export interface FallbackBackend extends StoreBackend {
-  /** `fallback` from the first call served from memory until the primary is healthy again. */
-  status(): StoreMode;
-}
-
 /** Options for {@link withFallback}. */
 export interface FallbackOptions {
   readonly logger: Logger;
@@ -97,7 +88,7 @@ export function withFallback(
   primary: StoreBackend,
   breaker: Breaker,
   options: FallbackOptions,
-): FallbackBackend {
+): StoreBackend {
   const memory = options.fallback ?? createMemoryBackend();
   const log = options.logger.child({ component: 'store' });
   const gauge =
@@ -145,7 +136,6 @@ export function withFallback(
   }
 
   return {
-    status: () => (degraded ? 'fallback' : 'primary'),
     get: (key) =>
       attempt(
         async () => (await primary.get(key)) ?? memory.get(key),
@@ -235,7 +225,7 @@ export interface StoreReadiness {
  * backend is there to take over ("store reachable or its fallback in force"). Call the health
  * state's refresh from `breaker.onStateChange` so watchers hear of changes.
  */
-export function createStoreReadiness(breaker: Breaker, fallback?: FallbackBackend): StoreReadiness {
+export function createStoreReadiness(breaker: Breaker, fallback?: StoreBackend): StoreReadiness {
   return {
     name: 'store',
     waitingFor: () =>

@@ -4,12 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
 import { createMemoryBackend } from './memory-backend.ts';
 import type { RedisBackend } from './redis-backend.ts';
-import {
-  createStoreReadiness,
-  guardStore,
-  withFallback,
-  type StoreMode,
-} from './resilient-backend.ts';
+import { createStoreReadiness, guardStore, withFallback } from './resilient-backend.ts';
 import type { StoreBackend } from './store-backend.ts';
 
 export interface SharedStore {
@@ -23,7 +18,6 @@ export interface SharedStore {
   readonly degradable: StoreBackend;
   /** `undefined` when ready, else why not: "store reachable or its fallback in force". */
   waitingFor(): string | undefined;
-  mode(): StoreMode;
   close(): Promise<void>;
 }
 
@@ -34,7 +28,6 @@ export function memoryStore(now: () => number): SharedStore {
     durable: memory,
     degradable: memory,
     waitingFor: () => undefined,
-    mode: () => 'primary',
     close: () => memory.close(),
   };
 }
@@ -52,7 +45,6 @@ export function redisStore(
     durable,
     degradable,
     waitingFor: () => readiness.waitingFor(),
-    mode: () => degradable.status(),
     async close() {
       await degradable.close();
       await redis.close();

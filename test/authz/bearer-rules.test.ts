@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { sanitiseIdentifier, scopesOf } from '../../src/authz/bearer-claims.ts';
 import {
+  b64TokenProblem,
   inspectToken,
   maxBearerTokenBytes,
-  readBearerCredential,
+  takeBearerCredential,
 } from '../../src/authz/bearer-header.ts';
 import { compileScopeRequirements } from '../../src/authz/bearer-scopes.ts';
 import { pathOf } from '../support/request-paths.ts';
@@ -26,9 +27,12 @@ describe('bearer credential intake', () => {
   ];
   for (const [name, header, kind] of rows) {
     it(`${name} → ${kind}`, () => {
-      const credential = readBearerCredential(header);
-      assert.equal(credential.kind, kind);
+      // As the bearer step reads it: the header first, then the token's characters.
+      const credential = takeBearerCredential(header);
+      const problem = credential.kind === 'token' ? b64TokenProblem(credential.token) : undefined;
+      assert.equal(problem === undefined ? credential.kind : 'malformed', kind);
       if (credential.kind === 'malformed') assert.ok(!credential.reason.includes('aaaa'));
+      if (problem !== undefined) assert.ok(!problem.includes('a b') && !problem.includes('"'));
     });
   }
 

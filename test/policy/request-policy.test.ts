@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { compileScopeRequirements } from '../../src/authz/bearer-scopes.ts';
 import { parseRequest } from '../../src/authz/parse-request.ts';
 import { compileRules } from '../../src/authz/rules.ts';
-import { EndpointPaths } from '../../src/policy/endpoint-paths.ts';
+import { EndpointPaths, type Endpoint } from '../../src/policy/endpoint-paths.ts';
 import { isRefusal } from '../../src/policy/policy-refusal.ts';
 import { PublicPaths } from '../../src/policy/public-paths.ts';
 import { RequestPolicy } from '../../src/policy/request-policy.ts';
@@ -46,6 +46,12 @@ const apps = config.apps.map((app) => ({
 }));
 const policy = new RequestPolicy(apps);
 const noScopes: ReadonlySet<string> = new Set();
+const endpoints: readonly Endpoint[] = [
+  'callback',
+  'logout',
+  'backchannel_logout',
+  'frontchannel_logout',
+];
 
 /** What every consumer decides for one request, in the table's notation. */
 function decide(
@@ -78,7 +84,7 @@ function decide(
   if (app.publicPaths.matches(request.method, path)) parts.push('+public');
   if (app.scopes.missing(noScopes, request.method, path) !== undefined) parts.push('+scope');
   if (app.rules.check({}, request.method, path) !== undefined) parts.push('+claim');
-  const endpoint = app.endpoints.endpointOf(path);
+  const endpoint = endpoints.find((candidate) => app.endpoints.is(candidate, path));
   if (endpoint !== undefined) parts.push(`=${endpoint}`);
   return parts.join(' ');
 }

@@ -2,7 +2,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { allow, localReply, jsonReply, redirect, type Verdict } from '../../src/authz/verdict.ts';
-import { CheckResponseEncoder, toCheckResponse } from '../../src/server/check-response.ts';
+import { CheckResponseEncoder } from '../../src/server/check-response.ts';
+import { toCheckResponse } from '../support/check-response.ts';
 import { loadCheckTypes } from '../../src/server/protos.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
