@@ -1,5 +1,6 @@
 /** One app's bearer token check (SPEC §8): pre-check, verify or introspect, claim policy, revocation, with a cache of verified tokens. */
 import type { BearerConfig } from '../config/schema.ts';
+import { compileClaimPath } from '../config/claim-address.ts';
 import type { IntrospectionClient } from '../oidc/introspection.ts';
 import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
 import { AuthzError } from '../errors.ts';
@@ -112,7 +113,7 @@ export class BearerAuthenticator {
       audiences: config.audiences,
       clientId: options.clientId,
       allowedClients: config.allowedClients,
-      identifierClaim: config.identifierClaim,
+      identifier: compileClaimPath(config.identifierClaim),
     };
     this.#jwtPolicy = {
       issuer: options.issuer,

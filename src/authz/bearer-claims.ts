@@ -1,4 +1,5 @@
 /** What a verified bearer token's claims must also satisfy (SPEC §8): not an ID token, the right client, a clean identifier. */
+import type { ClaimPath } from '../config/claim-address.ts';
 import { isSafeHeaderValue } from '../header-value.ts';
 import { isRecord } from '../is-record.ts';
 import type { Claims } from './rules.ts';
@@ -26,8 +27,8 @@ export interface ClaimPolicy {
   readonly clientId: string;
   /** Client ids accepted as `azp`/`client_id`; empty: any. */
   readonly allowedClients: readonly string[];
-  /** Claim naming the caller; default `sub`. */
-  readonly identifierClaim: string;
+  /** Claim naming the caller (`bearer.identifierClaim`, a claim address); default `sub`. */
+  readonly identifier: ClaimPath;
 }
 
 export type ClaimCheck =
@@ -164,8 +165,8 @@ export function checkBearerClaims(
   if (typeof exp !== 'number' || !Number.isFinite(exp)) {
     return { ok: false, reason: 'exp missing' };
   }
-  let raw = claims[policy.identifierClaim];
-  if (raw === undefined && subjectFallback && policy.identifierClaim === 'sub') {
+  let raw = policy.identifier.read(claims);
+  if (raw === undefined && subjectFallback && policy.identifier.name === 'sub') {
     raw = claims['client_id'];
   }
   const identifier = sanitiseIdentifier(raw);

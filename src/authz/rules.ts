@@ -7,7 +7,7 @@ import type {
 import { PathRule } from '../policy/path-rules.ts';
 import type { RequestPath } from '../policy/request-path.ts';
 import { isRecord } from '../is-record.ts';
-import { compileClaimKeys, compileClaimPath, type ClaimPath } from './claim-path.ts';
+import { compileClaimKeys, compileClaimPath, type ClaimPath } from '../config/claim-address.ts';
 
 /** Identity claims as decoded from an ID token, userinfo or a bearer token. */
 export type Claims = Readonly<Record<string, unknown>>;
@@ -77,7 +77,8 @@ interface CompiledPathRule {
  *   claim's syntax, RFC 6749 §3.3 and RFC 9068 §2.2.3) — never a substring, so `admin` is not in
  *   `badmin`; `exists: true` holds when the claim is present and not `null` (OpenID Connect
  *   Core §5.1 treats a `null` claim as absent), `exists: false` when it is absent or `null`.
- * - Claims are addressed by full name first, then by dot path (see {@link compileClaimPath});
+ * - Claims are addressed by claim address, full name first, then by dot path (see
+ *   {@link compileClaimPath}, the same reading header templates use);
  *   only own properties are read.
  * - Path rules match by plain string prefix (`/admin` also covers `/administrator`; write
  *   `/admin/` for a segment, which covers `/admin` itself too), and apply when the prefix matches **any** reading of the path the

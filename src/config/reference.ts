@@ -50,6 +50,19 @@ file is valid. Check a file without starting: \`envoy-oidc-authz check-config --
 - \`defaults\` takes any app key and is merged under every app; the app's own value wins and lists
   replace, they are not merged.
 - Unknown keys are errors.
+- A **claim address** names a claim the same way in authorization rules (\`claims[].claim\`,
+  \`groupsClaim\`, \`rolesClaims\`), in \`bearer.identifierClaim\` and after \`claims.\` in a
+  \`headers\` template: a name
+  (\`email\`, \`https://example.com/roles\`), a dot path into nested claims
+  (\`realm_access.roles\`), or a name in brackets taken exactly (\`["my claim"]\`,
+  \`resource_access["my.app"].roles\`); the forms chain. A dotted name is looked up whole first
+  and split at its dots only when no claim has the whole name, the longest whole name first at
+  each level (\`https://example.com/app.tier\` reads the \`tier\` of the claim
+  \`https://example.com/app\` unless a claim is named \`https://example.com/app.tier\`). Names
+  with spaces, brackets or empty parts go in brackets. Only a claim's own JSON members are read
+  (\`constructor\` or \`__proto__\` of an object is not a claim), arrays are not walked into
+  (\`groups.length\` is missing), and a missing claim is absent: only \`exists: false\` holds on
+  it, and a header renders it empty.
 
 In the tables, \`apps[].oidc.issuer\` is the key \`issuer\` in the \`oidc\` section of each entry
 of the \`apps\` list.

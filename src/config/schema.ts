@@ -10,6 +10,7 @@ import {
   type IssuedSecretKind,
 } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
+import { addressNames, claimAddressProblem } from './claim-address.ts';
 import {
   maxIdentityNameSeparators,
   maxIdentityRemovalBytes,
@@ -95,6 +96,12 @@ const httpMethods = z
   )
   .min(1, 'must list at least one method when given');
 
+/** A claim address (see the reference's opening notes): the same syntax as after `claims.` in a template. */
+const claimAddress = z.string().superRefine((address, ctx) => {
+  const problem = claimAddressProblem(address);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 /** A claim value a rule compares with. */
 const claimValue = z.union([z.string(), z.number(), z.boolean()], {
   error: 'must be a string, number or boolean',
@@ -104,12 +111,9 @@ const MATCHERS = ['equals', 'oneOf', 'contains', 'exists'] as const;
 
 const claimRule = z
   .strictObject({
-    claim: z
-      .string()
-      .min(1)
-      .describe(
-        'Claim to test: a dot path (`realm_access.roles`, `resource_access.app.roles`) or a full name (`https://example.com/roles`).',
-      ),
+    claim: claimAddress.describe(
+      'Claim to test, by claim address: `email`, `realm_access.roles`, `https://example.com/roles`, `["my claim"]`.',
+    ),
     equals: claimValue.optional().describe('The claim equals this value.'),
     oneOf: z.array(claimValue).min(1).optional().describe('The claim equals one of these values.'),
     contains: claimValue
@@ -515,15 +519,15 @@ const bearerSchema = z
       .array(z.string().min(1))
       .default([])
       .describe('Accepted `aud` values; required when enabled. Default [].'),
-    identifierClaim: z
-      .string()
-      .min(1)
+    identifierClaim: claimAddress
       .refine(
-        (claim) => claim !== 'email',
+        (claim) => addressNames(claim)?.join('.') !== 'email',
         'cannot be email (an unverified email can be spoofed); use sub or a stable id claim',
       )
       .default('sub')
-      .describe('Claim that identifies the caller. `email` is refused. Default `sub`.'),
+      .describe(
+        'Claim that identifies the caller, by claim address. `email` is refused. Default `sub`.',
+      ),
     requireJwtType: z
       .boolean()
       .default(false)
@@ -622,15 +626,13 @@ const bearerSchema = z
 const authorizationSchema = z
   .strictObject({
     ...ruleFields(),
-    groupsClaim: z
-      .string()
-      .min(1)
+    groupsClaim: claimAddress
       .default('groups')
-      .describe('Claim holding the groups (dot path allowed). Default `groups`.'),
+      .describe('Claim holding the groups, by claim address. Default `groups`.'),
     rolesClaims: z
-      .array(z.string().min(1))
+      .array(claimAddress)
       .default(['roles', 'realm_access.roles'])
-      .describe('Claims holding roles (dot paths). Default `[roles, realm_access.roles]`.'),
+      .describe('Claims holding roles, by claim address. Default `[roles, realm_access.roles]`.'),
     paths: z
       .array(
         z.strictObject({
@@ -677,7 +679,7 @@ const upstreamHeadersSchema = z
     }
   })
   .describe(
-    'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
+    'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`, `{{ app.name }}`, `{{ tokens.access_token }}`); `claims.` is followed by a claim address (`{{ claims.realm_access.roles }}`, `{{ claims.https://example.com/roles }}`, `{{ claims["my claim"] }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
 
 /** One app: an OIDC client with its own match, session, rules and headers. */

@@ -1,5 +1,11 @@
 /** Identity-header templates: `{{ claims.email }}`-style expressions compiled once, rendered per request. */
 import { isSafeHeaderValue } from '../header-value.ts';
+import {
+  addressNames,
+  claimAddressProblem,
+  compileClaimPath,
+  type ClaimPath,
+} from './claim-address.ts';
 
 /** What a template can read when it is rendered. */
 export interface TemplateContext {
@@ -37,23 +43,23 @@ export type TokenName = 'access_token' | 'id_token';
 
 type Part =
   | { readonly kind: 'text'; readonly text: string }
-  | { readonly kind: 'claim'; readonly path: readonly string[] }
+  | { readonly kind: 'claim'; readonly path: ClaimPath }
   | { readonly kind: 'token'; readonly name: TokenName }
   | { readonly kind: 'app-name' };
 
 const TOKEN_NAMES = new Set(['access_token', 'id_token']);
-const SEGMENT = /^(?:\.([A-Za-z_$][\w$-]*)|\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\])/;
 const ROOT = /^([A-Za-z_$][\w$]*)/;
 
 /**
  * Compiles an identity-header template.
  *
  * Syntax: literal text with `{{ expr }}` placeholders, where `expr` is one of
- * `claims.<name>[.<name>…]` (nested claims, e.g. `claims.realm_access.roles`),
- * `claims["<full name>"]` (namespaced claims such as `claims["https://example.com/roles"]`; the
- * two forms can be chained), `tokens.access_token`, `tokens.id_token`, or `app.name`. Anything
- * else — an unknown root, an unknown token, an unclosed `{{` — is a compile error, so a typo is
- * caught at config load rather than rendering an empty header forever.
+ * `claims.<claim address>` or `claims[…]<…>` (the claim address syntax and reading of the
+ * authorization rules, see {@link compileClaimPath}: `claims.realm_access.roles`,
+ * `claims.https://example.com/roles`, `claims["my claim"]`), `tokens.access_token`,
+ * `tokens.id_token`, or `app.name`. Anything else — an unknown root, an unknown token, an
+ * unclosed `{{`, a malformed address — is a compile error, so a typo is caught at config load
+ * rather than rendering an empty header forever.
  */
 export function compileTemplate(source: string): CompiledTemplate | TemplateError {
   if (!isSafeHeaderValue(source)) {
@@ -87,27 +93,26 @@ function parseExpression(expr: string): Part | string {
   const root = ROOT.exec(expr);
   if (root === null) return `has an empty or invalid expression "{{ ${expr} }}"`;
   const rootName = root[1] ?? '';
-  const path: string[] = [];
-  let rest = expr.slice(rootName.length);
-  while (rest.length > 0) {
-    const segment = SEGMENT.exec(rest);
-    if (segment === null) return `has an invalid expression "{{ ${expr} }}"`;
-    path.push(segment[1] ?? segment[2] ?? segment[3] ?? '');
-    rest = rest.slice(segment[0].length);
-  }
+  const rest = expr.slice(rootName.length);
+  // What follows the root: `.name…` or `[…]…`, a claim address either way.
+  const address = rest.startsWith('.') ? rest.slice(1) : rest.startsWith('[') ? rest : undefined;
+  if (address === undefined && rest !== '') return `has an invalid expression "{{ ${expr} }}"`;
+  const names = address === undefined ? [] : (addressNames(address) ?? []);
+  const only = names.length === 1 ? names[0] : undefined;
   switch (rootName) {
-    case 'claims':
-      if (path.length === 0) return 'must name a claim: claims.<name>';
-      return { kind: 'claim', path };
-    case 'tokens': {
-      const name = path[0];
-      if (path.length !== 1 || name === undefined || !TOKEN_NAMES.has(name)) {
+    case 'claims': {
+      if (address === undefined) return 'must name a claim: claims.<name>';
+      const problem = claimAddressProblem(address);
+      if (problem !== undefined) return `has an invalid expression "{{ ${expr} }}": ${problem}`;
+      return { kind: 'claim', path: compileClaimPath(address) };
+    }
+    case 'tokens':
+      if (only === undefined || !TOKEN_NAMES.has(only)) {
         return 'can only use tokens.access_token or tokens.id_token';
       }
-      return { kind: 'token', name: name as TokenName };
-    }
+      return { kind: 'token', name: only as TokenName };
     case 'app':
-      if (path.length !== 1 || path[0] !== 'name') return 'can only use app.name';
+      if (only !== 'name') return 'can only use app.name';
       return { kind: 'app-name' };
     default:
       return `uses unknown variable "${rootName}" (known: claims, tokens, app)`;
@@ -149,22 +154,12 @@ function renderPart(part: Part, ctx: TemplateContext): string | undefined {
     case 'text':
       return part.text;
     case 'claim':
-      return formatValue(lookupClaim(ctx.claims, part.path));
+      return formatValue(part.path.read(ctx.claims));
     case 'token':
       return ctx.tokens[part.name] ?? '';
     case 'app-name':
       return ctx.app.name;
   }
-}
-
-function lookupClaim(claims: Readonly<Record<string, unknown>>, path: readonly string[]): unknown {
-  let value: unknown = claims;
-  for (const key of path) {
-    // Own properties only: a claim path must never reach Object.prototype (`constructor`, …).
-    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) return undefined;
-    value = (value as Record<string, unknown>)[key];
-  }
-  return value;
 }
 
 /**
