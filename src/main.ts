@@ -12,9 +12,9 @@ import { buildBearerRuntime } from './authz/bearer-runtime.ts';
 import { createBearerStep } from './authz/bearer-step.ts';
 import { createCallbackStep } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
-import { Pipeline } from './authz/pipeline.ts';
+import { Pipeline, type StepFactory } from './authz/pipeline.ts';
 import { createSessionStep } from './authz/session-step.ts';
-import { allowPublicPath, loginOrDeny, unauthenticated } from './authz/steps.ts';
+import { createLoginOrDenyStep, createPublicPathStep } from './authz/steps.ts';
 import type { AppConfig, Config } from './config/schema.ts';
 import { createIdpFetch } from './oidc/idp-fetch.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
@@ -27,7 +27,8 @@ import { SessionRevocations } from './session/session-revocations.ts';
 import {
   appsForLogoutToken,
   backchannelLogout,
-  createProviderLogoutSteps,
+  createBackchannelLogoutStep,
+  createFrontchannelLogoutStep,
   providerLogoutErrorBody,
   logoutTokenFrom,
   type ProviderLogoutResult,
@@ -215,22 +216,22 @@ function buildRuntime(
       services.oidcClients.delete(key);
     }
   }
-  const providerLogout = createProviderLogoutSteps(services.now, services.logger);
+  const stepDeps = { logger: services.logger, now: services.now };
   return {
     apps,
     pipeline: new Pipeline({
       apps,
       allowUnmatched: config.allowUnmatched,
       steps: [
-        allowPublicPath,
-        createCallbackStep(services.logger),
-        createLogoutStep(services.logger),
-        providerLogout.handleBackchannelLogout,
-        providerLogout.handleFrontchannelLogout,
-        createBearerStep({ logger: services.logger }),
-        createSessionStep({ now: services.now, unauthenticated, logger: services.logger }),
-        loginOrDeny,
-      ],
+        createPublicPathStep,
+        createCallbackStep,
+        createLogoutStep,
+        createBackchannelLogoutStep,
+        createFrontchannelLogoutStep,
+        createBearerStep,
+        createSessionStep,
+        createLoginOrDenyStep,
+      ].map((create: StepFactory) => create(stepDeps)),
     }),
     parseOptions: {
       trustedHops: config.request.trustedHops,

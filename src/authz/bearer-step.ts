@@ -1,20 +1,14 @@
 /** The bearer step (SPEC §4.7, §8): a machine client's `Authorization: Bearer` token decides; failures never redirect. */
 import { headersToScrub } from './app-runtime.ts';
-import type { Logger } from '../observability/logger.ts';
 import type { BearerOutcome } from './bearer-authenticator.ts';
 import type { BearerIdentity } from './bearer-claims.ts';
 import { b64TokenProblem, takeBearerCredential, type BearerCredential } from './bearer-header.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { secureFor } from './login.ts';
-import type { StepContext } from './pipeline.ts';
+import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { ourCookiesOut } from './session-step.ts';
 import { AllowMemo, allowFor } from './allow-memo.ts';
 import { localReply, jsonReply, type HeaderPair, type Verdict } from './verdict.ts';
-
-export interface BearerStepDeps {
-  /** Where refusals are logged at debug level, with the failed check but never the token. */
-  readonly logger?: Logger;
-}
 
 /** RFC 6750 §3: a quoted-string value; our values never hold `"` or `\`, but make sure. */
 function quoted(value: string): string {
@@ -55,8 +49,9 @@ function insufficientScope(realm: string, scope: string): Verdict {
  * token's claims; else allow with identity headers and the `authorization` header removed
  * (unless `passAuthorizationHeader`).
  */
-export function createBearerStep(deps: BearerStepDeps = {}) {
-  const log = deps.logger?.child({ component: 'bearer' });
+export function createBearerStep(deps: StepDeps): Step {
+  // Refusals are logged at debug level, with the failed check but never the token.
+  const log = deps.logger.child({ component: 'bearer' });
   const recent = new AllowMemo<BearerIdentity>();
   return function authenticateBearer(
     context: StepContext,
@@ -103,7 +98,7 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
     const { app } = context;
     switch (outcome.kind) {
       case 'unavailable':
-        log?.warn({ app: app.name, detail: outcome.detail }, 'bearer token could not be checked');
+        log.warn({ app: app.name, detail: outcome.detail }, 'bearer token could not be checked');
         return jsonReply(
           'unavailable',
           503,
@@ -115,13 +110,13 @@ export function createBearerStep(deps: BearerStepDeps = {}) {
         bearer.throttle.recordFailure(context.request.clientAddress);
         if (outcome.binding !== undefined) {
           // Not debug: an operator must learn that a client sends bound tokens (DPoP, mTLS).
-          log?.warn(
+          log.warn(
             { app: app.name, requestId: context.request.id, binding: outcome.binding },
             'sender-constrained bearer token refused: its binding is not verified',
           );
           return invalidToken(app.name, outcome.reason);
         }
-        if (log?.isLevelEnabled('debug') === true) {
+        if (log.isLevelEnabled('debug')) {
           log.debug({ app: app.name, reason: outcome.reason }, 'bearer token refused');
         }
         return invalidToken(app.name);

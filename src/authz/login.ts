@@ -2,15 +2,16 @@
 import { AuthzError } from '../errors.ts';
 import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
 import { createLoginSecrets } from '../oidc/pkce.ts';
-import type { Logger } from '../observability/logger.ts';
 import { resolveSecure } from '../session/cookie-jar.ts';
 import { SessionTooLargeError } from '../session/session-too-large-error.ts';
+import type { Logger } from '../observability/logger.ts';
 import { htmlPage } from './pages.ts';
-import type { Step, StepContext } from './pipeline.ts';
+import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
+import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
 import type { RequestModel } from './request.ts';
-import { localReply, redirect, type HeaderPair, type Verdict } from './verdict.ts';
+import { jsonReply, localReply, redirect, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** Whether cookies for this request are Secure (and so `__Host-` prefixed). */
 export function secureFor(context: StepContext): boolean {
@@ -100,7 +101,7 @@ const stateProblems = {
  * created, and the browser sent back to where it started — on this origin only. A session too
  * large for the cookie store gets a readable 431 (logged), never a failed Check.
  */
-export function createCallbackStep(logger: Logger): Step {
+export function createCallbackStep({ logger }: StepDeps): Step {
   return function handleCallback(context: StepContext): Promise<Verdict> | undefined {
     if (!context.app.endpoints.is('callback', context.path)) return undefined;
     return finishLogin(context, logger);
@@ -220,4 +221,25 @@ function identityClaims(claims: Readonly<Record<string, unknown>>): Record<strin
   for (const [name, value] of Object.entries(claims))
     if (!protocolClaims.has(name)) kept[name] = value;
   return kept;
+}
+
+const grpcUnauthenticated: readonly HeaderPair[] = [
+  ['grpc-status', '16'],
+  ['grpc-message', 'unauthenticated'],
+];
+
+/**
+ * No usable session (SPEC §4.9): a browser navigation is sent to log in; anything else gets 401
+ * with an RFC 6750 challenge and a JSON body (gRPC callers `grpc-status: 16`), never a 302.
+ * `setCookie` carries lines that expire a dead session's cookies.
+ */
+export function unauthenticated(context: StepContext, setCookie: readonly string[] = []): Verdict {
+  const { request, app } = context;
+  if (isBrowserNavigation(request)) return startLogin(context, setCookie);
+  const headers: HeaderPair[] = [
+    ['www-authenticate', `Bearer realm="${app.name}"`],
+    ...setCookies(setCookie),
+  ];
+  if (isGrpcCaller(request)) headers.push(...grpcUnauthenticated);
+  return jsonReply('unauthenticated', 401, 'unauthenticated', 'authentication required', headers);
 }

@@ -1,8 +1,7 @@
 /** RP-initiated logout (SPEC §4.6): the local session always ends, even while the provider is down; never at another site's request. */
-import type { Logger } from '../observability/logger.ts';
 import { secureFor, setCookies } from './login.ts';
 import { escapeHtml } from './pages.ts';
-import type { StepContext } from './pipeline.ts';
+import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { requestSite } from './request-site.ts';
 import { originOf } from './request-urls.ts';
 import { localReply, redirect, type Verdict } from './verdict.ts';
@@ -40,7 +39,7 @@ function confirmationPage(logoutPath: string): Verdict {
  * `post_logout_redirect_uri` — or straight to `postLogoutRedirectUri` when the provider has
  * no such endpoint or cannot be reached.
  */
-export function createLogoutStep(logger: Logger) {
+export function createLogoutStep({ logger }: StepDeps): Step {
   async function logout(context: StepContext): Promise<Verdict> {
     const { request, app } = context;
     const secure = secureFor(context);

@@ -2,6 +2,8 @@
 import { isRefusal, refusals, type PolicyRefusalReason } from '../policy/policy-refusal.ts';
 import { RequestPolicy } from '../policy/request-policy.ts';
 import type { RequestPath } from '../policy/request-path.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Clock } from '../store/store-backend.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
 import { allow, jsonReply, shared, type Verdict } from './verdict.ts';
@@ -19,6 +21,21 @@ export interface StepContext {
  * needs no I/O for a request answers synchronously: a promise only where one is awaited.
  */
 export type Step = (context: StepContext) => Verdict | undefined | Promise<Verdict | undefined>;
+
+/** What the composition root gives every step factory. */
+export interface StepDeps {
+  /** Where a step logs its one line per refused or failed request. */
+  readonly logger: Logger;
+  /** Milliseconds since the epoch. */
+  readonly now: Clock;
+}
+
+/**
+ * How every step is made: `create<Name>Step(deps)`, called once per runtime (at start and on
+ * each reload), holding what the step keeps between requests (memos, child loggers) in its
+ * closure.
+ */
+export type StepFactory = (deps: StepDeps) => Step;
 
 export interface PipelineOptions {
   readonly apps: readonly AppRuntime[];

@@ -5,10 +5,9 @@
  */
 import { decodeJwt, type JWTPayload } from 'jose';
 import { AuthzError } from '../errors.ts';
-import type { Logger } from '../observability/logger.ts';
 import { sha256Base64url } from '../digest.ts';
 import type { AppRuntime } from './app-runtime.ts';
-import type { StepContext } from './pipeline.ts';
+import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { localReply, jsonReply, type Verdict } from './verdict.ts';
 
 /** The answer to the provider. */
@@ -121,8 +120,17 @@ function asVerdict(result: ProviderLogoutResult): Verdict {
   ]);
 }
 
-/** The pipeline steps: back-channel (POST with a body, `with_request_body`) and front-channel (GET). */
-export function createProviderLogoutSteps(now: () => number, logger: Logger) {
+/** The back-channel logout step: a POST with a body (`with_request_body`) at `backchannelLogoutPath`. */
+export function createBackchannelLogoutStep(deps: StepDeps): Step {
+  return providerLogoutSteps(deps).handleBackchannelLogout;
+}
+
+/** The front-channel logout step: a GET from the provider's iframe at `frontchannelLogoutPath`. */
+export function createFrontchannelLogoutStep(deps: StepDeps): Step {
+  return providerLogoutSteps(deps).handleFrontchannelLogout;
+}
+
+function providerLogoutSteps({ now, logger }: StepDeps) {
   /** A refused provider logout leaves one line: the provider's retries otherwise fail silently. */
   function logged(context: StepContext, result: ProviderLogoutResult): ProviderLogoutResult {
     if (result.error !== undefined) {

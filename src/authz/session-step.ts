@@ -1,30 +1,16 @@
 /** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
 import { hasExpired } from '../expiry.ts';
-import type { Logger } from '../observability/logger.ts';
 import { SessionTooLargeError } from '../session/session-too-large-error.ts';
 import { headersToScrub, type AppRuntime } from './app-runtime.ts';
 import { sessionTooLarge } from './session-too-large.ts';
-import { secureFor } from './login.ts';
-import type { StepContext } from './pipeline.ts';
+import { secureFor, unauthenticated } from './login.ts';
+import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
 import { localReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
-
-/** Decides for a request without a usable session (login, or 401); set by the composition. */
-export type Unauthenticated = (
-  context: StepContext,
-  setCookie: readonly string[],
-) => Promise<Verdict> | Verdict;
-
-export interface SessionStepDeps {
-  readonly now: () => number;
-  readonly unauthenticated: Unauthenticated;
-  /** Logs each refused session cookie (one line, with the reason) and an outgrown session. */
-  readonly logger: Logger;
-}
 
 /**
  * The `cookie` header without the named cookies, pairs trimmed and joined with `; `;
@@ -72,7 +58,8 @@ export function ourCookiesOut(
   return ours.length === 0 ? undefined : cookieChange(header, new Set(ours));
 }
 
-export function createSessionStep(deps: SessionStepDeps) {
+/** `deps.logger` gets each refused session cookie (one line, with the reason) and an outgrown session. */
+export function createSessionStep(deps: StepDeps): Step {
   const recent = new AllowMemo<object>();
   return function allowSession(context: StepContext): Promise<Verdict | undefined> | undefined {
     const { cookies } = context.request;
@@ -99,7 +86,7 @@ export function createSessionStep(deps: SessionStepDeps) {
         { requestId: request.id, app: app.name, reason: loaded.reason },
         'session cookie refused',
       );
-      return deps.unauthenticated(context, loaded.setCookie);
+      return unauthenticated(context, loaded.setCookie);
     }
 
     let { session } = loaded;
@@ -137,7 +124,7 @@ export function createSessionStep(deps: SessionStepDeps) {
           ) {
             break;
           }
-          return deps.unauthenticated(context, await app.sessions.end(request.cookies, secure));
+          return unauthenticated(context, await app.sessions.end(request.cookies, secure));
         case 'unavailable':
           // The old access token still works: keep serving; else the caller retries later.
           if (hasExpired(session.tokens.expiresAt, now)) {
