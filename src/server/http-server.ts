@@ -49,8 +49,8 @@ export interface HttpServerDeps {
   /** The `path_prefix` configured in Envoy, stripped from every request path. */
   readonly pathPrefix: string;
   readonly direct?: DirectRoute;
-  /** `request.maxHeaderBytes`, read once when the listener is made. Default 65536. */
-  readonly maxHeaderBytes?: number;
+  /** `request.maxHeaderBytes`, read once when the listener is made. */
+  readonly maxHeaderBytes: number;
 }
 
 /** Any character outside ASCII. */
@@ -170,7 +170,7 @@ function answerNoDecision(res: ServerResponse): void {
  */
 export function createHttpServer(deps: HttpServerDeps): Server {
   const { authorizer, logger } = deps;
-  const maxHeaderSize = (deps.maxHeaderBytes ?? 65_536) + requestLineAllowance;
+  const maxHeaderSize = deps.maxHeaderBytes + requestLineAllowance;
   return createServer({ maxHeaderSize }, (req, res) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -42,10 +42,10 @@ export interface AppKeyspaceOptions {
   readonly sessionMaxAge: number;
   /** How long a login flow may take; replay marks outlive it. */
   readonly loginTimeout: number;
-  /** Refresh lease lifetime, renewed while a grant runs. Default 10,000. */
-  readonly refreshLockTtl?: number;
-  /** How long a finished refresh's result stays for late arrivals. Default 60,000. */
-  readonly refreshResultTtl?: number;
+  /** Refresh lease lifetime, renewed while a grant runs (`refresh.lockTtl`). */
+  readonly refreshLockTtl: number;
+  /** How long a finished refresh's result stays for late arrivals (`refresh.resultTtl`). */
+  readonly refreshResultTtl: number;
   /** Default `Date.now`. */
   readonly now?: Clock;
 }
@@ -109,13 +109,13 @@ export function createAppKeyspaces(
       name: 'refresh-lock',
       key: (tokenDigest: string) => `${app}:${part(tokenDigest)}`,
       codec: stringCodec(1),
-      ttl: options.refreshLockTtl ?? 10_000,
+      ttl: options.refreshLockTtl,
     }),
     refreshResults: new Keyspace(backend, {
       name: 'refresh-result',
       key: (tokenDigest: string) => `${app}:${part(tokenDigest)}`,
       codec: stringCodec(1),
-      ttl: options.refreshResultTtl ?? 60_000,
+      ttl: options.refreshResultTtl,
     }),
     logoutMarks: new Keyspace(backend, {
       name: 'logout',

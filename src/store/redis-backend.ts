@@ -4,6 +4,7 @@ import type { RedisConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import {
   createRedisClient,
+  defaultReconnectMaxDelayMs,
   type RedisClient,
   type RedisConnectionOptions,
 } from './redis-connection.ts';
@@ -185,7 +186,7 @@ export function createRedisBackend(
     log.error({}, 'redis client ended unexpectedly; reconnecting');
     setTimeout(() => {
       if (!closing) client.connect().catch(() => undefined);
-    }, options.reconnectMaxDelayMs ?? 2_000).unref();
+    }, options.reconnectMaxDelayMs ?? defaultReconnectMaxDelayMs).unref();
   });
   client.on('ready', () => {
     if (down) log.info({}, 'redis connection restored');

@@ -10,11 +10,17 @@ export type RedisClient = Redis | Cluster;
 
 /** Connection tuning beyond the config file; defaults suit production. */
 export interface RedisConnectionOptions {
-  /** Longest wait between reconnection attempts, in ms; attempts never stop. Default 2,000. */
+  /**
+   * Longest wait between reconnection attempts, in ms; attempts never stop. Default
+   * {@link defaultReconnectMaxDelayMs}.
+   */
   readonly reconnectMaxDelayMs?: number;
   /** How long one TCP/TLS connection attempt may take, in ms. Default 2,000. */
   readonly connectTimeoutMs?: number;
 }
+
+/** The longest wait between reconnection attempts unless a test asks for less, in ms. */
+export const defaultReconnectMaxDelayMs = 2_000;
 
 /** Reconnection delay after `attempt` failures: 50 ms doubling, capped, never giving up. */
 function reconnectDelay(attempt: number, capMs: number): number {
@@ -52,7 +58,7 @@ export function createRedisClient(
   logger: Logger,
   options: RedisConnectionOptions = {},
 ): RedisClient {
-  const capMs = options.reconnectMaxDelayMs ?? 2_000;
+  const capMs = options.reconnectMaxDelayMs ?? defaultReconnectMaxDelayMs;
   const common = {
     commandTimeout: config.commandTimeout,
     connectTimeout: options.connectTimeoutMs ?? 2_000,

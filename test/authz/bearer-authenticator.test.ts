@@ -98,6 +98,8 @@ function rig(bearer: Record<string, unknown> = {}): Rig {
     app: 'api',
     sessionMaxAge: 86_400_000,
     loginTimeout: 600_000,
+    refreshLockTtl: 10_000,
+    refreshResultTtl: 60_000,
     now,
   });
   const revocations = new BearerRevocations(keyspaces.revokedTokens);

@@ -94,6 +94,7 @@ describe('the HTTP ext_authz listener survives whatever throws', () => {
       logger: log.logger,
       pathPrefix: '',
       direct,
+      maxHeaderBytes: 65_536,
     });
     base = await listen(server);
   });

@@ -24,6 +24,8 @@ function setup(overrides: Partial<LoginStatesOptions> = {}) {
     app: 'a',
     sessionMaxAge: 86_400_000,
     loginTimeout: 600_000,
+    refreshLockTtl: 10_000,
+    refreshResultTtl: 60_000,
     now: clock.now,
   });
   const states = new LoginStates(

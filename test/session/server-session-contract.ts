@@ -49,6 +49,8 @@ export function runServerSessionContract(
         app: 'contract',
         sessionMaxAge: 86_400_000,
         loginTimeout: 600_000,
+        refreshLockTtl: 10_000,
+        refreshResultTtl: 60_000,
       });
       await body(new ServerSessionStore(keyspaces, 'test-binding'), subject.backend, keyspaces);
     } finally {

@@ -72,6 +72,8 @@ function sharedKeyspaces(): AppKeyspaces {
     app: 'grafana',
     sessionMaxAge: 24 * 60 * MINUTE,
     loginTimeout: 10 * MINUTE,
+    refreshLockTtl: 10_000,
+    refreshResultTtl: 60_000,
     now: () => NOW,
   });
 }

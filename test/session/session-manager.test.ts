@@ -72,6 +72,8 @@ function serverDeps(backend: StoreBackend, now: () => number): SessionManagerDep
     app: 'app',
     sessionMaxAge: baseOptions.maxAge,
     loginTimeout: baseOptions.loginTimeout,
+    refreshLockTtl: 10_000,
+    refreshResultTtl: 60_000,
     now,
   });
   return { now, serverSessions: keyspaces, loginReplayMarks: keyspaces.loginReplayMarks };

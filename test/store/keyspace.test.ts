@@ -126,6 +126,8 @@ describe('app keyspaces', () => {
       app: 'graf:ana',
       sessionMaxAge: 86_400_000,
       loginTimeout: 600_000,
+      refreshLockTtl: 10_000,
+      refreshResultTtl: 60_000,
     });
     assert.equal(ks.serverSessions.keyFor('abc'), 'session:graf%3Aana:abc');
     assert.equal(ks.logoutMarks.keyFor({ by: 'sub', value: 'a:b' }), 'logout:graf%3Aana:sub:a%3Ab');
@@ -141,6 +143,8 @@ describe('app keyspaces', () => {
       app: 'a',
       sessionMaxAge: 86_400_000,
       loginTimeout: 600_000,
+      refreshLockTtl: 10_000,
+      refreshResultTtl: 60_000,
       now: clock.now,
     });
     await ks.revokedTokens.set('jti-1', { exp: clock.now() + 5_000 });
@@ -153,7 +157,13 @@ describe('app keyspaces', () => {
 
   it('login replay marks: a state digest is claimed once', async () => {
     const backend = createMemoryBackend({ sweepIntervalMs: 0 });
-    const ks = createAppKeyspaces(backend, { app: 'a', sessionMaxAge: 1e6, loginTimeout: 1e5 });
+    const ks = createAppKeyspaces(backend, {
+      app: 'a',
+      sessionMaxAge: 1e6,
+      loginTimeout: 1e5,
+      refreshLockTtl: 10_000,
+      refreshResultTtl: 60_000,
+    });
     const digest = sha256Base64url('state-value');
     assert.doesNotMatch(ks.loginReplayMarks.keyFor(digest), /state-value/);
     const claims = await Promise.all(

@@ -99,6 +99,8 @@ describe('redis backend, sentinel', () => {
       app: 'failover',
       sessionMaxAge: 600_000,
       loginTimeout: 60_000,
+      refreshLockTtl: 10_000,
+      refreshResultTtl: 60_000,
     });
     const store = new ServerSessionStore(keyspaces, 'test-binding');
     const ttl = 600_000;

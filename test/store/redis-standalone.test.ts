@@ -103,7 +103,13 @@ describe('redis backend, standalone', () => {
     const backend = await connect(configFor(persistent.url), { reconnectMaxDelayMs: 100 });
     try {
       const store = new ServerSessionStore(
-        createAppKeyspaces(backend, { app: 'a', sessionMaxAge: 60_000, loginTimeout: 60_000 }),
+        createAppKeyspaces(backend, {
+          app: 'a',
+          sessionMaxAge: 60_000,
+          loginTimeout: 60_000,
+          refreshLockTtl: 10_000,
+          refreshResultTtl: 60_000,
+        }),
         'test-binding',
       );
       const session = {
