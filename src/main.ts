@@ -344,17 +344,11 @@ export async function startServer(
               }),
         })
       : undefined;
-  const tuning = (b: Config['breakers']['store']) => ({
-    errorThresholdPercentage: b.errorThresholdPercentage,
-    volumeThreshold: b.volumeThreshold,
-    rollingWindowMs: b.rollingWindow,
-    resetTimeoutMs: b.resetTimeout,
-  });
   const breakers = createBreakers({
     registry: metrics.registry,
     logger,
-    store: tuning(config.breakers.store),
-    idp: tuning(config.breakers.idp),
+    store: config.breakers.store,
+    idp: config.breakers.idp,
     apps: config.apps.map((app) => app.name),
     ...(redis === undefined ? {} : { storeProbe: () => redis.ping() }),
     now,

@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
 import type { Decision, Pipeline } from './pipeline.ts';
-import { jsonReply, type Verdict } from './verdict.ts';
+import { jsonReply, outcomeOf, type Verdict } from './verdict.ts';
 
 /** What a config (re)load builds; swapped whole so a Check never sees half of two configs. */
 export interface Runtime {
@@ -79,7 +79,12 @@ export class Authorizer {
   }
 
   #finished(app: string | undefined, verdict: Verdict, started: number): Outcome {
-    this.#metrics.checkFinished(app, verdict, (performance.now() - started) / 1000);
+    this.#metrics.checkFinished(
+      app,
+      outcomeOf(verdict),
+      verdict.reason,
+      (performance.now() - started) / 1000,
+    );
     return { app, verdict };
   }
 

@@ -833,9 +833,12 @@ const breakerSchema = z
       .default(5)
       .describe('Fewest calls in the window before it may open. Default 5.'),
     rollingWindow: duration()
+      // Counted in 10 buckets, each at least 1 ms long.
+      .refine((ms) => ms >= 10, 'must be at least 10ms')
       .prefault('10s')
       .describe('Window the failure percentage is taken over. Duration, default `10s`.'),
     resetTimeout: duration()
+      .refine((ms) => ms > 0, 'must be longer than 0ms')
       .prefault('5s')
       .describe('How long it stays open before one probe call. Duration, default `5s`.'),
   })

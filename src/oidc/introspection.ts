@@ -1,5 +1,5 @@
 /** RFC 7662 token introspection for opaque bearer tokens, through the app's introspection breaker. */
-import { AuthzError } from '../errors.ts';
+import { IdpError, IdpUnavailableError, type UnavailableReason } from '../errors.ts';
 import type { IdpFetch } from './idp-fetch.ts';
 import { IdpTransportError } from './oidc-errors.ts';
 import { isRecord } from '../is-record.ts';
@@ -29,13 +29,15 @@ export interface IntrospectionClient {
   introspect(token: string): Promise<Readonly<Record<string, unknown>> | undefined>;
 }
 
-function unavailable(detail: string, cause?: unknown): AuthzError {
-  return new AuthzError(
-    'IDP_UNAVAILABLE',
-    503,
-    'the identity provider is unavailable, try again shortly',
-    { detail: `introspection: ${detail}`, cause },
-  );
+function unavailable(
+  reason: UnavailableReason,
+  detail?: string,
+  cause?: unknown,
+): IdpUnavailableError {
+  return new IdpUnavailableError('introspection', reason, {
+    ...(detail === undefined ? {} : { detail }),
+    cause,
+  });
 }
 
 // RFC 6749 §2.3.1: each part is form-urlencoded before the Basic encoding.
@@ -48,7 +50,7 @@ async function readJson(response: Response): Promise<unknown> {
   try {
     return await response.json();
   } catch (err) {
-    throw unavailable('response is not JSON', err);
+    throw unavailable('invalid_response', 'response is not JSON', err);
   }
 }
 
@@ -74,11 +76,11 @@ export function createIntrospectionClient(
     try {
       response = await deps.fetch(url, init);
     } catch (err) {
-      throw unavailable(err instanceof IdpTransportError ? err.reason : 'network', err);
+      throw unavailable(err instanceof IdpTransportError ? err.reason : 'network', undefined, err);
     }
     if (response.status >= 500 || response.status === 429 || response.status === 408) {
       await response.body?.cancel();
-      throw unavailable(`HTTP ${response.status}`);
+      throw unavailable('http_status', `HTTP ${response.status}`);
     }
     return response;
   };
@@ -93,7 +95,7 @@ export function createIntrospectionClient(
       const metadata = await readJson(response);
       const url = isRecord(metadata) ? metadata['introspection_endpoint'] : undefined;
       if (!response.ok || typeof url !== 'string') {
-        throw unavailable('no introspection_endpoint in discovery');
+        throw unavailable('invalid_response', 'no introspection_endpoint in discovery');
       }
       return url;
     });
@@ -121,11 +123,11 @@ export function createIntrospectionClient(
         const body = await readJson(response);
         if (!response.ok) {
           const error = isRecord(body) && typeof body['error'] === 'string' ? body['error'] : '';
-          throw new AuthzError('IDP_ERROR', 502, 'the identity provider refused the request', {
-            detail: `introspection: HTTP ${response.status} ${error}`.trim(),
+          throw new IdpError('introspection', error === '' ? `HTTP ${response.status}` : error, {
+            httpStatus: response.status,
           });
         }
-        if (!isRecord(body)) throw unavailable('response is not a JSON object');
+        if (!isRecord(body)) throw unavailable('invalid_response', 'response is not a JSON object');
         return body['active'] === true ? body : undefined;
       });
     },

@@ -13,8 +13,13 @@ import {
   tokenRevocation,
 } from 'openid-client';
 import type { ClientMetadata, Configuration, TokenEndpointResponse } from 'openid-client';
-import { ConfigError } from '../errors.ts';
-import type { ConfigProblem } from '../errors.ts';
+import {
+  ConfigError,
+  IdpUnavailableError,
+  StateMismatchError,
+  TokenInvalidError,
+} from '../errors.ts';
+import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { prepareClientAuth } from './client-authentication.ts';
 import type { ClientAuthMethod } from './client-authentication.ts';
@@ -26,13 +31,7 @@ import { verifyIdToken } from './id-token.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
 import { verifyLogoutToken } from './logout-token.ts';
 import type { LogoutTokenClaims } from './logout-token.ts';
-import {
-  IdpUnavailableError,
-  StateMismatchError,
-  TokenInvalidError,
-  classifyIdpFailure,
-} from './oidc-errors.ts';
-import type { IdpEndpoint } from './oidc-errors.ts';
+import { classifyIdpFailure } from './oidc-errors.ts';
 import { createProviderKeys } from './provider-keys.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
 

@@ -1,17 +1,9 @@
 /** The process's breakers, one per dependency: the store, and per app its provider endpoints. */
 import type { Registry } from 'prom-client';
-import { AuthzError } from '../errors.ts';
+import type { Clock } from '../clock.ts';
+import { IdpUnavailableError, StoreUnavailableError, type IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
-import type { Clock } from '../store/store-backend.ts';
-import { StoreUnavailableError } from '../store/store-unavailable-error.ts';
-import {
-  createBreaker,
-  resolveBreakerOptions,
-  type Breaker,
-  type BreakerOptions,
-  type ResolvedBreakerOptions,
-} from './breaker.ts';
+import { createBreaker, type Breaker, type BreakerTuning } from './breaker.ts';
 import { createBreakerMetrics } from './breaker-metrics.ts';
 
 /**
@@ -50,10 +42,10 @@ export interface BreakersOptions {
   readonly logger: Logger;
   /** Apps whose breakers (and series) exist from the start. Default none. */
   readonly apps?: readonly string[];
-  /** Store breaker tuning; see `BreakerOptions` for defaults. */
-  readonly store?: BreakerOptions;
-  /** Tuning of every provider breaker. */
-  readonly idp?: BreakerOptions;
+  /** Store breaker tuning (`breakers.store`). */
+  readonly store: BreakerTuning;
+  /** Tuning of every provider breaker (`breakers.idp`). */
+  readonly idp: BreakerTuning;
   /**
    * A cheap store read run when the store breaker goes half-open, so it closes again without
    * waiting for traffic. Default none (the next store call is the probe).
@@ -63,38 +55,13 @@ export interface BreakersOptions {
   readonly now?: Clock;
 }
 
-function introspectionUnavailable(): AuthzError {
-  return new AuthzError(
-    'IDP_UNAVAILABLE',
-    503,
-    'the identity provider is unavailable, try again shortly',
-    { detail: 'introspection: circuit_open' },
-  );
-}
-
-/**
- * Builds the breakers. Options are validated here, all problems reported in one `RangeError`
- * naming `breakers.store.*` / `breakers.idp.*`.
- */
+/** Builds the breakers. */
 export function createBreakers(options: BreakersOptions): Breakers {
-  const problems: string[] = [];
-  const resolve = (opts: BreakerOptions | undefined, path: string): ResolvedBreakerOptions => {
-    try {
-      return resolveBreakerOptions(opts, path);
-    } catch (error) {
-      problems.push((error as Error).message.replace(/^invalid breaker options:\n/, ''));
-      return resolveBreakerOptions();
-    }
-  };
-  const storeTuning = resolve(options.store, 'breakers.store');
-  const idpTuning = resolve(options.idp, 'breakers.idp');
-  if (problems.length > 0) throw new RangeError(`invalid breaker options:\n${problems.join('\n')}`);
-
   const metrics = createBreakerMetrics(options.registry);
   const { logger } = options;
   const now = options.now ?? Date.now;
 
-  const store = createBreaker(storeTuning, {
+  const store = createBreaker(options.store, {
     name: 'store',
     logger,
     series: metrics.bind('store'),
@@ -103,14 +70,14 @@ export function createBreakers(options: BreakersOptions): Breakers {
     ...(options.storeProbe === undefined ? {} : { probe: options.storeProbe }),
   });
 
-  const idpBreaker = (app: string, kind: string, openError: () => Error): Breaker => {
+  const idpBreaker = (app: string, kind: IdpEndpoint): Breaker => {
     const name = `idp:${app}:${kind}`;
-    return createBreaker(idpTuning, {
+    return createBreaker(options.idp, {
       name,
       logger: logger.child({ app }),
       series: metrics.bind(name),
       now,
-      openError,
+      openError: () => new IdpUnavailableError(kind, 'circuit_open'),
     });
   };
 
@@ -120,18 +87,10 @@ export function createBreakers(options: BreakersOptions): Breakers {
     if (breakers === undefined) {
       breakers = Object.freeze({
         app,
-        discovery: idpBreaker(
-          app,
-          'discovery',
-          () => new IdpUnavailableError('discovery', 'circuit_open'),
-        ),
-        token: idpBreaker(app, 'token', () => new IdpUnavailableError('token', 'circuit_open')),
-        revocation: idpBreaker(
-          app,
-          'revocation',
-          () => new IdpUnavailableError('revocation', 'circuit_open'),
-        ),
-        introspection: idpBreaker(app, 'introspection', introspectionUnavailable),
+        discovery: idpBreaker(app, 'discovery'),
+        token: idpBreaker(app, 'token'),
+        revocation: idpBreaker(app, 'revocation'),
+        introspection: idpBreaker(app, 'introspection'),
       });
       byApp.set(app, breakers);
     }

@@ -3,7 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { RandomPool } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import { digestForKey, type Mark } from '../store/keyspaces.ts';
-import type { Clock } from '../store/store-backend.ts';
+import type { Clock } from '../clock.ts';
 import type { CookieCodec } from './cookie-codec.ts';
 import {
   cookieAttributes,

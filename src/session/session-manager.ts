@@ -1,8 +1,8 @@
 /** One app's sessions: load, create, update and end them, in cookies or in the store. */
-import { AuthzError } from '../errors.ts';
+import { StoreUnavailableError, SessionTooLargeError, type AuthzError } from '../errors.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
-import type { Clock } from '../store/store-backend.ts';
+import type { Clock } from '../clock.ts';
 import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
 import { ChunkedCookie, expireCookie, type CookieScope, type SameSite } from './cookie-jar.ts';
 import { LoginStates } from './login-state.ts';
@@ -21,7 +21,6 @@ import {
   type CachedSession,
 } from './session-cache.ts';
 import { bindingLabel, deriveKeyRing, type SessionBinding } from './session-keys.ts';
-import { SessionTooLargeError } from './session-too-large-error.ts';
 import {
   newSessionIdentity,
   parseSession,
@@ -170,10 +169,9 @@ const LOGIN_FLOW_ID = /^[A-Za-z0-9_-]{8}$/;
 type SessionTimes = Pick<Session, 'createdAt' | 'lastSeenAt'>;
 
 function storeUnavailable(cause: unknown): AuthzError {
-  return new AuthzError('STORE_UNAVAILABLE', 503, 'session store unavailable', {
-    cause,
-    detail: 'server session store operation failed',
-  });
+  return cause instanceof StoreUnavailableError
+    ? cause
+    : new StoreUnavailableError('failure', { cause });
 }
 
 /**

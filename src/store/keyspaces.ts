@@ -1,7 +1,8 @@
 /** The record kinds the server keeps in its store, each as its own typed keyspace. */
 import { createHash } from 'node:crypto';
 import { jsonCodec, Keyspace, SetKeyspace, stringCodec } from './keyspace.ts';
-import type { Clock, StoreBackend } from './store-backend.ts';
+import type { Clock } from '../clock.ts';
+import type { StoreBackend } from './store-backend.ts';
 import { isRecord } from '../is-record.ts';
 
 /**

@@ -1,5 +1,6 @@
 /** A single-process, bounded, in-memory store backend with lazily enforced TTLs. */
-import type { Clock, StoreBackend } from './store-backend.ts';
+import type { Clock } from '../clock.ts';
+import type { StoreBackend } from './store-backend.ts';
 
 /** Options for {@link createMemoryBackend}. */
 export interface MemoryBackendOptions {

@@ -5,7 +5,7 @@ import { exportJWK } from 'jose';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
-import { IdpError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError } from '../../src/errors.ts';
 import {
   REDIRECT_URI,
   basicClient,

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import { DEMO_USER } from '../../dev/test-provider.ts';
 import type { OidcClient } from '../../src/oidc/oidc-client.ts';
-import { IdpError, TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError, TokenInvalidError } from '../../src/errors.ts';
 import { createLoginSecrets } from '../../src/oidc/pkce.ts';
 import { AuthzError } from '../../src/errors.ts';
 import { scriptedLogin } from '../support/scripted-login.ts';

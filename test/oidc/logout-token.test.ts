@@ -6,7 +6,7 @@ import { SignJWT, generateKeyPair } from 'jose';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import { logoutTokenAlgorithms, type OidcClient } from '../../src/oidc/oidc-client.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
-import { TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
+import { TokenInvalidError } from '../../src/errors.ts';
 import { scriptedLogout } from '../support/scripted-login.ts';
 import {
   POST_LOGOUT_URI,

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { startTestProvider } from '../../dev/test-provider.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
 import type { IdpCallGuard, IdpCallKind } from '../../src/oidc/idp-call-guard.ts';
-import { IdpError, IdpUnavailableError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError, IdpUnavailableError } from '../../src/errors.ts';
 import {
   basicClient,
   clientDeps,

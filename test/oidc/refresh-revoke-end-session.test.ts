@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import type { OidcClient } from '../../src/oidc/oidc-client.ts';
-import { IdpError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError } from '../../src/errors.ts';
 import { scriptedLogout } from '../support/scripted-login.ts';
 import {
   POST_LOGOUT_URI,
