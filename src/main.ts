@@ -28,8 +28,10 @@ import {
   appsForLogoutToken,
   backchannelLogout,
   createProviderLogoutSteps,
-  providerLogoutErrorBody,
+  invalidToken,
   logoutTokenFrom,
+  missingToken,
+  providerLogoutReply,
   type ProviderLogoutResult,
 } from './authz/provider-logout.ts';
 import { createBreakers, type Breakers } from './resilience/breakers.ts';
@@ -256,25 +258,24 @@ function createDirectLogoutRoute(
     }
     const token = logoutTokenFrom(body);
     const targets = token === undefined ? [] : appsForLogoutToken(apps(), path, token);
-    let result: ProviderLogoutResult = {
-      status: 400,
-      error: { code: 'invalid_request', description: 'logout_token missing or for no app here' },
-    };
+    let result: ProviderLogoutResult = token === undefined ? missingToken : invalidToken;
     for (const app of targets) {
       result = await backchannelLogout(app, token!, now);
       if (result.status !== 200) break;
     }
     if (result.error !== undefined) {
       logger.info(
-        { requestId: id, path, reason: result.error.description },
+        {
+          requestId: id,
+          path,
+          reason: result.error.description,
+          ...(result.detail === undefined ? {} : { detail: result.detail }),
+        },
         'provider logout refused',
       );
     }
-    return {
-      status: result.status,
-      headers: { 'cache-control': 'no-store', 'content-type': 'application/json' },
-      body: result.error === undefined ? '' : providerLogoutErrorBody(result.error),
-    };
+    const reply = providerLogoutReply(result);
+    return { status: reply.status, headers: Object.fromEntries(reply.headers), body: reply.body };
   };
 }
 

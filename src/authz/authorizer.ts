@@ -1,6 +1,6 @@
 /** Runs one Check end to end for any transport: parse, decide, translate failures, record. */
 import { performance } from 'node:perf_hooks';
-import { AuthzError } from '../errors.ts';
+import { AuthzError, clientErrorCode } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
@@ -110,5 +110,5 @@ function verdictForError(error: AuthzError): Verdict {
     error.status === 503 ? [['retry-after', String(error.retryAfterSeconds)]] : [];
   const reason =
     error.status === 503 ? 'unavailable' : error.status === 400 ? 'bad_request' : 'forbidden';
-  return jsonReply(reason, error.status, error.code.toLowerCase(), error.publicMessage, headers);
+  return jsonReply(reason, error.status, clientErrorCode(error.code), error.publicMessage, headers);
 }
