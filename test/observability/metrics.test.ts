@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Metrics } from '../../src/observability/metrics.ts';
-import { allow, jsonReply, type Verdict } from '../../src/authz/verdict.ts';
+import { allow, jsonReply, outcomeOf, type Verdict } from '../../src/authz/verdict.ts';
 
 const checkMetricNames = [
   'eoa_checks_total',
@@ -68,7 +68,7 @@ describe('Metrics: Check series', () => {
       for (const [app, verdict, seconds] of observations) {
         metrics.checkStarted();
         metrics.checkFinished(app, verdict, seconds);
-        const labels = { app: app ?? '-', verdict: verdict.kind };
+        const labels = { app: app ?? '-', verdict: outcomeOf(verdict) };
         plain.checks.inc({ ...labels, reason: verdict.reason });
         plain.duration.observe(labels, seconds);
       }
