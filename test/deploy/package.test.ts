@@ -64,13 +64,8 @@ function collect(child: ChildProcess): {
   return { output: () => output, stdout: () => stdout, stderr: () => stderr };
 }
 
-async function run(
-  command: string,
-  args: readonly string[],
-  cwd: string,
-  env: NodeJS.ProcessEnv = userEnv,
-): Promise<Finished> {
-  const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+async function run(command: string, args: readonly string[], cwd: string): Promise<Finished> {
+  const child = spawn(command, args, { cwd, env: userEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const streams = collect(child);
   const [status] = (await once(child, 'close')) as [number | null];
   return { status, stdout: streams.stdout(), stderr: streams.stderr() };
