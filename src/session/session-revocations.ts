@@ -2,7 +2,7 @@
 import { ExpiringLru } from '../expiring-lru.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { LogoutSubject, Mark } from '../store/keyspaces.ts';
-import type { RevocationSubject } from './session-manager.ts';
+import type { RevocationSubject } from './sessions.ts';
 
 export interface SessionRevocationKeyspaces {
   readonly endedSessions: Keyspace<string, Mark>;
