@@ -57,7 +57,7 @@ export class SessionRevocations {
     return this.#durable.logoutMarks.set(subject, { at: this.#now() });
   }
 
-  /** The check the session manager runs on every load. */
+  /** The check the sessions run on every load. */
   readonly isRevoked = async (subject: RevocationSubject): Promise<boolean> => {
     if (this.#checked.get(subject.id) === true) return false;
     const now = this.#now();

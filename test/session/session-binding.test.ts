@@ -67,7 +67,7 @@ function server(overrides: Partial<SessionOptions>, keyspaces: AppKeyspaces): Se
   return new ServerSessions(options(overrides), { now: () => NOW, serverSessions: keyspaces });
 }
 
-/** One store that every server-session manager here shares, keyed alike: only the binding differs. */
+/** One store that every server sessions instance here shares, keyed alike: only the binding differs. */
 function sharedKeyspaces(): AppKeyspaces {
   const backend = createMemoryBackend({ now: () => NOW, sweepIntervalMs: 0 });
   return createAppKeyspaces(backend, {
