@@ -108,23 +108,16 @@ export class ServerSessions implements Sessions {
       cache.invalidate(key);
       return this.#cookies.reject('expired', rejection ?? 'revoked', cookies, secure, names);
     }
-    const ref: SessionRef = { kind: 'server', handle };
-    if (now - session.lastSeenAt < this.#lifetime.touchInterval) {
-      return {
-        kind: 'valid',
-        session,
-        identity: session,
-        ref,
-        cookieNames: names,
-        setCookie: noLines,
-      };
+    let current = session;
+    if (now - session.lastSeenAt >= this.#lifetime.touchInterval) {
+      current = { ...session, lastSeenAt: now };
+      await this.#write(key, { handle, session: current }, now);
     }
-    const touched: Session = { ...session, lastSeenAt: now };
-    await this.#write(key, { handle, session: touched }, now);
+    const ref: SessionRef = { kind: 'server', handle };
     return {
       kind: 'valid',
-      session: touched,
-      identity: touched,
+      session: current,
+      identity: current,
       ref,
       cookieNames: names,
       setCookie: noLines,
