@@ -102,7 +102,7 @@ export class CookieSessions implements Sessions {
 
   constructor(options: SessionOptions, deps: CookieSessionsDeps = {}) {
     this.#now = deps.now ?? Date.now;
-    this.#cookies = new SessionCookies(options, deps, this.#now);
+    this.#cookies = new SessionCookies(options, this.#now, deps.loginReplayMarks);
     this.loginStates = this.#cookies.loginStates;
     this.#lifetime = new SessionLifetime(options.maxAge, options.idleTimeout, deps.isRevoked);
     this.#codec =

@@ -57,7 +57,7 @@ export class ServerSessions implements Sessions {
 
   constructor(options: SessionOptions, deps: ServerSessionsDeps) {
     this.#now = deps.now ?? Date.now;
-    this.#cookies = new SessionCookies(options, deps, this.#now);
+    this.#cookies = new SessionCookies(options, this.#now, deps.loginReplayMarks);
     this.loginStates = this.#cookies.loginStates;
     this.#lifetime = new SessionLifetime(options.maxAge, options.idleTimeout, deps.isRevoked);
     this.#store = new ServerSessionStore(deps.serverSessions, bindingLabel(options.binding));

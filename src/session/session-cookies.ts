@@ -1,10 +1,12 @@
 /** An app's session cookie, its login-state cookies and the legacy ones: what both session stores read and write. */
+import type { Keyspace } from '../store/keyspace.ts';
+import type { Mark } from '../store/keyspaces.ts';
 import type { Clock } from '../store/store-backend.ts';
 import { createCookieCodec } from './cookie-codec.ts';
 import { ChunkedCookie, expireCookie, type CookieScope } from './cookie-jar.ts';
 import { LoginStates } from './login-state.ts';
 import { deriveKeyRing } from './session-keys.ts';
-import type { SessionLoad, SessionOptions, SessionRejection, SessionsDeps } from './sessions.ts';
+import type { SessionLoad, SessionOptions, SessionRejection } from './sessions.ts';
 
 /** A login flow's id in its cookie name: 6 random bytes, base64url. */
 const LOGIN_FLOW_ID = /^[A-Za-z0-9_-]{8}$/;
@@ -36,7 +38,15 @@ export class SessionCookies {
   readonly #legacyLogin: string | undefined;
   readonly #scope: CookieScope;
 
-  constructor(options: SessionOptions, deps: SessionsDeps, now: Clock) {
+  /**
+   * @param now - the login flows' clock.
+   * @param loginReplayMarks - where redeemed login states are marked on every replica.
+   */
+  constructor(
+    options: SessionOptions,
+    now: Clock,
+    loginReplayMarks: Keyspace<string, Mark> | undefined,
+  ) {
     const scope = {
       sameSite: options.sameSite,
       ...(options.domain === undefined ? {} : { domain: options.domain }),
@@ -59,7 +69,7 @@ export class SessionCookies {
         maxPendingLogins: options.maxPendingLogins,
         now,
       },
-      deps.loginReplayMarks,
+      loginReplayMarks,
     );
   }
 
