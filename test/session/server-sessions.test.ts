@@ -98,6 +98,18 @@ describe('server sessions', () => {
     await backend.close();
   });
 
+  it('an update of a session it did not load (a cookie session) is refused', async () => {
+    const c = clock();
+    const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
+    const m = manager({}, serverDeps(backend, c.now));
+    const { session } = await m.create(login, new Map(), true);
+    await assert.rejects(
+      m.update({ session, ref: { kind: 'cookie' } }, { claims: {} }, new Map(), true),
+      TypeError,
+    );
+    await backend.close();
+  });
+
   it('maxAge and idleTimeout are enforced on the record', async () => {
     const c = clock();
     const backend = createMemoryBackend({ now: c.now, sweepIntervalMs: 0 });
