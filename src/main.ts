@@ -22,7 +22,9 @@ import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
 import { GrantLimiter, RefreshCoordinator } from './oidc/refresh-coordinator.ts';
 import { legacyCookieNameFor } from './config/cookie-scopes.ts';
 import { sessionBindingFor } from './session/session-binding.ts';
-import { SessionManager } from './session/session-manager.ts';
+import { CookieSessions } from './session/cookie-sessions.ts';
+import { ServerSessions } from './session/server-sessions.ts';
+import type { Sessions } from './session/sessions.ts';
 import { SessionRevocations } from './session/session-revocations.ts';
 import {
   appsForLogoutToken,
@@ -120,12 +122,16 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     binding: sessionBindingFor(config, app),
     legacyCookieName: legacyCookieNameFor(config.apps, app),
   };
-  const sessions = new SessionManager(session, {
+  const sessionDeps = {
     now: services.now,
-    serverSessions: durable,
     loginReplayMarks: degradable.loginReplayMarks,
     isRevoked: revocations.isRevoked,
-  });
+  };
+  // Server sessions need the store to answer (a failure is a 503), so they use `durable`.
+  const sessions: Sessions =
+    app.session.store === 'server'
+      ? new ServerSessions(session, { ...sessionDeps, serverSessions: durable })
+      : new CookieSessions(session, sessionDeps);
   const idp = services.breakers.idp(app.name);
   const oidc = oidcClientFor(app, services);
   const introspection = app.bearer.introspection;
