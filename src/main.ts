@@ -15,10 +15,11 @@ import { createLogoutStep } from './authz/logout.ts';
 import { Pipeline } from './authz/pipeline.ts';
 import { createSessionStep } from './authz/session-step.ts';
 import { allowPublicPath, loginOrDeny, unauthenticated } from './authz/steps.ts';
+import { issuerKey } from './config/issuer-key.ts';
 import type { AppConfig, Config } from './config/schema.ts';
-import { createIdpFetch } from './oidc/idp-fetch.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
+import { createProvider, type Provider } from './oidc/provider.ts';
 import { GrantLimiter, RefreshCoordinator } from './oidc/refresh-coordinator.ts';
 import { legacyCookieNameFor } from './config/cookie-scopes.ts';
 import { sessionBindingFor } from './session/session-binding.ts';
@@ -79,22 +80,58 @@ interface Services {
   readonly store: SharedStore;
   readonly breakers: Breakers;
   readonly metrics: Metrics;
+  /**
+   * One provider per issuer (and TLS setting), shared by every app on it: one discovery, one
+   * JWKS cache, one set of breakers. Kept across reloads while an app still uses the issuer.
+   */
+  readonly providers: Map<string, ProviderEntry>;
   /** OIDC clients by their app's name and `oidc` block, reused while that block is unchanged. */
   readonly oidcClients: Map<string, OidcClient>;
 }
 
-function oidcClientFor(app: AppConfig, services: Services): OidcClient {
+interface ProviderEntry {
+  readonly provider: Provider;
+  /** `oidc.probeInterval`, ms; the same for every app on the issuer (a config rule). */
+  readonly probeInterval: number;
+}
+
+function providerKey(app: AppConfig): string {
+  return JSON.stringify([issuerKey(app.oidc.issuer), app.oidc.tlsInsecureSkipVerify]);
+}
+
+function providerFor(app: AppConfig, services: Services): Provider {
+  const key = providerKey(app);
+  let entry = services.providers.get(key);
+  if (entry === undefined) {
+    // Breakers and their series are named after the first app on the issuer; a name still
+    // held by another issuer's provider (after a reload) gets a suffix, so none share breakers.
+    const taken = new Set([...services.providers.values()].map((e) => e.provider.name));
+    let name = app.name;
+    for (let n = 2; taken.has(name); n += 1) name = `${app.name}~${n}`;
+    entry = {
+      provider: createProvider(
+        {
+          issuer: app.oidc.issuer,
+          name,
+          tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
+        },
+        { logger: services.logger, guard: createIdpGuard(services.breakers.idp(name)) },
+      ),
+      probeInterval: app.oidc.probeInterval,
+    };
+    services.providers.set(key, entry);
+  }
+  return entry.provider;
+}
+
+function oidcClientFor(app: AppConfig, provider: Provider, services: Services): OidcClient {
   const key = JSON.stringify([app.name, app.oidc]);
   let client = services.oidcClients.get(key);
   if (client === undefined) {
     client = createOidcClient(
+      provider,
       { ...app.oidc, appName: app.name },
-      {
-        now: services.now,
-        logger: services.logger,
-        fetchTimeoutMs: 5_000,
-        guard: createIdpGuard(services.breakers.idp(app.name)),
-      },
+      { now: services.now, logger: services.logger },
     );
     services.oidcClients.set(key, client);
   }
@@ -126,8 +163,9 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     loginReplayMarks: degradable.loginReplayMarks,
     isRevoked: revocations.isRevoked,
   });
-  const idp = services.breakers.idp(app.name);
-  const oidc = oidcClientFor(app, services);
+  const provider = providerFor(app, services);
+  const idp = services.breakers.idp(provider.name);
+  const oidc = oidcClientFor(app, provider, services);
   const introspection = app.bearer.introspection;
   const bearer = buildBearerRuntime(app, {
     getKey: oidc.getKey,
@@ -135,20 +173,10 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       introspection?.enabled === true &&
       introspection.clientId !== undefined &&
       introspection.clientSecret !== undefined
-        ? createIntrospectionClient(
-            {
-              issuer: app.oidc.issuer,
-              clientId: introspection.clientId,
-              clientSecret: introspection.clientSecret,
-            },
-            {
-              fetch: createIdpFetch({
-                timeoutMs: 5_000,
-                tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
-              }),
-              guard: (call) => idp.introspection.run(call),
-            },
-          )
+        ? createIntrospectionClient(provider, {
+            clientId: introspection.clientId,
+            clientSecret: introspection.clientSecret,
+          })
         : undefined,
     // Read on every bearer request (may degrade to memory); revocations must reach the store.
     revocations: new BearerRevocations(degradable.revokedTokens, durable.revokedTokens),
@@ -189,14 +217,15 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
 }
 
 /**
- * Fetches each app's discovery document every `oidc.probeInterval` through its breaker, so a
- * provider outage opens the breaker even when no login or refresh is running. Returns the stop.
+ * Fetches each provider's discovery document every `oidc.probeInterval` through its breaker, so
+ * a provider outage opens the breaker even when no login or refresh is running. One loop per
+ * issuer, however many apps use it. Returns the stop.
  */
-function startProviderProbes(apps: readonly AppRuntime[]): () => void {
-  const timers = apps.map((app) =>
+function startProviderProbes(providers: Iterable<ProviderEntry>): () => void {
+  const timers = [...providers].map(({ provider, probeInterval }) =>
     setInterval(() => {
-      if (app.oidc.status().state === 'ready') app.oidc.probe().catch(() => undefined);
-    }, app.config.oidc.probeInterval).unref(),
+      if (provider.status().state === 'ready') provider.probe().catch(() => undefined);
+    }, probeInterval).unref(),
   );
   return () => timers.forEach((timer) => clearInterval(timer));
 }
@@ -209,9 +238,13 @@ function buildRuntime(
   const apps = config.apps.map((app) => buildApp(app, services, config));
   const inUse = new Set(apps.map((app) => app.oidc));
   for (const [key, client] of services.oidcClients) {
-    if (!inUse.has(client)) {
-      client.close();
-      services.oidcClients.delete(key);
+    if (!inUse.has(client)) services.oidcClients.delete(key);
+  }
+  const providersInUse = new Set(config.apps.map(providerKey));
+  for (const [key, { provider }] of services.providers) {
+    if (!providersInUse.has(key)) {
+      provider.close();
+      services.providers.delete(key);
     }
   }
   const providerLogout = createProviderLogoutSteps(services.now, services.logger);
@@ -297,6 +330,16 @@ function discoveryProbes(apps: readonly AppRuntime[], health: HealthState): Read
   });
 }
 
+/** The names providers take at start: the first app on each issuer. */
+function firstAppPerIssuer(config: Config): string[] {
+  const names = new Map<string, string>();
+  for (const app of config.apps) {
+    const key = providerKey(app);
+    if (!names.has(key)) names.set(key, app.name);
+  }
+  return [...names.values()];
+}
+
 /** Splits `host:port` (`[::1]:9001` for IPv6). */
 export function splitHostPort(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
@@ -355,7 +398,7 @@ export async function startServer(
     logger,
     store: tuning(config.breakers.store),
     idp: tuning(config.breakers.idp),
-    apps: config.apps.map((app) => app.name),
+    apps: firstAppPerIssuer(config),
     ...(redis === undefined ? {} : { storeProbe: () => redis.ping() }),
     now,
   });
@@ -370,6 +413,7 @@ export async function startServer(
     store,
     breakers,
     metrics,
+    providers: new Map(),
     oidcClients: new Map(),
   };
   let current = config;
@@ -400,7 +444,7 @@ export async function startServer(
   };
   const storeProbe: ReadinessProbe = { name: 'store', waitingFor: () => store.waitingFor() };
   health.setProbes([storeProbe, ...discoveryProbes(runtime.apps, health)]);
-  let stopProbes = startProviderProbes(runtime.apps);
+  let stopProbes = startProviderProbes(services.providers.values());
   metrics.setReady('config', true);
   logger.info({ ports, apps: config.apps.map((a) => a.name) }, 'serving');
 
@@ -431,7 +475,7 @@ export async function startServer(
       apps = rebuilt.apps;
       health.setProbes([storeProbe, ...discoveryProbes(rebuilt.apps, health)]);
       stopProbes();
-      stopProbes = startProviderProbes(rebuilt.apps);
+      stopProbes = startProviderProbes(services.providers.values());
       current = next;
       metrics.configReloaded(true);
       logger.info({ apps: next.apps.map((a) => a.name) }, 'configuration reloaded');
@@ -442,7 +486,7 @@ export async function startServer(
       await grpcServer.shutdown(current.shutdown.drainTimeout);
       await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
       stopProbes();
-      for (const client of services.oidcClients.values()) client.close();
+      for (const { provider } of services.providers.values()) provider.close();
       breakers.shutdown();
       await store.close();
       logger.info({}, 'stopped');
