@@ -99,29 +99,24 @@ function providerKey(app: AppConfig): string {
   return JSON.stringify([issuerKey(app.oidc.issuer), app.oidc.tlsInsecureSkipVerify]);
 }
 
+/** The provider of `app`'s issuer: the one already running (a reload keeps it), else a new one. */
 function providerFor(app: AppConfig, services: Services): Provider {
   const key = providerKey(app);
-  let entry = services.providers.get(key);
-  if (entry === undefined) {
+  let provider = services.providers.get(key)?.provider;
+  if (provider === undefined) {
     // Breakers and their series are named after the first app on the issuer; a name still
     // held by another issuer's provider (after a reload) gets a suffix, so none share breakers.
     const taken = new Set([...services.providers.values()].map((e) => e.provider.name));
     let name = app.name;
     for (let n = 2; taken.has(name); n += 1) name = `${app.name}~${n}`;
-    entry = {
-      provider: createProvider(
-        {
-          issuer: app.oidc.issuer,
-          name,
-          tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
-        },
-        { logger: services.logger, guard: createIdpGuard(services.breakers.idp(name)) },
-      ),
-      probeInterval: app.oidc.probeInterval,
-    };
-    services.providers.set(key, entry);
+    provider = createProvider(
+      { issuer: app.oidc.issuer, name, tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify },
+      { logger: services.logger, guard: createIdpGuard(services.breakers.idp(name)) },
+    );
   }
-  return entry.provider;
+  // A reload may change the interval of a kept provider.
+  services.providers.set(key, { provider, probeInterval: app.oidc.probeInterval });
+  return provider;
 }
 
 function oidcClientFor(app: AppConfig, provider: Provider, services: Services): OidcClient {
