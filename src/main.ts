@@ -325,16 +325,6 @@ function discoveryProbes(apps: readonly AppRuntime[], health: HealthState): Read
   });
 }
 
-/** The names providers take at start: the first app on each issuer. */
-function firstAppPerIssuer(config: Config): string[] {
-  const names = new Map<string, string>();
-  for (const app of config.apps) {
-    const key = providerKey(app);
-    if (!names.has(key)) names.set(key, app.name);
-  }
-  return [...names.values()];
-}
-
 /** Splits `host:port` (`[::1]:9001` for IPv6). */
 export function splitHostPort(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
@@ -393,7 +383,6 @@ export async function startServer(
     logger,
     store: tuning(config.breakers.store),
     idp: tuning(config.breakers.idp),
-    apps: firstAppPerIssuer(config),
     ...(redis === undefined ? {} : { storeProbe: () => redis.ping() }),
     now,
   });
