@@ -10,7 +10,14 @@ import { AuthzError } from '../errors.ts';
 
 /** Which provider call failed. */
 export type IdpEndpoint =
-  'discovery' | 'jwks' | 'token' | 'revocation' | 'authorization' | 'id_token' | 'logout_token';
+  | 'discovery'
+  | 'jwks'
+  | 'token'
+  | 'revocation'
+  | 'introspection'
+  | 'authorization'
+  | 'id_token'
+  | 'logout_token';
 
 /** Why the provider could not be used. */
 export type UnavailableReason =

@@ -1,4 +1,4 @@
-/** Runs each provider call through its app's breaker for that kind of call. */
+/** Runs each provider call through its provider's breaker for that kind of call. */
 import type { IdpCallGuard, IdpCallKind } from '../oidc/idp-call-guard.ts';
 import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
 import type { Breaker } from './breaker.ts';
@@ -10,8 +10,8 @@ interface Route {
 }
 
 /**
- * The guard to hand to one app's OIDC client: `discovery` and `jwks` go through the discovery
- * breaker, `token` and `revocation` through their own. A refused call rejects at once with
+ * The guard to hand to one provider (issuer): `discovery` and `jwks` go through the discovery
+ * breaker, `token`, `revocation` and `introspection` through their own. A refused call rejects at once with
  * `IdpUnavailableError(kind, 'circuit_open')`, naming the endpoint that was not tried.
  */
 export function createIdpGuard(breakers: IdpBreakers): IdpCallGuard {
@@ -24,6 +24,7 @@ export function createIdpGuard(breakers: IdpBreakers): IdpCallGuard {
     jwks: route('jwks', breakers.discovery),
     token: route('token', breakers.token),
     revocation: route('revocation', breakers.revocation),
+    introspection: route('introspection', breakers.introspection),
   };
   return (kind, call) => {
     const { breaker, refusal } = routes[kind];
