@@ -367,7 +367,7 @@ const oidcSchema = z
     probeInterval: duration()
       .prefault('10s')
       .describe(
-        'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Duration, default `10s`.',
+        'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value. Duration, default `10s`.',
       ),
     revokeOnLogout: z
       .boolean()
@@ -376,7 +376,9 @@ const oidcSchema = z
     tlsInsecureSkipVerify: z
       .boolean()
       .default(false)
-      .describe('Skip TLS certificate verification towards the IdP. Logged loudly. Default false.'),
+      .describe(
+        'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value. Default false.',
+      ),
   })
   .describe('The OpenID Connect client of this app.');
 

@@ -1,4 +1,4 @@
-/** The process's breakers, one per dependency: the store, and per app its provider endpoints. */
+/** The process's breakers, one per dependency: the store, and per provider (issuer) its endpoints. */
 import type { Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
 import { IdpUnavailableError, StoreUnavailableError, type IdpEndpoint } from '../errors.ts';
@@ -7,9 +7,10 @@ import { createBreaker, type Breaker, type BreakerTuning } from './breaker.ts';
 import { createBreakerMetrics } from './breaker-metrics.ts';
 
 /**
- * The breakers of one app's provider. `discovery` also guards JWKS fetches (same metadata host,
- * both needed only to validate); `revocation` is apart from `token` because revocation is best
- * effort at logout, and a failing revocation endpoint must never stop logins and refreshes.
+ * The breakers of one provider (issuer), shared by every app on it. `discovery` also guards
+ * JWKS fetches (same metadata host, both needed only to validate); `revocation` is apart from
+ * `token` because revocation is best effort at logout, and a failing revocation endpoint must
+ * never stop logins and refreshes.
  */
 export interface IdpBreakers {
   readonly app: string;
@@ -25,8 +26,8 @@ export interface Breakers {
   /** The shared store (Redis); refuses with {@link StoreUnavailableError} `circuit_open`. */
   readonly store: Breaker;
   /**
-   * The breakers of app `app`, built on first use (a reload may add apps). `app` must be a
-   * configured app name: names become metric labels, so they must stay bounded.
+   * The breakers of the provider named `app` (the first app on its issuer), built on first use
+   * (a reload may add providers). Names become metric labels, so they must stay bounded.
    */
   idp(app: string): IdpBreakers;
   /** Every breaker built so far, store first. */

@@ -1,10 +1,13 @@
-/** Runs each provider call through its app's breaker for that kind of call. */
+/** Runs each provider call through its provider's breaker for that kind of call. */
 import { IdpUnavailableError, type IdpEndpoint } from '../errors.ts';
 import type { Breaker } from './breaker.ts';
 import type { IdpBreakers } from './breakers.ts';
 
-/** The provider calls a guard routes (the OIDC client's `IdpCallKind`). */
-export type GuardedCall = Extract<IdpEndpoint, 'discovery' | 'jwks' | 'token' | 'revocation'>;
+/** The provider calls a guard routes (the provider's `IdpCallKind`). */
+export type GuardedCall = Extract<
+  IdpEndpoint,
+  'discovery' | 'jwks' | 'token' | 'revocation' | 'introspection'
+>;
 
 /** Runs one provider call of kind `kind` through its breaker. */
 export type IdpGuard = <T>(kind: GuardedCall, call: () => Promise<T>) => Promise<T>;
@@ -15,8 +18,8 @@ interface Route {
 }
 
 /**
- * The guard to hand to one app's OIDC client: `discovery` and `jwks` go through the discovery
- * breaker, `token` and `revocation` through their own. A refused call rejects at once with
+ * The guard to hand to one provider (issuer): `discovery` and `jwks` go through the discovery
+ * breaker, `token`, `revocation` and `introspection` through their own. A refused call rejects at once with
  * `IdpUnavailableError(kind, 'circuit_open')`, naming the endpoint that was not tried.
  */
 export function createIdpGuard(breakers: IdpBreakers): IdpGuard {
@@ -29,6 +32,7 @@ export function createIdpGuard(breakers: IdpBreakers): IdpGuard {
     jwks: route('jwks', breakers.discovery),
     token: route('token', breakers.token),
     revocation: route('revocation', breakers.revocation),
+    introspection: route('introspection', breakers.introspection),
   };
   return (kind, call) => {
     const { breaker, refusal } = routes[kind];

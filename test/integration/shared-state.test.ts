@@ -384,13 +384,14 @@ describe('shared state on Redis across three replicas', () => {
     await user.login(`${cookieOrigin}/`);
     await provider.stop();
     try {
+      // Both apps sign in at one issuer: its breakers are named after the first app on it.
       await eventually(
         'the discovery breaker open',
         5_000,
         async () =>
           (await metric(
             servers[0]!,
-            /eoa_breaker_state\{breaker="idp:cookies:discovery"\} (\d)/,
+            /eoa_breaker_state\{breaker="idp:grafana:discovery"\} (\d)/,
           )) === '2',
       );
       const login = await browserOn(0).request(`${cookieOrigin}/new`);
