@@ -1,7 +1,7 @@
 /** Times the session cookie codec: seal, cold open via jose and via node:crypto, hot load via the cache. */
 import { compactDecrypt } from 'jose';
 import { createCookieCodec } from '../src/session/cookie-codec.ts';
-import { SessionManager } from '../src/session/session-manager.ts';
+import { CookieSessions } from '../src/session/cookie-sessions.ts';
 import { deriveKeyRing } from '../src/session/session-keys.ts';
 import type { NewSession } from '../src/session/session.ts';
 import {
@@ -21,7 +21,7 @@ export interface CodecTiming {
   readonly openJoseUs: number;
   /** The codec's own `node:crypto` path. */
   readonly openNodeCryptoUs: number;
-  /** `SessionManager.load` of a cached session (digest + LRU hit). */
+  /** `CookieSessions.load` of a cached session (digest + LRU hit). */
   readonly loadCachedUs: number;
 }
 
@@ -44,8 +44,8 @@ async function timeProfile(
 ): Promise<CodecTiming> {
   const ring = deriveKeyRing([benchSecret], 'session', cookieSessionOptions.binding);
   const codec = createCookieCodec(ring);
-  const manager = new SessionManager(cookieSessionOptions);
-  const { session, setCookie } = await manager.create(data, new Map(), true);
+  const sessions = new CookieSessions(cookieSessionOptions);
+  const { session, setCookie } = await sessions.create(data, new Map(), true);
   const value = codec.seal(session);
   const browser = jarFrom(setCookie);
   const key = ring.current.keyObject();
@@ -56,7 +56,7 @@ async function timeProfile(
     sealUs: await median(runs, () => codec.seal(session)),
     openJoseUs: await median(runs, () => compactDecrypt(value, key, options)),
     openNodeCryptoUs: await median(runs, () => codec.open(value)),
-    loadCachedUs: await median(runs, () => manager.load(browser, true)),
+    loadCachedUs: await median(runs, () => sessions.load(browser, true)),
   };
 }
 

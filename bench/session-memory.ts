@@ -1,10 +1,10 @@
 /**
  * Memory per cached session, run as its own process (`node --expose-gc session-memory.js N
- * opaque|jwt [id-token]`): fills a real SessionManager's decoded-session cache with N distinct
+ * opaque|jwt [id-token]`): fills a real CookieSessions' decoded-session cache with N distinct
  * sessions and prints RSS and heap before and after as one JSON line. `id-token` loads as an
  * app that forwards the ID token upstream does, so the cache keeps it.
  */
-import { SessionManager } from '../src/session/session-manager.ts';
+import { CookieSessions } from '../src/session/cookie-sessions.ts';
 import { SessionCache } from '../src/session/session-cache.ts';
 import {
   cookieSessionOptions,
@@ -31,9 +31,9 @@ const make = profile === 'jwt' ? jwtTokenSession : opaqueTokenSession;
 const cacheIdToken = process.argv[4] === 'id-token';
 
 const cache = new SessionCache({ maxEntries: sessions });
-const reader = new SessionManager(cookieSessionOptions, { cache });
+const reader = new CookieSessions(cookieSessionOptions, { cache });
 // The writer's own cache is off, so only the reader's loads fill a cache.
-const writer = new SessionManager(cookieSessionOptions, {
+const writer = new CookieSessions(cookieSessionOptions, {
   cache: new SessionCache({ maxEntries: 0 }),
 });
 

@@ -1,14 +1,13 @@
 /** Typical session contents for the memory and codec measurements: opaque-token and JWT-token IdPs. */
 import { randomBytes } from 'node:crypto';
-import type { SessionManagerOptions } from '../src/session/session-manager.ts';
+import type { SessionOptions } from '../src/session/sessions.ts';
 import type { NewSession } from '../src/session/session.ts';
 
 /** A session secret for measurements only. */
 export const benchSecret = 'Lw3Hq8Zr1VnC6tJx0YbK5mSg9PdF2uAeR7oTi4NcBkM';
 
 /** Cookie sessions as a default app config has them. */
-export const cookieSessionOptions: SessionManagerOptions = Object.freeze({
-  store: 'cookie',
+export const cookieSessionOptions: SessionOptions = Object.freeze({
   secrets: [benchSecret],
   cookieName: '_eoa_bench',
   binding: {

@@ -1,23 +1,67 @@
 /**
- * The error catalogue. Every failure the server reports carries a stable `code`, the HTTP status
- * a client would see, and a message safe to show; `detail` is for logs only.
+ * The error catalogue: one class per code. Every failure the server reports carries a stable
+ * `code`, the HTTP status a client would see and a message safe to show, all fixed by its class;
+ * `detail` (the `message`) is for logs only. The catalogue is documented in `docs/errors.md`,
+ * and a test keeps the two equal.
  */
 
-export type ErrorCode =
-  | 'CONFIG_INVALID'
-  | 'CONFIG_UNREADABLE'
-  | 'REQUEST_MALFORMED'
-  | 'IDP_UNAVAILABLE'
-  | 'IDP_ERROR'
-  | 'STORE_UNAVAILABLE'
-  | 'SESSION_INVALID'
-  | 'SESSION_TOO_LARGE'
-  | 'STATE_INVALID'
-  | 'TOKEN_INVALID'
-  | 'INTERNAL';
+/** Status, public message and client-facing `error` of each code: the one place they are set. */
+export const errorCatalogue = Object.freeze({
+  CONFIG_INVALID: { status: 500, message: 'invalid configuration' },
+  IDP_UNAVAILABLE: {
+    status: 503,
+    message: 'the identity provider is unavailable, try again shortly',
+  },
+  IDP_ERROR: { status: 502, message: 'the identity provider refused the request' },
+  STORE_UNAVAILABLE: { status: 503, message: 'session store unavailable, try again shortly' },
+  SESSION_TOO_LARGE: { status: 431, message: 'the session is too large for the cookie store' },
+  STATE_INVALID: {
+    status: 400,
+    message: 'the login could not be completed, please start again',
+  },
+  TOKEN_INVALID: { status: 401, message: 'the token could not be validated' },
+  INTERNAL: { status: 500, message: 'internal error' },
+} as const);
 
-export class AuthzError extends Error {
-  readonly code: ErrorCode;
+export type ErrorCode = keyof typeof errorCatalogue;
+
+/**
+ * The `error` of the JSON bodies the pipeline answers with itself rather than from an
+ * {@link AuthzError}: the OAuth-style codes of RFC 6749 §5.2 and RFC 6750 §3.1 where one fits.
+ */
+export const replyErrorCodes = Object.freeze([
+  'bad_request',
+  'forbidden',
+  'unauthenticated',
+  'invalid_request',
+  'invalid_token',
+  'insufficient_scope',
+  'too_many_requests',
+  'temporarily_unavailable',
+] as const);
+
+/** Every `error` a response body may carry. */
+export type ClientErrorCode = (typeof replyErrorCodes)[number] | Lowercase<ErrorCode>;
+
+/** The `error` a client reads for a catalogue code: the code in lower case. */
+export function clientErrorCode(code: ErrorCode): Lowercase<ErrorCode> {
+  return code.toLowerCase() as Lowercase<ErrorCode>;
+}
+
+/** Every `error` a response body may carry, each once; `docs/errors.md` lists the same. */
+export const clientErrorCodes: readonly ClientErrorCode[] = Object.freeze([
+  ...new Set<ClientErrorCode>([
+    ...(Object.keys(errorCatalogue) as ErrorCode[]).map(clientErrorCode),
+    ...replyErrorCodes,
+  ]),
+]);
+
+/**
+ * The base of the catalogue. Not constructible: a failure is raised as the subclass of its code
+ * (`new IdpUnavailableError(…)`), so code, status and public message always go together.
+ */
+export abstract class AuthzError extends Error {
+  abstract readonly code: ErrorCode;
   /** HTTP status a client sees when this error decides a request. */
   readonly status: number;
   /** Text safe to show to the client. */
@@ -25,20 +69,14 @@ export class AuthzError extends Error {
   /** For a 503: when trying again makes sense, in seconds (`Retry-After`). */
   readonly retryAfterSeconds: number;
 
-  constructor(
+  protected constructor(
     code: ErrorCode,
-    status: number,
-    publicMessage: string,
     options?: { cause?: unknown; detail?: string; retryAfterSeconds?: number },
   ) {
-    super(
-      options?.detail ?? publicMessage,
-      options?.cause === undefined ? {} : { cause: options.cause },
-    );
-    this.name = 'AuthzError';
-    this.code = code;
+    const { status, message } = errorCatalogue[code];
+    super(options?.detail ?? message, options?.cause === undefined ? {} : { cause: options.cause });
     this.status = status;
-    this.publicMessage = publicMessage;
+    this.publicMessage = message;
     this.retryAfterSeconds = Math.max(1, Math.ceil(options?.retryAfterSeconds ?? 5));
   }
 }
@@ -50,14 +88,196 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
+/** `CONFIG_INVALID`: the configuration has problems; all of them, each with its path. */
 export class ConfigError extends AuthzError {
+  static readonly code = 'CONFIG_INVALID';
+  readonly code = ConfigError.code;
   readonly problems: readonly ConfigProblem[];
 
   constructor(problems: readonly ConfigProblem[]) {
-    super('CONFIG_INVALID', 500, 'invalid configuration', {
+    super(ConfigError.code, {
       detail: problems.map((p) => `${p.path}: ${p.message}`).join('\n'),
     });
     this.name = 'ConfigError';
     this.problems = problems;
+  }
+}
+
+/** Which provider call failed. */
+export type IdpEndpoint =
+  | 'discovery'
+  | 'jwks'
+  | 'token'
+  | 'revocation'
+  | 'introspection'
+  | 'authorization'
+  | 'id_token'
+  | 'logout_token';
+
+/** Why the provider could not be used. */
+export type UnavailableReason =
+  | 'network'
+  | 'timeout'
+  | 'http_status'
+  | 'invalid_response'
+  | 'discovery_pending'
+  | 'closed'
+  | 'circuit_open';
+
+/**
+ * `IDP_UNAVAILABLE` (503): the provider could not be reached or answered like a failing server
+ * (network error, timeout, 5xx, 429, unparseable body), or its breaker is open. Worth retrying;
+ * never a reason to end a session.
+ */
+export class IdpUnavailableError extends AuthzError {
+  static readonly code = 'IDP_UNAVAILABLE';
+  readonly code = IdpUnavailableError.code;
+  readonly endpoint: IdpEndpoint;
+  readonly reason: UnavailableReason;
+  /** HTTP status when the provider answered, else undefined. */
+  readonly httpStatus: number | undefined;
+
+  constructor(
+    endpoint: IdpEndpoint,
+    reason: UnavailableReason,
+    options: {
+      httpStatus?: number;
+      detail?: string;
+      cause?: unknown;
+      retryAfterSeconds?: number;
+    } = {},
+  ) {
+    super(IdpUnavailableError.code, {
+      detail: `${endpoint}: ${reason}${options.httpStatus === undefined ? '' : ` (HTTP ${options.httpStatus})`}${options.detail === undefined ? '' : `: ${options.detail}`}`,
+      cause: options.cause,
+      ...(options.retryAfterSeconds === undefined
+        ? {}
+        : { retryAfterSeconds: options.retryAfterSeconds }),
+    });
+    this.name = 'IdpUnavailableError';
+    this.endpoint = endpoint;
+    this.reason = reason;
+    this.httpStatus = options.httpStatus;
+  }
+}
+
+/**
+ * `IDP_ERROR` (502): the provider answered with an OAuth error (RFC 6749 §5.2 or §4.1.2.1),
+ * such as `invalid_grant` on a refresh or `access_denied` on a callback.
+ */
+export class IdpError extends AuthzError {
+  static readonly code = 'IDP_ERROR';
+  readonly code = IdpError.code;
+  readonly endpoint: IdpEndpoint;
+  /** The OAuth `error` code, e.g. `invalid_grant`. */
+  readonly oauthError: string;
+  /** The provider's `error_description`; the provider's words, not a secret. */
+  readonly oauthErrorDescription: string | undefined;
+  readonly httpStatus: number | undefined;
+
+  constructor(
+    endpoint: IdpEndpoint,
+    oauthError: string,
+    options: { description?: string; httpStatus?: number; cause?: unknown } = {},
+  ) {
+    super(IdpError.code, {
+      detail: `${endpoint}: ${oauthError}${options.description === undefined ? '' : ` (${options.description})`}`,
+      cause: options.cause,
+    });
+    this.name = 'IdpError';
+    this.endpoint = endpoint;
+    this.oauthError = oauthError;
+    this.oauthErrorDescription = options.description;
+    this.httpStatus = options.httpStatus;
+  }
+}
+
+/** `TOKEN_INVALID` (401): an ID, logout or access token failed validation; `reason` says which check. */
+export class TokenInvalidError extends AuthzError {
+  static readonly code = 'TOKEN_INVALID';
+  readonly code = TokenInvalidError.code;
+  readonly endpoint: IdpEndpoint;
+  readonly reason: string;
+
+  constructor(endpoint: IdpEndpoint, reason: string, options: { cause?: unknown } = {}) {
+    super(TokenInvalidError.code, { detail: `${endpoint}: ${reason}`, cause: options.cause });
+    this.name = 'TokenInvalidError';
+    this.endpoint = endpoint;
+    this.reason = reason;
+  }
+}
+
+/** `STATE_INVALID` (400): the authorization response did not carry this browser's `state`. */
+export class StateMismatchError extends AuthzError {
+  static readonly code = 'STATE_INVALID';
+  readonly code = StateMismatchError.code;
+
+  constructor() {
+    super(StateMismatchError.code, {
+      detail: 'authorization response state does not match the login state',
+    });
+    this.name = 'StateMismatchError';
+  }
+}
+
+/** Why the store was unavailable. */
+export type StoreUnavailableReason = 'failure' | 'circuit_open';
+
+/**
+ * `STORE_UNAVAILABLE` (503). Requests that need the store (server sessions) answer 503 with
+ * `Retry-After: retryAfterSeconds`; never a login, which would only loop.
+ */
+export class StoreUnavailableError extends AuthzError {
+  static readonly code = 'STORE_UNAVAILABLE';
+  readonly code = StoreUnavailableError.code;
+  readonly reason: StoreUnavailableReason;
+
+  constructor(
+    reason: StoreUnavailableReason,
+    options: { retryAfterMs?: number; cause?: unknown } = {},
+  ) {
+    super(StoreUnavailableError.code, {
+      detail: `store: ${reason}`,
+      cause: options.cause,
+      retryAfterSeconds: Math.max(1, Math.ceil((options.retryAfterMs ?? 0) / 1000)),
+    });
+    this.name = 'StoreUnavailableError';
+    this.reason = reason;
+  }
+}
+
+/**
+ * `SESSION_TOO_LARGE` (431): a cookie session, sealed, needs more cookie chunks than the store
+ * allows (e.g. an ID token with 1,500 groups). Browsers cap a cookie at about 4 KB and Envoy caps
+ * request headers (60 KiB by default), so the session cannot be kept client-side: the app needs
+ * `session.store: server`. 431 (RFC 6585 §5): the cookies would make every later request's
+ * headers too large.
+ */
+export class SessionTooLargeError extends AuthzError {
+  static readonly code = 'SESSION_TOO_LARGE';
+  readonly code = SessionTooLargeError.code;
+  /** Length of the sealed session, in characters. */
+  readonly sealedLength: number;
+  /** The most characters the cookie store holds. */
+  readonly limit: number;
+
+  constructor(sealedLength: number, limit: number) {
+    super(SessionTooLargeError.code, {
+      detail: `sealed session of ${sealedLength} characters exceeds the cookie store's ${limit}; set session.store: server`,
+    });
+    this.name = 'SessionTooLargeError';
+    this.sealedLength = sealedLength;
+    this.limit = limit;
+  }
+}
+
+/** `INTERNAL` (500): a bug on our side surfaced where a verdict was expected. */
+export class InternalError extends AuthzError {
+  static readonly code = 'INTERNAL';
+  readonly code = InternalError.code;
+
+  constructor(detail: string, options: { cause?: unknown } = {}) {
+    super(InternalError.code, { detail, cause: options.cause });
+    this.name = 'InternalError';
   }
 }

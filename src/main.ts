@@ -15,22 +15,27 @@ import { createLogoutStep } from './authz/logout.ts';
 import { Pipeline, type StepFactory } from './authz/pipeline.ts';
 import { createSessionStep } from './authz/session-step.ts';
 import { createLoginOrDenyStep, createPublicPathStep } from './authz/steps.ts';
+import { issuerKey } from './config/issuer-key.ts';
 import type { AppConfig, Config } from './config/schema.ts';
-import { createIdpFetch } from './oidc/idp-fetch.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
+import { createProvider, type Provider } from './oidc/provider.ts';
 import { GrantLimiter, RefreshCoordinator } from './oidc/refresh-coordinator.ts';
 import { legacyCookieNameFor } from './config/cookie-scopes.ts';
 import { sessionBindingFor } from './session/session-binding.ts';
-import { SessionManager } from './session/session-manager.ts';
+import { CookieSessions } from './session/cookie-sessions.ts';
+import { ServerSessions } from './session/server-sessions.ts';
+import type { Sessions } from './session/sessions.ts';
 import { SessionRevocations } from './session/session-revocations.ts';
 import {
   appsForLogoutToken,
   backchannelLogout,
   createBackchannelLogoutStep,
   createFrontchannelLogoutStep,
-  providerLogoutErrorBody,
+  invalidToken,
   logoutTokenFrom,
+  missingToken,
+  providerLogoutReply,
   type ProviderLogoutResult,
 } from './authz/provider-logout.ts';
 import { createBreakers, type Breakers } from './resilience/breakers.ts';
@@ -81,22 +86,53 @@ interface Services {
   readonly store: SharedStore;
   readonly breakers: Breakers;
   readonly metrics: Metrics;
+  /**
+   * One provider per issuer (and TLS setting), shared by every app on it: one discovery, one
+   * JWKS cache, one set of breakers. Kept across reloads while an app still uses the issuer.
+   */
+  readonly providers: Map<string, ProviderEntry>;
   /** OIDC clients by their app's name and `oidc` block, reused while that block is unchanged. */
   readonly oidcClients: Map<string, OidcClient>;
 }
 
-function oidcClientFor(app: AppConfig, services: Services): OidcClient {
+interface ProviderEntry {
+  readonly provider: Provider;
+  /** `oidc.probeInterval`, ms; the same for every app on the issuer (a config rule). */
+  readonly probeInterval: number;
+}
+
+function providerKey(app: AppConfig): string {
+  return JSON.stringify([issuerKey(app.oidc.issuer), app.oidc.tlsInsecureSkipVerify]);
+}
+
+/** The provider of `app`'s issuer: the one already running (a reload keeps it), else a new one. */
+function providerFor(app: AppConfig, services: Services): Provider {
+  const key = providerKey(app);
+  let provider = services.providers.get(key)?.provider;
+  if (provider === undefined) {
+    // Breakers and their series are named after the first app on the issuer; a name still
+    // held by another issuer's provider (after a reload) gets a suffix, so none share breakers.
+    const taken = new Set([...services.providers.values()].map((e) => e.provider.name));
+    let name = app.name;
+    for (let n = 2; taken.has(name); n += 1) name = `${app.name}~${n}`;
+    provider = createProvider(
+      { issuer: app.oidc.issuer, name, tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify },
+      { logger: services.logger, guard: createIdpGuard(services.breakers.idp(name)) },
+    );
+  }
+  // A reload may change the interval of a kept provider.
+  services.providers.set(key, { provider, probeInterval: app.oidc.probeInterval });
+  return provider;
+}
+
+function oidcClientFor(app: AppConfig, provider: Provider, services: Services): OidcClient {
   const key = JSON.stringify([app.name, app.oidc]);
   let client = services.oidcClients.get(key);
   if (client === undefined) {
     client = createOidcClient(
+      provider,
       { ...app.oidc, appName: app.name },
-      {
-        now: services.now,
-        logger: services.logger,
-        fetchTimeoutMs: 5_000,
-        guard: createIdpGuard(services.breakers.idp(app.name)),
-      },
+      { now: services.now, logger: services.logger },
     );
     services.oidcClients.set(key, client);
   }
@@ -122,14 +158,19 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     binding: sessionBindingFor(config, app),
     legacyCookieName: legacyCookieNameFor(config.apps, app),
   };
-  const sessions = new SessionManager(session, {
+  const sessionDeps = {
     now: services.now,
-    serverSessions: durable,
     loginReplayMarks: degradable.loginReplayMarks,
     isRevoked: revocations.isRevoked,
-  });
-  const idp = services.breakers.idp(app.name);
-  const oidc = oidcClientFor(app, services);
+  };
+  // Server sessions need the store to answer (a failure is a 503), so they use `durable`.
+  const sessions: Sessions =
+    app.session.store === 'server'
+      ? new ServerSessions(session, { ...sessionDeps, serverSessions: durable })
+      : new CookieSessions(session, sessionDeps);
+  const provider = providerFor(app, services);
+  const idp = services.breakers.idp(provider.name);
+  const oidc = oidcClientFor(app, provider, services);
   const introspection = app.bearer.introspection;
   const bearer = buildBearerRuntime(app, {
     getKey: oidc.getKey,
@@ -137,20 +178,10 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       introspection?.enabled === true &&
       introspection.clientId !== undefined &&
       introspection.clientSecret !== undefined
-        ? createIntrospectionClient(
-            {
-              issuer: app.oidc.issuer,
-              clientId: introspection.clientId,
-              clientSecret: introspection.clientSecret,
-            },
-            {
-              fetch: createIdpFetch({
-                timeoutMs: 5_000,
-                tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
-              }),
-              guard: (call) => idp.introspection.run(call),
-            },
-          )
+        ? createIntrospectionClient(provider, {
+            clientId: introspection.clientId,
+            clientSecret: introspection.clientSecret,
+          })
         : undefined,
     // Read on every bearer request (may degrade to memory); revocations must reach the store.
     revocations: new BearerRevocations(degradable.revokedTokens, durable.revokedTokens),
@@ -191,14 +222,15 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
 }
 
 /**
- * Fetches each app's discovery document every `oidc.probeInterval` through its breaker, so a
- * provider outage opens the breaker even when no login or refresh is running. Returns the stop.
+ * Fetches each provider's discovery document every `oidc.probeInterval` through its breaker, so
+ * a provider outage opens the breaker even when no login or refresh is running. One loop per
+ * issuer, however many apps use it. Returns the stop.
  */
-function startProviderProbes(apps: readonly AppRuntime[]): () => void {
-  const timers = apps.map((app) =>
+function startProviderProbes(providers: Iterable<ProviderEntry>): () => void {
+  const timers = [...providers].map(({ provider, probeInterval }) =>
     setInterval(() => {
-      if (app.oidc.status().state === 'ready') app.oidc.probe().catch(() => undefined);
-    }, app.config.oidc.probeInterval).unref(),
+      if (provider.status().state === 'ready') provider.probe().catch(() => undefined);
+    }, probeInterval).unref(),
   );
   return () => timers.forEach((timer) => clearInterval(timer));
 }
@@ -211,9 +243,13 @@ function buildRuntime(
   const apps = config.apps.map((app) => buildApp(app, services, config));
   const inUse = new Set(apps.map((app) => app.oidc));
   for (const [key, client] of services.oidcClients) {
-    if (!inUse.has(client)) {
-      client.close();
-      services.oidcClients.delete(key);
+    if (!inUse.has(client)) services.oidcClients.delete(key);
+  }
+  const providersInUse = new Set(config.apps.map(providerKey));
+  for (const [key, { provider }] of services.providers) {
+    if (!providersInUse.has(key)) {
+      provider.close();
+      services.providers.delete(key);
     }
   }
   const stepDeps = { logger: services.logger, now: services.now };
@@ -258,25 +294,24 @@ function createDirectLogoutRoute(
     }
     const token = logoutTokenFrom(body);
     const targets = token === undefined ? [] : appsForLogoutToken(apps(), path, token);
-    let result: ProviderLogoutResult = {
-      status: 400,
-      error: { code: 'invalid_request', description: 'logout_token missing or for no app here' },
-    };
+    let result: ProviderLogoutResult = token === undefined ? missingToken : invalidToken;
     for (const app of targets) {
       result = await backchannelLogout(app, token!, now);
       if (result.status !== 200) break;
     }
     if (result.error !== undefined) {
       logger.info(
-        { requestId: id, path, reason: result.error.description },
+        {
+          requestId: id,
+          path,
+          reason: result.error.description,
+          ...(result.detail === undefined ? {} : { detail: result.detail }),
+        },
         'provider logout refused',
       );
     }
-    return {
-      status: result.status,
-      headers: { 'cache-control': 'no-store', 'content-type': 'application/json' },
-      body: result.error === undefined ? '' : providerLogoutErrorBody(result.error),
-    };
+    const reply = providerLogoutReply(result);
+    return { status: reply.status, headers: Object.fromEntries(reply.headers), body: reply.body };
   };
 }
 
@@ -339,18 +374,11 @@ export async function startServer(
               }),
         })
       : undefined;
-  const tuning = (b: Config['breakers']['store']) => ({
-    errorThresholdPercentage: b.errorThresholdPercentage,
-    volumeThreshold: b.volumeThreshold,
-    rollingWindowMs: b.rollingWindow,
-    resetTimeoutMs: b.resetTimeout,
-  });
   const breakers = createBreakers({
     registry: metrics.registry,
     logger,
-    store: tuning(config.breakers.store),
-    idp: tuning(config.breakers.idp),
-    apps: config.apps.map((app) => app.name),
+    store: config.breakers.store,
+    idp: config.breakers.idp,
     ...(redis === undefined ? {} : { storeProbe: () => redis.ping() }),
     now,
   });
@@ -365,6 +393,7 @@ export async function startServer(
     store,
     breakers,
     metrics,
+    providers: new Map(),
     oidcClients: new Map(),
   };
   let current = config;
@@ -395,7 +424,7 @@ export async function startServer(
   };
   const storeProbe: ReadinessProbe = { name: 'store', waitingFor: () => store.waitingFor() };
   health.setProbes([storeProbe, ...discoveryProbes(runtime.apps, health)]);
-  let stopProbes = startProviderProbes(runtime.apps);
+  let stopProbes = startProviderProbes(services.providers.values());
   metrics.setReady('config', true);
   logger.info({ ports, apps: config.apps.map((a) => a.name) }, 'serving');
 
@@ -426,7 +455,7 @@ export async function startServer(
       apps = rebuilt.apps;
       health.setProbes([storeProbe, ...discoveryProbes(rebuilt.apps, health)]);
       stopProbes();
-      stopProbes = startProviderProbes(rebuilt.apps);
+      stopProbes = startProviderProbes(services.providers.values());
       current = next;
       metrics.configReloaded(true);
       logger.info({ apps: next.apps.map((a) => a.name) }, 'configuration reloaded');
@@ -437,7 +466,7 @@ export async function startServer(
       await grpcServer.shutdown(current.shutdown.drainTimeout);
       await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
       stopProbes();
-      for (const client of services.oidcClients.values()) client.close();
+      for (const { provider } of services.providers.values()) provider.close();
       breakers.shutdown();
       await store.close();
       logger.info({}, 'stopped');

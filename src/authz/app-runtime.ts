@@ -3,7 +3,7 @@ import type { AppConfig } from '../config/schema.ts';
 import { DEFAULT_UPSTREAM_HEADERS } from '../config/schema.ts';
 import type { OidcClient } from '../oidc/oidc-client.ts';
 import type { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
-import type { SessionManager } from '../session/session-manager.ts';
+import type { Sessions } from '../session/sessions.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
@@ -33,7 +33,7 @@ export interface AppRuntime {
   readonly rules: AuthorizationRules;
   readonly oidc: OidcClient;
   readonly refresher: RefreshCoordinator;
-  readonly sessions: SessionManager;
+  readonly sessions: Sessions;
   readonly revocations: SessionRevocations;
   /** Back-channel logout token ids already used, shared by every replica. */
   readonly logoutTokenReplay: Keyspace<string, Mark>;

@@ -1,11 +1,11 @@
 /** Runs one Check end to end for any transport: parse, decide, translate failures, record. */
 import { performance } from 'node:perf_hooks';
-import { AuthzError } from '../errors.ts';
+import { AuthzError, clientErrorCode } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
 import type { Decision, Pipeline } from './pipeline.ts';
-import { jsonReply, type Verdict } from './verdict.ts';
+import { jsonReply, outcomeOf, type Verdict } from './verdict.ts';
 
 /** What a config (re)load builds; swapped whole so a Check never sees half of two configs. */
 export interface Runtime {
@@ -79,7 +79,12 @@ export class Authorizer {
   }
 
   #finished(app: string | undefined, verdict: Verdict, started: number): Outcome {
-    this.#metrics.checkFinished(app, verdict, (performance.now() - started) / 1000);
+    this.#metrics.checkFinished(
+      app,
+      outcomeOf(verdict),
+      verdict.reason,
+      (performance.now() - started) / 1000,
+    );
     return { app, verdict };
   }
 
@@ -105,5 +110,5 @@ function verdictForError(error: AuthzError): Verdict {
     error.status === 503 ? [['retry-after', String(error.retryAfterSeconds)]] : [];
   const reason =
     error.status === 503 ? 'unavailable' : error.status === 400 ? 'bad_request' : 'forbidden';
-  return jsonReply(reason, error.status, error.code.toLowerCase(), error.publicMessage, headers);
+  return jsonReply(reason, error.status, clientErrorCode(error.code), error.publicMessage, headers);
 }

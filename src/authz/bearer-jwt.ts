@@ -1,7 +1,7 @@
 /** Verifies a bearer JWT (RFC 9068) whose header already passed the pre-check: signature via the provider's JWKS, `iss`, `aud`, `exp`/`nbf`/`iat`. */
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
-import { AuthzError } from '../errors.ts';
+import { AuthzError, IdpUnavailableError } from '../errors.ts';
 import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
 import { bearerAlgorithms } from './bearer-header.ts';
 
@@ -57,9 +57,7 @@ export async function verifyBearerJwt(
     if (err instanceof joseErrors.JWKSTimeout) {
       return {
         kind: 'unavailable',
-        error: new AuthzError('IDP_UNAVAILABLE', 503, 'the identity provider is unavailable', {
-          detail: 'jwks: timeout',
-        }),
+        error: new IdpUnavailableError('jwks', 'timeout', { cause: err }),
       };
     }
     if (err instanceof joseErrors.JOSEError) return { kind: 'invalid', reason: err.code };

@@ -1,9 +1,7 @@
 /** Login (SPEC §4.5, §4.9): send a browser to the provider, and finish the flow at the callback. */
-import { AuthzError } from '../errors.ts';
-import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
+import { AuthzError, IdpUnavailableError, SessionTooLargeError } from '../errors.ts';
 import { createLoginSecrets } from '../oidc/pkce.ts';
 import { resolveSecure } from '../session/cookie-jar.ts';
-import { SessionTooLargeError } from '../session/session-too-large-error.ts';
 import type { Logger } from '../observability/logger.ts';
 import { htmlPage } from './pages.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';

@@ -3,7 +3,7 @@ import { isRefusal, refusals, type PolicyRefusalReason } from '../policy/policy-
 import { RequestPolicy } from '../policy/request-policy.ts';
 import type { RequestPath } from '../policy/request-path.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Clock } from '../store/store-backend.ts';
+import type { Clock } from '../clock.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
 import { allow, jsonReply, shared, type Verdict } from './verdict.ts';

@@ -4,23 +4,84 @@
  * `iss` and `sid`). Either ends every matching session on every replica sharing the store.
  */
 import { decodeJwt, type JWTPayload } from 'jose';
-import { AuthzError } from '../errors.ts';
+import { AuthzError, clientErrorCode, type ClientErrorCode } from '../errors.ts';
 import { sha256Base64url } from '../digest.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
-import { localReply, jsonReply, type Verdict } from './verdict.ts';
+import { localReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** The answer to the provider. */
 export interface ProviderLogoutResult {
-  readonly status: 200 | 400;
-  /** RFC 6749 §5.2 error code and a short description, for a 400. */
-  readonly error?: { readonly code: string; readonly description: string };
+  /** 200, 400 for a refused request, or the status of the failure that stopped it (503). */
+  readonly status: number;
+  /** RFC 6749 §5.2 error code and a short description, for anything but a 200. */
+  readonly error?: { readonly code: ClientErrorCode; readonly description: string };
+  /** For a 503: when the provider may try again, in seconds (`Retry-After`). */
+  readonly retryAfterSeconds?: number;
+  /** What failed, for the log line only. */
+  readonly detail?: string;
 }
 
 const maxBodyBytes = 16 * 1024;
 
 function refused(description: string): ProviderLogoutResult {
   return { status: 400, error: { code: 'invalid_request', description } };
+}
+
+/** A request without a logout token, whichever way it came. */
+export const missingToken = refused('logout_token missing');
+/** A token that is not a valid logout token of a provider of this path, whichever way it came. */
+export const invalidToken = refused('logout token invalid');
+
+/** A failure that stopped a provider logout (a store or provider outage), as its answer. */
+function failedWith(error: AuthzError): ProviderLogoutResult {
+  return {
+    status: error.status,
+    error: { code: clientErrorCode(error.code), description: error.publicMessage },
+    ...(error.status === 503 ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
+    detail: error.message,
+  };
+}
+
+/** Runs `logout`; a catalogue failure becomes the answer, anything else (a bug) is rethrown. */
+async function answering(
+  logout: () => Promise<ProviderLogoutResult>,
+): Promise<ProviderLogoutResult> {
+  try {
+    return await logout();
+  } catch (error) {
+    if (error instanceof AuthzError) return failedWith(error);
+    throw error;
+  }
+}
+
+/** A provider logout's answer as the provider reads it, through Envoy or straight. */
+export interface ProviderLogoutReply {
+  readonly status: number;
+  readonly headers: readonly HeaderPair[];
+  readonly body: string;
+}
+
+/**
+ * The one place a provider logout answer is written: empty on success, else an OAuth error
+ * response (RFC 6749 §5.2: `error`, `error_description`), with `Retry-After` on a 503.
+ */
+export function providerLogoutReply(result: ProviderLogoutResult): ProviderLogoutReply {
+  if (result.error === undefined) {
+    return { status: result.status, headers: [['cache-control', 'no-store']], body: '' };
+  }
+  const headers: HeaderPair[] = [
+    ['content-type', 'application/json'],
+    ['cache-control', 'no-store'],
+  ];
+  if (result.retryAfterSeconds !== undefined) {
+    headers.push(['retry-after', String(result.retryAfterSeconds)]);
+  }
+  const body = JSON.stringify({
+    error: result.error.code,
+    error_description: result.error.description,
+  });
+  return { status: result.status, headers, body };
 }
 
 /** Reads `logout_token` from a form body; `undefined` when absent or the body is not a form. */
@@ -50,31 +111,31 @@ async function endSessions(
 
 /**
  * Verifies the logout token against the app's provider keys and claims, refuses a `jti` seen
- * before (on any replica), then ends the sessions. Store outages reject (503): the provider
- * retries, and nothing is acknowledged that did not reach every replica.
+ * before (on any replica), then ends the sessions. A store or provider outage is answered with
+ * its status (503, `Retry-After`): the provider retries, and nothing is acknowledged that did
+ * not reach every replica.
  */
-export async function backchannelLogout(
+export function backchannelLogout(
   app: AppRuntime,
   token: string,
   now: () => number,
 ): Promise<ProviderLogoutResult> {
-  let claims;
-  try {
-    claims = await app.oidc.verifyLogoutToken(token);
-  } catch (error) {
-    if (error instanceof AuthzError && error.code === 'TOKEN_INVALID')
-      return refused('logout token invalid');
-    throw error;
-  }
-  const first = await app.logoutTokenReplay.setIfAbsent(
-    sha256Base64url(`${app.oidc.issuer}\u0000${claims.jti}`),
-    {
-      at: now(),
-    },
-  );
-  if (!first) return refused('logout token already used');
-  await endSessions(app, claims);
-  return { status: 200 };
+  return answering(async () => {
+    let claims;
+    try {
+      claims = await app.oidc.verifyLogoutToken(token);
+    } catch (error) {
+      if (error instanceof AuthzError && error.code === 'TOKEN_INVALID') return invalidToken;
+      throw error;
+    }
+    const first = await app.logoutTokenReplay.setIfAbsent(
+      sha256Base64url(`${app.oidc.issuer}\u0000${claims.jti}`),
+      { at: now() },
+    );
+    if (!first) return refused('logout token already used');
+    await endSessions(app, claims);
+    return { status: 200 };
+  });
 }
 
 /**
@@ -102,22 +163,10 @@ export function appsForLogoutToken(
   );
 }
 
-/** A provider logout answered through Envoy: a local reply, so a deny carrying status 200. */
-/**
- * The body of a refused provider logout, as the provider reads it: an OAuth error response
- * (RFC 6749 §5.2), the same whether it came through Envoy or straight to the HTTP listener.
- */
-export function providerLogoutErrorBody(error: NonNullable<ProviderLogoutResult['error']>): string {
-  return JSON.stringify({ error: error.code, error_description: error.description });
-}
-
-function asVerdict(result: ProviderLogoutResult): Verdict {
-  if (result.error === undefined)
-    return localReply('provider_logout', 200, '', [['cache-control', 'no-store']]);
-  return localReply('provider_logout', 400, providerLogoutErrorBody(result.error), [
-    ['content-type', 'application/json'],
-    ['cache-control', 'no-store'],
-  ]);
+/** A provider logout answered through Envoy: a local reply, even for a 200. */
+function asVerdict(result: ProviderLogoutResult, extra: readonly HeaderPair[] = []): Verdict {
+  const reply = providerLogoutReply(result);
+  return localReply('provider_logout', reply.status, reply.body, [...reply.headers, ...extra]);
 }
 
 /** The back-channel logout step: a POST with a body (`with_request_body`) at `backchannelLogoutPath`. */
@@ -132,10 +181,20 @@ export function createFrontchannelLogoutStep(deps: StepDeps): Step {
 
 function providerLogoutSteps({ now, logger }: StepDeps) {
   /** A refused provider logout leaves one line: the provider's retries otherwise fail silently. */
-  function logged(context: StepContext, result: ProviderLogoutResult): ProviderLogoutResult {
+  function logged(
+    context: StepContext,
+    result: ProviderLogoutResult,
+    hint?: string,
+  ): ProviderLogoutResult {
     if (result.error !== undefined) {
       logger.info(
-        { requestId: context.request.id, app: context.app.name, reason: result.error.description },
+        {
+          requestId: context.request.id,
+          app: context.app.name,
+          reason: result.error.description,
+          ...(result.detail === undefined ? {} : { detail: result.detail }),
+          ...(hint === undefined ? {} : { hint }),
+        },
         'provider logout refused',
       );
     }
@@ -149,14 +208,17 @@ function providerLogoutSteps({ now, logger }: StepDeps) {
 
   async function backchannel(context: StepContext): Promise<Verdict> {
     const { request, app } = context;
-    if (request.method !== 'POST')
-      return jsonReply('provider_logout', 405, 'invalid_request', 'POST a logout_token', [
-        ['allow', 'POST'],
-      ]);
+    if (request.method !== 'POST') {
+      const notPost = {
+        status: 405,
+        error: { code: 'invalid_request', description: 'POST a logout_token' },
+      } as const;
+      return asVerdict(notPost, [['allow', 'POST']]);
+    }
     const token = logoutTokenFrom(request.body);
     if (token === undefined) {
       return asVerdict(
-        logged(context, refused('logout_token missing (is the request body sent to the check?)')),
+        logged(context, missingToken, 'is the request body sent to the check (with_request_body)?'),
       );
     }
     return asVerdict(logged(context, await backchannelLogout(app, token, now)));
@@ -175,7 +237,11 @@ function providerLogoutSteps({ now, logger }: StepDeps) {
     if (iss !== app.oidc.issuer || sid === null || sid === '') {
       return asVerdict(logged(context, refused('iss and sid of this provider are required')));
     }
-    await endSessions(app, { sid });
+    const ended = await answering(async () => {
+      await endSessions(app, { sid });
+      return { status: 200 };
+    });
+    if (ended.error !== undefined) return asVerdict(logged(context, ended));
     // Loaded in the provider's iframe: an empty page that must not be cached.
     return localReply('provider_logout', 200, '', [
       ['cache-control', 'no-store'],

@@ -1,6 +1,6 @@
 /** The session path (SPEC §4.8): a valid session, refreshed when due, authorized, let through. */
 import { hasExpired } from '../expiry.ts';
-import { SessionTooLargeError } from '../session/session-too-large-error.ts';
+import { SessionTooLargeError } from '../errors.ts';
 import { headersToScrub, type AppRuntime } from './app-runtime.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { secureFor, unauthenticated } from './login.ts';

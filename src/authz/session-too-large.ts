@@ -1,6 +1,6 @@
 /** The answer when a session does not fit in the cookie store (issue: 1,500 groups in an ID token). */
 import type { Logger } from '../observability/logger.ts';
-import type { SessionTooLargeError } from '../session/session-too-large-error.ts';
+import type { SessionTooLargeError } from '../errors.ts';
 import { htmlPage } from './pages.ts';
 import type { StepContext } from './pipeline.ts';
 import { isBrowserNavigation } from './request-kind.ts';

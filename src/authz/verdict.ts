@@ -1,4 +1,5 @@
 /** What the pipeline decided for one request. One exhaustive switch turns it into a response. */
+import type { ClientErrorCode } from '../errors.ts';
 
 /** A header as it will be sent: lower-case name, value free of CR/LF/NUL. */
 export type HeaderPair = readonly [name: string, value: string];
@@ -113,11 +114,14 @@ export function localReply(
   return { kind: 'local_reply', reason, status, code: codeForStatus(status), headers, body };
 }
 
-/** A small JSON error body; `message` must be safe to show to the client. */
+/**
+ * A small JSON error body; `error` is one of the documented codes (`docs/errors.md`), `message`
+ * must be safe to show to the client.
+ */
 export function jsonReply(
   reason: ReplyReason,
   status: number,
-  error: string,
+  error: ClientErrorCode,
   message: string,
   headers: readonly HeaderPair[] = noHeaders,
 ): LocalReply {

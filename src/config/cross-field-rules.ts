@@ -3,6 +3,7 @@
 import { createPrivateKey, type JsonWebKey } from 'node:crypto';
 
 import { formatPath } from './config-path.ts';
+import { issuerKey } from './issuer-key.ts';
 import type { LocatedProblem } from './schema-problems.ts';
 import type { AppConfig, Config } from './schema.ts';
 import type { ConfigProblem } from '../errors.ts';
@@ -156,7 +157,8 @@ export function checkRootRules(root: RootConfig): ConfigProblem[] {
  * when one of the apps has other problems. An app that matches every request (no hosts, path
  * prefix `/`) may be followed by apps without a `match` of their own — those are chosen through
  * `context_extensions` (Contour, Gloo) — but an app after it with a narrower `match` could never
- * be chosen by that match, which is reported.
+ * be chosen by that match, which is reported. Apps on one issuer share its provider (one
+ * discovery, one JWKS, one set of breakers), so they must agree on its settings.
  */
 export function checkAcrossApps(
   rawNames: readonly unknown[],
@@ -187,6 +189,34 @@ export function checkAcrossApps(
       });
     }
     if (matchesAll && catchAll === undefined) catchAll = i;
+  });
+  problems.push(...checkSharedProviders(apps));
+  return problems;
+}
+
+/** The `oidc` settings that belong to the provider rather than to one app's client. */
+const PROVIDER_SETTINGS = ['tlsInsecureSkipVerify', 'probeInterval'] as const;
+
+function checkSharedProviders(apps: readonly (AppConfig | undefined)[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const firstByIssuer = new Map<string, number>();
+  apps.forEach((app, i) => {
+    if (app === undefined) return;
+    const key = issuerKey(app.oidc.issuer);
+    const first = firstByIssuer.get(key);
+    if (first === undefined) {
+      firstByIssuer.set(key, i);
+      return;
+    }
+    const firstApp = apps[first]!;
+    for (const setting of PROVIDER_SETTINGS) {
+      if (app.oidc[setting] !== firstApp.oidc[setting]) {
+        problems.push({
+          path: formatPath(['apps', i, 'oidc', setting]),
+          message: `differs from apps[${first}].oidc.${setting}, an app on the same issuer (its provider is shared: set the same value)`,
+        });
+      }
+    }
   });
   return problems;
 }

@@ -359,7 +359,7 @@ const oidcSchema = z
     probeInterval: duration()
       .prefault('10s')
       .describe(
-        'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Duration, default `10s`.',
+        'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value. Duration, default `10s`.',
       ),
     revokeOnLogout: z
       .boolean()
@@ -368,7 +368,9 @@ const oidcSchema = z
     tlsInsecureSkipVerify: z
       .boolean()
       .default(false)
-      .describe('Skip TLS certificate verification towards the IdP. Logged loudly. Default false.'),
+      .describe(
+        'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value. Default false.',
+      ),
   })
   .describe('The OpenID Connect client of this app.');
 
@@ -823,9 +825,12 @@ const breakerSchema = z
       .default(5)
       .describe('Fewest calls in the window before it may open. Default 5.'),
     rollingWindow: duration()
+      // Counted in 10 buckets, each at least 1 ms long.
+      .refine((ms) => ms >= 10, 'must be at least 10ms')
       .prefault('10s')
       .describe('Window the failure percentage is taken over. Duration, default `10s`.'),
     resetTimeout: duration()
+      .refine((ms) => ms > 0, 'must be longer than 0ms')
       .prefault('5s')
       .describe('How long it stays open before one probe call. Duration, default `5s`.'),
   })

@@ -7,13 +7,24 @@ import {
   collectDefaultMetrics,
   type HistogramConfiguration,
 } from 'prom-client';
-import { outcomeOf, type Verdict } from '../authz/verdict.ts';
-import type { RefreshMetrics } from '../oidc/refresh-coordinator.ts';
-import type {
-  BearerMetrics,
-  VerificationKind,
-  VerificationOutcome,
-} from '../authz/bearer-authenticator.ts';
+
+/**
+ * The refresh counters of one app. The refresh coordinator's `RefreshMetrics` port, written out
+ * here so that this layer depends on no domain; the composition root checks that they match.
+ */
+export interface RefreshSeries {
+  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable'): void;
+  follower(source: 'process' | 'replica' | 'late'): void;
+  lockWait(): void;
+  gated(gate: 'budget' | 'concurrency'): void;
+}
+
+/** The bearer counters of one app: the bearer authenticator's `BearerMetrics` port. */
+export interface BearerSeries {
+  verification(kind: 'jwt' | 'introspection', outcome: 'valid' | 'invalid' | 'unavailable'): void;
+  cache(result: 'hit' | 'miss'): void;
+  throttled(): void;
+}
 
 /** The label used for requests no app claimed. */
 export const noAppLabel = '-';
@@ -300,10 +311,13 @@ export class Metrics {
     this.#errors.inc();
   }
 
-  /** Records a finished Check; `seconds` is its decision time. */
-  checkFinished(app: string | undefined, verdict: Verdict, seconds: number): void {
+  /**
+   * Records a finished Check: `verdict` is what it did for the user (`allow`, `deny`, …), `reason`
+   * why (both bounded sets, metric labels), `seconds` its decision time.
+   */
+  checkFinished(app: string | undefined, verdict: string, reason: string, seconds: number): void {
     this.#inFlight -= 1;
-    const children = this.#childrenFor(app ?? noAppLabel, verdict);
+    const children = this.#childrenFor(app ?? noAppLabel, verdict, reason);
     children.count.pending += 1;
     children.duration.observe(seconds);
   }
@@ -319,7 +333,7 @@ export class Metrics {
   }
 
   /** The refresh counters of one app, children bound once. */
-  refreshMetrics(app: string): RefreshMetrics {
+  refreshMetrics(app: string): RefreshSeries {
     const grants = {
       ok: this.#refreshGrants.labels(app, 'ok'),
       invalid_grant: this.#refreshGrants.labels(app, 'invalid_grant'),
@@ -344,9 +358,9 @@ export class Metrics {
   }
 
   /** The bearer counters of one app, children bound once. */
-  bearerMetrics(app: string): BearerMetrics {
-    const kinds: readonly VerificationKind[] = ['jwt', 'introspection'];
-    const outcomes: readonly VerificationOutcome[] = ['valid', 'invalid', 'unavailable'];
+  bearerMetrics(app: string): BearerSeries {
+    const kinds = ['jwt', 'introspection'] as const;
+    const outcomes = ['valid', 'invalid', 'unavailable'] as const;
     const verifications = new Map<string, Counter.Internal>();
     for (const kind of kinds) {
       for (const outcome of outcomes) {
@@ -385,17 +399,13 @@ export class Metrics {
     return cell;
   }
 
-  #childrenFor(app: string, verdict: Verdict): CheckChildren {
-    const outcome = outcomeOf(verdict);
-    const key = `${app}\u0000${outcome}\u0000${verdict.reason}`;
+  #childrenFor(app: string, verdict: string, reason: string): CheckChildren {
+    const key = `${app}\u0000${verdict}\u0000${reason}`;
     let children = this.#children.get(key);
     if (children === undefined) {
       children = {
-        count: this.#pendingCount(
-          this.#checks.labels(app, outcome, verdict.reason),
-          this.#pendingChecks,
-        ),
-        duration: this.#durationCell(app, outcome),
+        count: this.#pendingCount(this.#checks.labels(app, verdict, reason), this.#pendingChecks),
+        duration: this.#durationCell(app, verdict),
       };
       this.#children.set(key, children);
     }

@@ -1,7 +1,8 @@
 /** ID token validation (OIDC Core §3.1.3.7): signature via the provider's JWKS, issuer, audience, azp, lifetime, alg allow-list. */
 import { jwtVerify } from 'jose';
 import type { ProviderKeyGetter } from './provider-keys.ts';
-import { TokenInvalidError, classifyIdpFailure } from './oidc-errors.ts';
+import { TokenInvalidError } from '../errors.ts';
+import { classifyIdpFailure } from './oidc-errors.ts';
 
 /** Validated ID token claims. */
 export interface IdTokenClaims {

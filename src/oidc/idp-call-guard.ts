@@ -1,7 +1,10 @@
 /** The seam where resilience (a circuit breaker per provider dependency) wraps provider calls. */
 
-/** Which dependency a provider call belongs to; one breaker per kind and provider. */
-export type IdpCallKind = 'discovery' | 'jwks' | 'token' | 'revocation';
+/**
+ * Which dependency a provider call belongs to; one breaker per kind and provider. A new
+ * per-client operation (userinfo next) adds its kind here and its route in the guard.
+ */
+export type IdpCallKind = 'discovery' | 'jwks' | 'token' | 'revocation' | 'introspection';
 
 /**
  * Runs one provider call. The call rejects only with classified errors (`AuthzError`), so a

@@ -1,21 +1,13 @@
-/** RFC 7662 token introspection for opaque bearer tokens, through the app's introspection breaker. */
-import { AuthzError } from '../errors.ts';
-import type { IdpFetch } from './idp-fetch.ts';
-import { IdpTransportError } from './oidc-errors.ts';
-import { isRecord } from '../is-record.ts';
+/** RFC 7662 token introspection for opaque bearer tokens, at the app's shared provider. */
+import { ClientSecretBasic, tokenIntrospection } from 'openid-client';
+import type { Configuration } from 'openid-client';
+import { IdpUnavailableError } from '../errors.ts';
+import type { Provider } from './provider.ts';
 
 export interface IntrospectionOptions {
-  /** The provider's issuer; the endpoint comes from its discovery document. */
-  readonly issuer: string;
   /** Client credentials for the endpoint (`client_secret_basic`, RFC 7662 §2.1). */
   readonly clientId: string;
   readonly clientSecret: string;
-}
-
-export interface IntrospectionDeps {
-  readonly fetch: IdpFetch;
-  /** Runs each call to the provider (the introspection breaker); default runs it as is. */
-  readonly guard?: <T>(call: () => Promise<T>) => Promise<T>;
 }
 
 /** A client for one provider's introspection endpoint. */
@@ -23,111 +15,48 @@ export interface IntrospectionClient {
   /**
    * The provider's answer for `token`: its claims when `active` is true, `undefined` when the
    * token is not active (RFC 7662 §2.2).
-   * @throws AuthzError `IDP_UNAVAILABLE` (503) when the provider cannot answer (network, timeout,
-   *   5xx, 429, open breaker); `IDP_ERROR` (502) when it refuses our client (e.g. a wrong secret).
+   * @throws IdpUnavailableError (`IDP_UNAVAILABLE`, 503) when the provider cannot answer
+   *   (network, timeout, 5xx, 429, a body that is not JSON, open breaker); IdpError
+   *   (`IDP_ERROR`, 502) when it refuses our client (e.g. a wrong secret); TokenInvalidError
+   *   when the answer is no introspection response (no boolean `active`).
    */
   introspect(token: string): Promise<Readonly<Record<string, unknown>> | undefined>;
 }
 
-function unavailable(detail: string, cause?: unknown): AuthzError {
-  return new AuthzError(
-    'IDP_UNAVAILABLE',
-    503,
-    'the identity provider is unavailable, try again shortly',
-    { detail: `introspection: ${detail}`, cause },
-  );
-}
-
-// RFC 6749 §2.3.1: each part is form-urlencoded before the Basic encoding.
-function basicCredentials(clientId: string, clientSecret: string): string {
-  const encode = (text: string) => encodeURIComponent(text).replace(/%20/g, '+');
-  return `Basic ${Buffer.from(`${encode(clientId)}:${encode(clientSecret)}`).toString('base64')}`;
-}
-
-async function readJson(response: Response): Promise<unknown> {
-  try {
-    return await response.json();
-  } catch (err) {
-    throw unavailable('response is not JSON', err);
-  }
-}
-
 /**
- * Builds the client. The endpoint is read from the issuer's discovery document on first use
- * (one lookup shared by concurrent callers, retried on the next call after a failure); every
- * provider call runs through `guard`, so an outage opens the breaker and later calls fail fast
- * with 503 instead of waiting on a dead provider.
+ * Builds the client. The endpoint comes from the provider's discovery document; every call runs
+ * through the provider's `introspection` guard, so an outage opens that breaker and later calls
+ * fail fast with 503 instead of waiting on a dead provider.
  */
 export function createIntrospectionClient(
+  provider: Provider,
   options: IntrospectionOptions,
-  deps: IntrospectionDeps,
 ): IntrospectionClient {
-  const guard = deps.guard ?? (<T>(call: () => Promise<T>) => call());
-  const authorization = basicCredentials(options.clientId, options.clientSecret);
-  const discoveryUrl = new URL(
-    '.well-known/openid-configuration',
-    `${options.issuer.replace(/\/$/, '')}/`,
-  ).href;
-
-  const call = async (url: string, init: Parameters<IdpFetch>[1]): Promise<Response> => {
-    let response: Response;
-    try {
-      response = await deps.fetch(url, init);
-    } catch (err) {
-      throw unavailable(err instanceof IdpTransportError ? err.reason : 'network', err);
-    }
-    if (response.status >= 500 || response.status === 429 || response.status === 408) {
-      await response.body?.cancel();
-      throw unavailable(`HTTP ${response.status}`);
-    }
-    return response;
-  };
-
-  let endpoint: Promise<string> | undefined;
-  const lookUpEndpoint = (): Promise<string> => {
-    const pending = guard(async () => {
-      const response = await call(discoveryUrl, {
-        method: 'GET',
-        headers: { accept: 'application/json' },
-      });
-      const metadata = await readJson(response);
-      const url = isRecord(metadata) ? metadata['introspection_endpoint'] : undefined;
-      if (!response.ok || typeof url !== 'string') {
-        throw unavailable('no introspection_endpoint in discovery');
-      }
-      return url;
-    });
-    endpoint = pending;
-    // Only the lookup that filled the slot may clear it, so a late failure never drops a newer one.
-    pending.catch(() => {
-      if (endpoint === pending) endpoint = undefined;
-    });
-    return pending;
+  let config: Configuration | undefined;
+  const configure = (): Configuration => {
+    config ??= provider.configure(
+      {
+        clientId: options.clientId,
+        metadata: {},
+        auth: ClientSecretBasic(options.clientSecret),
+      },
+      'introspection',
+    );
+    return config;
   };
 
   return {
     async introspect(token) {
-      const url = await (endpoint ?? lookUpEndpoint());
-      return guard(async () => {
-        const response = await call(url, {
-          method: 'POST',
-          headers: {
-            authorization,
-            accept: 'application/json',
-            'content-type': 'application/x-www-form-urlencoded',
-          },
-          body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+      const current = configure();
+      if (current.serverMetadata().introspection_endpoint === undefined) {
+        throw new IdpUnavailableError('introspection', 'invalid_response', {
+          detail: 'no introspection_endpoint in discovery',
         });
-        const body = await readJson(response);
-        if (!response.ok) {
-          const error = isRecord(body) && typeof body['error'] === 'string' ? body['error'] : '';
-          throw new AuthzError('IDP_ERROR', 502, 'the identity provider refused the request', {
-            detail: `introspection: HTTP ${response.status} ${error}`.trim(),
-          });
-        }
-        if (!isRecord(body)) throw unavailable('response is not a JSON object');
-        return body['active'] === true ? body : undefined;
-      });
+      }
+      const response = await provider.call('introspection', 'introspection', () =>
+        tokenIntrospection(current, token, { token_type_hint: 'access_token' }),
+      );
+      return response.active === true ? response : undefined;
     },
   };
 }

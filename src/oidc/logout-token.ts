@@ -2,7 +2,8 @@
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import type { ProviderKeyGetter } from './provider-keys.ts';
 import type { TokenPolicy } from './id-token.ts';
-import { TokenInvalidError, classifyIdpFailure } from './oidc-errors.ts';
+import { TokenInvalidError } from '../errors.ts';
+import { classifyIdpFailure } from './oidc-errors.ts';
 
 /** The event a logout token must carry (Back-Channel Logout 1.0 §2.4). */
 export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';

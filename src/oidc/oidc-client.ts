@@ -1,46 +1,39 @@
-/** One app's OpenID Connect client: discovery, authorization URL, code exchange, refresh, revocation, end-session, logout tokens. */
+/** One app's OpenID Connect client at a shared {@link Provider}: authorization URL, code exchange, refresh, revocation, end-session, logout tokens. */
 import { RESERVED_AUTH_PARAMS } from '../config/schema.ts';
 import { timingSafeEqual } from 'node:crypto';
 import {
-  allowInsecureRequests,
   authorizationCodeGrant,
   buildAuthorizationUrl,
   buildEndSessionUrl,
   clockTolerance,
-  customFetch,
-  discovery,
   refreshTokenGrant,
   tokenRevocation,
 } from 'openid-client';
 import type { ClientMetadata, Configuration, TokenEndpointResponse } from 'openid-client';
-import { ConfigError } from '../errors.ts';
-import type { ConfigProblem } from '../errors.ts';
+import {
+  ConfigError,
+  IdpUnavailableError,
+  StateMismatchError,
+  TokenInvalidError,
+} from '../errors.ts';
+import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { prepareClientAuth } from './client-authentication.ts';
 import type { ClientAuthMethod } from './client-authentication.ts';
-import { runUnguarded } from './idp-call-guard.ts';
-import type { IdpCallGuard } from './idp-call-guard.ts';
 import { AuthorizationLocations } from './authorization-location.ts';
-import { createIdpFetch, isLoopbackUrl } from './idp-fetch.ts';
 import { verifyIdToken } from './id-token.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
 import { verifyLogoutToken } from './logout-token.ts';
 import type { LogoutTokenClaims } from './logout-token.ts';
-import {
-  IdpUnavailableError,
-  StateMismatchError,
-  TokenInvalidError,
-  classifyIdpFailure,
-} from './oidc-errors.ts';
-import type { IdpEndpoint } from './oidc-errors.ts';
-import { createProviderKeys } from './provider-keys.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
+import { validateIssuer } from './provider.ts';
+import type { Provider, ProviderStatus } from './provider.ts';
 
 /** The resolved `oidc` block of one app (the fields this client reads). */
 export interface OidcClientOptions {
   /** Used in log lines and status; default the client id. */
   readonly appName?: string;
-  /** Issuer identifier; discovery at `<issuer>/.well-known/openid-configuration`. HTTPS unless loopback. */
+  /** Issuer identifier, as the app configures it: ID tokens must carry exactly this `iss`. */
   readonly issuer: string;
   readonly clientId: string;
   readonly clientSecret?: string | undefined;
@@ -55,35 +48,20 @@ export interface OidcClientOptions {
   readonly idTokenAlgs: readonly string[];
   /** Allowed clock difference with the provider, in milliseconds. */
   readonly clockSkew: number;
-  /** Accept any TLS certificate from the provider (logged loudly once). */
-  readonly tlsInsecureSkipVerify: boolean;
-  /** Oldest logout token accepted, in milliseconds; default 600 000 (10 minutes). */
-  readonly logoutTokenMaxAgeMs?: number;
 }
+
+/** Oldest logout token accepted, in milliseconds (Back-Channel Logout 1.0 §2.6 leaves it to us). */
+export const LOGOUT_TOKEN_MAX_AGE_MS = 600_000;
 
 export interface OidcClientDeps {
   /** Current time in milliseconds. */
   readonly now: () => number;
   readonly logger?: Logger;
-  /** Deadline for each HTTP request to the provider, in milliseconds. */
-  readonly fetchTimeoutMs: number;
-  /** Wraps every provider call (a circuit breaker per kind); default runs calls as is. */
-  readonly guard?: IdpCallGuard;
-  /** Discovery retry backoff: first delay and cap in milliseconds; default 250 and 30 000. */
-  readonly discoveryRetry?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
-  /** JWKS cache tuning, milliseconds; defaults 30 000 cooldown, 600 000 max age. */
-  readonly jwks?: { readonly cooldownMs?: number; readonly cacheMaxAgeMs?: number };
 }
 
-/** Discovery state, for `/readyz`. */
-export interface OidcClientStatus {
+/** Discovery state of the app's provider, for `/readyz`. */
+export interface OidcClientStatus extends ProviderStatus {
   readonly app: string;
-  readonly issuer: string;
-  readonly state: 'waiting' | 'ready' | 'closed';
-  /** Discovery attempts so far. */
-  readonly attempts: number;
-  /** Why the last attempt failed (no secrets), while waiting. */
-  readonly lastError?: string;
 }
 
 export interface AuthorizationUrlParams {
@@ -149,7 +127,7 @@ export interface OidcClient {
   readonly app: string;
   readonly issuer: string;
   readonly clientId: string;
-  /** Resolves once discovery has answered; rejects only if the client is closed first. */
+  /** Resolves once the provider's discovery has answered; rejects only if it is closed first. */
   readonly ready: Promise<void>;
   status(): OidcClientStatus;
   /** The provider's JWKS key getter for `jose.jwtVerify` (bearer tokens). Rejects before ready. */
@@ -169,26 +147,10 @@ export interface OidcClient {
   /** RP-initiated logout URL with `client_id`; null when the provider has no end-session endpoint. */
   endSessionUrl(params: EndSessionParams): URL | null;
   verifyLogoutToken(token: string): Promise<LogoutTokenClaims>;
-  /**
-   * Fetches the discovery document once, through the discovery guard, so an outage is seen by
-   * the breaker before a browser is sent to a provider that cannot answer. Rejects, classified,
-   * when the provider does not answer with a 2xx.
-   */
-  probe(): Promise<void>;
-  /** Stops discovery retries. */
-  close(): void;
 }
 
 function validateOptions(options: OidcClientOptions): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  const issuer = URL.parse(options.issuer);
-  if (issuer === null) problems.push({ path: 'oidc.issuer', message: 'must be a URL' });
-  else if (
-    issuer.protocol !== 'https:' &&
-    !(issuer.protocol === 'http:' && isLoopbackUrl(issuer))
-  ) {
-    problems.push({ path: 'oidc.issuer', message: 'must be an https URL (http only on loopback)' });
-  }
+  const problems: ConfigProblem[] = validateIssuer(options.issuer);
   if (options.clientId === '') problems.push({ path: 'oidc.clientId', message: 'required' });
   if (options.idTokenAlgs.length === 0) {
     problems.push({ path: 'oidc.idTokenAlgs', message: 'must list at least one algorithm' });
@@ -226,35 +188,21 @@ function constantTimeEqual(a: string, b: string): boolean {
   return left.length === right.length && timingSafeEqual(left, right);
 }
 
-function errorSummary(err: unknown): string {
-  return err instanceof Error ? err.message : 'unknown failure';
-}
-
 /**
- * Builds the client for one app and starts discovery in the background, retried with
- * exponential backoff until the provider answers. Throws {@link ConfigError} for options that
- * can never work (http issuer off loopback, missing secret or key, empty alg list).
+ * Builds the client of one app at `provider`. Throws {@link ConfigError} for options that can
+ * never work (http issuer off loopback, missing secret or key, empty alg list).
  */
-export function createOidcClient(options: OidcClientOptions, deps: OidcClientDeps): OidcClient {
+export function createOidcClient(
+  provider: Provider,
+  options: OidcClientOptions,
+  deps: OidcClientDeps,
+): OidcClient {
   const auth = prepareClientAuth(options);
   const problems = [...validateOptions(options), ...('problems' in auth ? auth.problems : [])];
   if (problems.length > 0 || !('prepared' in auth)) throw new ConfigError(problems);
 
   const app = options.appName ?? options.clientId;
-  const issuerUrl = new URL(options.issuer);
-  const insecureHttp = issuerUrl.protocol === 'http:';
   const log = deps.logger?.child({ component: 'oidc', app });
-  if (options.tlsInsecureSkipVerify) {
-    log?.warn(
-      { issuer: options.issuer },
-      'TLS certificate verification to the identity provider is OFF (tlsInsecureSkipVerify); never use this in production',
-    );
-  }
-  const guard = deps.guard ?? runUnguarded;
-  const idpFetch = createIdpFetch({
-    timeoutMs: deps.fetchTimeoutMs,
-    tlsInsecureSkipVerify: options.tlsInsecureSkipVerify,
-  });
   const scope = [...new Set(['openid', ...options.scopes])].join(' ');
   const configuredExtras = Object.entries(options.extraAuthParams).filter(
     ([name]) => !RESERVED_AUTH_PARAMS.has(name),
@@ -271,51 +219,18 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     ...(options.clientSecret === undefined ? {} : { client_secret: options.clientSecret }),
   };
 
-  let discovered:
+  let configured:
     | {
         config: Configuration;
-        getKey: ProviderKeyGetter;
         /** The algorithms logout tokens may be signed with (see {@link logoutTokenAlgorithms}). */
         logoutAlgs: readonly string[];
       }
     | undefined;
-  let attempts = 0;
-  let lastError: string | undefined;
-  let closed = false;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
-  const ready = new Promise<void>((resolve, reject) => {
-    settle = { resolve, reject };
-  });
-  // Nobody may be awaiting `ready` when the client is closed early; that is not a crash.
-  ready.catch(() => undefined);
-
-  const discoverOnce = async (): Promise<void> => {
-    const clientAuth = await auth.prepared.load();
-    const config = await guard('discovery', async () => {
-      try {
-        return await discovery(issuerUrl, options.clientId, metadata, clientAuth, {
-          [customFetch]: idpFetch,
-          execute: insecureHttp ? [allowInsecureRequests] : [],
-          timeout: deps.fetchTimeoutMs / 1000,
-        });
-      } catch (err) {
-        throw classifyIdpFailure(err, 'discovery');
-      }
-    }).catch((err: unknown) => {
-      throw classifyIdpFailure(err, 'discovery');
-    });
-    const jwksUri = config.serverMetadata().jwks_uri;
-    if (jwksUri === undefined) {
-      throw new IdpUnavailableError('discovery', 'invalid_response', { detail: 'no jwks_uri' });
-    }
-    const getKey = createProviderKeys(new URL(jwksUri), {
-      fetch: idpFetch,
-      guard,
-      timeoutMs: deps.fetchTimeoutMs,
-      ...(deps.jwks?.cooldownMs === undefined ? {} : { cooldownMs: deps.jwks.cooldownMs }),
-      ...(deps.jwks?.cacheMaxAgeMs === undefined ? {} : { cacheMaxAgeMs: deps.jwks.cacheMaxAgeMs }),
-    });
+  const ready = provider.ready.then(async () => {
+    const config = provider.configure(
+      { clientId: options.clientId, metadata, auth: await auth.prepared.load() },
+      'discovery',
+    );
     const logoutAlgs = logoutTokenAlgorithms(
       config.serverMetadata().id_token_signing_alg_values_supported,
       options.idTokenAlgs,
@@ -326,42 +241,16 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
         'the provider signs ID tokens with no algorithm in oidc.idTokenAlgs: every back-channel logout token will be refused',
       );
     }
-    discovered = { config, getKey, logoutAlgs };
-  };
+    configured = { config, logoutAlgs };
+  });
+  // Nobody may be awaiting `ready` when the provider is closed early; that is not a crash.
+  ready.catch(() => undefined);
 
-  const attempt = async (): Promise<void> => {
-    retryTimer = undefined;
-    if (closed) return;
-    attempts += 1;
-    try {
-      await discoverOnce();
-    } catch (err) {
-      if (closed) return;
-      lastError = errorSummary(err);
-      const { initialDelayMs, maxDelayMs } = deps.discoveryRetry ?? {
-        initialDelayMs: 250,
-        maxDelayMs: 30_000,
-      };
-      const delayMs = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(attempts - 1, 20));
-      log?.warn(
-        { issuer: options.issuer, attempts, delayMs, error: lastError },
-        'discovery failed',
-      );
-      retryTimer = setTimeout(() => void attempt(), delayMs);
-      return;
-    }
-    if (closed) return;
-    lastError = undefined;
-    log?.info({ issuer: options.issuer, attempts }, 'discovery done');
-    settle?.resolve();
-  };
-  void attempt();
-
-  const requireDiscovered = (endpoint: IdpEndpoint) => {
-    if (discovered !== undefined) return discovered;
-    throw new IdpUnavailableError(endpoint, closed ? 'closed' : 'discovery_pending', {
-      ...(lastError === undefined ? {} : { detail: lastError }),
-    });
+  const requireConfigured = (endpoint: IdpEndpoint) => {
+    if (configured !== undefined) return configured;
+    provider.metadata(endpoint);
+    // Discovery answered and the client's key is still being imported.
+    throw new IdpUnavailableError(endpoint, 'discovery_pending');
   };
 
   /** The authorization request URL: configured extras, per-request extras, then ours. */
@@ -384,11 +273,8 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     return buildAuthorizationUrl(config, query);
   };
 
-  /** Authorization URLs as strings, for the configuration discovered last. */
-  let locations: { config: Configuration; builder: AuthorizationLocations } | undefined;
-
-  const getKey: ProviderKeyGetter = (header, token) =>
-    Promise.resolve().then(() => requireDiscovered('jwks').getKey(header, token));
+  /** Authorization URLs as strings, built once the client is configured. */
+  let locations: AuthorizationLocations | undefined;
 
   const expiresAtFrom = (
     response: TokenEndpointResponse,
@@ -398,51 +284,34 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     return claims === undefined ? undefined : claims.exp * 1000;
   };
 
-  // Errors are classified inside the guard (so a breaker sees catalogue codes) and again
-  // outside it, for what the guard itself throws (an open breaker); classifying is idempotent.
-  const tokenCall = <T>(endpoint: IdpEndpoint, call: () => Promise<T>): Promise<T> =>
-    guard(endpoint === 'revocation' ? 'revocation' : 'token', async () => {
-      try {
-        return await call();
-      } catch (err) {
-        throw classifyIdpFailure(err, endpoint);
-      }
-    }).catch((err: unknown) => {
-      throw classifyIdpFailure(err, endpoint);
-    });
-
   return {
     app,
     issuer: options.issuer,
     clientId: options.clientId,
     ready,
     tokenPolicy,
-    getKey,
+    getKey: provider.getKey,
 
-    status: () => ({
-      app,
-      issuer: options.issuer,
-      state: closed ? 'closed' : discovered === undefined ? 'waiting' : 'ready',
-      attempts,
-      ...(lastError === undefined || discovered !== undefined ? {} : { lastError }),
-    }),
+    status: () => {
+      const status = provider.status();
+      return {
+        app,
+        ...status,
+        ...(status.state === 'ready' && configured === undefined ? { state: 'waiting' } : {}),
+      };
+    },
 
-    authorizationUrl: (params) => buildLoginUrl(requireDiscovered('authorization').config, params),
+    authorizationUrl: (params) => buildLoginUrl(requireConfigured('authorization').config, params),
 
     authorizationLocation: (params) => {
-      const { config } = requireDiscovered('authorization');
+      const { config } = requireConfigured('authorization');
       if (params.extraAuthParams !== undefined) return buildLoginUrl(config, params).href;
-      if (locations?.config !== config) {
-        locations = {
-          config,
-          builder: new AuthorizationLocations((values) => buildLoginUrl(config, values)),
-        };
-      }
-      return locations.builder.location(params);
+      locations ??= new AuthorizationLocations((values) => buildLoginUrl(config, values));
+      return locations.location(params);
     },
 
     exchangeCode: async (params) => {
-      const { config, getKey: keys } = requireDiscovered('token');
+      const { config } = requireConfigured('token');
       const query =
         params.params ??
         (params.callbackUrl === undefined
@@ -455,7 +324,7 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       }
       const currentUrl = new URL(params.redirectUri);
       currentUrl.search = query.toString();
-      const response = await tokenCall('token', () =>
+      const response = await provider.call('token', 'token', () =>
         authorizationCodeGrant(config, currentUrl, {
           pkceCodeVerifier: params.codeVerifier,
           expectedState: params.expectedState,
@@ -466,7 +335,7 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
       if (response.id_token === undefined) {
         throw new TokenInvalidError('id_token', 'no ID token in the token response');
       }
-      const claims = await verifyIdToken(response.id_token, keys, tokenPolicy);
+      const claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
       if (claims.nonce !== params.expectedNonce) throw new TokenInvalidError('id_token', 'nonce');
       return {
         tokens: {
@@ -481,11 +350,13 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     },
 
     refresh: async (refreshToken, refreshOptions) => {
-      const { config, getKey: keys } = requireDiscovered('token');
-      const response = await tokenCall('token', () => refreshTokenGrant(config, refreshToken));
+      const { config } = requireConfigured('token');
+      const response = await provider.call('token', 'token', () =>
+        refreshTokenGrant(config, refreshToken),
+      );
       let claims: IdTokenClaims | undefined;
       if (response.id_token !== undefined) {
-        claims = await verifyIdToken(response.id_token, keys, tokenPolicy);
+        claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
         // OIDC Core §12.2: a refreshed ID token is about the same subject.
         const expected = refreshOptions?.expectedSubject;
         if (expected !== undefined && claims.sub !== expected) {
@@ -506,16 +377,16 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     },
 
     revoke: async (token, hint) => {
-      const { config } = requireDiscovered('revocation');
+      const { config } = requireConfigured('revocation');
       if (config.serverMetadata().revocation_endpoint === undefined) return false;
-      await tokenCall('revocation', () =>
+      await provider.call('revocation', 'revocation', () =>
         tokenRevocation(config, token, { token_type_hint: hint }),
       );
       return true;
     },
 
     endSessionUrl: (params) => {
-      const { config } = requireDiscovered('discovery');
+      const { config } = requireConfigured('discovery');
       if (config.serverMetadata().end_session_endpoint === undefined) return null;
       const query: Record<string, string> = { client_id: options.clientId };
       if (params.idTokenHint !== undefined) query['id_token_hint'] = params.idTokenHint;
@@ -527,41 +398,12 @@ export function createOidcClient(options: OidcClientOptions, deps: OidcClientDep
     },
 
     verifyLogoutToken: async (token) => {
-      const { logoutAlgs } = requireDiscovered('jwks');
-      return verifyLogoutToken(token, getKey, {
+      const { logoutAlgs } = requireConfigured('jwks');
+      return verifyLogoutToken(token, provider.getKey, {
         ...tokenPolicy,
         algorithms: logoutAlgs,
-        maxAgeMs: options.logoutTokenMaxAgeMs ?? 600_000,
+        maxAgeMs: LOGOUT_TOKEN_MAX_AGE_MS,
       });
-    },
-
-    probe: () =>
-      guard('discovery', async () => {
-        const url = new URL(
-          '.well-known/openid-configuration',
-          `${options.issuer.replace(/\/$/, '')}/`,
-        );
-        const response = await idpFetch(url.href, {
-          method: 'GET',
-          headers: { accept: 'application/json' },
-        });
-        await response.body?.cancel();
-        if (!response.ok) {
-          throw new IdpUnavailableError('discovery', 'http_status', {
-            httpStatus: response.status,
-          });
-        }
-      }).catch((err: unknown) => {
-        throw classifyIdpFailure(err, 'discovery');
-      }),
-
-    close: () => {
-      if (closed) return;
-      closed = true;
-      if (retryTimer !== undefined) clearTimeout(retryTimer);
-      if (discovered === undefined) {
-        settle?.reject(new IdpUnavailableError('discovery', 'closed'));
-      }
     },
   };
 }

@@ -6,110 +6,14 @@ import {
   WWWAuthenticateChallengeError,
 } from 'openid-client';
 import { errors as joseErrors } from 'jose';
-import { AuthzError } from '../errors.ts';
-
-/** Which provider call failed. */
-export type IdpEndpoint =
-  'discovery' | 'jwks' | 'token' | 'revocation' | 'authorization' | 'id_token' | 'logout_token';
-
-/** Why the provider could not be used. */
-export type UnavailableReason =
-  | 'network'
-  | 'timeout'
-  | 'http_status'
-  | 'invalid_response'
-  | 'discovery_pending'
-  | 'closed'
-  | 'circuit_open';
-
-/**
- * The provider could not be reached or answered like a failing server (network error, timeout,
- * 5xx, 429, unparseable body). Worth retrying; never a reason to end a session.
- */
-export class IdpUnavailableError extends AuthzError {
-  readonly endpoint: IdpEndpoint;
-  readonly reason: UnavailableReason;
-  /** HTTP status when the provider answered, else undefined. */
-  readonly httpStatus: number | undefined;
-
-  constructor(
-    endpoint: IdpEndpoint,
-    reason: UnavailableReason,
-    options: {
-      httpStatus?: number;
-      detail?: string;
-      cause?: unknown;
-      retryAfterSeconds?: number;
-    } = {},
-  ) {
-    super('IDP_UNAVAILABLE', 503, 'the identity provider is unavailable, try again shortly', {
-      detail: `${endpoint}: ${reason}${options.httpStatus === undefined ? '' : ` (HTTP ${options.httpStatus})`}${options.detail === undefined ? '' : `: ${options.detail}`}`,
-      cause: options.cause,
-      ...(options.retryAfterSeconds === undefined
-        ? {}
-        : { retryAfterSeconds: options.retryAfterSeconds }),
-    });
-    this.name = 'IdpUnavailableError';
-    this.endpoint = endpoint;
-    this.reason = reason;
-    this.httpStatus = options.httpStatus;
-  }
-}
-
-/**
- * The provider answered with an OAuth error (RFC 6749 §5.2 or §4.1.2.1), such as
- * `invalid_grant` on a refresh or `access_denied` on a callback.
- */
-export class IdpError extends AuthzError {
-  readonly endpoint: IdpEndpoint;
-  /** The OAuth `error` code, e.g. `invalid_grant`. */
-  readonly oauthError: string;
-  /** The provider's `error_description`; the provider's words, not a secret. */
-  readonly oauthErrorDescription: string | undefined;
-  readonly httpStatus: number | undefined;
-
-  constructor(
-    endpoint: IdpEndpoint,
-    oauthError: string,
-    options: { description?: string; httpStatus?: number; cause?: unknown } = {},
-  ) {
-    super('IDP_ERROR', 502, 'the identity provider refused the request', {
-      detail: `${endpoint}: ${oauthError}${options.description === undefined ? '' : ` (${options.description})`}`,
-      cause: options.cause,
-    });
-    this.name = 'IdpError';
-    this.endpoint = endpoint;
-    this.oauthError = oauthError;
-    this.oauthErrorDescription = options.description;
-    this.httpStatus = options.httpStatus;
-  }
-}
-
-/** An ID token or logout token failed validation. `reason` says which check, never the token. */
-export class TokenInvalidError extends AuthzError {
-  readonly endpoint: IdpEndpoint;
-  readonly reason: string;
-
-  constructor(endpoint: IdpEndpoint, reason: string, options: { cause?: unknown } = {}) {
-    super('TOKEN_INVALID', 401, 'the token could not be validated', {
-      detail: `${endpoint}: ${reason}`,
-      cause: options.cause,
-    });
-    this.name = 'TokenInvalidError';
-    this.endpoint = endpoint;
-    this.reason = reason;
-  }
-}
-
-/** The authorization response did not carry the `state` this browser started with. */
-export class StateMismatchError extends AuthzError {
-  constructor() {
-    super('STATE_INVALID', 400, 'the login could not be completed, please start again', {
-      detail: 'authorization response state does not match the login state',
-    });
-    this.name = 'StateMismatchError';
-  }
-}
+import {
+  AuthzError,
+  IdpError,
+  IdpUnavailableError,
+  InternalError,
+  TokenInvalidError,
+  type IdpEndpoint,
+} from '../errors.ts';
 
 /**
  * Raised by our HTTP layer when a request to the provider failed in transport; it carries no
@@ -269,7 +173,7 @@ export function classifyIdpFailure(err: unknown, endpoint: IdpEndpoint): AuthzEr
   const code = (err as { code?: unknown }).code;
   if (err instanceof TypeError && typeof code === 'string' && code.startsWith('ERR_INVALID_ARG')) {
     // A bug on our side (a library rejected its arguments), not the provider's fault.
-    return new AuthzError('INTERNAL', 500, 'internal error', { detail: err.message, cause: err });
+    return new InternalError(err.message, { cause: err });
   }
   return new IdpUnavailableError(endpoint, 'network', {
     detail: err instanceof Error ? err.message : 'unknown failure',

@@ -16,10 +16,10 @@ export interface ProviderKeysOptions {
   readonly guard: IdpCallGuard;
   /** Per-fetch deadline in milliseconds. */
   readonly timeoutMs: number;
-  /** Minimum time between refetches triggered by an unknown `kid`, ms; default 30 000. */
-  readonly cooldownMs?: number;
-  /** How long a fetched set is used before it is refetched, ms; default 600 000. */
-  readonly cacheMaxAgeMs?: number;
+  /** Minimum time between refetches triggered by an unknown `kid`, ms. */
+  readonly cooldownMs: number;
+  /** How long a fetched set is used before it is refetched, ms. */
+  readonly cacheMaxAgeMs: number;
 }
 
 /**
@@ -31,8 +31,8 @@ export interface ProviderKeysOptions {
 export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): ProviderKeyGetter {
   const remote = createRemoteJWKSet(jwksUri, {
     timeoutDuration: Math.ceil(options.timeoutMs),
-    cooldownDuration: options.cooldownMs ?? 30_000,
-    cacheMaxAge: options.cacheMaxAgeMs ?? 600_000,
+    cooldownDuration: options.cooldownMs,
+    cacheMaxAge: options.cacheMaxAgeMs,
     [customFetch]: (url, init) =>
       options.guard('jwks', async () => {
         try {

@@ -3,10 +3,17 @@
  * Every consumer (app selection, public paths, bearer scope rules, claim rules, the app's own
  * endpoints) decides on the {@link RequestPath} it hands out, never on a reading of its own.
  */
-import type { RequestModel } from '../authz/request.ts';
 import { AppSelection, ambiguousApp, type Matchable } from './app-selection.ts';
 import { refusals, type PolicyRefusal } from './policy-refusal.ts';
 import { readRequestPath, type RequestPath } from './request-path.ts';
+
+/** What the policy reads of a request (the pipeline's request model has these and more). */
+export interface PolicyRequest {
+  readonly host: string;
+  /** Raw path without the query string, not decoded. */
+  readonly path: string;
+  readonly contextExtensions: ReadonlyMap<string, string>;
+}
 
 /**
  * Built once per config. A request whose path cannot be read ({@link readRequestPath}) or whose
@@ -31,7 +38,7 @@ export class RequestPolicy<T extends Matchable> {
    * The readings of the request's path, or why there are none to decide on (a 400). Called
    * once per request; every consumer decides on what it returns.
    */
-  readPath(request: RequestModel): RequestPath | PolicyRefusal {
+  readPath(request: PolicyRequest): RequestPath | PolicyRefusal {
     return readRequestPath(request.path);
   }
 
@@ -40,7 +47,7 @@ export class RequestPolicy<T extends Matchable> {
    * path choose different apps. Two calls rather than one result object: this runs on every
    * request, and neither call allocates for a plain path.
    */
-  selectApp(request: RequestModel, path: RequestPath): T | undefined | PolicyRefusal {
+  selectApp(request: PolicyRequest, path: RequestPath): T | undefined | PolicyRefusal {
     const app = this.#selection.select(request.host, path, request.contextExtensions);
     return app === ambiguousApp ? refusals['ambiguous path'] : app;
   }

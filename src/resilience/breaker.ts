@@ -1,78 +1,25 @@
 /** One circuit breaker (opossum) around one dependency: counts outages, fails fast while open. */
 import CircuitBreaker from 'opossum';
 import type { Logger } from '../observability/logger.ts';
-import type { Clock } from '../store/store-backend.ts';
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config/schema.ts';
 import type { BreakerSeries } from './breaker-metrics.ts';
 import { isOutage } from './outage.ts';
 
 /** Where a breaker stands. `half_open`: one probe call is let through to test the dependency. */
 export type BreakerState = 'closed' | 'half_open' | 'open';
 
-/** Tuning of a breaker. Per-call deadlines belong to the callers, which already time out. */
-export interface BreakerOptions {
-  /** Percentage of failed calls in the rolling window above which the breaker opens. Default 50. */
-  readonly errorThresholdPercentage?: number;
-  /** Fewest calls in the rolling window before the breaker may open at all. Default 5. */
-  readonly volumeThreshold?: number;
-  /** Length of the rolling window the percentage is taken over, in ms. Default 10,000. */
-  readonly rollingWindowMs?: number;
-  /** Buckets the rolling window is divided into. Default 10. */
-  readonly rollingBuckets?: number;
-  /** How long the breaker stays open before letting one probe call through, in ms. Default 5,000. */
-  readonly resetTimeoutMs?: number;
-}
-
-/** Breaker options with every default applied. */
-export type ResolvedBreakerOptions = Required<BreakerOptions>;
-
-const breakerDefaults: ResolvedBreakerOptions = Object.freeze({
-  errorThresholdPercentage: 50,
-  volumeThreshold: 5,
-  rollingWindowMs: 10_000,
-  rollingBuckets: 10,
-  resetTimeoutMs: 5_000,
-});
+/**
+ * Tuning of a breaker: the validated `breakers.store` / `breakers.idp` block of the config, where
+ * the defaults are. Per-call deadlines belong to the callers, which already time out.
+ */
+export type BreakerTuning = Config['breakers']['store'];
 
 /**
- * Applies defaults and checks every option, reporting all problems at once in one `RangeError`
- * whose message names each option (prefixed with `path`, e.g. `breakers.store`).
+ * Buckets the rolling window is counted in; opossum rotates one every `rollingWindow / 10` ms,
+ * which is why the schema wants a window of at least 10 ms.
  */
-export function resolveBreakerOptions(
-  options: BreakerOptions = {},
-  path = 'breaker',
-): ResolvedBreakerOptions {
-  const resolved = { ...breakerDefaults, ...options };
-  const problems: string[] = [];
-  const check = (ok: boolean, option: keyof BreakerOptions, rule: string): void => {
-    if (!ok) problems.push(`${path}.${option}: ${rule}, got ${String(resolved[option])}`);
-  };
-  const isPositiveInt = (n: number): boolean => Number.isInteger(n) && n > 0;
-  check(
-    Number.isFinite(resolved.errorThresholdPercentage) &&
-      resolved.errorThresholdPercentage > 0 &&
-      resolved.errorThresholdPercentage <= 100,
-    'errorThresholdPercentage',
-    'must be a number in (0, 100]',
-  );
-  check(
-    Number.isInteger(resolved.volumeThreshold) && resolved.volumeThreshold >= 0,
-    'volumeThreshold',
-    'must be a non-negative integer',
-  );
-  check(isPositiveInt(resolved.rollingWindowMs), 'rollingWindowMs', 'must be a positive integer');
-  check(isPositiveInt(resolved.rollingBuckets), 'rollingBuckets', 'must be a positive integer');
-  if (isPositiveInt(resolved.rollingWindowMs) && isPositiveInt(resolved.rollingBuckets)) {
-    // opossum rotates buckets every floor(window / buckets) ms; 0 would spin.
-    check(
-      resolved.rollingWindowMs >= resolved.rollingBuckets,
-      'rollingBuckets',
-      `must not exceed rollingWindowMs (${resolved.rollingWindowMs})`,
-    );
-  }
-  check(isPositiveInt(resolved.resetTimeoutMs), 'resetTimeoutMs', 'must be a positive integer');
-  if (problems.length > 0) throw new RangeError(`invalid breaker options:\n${problems.join('\n')}`);
-  return Object.freeze(resolved);
-}
+const ROLLING_BUCKETS = 10;
 
 /** A circuit breaker around one dependency. */
 export interface Breaker {
@@ -125,9 +72,8 @@ function isRefusal(error: unknown): boolean {
   return code === 'EOPENBREAKER' || code === 'ESHUTDOWN';
 }
 
-/** Builds one breaker. Options are validated here (see {@link resolveBreakerOptions}). */
-export function createBreaker(options: BreakerOptions, deps: BreakerDeps): Breaker {
-  const tuning = resolveBreakerOptions(options, deps.name);
+/** Builds one breaker. */
+export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker {
   const now = deps.now ?? Date.now;
   const isFailure = deps.isFailure ?? isOutage;
   const { name, series, openError, probe } = deps;
@@ -135,11 +81,11 @@ export function createBreaker(options: BreakerOptions, deps: BreakerDeps): Break
   const circuit = new CircuitBreaker<[Call], unknown>((call) => call(), {
     name,
     timeout: false,
-    resetTimeout: tuning.resetTimeoutMs,
+    resetTimeout: tuning.resetTimeout,
     errorThresholdPercentage: tuning.errorThresholdPercentage,
     volumeThreshold: tuning.volumeThreshold,
-    rollingCountTimeout: tuning.rollingWindowMs,
-    rollingCountBuckets: tuning.rollingBuckets,
+    rollingCountTimeout: tuning.rollingWindow,
+    rollingCountBuckets: ROLLING_BUCKETS,
     rollingPercentilesEnabled: false,
     enableSnapshots: false,
     // opossum's filter answers "ignore this error"; verdicts are ignored, outages counted.
@@ -164,7 +110,7 @@ export function createBreaker(options: BreakerOptions, deps: BreakerDeps): Break
       series.opened();
       const { failures, fires } = circuit.stats;
       log.warn(
-        { state: next, previous, failures, calls: fires, retryInMs: tuning.resetTimeoutMs },
+        { state: next, previous, failures, calls: fires, retryInMs: tuning.resetTimeout },
         'circuit breaker opened: calls fail fast',
       );
     } else if (next === 'closed') {
@@ -194,7 +140,7 @@ export function createBreaker(options: BreakerOptions, deps: BreakerDeps): Break
   circuit.on('failure', () => series.failed());
 
   const retryAfterMs = (): number =>
-    current === 'open' ? Math.max(0, openedAt + tuning.resetTimeoutMs - now()) : 0;
+    current === 'open' ? Math.max(0, openedAt + tuning.resetTimeout - now()) : 0;
 
   const translate = (error: unknown): never => {
     if (isRefusal(error)) throw openError(retryAfterMs());

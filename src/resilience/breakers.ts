@@ -1,23 +1,16 @@
-/** The process's breakers, one per dependency: the store, and per app its provider endpoints. */
+/** The process's breakers, one per dependency: the store, and per provider (issuer) its endpoints. */
 import type { Registry } from 'prom-client';
-import { AuthzError } from '../errors.ts';
+import type { Clock } from '../clock.ts';
+import { IdpUnavailableError, StoreUnavailableError, type IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { IdpUnavailableError } from '../oidc/oidc-errors.ts';
-import type { Clock } from '../store/store-backend.ts';
-import { StoreUnavailableError } from '../store/store-unavailable-error.ts';
-import {
-  createBreaker,
-  resolveBreakerOptions,
-  type Breaker,
-  type BreakerOptions,
-  type ResolvedBreakerOptions,
-} from './breaker.ts';
+import { createBreaker, type Breaker, type BreakerTuning } from './breaker.ts';
 import { createBreakerMetrics } from './breaker-metrics.ts';
 
 /**
- * The breakers of one app's provider. `discovery` also guards JWKS fetches (same metadata host,
- * both needed only to validate); `revocation` is apart from `token` because revocation is best
- * effort at logout, and a failing revocation endpoint must never stop logins and refreshes.
+ * The breakers of one provider (issuer), shared by every app on it. `discovery` also guards
+ * JWKS fetches (same metadata host, both needed only to validate); `revocation` is apart from
+ * `token` because revocation is best effort at logout, and a failing revocation endpoint must
+ * never stop logins and refreshes.
  */
 export interface IdpBreakers {
   readonly app: string;
@@ -33,8 +26,8 @@ export interface Breakers {
   /** The shared store (Redis); refuses with {@link StoreUnavailableError} `circuit_open`. */
   readonly store: Breaker;
   /**
-   * The breakers of app `app`, built on first use (a reload may add apps). `app` must be a
-   * configured app name: names become metric labels, so they must stay bounded.
+   * The breakers of the provider named `app` (the first app on its issuer), built on first use
+   * (a reload may add providers). Names become metric labels, so they must stay bounded.
    */
   idp(app: string): IdpBreakers;
   /** Every breaker built so far, store first. */
@@ -50,10 +43,10 @@ export interface BreakersOptions {
   readonly logger: Logger;
   /** Apps whose breakers (and series) exist from the start. Default none. */
   readonly apps?: readonly string[];
-  /** Store breaker tuning; see `BreakerOptions` for defaults. */
-  readonly store?: BreakerOptions;
-  /** Tuning of every provider breaker. */
-  readonly idp?: BreakerOptions;
+  /** Store breaker tuning (`breakers.store`). */
+  readonly store: BreakerTuning;
+  /** Tuning of every provider breaker (`breakers.idp`). */
+  readonly idp: BreakerTuning;
   /**
    * A cheap store read run when the store breaker goes half-open, so it closes again without
    * waiting for traffic. Default none (the next store call is the probe).
@@ -63,38 +56,13 @@ export interface BreakersOptions {
   readonly now?: Clock;
 }
 
-function introspectionUnavailable(): AuthzError {
-  return new AuthzError(
-    'IDP_UNAVAILABLE',
-    503,
-    'the identity provider is unavailable, try again shortly',
-    { detail: 'introspection: circuit_open' },
-  );
-}
-
-/**
- * Builds the breakers. Options are validated here, all problems reported in one `RangeError`
- * naming `breakers.store.*` / `breakers.idp.*`.
- */
+/** Builds the breakers. */
 export function createBreakers(options: BreakersOptions): Breakers {
-  const problems: string[] = [];
-  const resolve = (opts: BreakerOptions | undefined, path: string): ResolvedBreakerOptions => {
-    try {
-      return resolveBreakerOptions(opts, path);
-    } catch (error) {
-      problems.push((error as Error).message.replace(/^invalid breaker options:\n/, ''));
-      return resolveBreakerOptions();
-    }
-  };
-  const storeTuning = resolve(options.store, 'breakers.store');
-  const idpTuning = resolve(options.idp, 'breakers.idp');
-  if (problems.length > 0) throw new RangeError(`invalid breaker options:\n${problems.join('\n')}`);
-
   const metrics = createBreakerMetrics(options.registry);
   const { logger } = options;
   const now = options.now ?? Date.now;
 
-  const store = createBreaker(storeTuning, {
+  const store = createBreaker(options.store, {
     name: 'store',
     logger,
     series: metrics.bind('store'),
@@ -103,14 +71,14 @@ export function createBreakers(options: BreakersOptions): Breakers {
     ...(options.storeProbe === undefined ? {} : { probe: options.storeProbe }),
   });
 
-  const idpBreaker = (app: string, kind: string, openError: () => Error): Breaker => {
+  const idpBreaker = (app: string, kind: IdpEndpoint): Breaker => {
     const name = `idp:${app}:${kind}`;
-    return createBreaker(idpTuning, {
+    return createBreaker(options.idp, {
       name,
       logger: logger.child({ app }),
       series: metrics.bind(name),
       now,
-      openError,
+      openError: () => new IdpUnavailableError(kind, 'circuit_open'),
     });
   };
 
@@ -120,18 +88,10 @@ export function createBreakers(options: BreakersOptions): Breakers {
     if (breakers === undefined) {
       breakers = Object.freeze({
         app,
-        discovery: idpBreaker(
-          app,
-          'discovery',
-          () => new IdpUnavailableError('discovery', 'circuit_open'),
-        ),
-        token: idpBreaker(app, 'token', () => new IdpUnavailableError('token', 'circuit_open')),
-        revocation: idpBreaker(
-          app,
-          'revocation',
-          () => new IdpUnavailableError('revocation', 'circuit_open'),
-        ),
-        introspection: idpBreaker(app, 'introspection', introspectionUnavailable),
+        discovery: idpBreaker(app, 'discovery'),
+        token: idpBreaker(app, 'token'),
+        revocation: idpBreaker(app, 'revocation'),
+        introspection: idpBreaker(app, 'introspection'),
       });
       byApp.set(app, breakers);
     }

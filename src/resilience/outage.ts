@@ -2,8 +2,18 @@
 import { AuthzError } from '../errors.ts';
 
 // Redis replies that mean "the server cannot serve right now" rather than "your command is wrong":
-// a node loading its dataset, a replica that lost its master, a cluster without quorum.
+// a node loading its dataset, a replica that lost its master, a cluster without quorum, a server
+// busy running a script.
 const UNAVAILABLE_REPLIES = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS)\b/;
+
+/**
+ * `true` when a Redis error reply (its message) says the server cannot serve right now (`LOADING`,
+ * `READONLY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`, `BUSY`, `NOREPLICAS`): an outage, not a
+ * verdict on the command. The one rule for both the Redis adapter and the breakers.
+ */
+export function isUnavailableReply(message: string): boolean {
+  return UNAVAILABLE_REPLIES.test(message);
+}
 
 /**
  * `true` when `error` says the dependency is down (unreachable, timing out, failing server-side);
@@ -12,8 +22,7 @@ const UNAVAILABLE_REPLIES = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|
  * - catalogue errors: only `IDP_UNAVAILABLE` and `STORE_UNAVAILABLE` are outages; `IDP_ERROR`
  *   (`invalid_grant` and other OAuth errors), `TOKEN_INVALID` and the rest are verdicts;
  * - Redis error replies are verdicts (ioredis' `ReplyError`, or the store adapter's error with
- *   code `REDIS_REPLY`), except the replies that mean the server cannot serve (`LOADING`,
- *   `READONLY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`, `BUSY`);
+ *   code `REDIS_REPLY`), except those {@link isUnavailableReply} says are an outage;
  * - `RangeError`, and `TypeError` without a cause, are argument mistakes on our side, not
  *   outages (Node's `fetch` reports network failures as a `TypeError` with a `cause`: outage);
  * - anything else (connection refused, command timeout, socket closed) is an outage.
@@ -23,7 +32,7 @@ export function isOutage(error: unknown): boolean {
     return error.code === 'IDP_UNAVAILABLE' || error.code === 'STORE_UNAVAILABLE';
   }
   if (!(error instanceof Error)) return true;
-  if (error.name === 'ReplyError') return UNAVAILABLE_REPLIES.test(error.message);
+  if (error.name === 'ReplyError') return isUnavailableReply(error.message);
   // The Redis adapter already tells replies from outages; its other codes are outages.
   if ((error as { code?: unknown }).code === 'REDIS_REPLY') return false;
   if (error instanceof RangeError) return false;

@@ -21,7 +21,7 @@ export const protoLoaderOptions: protoLoader.Options = Object.freeze({
 });
 
 /** The proto files the server serves, relative to {@link findProtoDir}. */
-const protoFiles: readonly string[] = Object.freeze([
+export const protoFiles: readonly string[] = Object.freeze([
   'envoy/service/auth/v3/external_auth.proto',
   'grpc/health/v1/health.proto',
 ]);

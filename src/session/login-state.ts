@@ -5,7 +5,7 @@ import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
-import type { Clock } from '../store/store-backend.ts';
+import type { Clock } from '../clock.ts';
 import type { CookieCodec } from './cookie-codec.ts';
 import {
   cookieAttributes,

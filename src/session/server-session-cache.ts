@@ -1,6 +1,6 @@
 /** Server sessions read from the store moments ago, reused for a quarter second per replica. */
 import { ExpiringLru } from '../expiring-lru.ts';
-import type { Clock } from '../store/store-backend.ts';
+import type { Clock } from '../clock.ts';
 import type { ServerSessionHandle } from './server-session-store.ts';
 import type { Session } from './session.ts';
 

@@ -1,6 +1,6 @@
 /** A bounded LRU of decoded sessions, keyed by a digest of the cookie value, so hot sessions skip decryption. */
 import { ExpiringLru } from '../expiring-lru.ts';
-import type { Clock } from '../store/store-backend.ts';
+import type { Clock } from '../clock.ts';
 import type { Session, SessionClaims } from './session.ts';
 
 /** Options for {@link SessionCache}. */

@@ -2,7 +2,7 @@
 import { ExpiringLru } from '../expiring-lru.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { LogoutSubject, Mark } from '../store/keyspaces.ts';
-import type { RevocationSubject } from './session-manager.ts';
+import type { RevocationSubject } from './sessions.ts';
 
 export interface SessionRevocationKeyspaces {
   readonly endedSessions: Keyspace<string, Mark>;
@@ -57,7 +57,7 @@ export class SessionRevocations {
     return this.#durable.logoutMarks.set(subject, { at: this.#now() });
   }
 
-  /** The check the session manager runs on every load. */
+  /** The check the sessions run on every load. */
   readonly isRevoked = async (subject: RevocationSubject): Promise<boolean> => {
     if (this.#checked.get(subject.id) === true) return false;
     const now = this.#now();

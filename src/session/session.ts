@@ -36,7 +36,7 @@ export interface Session {
   readonly lastSeenAt: number;
 }
 
-/** What a new session is made from; identity and times are added by the manager. */
+/** What a new session is made from; identity and times are added when it starts. */
 export interface NewSession {
   readonly sub: string;
   readonly sid?: string;
@@ -44,9 +44,45 @@ export interface NewSession {
   readonly tokens: SessionTokens;
 }
 
-/** A fresh random session identity (96 bits). */
-export function newSessionIdentity(): string {
-  return randomBytes(12).toString('base64url');
+/** What an update may change (e.g. after a refresh); identity and times are kept. */
+export interface SessionChanges {
+  readonly tokens?: SessionTokens;
+  readonly claims?: SessionClaims;
+}
+
+/** A new session from `data`, begun and last seen at `now`, under a fresh random identity (96 bits). */
+export function startSession(data: NewSession, now: number): Session {
+  return {
+    v: 1,
+    id: randomBytes(12).toString('base64url'),
+    sub: data.sub,
+    ...(data.sid === undefined ? {} : { sid: data.sid }),
+    claims: data.claims,
+    tokens: data.tokens,
+    createdAt: now,
+    lastSeenAt: now,
+  };
+}
+
+/** `tokens` as plain data (read out of a cached session's accessors). */
+export function plainTokens(tokens: SessionTokens): SessionTokens {
+  const { accessToken, refreshToken, idToken, expiresAt } = tokens;
+  return {
+    accessToken,
+    ...(refreshToken === undefined ? {} : { refreshToken }),
+    ...(idToken === undefined ? {} : { idToken }),
+    expiresAt,
+  };
+}
+
+/** `session` with `changes` applied and its use recorded at `now`; its tokens as plain data. */
+export function changeSession(session: Session, changes: SessionChanges, now: number): Session {
+  return {
+    ...session,
+    tokens: changes.tokens ?? plainTokens(session.tokens),
+    ...(changes.claims === undefined ? {} : { claims: changes.claims }),
+    lastSeenAt: now,
+  };
 }
 
 function parseTokens(data: unknown): SessionTokens | undefined {

@@ -1,6 +1,7 @@
 /** The record kinds the server keeps in its store, each as its own typed keyspace. */
 import { jsonCodec, Keyspace, SetKeyspace, stringCodec } from './keyspace.ts';
-import type { Clock, StoreBackend } from './store-backend.ts';
+import type { Clock } from '../clock.ts';
+import type { StoreBackend } from './store-backend.ts';
 import { isRecord } from '../is-record.ts';
 
 /** Escapes one caller-supplied key part so that parts can never run into each other. */

@@ -1,6 +1,7 @@
 /** A single-process, bounded, in-memory store backend with lazily enforced TTLs. */
+import type { Clock } from '../clock.ts';
 import { hasExpired } from '../expiry.ts';
-import type { Clock, StoreBackend } from './store-backend.ts';
+import type { StoreBackend } from './store-backend.ts';
 
 /** Options for {@link createMemoryBackend}. */
 export interface MemoryBackendOptions {

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { RedisConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
+import { isUnavailableReply } from '../resilience/outage.ts';
 import {
   createRedisClient,
   defaultReconnectMaxDelayMs,
@@ -105,8 +106,6 @@ function checkTtl(ttlMs: number): number {
   return Math.ceil(ttlMs);
 }
 
-const UNAVAILABLE_REPLIES = /^(CLUSTERDOWN|LOADING|MASTERDOWN|READONLY|TRYAGAIN|NOREPLICAS)\b/;
-
 /** Translates a library error for operation `op`; only the error text is kept. */
 function translate(op: string, error: unknown): RedisStoreError {
   if (error instanceof RedisStoreError) return error;
@@ -115,7 +114,7 @@ function translate(op: string, error: unknown): RedisStoreError {
   const code: RedisStoreErrorCode =
     message === 'Command timed out'
       ? 'REDIS_TIMEOUT'
-      : isReply && !UNAVAILABLE_REPLIES.test(message)
+      : isReply && !isUnavailableReply(message)
         ? 'REDIS_REPLY'
         : 'REDIS_UNAVAILABLE';
   return new RedisStoreError(code, `redis ${op} failed: ${message}`);

@@ -1,11 +1,11 @@
 /** Store backends that survive the shared store going down: fail fast (guarded) or degrade to memory (fallback). */
 import { Gauge, type Registry } from 'prom-client';
+import { StoreUnavailableError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
 import { isOutage } from '../resilience/outage.ts';
 import { createMemoryBackend, type MemoryBackend } from './memory-backend.ts';
 import type { StoreBackend } from './store-backend.ts';
-import { StoreUnavailableError } from './store-unavailable-error.ts';
 
 /** Runs the primary step, then the memory step regardless, and tells whether either acted. */
 async function either(

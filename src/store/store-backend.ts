@@ -35,6 +35,3 @@ export interface StoreBackend {
   /** Releases resources (timers, connections). Further calls are undefined behaviour. */
   close(): Promise<void>;
 }
-
-/** Milliseconds since the epoch; injected so tests control time. */
-export type Clock = () => number;

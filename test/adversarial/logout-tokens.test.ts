@@ -242,21 +242,49 @@ describe('logout tokens: only a genuine, fresh, first-seen token from the provid
     });
   }
 
-  it('a refusal has one body shape, through Envoy and straight: RFC 6749 §5.2', async () => {
-    const form = new URLSearchParams({ logout_token: 'not.a.token' }).toString();
-    const viaEnvoy = await throughEnvoy('not.a.token');
-    const direct = await fetch(`${server.httpBase}${logoutPath}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: form,
+  it('a refusal is the same answer through Envoy and straight, an RFC 6749 §5.2 body', async () => {
+    const victim = await signIn();
+    const used = await genuine(victim);
+    assert.equal(await straight(used), 200);
+    const forms = {
+      'not a JWT': new URLSearchParams({ logout_token: 'not.a.token' }).toString(),
+      'a forged signature': new URLSearchParams({
+        logout_token: `${used.slice(0, used.lastIndexOf('.'))}.${'A'.repeat(342)}`,
+      }).toString(),
+      'no logout_token': '',
+      'a replay': new URLSearchParams({ logout_token: used }).toString(),
+    };
+    for (const [what, form] of Object.entries(forms)) {
+      const viaEnvoy = await envoy.check({
+        method: 'POST',
+        url: `${origin}${logoutPath}`,
+        headers: [['content-type', 'application/x-www-form-urlencoded']],
+        body: form,
+      });
+      const direct = await fetch(`${server.httpBase}${logoutPath}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form,
+      });
+      const directBody = await direct.text();
+      assert.ok(viaEnvoy.kind === 'deny', what);
+      assert.equal(viaEnvoy.status, 400, what);
+      assert.equal(direct.status, 400, what);
+      assert.equal(direct.headers.get('content-type'), 'application/json', what);
+      assert.deepEqual(JSON.parse(viaEnvoy.body), JSON.parse(directBody), what);
+      assert.deepEqual(Object.keys(JSON.parse(directBody) as object), [
+        'error',
+        'error_description',
+      ]);
+      assert.equal((JSON.parse(directBody) as { error: string }).error, 'invalid_request', what);
+    }
+    const get = await envoy.check({ method: 'GET', url: `${origin}${logoutPath}` });
+    assert.ok(get.kind === 'deny');
+    assert.equal(get.status, 405);
+    assert.deepEqual(JSON.parse(get.body), {
+      error: 'invalid_request',
+      error_description: 'POST a logout_token',
     });
-    const bodies = [viaEnvoy.kind === 'deny' ? viaEnvoy.body : '', await direct.text()].map(
-      (text) => Object.keys(JSON.parse(text) as object),
-    );
-    assert.deepEqual(bodies, [
-      ['error', 'error_description'],
-      ['error', 'error_description'],
-    ]);
   });
 
   it('a replayed jti: the first delivery signs out, the replay is refused on either path', async () => {

@@ -6,7 +6,7 @@ import { Authorizer, type Outcome } from '../../src/authz/authorizer.ts';
 import type { RawRequest } from '../../src/authz/parse-request.ts';
 import { Pipeline, type Step } from '../../src/authz/pipeline.ts';
 import { allow, type Verdict } from '../../src/authz/verdict.ts';
-import { AuthzError } from '../../src/errors.ts';
+import { IdpUnavailableError } from '../../src/errors.ts';
 import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { captureLog } from '../resilience/log-capture.ts';
@@ -107,9 +107,7 @@ describe('Authorizer.decide', () => {
   });
 
   it('turns an AuthzError into its verdict, thrown at once or later', async () => {
-    const unavailable = new AuthzError('IDP_UNAVAILABLE', 503, 'identity provider unavailable', {
-      retryAfterSeconds: 7,
-    });
+    const unavailable = new IdpUnavailableError('token', 'network', { retryAfterSeconds: 7 });
     const now = settled(
       authorizer([
         () => {

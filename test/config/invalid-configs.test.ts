@@ -71,6 +71,16 @@ const CASES: Record<string, [string, RegExp][]> = {
   'invalid-syntax.txt': [['(root)', /^invalid YAML at line 4, column 5: /]],
   'mistake-in-defaults.yaml': [['defaults.session.maxAge', /^must be a duration like/]],
   'shadowed-app.yaml': [['apps[1].match', /^is never reached: apps\[0\] matches every request/]],
+  'shared-issuer-settings.yaml': [
+    [
+      'apps[1].oidc.tlsInsecureSkipVerify',
+      /^differs from apps\[0\]\.oidc\.tlsInsecureSkipVerify, an app on the same issuer/,
+    ],
+    [
+      'apps[1].oidc.probeInterval',
+      /^differs from apps\[0\]\.oidc\.probeInterval, an app on the same issuer/,
+    ],
+  ],
   'public-path-shape.yaml': [
     ['apps[0].publicPaths[0]', /^must have exactly one of prefix or exact$/],
     ['apps[0].publicPaths[1]', /^must have exactly one of prefix or exact$/],

@@ -310,6 +310,51 @@ describe('shared state on Redis across three replicas', () => {
     assert.ok(
       serverSession.kind === 'deny' && serverSession.headers.some(([n]) => n === 'retry-after'),
     );
+    // A back-channel logout that cannot reach the store gets the same answer through Envoy and
+    // straight: 503 with Retry-After and an RFC 6749 §5.2 body, so the provider retries.
+    const logoutDuringOutage = async (via: 'envoy' | 'straight') => {
+      const token = await provider.signJwt({
+        aud: 'grafana',
+        jti: randomUUID(),
+        sid: randomUUID(),
+        events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+      });
+      const body = new URLSearchParams({ logout_token: token }).toString();
+      const contentType = 'application/x-www-form-urlencoded';
+      if (via === 'envoy') {
+        const outcome = await clients[0]!.check({
+          url: `${serverOrigin}/oauth2/backchannel-logout`,
+          method: 'POST',
+          headers: [['content-type', contentType]],
+          body,
+        });
+        assert.ok(outcome.kind === 'deny');
+        const retryAfter = outcome.headers.find(([name]) => name === 'retry-after')?.[1];
+        return { status: outcome.status, retryAfter, body: JSON.parse(outcome.body) as unknown };
+      }
+      const response = await fetch(`${servers[0]!.httpBase}/oauth2/backchannel-logout`, {
+        method: 'POST',
+        headers: { 'content-type': contentType },
+        body,
+      });
+      const retryAfter = response.headers.get('retry-after') ?? undefined;
+      return {
+        status: response.status,
+        retryAfter,
+        body: JSON.parse(await response.text()) as unknown,
+      };
+    };
+    const logoutViaEnvoy = await logoutDuringOutage('envoy');
+    const logoutStraight = await logoutDuringOutage('straight');
+    assert.equal(logoutViaEnvoy.status, 503);
+    assert.equal(logoutStraight.status, 503);
+    assert.deepEqual(logoutViaEnvoy.body, {
+      error: 'store_unavailable',
+      error_description: 'session store unavailable, try again shortly',
+    });
+    assert.deepEqual(logoutStraight.body, logoutViaEnvoy.body);
+    assert.match(logoutViaEnvoy.retryAfter ?? '', /^\d+$/);
+    assert.match(logoutStraight.retryAfter ?? '', /^\d+$/);
 
     await redis.restart();
     const took = await eventually(
@@ -339,13 +384,14 @@ describe('shared state on Redis across three replicas', () => {
     await user.login(`${cookieOrigin}/`);
     await provider.stop();
     try {
+      // Both apps sign in at one issuer: its breakers are named after the first app on it.
       await eventually(
         'the discovery breaker open',
         5_000,
         async () =>
           (await metric(
             servers[0]!,
-            /eoa_breaker_state\{breaker="idp:cookies:discovery"\} (\d)/,
+            /eoa_breaker_state\{breaker="idp:grafana:discovery"\} (\d)/,
           )) === '2',
       );
       const login = await browserOn(0).request(`${cookieOrigin}/new`);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Metrics } from '../../src/observability/metrics.ts';
-import { allow, jsonReply, type Verdict } from '../../src/authz/verdict.ts';
+import { allow, jsonReply, outcomeOf, redirect, type Verdict } from '../../src/authz/verdict.ts';
 
 const checkMetricNames = [
   'eoa_checks_total',
@@ -47,7 +47,7 @@ async function checkMetricsText(registry: Registry): Promise<string> {
 }
 
 const session = allow('session');
-const login = jsonReply('login', 302, 'x', 'y');
+const login = redirect('login', 'https://idp.example/authorize');
 const noApp = jsonReply('no_app', 403, 'forbidden', 'no app for host');
 
 const observations: readonly [string | undefined, Verdict, number][] = [
@@ -67,8 +67,8 @@ describe('Metrics: Check series', () => {
     for (const round of [1, 2]) {
       for (const [app, verdict, seconds] of observations) {
         metrics.checkStarted();
-        metrics.checkFinished(app, verdict, seconds);
-        const labels = { app: app ?? '-', verdict: verdict.kind };
+        metrics.checkFinished(app, outcomeOf(verdict), verdict.reason, seconds);
+        const labels = { app: app ?? '-', verdict: outcomeOf(verdict) };
         plain.checks.inc({ ...labels, reason: verdict.reason });
         plain.duration.observe(labels, seconds);
       }

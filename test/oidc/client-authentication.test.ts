@@ -5,12 +5,14 @@ import { exportJWK } from 'jose';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
-import { IdpError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError } from '../../src/errors.ts';
+import { createProvider } from '../../src/oidc/provider.ts';
 import {
   REDIRECT_URI,
   basicClient,
   clientDeps,
   clientOptions,
+  createStandaloneClient,
   login,
   loginAndExchange,
   readyClient,
@@ -113,24 +115,43 @@ describe('client authentication at the token endpoint', () => {
   });
 
   it('refuses options that cannot work, naming each problem and never the secret', () => {
+    const shared = createProvider({
+      issuer: provider.issuer,
+      name: 'shared',
+      tlsInsecureSkipVerify: false,
+    });
+    try {
+      assert.throws(
+        () =>
+          createOidcClient(
+            shared,
+            clientOptions(
+              { issuer: 'http://idp.example.com' },
+              { clientAuth: 'client_secret_post', clientSecret: '', idTokenAlgs: ['HS256'] },
+            ),
+            clientDeps(),
+          ),
+        (err) =>
+          err instanceof ConfigError &&
+          ['oidc.issuer', 'oidc.clientSecret', 'oidc.idTokenAlgs'].every((p) =>
+            err.problems.some((problem) => problem.path === p),
+          ),
+      );
+    } finally {
+      shared.close();
+    }
     assert.throws(
       () =>
-        createOidcClient(
-          clientOptions(
-            { issuer: 'http://idp.example.com' },
-            { clientAuth: 'client_secret_post', clientSecret: '', idTokenAlgs: ['HS256'] },
-          ),
-          clientDeps(),
-        ),
-      (err) =>
-        err instanceof ConfigError &&
-        ['oidc.issuer', 'oidc.clientSecret', 'oidc.idTokenAlgs'].every((p) =>
-          err.problems.some((problem) => problem.path === p),
-        ),
+        createProvider({
+          issuer: 'http://idp.example.com',
+          name: 'idp',
+          tlsInsecureSkipVerify: false,
+        }),
+      (err) => err instanceof ConfigError && err.problems.some((p) => p.path === 'oidc.issuer'),
     );
     assert.throws(
       () =>
-        createOidcClient(
+        createStandaloneClient(
           clientOptions(provider, { clientAuth: 'private_key_jwt', privateKey: 'SECRET-ish junk' }),
           clientDeps(),
         ),

@@ -2,17 +2,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import { DEMO_USER } from '../../dev/test-provider.ts';
-import type { OidcClient } from '../../src/oidc/oidc-client.ts';
-import { IdpError, TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError, TokenInvalidError } from '../../src/errors.ts';
 import { createLoginSecrets } from '../../src/oidc/pkce.ts';
 import { AuthzError } from '../../src/errors.ts';
 import { scriptedLogin } from '../support/scripted-login.ts';
 import {
-  REDIRECT_URI,
   basicClient,
   login,
   loginAndExchange,
   readyClient,
+  REDIRECT_URI,
+  type StandaloneClient,
   startProvider,
   timed,
 } from './oidc-fixtures.ts';
@@ -27,7 +27,7 @@ const BIG_USER = {
 
 describe('authorization code flow', () => {
   let provider: TestProvider;
-  let client: OidcClient;
+  let client: StandaloneClient;
 
   before(async () => {
     provider = await startProvider({

@@ -4,15 +4,16 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
 import type { TestProvider } from '../../dev/test-provider.ts';
-import { logoutTokenAlgorithms, type OidcClient } from '../../src/oidc/oidc-client.ts';
+import { logoutTokenAlgorithms } from '../../src/oidc/oidc-client.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
-import { TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
+import { TokenInvalidError } from '../../src/errors.ts';
 import { scriptedLogout } from '../support/scripted-login.ts';
 import {
-  POST_LOGOUT_URI,
   basicClient,
   loginAndExchange,
+  POST_LOGOUT_URI,
   readyClient,
+  type StandaloneClient,
   startProvider,
 } from './oidc-fixtures.ts';
 
@@ -20,7 +21,7 @@ const EVENTS = { [BACKCHANNEL_LOGOUT_EVENT]: {} };
 
 describe('back-channel logout tokens', () => {
   let provider: TestProvider;
-  let client: OidcClient;
+  let client: StandaloneClient;
   const received: string[] = [];
   const receiver = createServer((req, res) => {
     let body = '';
@@ -156,7 +157,7 @@ describe('logout token algorithms: the provider ID-token algorithms the app allo
 
   describe('a provider that signs ID tokens with RS256 only', () => {
     let provider: TestProvider;
-    let client: OidcClient;
+    let client: StandaloneClient;
     before(async () => {
       provider = await startProvider({ idTokenSigningAlgs: ['RS256'] });
       client = await readyClient(provider, { idTokenAlgs: ['RS256', 'ES256', 'PS256', 'EdDSA'] });

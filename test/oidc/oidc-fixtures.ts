@@ -10,6 +10,8 @@ import type {
   OidcClientDeps,
   OidcClientOptions,
 } from '../../src/oidc/oidc-client.ts';
+import { createProvider } from '../../src/oidc/provider.ts';
+import type { Provider, ProviderDeps } from '../../src/oidc/provider.ts';
 import { createLoginSecrets } from '../../src/oidc/pkce.ts';
 import type { LoginSecrets } from '../../src/oidc/pkce.ts';
 import { scriptedLogin } from '../support/scripted-login.ts';
@@ -35,11 +37,25 @@ export function startProvider(options: Partial<TestProviderOptions> = {}): Promi
   return startTestProvider({ clients: [basicClient()], ...options });
 }
 
+/** The options of a client with a provider of its own: the app's `oidc` block. */
+export type StandaloneClientOptions = OidcClientOptions & {
+  readonly tlsInsecureSkipVerify: boolean;
+};
+
+/** What a standalone client and its provider are built with. */
+export type StandaloneClientDeps = OidcClientDeps & ProviderDeps;
+
+/** A client whose provider no other client uses; closing the client closes the provider. */
+export interface StandaloneClient extends OidcClient {
+  readonly provider: Provider;
+  close(): void;
+}
+
 /** Client options matching {@link basicClient} at `provider`. */
 export function clientOptions(
   provider: { issuer: string },
-  overrides: Partial<OidcClientOptions> = {},
-): OidcClientOptions {
+  overrides: Partial<StandaloneClientOptions> = {},
+): StandaloneClientOptions {
   return {
     issuer: provider.issuer,
     clientId: 'web',
@@ -54,7 +70,7 @@ export function clientOptions(
   };
 }
 
-export function clientDeps(overrides: Partial<OidcClientDeps> = {}): OidcClientDeps {
+export function clientDeps(overrides: Partial<StandaloneClientDeps> = {}): StandaloneClientDeps {
   return {
     now: () => Date.now(),
     fetchTimeoutMs: 2_000,
@@ -63,13 +79,37 @@ export function clientDeps(overrides: Partial<OidcClientDeps> = {}): OidcClientD
   };
 }
 
-/** Creates a client and waits for discovery. */
+/** Creates a provider for `options.issuer` and one client at it. */
+export function createStandaloneClient(
+  options: StandaloneClientOptions,
+  deps: StandaloneClientDeps,
+): StandaloneClient {
+  const provider = createProvider(
+    {
+      issuer: options.issuer,
+      name: options.appName ?? options.clientId,
+      tlsInsecureSkipVerify: options.tlsInsecureSkipVerify,
+    },
+    deps,
+  );
+  try {
+    return Object.assign(createOidcClient(provider, options, deps), {
+      provider,
+      close: () => provider.close(),
+    });
+  } catch (error) {
+    provider.close();
+    throw error;
+  }
+}
+
+/** Creates a client with a provider of its own and waits for discovery. */
 export async function readyClient(
   provider: { issuer: string },
-  overrides: Partial<OidcClientOptions> = {},
-  deps: Partial<OidcClientDeps> = {},
-): Promise<OidcClient> {
-  const client = createOidcClient(clientOptions(provider, overrides), clientDeps(deps));
+  overrides: Partial<StandaloneClientOptions> = {},
+  deps: Partial<StandaloneClientDeps> = {},
+): Promise<StandaloneClient> {
+  const client = createStandaloneClient(clientOptions(provider, overrides), clientDeps(deps));
   await client.ready;
   return client;
 }

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { startTestProvider } from '../../dev/test-provider.ts';
-import { createOidcClient } from '../../src/oidc/oidc-client.ts';
 import type { IdpCallGuard, IdpCallKind } from '../../src/oidc/idp-call-guard.ts';
-import { IdpError, IdpUnavailableError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError, IdpUnavailableError } from '../../src/errors.ts';
 import {
   basicClient,
   clientDeps,
   clientOptions,
+  createStandaloneClient,
   freePort,
   loginAndExchange,
   readyClient,
@@ -19,7 +19,7 @@ describe('provider faults', () => {
   it('waits for discovery until the provider starts, then becomes ready', async (t) => {
     const port = await freePort();
     const issuer = `http://127.0.0.1:${port}`;
-    const client = createOidcClient(clientOptions({ issuer }), clientDeps());
+    const client = createStandaloneClient(clientOptions({ issuer }), clientDeps());
     try {
       await new Promise((resolve) => setTimeout(resolve, 150));
       const waiting = client.status();

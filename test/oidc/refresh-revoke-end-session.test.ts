@@ -1,20 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TestProvider } from '../../dev/test-provider.ts';
-import type { OidcClient } from '../../src/oidc/oidc-client.ts';
-import { IdpError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError } from '../../src/errors.ts';
 import { scriptedLogout } from '../support/scripted-login.ts';
 import {
-  POST_LOGOUT_URI,
   loginAndExchange,
+  POST_LOGOUT_URI,
   readyClient,
+  type StandaloneClient,
   startProvider,
   timed,
 } from './oidc-fixtures.ts';
 
 describe('refresh, revocation and end-session', () => {
   let provider: TestProvider;
-  let client: OidcClient;
+  let client: StandaloneClient;
 
   before(async () => {
     provider = await startProvider({ accessTokenTtlSeconds: 120 });

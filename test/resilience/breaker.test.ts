@@ -5,23 +5,31 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { AuthzError } from '../../src/errors.ts';
 import type { LogLevel } from '../../src/observability/logger.ts';
-import { IdpError, IdpUnavailableError, TokenInvalidError } from '../../src/oidc/oidc-errors.ts';
-import { createBreaker, resolveBreakerOptions } from '../../src/resilience/breaker.ts';
+import {
+  IdpError,
+  IdpUnavailableError,
+  InternalError,
+  StateMismatchError,
+  TokenInvalidError,
+} from '../../src/errors.ts';
+import { configSchema } from '../../src/config/schema.ts';
+import { createBreaker } from '../../src/resilience/breaker.ts';
 import { createBreakerMetrics } from '../../src/resilience/breaker-metrics.ts';
 import { createBreakers } from '../../src/resilience/breakers.ts';
 import { createIdpGuard } from '../../src/resilience/idp-guard.ts';
 import { isOutage } from '../../src/resilience/outage.ts';
-import { StoreUnavailableError } from '../../src/store/store-unavailable-error.ts';
+import { StoreUnavailableError } from '../../src/errors.ts';
+import { breakerTuning, breakersTuning } from './breaker-tuning.ts';
 import { captureLog } from './log-capture.ts';
 import { metricValue } from './metric-value.ts';
 
 const RESET_MS = 150;
-const tuning = {
+const tuning = breakerTuning({
   volumeThreshold: 4,
   errorThresholdPercentage: 50,
-  resetTimeoutMs: RESET_MS,
-  rollingWindowMs: 10_000,
-};
+  resetTimeout: `${RESET_MS}ms`,
+  rollingWindow: '10s',
+});
 
 type Mode = 'up' | 'down' | 'refusing';
 
@@ -291,7 +299,8 @@ describe('breaker', () => {
     const breakers = createBreakers({
       registry,
       logger: captureLog().logger,
-      store: { ...tuning, resetTimeoutMs: 4_000 },
+      store: { ...tuning, resetTimeout: 4_000 },
+      idp: tuning,
       now: () => t,
     });
     try {
@@ -320,6 +329,7 @@ describe('breaker', () => {
       registry,
       logger: captureLog().logger,
       store: tuning,
+      idp: tuning,
       storeProbe: () => {
         probes += 1;
         return Promise.resolve();
@@ -339,7 +349,12 @@ describe('breaker', () => {
 
   it('exports a series per breaker from the start, labelled by app and kind only', async () => {
     const registry = new Registry();
-    const breakers = createBreakers({ registry, logger: captureLog().logger, apps: ['a', 'b'] });
+    const breakers = createBreakers({
+      registry,
+      logger: captureLog().logger,
+      apps: ['a', 'b'],
+      ...breakersTuning(),
+    });
     try {
       const { values } = await registry.getSingleMetric('eoa_breaker_state')!.get();
       assert.deepEqual(values.map((v) => v.labels['breaker']).sort(), [
@@ -363,42 +378,26 @@ describe('breaker', () => {
     }
   });
 
-  it('reports every bad option at once, by name', () => {
-    assert.throws(
-      () =>
-        createBreakers({
-          registry: new Registry(),
-          logger: captureLog().logger,
-          store: { errorThresholdPercentage: 0, resetTimeoutMs: -1 },
-          idp: { volumeThreshold: 1.5, rollingWindowMs: 5, rollingBuckets: 10 },
-        }),
-      (err) => {
-        assert.ok(err instanceof RangeError);
-        assert.match(
-          err.message,
-          /breakers\.store\.errorThresholdPercentage: must be a number in \(0, 100\], got 0/,
-        );
-        assert.match(
-          err.message,
-          /breakers\.store\.resetTimeoutMs: must be a positive integer, got -1/,
-        );
-        assert.match(
-          err.message,
-          /breakers\.idp\.volumeThreshold: must be a non-negative integer, got 1.5/,
-        );
-        assert.match(
-          err.message,
-          /breakers\.idp\.rollingBuckets: must not exceed rollingWindowMs \(5\)/,
-        );
-        return true;
-      },
+  it('takes its tuning and defaults from the config, which reports every bad option at once, by path', () => {
+    const parsed = configSchema.shape.breakers.safeParse({
+      store: { errorThresholdPercentage: 0, resetTimeout: '0ms' },
+      idp: { volumeThreshold: 1.5, rollingWindow: '5ms' },
+    });
+    assert.equal(parsed.success, false);
+    assert.deepEqual(
+      parsed.error.issues.map((issue) => [issue.path.join('.'), issue.message]),
+      [
+        ['store.errorThresholdPercentage', 'Too small: expected number to be >0'],
+        ['store.resetTimeout', 'must be longer than 0ms'],
+        ['idp.volumeThreshold', 'Invalid input: expected int, received number'],
+        ['idp.rollingWindow', 'must be at least 10ms'],
+      ],
     );
-    assert.deepEqual(resolveBreakerOptions(), {
+    assert.deepEqual(breakerTuning(), {
       errorThresholdPercentage: 50,
       volumeThreshold: 5,
-      rollingWindowMs: 10_000,
-      rollingBuckets: 10,
-      resetTimeoutMs: 5_000,
+      rollingWindow: 10_000,
+      resetTimeout: 5_000,
     });
   });
 
@@ -436,6 +435,9 @@ describe('isOutage', () => {
       replyError('LOADING Redis is loading the dataset in memory'),
       replyError('READONLY You cannot write against a read only replica.'),
       replyError('CLUSTERDOWN The cluster is down'),
+      replyError(
+        'BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.',
+      ),
       Object.assign(new Error('redis get failed: Connection is closed.'), {
         code: 'REDIS_UNAVAILABLE',
       }),
@@ -445,8 +447,8 @@ describe('isOutage', () => {
     const verdicts: unknown[] = [
       new IdpError('token', 'invalid_grant'),
       new TokenInvalidError('id_token', 'aud'),
-      new AuthzError('SESSION_INVALID', 401, 'x'),
-      new AuthzError('INTERNAL', 500, 'x'),
+      new StateMismatchError(),
+      new InternalError('x'),
       replyError('WRONGTYPE Operation against a key holding the wrong kind of value'),
       new RangeError('ttlMs must be a positive number of milliseconds'),
       new TypeError('operation against a key holding a set'),

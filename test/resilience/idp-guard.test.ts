@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { IdpError, IdpUnavailableError } from '../../src/oidc/oidc-errors.ts';
+import { IdpError, IdpUnavailableError } from '../../src/errors.ts';
 import { createBreakers } from '../../src/resilience/breakers.ts';
 import { createIdpGuard } from '../../src/resilience/idp-guard.ts';
 import { loginAndExchange, readyClient, startProvider, timed } from '../oidc/oidc-fixtures.ts';
+import { breakersTuning } from './breaker-tuning.ts';
 import { captureLog } from './log-capture.ts';
 import { metricValue } from './metric-value.ts';
 
@@ -20,7 +21,9 @@ describe('provider guard with the real OIDC client', () => {
       registry,
       logger: captureLog().logger,
       apps: ['web'],
-      idp: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: RESET_MS },
+      ...breakersTuning({
+        idp: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeout: `${RESET_MS}ms` },
+      }),
     });
     const token = breakers.idp('web').token;
     const client = await readyClient(provider, {}, { guard: createIdpGuard(breakers.idp('web')) });

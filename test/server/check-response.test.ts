@@ -54,7 +54,7 @@ const verdicts: readonly [string, Verdict][] = [
     localReply('forbidden', 403, `${wide}\n`, [['content-type', 'text/plain']]),
   ],
   ['local reply without headers or body', localReply('callback', 400, '')],
-  ['503', jsonReply('unavailable', 503, 'x', 'y', [['retry-after', '5']])],
+  ['503', jsonReply('unavailable', 503, 'store_unavailable', 'y', [['retry-after', '5']])],
 ];
 
 describe('CheckResponseEncoder', () => {

@@ -6,16 +6,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { bindingLabel, type SessionBinding } from '../../src/session/session-keys.ts';
-import {
-  SessionManager,
-  type SessionLoad,
-  type SessionManagerDeps,
-  type SessionManagerOptions,
-} from '../../src/session/session-manager.ts';
+import { CookieSessions, type CookieSessionsDeps } from '../../src/session/cookie-sessions.ts';
+import { ServerSessions } from '../../src/session/server-sessions.ts';
+import type { SessionLoad, SessionOptions, Sessions } from '../../src/session/sessions.ts';
 import type { NewSession } from '../../src/session/session.ts';
 import { createAppKeyspaces, type AppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import { applySetCookie, nameOf } from './browser-cookies.ts';
+import { sessionCodec } from './session-codec.ts';
 
 const SECRET = 'one-session-secret-shared-by-everyone-here';
 const MINUTE = 60_000;
@@ -44,9 +42,8 @@ const login: NewSession = {
   tokens: { accessToken: 'access-1', refreshToken: 'refresh-1', expiresAt: NOW + 300_000 },
 };
 
-function options(overrides: Partial<SessionManagerOptions> = {}): SessionManagerOptions {
+function options(overrides: Partial<SessionOptions> = {}): SessionOptions {
   return {
-    store: 'cookie',
     secrets: [SECRET],
     cookieName: '_eoa_grafana',
     binding,
@@ -59,13 +56,18 @@ function options(overrides: Partial<SessionManagerOptions> = {}): SessionManager
 }
 
 function manager(
-  overrides: Partial<SessionManagerOptions> = {},
-  deps: SessionManagerDeps = {},
-): SessionManager {
-  return new SessionManager(options(overrides), { now: () => NOW, ...deps });
+  overrides: Partial<SessionOptions> = {},
+  deps: CookieSessionsDeps = {},
+): CookieSessions {
+  return new CookieSessions(options(overrides), { now: () => NOW, ...deps });
 }
 
-/** One store that every server-session manager here shares, keyed alike: only the binding differs. */
+/** Server sessions in `keyspaces`. */
+function server(overrides: Partial<SessionOptions>, keyspaces: AppKeyspaces): ServerSessions {
+  return new ServerSessions(options(overrides), { now: () => NOW, serverSessions: keyspaces });
+}
+
+/** One store that every server sessions instance here shares, keyed alike: only the binding differs. */
 function sharedKeyspaces(): AppKeyspaces {
   const backend = createMemoryBackend({ now: () => NOW, sweepIntervalMs: 0 });
   return createAppKeyspaces(backend, {
@@ -78,7 +80,7 @@ function sharedKeyspaces(): AppKeyspaces {
   });
 }
 
-async function loggedIn(m: SessionManager): Promise<Map<string, string>> {
+async function loggedIn(m: Sessions): Promise<Map<string, string>> {
   return applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
 }
 
@@ -111,13 +113,14 @@ describe('session cookies bound to their app and deployment', () => {
   for (const [element, other] of changed) {
     it(`a cookie sealed with the same secret but another ${element} is refused`, async () => {
       const browser = await loggedIn(manager({ binding: other }));
-      const reader = manager();
+      const codec = sessionCodec(options());
+      const reader = manager({}, { codec });
       assert.deepEqual(refusal(await reader.load(browser, true)), {
         kind: 'invalid',
         reason: 'undecodable',
         expired: ['__Host-_eoa_grafana'],
       });
-      assert.equal(reader.codecStats.decrypts, 0, 'refused by its kid, before any decryption');
+      assert.equal(codec.stats.decrypts, 0, 'refused by its kid, before any decryption');
     });
   }
 
@@ -159,18 +162,15 @@ describe('login-state cookies bound to their app and deployment', () => {
 describe('server-session records bound to their app and deployment', () => {
   it('a record written under the same binding is read back', async () => {
     const keyspaces = sharedKeyspaces();
-    const server = (b: SessionBinding) =>
-      manager({ store: 'server', binding: b }, { serverSessions: keyspaces });
-    const browser = await loggedIn(server(binding));
-    assert.equal((await server(binding).load(browser, true)).kind, 'valid');
+    const browser = await loggedIn(server({ binding }, keyspaces));
+    assert.equal((await server({ binding }, keyspaces).load(browser, true)).kind, 'valid');
   });
 
   for (const [element, other] of changed) {
     it(`a record written under another ${element} is unknown, though its ticket's key opens it`, async () => {
       const keyspaces = sharedKeyspaces();
-      const writer = manager({ store: 'server', binding: other }, { serverSessions: keyspaces });
-      const browser = await loggedIn(writer);
-      const reader = manager({ store: 'server' }, { serverSessions: keyspaces });
+      const browser = await loggedIn(server({ binding: other }, keyspaces));
+      const reader = server({}, keyspaces);
       assert.deepEqual(refusal(await reader.load(browser, true)), {
         kind: 'invalid',
         reason: 'unknown',
@@ -181,7 +181,7 @@ describe('server-session records bound to their app and deployment', () => {
 
   it("a record's protected header names its id and the binding label", async () => {
     const keyspaces = sharedKeyspaces();
-    const browser = await loggedIn(manager({ store: 'server' }, { serverSessions: keyspaces }));
+    const browser = await loggedIn(server({}, keyspaces));
     const [id] = browser.get('__Host-_eoa_grafana')!.split('.');
     const sealed = await keyspaces.serverSessions.get(id!);
     const header = JSON.parse(

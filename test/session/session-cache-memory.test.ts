@@ -9,9 +9,10 @@ import {
   jwtTokenSession,
   opaqueTokenSession,
 } from '../../bench/session-profiles.ts';
+import { CookieSessions } from '../../src/session/cookie-sessions.ts';
 import { SessionCache } from '../../src/session/session-cache.ts';
-import { SessionManager } from '../../src/session/session-manager.ts';
 import type { NewSession } from '../../src/session/session.ts';
+import { sessionCodec } from './session-codec.ts';
 
 function heapUsedAfterGc(): number {
   setFlagsFromString('--expose-gc');
@@ -21,13 +22,14 @@ function heapUsedAfterGc(): number {
   return process.memoryUsage().heapUsed;
 }
 
-/** Heap bytes per session a fresh manager's cache holds after loading `n` distinct cookies. */
+/** Heap bytes per session fresh cookie sessions' cache holds after loading `n` distinct cookies. */
 async function heapPerCachedSession(n: number, make: (expiresAt: number) => NewSession) {
   const expiresAt = Date.now() + 3_600_000;
-  const writer = new SessionManager(cookieSessionOptions, {
+  const writer = new CookieSessions(cookieSessionOptions, {
     cache: new SessionCache({ maxEntries: 0 }),
   });
-  const reader = new SessionManager(cookieSessionOptions);
+  const codec = sessionCodec(cookieSessionOptions);
+  const reader = new CookieSessions(cookieSessionOptions, { codec });
   const cookies: Map<string, string>[] = [];
   for (let i = 0; i < n; i++) {
     const data = make(expiresAt);
@@ -42,7 +44,7 @@ async function heapPerCachedSession(n: number, make: (expiresAt: number) => NewS
   for (const jar of cookies) assert.equal((await reader.load(jar, true)).kind, 'valid');
   const perEntry = (heapUsedAfterGc() - before) / n;
   // Reader and cookies stay alive until measured: only what the cache keeps is counted.
-  assert.equal(reader.codecStats.decrypts, cookies.length);
+  assert.equal(codec.stats.decrypts, cookies.length);
   return perEntry;
 }
 

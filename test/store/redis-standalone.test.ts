@@ -7,6 +7,7 @@ import { inspect } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import type { RedisConfig } from '../../src/config/schema.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { isOutage } from '../../src/resilience/outage.ts';
 import { ServerSessionStore } from '../../src/session/server-session-store.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import {
@@ -95,6 +96,36 @@ describe('redis backend, standalone', () => {
       assert.equal(error.cause, undefined);
     } finally {
       await backend.close();
+    }
+  });
+
+  it('a server busy running a script (BUSY) is an outage, to the adapter and to the breakers alike', async () => {
+    const busy = await startRedis();
+    const backend = await connect(configFor(busy.url));
+    let script: ReturnType<typeof spawn> | undefined;
+    try {
+      await redisCli(busy.port, 'config', 'set', 'busy-reply-threshold', '10');
+      script = spawn(
+        'redis-cli',
+        ['-h', '127.0.0.1', '-p', String(busy.port), 'eval', 'while true do end', '0'],
+        { stdio: 'ignore' },
+      );
+      let failure: unknown;
+      await waitFor('a BUSY reply', async () => {
+        failure = await backend.get('k').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        return failure instanceof RedisStoreError && /BUSY/.test(failure.message);
+      });
+      assert.ok(failure instanceof RedisStoreError);
+      assert.equal(failure.code, 'REDIS_UNAVAILABLE');
+      assert.equal(isOutage(failure), true);
+    } finally {
+      await redisCli(busy.port, 'script', 'kill').catch(() => undefined);
+      if (script !== undefined && script.exitCode === null) await once(script, 'exit');
+      await backend.close();
+      await busy.stop();
     }
   });
 

@@ -13,7 +13,8 @@ import {
   withFallback,
 } from '../../src/store/resilient-backend.ts';
 import type { StoreBackend } from '../../src/store/store-backend.ts';
-import { StoreUnavailableError } from '../../src/store/store-unavailable-error.ts';
+import { breakerTuning, breakersTuning } from '../resilience/breaker-tuning.ts';
+import { StoreUnavailableError } from '../../src/errors.ts';
 import { captureLog } from '../resilience/log-capture.ts';
 import { metricValue } from '../resilience/metric-value.ts';
 import { redisCli, startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
@@ -21,7 +22,11 @@ import { runStoreContract } from './store-contract.ts';
 
 const RESET_MS = 150;
 const LONG = 60_000;
-const tuning = { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: RESET_MS };
+const tuning = breakerTuning({
+  volumeThreshold: 3,
+  errorThresholdPercentage: 50,
+  resetTimeout: `${RESET_MS}ms`,
+});
 
 /** The real memory backend behind a switch that makes every call fail like a lost connection. */
 function switchable(inner: StoreBackend) {
@@ -63,6 +68,7 @@ function setUp(options: { probe?: boolean } = {}) {
     registry,
     logger: log.logger,
     store: tuning,
+    idp: tuning,
     ...(options.probe === true ? { storeProbe: () => primary.backend.get('probe') } : {}),
   });
   const guarded = guardStore(primary.backend, breakers.store);
@@ -83,7 +89,11 @@ async function openBreaker(breakers: Breakers, backend: StoreBackend): Promise<v
 // Both decorators must be invisible while the store is healthy.
 runStoreContract('guarded memory', () => {
   const memory = createMemoryBackend();
-  const breakers = createBreakers({ registry: new Registry(), logger: captureLog().logger });
+  const breakers = createBreakers({
+    registry: new Registry(),
+    logger: captureLog().logger,
+    ...breakersTuning(),
+  });
   return Promise.resolve({
     backend: guardStore(memory, breakers.store),
     close: async () => {
@@ -94,7 +104,11 @@ runStoreContract('guarded memory', () => {
 });
 runStoreContract('memory with fallback', () => {
   const memory = createMemoryBackend();
-  const breakers = createBreakers({ registry: new Registry(), logger: captureLog().logger });
+  const breakers = createBreakers({
+    registry: new Registry(),
+    logger: captureLog().logger,
+    ...breakersTuning(),
+  });
   const backend = withFallback(memory, breakers.store, { logger: captureLog().logger });
   return Promise.resolve({
     backend,
@@ -281,7 +295,9 @@ describe('resilient store over a real redis-server', () => {
     const breakers = createBreakers({
       registry,
       logger: log.logger,
-      store: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 300 },
+      ...breakersTuning({
+        store: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeout: '300ms' },
+      }),
       storeProbe: () => redis.ping(),
     });
     const sessions = guardStore(redis, breakers.store);

@@ -1,0 +1,252 @@
+/** One OpenID Provider (issuer): discovery, its signing keys, one guard and one failure classifier, shared by every app on it. */
+import { Configuration, None, allowInsecureRequests, customFetch, discovery } from 'openid-client';
+import type { ClientAuth, ClientMetadata, ServerMetadata } from 'openid-client';
+import { ConfigError, IdpUnavailableError, type IdpEndpoint } from '../errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import { runUnguarded } from './idp-call-guard.ts';
+import type { IdpCallGuard, IdpCallKind } from './idp-call-guard.ts';
+import { createIdpFetch, isLoopbackUrl } from './idp-fetch.ts';
+import type { IdpFetch } from './idp-fetch.ts';
+import { classifyIdpFailure } from './oidc-errors.ts';
+import { createProviderKeys } from './provider-keys.ts';
+import type { ProviderKeyGetter } from './provider-keys.ts';
+
+/** Deadline of each HTTP request to a provider, in milliseconds. */
+export const PROVIDER_FETCH_TIMEOUT_MS = 5_000;
+/** Discovery retry backoff until the provider first answers: first delay and cap, ms. */
+export const DISCOVERY_RETRY = { initialDelayMs: 250, maxDelayMs: 30_000 } as const;
+/** JWKS cache: least time between refetches for an unknown `kid`, and longest use of one set, ms. */
+export const JWKS_CACHE = { cooldownMs: 30_000, cacheMaxAgeMs: 600_000 } as const;
+
+/**
+ * Only the server metadata of the discovery result is kept; `discovery()` wants a client id to
+ * build its configuration, and this one is never sent anywhere.
+ */
+const DISCOVERY_ONLY_CLIENT = 'discovery';
+
+/** The provider-level settings; every app on the issuer must agree on them (config rule). */
+export interface ProviderOptions {
+  /** Issuer identifier; discovery at `<issuer>/.well-known/openid-configuration`. HTTPS unless loopback. */
+  readonly issuer: string;
+  /** Bounded, URL-free name for logs (the first app on the issuer). */
+  readonly name: string;
+  /** Accept any TLS certificate from the provider (logged loudly once). */
+  readonly tlsInsecureSkipVerify: boolean;
+}
+
+export interface ProviderDeps {
+  readonly logger?: Logger;
+  /** Wraps every provider call (a circuit breaker per kind); default runs calls as is. */
+  readonly guard?: IdpCallGuard;
+  /** Deadline for each HTTP request to the provider, ms; default {@link PROVIDER_FETCH_TIMEOUT_MS}. */
+  readonly fetchTimeoutMs?: number;
+  /** Default {@link DISCOVERY_RETRY}. */
+  readonly discoveryRetry?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
+  /** Default {@link JWKS_CACHE}. */
+  readonly jwks?: { readonly cooldownMs: number; readonly cacheMaxAgeMs: number };
+}
+
+/** Discovery state, for `/readyz`. */
+export interface ProviderStatus {
+  readonly issuer: string;
+  readonly state: 'waiting' | 'ready' | 'closed';
+  /** Discovery attempts so far. */
+  readonly attempts: number;
+  /** Why the last attempt failed (no secrets), while waiting. */
+  readonly lastError?: string;
+}
+
+/** The client-side settings a per-app {@link Configuration} is built from. */
+export interface ClientRegistration {
+  readonly clientId: string;
+  readonly metadata: Partial<ClientMetadata>;
+  readonly auth: ClientAuth;
+}
+
+/** One issuer, shared by every app (and every client id) on it. */
+export interface Provider {
+  readonly issuer: string;
+  readonly name: string;
+  /** Resolves once discovery has answered; rejects only if the provider is closed first. */
+  readonly ready: Promise<void>;
+  status(): ProviderStatus;
+  /** The discovery document; throws `IdpUnavailableError` (`discovery_pending`) before ready. */
+  metadata(endpoint: IdpEndpoint): ServerMetadata;
+  /** The issuer's JWKS key getter for `jose.jwtVerify`; one cache per issuer. Rejects before ready. */
+  readonly getKey: ProviderKeyGetter;
+  /**
+   * An openid-client configuration of one client at this provider, using the provider's fetch
+   * (deadline, TLS setting). Throws like {@link metadata} before ready.
+   */
+  configure(client: ClientRegistration, endpoint: IdpEndpoint): Configuration;
+  /**
+   * Runs one call of `kind` through the guard; whatever it throws is classified as a failure at
+   * `endpoint` (outage or refusal), inside the guard so a breaker sees catalogue codes.
+   */
+  call<T>(kind: IdpCallKind, endpoint: IdpEndpoint, fn: () => Promise<T>): Promise<T>;
+  /**
+   * Fetches the discovery document once, the same way discovery does, so an outage is seen by
+   * the breaker before a browser is sent to a provider that cannot answer. Rejects, classified.
+   */
+  probe(): Promise<void>;
+  /** Stops discovery retries. */
+  close(): void;
+}
+
+function errorSummary(err: unknown): string {
+  return err instanceof Error ? err.message : 'unknown failure';
+}
+
+/** Checks the provider-level options; paths are relative to an app. */
+export function validateIssuer(issuer: string): { path: string; message: string }[] {
+  const url = URL.parse(issuer);
+  if (url === null) return [{ path: 'oidc.issuer', message: 'must be a URL' }];
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackUrl(url))) {
+    return [{ path: 'oidc.issuer', message: 'must be an https URL (http only on loopback)' }];
+  }
+  return [];
+}
+
+/**
+ * Builds the provider and starts discovery in the background, retried with exponential backoff
+ * until the provider answers. Throws {@link ConfigError} for an issuer that can never work.
+ */
+export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}): Provider {
+  const problems = validateIssuer(options.issuer);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const issuerUrl = new URL(options.issuer);
+  const insecureHttp = issuerUrl.protocol === 'http:';
+  const log = deps.logger?.child({ component: 'oidc', provider: options.name });
+  if (options.tlsInsecureSkipVerify) {
+    log?.warn(
+      { issuer: options.issuer },
+      'TLS certificate verification to the identity provider is OFF (tlsInsecureSkipVerify); never use this in production',
+    );
+  }
+  const guard = deps.guard ?? runUnguarded;
+  const fetchTimeoutMs = deps.fetchTimeoutMs ?? PROVIDER_FETCH_TIMEOUT_MS;
+  const retry = deps.discoveryRetry ?? DISCOVERY_RETRY;
+  const idpFetch: IdpFetch = createIdpFetch({
+    timeoutMs: fetchTimeoutMs,
+    tlsInsecureSkipVerify: options.tlsInsecureSkipVerify,
+  });
+
+  // Errors are classified inside the guard (so a breaker sees catalogue codes) and again
+  // outside it, for what the guard itself throws (an open breaker); classifying is idempotent.
+  const call = <T>(kind: IdpCallKind, endpoint: IdpEndpoint, fn: () => Promise<T>): Promise<T> =>
+    guard(kind, async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw classifyIdpFailure(err, endpoint);
+      }
+    }).catch((err: unknown) => {
+      throw classifyIdpFailure(err, endpoint);
+    });
+
+  const fetchMetadata = (): Promise<ServerMetadata> =>
+    call('discovery', 'discovery', async () => {
+      const config = await discovery(issuerUrl, DISCOVERY_ONLY_CLIENT, undefined, None(), {
+        [customFetch]: idpFetch,
+        execute: insecureHttp ? [allowInsecureRequests] : [],
+        timeout: fetchTimeoutMs / 1000,
+      });
+      return config.serverMetadata();
+    });
+
+  let discovered: { metadata: ServerMetadata; getKey: ProviderKeyGetter } | undefined;
+  let attempts = 0;
+  let lastError: string | undefined;
+  let closed = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  // Nobody may be awaiting `ready` when the provider is closed early; that is not a crash.
+  ready.catch(() => undefined);
+
+  const discoverOnce = async (): Promise<void> => {
+    const metadata = await fetchMetadata();
+    if (metadata.jwks_uri === undefined) {
+      throw new IdpUnavailableError('discovery', 'invalid_response', { detail: 'no jwks_uri' });
+    }
+    const getKey = createProviderKeys(new URL(metadata.jwks_uri), {
+      fetch: idpFetch,
+      guard,
+      timeoutMs: fetchTimeoutMs,
+      ...(deps.jwks ?? JWKS_CACHE),
+    });
+    discovered = { metadata, getKey };
+  };
+
+  const attempt = async (): Promise<void> => {
+    retryTimer = undefined;
+    if (closed) return;
+    attempts += 1;
+    try {
+      await discoverOnce();
+    } catch (err) {
+      if (closed) return;
+      lastError = errorSummary(err);
+      const delayMs = Math.min(
+        retry.maxDelayMs,
+        retry.initialDelayMs * 2 ** Math.min(attempts - 1, 20),
+      );
+      log?.warn(
+        { issuer: options.issuer, attempts, delayMs, error: lastError },
+        'discovery failed',
+      );
+      retryTimer = setTimeout(() => void attempt(), delayMs);
+      return;
+    }
+    if (closed) return;
+    lastError = undefined;
+    log?.info({ issuer: options.issuer, attempts }, 'discovery done');
+    settle?.resolve();
+  };
+  void attempt();
+
+  const requireDiscovered = (endpoint: IdpEndpoint) => {
+    if (discovered !== undefined) return discovered;
+    throw new IdpUnavailableError(endpoint, closed ? 'closed' : 'discovery_pending', {
+      ...(lastError === undefined ? {} : { detail: lastError }),
+    });
+  };
+
+  return {
+    issuer: options.issuer,
+    name: options.name,
+    ready,
+    status: () => ({
+      issuer: options.issuer,
+      state: closed ? 'closed' : discovered === undefined ? 'waiting' : 'ready',
+      attempts,
+      ...(lastError === undefined || discovered !== undefined ? {} : { lastError }),
+    }),
+    metadata: (endpoint) => requireDiscovered(endpoint).metadata,
+    getKey: (header, token) =>
+      Promise.resolve().then(() => requireDiscovered('jwks').getKey(header, token)),
+    configure: (client, endpoint) => {
+      const { metadata } = requireDiscovered(endpoint);
+      const config = new Configuration(metadata, client.clientId, client.metadata, client.auth);
+      config[customFetch] = idpFetch;
+      config.timeout = fetchTimeoutMs / 1000;
+      if (insecureHttp) allowInsecureRequests(config);
+      return config;
+    },
+    call,
+    probe: async () => {
+      await fetchMetadata();
+    },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
+      if (discovered === undefined) {
+        settle?.reject(new IdpUnavailableError('discovery', 'closed'));
+      }
+    },
+  };
+}

@@ -1,0 +1,70 @@
+/** The composition root builds each app's sessions from `session.store`, at start and on reload. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { TestProvider } from '../dev/test-provider.ts';
+import { grpcModeEnvoy } from './support/both-modes.ts';
+import { AppBrowser } from './support/browser.ts';
+import type { EnvoyClient } from './support/envoy-client.ts';
+import {
+  signInAppConfig,
+  startAppProvider,
+  startTestServer,
+  testConfig,
+  type SignInApp,
+  type TestServer,
+} from './support/test-server.ts';
+
+const origin = 'https://grafana.example.com';
+const cookieName = '__Host-_eoa_grafana';
+/** What only server sessions put in the cookie: `<id>.<key>`, base64url. */
+const TICKET = /^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/;
+/** What only cookie sessions put there: the whole session, a compact JWE (five parts). */
+const SEALED = /^[A-Za-z0-9_-]+\.\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+const app = (store: 'cookie' | 'server'): SignInApp => ({
+  name: 'grafana',
+  clientSecret: 'grafana-client-secret-long-enough',
+  oidc: { probeInterval: '1h' },
+  session: { store },
+});
+
+describe('sessions chosen by session.store', () => {
+  let provider: TestProvider;
+  let server: TestServer;
+  let envoy: EnvoyClient;
+
+  before(async () => {
+    provider = await startAppProvider(app('cookie'));
+    server = await startTestServer({ apps: [signInAppConfig(app('cookie'), provider.issuer)] });
+    envoy = grpcModeEnvoy(server);
+  });
+  after(async () => {
+    envoy.close();
+    await server.close();
+    await provider.close();
+  });
+
+  /** Logs alice in and checks she is served; returns her browser. */
+  async function signedIn(): Promise<AppBrowser> {
+    const browser = new AppBrowser(envoy);
+    await browser.login(`${origin}/`);
+    const outcome = await browser.request(`${origin}/api`, { navigate: false });
+    assert.equal(
+      outcome.kind === 'allow' && outcome.upstream.headers.get('x-auth-request-user'),
+      'alice',
+    );
+    return browser;
+  }
+
+  it('cookie: the session is sealed in the cookie; server (after a reload): a ticket', async () => {
+    const sealed = await signedIn();
+    assert.match(sealed.cookies.get(cookieName) ?? '', SEALED);
+
+    server.handle.reload(testConfig({ apps: [signInAppConfig(app('server'), provider.issuer)] }));
+    const ticketed = await signedIn();
+    assert.match(ticketed.cookies.get(cookieName) ?? '', TICKET);
+    // A sealed session is no ticket to the server sessions now in charge.
+    const refused = await sealed.request(`${origin}/api`, { navigate: false });
+    assert.equal(refused.kind === 'deny' && refused.status, 401);
+  });
+});
