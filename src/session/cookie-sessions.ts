@@ -1,6 +1,7 @@
 /** Sessions sealed whole in the cookie (`session.store: cookie`), decoded once per cookie value. */
 import type { Clock } from '../clock.ts';
 import { sha256Base64url } from '../digest.ts';
+import { hasExpired } from '../expiry.ts';
 import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
 import { SessionCache, StringPool, toCachedSession, type CachedSession } from './session-cache.ts';
 import { noLines, SessionCookies } from './session-cookies.ts';
@@ -165,7 +166,7 @@ export class CookieSessions implements Sessions {
       this.#cache.delete(key);
       return this.#cookies.reject('expired', 'revoked', cookies, secure, names);
     }
-    if (now - cached.lastSeenAt < this.#lifetime.touchInterval) {
+    if (!hasExpired(cached.lastSeenAt + this.#lifetime.touchInterval, now)) {
       return {
         kind: 'valid',
         session: opened ?? this.#sessionFrom(cached, value),

@@ -1,5 +1,6 @@
 /** Sessions kept in the store (`session.store: server`): the cookie holds only a ticket to the record. */
 import { sha256Base64url } from '../digest.ts';
+import { hasExpired } from '../expiry.ts';
 import { StoreUnavailableError, type AuthzError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import type { LoginStates } from './login-state.ts';
@@ -86,7 +87,10 @@ export class ServerSessions implements Sessions {
     let loaded = cache.get(key);
     // A touch writes the record back, so it starts from a fresh read: a session deleted on
     // another replica within the cache window is not brought back to life.
-    if (loaded === undefined || now - loaded.session.lastSeenAt >= this.#lifetime.touchInterval) {
+    if (
+      loaded === undefined ||
+      hasExpired(loaded.session.lastSeenAt + this.#lifetime.touchInterval, now)
+    ) {
       const stamp = cache.stamp();
       try {
         loaded = await this.#store.load(ticket);
@@ -108,7 +112,7 @@ export class ServerSessions implements Sessions {
       return this.#cookies.reject('expired', rejection ?? 'revoked', cookies, secure, names);
     }
     let current = session;
-    if (now - session.lastSeenAt >= this.#lifetime.touchInterval) {
+    if (hasExpired(session.lastSeenAt + this.#lifetime.touchInterval, now)) {
       current = { ...session, lastSeenAt: now };
       await this.#write(key, { handle, session: current }, now);
     }

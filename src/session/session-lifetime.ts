@@ -1,4 +1,5 @@
 /** How long a session may be used: its max age, idle timeout and touch interval, and revocation. */
+import { hasExpired } from '../expiry.ts';
 import type { RevocationCheck, RevocationSubject, SessionRejection } from './sessions.ts';
 import type { Session } from './session.ts';
 
@@ -46,9 +47,9 @@ export class SessionLifetime {
 
   /** Why the session is over at `now`; `undefined` while it is not. */
   rejection(session: SessionTimes, now: number): SessionRejection | undefined {
-    if (now >= session.createdAt + this.#maxAge) return 'max_age';
+    if (hasExpired(session.createdAt + this.#maxAge, now)) return 'max_age';
     const idle = this.#idleTimeout;
-    if (idle !== undefined && now >= session.lastSeenAt + idle) return 'idle';
+    if (idle !== undefined && hasExpired(session.lastSeenAt + idle, now)) return 'idle';
     return undefined;
   }
 
