@@ -30,7 +30,7 @@ const bracketed = /^\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\]/;
 const dottedName = /^[^\s\p{Cc}.[\]]+/u;
 
 /** What a claim address may be, for error messages. */
-export const CLAIM_ADDRESS_HINT =
+const CLAIM_ADDRESS_HINT =
   'must be a claim address: a name (https://example.com/roles), a dot path (realm_access.roles) or a name in brackets (["my claim"]); names with spaces, brackets or empty parts go in brackets';
 
 function parse(address: string): readonly Part[] | undefined {
