@@ -110,10 +110,11 @@ async function endSessions(
 }
 
 /**
- * Verifies the logout token against the app's provider keys and claims, refuses a `jti` seen
+ * Verifies the logout token against the app's provider keys and claims, refuses a `jti` used
  * before (on any replica), then ends the sessions. A store or provider outage is answered with
  * its status (503, `Retry-After`): the provider retries, and nothing is acknowledged that did
- * not reach every replica.
+ * not reach every replica. Two deliveries of one token at the same instant may both end the
+ * sessions, which ends nothing more than one does.
  */
 export function backchannelLogout(
   app: AppRuntime,
@@ -128,12 +129,14 @@ export function backchannelLogout(
       if (error instanceof AuthzError && error.code === 'TOKEN_INVALID') return invalidToken;
       throw error;
     }
-    const first = await app.logoutTokenReplay.setIfAbsent(
-      sha256Base64url(`${app.oidc.issuer}\u0000${claims.jti}`),
-      { at: now() },
-    );
-    if (!first) return refused('logout token already used');
+    // The `jti` is marked used only once the sessions have ended: a logout an outage cut short
+    // is answered 503, and the provider's retry of the same token must then succeed.
+    const replayKey = sha256Base64url(`${app.oidc.issuer}\u0000${claims.jti}`);
+    if ((await app.logoutTokenReplay.get(replayKey)) !== undefined) {
+      return refused('logout token already used');
+    }
     await endSessions(app, claims);
+    await app.logoutTokenReplay.setIfAbsent(replayKey, { at: now() });
     return { status: 200 };
   });
 }

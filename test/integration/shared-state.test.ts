@@ -7,7 +7,7 @@ import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts
 import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
 import { AppBrowser, locationOf } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
-import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
+import { redisCli, startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
@@ -219,6 +219,48 @@ describe('shared state on Redis across three replicas', () => {
     assert.ok(await refused(0), 'at once on the replica that took the logout');
     // C served the session moments ago and may reuse it for its short window.
     await eventually('session ended on replica 2', 1_000, () => refused(2));
+  });
+
+  it("accepts the provider's retry of a back-channel logout that a hung Redis cut short", async () => {
+    const user = browserOn(0);
+    await user.login(`${serverOrigin}/`);
+    const sid = sidOf(await user.request(`${serverOrigin}/x`));
+    const token = await provider.signJwt({
+      aud: 'grafana',
+      jti: randomUUID(),
+      sid,
+      events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+    });
+    const post = () =>
+      fetch(`${servers[1]!.httpBase}/oauth2/backchannel-logout`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }).toString(),
+      });
+    // Redis stops executing writes (reads go on); what was sent runs once it resumes, as after
+    // a stall. The logout's writes time out on our side (commandTimeout 500 ms).
+    await redisCli(redis.port, 'CLIENT', 'PAUSE', '30000', 'WRITE');
+    let cutShort: Response;
+    try {
+      cutShort = await post();
+    } finally {
+      await redisCli(redis.port, 'CLIENT', 'UNPAUSE');
+    }
+    assert.equal(cutShort.status, 503, await cutShort.text());
+    assert.ok(cutShort.headers.has('retry-after'));
+    // The provider retries the same token: it is not "already used", and the session ends.
+    const retried = await post();
+    assert.equal(retried.status, 200, await retried.text());
+    await eventually('session ended on replica 0', 1_000, async () => {
+      const outcome = await browserOn(0, user).request(`${serverOrigin}/x`, {
+        navigate: false,
+        headers: [['accept', 'application/json']],
+      });
+      return outcome.kind === 'deny';
+    });
+    const replay = await post();
+    assert.equal(replay.status, 400);
+    assert.match(await replay.text(), /already used/);
   });
 
   it('ends the session on every replica on a front-channel logout with iss and sid', async () => {
