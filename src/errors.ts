@@ -37,7 +37,6 @@ export const replyErrorCodes = Object.freeze([
   'invalid_token',
   'insufficient_scope',
   'too_many_requests',
-  'temporarily_unavailable',
 ] as const);
 
 /** Every `error` a response body may carry. */

@@ -1,11 +1,11 @@
 /** Runs one Check end to end for any transport: parse, decide, translate failures, record. */
 import { performance } from 'node:perf_hooks';
-import { AuthzError, clientErrorCode } from '../errors.ts';
+import { AuthzError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
 import type { Decision, Pipeline } from './pipeline.ts';
-import { jsonReply, outcomeOf, type Verdict } from './verdict.ts';
+import { errorReply, jsonReply, outcomeOf, type Verdict } from './verdict.ts';
 
 /** What a config (re)load builds; swapped whole so a Check never sees half of two configs. */
 export interface Runtime {
@@ -101,14 +101,6 @@ export class Authorizer {
       { code: error.code, detail: error.message, requestId: raw.id },
       'check denied by an error',
     );
-    return this.#finished(undefined, verdictForError(error), started);
+    return this.#finished(undefined, errorReply(error), started);
   }
-}
-
-function verdictForError(error: AuthzError): Verdict {
-  const headers: [string, string][] =
-    error.status === 503 ? [['retry-after', String(error.retryAfterSeconds)]] : [];
-  const reason =
-    error.status === 503 ? 'unavailable' : error.status === 400 ? 'bad_request' : 'forbidden';
-  return jsonReply(reason, error.status, clientErrorCode(error.code), error.publicMessage, headers);
 }

@@ -8,7 +8,13 @@ import { secureFor } from './login.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { ourCookiesOut } from './session-step.ts';
 import { AllowMemo, allowFor } from './allow-memo.ts';
-import { localReply, jsonReply, type HeaderPair, type Verdict } from './verdict.ts';
+import {
+  localReply,
+  jsonReply,
+  providerUnavailable,
+  type HeaderPair,
+  type Verdict,
+} from './verdict.ts';
 
 /** RFC 6750 §3: a quoted-string value; our values never hold `"` or `\`, but make sure. */
 function quoted(value: string): string {
@@ -99,13 +105,7 @@ export function createBearerStep(deps: StepDeps): Step {
     switch (outcome.kind) {
       case 'unavailable':
         log.warn({ app: app.name, detail: outcome.detail }, 'bearer token could not be checked');
-        return jsonReply(
-          'unavailable',
-          503,
-          'temporarily_unavailable',
-          'identity provider unavailable, retry shortly',
-          [['retry-after', String(outcome.retryAfterSeconds)]],
-        );
+        return providerUnavailable(outcome.retryAfterSeconds);
       case 'invalid':
         bearer.throttle.recordFailure(context.request.clientAddress);
         if (outcome.binding !== undefined) {

@@ -8,7 +8,7 @@ import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
-import { localReply, type HeaderPair, type Verdict } from './verdict.ts';
+import { localReply, providerUnavailable, type HeaderPair, type Verdict } from './verdict.ts';
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
 
@@ -128,9 +128,7 @@ export function createSessionStep(deps: StepDeps): Step {
         case 'unavailable':
           // The old access token still works: keep serving; else the caller retries later.
           if (hasExpired(session.tokens.expiresAt, now)) {
-            return localReply('unavailable', 503, 'identity provider unavailable, retry shortly', [
-              ['retry-after', String(outcome.retryAfterSeconds)],
-            ]);
+            return providerUnavailable(outcome.retryAfterSeconds);
           }
       }
     }

@@ -1,5 +1,11 @@
 /** What the pipeline decided for one request. One exhaustive switch turns it into a response. */
-import type { ClientErrorCode } from '../errors.ts';
+import {
+  clientErrorCode,
+  errorCatalogue,
+  type AuthzError,
+  type ClientErrorCode,
+  type ErrorCode,
+} from '../errors.ts';
 
 /** A header as it will be sent: lower-case name, value free of CR/LF/NUL. */
 export type HeaderPair = readonly [name: string, value: string];
@@ -129,6 +135,29 @@ export function jsonReply(
     ['content-type', 'application/json'],
     ...headers,
   ]);
+}
+
+/**
+ * The answer to a request a catalogue error stopped: its status, `{error, message}` and, for a
+ * 503, `Retry-After`.
+ */
+export function errorReply(error: AuthzError): LocalReply {
+  return catalogueReply(error.code, error.retryAfterSeconds);
+}
+
+/**
+ * A provider outage, the same answer wherever it is met (login, session refresh, bearer keys or
+ * introspection): 503 `idp_unavailable` with `Retry-After`.
+ */
+export function providerUnavailable(retryAfterSeconds: number): LocalReply {
+  return catalogueReply('IDP_UNAVAILABLE', Math.max(1, Math.ceil(retryAfterSeconds)));
+}
+
+function catalogueReply(code: ErrorCode, retryAfterSeconds: number): LocalReply {
+  const { status, message } = errorCatalogue[code];
+  const headers: HeaderPair[] = status === 503 ? [['retry-after', String(retryAfterSeconds)]] : [];
+  const reason = status === 503 ? 'unavailable' : status === 400 ? 'bad_request' : 'forbidden';
+  return jsonReply(reason, status, clientErrorCode(code), message, headers);
 }
 
 export function redirect(

@@ -1,5 +1,6 @@
 /** A scripted browser on one app origin, talking to the server through the Envoy-like client. */
 import assert from 'node:assert/strict';
+import { errorCatalogue } from '../../src/errors.ts';
 import type { DownstreamRequest, Outcome } from './envoy-client.ts';
 import { scriptedLogin, type CookieJar } from './scripted-login.ts';
 
@@ -30,6 +31,22 @@ export function deniedHeader(outcome: Outcome, name: string): string | undefined
 /** The status of a denied answer, else the outcome's kind (`allow`, `error`). */
 export function statusOf(outcome: Outcome): number | string {
   return outcome.kind === 'deny' ? outcome.status : outcome.kind;
+}
+
+/**
+ * Asserts the one answer a provider outage gets wherever it is met (login, session refresh,
+ * bearer keys or introspection): 503, `Retry-After` of at least a second, and the catalogue's
+ * JSON body.
+ */
+export function assertProviderUnavailable(outcome: Outcome, what: string): void {
+  assert.equal(statusOf(outcome), 503, what);
+  assert.ok(Number(deniedHeader(outcome, 'retry-after')) >= 1, `${what}: Retry-After`);
+  assert.equal(deniedHeader(outcome, 'content-type'), 'application/json', what);
+  assert.deepEqual(
+    JSON.parse(outcome.kind === 'deny' ? outcome.body : '""'),
+    { error: 'idp_unavailable', message: errorCatalogue.IDP_UNAVAILABLE.message },
+    what,
+  );
 }
 
 /** What a browser sends its requests through: Envoy in gRPC mode or in HTTP mode. */
