@@ -142,17 +142,9 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
   const retryAfterMs = (): number =>
     current === 'open' ? Math.max(0, openedAt + tuning.resetTimeout - now()) : 0;
 
-  const translate = (error: unknown): never => {
-    if (isRefusal(error)) throw openError(retryAfterMs());
-    throw error;
-  };
-
-  function run<T>(call: () => Promise<T>, refusal?: (retryAfterMs: number) => Error): Promise<T> {
-    const fired = circuit.fire(call) as Promise<T>;
-    if (refusal === undefined) return fired.catch(translate);
-    return fired.catch((error: unknown) => {
-      if (isRefusal(error)) throw refusal(retryAfterMs());
-      throw error;
+  function run<T>(call: () => Promise<T>, refusal = openError): Promise<T> {
+    return (circuit.fire(call) as Promise<T>).catch((error: unknown) => {
+      throw isRefusal(error) ? refusal(retryAfterMs()) : error;
     });
   }
 
