@@ -26,9 +26,8 @@ export const protoFiles: readonly string[] = Object.freeze([
   'grpc/health/v1/health.proto',
 ]);
 
-/** Fully qualified names of the services, also the names health checks ask about. */
-const authorizationServiceName = 'envoy.service.auth.v3.Authorization';
-const healthServiceName = 'grpc.health.v1.Health';
+/** The fully qualified name of the ext_authz service, also a name health checks ask about. */
+export const authorizationServiceName = 'envoy.service.auth.v3.Authorization';
 
 /**
  * The `proto/` folder of this package, found by walking up from this module to the folder that
@@ -63,7 +62,7 @@ export function loadProtos(): Protos {
   const root = grpc.loadPackageDefinition(definition);
   return {
     authorization: withDirectCheckCodec(serviceAt(root, authorizationServiceName), protoDir),
-    health: serviceAt(root, healthServiceName),
+    health: serviceAt(root, 'grpc.health.v1.Health'),
   };
 }
 
