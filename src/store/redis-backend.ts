@@ -260,14 +260,10 @@ export function createRedisBackend(
           if (error === undefined) resolve();
           else reject(error);
         };
-        const onReady = (): void => {
-          settle();
-        };
+        const onReady = (): void => settle();
         // Bad credentials or an untrusted certificate will not heal by retrying: say so now.
         const onError = (error: unknown): void => {
-          if (isPermanent(error)) {
-            settle(translate('connect', error));
-          }
+          if (isPermanent(error)) settle(translate('connect', error));
         };
         const timer = setTimeout(() => {
           settle(
