@@ -3,7 +3,8 @@ import * as grpc from '@grpc/grpc-js';
 import { grpcLimitsSchema } from '../src/config/schema.ts';
 import { GrpcTransport, type GrpcMethod } from '../src/server/grpc-transport.ts';
 import { createLogger } from '../src/observability/logger.ts';
-import { loadProtos, type CheckRequest, type CheckResponse } from '../src/server/protos.ts';
+import { loadProtos, type CheckRequest } from '../src/server/protos.ts';
+import type { CheckResponse } from '../test/support/check-response.ts';
 
 // Run as a child process: `node do-nothing-server.js <port> [grpc-js|transport]`; prints
 // `listening <port>`.

@@ -26,6 +26,17 @@ export interface BearerSeries {
   throttled(): void;
 }
 
+/** The children of `counter` under the `leading` label values, one per value of its last label. */
+function childrenOf<const V extends string>(
+  counter: Counter,
+  leading: readonly string[],
+  values: readonly V[],
+): Record<V, Counter.Internal> {
+  const children = {} as Record<V, Counter.Internal>;
+  for (const value of values) children[value] = counter.labels(...leading, value);
+  return children;
+}
+
 /** The label used for requests no app claimed. */
 export const noAppLabel = '-';
 
@@ -133,43 +144,24 @@ class CheckDurations extends Histogram<'app' | 'verdict'> {
   }> {
     const bucket = `${this.#name}_bucket`;
     const values: HistogramValue[] = [];
-    for (const cell of this.#cells) {
-      if (cell.count === 0) continue;
+    for (const { labels: sharedLabels, counts, sum, count } of this.#cells) {
+      if (count === 0) continue;
+      const add = (
+        labels: HistogramValue['labels'],
+        metricName: string,
+        value: number,
+        exemplar: HistogramValue['exemplar'],
+      ): void => {
+        values.push({ labels, sharedLabels, value, metricName, exemplar });
+      };
       let cumulative = 0;
       for (let i = 0; i < this.#bounds.length; i++) {
-        cumulative += cell.counts[i]!;
-        const le = this.#bounds[i]!;
-        values.push({
-          labels: { le },
-          sharedLabels: cell.labels,
-          value: cumulative,
-          metricName: bucket,
-          exemplar: null,
-        });
+        cumulative += counts[i]!;
+        add({ le: this.#bounds[i]! }, bucket, cumulative, null);
       }
-      values.push(
-        {
-          labels: { le: '+Inf' },
-          sharedLabels: cell.labels,
-          value: cell.count,
-          metricName: bucket,
-          exemplar: null,
-        },
-        {
-          labels: {},
-          sharedLabels: cell.labels,
-          value: cell.sum,
-          metricName: `${this.#name}_sum`,
-          exemplar: undefined,
-        },
-        {
-          labels: {},
-          sharedLabels: cell.labels,
-          value: cell.count,
-          metricName: `${this.#name}_count`,
-          exemplar: undefined,
-        },
-      );
+      add({ le: '+Inf' }, bucket, count, null);
+      add({}, `${this.#name}_sum`, sum, undefined);
+      add({}, `${this.#name}_count`, count, undefined);
     }
     return Promise.resolve({
       name: this.#name,
@@ -334,20 +326,9 @@ export class Metrics {
 
   /** The refresh counters of one app, children bound once. */
   refreshMetrics(app: string): RefreshSeries {
-    const grants = {
-      ok: this.#refreshGrants.labels(app, 'ok'),
-      invalid_grant: this.#refreshGrants.labels(app, 'invalid_grant'),
-      unavailable: this.#refreshGrants.labels(app, 'unavailable'),
-    };
-    const followers = {
-      process: this.#refreshFollowers.labels(app, 'process'),
-      replica: this.#refreshFollowers.labels(app, 'replica'),
-      late: this.#refreshFollowers.labels(app, 'late'),
-    };
-    const gated = {
-      budget: this.#refreshGated.labels(app, 'budget'),
-      concurrency: this.#refreshGated.labels(app, 'concurrency'),
-    };
+    const grants = childrenOf(this.#refreshGrants, [app], ['ok', 'invalid_grant', 'unavailable']);
+    const followers = childrenOf(this.#refreshFollowers, [app], ['process', 'replica', 'late']);
+    const gated = childrenOf(this.#refreshGated, [app], ['budget', 'concurrency']);
     const lockWaits = this.#refreshLockWaits.labels(app);
     return {
       grant: (outcome) => grants[outcome].inc(),
@@ -359,24 +340,18 @@ export class Metrics {
 
   /** The bearer counters of one app, children bound once. */
   bearerMetrics(app: string): BearerSeries {
-    const kinds = ['jwt', 'introspection'] as const;
     const outcomes = ['valid', 'invalid', 'unavailable'] as const;
-    const verifications = new Map<string, Counter.Internal>();
-    for (const kind of kinds) {
-      for (const outcome of outcomes) {
-        verifications.set(
-          `${kind}:${outcome}`,
-          this.#bearerVerifications.labels(app, kind, outcome),
-        );
-      }
-    }
+    const verifications = {
+      jwt: childrenOf(this.#bearerVerifications, [app, 'jwt'], outcomes),
+      introspection: childrenOf(this.#bearerVerifications, [app, 'introspection'], outcomes),
+    };
     const cache = {
       hit: this.#pendingCount(this.#bearerCache.labels(app, 'hit'), this.#pendingBearerCache),
       miss: this.#pendingCount(this.#bearerCache.labels(app, 'miss'), this.#pendingBearerCache),
     };
     const throttled = this.#bearerThrottled.labels(app);
     return {
-      verification: (kind, outcome) => verifications.get(`${kind}:${outcome}`)?.inc(),
+      verification: (kind, outcome) => verifications[kind][outcome].inc(),
       cache: (result) => {
         cache[result].pending += 1;
       },

@@ -53,8 +53,6 @@ export interface BreakerDeps {
   readonly series: BreakerSeries;
   /** The error a refused call rejects with; given the ms until the next probe. */
   readonly openError: (retryAfterMs: number) => Error;
-  /** Which rejections count as failures; default {@link isOutage} (verdicts never count). */
-  readonly isFailure?: (error: unknown) => boolean;
   /**
    * A cheap call run through the breaker as soon as it goes half-open, so that it recovers
    * without waiting for traffic (a replica out of rotation gets none). Default: none.
@@ -75,7 +73,6 @@ function isRefusal(error: unknown): boolean {
 /** Builds one breaker. */
 export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker {
   const now = deps.now ?? Date.now;
-  const isFailure = deps.isFailure ?? isOutage;
   const { name, series, openError, probe } = deps;
   const log = deps.logger.child({ component: 'breaker', breaker: name });
   const circuit = new CircuitBreaker<[Call], unknown>((call) => call(), {
@@ -89,7 +86,7 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
     rollingPercentilesEnabled: false,
     enableSnapshots: false,
     // opossum's filter answers "ignore this error"; verdicts are ignored, outages counted.
-    errorFilter: (error: unknown) => !isFailure(error),
+    errorFilter: (error: unknown) => !isOutage(error),
   });
 
   let current: BreakerState = 'closed';
@@ -142,17 +139,9 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
   const retryAfterMs = (): number =>
     current === 'open' ? Math.max(0, openedAt + tuning.resetTimeout - now()) : 0;
 
-  const translate = (error: unknown): never => {
-    if (isRefusal(error)) throw openError(retryAfterMs());
-    throw error;
-  };
-
-  function run<T>(call: () => Promise<T>, refusal?: (retryAfterMs: number) => Error): Promise<T> {
-    const fired = circuit.fire(call) as Promise<T>;
-    if (refusal === undefined) return fired.catch(translate);
-    return fired.catch((error: unknown) => {
-      if (isRefusal(error)) throw refusal(retryAfterMs());
-      throw error;
+  function run<T>(call: () => Promise<T>, refusal = openError): Promise<T> {
+    return (circuit.fire(call) as Promise<T>).catch((error: unknown) => {
+      throw isRefusal(error) ? refusal(retryAfterMs()) : error;
     });
   }
 

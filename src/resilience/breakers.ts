@@ -13,7 +13,6 @@ import { createBreakerMetrics } from './breaker-metrics.ts';
  * never stop logins and refreshes.
  */
 export interface IdpBreakers {
-  readonly app: string;
   readonly discovery: Breaker;
   readonly token: Breaker;
   readonly revocation: Breaker;
@@ -30,8 +29,6 @@ export interface Breakers {
    * (a reload may add providers). Names become metric labels, so they must stay bounded.
    */
   idp(app: string): IdpBreakers;
-  /** Every breaker built so far, store first. */
-  all(): readonly Breaker[];
   /** Stops every breaker's timers. */
   shutdown(): void;
 }
@@ -41,8 +38,6 @@ export interface BreakersOptions {
   /** Where `eoa_breaker_*` series go; registered once here. */
   readonly registry: Registry;
   readonly logger: Logger;
-  /** Apps whose breakers (and series) exist from the start. Default none. */
-  readonly apps?: readonly string[];
   /** Store breaker tuning (`breakers.store`). */
   readonly store: BreakerTuning;
   /** Tuning of every provider breaker (`breakers.idp`). */
@@ -58,28 +53,31 @@ export interface BreakersOptions {
 
 /** Builds the breakers. */
 export function createBreakers(options: BreakersOptions): Breakers {
-  const metrics = createBreakerMetrics(options.registry);
+  const seriesOf = createBreakerMetrics(options.registry);
   const { logger } = options;
   const now = options.now ?? Date.now;
 
   const store = createBreaker(options.store, {
     name: 'store',
     logger,
-    series: metrics.bind('store'),
+    series: seriesOf('store'),
     now,
     openError: (retryAfterMs) => new StoreUnavailableError('circuit_open', { retryAfterMs }),
     ...(options.storeProbe === undefined ? {} : { probe: options.storeProbe }),
   });
 
+  const built = [store];
   const idpBreaker = (app: string, kind: IdpEndpoint): Breaker => {
     const name = `idp:${app}:${kind}`;
-    return createBreaker(options.idp, {
+    const breaker = createBreaker(options.idp, {
       name,
       logger: logger.child({ app }),
-      series: metrics.bind(name),
+      series: seriesOf(name),
       now,
       openError: () => new IdpUnavailableError(kind, 'circuit_open'),
     });
+    built.push(breaker);
+    return breaker;
   };
 
   const byApp = new Map<string, IdpBreakers>();
@@ -87,7 +85,6 @@ export function createBreakers(options: BreakersOptions): Breakers {
     let breakers = byApp.get(app);
     if (breakers === undefined) {
       breakers = Object.freeze({
-        app,
         discovery: idpBreaker(app, 'discovery'),
         token: idpBreaker(app, 'token'),
         revocation: idpBreaker(app, 'revocation'),
@@ -97,23 +94,11 @@ export function createBreakers(options: BreakersOptions): Breakers {
     }
     return breakers;
   };
-  for (const app of options.apps ?? []) idp(app);
-
   return {
     store,
     idp,
-    all: () => [
-      store,
-      ...[...byApp.values()].flatMap((b) => [b.discovery, b.token, b.revocation, b.introspection]),
-    ],
     shutdown() {
-      store.shutdown();
-      for (const b of byApp.values()) {
-        b.discovery.shutdown();
-        b.token.shutdown();
-        b.revocation.shutdown();
-        b.introspection.shutdown();
-      }
+      for (const breaker of built) breaker.shutdown();
     },
   };
 }

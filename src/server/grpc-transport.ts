@@ -17,10 +17,7 @@ import { RequestMessage, type MessageProblem } from './request-message.ts';
 
 /** The gRPC status codes this server sends. */
 export const GrpcStatus = {
-  OK: 0,
-  CANCELLED: 1,
   UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   RESOURCE_EXHAUSTED: 8,
@@ -173,9 +170,6 @@ function endWithStatus(stream: http2.ServerHttp2Stream, code: number, details: s
   );
 }
 
-/** Why a request body is not one acceptable message; `undefined` when it is. */
-type BodyProblem = { readonly code: GrpcStatusCode; readonly details: string };
-
 /**
  * The message of one whole length-prefixed frame (its length already checked against the cap by
  * {@link RequestMessage}), decompressed if flagged. Inflation stops at `maxBytes` of output, so a
@@ -186,7 +180,7 @@ function singleMessage(
   body: Buffer,
   encoding: string | undefined,
   maxBytes: number,
-): Buffer | BodyProblem {
+): Buffer | MessageProblem {
   const message = body.subarray(5);
   const flag = body[0];
   if (flag === 0) return message;

@@ -1,5 +1,5 @@
 /** Serving state shared by gRPC health, `/readyz` and shutdown: NOT_SERVING until ready and while draining. */
-import { ServingStatus } from './protos.ts';
+import { authorizationServiceName, ServingStatus } from './protos.ts';
 
 /** What the health state can be: the gRPC health protocol's values, used by `/readyz` too. */
 export type HealthStatus = typeof ServingStatus.SERVING | typeof ServingStatus.NOT_SERVING;
@@ -13,7 +13,7 @@ export const livenessService = 'liveness';
 /** Services the gRPC health service answers for; anything else is NOT_FOUND. */
 export const healthServices: ReadonlySet<string> = new Set([
   '',
-  'envoy.service.auth.v3.Authorization',
+  authorizationServiceName,
   livenessService,
 ]);
 

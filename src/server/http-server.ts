@@ -226,10 +226,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
               decide(body);
               return;
             }
-            const headers: OutgoingHttpHeaders = {};
-            for (const [name, value] of Object.entries(reply.headers))
-              headers[name] = toWire(value);
-            res.writeHead(reply.status, headers).end(reply.body);
+            res.writeHead(reply.status, outgoing(Object.entries(reply.headers))).end(reply.body);
           }, failed)
           .catch(failed);
       } catch (error) {

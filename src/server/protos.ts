@@ -26,9 +26,8 @@ export const protoFiles: readonly string[] = Object.freeze([
   'grpc/health/v1/health.proto',
 ]);
 
-/** Fully qualified names of the services, also the names health checks ask about. */
-const authorizationServiceName = 'envoy.service.auth.v3.Authorization';
-const healthServiceName = 'grpc.health.v1.Health';
+/** The fully qualified name of the ext_authz service, also a name health checks ask about. */
+export const authorizationServiceName = 'envoy.service.auth.v3.Authorization';
 
 /**
  * The `proto/` folder of this package, found by walking up from this module to the folder that
@@ -63,7 +62,7 @@ export function loadProtos(): Protos {
   const root = grpc.loadPackageDefinition(definition);
   return {
     authorization: withDirectCheckCodec(serviceAt(root, authorizationServiceName), protoDir),
-    health: serviceAt(root, healthServiceName),
+    health: serviceAt(root, 'grpc.health.v1.Health'),
   };
 }
 
@@ -124,111 +123,14 @@ function isNamespace(node: grpc.GrpcObject[string] | undefined): node is grpc.Gr
 }
 
 // ---------------------------------------------------------------------------------------------
-// google.protobuf well-known types, as protobufjs decodes them (its bundled definitions use
-// camelCase names inside Value even with keepCase).
-
-/** `google.protobuf.Struct`. A plain JSON object is NOT a Struct: it would encode as empty. */
-export interface Struct {
-  readonly fields?: Readonly<Record<string, Value>>;
-}
-
-/** `google.protobuf.Value`; exactly one member is set. `kind` is present only when decoded. */
-export interface Value {
-  readonly nullValue?: 0;
-  readonly numberValue?: number;
-  readonly stringValue?: string;
-  readonly boolValue?: boolean;
-  readonly structValue?: Struct;
-  readonly listValue?: ListValue;
-  readonly kind?:
-    'nullValue' | 'numberValue' | 'stringValue' | 'boolValue' | 'structValue' | 'listValue';
-}
-
-/** `google.protobuf.ListValue`. */
-export interface ListValue {
-  readonly values?: readonly Value[];
-}
-
-/** `google.protobuf.Any`. */
-export interface Any {
-  readonly type_url?: string;
-  readonly value?: Buffer;
-}
-
-/** `google.protobuf.Timestamp`; `seconds` is an int64, hence a decimal string. */
-export interface Timestamp {
-  readonly seconds?: string;
-  readonly nanos?: number;
-}
-
-/** `google.rpc.Status`: `code` is a gRPC status code (0 OK, 7 PERMISSION_DENIED, …). */
-export interface RpcStatus {
-  readonly code?: number;
-  readonly message?: string;
-  readonly details?: readonly Any[];
-}
-
-// ---------------------------------------------------------------------------------------------
-// CheckRequest as decoded: every field optional, maps as plain objects, bytes as Buffer.
-
-/** `envoy.config.core.v3.SocketAddress`. */
-export interface SocketAddress {
-  readonly protocol?: number;
-  readonly address?: string;
-  readonly port_value?: number;
-  readonly named_port?: string;
-  readonly resolver_name?: string;
-  readonly ipv4_compat?: boolean;
-  readonly port_specifier?: 'port_value' | 'named_port';
-}
-
-/** `envoy.config.core.v3.Pipe` (a Unix domain socket). */
-export interface Pipe {
-  readonly path?: string;
-  readonly mode?: number;
-}
-
-/** `envoy.config.core.v3.EnvoyInternalAddress`. */
-export interface EnvoyInternalAddress {
-  readonly server_listener_name?: string;
-  readonly endpoint_id?: string;
-  readonly address_name_specifier?: 'server_listener_name';
-}
-
-/** `envoy.config.core.v3.Address`; `address` names the member that is set. */
-export interface Address {
-  readonly socket_address?: SocketAddress;
-  readonly pipe?: Pipe;
-  readonly envoy_internal_address?: EnvoyInternalAddress;
-  readonly address?: 'socket_address' | 'pipe' | 'envoy_internal_address';
-}
+// CheckRequest as decoded, with the fields the server reads: every field optional, maps as plain
+// objects, bytes as Buffer.
 
 /** `envoy.config.core.v3.HeaderValue`; Envoy fills `raw_value` under `encode_raw_headers`. */
 export interface HeaderValue {
   readonly key?: string;
   readonly value?: string;
   readonly raw_value?: Buffer;
-}
-
-/** `envoy.config.core.v3.HeaderMap`: headers in order, duplicates not merged. */
-export interface HeaderMap {
-  readonly headers?: readonly HeaderValue[];
-}
-
-/** `envoy.config.core.v3.Metadata`, keyed by filter name. */
-export interface Metadata {
-  readonly filter_metadata?: Readonly<Record<string, Struct>>;
-  readonly typed_filter_metadata?: Readonly<Record<string, Any>>;
-}
-
-/** `AttributeContext.Peer`. */
-export interface Peer {
-  readonly address?: Address;
-  readonly service?: string;
-  readonly labels?: Readonly<Record<string, string>>;
-  /** Peer certificate URI SAN / DNS SAN / subject; TLS only (Istio: the SPIFFE id). */
-  readonly principal?: string;
-  readonly certificate?: string;
 }
 
 /** `AttributeContext.HttpRequest`. */
@@ -238,42 +140,24 @@ export interface HttpRequest {
   readonly method?: string;
   /** Lower-case keys, pseudo-headers included, no `host`, duplicates joined with `,`. */
   readonly headers?: Readonly<Record<string, string>>;
-  /** Sent instead of `headers` when Envoy's `encode_raw_headers` is on. */
-  readonly header_map?: HeaderMap;
+  /** `envoy.config.core.v3.HeaderMap`, sent instead of `headers` under `encode_raw_headers`. */
+  readonly header_map?: { readonly headers?: readonly HeaderValue[] };
   /** Raw path including the query string. */
   readonly path?: string;
   readonly host?: string;
   readonly scheme?: string;
-  /** Empty as sent by Envoy: the query is inside `path`. */
-  readonly query?: string;
-  readonly fragment?: string;
-  /** Body bytes buffered, int64 as a decimal string. */
-  readonly size?: string;
-  readonly protocol?: string;
   readonly body?: string;
   readonly raw_body?: Buffer;
 }
 
-/** `AttributeContext.Request`. */
-export interface AttributeRequest {
-  readonly time?: Timestamp;
-  readonly http?: HttpRequest;
-}
-
-/** `AttributeContext.TLSSession`. */
-export interface TlsSession {
-  readonly sni?: string;
-}
-
 /** `envoy.service.auth.v3.AttributeContext`. */
 export interface AttributeContext {
-  readonly source?: Peer;
-  readonly destination?: Peer;
-  readonly request?: AttributeRequest;
+  /** The peer's `envoy.config.core.v3.Address`, when it is a socket address. */
+  readonly source?: {
+    readonly address?: { readonly socket_address?: { readonly address?: string } };
+  };
+  readonly request?: { readonly http?: HttpRequest };
   readonly context_extensions?: Readonly<Record<string, string>>;
-  readonly metadata_context?: Metadata;
-  readonly tls_session?: TlsSession;
-  readonly route_metadata_context?: Metadata;
 }
 
 /** `envoy.service.auth.v3.CheckRequest` as the server receives it. */
@@ -282,69 +166,10 @@ export interface CheckRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CheckResponse as the server builds it.
-
-/** `envoy.config.core.v3.HeaderValueOption` to send. */
-export interface HeaderValueOption {
-  readonly header: { readonly key: string; readonly value: string };
-  /**
-   * `google.protobuf.BoolValue`, hence the wrapper. Always set it: unset means overwrite for
-   * request headers but append (1.31+) or replace (older) for response headers.
-   */
-  readonly append?: { readonly value: boolean };
-  readonly append_action?: number;
-  readonly keep_empty_value?: boolean;
-}
-
-/** `envoy.config.core.v3.QueryParameter`. */
-export interface QueryParameter {
-  readonly key: string;
-  readonly value: string;
-}
-
-/** `envoy.service.auth.v3.OkHttpResponse`: changes to the forwarded request and the response. */
-export interface OkHttpResponse {
-  /** Set on the upstream request (overwrite unless `append.value` is true). */
-  readonly headers?: readonly HeaderValueOption[];
-  /** Removed from the upstream request after the sets; pseudo-headers and `host` are immune. */
-  readonly headers_to_remove?: readonly string[];
-  /** Applied to the response going back to the client. */
-  readonly response_headers_to_add?: readonly HeaderValueOption[];
-  readonly query_parameters_to_set?: readonly QueryParameter[];
-  readonly query_parameters_to_remove?: readonly string[];
-  /** Deprecated upstream; use `CheckResponse.dynamic_metadata`. */
-  readonly dynamic_metadata?: Struct;
-}
-
-/** `envoy.service.auth.v3.DeniedHttpResponse`: the local reply sent instead of forwarding. */
-export interface DeniedHttpResponse {
-  /** HTTP status; Envoy uses 403 when unset. */
-  readonly status?: { readonly code: number };
-  /** Send with `append: { value: false }`: Envoy <= 1.36 drops `append: true` entries on deny. */
-  readonly headers?: readonly HeaderValueOption[];
-  readonly body?: string;
-}
-
-/**
- * `envoy.service.auth.v3.CheckResponse`. `ok_response`, `denied_response` and `error_response`
- * form a oneof: set at most one. `status.code` 0 (or `status` unset) allows, anything else denies.
- */
-export interface CheckResponse {
-  readonly status?: RpcStatus;
-  readonly ok_response?: OkHttpResponse;
-  readonly denied_response?: DeniedHttpResponse;
-  /** Honoured by Envoy 1.37+ only. */
-  readonly error_response?: DeniedHttpResponse;
-  /** Lands under the `envoy.filters.http.ext_authz` metadata namespace. */
-  readonly dynamic_metadata?: Struct;
-}
-
-// ---------------------------------------------------------------------------------------------
 // grpc.health.v1
 
 /** `grpc.health.v1.HealthCheckResponse.ServingStatus`. */
 export const ServingStatus = Object.freeze({
-  UNKNOWN: 0,
   SERVING: 1,
   NOT_SERVING: 2,
   /** Watch only: the service is not known (Check answers NOT_FOUND instead). */

@@ -116,11 +116,6 @@ export class Keyspace<K, T> {
     return this.#decode(await this.#backend.take(this.keyFor(id)));
   }
 
-  /** Renews the record's lifetime to `ttlMs` from now. */
-  expire(id: K, ttlMs: number): Promise<boolean> {
-    return this.#backend.expire(this.keyFor(id), ttlMs);
-  }
-
   /** Renews the lifetime only while the record still equals `value` (lease renewal). */
   expireIfEquals(id: K, value: T, ttlMs?: number): Promise<boolean> {
     return this.#backend.expireIfEquals(

@@ -1,7 +1,7 @@
 /** A single-process, bounded, in-memory store backend with lazily enforced TTLs. */
 import type { Clock } from '../clock.ts';
 import { hasExpired } from '../expiry.ts';
-import type { StoreBackend } from './store-backend.ts';
+import { checkTtl, type StoreBackend } from './store-backend.ts';
 
 /** Options for {@link createMemoryBackend}. */
 export interface MemoryBackendOptions {
@@ -42,13 +42,6 @@ function settle<T>(operation: () => T): Promise<T> {
   } catch (error) {
     return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
-}
-
-function checkTtl(ttlMs: number): number {
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
-    throw new RangeError(`ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
-  }
-  return Math.ceil(ttlMs);
 }
 
 /**
@@ -128,10 +121,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       return settle(() => liveValue(key)?.value);
     },
     set(key, value, ttlMs) {
-      return settle(() => {
-        const ttl = checkTtl(ttlMs);
-        put(key, { kind: 'value', value, expiresAt: now() + ttl });
-      });
+      return settle(() => put(key, { kind: 'value', value, expiresAt: now() + checkTtl(ttlMs) }));
     },
     setIfAbsent(key, value, ttlMs) {
       return settle(() => {
@@ -162,15 +152,6 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
         if (entry === undefined) return undefined;
         entries.delete(key);
         return entry.value;
-      });
-    },
-    expire(key, ttlMs) {
-      return settle(() => {
-        const ttl = checkTtl(ttlMs);
-        const entry = live(key);
-        if (entry === undefined) return false;
-        entry.expiresAt = now() + ttl;
-        return true;
       });
     },
     expireIfEquals(key, value, ttlMs) {

@@ -9,7 +9,7 @@ import {
   type RedisClient,
   type RedisConnectionOptions,
 } from './redis-connection.ts';
-import type { StoreBackend } from './store-backend.ts';
+import { checkTtl, type StoreBackend } from './store-backend.ts';
 
 /** Why a Redis operation failed; stable so callers and breakers can tell outages from bugs. */
 export type RedisStoreErrorCode =
@@ -98,13 +98,6 @@ const EXPIRE_IF_EQUALS = script(
 const ADD_MEMBER = script(
   "redis.call('SADD', KEYS[1], ARGV[1]) local ttl = redis.call('PTTL', KEYS[1]) if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 1",
 );
-
-function checkTtl(ttlMs: number): number {
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
-    throw new RangeError(`ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
-  }
-  return Math.ceil(ttlMs);
-}
 
 /** Translates a library error for operation `op`; only the error text is kept. */
 function translate(op: string, error: unknown): RedisStoreError {
@@ -267,14 +260,10 @@ export function createRedisBackend(
           if (error === undefined) resolve();
           else reject(error);
         };
-        const onReady = (): void => {
-          settle();
-        };
+        const onReady = (): void => settle();
         // Bad credentials or an untrusted certificate will not heal by retrying: say so now.
         const onError = (error: unknown): void => {
-          if (isPermanent(error)) {
-            settle(translate('connect', error));
-          }
+          if (isPermanent(error)) settle(translate('connect', error));
         };
         const timer = setTimeout(() => {
           settle(
@@ -292,12 +281,10 @@ export function createRedisBackend(
       return orUndefined(await read('get', [k(key)]));
     },
     async set(key, value, ttlMs) {
-      const ttl = checkTtl(ttlMs);
-      await write('set', [k(key), value, 'PX', ttl]);
+      await write('set', [k(key), value, 'PX', checkTtl(ttlMs)]);
     },
     async setIfAbsent(key, value, ttlMs) {
-      const ttl = checkTtl(ttlMs);
-      return (await write('set', [k(key), value, 'PX', ttl, 'NX'])) === 'OK';
+      return (await write('set', [k(key), value, 'PX', checkTtl(ttlMs), 'NX'])) === 'OK';
     },
     async delete(key) {
       return (await write('del', [k(key)])) === 1;
@@ -308,17 +295,11 @@ export function createRedisBackend(
     async take(key) {
       return orUndefined(await write('getdel', [k(key)]));
     },
-    async expire(key, ttlMs) {
-      const ttl = checkTtl(ttlMs);
-      return (await write('pexpire', [k(key), ttl])) === 1;
-    },
     async expireIfEquals(key, value, ttlMs) {
-      const ttl = checkTtl(ttlMs);
-      return (await evalScript(EXPIRE_IF_EQUALS, k(key), [value, ttl])) === 1;
+      return (await evalScript(EXPIRE_IF_EQUALS, k(key), [value, checkTtl(ttlMs)])) === 1;
     },
     async addMember(key, member, ttlMs) {
-      const ttl = checkTtl(ttlMs);
-      await evalScript(ADD_MEMBER, k(key), [member, ttl]);
+      await evalScript(ADD_MEMBER, k(key), [member, checkTtl(ttlMs)]);
     },
     async members(key) {
       // Index sets hold one user's sessions, so SMEMBERS stays small; never KEYS.

@@ -69,22 +69,18 @@ export function createRedisClient(
     ...(config.username === undefined ? {} : { username: config.username }),
     ...(config.password === undefined ? {} : { password: config.password }),
   } satisfies RedisOptions;
+  const tls = config.tls === undefined ? undefined : tlsOptions(config, logger);
+  const retryStrategy = (times: number): number => reconnectDelay(times, capMs);
 
   if (config.cluster !== undefined) {
-    const useTls = config.tls !== undefined;
     return new Cluster(config.cluster.map(hostPortOf), {
       enableOfflineQueue: false,
-      clusterRetryStrategy: (times) => reconnectDelay(times, capMs),
-      redisOptions: {
-        ...common,
-        ...(useTls ? { tls: tlsOptions(config, logger) } : {}),
-      },
+      clusterRetryStrategy: retryStrategy,
+      redisOptions: { ...common, ...(tls === undefined ? {} : { tls }) },
     });
   }
 
-  const retryStrategy = (times: number): number => reconnectDelay(times, capMs);
   if (config.sentinels !== undefined) {
-    const tls = config.tls === undefined ? undefined : tlsOptions(config, logger);
     return new Redis({
       ...common,
       enableOfflineQueue: false,
@@ -112,7 +108,6 @@ export function createRedisClient(
   if (!Number.isInteger(db) || db < 0) {
     throw new TypeError('store.redis.url: the path must be a database number, like /0');
   }
-  const useTls = url.protocol === 'rediss:' || config.tls !== undefined;
   return new Redis({
     ...common,
     enableOfflineQueue: false,
@@ -126,6 +121,7 @@ export function createRedisClient(
     ...(url.password === '' || config.password !== undefined
       ? {}
       : { password: decodeURIComponent(url.password) }),
-    ...(useTls ? { tls: tlsOptions(config, logger) } : {}),
+    // `rediss:` without a tls block: TLS with the system's trust store.
+    ...(tls === undefined && url.protocol !== 'rediss:' ? {} : { tls: tls ?? {} }),
   });
 }

@@ -4,7 +4,7 @@ import { StoreUnavailableError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
 import { isOutage } from '../resilience/outage.ts';
-import { createMemoryBackend, type MemoryBackend } from './memory-backend.ts';
+import { createMemoryBackend } from './memory-backend.ts';
 import type { StoreBackend } from './store-backend.ts';
 
 /** Runs the primary step, then the memory step regardless, and tells whether either acted. */
@@ -44,7 +44,6 @@ export function guardStore(primary: StoreBackend, breaker: Breaker): StoreBacken
     delete: (key) => guard(() => primary.delete(key)),
     deleteIfEquals: (key, value) => guard(() => primary.deleteIfEquals(key, value)),
     take: (key) => guard(() => primary.take(key)),
-    expire: (key, ttlMs) => guard(() => primary.expire(key, ttlMs)),
     expireIfEquals: (key, value, ttlMs) => guard(() => primary.expireIfEquals(key, value, ttlMs)),
     addMember: (key, member, ttlMs) => guard(() => primary.addMember(key, member, ttlMs)),
     members: (key) => guard(() => primary.members(key)),
@@ -57,9 +56,7 @@ export function guardStore(primary: StoreBackend, breaker: Breaker): StoreBacken
 export interface FallbackOptions {
   readonly logger: Logger;
   /** Where `eoa_store_degraded` (0 or 1) goes; build one fallback backend per registry. */
-  readonly registry?: Registry;
-  /** The in-process stand-in. Default a fresh memory backend of 100,000 keys. */
-  readonly fallback?: MemoryBackend;
+  readonly registry: Registry;
 }
 
 /**
@@ -89,23 +86,20 @@ export function withFallback(
   breaker: Breaker,
   options: FallbackOptions,
 ): StoreBackend {
-  const memory = options.fallback ?? createMemoryBackend();
+  const memory = createMemoryBackend();
   const log = options.logger.child({ component: 'store' });
-  const gauge =
-    options.registry === undefined
-      ? undefined
-      : new Gauge({
-          name: 'eoa_store_degraded',
-          help: '1 while shared-state records are kept in process memory because the store is down.',
-          registers: [options.registry],
-        });
-  gauge?.set(0);
+  const gauge = new Gauge({
+    name: 'eoa_store_degraded',
+    help: '1 while shared-state records are kept in process memory because the store is down.',
+    registers: [options.registry],
+  });
+  gauge.set(0);
 
   let degraded = false;
   const enter = (error: unknown): void => {
     if (degraded) return;
     degraded = true;
-    gauge?.set(1);
+    gauge.set(1);
     const reason = error instanceof StoreUnavailableError ? error.reason : 'failure';
     log.warn(
       { breaker: breaker.name, reason },
@@ -115,7 +109,7 @@ export function withFallback(
   const leave = (): void => {
     if (!degraded) return;
     degraded = false;
-    gauge?.set(0);
+    gauge.set(0);
     log.info({ breaker: breaker.name }, 'store recovered: using the shared store again');
   };
   const unsubscribe = breaker.onStateChange((state) => {
@@ -173,11 +167,6 @@ export function withFallback(
         async () => (await primary.take(key)) ?? memory.take(key),
         () => memory.take(key),
       ),
-    expire: (key, ttlMs) =>
-      attempt(
-        () => either(primary.expire(key, ttlMs), () => memory.expire(key, ttlMs)),
-        () => memory.expire(key, ttlMs),
-      ),
     expireIfEquals: (key, value, ttlMs) =>
       attempt(
         () =>
@@ -210,25 +199,5 @@ export function withFallback(
       unsubscribe();
       await memory.close();
     },
-  };
-}
-
-/** A readiness check, shaped for the admin server's probes. */
-export interface StoreReadiness {
-  readonly name: 'store';
-  /** `undefined` when ready, else a short reason. */
-  waitingFor(): string | undefined;
-}
-
-/**
- * `/readyz` for the store: ready while the store breaker is not open, or while a fallback
- * backend is there to take over ("store reachable or its fallback in force"). Call the health
- * state's refresh from `breaker.onStateChange` so watchers hear of changes.
- */
-export function createStoreReadiness(breaker: Breaker, fallback?: StoreBackend): StoreReadiness {
-  return {
-    name: 'store',
-    waitingFor: () =>
-      fallback === undefined && breaker.state() === 'open' ? 'store unreachable' : undefined,
   };
 }

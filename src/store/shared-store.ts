@@ -3,8 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
 import { createMemoryBackend } from './memory-backend.ts';
-import type { RedisBackend } from './redis-backend.ts';
-import { createStoreReadiness, guardStore, withFallback } from './resilient-backend.ts';
+import { guardStore, withFallback } from './resilient-backend.ts';
 import type { StoreBackend } from './store-backend.ts';
 
 export interface SharedStore {
@@ -16,7 +15,10 @@ export interface SharedStore {
    * logins keep working (SPEC §11).
    */
   readonly degradable: StoreBackend;
-  /** `undefined` when ready, else why not: "store reachable or its fallback in force". */
+  /**
+   * `undefined` when ready, else why not: "store reachable or its fallback in force". Both
+   * stores are always ready: memory cannot be unreachable, and Redis has the memory fallback.
+   */
   waitingFor(): string | undefined;
   close(): Promise<void>;
 }
@@ -34,17 +36,16 @@ export function memoryStore(now: () => number): SharedStore {
 
 /** Redis behind the store breaker: guarded for durable records, with a memory fallback for the rest. */
 export function redisStore(
-  redis: RedisBackend,
+  redis: StoreBackend,
   breaker: Breaker,
   deps: { readonly logger: Logger; readonly registry: Registry },
 ): SharedStore {
   const durable = guardStore(redis, breaker);
   const degradable = withFallback(redis, breaker, { logger: deps.logger, registry: deps.registry });
-  const readiness = createStoreReadiness(breaker, degradable);
   return {
     durable,
     degradable,
-    waitingFor: () => readiness.waitingFor(),
+    waitingFor: () => undefined,
     async close() {
       await degradable.close();
       await redis.close();

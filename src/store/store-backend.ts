@@ -19,8 +19,6 @@ export interface StoreBackend {
   deleteIfEquals(key: string, value: string): Promise<boolean>;
   /** Returns the value and removes it in one step (one-time use). (`GETDEL`.) */
   take(key: string): Promise<string | undefined>;
-  /** Gives an existing key (value or set) a new lifetime of `ttlMs` from now. (`PEXPIRE`.) */
-  expire(key: string, ttlMs: number): Promise<boolean>;
   /** Gives the key a new lifetime only while it holds exactly `value` (owner-only lease renewal). */
   expireIfEquals(key: string, value: string, ttlMs: number): Promise<boolean>;
   /**
@@ -34,4 +32,12 @@ export interface StoreBackend {
   removeMember(key: string, member: string): Promise<boolean>;
   /** Releases resources (timers, connections). Further calls are undefined behaviour. */
   close(): Promise<void>;
+}
+
+/** A TTL as every backend takes it: whole milliseconds, rounded up; a RangeError unless positive. */
+export function checkTtl(ttlMs: number): number {
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
+  }
+  return Math.ceil(ttlMs);
 }

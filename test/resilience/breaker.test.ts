@@ -60,7 +60,6 @@ function setUp(logLevel: LogLevel = 'info') {
   const breakers = createBreakers({
     registry,
     logger: log.logger,
-    apps: ['shop'],
     store: tuning,
     idp: tuning,
   });
@@ -347,16 +346,18 @@ describe('breaker', () => {
     }
   });
 
-  it('exports a series per breaker from the start, labelled by app and kind only', async () => {
+  it('exports a series per breaker as soon as it is built, labelled by app and kind only', async () => {
     const registry = new Registry();
     const breakers = createBreakers({
       registry,
       logger: captureLog().logger,
-      apps: ['a', 'b'],
       ...breakersTuning(),
     });
+    const series = async () => (await registry.getSingleMetric('eoa_breaker_state')!.get()).values;
     try {
-      const { values } = await registry.getSingleMetric('eoa_breaker_state')!.get();
+      breakers.idp('a');
+      breakers.idp('b');
+      const values = await series();
       assert.deepEqual(values.map((v) => v.labels['breaker']).sort(), [
         'idp:a:discovery',
         'idp:a:introspection',
@@ -369,10 +370,10 @@ describe('breaker', () => {
         'store',
       ]);
       assert.ok(values.every((v) => v.value === 0));
-      assert.equal(breakers.all().length, 9);
-      // A reloaded config may add an app; its breakers appear on first use.
+      // A reloaded config may add an app; its breakers appear on first use, once.
       breakers.idp('c');
-      assert.equal(breakers.all().length, 13);
+      breakers.idp('c');
+      assert.equal((await series()).length, 13);
     } finally {
       breakers.shutdown();
     }
@@ -406,7 +407,7 @@ describe('breaker', () => {
     const breaker = createBreaker(tuning, {
       name: 'store',
       logger: captureLog().logger,
-      series: createBreakerMetrics(registry).bind('store'),
+      series: createBreakerMetrics(registry)('store'),
       openError: () => new StoreUnavailableError('circuit_open'),
     });
     breaker.shutdown();

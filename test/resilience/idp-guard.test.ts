@@ -20,7 +20,6 @@ describe('provider guard with the real OIDC client', () => {
     const breakers = createBreakers({
       registry,
       logger: captureLog().logger,
-      apps: ['web'],
       ...breakersTuning({
         idp: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeout: `${RESET_MS}ms` },
       }),

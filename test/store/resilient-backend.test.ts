@@ -7,11 +7,8 @@ import { Registry } from 'prom-client';
 import { createBreakers, type Breakers } from '../../src/resilience/breakers.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import { createRedisBackend, type RedisBackend } from '../../src/store/redis-backend.ts';
-import {
-  createStoreReadiness,
-  guardStore,
-  withFallback,
-} from '../../src/store/resilient-backend.ts';
+import { guardStore, withFallback } from '../../src/store/resilient-backend.ts';
+import { redisStore } from '../../src/store/shared-store.ts';
 import type { StoreBackend } from '../../src/store/store-backend.ts';
 import { breakerTuning, breakersTuning } from '../resilience/breaker-tuning.ts';
 import { StoreUnavailableError } from '../../src/errors.ts';
@@ -43,7 +40,6 @@ function switchable(inner: StoreBackend) {
     delete: (k) => gate(() => inner.delete(k)),
     deleteIfEquals: (k, v) => gate(() => inner.deleteIfEquals(k, v)),
     take: (k) => gate(() => inner.take(k)),
-    expire: (k, t) => gate(() => inner.expire(k, t)),
     expireIfEquals: (k, v, t) => gate(() => inner.expireIfEquals(k, v, t)),
     addMember: (k, m, t) => gate(() => inner.addMember(k, m, t)),
     members: (k) => gate(() => inner.members(k)),
@@ -109,7 +105,10 @@ runStoreContract('memory with fallback', () => {
     logger: captureLog().logger,
     ...breakersTuning(),
   });
-  const backend = withFallback(memory, breakers.store, { logger: captureLog().logger });
+  const backend = withFallback(memory, breakers.store, {
+    logger: captureLog().logger,
+    registry: new Registry(),
+  });
   return Promise.resolve({
     backend,
     close: async () => {
@@ -257,21 +256,20 @@ describe('store with in-memory fallback', () => {
 });
 
 describe('store readiness', () => {
-  it('is ready while the store is reachable or a fallback is in force', async () => {
-    const { primary, breakers, guarded, fallback, close } = setUp();
-    const primaryOnly = createStoreReadiness(breakers.store);
-    const withMemory = createStoreReadiness(breakers.store, fallback);
+  it('stays ready while the store is unreachable, because its fallback is in force', async () => {
+    const { primary, breakers, guarded, close } = setUp();
+    const store = redisStore(primary.backend, breakers.store, {
+      logger: captureLog().logger,
+      registry: new Registry(),
+    });
     try {
-      assert.equal(primaryOnly.waitingFor(), undefined);
+      assert.equal(store.waitingFor(), undefined);
       primary.setDown(true);
       await openBreaker(breakers, guarded);
-      assert.equal(primaryOnly.waitingFor(), 'store unreachable');
-      assert.equal(withMemory.waitingFor(), undefined);
-      primary.setDown(false);
-      await sleep(RESET_MS + 50);
-      await guarded.get('k');
-      assert.equal(primaryOnly.waitingFor(), undefined);
+      assert.equal(await store.degradable.get('k'), undefined, 'served from memory');
+      assert.equal(store.waitingFor(), undefined);
     } finally {
+      await store.close();
       await close();
     }
   });

@@ -117,23 +117,6 @@ export function runStoreContract(name: string, makeBackend: () => Promise<Backen
         assert.equal(await b.take('once'), undefined);
       }));
 
-    it('expire extends a value past its original TTL, and reports absent keys', () =>
-      withBackend(async (b) => {
-        await b.set('k', 'v', SHORT_TTL);
-        assert.equal(await b.expire('k', LONG_TTL), true);
-        await sleep(PAST_SHORT_TTL);
-        assert.equal(await b.get('k'), 'v');
-        assert.equal(await b.expire('absent', LONG_TTL), false);
-      }));
-
-    it('expire can shorten a lifetime', () =>
-      withBackend(async (b) => {
-        await b.set('k', 'v', LONG_TTL);
-        assert.equal(await b.expire('k', SHORT_TTL), true);
-        await sleep(PAST_SHORT_TTL);
-        assert.equal(await b.get('k'), undefined);
-      }));
-
     it('expireIfEquals renews only for the owner token', () =>
       withBackend(async (b) => {
         await b.set('lease', 'owner-a', SHORT_TTL);

@@ -3,7 +3,33 @@
  * match byte for byte when the message is encoded with the Check response type of `protos.ts`.
  */
 import type { HeaderPair, Verdict } from '../../src/authz/verdict.ts';
-import type { CheckResponse, HeaderValueOption, Struct } from '../../src/server/protos.ts';
+
+/** `google.protobuf.Struct` with string values, as protobufjs takes it (camelCase inside Value). */
+export interface Struct {
+  readonly fields?: Readonly<Record<string, { readonly stringValue?: string }>>;
+}
+
+/** `envoy.config.core.v3.HeaderValueOption`; `append` is a `google.protobuf.BoolValue`. */
+export interface HeaderValueOption {
+  readonly header: { readonly key: string; readonly value: string };
+  readonly append?: { readonly value: boolean };
+}
+
+/** `envoy.service.auth.v3.CheckResponse` with the fields the server sets. */
+export interface CheckResponse {
+  readonly status?: { readonly code?: number; readonly message?: string };
+  readonly ok_response?: {
+    readonly headers?: readonly HeaderValueOption[];
+    readonly headers_to_remove?: readonly string[];
+    readonly response_headers_to_add?: readonly HeaderValueOption[];
+  };
+  readonly denied_response?: {
+    readonly status?: { readonly code: number };
+    readonly headers?: readonly HeaderValueOption[];
+    readonly body?: string;
+  };
+  readonly dynamic_metadata?: Struct;
+}
 
 const overwrite = Object.freeze({ value: false });
 const addLine = Object.freeze({ value: true });
