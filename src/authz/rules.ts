@@ -169,7 +169,8 @@ function compileConditions(
   return conditions;
 }
 
-function ownString(claims: Claims, key: string): string | undefined {
+/** The claim `key` when it is an own string property. */
+export function ownString(claims: Claims, key: string): string | undefined {
   if (!Object.hasOwn(claims, key)) return undefined;
   const value = claims[key];
   return typeof value === 'string' ? value : undefined;
