@@ -45,7 +45,7 @@ export function htmlPage(
   status: number,
   title: string,
   message: string,
-  headers: readonly HeaderPair[] = [],
+  headers: readonly HeaderPair[],
 ): Verdict {
   const content = `<p>${escapeHtml(message.slice(0, 500))}</p>\n<p><a href="/">Start again</a></p>`;
   return htmlReply(reason, status, title, content, headers);
