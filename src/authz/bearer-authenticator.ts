@@ -11,6 +11,7 @@ import { ExpiringLru } from '../expiring-lru.ts';
 import {
   bindingOf,
   checkBearerClaims,
+  refused,
   UNVERIFIED_BINDING,
   type BearerIdentity,
   type ClaimCheck,
@@ -48,7 +49,7 @@ type Verified =
   | Exclude<BearerOutcome, { kind: 'valid' }>;
 type Refused = Exclude<Verified, { kind: 'valid' }>;
 
-const revokedToken: BearerOutcome = Object.freeze({ kind: 'invalid', reason: 'token revoked' });
+const revokedToken: BearerOutcome = Object.freeze(refused('token revoked'));
 
 function unavailableFrom(error: AuthzError): Refused {
   return {
@@ -66,12 +67,12 @@ function unavailableFrom(error: AuthzError): Refused {
 function jwtFailure(err: unknown): Refused {
   if (err instanceof AuthzError) {
     if (err.code === 'IDP_UNAVAILABLE') return unavailableFrom(err);
-    return { kind: 'invalid', reason: err.code.toLowerCase() };
+    return refused(err.code.toLowerCase());
   }
   if (err instanceof joseErrors.JWKSTimeout) {
     return unavailableFrom(new IdpUnavailableError('jwks', 'timeout', { cause: err }));
   }
-  if (err instanceof joseErrors.JOSEError) return { kind: 'invalid', reason: err.code };
+  if (err instanceof joseErrors.JOSEError) return refused(err.code);
   throw err;
 }
 
@@ -97,7 +98,7 @@ export class BearerAuthenticator {
   readonly #introspected: ExpiringLru<BearerIdentity>;
   readonly #inFlight = new Map<string, Promise<Verified>>();
 
-  /** `app.oidc.issuer` is what `iss` must equal; `app.oidc.clientId` feeds the ID-token heuristics and `azp`. */
+  /** `iss` must equal `app.oidc.issuer`; `app.oidc.clientId` serves the ID-token checks and `azp`. */
   constructor(app: Pick<AppConfig, 'bearer' | 'oidc'>, deps: BearerDeps) {
     const { bearer: config, oidc } = app;
     const { now } = deps;
@@ -150,7 +151,7 @@ export class BearerAuthenticator {
       return this.#unlessRevoked(identity);
     }
     const problem = firstCheck?.(token);
-    if (problem !== undefined) return { kind: 'invalid', reason: problem };
+    if (problem !== undefined) return refused(problem);
     this.#metrics.cache('miss');
     let pending = this.#inFlight.get(digest);
     if (pending === undefined) {
@@ -179,7 +180,7 @@ export class BearerAuthenticator {
 
   async #verify(token: string, digest: string): Promise<Verified> {
     const shape = inspectToken(token, { requireJwtType: this.#requireJwtType });
-    if (shape.kind === 'refused') return { kind: 'invalid', reason: shape.reason };
+    if (shape.kind === 'refused') return refused(shape.reason);
     const verified =
       shape.kind === 'jwt' ? await this.#verifyJwt(token) : await this.#introspect(token);
     if (verified.kind === 'valid') {
@@ -189,15 +190,15 @@ export class BearerAuthenticator {
     return verified;
   }
 
-  /** Signature via the provider's JWKS (refetched on an unknown `kid` at most once per cooldown), `iss`, `aud`, `exp`/`nbf`/`iat`. */
+  /**
+   * RFC 9068: the signature via the provider's JWKS (refetched on an unknown `kid` at most once
+   * per cooldown), `iss`, `aud`, `exp`/`nbf`/`iat`, then the claim policy.
+   */
   async #verifyJwt(token: string): Promise<Verified> {
     let claims: JWTPayload;
     try {
-      const currentDate = new Date(this.#now());
-      ({ payload: claims } = await jwtVerify(token, this.#getKey, {
-        ...this.#jwtOptions,
-        currentDate,
-      }));
+      const options = { ...this.#jwtOptions, currentDate: new Date(this.#now()) };
+      ({ payload: claims } = await jwtVerify(token, this.#getKey, options));
     } catch (err) {
       const failed = jwtFailure(err);
       this.#metrics.verification('jwt', failed.kind);
@@ -212,9 +213,7 @@ export class BearerAuthenticator {
   }
 
   async #introspect(token: string): Promise<Verified> {
-    if (this.#introspection === undefined) {
-      return { kind: 'invalid', reason: 'opaque tokens are not accepted' };
-    }
+    if (this.#introspection === undefined) return refused('opaque tokens are not accepted');
     let claims: Claims | undefined;
     try {
       claims = await this.#introspection.introspect(token);
@@ -228,29 +227,29 @@ export class BearerAuthenticator {
     return checked.kind === 'valid' ? { ...checked, until: checked.identity.expiresAt } : checked;
   }
 
-  /** An introspection result: active, then what RFC 7662 leaves optional but, when present, must still fit this app. */
+  /**
+   * An introspection result: active, then what RFC 7662 leaves optional but, when present, must
+   * still fit this app, then the claim policy.
+   */
   #checkIntrospected(claims: Claims | undefined): ClaimCheck {
-    if (claims === undefined) return { kind: 'invalid', reason: 'token not active' };
+    if (claims === undefined) return refused('token not active');
     // RFC 9449 §6.2: a DPoP-bound token introspects with `token_type: DPoP` and `cnf.jkt`; say
     // that it is bound, not merely that it is no access token.
     const binding = bindingOf(claims);
     if (binding !== undefined) return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
     const { iss, token_type: tokenType, iat, exp } = claims;
-    if (iss !== undefined && iss !== this.#issuer)
-      return { kind: 'invalid', reason: 'issuer mismatch' };
+    if (iss !== undefined && iss !== this.#issuer) return refused('issuer mismatch');
     // A refresh token is active too; only access tokens are bearer credentials.
     if (
       tokenType !== undefined &&
       (typeof tokenType !== 'string' || !/^bearer$/i.test(tokenType))
     ) {
-      return { kind: 'invalid', reason: 'not an access token' };
+      return refused('not an access token');
     }
     const now = this.#now();
-    if (typeof exp === 'number' && hasExpired(exp * 1000, now)) {
-      return { kind: 'invalid', reason: 'token expired' };
-    }
+    if (typeof exp === 'number' && hasExpired(exp * 1000, now)) return refused('token expired');
     if (typeof iat === 'number' && now - iat * 1000 > this.#maxTokenAgeMs + this.#clockSkewMs) {
-      return { kind: 'invalid', reason: 'token too old' };
+      return refused('token too old');
     }
     return checkBearerClaims(claims, this.#claimPolicy, true);
   }

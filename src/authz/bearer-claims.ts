@@ -104,7 +104,8 @@ function audienceList(aud: unknown): readonly string[] {
   return [];
 }
 
-function refused(reason: string): ClaimCheck {
+/** A refusal naming the failed check. */
+export function refused(reason: string): Extract<ClaimCheck, { kind: 'invalid' }> {
   return { kind: 'invalid', reason };
 }
 
