@@ -52,17 +52,13 @@ export type AppServices = Pick<
 >;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {
-  const headers = compileIdentityHeaders({
-    appName: config.name,
-    templates: config.upstreamHeaders,
-    passAccessToken: config.passAccessToken,
-    passIdToken: config.passIdToken,
-  });
+  const headers = compileIdentityHeaders(config);
   const identityRemovals = new IdentityRemovals([
     ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
     ...headers.names,
   ]);
   return {
+    ...services,
     name: config.name,
     match: config.match,
     config,
@@ -71,13 +67,6 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     headers,
     identityRemovals,
     rules: compileRules(config.authorization, config.oidc.clientId),
-    oidc: services.oidc,
-    refresher: services.refresher,
-    sessions: services.sessions,
-    revocations: services.revocations,
-    logoutTokenReplay: services.logoutTokenReplay,
-    bearer: services.bearer,
-    idpDownFor: services.idpDownFor,
   };
 }
 

@@ -1,90 +1,79 @@
 /** One app's bearer token check (SPEC §8): pre-check, verify or introspect, claim policy, revocation, with a cache of verified tokens. */
-import type { BearerConfig } from '../config/schema.ts';
+import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { ASYMMETRIC_JWS_ALGS, type AppConfig } from '../config/schema.ts';
 import { compileClaimPath } from '../config/claim-address.ts';
 import type { IntrospectionClient } from '../oidc/introspection.ts';
 import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
-import { AuthzError } from '../errors.ts';
+import { AuthzError, IdpUnavailableError } from '../errors.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
+import { ExpiringLru } from '../expiring-lru.ts';
 import {
   bindingOf,
   checkBearerClaims,
+  refused,
   UNVERIFIED_BINDING,
   type BearerIdentity,
+  type ClaimCheck,
   type ClaimPolicy,
-  type TokenBinding,
 } from './bearer-claims.ts';
 import { inspectToken } from './bearer-header.ts';
-import { verifyBearerJwt, type BearerJwtPolicy } from './bearer-jwt.ts';
 import type { BearerRevocations } from './bearer-revocations.ts';
-import { TokenCache } from './bearer-token-cache.ts';
-
-/** How a token was checked, for metrics. */
-export type VerificationKind = 'jwt' | 'introspection';
-/** What a verification (not a cache hit) concluded. */
-export type VerificationOutcome = 'valid' | 'invalid' | 'unavailable';
+import type { Claims } from './rules.ts';
 
 /** Counters the authenticator reports to; bound once per app. */
 export interface BearerMetrics {
-  verification(kind: VerificationKind, outcome: VerificationOutcome): void;
+  /** How a token was checked, and what a verification (not a cache hit) concluded. */
+  verification(kind: 'jwt' | 'introspection', outcome: 'valid' | 'invalid' | 'unavailable'): void;
   cache(result: 'hit' | 'miss'): void;
   throttled(): void;
 }
 
-/** Metrics that go nowhere, for tests and tools. */
-export const noBearerMetrics: BearerMetrics = Object.freeze({
-  verification: () => undefined,
-  cache: () => undefined,
-  throttled: () => undefined,
-});
-
 export type BearerOutcome =
-  | { readonly kind: 'valid'; readonly identity: BearerIdentity }
-  /**
-   * `reason` names the failed check and is safe to log; the client sees only `invalid_token`,
-   * and for a sender-constrained token (`binding`) the reason as `error_description`.
-   */
-  | { readonly kind: 'invalid'; readonly reason: string; readonly binding?: TokenBinding }
+  | ClaimCheck
   | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number; readonly detail: string };
 
-export interface BearerAuthenticatorOptions {
-  /** The app's resolved `bearer` block. */
-  readonly config: BearerConfig;
-  /** The app's provider issuer; `iss` must equal it. */
-  readonly issuer: string;
-  /** The app's own OAuth client id (ID-token heuristics, `azp`). */
-  readonly clientId: string;
-  /** Current time in milliseconds. */
-  readonly now: () => number;
-}
-
-export interface BearerAuthenticatorDeps {
+export interface BearerDeps {
   /** The app's JWKS key getter, shared with ID tokens (one key set per issuer). */
   readonly getKey: ProviderKeyGetter;
   /** Present when `bearer.introspection.enabled`. */
   readonly introspection?: IntrospectionClient | undefined;
   readonly revocations: BearerRevocations;
-  readonly metrics?: BearerMetrics;
+  readonly metrics: BearerMetrics;
+  /** Current time in milliseconds. */
+  readonly now: () => number;
 }
 
 type Verified =
   | { readonly kind: 'valid'; readonly identity: BearerIdentity; readonly until: number }
   | Exclude<BearerOutcome, { kind: 'valid' }>;
+type Refused = Exclude<Verified, { kind: 'valid' }>;
 
-const revokedToken: BearerOutcome = Object.freeze({ kind: 'invalid', reason: 'token revoked' });
+const revokedToken: BearerOutcome = Object.freeze(refused('token revoked'));
 
-function refusedClaims(checked: { reason: string; binding?: TokenBinding }): Verified {
-  return checked.binding === undefined
-    ? { kind: 'invalid', reason: checked.reason }
-    : { kind: 'invalid', reason: checked.reason, binding: checked.binding };
-}
-
-function unavailableFrom(error: AuthzError): Verified {
+function unavailableFrom(error: AuthzError): Refused {
   return {
     kind: 'unavailable',
     retryAfterSeconds: error.retryAfterSeconds,
     detail: error.message,
   };
+}
+
+/**
+ * What a failed `jwtVerify` means: keys that could not be had (provider down, discovery
+ * pending) are a 503, not a 401; any other catalogue or JOSE error names the failed check,
+ * never the token. Anything else is a bug and is thrown on.
+ */
+function jwtFailure(err: unknown): Refused {
+  if (err instanceof AuthzError) {
+    if (err.code === 'IDP_UNAVAILABLE') return unavailableFrom(err);
+    return refused(err.code.toLowerCase());
+  }
+  if (err instanceof joseErrors.JWKSTimeout) {
+    return unavailableFrom(new IdpUnavailableError('jwks', 'timeout', { cause: err }));
+  }
+  if (err instanceof joseErrors.JOSEError) return refused(err.code);
+  throw err;
 }
 
 /**
@@ -94,43 +83,53 @@ function unavailableFrom(error: AuthzError): Verified {
  */
 export class BearerAuthenticator {
   readonly #claimPolicy: ClaimPolicy;
-  readonly #jwtPolicy: BearerJwtPolicy;
+  /** RFC 9068 verification of a JWT whose header passed the pre-check, but for the time. */
+  readonly #jwtOptions: JWTVerifyOptions;
   readonly #maxTokenAgeMs: number;
+  readonly #clockSkewMs: number;
   readonly #requireJwtType: boolean;
   readonly #issuer: string;
+  readonly #now: () => number;
   readonly #getKey: ProviderKeyGetter;
   readonly #introspection: IntrospectionClient | undefined;
   readonly #revocations: BearerRevocations;
   readonly #metrics: BearerMetrics;
-  readonly #verified: TokenCache<BearerIdentity>;
-  readonly #introspected: TokenCache<BearerIdentity>;
+  readonly #verified: ExpiringLru<BearerIdentity>;
+  readonly #introspected: ExpiringLru<BearerIdentity>;
   readonly #inFlight = new Map<string, Promise<Verified>>();
 
-  constructor(options: BearerAuthenticatorOptions, deps: BearerAuthenticatorDeps) {
-    const { config, now } = options;
-    this.#issuer = options.issuer;
+  /** `iss` must equal `app.oidc.issuer`; `app.oidc.clientId` serves the ID-token checks and `azp`. */
+  constructor(app: Pick<AppConfig, 'bearer' | 'oidc'>, deps: BearerDeps) {
+    const { bearer: config, oidc } = app;
+    const { now } = deps;
+    this.#issuer = oidc.issuer;
     this.#claimPolicy = {
       audiences: config.audiences,
-      clientId: options.clientId,
+      clientId: oidc.clientId,
       allowedClients: config.allowedClients,
       identifier: compileClaimPath(config.identifierClaim),
     };
-    this.#jwtPolicy = {
-      issuer: options.issuer,
-      audiences: config.audiences,
-      clockSkewMs: config.clockSkew,
-      maxTokenAgeMs: config.maxTokenAge,
-      requireJwtType: config.requireJwtType,
-      now,
+    this.#jwtOptions = {
+      issuer: oidc.issuer,
+      audience: [...config.audiences],
+      algorithms: [...ASYMMETRIC_JWS_ALGS],
+      clockTolerance: Math.ceil(config.clockSkew / 1000),
+      maxTokenAge: Math.floor(config.maxTokenAge / 1000),
+      requiredClaims: ['exp', 'iat'],
+      ...(config.requireJwtType ? { typ: 'at+jwt' } : {}),
     };
     this.#maxTokenAgeMs = config.maxTokenAge;
+    this.#clockSkewMs = config.clockSkew;
     this.#requireJwtType = config.requireJwtType;
+    this.#now = now;
     this.#getKey = deps.getKey;
     this.#introspection = config.introspection?.enabled === true ? deps.introspection : undefined;
     this.#revocations = deps.revocations;
-    this.#metrics = deps.metrics ?? noBearerMetrics;
-    this.#verified = new TokenCache({ maxEntries: config.cacheMax, now });
-    this.#introspected = new TokenCache({
+    this.#metrics = deps.metrics;
+    // Keys are `sha256Base64url` digests of tokens, never tokens; an entry lives no longer than
+    // the token's `exp` (or earlier), so a hit is never a token that has expired since.
+    this.#verified = new ExpiringLru({ maxEntries: config.cacheMax, now });
+    this.#introspected = new ExpiringLru({
       maxEntries: config.introspection?.cacheMax ?? 0,
       now,
     });
@@ -152,7 +151,7 @@ export class BearerAuthenticator {
       return this.#unlessRevoked(identity);
     }
     const problem = firstCheck?.(token);
-    if (problem !== undefined) return { kind: 'invalid', reason: problem };
+    if (problem !== undefined) return refused(problem);
     this.#metrics.cache('miss');
     let pending = this.#inFlight.get(digest);
     if (pending === undefined) {
@@ -181,7 +180,7 @@ export class BearerAuthenticator {
 
   async #verify(token: string, digest: string): Promise<Verified> {
     const shape = inspectToken(token, { requireJwtType: this.#requireJwtType });
-    if (shape.kind === 'refused') return { kind: 'invalid', reason: shape.reason };
+    if (shape.kind === 'refused') return refused(shape.reason);
     const verified =
       shape.kind === 'jwt' ? await this.#verifyJwt(token) : await this.#introspect(token);
     if (verified.kind === 'valid') {
@@ -191,34 +190,31 @@ export class BearerAuthenticator {
     return verified;
   }
 
+  /**
+   * RFC 9068: the signature via the provider's JWKS (refetched on an unknown `kid` at most once
+   * per cooldown), `iss`, `aud`, `exp`/`nbf`/`iat`, then the claim policy.
+   */
   async #verifyJwt(token: string): Promise<Verified> {
-    const result = await verifyBearerJwt(token, this.#getKey, this.#jwtPolicy);
-    if (result.kind === 'unavailable') {
-      this.#metrics.verification('jwt', 'unavailable');
-      return unavailableFrom(result.error);
+    let claims: JWTPayload;
+    try {
+      const options = { ...this.#jwtOptions, currentDate: new Date(this.#now()) };
+      ({ payload: claims } = await jwtVerify(token, this.#getKey, options));
+    } catch (err) {
+      const failed = jwtFailure(err);
+      this.#metrics.verification('jwt', failed.kind);
+      return failed;
     }
-    if (result.kind === 'invalid') {
-      this.#metrics.verification('jwt', 'invalid');
-      return result;
-    }
-    const checked = checkBearerClaims(result.claims, this.#claimPolicy);
-    this.#metrics.verification('jwt', checked.ok ? 'valid' : 'invalid');
-    if (!checked.ok) return refusedClaims(checked);
-    const iat = result.claims.iat;
+    const checked = checkBearerClaims(claims, this.#claimPolicy);
+    this.#metrics.verification('jwt', checked.kind);
+    if (checked.kind !== 'valid') return checked;
     // jose required `iat`; the entry must not outlive the age bound any more than `exp`.
-    const ageLimit = (iat ?? 0) * 1000 + this.#maxTokenAgeMs;
-    return {
-      kind: 'valid',
-      identity: checked.identity,
-      until: Math.min(checked.identity.expiresAt, ageLimit),
-    };
+    const ageLimit = (claims.iat ?? 0) * 1000 + this.#maxTokenAgeMs;
+    return { ...checked, until: Math.min(checked.identity.expiresAt, ageLimit) };
   }
 
   async #introspect(token: string): Promise<Verified> {
-    if (this.#introspection === undefined) {
-      return { kind: 'invalid', reason: 'opaque tokens are not accepted' };
-    }
-    let claims: Readonly<Record<string, unknown>> | undefined;
+    if (this.#introspection === undefined) return refused('opaque tokens are not accepted');
+    let claims: Claims | undefined;
     try {
       claims = await this.#introspection.introspect(token);
     } catch (err) {
@@ -226,45 +222,35 @@ export class BearerAuthenticator {
       this.#metrics.verification('introspection', 'unavailable');
       return unavailableFrom(err);
     }
-    // RFC 9449 §6.2: a DPoP-bound token introspects with `token_type: DPoP` and `cnf.jkt`; say
-    // that it is bound, not merely that it is no access token.
-    const binding = claims === undefined ? undefined : bindingOf(claims);
-    if (binding !== undefined) {
-      this.#metrics.verification('introspection', 'invalid');
-      return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
-    }
-    const refusal = claims === undefined ? 'token not active' : this.#introspectionRefusal(claims);
-    if (claims === undefined || refusal !== undefined) {
-      this.#metrics.verification('introspection', 'invalid');
-      return { kind: 'invalid', reason: refusal ?? 'token not active' };
-    }
-    const checked = checkBearerClaims(claims, this.#claimPolicy, true);
-    this.#metrics.verification('introspection', checked.ok ? 'valid' : 'invalid');
-    if (!checked.ok) return refusedClaims(checked);
-    return { kind: 'valid', identity: checked.identity, until: checked.identity.expiresAt };
+    const checked = this.#checkIntrospected(claims);
+    this.#metrics.verification('introspection', checked.kind);
+    return checked.kind === 'valid' ? { ...checked, until: checked.identity.expiresAt } : checked;
   }
 
-  /** What RFC 7662 leaves optional but, when present, must still fit this app. */
-  #introspectionRefusal(claims: Readonly<Record<string, unknown>>): string | undefined {
-    const { iss, token_type: tokenType, iat } = claims;
-    if (iss !== undefined && iss !== this.#issuer) return 'issuer mismatch';
+  /**
+   * An introspection result: active, then what RFC 7662 leaves optional but, when present, must
+   * still fit this app, then the claim policy.
+   */
+  #checkIntrospected(claims: Claims | undefined): ClaimCheck {
+    if (claims === undefined) return refused('token not active');
+    // RFC 9449 §6.2: a DPoP-bound token introspects with `token_type: DPoP` and `cnf.jkt`; say
+    // that it is bound, not merely that it is no access token.
+    const binding = bindingOf(claims);
+    if (binding !== undefined) return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
+    const { iss, token_type: tokenType, iat, exp } = claims;
+    if (iss !== undefined && iss !== this.#issuer) return refused('issuer mismatch');
     // A refresh token is active too; only access tokens are bearer credentials.
     if (
       tokenType !== undefined &&
       (typeof tokenType !== 'string' || !/^bearer$/i.test(tokenType))
     ) {
-      return 'not an access token';
+      return refused('not an access token');
     }
-    const now = this.#jwtPolicy.now();
-    if (typeof claims['exp'] === 'number' && hasExpired(claims['exp'] * 1000, now)) {
-      return 'token expired';
+    const now = this.#now();
+    if (typeof exp === 'number' && hasExpired(exp * 1000, now)) return refused('token expired');
+    if (typeof iat === 'number' && now - iat * 1000 > this.#maxTokenAgeMs + this.#clockSkewMs) {
+      return refused('token too old');
     }
-    if (
-      typeof iat === 'number' &&
-      now - iat * 1000 > this.#maxTokenAgeMs + this.#jwtPolicy.clockSkewMs
-    ) {
-      return 'token too old';
-    }
-    return undefined;
+    return checkBearerClaims(claims, this.#claimPolicy, true);
   }
 }

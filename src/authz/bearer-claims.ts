@@ -2,7 +2,7 @@
 import type { ClaimPath } from '../config/claim-address.ts';
 import { isSafeHeaderValue } from '../header-value.ts';
 import { isRecord } from '../is-record.ts';
-import type { Claims } from './rules.ts';
+import { ownString, type Claims } from './rules.ts';
 
 /** Longest caller identifier accepted, in characters. */
 const maxIdentifierLength = 256;
@@ -32,14 +32,13 @@ export interface ClaimPolicy {
 }
 
 export type ClaimCheck =
-  | { readonly ok: true; readonly identity: BearerIdentity }
-  | {
-      readonly ok: false;
-      /** The failed check, safe to log. */
-      readonly reason: string;
-      /** Present when the token is sender-constrained: how it is bound (for the log line). */
-      readonly binding?: TokenBinding;
-    };
+  | { readonly kind: 'valid'; readonly identity: BearerIdentity }
+  /**
+   * `reason` names the failed check and is safe to log; the client sees only `invalid_token`,
+   * and for a sender-constrained token (`binding`, how it is bound) the reason as
+   * `error_description`.
+   */
+  | { readonly kind: 'invalid'; readonly reason: string; readonly binding?: TokenBinding };
 
 /**
  * How a token is bound to its sender (its `cnf` claim, RFC 7800): `dpop` (`jkt`, RFC 9449
@@ -105,10 +104,9 @@ function audienceList(aud: unknown): readonly string[] {
   return [];
 }
 
-function ownString(claims: Claims, name: string): string | undefined {
-  if (!Object.hasOwn(claims, name)) return undefined;
-  const value = claims[name];
-  return typeof value === 'string' ? value : undefined;
+/** A refusal naming the failed check. */
+export function refused(reason: string): Extract<ClaimCheck, { kind: 'invalid' }> {
+  return { kind: 'invalid', reason };
 }
 
 /**
@@ -134,46 +132,44 @@ export function checkBearerClaims(
 ): ClaimCheck {
   const audiences = audienceList(claims['aud']);
   if (!audiences.some((aud) => policy.audiences.includes(aud))) {
-    return { ok: false, reason: 'audience not accepted' };
+    return refused('audience not accepted');
   }
   if (claims['nonce'] !== undefined || claims['at_hash'] !== undefined) {
-    return { ok: false, reason: 'ID tokens are not accepted' };
+    return refused('ID tokens are not accepted');
   }
-  if (claims['c_hash'] !== undefined) return { ok: false, reason: 'ID tokens are not accepted' };
+  if (claims['c_hash'] !== undefined) return refused('ID tokens are not accepted');
   // RFC 9449 §7.1, RFC 8705 §3: a bound token presented without its proof is a stolen token
   // as far as we can tell. Binding verification is not implemented, so every `cnf` is refused,
   // whatever its value (even `null`: the issuer meant to bind it).
   const binding = bindingOf(claims);
-  if (binding !== undefined) return { ok: false, reason: UNVERIFIED_BINDING, binding };
+  if (binding !== undefined) return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
   if (audiences.includes(policy.clientId) && !policy.audiences.includes(policy.clientId)) {
-    return { ok: false, reason: 'ID tokens are not accepted' };
+    return refused('ID tokens are not accepted');
   }
   const azp = ownString(claims, 'azp');
   if (audiences.length > 1) {
-    if (azp === undefined) return { ok: false, reason: 'azp required with several audiences' };
+    if (azp === undefined) return refused('azp required with several audiences');
     if (azp !== policy.clientId && !policy.allowedClients.includes(azp)) {
-      return { ok: false, reason: 'azp is not an allowed client' };
+      return refused('azp is not an allowed client');
     }
   }
   if (policy.allowedClients.length > 0) {
     const client = azp ?? ownString(claims, 'client_id');
     if (client === undefined || !policy.allowedClients.includes(client)) {
-      return { ok: false, reason: 'client not allowed' };
+      return refused('client not allowed');
     }
   }
   const exp = claims['exp'];
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) {
-    return { ok: false, reason: 'exp missing' };
-  }
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return refused('exp missing');
   let raw = policy.identifier.read(claims);
   if (raw === undefined && subjectFallback && policy.identifier.name === 'sub') {
     raw = claims['client_id'];
   }
   const identifier = sanitiseIdentifier(raw);
-  if (identifier === undefined) return { ok: false, reason: 'identifier missing or unsafe' };
+  if (identifier === undefined) return refused('identifier missing or unsafe');
   const jti = claims['jti'];
   return {
-    ok: true,
+    kind: 'valid',
     identity: {
       claims,
       identifier,

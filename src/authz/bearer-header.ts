@@ -9,9 +9,7 @@ export const maxBearerTokenBytes = 16 * 1024;
 const maxKidLength = 256;
 
 /** The asymmetric JWS algorithms a bearer JWT may use; `none` and every `HS*` are never in it. */
-export const bearerAlgorithms: readonly string[] = ASYMMETRIC_JWS_ALGS;
-
-const allowedAlgs = new Set(bearerAlgorithms);
+const allowedAlgs = new Set<string>(ASYMMETRIC_JWS_ALGS);
 
 // RFC 6750 §2.1 b64token.
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -49,23 +47,9 @@ export function b64TokenProblem(token: string): string | undefined {
   return B64TOKEN.test(token) ? undefined : 'malformed token';
 }
 
-/** A JWS header that passed the pre-check; only these fields are used afterwards. */
-export interface CheckedJwsHeader {
-  readonly alg: string;
-  readonly kid: string | undefined;
-  readonly typ: string | undefined;
-}
-
 /** How a token looks before anything is verified. */
 export type TokenShape =
-  | { readonly kind: 'jwt'; readonly header: CheckedJwsHeader }
-  | { readonly kind: 'opaque' }
-  | { readonly kind: 'refused'; readonly reason: string };
-
-export interface HeaderPolicy {
-  /** Require `typ: at+jwt` (RFC 9068 §2.1); `application/at+jwt` is the same type. */
-  readonly requireJwtType: boolean;
-}
+  { readonly kind: 'jwt' | 'opaque' } | { readonly kind: 'refused'; readonly reason: string };
 
 /** RFC 9068 §4: `at+jwt`, compared case-insensitively, with or without `application/`. */
 function isAccessTokenType(typ: string | undefined): boolean {
@@ -81,7 +65,11 @@ function isAccessTokenType(typ: string | undefined): boolean {
  * never cost a JWKS fetch. A token that is not three dot-separated base64url segments is
  * `opaque` (introspection, when on); five segments (a JWE) are refused.
  */
-export function inspectToken(token: string, policy: HeaderPolicy): TokenShape {
+export function inspectToken(
+  token: string,
+  /** Require `typ: at+jwt` (RFC 9068 §2.1); `application/at+jwt` is the same type. */
+  policy: { readonly requireJwtType: boolean },
+): TokenShape {
   const firstDot = token.indexOf('.');
   if (firstDot === -1) return { kind: 'opaque' };
   const parts = token.split('.');
@@ -122,5 +110,5 @@ export function inspectToken(token: string, policy: HeaderPolicy): TokenShape {
   if (policy.requireJwtType && !isAccessTokenType(typ)) {
     return { kind: 'refused', reason: 'typ must be at+jwt' };
   }
-  return { kind: 'jwt', header: { alg, kid, typ } };
+  return { kind: 'jwt' };
 }

@@ -1,11 +1,9 @@
 /** Everything one app needs for bearer tokens, built once from its config (SPEC §8). */
 import type { AppConfig } from '../config/schema.ts';
 import { DEFAULT_UPSTREAM_HEADERS } from '../config/schema.ts';
-import type { IntrospectionClient } from '../oidc/introspection.ts';
-import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
 import {
   BearerAuthenticator,
-  noBearerMetrics,
+  type BearerDeps,
   type BearerMetrics,
 } from './bearer-authenticator.ts';
 import type { BearerRevocations } from './bearer-revocations.ts';
@@ -29,34 +27,13 @@ export interface BearerRuntime {
   readonly overridesCookie: boolean;
 }
 
-export interface BearerRuntimeDeps {
-  readonly getKey: ProviderKeyGetter;
-  readonly introspection?: IntrospectionClient | undefined;
-  readonly revocations: BearerRevocations;
-  readonly metrics?: BearerMetrics;
-  /** Current time in milliseconds. */
-  readonly now: () => number;
-}
-
 /** Builds the bearer runtime of `app`, or `undefined` when bearer tokens are off for it. */
-export function buildBearerRuntime(
-  app: AppConfig,
-  deps: BearerRuntimeDeps,
-): BearerRuntime | undefined {
+export function buildBearerRuntime(app: AppConfig, deps: BearerDeps): BearerRuntime | undefined {
   const config = app.bearer;
   if (!config.enabled) return undefined;
-  const metrics = deps.metrics ?? noBearerMetrics;
   const userHeader = 'x-auth-request-user';
   return {
-    authenticator: new BearerAuthenticator(
-      { config, issuer: app.oidc.issuer, clientId: app.oidc.clientId, now: deps.now },
-      {
-        getKey: deps.getKey,
-        introspection: deps.introspection,
-        revocations: deps.revocations,
-        metrics,
-      },
-    ),
+    authenticator: new BearerAuthenticator(app, deps),
     throttle: new FailureThrottle({
       maxFailures: config.failureThrottle.maxFailures,
       windowMs: config.failureThrottle.window,
@@ -64,7 +41,7 @@ export function buildBearerRuntime(
     }),
     scopes: compileScopeRequirements(config.requiredScopes, config.paths),
     revocations: deps.revocations,
-    metrics,
+    metrics: deps.metrics,
     userHeaderIsIdentifier:
       app.upstreamHeaders[userHeader] === DEFAULT_UPSTREAM_HEADERS[userHeader],
     passAuthorizationHeader: config.passAuthorizationHeader,

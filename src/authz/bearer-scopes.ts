@@ -1,12 +1,7 @@
 /** Scopes a bearer token needs for a request (SPEC §8): the app's, plus those of every matching path rule, compiled once. */
+import type { BearerConfig } from '../config/schema.ts';
 import { PathRule } from '../policy/path-rules.ts';
 import type { RequestPath } from '../policy/request-path.ts';
-
-export interface ScopeRuleConfig {
-  readonly prefix: string;
-  readonly methods?: readonly string[] | undefined;
-  readonly requiredScopes: readonly string[];
-}
 
 interface CompiledScopeRule {
   readonly rule: PathRule;
@@ -30,7 +25,7 @@ export interface ScopeRequirements {
  */
 export function compileScopeRequirements(
   requiredScopes: readonly string[],
-  rules: readonly ScopeRuleConfig[],
+  rules: BearerConfig['paths'],
 ): ScopeRequirements {
   const compiled: CompiledScopeRule[] = rules.map((rule) => ({
     rule: new PathRule({ prefix: rule.prefix }, rule.methods),

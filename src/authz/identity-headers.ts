@@ -1,18 +1,11 @@
 /** Identity headers for the upstream (SPEC §7), compiled once per app and rendered per request. */
+import type { AppConfig } from '../config/schema.ts';
 import { compileTemplate, type TemplateContext } from '../config/template.ts';
 import { isSafeHeaderValue } from '../header-value.ts';
 import type { HeaderPair } from './verdict.ts';
 
 /** Longest header value sent upstream; a longer one is dropped rather than cut mid-value. */
 const maxHeaderValueBytes = 8 * 1024;
-
-export interface IdentityHeaderOptions {
-  readonly appName: string;
-  /** Header → template, defaults already merged in. */
-  readonly templates: Readonly<Record<string, string>>;
-  readonly passAccessToken: boolean;
-  readonly passIdToken: boolean;
-}
 
 export interface RenderInput {
   readonly claims: Readonly<Record<string, unknown>>;
@@ -37,14 +30,17 @@ export interface IdentityHeaders {
   render(input: RenderInput): HeaderPair[];
 }
 
-export function compileIdentityHeaders(options: IdentityHeaderOptions): IdentityHeaders {
-  const compiled = Object.entries(options.templates).map(([name, source]) => {
+/** `upstreamHeaders` maps header → template, defaults already merged in. */
+export function compileIdentityHeaders(
+  options: Pick<AppConfig, 'name' | 'upstreamHeaders' | 'passAccessToken' | 'passIdToken'>,
+): IdentityHeaders {
+  const compiled = Object.entries(options.upstreamHeaders).map(([name, source]) => {
     const template = compileTemplate(source);
     // The config loader compiled these already; failing here means a loader bug.
     if (!template.ok) throw new Error(`template of header ${name}: ${template.message}`);
     return { name: name.toLowerCase(), template };
   });
-  const app = { name: options.appName };
+  const app = { name: options.name };
   const names = compiled.map((c) => c.name);
   if (options.passAccessToken) names.push('authorization');
   if (options.passIdToken) names.push('x-id-token');

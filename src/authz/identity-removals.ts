@@ -41,11 +41,6 @@ const maxCachedLists = 64;
 /** Beyond this many identity headers a set is not keyed by a bit mask (and not cached). */
 const maxMaskedNames = 30;
 
-function removalList(names: readonly string[]): RemovalList {
-  if (names.length === 0) return noRemovals;
-  return Object.freeze({ names: Object.freeze([...names]), joined: names.join(', ') });
-}
-
 /**
  * An app's identity headers (`names`, lower-case) and what forging them takes, built once at
  * start. A forged copy is any request header whose folded name is an identity header's folded
@@ -73,11 +68,6 @@ export class IdentityRemovals {
     }
     this.#otherSpellings = Object.freeze([...others]);
     this.all = this.#build(undefined);
-  }
-
-  /** The identity header names, lower-case. */
-  get names(): readonly string[] {
-    return this.#names;
   }
 
   /**
@@ -124,6 +114,8 @@ export class IdentityRemovals {
 
   #build(setNames: ReadonlySet<string> | undefined): RemovalList {
     const names = this.#names.filter((name) => setNames?.has(name) !== true);
-    return removalList([...names, ...this.#otherSpellings]);
+    names.push(...this.#otherSpellings);
+    if (names.length === 0) return noRemovals;
+    return Object.freeze({ names: Object.freeze(names), joined: names.join(', ') });
   }
 }

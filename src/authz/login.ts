@@ -8,8 +8,7 @@ import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
-import type { RequestModel } from './request.ts';
-import { jsonReply, localReply, redirect, type HeaderPair, type Verdict } from './verdict.ts';
+import { jsonReply, redirect, setCookies, type HeaderPair, type Verdict } from './verdict.ts';
 
 /** Whether cookies for this request are Secure (and so `__Host-` prefixed). */
 export function secureFor(context: StepContext): boolean {
@@ -18,10 +17,6 @@ export function secureFor(context: StepContext): boolean {
     context.request.scheme,
     context.request.host,
   );
-}
-
-export function setCookies(lines: readonly string[]): HeaderPair[] {
-  return lines.map((line) => ['set-cookie', line] as const);
 }
 
 /**
@@ -54,17 +49,11 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
     request.cookies,
     secureFor(context),
   );
-  const headers: HeaderPair[] = [
-    ['location', location],
+  return redirect('login', location, [
     ['cache-control', 'no-store'],
-  ];
-  for (const line of extraCookies) headers.push(['set-cookie', line]);
-  for (const line of cookies) headers.push(['set-cookie', line]);
-  return localReply('login', 302, '', headers);
-}
-
-function queryOf(request: RequestModel): URLSearchParams {
-  return new URLSearchParams(request.query);
+    ...setCookies(extraCookies),
+    ...setCookies(cookies),
+  ]);
 }
 
 /** The `error` codes of an authorization response: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6. */
@@ -108,7 +97,7 @@ export function createCallbackStep({ logger }: StepDeps): Step {
 
 async function finishLogin(context: StepContext, logger: Logger): Promise<Verdict> {
   const { request, app } = context;
-  const query = queryOf(request);
+  const query = new URLSearchParams(request.query);
   const secure = secureFor(context);
   const state = query.get('state') ?? '';
   const taken = await app.sessions.loginStates.take(request.cookies, state, secure);
@@ -155,8 +144,7 @@ async function finishLogin(context: StepContext, logger: Logger): Promise<Verdic
     });
   } catch (failure) {
     // An outage is a 503 (with Retry-After) from the authorizer; anything else ends this flow.
-    if (failure instanceof AuthzError && failure.code === 'IDP_UNAVAILABLE') throw failure;
-    if (!(failure instanceof AuthzError)) throw failure;
+    if (!(failure instanceof AuthzError) || failure.code === 'IDP_UNAVAILABLE') throw failure;
     return htmlPage(
       'callback',
       401,

@@ -1,10 +1,10 @@
 /** RP-initiated logout (SPEC §4.6): the local session always ends, even while the provider is down; never at another site's request. */
-import { secureFor, setCookies } from './login.ts';
-import { escapeHtml } from './pages.ts';
+import { secureFor } from './login.ts';
+import { escapeHtml, htmlReply } from './pages.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { requestSite } from './request-site.ts';
 import { originOf } from './request-urls.ts';
-import { localReply, redirect, type Verdict } from './verdict.ts';
+import { redirect, setCookies, type Verdict } from './verdict.ts';
 
 /**
  * What a logout the browser marks as coming from another origin gets instead of a logout: a
@@ -13,23 +13,18 @@ import { localReply, redirect, type Verdict } from './verdict.ts';
  * may not be framed (clickjacking the button) and carries no script.
  */
 function confirmationPage(logoutPath: string): Verdict {
-  const action = escapeHtml(logoutPath);
-  const body = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign out?</title></head>
-<body><h1>Sign out?</h1>
+  const content = `
 <p>Another site sent you here to sign you out. Sign out only if you meant to.</p>
-<form method="post" action="${action}"><button type="submit">Sign out</button></form>
-<p><a href="/">Stay signed in</a></p></body></html>
-`;
-  return localReply('logout', 403, body, [
-    ['content-type', 'text/html; charset=utf-8'],
-    ['cache-control', 'no-store'],
-    ['x-frame-options', 'DENY'],
-    [
-      'content-security-policy',
-      "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ],
-  ]);
+<form method="post" action="${escapeHtml(logoutPath)}"><button type="submit">Sign out</button></form>
+<p><a href="/">Stay signed in</a></p>`;
+  return htmlReply(
+    'logout',
+    403,
+    'Sign out?',
+    content,
+    [],
+    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  );
 }
 
 /**

@@ -14,13 +14,30 @@ export function escapeHtml(text: string): string {
 }
 
 /**
- * Every page may not be framed (no clickjacking of a page on our origin) and loads nothing: it
- * has no script, style or image of its own.
+ * A page around `content` (HTML, escaped by the caller). Every page may not be framed (no
+ * clickjacking of a page on our origin) and loads nothing: it has no script, style or image of
+ * its own.
  */
-const pageSecurityHeaders: readonly HeaderPair[] = Object.freeze([
-  ['x-frame-options', 'DENY'],
-  ['content-security-policy', "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"],
-] as const);
+export function htmlReply(
+  reason: ReplyReason,
+  status: number,
+  title: string,
+  content: string,
+  headers: readonly HeaderPair[] = [],
+  csp = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+): Verdict {
+  const body = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
+<body><h1>${escapeHtml(title)}</h1>${content}</body></html>
+`;
+  return localReply(reason, status, body, [
+    ['content-type', 'text/html; charset=utf-8'],
+    ['cache-control', 'no-store'],
+    ['x-frame-options', 'DENY'],
+    ['content-security-policy', csp],
+    ...headers,
+  ]);
+}
 
 /** A readable page with a link to start again; `message` is escaped and capped. */
 export function htmlPage(
@@ -28,17 +45,8 @@ export function htmlPage(
   status: number,
   title: string,
   message: string,
-  headers: readonly HeaderPair[] = [],
+  headers: readonly HeaderPair[],
 ): Verdict {
-  const body = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
-<body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message.slice(0, 500))}</p>
-<p><a href="/">Start again</a></p></body></html>
-`;
-  return localReply(reason, status, body, [
-    ['content-type', 'text/html; charset=utf-8'],
-    ['cache-control', 'no-store'],
-    ...pageSecurityHeaders,
-    ...headers,
-  ]);
+  const content = `<p>${escapeHtml(message.slice(0, 500))}</p>\n<p><a href="/">Start again</a></p>`;
+  return htmlReply(reason, status, title, content, headers);
 }

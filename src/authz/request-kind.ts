@@ -6,10 +6,6 @@ export function isGrpcCaller(request: RequestModel): boolean {
   return request.headers.get('content-type')?.startsWith('application/grpc') ?? false;
 }
 
-function isWebSocketUpgrade(request: RequestModel): boolean {
-  return request.headers.get('upgrade')?.toLowerCase() === 'websocket';
-}
-
 /** True when `Accept` ranks HTML (or XHTML) at least as high as anything else it lists. */
 function prefersHtml(accept: string | undefined): boolean {
   if (accept === undefined) return false;
@@ -42,5 +38,5 @@ export function isBrowserNavigation(request: RequestModel): boolean {
   if (request.headers.has('x-requested-with')) return false;
   const mode = request.headers.get('sec-fetch-mode');
   if (mode !== undefined && mode !== 'navigate') return false;
-  return !isWebSocketUpgrade(request) && !isGrpcCaller(request);
+  return request.headers.get('upgrade')?.toLowerCase() !== 'websocket' && !isGrpcCaller(request);
 }

@@ -38,11 +38,6 @@ interface Condition {
   holds(claims: Claims): boolean;
 }
 
-interface CompiledPathRule {
-  readonly rule: PathRule;
-  readonly conditions: readonly Condition[];
-}
-
 /**
  * Compiles an app's authorization config into rules checked per request. Everything that can be
  * built ahead (sets, claim paths, reasons) is built here; an app without any rule gets a checker
@@ -92,12 +87,12 @@ interface CompiledPathRule {
  */
 export function compileRules(config: AuthorizationConfig, clientId: string): AuthorizationRules {
   const groups = compileClaimPath(config.groupsClaim);
-  const roleSources = compileRoleSources(config.rolesClaims, clientId);
-  const compileFields = (fields: RuleFields): readonly Condition[] =>
-    compileConditions(fields, groups, roleSources);
+  const roleSources = config.rolesClaims.map(compileClaimPath);
+  if (clientId !== '') roleSources.push(compileClaimKeys(['resource_access', clientId, 'roles']));
+  const compileFields = (fields: RuleFields) => compileConditions(fields, groups, roleSources);
 
   const appConditions = compileFields(config);
-  const pathRules: CompiledPathRule[] = [];
+  const pathRules: { rule: PathRule; conditions: readonly Condition[] }[] = [];
   for (const rule of config.paths) {
     const conditions = compileFields(rule);
     // A path rule with nothing to check cannot refuse anyone: leave it out of the hot loop.
@@ -105,48 +100,29 @@ export function compileRules(config: AuthorizationConfig, clientId: string): Aut
     pathRules.push({ rule: new PathRule({ prefix: rule.prefix }, rule.methods), conditions });
   }
   if (appConditions.length === 0 && pathRules.length === 0) return ALLOW_EVERYONE;
-  return new CompiledRules(appConditions, pathRules);
+  return {
+    check(claims, method, path) {
+      const refused = firstFailure(appConditions, claims);
+      if (refused !== undefined) return refused;
+      for (const { rule, conditions } of pathRules) {
+        if (!rule.appliesTo(method, path)) continue;
+        const failed = firstFailure(conditions, claims);
+        if (failed !== undefined) return failed;
+      }
+      return undefined;
+    },
+  };
 }
 
 const ALLOW_EVERYONE: AuthorizationRules = Object.freeze({
   check: () => undefined,
 });
 
-class CompiledRules implements AuthorizationRules {
-  readonly #app: readonly Condition[];
-  readonly #paths: readonly CompiledPathRule[];
-
-  constructor(app: readonly Condition[], paths: readonly CompiledPathRule[]) {
-    this.#app = app;
-    this.#paths = paths;
-  }
-
-  check(claims: Claims, method: string, path: RequestPath): string | undefined {
-    const refused = firstFailure(this.#app, claims);
-    if (refused !== undefined) return refused;
-    for (const { rule, conditions } of this.#paths) {
-      if (!rule.appliesTo(method, path)) continue;
-      const failed = firstFailure(conditions, claims);
-      if (failed !== undefined) return failed;
-    }
-    return undefined;
-  }
-}
-
 function firstFailure(conditions: readonly Condition[], claims: Claims): string | undefined {
   for (const condition of conditions) {
     if (!condition.holds(claims)) return condition.reason;
   }
   return undefined;
-}
-
-function compileRoleSources(
-  rolesClaims: readonly string[],
-  clientId: string,
-): readonly ClaimPath[] {
-  const sources = rolesClaims.map(compileClaimPath);
-  if (clientId !== '') sources.push(compileClaimKeys(['resource_access', clientId, 'roles']));
-  return sources;
 }
 
 function compileConditions(
@@ -169,7 +145,8 @@ function compileConditions(
   return conditions;
 }
 
-function ownString(claims: Claims, key: string): string | undefined {
+/** The claim `key` when it is an own string property. */
+export function ownString(claims: Claims, key: string): string | undefined {
   if (!Object.hasOwn(claims, key)) return undefined;
   const value = claims[key];
   return typeof value === 'string' ? value : undefined;

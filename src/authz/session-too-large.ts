@@ -4,7 +4,7 @@ import type { SessionTooLargeError } from '../errors.ts';
 import { htmlPage } from './pages.ts';
 import type { StepContext } from './pipeline.ts';
 import { isBrowserNavigation } from './request-kind.ts';
-import { jsonReply, type HeaderPair, type Verdict } from './verdict.ts';
+import { jsonReply, setCookies, type HeaderPair, type Verdict } from './verdict.ts';
 
 const title = 'Your session is too large for this site';
 const advice =
@@ -35,10 +35,7 @@ export function sessionTooLarge(
     },
     'session too large for the cookie store; set session.store: server for this app',
   );
-  const headers: HeaderPair[] = [
-    ['cache-control', 'no-store'],
-    ...setCookie.map((line) => ['set-cookie', line] as const),
-  ];
+  const headers: HeaderPair[] = [['cache-control', 'no-store'], ...setCookies(setCookie)];
   if (isBrowserNavigation(request)) {
     return htmlPage('session_too_large', error.status, title, advice, headers);
   }

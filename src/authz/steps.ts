@@ -19,11 +19,8 @@ function allowPublicPath({ request, app, path }: StepContext): Verdict | undefin
   if (!app.publicPaths.matches(request.method, path)) return undefined;
   const removeHeaders = headersToScrub(app, request);
   const cookie = ourCookiesOut(app, request);
-  if (cookie === undefined) {
-    return allow('public_path', { removeHeaders, identityRemovals: app.identityRemovals.all });
-  }
   return allow('public_path', {
-    upstreamHeaders: cookie === '' ? [] : [['cookie', cookie]],
+    upstreamHeaders: cookie === undefined || cookie === '' ? [] : [['cookie', cookie]],
     removeHeaders: cookie === '' ? [...removeHeaders, 'cookie'] : removeHeaders,
     identityRemovals: app.identityRemovals.all,
   });

@@ -168,6 +168,11 @@ export function redirect(
   return localReply(reason, 302, '', [['location', location], ...headers]);
 }
 
+/** One `set-cookie` header per cookie line. */
+export function setCookies(lines: readonly string[]): HeaderPair[] {
+  return lines.map((line) => ['set-cookie', line] as const);
+}
+
 /**
  * Marks a verdict as handed out more than once (a constant, or the last allow of a hot session
  * or token): it and its lists are frozen, so nothing can change it under a transport that keeps

@@ -1,14 +1,8 @@
 /** The app's own endpoints (callback, logout, provider logout): matched on the exact raw path. */
+import type { OidcConfig } from '../config/schema.ts';
 import type { RequestPath } from './request-path.ts';
 
 export type Endpoint = 'callback' | 'logout' | 'backchannel_logout' | 'frontchannel_logout';
-
-export interface EndpointConfig {
-  readonly callbackPath: string;
-  readonly logoutPath: string;
-  readonly backchannelLogoutPath?: string | undefined;
-  readonly frontchannelLogoutPath?: string | undefined;
-}
 
 /**
  * An endpoint is named by its exact raw path only: these requests are answered here and never
@@ -18,7 +12,7 @@ export interface EndpointConfig {
 export class EndpointPaths {
   readonly #byPath: ReadonlyMap<string, Endpoint>;
 
-  constructor(config: EndpointConfig) {
+  constructor(config: OidcConfig) {
     const byPath = new Map<string, Endpoint>();
     const add = (path: string | undefined, endpoint: Endpoint): void => {
       if (path !== undefined && !byPath.has(path)) byPath.set(path, endpoint);

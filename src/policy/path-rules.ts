@@ -1,9 +1,22 @@
 /** One path rule (a prefix or an exact path, with its methods) matched over every reading of a path. */
-import { compileMethodSet, type MethodSet } from './method-set.ts';
 import type { RequestPath } from './request-path.ts';
 
 /** A rule's path: a plain string prefix (`/admin` also covers `/administrator`), or one exact path. */
 export type PathPattern = { readonly prefix: string } | { readonly exact: string };
+
+/**
+ * Compiles a rule's `methods` into a test. `undefined` means every method. A list with `GET`
+ * also covers `HEAD`: servers answer `HEAD` with the `GET` handler (RFC 9110 §9.3.2), so a rule
+ * that restricts or opens `GET` must do the same for `HEAD` or be trivially bypassed (or, for a
+ * public path, refuse the health probe that sends `HEAD`).
+ */
+function compileMethods(methods: readonly string[] | undefined): (method: string) => boolean {
+  if (methods === undefined) return () => true;
+  const set = new Set(methods.map((method) => method.toUpperCase()));
+  if (set.has('GET')) set.add('HEAD');
+  // The request model upper-cases methods already; the second look is for direct callers.
+  return (method) => set.has(method) || set.has(method.toUpperCase());
+}
 
 /**
  * For a prefix written as a segment (`/admin/`), the segment itself (`/admin`), which servlet
@@ -24,14 +37,14 @@ export function bareSegmentOf(prefix: string): string | undefined {
 export class PathRule {
   readonly #prefix: boolean;
   readonly #path: string;
-  readonly #methods: MethodSet;
+  readonly #covers: (method: string) => boolean;
   /** For a prefix that ends in `/` (`/admin/`), the segment itself without it (`/admin`). */
   readonly #segment: string | undefined;
 
   constructor(pattern: PathPattern, methods?: readonly string[]) {
     this.#prefix = 'prefix' in pattern;
     this.#path = 'prefix' in pattern ? pattern.prefix : pattern.exact;
-    this.#methods = compileMethodSet(methods);
+    this.#covers = compileMethods(methods);
     this.#segment = this.#prefix ? bareSegmentOf(this.#path) : undefined;
   }
 
@@ -42,7 +55,7 @@ export class PathRule {
    * `/admin` as `/admin/`.
    */
   appliesTo(method: string, path: RequestPath): boolean {
-    if (!this.#methods.has(method)) return false;
+    if (!this.#covers(method)) return false;
     for (const reading of path.readings) {
       if (this.#matches(reading) || reading === this.#segment) return true;
     }
@@ -51,7 +64,7 @@ export class PathRule {
 
   /** The method is covered and every reading of the path matches. */
   coversEveryReading(method: string, path: RequestPath): boolean {
-    if (!this.#methods.has(method)) return false;
+    if (!this.#covers(method)) return false;
     for (const reading of path.readings) if (!this.#matches(reading)) return false;
     return true;
   }

@@ -1,10 +1,8 @@
 /** Public paths: requests that need no login (identity headers are still scrubbed). */
-import { PathRule } from './path-rules.ts';
+import { PathRule, type PathPattern } from './path-rules.ts';
 import type { RequestPath } from './request-path.ts';
 
-export type PublicPathRule =
-  | { readonly prefix: string; readonly methods?: readonly string[] }
-  | { readonly exact: string; readonly methods?: readonly string[] };
+export type PublicPathRule = PathPattern & { readonly methods?: readonly string[] };
 
 export class PublicPaths {
   readonly #rules: readonly PathRule[];

@@ -3,16 +3,46 @@
  * Every consumer (app selection, public paths, bearer scope rules, claim rules, the app's own
  * endpoints) decides on the {@link RequestPath} it hands out, never on a reading of its own.
  */
-import { AppSelection, ambiguousApp, type Matchable } from './app-selection.ts';
+import { bareSegmentOf } from './path-rules.ts';
 import { refusals, type PolicyRefusal } from './policy-refusal.ts';
 import { readRequestPath, type RequestPath } from './request-path.ts';
 
 /** What the policy reads of a request (the pipeline's request model has these and more). */
 export interface PolicyRequest {
+  /** Normalised, see `host-name.ts`. */
   readonly host: string;
   /** Raw path without the query string, not decoded. */
   readonly path: string;
   readonly contextExtensions: ReadonlyMap<string, string>;
+}
+
+export interface Matchable {
+  readonly name: string;
+  readonly match: {
+    /** Exact host names and `*.suffix` wildcards; empty matches any host. */
+    readonly hosts: readonly string[];
+    readonly pathPrefix: string;
+  };
+}
+
+/** The context extension key Envoy routes set to pick an app (Contour, Gloo, Istio alike). */
+const appExtensionKey = 'app';
+
+interface CompiledMatch<T> {
+  readonly app: T;
+  readonly exact: ReadonlySet<string>;
+  /** Suffixes including the leading dot: `*.example.com` → `.example.com`. */
+  readonly suffixes: readonly string[];
+  readonly anyHost: boolean;
+  readonly pathPrefix: string;
+  /** `/admin` for a prefix `/admin/` (see {@link bareSegmentOf}). */
+  readonly bareSegment: string | undefined;
+}
+
+/** A configured host as requests are matched against it: lower case, no trailing dot. */
+function configuredHost(host: string): string {
+  const lower = host.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
 
 /**
@@ -28,10 +58,22 @@ export interface PolicyRequest {
  * client sends such a path.
  */
 export class RequestPolicy<T extends Matchable> {
-  readonly #selection: AppSelection<T>;
+  readonly #byName: ReadonlyMap<string, T>;
+  readonly #matches: readonly CompiledMatch<T>[];
 
   constructor(apps: readonly T[]) {
-    this.#selection = new AppSelection(apps);
+    this.#byName = new Map(apps.map((app) => [app.name, app]));
+    this.#matches = apps.map((app) => {
+      const hosts = app.match.hosts.map(configuredHost);
+      return {
+        app,
+        exact: new Set(hosts.filter((h) => !h.startsWith('*.'))),
+        suffixes: hosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
+        anyHost: hosts.length === 0,
+        pathPrefix: app.match.pathPrefix,
+        bareSegment: bareSegmentOf(app.match.pathPrefix),
+      };
+    });
   }
 
   /**
@@ -43,12 +85,32 @@ export class RequestPolicy<T extends Matchable> {
   }
 
   /**
-   * The app for the request: `undefined` when none matches, a refusal when the readings of its
-   * path choose different apps. Two calls rather than one result object: this runs on every
-   * request, and neither call allocates for a plain path.
+   * The app for the request: a context extension names it, else the first `match` that fits
+   * every reading. `undefined` when none matches; a refusal when the readings of its path choose
+   * different apps (or one chooses an app and another none). A context extension naming an
+   * unknown app matches nothing: a route that asks for an app we do not have is a deployment
+   * mistake, not a reason to fall back to host matching. Two calls rather than one result
+   * object: this runs on every request, and neither call allocates for a plain path.
    */
   selectApp(request: PolicyRequest, path: RequestPath): T | undefined | PolicyRefusal {
-    const app = this.#selection.select(request.host, path, request.contextExtensions);
-    return app === ambiguousApp ? refusals['ambiguous path'] : app;
+    const named = request.contextExtensions.get(appExtensionKey);
+    if (named !== undefined) return this.#byName.get(named);
+    const { readings } = path;
+    const first = this.#forReading(request.host, readings[0]!);
+    for (let i = 1; i < readings.length; i++) {
+      if (this.#forReading(request.host, readings[i]!) !== first) return refusals['ambiguous path'];
+    }
+    return first;
+  }
+
+  #forReading(host: string, reading: string): T | undefined {
+    for (const rule of this.#matches) {
+      if (!reading.startsWith(rule.pathPrefix) && reading !== rule.bareSegment) continue;
+      if (rule.anyHost || rule.exact.has(host)) return rule.app;
+      for (const suffix of rule.suffixes) {
+        if (host.endsWith(suffix) && host.length > suffix.length) return rule.app;
+      }
+    }
+    return undefined;
   }
 }

@@ -104,10 +104,12 @@ function rig(bearer: Record<string, unknown> = {}): Rig {
   });
   const revocations = new BearerRevocations(keyspaces.revokedTokens);
   const config = appConfig(bearer);
-  const authenticator = new BearerAuthenticator(
-    { config: config.bearer, issuer: ISSUER, clientId: CLIENT_ID, now },
-    { getKey, revocations },
-  );
+  const metrics = {
+    verification: () => undefined,
+    cache: () => undefined,
+    throttled: () => undefined,
+  };
+  const authenticator = new BearerAuthenticator(config, { getKey, revocations, metrics, now });
   return { authenticator, revocations, keyLookups: () => lookups, clock };
 }
 

@@ -10,8 +10,8 @@ import {
 import { compileScopeRequirements } from '../../src/authz/bearer-scopes.ts';
 import { pathOf } from '../support/request-paths.ts';
 import { FailureThrottle } from '../../src/authz/bearer-throttle.ts';
-import { TokenCache } from '../../src/authz/bearer-token-cache.ts';
 import { sha256Base64url } from '../../src/digest.ts';
+import { ExpiringLru } from '../../src/expiring-lru.ts';
 import { loadConfig } from '../../src/config/load.ts';
 
 describe('bearer credential intake', () => {
@@ -154,7 +154,7 @@ describe('bearer failure throttle', () => {
 describe('bearer token cache', () => {
   it('keys by a digest, drops entries at their deadline', () => {
     const clock = { now: 0 };
-    const cache = new TokenCache<string>({ maxEntries: 10, now: () => clock.now });
+    const cache = new ExpiringLru<string>({ maxEntries: 10, now: () => clock.now });
     const key = sha256Base64url('secret-token');
     assert.ok(!key.includes('secret'));
     assert.equal(key.length, 43);

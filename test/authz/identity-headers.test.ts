@@ -5,8 +5,8 @@ import { compileIdentityHeaders } from '../../src/authz/identity-headers.ts';
 import { IdentityRemovals } from '../../src/authz/identity-removals.ts';
 
 const headers = compileIdentityHeaders({
-  appName: 'app',
-  templates: {
+  name: 'app',
+  upstreamHeaders: {
     'x-auth-request-user': '{{ claims.sub }}',
     'x-auth-request-email': '{{ claims.email }}',
   },
@@ -26,7 +26,12 @@ describe('identity headers', () => {
 
   it('reads the ID token only when it is forwarded: passIdToken, or a template using it', () => {
     const compile = (templates: Record<string, string>, passIdToken: boolean) =>
-      compileIdentityHeaders({ appName: 'app', templates, passAccessToken: true, passIdToken });
+      compileIdentityHeaders({
+        name: 'app',
+        upstreamHeaders: templates,
+        passAccessToken: true,
+        passIdToken,
+      });
     const claimsOnly = { 'x-auth-request-user': '{{ claims.sub }}' };
     assert.equal(compile(claimsOnly, false).readsIdToken, false);
     assert.equal(compile(claimsOnly, true).readsIdToken, true);
