@@ -5,7 +5,8 @@ import { ConfigError, IdpUnavailableError, type IdpEndpoint } from '../errors.ts
 import type { Logger } from '../observability/logger.ts';
 import { runUnguarded } from './idp-call-guard.ts';
 import type { IdpCallGuard, IdpCallKind } from './idp-call-guard.ts';
-import { createIdpFetch, isLoopbackUrl } from './idp-fetch.ts';
+import { createIdpFetch } from './idp-fetch.ts';
+import { isLoopbackHost } from '../loopback-host.ts';
 import type { IdpFetch } from './idp-fetch.ts';
 import { classifyIdpFailure } from './oidc-errors.ts';
 import { createProviderKeys } from './provider-keys.ts';
@@ -101,7 +102,7 @@ function errorSummary(err: unknown): string {
 export function validateIssuer(issuer: string): { path: string; message: string }[] {
   const url = URL.parse(issuer);
   if (url === null) return [{ path: 'oidc.issuer', message: 'must be a URL' }];
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackUrl(url))) {
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
     return [{ path: 'oidc.issuer', message: 'must be an https URL (http only on loopback)' }];
   }
   return [];

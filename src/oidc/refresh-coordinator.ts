@@ -21,7 +21,7 @@ import {
 } from '../session/compact-jwe.ts';
 import type { Session, SessionTokens } from '../session/session.ts';
 import type { Keyspace } from '../store/keyspace.ts';
-import { sha256Base64url as digestForKey } from '../digest.ts';
+import { sha256Base64url } from '../digest.ts';
 import type { OidcClient } from './oidc-client.ts';
 
 export type RefreshOutcome =
@@ -130,7 +130,7 @@ export class RefreshCoordinator {
   refresh(session: Session): Promise<RefreshOutcome> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
-    const id = digestForKey(refreshToken);
+    const id = sha256Base64url(refreshToken);
     const running = this.#inFlight.get(id);
     if (running !== undefined) {
       this.#deps.metrics.follower('process');
