@@ -81,14 +81,11 @@ export interface TokenSet {
   readonly idToken: string;
   /** When the access token expires, ms since the epoch (`expires_in`, else the ID token's `exp`). */
   readonly expiresAt: number;
-  readonly scope?: string;
 }
 
 export interface ExchangeCodeParams {
-  /** The callback URL the browser requested (only its query is read) … */
-  readonly callbackUrl?: URL | string;
-  /** … or its query parameters. */
-  readonly params?: URLSearchParams;
+  /** The query parameters of the callback the browser requested. */
+  readonly params: URLSearchParams;
   /** The redirect URI sent in the authorization request. */
   readonly redirectUri: string;
   readonly codeVerifier: string;
@@ -110,7 +107,6 @@ export interface RefreshResult {
     readonly idToken?: string;
     /** ms since the epoch; undefined when neither `expires_in` nor a new ID token says. */
     readonly expiresAt?: number;
-    readonly scope?: string;
   };
   /** Validated claims of the new ID token, when one came back. */
   readonly claims?: IdTokenClaims;
@@ -134,9 +130,8 @@ export interface OidcClient {
   readonly getKey: ProviderKeyGetter;
   /** The TokenPolicy ID tokens are checked against (issuer, client id, algs, skew, clock). */
   readonly tokenPolicy: TokenPolicy;
-  authorizationUrl(params: AuthorizationUrlParams): URL;
   /**
-   * `authorizationUrl(params).href`, without building a URL per call: the 302 of every
+   * The authorization request URL, built without a `URL` per call: the 302 of every
    * unauthenticated navigation carries it.
    */
   authorizationLocation(params: AuthorizationUrlParams): string;
@@ -301,8 +296,6 @@ export function createOidcClient(
       };
     },
 
-    authorizationUrl: (params) => buildLoginUrl(requireConfigured('authorization').config, params),
-
     authorizationLocation: (params) => {
       const { config } = requireConfigured('authorization');
       if (params.extraAuthParams !== undefined) return buildLoginUrl(config, params).href;
@@ -312,11 +305,7 @@ export function createOidcClient(
 
     exchangeCode: async (params) => {
       const { config } = requireConfigured('token');
-      const query =
-        params.params ??
-        (params.callbackUrl === undefined
-          ? new URLSearchParams()
-          : new URL(params.callbackUrl).searchParams);
+      const query = params.params;
       // The browser-bound state is ours to check (CSRF); the library checks it again.
       const state = query.get('state');
       if (state === null || !constantTimeEqual(state, params.expectedState)) {
@@ -343,7 +332,6 @@ export function createOidcClient(
           idToken: response.id_token,
           expiresAt: expiresAtFrom(response, claims) ?? claims.exp * 1000,
           ...(response.refresh_token === undefined ? {} : { refreshToken: response.refresh_token }),
-          ...(response.scope === undefined ? {} : { scope: response.scope }),
         },
         claims,
       };
@@ -370,7 +358,6 @@ export function createOidcClient(
           ...(response.refresh_token === undefined ? {} : { refreshToken: response.refresh_token }),
           ...(response.id_token === undefined ? {} : { idToken: response.id_token }),
           ...(expiresAt === undefined ? {} : { expiresAt }),
-          ...(response.scope === undefined ? {} : { scope: response.scope }),
         },
         ...(claims === undefined ? {} : { claims }),
       };
