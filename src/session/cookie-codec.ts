@@ -15,12 +15,6 @@ export interface CookieCodecOptions {
   readonly maxLength?: number;
 }
 
-/** Counters a metrics exporter may read. */
-export interface CookieCodecStats {
-  /** Decrypt attempts that reached the cipher. */
-  decrypts: number;
-}
-
 /**
  * The session cookie codec. Output is a standard compact JWE any JOSE library opens with the
  * derived key; input is refused unless it is exactly what this codec produces.
@@ -34,7 +28,6 @@ export interface CookieCodec {
    * Never throws.
    */
   open(value: string): unknown;
-  readonly stats: Readonly<CookieCodecStats>;
 }
 
 /**
@@ -50,7 +43,6 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
   const currentHeader = encodeProtectedHeader(ring.current.kid);
   const currentAad = Buffer.from(currentHeader, 'ascii');
   const currentKey = ring.current.keyObject();
-  const stats: CookieCodecStats = { decrypts: 0 };
   const random = new RandomPool();
 
   function keyFor(headerB64: string): SecretKey | undefined {
@@ -62,7 +54,6 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
   }
 
   return {
-    stats,
     seal(payload) {
       return sealCompact(
         currentKey,
@@ -77,7 +68,6 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
       if (parts === undefined) return undefined;
       const key = keyFor(parts.header);
       if (key === undefined) return undefined;
-      stats.decrypts++;
       const plaintext = openCompact(key.keyObject(), parts);
       if (plaintext === undefined) return undefined;
       try {

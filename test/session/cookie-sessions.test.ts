@@ -61,7 +61,7 @@ function manager(
 /** Cookie sessions with their codec at hand, to count decryptions. */
 function counted(options: Partial<SessionOptions> = {}, deps: CookieSessionsDeps = {}) {
   const codec = sessionCodec({ ...baseOptions, ...options });
-  return { m: manager(options, { ...deps, codec }), decrypts: () => codec.stats.decrypts };
+  return { m: manager(options, { ...deps, codec }), decrypts: () => codec.decrypts() };
 }
 
 function valid(result: SessionLoad): Session {
