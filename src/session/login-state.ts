@@ -36,7 +36,7 @@ export interface LoginStatesOptions {
    * is a cross-site top-level navigation, which a `Strict` cookie would miss.
    */
   readonly sameSite: SameSite;
-  readonly domain?: string;
+  readonly domain?: string | undefined;
   /** How long a flow may take, in ms. */
   readonly loginTimeout: number;
   /** Most flows pending at once per browser; starting another expires the oldest. */

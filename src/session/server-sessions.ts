@@ -41,6 +41,15 @@ function storeUnavailable(cause: unknown): AuthzError {
     : new StoreUnavailableError('failure', { cause });
 }
 
+/** What `operation` resolves to; whatever it throws becomes `STORE_UNAVAILABLE`. */
+async function fromStore<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw storeUnavailable(error);
+  }
+}
+
 /**
  * Each session a record in the store, sealed with a key only its cookie's ticket holds, so a
  * logout or a back-channel logout deletes it for every replica. Every store failure is
@@ -92,11 +101,7 @@ export class ServerSessions implements Sessions {
       hasExpired(loaded.session.lastSeenAt + this.#lifetime.touchInterval, now)
     ) {
       const stamp = cache.stamp();
-      try {
-        loaded = await this.#store.load(ticket);
-      } catch (error) {
-        throw storeUnavailable(error);
-      }
+      loaded = await fromStore(() => this.#store.load(ticket));
       if (loaded === undefined) {
         cache.delete(key);
         return this.#cookies.reject('invalid', 'unknown', cookies, secure, names);
@@ -155,17 +160,15 @@ export class ServerSessions implements Sessions {
     const now = this.#now();
     const session = startSession(data, now);
     await this.#end(cookies, secure).catch(() => undefined);
-    try {
-      const { handle, ticket } = await this.#store.create(session, this.#recordTtl(session, now));
-      // The browser's next request, right after the login redirect, needs no store read.
-      this.#cache.replace(sha256Base64url(ticket), { handle, session });
-      // The cookie outlives an idle deadline: each use moves that deadline, not the cookie's.
-      const maxAge = Math.floor((this.#lifetime.maxAgeEnd(session) - now) / 1000);
-      const setCookie = this.#cookies.write(ticket, maxAge, cookies, secure);
-      return { session, ref: { kind: 'server', handle }, setCookie };
-    } catch (error) {
-      throw storeUnavailable(error);
-    }
+    const { handle, ticket } = await fromStore(() =>
+      this.#store.create(session, this.#recordTtl(session, now)),
+    );
+    // The browser's next request, right after the login redirect, needs no store read.
+    this.#cache.replace(sha256Base64url(ticket), { handle, session });
+    // The cookie outlives an idle deadline: each use moves that deadline, not the cookie's.
+    const maxAge = Math.floor((this.#lifetime.maxAgeEnd(session) - now) / 1000);
+    const setCookie = this.#cookies.write(ticket, maxAge, cookies, secure);
+    return { session, ref: { kind: 'server', handle }, setCookie };
   }
 
   /**
@@ -201,29 +204,22 @@ export class ServerSessions implements Sessions {
   }
 
   async end(cookies: ReadonlyMap<string, string>, secure: boolean): Promise<string[]> {
-    try {
-      await this.#end(cookies, secure);
-    } catch (error) {
-      throw storeUnavailable(error);
-    }
+    await fromStore(() => this.#end(cookies, secure));
     return this.#cookies.clear(cookies, secure);
   }
 
-  async endBySid(sid: string): Promise<number> {
-    try {
-      return await this.#store.endBySid(sid);
-    } catch (error) {
-      throw storeUnavailable(error);
-    } finally {
-      this.#cache.invalidateAll();
-    }
+  endBySid(sid: string): Promise<number> {
+    return this.#endAll(() => this.#store.endBySid(sid));
   }
 
-  async endBySub(sub: string): Promise<number> {
+  endBySub(sub: string): Promise<number> {
+    return this.#endAll(() => this.#store.endBySub(sub));
+  }
+
+  /** Runs a back-channel deletion; only ids are known, so every cached session is forgotten. */
+  async #endAll(deletion: () => Promise<number>): Promise<number> {
     try {
-      return await this.#store.endBySub(sub);
-    } catch (error) {
-      throw storeUnavailable(error);
+      return await fromStore(deletion);
     } finally {
       this.#cache.invalidateAll();
     }

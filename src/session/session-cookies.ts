@@ -61,14 +61,7 @@ export class SessionCookies {
     this.#legacyLogin = this.#legacy === undefined ? undefined : `${legacy}_login_`;
     this.loginStates = new LoginStates(
       createCookieCodec(deriveKeyRing(options.secrets, 'login-state', options.binding)),
-      {
-        cookieName: options.cookieName,
-        sameSite: options.sameSite,
-        ...(options.domain === undefined ? {} : { domain: options.domain }),
-        loginTimeout: options.loginTimeout,
-        maxPendingLogins: options.maxPendingLogins,
-        now,
-      },
+      { ...options, now },
       loginReplayMarks,
     );
   }

@@ -10,10 +10,6 @@ export interface SessionRevocationKeyspaces {
 }
 
 /**
- * Cookie sessions cannot be deleted from the browser that holds them, so an ended one is
- * remembered here until its max age and refused on load, on every replica sharing the store.
- */
-/**
  * How long a session found not revoked is trusted without asking the store again, in ms. Keeps
  * a hot session from costing three store reads per request while a logout on another replica
  * still takes effect well within the one second SPEC §11 allows.
@@ -21,6 +17,10 @@ export interface SessionRevocationKeyspaces {
 const recheckAfterMs = 250;
 const maxRemembered = 100_000;
 
+/**
+ * Cookie sessions cannot be deleted from the browser that holds them, so an ended one is
+ * remembered here until its max age and refused on load, on every replica sharing the store.
+ */
 export class SessionRevocations {
   readonly #keyspaces: SessionRevocationKeyspaces;
   readonly #durable: SessionRevocationKeyspaces;
