@@ -45,19 +45,13 @@ export function parseStrictHeader(headerB64: string): string | null | undefined 
  * handed out twice.
  */
 export class RandomPool {
-  readonly #blockBytes: number;
   #block: Buffer = Buffer.alloc(0);
   #offset = 0;
 
-  /** @param blockBytes - bytes drawn per refill; default 4,096. */
-  constructor(blockBytes = 4_096) {
-    this.#blockBytes = blockBytes;
-  }
-
-  /** `n` bytes never handed out before (`n` at most the block size). */
+  /** `n` bytes never handed out before. */
   take(n: number): Buffer {
     if (this.#offset + n > this.#block.length) {
-      this.#block = randomBytes(Math.max(n, this.#blockBytes));
+      this.#block = randomBytes(Math.max(n, 4_096));
       this.#offset = 0;
     }
     const bytes = this.#block.subarray(this.#offset, this.#offset + n);

@@ -9,12 +9,6 @@ import {
 } from './compact-jwe.ts';
 import type { KeyRing, SecretKey } from './session-keys.ts';
 
-/** Options for {@link createCookieCodec}. */
-export interface CookieCodecOptions {
-  /** Longest value `open` will look at, in characters. Default 65,536. */
-  readonly maxLength?: number;
-}
-
 /**
  * The session cookie codec. Output is a standard compact JWE any JOSE library opens with the
  * derived key; input is refused unless it is exactly what this codec produces.
@@ -34,8 +28,7 @@ export interface CookieCodec {
  * Creates a codec over a key ring. Decoding uses `node:crypto` directly (synchronous; several
  * times faster than WebCrypto for cookie-sized inputs) while staying RFC 7516 compact JWE.
  */
-export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {}): CookieCodec {
-  const maxLength = options.maxLength ?? 65_536;
+export function createCookieCodec(ring: KeyRing): CookieCodec {
   // The headers this codec writes, precomputed: the common case is a map lookup, not a parse.
   const headers = new Map<string, SecretKey>(
     ring.all.map((key) => [encodeProtectedHeader(key.kid), key]),
@@ -64,7 +57,7 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
       );
     },
     open(value) {
-      const parts = splitCompact(value, maxLength);
+      const parts = splitCompact(value, 65_536); // longer values are never looked at
       if (parts === undefined) return undefined;
       const key = keyFor(parts.header);
       if (key === undefined) return undefined;

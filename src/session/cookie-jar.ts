@@ -65,8 +65,6 @@ export function expireCookie(name: string, secure: boolean, scope: CookieScope):
 export interface ChunkedCookieOptions extends CookieScope {
   /** The configured cookie name, without prefix (e.g. `_eoa`). */
   readonly name: string;
-  /** Longest `set-cookie` value line, in bytes, before the value is split. Default 3,800. */
-  readonly maxLineBytes?: number;
   /** Most chunks read or written. Default 12 (about 45 KB). */
   readonly maxChunks?: number;
 }
@@ -82,7 +80,8 @@ export class ChunkedCookie {
   /** The `__Host-` form of the name, built once: `#owns` runs for every cookie of a request. */
   readonly #hostName: string;
   readonly #scope: CookieScope;
-  readonly #maxLineBytes: number;
+  /** Longest `set-cookie` line, in bytes, before the value is split. */
+  readonly #maxLineBytes = 3_800;
   readonly #maxChunks: number;
 
   constructor(options: ChunkedCookieOptions) {
@@ -92,7 +91,6 @@ export class ChunkedCookie {
       options.domain === undefined
         ? { sameSite: options.sameSite }
         : { sameSite: options.sameSite, domain: options.domain };
-    this.#maxLineBytes = options.maxLineBytes ?? 3_800;
     this.#maxChunks = options.maxChunks ?? 12;
   }
 

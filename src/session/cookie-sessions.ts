@@ -3,7 +3,8 @@ import type { Clock } from '../clock.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
 import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
-import { SessionCache, StringPool, toCachedSession, type CachedSession } from './session-cache.ts';
+import { ExpiringLru } from '../expiring-lru.ts';
+import { StringPool, toCachedSession, type CachedSession } from './session-cache.ts';
 import { noLines, SessionCookies } from './session-cookies.ts';
 import type { LoginStates } from './login-state.ts';
 import { deriveKeyRing } from './session-keys.ts';
@@ -31,8 +32,11 @@ import type {
 
 /** What cookie sessions are built with besides their options. */
 export interface CookieSessionsDeps extends SessionsDeps {
-  /** Decoded cookie sessions; default a fresh cache of 100,000 entries. */
-  readonly cache?: SessionCache<CachedSession>;
+  /**
+   * Decoded cookie sessions by `sha256Base64url` of the cookie value (the whole digest: a
+   * `slice` would keep it alive as well); default a fresh cache of 100,000 entries.
+   */
+  readonly cache?: ExpiringLru<CachedSession>;
   /** Seals and opens the sessions; default one over `secrets` under `binding`. */
   readonly codec?: CookieCodec;
 }
@@ -92,7 +96,7 @@ export class CookieSessions implements Sessions {
   readonly #lifetime: SessionLifetime;
   readonly #now: Clock;
   readonly #codec: CookieCodec;
-  readonly #cache: SessionCache<CachedSession>;
+  readonly #cache: ExpiringLru<CachedSession>;
   /** Claim strings shared by this app's cached sessions. */
   readonly #claimStrings = new StringPool();
 
@@ -103,7 +107,7 @@ export class CookieSessions implements Sessions {
     this.#lifetime = new SessionLifetime(options.maxAge, options.idleTimeout, deps.isRevoked);
     this.#codec =
       deps.codec ?? createCookieCodec(deriveKeyRing(options.secrets, 'session', options.binding));
-    this.#cache = deps.cache ?? new SessionCache({ now: this.#now });
+    this.#cache = deps.cache ?? new ExpiringLru({ maxEntries: 100_000, now: this.#now });
   }
 
   cookieNames(cookies: ReadonlyMap<string, string>): string[] {

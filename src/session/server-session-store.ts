@@ -47,16 +47,11 @@ export interface ServerSessionKeyspaces {
 export class ServerSessionStore {
   readonly #keyspaces: ServerSessionKeyspaces;
   readonly #label: string;
-  readonly #maxRecordLength: number;
 
-  /**
-   * @param bindingLabel - the app's `bindingLabel` (session-keys); records carrying another are refused.
-   * @param maxRecordLength - longest sealed record read back, in characters; default 262,144.
-   */
-  constructor(keyspaces: ServerSessionKeyspaces, bindingLabel: string, maxRecordLength = 262_144) {
+  /** @param bindingLabel - the app's `bindingLabel` (session-keys); records carrying another are refused. */
+  constructor(keyspaces: ServerSessionKeyspaces, bindingLabel: string) {
     this.#keyspaces = keyspaces;
     this.#label = bindingLabel;
-    this.#maxRecordLength = maxRecordLength;
   }
 
   #header(handle: ServerSessionHandle): string {
@@ -106,7 +101,7 @@ export class ServerSessionStore {
     if (handle === undefined) return undefined;
     const sealed = await this.#keyspaces.serverSessions.get(handle.id);
     if (sealed === undefined) return undefined;
-    const parts = splitCompact(sealed, this.#maxRecordLength);
+    const parts = splitCompact(sealed, 262_144); // longer records are never read back
     if (parts?.header !== this.#header(handle)) return undefined;
     const plaintext = openCompact(handle.key.keyObject(), parts);
     if (plaintext === undefined) return undefined;
