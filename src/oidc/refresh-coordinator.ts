@@ -15,11 +15,12 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { AuthzError } from '../errors.ts';
 import {
   encodeProtectedHeader,
-  openCompact,
+  openCompactJson,
   sealCompact,
   splitCompact,
 } from '../session/compact-jwe.ts';
-import type { Session, SessionTokens } from '../session/session.ts';
+import { parseTokens, type Session, type SessionTokens } from '../session/session.ts';
+import { isRecord } from '../is-record.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import { sha256Base64url } from '../digest.ts';
 import type { OidcClient } from './oidc-client.ts';
@@ -94,13 +95,7 @@ export class GrantLimiter {
 }
 
 /** What a published result record holds, sealed. */
-type PublishedResult =
-  | {
-      readonly kind: 'refreshed';
-      readonly tokens: SessionTokens;
-      readonly claims?: Readonly<Record<string, unknown>>;
-    }
-  | { readonly kind: 'ended' };
+type PublishedResult = Exclude<RefreshOutcome, { readonly kind: 'unavailable' }>;
 
 const resultHeader = encodeProtectedHeader();
 const maxResultChars = 64 * 1024;
@@ -279,9 +274,7 @@ export class RefreshCoordinator {
     const sealed = await this.#deps.results.get(id).catch(() => undefined);
     if (sealed === undefined) return undefined;
     const parts = splitCompact(sealed, maxResultChars);
-    const plain = parts === undefined ? undefined : openCompact(key, parts);
-    if (plain === undefined) return undefined;
-    return parsePublished(plain);
+    return parts === undefined ? undefined : parsePublished(openCompactJson(key, parts));
   }
 }
 
@@ -294,30 +287,11 @@ function resultKey(refreshToken: string): Buffer {
   return Buffer.from(hkdfSync('sha256', refreshToken, 'eoa refresh result', 'v1', 32));
 }
 
-function parsePublished(plain: Buffer): RefreshOutcome | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(plain.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof data !== 'object' || data === null) return undefined;
-  const record = data as Record<string, unknown>;
-  if (record['kind'] === 'ended') return { kind: 'ended' };
-  const tokens = record['tokens'] as Record<string, unknown> | undefined;
-  if (
-    record['kind'] !== 'refreshed' ||
-    typeof tokens?.['accessToken'] !== 'string' ||
-    typeof tokens['expiresAt'] !== 'number'
-  ) {
-    return undefined;
-  }
-  const claims = record['claims'];
-  return {
-    kind: 'refreshed',
-    tokens: tokens as unknown as SessionTokens,
-    ...(typeof claims === 'object' && claims !== null
-      ? { claims: claims as Record<string, unknown> }
-      : {}),
-  };
+function parsePublished(data: unknown): PublishedResult | undefined {
+  if (!isRecord(data)) return undefined;
+  if (data['kind'] === 'ended') return { kind: 'ended' };
+  const tokens = data['kind'] === 'refreshed' ? parseTokens(data['tokens']) : undefined;
+  if (tokens === undefined) return undefined;
+  const { claims } = data;
+  return isRecord(claims) ? { kind: 'refreshed', tokens, claims } : { kind: 'refreshed', tokens };
 }

@@ -125,18 +125,22 @@ function hasCanonicalEnd(segment: string): boolean {
   return (alphabet.indexOf(segment[segment.length - 1]!) & spare) === 0;
 }
 
-/** Decrypts checked parts; `undefined` when authentication fails (wrong key, tampering). */
-export function openCompact(key: AesKey, parts: CompactParts): Buffer | undefined {
+/**
+ * Decrypts checked parts and parses the JSON inside; `undefined` when authentication fails
+ * (wrong key, tampering) or the plaintext is not JSON.
+ */
+export function openCompactJson(key: AesKey, parts: CompactParts): unknown {
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(parts.iv, 'base64url'), {
       authTagLength: TAG_BYTES,
     });
     decipher.setAAD(Buffer.from(parts.header, 'ascii'));
     decipher.setAuthTag(Buffer.from(parts.tag, 'base64url'));
-    return Buffer.concat([
+    const plaintext = Buffer.concat([
       decipher.update(Buffer.from(parts.ciphertext, 'base64url')),
       decipher.final(),
     ]);
+    return JSON.parse(plaintext.toString('utf8')) as unknown;
   } catch {
     return undefined;
   }

@@ -1,7 +1,7 @@
 /** Seals JSON payloads into standard compact JWE (`dir` + `A256GCM`, `kid`) and opens them. */
 import {
   encodeProtectedHeader,
-  openCompact,
+  openCompactJson,
   parseStrictHeader,
   RandomPool,
   sealCompact,
@@ -60,14 +60,7 @@ export function createCookieCodec(ring: KeyRing): CookieCodec {
       const parts = splitCompact(value, 65_536); // longer values are never looked at
       if (parts === undefined) return undefined;
       const key = keyFor(parts.header);
-      if (key === undefined) return undefined;
-      const plaintext = openCompact(key.keyObject(), parts);
-      if (plaintext === undefined) return undefined;
-      try {
-        return JSON.parse(plaintext.toString('utf8')) as unknown;
-      } catch {
-        return undefined;
-      }
+      return key === undefined ? undefined : openCompactJson(key.keyObject(), parts);
     },
   };
 }

@@ -5,6 +5,7 @@ import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
+import { isRecord } from '../is-record.ts';
 import type { Clock } from '../clock.ts';
 import type { CookieCodec } from './cookie-codec.ts';
 import {
@@ -63,8 +64,8 @@ interface PresentFlow {
 }
 
 function parseLoginState(data: unknown): LoginState | undefined {
-  if (typeof data !== 'object' || data === null) return undefined;
-  const { state, nonce, codeVerifier, returnTo, createdAt } = data as Record<string, unknown>;
+  if (!isRecord(data)) return undefined;
+  const { state, nonce, codeVerifier, returnTo, createdAt } = data;
   if (
     typeof state !== 'string' ||
     typeof nonce !== 'string' ||

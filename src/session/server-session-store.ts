@@ -1,7 +1,12 @@
 /** Server-side sessions: the cookie holds `<id>.<key>`, the store holds the session sealed with that key. */
 import { createSecretKey, randomBytes } from 'node:crypto';
 import type { Keyspace, SetKeyspace } from '../store/keyspace.ts';
-import { encodeProtectedHeader, openCompact, sealCompact, splitCompact } from './compact-jwe.ts';
+import {
+  encodeProtectedHeader,
+  openCompactJson,
+  sealCompact,
+  splitCompact,
+} from './compact-jwe.ts';
 import { SecretKey } from './session-keys.ts';
 import { parseSession, type Session } from './session.ts';
 
@@ -103,15 +108,7 @@ export class ServerSessionStore {
     if (sealed === undefined) return undefined;
     const parts = splitCompact(sealed, 262_144); // longer records are never read back
     if (parts?.header !== this.#header(handle)) return undefined;
-    const plaintext = openCompact(handle.key.keyObject(), parts);
-    if (plaintext === undefined) return undefined;
-    let data: unknown;
-    try {
-      data = JSON.parse(plaintext.toString('utf8'));
-    } catch {
-      return undefined;
-    }
-    const session = parseSession(data);
+    const session = parseSession(openCompactJson(handle.key.keyObject(), parts));
     return session === undefined ? undefined : { handle, session };
   }
 

@@ -85,7 +85,8 @@ export function changeSession(session: Session, changes: SessionChanges, now: nu
   };
 }
 
-function parseTokens(data: unknown): SessionTokens | undefined {
+/** Validates decoded JSON as session tokens; `undefined` for anything of another shape. */
+export function parseTokens(data: unknown): SessionTokens | undefined {
   if (!isRecord(data)) return undefined;
   const { accessToken, refreshToken, idToken, expiresAt } = data;
   if (typeof accessToken !== 'string' || typeof expiresAt !== 'number') return undefined;
