@@ -20,7 +20,7 @@ import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { prepareClientAuth } from './client-authentication.ts';
 import type { ClientAuthMethod } from './client-authentication.ts';
-import { AuthorizationLocations } from './authorization-location.ts';
+import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
 import { verifyIdToken } from './id-token.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
 import { verifyLogoutToken } from './logout-token.ts';
@@ -64,12 +64,7 @@ export interface OidcClientStatus extends ProviderStatus {
   readonly app: string;
 }
 
-export interface AuthorizationUrlParams {
-  readonly redirectUri: string;
-  readonly state: string;
-  readonly nonce: string;
-  /** `BASE64URL(SHA256(code_verifier))`. */
-  readonly codeChallenge: string;
+export interface AuthorizationUrlParams extends PerLoginValues {
   /** Per-request extras (e.g. `login_hint`), merged over the configured ones; ours still win. */
   readonly extraAuthParams?: Readonly<Record<string, string>>;
 }

@@ -1,5 +1,5 @@
 /** What the decoded-session cache keeps of a cookie session: what every request reads, claim strings shared. */
-import type { Session, SessionClaims } from './session.ts';
+import type { Session, SessionClaims, SessionTokens } from './session.ts';
 
 /**
  * A cookie session as the cache holds it: what every request reads (identity, claims, times,
@@ -8,16 +8,11 @@ import type { Session, SessionClaims } from './session.ts';
  * in the cookie, read back by the few paths that need them: refresh, logout's
  * `id_token_hint`, re-issuing the cookie (SPEC §13: at most 2 KiB per cached session).
  */
-export interface CachedSession {
-  readonly id: string;
-  readonly sub: string;
+export interface CachedSession
+  extends
+    Pick<Session, 'id' | 'sub' | 'claims' | 'createdAt' | 'lastSeenAt'>,
+    Pick<SessionTokens, 'accessToken' | 'expiresAt'> {
   readonly sid: string | undefined;
-  readonly claims: SessionClaims;
-  readonly accessToken: string;
-  /** The access token's expiry, ms since the epoch. */
-  readonly expiresAt: number;
-  readonly createdAt: number;
-  readonly lastSeenAt: number;
   /** The ID token when kept here; `undefined` when it is left in the cookie or there is none. */
   readonly idToken: string | undefined;
   /** Whether the session has an ID token, kept here or not. */
