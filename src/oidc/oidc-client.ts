@@ -115,7 +115,6 @@ export interface EndSessionParams {
 
 /** The per-app OpenID Connect client. */
 export interface OidcClient {
-  readonly app: string;
   readonly issuer: string;
   readonly clientId: string;
   /** Resolves once the provider's discovery has answered; rejects only if it is closed first. */
@@ -123,8 +122,6 @@ export interface OidcClient {
   status(): OidcClientStatus;
   /** The provider's JWKS key getter for `jose.jwtVerify` (bearer tokens). Rejects before ready. */
   readonly getKey: ProviderKeyGetter;
-  /** The TokenPolicy ID tokens are checked against (issuer, client id, algs, skew, clock). */
-  readonly tokenPolicy: TokenPolicy;
   /**
    * The authorization request URL, built without a `URL` per call: the 302 of every
    * unauthenticated navigation carries it.
@@ -275,11 +272,9 @@ export function createOidcClient(
   };
 
   return {
-    app,
     issuer: options.issuer,
     clientId: options.clientId,
     ready,
-    tokenPolicy,
     getKey: provider.getKey,
 
     status: () => {

@@ -43,8 +43,6 @@ export interface ProviderDeps {
   readonly fetchTimeoutMs?: number;
   /** Default {@link DISCOVERY_RETRY}. */
   readonly discoveryRetry?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
-  /** Default {@link JWKS_CACHE}. */
-  readonly jwks?: { readonly cooldownMs: number; readonly cacheMaxAgeMs: number };
 }
 
 /** Discovery state, for `/readyz`. */
@@ -177,7 +175,7 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       fetch: idpFetch,
       guard,
       timeoutMs: fetchTimeoutMs,
-      ...(deps.jwks ?? JWKS_CACHE),
+      ...JWKS_CACHE,
     });
     discovered = { metadata, getKey };
   };

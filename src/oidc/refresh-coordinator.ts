@@ -12,6 +12,7 @@
  * - `invalid_grant` is published as well, so the session ends once, not once per request.
  */
 import { hkdfSync, randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { AuthzError } from '../errors.ts';
 import {
   encodeProtectedHeader,
@@ -70,7 +71,6 @@ export interface RefreshCoordinatorDeps {
   /** Concurrent grants of the whole process, shared by every app. */
   readonly grants: GrantLimiter;
   readonly now: () => number;
-  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 /** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
@@ -100,13 +100,9 @@ type PublishedResult = Exclude<RefreshOutcome, { readonly kind: 'unavailable' }>
 const resultHeader = encodeProtectedHeader();
 const maxResultChars = 64 * 1024;
 
-const defaultSleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => setTimeout(resolve, ms));
-
 export class RefreshCoordinator {
   readonly #options: RefreshCoordinatorOptions;
   readonly #deps: RefreshCoordinatorDeps;
-  readonly #sleep: (ms: number) => Promise<void>;
   readonly #inFlight = new Map<string, Promise<RefreshOutcome>>();
   /** Failed attempts per refresh-token digest: count and when the window began. */
   readonly #failures = new Map<string, { count: number; since: number }>();
@@ -114,7 +110,6 @@ export class RefreshCoordinator {
   constructor(options: RefreshCoordinatorOptions, deps: RefreshCoordinatorDeps) {
     this.#options = options;
     this.#deps = deps;
-    this.#sleep = deps.sleep ?? defaultSleep;
   }
 
   /** True when the access token has less than `skew` ms left. */
@@ -155,7 +150,7 @@ export class RefreshCoordinator {
         waited = true;
         this.#deps.metrics.lockWait();
       }
-      await this.#sleep(25);
+      await delay(25);
       const published = await this.#readResult(id, key);
       if (published !== undefined) {
         this.#deps.metrics.follower('replica');
