@@ -1,6 +1,5 @@
 /** One app's OpenID Connect client at a shared {@link Provider}: authorization URL, code exchange, refresh, revocation, end-session, logout tokens. */
 import { RESERVED_AUTH_PARAMS } from '../config/schema.ts';
-import { timingSafeEqual } from 'node:crypto';
 import {
   authorizationCodeGrant,
   buildAuthorizationUrl,
@@ -18,6 +17,7 @@ import {
 } from '../errors.ts';
 import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
+import { statesEqual } from '../session/login-state.ts';
 import { prepareClientAuth } from './client-authentication.ts';
 import type { ClientAuthMethod } from './client-authentication.ts';
 import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
@@ -169,12 +169,6 @@ export function logoutTokenAlgorithms(
   return allowed.filter((alg) => provider.has(alg));
 }
 
-function constantTimeEqual(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
-}
-
 /**
  * Builds the client of one app at `provider`. Throws {@link ConfigError} for options that can
  * never work (http issuer off loopback, missing secret or key, empty alg list).
@@ -298,7 +292,7 @@ export function createOidcClient(
       const query = params.params;
       // The browser-bound state is ours to check (CSRF); the library checks it again.
       const state = query.get('state');
-      if (state === null || !constantTimeEqual(state, params.expectedState)) {
+      if (state === null || !statesEqual(state, params.expectedState)) {
         throw new StateMismatchError();
       }
       const currentUrl = new URL(params.redirectUri);

@@ -92,10 +92,6 @@ export interface Provider {
   close(): void;
 }
 
-function errorSummary(err: unknown): string {
-  return err instanceof Error ? err.message : 'unknown failure';
-}
-
 /** Checks the provider-level options; paths are relative to an app. */
 export function validateIssuer(issuer: string): { path: string; message: string }[] {
   const url = URL.parse(issuer);
@@ -188,7 +184,7 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       await discoverOnce();
     } catch (err) {
       if (closed) return;
-      lastError = errorSummary(err);
+      lastError = err instanceof Error ? err.message : 'unknown failure';
       const delayMs = Math.min(
         retry.maxDelayMs,
         retry.initialDelayMs * 2 ** Math.min(attempts - 1, 20),

@@ -1,5 +1,5 @@
 /** Login-state cookies: one encrypted cookie per pending login flow, redeemed once at the callback. */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { RandomPool } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
@@ -78,8 +78,9 @@ function parseLoginState(data: unknown): LoginState | undefined {
   return { state, nonce, codeVerifier, returnTo, createdAt };
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
+/** Whether two `state` values are equal, in time that depends on neither (both are hashed first). */
+export function statesEqual(a: string, b: string): boolean {
+  return timingSafeEqual(hash('sha256', a, 'buffer'), hash('sha256', b, 'buffer'));
 }
 
 /**
@@ -211,13 +212,12 @@ export class LoginStates {
     secure: boolean,
   ): Promise<LoginStateResult> {
     const now = this.#now();
-    const wanted = digest(stateParam);
     const lines: string[] = [];
     let match: PresentFlow | undefined;
     for (const flow of this.#present(cookies, secure)) {
       if (flow.login === undefined) {
         lines.push(expireCookie(flow.name, secure, this.#scope));
-      } else if (match === undefined && timingSafeEqual(digest(flow.login.state), wanted)) {
+      } else if (match === undefined && statesEqual(flow.login.state, stateParam)) {
         match = flow;
       } else if (!this.#isLive(flow.login, now)) {
         lines.push(expireCookie(flow.name, secure, this.#scope));
