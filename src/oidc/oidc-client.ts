@@ -1,5 +1,5 @@
 /** One app's OpenID Connect client at a shared {@link Provider}: authorization URL, code exchange, refresh, revocation, end-session, logout tokens. */
-import { RESERVED_AUTH_PARAMS } from '../config/schema.ts';
+import { RESERVED_AUTH_PARAMS, type OidcConfig } from '../config/schema.ts';
 import {
   authorizationCodeGrant,
   buildAuthorizationUrl,
@@ -19,7 +19,6 @@ import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { statesEqual } from '../session/login-state.ts';
 import { prepareClientAuth } from './client-authentication.ts';
-import type { ClientAuthMethod } from './client-authentication.ts';
 import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
 import { verifyIdToken } from './id-token.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
@@ -29,26 +28,25 @@ import type { ProviderKeyGetter } from './provider-keys.ts';
 import { validateIssuer } from './provider.ts';
 import type { Provider, ProviderStatus } from './provider.ts';
 
-/** The resolved `oidc` block of one app (the fields this client reads). */
-export interface OidcClientOptions {
-  /** Used in log lines and status; default the client id. */
-  readonly appName?: string;
-  /** Issuer identifier, as the app configures it: ID tokens must carry exactly this `iss`. */
-  readonly issuer: string;
-  readonly clientId: string;
-  readonly clientSecret?: string | undefined;
-  readonly clientAuth: ClientAuthMethod;
-  /** For `private_key_jwt`: PEM or JWK JSON. */
-  readonly privateKey?: string | undefined;
-  /** Requested scopes; `openid` is added when missing. */
-  readonly scopes: readonly string[];
-  /** Extra authorization-request parameters; never override the ones this client sets. */
-  readonly extraAuthParams: Readonly<Record<string, string>>;
-  /** Accepted ID-token (and logout-token) signing algorithms, e.g. `['RS256', 'ES256']`. */
+/**
+ * The resolved `oidc` block of one app (the fields this client reads; `issuer` is the one ID
+ * tokens must carry exactly), and the app's name for log lines and status (default the client id).
+ */
+export type OidcClientOptions = Pick<
+  OidcConfig,
+  | 'issuer'
+  | 'clientId'
+  | 'clientSecret'
+  | 'clientAuth'
+  | 'privateKey'
+  | 'scopes'
+  | 'extraAuthParams'
+  | 'clockSkew'
+> & {
+  /** Accepted ID-token (and logout-token) signing algorithms; checked here again: asymmetric only. */
   readonly idTokenAlgs: readonly string[];
-  /** Allowed clock difference with the provider, in milliseconds. */
-  readonly clockSkew: number;
-}
+  readonly appName?: string;
+};
 
 /** Oldest logout token accepted, in milliseconds (Back-Channel Logout 1.0 §2.6 leaves it to us). */
 export const LOGOUT_TOKEN_MAX_AGE_MS = 600_000;

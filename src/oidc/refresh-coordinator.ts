@@ -22,6 +22,7 @@ import {
 } from '../session/compact-jwe.ts';
 import { parseTokens, type Session, type SessionTokens } from '../session/session.ts';
 import { isRecord } from '../is-record.ts';
+import type { AppConfig } from '../config/schema.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import { sha256Base64url } from '../digest.ts';
 import type { OidcClient } from './oidc-client.ts';
@@ -51,17 +52,11 @@ export interface RefreshMetrics {
   gated(gate: 'budget' | 'concurrency'): void;
 }
 
-export interface RefreshCoordinatorOptions {
-  readonly appName: string;
-  /** Lease of the cross-replica lock, ms. */
-  readonly lockTtl: number;
-  /** Longest wait for another replica's result, ms. */
-  readonly waitTimeout: number;
-  /** Failed attempts per refresh token before `cooldown` applies. */
-  readonly maxAttempts: number;
-  /** ms. */
-  readonly cooldown: number;
-}
+/** The app's `refresh` settings the coordinator reads (times in ms), and the app's name. */
+export type RefreshCoordinatorOptions = Pick<
+  AppConfig['refresh'],
+  'lockTtl' | 'waitTimeout' | 'maxAttempts' | 'cooldown'
+> & { readonly appName: string };
 
 export interface RefreshCoordinatorDeps {
   readonly oidc: OidcClient;

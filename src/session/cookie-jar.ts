@@ -43,13 +43,12 @@ export function cookieAttributes(
   maxAgeSeconds: number,
   secure: boolean,
   scope: CookieScope,
-  sameSite: SameSite = scope.sameSite,
 ): string {
   const expires = maxAgeSeconds <= 0 ? `; Expires=${EPOCH}` : '';
   return (
     `; Path=/; Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}${expires}; HttpOnly` +
     (secure ? '; Secure' : '') +
-    `; SameSite=${SAME_SITE[sameSite]}` +
+    `; SameSite=${SAME_SITE[scope.sameSite]}` +
     (scope.domain === undefined ? '' : `; Domain=${scope.domain}`)
   );
 }
@@ -87,10 +86,7 @@ export class ChunkedCookie {
   constructor(options: ChunkedCookieOptions) {
     this.#name = options.name;
     this.#hostName = `__Host-${options.name}`;
-    this.#scope =
-      options.domain === undefined
-        ? { sameSite: options.sameSite }
-        : { sameSite: options.sameSite, domain: options.domain };
+    this.#scope = options;
     this.#maxChunks = options.maxChunks ?? 12;
   }
 

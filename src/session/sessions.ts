@@ -12,7 +12,7 @@ import type { NewSession, Session, SessionChanges } from './session.ts';
  * The resolved `session` settings of one app (times in ms; `secure` is decided per request by
  * `resolveSecure`, `store` by choosing the implementation), and what its sessions are bound to.
  */
-export type SessionOptions = Readonly<Omit<SessionConfig, 'store' | 'secure'>> & {
+export type SessionOptions = Omit<SessionConfig, 'store' | 'secure'> & {
   /**
    * What sealed sessions, login states and server records are bound to: a value sealed under
    * another binding is refused like a tampered one.
