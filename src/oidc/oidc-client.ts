@@ -57,11 +57,6 @@ export interface OidcClientDeps {
   readonly logger?: Logger;
 }
 
-/** Discovery state of the app's provider, for `/readyz`. */
-export interface OidcClientStatus extends ProviderStatus {
-  readonly app: string;
-}
-
 export interface AuthorizationUrlParams extends PerLoginValues {
   /** Per-request extras (e.g. `login_hint`), merged over the configured ones; ours still win. */
   readonly extraAuthParams?: Readonly<Record<string, string>>;
@@ -117,7 +112,8 @@ export interface OidcClient {
   readonly clientId: string;
   /** Resolves once the provider's discovery has answered; rejects only if it is closed first. */
   readonly ready: Promise<void>;
-  status(): OidcClientStatus;
+  /** Discovery state of the app's provider, for `/readyz`. */
+  status(): ProviderStatus & { readonly app: string };
   /** The provider's JWKS key getter for `jose.jwtVerify` (bearer tokens). Rejects before ready. */
   readonly getKey: ProviderKeyGetter;
   /**

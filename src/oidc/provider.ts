@@ -19,12 +19,6 @@ export const DISCOVERY_RETRY = { initialDelayMs: 250, maxDelayMs: 30_000 } as co
 /** JWKS cache: least time between refetches for an unknown `kid`, and longest use of one set, ms. */
 export const JWKS_CACHE = { cooldownMs: 30_000, cacheMaxAgeMs: 600_000 } as const;
 
-/**
- * Only the server metadata of the discovery result is kept; `discovery()` wants a client id to
- * build its configuration, and this one is never sent anywhere.
- */
-const DISCOVERY_ONLY_CLIENT = 'discovery';
-
 /** The provider-level settings; every app on the issuer must agree on them (config rule). */
 export interface ProviderOptions {
   /** Issuer identifier; discovery at `<issuer>/.well-known/openid-configuration`. HTTPS unless loopback. */
@@ -142,7 +136,8 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
 
   const fetchMetadata = (): Promise<ServerMetadata> =>
     call('discovery', 'discovery', async () => {
-      const config = await discovery(issuerUrl, DISCOVERY_ONLY_CLIENT, undefined, None(), {
+      // Only the server metadata is kept: the client id `discovery()` wants is never sent.
+      const config = await discovery(issuerUrl, 'discovery', undefined, None(), {
         [customFetch]: idpFetch,
         execute: insecureHttp ? [allowInsecureRequests] : [],
         timeout: fetchTimeoutMs / 1000,

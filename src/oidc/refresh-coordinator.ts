@@ -38,14 +38,11 @@ export type RefreshOutcome =
   /** Not refreshed now (provider down, gates closed, waited too long); the session stays. */
   | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number };
 
-/** Where a refreshed result came from, for metrics. */
-export type RefreshSource = 'process' | 'replica' | 'late';
-
 export interface RefreshMetrics {
   /** A grant at the provider finished: `ok`, `invalid_grant`, `unavailable`. */
   grant(outcome: 'ok' | 'invalid_grant' | 'unavailable'): void;
-  /** A caller was served without a grant of its own. */
-  follower(source: RefreshSource): void;
+  /** A caller was served without a grant of its own: by this process, a replica, or late. */
+  follower(source: 'process' | 'replica' | 'late'): void;
   /** A caller found another replica's lock and waited for it. */
   lockWait(): void;
   /** A refresh was not attempted because a gate was closed. */

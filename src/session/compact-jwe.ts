@@ -12,9 +12,10 @@ const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
 /** The base64url protected header for `dir` + `A256GCM`, with a `kid` when given. */
 export function encodeProtectedHeader(kid?: string): string {
-  const header =
-    kid === undefined ? { alg: 'dir', enc: 'A256GCM' } : { alg: 'dir', enc: 'A256GCM', kid };
-  return Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+  // JSON.stringify leaves out a `kid` that is undefined.
+  return Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid }), 'utf8').toString(
+    'base64url',
+  );
 }
 
 /**

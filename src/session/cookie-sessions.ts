@@ -9,7 +9,6 @@ import { noLines, SessionCookies } from './session-cookies.ts';
 import type { LoginStates } from './login-state.ts';
 import { deriveKeyRing } from './session-keys.ts';
 import { SessionLifetime } from './session-lifetime.ts';
-import { SessionTooLargeError } from '../errors.ts';
 import {
   changeSession,
   parseSession,
@@ -42,6 +41,7 @@ export interface CookieSessionsDeps extends SessionsDeps {
 }
 
 const cookieRef: SessionRef = Object.freeze({ kind: 'cookie' });
+const noSessionsToEnd = (_sidOrSub: string): Promise<number> => Promise.resolve(0);
 
 /**
  * The tokens of a cached session: those the cache left out are read back from the cookie
@@ -221,13 +221,7 @@ export class CookieSessions implements Sessions {
     const value = this.#codec.seal(session);
     const deadline = this.#lifetime.deadline(session);
     const maxAge = Math.floor((deadline - now) / 1000);
-    let lines: string[];
-    try {
-      lines = this.#cookies.write(value, maxAge, cookies, secure);
-    } catch (error) {
-      if (!(error instanceof RangeError)) throw error;
-      throw new SessionTooLargeError(value.length, this.#cookies.capacity(maxAge, secure));
-    }
+    const lines = this.#cookies.write(value, maxAge, cookies, secure);
     const cached = toCachedSession(session, keepIdToken, this.#claimStrings);
     this.#cache.set(sha256Base64url(value), cached, deadline);
     return lines;
@@ -277,12 +271,6 @@ export class CookieSessions implements Sessions {
   }
 
   /** Cookie sessions are not in the store: none to delete; the revocation check refuses them. */
-  endBySid(_sid: string): Promise<number> {
-    return Promise.resolve(0);
-  }
-
-  /** As {@link CookieSessions.endBySid}. */
-  endBySub(_sub: string): Promise<number> {
-    return Promise.resolve(0);
-  }
+  readonly endBySid = noSessionsToEnd;
+  readonly endBySub = noSessionsToEnd;
 }

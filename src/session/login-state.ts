@@ -7,6 +7,7 @@ import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
 import { isRecord } from '../is-record.ts';
 import type { Clock } from '../clock.ts';
+import type { SessionConfig } from '../config/schema.ts';
 import type { CookieCodec } from './cookie-codec.ts';
 import {
   cookieAttributes,
@@ -28,23 +29,14 @@ export interface LoginState {
   readonly createdAt: number;
 }
 
-/** Options for {@link LoginStates}. */
-export interface LoginStatesOptions {
-  /** The session cookie name; flows are `<cookieName>_login_<flowId>`. */
-  readonly cookieName: string;
-  /**
-   * The app's SameSite. Login cookies use `Lax` unless this is `none`: the IdP's redirect back
-   * is a cross-site top-level navigation, which a `Strict` cookie would miss.
-   */
-  readonly sameSite: SameSite;
-  readonly domain?: string | undefined;
-  /** How long a flow may take, in ms. */
-  readonly loginTimeout: number;
-  /** Most flows pending at once per browser; starting another expires the oldest. */
-  readonly maxPendingLogins: number;
-  /** Default `Date.now`. */
-  readonly now?: Clock;
-}
+/**
+ * The app's session settings a login flow reads (its cookie is `<cookieName>_login_<flowId>`;
+ * starting a flow beyond `maxPendingLogins` expires the oldest), and its clock (default `Date.now`).
+ */
+export type LoginStatesOptions = Pick<
+  SessionConfig,
+  'cookieName' | 'sameSite' | 'domain' | 'loginTimeout' | 'maxPendingLogins'
+> & { readonly now?: Clock };
 
 /** The outcome of redeeming a callback's `state`. */
 export type LoginStateResult =
@@ -117,6 +109,8 @@ export class LoginStates {
     this.#replayMarks = replayMarks;
     this.#name = `${options.cookieName}_login_`;
     this.#hostName = `__Host-${this.#name}`;
+    // Lax unless the app's is `none`: the IdP's redirect back is a cross-site top-level
+    // navigation, which a `Strict` cookie would miss.
     const sameSite: SameSite = options.sameSite === 'none' ? 'none' : 'lax';
     this.#scope =
       options.domain === undefined ? { sameSite } : { sameSite, domain: options.domain };

@@ -1,6 +1,7 @@
 /** Server-side sessions: the cookie holds `<id>.<key>`, the store holds the session sealed with that key. */
 import { createSecretKey, randomBytes } from 'node:crypto';
-import type { Keyspace, SetKeyspace } from '../store/keyspace.ts';
+import type { SetKeyspace } from '../store/keyspace.ts';
+import type { AppKeyspaces } from '../store/keyspaces.ts';
 import {
   encodeProtectedHeader,
   openCompactJson,
@@ -31,17 +32,22 @@ export function parseTicket(ticket: string): ServerSessionHandle | undefined {
   return { id, key: new SecretKey(id, createSecretKey(bytes)) };
 }
 
+/** A ticket's session as read from the store; the handle is needed to write it back. */
+export interface LoadedServerSession {
+  readonly handle: ServerSessionHandle;
+  readonly session: Session;
+}
+
 /** The cookie value for a handle. */
 export function formatTicket(handle: ServerSessionHandle): string {
   return `${handle.id}.${handle.key.keyObject().export().toString('base64url')}`;
 }
 
 /** The keyspaces a server session store writes. */
-export interface ServerSessionKeyspaces {
-  readonly serverSessions: Keyspace<string, string>;
-  readonly sessionsBySid: SetKeyspace<string>;
-  readonly sessionsBySub: SetKeyspace<string>;
-}
+export type ServerSessionKeyspaces = Pick<
+  AppKeyspaces,
+  'serverSessions' | 'sessionsBySid' | 'sessionsBySub'
+>;
 
 /**
  * Sessions kept in the store. A dump of the store shows ids, `sub`/`sid` index entries and
@@ -99,9 +105,7 @@ export class ServerSessionStore {
    * The session a ticket names; `undefined` when the ticket is malformed, the record is gone,
    * or it does not open with the ticket's key (wrong key, tampered record).
    */
-  async load(
-    ticket: string,
-  ): Promise<{ handle: ServerSessionHandle; session: Session } | undefined> {
+  async load(ticket: string): Promise<LoadedServerSession | undefined> {
     const handle = parseTicket(ticket);
     if (handle === undefined) return undefined;
     const sealed = await this.#keyspaces.serverSessions.get(handle.id);

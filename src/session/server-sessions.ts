@@ -4,10 +4,11 @@ import { hasExpired } from '../expiry.ts';
 import { StoreUnavailableError, type AuthzError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import type { LoginStates } from './login-state.ts';
-import { ServerSessionCache, type LoadedServerSession } from './server-session-cache.ts';
+import { ServerSessionCache } from './server-session-cache.ts';
 import {
   formatTicket,
   ServerSessionStore,
+  type LoadedServerSession,
   type ServerSessionKeyspaces,
 } from './server-session-store.ts';
 import { noLines, SessionCookies } from './session-cookies.ts';

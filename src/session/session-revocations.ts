@@ -1,13 +1,9 @@
 /** Which sessions have ended: by logout of one session, or by the provider for a `sid` or `sub`. */
 import { ExpiringLru } from '../expiring-lru.ts';
-import type { Keyspace } from '../store/keyspace.ts';
-import type { LogoutSubject, Mark } from '../store/keyspaces.ts';
+import type { AppKeyspaces, LogoutSubject } from '../store/keyspaces.ts';
 import type { RevocationSubject } from './sessions.ts';
 
-export interface SessionRevocationKeyspaces {
-  readonly endedSessions: Keyspace<string, Mark>;
-  readonly logoutMarks: Keyspace<LogoutSubject, Mark>;
-}
+export type SessionRevocationKeyspaces = Pick<AppKeyspaces, 'endedSessions' | 'logoutMarks'>;
 
 /**
  * How long a session found not revoked is trusted without asking the store again, in ms. Keeps

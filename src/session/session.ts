@@ -37,18 +37,10 @@ export interface Session {
 }
 
 /** What a new session is made from; identity and times are added when it starts. */
-export interface NewSession {
-  readonly sub: string;
-  readonly sid?: string;
-  readonly claims: SessionClaims;
-  readonly tokens: SessionTokens;
-}
+export type NewSession = Pick<Session, 'sub' | 'sid' | 'claims' | 'tokens'>;
 
 /** What an update may change (e.g. after a refresh); identity and times are kept. */
-export interface SessionChanges {
-  readonly tokens?: SessionTokens;
-  readonly claims?: SessionClaims;
-}
+export type SessionChanges = Partial<Pick<Session, 'tokens' | 'claims'>>;
 
 /** A new session from `data`, begun and last seen at `now`, under a fresh random identity (96 bits). */
 export function startSession(data: NewSession, now: number): Session {

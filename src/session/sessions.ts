@@ -116,7 +116,6 @@ export interface SessionWrite {
  * per-request cookie mode from `resolveSecure`.
  */
 export interface Sessions {
-  /** Pending login flows of this app. */
   readonly loginStates: LoginStates;
 
   /** Every session and login-state cookie name the request carries, legacy ones included. */
