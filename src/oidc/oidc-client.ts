@@ -230,8 +230,7 @@ export function createOidcClient(
 
   /** The authorization request URL: configured extras, per-request extras, then ours. */
   const buildLoginUrl = (config: Configuration, params: AuthorizationUrlParams): URL => {
-    const query: Record<string, string> = {};
-    for (const [name, value] of configuredExtras) query[name] = value;
+    const query: Record<string, string> = Object.fromEntries(configuredExtras);
     for (const [name, value] of Object.entries(params.extraAuthParams ?? {})) {
       if (!RESERVED_AUTH_PARAMS.has(name)) query[name] = value;
     }

@@ -20,7 +20,7 @@ import {
   sealCompact,
   splitCompact,
 } from '../session/compact-jwe.ts';
-import { parseTokens, type Session, type SessionTokens } from '../session/session.ts';
+import { parseTokens, plainTokens, type Session, type SessionTokens } from '../session/session.ts';
 import { isRecord } from '../is-record.ts';
 import type { AppConfig } from '../config/schema.ts';
 import type { Keyspace } from '../store/keyspace.ts';
@@ -191,15 +191,13 @@ export class RefreshCoordinator {
       const result = await this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub });
       this.#deps.metrics.grant('ok');
       this.#failures.delete(id);
-      const next = result.tokens.refreshToken ?? refreshToken;
-      const idToken = result.tokens.idToken ?? session.tokens.idToken;
-      const tokens: SessionTokens = {
+      const tokens = plainTokens({
         accessToken: result.tokens.accessToken,
+        refreshToken: result.tokens.refreshToken ?? refreshToken,
+        idToken: result.tokens.idToken ?? session.tokens.idToken,
         // Without expires_in or a new ID token, keep the old deadline rather than invent one.
         expiresAt: result.tokens.expiresAt ?? session.tokens.expiresAt,
-        refreshToken: next,
-        ...(idToken === undefined ? {} : { idToken }),
-      };
+      });
       const outcome: PublishedResult =
         result.claims === undefined
           ? { kind: 'refreshed', tokens }

@@ -13,9 +13,8 @@ const BASE64URL = /^[A-Za-z0-9_-]*$/;
 /** The base64url protected header for `dir` + `A256GCM`, with a `kid` when given. */
 export function encodeProtectedHeader(kid?: string): string {
   // JSON.stringify leaves out a `kid` that is undefined.
-  return Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid }), 'utf8').toString(
-    'base64url',
-  );
+  const header = JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid });
+  return Buffer.from(header, 'utf8').toString('base64url');
 }
 
 /**

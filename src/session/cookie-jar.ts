@@ -60,7 +60,6 @@ export function expireCookie(name: string, secure: boolean, scope: CookieScope):
   return `${name}=${cookieAttributes(0, mustBeSecure, scope)}`;
 }
 
-/** Options for {@link ChunkedCookie}. */
 export interface ChunkedCookieOptions extends CookieScope {
   /** The configured cookie name, without prefix (e.g. `_eoa`). */
   readonly name: string;

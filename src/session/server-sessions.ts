@@ -1,7 +1,7 @@
 /** Sessions kept in the store (`session.store: server`): the cookie holds only a ticket to the record. */
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
-import { StoreUnavailableError, type AuthzError } from '../errors.ts';
+import { StoreUnavailableError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import type { LoginStates } from './login-state.ts';
 import { ServerSessionCache } from './server-session-cache.ts';
@@ -36,18 +36,14 @@ export interface ServerSessionsDeps extends SessionsDeps {
   readonly serverSessions: ServerSessionKeyspaces;
 }
 
-function storeUnavailable(cause: unknown): AuthzError {
-  return cause instanceof StoreUnavailableError
-    ? cause
-    : new StoreUnavailableError('failure', { cause });
-}
-
 /** What `operation` resolves to; whatever it throws becomes `STORE_UNAVAILABLE`. */
 async function fromStore<T>(operation: () => Promise<T>): Promise<T> {
   try {
     return await operation();
-  } catch (error) {
-    throw storeUnavailable(error);
+  } catch (cause) {
+    throw cause instanceof StoreUnavailableError
+      ? cause
+      : new StoreUnavailableError('failure', { cause });
   }
 }
 
@@ -144,11 +140,12 @@ export class ServerSessions implements Sessions {
    * @throws AuthzError `STORE_UNAVAILABLE`.
    */
   async #write(key: string, loaded: LoadedServerSession, now: number): Promise<void> {
+    const ttl = this.#recordTtl(loaded.session, now);
     try {
-      await this.#store.update(loaded.handle, loaded.session, this.#recordTtl(loaded.session, now));
+      await fromStore(() => this.#store.update(loaded.handle, loaded.session, ttl));
     } catch (error) {
       this.#cache.invalidate(key);
-      throw storeUnavailable(error);
+      throw error;
     }
     this.#cache.replace(key, loaded);
   }

@@ -84,12 +84,7 @@ export function parseTokens(data: unknown): SessionTokens | undefined {
   if (typeof accessToken !== 'string' || typeof expiresAt !== 'number') return undefined;
   if (refreshToken !== undefined && typeof refreshToken !== 'string') return undefined;
   if (idToken !== undefined && typeof idToken !== 'string') return undefined;
-  return {
-    accessToken,
-    expiresAt,
-    ...(refreshToken === undefined ? {} : { refreshToken }),
-    ...(idToken === undefined ? {} : { idToken }),
-  };
+  return plainTokens({ accessToken, refreshToken, idToken, expiresAt });
 }
 
 /** Validates decoded JSON as a session; `undefined` for anything of another shape or version. */
