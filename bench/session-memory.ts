@@ -5,7 +5,8 @@
  * app that forwards the ID token upstream does, so the cache keeps it.
  */
 import { CookieSessions } from '../src/session/cookie-sessions.ts';
-import { SessionCache } from '../src/session/session-cache.ts';
+import { ExpiringLru } from '../src/expiring-lru.ts';
+import type { CachedSession } from '../src/session/session-cache.ts';
 import {
   cookieSessionOptions,
   jarFrom,
@@ -30,11 +31,11 @@ const expiresAt = Date.now() + 3_600_000;
 const make = profile === 'jwt' ? jwtTokenSession : opaqueTokenSession;
 const cacheIdToken = process.argv[4] === 'id-token';
 
-const cache = new SessionCache({ maxEntries: sessions });
+const cache = new ExpiringLru<CachedSession>({ maxEntries: sessions, now: Date.now });
 const reader = new CookieSessions(cookieSessionOptions, { cache });
 // The writer's own cache is off, so only the reader's loads fill a cache.
 const writer = new CookieSessions(cookieSessionOptions, {
-  cache: new SessionCache({ maxEntries: 0 }),
+  cache: new ExpiringLru<CachedSession>({ maxEntries: 0, now: Date.now }),
 });
 
 // Warm every code path once so compiled code and lazily built tables are in the baseline.

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isLoopbackHost } from '../src/loopback-host.ts';
 import { configSchema } from '../src/config/schema.ts';
-import { isLoopbackUrl } from '../src/oidc/idp-fetch.ts';
 import { resolveSecure } from '../src/session/cookie-jar.ts';
 
 // W3C Secure Contexts §3.1 (potentially trustworthy origin) and RFC 6761 §6.3.
@@ -70,7 +69,7 @@ describe('loopback hosts', () => {
         continue;
       }
       if (url.hostname !== host.toLowerCase() && url.hostname !== `[${host}]`) continue;
-      assert.equal(isLoopbackUrl(url), loopback, host);
+      assert.equal(isLoopbackHost(url.hostname), loopback, host);
       assert.equal(issuerAccepted(url.origin), loopback, host);
       assert.equal(resolveSecure(undefined, 'http', host), !loopback, host);
     }

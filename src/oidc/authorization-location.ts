@@ -5,6 +5,7 @@ export interface PerLoginValues {
   readonly redirectUri: string;
   readonly state: string;
   readonly nonce: string;
+  /** `BASE64URL(SHA256(code_verifier))`. */
   readonly codeChallenge: string;
 }
 

@@ -19,7 +19,6 @@ export interface ClientAuthOptions {
 
 /** A validated client-authentication setting; {@link load} imports the key (async). */
 export interface PreparedClientAuth {
-  readonly method: ClientAuthMethod;
   load(): Promise<ClientAuth>;
 }
 
@@ -114,5 +113,5 @@ export function prepareClientAuth(
       }
     }
   };
-  return { prepared: { method, load } };
+  return { prepared: { load } };
 }

@@ -2,7 +2,6 @@
 import { Agent, request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { IdpTransportError } from './oidc-errors.ts';
-import { isLoopbackHost } from '../loopback-host.ts';
 
 /** The request shapes `openid-client` and `jose` hand to a custom fetch. */
 export interface IdpFetchInit {
@@ -101,9 +100,4 @@ export function createIdpFetch(options: IdpFetchOptions): IdpFetch {
       throw new IdpTransportError(isTimeout(err) ? 'timeout' : 'network', { cause: err });
     }
   };
-}
-
-/** Loopback hosts, to which plain HTTP is allowed (development providers). */
-export function isLoopbackUrl(url: URL): boolean {
-  return isLoopbackHost(url.hostname);
 }

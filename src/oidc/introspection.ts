@@ -33,21 +33,12 @@ export function createIntrospectionClient(
   options: IntrospectionOptions,
 ): IntrospectionClient {
   let config: Configuration | undefined;
-  const configure = (): Configuration => {
-    config ??= provider.configure(
-      {
-        clientId: options.clientId,
-        metadata: {},
-        auth: ClientSecretBasic(options.clientSecret),
-      },
-      'introspection',
-    );
-    return config;
-  };
-
   return {
     async introspect(token) {
-      const current = configure();
+      const current = (config ??= provider.configure(
+        { clientId: options.clientId, metadata: {}, auth: ClientSecretBasic(options.clientSecret) },
+        'introspection',
+      ));
       if (current.serverMetadata().introspection_endpoint === undefined) {
         throw new IdpUnavailableError('introspection', 'invalid_response', {
           detail: 'no introspection_endpoint in discovery',

@@ -3,6 +3,7 @@ import { decodeProtectedHeader, jwtVerify } from 'jose';
 import type { ProviderKeyGetter } from './provider-keys.ts';
 import type { TokenPolicy } from './id-token.ts';
 import { TokenInvalidError } from '../errors.ts';
+import { isRecord } from '../is-record.ts';
 import { classifyIdpFailure } from './oidc-errors.ts';
 
 /** The event a logout token must carry (Back-Channel Logout 1.0 §2.4). */
@@ -67,12 +68,8 @@ export async function verifyLogoutToken(
   }
   const { jti, sid, sub, iat, events } = payload;
   if (payload['nonce'] !== undefined) fail('nonce present');
-  if (typeof events !== 'object' || events === null || Array.isArray(events))
-    fail('events missing');
-  const event = (events as Record<string, unknown>)[BACKCHANNEL_LOGOUT_EVENT];
-  if (typeof event !== 'object' || event === null || Array.isArray(event)) {
-    fail('back-channel logout event missing');
-  }
+  if (!isRecord(events)) fail('events missing');
+  if (!isRecord(events[BACKCHANNEL_LOGOUT_EVENT])) fail('back-channel logout event missing');
   if (typeof jti !== 'string' || jti === '') fail('jti missing');
   if (sid !== undefined && (typeof sid !== 'string' || sid === '')) fail('sid malformed');
   if (sub !== undefined && (typeof sub !== 'string' || sub === '')) fail('sub malformed');

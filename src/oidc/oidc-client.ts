@@ -1,6 +1,5 @@
 /** One app's OpenID Connect client at a shared {@link Provider}: authorization URL, code exchange, refresh, revocation, end-session, logout tokens. */
-import { RESERVED_AUTH_PARAMS } from '../config/schema.ts';
-import { timingSafeEqual } from 'node:crypto';
+import { RESERVED_AUTH_PARAMS, type OidcConfig } from '../config/schema.ts';
 import {
   authorizationCodeGrant,
   buildAuthorizationUrl,
@@ -18,9 +17,9 @@ import {
 } from '../errors.ts';
 import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
+import { statesEqual } from '../session/login-state.ts';
 import { prepareClientAuth } from './client-authentication.ts';
-import type { ClientAuthMethod } from './client-authentication.ts';
-import { AuthorizationLocations } from './authorization-location.ts';
+import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
 import { verifyIdToken } from './id-token.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
 import { verifyLogoutToken } from './logout-token.ts';
@@ -29,26 +28,25 @@ import type { ProviderKeyGetter } from './provider-keys.ts';
 import { validateIssuer } from './provider.ts';
 import type { Provider, ProviderStatus } from './provider.ts';
 
-/** The resolved `oidc` block of one app (the fields this client reads). */
-export interface OidcClientOptions {
-  /** Used in log lines and status; default the client id. */
-  readonly appName?: string;
-  /** Issuer identifier, as the app configures it: ID tokens must carry exactly this `iss`. */
-  readonly issuer: string;
-  readonly clientId: string;
-  readonly clientSecret?: string | undefined;
-  readonly clientAuth: ClientAuthMethod;
-  /** For `private_key_jwt`: PEM or JWK JSON. */
-  readonly privateKey?: string | undefined;
-  /** Requested scopes; `openid` is added when missing. */
-  readonly scopes: readonly string[];
-  /** Extra authorization-request parameters; never override the ones this client sets. */
-  readonly extraAuthParams: Readonly<Record<string, string>>;
-  /** Accepted ID-token (and logout-token) signing algorithms, e.g. `['RS256', 'ES256']`. */
+/**
+ * The resolved `oidc` block of one app (the fields this client reads; `issuer` is the one ID
+ * tokens must carry exactly), and the app's name for log lines and status (default the client id).
+ */
+export type OidcClientOptions = Pick<
+  OidcConfig,
+  | 'issuer'
+  | 'clientId'
+  | 'clientSecret'
+  | 'clientAuth'
+  | 'privateKey'
+  | 'scopes'
+  | 'extraAuthParams'
+  | 'clockSkew'
+> & {
+  /** Accepted ID-token (and logout-token) signing algorithms; checked here again: asymmetric only. */
   readonly idTokenAlgs: readonly string[];
-  /** Allowed clock difference with the provider, in milliseconds. */
-  readonly clockSkew: number;
-}
+  readonly appName?: string;
+};
 
 /** Oldest logout token accepted, in milliseconds (Back-Channel Logout 1.0 §2.6 leaves it to us). */
 export const LOGOUT_TOKEN_MAX_AGE_MS = 600_000;
@@ -59,17 +57,7 @@ export interface OidcClientDeps {
   readonly logger?: Logger;
 }
 
-/** Discovery state of the app's provider, for `/readyz`. */
-export interface OidcClientStatus extends ProviderStatus {
-  readonly app: string;
-}
-
-export interface AuthorizationUrlParams {
-  readonly redirectUri: string;
-  readonly state: string;
-  readonly nonce: string;
-  /** `BASE64URL(SHA256(code_verifier))`. */
-  readonly codeChallenge: string;
+export interface AuthorizationUrlParams extends PerLoginValues {
   /** Per-request extras (e.g. `login_hint`), merged over the configured ones; ours still win. */
   readonly extraAuthParams?: Readonly<Record<string, string>>;
 }
@@ -81,14 +69,11 @@ export interface TokenSet {
   readonly idToken: string;
   /** When the access token expires, ms since the epoch (`expires_in`, else the ID token's `exp`). */
   readonly expiresAt: number;
-  readonly scope?: string;
 }
 
 export interface ExchangeCodeParams {
-  /** The callback URL the browser requested (only its query is read) … */
-  readonly callbackUrl?: URL | string;
-  /** … or its query parameters. */
-  readonly params?: URLSearchParams;
+  /** The query parameters of the callback the browser requested. */
+  readonly params: URLSearchParams;
   /** The redirect URI sent in the authorization request. */
   readonly redirectUri: string;
   readonly codeVerifier: string;
@@ -110,7 +95,6 @@ export interface RefreshResult {
     readonly idToken?: string;
     /** ms since the epoch; undefined when neither `expires_in` nor a new ID token says. */
     readonly expiresAt?: number;
-    readonly scope?: string;
   };
   /** Validated claims of the new ID token, when one came back. */
   readonly claims?: IdTokenClaims;
@@ -124,19 +108,16 @@ export interface EndSessionParams {
 
 /** The per-app OpenID Connect client. */
 export interface OidcClient {
-  readonly app: string;
   readonly issuer: string;
   readonly clientId: string;
   /** Resolves once the provider's discovery has answered; rejects only if it is closed first. */
   readonly ready: Promise<void>;
-  status(): OidcClientStatus;
+  /** Discovery state of the app's provider, for `/readyz`. */
+  status(): ProviderStatus & { readonly app: string };
   /** The provider's JWKS key getter for `jose.jwtVerify` (bearer tokens). Rejects before ready. */
   readonly getKey: ProviderKeyGetter;
-  /** The TokenPolicy ID tokens are checked against (issuer, client id, algs, skew, clock). */
-  readonly tokenPolicy: TokenPolicy;
-  authorizationUrl(params: AuthorizationUrlParams): URL;
   /**
-   * `authorizationUrl(params).href`, without building a URL per call: the 302 of every
+   * The authorization request URL, built without a `URL` per call: the 302 of every
    * unauthenticated navigation carries it.
    */
   authorizationLocation(params: AuthorizationUrlParams): string;
@@ -180,12 +161,6 @@ export function logoutTokenAlgorithms(
 ): string[] {
   const provider = new Set(announced ?? ['RS256']);
   return allowed.filter((alg) => provider.has(alg));
-}
-
-function constantTimeEqual(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 /**
@@ -255,8 +230,7 @@ export function createOidcClient(
 
   /** The authorization request URL: configured extras, per-request extras, then ours. */
   const buildLoginUrl = (config: Configuration, params: AuthorizationUrlParams): URL => {
-    const query: Record<string, string> = {};
-    for (const [name, value] of configuredExtras) query[name] = value;
+    const query: Record<string, string> = Object.fromEntries(configuredExtras);
     for (const [name, value] of Object.entries(params.extraAuthParams ?? {})) {
       if (!RESERVED_AUTH_PARAMS.has(name)) query[name] = value;
     }
@@ -285,11 +259,9 @@ export function createOidcClient(
   };
 
   return {
-    app,
     issuer: options.issuer,
     clientId: options.clientId,
     ready,
-    tokenPolicy,
     getKey: provider.getKey,
 
     status: () => {
@@ -301,8 +273,6 @@ export function createOidcClient(
       };
     },
 
-    authorizationUrl: (params) => buildLoginUrl(requireConfigured('authorization').config, params),
-
     authorizationLocation: (params) => {
       const { config } = requireConfigured('authorization');
       if (params.extraAuthParams !== undefined) return buildLoginUrl(config, params).href;
@@ -312,14 +282,10 @@ export function createOidcClient(
 
     exchangeCode: async (params) => {
       const { config } = requireConfigured('token');
-      const query =
-        params.params ??
-        (params.callbackUrl === undefined
-          ? new URLSearchParams()
-          : new URL(params.callbackUrl).searchParams);
+      const query = params.params;
       // The browser-bound state is ours to check (CSRF); the library checks it again.
       const state = query.get('state');
-      if (state === null || !constantTimeEqual(state, params.expectedState)) {
+      if (state === null || !statesEqual(state, params.expectedState)) {
         throw new StateMismatchError();
       }
       const currentUrl = new URL(params.redirectUri);
@@ -343,7 +309,6 @@ export function createOidcClient(
           idToken: response.id_token,
           expiresAt: expiresAtFrom(response, claims) ?? claims.exp * 1000,
           ...(response.refresh_token === undefined ? {} : { refreshToken: response.refresh_token }),
-          ...(response.scope === undefined ? {} : { scope: response.scope }),
         },
         claims,
       };
@@ -370,7 +335,6 @@ export function createOidcClient(
           ...(response.refresh_token === undefined ? {} : { refreshToken: response.refresh_token }),
           ...(response.id_token === undefined ? {} : { idToken: response.id_token }),
           ...(expiresAt === undefined ? {} : { expiresAt }),
-          ...(response.scope === undefined ? {} : { scope: response.scope }),
         },
         ...(claims === undefined ? {} : { claims }),
       };

@@ -67,11 +67,6 @@ function findInCauses<T>(err: unknown, match: (e: unknown) => e is T): T | undef
   return undefined;
 }
 
-function statusOf(err: ClientError): number | undefined {
-  const cause = (err as { cause?: unknown }).cause;
-  return cause instanceof Response ? cause.status : undefined;
-}
-
 /**
  * Turns whatever a provider call threw into the error catalogue: an {@link AuthzError} found in
  * the cause chain is kept as is (our fetch wrappers raise them), OAuth error responses become
@@ -148,7 +143,8 @@ export function classifyIdpFailure(err: unknown, endpoint: IdpEndpoint): AuthzEr
       return new IdpUnavailableError(endpoint, 'timeout', { cause: err });
     }
     if (MALFORMED_CODES.has(code)) {
-      const httpStatus = statusOf(err);
+      const { cause } = err as { cause?: unknown };
+      const httpStatus = cause instanceof Response ? cause.status : undefined;
       return new IdpUnavailableError(
         endpoint,
         httpStatus !== undefined && isServerSideStatus(httpStatus)

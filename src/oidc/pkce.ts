@@ -1,5 +1,6 @@
 /** Per-login secrets: PKCE S256 verifier and challenge (RFC 7636), state and nonce. */
-import { hash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sha256Base64url } from '../digest.ts';
 
 /** Fresh values for one authorization request. */
 export interface LoginSecrets {
@@ -29,6 +30,6 @@ export function createLoginSecrets(
     state: random.slice(0, valueChars),
     nonce: random.slice(valueChars, 2 * valueChars),
     codeVerifier,
-    codeChallenge: hash('sha256', codeVerifier, 'base64url'),
+    codeChallenge: sha256Base64url(codeVerifier),
   };
 }

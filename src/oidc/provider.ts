@@ -5,7 +5,8 @@ import { ConfigError, IdpUnavailableError, type IdpEndpoint } from '../errors.ts
 import type { Logger } from '../observability/logger.ts';
 import { runUnguarded } from './idp-call-guard.ts';
 import type { IdpCallGuard, IdpCallKind } from './idp-call-guard.ts';
-import { createIdpFetch, isLoopbackUrl } from './idp-fetch.ts';
+import { createIdpFetch } from './idp-fetch.ts';
+import { isLoopbackHost } from '../loopback-host.ts';
 import type { IdpFetch } from './idp-fetch.ts';
 import { classifyIdpFailure } from './oidc-errors.ts';
 import { createProviderKeys } from './provider-keys.ts';
@@ -17,12 +18,6 @@ export const PROVIDER_FETCH_TIMEOUT_MS = 5_000;
 export const DISCOVERY_RETRY = { initialDelayMs: 250, maxDelayMs: 30_000 } as const;
 /** JWKS cache: least time between refetches for an unknown `kid`, and longest use of one set, ms. */
 export const JWKS_CACHE = { cooldownMs: 30_000, cacheMaxAgeMs: 600_000 } as const;
-
-/**
- * Only the server metadata of the discovery result is kept; `discovery()` wants a client id to
- * build its configuration, and this one is never sent anywhere.
- */
-const DISCOVERY_ONLY_CLIENT = 'discovery';
 
 /** The provider-level settings; every app on the issuer must agree on them (config rule). */
 export interface ProviderOptions {
@@ -42,8 +37,6 @@ export interface ProviderDeps {
   readonly fetchTimeoutMs?: number;
   /** Default {@link DISCOVERY_RETRY}. */
   readonly discoveryRetry?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
-  /** Default {@link JWKS_CACHE}. */
-  readonly jwks?: { readonly cooldownMs: number; readonly cacheMaxAgeMs: number };
 }
 
 /** Discovery state, for `/readyz`. */
@@ -93,15 +86,11 @@ export interface Provider {
   close(): void;
 }
 
-function errorSummary(err: unknown): string {
-  return err instanceof Error ? err.message : 'unknown failure';
-}
-
 /** Checks the provider-level options; paths are relative to an app. */
 export function validateIssuer(issuer: string): { path: string; message: string }[] {
   const url = URL.parse(issuer);
   if (url === null) return [{ path: 'oidc.issuer', message: 'must be a URL' }];
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackUrl(url))) {
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
     return [{ path: 'oidc.issuer', message: 'must be an https URL (http only on loopback)' }];
   }
   return [];
@@ -147,7 +136,8 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
 
   const fetchMetadata = (): Promise<ServerMetadata> =>
     call('discovery', 'discovery', async () => {
-      const config = await discovery(issuerUrl, DISCOVERY_ONLY_CLIENT, undefined, None(), {
+      // Only the server metadata is kept: the client id `discovery()` wants is never sent.
+      const config = await discovery(issuerUrl, 'discovery', undefined, None(), {
         [customFetch]: idpFetch,
         execute: insecureHttp ? [allowInsecureRequests] : [],
         timeout: fetchTimeoutMs / 1000,
@@ -176,7 +166,7 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       fetch: idpFetch,
       guard,
       timeoutMs: fetchTimeoutMs,
-      ...(deps.jwks ?? JWKS_CACHE),
+      ...JWKS_CACHE,
     });
     discovered = { metadata, getKey };
   };
@@ -189,7 +179,7 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       await discoverOnce();
     } catch (err) {
       if (closed) return;
-      lastError = errorSummary(err);
+      lastError = err instanceof Error ? err.message : 'unknown failure';
       const delayMs = Math.min(
         retry.maxDelayMs,
         retry.initialDelayMs * 2 ** Math.min(attempts - 1, 20),

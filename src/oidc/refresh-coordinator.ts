@@ -12,16 +12,19 @@
  * - `invalid_grant` is published as well, so the session ends once, not once per request.
  */
 import { hkdfSync, randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { AuthzError } from '../errors.ts';
 import {
   encodeProtectedHeader,
-  openCompact,
+  openCompactJson,
   sealCompact,
   splitCompact,
 } from '../session/compact-jwe.ts';
-import type { Session, SessionTokens } from '../session/session.ts';
+import { parseTokens, plainTokens, type Session, type SessionTokens } from '../session/session.ts';
+import { isRecord } from '../is-record.ts';
+import type { AppConfig } from '../config/schema.ts';
 import type { Keyspace } from '../store/keyspace.ts';
-import { sha256Base64url as digestForKey } from '../digest.ts';
+import { sha256Base64url } from '../digest.ts';
 import type { OidcClient } from './oidc-client.ts';
 
 export type RefreshOutcome =
@@ -35,31 +38,22 @@ export type RefreshOutcome =
   /** Not refreshed now (provider down, gates closed, waited too long); the session stays. */
   | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number };
 
-/** Where a refreshed result came from, for metrics. */
-export type RefreshSource = 'process' | 'replica' | 'late';
-
 export interface RefreshMetrics {
   /** A grant at the provider finished: `ok`, `invalid_grant`, `unavailable`. */
   grant(outcome: 'ok' | 'invalid_grant' | 'unavailable'): void;
-  /** A caller was served without a grant of its own. */
-  follower(source: RefreshSource): void;
+  /** A caller was served without a grant of its own: by this process, a replica, or late. */
+  follower(source: 'process' | 'replica' | 'late'): void;
   /** A caller found another replica's lock and waited for it. */
   lockWait(): void;
   /** A refresh was not attempted because a gate was closed. */
   gated(gate: 'budget' | 'concurrency'): void;
 }
 
-export interface RefreshCoordinatorOptions {
-  readonly appName: string;
-  /** Lease of the cross-replica lock, ms. */
-  readonly lockTtl: number;
-  /** Longest wait for another replica's result, ms. */
-  readonly waitTimeout: number;
-  /** Failed attempts per refresh token before `cooldown` applies. */
-  readonly maxAttempts: number;
-  /** ms. */
-  readonly cooldown: number;
-}
+/** The app's `refresh` settings the coordinator reads (times in ms), and the app's name. */
+export type RefreshCoordinatorOptions = Pick<
+  AppConfig['refresh'],
+  'lockTtl' | 'waitTimeout' | 'maxAttempts' | 'cooldown'
+> & { readonly appName: string };
 
 export interface RefreshCoordinatorDeps {
   readonly oidc: OidcClient;
@@ -69,7 +63,6 @@ export interface RefreshCoordinatorDeps {
   /** Concurrent grants of the whole process, shared by every app. */
   readonly grants: GrantLimiter;
   readonly now: () => number;
-  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 /** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
@@ -94,24 +87,14 @@ export class GrantLimiter {
 }
 
 /** What a published result record holds, sealed. */
-type PublishedResult =
-  | {
-      readonly kind: 'refreshed';
-      readonly tokens: SessionTokens;
-      readonly claims?: Readonly<Record<string, unknown>>;
-    }
-  | { readonly kind: 'ended' };
+type PublishedResult = Exclude<RefreshOutcome, { readonly kind: 'unavailable' }>;
 
 const resultHeader = encodeProtectedHeader();
 const maxResultChars = 64 * 1024;
 
-const defaultSleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => setTimeout(resolve, ms));
-
 export class RefreshCoordinator {
   readonly #options: RefreshCoordinatorOptions;
   readonly #deps: RefreshCoordinatorDeps;
-  readonly #sleep: (ms: number) => Promise<void>;
   readonly #inFlight = new Map<string, Promise<RefreshOutcome>>();
   /** Failed attempts per refresh-token digest: count and when the window began. */
   readonly #failures = new Map<string, { count: number; since: number }>();
@@ -119,7 +102,6 @@ export class RefreshCoordinator {
   constructor(options: RefreshCoordinatorOptions, deps: RefreshCoordinatorDeps) {
     this.#options = options;
     this.#deps = deps;
-    this.#sleep = deps.sleep ?? defaultSleep;
   }
 
   /** True when the access token has less than `skew` ms left. */
@@ -130,7 +112,7 @@ export class RefreshCoordinator {
   refresh(session: Session): Promise<RefreshOutcome> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
-    const id = digestForKey(refreshToken);
+    const id = sha256Base64url(refreshToken);
     const running = this.#inFlight.get(id);
     if (running !== undefined) {
       this.#deps.metrics.follower('process');
@@ -160,7 +142,7 @@ export class RefreshCoordinator {
         waited = true;
         this.#deps.metrics.lockWait();
       }
-      await this.#sleep(25);
+      await delay(25);
       const published = await this.#readResult(id, key);
       if (published !== undefined) {
         this.#deps.metrics.follower('replica');
@@ -209,15 +191,13 @@ export class RefreshCoordinator {
       const result = await this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub });
       this.#deps.metrics.grant('ok');
       this.#failures.delete(id);
-      const next = result.tokens.refreshToken ?? refreshToken;
-      const idToken = result.tokens.idToken ?? session.tokens.idToken;
-      const tokens: SessionTokens = {
+      const tokens = plainTokens({
         accessToken: result.tokens.accessToken,
+        refreshToken: result.tokens.refreshToken ?? refreshToken,
+        idToken: result.tokens.idToken ?? session.tokens.idToken,
         // Without expires_in or a new ID token, keep the old deadline rather than invent one.
         expiresAt: result.tokens.expiresAt ?? session.tokens.expiresAt,
-        refreshToken: next,
-        ...(idToken === undefined ? {} : { idToken }),
-      };
+      });
       const outcome: PublishedResult =
         result.claims === undefined
           ? { kind: 'refreshed', tokens }
@@ -279,9 +259,7 @@ export class RefreshCoordinator {
     const sealed = await this.#deps.results.get(id).catch(() => undefined);
     if (sealed === undefined) return undefined;
     const parts = splitCompact(sealed, maxResultChars);
-    const plain = parts === undefined ? undefined : openCompact(key, parts);
-    if (plain === undefined) return undefined;
-    return parsePublished(plain);
+    return parts === undefined ? undefined : parsePublished(openCompactJson(key, parts));
   }
 }
 
@@ -294,30 +272,11 @@ function resultKey(refreshToken: string): Buffer {
   return Buffer.from(hkdfSync('sha256', refreshToken, 'eoa refresh result', 'v1', 32));
 }
 
-function parsePublished(plain: Buffer): RefreshOutcome | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(plain.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof data !== 'object' || data === null) return undefined;
-  const record = data as Record<string, unknown>;
-  if (record['kind'] === 'ended') return { kind: 'ended' };
-  const tokens = record['tokens'] as Record<string, unknown> | undefined;
-  if (
-    record['kind'] !== 'refreshed' ||
-    typeof tokens?.['accessToken'] !== 'string' ||
-    typeof tokens['expiresAt'] !== 'number'
-  ) {
-    return undefined;
-  }
-  const claims = record['claims'];
-  return {
-    kind: 'refreshed',
-    tokens: tokens as unknown as SessionTokens,
-    ...(typeof claims === 'object' && claims !== null
-      ? { claims: claims as Record<string, unknown> }
-      : {}),
-  };
+function parsePublished(data: unknown): PublishedResult | undefined {
+  if (!isRecord(data)) return undefined;
+  if (data['kind'] === 'ended') return { kind: 'ended' };
+  const tokens = data['kind'] === 'refreshed' ? parseTokens(data['tokens']) : undefined;
+  if (tokens === undefined) return undefined;
+  const { claims } = data;
+  return isRecord(claims) ? { kind: 'refreshed', tokens, claims } : { kind: 'refreshed', tokens };
 }

@@ -12,9 +12,9 @@ const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
 /** The base64url protected header for `dir` + `A256GCM`, with a `kid` when given. */
 export function encodeProtectedHeader(kid?: string): string {
-  const header =
-    kid === undefined ? { alg: 'dir', enc: 'A256GCM' } : { alg: 'dir', enc: 'A256GCM', kid };
-  return Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+  // JSON.stringify leaves out a `kid` that is undefined.
+  const header = JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid });
+  return Buffer.from(header, 'utf8').toString('base64url');
 }
 
 /**
@@ -45,19 +45,13 @@ export function parseStrictHeader(headerB64: string): string | null | undefined 
  * handed out twice.
  */
 export class RandomPool {
-  readonly #blockBytes: number;
   #block: Buffer = Buffer.alloc(0);
   #offset = 0;
 
-  /** @param blockBytes - bytes drawn per refill; default 4,096. */
-  constructor(blockBytes = 4_096) {
-    this.#blockBytes = blockBytes;
-  }
-
-  /** `n` bytes never handed out before (`n` at most the block size). */
+  /** `n` bytes never handed out before. */
   take(n: number): Buffer {
     if (this.#offset + n > this.#block.length) {
-      this.#block = randomBytes(Math.max(n, this.#blockBytes));
+      this.#block = randomBytes(Math.max(n, 4_096));
       this.#offset = 0;
     }
     const bytes = this.#block.subarray(this.#offset, this.#offset + n);
@@ -131,18 +125,22 @@ function hasCanonicalEnd(segment: string): boolean {
   return (alphabet.indexOf(segment[segment.length - 1]!) & spare) === 0;
 }
 
-/** Decrypts checked parts; `undefined` when authentication fails (wrong key, tampering). */
-export function openCompact(key: AesKey, parts: CompactParts): Buffer | undefined {
+/**
+ * Decrypts checked parts and parses the JSON inside; `undefined` when authentication fails
+ * (wrong key, tampering) or the plaintext is not JSON.
+ */
+export function openCompactJson(key: AesKey, parts: CompactParts): unknown {
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(parts.iv, 'base64url'), {
       authTagLength: TAG_BYTES,
     });
     decipher.setAAD(Buffer.from(parts.header, 'ascii'));
     decipher.setAuthTag(Buffer.from(parts.tag, 'base64url'));
-    return Buffer.concat([
+    const plaintext = Buffer.concat([
       decipher.update(Buffer.from(parts.ciphertext, 'base64url')),
       decipher.final(),
     ]);
+    return JSON.parse(plaintext.toString('utf8')) as unknown;
   } catch {
     return undefined;
   }

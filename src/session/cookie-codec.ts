@@ -1,25 +1,13 @@
 /** Seals JSON payloads into standard compact JWE (`dir` + `A256GCM`, `kid`) and opens them. */
 import {
   encodeProtectedHeader,
-  openCompact,
+  openCompactJson,
   parseStrictHeader,
   RandomPool,
   sealCompact,
   splitCompact,
 } from './compact-jwe.ts';
 import type { KeyRing, SecretKey } from './session-keys.ts';
-
-/** Options for {@link createCookieCodec}. */
-export interface CookieCodecOptions {
-  /** Longest value `open` will look at, in characters. Default 65,536. */
-  readonly maxLength?: number;
-}
-
-/** Counters a metrics exporter may read. */
-export interface CookieCodecStats {
-  /** Decrypt attempts that reached the cipher. */
-  decrypts: number;
-}
 
 /**
  * The session cookie codec. Output is a standard compact JWE any JOSE library opens with the
@@ -34,15 +22,13 @@ export interface CookieCodec {
    * Never throws.
    */
   open(value: string): unknown;
-  readonly stats: Readonly<CookieCodecStats>;
 }
 
 /**
  * Creates a codec over a key ring. Decoding uses `node:crypto` directly (synchronous; several
  * times faster than WebCrypto for cookie-sized inputs) while staying RFC 7516 compact JWE.
  */
-export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {}): CookieCodec {
-  const maxLength = options.maxLength ?? 65_536;
+export function createCookieCodec(ring: KeyRing): CookieCodec {
   // The headers this codec writes, precomputed: the common case is a map lookup, not a parse.
   const headers = new Map<string, SecretKey>(
     ring.all.map((key) => [encodeProtectedHeader(key.kid), key]),
@@ -50,7 +36,6 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
   const currentHeader = encodeProtectedHeader(ring.current.kid);
   const currentAad = Buffer.from(currentHeader, 'ascii');
   const currentKey = ring.current.keyObject();
-  const stats: CookieCodecStats = { decrypts: 0 };
   const random = new RandomPool();
 
   function keyFor(headerB64: string): SecretKey | undefined {
@@ -62,7 +47,6 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
   }
 
   return {
-    stats,
     seal(payload) {
       return sealCompact(
         currentKey,
@@ -73,18 +57,10 @@ export function createCookieCodec(ring: KeyRing, options: CookieCodecOptions = {
       );
     },
     open(value) {
-      const parts = splitCompact(value, maxLength);
+      const parts = splitCompact(value, 65_536); // longer values are never looked at
       if (parts === undefined) return undefined;
       const key = keyFor(parts.header);
-      if (key === undefined) return undefined;
-      stats.decrypts++;
-      const plaintext = openCompact(key.keyObject(), parts);
-      if (plaintext === undefined) return undefined;
-      try {
-        return JSON.parse(plaintext.toString('utf8')) as unknown;
-      } catch {
-        return undefined;
-      }
+      return key === undefined ? undefined : openCompactJson(key.keyObject(), parts);
     },
   };
 }

@@ -43,13 +43,12 @@ export function cookieAttributes(
   maxAgeSeconds: number,
   secure: boolean,
   scope: CookieScope,
-  sameSite: SameSite = scope.sameSite,
 ): string {
   const expires = maxAgeSeconds <= 0 ? `; Expires=${EPOCH}` : '';
   return (
     `; Path=/; Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}${expires}; HttpOnly` +
     (secure ? '; Secure' : '') +
-    `; SameSite=${SAME_SITE[sameSite]}` +
+    `; SameSite=${SAME_SITE[scope.sameSite]}` +
     (scope.domain === undefined ? '' : `; Domain=${scope.domain}`)
   );
 }
@@ -61,12 +60,9 @@ export function expireCookie(name: string, secure: boolean, scope: CookieScope):
   return `${name}=${cookieAttributes(0, mustBeSecure, scope)}`;
 }
 
-/** Options for {@link ChunkedCookie}. */
 export interface ChunkedCookieOptions extends CookieScope {
   /** The configured cookie name, without prefix (e.g. `_eoa`). */
   readonly name: string;
-  /** Longest `set-cookie` value line, in bytes, before the value is split. Default 3,800. */
-  readonly maxLineBytes?: number;
   /** Most chunks read or written. Default 12 (about 45 KB). */
   readonly maxChunks?: number;
 }
@@ -82,17 +78,14 @@ export class ChunkedCookie {
   /** The `__Host-` form of the name, built once: `#owns` runs for every cookie of a request. */
   readonly #hostName: string;
   readonly #scope: CookieScope;
-  readonly #maxLineBytes: number;
+  /** Longest `set-cookie` line, in bytes, before the value is split. */
+  readonly #maxLineBytes = 3_800;
   readonly #maxChunks: number;
 
   constructor(options: ChunkedCookieOptions) {
     this.#name = options.name;
     this.#hostName = `__Host-${options.name}`;
-    this.#scope =
-      options.domain === undefined
-        ? { sameSite: options.sameSite }
-        : { sameSite: options.sameSite, domain: options.domain };
-    this.#maxLineBytes = options.maxLineBytes ?? 3_800;
+    this.#scope = options;
     this.#maxChunks = options.maxChunks ?? 12;
   }
 

@@ -3,12 +3,12 @@ import type { Clock } from '../clock.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
 import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
-import { SessionCache, StringPool, toCachedSession, type CachedSession } from './session-cache.ts';
+import { ExpiringLru } from '../expiring-lru.ts';
+import { StringPool, toCachedSession, type CachedSession } from './session-cache.ts';
 import { noLines, SessionCookies } from './session-cookies.ts';
 import type { LoginStates } from './login-state.ts';
 import { deriveKeyRing } from './session-keys.ts';
 import { SessionLifetime } from './session-lifetime.ts';
-import { SessionTooLargeError } from '../errors.ts';
 import {
   changeSession,
   parseSession,
@@ -31,13 +31,17 @@ import type {
 
 /** What cookie sessions are built with besides their options. */
 export interface CookieSessionsDeps extends SessionsDeps {
-  /** Decoded cookie sessions; default a fresh cache of 100,000 entries. */
-  readonly cache?: SessionCache<CachedSession>;
+  /**
+   * Decoded cookie sessions by `sha256Base64url` of the cookie value (the whole digest: a
+   * `slice` would keep it alive as well); default a fresh cache of 100,000 entries.
+   */
+  readonly cache?: ExpiringLru<CachedSession>;
   /** Seals and opens the sessions; default one over `secrets` under `binding`. */
   readonly codec?: CookieCodec;
 }
 
 const cookieRef: SessionRef = Object.freeze({ kind: 'cookie' });
+const noSessionsToEnd = (_sidOrSub: string): Promise<number> => Promise.resolve(0);
 
 /**
  * The tokens of a cached session: those the cache left out are read back from the cookie
@@ -92,7 +96,7 @@ export class CookieSessions implements Sessions {
   readonly #lifetime: SessionLifetime;
   readonly #now: Clock;
   readonly #codec: CookieCodec;
-  readonly #cache: SessionCache<CachedSession>;
+  readonly #cache: ExpiringLru<CachedSession>;
   /** Claim strings shared by this app's cached sessions. */
   readonly #claimStrings = new StringPool();
 
@@ -103,7 +107,7 @@ export class CookieSessions implements Sessions {
     this.#lifetime = new SessionLifetime(options.maxAge, options.idleTimeout, deps.isRevoked);
     this.#codec =
       deps.codec ?? createCookieCodec(deriveKeyRing(options.secrets, 'session', options.binding));
-    this.#cache = deps.cache ?? new SessionCache({ now: this.#now });
+    this.#cache = deps.cache ?? new ExpiringLru({ maxEntries: 100_000, now: this.#now });
   }
 
   cookieNames(cookies: ReadonlyMap<string, string>): string[] {
@@ -217,13 +221,7 @@ export class CookieSessions implements Sessions {
     const value = this.#codec.seal(session);
     const deadline = this.#lifetime.deadline(session);
     const maxAge = Math.floor((deadline - now) / 1000);
-    let lines: string[];
-    try {
-      lines = this.#cookies.write(value, maxAge, cookies, secure);
-    } catch (error) {
-      if (!(error instanceof RangeError)) throw error;
-      throw new SessionTooLargeError(value.length, this.#cookies.capacity(maxAge, secure));
-    }
+    const lines = this.#cookies.write(value, maxAge, cookies, secure);
     const cached = toCachedSession(session, keepIdToken, this.#claimStrings);
     this.#cache.set(sha256Base64url(value), cached, deadline);
     return lines;
@@ -273,12 +271,6 @@ export class CookieSessions implements Sessions {
   }
 
   /** Cookie sessions are not in the store: none to delete; the revocation check refuses them. */
-  endBySid(_sid: string): Promise<number> {
-    return Promise.resolve(0);
-  }
-
-  /** As {@link CookieSessions.endBySid}. */
-  endBySub(_sub: string): Promise<number> {
-    return Promise.resolve(0);
-  }
+  readonly endBySid = noSessionsToEnd;
+  readonly endBySub = noSessionsToEnd;
 }

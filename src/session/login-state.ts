@@ -1,11 +1,13 @@
 /** Login-state cookies: one encrypted cookie per pending login flow, redeemed once at the callback. */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { RandomPool } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
+import { isRecord } from '../is-record.ts';
 import type { Clock } from '../clock.ts';
+import type { SessionConfig } from '../config/schema.ts';
 import type { CookieCodec } from './cookie-codec.ts';
 import {
   cookieAttributes,
@@ -27,23 +29,14 @@ export interface LoginState {
   readonly createdAt: number;
 }
 
-/** Options for {@link LoginStates}. */
-export interface LoginStatesOptions {
-  /** The session cookie name; flows are `<cookieName>_login_<flowId>`. */
-  readonly cookieName: string;
-  /**
-   * The app's SameSite. Login cookies use `Lax` unless this is `none`: the IdP's redirect back
-   * is a cross-site top-level navigation, which a `Strict` cookie would miss.
-   */
-  readonly sameSite: SameSite;
-  readonly domain?: string;
-  /** How long a flow may take, in ms. */
-  readonly loginTimeout: number;
-  /** Most flows pending at once per browser; starting another expires the oldest. */
-  readonly maxPendingLogins: number;
-  /** Default `Date.now`. */
-  readonly now?: Clock;
-}
+/**
+ * The app's session settings a login flow reads (its cookie is `<cookieName>_login_<flowId>`;
+ * starting a flow beyond `maxPendingLogins` expires the oldest), and its clock (default `Date.now`).
+ */
+export type LoginStatesOptions = Pick<
+  SessionConfig,
+  'cookieName' | 'sameSite' | 'domain' | 'loginTimeout' | 'maxPendingLogins'
+> & { readonly now?: Clock };
 
 /** The outcome of redeeming a callback's `state`. */
 export type LoginStateResult =
@@ -63,8 +56,8 @@ interface PresentFlow {
 }
 
 function parseLoginState(data: unknown): LoginState | undefined {
-  if (typeof data !== 'object' || data === null) return undefined;
-  const { state, nonce, codeVerifier, returnTo, createdAt } = data as Record<string, unknown>;
+  if (!isRecord(data)) return undefined;
+  const { state, nonce, codeVerifier, returnTo, createdAt } = data;
   if (
     typeof state !== 'string' ||
     typeof nonce !== 'string' ||
@@ -77,8 +70,9 @@ function parseLoginState(data: unknown): LoginState | undefined {
   return { state, nonce, codeVerifier, returnTo, createdAt };
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
+/** Whether two `state` values are equal, in time that depends on neither (both are hashed first). */
+export function statesEqual(a: string, b: string): boolean {
+  return timingSafeEqual(hash('sha256', a, 'buffer'), hash('sha256', b, 'buffer'));
 }
 
 /**
@@ -115,6 +109,8 @@ export class LoginStates {
     this.#replayMarks = replayMarks;
     this.#name = `${options.cookieName}_login_`;
     this.#hostName = `__Host-${this.#name}`;
+    // Lax unless the app's is `none`: the IdP's redirect back is a cross-site top-level
+    // navigation, which a `Strict` cookie would miss.
     const sameSite: SameSite = options.sameSite === 'none' ? 'none' : 'lax';
     this.#scope =
       options.domain === undefined ? { sameSite } : { sameSite, domain: options.domain };
@@ -210,13 +206,12 @@ export class LoginStates {
     secure: boolean,
   ): Promise<LoginStateResult> {
     const now = this.#now();
-    const wanted = digest(stateParam);
     const lines: string[] = [];
     let match: PresentFlow | undefined;
     for (const flow of this.#present(cookies, secure)) {
       if (flow.login === undefined) {
         lines.push(expireCookie(flow.name, secure, this.#scope));
-      } else if (match === undefined && timingSafeEqual(digest(flow.login.state), wanted)) {
+      } else if (match === undefined && statesEqual(flow.login.state, stateParam)) {
         match = flow;
       } else if (!this.#isLive(flow.login, now)) {
         lines.push(expireCookie(flow.name, secure, this.#scope));

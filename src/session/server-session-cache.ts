@@ -1,8 +1,7 @@
 /** Server sessions read from the store moments ago, reused for a quarter second per replica. */
 import { ExpiringLru } from '../expiring-lru.ts';
 import type { Clock } from '../clock.ts';
-import type { ServerSessionHandle } from './server-session-store.ts';
-import type { Session } from './session.ts';
+import type { LoadedServerSession } from './server-session-store.ts';
 
 /**
  * How long a server session read from the store is reused without reading it again, in ms: the
@@ -13,12 +12,6 @@ import type { Session } from './session.ts';
  * not: the next request reads the store again, and an outage is a 503 (SPEC §11).
  */
 export const serverSessionReuseMs = 250;
-
-/** A ticket's session as read from the store; the handle is needed to write it back. */
-export interface LoadedServerSession {
-  readonly handle: ServerSessionHandle;
-  readonly session: Session;
-}
 
 /**
  * Loaded server sessions by `sha256Base64url` of the whole ticket (`<id>.<key>`), so a ticket with

@@ -1,7 +1,13 @@
 /** Server-side sessions: the cookie holds `<id>.<key>`, the store holds the session sealed with that key. */
 import { createSecretKey, randomBytes } from 'node:crypto';
-import type { Keyspace, SetKeyspace } from '../store/keyspace.ts';
-import { encodeProtectedHeader, openCompact, sealCompact, splitCompact } from './compact-jwe.ts';
+import type { SetKeyspace } from '../store/keyspace.ts';
+import type { AppKeyspaces } from '../store/keyspaces.ts';
+import {
+  encodeProtectedHeader,
+  openCompactJson,
+  sealCompact,
+  splitCompact,
+} from './compact-jwe.ts';
 import { SecretKey } from './session-keys.ts';
 import { parseSession, type Session } from './session.ts';
 
@@ -26,17 +32,22 @@ export function parseTicket(ticket: string): ServerSessionHandle | undefined {
   return { id, key: new SecretKey(id, createSecretKey(bytes)) };
 }
 
+/** A ticket's session as read from the store; the handle is needed to write it back. */
+export interface LoadedServerSession {
+  readonly handle: ServerSessionHandle;
+  readonly session: Session;
+}
+
 /** The cookie value for a handle. */
 export function formatTicket(handle: ServerSessionHandle): string {
   return `${handle.id}.${handle.key.keyObject().export().toString('base64url')}`;
 }
 
 /** The keyspaces a server session store writes. */
-export interface ServerSessionKeyspaces {
-  readonly serverSessions: Keyspace<string, string>;
-  readonly sessionsBySid: SetKeyspace<string>;
-  readonly sessionsBySub: SetKeyspace<string>;
-}
+export type ServerSessionKeyspaces = Pick<
+  AppKeyspaces,
+  'serverSessions' | 'sessionsBySid' | 'sessionsBySub'
+>;
 
 /**
  * Sessions kept in the store. A dump of the store shows ids, `sub`/`sid` index entries and
@@ -47,16 +58,11 @@ export interface ServerSessionKeyspaces {
 export class ServerSessionStore {
   readonly #keyspaces: ServerSessionKeyspaces;
   readonly #label: string;
-  readonly #maxRecordLength: number;
 
-  /**
-   * @param bindingLabel - the app's `bindingLabel` (session-keys); records carrying another are refused.
-   * @param maxRecordLength - longest sealed record read back, in characters; default 262,144.
-   */
-  constructor(keyspaces: ServerSessionKeyspaces, bindingLabel: string, maxRecordLength = 262_144) {
+  /** @param bindingLabel - the app's `bindingLabel` (session-keys); records carrying another are refused. */
+  constructor(keyspaces: ServerSessionKeyspaces, bindingLabel: string) {
     this.#keyspaces = keyspaces;
     this.#label = bindingLabel;
-    this.#maxRecordLength = maxRecordLength;
   }
 
   #header(handle: ServerSessionHandle): string {
@@ -99,24 +105,14 @@ export class ServerSessionStore {
    * The session a ticket names; `undefined` when the ticket is malformed, the record is gone,
    * or it does not open with the ticket's key (wrong key, tampered record).
    */
-  async load(
-    ticket: string,
-  ): Promise<{ handle: ServerSessionHandle; session: Session } | undefined> {
+  async load(ticket: string): Promise<LoadedServerSession | undefined> {
     const handle = parseTicket(ticket);
     if (handle === undefined) return undefined;
     const sealed = await this.#keyspaces.serverSessions.get(handle.id);
     if (sealed === undefined) return undefined;
-    const parts = splitCompact(sealed, this.#maxRecordLength);
+    const parts = splitCompact(sealed, 262_144); // longer records are never read back
     if (parts?.header !== this.#header(handle)) return undefined;
-    const plaintext = openCompact(handle.key.keyObject(), parts);
-    if (plaintext === undefined) return undefined;
-    let data: unknown;
-    try {
-      data = JSON.parse(plaintext.toString('utf8'));
-    } catch {
-      return undefined;
-    }
-    const session = parseSession(data);
+    const session = parseSession(openCompactJson(handle.key.keyObject(), parts));
     return session === undefined ? undefined : { handle, session };
   }
 

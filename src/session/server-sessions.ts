@@ -1,13 +1,14 @@
 /** Sessions kept in the store (`session.store: server`): the cookie holds only a ticket to the record. */
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
-import { StoreUnavailableError, type AuthzError } from '../errors.ts';
+import { StoreUnavailableError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
 import type { LoginStates } from './login-state.ts';
-import { ServerSessionCache, type LoadedServerSession } from './server-session-cache.ts';
+import { ServerSessionCache } from './server-session-cache.ts';
 import {
   formatTicket,
   ServerSessionStore,
+  type LoadedServerSession,
   type ServerSessionKeyspaces,
 } from './server-session-store.ts';
 import { noLines, SessionCookies } from './session-cookies.ts';
@@ -35,10 +36,15 @@ export interface ServerSessionsDeps extends SessionsDeps {
   readonly serverSessions: ServerSessionKeyspaces;
 }
 
-function storeUnavailable(cause: unknown): AuthzError {
-  return cause instanceof StoreUnavailableError
-    ? cause
-    : new StoreUnavailableError('failure', { cause });
+/** What `operation` resolves to; whatever it throws becomes `STORE_UNAVAILABLE`. */
+async function fromStore<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (cause) {
+    throw cause instanceof StoreUnavailableError
+      ? cause
+      : new StoreUnavailableError('failure', { cause });
+  }
 }
 
 /**
@@ -92,11 +98,7 @@ export class ServerSessions implements Sessions {
       hasExpired(loaded.session.lastSeenAt + this.#lifetime.touchInterval, now)
     ) {
       const stamp = cache.stamp();
-      try {
-        loaded = await this.#store.load(ticket);
-      } catch (error) {
-        throw storeUnavailable(error);
-      }
+      loaded = await fromStore(() => this.#store.load(ticket));
       if (loaded === undefined) {
         cache.delete(key);
         return this.#cookies.reject('invalid', 'unknown', cookies, secure, names);
@@ -138,11 +140,12 @@ export class ServerSessions implements Sessions {
    * @throws AuthzError `STORE_UNAVAILABLE`.
    */
   async #write(key: string, loaded: LoadedServerSession, now: number): Promise<void> {
+    const ttl = this.#recordTtl(loaded.session, now);
     try {
-      await this.#store.update(loaded.handle, loaded.session, this.#recordTtl(loaded.session, now));
+      await fromStore(() => this.#store.update(loaded.handle, loaded.session, ttl));
     } catch (error) {
       this.#cache.invalidate(key);
-      throw storeUnavailable(error);
+      throw error;
     }
     this.#cache.replace(key, loaded);
   }
@@ -155,17 +158,15 @@ export class ServerSessions implements Sessions {
     const now = this.#now();
     const session = startSession(data, now);
     await this.#end(cookies, secure).catch(() => undefined);
-    try {
-      const { handle, ticket } = await this.#store.create(session, this.#recordTtl(session, now));
-      // The browser's next request, right after the login redirect, needs no store read.
-      this.#cache.replace(sha256Base64url(ticket), { handle, session });
-      // The cookie outlives an idle deadline: each use moves that deadline, not the cookie's.
-      const maxAge = Math.floor((this.#lifetime.maxAgeEnd(session) - now) / 1000);
-      const setCookie = this.#cookies.write(ticket, maxAge, cookies, secure);
-      return { session, ref: { kind: 'server', handle }, setCookie };
-    } catch (error) {
-      throw storeUnavailable(error);
-    }
+    const { handle, ticket } = await fromStore(() =>
+      this.#store.create(session, this.#recordTtl(session, now)),
+    );
+    // The browser's next request, right after the login redirect, needs no store read.
+    this.#cache.replace(sha256Base64url(ticket), { handle, session });
+    // The cookie outlives an idle deadline: each use moves that deadline, not the cookie's.
+    const maxAge = Math.floor((this.#lifetime.maxAgeEnd(session) - now) / 1000);
+    const setCookie = this.#cookies.write(ticket, maxAge, cookies, secure);
+    return { session, ref: { kind: 'server', handle }, setCookie };
   }
 
   /**
@@ -201,29 +202,22 @@ export class ServerSessions implements Sessions {
   }
 
   async end(cookies: ReadonlyMap<string, string>, secure: boolean): Promise<string[]> {
-    try {
-      await this.#end(cookies, secure);
-    } catch (error) {
-      throw storeUnavailable(error);
-    }
+    await fromStore(() => this.#end(cookies, secure));
     return this.#cookies.clear(cookies, secure);
   }
 
-  async endBySid(sid: string): Promise<number> {
-    try {
-      return await this.#store.endBySid(sid);
-    } catch (error) {
-      throw storeUnavailable(error);
-    } finally {
-      this.#cache.invalidateAll();
-    }
+  endBySid(sid: string): Promise<number> {
+    return this.#endAll(() => this.#store.endBySid(sid));
   }
 
-  async endBySub(sub: string): Promise<number> {
+  endBySub(sub: string): Promise<number> {
+    return this.#endAll(() => this.#store.endBySub(sub));
+  }
+
+  /** Runs a back-channel deletion; only ids are known, so every cached session is forgotten. */
+  async #endAll(deletion: () => Promise<number>): Promise<number> {
     try {
-      return await this.#store.endBySub(sub);
-    } catch (error) {
-      throw storeUnavailable(error);
+      return await fromStore(deletion);
     } finally {
       this.#cache.invalidateAll();
     }

@@ -1,15 +1,5 @@
-/** A bounded LRU of decoded sessions, keyed by a digest of the cookie value, so hot sessions skip decryption. */
-import { ExpiringLru } from '../expiring-lru.ts';
-import type { Clock } from '../clock.ts';
-import type { Session, SessionClaims } from './session.ts';
-
-/** Options for {@link SessionCache}. */
-export interface SessionCacheOptions {
-  /** Most sessions held; the least recently used goes first. Default 100,000. */
-  readonly maxEntries?: number;
-  /** Milliseconds since the epoch. Default `Date.now`. */
-  readonly now?: Clock;
-}
+/** What the decoded-session cache keeps of a cookie session: what every request reads, claim strings shared. */
+import type { Session, SessionClaims, SessionTokens } from './session.ts';
 
 /**
  * A cookie session as the cache holds it: what every request reads (identity, claims, times,
@@ -18,16 +8,11 @@ export interface SessionCacheOptions {
  * in the cookie, read back by the few paths that need them: refresh, logout's
  * `id_token_hint`, re-issuing the cookie (SPEC §13: at most 2 KiB per cached session).
  */
-export interface CachedSession {
-  readonly id: string;
-  readonly sub: string;
+export interface CachedSession
+  extends
+    Pick<Session, 'id' | 'sub' | 'claims' | 'createdAt' | 'lastSeenAt'>,
+    Pick<SessionTokens, 'accessToken' | 'expiresAt'> {
   readonly sid: string | undefined;
-  readonly claims: SessionClaims;
-  readonly accessToken: string;
-  /** The access token's expiry, ms since the epoch. */
-  readonly expiresAt: number;
-  readonly createdAt: number;
-  readonly lastSeenAt: number;
   /** The ID token when kept here; `undefined` when it is left in the cookie or there is none. */
   readonly idToken: string | undefined;
   /** Whether the session has an ID token, kept here or not. */
@@ -44,24 +29,13 @@ export interface CachedSession {
  */
 export class StringPool {
   readonly #strings = new Map<string, string>();
-  readonly #maxEntries: number;
-  readonly #maxLength: number;
 
-  /**
-   * @param maxEntries - most strings pooled at once; default 10,000.
-   * @param maxLength - longer strings are not pooled; default 256 characters.
-   */
-  constructor(maxEntries = 10_000, maxLength = 256) {
-    this.#maxEntries = maxEntries;
-    this.#maxLength = maxLength;
-  }
-
-  /** The pooled string equal to `text` (pooling it if new). */
+  /** The pooled string equal to `text` (pooling it if new); at most 10,000 strings of 256 characters. */
   readonly share = (text: string): string => {
-    if (text.length > this.#maxLength) return text;
+    if (text.length > 256) return text;
     const pooled = this.#strings.get(text);
     if (pooled !== undefined) return pooled;
-    if (this.#strings.size >= this.#maxEntries) this.#strings.clear();
+    if (this.#strings.size >= 10_000) this.#strings.clear();
     this.#strings.set(text, text);
     return text;
   };
@@ -108,15 +82,4 @@ export function toCachedSession(
     hasIdToken: tokens.idToken !== undefined,
     hasRefreshToken: tokens.refreshToken !== undefined,
   };
-}
-
-/**
- * Decoded sessions by `sha256Base64url` of their cookie (the whole digest, not a prefix: a
- * `slice` would keep the whole digest alive as well, 88 bytes per key instead of 56); an entry never outlives the
- * session's own expiry.
- */
-export class SessionCache<T = CachedSession> extends ExpiringLru<T> {
-  constructor(options: SessionCacheOptions = {}) {
-    super({ maxEntries: options.maxEntries ?? 100_000, now: options.now ?? Date.now });
-  }
 }

@@ -2,6 +2,7 @@
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
 import type { Clock } from '../clock.ts';
+import { SessionTooLargeError } from '../errors.ts';
 import { createCookieCodec } from './cookie-codec.ts';
 import { ChunkedCookie, expireCookie, type CookieScope } from './cookie-jar.ts';
 import { LoginStates } from './login-state.ts';
@@ -29,7 +30,6 @@ export interface PresentedSession {
  * flows, and the cookies under the app's legacy name, which are expired wherever they are seen.
  */
 export class SessionCookies {
-  /** Pending login flows of this app. */
   readonly loginStates: LoginStates;
   readonly #jar: ChunkedCookie;
   /** The legacy cookie name's session cookie, expired on sight; `undefined` when none. */
@@ -61,14 +61,7 @@ export class SessionCookies {
     this.#legacyLogin = this.#legacy === undefined ? undefined : `${legacy}_login_`;
     this.loginStates = new LoginStates(
       createCookieCodec(deriveKeyRing(options.secrets, 'login-state', options.binding)),
-      {
-        cookieName: options.cookieName,
-        sameSite: options.sameSite,
-        ...(options.domain === undefined ? {} : { domain: options.domain }),
-        loginTimeout: options.loginTimeout,
-        maxPendingLogins: options.maxPendingLogins,
-        now,
-      },
+      { ...options, now },
       loginReplayMarks,
     );
   }
@@ -127,7 +120,7 @@ export class SessionCookies {
   /**
    * Lines storing `value` for `maxAgeSeconds`, expiring the old value's stale parts and the
    * request's legacy cookies.
-   * @throws RangeError when the value needs more chunks than allowed.
+   * @throws SessionTooLargeError when the value needs more chunks than allowed.
    */
   write(
     value: string,
@@ -135,14 +128,15 @@ export class SessionCookies {
     cookies: ReadonlyMap<string, string>,
     secure: boolean,
   ): string[] {
-    const lines = this.#jar.write(value, maxAgeSeconds, cookies, secure);
+    let lines: string[];
+    try {
+      lines = this.#jar.write(value, maxAgeSeconds, cookies, secure);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new SessionTooLargeError(value.length, this.#jar.capacity(maxAgeSeconds, secure));
+    }
     const legacy = this.#legacyExpiry(cookies, secure);
     return legacy.length === 0 ? lines : [...lines, ...legacy];
-  }
-
-  /** The longest value {@link SessionCookies.write} can store, in characters. */
-  capacity(maxAgeSeconds: number, secure: boolean): number {
-    return this.#jar.capacity(maxAgeSeconds, secure);
   }
 
   /** Expiry lines for every session cookie of the request, legacy ones included. */

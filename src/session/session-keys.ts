@@ -28,7 +28,6 @@ export interface SessionBinding {
   readonly deployment: string;
   /** `store.redis.keyPrefix`: sets apart deployments that share a store. */
   readonly keyPrefix: string;
-  /** The app's name. */
   readonly app: string;
   /** The app's OpenID Provider (`oidc.issuer`): a session from another provider never counts. */
   readonly issuer: string;
@@ -41,14 +40,8 @@ export interface SessionBinding {
  * HKDF `info` stays short however long an issuer URL is, and no two bindings run together.
  */
 function bindingDigest(binding: SessionBinding): string {
-  const fields = [
-    binding.deployment,
-    binding.keyPrefix,
-    binding.app,
-    binding.issuer,
-    binding.clientId,
-  ];
-  return sha256Base64url(JSON.stringify(fields));
+  const { deployment, keyPrefix, app, issuer, clientId } = binding;
+  return sha256Base64url(JSON.stringify([deployment, keyPrefix, app, issuer, clientId]));
 }
 
 /**
@@ -118,7 +111,6 @@ export function deriveKeyRing(
   purpose: KeyPurpose,
   binding: SessionBinding,
 ): KeyRing {
-  if (secrets.length === 0) throw new RangeError('at least one session secret is required');
   const bound = `${purpose}/${bindingDigest(binding)}`;
   const keys = secrets.map((secret, index) => {
     const ikm = Buffer.from(secret, 'utf8');
@@ -142,7 +134,7 @@ export function deriveKeyRing(
     }
     byKid.set(key.kid, key);
   }
-  const current = keys[0];
+  const [current] = keys;
   if (current === undefined) throw new RangeError('at least one session secret is required');
   return { current, all: keys, byKid: (kid) => byKid.get(kid) };
 }

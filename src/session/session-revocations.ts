@@ -1,18 +1,10 @@
 /** Which sessions have ended: by logout of one session, or by the provider for a `sid` or `sub`. */
 import { ExpiringLru } from '../expiring-lru.ts';
-import type { Keyspace } from '../store/keyspace.ts';
-import type { LogoutSubject, Mark } from '../store/keyspaces.ts';
+import type { AppKeyspaces, LogoutSubject } from '../store/keyspaces.ts';
 import type { RevocationSubject } from './sessions.ts';
 
-export interface SessionRevocationKeyspaces {
-  readonly endedSessions: Keyspace<string, Mark>;
-  readonly logoutMarks: Keyspace<LogoutSubject, Mark>;
-}
+export type SessionRevocationKeyspaces = Pick<AppKeyspaces, 'endedSessions' | 'logoutMarks'>;
 
-/**
- * Cookie sessions cannot be deleted from the browser that holds them, so an ended one is
- * remembered here until its max age and refused on load, on every replica sharing the store.
- */
 /**
  * How long a session found not revoked is trusted without asking the store again, in ms. Keeps
  * a hot session from costing three store reads per request while a logout on another replica
@@ -21,6 +13,10 @@ export interface SessionRevocationKeyspaces {
 const recheckAfterMs = 250;
 const maxRemembered = 100_000;
 
+/**
+ * Cookie sessions cannot be deleted from the browser that holds them, so an ended one is
+ * remembered here until its max age and refused on load, on every replica sharing the store.
+ */
 export class SessionRevocations {
   readonly #keyspaces: SessionRevocationKeyspaces;
   readonly #durable: SessionRevocationKeyspaces;

@@ -37,18 +37,10 @@ export interface Session {
 }
 
 /** What a new session is made from; identity and times are added when it starts. */
-export interface NewSession {
-  readonly sub: string;
-  readonly sid?: string;
-  readonly claims: SessionClaims;
-  readonly tokens: SessionTokens;
-}
+export type NewSession = Pick<Session, 'sub' | 'sid' | 'claims' | 'tokens'>;
 
 /** What an update may change (e.g. after a refresh); identity and times are kept. */
-export interface SessionChanges {
-  readonly tokens?: SessionTokens;
-  readonly claims?: SessionClaims;
-}
+export type SessionChanges = Partial<Pick<Session, 'tokens' | 'claims'>>;
 
 /** A new session from `data`, begun and last seen at `now`, under a fresh random identity (96 bits). */
 export function startSession(data: NewSession, now: number): Session {
@@ -85,18 +77,14 @@ export function changeSession(session: Session, changes: SessionChanges, now: nu
   };
 }
 
-function parseTokens(data: unknown): SessionTokens | undefined {
+/** Validates decoded JSON as session tokens; `undefined` for anything of another shape. */
+export function parseTokens(data: unknown): SessionTokens | undefined {
   if (!isRecord(data)) return undefined;
   const { accessToken, refreshToken, idToken, expiresAt } = data;
   if (typeof accessToken !== 'string' || typeof expiresAt !== 'number') return undefined;
   if (refreshToken !== undefined && typeof refreshToken !== 'string') return undefined;
   if (idToken !== undefined && typeof idToken !== 'string') return undefined;
-  return {
-    accessToken,
-    expiresAt,
-    ...(refreshToken === undefined ? {} : { refreshToken }),
-    ...(idToken === undefined ? {} : { idToken }),
-  };
+  return plainTokens({ accessToken, refreshToken, idToken, expiresAt });
 }
 
 /** Validates decoded JSON as a session; `undefined` for anything of another shape or version. */

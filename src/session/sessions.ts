@@ -2,18 +2,17 @@
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
 import type { Clock } from '../clock.ts';
-import type { SameSite } from './cookie-jar.ts';
+import type { SessionConfig } from '../config/schema.ts';
 import type { LoginStates } from './login-state.ts';
 import type { ServerSessionHandle } from './server-session-store.ts';
 import type { SessionBinding } from './session-keys.ts';
 import type { NewSession, Session, SessionChanges } from './session.ts';
 
-/** The resolved `session` settings of one app (times in ms). */
-export interface SessionOptions {
-  /** At least 32 bytes each; the first encrypts, all decrypt. */
-  readonly secrets: readonly string[];
-  /** e.g. `_eoa_grafana`; sent as `__Host-_eoa_grafana` when Secure and host-only. */
-  readonly cookieName: string;
+/**
+ * The resolved `session` settings of one app (times in ms; `secure` is decided per request by
+ * `resolveSecure`, `store` by choosing the implementation), and what its sessions are bound to.
+ */
+export type SessionOptions = Omit<SessionConfig, 'store' | 'secure'> & {
   /**
    * What sealed sessions, login states and server records are bound to: a value sealed under
    * another binding is refused like a tampered one.
@@ -25,17 +24,7 @@ export interface SessionOptions {
    * upstream. Unset: none.
    */
   readonly legacyCookieName?: string | undefined;
-  /** Absolute session lifetime from login, ms. */
-  readonly maxAge: number;
-  /** Longest gap between uses, ms; unset = no idle limit. */
-  readonly idleTimeout?: number | undefined;
-  readonly sameSite: SameSite;
-  readonly domain?: string | undefined;
-  /** Most login flows pending at once per browser. */
-  readonly maxPendingLogins: number;
-  /** How long a login flow may take, ms. */
-  readonly loginTimeout: number;
-}
+};
 
 /** What either implementation is built with besides its options. */
 export interface SessionsDeps {
@@ -47,15 +36,8 @@ export interface SessionsDeps {
   readonly isRevoked?: RevocationCheck;
 }
 
-/** Who a revocation check is asked about. */
-export interface RevocationSubject {
-  /** The session's own identity. */
-  readonly id: string;
-  readonly sub: string;
-  readonly sid?: string;
-  /** When the session began, ms; a logout mark ends sessions issued before it. */
-  readonly createdAt: number;
-}
+/** Who a revocation check is asked about; a logout mark ends sessions created before it. */
+export type RevocationSubject = Pick<Session, 'id' | 'sub' | 'sid' | 'createdAt'>;
 
 /** Whether a session has been ended elsewhere (logout on another replica, back-channel). */
 export type RevocationCheck = (subject: RevocationSubject) => boolean | Promise<boolean>;
@@ -134,7 +116,6 @@ export interface SessionWrite {
  * per-request cookie mode from `resolveSecure`.
  */
 export interface Sessions {
-  /** Pending login flows of this app. */
   readonly loginStates: LoginStates;
 
   /** Every session and login-state cookie name the request carries, legacy ones included. */

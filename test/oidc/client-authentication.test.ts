@@ -97,7 +97,7 @@ describe('client authentication at the token endpoint', () => {
       const loggedIn = await login(client);
       await assert.rejects(
         client.exchangeCode({
-          callbackUrl: loggedIn.callbackUrl,
+          params: loggedIn.callbackUrl.searchParams,
           redirectUri: REDIRECT_URI,
           codeVerifier: loggedIn.secrets.codeVerifier,
           expectedState: loggedIn.secrets.state,

@@ -43,12 +43,14 @@ describe('authorization code flow', () => {
 
   it('builds an authorization URL with PKCE S256, state, nonce and our parameters', () => {
     const secrets = createLoginSecrets();
-    const url = client.authorizationUrl({
-      redirectUri: REDIRECT_URI,
-      state: secrets.state,
-      nonce: secrets.nonce,
-      codeChallenge: secrets.codeChallenge,
-    });
+    const url = new URL(
+      client.authorizationLocation({
+        redirectUri: REDIRECT_URI,
+        state: secrets.state,
+        nonce: secrets.nonce,
+        codeChallenge: secrets.codeChallenge,
+      }),
+    );
     assert.equal(url.origin + url.pathname, `${provider.issuer}/auth`);
     const q = url.searchParams;
     assert.equal(q.get('response_type'), 'code');
@@ -63,7 +65,7 @@ describe('authorization code flow', () => {
     assert.notEqual(secrets.codeChallenge, secrets.codeVerifier);
   });
 
-  it('spells the authorization location exactly as the authorization URL', () => {
+  it('spells the authorization location exactly as the URL serializer does', () => {
     for (const redirectUri of [REDIRECT_URI, 'https://other.example.com:8443/oauth2/callback']) {
       const secrets = createLoginSecrets();
       const params = {
@@ -72,9 +74,10 @@ describe('authorization code flow', () => {
         nonce: secrets.nonce,
         codeChallenge: secrets.codeChallenge,
       };
-      assert.equal(client.authorizationLocation(params), client.authorizationUrl(params).href);
-      const withHint = { ...params, extraAuthParams: { login_hint: 'alice' } };
-      assert.equal(client.authorizationLocation(withHint), client.authorizationUrl(withHint).href);
+      // Per-request extras (even none) take the path that builds a URL each time.
+      const built = client.authorizationLocation({ ...params, extraAuthParams: {} });
+      assert.equal(new URL(built).href, built);
+      assert.equal(client.authorizationLocation(params), built);
     }
   });
 
@@ -93,13 +96,15 @@ describe('authorization code flow', () => {
     });
     try {
       const secrets = createLoginSecrets();
-      const url = hostile.authorizationUrl({
-        redirectUri: REDIRECT_URI,
-        state: secrets.state,
-        nonce: secrets.nonce,
-        codeChallenge: secrets.codeChallenge,
-        extraAuthParams: { state: 'forged-too', login_hint: 'alice' },
-      });
+      const url = new URL(
+        hostile.authorizationLocation({
+          redirectUri: REDIRECT_URI,
+          state: secrets.state,
+          nonce: secrets.nonce,
+          codeChallenge: secrets.codeChallenge,
+          extraAuthParams: { state: 'forged-too', login_hint: 'alice' },
+        }),
+      );
       const q = url.searchParams;
       assert.deepEqual(q.getAll('redirect_uri'), [REDIRECT_URI]);
       assert.deepEqual(q.getAll('state'), [secrets.state]);
@@ -122,7 +127,7 @@ describe('authorization code flow', () => {
     const loggedIn = await login(client);
     const [result, exchangeMs] = await timed(() =>
       client.exchangeCode({
-        callbackUrl: loggedIn.callbackUrl,
+        params: loggedIn.callbackUrl.searchParams,
         redirectUri: REDIRECT_URI,
         codeVerifier: loggedIn.secrets.codeVerifier,
         expectedState: loggedIn.secrets.state,
@@ -168,7 +173,7 @@ describe('authorization code flow', () => {
     const loggedIn = await login(client);
     await assert.rejects(
       client.exchangeCode({
-        callbackUrl: loggedIn.callbackUrl,
+        params: loggedIn.callbackUrl.searchParams,
         redirectUri: REDIRECT_URI,
         codeVerifier: loggedIn.secrets.codeVerifier,
         expectedState: 'another-login-state',
@@ -182,7 +187,7 @@ describe('authorization code flow', () => {
     const loggedIn = await login(client);
     await assert.rejects(
       client.exchangeCode({
-        callbackUrl: loggedIn.callbackUrl,
+        params: loggedIn.callbackUrl.searchParams,
         redirectUri: REDIRECT_URI,
         codeVerifier: loggedIn.secrets.codeVerifier,
         expectedState: loggedIn.secrets.state,
@@ -195,7 +200,7 @@ describe('authorization code flow', () => {
   it('reports a replayed code and a wrong PKCE verifier as IDP_ERROR invalid_grant', async () => {
     const loggedIn = await loginAndExchange(client);
     const replay = client.exchangeCode({
-      callbackUrl: loggedIn.callbackUrl,
+      params: loggedIn.callbackUrl.searchParams,
       redirectUri: REDIRECT_URI,
       codeVerifier: loggedIn.secrets.codeVerifier,
       expectedState: loggedIn.secrets.state,
@@ -210,7 +215,7 @@ describe('authorization code flow', () => {
     const otherVerifier = createLoginSecrets().codeVerifier;
     await assert.rejects(
       client.exchangeCode({
-        callbackUrl: fresh.callbackUrl,
+        params: fresh.callbackUrl.searchParams,
         redirectUri: REDIRECT_URI,
         codeVerifier: otherVerifier,
         expectedState: fresh.secrets.state,
@@ -258,7 +263,7 @@ describe('authorization code flow', () => {
       const loggedIn = await login(esOnly);
       await assert.rejects(
         esOnly.exchangeCode({
-          callbackUrl: loggedIn.callbackUrl,
+          params: loggedIn.callbackUrl.searchParams,
           redirectUri: REDIRECT_URI,
           codeVerifier: loggedIn.secrets.codeVerifier,
           expectedState: loggedIn.secrets.state,

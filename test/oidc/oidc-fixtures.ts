@@ -125,12 +125,14 @@ export interface LoggedIn {
 /** Builds the authorization URL and signs in through the provider's pages. */
 export async function login(client: OidcClient, loginName = 'alice'): Promise<LoggedIn> {
   const secrets = createLoginSecrets();
-  const authorizationUrl = client.authorizationUrl({
-    redirectUri: REDIRECT_URI,
-    state: secrets.state,
-    nonce: secrets.nonce,
-    codeChallenge: secrets.codeChallenge,
-  });
+  const authorizationUrl = new URL(
+    client.authorizationLocation({
+      redirectUri: REDIRECT_URI,
+      state: secrets.state,
+      nonce: secrets.nonce,
+      codeChallenge: secrets.codeChallenge,
+    }),
+  );
   const result = await scriptedLogin(authorizationUrl, { login: loginName });
   return { secrets, authorizationUrl, ...result };
 }
@@ -142,7 +144,7 @@ export async function loginAndExchange(
 ): Promise<LoggedIn & { result: ExchangeResult }> {
   const loggedIn = await login(client, loginName);
   const result = await client.exchangeCode({
-    callbackUrl: loggedIn.callbackUrl,
+    params: loggedIn.callbackUrl.searchParams,
     redirectUri: REDIRECT_URI,
     codeVerifier: loggedIn.secrets.codeVerifier,
     expectedState: loggedIn.secrets.state,

@@ -28,7 +28,7 @@ describe('provider faults', () => {
       assert.match(waiting.lastError ?? '', /discovery: network/);
       assert.throws(
         () =>
-          client.authorizationUrl({
+          client.authorizationLocation({
             redirectUri: 'http://127.0.0.1/cb',
             state: 's',
             nonce: 'n',

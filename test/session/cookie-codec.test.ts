@@ -6,6 +6,7 @@ import { CompactEncrypt, compactDecrypt } from 'jose';
 import { createCookieCodec } from '../../src/session/cookie-codec.ts';
 import { sealCompact } from '../../src/session/compact-jwe.ts';
 import { deriveKeyRing } from '../../src/session/session-keys.ts';
+import { countingCodec } from './session-codec.ts';
 import { testBinding } from './test-binding.ts';
 
 const SECRET_A = 'a'.repeat(16) + '-first-secret-of-32+bytes';
@@ -162,10 +163,10 @@ describe('cookie codec', () => {
     assert.deepEqual(codec.open(value), payload);
   });
 
-  it('counts decrypt attempts, and skips the cipher for values refused on shape', () => {
-    const local = createCookieCodec(ring);
+  it('skips the cipher for values refused on shape', () => {
+    const local = countingCodec(ring);
     local.open(local.seal(payload));
     local.open('not a jwe');
-    assert.equal(local.stats.decrypts, 1);
+    assert.equal(local.decrypts(), 1);
   });
 });

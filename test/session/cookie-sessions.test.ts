@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CookieSessions, type CookieSessionsDeps } from '../../src/session/cookie-sessions.ts';
 import { sha256Base64url } from '../../src/digest.ts';
-import { SessionCache } from '../../src/session/session-cache.ts';
+import { ExpiringLru } from '../../src/expiring-lru.ts';
+import type { CachedSession } from '../../src/session/session-cache.ts';
 import type { NewSession, Session } from '../../src/session/session.ts';
 import type { RevocationSubject, SessionLoad, SessionOptions } from '../../src/session/sessions.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
@@ -61,7 +62,7 @@ function manager(
 /** Cookie sessions with their codec at hand, to count decryptions. */
 function counted(options: Partial<SessionOptions> = {}, deps: CookieSessionsDeps = {}) {
   const codec = sessionCodec({ ...baseOptions, ...options });
-  return { m: manager(options, { ...deps, codec }), decrypts: () => codec.stats.decrypts };
+  return { m: manager(options, { ...deps, codec }), decrypts: () => codec.decrypts() };
 }
 
 function valid(result: SessionLoad): Session {
@@ -113,7 +114,7 @@ describe('cookie sessions', () => {
 
   it('cache entries expire with the session, and maxAge is enforced server-side', async () => {
     const c = clock();
-    const cache = new SessionCache({ now: c.now });
+    const cache = new ExpiringLru<CachedSession>({ maxEntries: 100_000, now: c.now });
     const m = manager({ maxAge: 60 * MINUTE }, { now: c.now, cache });
     const browser = await loggedInAt(m);
     const key = sha256Base64url(browser.get('__Host-_eoa')!);
@@ -275,7 +276,10 @@ describe('cookie sessions', () => {
     const withTokens: NewSession = { ...login, tokens: { ...login.tokens, idToken, refreshToken } };
 
     async function cachedLogin(deps: CookieSessionsDeps = {}) {
-      const cache = new SessionCache(deps.now === undefined ? {} : { now: deps.now });
+      const cache = new ExpiringLru<CachedSession>({
+        maxEntries: 100_000,
+        now: deps.now ?? Date.now,
+      });
       const { m, decrypts } = counted({}, { ...deps, cache });
       const created = await m.create(withTokens, new Map(), true);
       const browser = applySetCookie(new Map(), created.setCookie);
@@ -285,7 +289,7 @@ describe('cookie sessions', () => {
     it('holds neither the refresh token nor, for an app not forwarding it, the ID token', async () => {
       const { m, cache, browser, key } = await cachedLogin();
       // Filled when the cookie was sealed (login), and when another replica decodes it.
-      const replicaCache = new SessionCache();
+      const replicaCache = new ExpiringLru<CachedSession>({ maxEntries: 100_000, now: Date.now });
       const { m: replica, decrypts } = counted({}, { cache: replicaCache });
       for (const [owner, ownCache] of [
         [m, cache],

@@ -4,9 +4,8 @@ import { describe, it } from 'node:test';
 import {
   serverSessionReuseMs,
   ServerSessionCache,
-  type LoadedServerSession,
 } from '../../src/session/server-session-cache.ts';
-import { parseTicket } from '../../src/session/server-session-store.ts';
+import { parseTicket, type LoadedServerSession } from '../../src/session/server-session-store.ts';
 
 const ticket = `${'i'.repeat(22)}.${Buffer.alloc(32, 7).toString('base64url')}`;
 

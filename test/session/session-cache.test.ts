@@ -1,12 +1,12 @@
 /** The decoded-session cache: bounded LRU, digest keys, expiry no later than the session's. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SessionCache } from '../../src/session/session-cache.ts';
+import { ExpiringLru } from '../../src/expiring-lru.ts';
 
 describe('session cache', () => {
   it('an entry expires at its expiresAt without any timer', () => {
     let t = 1_000;
-    const cache = new SessionCache<string>({ now: () => t });
+    const cache = new ExpiringLru<string>({ maxEntries: 100_000, now: () => t });
     cache.set('k', 'session', 2_000);
     t = 1_999;
     assert.equal(cache.get('k'), 'session');
@@ -18,7 +18,7 @@ describe('session cache', () => {
   });
 
   it('evicts the least recently used when full', () => {
-    const cache = new SessionCache<number>({ maxEntries: 3 });
+    const cache = new ExpiringLru<number>({ maxEntries: 3, now: Date.now });
     const far = Date.now() + 60_000;
     cache.set('a', 1, far);
     cache.set('b', 2, far);
@@ -32,7 +32,7 @@ describe('session cache', () => {
   });
 
   it('delete forgets an entry (logout)', () => {
-    const cache = new SessionCache<number>();
+    const cache = new ExpiringLru<number>({ maxEntries: 100_000, now: Date.now });
     cache.set('a', 1, Date.now() + 60_000);
     assert.equal(cache.delete('a'), true);
     assert.equal(cache.get('a'), undefined);
