@@ -1,6 +1,5 @@
 /** Loads a configuration: parse, interpolate, read secret files, merge defaults, validate, freeze. */
 
-import { readFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 
 import { LineCounter, parseDocument } from 'yaml';
@@ -9,7 +8,7 @@ import { formatPath, type PathSegment } from './config-path.ts';
 import { checkCookieScopes } from './cookie-scopes.ts';
 import { checkAcrossApps, checkAppRules, checkRootRules } from './cross-field-rules.ts';
 import { interpolate, type Environment } from './interpolate.ts';
-import { resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
+import { cannotRead, readTextFile, resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
 import { describeIssue, issuesToProblems, type LocatedProblem } from './schema-problems.ts';
 import { configSchema, resolvedAppSchema, type AppConfig, type Config } from './schema.ts';
 import type { ConfigProblem } from '../errors.ts';
@@ -56,16 +55,14 @@ export function loadConfig(
   env: Environment,
   options: LoadOptions = {},
 ): LoadResult {
-  const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
+  const readFile = options.readFile ?? readTextFile;
   const parsed = parseSource(source, readFile);
   if (!parsed.ok) return parsed;
   const baseDir = options.baseDir ?? ('path' in source ? dirname(source.path) : process.cwd());
   return resolveDocument(parsed.document, env, baseDir, readFile);
 }
 
-type ParseResult =
-  | { readonly ok: true; readonly document: unknown }
-  | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
+type ParseResult = { readonly ok: true; readonly document: unknown } | ReturnType<typeof fail>;
 
 function parseSource(source: ConfigSource, readFile: ReadTextFile): ParseResult {
   if ('document' in source) return { ok: true, document: source.document };
@@ -74,9 +71,7 @@ function parseSource(source: ConfigSource, readFile: ReadTextFile): ParseResult 
   try {
     text = readFile(source.path);
   } catch (error) {
-    return fail([
-      { path: formatPath([]), message: `cannot read ${source.path}: ${codeOf(error)}` },
-    ]);
+    return fail([{ path: formatPath([]), message: cannotRead(source.path, error) }]);
   }
   return parseText(text, detectFormat(source.path, text));
 }
@@ -284,14 +279,6 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function codeOf(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
-  return 'unreadable';
-}
-
-function fail(problems: readonly ConfigProblem[]): {
-  ok: false;
-  problems: readonly ConfigProblem[];
-} {
+function fail(problems: readonly ConfigProblem[]): Extract<LoadResult, { ok: false }> {
   return { ok: false, problems };
 }

@@ -10,6 +10,15 @@ import { isRecord } from '../is-record.ts';
 /** Reads a file as UTF-8; injected so tests can fail it on purpose. */
 export type ReadTextFile = (path: string) => string;
 
+/** The production {@link ReadTextFile}. */
+export const readTextFile: ReadTextFile = (path) => readFileSync(path, 'utf8');
+
+/** The problem of a file that could not be read: its path and the system's code, never content. */
+export function cannotRead(path: string, error: unknown): string {
+  const hasCode = typeof error === 'object' && error !== null && 'code' in error;
+  return `cannot read ${path}: ${hasCode ? String(error.code) : 'unreadable'}`;
+}
+
 /** Where a secret sits (the parent object's path) and the name of its inline key. */
 interface SecretSlot {
   readonly parent: readonly string[];
@@ -64,7 +73,7 @@ export interface SecretFileResult {
 export function resolveSecretFiles(
   document: Record<string, unknown>,
   baseDir: string,
-  readFile: ReadTextFile = (path) => readFileSync(path, 'utf8'),
+  readFile: ReadTextFile = readTextFile,
 ): SecretFileResult {
   const result: SecretFileResult = { problems: [], failedPaths: [] };
   const visit = (root: unknown, rootPath: readonly PathSegment[], slots: readonly SecretSlot[]) => {
@@ -113,7 +122,7 @@ function resolveSlot(
   try {
     content = readFile(absolute);
   } catch (error) {
-    failed(`cannot read ${absolute}: ${errorCode(error)}`);
+    failed(cannotRead(absolute, error));
     return;
   }
   if (Buffer.byteLength(content) > MAX_SECRET_FILE_BYTES) {
@@ -128,9 +137,4 @@ function resolveSlot(
           .map((line) => line.replace(/\r$/, ''))
           .filter((line) => line.trim() !== '')
       : content.replace(/(?:\r?\n)+$/, '');
-}
-
-function errorCode(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
-  return 'unreadable';
 }
