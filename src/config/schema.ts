@@ -35,6 +35,13 @@ function duration() {
   });
 }
 
+/** A {@link duration} that defaults to `fallback`, its description closing with that default. */
+function durationDefault(fallback: string, description: string) {
+  return duration()
+    .prefault(fallback)
+    .describe(`${description} Duration, default \`${fallback}\`.`);
+}
+
 const hostPort = z
   .string()
   .refine(
@@ -353,14 +360,11 @@ const oidcSchema = z
       .describe(
         'Accepted ID token signature algorithms (asymmetric only). Default `[RS256, ES256, PS256, EdDSA]`.',
       ),
-    clockSkew: duration()
-      .prefault('30s')
-      .describe('Tolerance for `exp`/`iat`/`nbf` of ID tokens. Duration, default `30s`.'),
-    probeInterval: duration()
-      .prefault('10s')
-      .describe(
-        'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value. Duration, default `10s`.',
-      ),
+    clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf` of ID tokens.'),
+    probeInterval: durationDefault(
+      '10s',
+      'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value.',
+    ),
     revokeOnLogout: z
       .boolean()
       .default(false)
@@ -376,39 +380,30 @@ const oidcSchema = z
 
 const refreshSchema = z
   .strictObject({
-    skew: duration()
-      .prefault('60s')
-      .describe('Refresh when the access token has less than this left. Duration, default `60s`.'),
-    resultTtl: duration()
-      .prefault('60s')
-      .describe(
-        'How long a refresh result is kept (encrypted) for requests still carrying the old cookie. Duration, default `60s`.',
-      ),
+    skew: durationDefault('60s', 'Refresh when the access token has less than this left.'),
+    resultTtl: durationDefault(
+      '60s',
+      'How long a refresh result is kept (encrypted) for requests still carrying the old cookie.',
+    ),
     maxAttempts: z
       .int()
       .min(1)
       .default(3)
       .describe('Failed refresh attempts per session before `cooldown` applies. Default 3.'),
-    cooldown: duration()
-      .prefault('30s')
-      .describe(
-        'Pause after `maxAttempts` failed refreshes of one session. Duration, default `30s`.',
-      ),
+    cooldown: durationDefault('30s', 'Pause after `maxAttempts` failed refreshes of one session.'),
     maxConcurrent: z
       .int()
       .min(1)
       .default(64)
       .describe('Concurrent refresh grants per process, across all sessions. Default 64.'),
-    lockTtl: duration()
-      .prefault('10s')
-      .describe(
-        'Lease of the cross-replica refresh lock, renewed while the grant runs; after a holder dies, another replica takes over once it lapses. Duration, default `10s`.',
-      ),
-    waitTimeout: duration()
-      .prefault('5s')
-      .describe(
-        "Longest a request waits for another replica's refresh before answering 503. Keep it under Envoy's ext_authz timeout. Duration, default `5s`.",
-      ),
+    lockTtl: durationDefault(
+      '10s',
+      'Lease of the cross-replica refresh lock, renewed while the grant runs; after a holder dies, another replica takes over once it lapses.',
+    ),
+    waitTimeout: durationDefault(
+      '5s',
+      "Longest a request waits for another replica's refresh before answering 503. Keep it under Envoy's ext_authz timeout.",
+    ),
   })
   .prefault({})
   .describe('Access-token refresh (SPEC §5).');
@@ -443,9 +438,7 @@ const sessionSchema = z
       .describe(
         'Session cookie name (chunks are `name.0`, `name.1`, …; login flows `name_login_…`). Default `_eoa_<app name>`: each app its own. Two apps whose cookies reach the same host must not share a name.',
       ),
-    maxAge: duration()
-      .prefault('24h')
-      .describe('Absolute session lifetime, enforced on the server. Duration, default `24h`.'),
+    maxAge: durationDefault('24h', 'Absolute session lifetime, enforced on the server.'),
     idleTimeout: duration()
       .optional()
       .describe('End a session unused for this long. Duration, default: off.'),
@@ -475,9 +468,7 @@ const sessionSchema = z
       .describe(
         'Login-state cookies kept at once per browser (several tabs logging in). Default 5.',
       ),
-    loginTimeout: duration()
-      .prefault('10m')
-      .describe('How long a started login may take. Duration, default `10m`.'),
+    loginTimeout: durationDefault('10m', 'How long a started login may take.'),
   })
   // Present even when omitted, so the mistake is reported where it is: `session.secrets`.
   .prefault({ secrets: [] })
@@ -564,12 +555,8 @@ const bearerSchema = z
       .describe(
         'Verified JWTs kept (by a hash of the token, until `exp`) so a hot token is not verified again. 0 turns the cache off. Default 10000.',
       ),
-    maxTokenAge: duration()
-      .prefault('24h')
-      .describe('Refuse tokens whose `iat` is older than this. Duration, default `24h`.'),
-    clockSkew: duration()
-      .prefault('30s')
-      .describe('Tolerance for `exp`/`iat`/`nbf`. Duration, default `30s`.'),
+    maxTokenAge: durationDefault('24h', 'Refuse tokens whose `iat` is older than this.'),
+    clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf`.'),
     overridesCookie: z
       .boolean()
       .default(false)
@@ -615,9 +602,7 @@ const bearerSchema = z
           .min(1)
           .default(20)
           .describe('Failed bearer attempts per client IP within `window` before 429. Default 20.'),
-        window: duration()
-          .prefault('1m')
-          .describe('Window of the failure count. Duration, default `1m`.'),
+        window: durationDefault('1m', 'Window of the failure count.'),
       })
       .prefault({})
       .describe('Per-client-IP failure throttle.'),
@@ -789,11 +774,10 @@ const redisSchema = z
       .string()
       .default('eoa:')
       .describe('Prefix of every key, per deployment. Default `eoa:`.'),
-    commandTimeout: duration()
-      .prefault('1s')
-      .describe(
-        'Fail a command after this long so breakers see an outage. Duration, default `1s`.',
-      ),
+    commandTimeout: durationDefault(
+      '1s',
+      'Fail a command after this long so breakers see an outage.',
+    ),
     replicaAcks: z
       .strictObject({
         replicas: z.int().min(1).describe('Replicas that must hold a write (Redis `WAIT`).'),
@@ -824,15 +808,13 @@ const breakerSchema = z
       .min(0)
       .default(5)
       .describe('Fewest calls in the window before it may open. Default 5.'),
-    rollingWindow: duration()
+    rollingWindow: durationDefault('10s', 'Window the failure percentage is taken over.')
       // Counted in 10 buckets, each at least 1 ms long.
-      .refine((ms) => ms >= 10, 'must be at least 10ms')
-      .prefault('10s')
-      .describe('Window the failure percentage is taken over. Duration, default `10s`.'),
-    resetTimeout: duration()
-      .refine((ms) => ms > 0, 'must be longer than 0ms')
-      .prefault('5s')
-      .describe('How long it stays open before one probe call. Duration, default `5s`.'),
+      .refine((ms) => ms >= 10, 'must be at least 10ms'),
+    resetTimeout: durationDefault('5s', 'How long it stays open before one probe call.').refine(
+      (ms) => ms > 0,
+      'must be longer than 0ms',
+    ),
   })
   .prefault({});
 
@@ -880,21 +862,18 @@ export const grpcLimitsSchema = z
       .min(1)
       .default(4096)
       .describe('Open connections accepted at once; more are closed as they arrive. Default 4096.'),
-    headersTimeout: duration()
-      .prefault('10s')
-      .describe(
-        'A new connection that has not sent one complete request header block within this long is closed (slow headers, or none). Checked once per period, so it may take up to twice this. Duration, default `10s`.',
-      ),
-    requestTimeout: duration()
-      .prefault('10s')
-      .describe(
-        "A request message must arrive whole within this long of its headers, else the stream ends with `DEADLINE_EXCEEDED` however busy the client keeps it (slow bodies); Envoy's own ext_authz timeout is far shorter. Checked once per period, so up to twice this. Duration, default `10s`.",
-      ),
-    idleTimeout: duration()
-      .prefault('5m')
-      .describe(
-        'A connection with no open stream for this long is told to go away (GOAWAY), and closed one period later if still open. Checked once per period. Duration, default `5m`.',
-      ),
+    headersTimeout: durationDefault(
+      '10s',
+      'A new connection that has not sent one complete request header block within this long is closed (slow headers, or none). Checked once per period, so it may take up to twice this.',
+    ),
+    requestTimeout: durationDefault(
+      '10s',
+      "A request message must arrive whole within this long of its headers, else the stream ends with `DEADLINE_EXCEEDED` however busy the client keeps it (slow bodies); Envoy's own ext_authz timeout is far shorter. Checked once per period, so up to twice this.",
+    ),
+    idleTimeout: durationDefault(
+      '5m',
+      'A connection with no open stream for this long is told to go away (GOAWAY), and closed one period later if still open. Checked once per period.',
+    ),
   })
   .prefault({})
   .superRefine((limits, ctx) => {
@@ -966,9 +945,7 @@ export const configSchema = z
       .describe('Allow requests no app matches, untouched. Default false (403 `no app for host`).'),
     shutdown: z
       .strictObject({
-        drainTimeout: duration()
-          .prefault('10s')
-          .describe('How long in-flight checks may finish after SIGTERM. Duration, default `10s`.'),
+        drainTimeout: durationDefault('10s', 'How long in-flight checks may finish after SIGTERM.'),
       })
       .prefault({})
       .describe('Graceful shutdown.'),
