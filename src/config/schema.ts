@@ -35,6 +35,11 @@ function duration() {
   });
 }
 
+/** A switch that stays off unless set; `description` says so, and what off means. */
+function offByDefault(description: string) {
+  return z.boolean().default(false).describe(description);
+}
+
 /** A {@link duration} that defaults to `fallback`, its description closing with that default. */
 function durationDefault(fallback: string, description: string) {
   return duration()
@@ -365,16 +370,12 @@ const oidcSchema = z
       '10s',
       'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value.',
     ),
-    revokeOnLogout: z
-      .boolean()
-      .default(false)
-      .describe('Revoke the refresh and access tokens (RFC 7009) on logout. Default false.'),
-    tlsInsecureSkipVerify: z
-      .boolean()
-      .default(false)
-      .describe(
-        'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value. Default false.',
-      ),
+    revokeOnLogout: offByDefault(
+      'Revoke the refresh and access tokens (RFC 7009) on logout. Default false.',
+    ),
+    tlsInsecureSkipVerify: offByDefault(
+      'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value. Default false.',
+    ),
   })
   .describe('The OpenID Connect client of this app.');
 
@@ -504,10 +505,9 @@ const publicPathSchema = z
 
 const bearerSchema = z
   .strictObject({
-    enabled: z
-      .boolean()
-      .default(false)
-      .describe('Accept `Authorization: Bearer` tokens from machine clients. Default false.'),
+    enabled: offByDefault(
+      'Accept `Authorization: Bearer` tokens from machine clients. Default false.',
+    ),
     audiences: z
       .array(z.string().min(1))
       .default([])
@@ -521,10 +521,9 @@ const bearerSchema = z
       .describe(
         'Claim that identifies the caller, by claim address. `email` is refused. Default `sub`.',
       ),
-    requireJwtType: z
-      .boolean()
-      .default(false)
-      .describe('Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.'),
+    requireJwtType: offByDefault(
+      'Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.',
+    ),
     requiredScopes: z
       .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
       .default([])
@@ -557,20 +556,15 @@ const bearerSchema = z
       ),
     maxTokenAge: durationDefault('24h', 'Refuse tokens whose `iat` is older than this.'),
     clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf`.'),
-    overridesCookie: z
-      .boolean()
-      .default(false)
-      .describe('A bearer header wins over a session cookie. Default false (the cookie wins).'),
-    passAuthorizationHeader: z
-      .boolean()
-      .default(false)
-      .describe('Forward the caller’s `authorization` header upstream. Default false (removed).'),
+    overridesCookie: offByDefault(
+      'A bearer header wins over a session cookie. Default false (the cookie wins).',
+    ),
+    passAuthorizationHeader: offByDefault(
+      'Forward the caller’s `authorization` header upstream. Default false (removed).',
+    ),
     introspection: z
       .strictObject({
-        enabled: z
-          .boolean()
-          .default(false)
-          .describe('Introspect opaque tokens (RFC 7662). Default false.'),
+        enabled: offByDefault('Introspect opaque tokens (RFC 7662). Default false.'),
         clientId: z
           .string()
           .min(1)
@@ -690,14 +684,10 @@ export const appSchema = z
     bearer: bearerSchema,
     authorization: authorizationSchema,
     upstreamHeaders: upstreamHeadersSchema,
-    passAccessToken: z
-      .boolean()
-      .default(false)
-      .describe('Also send `authorization: Bearer <access token>` upstream. Default false.'),
-    passIdToken: z
-      .boolean()
-      .default(false)
-      .describe('Also send the ID token upstream as `x-id-token`. Default false.'),
+    passAccessToken: offByDefault(
+      'Also send `authorization: Bearer <access token>` upstream. Default false.',
+    ),
+    passIdToken: offByDefault('Also send the ID token upstream as `x-id-token`. Default false.'),
   })
   .describe('One protected application.');
 
@@ -763,10 +753,9 @@ const redisSchema = z
           .optional()
           .describe('Client certificate (PEM) for mTLS. Or `certFile`.'),
         key: z.string().min(1).optional().describe('Client key (PEM) for mTLS. Or `keyFile`.'),
-        insecureSkipVerify: z
-          .boolean()
-          .default(false)
-          .describe('Skip certificate verification. Logged loudly. Default false.'),
+        insecureSkipVerify: offByDefault(
+          'Skip certificate verification. Logged loudly. Default false.',
+        ),
       })
       .optional()
       .describe('TLS towards Redis. Default: TLS only with a rediss:// URL.'),
@@ -939,10 +928,9 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Request parsing limits.'),
-    allowUnmatched: z
-      .boolean()
-      .default(false)
-      .describe('Allow requests no app matches, untouched. Default false (403 `no app for host`).'),
+    allowUnmatched: offByDefault(
+      'Allow requests no app matches, untouched. Default false (403 `no app for host`).',
+    ),
     shutdown: z
       .strictObject({
         drainTimeout: durationDefault('10s', 'How long in-flight checks may finish after SIGTERM.'),
