@@ -108,6 +108,21 @@ const httpMethods = z
   )
   .min(1, 'must list at least one method when given');
 
+/** An OAuth scope (RFC 6749 §3.3 `scope-token`). */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token');
+
+/** Which requests a per-path rule (`authorization.paths`, `bearer.paths`) applies to. */
+function pathRuleMatch() {
+  return {
+    prefix: urlPath.describe(
+      'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+    ),
+    methods: httpMethods
+      .optional()
+      .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
+  };
+}
+
 /** A claim address (see the reference's opening notes): the same syntax as after `claims.` in a template. */
 const claimAddress = z.string().superRefine((address, ctx) => {
   const problem = claimAddressProblem(address);
@@ -321,7 +336,7 @@ const oidcSchema = z
         'Signing key for `private_key_jwt`: a PEM private key or a private JWK as JSON. Or `privateKeyFile`.',
       ),
     scopes: z
-      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
+      .array(scopeToken)
       .refine((scopes) => scopes.includes('openid'), 'must include openid')
       .default(['openid', 'profile', 'email', 'offline_access'])
       .describe(
@@ -525,20 +540,15 @@ const bearerSchema = z
       'Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.',
     ),
     requiredScopes: z
-      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
+      .array(scopeToken)
       .default([])
       .describe('Scopes every bearer token must all carry. Default [].'),
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe(
-            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
-          ),
-          methods: httpMethods
-            .optional()
-            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
+          ...pathRuleMatch(),
           requiredScopes: z
-            .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
+            .array(scopeToken)
             .min(1, 'must list at least one scope')
             .describe('Scopes the token must all carry on these paths.'),
         }),
@@ -617,12 +627,7 @@ const authorizationSchema = z
     paths: z
       .array(
         z.strictObject({
-          prefix: urlPath.describe(
-            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
-          ),
-          methods: httpMethods
-            .optional()
-            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
+          ...pathRuleMatch(),
           ...ruleFields(),
         }),
       )
