@@ -40,6 +40,14 @@ function offByDefault(description: string) {
   return z.boolean().default(false).describe(description);
 }
 
+/** A refinement that reports the problem `problemOf` finds in a value, if it finds one. */
+function reportProblem<T>(problemOf: (value: T) => string | undefined) {
+  return (value: T, ctx: z.RefinementCtx<T>): void => {
+    const problem = problemOf(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  };
+}
+
 /** A {@link duration} that defaults to `fallback`, its description closing with that default. */
 function durationDefault(fallback: string, description: string) {
   return duration()
@@ -54,14 +62,6 @@ const hostPort = z
     'must be host:port (e.g. 0.0.0.0:9001, [::]:9001, redis-0:6379)',
   );
 
-function parseUrl(text: string): URL | undefined {
-  try {
-    return new URL(text);
-  } catch {
-    return undefined;
-  }
-}
-
 /** `text` percent-decoded, or as it is when it is not valid percent-encoding. */
 function decodeUriComponentOr(text: string): string {
   try {
@@ -72,27 +72,24 @@ function decodeUriComponentOr(text: string): string {
 }
 
 /** An https URL, or http on loopback only (SPEC §14: HTTPS to the IdP except loopback). */
-const issuerUrl = z.string().superRefine((text, ctx) => {
-  const url = parseUrl(text);
-  if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-    ctx.addIssue({ code: 'custom', message: 'must be an https URL' });
-  } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    ctx.addIssue({
-      code: 'custom',
-      message:
-        'must be an https URL (http is allowed only for 127.0.0.0/8, ::1, localhost and *.localhost)',
-    });
-  } else if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must not contain a query, a fragment or credentials',
-    });
-  }
-});
+const issuerUrl = z.string().superRefine(
+  reportProblem((text) => {
+    const url = URL.parse(text);
+    if (url === null || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+      return 'must be an https URL';
+    }
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      return 'must be an https URL (http is allowed only for 127.0.0.0/8, ::1, localhost and *.localhost)';
+    }
+    const extra =
+      url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '';
+    return extra ? 'must not contain a query, a fragment or credentials' : undefined;
+  }),
+);
 
 const absoluteUrl = z
   .string()
-  .refine((text) => /^https?:$/.test(parseUrl(text)?.protocol ?? ''), 'must be an http(s) URL');
+  .refine((text) => /^https?:$/.test(URL.parse(text)?.protocol ?? ''), 'must be an http(s) URL');
 
 /** A URL path: starts with `/`, no query, fragment or whitespace. */
 const urlPath = z.string().regex(/^\/[^\s?#]*$/, 'must be a path starting with / (no query)');
@@ -124,10 +121,7 @@ function pathRuleMatch() {
 }
 
 /** A claim address (see the reference's opening notes): the same syntax as after `claims.` in a template. */
-const claimAddress = z.string().superRefine((address, ctx) => {
-  const problem = claimAddressProblem(address);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-});
+const claimAddress = z.string().superRefine(reportProblem(claimAddressProblem));
 
 /** A claim value a rule compares with. */
 const claimValue = z.union([z.string(), z.number(), z.boolean()], {
@@ -225,10 +219,12 @@ const headerName = z
     `must have at most ${maxIdentityNameSeparators} "-" or "_" (HTTP mode lists every spelling for removal)`,
   );
 
-const headerTemplate = z.string().superRefine((source, ctx) => {
-  const compiled = compileTemplate(source);
-  if (!compiled.ok) ctx.addIssue({ code: 'custom', message: compiled.message });
-});
+const headerTemplate = z.string().superRefine(
+  reportProblem((source) => {
+    const compiled = compileTemplate(source);
+    return compiled.ok ? undefined : compiled.message;
+  }),
+);
 
 /** The identity headers every app sends unless it maps them to `''` (SPEC §7). */
 export const DEFAULT_UPSTREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -307,10 +303,7 @@ function issuedSecret(kind: IssuedSecretKind, emptyMessage?: string) {
   return z
     .string()
     .min(1, emptyMessage)
-    .superRefine((value, ctx) => {
-      const problem = issuedSecretProblem(value, kind);
-      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-    });
+    .superRefine(reportProblem((value) => issuedSecretProblem(value, kind)));
 }
 
 const oidcSchema = z
@@ -434,14 +427,14 @@ const sessionSchema = z
       ),
     secrets: z
       .array(
-        z.string().superRefine((secret, ctx) => {
+        z.string().superRefine(
           // A short secret is reported once, as short.
-          const problem =
+          reportProblem((secret) =>
             Buffer.byteLength(secret) < 32
               ? 'must be at least 32 bytes long'
-              : sessionSecretProblem(secret);
-          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-        }),
+              : sessionSecretProblem(secret),
+          ),
+        ),
       )
       .min(1, 'must have at least one secret')
       .describe(
@@ -722,12 +715,12 @@ const redisSchema = z
     url: z
       .string()
       .refine(
-        (text) => /^rediss?:$/.test(parseUrl(text)?.protocol ?? ''),
+        (text) => /^rediss?:$/.test(URL.parse(text)?.protocol ?? ''),
         'must be a redis:// or rediss:// URL',
       )
       .superRefine((text, ctx) => {
         // `redis://:<password>@host` carries the password too; only that part is examined.
-        const password = parseUrl(text)?.password ?? '';
+        const password = URL.parse(text)?.password ?? '';
         if (password === '') return;
         const problem = issuedSecretProblem(decodeUriComponentOr(password), 'Redis password');
         if (problem !== undefined) {
