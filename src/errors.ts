@@ -29,7 +29,7 @@ export type ErrorCode = keyof typeof errorCatalogue;
  * The `error` of the JSON bodies the pipeline answers with itself rather than from an
  * {@link AuthzError}: the OAuth-style codes of RFC 6749 §5.2 and RFC 6750 §3.1 where one fits.
  */
-export const replyErrorCodes = Object.freeze([
+const replyErrorCodes = Object.freeze([
   'bad_request',
   'forbidden',
   'unauthenticated',

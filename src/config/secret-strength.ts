@@ -55,7 +55,7 @@ const MIN_REPEAT = 3;
 const MAX_EXAMINED_BYTES = 1024;
 
 /** Why a secret is predictable, and how much so. */
-export interface EntropyEstimate {
+interface EntropyEstimate {
   /** Estimated bits an attacker who knows these shapes must guess. */
   readonly bits: number;
   readonly distinctBytes: number;
