@@ -48,6 +48,11 @@ function reportProblem<T>(problemOf: (value: T) => string | undefined) {
   };
 }
 
+/** A list that is empty unless set; the description closes with that default. */
+function emptyListDefault<T extends z.ZodType>(item: T, description: string) {
+  return z.array(item).default([]).describe(`${description} Default [].`);
+}
+
 /** A {@link duration} that defaults to `fallback`, its description closing with that default. */
 function durationDefault(fallback: string, description: string) {
   return duration()
@@ -155,45 +160,32 @@ const claimRule = z
 /** The rule fields shared by an app's `authorization` and each of its `paths`. */
 function ruleFields() {
   return {
-    allowedEmails: z
-      .array(
-        z
-          .string()
-          .regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address')
-          .transform((email) => email.toLowerCase()),
-      )
-      .default([])
-      .describe('Emails allowed in (compared case-insensitively). Empty: any email. Default [].'),
-    allowedDomains: z
-      .array(
-        z
-          .string()
-          .regex(
-            /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/,
-            'must be a domain like example.com or *.example.com',
-          )
-          .transform((domain) => domain.toLowerCase()),
-      )
-      .default([])
-      .describe(
-        'Email domains allowed in, checked only when `email_verified` is true; `*.example.com` allows its subdomains (not example.com itself). Empty: any. Default [].',
-      ),
-    requireGroups: z
-      .array(z.string().min(1))
-      .default([])
-      .describe(
-        'User must be in any one of these groups (`groupsClaim`). Empty: no check. Default [].',
-      ),
-    requireRoles: z
-      .array(z.string().min(1))
-      .default([])
-      .describe(
-        'User must have any one of these roles (`rolesClaims`). Empty: no check. Default [].',
-      ),
-    claims: z
-      .array(claimRule)
-      .default([])
-      .describe('Generic claim matchers; all must hold. Default [].'),
+    allowedEmails: emptyListDefault(
+      z
+        .string()
+        .regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address')
+        .transform((email) => email.toLowerCase()),
+      'Emails allowed in (compared case-insensitively). Empty: any email.',
+    ),
+    allowedDomains: emptyListDefault(
+      z
+        .string()
+        .regex(
+          /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/,
+          'must be a domain like example.com or *.example.com',
+        )
+        .transform((domain) => domain.toLowerCase()),
+      'Email domains allowed in, checked only when `email_verified` is true; `*.example.com` allows its subdomains (not example.com itself). Empty: any.',
+    ),
+    requireGroups: emptyListDefault(
+      z.string().min(1),
+      'User must be in any one of these groups (`groupsClaim`). Empty: no check.',
+    ),
+    requireRoles: emptyListDefault(
+      z.string().min(1),
+      'User must have any one of these roles (`rolesClaims`). Empty: no check.',
+    ),
+    claims: emptyListDefault(claimRule, 'Generic claim matchers; all must hold.'),
   };
 }
 
@@ -269,20 +261,16 @@ export const ASYMMETRIC_JWS_ALGS = [
 
 const matchSchema = z
   .strictObject({
-    hosts: z
-      .array(
-        z
-          .string()
-          .regex(
-            /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
-            'must be a host name like app.example.com or *.example.com (no port)',
-          )
-          .transform((host) => host.toLowerCase()),
-      )
-      .default([])
-      .describe(
-        'Host names this app serves: exact, or `*.example.com` for any subdomain; the request port is ignored. Empty: any host. Default [].',
-      ),
+    hosts: emptyListDefault(
+      z
+        .string()
+        .regex(
+          /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
+          'must be a host name like app.example.com or *.example.com (no port)',
+        )
+        .transform((host) => host.toLowerCase()),
+      'Host names this app serves: exact, or `*.example.com` for any subdomain; the request port is ignored. Empty: any host.',
+    ),
     pathPrefix: urlPath
       .default('/')
       .describe(
@@ -516,10 +504,7 @@ const bearerSchema = z
     enabled: offByDefault(
       'Accept `Authorization: Bearer` tokens from machine clients. Default false.',
     ),
-    audiences: z
-      .array(z.string().min(1))
-      .default([])
-      .describe('Accepted `aud` values; required when enabled. Default [].'),
+    audiences: emptyListDefault(z.string().min(1), 'Accepted `aud` values; required when enabled.'),
     identifierClaim: claimAddress
       .refine(
         (claim) => addressNames(claim)?.join('.') !== 'email',
@@ -532,24 +517,17 @@ const bearerSchema = z
     requireJwtType: offByDefault(
       'Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.',
     ),
-    requiredScopes: z
-      .array(scopeToken)
-      .default([])
-      .describe('Scopes every bearer token must all carry. Default [].'),
-    paths: z
-      .array(
-        z.strictObject({
-          ...pathRuleMatch(),
-          requiredScopes: z
-            .array(scopeToken)
-            .min(1, 'must list at least one scope')
-            .describe('Scopes the token must all carry on these paths.'),
-        }),
-      )
-      .default([])
-      .describe(
-        'Extra required scopes per path prefix, in addition to `requiredScopes`; every matching rule applies. Default [].',
-      ),
+    requiredScopes: emptyListDefault(scopeToken, 'Scopes every bearer token must all carry.'),
+    paths: emptyListDefault(
+      z.strictObject({
+        ...pathRuleMatch(),
+        requiredScopes: z
+          .array(scopeToken)
+          .min(1, 'must list at least one scope')
+          .describe('Scopes the token must all carry on these paths.'),
+      }),
+      'Extra required scopes per path prefix, in addition to `requiredScopes`; every matching rule applies.',
+    ),
     cacheMax: z
       .int()
       .min(0)
@@ -586,12 +564,10 @@ const bearerSchema = z
       })
       .optional()
       .describe('Opaque-token introspection. Default: off.'),
-    allowedClients: z
-      .array(z.string().min(1))
-      .default([])
-      .describe(
-        'Client ids accepted as `azp`/`client_id`; multi-audience tokens need `azp` in this list. Default [].',
-      ),
+    allowedClients: emptyListDefault(
+      z.string().min(1),
+      'Client ids accepted as `azp`/`client_id`; multi-audience tokens need `azp` in this list.',
+    ),
     failureThrottle: z
       .strictObject({
         maxFailures: z
@@ -617,15 +593,13 @@ const authorizationSchema = z
       .array(claimAddress)
       .default(['roles', 'realm_access.roles'])
       .describe('Claims holding roles, by claim address. Default `[roles, realm_access.roles]`.'),
-    paths: z
-      .array(
-        z.strictObject({
-          ...pathRuleMatch(),
-          ...ruleFields(),
-        }),
-      )
-      .default([])
-      .describe('Extra rules for path prefixes, checked in addition to the app rules. Default [].'),
+    paths: emptyListDefault(
+      z.strictObject({
+        ...pathRuleMatch(),
+        ...ruleFields(),
+      }),
+      'Extra rules for path prefixes, checked in addition to the app rules.',
+    ),
   })
   .prefault({})
   .describe('Who may pass once logged in (SPEC §6). A failed rule is 403.');
@@ -675,10 +649,10 @@ export const appSchema = z
     oidc: oidcSchema,
     refresh: refreshSchema,
     session: sessionSchema,
-    publicPaths: z
-      .array(publicPathSchema)
-      .default([])
-      .describe('Paths that need no login (identity headers still scrubbed). Default [].'),
+    publicPaths: emptyListDefault(
+      publicPathSchema,
+      'Paths that need no login (identity headers still scrubbed).',
+    ),
     bearer: bearerSchema,
     authorization: authorizationSchema,
     upstreamHeaders: upstreamHeadersSchema,
