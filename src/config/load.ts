@@ -134,7 +134,7 @@ function resolveDocument(
   const { apps: rawApps, defaults: rawDefaults, ...rawRoot } = doc;
 
   const root = rootSchema.safeParse(rawRoot, { error: describeIssue });
-  if (root.success) problems.addAll(checkRootRules(root.data));
+  if (root.success) problems.add(...checkRootRules(root.data));
   else problems.addLocated([], issuesToProblems(root.error.issues));
 
   let defaults: Record<string, unknown> = {};
@@ -160,16 +160,17 @@ function resolveDocument(
     rawApps.forEach((rawApp: unknown, i) => {
       apps.push(validateApp(rawApp, i, defaults, problems));
     });
-    problems.addAll(
-      checkAcrossApps(
+    problems.add(
+      ...checkAcrossApps(
         rawApps.map((app: unknown) => (isRecord(app) ? app['name'] : undefined)),
         apps,
       ),
     );
-    problems.addAll(checkCookieScopes(apps));
+    problems.add(...checkCookieScopes(apps));
   }
 
-  if (!problems.isEmpty() || !root.success) return fail(problems.list());
+  const found = problems.list();
+  if (found.length > 0 || !root.success) return fail(found);
   const config: Config = { ...root.data, apps: apps.filter((app) => app !== undefined) };
   return { ok: true, config: deepFreeze(config) };
 }
@@ -213,7 +214,7 @@ class ProblemList {
 
   /** Adds problems and marks their paths (and `extraPaths`) as settled. */
   addSettled(problems: readonly ConfigProblem[], extraPaths: readonly string[] = []): void {
-    this.addAll(problems);
+    this.add(...problems);
     this.#settled.push(...problems.map((p) => p.path), ...extraPaths);
   }
 
@@ -222,19 +223,13 @@ class ProblemList {
       this.add({ path: formatPath([...prefix, ...p.path]), message: p.message });
   }
 
-  addAll(problems: readonly ConfigProblem[]): void {
-    for (const problem of problems) this.add(problem);
-  }
-
-  add(problem: ConfigProblem): void {
-    const key = `${problem.path}\n${problem.message}`;
-    if (this.#seen.has(key) || this.#isSettled(problem.path)) return;
-    this.#seen.add(key);
-    this.#problems.push(problem);
-  }
-
-  isEmpty(): boolean {
-    return this.#problems.length === 0;
+  add(...problems: readonly ConfigProblem[]): void {
+    for (const problem of problems) {
+      const key = `${problem.path}\n${problem.message}`;
+      if (this.#seen.has(key) || this.#isSettled(problem.path)) continue;
+      this.#seen.add(key);
+      this.#problems.push(problem);
+    }
   }
 
   list(): readonly ConfigProblem[] {
