@@ -19,9 +19,7 @@ import {
 import { parseHostPort } from '../host-port.ts';
 import { isLoopbackHost } from '../loopback-host.ts';
 
-// ---------------------------------------------------------------------------------------------
-// Building blocks
-// ---------------------------------------------------------------------------------------------
+// --- Building blocks ---
 
 /** A duration string (`90s`, `15m`, `24h`, `500ms`, `1h30m`) resolved to milliseconds. */
 function duration() {
@@ -255,9 +253,7 @@ export const ASYMMETRIC_JWS_ALGS = [
   'EdDSA',
 ] as const;
 
-// ---------------------------------------------------------------------------------------------
-// One app
-// ---------------------------------------------------------------------------------------------
+// --- One app ---
 
 const matchSchema = z
   .strictObject({
@@ -680,9 +676,7 @@ export const resolvedAppSchema = appSchema.transform((app) => ({
   session: { ...app.session, cookieName: app.session.cookieName ?? defaultCookieName(app.name) },
 }));
 
-// ---------------------------------------------------------------------------------------------
-// The whole document
-// ---------------------------------------------------------------------------------------------
+// --- The whole document ---
 
 const redisSchema = z
   .strictObject({
@@ -956,9 +950,7 @@ export const configSchema = z
   })
   .describe('envoy-oidc-authz configuration.');
 
-// ---------------------------------------------------------------------------------------------
-// Resolved types
-// ---------------------------------------------------------------------------------------------
+// --- Resolved types ---
 
 type DeepReadonly<T> = T extends readonly (infer U)[]
   ? readonly DeepReadonly<U>[]

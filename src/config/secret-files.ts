@@ -59,14 +59,12 @@ export interface SecretFileResult {
 /**
  * Replaces every `<name>File` key with `<name>` holding the file's content, in place.
  *
- * The twins are `oidc.clientSecretFile`, `oidc.privateKeyFile`,
- * `bearer.introspection.clientSecretFile` and `session.secretsFile` in every app and in
- * `defaults`, and `store.redis.passwordFile` and `store.redis.tls.{ca,cert,key}File` at the top.
- * `session.secretsFile` holds one secret per line (blank lines ignored; the first line is the
- * current secret). A single-secret file has its trailing newlines removed. Relative paths are
- * resolved against `baseDir` (the config file's directory). Giving both `<name>` and
- * `<name>File` is a problem, and so is an unreadable file: the message names the file path,
- * never its content.
+ * The twins are those of {@link APP_SECRETS} (in every app and in `defaults`) and
+ * {@link ROOT_SECRETS}. `session.secretsFile` holds one secret per line (blank lines ignored;
+ * the first line is the current secret). A single-secret file has its trailing newlines
+ * removed. Relative paths are resolved against `baseDir` (the config file's directory). Giving
+ * both `<name>` and `<name>File` is a problem, and so is an unreadable file: the message names
+ * the file path, never its content.
  *
  * `document` must be a plain-object tree owned by the caller (it is modified).
  */
