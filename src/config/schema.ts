@@ -33,9 +33,10 @@ function duration() {
   });
 }
 
-/** A switch that stays off unless set; `description` says so, and what off means. */
-function offByDefault(description: string) {
-  return z.boolean().default(false).describe(description);
+/** A switch that stays off unless set; the description closes with that default and `offMeans`. */
+function offByDefault(description: string, offMeans?: string) {
+  const off = offMeans === undefined ? '' : ` (${offMeans})`;
+  return z.boolean().default(false).describe(`${description} Default false${off}.`);
 }
 
 /** A refinement that reports the problem `problemOf` finds in a value, if it finds one. */
@@ -362,11 +363,9 @@ const oidcSchema = z
       '10s',
       'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value.',
     ),
-    revokeOnLogout: offByDefault(
-      'Revoke the refresh and access tokens (RFC 7009) on logout. Default false.',
-    ),
+    revokeOnLogout: offByDefault('Revoke the refresh and access tokens (RFC 7009) on logout.'),
     tlsInsecureSkipVerify: offByDefault(
-      'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value. Default false.',
+      'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value.',
     ),
   })
   .describe('The OpenID Connect client of this app.');
@@ -497,9 +496,7 @@ const publicPathSchema = z
 
 const bearerSchema = z
   .strictObject({
-    enabled: offByDefault(
-      'Accept `Authorization: Bearer` tokens from machine clients. Default false.',
-    ),
+    enabled: offByDefault('Accept `Authorization: Bearer` tokens from machine clients.'),
     audiences: emptyListDefault(z.string().min(1), 'Accepted `aud` values; required when enabled.'),
     identifierClaim: claimAddress
       .refine(
@@ -510,9 +507,7 @@ const bearerSchema = z
       .describe(
         'Claim that identifies the caller, by claim address. `email` is refused. Default `sub`.',
       ),
-    requireJwtType: offByDefault(
-      'Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.',
-    ),
+    requireJwtType: offByDefault('Require the JWT `typ` header `at+jwt` (RFC 9068).'),
     requiredScopes: emptyListDefault(scopeToken, 'Scopes every bearer token must all carry.'),
     paths: emptyListDefault(
       z.strictObject({
@@ -533,15 +528,14 @@ const bearerSchema = z
       ),
     maxTokenAge: durationDefault('24h', 'Refuse tokens whose `iat` is older than this.'),
     clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf`.'),
-    overridesCookie: offByDefault(
-      'A bearer header wins over a session cookie. Default false (the cookie wins).',
-    ),
+    overridesCookie: offByDefault('A bearer header wins over a session cookie.', 'the cookie wins'),
     passAuthorizationHeader: offByDefault(
-      'Forward the caller’s `authorization` header upstream. Default false (removed).',
+      'Forward the caller’s `authorization` header upstream.',
+      'removed',
     ),
     introspection: z
       .strictObject({
-        enabled: offByDefault('Introspect opaque tokens (RFC 7662). Default false.'),
+        enabled: offByDefault('Introspect opaque tokens (RFC 7662).'),
         clientId: z
           .string()
           .min(1)
@@ -652,10 +646,8 @@ export const appSchema = z
     bearer: bearerSchema,
     authorization: authorizationSchema,
     upstreamHeaders: upstreamHeadersSchema,
-    passAccessToken: offByDefault(
-      'Also send `authorization: Bearer <access token>` upstream. Default false.',
-    ),
-    passIdToken: offByDefault('Also send the ID token upstream as `x-id-token`. Default false.'),
+    passAccessToken: offByDefault('Also send `authorization: Bearer <access token>` upstream.'),
+    passIdToken: offByDefault('Also send the ID token upstream as `x-id-token`.'),
   })
   .describe('One protected application.');
 
@@ -719,9 +711,7 @@ const redisSchema = z
           .optional()
           .describe('Client certificate (PEM) for mTLS. Or `certFile`.'),
         key: z.string().min(1).optional().describe('Client key (PEM) for mTLS. Or `keyFile`.'),
-        insecureSkipVerify: offByDefault(
-          'Skip certificate verification. Logged loudly. Default false.',
-        ),
+        insecureSkipVerify: offByDefault('Skip certificate verification. Logged loudly.'),
       })
       .optional()
       .describe('TLS towards Redis. Default: TLS only with a rediss:// URL.'),
@@ -895,7 +885,8 @@ export const configSchema = z
       .prefault({})
       .describe('Request parsing limits.'),
     allowUnmatched: offByDefault(
-      'Allow requests no app matches, untouched. Default false (403 `no app for host`).',
+      'Allow requests no app matches, untouched.',
+      '403 `no app for host`',
     ),
     shutdown: z
       .strictObject({
