@@ -47,6 +47,11 @@ function reportProblem<T>(problemOf: (value: T) => string | undefined) {
   };
 }
 
+/** An integer of at least `min`, `fallback` unless set; the description closes with that default. */
+function intDefault(min: number, fallback: number, description: string) {
+  return z.int().min(min).default(fallback).describe(`${description} Default ${fallback}.`);
+}
+
 /** A list that is empty unless set; the description closes with that default. */
 function emptyListDefault<T extends z.ZodType>(item: T, description: string) {
   return z.array(item).default([]).describe(`${description} Default [].`);
@@ -377,17 +382,9 @@ const refreshSchema = z
       '60s',
       'How long a refresh result is kept (encrypted) for requests still carrying the old cookie.',
     ),
-    maxAttempts: z
-      .int()
-      .min(1)
-      .default(3)
-      .describe('Failed refresh attempts per session before `cooldown` applies. Default 3.'),
+    maxAttempts: intDefault(1, 3, 'Failed refresh attempts per session before `cooldown` applies.'),
     cooldown: durationDefault('30s', 'Pause after `maxAttempts` failed refreshes of one session.'),
-    maxConcurrent: z
-      .int()
-      .min(1)
-      .default(64)
-      .describe('Concurrent refresh grants per process, across all sessions. Default 64.'),
+    maxConcurrent: intDefault(1, 64, 'Concurrent refresh grants per process, across all sessions.'),
     lockTtl: durationDefault(
       '10s',
       'Lease of the cross-replica refresh lock, renewed while the grant runs; after a holder dies, another replica takes over once it lapses.',
@@ -453,13 +450,11 @@ const sessionSchema = z
       .describe(
         'Secure attribute. Default: unset = Secure unless the request is http on loopback.',
       ),
-    maxPendingLogins: z
-      .int()
-      .min(1)
-      .default(5)
-      .describe(
-        'Login-state cookies kept at once per browser (several tabs logging in). Default 5.',
-      ),
+    maxPendingLogins: intDefault(
+      1,
+      5,
+      'Login-state cookies kept at once per browser (several tabs logging in).',
+    ),
     loginTimeout: durationDefault('10m', 'How long a started login may take.'),
   })
   // Present even when omitted, so the mistake is reported where it is: `session.secrets`.
@@ -519,13 +514,11 @@ const bearerSchema = z
       }),
       'Extra required scopes per path prefix, in addition to `requiredScopes`; every matching rule applies.',
     ),
-    cacheMax: z
-      .int()
-      .min(0)
-      .default(10_000)
-      .describe(
-        'Verified JWTs kept (by a hash of the token, until `exp`) so a hot token is not verified again. 0 turns the cache off. Default 10000.',
-      ),
+    cacheMax: intDefault(
+      0,
+      10_000,
+      'Verified JWTs kept (by a hash of the token, until `exp`) so a hot token is not verified again. 0 turns the cache off.',
+    ),
     maxTokenAge: durationDefault('24h', 'Refuse tokens whose `iat` is older than this.'),
     clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf`.'),
     overridesCookie: offByDefault('A bearer header wins over a session cookie.', 'the cookie wins'),
@@ -546,11 +539,7 @@ const bearerSchema = z
           .describe(
             'Client secret for the introspection endpoint. Or `clientSecretFile`. Template values are refused as in `oidc.clientSecret`.',
           ),
-        cacheMax: z
-          .int()
-          .min(0)
-          .default(10_000)
-          .describe('Introspection results cached (until `exp`). Default 10000.'),
+        cacheMax: intDefault(0, 10_000, 'Introspection results cached (until `exp`).'),
       })
       .optional()
       .describe('Opaque-token introspection. Default: off.'),
@@ -560,11 +549,11 @@ const bearerSchema = z
     ),
     failureThrottle: z
       .strictObject({
-        maxFailures: z
-          .int()
-          .min(1)
-          .default(20)
-          .describe('Failed bearer attempts per client IP within `window` before 429. Default 20.'),
+        maxFailures: intDefault(
+          1,
+          20,
+          'Failed bearer attempts per client IP within `window` before 429.',
+        ),
         window: durationDefault('1m', 'Window of the failure count.'),
       })
       .prefault({})
@@ -802,11 +791,11 @@ export const grpcLimitsSchema = z
       .describe(
         'Largest HTTP/2 header block of one request (`SETTINGS_MAX_HEADER_LIST_SIZE`, uncompressed); a larger one resets the stream. Default 65536.',
       ),
-    maxConnections: z
-      .int()
-      .min(1)
-      .default(4096)
-      .describe('Open connections accepted at once; more are closed as they arrive. Default 4096.'),
+    maxConnections: intDefault(
+      1,
+      4096,
+      'Open connections accepted at once; more are closed as they arrive.',
+    ),
     headersTimeout: durationDefault(
       '10s',
       'A new connection that has not sent one complete request header block within this long is closed (slow headers, or none). Checked once per period, so it may take up to twice this.',
@@ -869,18 +858,16 @@ export const configSchema = z
       .describe('Logging.'),
     request: z
       .strictObject({
-        trustedHops: z
-          .int()
-          .min(0)
-          .default(0)
-          .describe(
-            'Proxies in front of Envoy whose `x-forwarded-for` entries are trusted: 0 ignores the header; N takes the Nth entry from the right as the client. Default 0.',
-          ),
-        maxHeaderBytes: z
-          .int()
-          .min(1024)
-          .default(65_536)
-          .describe('Largest total size of request headers accepted, in bytes. Default 65536.'),
+        trustedHops: intDefault(
+          0,
+          0,
+          'Proxies in front of Envoy whose `x-forwarded-for` entries are trusted: 0 ignores the header; N takes the Nth entry from the right as the client.',
+        ),
+        maxHeaderBytes: intDefault(
+          1024,
+          65_536,
+          'Largest total size of request headers accepted, in bytes.',
+        ),
       })
       .prefault({})
       .describe('Request parsing limits.'),
