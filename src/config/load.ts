@@ -31,11 +31,6 @@ export type LoadResult =
 export interface LoadOptions {
   /** Reads the config file and secret files. Default: `fs.readFileSync(path, 'utf8')`. */
   readonly readFile?: ReadTextFile;
-  /**
-   * Directory that relative `…File` paths are resolved against. Default: the config file's
-   * directory, or the working directory for `text` and `document` sources.
-   */
-  readonly baseDir?: string;
 }
 
 const rootSchema = configSchema.omit({ apps: true, defaults: true });
@@ -58,7 +53,8 @@ export function loadConfig(
   const readFile = options.readFile ?? readTextFile;
   const parsed = parseSource(source, readFile);
   if (!parsed.ok) return parsed;
-  const baseDir = options.baseDir ?? ('path' in source ? dirname(source.path) : process.cwd());
+  // Relative `…File` paths: from the config file's directory, else the working directory.
+  const baseDir = 'path' in source ? dirname(source.path) : process.cwd();
   return resolveDocument(parsed.document, env, baseDir, readFile);
 }
 
