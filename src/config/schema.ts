@@ -475,11 +475,10 @@ const publicPathSchema = z
       .optional()
       .describe('Only these methods are public; `GET` also covers `HEAD`. Default: all.'),
   })
-  .superRefine((entry, ctx) => {
-    if ((entry.prefix === undefined) === (entry.exact === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'must have exactly one of prefix or exact' });
-    }
-  })
+  .refine(
+    (entry) => (entry.prefix === undefined) !== (entry.exact === undefined),
+    'must have exactly one of prefix or exact',
+  )
   .transform(
     (entry): { prefix: string; methods?: string[] } | { exact: string; methods?: string[] } => {
       const methods = entry.methods === undefined ? {} : { methods: entry.methods };
@@ -593,23 +592,21 @@ const upstreamHeadersSchema = z
     }
     return merged;
   })
-  .superRefine((headers, ctx) => {
-    // Defaults stay scrubbed when turned off; authorization and x-id-token may be added.
-    const names = new Set([
-      ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
-      ...Object.keys(headers),
-      'authorization',
-      'x-id-token',
-    ]);
-    let bytes = 0;
-    for (const name of names) bytes += removalListBytes(name);
-    if (bytes > maxIdentityRemovalBytes) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `HTTP mode would list ${bytes} bytes of header names to remove (every spelling with - or _), over ${maxIdentityRemovalBytes}: use fewer identity headers or fewer "-" in their names`,
-      });
-    }
-  })
+  .superRefine(
+    reportProblem((headers) => {
+      // Defaults stay scrubbed when turned off; authorization and x-id-token may be added.
+      const names = new Set([
+        ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
+        ...Object.keys(headers),
+        'authorization',
+        'x-id-token',
+      ]);
+      let bytes = 0;
+      for (const name of names) bytes += removalListBytes(name);
+      if (bytes <= maxIdentityRemovalBytes) return undefined;
+      return `HTTP mode would list ${bytes} bytes of header names to remove (every spelling with - or _), over ${maxIdentityRemovalBytes}: use fewer identity headers or fewer "-" in their names`;
+    }),
+  )
   .describe(
     'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`, `{{ app.name }}`, `{{ tokens.access_token }}`); `claims.` is followed by a claim address (`{{ claims.realm_access.roles }}`, `{{ claims.https://example.com/roles }}`, `{{ claims["my claim"] }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
