@@ -107,26 +107,18 @@ function resolveSlot(
     delete parent[fileKey];
     parent[slot.key] = slot.shape === 'list' ? [] : '';
   };
-  if (Object.hasOwn(parent, slot.key)) {
-    failed(`cannot be combined with ${slot.key}: give one of them`);
-    return;
-  }
-  if (typeof filePath !== 'string' || filePath === '') {
-    failed('must be a file path');
-    return;
-  }
+  if (Object.hasOwn(parent, slot.key))
+    return failed(`cannot be combined with ${slot.key}: give one of them`);
+  if (typeof filePath !== 'string' || filePath === '') return failed('must be a file path');
   const absolute = isAbsolute(filePath) ? filePath : resolve(baseDir, filePath);
   let content: string;
   try {
     content = readFile(absolute);
   } catch (error) {
-    failed(cannotRead(absolute, error));
-    return;
+    return failed(cannotRead(absolute, error));
   }
-  if (Buffer.byteLength(content) > MAX_SECRET_FILE_BYTES) {
-    failed(`${absolute} is larger than 1 MiB`);
-    return;
-  }
+  if (Buffer.byteLength(content) > MAX_SECRET_FILE_BYTES)
+    return failed(`${absolute} is larger than 1 MiB`);
   delete parent[fileKey];
   parent[slot.key] =
     slot.shape === 'list'
