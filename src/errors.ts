@@ -29,7 +29,7 @@ export type ErrorCode = keyof typeof errorCatalogue;
  * The `error` of the JSON bodies the pipeline answers with itself rather than from an
  * {@link AuthzError}: the OAuth-style codes of RFC 6749 §5.2 and RFC 6750 §3.1 where one fits.
  */
-export const replyErrorCodes = Object.freeze([
+const replyErrorCodes = Object.freeze([
   'bad_request',
   'forbidden',
   'unauthenticated',
@@ -55,6 +55,14 @@ export const clientErrorCodes: readonly ClientErrorCode[] = Object.freeze([
   ]),
 ]);
 
+/** What every catalogue error may be told besides its code. */
+interface AuthzErrorOptions {
+  /** For logs only; the public message by default. */
+  readonly detail?: string;
+  readonly cause?: unknown;
+  readonly retryAfterSeconds?: number;
+}
+
 /**
  * The base of the catalogue. Not constructible: a failure is raised as the subclass of its code
  * (`new IdpUnavailableError(…)`), so code, status and public message always go together.
@@ -68,16 +76,27 @@ export abstract class AuthzError extends Error {
   /** For a 503: when trying again makes sense, in seconds (`Retry-After`). */
   readonly retryAfterSeconds: number;
 
-  protected constructor(
-    code: ErrorCode,
-    options?: { cause?: unknown; detail?: string; retryAfterSeconds?: number },
-  ) {
+  protected constructor(code: ErrorCode, options: AuthzErrorOptions) {
     const { status, message } = errorCatalogue[code];
-    super(options?.detail ?? message, options?.cause === undefined ? {} : { cause: options.cause });
+    super(options.detail ?? message, options.cause === undefined ? {} : { cause: options.cause });
+    this.name = new.target.name;
     this.status = status;
     this.publicMessage = message;
-    this.retryAfterSeconds = Math.max(1, Math.ceil(options?.retryAfterSeconds ?? 5));
+    this.retryAfterSeconds = Math.max(1, Math.ceil(options.retryAfterSeconds ?? 5));
   }
+}
+
+/** The base of the class of `code`: the code on the class (static) and on each error, one value. */
+function catalogued<C extends ErrorCode>(code: C) {
+  abstract class CataloguedError extends AuthzError {
+    static readonly code = code;
+    readonly code = code;
+
+    protected constructor(options: AuthzErrorOptions) {
+      super(code, options);
+    }
+  }
+  return CataloguedError;
 }
 
 /** One problem in a configuration, with the path that names where it is. */
@@ -88,16 +107,11 @@ export interface ConfigProblem {
 }
 
 /** `CONFIG_INVALID`: the configuration has problems; all of them, each with its path. */
-export class ConfigError extends AuthzError {
-  static readonly code = 'CONFIG_INVALID';
-  readonly code = ConfigError.code;
+export class ConfigError extends catalogued('CONFIG_INVALID') {
   readonly problems: readonly ConfigProblem[];
 
   constructor(problems: readonly ConfigProblem[]) {
-    super(ConfigError.code, {
-      detail: problems.map((p) => `${p.path}: ${p.message}`).join('\n'),
-    });
-    this.name = 'ConfigError';
+    super({ detail: problems.map((p) => `${p.path}: ${p.message}`).join('\n') });
     this.problems = problems;
   }
 }
@@ -128,9 +142,7 @@ export type UnavailableReason =
  * (network error, timeout, 5xx, 429, unparseable body), or its breaker is open. Worth retrying;
  * never a reason to end a session.
  */
-export class IdpUnavailableError extends AuthzError {
-  static readonly code = 'IDP_UNAVAILABLE';
-  readonly code = IdpUnavailableError.code;
+export class IdpUnavailableError extends catalogued('IDP_UNAVAILABLE') {
   readonly endpoint: IdpEndpoint;
   readonly reason: UnavailableReason;
   /** HTTP status when the provider answered, else undefined. */
@@ -139,21 +151,11 @@ export class IdpUnavailableError extends AuthzError {
   constructor(
     endpoint: IdpEndpoint,
     reason: UnavailableReason,
-    options: {
-      httpStatus?: number;
-      detail?: string;
-      cause?: unknown;
-      retryAfterSeconds?: number;
-    } = {},
+    options: AuthzErrorOptions & { readonly httpStatus?: number } = {},
   ) {
-    super(IdpUnavailableError.code, {
-      detail: `${endpoint}: ${reason}${options.httpStatus === undefined ? '' : ` (HTTP ${options.httpStatus})`}${options.detail === undefined ? '' : `: ${options.detail}`}`,
-      cause: options.cause,
-      ...(options.retryAfterSeconds === undefined
-        ? {}
-        : { retryAfterSeconds: options.retryAfterSeconds }),
-    });
-    this.name = 'IdpUnavailableError';
+    const status = options.httpStatus === undefined ? '' : ` (HTTP ${options.httpStatus})`;
+    const detail = options.detail === undefined ? '' : `: ${options.detail}`;
+    super({ ...options, detail: `${endpoint}: ${reason}${status}${detail}` });
     this.endpoint = endpoint;
     this.reason = reason;
     this.httpStatus = options.httpStatus;
@@ -164,9 +166,7 @@ export class IdpUnavailableError extends AuthzError {
  * `IDP_ERROR` (502): the provider answered with an OAuth error (RFC 6749 §5.2 or §4.1.2.1),
  * such as `invalid_grant` on a refresh or `access_denied` on a callback.
  */
-export class IdpError extends AuthzError {
-  static readonly code = 'IDP_ERROR';
-  readonly code = IdpError.code;
+export class IdpError extends catalogued('IDP_ERROR') {
   readonly endpoint: IdpEndpoint;
   /** The OAuth `error` code, e.g. `invalid_grant`. */
   readonly oauthError: string;
@@ -179,11 +179,10 @@ export class IdpError extends AuthzError {
     oauthError: string,
     options: { description?: string; httpStatus?: number; cause?: unknown } = {},
   ) {
-    super(IdpError.code, {
+    super({
       detail: `${endpoint}: ${oauthError}${options.description === undefined ? '' : ` (${options.description})`}`,
       cause: options.cause,
     });
-    this.name = 'IdpError';
     this.endpoint = endpoint;
     this.oauthError = oauthError;
     this.oauthErrorDescription = options.description;
@@ -192,30 +191,21 @@ export class IdpError extends AuthzError {
 }
 
 /** `TOKEN_INVALID` (401): an ID, logout or access token failed validation; `reason` says which check. */
-export class TokenInvalidError extends AuthzError {
-  static readonly code = 'TOKEN_INVALID';
-  readonly code = TokenInvalidError.code;
+export class TokenInvalidError extends catalogued('TOKEN_INVALID') {
   readonly endpoint: IdpEndpoint;
   readonly reason: string;
 
   constructor(endpoint: IdpEndpoint, reason: string, options: { cause?: unknown } = {}) {
-    super(TokenInvalidError.code, { detail: `${endpoint}: ${reason}`, cause: options.cause });
-    this.name = 'TokenInvalidError';
+    super({ detail: `${endpoint}: ${reason}`, cause: options.cause });
     this.endpoint = endpoint;
     this.reason = reason;
   }
 }
 
 /** `STATE_INVALID` (400): the authorization response did not carry this browser's `state`. */
-export class StateMismatchError extends AuthzError {
-  static readonly code = 'STATE_INVALID';
-  readonly code = StateMismatchError.code;
-
+export class StateMismatchError extends catalogued('STATE_INVALID') {
   constructor() {
-    super(StateMismatchError.code, {
-      detail: 'authorization response state does not match the login state',
-    });
-    this.name = 'StateMismatchError';
+    super({ detail: 'authorization response state does not match the login state' });
   }
 }
 
@@ -226,21 +216,18 @@ export type StoreUnavailableReason = 'failure' | 'circuit_open';
  * `STORE_UNAVAILABLE` (503). Requests that need the store (server sessions) answer 503 with
  * `Retry-After: retryAfterSeconds`; never a login, which would only loop.
  */
-export class StoreUnavailableError extends AuthzError {
-  static readonly code = 'STORE_UNAVAILABLE';
-  readonly code = StoreUnavailableError.code;
+export class StoreUnavailableError extends catalogued('STORE_UNAVAILABLE') {
   readonly reason: StoreUnavailableReason;
 
   constructor(
     reason: StoreUnavailableReason,
     options: { retryAfterMs?: number; cause?: unknown } = {},
   ) {
-    super(StoreUnavailableError.code, {
+    super({
       detail: `store: ${reason}`,
       cause: options.cause,
-      retryAfterSeconds: Math.max(1, Math.ceil((options.retryAfterMs ?? 0) / 1000)),
+      retryAfterSeconds: (options.retryAfterMs ?? 0) / 1000,
     });
-    this.name = 'StoreUnavailableError';
     this.reason = reason;
   }
 }
@@ -252,31 +239,24 @@ export class StoreUnavailableError extends AuthzError {
  * `session.store: server`. 431 (RFC 6585 §5): the cookies would make every later request's
  * headers too large.
  */
-export class SessionTooLargeError extends AuthzError {
-  static readonly code = 'SESSION_TOO_LARGE';
-  readonly code = SessionTooLargeError.code;
+export class SessionTooLargeError extends catalogued('SESSION_TOO_LARGE') {
   /** Length of the sealed session, in characters. */
   readonly sealedLength: number;
   /** The most characters the cookie store holds. */
   readonly limit: number;
 
   constructor(sealedLength: number, limit: number) {
-    super(SessionTooLargeError.code, {
+    super({
       detail: `sealed session of ${sealedLength} characters exceeds the cookie store's ${limit}; set session.store: server`,
     });
-    this.name = 'SessionTooLargeError';
     this.sealedLength = sealedLength;
     this.limit = limit;
   }
 }
 
 /** `INTERNAL` (500): a bug on our side surfaced where a verdict was expected. */
-export class InternalError extends AuthzError {
-  static readonly code = 'INTERNAL';
-  readonly code = InternalError.code;
-
+export class InternalError extends catalogued('INTERNAL') {
   constructor(detail: string, options: { cause?: unknown } = {}) {
-    super(InternalError.code, { detail, cause: options.cause });
-    this.name = 'InternalError';
+    super({ detail, cause: options.cause });
   }
 }

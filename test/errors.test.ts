@@ -84,6 +84,20 @@ describe('error catalogue', () => {
     }
   });
 
+  it('names each error after its class and gives it its class code, as logs read them', () => {
+    const samples = [
+      [ConfigError, new ConfigError([])],
+      [IdpUnavailableError, new IdpUnavailableError('jwks', 'timeout')],
+      [StateMismatchError, new StateMismatchError()],
+      [InternalError, new InternalError('x')],
+    ] as const;
+    for (const [errorClass, error] of samples) {
+      assert.equal(error.name, errorClass.name);
+      assert.equal(error.code, errorClass.code);
+      assert.ok(error instanceof errorClass && error instanceof AuthzError);
+    }
+  });
+
   it('is raised only through its classes: no hand-built AuthzError, no subclass elsewhere', () => {
     const found: string[] = [];
     for (const folder of ['src', 'dev', 'bench', 'test']) {

@@ -15,7 +15,7 @@ interface DomainReach {
 }
 
 /** The hosts a browser sends an app's session cookies to. */
-export interface CookieReach {
+interface CookieReach {
   /** Every host: the app matches any host and sets host-only cookies. */
   readonly anyHost: boolean;
   /** Host-only cookies on these hosts. */

@@ -2,7 +2,7 @@
 
 import { createPrivateKey, type JsonWebKey } from 'node:crypto';
 
-import { formatPath } from './config-path.ts';
+import { formatPath, type PathSegment } from './config-path.ts';
 import { issuerKey } from './issuer-key.ts';
 import type { LocatedProblem } from './schema-problems.ts';
 import type { AppConfig, Config } from './schema.ts';
@@ -21,28 +21,27 @@ const ENDPOINT_PATHS = [
 /** Rules within one app; paths are relative to the app. */
 export function checkAppRules(app: AppConfig): LocatedProblem[] {
   const problems: LocatedProblem[] = [];
+  const problem = (path: readonly PathSegment[], message: string) =>
+    problems.push({ path, message });
   const { oidc, session, bearer } = app;
 
   if (
     (oidc.clientAuth === 'client_secret_basic' || oidc.clientAuth === 'client_secret_post') &&
     oidc.clientSecret === undefined
   ) {
-    problems.push({
-      path: ['oidc', 'clientSecret'],
-      message: `is required when clientAuth is ${oidc.clientAuth} (or give clientSecretFile)`,
-    });
+    problem(
+      ['oidc', 'clientSecret'],
+      `is required when clientAuth is ${oidc.clientAuth} (or give clientSecretFile)`,
+    );
   }
   if (oidc.clientAuth === 'private_key_jwt') {
     if (oidc.privateKey === undefined) {
-      problems.push({
-        path: ['oidc', 'privateKey'],
-        message: 'is required when clientAuth is private_key_jwt (or give privateKeyFile)',
-      });
+      problem(
+        ['oidc', 'privateKey'],
+        'is required when clientAuth is private_key_jwt (or give privateKeyFile)',
+      );
     } else if (!isPrivateKey(oidc.privateKey)) {
-      problems.push({
-        path: ['oidc', 'privateKey'],
-        message: 'must be a PEM private key or a private JWK as JSON',
-      });
+      problem(['oidc', 'privateKey'], 'must be a PEM private key or a private JWK as JSON');
     }
   }
 
@@ -55,47 +54,36 @@ export function checkAppRules(app: AppConfig): LocatedProblem[] {
       'prefix' in entry ? path.startsWith(entry.prefix) : path === entry.exact,
     );
     if (publicIndex !== -1) {
-      problems.push({
-        path: ['oidc', key],
-        message: `is also a public path (publicPaths[${publicIndex}])`,
-      });
+      problem(['oidc', key], `is also a public path (publicPaths[${publicIndex}])`);
     }
     const other = seen.get(path);
-    if (other !== undefined) {
-      problems.push({ path: ['oidc', key], message: `is the same path as oidc.${other}` });
-    }
+    if (other !== undefined) problem(['oidc', key], `is the same path as oidc.${other}`);
     seen.set(path, key);
   }
 
   if (session.sameSite === 'none' && session.secure === false) {
-    problems.push({
-      path: ['session', 'secure'],
-      message: 'cannot be false with sameSite none (browsers drop such cookies)',
-    });
+    problem(
+      ['session', 'secure'],
+      'cannot be false with sameSite none (browsers drop such cookies)',
+    );
   }
   if (session.idleTimeout !== undefined && session.idleTimeout > session.maxAge) {
-    problems.push({ path: ['session', 'idleTimeout'], message: 'must not exceed session.maxAge' });
+    problem(['session', 'idleTimeout'], 'must not exceed session.maxAge');
   }
 
   if (bearer.enabled && bearer.audiences.length === 0) {
-    problems.push({
-      path: ['bearer', 'audiences'],
-      message: 'must list at least one audience when bearer is enabled',
-    });
+    problem(['bearer', 'audiences'], 'must list at least one audience when bearer is enabled');
   }
   const introspection = bearer.introspection;
   if (introspection?.enabled === true) {
     if (introspection.clientId === undefined) {
-      problems.push({
-        path: ['bearer', 'introspection', 'clientId'],
-        message: 'is required when introspection is enabled',
-      });
+      problem(['bearer', 'introspection', 'clientId'], 'is required when introspection is enabled');
     }
     if (introspection.clientSecret === undefined) {
-      problems.push({
-        path: ['bearer', 'introspection', 'clientSecret'],
-        message: 'is required when introspection is enabled (or give clientSecretFile)',
-      });
+      problem(
+        ['bearer', 'introspection', 'clientSecret'],
+        'is required when introspection is enabled (or give clientSecretFile)',
+      );
     }
   }
   return problems;
@@ -104,35 +92,36 @@ export function checkAppRules(app: AppConfig): LocatedProblem[] {
 /** Rules over the top-level keys (everything but `apps`). */
 export function checkRootRules(root: RootConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  const problem = (path: string, message: string) => problems.push({ path, message });
   const redis = root.store.redis;
   const modes: string[] = [];
   if (redis.url !== undefined) modes.push('url');
   if (redis.sentinels !== undefined || redis.name !== undefined) modes.push('sentinels');
   if (redis.cluster !== undefined) modes.push('cluster');
   for (const mode of modes.slice(1)) {
-    problems.push({
-      path: `store.redis.${mode}`,
-      message: `cannot be combined with ${modes[0] ?? ''} (give one of url, sentinels with name, cluster)`,
-    });
+    problem(
+      `store.redis.${mode}`,
+      `cannot be combined with ${modes[0] ?? ''} (give one of url, sentinels with name, cluster)`,
+    );
   }
   if (redis.sentinels !== undefined && redis.name === undefined) {
-    problems.push({ path: 'store.redis.name', message: 'is required with sentinels' });
+    problem('store.redis.name', 'is required with sentinels');
   }
   if (redis.name !== undefined && redis.sentinels === undefined) {
-    problems.push({ path: 'store.redis.sentinels', message: 'is required with name' });
+    problem('store.redis.sentinels', 'is required with name');
   }
   if (root.store.type === 'redis' && modes.length === 0) {
-    problems.push({
-      path: 'store.redis',
-      message: 'needs one of url, sentinels with name, or cluster when store.type is redis',
-    });
+    problem(
+      'store.redis',
+      'needs one of url, sentinels with name, or cluster when store.type is redis',
+    );
   }
   const tls = redis.tls;
   if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined)) {
-    problems.push({
-      path: tls.cert === undefined ? 'store.redis.tls.cert' : 'store.redis.tls.key',
-      message: 'is required with ' + (tls.cert === undefined ? 'key' : 'cert'),
-    });
+    problem(
+      tls.cert === undefined ? 'store.redis.tls.cert' : 'store.redis.tls.key',
+      'is required with ' + (tls.cert === undefined ? 'key' : 'cert'),
+    );
   }
 
   const listeners = [
@@ -143,10 +132,7 @@ export function checkRootRules(root: RootConfig): ConfigProblem[] {
   listeners.forEach(([name, address], i) => {
     const earlier = listeners.slice(0, i).find(([, other]) => other === address);
     if (earlier !== undefined && parseHostPort(address)?.port !== 0) {
-      problems.push({
-        path: `listen.${name}`,
-        message: `is the same address as listen.${earlier[0]}`,
-      });
+      problem(`listen.${name}`, `is the same address as listen.${earlier[0]}`);
     }
   });
   return problems;

@@ -55,6 +55,7 @@ function substitute(
   env: Environment,
   problems: ConfigProblem[],
 ): string {
+  const report = (message: string) => problems.push({ path: formatPath(path), message });
   let out = '';
   let i = 0;
   while (i < text.length) {
@@ -70,30 +71,20 @@ function substitute(
     }
     const close = text.indexOf('}', i + 2);
     if (close === -1) {
-      problems.push({
-        path: formatPath(path),
-        message: 'has an unclosed "${" (write "$${" for a literal)',
-      });
+      report('has an unclosed "${" (write "$${" for a literal)');
       return out;
     }
     const body = text.slice(i + 2, close);
     const sep = body.indexOf(':-');
     const name = sep === -1 ? body : body.slice(0, sep);
     if (!NAME.test(name)) {
-      problems.push({
-        path: formatPath(path),
-        // The reference text is not echoed: it may sit inside a literal secret.
-        message: 'has an invalid "${…}" reference (write "$${" for a literal)',
-      });
+      // The reference text is not echoed: it may sit inside a literal secret.
+      report('has an invalid "${…}" reference (write "$${" for a literal)');
     } else {
       const found = env[name];
       if (sep !== -1) out += found === undefined || found === '' ? body.slice(sep + 2) : found;
       else if (found !== undefined) out += found;
-      else
-        problems.push({
-          path: formatPath(path),
-          message: `environment variable ${name} is not set`,
-        });
+      else report(`environment variable ${name} is not set`);
     }
     i = close + 1;
   }

@@ -1,6 +1,5 @@
 /** Loads a configuration: parse, interpolate, read secret files, merge defaults, validate, freeze. */
 
-import { readFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 
 import { LineCounter, parseDocument } from 'yaml';
@@ -9,7 +8,7 @@ import { formatPath, type PathSegment } from './config-path.ts';
 import { checkCookieScopes } from './cookie-scopes.ts';
 import { checkAcrossApps, checkAppRules, checkRootRules } from './cross-field-rules.ts';
 import { interpolate, type Environment } from './interpolate.ts';
-import { resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
+import { cannotRead, readTextFile, resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
 import { describeIssue, issuesToProblems, type LocatedProblem } from './schema-problems.ts';
 import { configSchema, resolvedAppSchema, type AppConfig, type Config } from './schema.ts';
 import type { ConfigProblem } from '../errors.ts';
@@ -32,11 +31,6 @@ export type LoadResult =
 export interface LoadOptions {
   /** Reads the config file and secret files. Default: `fs.readFileSync(path, 'utf8')`. */
   readonly readFile?: ReadTextFile;
-  /**
-   * Directory that relative `…File` paths are resolved against. Default: the config file's
-   * directory, or the working directory for `text` and `document` sources.
-   */
-  readonly baseDir?: string;
 }
 
 const rootSchema = configSchema.omit({ apps: true, defaults: true });
@@ -56,16 +50,15 @@ export function loadConfig(
   env: Environment,
   options: LoadOptions = {},
 ): LoadResult {
-  const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
+  const readFile = options.readFile ?? readTextFile;
   const parsed = parseSource(source, readFile);
   if (!parsed.ok) return parsed;
-  const baseDir = options.baseDir ?? ('path' in source ? dirname(source.path) : process.cwd());
+  // Relative `…File` paths: from the config file's directory, else the working directory.
+  const baseDir = 'path' in source ? dirname(source.path) : process.cwd();
   return resolveDocument(parsed.document, env, baseDir, readFile);
 }
 
-type ParseResult =
-  | { readonly ok: true; readonly document: unknown }
-  | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
+type ParseResult = { readonly ok: true; readonly document: unknown } | ReturnType<typeof fail>;
 
 function parseSource(source: ConfigSource, readFile: ReadTextFile): ParseResult {
   if ('document' in source) return { ok: true, document: source.document };
@@ -74,9 +67,7 @@ function parseSource(source: ConfigSource, readFile: ReadTextFile): ParseResult 
   try {
     text = readFile(source.path);
   } catch (error) {
-    return fail([
-      { path: formatPath([]), message: `cannot read ${source.path}: ${codeOf(error)}` },
-    ]);
+    return fail([{ path: formatPath([]), message: cannotRead(source.path, error) }]);
   }
   return parseText(text, detectFormat(source.path, text));
 }
@@ -139,7 +130,7 @@ function resolveDocument(
   const { apps: rawApps, defaults: rawDefaults, ...rawRoot } = doc;
 
   const root = rootSchema.safeParse(rawRoot, { error: describeIssue });
-  if (root.success) problems.addAll(checkRootRules(root.data));
+  if (root.success) problems.add(...checkRootRules(root.data));
   else problems.addLocated([], issuesToProblems(root.error.issues));
 
   let defaults: Record<string, unknown> = {};
@@ -165,16 +156,17 @@ function resolveDocument(
     rawApps.forEach((rawApp: unknown, i) => {
       apps.push(validateApp(rawApp, i, defaults, problems));
     });
-    problems.addAll(
-      checkAcrossApps(
+    problems.add(
+      ...checkAcrossApps(
         rawApps.map((app: unknown) => (isRecord(app) ? app['name'] : undefined)),
         apps,
       ),
     );
-    problems.addAll(checkCookieScopes(apps));
+    problems.add(...checkCookieScopes(apps));
   }
 
-  if (!problems.isEmpty() || !root.success) return fail(problems.list());
+  const found = problems.list();
+  if (found.length > 0 || !root.success) return fail(found);
   const config: Config = { ...root.data, apps: apps.filter((app) => app !== undefined) };
   return { ok: true, config: deepFreeze(config) };
 }
@@ -218,7 +210,7 @@ class ProblemList {
 
   /** Adds problems and marks their paths (and `extraPaths`) as settled. */
   addSettled(problems: readonly ConfigProblem[], extraPaths: readonly string[] = []): void {
-    this.addAll(problems);
+    this.add(...problems);
     this.#settled.push(...problems.map((p) => p.path), ...extraPaths);
   }
 
@@ -227,19 +219,13 @@ class ProblemList {
       this.add({ path: formatPath([...prefix, ...p.path]), message: p.message });
   }
 
-  addAll(problems: readonly ConfigProblem[]): void {
-    for (const problem of problems) this.add(problem);
-  }
-
-  add(problem: ConfigProblem): void {
-    const key = `${problem.path}\n${problem.message}`;
-    if (this.#seen.has(key) || this.#isSettled(problem.path)) return;
-    this.#seen.add(key);
-    this.#problems.push(problem);
-  }
-
-  isEmpty(): boolean {
-    return this.#problems.length === 0;
+  add(...problems: readonly ConfigProblem[]): void {
+    for (const problem of problems) {
+      const key = `${problem.path}\n${problem.message}`;
+      if (this.#seen.has(key) || this.#isSettled(problem.path)) continue;
+      this.#seen.add(key);
+      this.#problems.push(problem);
+    }
   }
 
   list(): readonly ConfigProblem[] {
@@ -284,14 +270,6 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function codeOf(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
-  return 'unreadable';
-}
-
-function fail(problems: readonly ConfigProblem[]): {
-  ok: false;
-  problems: readonly ConfigProblem[];
-} {
+function fail(problems: readonly ConfigProblem[]): Extract<LoadResult, { ok: false }> {
   return { ok: false, problems };
 }

@@ -19,7 +19,6 @@ interface JsonSchema {
   readonly minimum?: number;
   readonly exclusiveMinimum?: number;
   readonly maximum?: number;
-  readonly minItems?: number;
 }
 
 interface Row {

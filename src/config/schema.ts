@@ -19,9 +19,7 @@ import {
 import { parseHostPort } from '../host-port.ts';
 import { isLoopbackHost } from '../loopback-host.ts';
 
-// ---------------------------------------------------------------------------------------------
-// Building blocks
-// ---------------------------------------------------------------------------------------------
+// --- Building blocks ---
 
 /** A duration string (`90s`, `15m`, `24h`, `500ms`, `1h30m`) resolved to milliseconds. */
 function duration() {
@@ -35,20 +33,43 @@ function duration() {
   });
 }
 
+/** A switch that stays off unless set; the description closes with that default and `offMeans`. */
+function offByDefault(description: string, offMeans?: string) {
+  const off = offMeans === undefined ? '' : ` (${offMeans})`;
+  return z.boolean().default(false).describe(`${description} Default false${off}.`);
+}
+
+/** A refinement that reports the problem `problemOf` finds in a value, if it finds one. */
+function reportProblem<T>(problemOf: (value: T) => string | undefined) {
+  return (value: T, ctx: z.RefinementCtx<T>): void => {
+    const problem = problemOf(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  };
+}
+
+/** An integer of at least `min`, `fallback` unless set; the description closes with that default. */
+function intDefault(min: number, fallback: number, description: string) {
+  return z.int().min(min).default(fallback).describe(`${description} Default ${fallback}.`);
+}
+
+/** A list that is empty unless set; the description closes with that default. */
+function emptyListDefault<T extends z.ZodType>(item: T, description: string) {
+  return z.array(item).default([]).describe(`${description} Default [].`);
+}
+
+/** A {@link duration} that defaults to `fallback`, its description closing with that default. */
+function durationDefault(fallback: string, description: string) {
+  return duration()
+    .prefault(fallback)
+    .describe(`${description} Duration, default \`${fallback}\`.`);
+}
+
 const hostPort = z
   .string()
   .refine(
     (text) => parseHostPort(text) !== undefined,
     'must be host:port (e.g. 0.0.0.0:9001, [::]:9001, redis-0:6379)',
   );
-
-function parseUrl(text: string): URL | undefined {
-  try {
-    return new URL(text);
-  } catch {
-    return undefined;
-  }
-}
 
 /** `text` percent-decoded, or as it is when it is not valid percent-encoding. */
 function decodeUriComponentOr(text: string): string {
@@ -60,27 +81,24 @@ function decodeUriComponentOr(text: string): string {
 }
 
 /** An https URL, or http on loopback only (SPEC §14: HTTPS to the IdP except loopback). */
-const issuerUrl = z.string().superRefine((text, ctx) => {
-  const url = parseUrl(text);
-  if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-    ctx.addIssue({ code: 'custom', message: 'must be an https URL' });
-  } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    ctx.addIssue({
-      code: 'custom',
-      message:
-        'must be an https URL (http is allowed only for 127.0.0.0/8, ::1, localhost and *.localhost)',
-    });
-  } else if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must not contain a query, a fragment or credentials',
-    });
-  }
-});
+const issuerUrl = z.string().superRefine(
+  reportProblem((text) => {
+    const url = URL.parse(text);
+    if (url === null || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+      return 'must be an https URL';
+    }
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      return 'must be an https URL (http is allowed only for 127.0.0.0/8, ::1, localhost and *.localhost)';
+    }
+    const extra =
+      url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '';
+    return extra ? 'must not contain a query, a fragment or credentials' : undefined;
+  }),
+);
 
 const absoluteUrl = z
   .string()
-  .refine((text) => /^https?:$/.test(parseUrl(text)?.protocol ?? ''), 'must be an http(s) URL');
+  .refine((text) => /^https?:$/.test(URL.parse(text)?.protocol ?? ''), 'must be an http(s) URL');
 
 /** A URL path: starts with `/`, no query, fragment or whitespace. */
 const urlPath = z.string().regex(/^\/[^\s?#]*$/, 'must be a path starting with / (no query)');
@@ -96,11 +114,23 @@ const httpMethods = z
   )
   .min(1, 'must list at least one method when given');
 
+/** An OAuth scope (RFC 6749 §3.3 `scope-token`). */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token');
+
+/** Which requests a per-path rule (`authorization.paths`, `bearer.paths`) applies to. */
+function pathRuleMatch() {
+  return {
+    prefix: urlPath.describe(
+      'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
+    ),
+    methods: httpMethods
+      .optional()
+      .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
+  };
+}
+
 /** A claim address (see the reference's opening notes): the same syntax as after `claims.` in a template. */
-const claimAddress = z.string().superRefine((address, ctx) => {
-  const problem = claimAddressProblem(address);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-});
+const claimAddress = z.string().superRefine(reportProblem(claimAddressProblem));
 
 /** A claim value a rule compares with. */
 const claimValue = z.union([z.string(), z.number(), z.boolean()], {
@@ -134,45 +164,32 @@ const claimRule = z
 /** The rule fields shared by an app's `authorization` and each of its `paths`. */
 function ruleFields() {
   return {
-    allowedEmails: z
-      .array(
-        z
-          .string()
-          .regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address')
-          .transform((email) => email.toLowerCase()),
-      )
-      .default([])
-      .describe('Emails allowed in (compared case-insensitively). Empty: any email. Default [].'),
-    allowedDomains: z
-      .array(
-        z
-          .string()
-          .regex(
-            /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/,
-            'must be a domain like example.com or *.example.com',
-          )
-          .transform((domain) => domain.toLowerCase()),
-      )
-      .default([])
-      .describe(
-        'Email domains allowed in, checked only when `email_verified` is true; `*.example.com` allows its subdomains (not example.com itself). Empty: any. Default [].',
-      ),
-    requireGroups: z
-      .array(z.string().min(1))
-      .default([])
-      .describe(
-        'User must be in any one of these groups (`groupsClaim`). Empty: no check. Default [].',
-      ),
-    requireRoles: z
-      .array(z.string().min(1))
-      .default([])
-      .describe(
-        'User must have any one of these roles (`rolesClaims`). Empty: no check. Default [].',
-      ),
-    claims: z
-      .array(claimRule)
-      .default([])
-      .describe('Generic claim matchers; all must hold. Default [].'),
+    allowedEmails: emptyListDefault(
+      z
+        .string()
+        .regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address')
+        .transform((email) => email.toLowerCase()),
+      'Emails allowed in (compared case-insensitively). Empty: any email.',
+    ),
+    allowedDomains: emptyListDefault(
+      z
+        .string()
+        .regex(
+          /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/,
+          'must be a domain like example.com or *.example.com',
+        )
+        .transform((domain) => domain.toLowerCase()),
+      'Email domains allowed in, checked only when `email_verified` is true; `*.example.com` allows its subdomains (not example.com itself). Empty: any.',
+    ),
+    requireGroups: emptyListDefault(
+      z.string().min(1),
+      'User must be in any one of these groups (`groupsClaim`). Empty: no check.',
+    ),
+    requireRoles: emptyListDefault(
+      z.string().min(1),
+      'User must have any one of these roles (`rolesClaims`). Empty: no check.',
+    ),
+    claims: emptyListDefault(claimRule, 'Generic claim matchers; all must hold.'),
   };
 }
 
@@ -198,10 +215,12 @@ const headerName = z
     `must have at most ${maxIdentityNameSeparators} "-" or "_" (HTTP mode lists every spelling for removal)`,
   );
 
-const headerTemplate = z.string().superRefine((source, ctx) => {
-  const compiled = compileTemplate(source);
-  if (!compiled.ok) ctx.addIssue({ code: 'custom', message: compiled.message });
-});
+const headerTemplate = z.string().superRefine(
+  reportProblem((source) => {
+    const compiled = compileTemplate(source);
+    return compiled.ok ? undefined : compiled.message;
+  }),
+);
 
 /** The identity headers every app sends unless it maps them to `''` (SPEC §7). */
 export const DEFAULT_UPSTREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
@@ -240,26 +259,20 @@ export const ASYMMETRIC_JWS_ALGS = [
   'EdDSA',
 ] as const;
 
-// ---------------------------------------------------------------------------------------------
-// One app
-// ---------------------------------------------------------------------------------------------
+// --- One app ---
 
 const matchSchema = z
   .strictObject({
-    hosts: z
-      .array(
-        z
-          .string()
-          .regex(
-            /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
-            'must be a host name like app.example.com or *.example.com (no port)',
-          )
-          .transform((host) => host.toLowerCase()),
-      )
-      .default([])
-      .describe(
-        'Host names this app serves: exact, or `*.example.com` for any subdomain; the request port is ignored. Empty: any host. Default [].',
-      ),
+    hosts: emptyListDefault(
+      z
+        .string()
+        .regex(
+          /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
+          'must be a host name like app.example.com or *.example.com (no port)',
+        )
+        .transform((host) => host.toLowerCase()),
+      'Host names this app serves: exact, or `*.example.com` for any subdomain; the request port is ignored. Empty: any host.',
+    ),
     pathPrefix: urlPath
       .default('/')
       .describe(
@@ -280,10 +293,7 @@ function issuedSecret(kind: IssuedSecretKind, emptyMessage?: string) {
   return z
     .string()
     .min(1, emptyMessage)
-    .superRefine((value, ctx) => {
-      const problem = issuedSecretProblem(value, kind);
-      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-    });
+    .superRefine(reportProblem((value) => issuedSecretProblem(value, kind)));
 }
 
 const oidcSchema = z
@@ -309,7 +319,7 @@ const oidcSchema = z
         'Signing key for `private_key_jwt`: a PEM private key or a private JWK as JSON. Or `privateKeyFile`.',
       ),
     scopes: z
-      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
+      .array(scopeToken)
       .refine((scopes) => scopes.includes('openid'), 'must include openid')
       .default(['openid', 'profile', 'email', 'offline_access'])
       .describe(
@@ -353,62 +363,36 @@ const oidcSchema = z
       .describe(
         'Accepted ID token signature algorithms (asymmetric only). Default `[RS256, ES256, PS256, EdDSA]`.',
       ),
-    clockSkew: duration()
-      .prefault('30s')
-      .describe('Tolerance for `exp`/`iat`/`nbf` of ID tokens. Duration, default `30s`.'),
-    probeInterval: duration()
-      .prefault('10s')
-      .describe(
-        'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value. Duration, default `10s`.',
-      ),
-    revokeOnLogout: z
-      .boolean()
-      .default(false)
-      .describe('Revoke the refresh and access tokens (RFC 7009) on logout. Default false.'),
-    tlsInsecureSkipVerify: z
-      .boolean()
-      .default(false)
-      .describe(
-        'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value. Default false.',
-      ),
+    clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf` of ID tokens.'),
+    probeInterval: durationDefault(
+      '10s',
+      'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value.',
+    ),
+    revokeOnLogout: offByDefault('Revoke the refresh and access tokens (RFC 7009) on logout.'),
+    tlsInsecureSkipVerify: offByDefault(
+      'Skip TLS certificate verification towards the IdP. Logged loudly. Apps on one issuer must set the same value.',
+    ),
   })
   .describe('The OpenID Connect client of this app.');
 
 const refreshSchema = z
   .strictObject({
-    skew: duration()
-      .prefault('60s')
-      .describe('Refresh when the access token has less than this left. Duration, default `60s`.'),
-    resultTtl: duration()
-      .prefault('60s')
-      .describe(
-        'How long a refresh result is kept (encrypted) for requests still carrying the old cookie. Duration, default `60s`.',
-      ),
-    maxAttempts: z
-      .int()
-      .min(1)
-      .default(3)
-      .describe('Failed refresh attempts per session before `cooldown` applies. Default 3.'),
-    cooldown: duration()
-      .prefault('30s')
-      .describe(
-        'Pause after `maxAttempts` failed refreshes of one session. Duration, default `30s`.',
-      ),
-    maxConcurrent: z
-      .int()
-      .min(1)
-      .default(64)
-      .describe('Concurrent refresh grants per process, across all sessions. Default 64.'),
-    lockTtl: duration()
-      .prefault('10s')
-      .describe(
-        'Lease of the cross-replica refresh lock, renewed while the grant runs; after a holder dies, another replica takes over once it lapses. Duration, default `10s`.',
-      ),
-    waitTimeout: duration()
-      .prefault('5s')
-      .describe(
-        "Longest a request waits for another replica's refresh before answering 503. Keep it under Envoy's ext_authz timeout. Duration, default `5s`.",
-      ),
+    skew: durationDefault('60s', 'Refresh when the access token has less than this left.'),
+    resultTtl: durationDefault(
+      '60s',
+      'How long a refresh result is kept (encrypted) for requests still carrying the old cookie.',
+    ),
+    maxAttempts: intDefault(1, 3, 'Failed refresh attempts per session before `cooldown` applies.'),
+    cooldown: durationDefault('30s', 'Pause after `maxAttempts` failed refreshes of one session.'),
+    maxConcurrent: intDefault(1, 64, 'Concurrent refresh grants per process, across all sessions.'),
+    lockTtl: durationDefault(
+      '10s',
+      'Lease of the cross-replica refresh lock, renewed while the grant runs; after a holder dies, another replica takes over once it lapses.',
+    ),
+    waitTimeout: durationDefault(
+      '5s',
+      "Longest a request waits for another replica's refresh before answering 503. Keep it under Envoy's ext_authz timeout.",
+    ),
   })
   .prefault({})
   .describe('Access-token refresh (SPEC §5).');
@@ -423,14 +407,14 @@ const sessionSchema = z
       ),
     secrets: z
       .array(
-        z.string().superRefine((secret, ctx) => {
+        z.string().superRefine(
           // A short secret is reported once, as short.
-          const problem =
+          reportProblem((secret) =>
             Buffer.byteLength(secret) < 32
               ? 'must be at least 32 bytes long'
-              : sessionSecretProblem(secret);
-          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-        }),
+              : sessionSecretProblem(secret),
+          ),
+        ),
       )
       .min(1, 'must have at least one secret')
       .describe(
@@ -443,9 +427,7 @@ const sessionSchema = z
       .describe(
         'Session cookie name (chunks are `name.0`, `name.1`, …; login flows `name_login_…`). Default `_eoa_<app name>`: each app its own. Two apps whose cookies reach the same host must not share a name.',
       ),
-    maxAge: duration()
-      .prefault('24h')
-      .describe('Absolute session lifetime, enforced on the server. Duration, default `24h`.'),
+    maxAge: durationDefault('24h', 'Absolute session lifetime, enforced on the server.'),
     idleTimeout: duration()
       .optional()
       .describe('End a session unused for this long. Duration, default: off.'),
@@ -468,16 +450,12 @@ const sessionSchema = z
       .describe(
         'Secure attribute. Default: unset = Secure unless the request is http on loopback.',
       ),
-    maxPendingLogins: z
-      .int()
-      .min(1)
-      .default(5)
-      .describe(
-        'Login-state cookies kept at once per browser (several tabs logging in). Default 5.',
-      ),
-    loginTimeout: duration()
-      .prefault('10m')
-      .describe('How long a started login may take. Duration, default `10m`.'),
+    maxPendingLogins: intDefault(
+      1,
+      5,
+      'Login-state cookies kept at once per browser (several tabs logging in).',
+    ),
+    loginTimeout: durationDefault('10m', 'How long a started login may take.'),
   })
   // Present even when omitted, so the mistake is reported where it is: `session.secrets`.
   .prefault({ secrets: [] })
@@ -497,11 +475,10 @@ const publicPathSchema = z
       .optional()
       .describe('Only these methods are public; `GET` also covers `HEAD`. Default: all.'),
   })
-  .superRefine((entry, ctx) => {
-    if ((entry.prefix === undefined) === (entry.exact === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'must have exactly one of prefix or exact' });
-    }
-  })
+  .refine(
+    (entry) => (entry.prefix === undefined) !== (entry.exact === undefined),
+    'must have exactly one of prefix or exact',
+  )
   .transform(
     (entry): { prefix: string; methods?: string[] } | { exact: string; methods?: string[] } => {
       const methods = entry.methods === undefined ? {} : { methods: entry.methods };
@@ -513,14 +490,8 @@ const publicPathSchema = z
 
 const bearerSchema = z
   .strictObject({
-    enabled: z
-      .boolean()
-      .default(false)
-      .describe('Accept `Authorization: Bearer` tokens from machine clients. Default false.'),
-    audiences: z
-      .array(z.string().min(1))
-      .default([])
-      .describe('Accepted `aud` values; required when enabled. Default [].'),
+    enabled: offByDefault('Accept `Authorization: Bearer` tokens from machine clients.'),
+    audiences: emptyListDefault(z.string().min(1), 'Accepted `aud` values; required when enabled.'),
     identifierClaim: claimAddress
       .refine(
         (claim) => addressNames(claim)?.join('.') !== 'email',
@@ -530,60 +501,33 @@ const bearerSchema = z
       .describe(
         'Claim that identifies the caller, by claim address. `email` is refused. Default `sub`.',
       ),
-    requireJwtType: z
-      .boolean()
-      .default(false)
-      .describe('Require the JWT `typ` header `at+jwt` (RFC 9068). Default false.'),
-    requiredScopes: z
-      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
-      .default([])
-      .describe('Scopes every bearer token must all carry. Default [].'),
-    paths: z
-      .array(
-        z.strictObject({
-          prefix: urlPath.describe(
-            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
-          ),
-          methods: httpMethods
-            .optional()
-            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
-          requiredScopes: z
-            .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token'))
-            .min(1, 'must list at least one scope')
-            .describe('Scopes the token must all carry on these paths.'),
-        }),
-      )
-      .default([])
-      .describe(
-        'Extra required scopes per path prefix, in addition to `requiredScopes`; every matching rule applies. Default [].',
-      ),
-    cacheMax: z
-      .int()
-      .min(0)
-      .default(10_000)
-      .describe(
-        'Verified JWTs kept (by a hash of the token, until `exp`) so a hot token is not verified again. 0 turns the cache off. Default 10000.',
-      ),
-    maxTokenAge: duration()
-      .prefault('24h')
-      .describe('Refuse tokens whose `iat` is older than this. Duration, default `24h`.'),
-    clockSkew: duration()
-      .prefault('30s')
-      .describe('Tolerance for `exp`/`iat`/`nbf`. Duration, default `30s`.'),
-    overridesCookie: z
-      .boolean()
-      .default(false)
-      .describe('A bearer header wins over a session cookie. Default false (the cookie wins).'),
-    passAuthorizationHeader: z
-      .boolean()
-      .default(false)
-      .describe('Forward the caller’s `authorization` header upstream. Default false (removed).'),
+    requireJwtType: offByDefault('Require the JWT `typ` header `at+jwt` (RFC 9068).'),
+    requiredScopes: emptyListDefault(scopeToken, 'Scopes every bearer token must all carry.'),
+    paths: emptyListDefault(
+      z.strictObject({
+        ...pathRuleMatch(),
+        requiredScopes: z
+          .array(scopeToken)
+          .min(1, 'must list at least one scope')
+          .describe('Scopes the token must all carry on these paths.'),
+      }),
+      'Extra required scopes per path prefix, in addition to `requiredScopes`; every matching rule applies.',
+    ),
+    cacheMax: intDefault(
+      0,
+      10_000,
+      'Verified JWTs kept (by a hash of the token, until `exp`) so a hot token is not verified again. 0 turns the cache off.',
+    ),
+    maxTokenAge: durationDefault('24h', 'Refuse tokens whose `iat` is older than this.'),
+    clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf`.'),
+    overridesCookie: offByDefault('A bearer header wins over a session cookie.', 'the cookie wins'),
+    passAuthorizationHeader: offByDefault(
+      'Forward the caller’s `authorization` header upstream.',
+      'removed',
+    ),
     introspection: z
       .strictObject({
-        enabled: z
-          .boolean()
-          .default(false)
-          .describe('Introspect opaque tokens (RFC 7662). Default false.'),
+        enabled: offByDefault('Introspect opaque tokens (RFC 7662).'),
         clientId: z
           .string()
           .min(1)
@@ -594,30 +538,22 @@ const bearerSchema = z
           .describe(
             'Client secret for the introspection endpoint. Or `clientSecretFile`. Template values are refused as in `oidc.clientSecret`.',
           ),
-        cacheMax: z
-          .int()
-          .min(0)
-          .default(10_000)
-          .describe('Introspection results cached (until `exp`). Default 10000.'),
+        cacheMax: intDefault(0, 10_000, 'Introspection results cached (until `exp`).'),
       })
       .optional()
       .describe('Opaque-token introspection. Default: off.'),
-    allowedClients: z
-      .array(z.string().min(1))
-      .default([])
-      .describe(
-        'Client ids accepted as `azp`/`client_id`; multi-audience tokens need `azp` in this list. Default [].',
-      ),
+    allowedClients: emptyListDefault(
+      z.string().min(1),
+      'Client ids accepted as `azp`/`client_id`; multi-audience tokens need `azp` in this list.',
+    ),
     failureThrottle: z
       .strictObject({
-        maxFailures: z
-          .int()
-          .min(1)
-          .default(20)
-          .describe('Failed bearer attempts per client IP within `window` before 429. Default 20.'),
-        window: duration()
-          .prefault('1m')
-          .describe('Window of the failure count. Duration, default `1m`.'),
+        maxFailures: intDefault(
+          1,
+          20,
+          'Failed bearer attempts per client IP within `window` before 429.',
+        ),
+        window: durationDefault('1m', 'Window of the failure count.'),
       })
       .prefault({})
       .describe('Per-client-IP failure throttle.'),
@@ -635,20 +571,13 @@ const authorizationSchema = z
       .array(claimAddress)
       .default(['roles', 'realm_access.roles'])
       .describe('Claims holding roles, by claim address. Default `[roles, realm_access.roles]`.'),
-    paths: z
-      .array(
-        z.strictObject({
-          prefix: urlPath.describe(
-            'Requests whose path starts with this prefix, in any reading of the path (decoded, `;params` stripped, dot segments resolved).',
-          ),
-          methods: httpMethods
-            .optional()
-            .describe('Only for these methods; `GET` also covers `HEAD`. Default: all.'),
-          ...ruleFields(),
-        }),
-      )
-      .default([])
-      .describe('Extra rules for path prefixes, checked in addition to the app rules. Default [].'),
+    paths: emptyListDefault(
+      z.strictObject({
+        ...pathRuleMatch(),
+        ...ruleFields(),
+      }),
+      'Extra rules for path prefixes, checked in addition to the app rules.',
+    ),
   })
   .prefault({})
   .describe('Who may pass once logged in (SPEC §6). A failed rule is 403.');
@@ -663,23 +592,21 @@ const upstreamHeadersSchema = z
     }
     return merged;
   })
-  .superRefine((headers, ctx) => {
-    // Defaults stay scrubbed when turned off; authorization and x-id-token may be added.
-    const names = new Set([
-      ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
-      ...Object.keys(headers),
-      'authorization',
-      'x-id-token',
-    ]);
-    let bytes = 0;
-    for (const name of names) bytes += removalListBytes(name);
-    if (bytes > maxIdentityRemovalBytes) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `HTTP mode would list ${bytes} bytes of header names to remove (every spelling with - or _), over ${maxIdentityRemovalBytes}: use fewer identity headers or fewer "-" in their names`,
-      });
-    }
-  })
+  .superRefine(
+    reportProblem((headers) => {
+      // Defaults stay scrubbed when turned off; authorization and x-id-token may be added.
+      const names = new Set([
+        ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
+        ...Object.keys(headers),
+        'authorization',
+        'x-id-token',
+      ]);
+      let bytes = 0;
+      for (const name of names) bytes += removalListBytes(name);
+      if (bytes <= maxIdentityRemovalBytes) return undefined;
+      return `HTTP mode would list ${bytes} bytes of header names to remove (every spelling with - or _), over ${maxIdentityRemovalBytes}: use fewer identity headers or fewer "-" in their names`;
+    }),
+  )
   .describe(
     'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`, `{{ app.name }}`, `{{ tokens.access_token }}`); `claims.` is followed by a claim address (`{{ claims.realm_access.roles }}`, `{{ claims.https://example.com/roles }}`, `{{ claims["my claim"] }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
@@ -698,21 +625,15 @@ export const appSchema = z
     oidc: oidcSchema,
     refresh: refreshSchema,
     session: sessionSchema,
-    publicPaths: z
-      .array(publicPathSchema)
-      .default([])
-      .describe('Paths that need no login (identity headers still scrubbed). Default [].'),
+    publicPaths: emptyListDefault(
+      publicPathSchema,
+      'Paths that need no login (identity headers still scrubbed).',
+    ),
     bearer: bearerSchema,
     authorization: authorizationSchema,
     upstreamHeaders: upstreamHeadersSchema,
-    passAccessToken: z
-      .boolean()
-      .default(false)
-      .describe('Also send `authorization: Bearer <access token>` upstream. Default false.'),
-    passIdToken: z
-      .boolean()
-      .default(false)
-      .describe('Also send the ID token upstream as `x-id-token`. Default false.'),
+    passAccessToken: offByDefault('Also send `authorization: Bearer <access token>` upstream.'),
+    passIdToken: offByDefault('Also send the ID token upstream as `x-id-token`.'),
   })
   .describe('One protected application.');
 
@@ -733,21 +654,19 @@ export const resolvedAppSchema = appSchema.transform((app) => ({
   session: { ...app.session, cookieName: app.session.cookieName ?? defaultCookieName(app.name) },
 }));
 
-// ---------------------------------------------------------------------------------------------
-// The whole document
-// ---------------------------------------------------------------------------------------------
+// --- The whole document ---
 
 const redisSchema = z
   .strictObject({
     url: z
       .string()
       .refine(
-        (text) => /^rediss?:$/.test(parseUrl(text)?.protocol ?? ''),
+        (text) => /^rediss?:$/.test(URL.parse(text)?.protocol ?? ''),
         'must be a redis:// or rediss:// URL',
       )
       .superRefine((text, ctx) => {
         // `redis://:<password>@host` carries the password too; only that part is examined.
-        const password = parseUrl(text)?.password ?? '';
+        const password = URL.parse(text)?.password ?? '';
         if (password === '') return;
         const problem = issuedSecretProblem(decodeUriComponentOr(password), 'Redis password');
         if (problem !== undefined) {
@@ -778,10 +697,7 @@ const redisSchema = z
           .optional()
           .describe('Client certificate (PEM) for mTLS. Or `certFile`.'),
         key: z.string().min(1).optional().describe('Client key (PEM) for mTLS. Or `keyFile`.'),
-        insecureSkipVerify: z
-          .boolean()
-          .default(false)
-          .describe('Skip certificate verification. Logged loudly. Default false.'),
+        insecureSkipVerify: offByDefault('Skip certificate verification. Logged loudly.'),
       })
       .optional()
       .describe('TLS towards Redis. Default: TLS only with a rediss:// URL.'),
@@ -789,11 +705,10 @@ const redisSchema = z
       .string()
       .default('eoa:')
       .describe('Prefix of every key, per deployment. Default `eoa:`.'),
-    commandTimeout: duration()
-      .prefault('1s')
-      .describe(
-        'Fail a command after this long so breakers see an outage. Duration, default `1s`.',
-      ),
+    commandTimeout: durationDefault(
+      '1s',
+      'Fail a command after this long so breakers see an outage.',
+    ),
     replicaAcks: z
       .strictObject({
         replicas: z.int().min(1).describe('Replicas that must hold a write (Redis `WAIT`).'),
@@ -824,15 +739,13 @@ const breakerSchema = z
       .min(0)
       .default(5)
       .describe('Fewest calls in the window before it may open. Default 5.'),
-    rollingWindow: duration()
+    rollingWindow: durationDefault('10s', 'Window the failure percentage is taken over.')
       // Counted in 10 buckets, each at least 1 ms long.
-      .refine((ms) => ms >= 10, 'must be at least 10ms')
-      .prefault('10s')
-      .describe('Window the failure percentage is taken over. Duration, default `10s`.'),
-    resetTimeout: duration()
-      .refine((ms) => ms > 0, 'must be longer than 0ms')
-      .prefault('5s')
-      .describe('How long it stays open before one probe call. Duration, default `5s`.'),
+      .refine((ms) => ms >= 10, 'must be at least 10ms'),
+    resetTimeout: durationDefault('5s', 'How long it stays open before one probe call.').refine(
+      (ms) => ms > 0,
+      'must be longer than 0ms',
+    ),
   })
   .prefault({});
 
@@ -875,26 +788,23 @@ export const grpcLimitsSchema = z
       .describe(
         'Largest HTTP/2 header block of one request (`SETTINGS_MAX_HEADER_LIST_SIZE`, uncompressed); a larger one resets the stream. Default 65536.',
       ),
-    maxConnections: z
-      .int()
-      .min(1)
-      .default(4096)
-      .describe('Open connections accepted at once; more are closed as they arrive. Default 4096.'),
-    headersTimeout: duration()
-      .prefault('10s')
-      .describe(
-        'A new connection that has not sent one complete request header block within this long is closed (slow headers, or none). Checked once per period, so it may take up to twice this. Duration, default `10s`.',
-      ),
-    requestTimeout: duration()
-      .prefault('10s')
-      .describe(
-        "A request message must arrive whole within this long of its headers, else the stream ends with `DEADLINE_EXCEEDED` however busy the client keeps it (slow bodies); Envoy's own ext_authz timeout is far shorter. Checked once per period, so up to twice this. Duration, default `10s`.",
-      ),
-    idleTimeout: duration()
-      .prefault('5m')
-      .describe(
-        'A connection with no open stream for this long is told to go away (GOAWAY), and closed one period later if still open. Checked once per period. Duration, default `5m`.',
-      ),
+    maxConnections: intDefault(
+      1,
+      4096,
+      'Open connections accepted at once; more are closed as they arrive.',
+    ),
+    headersTimeout: durationDefault(
+      '10s',
+      'A new connection that has not sent one complete request header block within this long is closed (slow headers, or none). Checked once per period, so it may take up to twice this.',
+    ),
+    requestTimeout: durationDefault(
+      '10s',
+      "A request message must arrive whole within this long of its headers, else the stream ends with `DEADLINE_EXCEEDED` however busy the client keeps it (slow bodies); Envoy's own ext_authz timeout is far shorter. Checked once per period, so up to twice this.",
+    ),
+    idleTimeout: durationDefault(
+      '5m',
+      'A connection with no open stream for this long is told to go away (GOAWAY), and closed one period later if still open. Checked once per period.',
+    ),
   })
   .prefault({})
   .superRefine((limits, ctx) => {
@@ -945,30 +855,26 @@ export const configSchema = z
       .describe('Logging.'),
     request: z
       .strictObject({
-        trustedHops: z
-          .int()
-          .min(0)
-          .default(0)
-          .describe(
-            'Proxies in front of Envoy whose `x-forwarded-for` entries are trusted: 0 ignores the header; N takes the Nth entry from the right as the client. Default 0.',
-          ),
-        maxHeaderBytes: z
-          .int()
-          .min(1024)
-          .default(65_536)
-          .describe('Largest total size of request headers accepted, in bytes. Default 65536.'),
+        trustedHops: intDefault(
+          0,
+          0,
+          'Proxies in front of Envoy whose `x-forwarded-for` entries are trusted: 0 ignores the header; N takes the Nth entry from the right as the client.',
+        ),
+        maxHeaderBytes: intDefault(
+          1024,
+          65_536,
+          'Largest total size of request headers accepted, in bytes.',
+        ),
       })
       .prefault({})
       .describe('Request parsing limits.'),
-    allowUnmatched: z
-      .boolean()
-      .default(false)
-      .describe('Allow requests no app matches, untouched. Default false (403 `no app for host`).'),
+    allowUnmatched: offByDefault(
+      'Allow requests no app matches, untouched.',
+      '403 `no app for host`',
+    ),
     shutdown: z
       .strictObject({
-        drainTimeout: duration()
-          .prefault('10s')
-          .describe('How long in-flight checks may finish after SIGTERM. Duration, default `10s`.'),
+        drainTimeout: durationDefault('10s', 'How long in-flight checks may finish after SIGTERM.'),
       })
       .prefault({})
       .describe('Graceful shutdown.'),
@@ -1019,9 +925,7 @@ export const configSchema = z
   })
   .describe('envoy-oidc-authz configuration.');
 
-// ---------------------------------------------------------------------------------------------
-// Resolved types
-// ---------------------------------------------------------------------------------------------
+// --- Resolved types ---
 
 type DeepReadonly<T> = T extends readonly (infer U)[]
   ? readonly DeepReadonly<U>[]
@@ -1033,13 +937,8 @@ type DeepReadonly<T> = T extends readonly (infer U)[]
 export type Config = DeepReadonly<Omit<z.output<typeof configSchema>, 'defaults'>>;
 /** One resolved app. */
 export type AppConfig = Config['apps'][number];
-export type OidcConfig = AppConfig['oidc'];
-export type SessionConfig = AppConfig['session'];
 export type BearerConfig = AppConfig['bearer'];
 export type AuthorizationConfig = AppConfig['authorization'];
-export type PublicPath = AppConfig['publicPaths'][number];
 export type ClaimRule = AuthorizationConfig['claims'][number];
 export type PathRule = AuthorizationConfig['paths'][number];
-export type StoreConfig = Config['store'];
-export type GrpcLimits = Config['limits']['grpc'];
-export type RedisConfig = StoreConfig['redis'];
+export type RedisConfig = Config['store']['redis'];

@@ -10,6 +10,15 @@ import { isRecord } from '../is-record.ts';
 /** Reads a file as UTF-8; injected so tests can fail it on purpose. */
 export type ReadTextFile = (path: string) => string;
 
+/** The production {@link ReadTextFile}. */
+export const readTextFile: ReadTextFile = (path) => readFileSync(path, 'utf8');
+
+/** The problem of a file that could not be read: its path and the system's code, never content. */
+export function cannotRead(path: string, error: unknown): string {
+  const hasCode = typeof error === 'object' && error !== null && 'code' in error;
+  return `cannot read ${path}: ${hasCode ? String(error.code) : 'unreadable'}`;
+}
+
 /** Where a secret sits (the parent object's path) and the name of its inline key. */
 interface SecretSlot {
   readonly parent: readonly string[];
@@ -50,21 +59,19 @@ export interface SecretFileResult {
 /**
  * Replaces every `<name>File` key with `<name>` holding the file's content, in place.
  *
- * The twins are `oidc.clientSecretFile`, `oidc.privateKeyFile`,
- * `bearer.introspection.clientSecretFile` and `session.secretsFile` in every app and in
- * `defaults`, and `store.redis.passwordFile` and `store.redis.tls.{ca,cert,key}File` at the top.
- * `session.secretsFile` holds one secret per line (blank lines ignored; the first line is the
- * current secret). A single-secret file has its trailing newlines removed. Relative paths are
- * resolved against `baseDir` (the config file's directory). Giving both `<name>` and
- * `<name>File` is a problem, and so is an unreadable file: the message names the file path,
- * never its content.
+ * The twins are those of {@link APP_SECRETS} (in every app and in `defaults`) and
+ * {@link ROOT_SECRETS}. `session.secretsFile` holds one secret per line (blank lines ignored;
+ * the first line is the current secret). A single-secret file has its trailing newlines
+ * removed. Relative paths are resolved against `baseDir` (the config file's directory). Giving
+ * both `<name>` and `<name>File` is a problem, and so is an unreadable file: the message names
+ * the file path, never its content.
  *
  * `document` must be a plain-object tree owned by the caller (it is modified).
  */
 export function resolveSecretFiles(
   document: Record<string, unknown>,
   baseDir: string,
-  readFile: ReadTextFile = (path) => readFileSync(path, 'utf8'),
+  readFile: ReadTextFile = readTextFile,
 ): SecretFileResult {
   const result: SecretFileResult = { problems: [], failedPaths: [] };
   const visit = (root: unknown, rootPath: readonly PathSegment[], slots: readonly SecretSlot[]) => {
@@ -100,26 +107,18 @@ function resolveSlot(
     delete parent[fileKey];
     parent[slot.key] = slot.shape === 'list' ? [] : '';
   };
-  if (Object.hasOwn(parent, slot.key)) {
-    failed(`cannot be combined with ${slot.key}: give one of them`);
-    return;
-  }
-  if (typeof filePath !== 'string' || filePath === '') {
-    failed('must be a file path');
-    return;
-  }
+  if (Object.hasOwn(parent, slot.key))
+    return failed(`cannot be combined with ${slot.key}: give one of them`);
+  if (typeof filePath !== 'string' || filePath === '') return failed('must be a file path');
   const absolute = isAbsolute(filePath) ? filePath : resolve(baseDir, filePath);
   let content: string;
   try {
     content = readFile(absolute);
   } catch (error) {
-    failed(`cannot read ${absolute}: ${errorCode(error)}`);
-    return;
+    return failed(cannotRead(absolute, error));
   }
-  if (Buffer.byteLength(content) > MAX_SECRET_FILE_BYTES) {
-    failed(`${absolute} is larger than 1 MiB`);
-    return;
-  }
+  if (Buffer.byteLength(content) > MAX_SECRET_FILE_BYTES)
+    return failed(`${absolute} is larger than 1 MiB`);
   delete parent[fileKey];
   parent[slot.key] =
     slot.shape === 'list'
@@ -128,9 +127,4 @@ function resolveSlot(
           .map((line) => line.replace(/\r$/, ''))
           .filter((line) => line.trim() !== '')
       : content.replace(/(?:\r?\n)+$/, '');
-}
-
-function errorCode(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error) return String(error.code);
-  return 'unreadable';
 }

@@ -55,7 +55,7 @@ const MIN_REPEAT = 3;
 const MAX_EXAMINED_BYTES = 1024;
 
 /** Why a secret is predictable, and how much so. */
-export interface EntropyEstimate {
+interface EntropyEstimate {
   /** Estimated bits an attacker who knows these shapes must guess. */
   readonly bits: number;
   readonly distinctBytes: number;
@@ -109,10 +109,13 @@ function longestEarlierMatch(bytes: Buffer, at: number): number {
   return best;
 }
 
-/** The placeholder word a secret contains, as written in the list, or `undefined`. */
-function placeholderIn(secret: string): string | undefined {
-  const lower = secret.toLowerCase();
-  return PLACEHOLDER_WORDS.find(({ word }) => lower.includes(word))?.word;
+/** `it contains "<word>"` for the first placeholder word in `value` (template words only, or any). */
+function placeholderWordIn(value: string, templateOnly: boolean): string | undefined {
+  const lower = value.toLowerCase();
+  const found = PLACEHOLDER_WORDS.find(
+    ({ word, template }) => (template || !templateOnly) && lower.includes(word),
+  );
+  return found === undefined ? undefined : `it contains "${found.word}"`;
 }
 
 /**
@@ -120,10 +123,10 @@ function placeholderIn(secret: string): string | undefined {
  * quoting the value — or `undefined`. Every secret is checked for these, whoever issued it.
  */
 function templatePlaceholderIn(value: string): string | undefined {
-  const lower = value.toLowerCase();
-  const word = PLACEHOLDER_WORDS.find((entry) => entry.template && lower.includes(entry.word));
-  if (word !== undefined) return `it contains "${word.word}"`;
-  return TEMPLATE_SHAPES.find(({ shape }) => shape.test(value))?.described;
+  return (
+    placeholderWordIn(value, true) ??
+    TEMPLATE_SHAPES.find(({ shape }) => shape.test(value))?.described
+  );
 }
 
 function describeShape(estimate: EntropyEstimate): string {
@@ -144,9 +147,7 @@ function describeShape(estimate: EntropyEstimate): string {
  */
 export function sessionSecretProblem(secret: string): string | undefined {
   const fix = `generate one with \`${GENERATE_SECRET_COMMAND}\``;
-  const word = placeholderIn(secret);
-  const placeholder =
-    templatePlaceholderIn(secret) ?? (word === undefined ? undefined : `it contains "${word}"`);
+  const placeholder = templatePlaceholderIn(secret) ?? placeholderWordIn(secret, false);
   if (placeholder !== undefined) return `is a placeholder, not a secret (${placeholder}): ${fix}`;
   const estimate = estimateEntropy(secret);
   if (estimate.bits < MIN_ESTIMATED_BITS) {

@@ -82,7 +82,7 @@ export function compileTemplate(source: string): CompiledTemplate | TemplateErro
     rest = rest.slice(close + 2);
   }
   const tokens = new Set(parts.flatMap((part) => (part.kind === 'token' ? [part.name] : [])));
-  return { ok: true, tokens: [...tokens], render: buildRenderer(parts) };
+  return { ok: true, tokens: [...tokens], render: (ctx) => renderParts(parts, ctx) };
 }
 
 function fail(message: string): TemplateError {
@@ -119,23 +119,14 @@ function parseExpression(expr: string): Part | string {
   }
 }
 
-function buildRenderer(parts: readonly Part[]): (ctx: TemplateContext) => string | undefined {
-  const only = parts.length === 1 ? parts[0] : undefined;
-  if (only !== undefined) {
-    return (ctx) => {
-      const value = renderPart(only, ctx);
-      return value === undefined ? undefined : checked(value);
-    };
+function renderParts(parts: readonly Part[], ctx: TemplateContext): string | undefined {
+  let out = '';
+  for (const part of parts) {
+    const value = renderPart(part, ctx);
+    if (value === undefined) return undefined;
+    out += value;
   }
-  return (ctx) => {
-    let out = '';
-    for (const part of parts) {
-      const value = renderPart(part, ctx);
-      if (value === undefined) return undefined;
-      out += value;
-    }
-    return checked(out);
-  };
+  return checked(out);
 }
 
 /**
