@@ -937,6 +937,8 @@ type DeepReadonly<T> = T extends readonly (infer U)[]
 export type Config = DeepReadonly<Omit<z.output<typeof configSchema>, 'defaults'>>;
 /** One resolved app. */
 export type AppConfig = Config['apps'][number];
+export type OidcConfig = AppConfig['oidc'];
+export type SessionConfig = AppConfig['session'];
 export type BearerConfig = AppConfig['bearer'];
 export type AuthorizationConfig = AppConfig['authorization'];
 export type ClaimRule = AuthorizationConfig['claims'][number];
