@@ -42,6 +42,8 @@ export function demoConfigDocument(input: DemoConfigInput): Record<string, unkno
     listen: { grpc: bind, http: bind, admin: bind },
     log: { level: input.logLevel ?? 'warn' },
     store: { type: 'memory' },
+    // One replica and no load balancer to take it out of rotation: stop at once.
+    shutdown: { drainDelay: '0s' },
     apps: [
       {
         name: DEMO_APP,

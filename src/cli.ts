@@ -32,7 +32,11 @@ async function serve(path: string): Promise<void> {
   const server = await startServer(loaded.config);
   let stopping = false;
   const stop = (signal: string): void => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal (Ctrl-C twice) ends the drain delay; the drain itself still runs.
+      void server.close();
+      return;
+    }
     stopping = true;
     server.logger.info({ signal }, 'shutting down');
     server.close().then(

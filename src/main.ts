@@ -75,7 +75,12 @@ export interface ServerHandle {
   revokeBearerToken(app: string, jti: string, expiresAt: number): Promise<void>;
   /** Applies a new, already validated config; listener addresses need a restart. */
   reload(config: Config): void;
-  /** Drains (NOT_SERVING, in-flight checks finish) then closes every listener. */
+  /**
+   * Shuts down for a rolling restart: reports NOT_SERVING at once but keeps serving for
+   * `shutdown.drainDelay`, so load balancers stop sending before it stops accepting; then GOAWAY,
+   * in-flight checks finish within `shutdown.drainTimeout`, and every listener closes. A second
+   * call ends the delay at once and returns the same promise.
+   */
   close(): Promise<void>;
 }
 
@@ -428,6 +433,8 @@ export async function startServer(
   metrics.setReady('config', true);
   logger.info({ ports, apps: config.apps.map((a) => a.name) }, 'serving');
 
+  let closing: Promise<void> | undefined;
+  let endDelay: (() => void) | undefined;
   return {
     ports,
     health,
@@ -460,16 +467,36 @@ export async function startServer(
       metrics.configReloaded(true);
       logger.info({ apps: next.apps.map((a) => a.name) }, 'configuration reloaded');
     },
-    async close(): Promise<void> {
+    close(): Promise<void> {
+      if (closing !== undefined) {
+        if (endDelay !== undefined) logger.info({}, 'drain delay cut short');
+        endDelay?.();
+        return closing;
+      }
       health.startDraining();
-      logger.info({}, 'draining');
-      await grpcServer.shutdown(current.shutdown.drainTimeout);
-      await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
-      stopProbes();
-      for (const { provider } of services.providers.values()) provider.close();
-      breakers.shutdown();
-      await store.close();
-      logger.info({}, 'stopped');
+      const { drainDelay, drainTimeout } = current.shutdown;
+      logger.info({ drainDelayMs: drainDelay, drainTimeoutMs: drainTimeout }, 'draining');
+      const delayed = new Promise<void>((resolve) => {
+        const timer = setTimeout(() => endDelay?.(), drainDelay);
+        endDelay = () => {
+          endDelay = undefined;
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      closing = delayed.then(() => stopAccepting(drainTimeout));
+      return closing;
     },
   };
+
+  async function stopAccepting(drainTimeout: number): Promise<void> {
+    logger.info({}, 'no longer accepting');
+    await grpcServer.shutdown(drainTimeout);
+    await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
+    stopProbes();
+    for (const { provider } of services.providers.values()) provider.close();
+    breakers.shutdown();
+    await store.close();
+    logger.info({}, 'stopped');
+  }
 }

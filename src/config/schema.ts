@@ -874,7 +874,14 @@ export const configSchema = z
     ),
     shutdown: z
       .strictObject({
-        drainTimeout: durationDefault('10s', 'How long in-flight checks may finish after SIGTERM.'),
+        drainDelay: durationDefault(
+          '10s',
+          'How long the server keeps serving after SIGTERM while it reports NOT_SERVING (gRPC health, `/readyz`), so health checks and endpoint removal take it out of rotation before it stops accepting; a second SIGTERM or SIGINT ends the delay at once. Longer than the load balancer needs to see NOT_SERVING (Envoy: health-check `interval` × `unhealthy_threshold` + `timeout`).',
+        ),
+        drainTimeout: durationDefault(
+          '10s',
+          'How long in-flight checks may finish once the server stops accepting, after `drainDelay`.',
+        ),
       })
       .prefault({})
       .describe('Graceful shutdown.'),

@@ -40,7 +40,7 @@ test('minimal config loads with every default filled in', () => {
   assert.deepEqual(config.request, { trustedHops: 0, maxHeaderBytes: 65_536 });
   assert.equal(config.allowUnmatched, false);
   assert.equal(config.deployment, 'default');
-  assert.deepEqual(config.shutdown, { drainTimeout: 10_000 });
+  assert.deepEqual(config.shutdown, { drainDelay: 10_000, drainTimeout: 10_000 });
   assert.deepEqual(config.store, {
     type: 'memory',
     redis: { keyPrefix: 'eoa:', commandTimeout: 1_000 },

@@ -64,6 +64,8 @@ export async function serverConfigFile(
           admin: `127.0.0.1:${ports.admin}`,
         },
         ...doc,
+        // Processes stop at once unless the test is about the drain delay.
+        shutdown: { drainDelay: '0s', ...(doc['shutdown'] as object | undefined) },
       }),
     );
   write(document);

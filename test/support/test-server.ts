@@ -43,6 +43,8 @@ export function testConfig(
         listen: { grpc: '127.0.0.1:0', http: '127.0.0.1:0', admin: '127.0.0.1:0' },
         log: { level: 'silent' },
         ...document,
+        // Tests stop at once unless they test the drain delay.
+        shutdown: { drainDelay: '0s', ...(document['shutdown'] as object | undefined) },
       }),
       format: 'json',
     },
