@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { findProtoDir } from '../../src/server/protos.ts';
+import { findProtoDir, loadProtos } from '../../src/server/protos.ts';
 
 /** `dist/src/cli.js`, next to this compiled file's `dist/test/support/`. */
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -150,5 +150,52 @@ export function healthClient(target: string): {
         ),
       ),
     close: () => client.close(),
+  };
+}
+
+/** A `grpc.health.v1.Health/Watch` stream: every status the server sent, and a way to await one. */
+export interface HealthWatch {
+  readonly statuses: readonly number[];
+  /** Resolves once `status` is the latest status sent; rejects if the stream fails first. */
+  until(status: number): Promise<void>;
+  close(): void;
+}
+
+export function watchHealth(target: string, service: string): HealthWatch {
+  const watch = loadProtos().health['Watch'];
+  if (watch === undefined) throw new Error('health protos lack Watch');
+  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+  const statuses: number[] = [];
+  const waiters: { status: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  let failure: Error | undefined;
+  const call = client.makeServerStreamRequest(
+    watch.path,
+    watch.requestSerialize,
+    watch.responseDeserialize as (bytes: Buffer) => { status: number },
+    { service },
+  );
+  call.on('data', ({ status }: { status: number }) => {
+    statuses.push(status);
+    for (const waiter of waiters.filter((w) => w.status === status)) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+  });
+  call.on('error', (error: Error) => {
+    failure = error;
+    for (const waiter of waiters.splice(0)) waiter.reject(error);
+  });
+  return {
+    statuses,
+    until: (status) =>
+      statuses.at(-1) === status
+        ? Promise.resolve()
+        : failure !== undefined
+          ? Promise.reject(failure)
+          : new Promise((resolve, reject) => waiters.push({ status, resolve, reject })),
+    close(): void {
+      call.cancel();
+      client.close();
+    },
   };
 }
