@@ -4,7 +4,9 @@ import { describe, it } from 'node:test';
 
 import { parse } from 'yaml';
 
+import { parseDuration } from '../../src/config/duration.ts';
 import { loadConfig } from '../../src/config/load.ts';
+import { configSchema } from '../../src/config/schema.ts';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
 import { deniedClientHeaders, requestHeadersRead } from './headers-read.ts';
 import { checkProtoJson, loadProtoRoot, type ProtoJsonProblem } from './proto-json.ts';
@@ -320,6 +322,32 @@ describe('the strict proto-JSON check', () => {
     delete authz.connect_timeout;
     assert.deepEqual(checkProtoJson(root, bootstrap, camel), []);
   });
+});
+
+describe('health checks of the shipped Envoy configs', () => {
+  // A replica reports NOT_SERVING on SIGTERM and keeps serving for shutdown.drainDelay: Envoy
+  // must have taken it out of rotation by then, or checks go to a closed listener.
+  const { drainDelay } = configSchema.shape.shutdown.parse(
+    (readYaml('envoy/authz-config.yaml') as { shutdown?: unknown }).shutdown,
+  );
+  const ms = (value: string): number => {
+    const parsed = parseDuration(value);
+    assert.ok(parsed !== undefined, value);
+    return parsed;
+  };
+  for (const [file, name] of [
+    ['envoy/envoy.yaml', 'envoy-oidc-authz'],
+    ['envoy/envoy-http.yaml', 'envoy-oidc-authz-http'],
+  ] as const) {
+    it(`${file}: a draining replica is out of rotation within drainDelay`, () => {
+      const check = cluster(readYaml(file), name).health_checks[0];
+      const seenWithin = ms(check.interval) * check.unhealthy_threshold + ms(check.timeout);
+      assert.ok(
+        seenWithin < drainDelay,
+        `interval × unhealthy_threshold + timeout = ${seenWithin} ms, inside drainDelay ${drainDelay} ms`,
+      );
+    });
+  }
 });
 
 describe('envoy/authz-config.yaml', () => {

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 
 import { checkConfigFile } from '../../src/config/check.ts';
-import { DEFAULT_UPSTREAM_HEADERS } from '../../src/config/schema.ts';
+import { configSchema, DEFAULT_UPSTREAM_HEADERS } from '../../src/config/schema.ts';
 import {
   GENERATE_SECRET_COMMAND,
   issuedSecretProblem,
@@ -215,6 +215,31 @@ describe('istio/ manifests', () => {
     );
     assert.equal(find('HorizontalPodAutoscaler').spec.scaleTargetRef.name, 'envoy-oidc-authz');
     assert.ok(find('PodDisruptionBudget').spec.minAvailable >= 1);
+  });
+
+  it('time a rolling restart: out of the endpoints within drainDelay, killed only after drainTimeout', () => {
+    // The server keeps serving for drainDelay after SIGTERM while /readyz answers 503, then stops
+    // accepting and drains for drainTimeout; Kubernetes kills it terminationGracePeriodSeconds
+    // after SIGTERM. Values absent from the ConfigMap are the schema's defaults.
+    const text = find('ConfigMap', 'envoy-oidc-authz').data['config.yaml'] as string;
+    const { drainDelay, drainTimeout } = configSchema.shape.shutdown.parse(
+      (parse(text) as { shutdown?: unknown }).shutdown,
+    );
+    const pod = find('Deployment', 'envoy-oidc-authz').spec.template.spec;
+    const container = pod.containers[0];
+    assert.ok(
+      pod.terminationGracePeriodSeconds * 1000 > drainDelay + drainTimeout,
+      `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds}s > drainDelay ${drainDelay} ms + drainTimeout ${drainTimeout} ms`,
+    );
+    const probe = container.readinessProbe;
+    const notReadyWithinMs =
+      (probe.periodSeconds * (probe.failureThreshold ?? 3) + (probe.timeoutSeconds ?? 1)) * 1000;
+    assert.ok(
+      notReadyWithinMs < drainDelay,
+      `readiness sees draining within ${notReadyWithinMs} ms, inside drainDelay ${drainDelay} ms`,
+    );
+    // The server's own delay does what a `preStop: sleep` would, without a shell in the image.
+    assert.equal(container.lifecycle?.preStop, undefined);
   });
 
   it('embed a server config that check-config refuses only for the placeholders of the Secret', () => {
