@@ -9,7 +9,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { captureLog, type CapturedLog } from '../resilience/log-capture.ts';
-import { AppBrowser, assertProviderUnavailable, statusOf } from '../support/browser.ts';
+import {
+  AppBrowser,
+  assertProviderUnavailable,
+  deniedHeader,
+  statusOf,
+} from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { signInAppConfig, startTestServer, type TestServer } from '../support/test-server.ts';
@@ -46,7 +51,7 @@ describe('the callback under provider faults and clock skew, replicas on Redis',
 
   before(async () => {
     redis = await startRedis();
-    const names = ['blip', 'tolerant', 'strict'];
+    const names = ['blip', 'tolerant', 'strict', 'tickets'];
     provider = await startTestProvider({
       clients: names.map((name) => ({
         clientId: name,
@@ -67,13 +72,26 @@ describe('the callback under provider faults and clock skew, replicas on Redis',
         { name: 'strict', clientSecret, oidc: { probeInterval: '1h', clockSkew: '30s' } },
         provider.issuer,
       ),
+      signInAppConfig(
+        {
+          name: 'tickets',
+          clientSecret,
+          oidc: { probeInterval: '1h' },
+          session: { store: 'server' },
+        },
+        provider.issuer,
+      ),
     ];
     log = captureLog('info');
     // Replica 0's clock is two minutes ahead of replicas 1 and 2.
     const clocks = [() => Date.now() + aheadMs, Date.now, Date.now];
     for (const now of clocks) {
       const server = await startTestServer(
-        { store: { type: 'redis', redis: { url: redis.url } }, apps },
+        {
+          store: { type: 'redis', redis: { url: redis.url, commandTimeout: '500ms' } },
+          breakers: { store: { volumeThreshold: 2, rollingWindow: '2s', resetTimeout: '250ms' } },
+          apps,
+        },
         { now, logger: log.logger },
       );
       servers.push(server);
@@ -188,5 +206,30 @@ describe('the callback under provider faults and clock skew, replicas on Redis',
     const back = browserOn(1);
     const flow = await back.startAndAuthenticate(`${origin}/`);
     assert.equal(await browserOn(0, back).finish(flow.callbackUrl), `${origin}/`);
+  });
+
+  // Last: it stops Redis.
+  it('a callback whose session could not be stored (Redis down) is told to start again on retry, never "already used"', async () => {
+    const origin = 'https://tickets.example.com';
+    const user = browserOn(1);
+    const { callbackUrl } = await user.startAndAuthenticate(`${origin}/`);
+    const counted = grantsOf(provider);
+    await redis.kill('SIGKILL');
+    try {
+      const first = await user.request(callbackUrl.href);
+      assert.equal(statusOf(first), 503, 'the server session cannot be written');
+      assert.ok(Number(deniedHeader(first, 'retry-after')) >= 1);
+      assert.equal(grantsOf(provider).success, counted.success + 1, 'the code was spent');
+    } finally {
+      await redis.restart();
+    }
+    // The same replica remembers the spent code; another asks the provider, which refuses it.
+    for (const replica of [1, 2]) {
+      const retry = await browserOn(replica, user).request(callbackUrl.href);
+      assert.equal(statusOf(retry), 401, `retry on replica ${replica}`);
+      assert.match(bodyOf(retry), /Start again/);
+      assert.doesNotMatch(bodyOf(retry), /already used/);
+    }
+    assert.equal(grantsOf(provider).success, counted.success + 1, 'never a second session');
   });
 });
