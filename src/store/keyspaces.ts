@@ -127,7 +127,9 @@ export function createAppKeyspaces(
       name: 'login-replay',
       key: (stateDigest: string) => `${app}:${part(stateDigest)}`,
       codec: loginMarkCodec,
-      // Outlives the login cookie, so a state cannot be redeemed again while it could be valid.
+      // Outlives the login cookie, so a state cannot be redeemed again while it could be valid
+      // (a flow is live `loginTimeout` plus `oidc.clockSkew`, which is far shorter). A claim
+      // held during a code exchange is written with its own short TTL instead.
       ttl: options.loginTimeout * 2,
     }),
     refreshLocks: new Keyspace(backend, {

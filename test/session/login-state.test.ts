@@ -10,6 +10,7 @@ import {
 import { deriveKeyRing } from '../../src/session/session-keys.ts';
 import { testBinding } from './test-binding.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
+import { sha256Base64url } from '../../src/digest.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
 
@@ -44,7 +45,7 @@ function setup(overrides: Partial<LoginStatesOptions> = {}) {
     },
     keyspaces.loginReplayMarks,
   );
-  return { states, clock, backend };
+  return { states, clock, backend, keyspaces };
 }
 
 const flow = (n: number) => ({
@@ -167,6 +168,14 @@ describe('login state', () => {
     await states.complete(retry);
     assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
     await states.release(retry);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
+  });
+
+  it('a used mark written by an older release (no phase) is refused as replayed', async () => {
+    const { states, backend, keyspaces } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    const key = keyspaces.loginReplayMarks.keyFor(sha256Base64url('state-1'));
+    await backend.set(key, '1:{"at":1700000000000}', 60_000);
     assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
   });
 
