@@ -162,6 +162,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     ...app.session,
     binding: sessionBindingFor(config, app),
     legacyCookieName: legacyCookieNameFor(config.apps, app),
+    clockSkew: app.oidc.clockSkew,
   };
   const sessionDeps = {
     now: services.now,

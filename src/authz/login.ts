@@ -3,6 +3,7 @@ import { AuthzError, IdpUnavailableError, SessionTooLargeError } from '../errors
 import { createLoginSecrets } from '../oidc/pkce.ts';
 import { resolveSecure } from '../session/cookie-jar.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Clock } from '../clock.ts';
 import { htmlPage } from './pages.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
@@ -76,35 +77,52 @@ const knownAuthorizationErrors: ReadonlySet<string> = new Set([
   'registration_not_supported',
 ]);
 
+/** What a browser is told when its callback's state cannot complete a login. */
 const stateProblems = {
   missing: 'This sign-in response does not belong to a sign-in started in this browser.',
   expired: 'This sign-in took too long and has expired.',
+  future: 'This sign-in could not be checked because the clocks of our servers disagree.',
   replayed: 'This sign-in response was already used.',
+  unfinished: 'This sign-in could not be finished.',
+} as const;
+
+/** What is logged about a refused state; `future` names the clocks, the only fix there is. */
+const stateProblemLogs = {
+  missing: 'sign-in response without a matching login state',
+  expired: 'sign-in response for a login state that took too long',
+  future: 'the login state was issued in the future: check the clocks of the replicas',
+  replayed: 'sign-in response for a login state already used',
+  unfinished: 'sign-in response for a login state whose code was spent without a session',
 } as const;
 
 /**
- * The callback (SPEC §4.5): state checked against this browser's login-state cookie and used
- * once, the code exchanged with the PKCE verifier, the ID token validated, the session
- * created, and the browser sent back to where it started — on this origin only. A session too
- * large for the cookie store gets a readable 431 (logged), never a failed Check.
+ * The callback (SPEC §4.5): state checked against this browser's login-state cookie and claimed
+ * (see `LoginStates.take`), the code exchanged with the PKCE verifier, the ID token validated,
+ * the session created, and the browser sent back to where it started — on this origin only. A
+ * transient failure (provider or store outage: 503 with `Retry-After`) releases the claim and
+ * keeps the cookie, so reloading the callback URL tries again; a completed login marks the
+ * state used on every replica. A session too large for the cookie store gets a readable 431
+ * (logged), never a failed Check.
  */
-export function createCallbackStep({ logger }: StepDeps): Step {
+export function createCallbackStep({ logger, now }: StepDeps): Step {
   return function handleCallback(context: StepContext): Promise<Verdict> | undefined {
     if (!context.app.endpoints.is('callback', context.path)) return undefined;
-    return finishLogin(context, logger);
+    return finishLogin(context, logger, now);
   };
 }
 
-async function finishLogin(context: StepContext, logger: Logger): Promise<Verdict> {
+async function finishLogin(context: StepContext, logger: Logger, now: Clock): Promise<Verdict> {
   const { request, app } = context;
   const query = new URLSearchParams(request.query);
   const secure = secureFor(context);
   const state = query.get('state') ?? '';
-  const taken = await app.sessions.loginStates.take(request.cookies, state, secure);
+  const loginStates = app.sessions.loginStates;
+  const taken = await loginStates.take(request.cookies, state, secure);
   const cleanup = setCookies(taken.setCookie);
 
   const error = query.get('error');
   if (error !== null) {
+    if (taken.kind === 'ok') await settle(loginStates.release(taken));
     // Anyone can send a browser to the callback with an `error` of their choosing, state or not:
     // only a code RFC 6749 §4.1.2.1 or OIDC Core §3.1.2.6 defines is shown, and the free-text
     // `error_description` never is (our origin would vouch for an attacker's words).
@@ -123,10 +141,34 @@ async function finishLogin(context: StepContext, logger: Logger): Promise<Verdic
       cleanup,
     );
   }
-  if (taken.kind !== 'ok') {
+  if (taken.kind === 'in_progress') {
+    logger.info(
+      { requestId: request.id, app: app.name, state: taken.kind },
+      'sign-in response while another request completes the same login',
+    );
+    // The cookie stays: a reload once the other request is done is answered as that one ended
+    // (the state used, or free again after an exchange that did not go through).
     return htmlPage(
       'callback',
-      400,
+      409,
+      'Sign-in in progress',
+      'This sign-in is being completed by another request. Reload this page in a moment.',
+      [['retry-after', '1'], ...cleanup],
+    );
+  }
+  if (taken.kind !== 'ok') {
+    const fields: Record<string, unknown> = {
+      requestId: request.id,
+      app: app.name,
+      state: taken.kind,
+    };
+    // How far off the flow's own clock was, so an operator can tell skew from a slow user.
+    if (taken.createdAt !== undefined) fields['ageMs'] = now() - taken.createdAt;
+    if (taken.kind === 'future') logger.warn(fields, stateProblemLogs[taken.kind]);
+    else logger.info(fields, stateProblemLogs[taken.kind]);
+    return htmlPage(
+      'callback',
+      taken.kind === 'unfinished' ? 401 : 400,
       'Sign-in could not be completed',
       stateProblems[taken.kind],
       cleanup,
@@ -143,7 +185,10 @@ async function finishLogin(context: StepContext, logger: Logger): Promise<Verdic
       expectedNonce: taken.login.nonce,
     });
   } catch (failure) {
-    // An outage is a 503 (with Retry-After) from the authorizer; anything else ends this flow.
+    // No session came of it: the state may be tried again (the provider refuses a spent code).
+    await settle(loginStates.release(taken));
+    // An outage is a 503 (with Retry-After) from the authorizer, and the login-state cookie
+    // stays for the browser's retry; anything else ends this flow.
     if (!(failure instanceof AuthzError) || failure.code === 'IDP_UNAVAILABLE') throw failure;
     return htmlPage(
       'callback',
@@ -174,14 +219,30 @@ async function finishLogin(context: StepContext, logger: Logger): Promise<Verdic
       secure,
     );
   } catch (failure) {
+    // The code is spent: a retry of this callback is told to start again, never exchanged.
+    await settle(loginStates.abandon(taken));
     if (!(failure instanceof SessionTooLargeError)) throw failure;
     return sessionTooLarge(context, failure, logger, taken.setCookie);
   }
+  await settle(loginStates.complete(taken));
   return redirect('callback', sameOriginUrl(request, taken.login.returnTo), [
     ['cache-control', 'no-store'],
     ...cleanup,
     ...setCookies(written.setCookie),
   ]);
+}
+
+/**
+ * Waits for a login-state mark to be written. The marks live in the degradable store, which
+ * falls back to memory rather than fail; should one still fail, the claim expires by itself
+ * (`LOGIN_CLAIM_TTL_MS`), and the request's own outcome is what matters.
+ */
+async function settle(marking: Promise<void>): Promise<void> {
+  try {
+    await marking;
+  } catch {
+    // See above: nothing to undo, nothing the browser could act on.
+  }
 }
 
 /** Protocol claims that say nothing about the user are not kept in the session. */

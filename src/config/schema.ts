@@ -363,7 +363,10 @@ const oidcSchema = z
       .describe(
         'Accepted ID token signature algorithms (asymmetric only). Default `[RS256, ES256, PS256, EdDSA]`.',
       ),
-    clockSkew: durationDefault('30s', 'Tolerance for `exp`/`iat`/`nbf` of ID tokens.'),
+    clockSkew: durationDefault(
+      '30s',
+      "Tolerance for `exp`/`iat`/`nbf` of ID tokens, and for replicas' clocks judging each other's login states (keep it well under `session.loginTimeout`).",
+    ),
     probeInterval: durationDefault(
       '10s',
       'How often the discovery document is fetched to notice an outage (through the discovery breaker), so logins answer 503 rather than send browsers to a dead provider. Apps on one issuer share one provider and must set the same value.',

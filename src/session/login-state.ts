@@ -2,7 +2,7 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import { RandomPool } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
-import type { Mark } from '../store/keyspaces.ts';
+import type { LoginMark } from '../store/keyspaces.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
 import { isRecord } from '../is-record.ts';
@@ -36,18 +36,43 @@ export interface LoginState {
 export type LoginStatesOptions = Pick<
   SessionConfig,
   'cookieName' | 'sameSite' | 'domain' | 'loginTimeout' | 'maxPendingLogins'
-> & { readonly now?: Clock };
+> & {
+  readonly now?: Clock;
+  /**
+   * How far the clocks of the replicas may disagree, ms (`oidc.clockSkew`; default 0): a flow
+   * started on another replica stays live this much longer, and may seem this much in the future.
+   */
+  readonly clockSkew?: number | undefined;
+};
+
+/** How long a callback holds a state while it exchanges the code (see {@link LoginStates.take}). */
+export const LOGIN_CLAIM_TTL_MS = 30_000;
+
+/** A flow a callback holds: settle it with `complete`, `release` or `abandon`. */
+export interface ClaimedLogin {
+  readonly kind: 'ok';
+  readonly login: LoginState;
+  /** Expiry lines for this flow's cookie and for dead flows. */
+  readonly setCookie: readonly string[];
+  /** The claim in the replay store; `undefined` without one. */
+  readonly claim: LoginMark | undefined;
+}
 
 /** The outcome of redeeming a callback's `state`. */
 export type LoginStateResult =
-  | { readonly kind: 'ok'; readonly login: LoginState; readonly setCookie: readonly string[] }
+  | ClaimedLogin
   | {
       /**
        * `missing`: no pending flow has this state (wrong or forged state, other browser);
-       * `expired`: it timed out; `replayed`: it was already redeemed (on any replica).
+       * `expired`: it timed out; `future`: it was made on a replica whose clock is ahead of
+       * ours by more than the tolerated skew; `replayed`: it already completed a login (on any
+       * replica); `unfinished`: its code was exchanged but no session was made;
+       * `in_progress`: another callback is exchanging its code right now (its cookie is kept).
        */
-      readonly kind: 'missing' | 'expired' | 'replayed';
+      readonly kind: 'missing' | 'expired' | 'future' | 'replayed' | 'unfinished' | 'in_progress';
       readonly setCookie: readonly string[];
+      /** For `expired` and `future`: when the flow started by its own replica's clock. */
+      readonly createdAt?: number;
     };
 
 interface PresentFlow {
@@ -81,12 +106,13 @@ export function statesEqual(a: string, b: string): boolean {
  */
 export class LoginStates {
   readonly #codec: CookieCodec;
-  readonly #replayMarks: Keyspace<string, Mark> | undefined;
+  readonly #replayMarks: Keyspace<string, LoginMark> | undefined;
   readonly #name: string;
   /** `#name` with the `__Host-` prefix, built once: `cookieNames` runs on every session load. */
   readonly #hostName: string;
   readonly #scope: CookieScope;
   readonly #loginTimeout: number;
+  readonly #clockSkew: number;
   readonly #maxPending: number;
   readonly #now: Clock;
   readonly #random = new RandomPool();
@@ -100,7 +126,7 @@ export class LoginStates {
   constructor(
     codec: CookieCodec,
     options: LoginStatesOptions,
-    replayMarks?: Keyspace<string, Mark>,
+    replayMarks?: Keyspace<string, LoginMark>,
   ) {
     if (!Number.isInteger(options.maxPendingLogins) || options.maxPendingLogins < 1) {
       throw new RangeError('maxPendingLogins must be a positive integer');
@@ -115,6 +141,7 @@ export class LoginStates {
     this.#scope =
       options.domain === undefined ? { sameSite } : { sameSite, domain: options.domain };
     this.#loginTimeout = options.loginTimeout;
+    this.#clockSkew = options.clockSkew ?? 0;
     this.#maxPending = options.maxPendingLogins;
     this.#now = options.now ?? Date.now;
     const newFlow = (secure: boolean) => ({
@@ -154,8 +181,20 @@ export class LoginStates {
     return flows;
   }
 
+  /**
+   * Whether a flow is `live`, timed out (`expired`), or made in the future (`future`) at `now`.
+   * Another replica may have started it: its `createdAt` is that replica's clock, which may
+   * differ from ours by up to `clockSkew` either way.
+   */
+  #age(login: LoginState, now: number): 'live' | 'expired' | 'future' {
+    if (login.createdAt > now + this.#clockSkew) return 'future';
+    return hasExpired(login.createdAt + this.#loginTimeout + this.#clockSkew, now)
+      ? 'expired'
+      : 'live';
+  }
+
   #isLive(login: LoginState, now: number): boolean {
-    return !hasExpired(login.createdAt + this.#loginTimeout, now) && login.createdAt <= now;
+    return this.#age(login, now) === 'live';
   }
 
   /**
@@ -197,8 +236,28 @@ export class LoginStates {
   }
 
   /**
-   * Redeems the flow whose `state` equals `stateParam` (compared in constant time). On success
-   * its cookie is expired and, with a replay store, the state is marked used on every replica.
+   * Redeems the flow whose `state` equals `stateParam` (compared in constant time) for one
+   * callback, which then settles it: {@link complete} once a session is made, {@link release}
+   * when the code exchange did not go through, {@link abandon} when it did but no session was
+   * made.
+   *
+   * With a replay store the state is claimed on every replica before the code is exchanged, so
+   * that a transient failure does not burn it and a success is never accepted twice:
+   * - the claim is `SET NX` of an `exchanging` mark with this callback's owner token that lives
+   *   {@link LOGIN_CLAIM_TTL_MS} (longer than a token call plus a key fetch), so of concurrent
+   *   callbacks with one state only one exchanges; the others get `in_progress` and keep the
+   *   cookie;
+   * - `release` deletes the claim only while it is still this callback's (`deleteIfEquals`), so
+   *   the browser's retry of the same callback URL may try again: the provider either accepts the
+   *   code (the exchange never reached it) or refuses a spent one (`invalid_grant`: a clean
+   *   "start again");
+   * - `complete` replaces the claim with the used mark, kept well beyond the cookie's life, and
+   *   `abandon` with an `unfinished` one: either way the state is never exchanged again;
+   * - a callback that dies holding the claim leaves it to expire, after which the provider
+   *   decides, as for a release.
+   * While the store is down the marks live in this replica's memory (the degradable store), and
+   * one-time use rests on the browser's cookie and the provider's one-time code.
+   * Without a replay store only the expired cookie guards reuse.
    */
   async take(
     cookies: ReadonlyMap<string, string>,
@@ -218,14 +277,56 @@ export class LoginStates {
       }
     }
     if (match?.login === undefined) return { kind: 'missing', setCookie: lines };
-    lines.push(expireCookie(match.name, secure, this.#scope));
-    if (!this.#isLive(match.login, now)) return { kind: 'expired', setCookie: lines };
-    if (this.#replayMarks !== undefined) {
-      const first = await this.#replayMarks.setIfAbsent(sha256Base64url(match.login.state), {
-        at: now,
-      });
-      if (!first) return { kind: 'replayed', setCookie: lines };
+    const login = match.login;
+    const expireMatch = expireCookie(match.name, secure, this.#scope);
+    const age = this.#age(login, now);
+    if (age !== 'live') {
+      return { kind: age, setCookie: [...lines, expireMatch], createdAt: login.createdAt };
     }
-    return { kind: 'ok', login: match.login, setCookie: lines };
+    if (this.#replayMarks === undefined) {
+      return { kind: 'ok', login, setCookie: [...lines, expireMatch], claim: undefined };
+    }
+    const claim: LoginMark = {
+      at: now,
+      phase: 'exchanging',
+      owner: this.random(12).toString('base64url'),
+    };
+    const key = sha256Base64url(login.state);
+    // Twice at most: a claim released between `setIfAbsent` and `get` lets this one try again.
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      if (await this.#replayMarks.setIfAbsent(key, claim, LOGIN_CLAIM_TTL_MS)) {
+        return { kind: 'ok', login, setCookie: [...lines, expireMatch], claim };
+      }
+      const held = await this.#replayMarks.get(key);
+      if (held === undefined) continue;
+      if (held.phase === 'exchanging') return { kind: 'in_progress', setCookie: lines };
+      const kind = held.phase === 'unfinished' ? 'unfinished' : 'replayed';
+      return { kind, setCookie: [...lines, expireMatch] };
+    }
+    return { kind: 'in_progress', setCookie: lines };
+  }
+
+  /** The login completed (a session was made): its state is used for good, on every replica. */
+  async complete(taken: ClaimedLogin): Promise<void> {
+    if (taken.claim === undefined || this.#replayMarks === undefined) return;
+    await this.#replayMarks.set(sha256Base64url(taken.login.state), { at: this.#now() });
+  }
+
+  /**
+   * The code exchange did not go through (the provider unreachable, the code refused): the
+   * state may be redeemed again by the browser's retry, on any replica.
+   */
+  async release(taken: ClaimedLogin): Promise<void> {
+    if (taken.claim === undefined || this.#replayMarks === undefined) return;
+    await this.#replayMarks.deleteIfEquals(sha256Base64url(taken.login.state), taken.claim);
+  }
+
+  /** The code was exchanged but no session was made: the state can never complete a login. */
+  async abandon(taken: ClaimedLogin): Promise<void> {
+    if (taken.claim === undefined || this.#replayMarks === undefined) return;
+    await this.#replayMarks.set(sha256Base64url(taken.login.state), {
+      at: this.#now(),
+      phase: 'unfinished',
+    });
   }
 }

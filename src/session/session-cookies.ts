@@ -1,6 +1,6 @@
 /** An app's session cookie, its login-state cookies and the legacy ones: what both session stores read and write. */
 import type { Keyspace } from '../store/keyspace.ts';
-import type { Mark } from '../store/keyspaces.ts';
+import type { LoginMark } from '../store/keyspaces.ts';
 import type { Clock } from '../clock.ts';
 import { SessionTooLargeError } from '../errors.ts';
 import { createCookieCodec } from './cookie-codec.ts';
@@ -45,7 +45,7 @@ export class SessionCookies {
   constructor(
     options: SessionOptions,
     now: Clock,
-    loginReplayMarks: Keyspace<string, Mark> | undefined,
+    loginReplayMarks: Keyspace<string, LoginMark> | undefined,
   ) {
     const scope = {
       sameSite: options.sameSite,

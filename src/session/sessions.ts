@@ -1,6 +1,6 @@
 /** The port the pipeline uses for an app's sessions, whichever `session.store` keeps them. */
 import type { Keyspace } from '../store/keyspace.ts';
-import type { Mark } from '../store/keyspaces.ts';
+import type { LoginMark } from '../store/keyspaces.ts';
 import type { Clock } from '../clock.ts';
 import type { SessionConfig } from '../config/schema.ts';
 import type { LoginStates } from './login-state.ts';
@@ -24,6 +24,11 @@ export type SessionOptions = Omit<SessionConfig, 'store' | 'secure'> & {
    * upstream. Unset: none.
    */
   readonly legacyCookieName?: string | undefined;
+  /**
+   * How far the clocks of the replicas may disagree, ms (`oidc.clockSkew`): a login state made
+   * on another replica is judged with this much slack. Default 0.
+   */
+  readonly clockSkew?: number | undefined;
 };
 
 /** What either implementation is built with besides its options. */
@@ -31,7 +36,7 @@ export interface SessionsDeps {
   /** Default `Date.now`. */
   readonly now?: Clock;
   /** Marks redeemed login states on every replica; without it, only the cookie guards reuse. */
-  readonly loginReplayMarks?: Keyspace<string, Mark>;
+  readonly loginReplayMarks?: Keyspace<string, LoginMark>;
   /** Consulted on every load, also for cached sessions; default: nothing is revoked. */
   readonly isRevoked?: RevocationCheck;
 }

@@ -25,6 +25,30 @@ export interface RevokedToken {
   readonly exp: number;
 }
 
+/**
+ * A login `state`'s one-time-use record (see `LoginStates.take`). Without `phase` the login
+ * completed: the only kind older releases write, so they and this one agree on what is used.
+ */
+export interface LoginMark {
+  /** When it was made, ms since the epoch. */
+  readonly at: number;
+  /**
+   * `exchanging`: a callback holds the state while it exchanges the code (`owner` tells whose
+   * claim it is, so that only its holder releases it); `unfinished`: the code was exchanged but
+   * no session could be made, so the state can never complete a login.
+   */
+  readonly phase?: 'exchanging' | 'unfinished';
+  readonly owner?: string;
+}
+
+const loginMarkCodec = jsonCodec<LoginMark>(1, (data) => {
+  if (!isRecord(data) || typeof data['at'] !== 'number') return undefined;
+  const { at, phase, owner } = data;
+  if (phase === 'exchanging' && typeof owner === 'string') return { at, phase, owner };
+  if (phase === 'unfinished') return { at, phase };
+  return { at };
+});
+
 const revokedCodec = jsonCodec<RevokedToken>(1, (data) =>
   isRecord(data) && typeof data['exp'] === 'number' ? { exp: data['exp'] } : undefined,
 );
@@ -59,8 +83,8 @@ export interface AppKeyspaces {
   readonly sessionsBySid: SetKeyspace<string>;
   /** Server session ids by `sub`. */
   readonly sessionsBySub: SetKeyspace<string>;
-  /** Login `state` values already redeemed, by `sha256Base64url` of the state. */
-  readonly loginReplayMarks: Keyspace<string, Mark>;
+  /** Login `state` values being redeemed or already redeemed, by `sha256Base64url` of the state. */
+  readonly loginReplayMarks: Keyspace<string, LoginMark>;
   /** Refresh lease per refresh-token digest; the value is the holder's owner token. */
   readonly refreshLocks: Keyspace<string, string>;
   /** A finished refresh per old refresh-token digest, sealed with the session's key. */
@@ -102,8 +126,10 @@ export function createAppKeyspaces(
     loginReplayMarks: new Keyspace(backend, {
       name: 'login-replay',
       key: (stateDigest: string) => `${app}:${part(stateDigest)}`,
-      codec: markCodec,
-      // Outlives the login cookie, so a state cannot be redeemed again while it could be valid.
+      codec: loginMarkCodec,
+      // Outlives the login cookie, so a state cannot be redeemed again while it could be valid
+      // (a flow is live `loginTimeout` plus `oidc.clockSkew`, which is far shorter). A claim
+      // held during a code exchange is written with its own short TTL instead.
       ttl: options.loginTimeout * 2,
     }),
     refreshLocks: new Keyspace(backend, {

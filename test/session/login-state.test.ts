@@ -2,10 +2,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createCookieCodec } from '../../src/session/cookie-codec.ts';
-import { LoginStates, type LoginStatesOptions } from '../../src/session/login-state.ts';
+import {
+  LOGIN_CLAIM_TTL_MS,
+  LoginStates,
+  type LoginStatesOptions,
+} from '../../src/session/login-state.ts';
 import { deriveKeyRing } from '../../src/session/session-keys.ts';
 import { testBinding } from './test-binding.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
+import { sha256Base64url } from '../../src/digest.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
 
@@ -40,7 +45,7 @@ function setup(overrides: Partial<LoginStatesOptions> = {}) {
     },
     keyspaces.loginReplayMarks,
   );
-  return { states, clock, backend };
+  return { states, clock, backend, keyspaces };
 }
 
 const flow = (n: number) => ({
@@ -137,8 +142,94 @@ describe('login state', () => {
     const results = await Promise.all(
       Array.from({ length: 10 }, () => states.take(new Map(browser), 'state-1', true)),
     );
-    assert.equal(results.filter((r) => r.kind === 'ok').length, 1);
-    assert.equal(results.filter((r) => r.kind === 'replayed').length, 9);
+    const claimed = results.filter((r) => r.kind === 'ok');
+    assert.equal(claimed.length, 1, 'one callback exchanges');
+    assert.equal(results.filter((r) => r.kind === 'in_progress').length, 9);
+    await states.complete(claimed[0]!);
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await states.take(new Map(browser), 'state-1', true)).kind, 'replayed');
+    }
+  });
+
+  it('a released claim lets the retry redeem the state; a completed one never again', async () => {
+    const { states } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    const first = await states.take(browser, 'state-1', true);
+    assert.ok(first.kind === 'ok');
+    const concurrent = await states.take(browser, 'state-1', true);
+    assert.equal(concurrent.kind, 'in_progress');
+    assert.deepEqual(concurrent.setCookie, [], 'the cookie is kept for the reload');
+    await states.release(first);
+    const retry = await states.take(browser, 'state-1', true);
+    assert.ok(retry.kind === 'ok', 'the exchange failed: the retry may try again');
+    // A late release of the first claim does not free the retry's.
+    await states.release(first);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'in_progress');
+    await states.complete(retry);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
+    await states.release(retry);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
+  });
+
+  it('a used mark written by an older release (no phase) is refused as replayed', async () => {
+    const { states, backend, keyspaces } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    const key = keyspaces.loginReplayMarks.keyFor(sha256Base64url('state-1'));
+    await backend.set(key, '1:{"at":1700000000000}', 60_000);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
+  });
+
+  it('an abandoned state (code spent, no session) is never exchanged again', async () => {
+    const { states } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    const first = await states.take(browser, 'state-1', true);
+    assert.ok(first.kind === 'ok');
+    await states.abandon(first);
+    const retry = await states.take(browser, 'state-1', true);
+    assert.equal(retry.kind, 'unfinished');
+    assert.equal(retry.setCookie.length, 1, 'its cookie is expired');
+  });
+
+  it('a claim whose holder died expires, and the state may be tried again', async () => {
+    const { states, clock } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'ok');
+    clock.advance(LOGIN_CLAIM_TTL_MS - 1);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'in_progress');
+    clock.advance(1);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'ok');
+  });
+
+  it('a flow from a replica whose clock is ahead within clockSkew is redeemed', async () => {
+    const ahead = setup({ clockSkew: 180_000 });
+    const behind = setup({ clockSkew: 180_000 });
+    ahead.clock.advance(120_000);
+    const browser = applySetCookie(new Map(), ahead.states.start(flow(1), new Map(), true));
+    assert.equal((await behind.states.take(browser, 'state-1', true)).kind, 'ok');
+  });
+
+  it('a flow from a replica whose clock is ahead beyond clockSkew is refused as future', async () => {
+    const ahead = setup({ clockSkew: 30_000 });
+    const behind = setup({ clockSkew: 30_000 });
+    ahead.clock.advance(120_000);
+    const browser = applySetCookie(new Map(), ahead.states.start(flow(1), new Map(), true));
+    const result = await behind.states.take(browser, 'state-1', true);
+    assert.equal(result.kind, 'future');
+    assert.equal(result.kind === 'future' && result.createdAt, 1_700_000_120_000);
+    assert.equal(result.setCookie.length, 1, 'its cookie is expired');
+  });
+
+  it('a flow from a replica whose clock is behind lives loginTimeout plus clockSkew', async () => {
+    const behind = setup({ clockSkew: 180_000 });
+    const ahead = setup({ clockSkew: 180_000 });
+    ahead.clock.advance(120_000);
+    const browser = applySetCookie(new Map(), behind.states.start(flow(1), new Map(), true));
+    ahead.clock.advance(600_000 - 1_000);
+    assert.equal((await ahead.states.take(browser, 'state-1', true)).kind, 'ok');
+    const late = setup({ clockSkew: 180_000 });
+    late.clock.advance(600_000 + 180_000);
+    const other = applySetCookie(new Map(), behind.states.start(flow(2), new Map(), true));
+    assert.equal((await late.states.take(other, 'state-2', true)).kind, 'expired');
   });
 
   it('names its cookies for stripping upstream', () => {
