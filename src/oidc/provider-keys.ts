@@ -130,7 +130,10 @@ export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): 
     try {
       await forced;
     } catch (err) {
-      throw classifyIdpFailure(err, 'jwks');
+      // Provider unreachable: a `kid` we never saw cannot be judged (unavailable, as without
+      // the refetch); a signature our keys reject stays invalid.
+      if (error instanceof errors.JWKSNoMatchingKey) throw classifyIdpFailure(err, 'jwks');
+      return false;
     }
     return true;
   };

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { SignJWT, decodeProtectedHeader, generateKeyPair } from 'jose';
 import { BearerAuthenticator } from '../../src/authz/bearer-authenticator.ts';
 import { BearerRevocations } from '../../src/authz/bearer-revocations.ts';
-import { TokenInvalidError } from '../../src/errors.ts';
+import { IdpUnavailableError, TokenInvalidError } from '../../src/errors.ts';
 import { verifyIdToken } from '../../src/oidc/id-token.ts';
 import { JWKS_CACHE } from '../../src/oidc/provider.ts';
 import { GrantLimiter, RefreshCoordinator } from '../../src/oidc/refresh-coordinator.ts';
@@ -204,6 +204,36 @@ describe('provider key rotation', () => {
       assert.equal(firstWindow, 1, '100 concurrent hostile tokens: one refetch');
       assert.equal(sameWindow, 1, '100 more in the same window: none');
       assert.equal(nextWindow, 2, 'next window: one more');
+    } finally {
+      client.close();
+      await provider.close();
+    }
+  });
+
+  it('while the provider is down: an unknown kid is unavailable, a bad signature under a known kid invalid', async () => {
+    const { provider, client, clock, now } = await rig();
+    try {
+      await loginAndExchange(client);
+      const policy = policyOf(provider.issuer, now);
+      const [unknownKid] = await hostileTokens(provider.issuer, 1);
+      const { privateKey } = await generateKeyPair('RS256');
+      const seconds = Math.floor(Date.now() / 1000);
+      const badSignature = await new SignJWT({
+        sub: 'mallory',
+        iss: provider.issuer,
+        aud: 'web',
+        iat: seconds,
+        exp: seconds + 300,
+      })
+        .setProtectedHeader({ alg: 'RS256', kid: provider.keys.RS256.kid })
+        .sign(privateKey);
+      await provider.stop();
+      await assert.rejects(
+        verifyIdToken(unknownKid!, client.getKey, policy),
+        (err) => err instanceof IdpUnavailableError,
+      );
+      clock.offset += WINDOW_MS;
+      await assert.rejects(verifyIdToken(badSignature, client.getKey, policy), TokenInvalidError);
     } finally {
       client.close();
       await provider.close();
