@@ -148,7 +148,14 @@ export interface TestProvider {
   /** `http://<host>:<port>`, `http://127.0.0.1:<port>` by default. */
   readonly issuer: string;
   readonly port: number;
+  /** The current signing keys (replaced by {@link rotateSigningKey}). */
   readonly keys: { readonly RS256: SigningKey; readonly ES256: SigningKey };
+  /**
+   * Replaces the signing key of `alg` (default RS256, the one ID tokens and access tokens are
+   * signed with) by a new key pair, under a new `kid`, or under the same `kid` with `keepKid`.
+   * The old key leaves the JWKS at once; sessions, grants and tokens issued are kept.
+   */
+  rotateSigningKey(rotation?: { alg?: 'RS256' | 'ES256'; keepKid?: boolean }): Promise<SigningKey>;
   /** Signs any JWT with a provider key (default RS256, `iss` = issuer, `iat` = now). */
   signJwt(
     payload: JWTPayload,
@@ -298,12 +305,15 @@ function createStorage() {
   return { adapterFor, entries, revokeByGrantId };
 }
 
-async function generateSigningKey(alg: 'RS256' | 'ES256'): Promise<{
+async function generateSigningKey(
+  alg: 'RS256' | 'ES256',
+  keepKid?: string,
+): Promise<{
   key: SigningKey;
   privateJwk: JWK;
 }> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-  const kid = `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`;
+  const kid = keepKid ?? `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`;
   const privateJwk = { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
   return { key: { kid, alg, privateKey, publicJwk }, privateJwk };
@@ -420,11 +430,13 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   const port = (server.address() as AddressInfo).port;
   const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
-  const configuration = {
+  const cookieKeys = [randomBytes(32).toString('base64url')];
+  // A fresh object per instance: the provider takes ownership of the configuration it is given.
+  const configurationFor = (signing: readonly JWK[]) => ({
     adapter: (model: string) => storage.adapterFor(model),
     clients: options.clients.map(clientMetadata),
-    jwks: { keys: [rs.privateJwk, es.privateJwk] },
-    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    jwks: { keys: signing.map((jwk) => ({ ...jwk })) },
+    cookies: { keys: [...cookieKeys] },
     claims,
     scopes: ['openid', 'offline_access', ...Object.keys(claims).filter((s) => s !== 'openid')],
     // Release scope claims in the ID token of the code flow too, as most IdPs do.
@@ -510,27 +522,31 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
         },
       },
     },
-  };
+  });
 
-  const provider = new mod.default(issuer, configuration);
-  provider.on('grant.success', (ctx) => {
-    countGrant((ctx as OidcContext).oidc.params?.['grant_type'], 'success');
-  });
-  provider.on('grant.error', (ctx, err) => {
-    const error = (err as { error?: unknown }).error;
-    countGrant(
-      (ctx as OidcContext).oidc.params?.['grant_type'],
-      typeof error === 'string' ? error : 'server_error',
-    );
-  });
-  provider.on('backchannel.success', () => {
-    counts.backchannelLogout.success += 1;
-  });
-  provider.on('backchannel.error', (_ctx, err) => {
-    counts.backchannelLogout.error += 1;
-    lastBackchannelError = err instanceof Error ? err.message : String(err);
-  });
-  const handle = provider.callback();
+  /** A provider instance signing with `signing`; state lives in `storage`, so instances can be swapped. */
+  const buildHandler = (signing: readonly JWK[]) => {
+    const provider = new mod.default(issuer, configurationFor(signing));
+    provider.on('grant.success', (ctx) => {
+      countGrant((ctx as OidcContext).oidc.params?.['grant_type'], 'success');
+    });
+    provider.on('grant.error', (ctx, err) => {
+      const error = (err as { error?: unknown }).error;
+      countGrant(
+        (ctx as OidcContext).oidc.params?.['grant_type'],
+        typeof error === 'string' ? error : 'server_error',
+      );
+    });
+    provider.on('backchannel.success', () => {
+      counts.backchannelLogout.success += 1;
+    });
+    provider.on('backchannel.error', (_ctx, err) => {
+      counts.backchannelLogout.error += 1;
+      lastBackchannelError = err instanceof Error ? err.message : String(err);
+    });
+    return provider.callback();
+  };
+  let handle = buildHandler([rs.privateJwk, es.privateJwk]);
 
   const takeFault = (path: string): Fault | undefined => {
     const entry = faults.find((f) => FAULT_PATHS[f.fault.target] === path && f.remaining > 0);
@@ -585,10 +601,22 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   };
 
   const keys = { RS256: rs.key, ES256: es.key };
+  let privateJwks = { RS256: rs.privateJwk, ES256: es.privateJwk };
   return {
     issuer,
     port,
     keys,
+    rotateSigningKey: async (rotation = {}) => {
+      const alg = rotation.alg ?? 'RS256';
+      const next = await generateSigningKey(
+        alg,
+        rotation.keepKid === true ? keys[alg].kid : undefined,
+      );
+      keys[alg] = next.key;
+      privateJwks = { ...privateJwks, [alg]: next.privateJwk };
+      handle = buildHandler([privateJwks.RS256, privateJwks.ES256]);
+      return next.key;
+    },
     signJwt: (payload, signOptions) => {
       const key = keys[signOptions?.alg ?? 'RS256'];
       return new SignJWT({ iss: issuer, iat: Math.floor(Date.now() / 1000), ...payload })

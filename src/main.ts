@@ -38,6 +38,7 @@ import {
   providerLogoutReply,
   type ProviderLogoutResult,
 } from './authz/provider-logout.ts';
+import type { Breaker } from './resilience/breaker.ts';
 import { createBreakers, type Breakers } from './resilience/breakers.ts';
 import { createIdpGuard } from './resilience/idp-guard.ts';
 import { createAppKeyspaces } from './store/keyspaces.ts';
@@ -104,6 +105,8 @@ interface ProviderEntry {
   readonly provider: Provider;
   /** `oidc.probeInterval`, ms; the same for every app on the issuer (a config rule). */
   readonly probeInterval: number;
+  /** The provider's discovery breaker, which the probes open and close. */
+  readonly discoveryBreaker: Breaker;
 }
 
 function providerKey(app: AppConfig): string {
@@ -122,11 +125,19 @@ function providerFor(app: AppConfig, services: Services): Provider {
     for (let n = 2; taken.has(name); n += 1) name = `${app.name}~${n}`;
     provider = createProvider(
       { issuer: app.oidc.issuer, name, tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify },
-      { logger: services.logger, guard: createIdpGuard(services.breakers.idp(name)) },
+      {
+        logger: services.logger,
+        guard: createIdpGuard(services.breakers.idp(name)),
+        now: services.now,
+      },
     );
   }
   // A reload may change the interval of a kept provider.
-  services.providers.set(key, { provider, probeInterval: app.oidc.probeInterval });
+  services.providers.set(key, {
+    provider,
+    probeInterval: app.oidc.probeInterval,
+    discoveryBreaker: services.breakers.idp(provider.name).discovery,
+  });
   return provider;
 }
 
@@ -210,6 +221,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       metrics: services.metrics.refreshMetrics(app.name),
       grants: new GrantLimiter(app.refresh.maxConcurrent),
       now: services.now,
+      logger: services.logger,
     },
   );
   return buildAppRuntime(app, {
@@ -229,16 +241,27 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
 
 /**
  * Fetches each provider's discovery document every `oidc.probeInterval` through its breaker, so
- * a provider outage opens the breaker even when no login or refresh is running. One loop per
- * issuer, however many apps use it. Returns the stop.
+ * a provider outage opens the breaker even when no login or refresh is running (a failed probe
+ * opens it at once), and again as soon as the breaker goes half-open, so it closes when the
+ * provider is back without waiting for the next interval or a browser sent to a dead provider.
+ * One loop per issuer, however many apps use it. Returns the stop.
  */
 function startProviderProbes(providers: Iterable<ProviderEntry>): () => void {
-  const timers = [...providers].map(({ provider, probeInterval }) =>
-    setInterval(() => {
+  const stops = [...providers].map(({ provider, probeInterval, discoveryBreaker }) => {
+    const probe = () => {
       if (provider.status().state === 'ready') provider.probe().catch(() => undefined);
-    }, probeInterval).unref(),
-  );
-  return () => timers.forEach((timer) => clearInterval(timer));
+    };
+    const timer = setInterval(probe, probeInterval).unref();
+    const unsubscribe = discoveryBreaker.onStateChange((state) => {
+      // After opossum's emit, so the probe takes the half-open slot once the state settled.
+      if (state === 'half_open') setImmediate(probe);
+    });
+    return () => {
+      clearInterval(timer);
+      unsubscribe();
+    };
+  });
+  return () => stops.forEach((stop) => stop());
 }
 
 /** Everything built from one config that a reload replaces. */

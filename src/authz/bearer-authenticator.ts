@@ -3,7 +3,7 @@ import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyOptions
 import { ASYMMETRIC_JWS_ALGS, type AppConfig } from '../config/schema.ts';
 import { compileClaimPath } from '../config/claim-address.ts';
 import type { IntrospectionClient } from '../oidc/introspection.ts';
-import type { ProviderKeyGetter } from '../oidc/provider-keys.ts';
+import { verifyWithKeyRefetch, type ProviderKeyGetter } from '../oidc/provider-keys.ts';
 import { AuthzError, IdpUnavailableError } from '../errors.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
@@ -191,14 +191,17 @@ export class BearerAuthenticator {
   }
 
   /**
-   * RFC 9068: the signature via the provider's JWKS (refetched on an unknown `kid` at most once
-   * per cooldown), `iss`, `aud`, `exp`/`nbf`/`iat`, then the claim policy.
+   * RFC 9068: the signature via the provider's JWKS (refetched once, rate-limited per issuer, on
+   * an unknown `kid` or a failed signature), `iss`, `aud`, `exp`/`nbf`/`iat`, then the claim policy.
    */
   async #verifyJwt(token: string): Promise<Verified> {
     let claims: JWTPayload;
     try {
       const options = { ...this.#jwtOptions, currentDate: new Date(this.#now()) };
-      ({ payload: claims } = await jwtVerify(token, this.#getKey, options));
+      const getKey = this.#getKey;
+      ({ payload: claims } = await verifyWithKeyRefetch(getKey, () =>
+        jwtVerify(token, getKey, options),
+      ));
     } catch (err) {
       const failed = jwtFailure(err);
       this.#metrics.verification('jwt', failed.kind);

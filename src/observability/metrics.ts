@@ -13,7 +13,7 @@ import {
  * here so that this layer depends on no domain; the composition root checks that they match.
  */
 export interface RefreshSeries {
-  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable'): void;
+  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable' | 'id_token_invalid'): void;
   follower(source: 'process' | 'replica' | 'late'): void;
   lockWait(): void;
   gated(gate: 'budget' | 'concurrency'): void;
@@ -248,7 +248,7 @@ export class Metrics {
     });
     this.#refreshGrants = new Counter({
       name: 'eoa_refresh_grants_total',
-      help: 'Refresh-token grants at the provider by outcome (ok, invalid_grant, unavailable).',
+      help: 'Refresh-token grants at the provider by outcome (ok, invalid_grant, unavailable, id_token_invalid: granted, but the new ID token failed verification).',
       labelNames: ['app', 'outcome'],
       registers,
     });
@@ -326,7 +326,11 @@ export class Metrics {
 
   /** The refresh counters of one app, children bound once. */
   refreshMetrics(app: string): RefreshSeries {
-    const grants = childrenOf(this.#refreshGrants, [app], ['ok', 'invalid_grant', 'unavailable']);
+    const grants = childrenOf(
+      this.#refreshGrants,
+      [app],
+      ['ok', 'invalid_grant', 'unavailable', 'id_token_invalid'],
+    );
     const followers = childrenOf(this.#refreshFollowers, [app], ['process', 'replica', 'late']);
     const gated = childrenOf(this.#refreshGated, [app], ['budget', 'concurrency']);
     const lockWaits = this.#refreshLockWaits.labels(app);

@@ -1,6 +1,6 @@
 /** ID token validation (OIDC Core §3.1.3.7): signature via the provider's JWKS, issuer, audience, azp, lifetime, alg allow-list. */
 import { jwtVerify } from 'jose';
-import type { ProviderKeyGetter } from './provider-keys.ts';
+import { verifyWithKeyRefetch, type ProviderKeyGetter } from './provider-keys.ts';
 import { TokenInvalidError } from '../errors.ts';
 import { classifyIdpFailure } from './oidc-errors.ts';
 
@@ -41,14 +41,16 @@ export async function verifyIdToken(
 ): Promise<IdTokenClaims> {
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(idToken, getKey, {
-      issuer: policy.issuer,
-      audience: policy.clientId,
-      algorithms: [...policy.algorithms],
-      clockTolerance: Math.ceil(policy.clockSkewMs / 1000),
-      currentDate: new Date(policy.now()),
-      requiredClaims: ['sub', 'iat', 'exp'],
-    }));
+    ({ payload } = await verifyWithKeyRefetch(getKey, () =>
+      jwtVerify(idToken, getKey, {
+        issuer: policy.issuer,
+        audience: policy.clientId,
+        algorithms: [...policy.algorithms],
+        clockTolerance: Math.ceil(policy.clockSkewMs / 1000),
+        currentDate: new Date(policy.now()),
+        requiredClaims: ['sub', 'iat', 'exp'],
+      }),
+    ));
   } catch (err) {
     throw classifyIdpFailure(err, 'id_token');
   }

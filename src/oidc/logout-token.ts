@@ -1,6 +1,6 @@
 /** Logout token validation for OIDC Back-Channel Logout 1.0 §2.6. */
 import { decodeProtectedHeader, jwtVerify } from 'jose';
-import type { ProviderKeyGetter } from './provider-keys.ts';
+import { verifyWithKeyRefetch, type ProviderKeyGetter } from './provider-keys.ts';
 import type { TokenPolicy } from './id-token.ts';
 import { TokenInvalidError } from '../errors.ts';
 import { isRecord } from '../is-record.ts';
@@ -54,15 +54,17 @@ export async function verifyLogoutToken(
   }
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(token, getKey, {
-      issuer: policy.issuer,
-      audience: policy.clientId,
-      algorithms: [...policy.algorithms],
-      clockTolerance: Math.ceil(policy.clockSkewMs / 1000),
-      currentDate: new Date(policy.now()),
-      maxTokenAge: Math.ceil(policy.maxAgeMs / 1000),
-      requiredClaims: ['iat', 'jti'],
-    }));
+    ({ payload } = await verifyWithKeyRefetch(getKey, () =>
+      jwtVerify(token, getKey, {
+        issuer: policy.issuer,
+        audience: policy.clientId,
+        algorithms: [...policy.algorithms],
+        clockTolerance: Math.ceil(policy.clockSkewMs / 1000),
+        currentDate: new Date(policy.now()),
+        maxTokenAge: Math.ceil(policy.maxAgeMs / 1000),
+        requiredClaims: ['iat', 'jti'],
+      }),
+    ));
   } catch (err) {
     throw classifyIdpFailure(err, 'logout_token');
   }

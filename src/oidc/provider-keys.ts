@@ -1,15 +1,27 @@
-/** The provider's signing keys (JWKS): fetched once, cached, refetched on an unknown `kid` at most once per cooldown. */
+/** The provider's signing keys (JWKS): fetched once, cached, refetched on an unknown `kid` and, rate-limited, after a key failure. */
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors } from 'jose';
 import type { CryptoKey, FlattenedJWSInput, JWSHeaderParameters } from 'jose';
+import type { Clock } from '../clock.ts';
 import type { IdpCallGuard } from './idp-call-guard.ts';
 import type { IdpFetch } from './idp-fetch.ts';
 import { IdpTransportError, classifyIdpFailure } from './oidc-errors.ts';
 
-/** A key getter for `jose.jwtVerify`, shared by ID tokens, logout tokens and bearer tokens. */
-export type ProviderKeyGetter = (
+/**
+ * A key getter for `jose.jwtVerify`, shared by ID tokens, logout tokens and bearer tokens. A
+ * getter backed by the provider's JWKS also has `refetchAfterFailure` (see
+ * {@link verifyWithKeyRefetch}).
+ */
+export type ProviderKeyGetter = ((
   protectedHeader: JWSHeaderParameters,
   token: FlattenedJWSInput,
-) => Promise<CryptoKey>;
+) => Promise<CryptoKey>) & {
+  /**
+   * Called with what a verification threw. When it is a key failure (no key for the `kid`, or a
+   * signature that fails with the key found), refetches the JWKS unless a forced refetch ran
+   * less than the rate limit ago, and resolves true when the token is worth verifying again.
+   */
+  readonly refetchAfterFailure?: (error: unknown) => Promise<boolean>;
+};
 
 export interface ProviderKeysOptions {
   readonly fetch: IdpFetch;
@@ -20,6 +32,37 @@ export interface ProviderKeysOptions {
   readonly cooldownMs: number;
   /** How long a fetched set is used before it is refetched, ms. */
   readonly cacheMaxAgeMs: number;
+  /** Least time between two refetches forced by a key failure, ms: the bound hostile tokens get. */
+  readonly forcedRefetchIntervalMs: number;
+  /** Clock of the forced-refetch rate limit. */
+  readonly now: Clock;
+}
+
+/** A key failure: no key for the token's `kid`, or a signature that the key found rejects. */
+function isKeyFailure(error: unknown): boolean {
+  return (
+    error instanceof errors.JWKSNoMatchingKey ||
+    error instanceof errors.JWSSignatureVerificationFailed
+  );
+}
+
+/**
+ * Runs `verify` (a `jwtVerify` with `getKey`); when it fails for a key reason and the getter
+ * refetched the provider's keys, runs it once more. A provider that rotates its key, or replaces
+ * it under the same `kid`, is followed at the first token signed with the new key.
+ */
+export async function verifyWithKeyRefetch<T>(
+  getKey: ProviderKeyGetter,
+  verify: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await verify();
+  } catch (err) {
+    if (getKey.refetchAfterFailure === undefined || !(await getKey.refetchAfterFailure(err))) {
+      throw err;
+    }
+    return verify();
+  }
 }
 
 /**
@@ -27,6 +70,11 @@ export interface ProviderKeysOptions {
  * (jose's remote set is single-flight). When a refetch fails because the provider is down, the
  * last set fetched is still used, so tokens signed with known keys keep verifying during an
  * outage; an unknown `kid` then fails as unavailable, not as invalid.
+ *
+ * A key failure forces a refetch past jose's cooldown (issue: a key rotated right after a fetch
+ * waited out the cooldown, and a key replaced under the same `kid` was never refetched), at most
+ * once per `forcedRefetchIntervalMs` for the issuer, so tokens with made-up `kid`s cannot make
+ * us hammer the provider. Failures while a forced refetch runs wait for it and try again.
  */
 export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): ProviderKeyGetter {
   const remote = createRemoteJWKSet(jwksUri, {
@@ -47,7 +95,10 @@ export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): 
         }
       }),
   });
-  return async (protectedHeader, token) => {
+  const getKey = async (
+    protectedHeader: JWSHeaderParameters,
+    token: FlattenedJWSInput,
+  ): Promise<CryptoKey> => {
     try {
       return await remote(protectedHeader, token);
     } catch (err) {
@@ -62,4 +113,29 @@ export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): 
       }
     }
   };
+
+  let forcedAt: number | undefined;
+  let forced: Promise<void> | undefined;
+  const refetchAfterFailure = async (error: unknown): Promise<boolean> => {
+    if (!isKeyFailure(error)) return false;
+    if (forced === undefined) {
+      const now = options.now();
+      if (forcedAt !== undefined && now - forcedAt < options.forcedRefetchIntervalMs) return false;
+      forcedAt = now;
+      const current = remote.reload().finally(() => {
+        if (forced === current) forced = undefined;
+      });
+      forced = current;
+    }
+    try {
+      await forced;
+    } catch (err) {
+      // Provider unreachable: a `kid` we never saw cannot be judged (unavailable, as without
+      // the refetch); a signature our keys reject stays invalid.
+      if (error instanceof errors.JWKSNoMatchingKey) throw classifyIdpFailure(err, 'jwks');
+      return false;
+    }
+    return true;
+  };
+  return Object.assign(getKey, { refetchAfterFailure });
 }

@@ -11,13 +11,22 @@ import type { IdpFetch } from './idp-fetch.ts';
 import { classifyIdpFailure } from './oidc-errors.ts';
 import { createProviderKeys } from './provider-keys.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
+import type { Clock } from '../clock.ts';
 
 /** Deadline of each HTTP request to a provider, in milliseconds. */
 export const PROVIDER_FETCH_TIMEOUT_MS = 5_000;
 /** Discovery retry backoff until the provider first answers: first delay and cap, ms. */
 export const DISCOVERY_RETRY = { initialDelayMs: 250, maxDelayMs: 30_000 } as const;
-/** JWKS cache: least time between refetches for an unknown `kid`, and longest use of one set, ms. */
-export const JWKS_CACHE = { cooldownMs: 30_000, cacheMaxAgeMs: 600_000 } as const;
+/**
+ * JWKS cache, ms: least time between refetches for an unknown `kid`, longest use of one set, and
+ * least time between two refetches forced by a key failure (unknown `kid` inside the cooldown,
+ * or a signature failing under a known `kid`), per issuer.
+ */
+export const JWKS_CACHE = {
+  cooldownMs: 30_000,
+  cacheMaxAgeMs: 600_000,
+  forcedRefetchIntervalMs: 10_000,
+} as const;
 
 /** The provider-level settings; every app on the issuer must agree on them (config rule). */
 export interface ProviderOptions {
@@ -37,6 +46,8 @@ export interface ProviderDeps {
   readonly fetchTimeoutMs?: number;
   /** Default {@link DISCOVERY_RETRY}. */
   readonly discoveryRetry?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
+  /** Clock of the JWKS forced-refetch rate limit; default `Date.now`. */
+  readonly now?: Clock;
 }
 
 /** Discovery state, for `/readyz`. */
@@ -78,8 +89,9 @@ export interface Provider {
    */
   call<T>(kind: IdpCallKind, endpoint: IdpEndpoint, fn: () => Promise<T>): Promise<T>;
   /**
-   * Fetches the discovery document once, the same way discovery does, so an outage is seen by
-   * the breaker before a browser is sent to a provider that cannot answer. Rejects, classified.
+   * Fetches the discovery document once, the same way discovery does, as a call of kind
+   * `probe`, so an outage is seen by the breaker before a browser is sent to a provider that
+   * cannot answer. Rejects, classified.
    */
   probe(): Promise<void>;
   /** Stops discovery retries. */
@@ -134,8 +146,8 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       throw classifyIdpFailure(err, endpoint);
     });
 
-  const fetchMetadata = (): Promise<ServerMetadata> =>
-    call('discovery', 'discovery', async () => {
+  const fetchMetadata = (kind: 'discovery' | 'probe' = 'discovery'): Promise<ServerMetadata> =>
+    call(kind, 'discovery', async () => {
       // Only the server metadata is kept: the client id `discovery()` wants is never sent.
       const config = await discovery(issuerUrl, 'discovery', undefined, None(), {
         [customFetch]: idpFetch,
@@ -167,6 +179,7 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       guard,
       timeoutMs: fetchTimeoutMs,
       ...JWKS_CACHE,
+      now: deps.now ?? Date.now,
     });
     discovered = { metadata, getKey };
   };
@@ -216,8 +229,14 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       ...(lastError === undefined || discovered !== undefined ? {} : { lastError }),
     }),
     metadata: (endpoint) => requireDiscovered(endpoint).metadata,
-    getKey: (header, token) =>
-      Promise.resolve().then(() => requireDiscovered('jwks').getKey(header, token)),
+    getKey: Object.assign(
+      (header: Parameters<ProviderKeyGetter>[0], token: Parameters<ProviderKeyGetter>[1]) =>
+        Promise.resolve().then(() => requireDiscovered('jwks').getKey(header, token)),
+      {
+        refetchAfterFailure: (error: unknown) =>
+          discovered?.getKey.refetchAfterFailure?.(error) ?? Promise.resolve(false),
+      },
+    ),
     configure: (client, endpoint) => {
       const { metadata } = requireDiscovered(endpoint);
       const config = new Configuration(metadata, client.clientId, client.metadata, client.auth);
@@ -228,7 +247,7 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
     },
     call,
     probe: async () => {
-      await fetchMetadata();
+      await fetchMetadata('probe');
     },
     close: () => {
       if (closed) return;

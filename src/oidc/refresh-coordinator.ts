@@ -25,6 +25,7 @@ import { isRecord } from '../is-record.ts';
 import type { AppConfig } from '../config/schema.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import { sha256Base64url } from '../digest.ts';
+import type { Logger } from '../observability/logger.ts';
 import type { OidcClient } from './oidc-client.ts';
 
 export type RefreshOutcome =
@@ -39,8 +40,12 @@ export type RefreshOutcome =
   | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number };
 
 export interface RefreshMetrics {
-  /** A grant at the provider finished: `ok`, `invalid_grant`, `unavailable`. */
-  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable'): void;
+  /**
+   * A grant at the provider finished: `ok`, `invalid_grant` (the provider refused it),
+   * `unavailable`, or `id_token_invalid` (the provider granted, but the new ID token failed
+   * verification: not the provider's refusal, so never counted as `invalid_grant`).
+   */
+  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable' | 'id_token_invalid'): void;
   /** A caller was served without a grant of its own: by this process, a replica, or late. */
   follower(source: 'process' | 'replica' | 'late'): void;
   /** A caller found another replica's lock and waited for it. */
@@ -63,6 +68,8 @@ export interface RefreshCoordinatorDeps {
   /** Concurrent grants of the whole process, shared by every app. */
   readonly grants: GrantLimiter;
   readonly now: () => number;
+  /** Where a refreshed ID token that fails verification is reported. */
+  readonly logger?: Logger;
 }
 
 /** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
@@ -211,8 +218,18 @@ export class RefreshCoordinator {
         this.#recordFailure(id);
         return { kind: 'unavailable', retryAfterSeconds: error.retryAfterSeconds };
       }
-      // invalid_grant and every other refusal: the refresh token is dead.
-      this.#deps.metrics.grant('invalid_grant');
+      if (error.code === 'TOKEN_INVALID') {
+        // The grant ran and spent the refresh token; only our check of its ID token failed
+        // (after one JWKS refetch), so this is not the provider's invalid_grant.
+        this.#deps.metrics.grant('id_token_invalid');
+        this.#deps.logger?.warn(
+          { app: this.#options.appName, code: error.code, error: error.message },
+          'refreshed ID token failed verification: the session ends',
+        );
+      } else {
+        // invalid_grant and every other refusal: the refresh token is dead.
+        this.#deps.metrics.grant('invalid_grant');
+      }
       await this.#publish(id, key, { kind: 'ended' });
       return { kind: 'ended' };
     } finally {

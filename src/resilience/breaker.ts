@@ -40,6 +40,11 @@ export interface Breaker {
    * or closed); returns the unsubscribe function.
    */
   onStateChange(listener: (state: BreakerState, previous: BreakerState) => void): () => void;
+  /**
+   * Opens the breaker now, when a deliberate health check has shown the dependency down (one
+   * failed probe says more than one failed call); no effect unless closed or half-open.
+   */
+  trip(): void;
   /** Stops timers; further calls are refused. */
   shutdown(): void;
 }
@@ -153,6 +158,9 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
     onStateChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    trip() {
+      circuit.open();
     },
     shutdown() {
       listeners.clear();

@@ -78,4 +78,37 @@ describe('provider guard with the real OIDC client', () => {
       await provider.close();
     }
   });
+
+  it('opens the discovery breaker at the first failed probe, with the default tuning', async () => {
+    const provider = await startProvider();
+    const registry = new Registry();
+    const breakers = createBreakers({ registry, logger: captureLog().logger, ...breakersTuning() });
+    const discovery = breakers.idp('web').discovery;
+    const client = await readyClient(provider, {}, { guard: createIdpGuard(breakers.idp('web')) });
+    try {
+      await client.provider.probe();
+      assert.equal(discovery.state(), 'closed');
+      await provider.stop();
+      await assert.rejects(
+        client.provider.probe(),
+        (err) => err instanceof IdpUnavailableError && err.reason === 'network',
+      );
+      assert.equal(discovery.state(), 'open', 'one failed probe is an outage');
+      const retryAfter = discovery.retryAfterMs();
+      // A probe refused while open tried nothing: it neither fails again nor restarts the wait.
+      await assert.rejects(
+        client.provider.probe(),
+        (err) => err instanceof IdpUnavailableError && err.reason === 'circuit_open',
+      );
+      assert.ok(discovery.retryAfterMs() <= retryAfter);
+      assert.equal(
+        await metricValue(registry, 'eoa_breaker_opens_total', { breaker: 'idp:web:discovery' }),
+        1,
+      );
+    } finally {
+      client.close();
+      breakers.shutdown();
+      await provider.close();
+    }
+  });
 });
