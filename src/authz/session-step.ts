@@ -93,8 +93,15 @@ export function createSessionStep(deps: StepDeps): Step {
     let setCookie = loaded.setCookie;
     const now = deps.now();
     if (RefreshCoordinator.isDue(session, now, app.config.refresh.skew)) {
-      const outcome = await app.refresher.refresh(session);
+      // While the access token works, the refresh runs in the background and this request is
+      // served at once; a later request picks up the published result (and writes it). Only a
+      // request whose access token has expired waits for the refresh.
+      const outcome = hasExpired(session.tokens.expiresAt, now)
+        ? await app.refresher.refresh(session)
+        : ((await app.refresher.refreshAhead(session)) ?? { kind: 'pending' as const });
       switch (outcome.kind) {
+        case 'pending':
+          break;
         case 'refreshed': {
           let written;
           try {

@@ -10,6 +10,11 @@
  *   request still carrying the pre-rotation cookie gets the new tokens too, and the store never
  *   holds a usable token.
  * - `invalid_grant` is published as well, so the session ends once, not once per request.
+ * - A caller waits at most `waitTimeout`; the grant it started runs on to completion and
+ *   publishes its result, so a refresh token the provider rotated is never dropped, and the
+ *   next request uses the result instead of spending the old refresh token again.
+ * - Ahead of expiry ({@link RefreshCoordinator.refreshAhead}) no request waits: the grant runs
+ *   in the background and the next request picks up the published result.
  */
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -94,7 +99,7 @@ export class GrantLimiter {
 }
 
 /** What a published result record holds, sealed. */
-type PublishedResult = Exclude<RefreshOutcome, { readonly kind: 'unavailable' }>;
+export type PublishedResult = Exclude<RefreshOutcome, { readonly kind: 'unavailable' }>;
 
 const resultHeader = encodeProtectedHeader();
 const maxResultChars = 64 * 1024;
@@ -116,21 +121,72 @@ export class RefreshCoordinator {
     return session.tokens.expiresAt - now <= skew;
   }
 
+  /**
+   * Refreshes the session's tokens, or joins the refresh already running for them. Waits at most
+   * `waitTimeout` (then `unavailable`); the refresh itself runs on and publishes its result.
+   */
   refresh(session: Session): Promise<RefreshOutcome> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
+    return this.#bounded(this.#start(session, refreshToken));
+  }
+
+  /**
+   * For a session due for refresh whose access token still works: the result of a refresh that
+   * already finished for its refresh token (here or on a replica), if there is one; otherwise
+   * starts the refresh in the background (coalesced as {@link refresh}) and returns `undefined`
+   * at once, so the request is served with the current tokens.
+   */
+  async refreshAhead(session: Session): Promise<PublishedResult | undefined> {
+    const refreshToken = session.tokens.refreshToken;
+    if (refreshToken === undefined) return { kind: 'ended' };
+    const id = sha256Base64url(refreshToken);
+    // Running in this process: its result is not published yet.
+    if (this.#inFlight.has(id)) return undefined;
+    const published = await this.#readResult(id, resultKey(refreshToken));
+    if (published !== undefined) {
+      this.#deps.metrics.follower('late');
+      return published;
+    }
+    if (!this.#inFlight.has(id)) {
+      this.#start(session, refreshToken).catch(() => undefined);
+    }
+    return undefined;
+  }
+
+  /** The refresh of this refresh token: the running one, or a new one. Never rejects. */
+  #start(session: Session, refreshToken: string): Promise<RefreshOutcome> {
     const id = sha256Base64url(refreshToken);
     const running = this.#inFlight.get(id);
     if (running !== undefined) {
       this.#deps.metrics.follower('process');
       return running;
     }
-    const promise = this.#coordinate(session, refreshToken, id).finally(() => {
-      // Cleared only by the promise that filled the slot.
-      if (this.#inFlight.get(id) === promise) this.#inFlight.delete(id);
-    });
+    const promise = this.#coordinate(session, refreshToken, id)
+      .catch((error: unknown) => {
+        // Nobody may be waiting any more (a background refresh, a timed-out caller): one line.
+        this.#deps.logger?.error(
+          { app: this.#options.appName, error: error instanceof Error ? error.message : 'unknown' },
+          'refresh failed',
+        );
+        return unavailable(1_000);
+      })
+      .finally(() => {
+        // Cleared only by the promise that filled the slot.
+        if (this.#inFlight.get(id) === promise) this.#inFlight.delete(id);
+      });
     this.#inFlight.set(id, promise);
     return promise;
+  }
+
+  /** `running`, or `unavailable` once the caller has waited `waitTimeout` for it. */
+  #bounded(running: Promise<RefreshOutcome>): Promise<RefreshOutcome> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<RefreshOutcome>((resolve) => {
+      timer = setTimeout(() => resolve(unavailable(1_000)), this.#options.waitTimeout);
+      timer.unref();
+    });
+    return Promise.race([running, timedOut]).finally(() => clearTimeout(timer));
   }
 
   async #coordinate(session: Session, refreshToken: string, id: string): Promise<RefreshOutcome> {
@@ -194,6 +250,8 @@ export class RefreshCoordinator {
       },
       Math.max(50, Math.floor(this.#options.lockTtl / 3)),
     );
+    // A grant running after its callers gave up must not hold the process open at shutdown.
+    renew.unref();
     try {
       const result = await this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub });
       this.#deps.metrics.grant('ok');
@@ -272,7 +330,7 @@ export class RefreshCoordinator {
     await this.#deps.results.set(id, sealed).catch(() => undefined);
   }
 
-  async #readResult(id: string, key: Buffer): Promise<RefreshOutcome | undefined> {
+  async #readResult(id: string, key: Buffer): Promise<PublishedResult | undefined> {
     const sealed = await this.#deps.results.get(id).catch(() => undefined);
     if (sealed === undefined) return undefined;
     const parts = splitCompact(sealed, maxResultChars);

@@ -17,6 +17,11 @@ const secret = 'dash-client-secret-long-enough-0123';
 /** Access tokens live 4 s and are refreshed in their last 2 s: a session goes stale 2 s after login. */
 const accessTokenTtlSeconds = 4;
 const staleAfterMs = 2_100;
+/**
+ * A Check waits for a refresh only once the access token has expired (before that the refresh
+ * runs in the background): the herd tests below send their Checks after expiry.
+ */
+const expiredAfterMs = 4_100;
 const xhr: [string, string][] = [['accept', 'application/json']];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -120,7 +125,7 @@ describe('refresh without storms', () => {
       await b.login(`${origin}/`);
       const fresh = await herd([envoy], b, 500);
       assert.ok(fresh.outcomes.every((o) => userOf(o) === 'alice'));
-      await sleep(staleAfterMs);
+      await sleep(expiredAfterMs);
       const before = refreshGrants(provider);
       const stale = await herd([envoy], b, 500);
       const after = refreshGrants(provider);
@@ -167,7 +172,7 @@ describe('refresh without storms', () => {
       const b = new AppBrowser(envoy);
       await b.login(`${origin}/`);
       for (const id of provider.grantIds('alice', 'dash')) await provider.revokeGrant(id);
-      await sleep(staleAfterMs);
+      await sleep(expiredAfterMs);
       const stale = new Map(b.cookies);
       const before = refreshGrants(provider);
       const [navigation, ...calls] = await Promise.all([
@@ -252,7 +257,7 @@ describe('refresh without storms', () => {
       const b = new AppBrowser(clients[0]!);
       await b.login(`${origin}/`);
       const fresh = await herd(clients, b, 500);
-      await sleep(staleAfterMs);
+      await sleep(expiredAfterMs);
       const before = refreshGrants(provider);
       const stale = await herd(clients, b, 500);
       const after = refreshGrants(provider);
@@ -284,7 +289,7 @@ describe('refresh without storms', () => {
       // Every replica now holds the session in its own short cache.
       const fresh = await herd(clients, b, 500, serverOrigin);
       assert.ok(fresh.outcomes.every((o) => userOf(o) === 'alice'));
-      await sleep(staleAfterMs);
+      await sleep(expiredAfterMs);
       const before = refreshGrants(provider);
       const stale = await herd(clients, b, 500, serverOrigin);
       const after = refreshGrants(provider);
@@ -316,7 +321,7 @@ describe('refresh without storms', () => {
       try {
         const b = new AppBrowser(clients[0]!);
         await b.login(`${origin}/`);
-        await sleep(staleAfterMs);
+        await sleep(expiredAfterMs);
         // The grant of the replica about to die hangs at the provider, then fails unprocessed.
         provider.injectFault({ target: 'token', latencyMs: 3_000, status: 503, count: 1 });
         const before = refreshGrants(provider);
@@ -351,7 +356,7 @@ describe('refresh without storms', () => {
       await b.login(`${origin}/`);
       await redis.kill('SIGKILL');
       try {
-        await sleep(staleAfterMs);
+        await sleep(expiredAfterMs);
         const before = refreshGrants(provider);
         await herd(clients, b, 300);
         const after = refreshGrants(provider);
