@@ -184,7 +184,6 @@ export class RefreshCoordinator {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<RefreshOutcome>((resolve) => {
       timer = setTimeout(() => resolve(unavailable(1_000)), this.#options.waitTimeout);
-      timer.unref();
     });
     return Promise.race([running, timedOut]).finally(() => clearTimeout(timer));
   }

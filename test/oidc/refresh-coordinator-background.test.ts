@@ -1,0 +1,140 @@
+/** Refreshes nobody waits for: bounded waits, results kept past them, failures caught and logged once. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { OidcClient, RefreshResult } from '../../src/oidc/oidc-client.ts';
+import { GrantLimiter, RefreshCoordinator } from '../../src/oidc/refresh-coordinator.ts';
+import type { Session } from '../../src/session/session.ts';
+import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
+import { createMemoryBackend } from '../../src/store/memory-backend.ts';
+
+/** A token endpoint the test answers by hand: each grant waits until the test settles it. */
+function handAnsweredProvider() {
+  const pending: { refreshToken: string; settle: (r: Promise<RefreshResult>) => void }[] = [];
+  const oidc = {
+    refresh: (refreshToken: string) =>
+      new Promise<RefreshResult>((resolve, reject) => {
+        pending.push({
+          refreshToken,
+          settle: (r) => {
+            r.then(resolve, reject);
+          },
+        });
+      }),
+  } as unknown as OidcClient;
+  return { oidc, pending };
+}
+
+/** Lets the coordinator run until the provider holds `count` grants (the store is in memory). */
+async function grantsReached(pending: readonly unknown[], count: number): Promise<void> {
+  for (let turn = 0; pending.length < count; turn++) {
+    assert.ok(turn < 1_000, `never reached ${count} grants`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+function coordinator(oidc: OidcClient, waitTimeout: number) {
+  const now = () => Date.now();
+  const keyspaces = createAppKeyspaces(createMemoryBackend({ now }), {
+    app: 'web',
+    sessionMaxAge: 86_400_000,
+    loginTimeout: 600_000,
+    refreshLockTtl: 10_000,
+    refreshResultTtl: 60_000,
+    now,
+  });
+  const errors: object[] = [];
+  const logger = {
+    error: (obj: object) => errors.push(obj),
+    warn: () => undefined,
+    info: () => undefined,
+    debug: () => undefined,
+    child: () => logger,
+  };
+  const refresher = new RefreshCoordinator(
+    { appName: 'web', lockTtl: 10_000, waitTimeout, maxAttempts: 3, cooldown: 30_000 },
+    {
+      oidc,
+      locks: keyspaces.refreshLocks,
+      results: keyspaces.refreshResults,
+      metrics: {
+        grant: () => undefined,
+        follower: () => undefined,
+        lockWait: () => undefined,
+        gated: () => undefined,
+      },
+      grants: new GrantLimiter(10),
+      now,
+      logger: logger as never,
+    },
+  );
+  return { refresher, errors };
+}
+
+function session(refreshToken: string): Session {
+  return {
+    v: 1,
+    id: 'sid',
+    sub: 'alice',
+    claims: {},
+    tokens: { accessToken: 'at-1', refreshToken, idToken: 'id-1', expiresAt: Date.now() + 30_000 },
+    createdAt: Date.now(),
+    lastSeenAt: Date.now(),
+  };
+}
+
+const rotated: RefreshResult = {
+  tokens: { accessToken: 'at-2', refreshToken: 'rt-2', expiresAt: Date.now() + 300_000 },
+};
+
+describe('refresh coordinator: refreshes nobody waits for', () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  before(() => process.on('unhandledRejection', onUnhandled));
+  after(() => process.off('unhandledRejection', onUnhandled));
+
+  it('refreshAhead answers at once, coalesces, and hands the published result to the next caller', async () => {
+    const { oidc, pending } = handAnsweredProvider();
+    const { refresher } = coordinator(oidc, 5_000);
+    const s = session('rt-ahead');
+    assert.equal(await refresher.refreshAhead(s), undefined);
+    assert.equal(await refresher.refreshAhead(s), undefined, 'the running refresh is joined');
+    await grantsReached(pending, 1);
+    pending[0]!.settle(Promise.resolve(rotated));
+    // Whatever waits for the same refresh token now gets the published result, no second grant.
+    const joined = await refresher.refresh(s);
+    assert.equal(joined.kind, 'refreshed');
+    const found = await refresher.refreshAhead(s);
+    assert.equal(found?.kind === 'refreshed' && found.tokens.refreshToken, 'rt-2');
+    assert.equal(pending.length, 1);
+  });
+
+  it('a caller waits at most waitTimeout; the grant runs on and its rotated token is kept', async () => {
+    const { oidc, pending } = handAnsweredProvider();
+    const { refresher } = coordinator(oidc, 30);
+    const s = session('rt-slow');
+    assert.deepEqual(await refresher.refresh(s), { kind: 'unavailable', retryAfterSeconds: 1 });
+    await grantsReached(pending, 1);
+    pending[0]!.settle(Promise.resolve(rotated));
+    // The next request finds the result instead of spending `rt-slow` again.
+    const next = await refresher.refresh(s);
+    assert.equal(next.kind === 'refreshed' && next.tokens.refreshToken, 'rt-2');
+    assert.equal(pending.length, 1, 'the old refresh token is never sent again');
+  });
+
+  it('an unexpected failure of a background refresh is caught and logged once', async () => {
+    const { oidc, pending } = handAnsweredProvider();
+    const { refresher, errors } = coordinator(oidc, 5_000);
+    const s = session('rt-bug');
+    assert.equal(await refresher.refreshAhead(s), undefined);
+    await grantsReached(pending, 1);
+    pending[0]!.settle(Promise.reject(new TypeError('a bug')));
+    await grantsReached(errors, 1);
+    const later = refresher.refresh(s);
+    await grantsReached(pending, 2);
+    pending[1]!.settle(Promise.resolve(rotated));
+    assert.equal((await later).kind, 'refreshed', 'a later request tries again');
+    assert.equal(errors.length, 1, 'one line');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(unhandled, []);
+  });
+});
