@@ -394,7 +394,7 @@ const refreshSchema = z
     ),
     waitTimeout: durationDefault(
       '5s',
-      "Longest a request waits for another replica's refresh before answering 503. Keep it under Envoy's ext_authz timeout.",
+      "Longest a request whose access token has expired waits for its refresh (here or on another replica) before answering 503; the refresh runs on and the next request uses its result. A request whose access token still works never waits: its refresh runs in the background. Keep it under Envoy's ext_authz timeout.",
     ),
   })
   .prefault({})
