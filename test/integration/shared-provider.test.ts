@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
+import { clientCredentialsToken } from '../support/bearer-providers.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser } from '../support/browser.ts';
 import type { EnvoyClient } from '../support/envoy-client.ts';
@@ -28,18 +29,12 @@ function appOn(issuer: string, name: string, oidc: Record<string, unknown> = {})
   };
 }
 
-async function machineToken(provider: TestProvider): Promise<string> {
-  const response = await fetch(`${provider.issuer}/token`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`machine:${machineSecret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ grant_type: 'client_credentials', resource: audience }),
-  });
-  const body = (await response.json()) as { access_token?: string };
-  assert.equal(response.status, 200, JSON.stringify(body));
-  return body.access_token!;
+function machineToken(provider: TestProvider): Promise<string> {
+  return clientCredentialsToken(
+    provider,
+    { id: 'machine', secret: machineSecret },
+    { resource: audience },
+  );
 }
 
 describe('two apps on one issuer', () => {

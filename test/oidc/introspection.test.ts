@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
+import { clientCredentialsToken } from '../support/bearer-providers.ts';
 import { createIntrospectionClient } from '../../src/oidc/introspection.ts';
 import { IdpError, IdpUnavailableError } from '../../src/errors.ts';
 import { createProvider, type Provider } from '../../src/oidc/provider.ts';
@@ -15,18 +16,12 @@ const audience = 'https://api.example.com/';
 const machineSecret = 'machine-client-secret-long-enough';
 const introspectorSecret = 'introspector-secret-long-enough';
 
-async function opaqueToken(provider: TestProvider): Promise<string> {
-  const response = await fetch(`${provider.issuer}/token`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`machine:${machineSecret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ grant_type: 'client_credentials', resource: audience }),
-  });
-  const body = (await response.json()) as { access_token?: string };
-  assert.equal(response.status, 200, JSON.stringify(body));
-  return body.access_token!;
+function opaqueToken(provider: TestProvider): Promise<string> {
+  return clientCredentialsToken(
+    provider,
+    { id: 'machine', secret: machineSecret },
+    { resource: audience },
+  );
 }
 
 describe('token introspection at the shared provider', () => {

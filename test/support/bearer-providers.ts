@@ -9,6 +9,7 @@ import {
   type TestProvider,
   type TestProviderOptions,
 } from '../../dev/test-provider.ts';
+import assert from 'node:assert/strict';
 import { testSessionSecret } from './test-server.ts';
 
 /** The audience both providers issue access tokens for by default. */
@@ -120,4 +121,27 @@ export function bearerAppConfigs(
       },
     },
   ];
+}
+
+/**
+ * An access token from `provider`'s token endpoint by the client credentials grant (client
+ * authenticated with HTTP Basic); fails the test when the provider refuses.
+ */
+export async function clientCredentialsToken(
+  provider: TestProvider,
+  client: { readonly id: string; readonly secret: string },
+  params: Readonly<Record<string, string>>,
+): Promise<string> {
+  const response = await fetch(`${provider.issuer}/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${client.id}:${client.secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ grant_type: 'client_credentials', ...params }),
+  });
+  const body = (await response.json()) as { access_token?: string };
+  assert.equal(response.status, 200, JSON.stringify(body));
+  assert.equal(typeof body.access_token, 'string', JSON.stringify(body));
+  return body.access_token as string;
 }
