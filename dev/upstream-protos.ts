@@ -40,9 +40,14 @@ export interface UpstreamProtos {
   encode(type: protobuf.Type, object: Record<string, unknown>): Buffer;
 }
 
-/** Parses Envoy's upstream protos into protobufjs types and a grpc-js client constructor. */
-export function loadUpstreamProtos(): UpstreamProtos {
-  const includeDirs = upstreamIncludeDirs();
+/**
+ * Loads `.proto` files into one resolved root (field names as written, snake_case), searching
+ * `includeDirs` in order for every import.
+ */
+export function loadProtoRoot(
+  includeDirs: readonly string[],
+  files: readonly string[],
+): protobuf.Root {
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     if (isAbsolute(target)) return target;
@@ -52,8 +57,15 @@ export function loadUpstreamProtos(): UpstreamProtos {
     }
     return target;
   };
-  root.loadSync(entryFile, { keepCase: true });
+  root.loadSync([...files], { keepCase: true });
   root.resolveAll();
+  return root;
+}
+
+/** Parses Envoy's upstream protos into protobufjs types and a grpc-js client constructor. */
+export function loadUpstreamProtos(): UpstreamProtos {
+  const includeDirs = upstreamIncludeDirs();
+  const root = loadProtoRoot(includeDirs, [entryFile]);
 
   // A second parse through proto-loader gives grpc-js the serializers it expects, with the
   // same keepCase names as the types above.

@@ -1,34 +1,11 @@
 /** A strict proto3-JSON checker: unknown fields, wrong JSON types and unresolvable `@type`s are problems. */
-import { existsSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
 import protobuf from 'protobufjs';
+export { loadProtoRoot } from '../../dev/upstream-protos.ts';
 
 /** One mistake in a document, at a path such as `static_resources.clusters[0].conect_timeout`. */
 export interface ProtoJsonProblem {
   readonly path: string;
   readonly message: string;
-}
-
-/**
- * Loads `.proto` files into one resolved root (field names as written, snake_case), searching
- * `includeDirs` in order for every import.
- */
-export function loadProtoRoot(
-  includeDirs: readonly string[],
-  files: readonly string[],
-): protobuf.Root {
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => {
-    if (isAbsolute(target)) return target;
-    for (const dir of includeDirs) {
-      const candidate = join(dir, target);
-      if (existsSync(candidate)) return candidate;
-    }
-    return target;
-  };
-  root.loadSync([...files], { keepCase: true });
-  root.resolveAll();
-  return root;
 }
 
 const typeUrlPrefix = 'type.googleapis.com/';
