@@ -104,7 +104,10 @@ export function createBearerStep(deps: StepDeps): Step {
     const { app } = context;
     switch (outcome.kind) {
       case 'unavailable':
-        log.warn({ app: app.name, detail: outcome.detail }, 'bearer token could not be checked');
+        log.warn(
+          { app: app.name, requestId: context.request.id, detail: outcome.detail },
+          'bearer token could not be checked',
+        );
         return providerUnavailable(outcome.retryAfterSeconds);
       case 'invalid':
         bearer.throttle.recordFailure(context.request.clientAddress);
