@@ -120,7 +120,10 @@ export function createBearerStep(deps: StepDeps): Step {
           return invalidToken(app.name, outcome.reason);
         }
         if (log.isLevelEnabled('debug')) {
-          log.debug({ app: app.name, reason: outcome.reason }, 'bearer token refused');
+          log.debug(
+            { app: app.name, requestId: context.request.id, reason: outcome.reason },
+            'bearer token refused',
+          );
         }
         return invalidToken(app.name);
       case 'valid':

@@ -75,7 +75,7 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
   const servers: TestServer[] = [];
   const clients: EnvoyClient[] = [];
   /** What replica 0 logs. */
-  const log = captureLog('warn');
+  const log = captureLog('debug');
 
   before(async () => {
     redis = await startRedis();
@@ -270,7 +270,11 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
     assert.equal(statusOf(throttled), 429);
     assert.ok(Number(header(throttled, 'retry-after')) >= 1);
     assert.equal((await call(valid, { source: freshAddress() })).kind, 'allow');
+    const before = log.matching(/^bearer token refused$/).length;
     assert.equal(statusOf(await call('bad', { source: freshAddress() })), 401);
+    const refusals = log.matching(/^bearer token refused$/).slice(before);
+    assert.equal(refusals.length, 1, 'one line');
+    assert.match(String(refusals[0]?.['requestId']), /^\d+$/, 'with the request id');
   });
 
   it('answers 403 insufficient_scope for a path rule the token lacks', async () => {
