@@ -7,8 +7,7 @@ import { AppBrowser } from './support/browser.ts';
 import type { EnvoyClient } from './support/envoy-client.ts';
 import {
   signInAppConfig,
-  startAppProvider,
-  startTestServer,
+  startAppStack,
   testConfig,
   type SignInApp,
   type TestServer,
@@ -34,8 +33,7 @@ describe('sessions chosen by session.store', () => {
   let envoy: EnvoyClient;
 
   before(async () => {
-    provider = await startAppProvider(app('cookie'));
-    server = await startTestServer({ apps: [signInAppConfig(app('cookie'), provider.issuer)] });
+    ({ provider, server } = await startAppStack(app('cookie')));
     envoy = grpcModeEnvoy(server);
   });
   after(async () => {

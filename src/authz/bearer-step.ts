@@ -104,7 +104,10 @@ export function createBearerStep(deps: StepDeps): Step {
     const { app } = context;
     switch (outcome.kind) {
       case 'unavailable':
-        log.warn({ app: app.name, detail: outcome.detail }, 'bearer token could not be checked');
+        log.warn(
+          { app: app.name, requestId: context.request.id, detail: outcome.detail },
+          'bearer token could not be checked',
+        );
         return providerUnavailable(outcome.retryAfterSeconds);
       case 'invalid':
         bearer.throttle.recordFailure(context.request.clientAddress);
@@ -117,7 +120,10 @@ export function createBearerStep(deps: StepDeps): Step {
           return invalidToken(app.name, outcome.reason);
         }
         if (log.isLevelEnabled('debug')) {
-          log.debug({ app: app.name, reason: outcome.reason }, 'bearer token refused');
+          log.debug(
+            { app: app.name, requestId: context.request.id, reason: outcome.reason },
+            'bearer token refused',
+          );
         }
         return invalidToken(app.name);
       case 'valid':

@@ -111,6 +111,10 @@ describe('claim addresses', () => {
       '["x"]y',
       '[x]',
       'a\tb',
+      'a\nb',
+      'a\r\nb',
+      'a.b\r',
+      'a\u0085b',
       'a\u0000b',
       'a\u2028b',
     ]) {

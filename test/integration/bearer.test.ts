@@ -22,6 +22,7 @@ import {
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
+import { captureLog } from '../resilience/log-capture.ts';
 
 const API = 'https://api.example.com/';
 const OTHER_API = 'https://billing.example.com/';
@@ -73,6 +74,8 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
   let opaqueProvider: TestProvider;
   const servers: TestServer[] = [];
   const clients: EnvoyClient[] = [];
+  /** What replica 0 logs. */
+  const log = captureLog('debug');
 
   before(async () => {
     redis = await startRedis();
@@ -84,18 +87,21 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
     const providers = await startBearerProviders(secrets, { jwt: { resources: [OTHER_API] } });
     ({ jwt: provider, opaque: opaqueProvider } = providers);
     for (let i = 0; i < 2; i++) {
-      const server = await startTestServer({
-        store: { type: 'redis', redis: { url: redis.url } },
-        apps: bearerAppConfigs(providers, secrets, {
-          app: { passIdToken: true },
-          bearer: {
-            requireJwtType: true,
-            requiredScopes: ['api:read'],
-            paths: [{ prefix: '/admin/', requiredScopes: ['api:admin'] }],
-            failureThrottle: { maxFailures: 5, window: '1m' },
-          },
-        }),
-      });
+      const server = await startTestServer(
+        {
+          store: { type: 'redis', redis: { url: redis.url } },
+          apps: bearerAppConfigs(providers, secrets, {
+            app: { passIdToken: true },
+            bearer: {
+              requireJwtType: true,
+              requiredScopes: ['api:read'],
+              paths: [{ prefix: '/admin/', requiredScopes: ['api:admin'] }],
+              failureThrottle: { maxFailures: 5, window: '1m' },
+            },
+          }),
+        },
+        i === 0 ? { logger: log.logger } : {},
+      );
       servers.push(server);
       clients.push(grpcModeEnvoy(server));
     }
@@ -264,7 +270,11 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
     assert.equal(statusOf(throttled), 429);
     assert.ok(Number(header(throttled, 'retry-after')) >= 1);
     assert.equal((await call(valid, { source: freshAddress() })).kind, 'allow');
+    const before = log.matching(/^bearer token refused$/).length;
     assert.equal(statusOf(await call('bad', { source: freshAddress() })), 401);
+    const refusals = log.matching(/^bearer token refused$/).slice(before);
+    assert.equal(refusals.length, 1, 'one line');
+    assert.match(String(refusals[0]?.['requestId']), /^\d+$/, 'with the request id');
   });
 
   it('answers 403 insufficient_scope for a path rule the token lacks', async () => {
@@ -311,6 +321,9 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
     try {
       const outcome = await call(fresh, { origin: ordersOrigin });
       assertProviderUnavailable(outcome, 'a bearer token whose introspection failed');
+      const [line, ...more] = log.matching(/bearer token could not be checked/);
+      assert.equal(more.length, 0, 'one line');
+      assert.match(String(line?.['requestId']), /^\d+$/, 'with the request id');
     } finally {
       opaqueProvider.clearFaults();
     }
