@@ -474,6 +474,11 @@ export async function startServer(
       return runtime.bearer.revocations.revoke(jti, expiresAt);
     },
     reload(next: Config): void {
+      if (closing !== undefined) {
+        // Shutting down: providers and probes are being stopped, nothing new may start.
+        logger.warn({}, 'reload ignored: the server is shutting down');
+        return;
+      }
       const moved = (['grpc', 'http', 'admin'] as const).filter(
         (k) => next.listen[k] !== current.listen[k],
       );

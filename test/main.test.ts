@@ -5,9 +5,12 @@ import type { TestProvider } from '../dev/test-provider.ts';
 import { grpcModeEnvoy } from './support/both-modes.ts';
 import { AppBrowser } from './support/browser.ts';
 import type { EnvoyClient } from './support/envoy-client.ts';
+import { startTestProvider } from '../dev/test-provider.ts';
+import { captureLog } from './resilience/log-capture.ts';
 import {
   signInAppConfig,
   startAppStack,
+  startTestServer,
   testConfig,
   type SignInApp,
   type TestServer,
@@ -64,5 +67,36 @@ describe('sessions chosen by session.store', () => {
     // A sealed session is no ticket to the server sessions now in charge.
     const refused = await sealed.request(`${origin}/api`, { navigate: false });
     assert.equal(refused.kind === 'deny' && refused.status, 401);
+  });
+});
+
+describe('a reload while shutting down', () => {
+  it('is ignored with one warning: no provider or probe starts after close()', async () => {
+    const provider = await startTestProvider({
+      clients: [{ clientId: 'grafana', clientSecret: 'x'.repeat(32), redirectUris: [] }],
+    });
+    const log = captureLog();
+    const grafana = {
+      name: 'grafana',
+      clientSecret: 'x'.repeat(32),
+      oidc: { probeInterval: '1h' },
+    };
+    const document = {
+      apps: [signInAppConfig(grafana, provider.issuer)],
+      shutdown: { drainDelay: '1h' },
+    };
+    const server = await startTestServer(document, { logger: log.logger });
+    const closed = server.handle.close();
+    try {
+      const discoveries = provider.counters().discovery;
+      server.handle.reload(testConfig(document));
+      assert.equal(log.matching(/reload ignored: the server is shutting down/).length, 1);
+      assert.equal(log.matching(/configuration reloaded/).length, 0);
+      assert.equal(provider.counters().discovery, discoveries, 'no new provider was started');
+    } finally {
+      await server.handle.close(); // a second close cuts the delay short
+      await closed;
+      await provider.close();
+    }
   });
 });
