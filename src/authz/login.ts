@@ -190,6 +190,10 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     // An outage is a 503 (with Retry-After) from the authorizer, and the login-state cookie
     // stays for the browser's retry; anything else ends this flow.
     if (!(failure instanceof AuthzError) || failure.code === 'IDP_UNAVAILABLE') throw failure;
+    logger.info(
+      { requestId: request.id, app: app.name, code: failure.code, detail: failure.message },
+      'sign-in response not accepted',
+    );
     return htmlPage(
       'callback',
       401,

@@ -46,7 +46,10 @@ export function createLogoutStep({ logger }: StepDeps): Step {
     const refreshToken = session?.tokens.refreshToken;
     if (app.config.oidc.revokeOnLogout && refreshToken !== undefined) {
       app.oidc.revoke(refreshToken, 'refresh_token').catch((error: unknown) => {
-        logger.warn({ app: app.name, err: error }, 'token revocation at logout failed');
+        logger.warn(
+          { requestId: request.id, app: app.name, err: error },
+          'token revocation at logout failed',
+        );
       });
     }
 

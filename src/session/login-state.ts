@@ -113,6 +113,12 @@ export class LoginStates {
   readonly #scope: CookieScope;
   readonly #loginTimeout: number;
   readonly #clockSkew: number;
+  /**
+   * How long a used or unfinished mark lives: past the last moment any replica could still
+   * take the flow as live (`loginTimeout` plus the skew of the replica that started it and of
+   * the one judging it), with the keyspace's margin of twice that.
+   */
+  readonly #markTtl: number;
   readonly #maxPending: number;
   readonly #now: Clock;
   readonly #random = new RandomPool();
@@ -142,6 +148,7 @@ export class LoginStates {
       options.domain === undefined ? { sameSite } : { sameSite, domain: options.domain };
     this.#loginTimeout = options.loginTimeout;
     this.#clockSkew = options.clockSkew ?? 0;
+    this.#markTtl = 2 * (this.#loginTimeout + this.#clockSkew);
     this.#maxPending = options.maxPendingLogins;
     this.#now = options.now ?? Date.now;
     const newFlow = (secure: boolean) => ({
@@ -309,7 +316,11 @@ export class LoginStates {
   /** The login completed (a session was made): its state is used for good, on every replica. */
   async complete(taken: ClaimedLogin): Promise<void> {
     if (taken.claim === undefined || this.#replayMarks === undefined) return;
-    await this.#replayMarks.set(sha256Base64url(taken.login.state), { at: this.#now() });
+    await this.#replayMarks.set(
+      sha256Base64url(taken.login.state),
+      { at: this.#now() },
+      this.#markTtl,
+    );
   }
 
   /**
@@ -324,9 +335,10 @@ export class LoginStates {
   /** The code was exchanged but no session was made: the state can never complete a login. */
   async abandon(taken: ClaimedLogin): Promise<void> {
     if (taken.claim === undefined || this.#replayMarks === undefined) return;
-    await this.#replayMarks.set(sha256Base64url(taken.login.state), {
-      at: this.#now(),
-      phase: 'unfinished',
-    });
+    await this.#replayMarks.set(
+      sha256Base64url(taken.login.state),
+      { at: this.#now(), phase: 'unfinished' },
+      this.#markTtl,
+    );
   }
 }

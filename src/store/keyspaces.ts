@@ -127,9 +127,9 @@ export function createAppKeyspaces(
       name: 'login-replay',
       key: (stateDigest: string) => `${app}:${part(stateDigest)}`,
       codec: loginMarkCodec,
-      // Outlives the login cookie, so a state cannot be redeemed again while it could be valid
-      // (a flow is live `loginTimeout` plus `oidc.clockSkew`, which is far shorter). A claim
-      // held during a code exchange is written with its own short TTL instead.
+      // Outlives the login cookie, so a state cannot be redeemed again while it could be valid.
+      // `LoginStates` writes its marks with their own TTLs: used and unfinished ones also cover
+      // `oidc.clockSkew`, a claim held during a code exchange a short one.
       ttl: options.loginTimeout * 2,
     }),
     refreshLocks: new Keyspace(backend, {

@@ -208,6 +208,26 @@ describe('the callback under provider faults and clock skew, replicas on Redis',
     assert.equal(await browserOn(0, back).finish(flow.callbackUrl), `${origin}/`);
   });
 
+  it('a code the provider refuses ends the flow with a 401, logged once with the request id, and frees the state', async () => {
+    const origin = 'https://blip.example.com';
+    const user = browserOn(1);
+    const { callbackUrl } = await user.startAndAuthenticate(`${origin}/`);
+    const forged = new URL(callbackUrl.href);
+    forged.searchParams.set('code', 'not-a-code-the-provider-issued');
+    const logged = log.matching(/sign-in response not accepted/).length;
+    const refused = await browserOn(1, user).request(forged.href);
+    assert.equal(statusOf(refused), 401);
+    assert.match(bodyOf(refused), /not accepted/);
+    const lines = log.matching(/sign-in response not accepted/).slice(logged);
+    assert.equal(lines.length, 1, 'logged once');
+    assert.equal(lines[0]!['app'], 'blip');
+    assert.equal(typeof lines[0]!['requestId'], 'string');
+    assert.notEqual(lines[0]!['requestId'], '');
+    assert.doesNotMatch(JSON.stringify(lines[0]), /not-a-code-the-provider-issued/);
+    // The claim was released: the genuine callback, on another replica, still completes.
+    assert.equal(await browserOn(2, user).finish(callbackUrl), `${origin}/`);
+  });
+
   // Last: it stops Redis.
   it('a callback whose session could not be stored (Redis down) is told to start again on retry, never "already used"', async () => {
     const origin = 'https://tickets.example.com';

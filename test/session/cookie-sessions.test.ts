@@ -9,48 +9,9 @@ import type { NewSession, Session } from '../../src/session/session.ts';
 import type { RevocationSubject, SessionLoad, SessionOptions } from '../../src/session/sessions.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
 import { sessionCodec } from './session-codec.ts';
-import { testBinding } from './test-binding.ts';
+import { baseOptions, clock, loggedInAt, login, MINUTE, SECRET } from './session-fixtures.ts';
 
-const SECRET = 'primary-session-secret-at-least-32-bytes';
 const OLD_SECRET = 'retired-session-secret-at-least-32-bytes';
-const MINUTE = 60_000;
-
-const baseOptions: SessionOptions = {
-  secrets: [SECRET],
-  cookieName: '_eoa',
-  binding: testBinding,
-  maxAge: 24 * 60 * MINUTE,
-  sameSite: 'lax',
-  maxPendingLogins: 5,
-  loginTimeout: 10 * MINUTE,
-};
-
-const login: NewSession = {
-  sub: 'alice',
-  sid: 'idp-session-1',
-  claims: { sub: 'alice', email: 'alice@example.com', email_verified: true, groups: ['admins'] },
-  tokens: {
-    accessToken: 'access-1',
-    refreshToken: 'refresh-1',
-    idToken: 'id-1',
-    expiresAt: 1_700_000_300_000,
-  },
-};
-
-/** A browser's cookies right after logging in through `m`. */
-async function loggedInAt(m: CookieSessions): Promise<Map<string, string>> {
-  return applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
-}
-
-function clock() {
-  let t = 1_700_000_000_000;
-  return {
-    now: () => t,
-    advance(ms: number) {
-      t += ms;
-    },
-  };
-}
 
 function manager(
   options: Partial<SessionOptions> = {},

@@ -232,6 +232,17 @@ describe('login state', () => {
     assert.equal((await late.states.take(other, 'state-2', true)).kind, 'expired');
   });
 
+  it('a used state stays refused as long as a skewed replica could take its flow as live', async () => {
+    // A skew beyond half the login timeout: the flow lives loginTimeout + clockSkew here.
+    const { states, clock } = setup({ clockSkew: 900_000 });
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    const first = await states.take(browser, 'state-1', true);
+    assert.ok(first.kind === 'ok');
+    await states.complete(first);
+    clock.advance(1_500_000 - 1);
+    assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
+  });
+
   it('names its cookies for stripping upstream', () => {
     const { states } = setup();
     const browser = applySetCookie(

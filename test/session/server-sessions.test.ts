@@ -4,53 +4,13 @@ import { describe, it } from 'node:test';
 import { AuthzError } from '../../src/errors.ts';
 import { serverSessionReuseMs } from '../../src/session/server-session-cache.ts';
 import { ServerSessions, type ServerSessionsDeps } from '../../src/session/server-sessions.ts';
-import type { NewSession, Session } from '../../src/session/session.ts';
+import type { Session } from '../../src/session/session.ts';
 import type { SessionLoad, SessionOptions } from '../../src/session/sessions.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import type { StoreBackend } from '../../src/store/store-backend.ts';
 import { applySetCookie, nameOf } from './browser-cookies.ts';
-import { testBinding } from './test-binding.ts';
-
-const SECRET = 'primary-session-secret-at-least-32-bytes';
-const MINUTE = 60_000;
-
-const baseOptions: SessionOptions = {
-  secrets: [SECRET],
-  cookieName: '_eoa',
-  binding: testBinding,
-  maxAge: 24 * 60 * MINUTE,
-  sameSite: 'lax',
-  maxPendingLogins: 5,
-  loginTimeout: 10 * MINUTE,
-};
-
-const login: NewSession = {
-  sub: 'alice',
-  sid: 'idp-session-1',
-  claims: { sub: 'alice', email: 'alice@example.com', email_verified: true, groups: ['admins'] },
-  tokens: {
-    accessToken: 'access-1',
-    refreshToken: 'refresh-1',
-    idToken: 'id-1',
-    expiresAt: 1_700_000_300_000,
-  },
-};
-
-/** A browser's cookies right after logging in through `m`. */
-async function loggedInAt(m: ServerSessions): Promise<Map<string, string>> {
-  return applySetCookie(new Map(), (await m.create(login, new Map(), true)).setCookie);
-}
-
-function clock() {
-  let t = 1_700_000_000_000;
-  return {
-    now: () => t,
-    advance(ms: number) {
-      t += ms;
-    },
-  };
-}
+import { baseOptions, clock, loggedInAt, login, MINUTE } from './session-fixtures.ts';
 
 function manager(options: Partial<SessionOptions>, deps: ServerSessionsDeps): ServerSessions {
   return new ServerSessions({ ...baseOptions, ...options }, deps);

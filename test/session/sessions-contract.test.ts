@@ -19,19 +19,14 @@ import { createRedisBackend } from '../../src/store/redis-backend.ts';
 import type { StoreBackend } from '../../src/store/store-backend.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { applySetCookie, attributesOf, nameOf } from './browser-cookies.ts';
-import { testBinding } from './test-binding.ts';
+import { baseOptions as sharedOptions, MINUTE } from './session-fixtures.ts';
 
-const MINUTE = 60_000;
 const COOKIE = '__Host-_eoa_app';
 
 const baseOptions: SessionOptions = {
+  ...sharedOptions,
   secrets: ['contract-session-secret-at-least-32-bytes'],
   cookieName: '_eoa_app',
-  binding: testBinding,
-  maxAge: 24 * 60 * MINUTE,
-  sameSite: 'lax',
-  maxPendingLogins: 5,
-  loginTimeout: 10 * MINUTE,
 };
 
 const login: NewSession = {
