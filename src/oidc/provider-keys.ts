@@ -116,26 +116,44 @@ export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): 
 
   let forcedAt: number | undefined;
   let forced: Promise<void> | undefined;
+  /** What the last forced refetch failed with; undefined when it fetched the set. */
+  let forcedFailure: unknown;
   const refetchAfterFailure = async (error: unknown): Promise<boolean> => {
     if (!isKeyFailure(error)) return false;
     if (forced === undefined) {
       const now = options.now();
-      if (forcedAt !== undefined && now - forcedAt < options.forcedRefetchIntervalMs) return false;
+      if (forcedAt !== undefined && now - forcedAt < options.forcedRefetchIntervalMs) {
+        // Rate-limited: the last forced refetch stands, including a provider it found unreachable.
+        return unlessUnreachable(error);
+      }
       forcedAt = now;
-      const current = remote.reload().finally(() => {
-        if (forced === current) forced = undefined;
-      });
+      const current = remote
+        .reload()
+        .then(
+          () => {
+            forcedFailure = undefined;
+          },
+          (err: unknown) => {
+            forcedFailure = err;
+          },
+        )
+        .finally(() => {
+          if (forced === current) forced = undefined;
+        });
       forced = current;
     }
-    try {
-      await forced;
-    } catch (err) {
-      // Provider unreachable: a `kid` we never saw cannot be judged (unavailable, as without
-      // the refetch); a signature our keys reject stays invalid.
-      if (error instanceof errors.JWKSNoMatchingKey) throw classifyIdpFailure(err, 'jwks');
-      return false;
+    await forced;
+    return forcedFailure === undefined || unlessUnreachable(error);
+  };
+  /**
+   * After a forced refetch that could not reach the provider: a `kid` we never saw cannot be
+   * judged (unavailable, as without the refetch); a signature our keys reject stays invalid.
+   */
+  const unlessUnreachable = (error: unknown): false => {
+    if (forcedFailure !== undefined && error instanceof errors.JWKSNoMatchingKey) {
+      throw classifyIdpFailure(forcedFailure, 'jwks');
     }
-    return true;
+    return false;
   };
   return Object.assign(getKey, { refetchAfterFailure });
 }

@@ -232,6 +232,12 @@ describe('provider key rotation', () => {
         verifyIdToken(unknownKid!, client.getKey, policy),
         (err) => err instanceof IdpUnavailableError,
       );
+      const [anotherUnknownKid] = await hostileTokens(provider.issuer, 1);
+      await assert.rejects(
+        verifyIdToken(anotherUnknownKid!, client.getKey, policy),
+        (err) => err instanceof IdpUnavailableError,
+        'inside the rate-limit window the provider is still unreachable: unavailable, not invalid',
+      );
       clock.offset += WINDOW_MS;
       await assert.rejects(verifyIdToken(badSignature, client.getKey, policy), TokenInvalidError);
     } finally {
