@@ -4,6 +4,7 @@ import type { CryptoKey, FlattenedJWSInput, JWSHeaderParameters } from 'jose';
 import type { Clock } from '../clock.ts';
 import type { IdpCallGuard } from './idp-call-guard.ts';
 import type { IdpFetch } from './idp-fetch.ts';
+import { IdpUnavailableError } from '../errors.ts';
 import { IdpTransportError, classifyIdpFailure } from './oidc-errors.ts';
 
 /**
@@ -89,7 +90,17 @@ export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): 
             await response.body?.cancel();
             throw new IdpTransportError('http_status', { httpStatus: response.status });
           }
-          return response;
+          // A body that is not JSON (a proxy's HTML page) is the provider failing, not a verdict
+          // on the token being verified: checked here, where the breaker and the last set see it.
+          const text = await response.text();
+          try {
+            JSON.parse(text);
+          } catch {
+            throw new IdpUnavailableError('jwks', 'invalid_response', {
+              detail: 'JWKS is not JSON',
+            });
+          }
+          return new Response(text, { status: 200, headers: response.headers });
         } catch (err) {
           throw classifyIdpFailure(err, 'jwks');
         }

@@ -246,6 +246,24 @@ describe('provider key rotation', () => {
     }
   });
 
+  it('a JWKS answered with an HTML page is an outage: an unknown kid is unavailable, known keys still verify', async () => {
+    const { provider, client, now } = await rig();
+    try {
+      const { result } = await loginAndExchange(client);
+      const policy = policyOf(provider.issuer, now);
+      const [unknownKid] = await hostileTokens(provider.issuer, 1);
+      provider.injectFault({ target: 'jwks', status: 200, body: 'html', count: 1 });
+      await assert.rejects(
+        verifyIdToken(unknownKid!, client.getKey, policy),
+        (err) => err instanceof IdpUnavailableError && err.reason === 'invalid_response',
+      );
+      await verifyIdToken(result.tokens.idToken, client.getKey, policy);
+    } finally {
+      client.close();
+      await provider.close();
+    }
+  });
+
   it('does not count a refreshed ID token that fails verification as invalid_grant', async () => {
     const { provider, client, now } = await rig();
     const { refresher, grants } = refresherFor(client, now);
