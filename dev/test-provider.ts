@@ -109,6 +109,11 @@ export interface Fault {
   readonly latencyMs?: number;
   /** Answer with this status (e.g. 503) and a JSON `server_error` body instead of handling. */
   readonly status?: number;
+  /**
+   * With `status`, what the answer carries instead of the JSON error: nothing, or an HTML page
+   * (a proxy's error page), as a non-conforming provider answers. Default `json`.
+   */
+  readonly body?: 'json' | 'empty' | 'html';
   /** How many requests the fault applies to; default every request until cleared. */
   readonly count?: number;
 }
@@ -575,8 +580,16 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
         handle(req, res);
         return;
       }
-      res.writeHead(fault.status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: 'server_error', error_description: 'injected fault' }));
+      if (fault.body === 'empty') {
+        res.writeHead(fault.status);
+        res.end();
+      } else if (fault.body === 'html') {
+        res.writeHead(fault.status, { 'content-type': 'text/html' });
+        res.end('<html><body><h1>Bad Gateway</h1></body></html>');
+      } else {
+        res.writeHead(fault.status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'server_error', error_description: 'injected fault' }));
+      }
     }, fault.latencyMs ?? 0);
   });
 

@@ -4,6 +4,7 @@ import type { CryptoKey, FlattenedJWSInput, JWSHeaderParameters } from 'jose';
 import type { Clock } from '../clock.ts';
 import type { IdpCallGuard } from './idp-call-guard.ts';
 import type { IdpFetch } from './idp-fetch.ts';
+import { IdpUnavailableError } from '../errors.ts';
 import { IdpTransportError, classifyIdpFailure } from './oidc-errors.ts';
 
 /**
@@ -89,7 +90,17 @@ export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): 
             await response.body?.cancel();
             throw new IdpTransportError('http_status', { httpStatus: response.status });
           }
-          return response;
+          // A body that is not JSON (a proxy's HTML page) is the provider failing, not a verdict
+          // on the token being verified: checked here, where the breaker and the last set see it.
+          const text = await response.text();
+          try {
+            JSON.parse(text);
+          } catch {
+            throw new IdpUnavailableError('jwks', 'invalid_response', {
+              detail: 'JWKS is not JSON',
+            });
+          }
+          return new Response(text, { status: 200, headers: response.headers });
         } catch (err) {
           throw classifyIdpFailure(err, 'jwks');
         }
@@ -116,26 +127,44 @@ export function createProviderKeys(jwksUri: URL, options: ProviderKeysOptions): 
 
   let forcedAt: number | undefined;
   let forced: Promise<void> | undefined;
+  /** What the last forced refetch failed with; undefined when it fetched the set. */
+  let forcedFailure: unknown;
   const refetchAfterFailure = async (error: unknown): Promise<boolean> => {
     if (!isKeyFailure(error)) return false;
     if (forced === undefined) {
       const now = options.now();
-      if (forcedAt !== undefined && now - forcedAt < options.forcedRefetchIntervalMs) return false;
+      if (forcedAt !== undefined && now - forcedAt < options.forcedRefetchIntervalMs) {
+        // Rate-limited: the last forced refetch stands, including a provider it found unreachable.
+        return unlessUnreachable(error);
+      }
       forcedAt = now;
-      const current = remote.reload().finally(() => {
-        if (forced === current) forced = undefined;
-      });
+      const current = remote
+        .reload()
+        .then(
+          () => {
+            forcedFailure = undefined;
+          },
+          (err: unknown) => {
+            forcedFailure = err;
+          },
+        )
+        .finally(() => {
+          if (forced === current) forced = undefined;
+        });
       forced = current;
     }
-    try {
-      await forced;
-    } catch (err) {
-      // Provider unreachable: a `kid` we never saw cannot be judged (unavailable, as without
-      // the refetch); a signature our keys reject stays invalid.
-      if (error instanceof errors.JWKSNoMatchingKey) throw classifyIdpFailure(err, 'jwks');
-      return false;
+    await forced;
+    return forcedFailure === undefined || unlessUnreachable(error);
+  };
+  /**
+   * After a forced refetch that could not reach the provider: a `kid` we never saw cannot be
+   * judged (unavailable, as without the refetch); a signature our keys reject stays invalid.
+   */
+  const unlessUnreachable = (error: unknown): false => {
+    if (forcedFailure !== undefined && error instanceof errors.JWKSNoMatchingKey) {
+      throw classifyIdpFailure(forcedFailure, 'jwks');
     }
-    return true;
+    return false;
   };
   return Object.assign(getKey, { refetchAfterFailure });
 }

@@ -141,4 +141,36 @@ describe('token introspection at the shared provider', () => {
       breakers.shutdown();
     }
   });
+
+  it('a 400 with an empty body and an HTML page (400 or 200) are outages, never a verdict on the token', async () => {
+    const { provider, breakers } = await guardedProvider();
+    try {
+      const token = await opaqueToken(idp);
+      const client = introspector(provider);
+      for (const [status, body] of [
+        [400, 'empty'],
+        [400, 'html'],
+        [200, 'html'],
+      ] as const) {
+        idp.injectFault({ target: 'introspection', status, body, count: 1 });
+        await assert.rejects(
+          client.introspect(token),
+          (err) =>
+            err instanceof IdpUnavailableError &&
+            err.status === 503 &&
+            err.endpoint === 'introspection' &&
+            err.reason === 'invalid_response',
+          `${status} ${body}`,
+        );
+      }
+      assert.equal(
+        breakers.idp('orders').introspection.state(),
+        'open',
+        'counted as outages: three in three calls open the breaker',
+      );
+    } finally {
+      provider.close();
+      breakers.shutdown();
+    }
+  });
 });

@@ -232,8 +232,32 @@ describe('provider key rotation', () => {
         verifyIdToken(unknownKid!, client.getKey, policy),
         (err) => err instanceof IdpUnavailableError,
       );
+      const [anotherUnknownKid] = await hostileTokens(provider.issuer, 1);
+      await assert.rejects(
+        verifyIdToken(anotherUnknownKid!, client.getKey, policy),
+        (err) => err instanceof IdpUnavailableError,
+        'inside the rate-limit window the provider is still unreachable: unavailable, not invalid',
+      );
       clock.offset += WINDOW_MS;
       await assert.rejects(verifyIdToken(badSignature, client.getKey, policy), TokenInvalidError);
+    } finally {
+      client.close();
+      await provider.close();
+    }
+  });
+
+  it('a JWKS answered with an HTML page is an outage: an unknown kid is unavailable, known keys still verify', async () => {
+    const { provider, client, now } = await rig();
+    try {
+      const { result } = await loginAndExchange(client);
+      const policy = policyOf(provider.issuer, now);
+      const [unknownKid] = await hostileTokens(provider.issuer, 1);
+      provider.injectFault({ target: 'jwks', status: 200, body: 'html', count: 1 });
+      await assert.rejects(
+        verifyIdToken(unknownKid!, client.getKey, policy),
+        (err) => err instanceof IdpUnavailableError && err.reason === 'invalid_response',
+      );
+      await verifyIdToken(result.tokens.idToken, client.getKey, policy);
     } finally {
       client.close();
       await provider.close();
