@@ -52,6 +52,15 @@ export function guardStore(primary: StoreBackend, breaker: Breaker): StoreBacken
   };
 }
 
+/** A backend that may be running on its memory fallback. */
+export interface DegradableBackend extends StoreBackend {
+  /**
+   * True while records are kept in process memory: the store failed and has not yet answered
+   * again, or its breaker is not closed. What one replica writes now, the others do not see.
+   */
+  degraded(): boolean;
+}
+
 /** Options for {@link withFallback}. */
 export interface FallbackOptions {
   readonly logger: Logger;
@@ -85,7 +94,7 @@ export function withFallback(
   primary: StoreBackend,
   breaker: Breaker,
   options: FallbackOptions,
-): StoreBackend {
+): DegradableBackend {
   const memory = createMemoryBackend();
   const log = options.logger.child({ component: 'store' });
   const gauge = new Gauge({
@@ -130,6 +139,7 @@ export function withFallback(
   }
 
   return {
+    degraded: () => degraded || breaker.state() !== 'closed',
     get: (key) =>
       attempt(
         async () => (await primary.get(key)) ?? memory.get(key),

@@ -20,6 +20,11 @@ export interface SharedStore {
    * stores are always ready: memory cannot be unreachable, and Redis has the memory fallback.
    */
   waitingFor(): string | undefined;
+  /**
+   * True while `degradable` records live in this process's memory (the store is down): locks and
+   * marks taken now are not seen by other replicas. Always false for the memory store.
+   */
+  degraded(): boolean;
   close(): Promise<void>;
 }
 
@@ -30,6 +35,7 @@ export function memoryStore(now: () => number): SharedStore {
     durable: memory,
     degradable: memory,
     waitingFor: () => undefined,
+    degraded: () => false,
     close: () => memory.close(),
   };
 }
@@ -46,6 +52,7 @@ export function redisStore(
     durable,
     degradable,
     waitingFor: () => undefined,
+    degraded: () => degradable.degraded(),
     async close() {
       await degradable.close();
       await redis.close();
