@@ -20,6 +20,10 @@ export const errorCatalogue = Object.freeze({
     message: 'the login could not be completed, please start again',
   },
   TOKEN_INVALID: { status: 401, message: 'the token could not be validated' },
+  BUDGET_EXCEEDED: {
+    status: 503,
+    message: 'the request could not be decided in time, try again shortly',
+  },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const);
 
@@ -209,8 +213,8 @@ export class StateMismatchError extends catalogued('STATE_INVALID') {
   }
 }
 
-/** Why the store was unavailable. */
-export type StoreUnavailableReason = 'failure' | 'circuit_open';
+/** Why the store was unavailable: it failed, it did not answer in time, or its breaker is open. */
+export type StoreUnavailableReason = 'failure' | 'timeout' | 'circuit_open';
 
 /**
  * `STORE_UNAVAILABLE` (503). Requests that need the store (server sessions) answer 503 with
@@ -251,6 +255,16 @@ export class SessionTooLargeError extends catalogued('SESSION_TOO_LARGE') {
     });
     this.sealedLength = sealedLength;
     this.limit = limit;
+  }
+}
+
+/**
+ * `BUDGET_EXCEEDED` (503): a Check was not decided within `request.budget` (a dependency is slow
+ * or hung). The work goes on; the next request uses what it produced.
+ */
+export class BudgetExceededError extends catalogued('BUDGET_EXCEEDED') {
+  constructor(budgetMs: number) {
+    super({ detail: `not decided within request.budget (${budgetMs}ms)`, retryAfterSeconds: 1 });
   }
 }
 

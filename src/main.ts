@@ -287,6 +287,7 @@ function buildRuntime(
     pipeline: new Pipeline({
       apps,
       allowUnmatched: config.allowUnmatched,
+      budgetMs: config.request.budget,
       steps: [
         createPublicPathStep,
         createCallbackStep,
@@ -363,6 +364,15 @@ function discoveryProbes(apps: readonly AppRuntime[], health: HealthState): Read
   });
 }
 
+/**
+ * How long one store call may hold a Check: half its budget, so a Check that finds the store
+ * hung still has time to fall back (or answer 503) and decide; never longer than the command
+ * timeout the connection itself applies.
+ */
+export function storeCallTimeoutMs(budgetMs: number, commandTimeoutMs: number): number {
+  return Math.max(1, Math.min(commandTimeoutMs, Math.floor(budgetMs / 2)));
+}
+
 function listen(server: NetServer, address: string): Promise<number> {
   const { host, port } = hostPortOf(address);
   return new Promise((resolve, reject) => {
@@ -411,10 +421,17 @@ export async function startServer(
     ...(redis === undefined ? {} : { storeProbe: () => redis.ping() }),
     now,
   });
+  // A reload may change the budget; the store's call timeout follows it.
+  let budgetMs = config.request.budget;
   const store =
     redis === undefined
       ? memoryStore(now)
-      : redisStore(redis, breakers.store, { logger, registry: metrics.registry });
+      : redisStore(redis, breakers.store, {
+          logger,
+          registry: metrics.registry,
+          probe: () => redis.ping(),
+          callTimeoutMs: () => storeCallTimeoutMs(budgetMs, config.store.redis.commandTimeout),
+        });
   breakers.store.onStateChange(() => health.refresh());
   const services: Services = {
     logger,
@@ -493,6 +510,7 @@ export async function startServer(
       stopProbes();
       stopProbes = startProviderProbes(services.providers.values());
       current = next;
+      budgetMs = next.request.budget;
       metrics.configReloaded(true);
       logger.info({ apps: next.apps.map((a) => a.name) }, 'configuration reloaded');
     },

@@ -62,7 +62,10 @@ export class Authorizer {
     }
     if (decision instanceof Promise) {
       return decision.then(
-        ({ app, verdict }) => this.#finished(app?.name, verdict, started),
+        ({ app, verdict, overBudget }) => {
+          if (overBudget !== undefined) this.#overBudget(raw, app?.name, overBudget);
+          return this.#finished(app?.name, verdict, started);
+        },
         (error: unknown) => this.#failed(error, raw, started),
       );
     }
@@ -76,6 +79,24 @@ export class Authorizer {
    */
   #refused(raw: RawRequest, reason: string): void {
     this.#logger.info({ requestId: raw.id, reason }, 'request refused');
+  }
+
+  /**
+   * A Check answered `budget_exceeded`: one line now, and one more only if the decision it gave
+   * up on then fails without a verdict (a bug that would otherwise go unseen).
+   */
+  #overBudget(raw: RawRequest, app: string | undefined, late: Promise<unknown>): void {
+    this.#logger.warn(
+      { requestId: raw.id, app },
+      'check not decided within request.budget: answered 503, the work goes on',
+    );
+    late.catch((error: unknown) => {
+      if (error instanceof AuthzError) return;
+      this.#logger.error(
+        { err: error, requestId: raw.id },
+        'check failed without a decision after its budget',
+      );
+    });
   }
 
   #finished(app: string | undefined, verdict: Verdict, started: number): Outcome {

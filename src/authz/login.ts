@@ -2,9 +2,10 @@
 import { AuthzError, IdpUnavailableError, SessionTooLargeError } from '../errors.ts';
 import { createLoginSecrets } from '../oidc/pkce.ts';
 import { resolveSecure } from '../session/cookie-jar.ts';
+import type { LoginAnswer } from '../session/login-state.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
-import { htmlPage } from './pages.ts';
+import { htmlPage, retryPage } from './pages.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
@@ -117,8 +118,16 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
   const secure = secureFor(context);
   const state = query.get('state') ?? '';
   const loginStates = app.sessions.loginStates;
-  const taken = await loginStates.take(request.cookies, state, secure);
+  const code = query.get('code') ?? undefined;
+  const taken = await loginStates.take(request.cookies, state, secure, code);
   const cleanup = setCookies(taken.setCookie);
+  if (taken.kind === 'completed') {
+    logger.info(
+      { requestId: request.id, app: app.name },
+      'sign-in response retried after the login completed: answered as before',
+    );
+    return loggedIn(taken.answer, cleanup);
+  }
 
   const error = query.get('error');
   if (error !== null) {
@@ -148,12 +157,13 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     );
     // The cookie stays: a reload once the other request is done is answered as that one ended
     // (the state used, or free again after an exchange that did not go through).
-    return htmlPage(
+    return retryPage(
       'callback',
       409,
+      1,
       'Sign-in in progress',
-      'This sign-in is being completed by another request. Reload this page in a moment.',
-      [['retry-after', '1'], ...cleanup],
+      'This sign-in is being completed by another request. This page reloads in a moment.',
+      cleanup,
     );
   }
   if (taken.kind !== 'ok') {
@@ -228,11 +238,22 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     if (!(failure instanceof SessionTooLargeError)) throw failure;
     return sessionTooLarge(context, failure, logger, taken.setCookie);
   }
-  await settle(loginStates.complete(taken));
-  return redirect('callback', sameOriginUrl(request, taken.login.returnTo), [
+  const answer: LoginAnswer = {
+    location: sameOriginUrl(request, taken.login.returnTo),
+    setCookie: [...taken.setCookie, ...written.setCookie],
+  };
+  // Kept with the used mark: should this answer not reach the browser (the Check ran out of its
+  // budget meanwhile), the browser's retry of this callback gets it from any replica.
+  await settle(loginStates.complete(taken, code === undefined ? undefined : { code, answer }));
+  return loggedIn(answer, []);
+}
+
+/** The end of a login: back to where it started, with the session's cookies. */
+function loggedIn(answer: LoginAnswer, extra: readonly HeaderPair[]): Verdict {
+  return redirect('callback', answer.location, [
     ['cache-control', 'no-store'],
-    ...cleanup,
-    ...setCookies(written.setCookie),
+    ...extra,
+    ...setCookies(answer.setCookie),
   ]);
 }
 

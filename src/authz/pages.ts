@@ -25,9 +25,10 @@ export function htmlReply(
   content: string,
   headers: readonly HeaderPair[] = [],
   csp = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+  head = '',
 ): Verdict {
   const body = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
+<html lang="en"><head><meta charset="utf-8">${head}<title>${escapeHtml(title)}</title></head>
 <body><h1>${escapeHtml(title)}</h1>${content}</body></html>
 `;
   return localReply(reason, status, body, [
@@ -49,4 +50,29 @@ export function htmlPage(
 ): Verdict {
   const content = `<p>${escapeHtml(message.slice(0, 500))}</p>\n<p><a href="/">Start again</a></p>`;
   return htmlReply(reason, status, title, content, headers);
+}
+
+/**
+ * A page that reloads itself after `retryAfterSeconds` (and says so in `Retry-After`): for a
+ * browser whose request could not be answered yet but will be shortly, so that a person does
+ * not have to. `message` is escaped.
+ */
+export function retryPage(
+  reason: ReplyReason,
+  status: number,
+  retryAfterSeconds: number,
+  title: string,
+  message: string,
+  headers: readonly HeaderPair[] = [],
+): Verdict {
+  const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  return htmlReply(
+    reason,
+    status,
+    title,
+    `<p>${escapeHtml(message.slice(0, 500))}</p>`,
+    [['retry-after', String(seconds)], ...headers],
+    undefined,
+    `<meta http-equiv="refresh" content="${seconds}">`,
+  );
 }

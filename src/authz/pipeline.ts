@@ -1,4 +1,7 @@
 /** The decision for one Check (SPEC §4), as a table of small steps run in order. */
+import { performance } from 'node:perf_hooks';
+import { BudgetExceededError } from '../errors.ts';
+import { DeadlineQueue } from '../deadline-queue.ts';
 import { isRefusal, refusals, type PolicyRefusalReason } from '../policy/policy-refusal.ts';
 import { RequestPolicy } from '../policy/request-policy.ts';
 import type { RequestPath } from '../policy/request-path.ts';
@@ -6,7 +9,9 @@ import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
-import { allow, jsonReply, shared, type Verdict } from './verdict.ts';
+import { retryPage } from './pages.ts';
+import { isBrowserNavigation } from './request-kind.ts';
+import { allow, errorReply, jsonReply, shared, type Verdict } from './verdict.ts';
 
 /** What every step sees: the request, the app chosen for it, and the readings of its path. */
 export interface StepContext {
@@ -14,6 +19,16 @@ export interface StepContext {
   readonly app: AppRuntime;
   /** The path as the request policy reads it: every step that matches paths decides on this. */
   readonly path: RequestPath;
+  /**
+   * When the request's budget runs out, on `performance.now()`'s clock: past it the pipeline
+   * answers without the step (see {@link remainingMs}).
+   */
+  readonly deadline: number;
+}
+
+/** Milliseconds left of the request's budget (0 when none is). */
+export function remainingMs(context: Pick<StepContext, 'deadline'>): number {
+  return Math.max(0, context.deadline - performance.now());
 }
 
 /**
@@ -43,6 +58,8 @@ export interface PipelineOptions {
   readonly allowUnmatched: boolean;
   /** Steps after app selection, in order; the last one must always decide. */
   readonly steps: readonly Step[];
+  /** `request.budget`, ms: the longest a decision may wait on I/O. */
+  readonly budgetMs: number;
 }
 
 /** The outcome of one decision, with the app that made it (for metrics and logs). */
@@ -51,6 +68,11 @@ export interface Decision {
   readonly verdict: Verdict;
   /** Set when the request policy refused the request outright: its short reason, for the log. */
   readonly refused?: PolicyRefusalReason;
+  /**
+   * Set when the budget ran out first and the verdict is `budget_exceeded`: the decision still
+   * being made, so that what it ends with (a failure nobody will see otherwise) can be logged.
+   */
+  readonly overBudget?: Promise<Decision>;
 }
 
 const noApp: Decision = Object.freeze({
@@ -79,17 +101,36 @@ export class Pipeline {
   readonly #policy: RequestPolicy<AppRuntime>;
   readonly #allowUnmatched: boolean;
   readonly #steps: readonly Step[];
+  readonly #budgetMs: number;
+  /** The answer when the budget runs out: JSON, or a page that reloads itself for a browser. */
+  readonly #overBudget: Verdict;
+  readonly #overBudgetPage: Verdict;
+  /** One budget for every request of this pipeline: one queue, one timer. */
+  readonly #deadlines = new DeadlineQueue();
 
   constructor(options: PipelineOptions) {
     this.#policy = new RequestPolicy(options.apps);
     this.#allowUnmatched = options.allowUnmatched;
     this.#steps = options.steps;
+    this.#budgetMs = options.budgetMs;
+    const overBudget = new BudgetExceededError(options.budgetMs);
+    this.#overBudget = shared(errorReply(overBudget));
+    this.#overBudgetPage = shared(
+      retryPage(
+        'unavailable',
+        overBudget.status,
+        overBudget.retryAfterSeconds,
+        'One moment',
+        'This is taking longer than usual. The page reloads in a moment.',
+      ),
+    );
   }
 
   /**
    * Runs the steps in order. The decision is returned as it is when every step ran
    * synchronously, and as a promise from the first step that returned one: a request decided
-   * without I/O never waits for a turn of the event loop's microtask queue.
+   * without I/O never waits for a turn of the event loop's microtask queue. A decision that
+   * waits is answered by the budget's end at the latest (503 `budget_exceeded`).
    */
   decide(request: RequestModel): Decision | Promise<Decision> {
     const path = this.#policy.readPath(request);
@@ -97,15 +138,46 @@ export class Pipeline {
     const app = this.#policy.selectApp(request, path);
     if (app === undefined) return this.#allowUnmatched ? unmatchedAllowed : noApp;
     if (isRefusal(app)) return refusedDecisions[app.reason];
-    const context: StepContext = { request, app, path };
+    const context: StepContext = {
+      request,
+      app,
+      path,
+      deadline: performance.now() + this.#budgetMs,
+    };
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) {
       const verdict = steps[i]!(context);
       if (verdict === undefined) continue;
-      if (verdict instanceof Promise) return this.#settle(verdict, context, i + 1);
+      if (verdict instanceof Promise) {
+        return this.#withinBudget(this.#settle(verdict, context, i + 1), context);
+      }
       return { app, verdict };
     }
     return noVerdict(app);
+  }
+
+  /** `decision`, or `budget_exceeded` once the request's budget ran out; the decision goes on. */
+  #withinBudget(decision: Promise<Decision>, context: StepContext): Promise<Decision> {
+    return new Promise<Decision>((resolve, reject) => {
+      const watch = this.#deadlines.watch(context.deadline, () =>
+        resolve({
+          app: context.app,
+          verdict: isBrowserNavigation(context.request) ? this.#overBudgetPage : this.#overBudget,
+          overBudget: decision,
+        }),
+      );
+      decision.then(
+        (settled) => {
+          watch.settle();
+          resolve(settled);
+        },
+        (error: unknown) => {
+          watch.settle();
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passed on as it came
+          reject(error);
+        },
+      );
+    });
   }
 
   /** The rest of a decision once a step went asynchronous: its result, then the steps after it. */

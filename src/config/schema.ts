@@ -868,9 +868,13 @@ export const configSchema = z
           65_536,
           'Largest total size of request headers accepted, in bytes.',
         ),
+        budget: durationDefault(
+          '100ms',
+          "Longest a Check waits for anything (the store, the provider, a refresh) before it is answered: past it, 503 `budget_exceeded` with `Retry-After`, while the work goes on and the next request uses its result. Store calls time out at half of it (or `store.redis.commandTimeout`, if shorter) and fall back as when the store is down. Keep it under Envoy's ext_authz `timeout` (200ms by default), with room for the network.",
+        ).refine((ms) => ms >= 10 && ms <= 60_000, 'must be between 10ms and 60s'),
       })
       .prefault({})
-      .describe('Request parsing limits.'),
+      .describe('Request parsing limits and the time budget of one Check.'),
     allowUnmatched: offByDefault(
       'Allow requests no app matches, untouched.',
       '403 `no app for host`',

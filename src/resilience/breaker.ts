@@ -43,8 +43,9 @@ export interface Breaker {
   /**
    * Opens the breaker now, when a deliberate health check has shown the dependency down (one
    * failed probe says more than one failed call); no effect unless closed or half-open.
+   * `reason` goes into the line that logs the opening.
    */
-  trip(): void;
+  trip(reason?: string): void;
   /** Stops timers; further calls are refused. */
   shutdown(): void;
 }
@@ -97,6 +98,8 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
   let current: BreakerState = 'closed';
   let openedAt = 0;
   let outageStartedAt = 0;
+  /** Why {@link Breaker.trip} opened it, for the opening's log line. */
+  let tripReason: string | undefined;
   const listeners = new Set<(state: BreakerState, previous: BreakerState) => void>();
 
   const transition = (next: BreakerState): void => {
@@ -112,7 +115,14 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
       series.opened();
       const { failures, fires } = circuit.stats;
       log.warn(
-        { state: next, previous, failures, calls: fires, retryInMs: tuning.resetTimeout },
+        {
+          state: next,
+          previous,
+          failures,
+          calls: fires,
+          retryInMs: tuning.resetTimeout,
+          ...(tripReason === undefined ? {} : { reason: tripReason }),
+        },
         'circuit breaker opened: calls fail fast',
       );
     } else if (next === 'closed') {
@@ -159,8 +169,11 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    trip() {
+    trip(reason) {
+      if (current === 'open') return;
+      tripReason = reason;
       circuit.open();
+      tripReason = undefined;
     },
     shutdown() {
       listeners.clear();

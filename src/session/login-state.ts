@@ -1,6 +1,12 @@
 /** Login-state cookies: one encrypted cookie per pending login flow, redeemed once at the callback. */
-import { hash, timingSafeEqual } from 'node:crypto';
-import { RandomPool } from './compact-jwe.ts';
+import { hash, hkdfSync, timingSafeEqual } from 'node:crypto';
+import {
+  RandomPool,
+  encodeProtectedHeader,
+  openCompactJson,
+  sealCompact,
+  splitCompact,
+} from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { LoginMark } from '../store/keyspaces.ts';
 import { sha256Base64url } from '../digest.ts';
@@ -48,6 +54,12 @@ export type LoginStatesOptions = Pick<
 /** How long a callback holds a state while it exchanges the code (see {@link LoginStates.take}). */
 export const LOGIN_CLAIM_TTL_MS = 30_000;
 
+/**
+ * How long after a login completed the browser that made it may retry its callback and get the
+ * same answer (the first never reached it): long enough for a reload, no longer.
+ */
+export const LOGIN_ANSWER_TTL_MS = 60_000;
+
 /** A flow a callback holds: settle it with `complete`, `release` or `abandon`. */
 export interface ClaimedLogin {
   readonly kind: 'ok';
@@ -58,9 +70,25 @@ export interface ClaimedLogin {
   readonly claim: LoginMark | undefined;
 }
 
+/** What a completed callback answered: where the browser went, with which cookies. */
+export interface LoginAnswer {
+  readonly location: string;
+  readonly setCookie: readonly string[];
+}
+
 /** The outcome of redeeming a callback's `state`. */
 export type LoginStateResult =
   | ClaimedLogin
+  | {
+      /**
+       * The login already completed, and this request is the browser that made it, retrying
+       * the same callback (its answer never arrived, e.g. the Check ran out of budget): the
+       * same answer again.
+       */
+      readonly kind: 'completed';
+      readonly answer: LoginAnswer;
+      readonly setCookie: readonly string[];
+    }
   | {
       /**
        * `missing`: no pending flow has this state (wrong or forged state, other browser);
@@ -270,6 +298,7 @@ export class LoginStates {
     cookies: ReadonlyMap<string, string>,
     stateParam: string,
     secure: boolean,
+    code?: string,
   ): Promise<LoginStateResult> {
     const now = this.#now();
     const lines: string[] = [];
@@ -307,18 +336,36 @@ export class LoginStates {
       const held = await this.#replayMarks.get(key);
       if (held === undefined) continue;
       if (held.phase === 'exchanging') return { kind: 'in_progress', setCookie: lines };
+      const answer =
+        held.answer === undefined ||
+        code === undefined ||
+        hasExpired(held.at + LOGIN_ANSWER_TTL_MS + this.#clockSkew, now)
+          ? undefined
+          : openAnswer(held.answer, login, code);
+      if (answer !== undefined) return { kind: 'completed', answer, setCookie: lines };
       const kind = held.phase === 'unfinished' ? 'unfinished' : 'replayed';
       return { kind, setCookie: [...lines, expireMatch] };
     }
     return { kind: 'in_progress', setCookie: lines };
   }
 
-  /** The login completed (a session was made): its state is used for good, on every replica. */
-  async complete(taken: ClaimedLogin): Promise<void> {
+  /**
+   * The login completed (a session was made): its state is used for good, on every replica.
+   * With `answered`, the answer is kept in the mark, sealed with a key derived from the flow's
+   * PKCE verifier (in the browser's login-state cookie) and the `code` (in the callback URL), so
+   * that only that browser retrying that callback opens it ({@link take} gives `completed`).
+   */
+  async complete(
+    taken: ClaimedLogin,
+    answered?: { readonly code: string; readonly answer: LoginAnswer },
+  ): Promise<void> {
     if (taken.claim === undefined || this.#replayMarks === undefined) return;
+    const at = this.#now();
     await this.#replayMarks.set(
       sha256Base64url(taken.login.state),
-      { at: this.#now() },
+      answered === undefined
+        ? { at }
+        : { at, answer: sealAnswer(answered.answer, taken.login, answered.code) },
       this.#markTtl,
     );
   }
@@ -341,4 +388,28 @@ export class LoginStates {
       this.#markTtl,
     );
   }
+}
+
+const answerHeader = encodeProtectedHeader();
+/** Enough for a location and a session's cookie chunks. */
+const maxAnswerChars = 64 * 1024;
+
+function answerKey(login: LoginState, code: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', login.codeVerifier, code, 'eoa login answer v1', 32));
+}
+
+function sealAnswer(answer: LoginAnswer, login: LoginState, code: string): string {
+  return sealCompact(answerKey(login, code), answerHeader, Buffer.from(JSON.stringify(answer)));
+}
+
+/** The sealed answer, or `undefined` when it does not open with this flow and code. */
+function openAnswer(sealed: string, login: LoginState, code: string): LoginAnswer | undefined {
+  const parts = splitCompact(sealed, maxAnswerChars);
+  if (parts === undefined) return undefined;
+  const data = openCompactJson(answerKey(login, code), parts);
+  if (!isRecord(data)) return undefined;
+  const { location, setCookie } = data;
+  if (typeof location !== 'string' || !Array.isArray(setCookie)) return undefined;
+  if (!setCookie.every((line): line is string => typeof line === 'string')) return undefined;
+  return { location, setCookie };
 }

@@ -39,14 +39,20 @@ export interface LoginMark {
    */
   readonly phase?: 'exchanging' | 'unfinished';
   readonly owner?: string;
+  /**
+   * On a completed login: the answer its callback gave (where to, which cookies), sealed with a
+   * key only the browser that made the flow can derive (its PKCE verifier and the code), so a
+   * retry of a callback whose answer never reached the browser gets the same answer.
+   */
+  readonly answer?: string;
 }
 
 const loginMarkCodec = jsonCodec<LoginMark>(1, (data) => {
   if (!isRecord(data) || typeof data['at'] !== 'number') return undefined;
-  const { at, phase, owner } = data;
+  const { at, phase, owner, answer } = data;
   if (phase === 'exchanging' && typeof owner === 'string') return { at, phase, owner };
   if (phase === 'unfinished') return { at, phase };
-  return { at };
+  return typeof answer === 'string' ? { at, answer } : { at };
 });
 
 const revokedCodec = jsonCodec<RevokedToken>(1, (data) =>

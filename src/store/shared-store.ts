@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
 import { createMemoryBackend } from './memory-backend.ts';
+import { hungStoreDetector, withDeadline } from './deadline-backend.ts';
 import { guardStore, withFallback } from './resilient-backend.ts';
 import type { StoreBackend } from './store-backend.ts';
 
@@ -40,14 +41,37 @@ export function memoryStore(now: () => number): SharedStore {
   };
 }
 
-/** Redis behind the store breaker: guarded for durable records, with a memory fallback for the rest. */
+/** What {@link redisStore} needs besides Redis and its breaker. */
+export interface RedisStoreDeps {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** A cheap round trip (PING), run when a call timed out to tell a hung store from a slow call. */
+  readonly probe: () => Promise<unknown>;
+  /** The longest a store call may hold a request, in ms; read on every call. */
+  readonly callTimeoutMs: () => number;
+}
+
+/**
+ * Redis behind the store breaker: guarded for durable records, with a memory fallback for the
+ * rest; every call bounded by `callTimeoutMs`, and a hung Redis (a timed-out call whose probe
+ * times out too) opens the breaker at once, so later calls fall back or fail without waiting.
+ */
 export function redisStore(
   redis: StoreBackend,
   breaker: Breaker,
-  deps: { readonly logger: Logger; readonly registry: Registry },
+  deps: RedisStoreDeps,
 ): SharedStore {
-  const durable = guardStore(redis, breaker);
-  const degradable = withFallback(redis, breaker, { logger: deps.logger, registry: deps.registry });
+  const detectHung = hungStoreDetector({
+    probe: deps.probe,
+    timeoutMs: deps.callTimeoutMs,
+    trip: () => breaker.trip(`no answer within ${deps.callTimeoutMs()}ms, not even to a probe`),
+  });
+  const bounded = withDeadline(redis, { timeoutMs: deps.callTimeoutMs, onTimeout: detectHung });
+  const durable = guardStore(bounded, breaker);
+  const degradable = withFallback(bounded, breaker, {
+    logger: deps.logger,
+    registry: deps.registry,
+  });
   return {
     durable,
     degradable,

@@ -1,6 +1,7 @@
 /** The decision machinery: synchronous where no step waits, failures kept apart from verdicts. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { performance } from 'node:perf_hooks';
 import type { AppRuntime } from '../../src/authz/app-runtime.ts';
 import { Authorizer, type Outcome } from '../../src/authz/authorizer.ts';
 import type { RawRequest } from '../../src/authz/parse-request.ts';
@@ -36,8 +37,9 @@ function authorizer(
   steps: readonly Step[],
   metrics = new Metrics({ defaultMetrics: false }),
   logger: Logger = silentLogger(),
+  budgetMs = 100,
 ) {
-  const pipeline = new Pipeline({ apps: [app], allowUnmatched: false, steps });
+  const pipeline = new Pipeline({ apps: [app], allowUnmatched: false, steps, budgetMs });
   return new Authorizer(
     { pipeline, parseOptions: { trustedHops: 0, maxHeaderBytes: 65_536 } },
     metrics,
@@ -143,5 +145,76 @@ describe('Authorizer.decide', () => {
     const text = await metrics.registry.metrics();
     assert.match(text, /\neoa_check_errors_total 1\n/);
     assert.match(text, /\neoa_checks_in_flight 0\n/);
+  });
+
+  it('answers 503 budget_exceeded with Retry-After once the budget runs out, and logs one line', async () => {
+    const log = captureLog('info');
+    const metrics = new Metrics({ defaultMetrics: false });
+    let finish: (verdict: Verdict) => void = () => undefined;
+    const hung: Step = () =>
+      new Promise<Verdict>((resolve) => {
+        finish = resolve;
+      });
+    const started = performance.now();
+    const outcome = authorizer([hung], metrics, log.logger, 30).decide(
+      raw({ id: 'slow-1', headers: [['accept', 'application/json']] }),
+    );
+    assert.ok(outcome instanceof Promise);
+    const { verdict, app: appName } = await outcome;
+    const took = performance.now() - started;
+    assert.ok(took >= 29 && took < 1_000, `answered after ${took} ms`);
+    assert.equal(appName, 'web');
+    assert.equal(verdict.kind, 'local_reply');
+    assert.ok(verdict.kind === 'local_reply');
+    assert.equal(verdict.status, 503);
+    assert.equal(verdict.code, 14);
+    assert.deepEqual(
+      verdict.headers.find(([name]) => name === 'retry-after'),
+      ['retry-after', '1'],
+    );
+    assert.equal(JSON.parse(verdict.body).error, 'budget_exceeded');
+    // The decision given up on ends later: counted once, no second answer.
+    finish(allowed);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const lines = log.lines().filter((line) => line['requestId'] === 'slow-1');
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!['app'], 'web');
+    assert.match(String(lines[0]!['msg']), /request\.budget/);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /eoa_checks_total\{[^}]*reason="unavailable"[^}]*\} 1\n/);
+    assert.match(text, /\neoa_checks_in_flight 0\n/);
+  });
+
+  it('logs a failure that comes after the budget ran out, with the request id', async () => {
+    const log = captureLog('info');
+    let fail: (error: Error) => void = () => undefined;
+    const hung: Step = () =>
+      new Promise<Verdict>((_resolve, reject) => {
+        fail = reject;
+      });
+    const outcome = authorizer([hung], undefined, log.logger, 20).decide(raw({ id: 'late-1' }));
+    assert.ok(outcome instanceof Promise);
+    const { verdict } = await outcome;
+    // A browser navigation: a page that reloads itself, with Retry-After.
+    assert.ok(verdict.kind === 'local_reply');
+    assert.equal(verdict.status, 503);
+    assert.match(verdict.body, /<meta http-equiv="refresh" content="1">/);
+    assert.ok(verdict.headers.some(([name, value]) => name === 'retry-after' && value === '1'));
+    fail(new TypeError('late bug'));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const lines = log.lines().filter((line) => line['requestId'] === 'late-1');
+    assert.deepEqual(
+      lines.map((line) => line['level']),
+      ['warn', 'error'],
+    );
+  });
+
+  it('answers a decision that beats the budget as it is, and clears the budget timer', async () => {
+    const quick = authorizer([passLater, decideNow], undefined, undefined, 10_000);
+    const started = performance.now();
+    const outcome = quick.decide(raw());
+    assert.ok(outcome instanceof Promise);
+    assert.equal((await outcome).verdict, allowed);
+    assert.ok(performance.now() - started < 1_000);
   });
 });

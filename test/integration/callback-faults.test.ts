@@ -138,13 +138,57 @@ describe('the callback under provider faults and clock skew, replicas on Redis',
       tokenRequests: counted.tokenRequests + 2,
     });
 
-    // The completed state is refused on every replica, without asking the provider again.
+    // The completed state is never exchanged again. The browser that made it, retrying its
+    // callback (as if the answer had not reached it), gets the same answer on any replica;
+    // the same code with another flow's cookie, or another code with this one, is refused.
     for (const replica of [1, 2]) {
-      const replay = await browserOn(replica, beforeLogin).request(callbackUrl.href);
-      assert.equal(statusOf(replay), 400, `replay on replica ${replica}`);
-      assert.match(bodyOf(replay), /already used/);
+      const again = browserOn(replica, beforeLogin);
+      assert.equal(await again.finish(callbackUrl), `${origin}/report`, `retry on ${replica}`);
+      assert.equal(userOf(await again.request(`${origin}/x`)), 'alice');
+      const elsewhere = await browserOn(replica).request(callbackUrl.href);
+      assert.equal(statusOf(elsewhere), 400, `another browser on replica ${replica}`);
+      const forged = new URL(callbackUrl);
+      forged.searchParams.set('code', 'not-the-code');
+      const otherCode = await browserOn(replica, beforeLogin).request(forged.href);
+      assert.equal(statusOf(otherCode), 400, `another code on replica ${replica}`);
+      assert.match(bodyOf(otherCode), /already used/);
     }
     assert.equal(grantsOf(provider).tokenRequests, counted.tokenRequests + 2);
+  });
+
+  it("a callback that runs out of request.budget completes on the browser's retry, on another replica", async () => {
+    const origin = 'https://blip.example.com';
+    const user = browserOn(1);
+    const { callbackUrl } = await user.startAndAuthenticate(`${origin}/slow`);
+    const counted = grantsOf(provider);
+    // The exchange takes longer than the budget (100ms by default).
+    provider.injectFault({ target: 'token', latencyMs: 400, count: 1 });
+    const first = await user.request(callbackUrl.href);
+    assert.equal(statusOf(first), 503, 'answered when the budget ran out');
+    assert.equal(deniedHeader(first, 'retry-after'), '1');
+    assert.match(bodyOf(first), /<meta http-equiv="refresh" content="1">/);
+    assert.match(
+      log.text(),
+      /check not decided within request\.budget/,
+      'the over-budget answer is logged',
+    );
+    // The exchange goes on and completes at the provider; the page reloads itself, perhaps
+    // onto another replica, which answers 409 (and reloads again) until the login is done.
+    const retry = browserOn(2, user);
+    const started = Date.now();
+    let outcome = await retry.request(callbackUrl.href);
+    while (statusOf(outcome) === 409) {
+      assert.ok(Date.now() - started < 5_000, 'the login completes');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      outcome = await retry.request(callbackUrl.href);
+    }
+    assert.equal(statusOf(outcome), 302, bodyOf(outcome));
+    assert.equal(deniedHeader(outcome, 'location'), `${origin}/slow`);
+    assert.equal(userOf(await browserOn(1, retry).request(`${origin}/x`)), 'alice');
+    assert.deepEqual(grantsOf(provider), {
+      success: counted.success + 1,
+      tokenRequests: counted.tokenRequests + 1,
+    });
   });
 
   it('two concurrent callbacks with one state exchange the code once', async () => {
@@ -164,14 +208,29 @@ describe('the callback under provider faults and clock skew, replicas on Redis',
     const second = await other.request(callbackUrl.href);
     assert.equal(statusOf(second), 409, 'the second callback waits for the first');
     assert.ok(other.cookies.size > 0, 'and keeps its login-state cookie');
-    assert.equal(statusOf(await first), 302);
+    // The first outlasts its budget (100ms): answered 503, its exchange goes on.
+    assert.equal(statusOf(await first), 503);
+    while (grantsOf(provider).success === counted.success) {
+      assert.ok(Date.now() - started < 5_000, 'the first exchange completed');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    let reloaded = await user.request(callbackUrl.href);
+    while (statusOf(reloaded) === 409) {
+      assert.ok(Date.now() - started < 5_000, 'the login completes');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      reloaded = await user.request(callbackUrl.href);
+    }
+    assert.equal(statusOf(reloaded), 302);
     assert.equal(userOf(await user.request(`${origin}/x`)), 'alice');
     assert.deepEqual(grantsOf(provider), {
       success: counted.success + 1,
       tokenRequests: counted.tokenRequests + 1,
     });
-    // Reloaded once the first is done: the state is used.
-    assert.equal(statusOf(await other.request(callbackUrl.href)), 400);
+    // Reloaded once the first is done: the same answer (it is the same browser's flow), and
+    // still one exchange.
+    assert.equal(await other.finish(callbackUrl), `${origin}/`);
+    assert.equal(userOf(await other.request(`${origin}/x`)), 'alice');
+    assert.equal(grantsOf(provider).tokenRequests, counted.tokenRequests + 1);
   });
 
   it('a login started on a replica two minutes ahead completes within oidc.clockSkew', async () => {

@@ -55,6 +55,7 @@ function authorizer(log: CapturedLog): Authorizer {
     apps: [app as unknown as AppRuntime],
     allowUnmatched: false,
     steps: [faultyStep],
+    budgetMs: 100,
   });
   return new Authorizer(
     { pipeline, parseOptions: { trustedHops: 0, maxHeaderBytes: 65_536 } },

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createCookieCodec } from '../../src/session/cookie-codec.ts';
 import {
+  LOGIN_ANSWER_TTL_MS,
   LOGIN_CLAIM_TTL_MS,
   LoginStates,
   type LoginStatesOptions,
@@ -169,6 +170,31 @@ describe('login state', () => {
     assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
     await states.release(retry);
     assert.equal((await states.take(browser, 'state-1', true)).kind, 'replayed');
+  });
+
+  it('a completed login gives its answer again to the browser that made it, for a while, and to nobody else', async () => {
+    const { states, clock, keyspaces } = setup();
+    const browser = applySetCookie(new Map(), states.start(flow(1), new Map(), true));
+    const other = applySetCookie(new Map(), states.start(flow(2), new Map(), true));
+    const taken = await states.take(browser, 'state-1', true, 'code-1');
+    assert.ok(taken.kind === 'ok');
+    const answer = { location: 'https://a.example/page/1', setCookie: ['_eoa=sealed; Path=/'] };
+    await states.complete(taken, { code: 'code-1', answer });
+    // Sealed in the store: neither the location nor a cookie is readable there.
+    const mark = await keyspaces.loginReplayMarks.get(sha256Base64url('state-1'));
+    assert.equal(typeof mark?.answer, 'string');
+    assert.doesNotMatch(mark?.answer ?? '', /page|sealed|eoa/);
+
+    const again = await states.take(new Map(browser), 'state-1', true, 'code-1');
+    assert.ok(again.kind === 'completed');
+    assert.deepEqual(again.answer, answer);
+    // Another code, no code, or another flow's cookie: used, nothing more.
+    assert.equal((await states.take(new Map(browser), 'state-1', true, 'code-2')).kind, 'replayed');
+    assert.equal((await states.take(new Map(browser), 'state-1', true)).kind, 'replayed');
+    assert.equal((await states.take(other, 'state-1', true, 'code-1')).kind, 'missing');
+    // Past LOGIN_ANSWER_TTL_MS the answer is no longer given.
+    clock.advance(LOGIN_ANSWER_TTL_MS + 1);
+    assert.equal((await states.take(new Map(browser), 'state-1', true, 'code-1')).kind, 'replayed');
   });
 
   it('a used mark written by an older release (no phase) is refused as replayed', async () => {

@@ -1,6 +1,7 @@
 /** Guarded and fallback store backends: over the memory backend with injected faults, and over a real redis-server that is killed and restarted. */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
@@ -261,6 +262,8 @@ describe('store readiness', () => {
     const store = redisStore(primary.backend, breakers.store, {
       logger: captureLog().logger,
       registry: new Registry(),
+      probe: () => primary.backend.get('probe'),
+      callTimeoutMs: () => 1_000,
     });
     try {
       assert.equal(store.waitingFor(), undefined);
@@ -362,6 +365,129 @@ describe('resilient store over a real redis-server', () => {
       breakers.shutdown();
       await marks.close();
       await redis.close();
+    }
+  });
+
+  it('finds a hung Redis (SIGSTOP) within the call timeout: no call waits longer, the breaker opens at once', async (t) => {
+    const registry = new Registry();
+    const log = captureLog();
+    const keyPrefix = `rb-${randomUUID()}:`;
+    const callTimeoutMs = 40;
+    // commandTimeout of a second: without the call timeout, every call would wait that long.
+    const redis: RedisBackend = createRedisBackend(
+      { url: server.url, keyPrefix, commandTimeout: 1_000 },
+      { logger: log.logger, reconnectMaxDelayMs: 100, connectTimeoutMs: 300 },
+    );
+    const breakers = createBreakers({
+      registry,
+      logger: log.logger,
+      // The defaults' window: a rolling count alone would take seconds to open.
+      ...breakersTuning({ store: { resetTimeout: '300ms' } }),
+      storeProbe: () => redis.ping(),
+    });
+    const store = redisStore(redis, breakers.store, {
+      logger: log.logger,
+      registry,
+      probe: () => redis.ping(),
+      callTimeoutMs: () => callTimeoutMs,
+    });
+    let frozen = false;
+    try {
+      await redis.ready();
+      await store.durable.set('session:shop:1', 'sealed-session', LONG);
+      await server.kill('SIGSTOP');
+      frozen = true;
+
+      const slowest = { ms: 0 };
+      const timed = async <T>(call: () => Promise<T>): Promise<T> => {
+        const started = performance.now();
+        try {
+          return await call();
+        } finally {
+          slowest.ms = Math.max(slowest.ms, performance.now() - started);
+        }
+      };
+      // Revocation-style reads fall back to memory ("not known") within the call timeout.
+      assert.equal(await timed(() => store.degradable.get('ended:s1')), undefined);
+      // Server sessions: 503 within the call timeout, never a wait for commandTimeout.
+      await assert.rejects(
+        timed(() => store.durable.get('session:shop:1')),
+        (error) => error instanceof StoreUnavailableError,
+      );
+      // The probe that follows the first timeout times out too: the breaker opens.
+      await waitFor('store breaker open', () => breakers.store.state() === 'open', 1_000);
+      assert.equal(store.degraded(), true);
+      const openedIn = slowest.ms;
+      for (let i = 0; i < 20; i++) {
+        assert.equal(await timed(() => store.degradable.get(`ended:s${i}`)), undefined);
+        await assert.rejects(
+          timed(() => store.durable.get('session:shop:1')),
+          StoreUnavailableError,
+        );
+      }
+      t.diagnostic(
+        `slowest call while hung: ${Math.round(slowest.ms)} ms (call timeout ${callTimeoutMs} ms)`,
+      );
+      assert.ok(openedIn < callTimeoutMs + 60, `first calls took ${openedIn} ms`);
+      assert.ok(slowest.ms < callTimeoutMs + 60, `slowest call ${slowest.ms} ms`);
+      const opened = log
+        .lines()
+        .find((line) => line['msg'] === 'circuit breaker opened: calls fail fast');
+      assert.match(String(opened?.['reason']), /no answer within 40ms/);
+
+      await server.kill('SIGCONT');
+      frozen = false;
+      await waitFor('store breaker closed', () => breakers.store.state() === 'closed', 5_000);
+      assert.equal(await store.durable.get('session:shop:1'), 'sealed-session', 'nothing lost');
+      assert.equal(store.degraded(), false);
+    } finally {
+      if (frozen) await server.kill('SIGCONT');
+      breakers.shutdown();
+      await store.close();
+    }
+  });
+
+  it('does not open the breaker for one slow command when the store answers its probe', async () => {
+    const registry = new Registry();
+    const log = captureLog();
+    const redis: RedisBackend = createRedisBackend(
+      { url: server.url, keyPrefix: `rb-${randomUUID()}:`, commandTimeout: 1_000 },
+      { logger: log.logger },
+    );
+    const breakers = createBreakers({
+      registry,
+      logger: log.logger,
+      ...breakersTuning({}),
+      storeProbe: () => redis.ping(),
+    });
+    let slowOnce = true;
+    // One command slowed down in front of Redis (as a big value or a busy moment would).
+    const slowFirst: StoreBackend = {
+      ...redis,
+      get: async (key) => {
+        if (slowOnce) {
+          slowOnce = false;
+          await sleep(120);
+        }
+        return redis.get(key);
+      },
+    };
+    const store = redisStore(slowFirst, breakers.store, {
+      logger: log.logger,
+      registry,
+      probe: () => redis.ping(),
+      callTimeoutMs: () => 40,
+    });
+    try {
+      await redis.ready();
+      assert.equal(await store.degradable.get('k'), undefined);
+      // The probe after the timeout answered: still closed, the next call goes to Redis.
+      await redis.set('k', 'v', LONG);
+      await waitFor('probe settled', async () => (await store.degradable.get('k')) === 'v', 1_000);
+      assert.equal(breakers.store.state(), 'closed');
+    } finally {
+      breakers.shutdown();
+      await store.close();
     }
   });
 });
