@@ -44,6 +44,9 @@ export function demoConfigDocument(input: DemoConfigInput): Record<string, unkno
     store: { type: 'memory' },
     // One replica and no load balancer to take it out of rotation: stop at once.
     shutdown: { drainDelay: '0s' },
+    // The provider runs in this same process, and a laptop may be busy: a sign-in's code
+    // exchange gets a second rather than the 100ms a deployment's Checks get.
+    request: { budget: '1s' },
     apps: [
       {
         name: DEMO_APP,

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import * as catalogue from '../src/errors.ts';
 import {
   AuthzError,
+  BudgetExceededError,
   ConfigError,
   IdpError,
   IdpUnavailableError,
@@ -75,6 +76,7 @@ describe('error catalogue', () => {
       new StoreUnavailableError('failure', { retryAfterMs: 2_500 }),
       new SessionTooLargeError(9_000, 8_000),
       new InternalError('a library rejected its arguments'),
+      new BudgetExceededError(100),
     ];
     assert.deepEqual(samples.map((error) => error.code).sort(), [...codes].sort());
     for (const error of samples) {

@@ -37,7 +37,7 @@ test('minimal config loads with every default filled in', () => {
     httpPathPrefix: '',
   });
   assert.deepEqual(config.log, { level: 'info' });
-  assert.deepEqual(config.request, { trustedHops: 0, maxHeaderBytes: 65_536 });
+  assert.deepEqual(config.request, { trustedHops: 0, maxHeaderBytes: 65_536, budget: 100 });
   assert.equal(config.allowUnmatched, false);
   assert.equal(config.deployment, 'default');
   assert.deepEqual(config.shutdown, { drainDelay: 10_000, drainTimeout: 10_000 });

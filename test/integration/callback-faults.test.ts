@@ -89,6 +89,7 @@ describe('the callback under provider faults and clock skew, replicas on Redis',
       const server = await startTestServer(
         {
           store: { type: 'redis', redis: { url: redis.url, commandTimeout: '500ms' } },
+          request: { budget: '100ms' },
           breakers: { store: { volumeThreshold: 2, rollingWindow: '2s', resetTimeout: '250ms' } },
           apps,
         },

@@ -66,6 +66,9 @@ export async function serverConfigFile(
         ...doc,
         // Processes stop at once unless the test is about the drain delay.
         shutdown: { drainDelay: '0s', ...(doc['shutdown'] as object | undefined) },
+        // The provider runs in the test's process, on a machine that may be busy: Checks get
+        // 2s unless the test is about the budget (the product's default is 100ms).
+        request: { budget: '2s', ...(doc['request'] as object | undefined) },
       }),
     );
   write(document);

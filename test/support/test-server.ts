@@ -45,6 +45,9 @@ export function testConfig(
         ...document,
         // Tests stop at once unless they test the drain delay.
         shutdown: { drainDelay: '0s', ...(document['shutdown'] as object | undefined) },
+        // The provider runs in the test's own process, on a machine that may be busy: Checks
+        // get 2s unless the test is about the budget (the product's default is 100ms).
+        request: { budget: '2s', ...(document['request'] as object | undefined) },
       }),
       format: 'json',
     },
