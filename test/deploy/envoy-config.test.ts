@@ -350,6 +350,27 @@ describe('health checks of the shipped Envoy configs', () => {
   }
 });
 
+describe('the ext_authz timeouts of the shipped Envoy configs', () => {
+  // The server answers every Check within request.budget; Envoy must wait at least that long,
+  // or it fails Checks the server was about to answer (503 from status_on_error).
+  const { budget } = configSchema.shape.request.parse(
+    (readYaml('envoy/authz-config.yaml') as { request?: unknown }).request,
+  );
+  const ms = (value: string): number => {
+    const parsed = parseDuration(value);
+    assert.ok(parsed !== undefined, value);
+    return parsed;
+  };
+  it('envoy/envoy.yaml and envoy/envoy-http.yaml wait longer than request.budget', () => {
+    const grpc = extAuthz(readYaml('envoy/envoy.yaml')).grpc_service.timeout as string;
+    const http = extAuthz(readYaml('envoy/envoy-http.yaml')).http_service.server_uri
+      .timeout as string;
+    for (const timeout of [grpc, http]) {
+      assert.ok(ms(timeout) > budget, `Envoy's ${timeout} is above request.budget ${budget} ms`);
+    }
+  });
+});
+
 describe('envoy/authz-config.yaml', () => {
   it('is a valid server configuration for both Envoy variants', () => {
     const result = loadConfig(
