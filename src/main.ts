@@ -231,10 +231,13 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     revocations,
     logoutTokenReplay: durable.logoutTokenReplay,
     bearer,
+    // Down while either breaker is open, and while the discovery breaker's probe is testing a
+    // provider that was down (half-open): a browser sent now might meet a dead provider. Not
+    // while the token breaker is half-open: nothing probes it but logins and refreshes.
     idpDownFor: () => {
       const waitMs = Math.max(idp.discovery.retryAfterMs(), idp.token.retryAfterMs());
-      const open = idp.discovery.state() === 'open' || idp.token.state() === 'open';
-      return open ? Math.max(1, Math.ceil(waitMs / 1000)) : undefined;
+      const down = idp.discovery.state() !== 'closed' || idp.token.state() === 'open';
+      return down ? Math.max(1, Math.ceil(waitMs / 1000)) : undefined;
     },
   });
 }

@@ -70,7 +70,14 @@ describe('provider outage seen by the probes', () => {
       assertProviderUnavailable(down, 'a login while the provider is down');
       assert.equal(locationOf(down), undefined, 'no redirect to a dead provider');
 
+      // Back, but answering slowly: while the breaker's probe is out (half-open), logins are
+      // still refused rather than sent to a provider not yet known to be up.
+      provider.injectFault({ target: 'discovery', latencyMs: 1_500, count: 1 });
       await provider.start();
+      await waitForBreakerState(server.adminBase, 1);
+      const probing = await new AppBrowser(envoy).request(`${origin}/pages/home`);
+      assertProviderUnavailable(probing, 'a login while the probe is out');
+
       await waitForBreakerState(server.adminBase, 0);
       const location = await new AppBrowser(envoy).login(`${origin}/pages/home`);
       assert.equal(location, `${origin}/pages/home`);
