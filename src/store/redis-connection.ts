@@ -98,11 +98,13 @@ export function createRedisClient(
       sentinels: config.sentinels.map(hostPortOf),
       name: config.name ?? '',
       role: 'master',
-      // ioredis' failover detector is off: a +switch-master arriving while the client is already
-      // reconnecting (the usual case when the master died) ends the client for good. Without
-      // it, every reconnection asks the sentinels afresh, and a master demoted while still
-      // reachable answers writes with READONLY, which reconnects (above).
-      failoverDetector: false,
+      // The failover detector subscribes to +switch-master on the sentinels and drops the
+      // connection as soon as they promote a replica. Without it a master demoted while still
+      // reachable (a partition, `SENTINEL FAILOVER`) keeps our connection for the ~10 s until the
+      // sentinels reconfigure it, serving stale reads and taking writes that its resync to the
+      // new master then discards. Should a +switch-master arriving mid-reconnection end the
+      // client, the `end` handler of the backend starts it again.
+      failoverDetector: true,
       sentinelRetryStrategy: retryStrategy,
       ...(config.commandTimeout > 0 ? { sentinelCommandTimeout: config.commandTimeout } : {}),
       // With a tls block, both the sentinels and the servers they point at are spoken to over TLS.
