@@ -60,8 +60,9 @@ export interface RedisBackendOptions extends RedisConnectionOptions {
    * "acknowledged" means for surviving a failover: an acknowledged write is on a replica the
    * sentinels can promote. Costs one replication round trip per write. While too few replicas
    * are there, writes are refused in one round trip instead of each waiting `timeoutMs`, and go
-   * through again once enough replicas hold them (see `replica-gate.ts`). Default: unset, a write
-   * is acknowledged when the master applied it (lost if the master dies before replicating).
+   * through again once enough replicas hold them (see `replica-gate.ts`; not in a Cluster, where
+   * each write waits its own shard's WAIT). Default: unset, a write is acknowledged when the
+   * master applied it (lost if the master dies before replicating).
    */
   readonly replicaAcks?: ReplicaAcks;
 }
@@ -160,8 +161,18 @@ export function createRedisBackend(
     log.warn({}, 'store.redis.keyPrefix contains "{": every key lands in one cluster slot');
   }
   const client: RedisClient = createRedisClient(config, log, options);
+  if (acks !== undefined && config.commandTimeout > 0 && acks.timeoutMs >= config.commandTimeout) {
+    // The command timeout would cut WAIT short: every unconfirmed write would look like a hung
+    // server to the breaker instead of a missing replica.
+    log.warn(
+      { replicaAcksTimeoutMs: acks.timeoutMs, commandTimeoutMs: config.commandTimeout },
+      'store.redis.replicaAcks.timeout should be shorter than store.redis.commandTimeout',
+    );
+  }
+  // In a Cluster each shard has its own replicas, and one gate for all would refuse writes to
+  // healthy shards: there, every write waits on its own shard's WAIT, as before.
   const gate =
-    acks === undefined
+    acks === undefined || config.cluster !== undefined
       ? undefined
       : createReplicaGate({
           required: acks.replicas,
@@ -224,9 +235,9 @@ export function createRedisBackend(
    * but the caller must not count on it.
    */
   async function write(op: string, args: readonly Arg[]): Promise<unknown> {
-    if (acks === undefined || gate === undefined) return read(op, args);
+    if (acks === undefined) return read(op, args);
     try {
-      await gate.admit(op);
+      await gate?.admit(op);
       const results = await client
         .pipeline()
         .call(op, ...args)
@@ -239,7 +250,7 @@ export function createRedisBackend(
       if (reply[0] !== null) throw reply[0];
       if (waited[0] !== null) throw waited[0];
       const acknowledged = typeof waited[1] === 'number' ? waited[1] : 0;
-      gate.settled(acknowledged);
+      gate?.settled(acknowledged);
       if (acknowledged < acks.replicas) {
         throw new RedisStoreError(
           'REDIS_NOT_REPLICATED',
