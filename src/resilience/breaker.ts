@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
 import type { BreakerSeries } from './breaker-metrics.ts';
-import { isOutage } from './outage.ts';
+import { isOutage, isUnreplicated } from './outage.ts';
 
 /** Where a breaker stands. `half_open`: one probe call is let through to test the dependency. */
 export type BreakerState = 'closed' | 'half_open' | 'open';
@@ -91,8 +91,9 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
     rollingCountBuckets: ROLLING_BUCKETS,
     rollingPercentilesEnabled: false,
     enableSnapshots: false,
-    // opossum's filter answers "ignore this error"; verdicts are ignored, outages counted.
-    errorFilter: (error: unknown) => !isOutage(error),
+    // opossum's filter answers "ignore this error"; verdicts are ignored, outages counted, except
+    // a write too few replicas confirmed: the store is up and still serves reads.
+    errorFilter: (error: unknown) => !isOutage(error) || isUnreplicated(error),
   });
 
   let current: BreakerState = 'closed';

@@ -39,3 +39,13 @@ export function isOutage(error: unknown): boolean {
   if (error instanceof TypeError) return error.cause !== undefined;
   return true;
 }
+
+/**
+ * `true` for a store write refused or left unconfirmed because too few replicas hold it (the Redis
+ * adapter's `REDIS_NOT_REPLICATED`, with `replicaAcks`). For that write it is an outage (503,
+ * memory fallback), but the store answered and still serves reads: breakers do not count it, or
+ * losing a replica would take every read down with the writes.
+ */
+export function isUnreplicated(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === 'REDIS_NOT_REPLICATED';
+}

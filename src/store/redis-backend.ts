@@ -4,11 +4,13 @@ import type { RedisConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import { isUnavailableReply } from '../resilience/outage.ts';
 import {
+  answeredAsReplica,
   createRedisClient,
   defaultReconnectMaxDelayMs,
   type RedisClient,
   type RedisConnectionOptions,
 } from './redis-connection.ts';
+import { createReplicaGate, ShortOfReplicasError } from './replica-gate.ts';
 import { checkTtl, type StoreBackend } from './store-backend.ts';
 
 /** Why a Redis operation failed; stable so callers and breakers can tell outages from bugs. */
@@ -17,7 +19,11 @@ export type RedisStoreErrorCode =
   | 'REDIS_UNAVAILABLE'
   /** Sent, but no reply within `commandTimeout`. */
   | 'REDIS_TIMEOUT'
-  /** Applied on the master but not confirmed by enough replicas in time (see `replicaAcks`). */
+  /**
+   * Not confirmed by enough replicas in time (applied on the master), or not sent at all because
+   * too few replicas are there (see `replicaAcks`). The store answered: an outage for this write
+   * only, which breakers do not count.
+   */
   | 'REDIS_NOT_REPLICATED'
   /** Redis answered with an error (wrong type, bad auth, script error). */
   | 'REDIS_REPLY';
@@ -52,8 +58,11 @@ export interface RedisBackendOptions extends RedisConnectionOptions {
    * When set, a write resolves only once the master and `replicas` replicas hold it: each write
    * is pipelined with `WAIT replicas timeoutMs` on the same connection. That is what
    * "acknowledged" means for surviving a failover: an acknowledged write is on a replica the
-   * sentinels can promote. Costs one replication round trip per write. Default: unset, a write
-   * is acknowledged when the master applied it (lost if the master dies before replicating).
+   * sentinels can promote. Costs one replication round trip per write. While too few replicas
+   * are there, writes are refused in one round trip instead of each waiting `timeoutMs`, and go
+   * through again once enough replicas hold them (see `replica-gate.ts`; not in a Cluster, where
+   * each write waits its own shard's WAIT). Default: unset, a write is acknowledged when the
+   * master applied it (lost if the master dies before replicating).
    */
   readonly replicaAcks?: ReplicaAcks;
 }
@@ -107,7 +116,7 @@ function translate(op: string, error: unknown): RedisStoreError {
   const code: RedisStoreErrorCode =
     message === 'Command timed out'
       ? 'REDIS_TIMEOUT'
-      : isReply && !isUnavailableReply(message)
+      : isReply && !isUnavailableReply(message) && !answeredAsReplica(message)
         ? 'REDIS_REPLY'
         : 'REDIS_UNAVAILABLE';
   return new RedisStoreError(code, `redis ${op} failed: ${message}`);
@@ -152,6 +161,26 @@ export function createRedisBackend(
     log.warn({}, 'store.redis.keyPrefix contains "{": every key lands in one cluster slot');
   }
   const client: RedisClient = createRedisClient(config, log, options);
+  if (acks !== undefined && config.commandTimeout > 0 && acks.timeoutMs >= config.commandTimeout) {
+    // The command timeout would cut WAIT short: every unconfirmed write would look like a hung
+    // server to the breaker instead of a missing replica.
+    log.warn(
+      { replicaAcksTimeoutMs: acks.timeoutMs, commandTimeoutMs: config.commandTimeout },
+      'store.redis.replicaAcks.timeout should be shorter than store.redis.commandTimeout',
+    );
+  }
+  // In a Cluster each shard has its own replicas, and one gate for all would refuse writes to
+  // healthy shards: there, every write waits on its own shard's WAIT, as before.
+  const gate =
+    acks === undefined || config.cluster !== undefined
+      ? undefined
+      : createReplicaGate({
+          required: acks.replicas,
+          timeoutMs: acks.timeoutMs,
+          // `WAIT 0 0` never blocks: replicas holding everything this connection wrote.
+          acknowledged: async () => Number(await client.call('wait', 0, 0)),
+          log,
+        });
 
   let everReady = false;
   let down = false;
@@ -200,10 +229,15 @@ export function createRedisBackend(
     }
   }
 
-  /** Sends a write; with `replicaAcks`, pipelined with WAIT on the same connection. */
+  /**
+   * Sends a write; with `replicaAcks`, pipelined with WAIT on the same connection, and only when
+   * the gate lets it through. A write WAIT could not confirm rejects: it is applied on the master,
+   * but the caller must not count on it.
+   */
   async function write(op: string, args: readonly Arg[]): Promise<unknown> {
     if (acks === undefined) return read(op, args);
     try {
+      await gate?.admit(op);
       const results = await client
         .pipeline()
         .call(op, ...args)
@@ -215,14 +249,19 @@ export function createRedisBackend(
       }
       if (reply[0] !== null) throw reply[0];
       if (waited[0] !== null) throw waited[0];
-      if (typeof waited[1] !== 'number' || waited[1] < acks.replicas) {
+      const acknowledged = typeof waited[1] === 'number' ? waited[1] : 0;
+      gate?.settled(acknowledged);
+      if (acknowledged < acks.replicas) {
         throw new RedisStoreError(
           'REDIS_NOT_REPLICATED',
-          `redis ${op}: ${String(waited[1])} of ${acks.replicas} replicas confirmed in ${acks.timeoutMs} ms`,
+          `redis ${op}: ${acknowledged} of ${acks.replicas} replicas confirmed in ${acks.timeoutMs} ms`,
         );
       }
       return reply[1];
     } catch (error) {
+      if (error instanceof ShortOfReplicasError) {
+        throw new RedisStoreError('REDIS_NOT_REPLICATED', error.message);
+      }
       throw translate(op, error);
     }
   }

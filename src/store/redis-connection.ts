@@ -19,6 +19,16 @@ export interface RedisConnectionOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/**
+ * `true` for an error reply that says the server is a replica: `READONLY` for a write, and the
+ * error WAIT gives on a replica. Either way this connection is on a master that was demoted (or
+ * a replica a stale sentinel named), and only a reconnection, which asks the sentinels afresh,
+ * finds the master.
+ */
+export function answeredAsReplica(message: string): boolean {
+  return /^(READONLY\b|ERR WAIT cannot be used with replica)/.test(message);
+}
+
 /** The longest wait between reconnection attempts unless a test asks for less, in ms. */
 export const defaultReconnectMaxDelayMs = 2_000;
 
@@ -63,9 +73,9 @@ export function createRedisClient(
     commandTimeout: config.commandTimeout,
     connectTimeout: options.connectTimeoutMs ?? 2_000,
     maxRetriesPerRequest: 1,
-    // A replica left behind by a failover answers writes with READONLY: reconnect to find the
-    // new master (the failed command still fails, fast).
-    reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
+    // A master demoted by a failover answers writes with READONLY (and the replica-acks probe
+    // with a WAIT error): reconnect to find the new master (the failed command still fails, fast).
+    reconnectOnError: (error: Error) => answeredAsReplica(error.message),
     ...(config.username === undefined ? {} : { username: config.username }),
     ...(config.password === undefined ? {} : { password: config.password }),
   } satisfies RedisOptions;
@@ -88,11 +98,13 @@ export function createRedisClient(
       sentinels: config.sentinels.map(hostPortOf),
       name: config.name ?? '',
       role: 'master',
-      // ioredis' failover detector is off: a +switch-master arriving while the client is already
-      // reconnecting (the usual case when the master died) ends the client for good. Without
-      // it, every reconnection asks the sentinels afresh, and a master demoted while still
-      // reachable answers writes with READONLY, which reconnects (above).
-      failoverDetector: false,
+      // The failover detector subscribes to +switch-master on the sentinels and drops the
+      // connection as soon as they promote a replica. Without it a master demoted while still
+      // reachable (a partition, `SENTINEL FAILOVER`) keeps our connection for the ~10 s until the
+      // sentinels reconfigure it, serving stale reads and taking writes that its resync to the
+      // new master then discards. Should a +switch-master arriving mid-reconnection end the
+      // client, the `end` handler of the backend starts it again.
+      failoverDetector: true,
       sentinelRetryStrategy: retryStrategy,
       ...(config.commandTimeout > 0 ? { sentinelCommandTimeout: config.commandTimeout } : {}),
       // With a tls block, both the sentinels and the servers they point at are spoken to over TLS.

@@ -17,7 +17,7 @@ import { createBreaker } from '../../src/resilience/breaker.ts';
 import { createBreakerMetrics } from '../../src/resilience/breaker-metrics.ts';
 import { createBreakers } from '../../src/resilience/breakers.ts';
 import { createIdpGuard } from '../../src/resilience/idp-guard.ts';
-import { isOutage } from '../../src/resilience/outage.ts';
+import { isOutage, isUnreplicated } from '../../src/resilience/outage.ts';
 import { StoreUnavailableError } from '../../src/errors.ts';
 import { breakerTuning, breakersTuning } from './breaker-tuning.ts';
 import { captureLog } from './log-capture.ts';
@@ -185,6 +185,27 @@ describe('breaker', () => {
       assert.equal(await value('eoa_breaker_failures_total'), 0);
       assert.equal(await value('eoa_breaker_opens_total'), 0);
       assert.equal(endpoint.reached(), 40);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('does not count writes too few replicas confirmed: the store still serves reads', async () => {
+    const { breakers, value } = setUp();
+    const unreplicated = Object.assign(
+      new Error('redis set: 0 of 1 required replicas hold the writes'),
+      { code: 'REDIS_NOT_REPLICATED' },
+    );
+    try {
+      for (let i = 0; i < 40; i++) {
+        await assert.rejects(
+          breakers.store.run(() => Promise.reject(unreplicated)),
+          (error) => error === unreplicated,
+        );
+      }
+      assert.equal(breakers.store.state(), 'closed');
+      assert.equal(await value('eoa_breaker_failures_total', 'store'), 0);
+      assert.equal(await breakers.store.run(() => Promise.resolve('read')), 'read');
     } finally {
       breakers.shutdown();
     }
@@ -457,5 +478,16 @@ describe('isOutage', () => {
     ];
     for (const error of outages) assert.equal(isOutage(error), true, String(error));
     for (const error of verdicts) assert.equal(isOutage(error), false, String(error));
+  });
+
+  it('an unreplicated write is an outage for that write, which breakers leave uncounted', () => {
+    const unreplicated = Object.assign(new Error('redis set: 0 of 1 replicas confirmed'), {
+      code: 'REDIS_NOT_REPLICATED',
+    });
+    assert.equal(isOutage(unreplicated), true);
+    assert.equal(isUnreplicated(unreplicated), true);
+    for (const other of [new Error('Command timed out'), new StoreUnavailableError('failure')]) {
+      assert.equal(isUnreplicated(other), false);
+    }
   });
 });

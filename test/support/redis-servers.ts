@@ -322,11 +322,14 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterSet> {
   }
 }
 
-/** A master, one replica and three sentinels watching them. */
+/** A master, its replicas and three sentinels watching them. */
 export interface SentinelSet {
   readonly name: string;
   readonly master: RedisProcess;
+  /** The first replica. */
   readonly replica: RedisProcess;
+  /** Every replica, `replica` first. */
+  readonly replicas: readonly RedisProcess[];
   readonly sentinels: readonly RedisProcess[];
   /** Sentinel addresses, `127.0.0.1:<port>`. */
   readonly sentinelAddresses: readonly string[];
@@ -343,12 +346,14 @@ export interface SentinelSetOptions {
   readonly downAfterMs?: number;
   /** `failover-timeout`, ms. Default 3,000. */
   readonly failoverTimeoutMs?: number;
+  /** How many replicas of the master. Default 1. */
+  readonly replicas?: number;
 }
 
 /**
- * Starts a master, a replica of it, and three `redis-sentinel`s (quorum 2) with short timeouts,
- * and waits until the replica is in sync and every sentinel knows the replica and the others,
- * so a failover can happen as soon as the master is killed.
+ * Starts a master, its replicas (one unless asked), and three `redis-sentinel`s (quorum 2) with
+ * short timeouts, and waits until the replicas are in sync and every sentinel knows them and
+ * the others, so a failover can happen as soon as the master is killed.
  */
 export async function startSentinelSet(options: SentinelSetOptions = {}): Promise<SentinelSet> {
   const name = options.name ?? 'eoa-test';
@@ -360,14 +365,19 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     // Without the default 5 s diskless-sync delay the replica is in sync at once.
     const master = await startRedis({ args: ['--repl-diskless-sync-delay', '0'] });
     processes.push(master);
-    const replica = await startRedis({
-      // It serves replicas of its own once promoted.
-      args: ['--replicaof', '127.0.0.1', String(master.port), '--repl-diskless-sync-delay', '0'],
-    });
-    processes.push(replica);
-    await waitFor('the replica to sync', async () =>
-      (await redisCli(replica.port, 'info', 'replication')).includes('master_link_status:up'),
-    );
+    const replicas: RedisProcess[] = [];
+    for (let i = 0; i < (options.replicas ?? 1); i++) {
+      const replica = await startRedis({
+        // It serves replicas of its own once promoted.
+        args: ['--replicaof', '127.0.0.1', String(master.port), '--repl-diskless-sync-delay', '0'],
+      });
+      processes.push(replica);
+      replicas.push(replica);
+      await waitFor('the replica to sync', async () =>
+        (await redisCli(replica.port, 'info', 'replication')).includes('master_link_status:up'),
+      );
+    }
+    const replica = replicas[0]!;
     const sentinels: RedisProcess[] = [];
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
@@ -404,18 +414,18 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       }
     }
     // Sentinels find each other through hello messages on the master, every 2 s.
-    await waitFor('every sentinel to know the replica and both other sentinels', async () => {
+    const numSlaves = new RegExp(`num-slaves\\s+${replicas.length}\\b`);
+    await waitFor('every sentinel to know the replicas and both other sentinels', async () => {
       const views = await Promise.all(
         sentinels.map((s) => redisCli(s.port, 'sentinel', 'master', name)),
       );
-      return views.every(
-        (view) => /num-slaves\s+1\b/.test(view) && /num-other-sentinels\s+2\b/.test(view),
-      );
+      return views.every((view) => numSlaves.test(view) && /num-other-sentinels\s+2\b/.test(view));
     });
     return {
       name,
       master,
       replica,
+      replicas,
       sentinels,
       sentinelAddresses: sentinels.map((s) => s.address),
       async currentMaster() {
