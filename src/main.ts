@@ -376,6 +376,15 @@ export function storeCallTimeoutMs(budgetMs: number, commandTimeoutMs: number): 
   return Math.max(1, Math.min(commandTimeoutMs, Math.floor(budgetMs / 2)));
 }
 
+/**
+ * How long `WAIT` may wait for replicas: `replicaAcks.timeout`, but short enough that its "too
+ * few replicas" answer comes within the store call's own timeout (else the call times out first,
+ * and the store cannot tell a missing replica from a hung master).
+ */
+export function replicaAcksTimeoutMs(configuredMs: number, callTimeoutMs: number): number {
+  return Math.max(1, Math.min(configuredMs, callTimeoutMs - 10));
+}
+
 function listen(server: NetServer, address: string): Promise<number> {
   const { host, port } = hostPortOf(address);
   return new Promise((resolve, reject) => {
@@ -411,7 +420,10 @@ export async function startServer(
             : {
                 replicaAcks: {
                   replicas: config.store.redis.replicaAcks.replicas,
-                  timeoutMs: config.store.redis.replicaAcks.timeout,
+                  timeoutMs: replicaAcksTimeoutMs(
+                    config.store.redis.replicaAcks.timeout,
+                    storeCallTimeoutMs(config.request.budget, config.store.redis.commandTimeout),
+                  ),
                 },
               }),
         })

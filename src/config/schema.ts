@@ -717,7 +717,9 @@ const redisSchema = z
         replicas: z.int().min(1).describe('Replicas that must hold a write (Redis `WAIT`).'),
         timeout: duration()
           .prefault('500ms')
-          .describe('How long to wait for them. Default `500ms`.'),
+          .describe(
+            'How long to wait for them; capped at the store call timeout (half of `request.budget`, or `commandTimeout` if shorter) less 10ms, so a missing replica is told from a hung master. Default `500ms`.',
+          ),
       })
       .optional()
       .describe(
