@@ -15,6 +15,27 @@
  *   next request uses the result instead of spending the old refresh token again.
  * - Ahead of expiry ({@link RefreshCoordinator.refreshAhead}) no request waits: the grant runs
  *   in the background and the next request picks up the published result.
+ *
+ * What each fault does (docs/operations.md, "Refresh under faults", says it for operators):
+ * - Slow provider: the grant has the long refresh-grant deadline (60 s), its lease renewed every
+ *   `lockTtl / 3` meanwhile; callers get `unavailable` at their bound and the next request
+ *   takes the published result. Slower than that deadline, a late rotation is lost.
+ * - Store degraded (locks and results in each replica's memory, `deps.degraded()`): no refresh
+ *   ahead starts, since the token still works. An expired token is refreshed, perhaps on
+ *   several replicas at once; an `invalid_grant` obtained without a lock every replica saw
+ *   (store degraded or within `storeRecovery` of it, or our lease lost) may be another
+ *   replica's rotation, so it keeps the session (`unavailable`, never published as `ended`),
+ *   and the provider is not asked again for that token until the store has settled. Results
+ *   published while degraded are offered to the store until it takes them, and every attempt
+ *   reads results first, so the loser gets the winner's tokens once the store is back.
+ * - Lock holder killed: waiters answer `unavailable` at their own bound; whoever takes the lock
+ *   once the lease lapses reads the published result before calling the provider. A grant
+ *   the provider answered but the dead process never published is lost: the takeover gets
+ *   `invalid_grant` (unless the provider allows reuse of the old refresh token for a while).
+ * - Providers that revoke the whole grant on reuse of a rotated refresh token turn a loser's
+ *   grant during a store outage into a revocation of the winner's tokens too: the session then
+ *   ends at its next refresh. Nothing on our side can prevent that without a shared lock.
+ * An `invalid_grant` under a lock held in a healthy, settled store ends the session, once.
  */
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
