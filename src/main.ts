@@ -213,6 +213,10 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       waitTimeout: app.refresh.waitTimeout,
       maxAttempts: app.refresh.maxAttempts,
       cooldown: app.refresh.cooldown,
+      resultTtl: app.refresh.resultTtl,
+      // Every replica's store breaker has tried the store again (and written what it published
+      // while the store was down) within one reset timeout of the store coming back.
+      storeRecovery: config.breakers.store.resetTimeout + 1_000,
     },
     {
       oidc,
@@ -222,6 +226,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       grants: new GrantLimiter(app.refresh.maxConcurrent),
       now: services.now,
       logger: services.logger,
+      degraded: () => services.store.degraded(),
     },
   );
   return buildAppRuntime(app, {

@@ -389,8 +389,8 @@ const refreshSchema = z
     cooldown: durationDefault('30s', 'Pause after `maxAttempts` failed refreshes of one session.'),
     maxConcurrent: intDefault(1, 64, 'Concurrent refresh grants per process, across all sessions.'),
     lockTtl: durationDefault(
-      '10s',
-      'Lease of the cross-replica refresh lock, renewed while the grant runs; after a holder dies, another replica takes over once it lapses.',
+      '5s',
+      'Lease of the cross-replica refresh lock, renewed every third of it while the grant runs (however long the provider takes); after a holder dies, another replica takes over once it lapses, so this is how long a replica killed mid-refresh delays that session. Keep it above 3 × `store.redis.commandTimeout`.',
     ),
     waitTimeout: durationDefault(
       '5s',

@@ -13,10 +13,13 @@ import {
  * here so that this layer depends on no domain; the composition root checks that they match.
  */
 export interface RefreshSeries {
-  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable' | 'id_token_invalid'): void;
+  grant(
+    outcome:
+      'ok' | 'invalid_grant' | 'invalid_grant_unconfirmed' | 'unavailable' | 'id_token_invalid',
+  ): void;
   follower(source: 'process' | 'replica' | 'late'): void;
   lockWait(): void;
-  gated(gate: 'budget' | 'concurrency'): void;
+  gated(gate: 'budget' | 'concurrency' | 'store'): void;
 }
 
 /** The bearer counters of one app: the bearer authenticator's `BearerMetrics` port. */
@@ -248,7 +251,7 @@ export class Metrics {
     });
     this.#refreshGrants = new Counter({
       name: 'eoa_refresh_grants_total',
-      help: 'Refresh-token grants at the provider by outcome (ok, invalid_grant, unavailable, id_token_invalid: granted, but the new ID token failed verification).',
+      help: 'Refresh-token grants at the provider by outcome (ok, invalid_grant, invalid_grant_unconfirmed: refused while the lock was not shared, session kept, unavailable, id_token_invalid: granted, but the new ID token failed verification).',
       labelNames: ['app', 'outcome'],
       registers,
     });
@@ -266,7 +269,7 @@ export class Metrics {
     });
     this.#refreshGated = new Counter({
       name: 'eoa_refresh_gated_total',
-      help: 'Refreshes not attempted because a gate was closed (budget, concurrency).',
+      help: 'Refreshes not attempted because a gate was closed (budget, concurrency, store: waiting for a degraded store).',
       labelNames: ['app', 'gate'],
       registers,
     });
@@ -329,10 +332,10 @@ export class Metrics {
     const grants = childrenOf(
       this.#refreshGrants,
       [app],
-      ['ok', 'invalid_grant', 'unavailable', 'id_token_invalid'],
+      ['ok', 'invalid_grant', 'invalid_grant_unconfirmed', 'unavailable', 'id_token_invalid'],
     );
     const followers = childrenOf(this.#refreshFollowers, [app], ['process', 'replica', 'late']);
-    const gated = childrenOf(this.#refreshGated, [app], ['budget', 'concurrency']);
+    const gated = childrenOf(this.#refreshGated, [app], ['budget', 'concurrency', 'store']);
     const lockWaits = this.#refreshLockWaits.labels(app);
     return {
       grant: (outcome) => grants[outcome].inc(),

@@ -197,15 +197,16 @@ export function createOidcClient(
   let configured:
     | {
         config: Configuration;
+        /** The same client with the refresh-grant deadline: a grant runs to completion. */
+        grantConfig: Configuration;
         /** The algorithms logout tokens may be signed with (see {@link logoutTokenAlgorithms}). */
         logoutAlgs: readonly string[];
       }
     | undefined;
   const ready = provider.ready.then(async () => {
-    const config = provider.configure(
-      { clientId: options.clientId, metadata, auth: await auth.prepared.load() },
-      'discovery',
-    );
+    const registration = { clientId: options.clientId, metadata, auth: await auth.prepared.load() };
+    const config = provider.configure(registration, 'discovery');
+    const grantConfig = provider.configure(registration, 'discovery', 'grant');
     const logoutAlgs = logoutTokenAlgorithms(
       config.serverMetadata().id_token_signing_alg_values_supported,
       options.idTokenAlgs,
@@ -216,7 +217,7 @@ export function createOidcClient(
         'the provider signs ID tokens with no algorithm in oidc.idTokenAlgs: every back-channel logout token will be refused',
       );
     }
-    configured = { config, logoutAlgs };
+    configured = { config, grantConfig, logoutAlgs };
   });
   // Nobody may be awaiting `ready` when the provider is closed early; that is not a crash.
   ready.catch(() => undefined);
@@ -315,9 +316,10 @@ export function createOidcClient(
     },
 
     refresh: async (refreshToken, refreshOptions) => {
-      const { config } = requireConfigured('token');
+      // The provider may rotate the refresh token however late it answers: wait for it.
+      const { grantConfig } = requireConfigured('token');
       const response = await provider.call('token', 'token', () =>
-        refreshTokenGrant(config, refreshToken),
+        refreshTokenGrant(grantConfig, refreshToken),
       );
       let claims: IdTokenClaims | undefined;
       if (response.id_token !== undefined) {

@@ -15,6 +15,12 @@ import type { Clock } from '../clock.ts';
 
 /** Deadline of each HTTP request to a provider, in milliseconds. */
 export const PROVIDER_FETCH_TIMEOUT_MS = 5_000;
+/**
+ * Deadline of a refresh grant, in milliseconds. Nobody waits on a grant (callers are bounded
+ * separately), and a grant we abort may already have rotated the refresh token at the provider,
+ * so it is given the time to finish: a slow answer is kept, not lost.
+ */
+export const REFRESH_GRANT_TIMEOUT_MS = 60_000;
 /** Discovery retry backoff until the provider first answers: first delay and cap, ms. */
 export const DISCOVERY_RETRY = { initialDelayMs: 250, maxDelayMs: 30_000 } as const;
 /**
@@ -44,6 +50,8 @@ export interface ProviderDeps {
   readonly guard?: IdpCallGuard;
   /** Deadline for each HTTP request to the provider, ms; default {@link PROVIDER_FETCH_TIMEOUT_MS}. */
   readonly fetchTimeoutMs?: number;
+  /** Deadline of a refresh grant, ms; default {@link REFRESH_GRANT_TIMEOUT_MS}. */
+  readonly grantTimeoutMs?: number;
   /** Default {@link DISCOVERY_RETRY}. */
   readonly discoveryRetry?: { readonly initialDelayMs: number; readonly maxDelayMs: number };
   /** Clock of the JWKS forced-refetch rate limit; default `Date.now`. */
@@ -80,9 +88,14 @@ export interface Provider {
   readonly getKey: ProviderKeyGetter;
   /**
    * An openid-client configuration of one client at this provider, using the provider's fetch
-   * (deadline, TLS setting). Throws like {@link metadata} before ready.
+   * (deadline, TLS setting). `deadline: 'grant'` gives its calls the refresh-grant deadline
+   * instead of the per-request one. Throws like {@link metadata} before ready.
    */
-  configure(client: ClientRegistration, endpoint: IdpEndpoint): Configuration;
+  configure(
+    client: ClientRegistration,
+    endpoint: IdpEndpoint,
+    deadline?: 'request' | 'grant',
+  ): Configuration;
   /**
    * Runs one call of `kind` through the guard; whatever it throws is classified as a failure at
    * `endpoint` (outage or refusal), inside the guard so a breaker sees catalogue codes.
@@ -130,6 +143,11 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
   const retry = deps.discoveryRetry ?? DISCOVERY_RETRY;
   const idpFetch: IdpFetch = createIdpFetch({
     timeoutMs: fetchTimeoutMs,
+    tlsInsecureSkipVerify: options.tlsInsecureSkipVerify,
+  });
+  const grantTimeoutMs = deps.grantTimeoutMs ?? REFRESH_GRANT_TIMEOUT_MS;
+  const grantFetch: IdpFetch = createIdpFetch({
+    timeoutMs: grantTimeoutMs,
     tlsInsecureSkipVerify: options.tlsInsecureSkipVerify,
   });
 
@@ -237,11 +255,12 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
           discovered?.getKey.refetchAfterFailure?.(error) ?? Promise.resolve(false),
       },
     ),
-    configure: (client, endpoint) => {
+    configure: (client, endpoint, deadline = 'request') => {
       const { metadata } = requireDiscovered(endpoint);
       const config = new Configuration(metadata, client.clientId, client.metadata, client.auth);
-      config[customFetch] = idpFetch;
-      config.timeout = fetchTimeoutMs / 1000;
+      const grant = deadline === 'grant';
+      config[customFetch] = grant ? grantFetch : idpFetch;
+      config.timeout = (grant ? grantTimeoutMs : fetchTimeoutMs) / 1000;
       if (insecureHttp) allowInsecureRequests(config);
       return config;
     },

@@ -15,6 +15,27 @@
  *   next request uses the result instead of spending the old refresh token again.
  * - Ahead of expiry ({@link RefreshCoordinator.refreshAhead}) no request waits: the grant runs
  *   in the background and the next request picks up the published result.
+ *
+ * What each fault does (docs/operations.md, "Refresh under faults", says it for operators):
+ * - Slow provider: the grant has the long refresh-grant deadline (60 s), its lease renewed every
+ *   `lockTtl / 3` meanwhile; callers get `unavailable` at their bound and the next request
+ *   takes the published result. Slower than that deadline, a late rotation is lost.
+ * - Store degraded (locks and results in each replica's memory, `deps.degraded()`): no refresh
+ *   ahead starts, since the token still works. An expired token is refreshed, perhaps on
+ *   several replicas at once; an `invalid_grant` obtained without a lock every replica saw
+ *   (store degraded or within `storeRecovery` of it, or our lease lost) may be another
+ *   replica's rotation, so it keeps the session (`unavailable`, never published as `ended`),
+ *   and the provider is not asked again for that token until the store has settled. Results
+ *   published while degraded are offered to the store until it takes them, and every attempt
+ *   reads results first, so the loser gets the winner's tokens once the store is back.
+ * - Lock holder killed: waiters answer `unavailable` at their own bound; whoever takes the lock
+ *   once the lease lapses reads the published result before calling the provider. A grant
+ *   the provider answered but the dead process never published is lost: the takeover gets
+ *   `invalid_grant` (unless the provider allows reuse of the old refresh token for a while).
+ * - Providers that revoke the whole grant on reuse of a rotated refresh token turn a loser's
+ *   grant during a store outage into a revocation of the winner's tokens too: the session then
+ *   ends at its next refresh. Nothing on our side can prevent that without a shared lock.
+ * An `invalid_grant` under a lock held in a healthy, settled store ends the session, once.
  */
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -49,21 +70,37 @@ export interface RefreshMetrics {
    * A grant at the provider finished: `ok`, `invalid_grant` (the provider refused it),
    * `unavailable`, or `id_token_invalid` (the provider granted, but the new ID token failed
    * verification: not the provider's refusal, so never counted as `invalid_grant`).
+   * `invalid_grant_unconfirmed`: refused while the lock was not shared (store degraded, or the
+   * lease lost), so another replica may just have rotated the token: the session is kept.
    */
-  grant(outcome: 'ok' | 'invalid_grant' | 'unavailable' | 'id_token_invalid'): void;
+  grant(
+    outcome:
+      'ok' | 'invalid_grant' | 'invalid_grant_unconfirmed' | 'unavailable' | 'id_token_invalid',
+  ): void;
   /** A caller was served without a grant of its own: by this process, a replica, or late. */
   follower(source: 'process' | 'replica' | 'late'): void;
   /** A caller found another replica's lock and waited for it. */
   lockWait(): void;
-  /** A refresh was not attempted because a gate was closed. */
-  gated(gate: 'budget' | 'concurrency'): void;
+  /**
+   * A refresh was not attempted because a gate was closed: `budget` (attempts), `concurrency`,
+   * or `store` (the store is degraded, so the refresh waits for it).
+   */
+  gated(gate: 'budget' | 'concurrency' | 'store'): void;
 }
 
 /** The app's `refresh` settings the coordinator reads (times in ms), and the app's name. */
 export type RefreshCoordinatorOptions = Pick<
   AppConfig['refresh'],
-  'lockTtl' | 'waitTimeout' | 'maxAttempts' | 'cooldown'
-> & { readonly appName: string };
+  'lockTtl' | 'waitTimeout' | 'maxAttempts' | 'cooldown' | 'resultTtl'
+> & {
+  readonly appName: string;
+  /**
+   * ms after the store was last seen degraded during which an `invalid_grant` is not trusted and
+   * no refresh ahead starts: the time every replica needs to see the store back and write the
+   * results it published while it was down (the store breaker's reset timeout, and a margin).
+   */
+  readonly storeRecovery: number;
+};
 
 export interface RefreshCoordinatorDeps {
   readonly oidc: OidcClient;
@@ -75,6 +112,11 @@ export interface RefreshCoordinatorDeps {
   readonly now: () => number;
   /** Where a refreshed ID token that fails verification is reported. */
   readonly logger?: Logger;
+  /**
+   * True while `locks` and `results` live in this process's memory because the store is down
+   * (`SharedStore.degraded`): a lock taken now is not seen by other replicas. Default never.
+   */
+  readonly degraded?: () => boolean;
 }
 
 /** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
@@ -103,6 +145,10 @@ export type PublishedResult = Exclude<RefreshOutcome, { readonly kind: 'unavaila
 
 const resultHeader = encodeProtectedHeader();
 const maxResultChars = 64 * 1024;
+/** How often results published while the store was degraded are offered to it again, ms. */
+const UNSHARED_RETRY_MS = 250;
+/** Most refresh tokens tracked per map (failures, unconfirmed refusals, unshared results). */
+const MAX_TRACKED = 10_000;
 
 export class RefreshCoordinator {
   readonly #options: RefreshCoordinatorOptions;
@@ -110,6 +156,17 @@ export class RefreshCoordinator {
   readonly #inFlight = new Map<string, Promise<RefreshOutcome>>();
   /** Failed attempts per refresh-token digest: count and when the window began. */
   readonly #failures = new Map<string, { count: number; since: number }>();
+  /**
+   * Refresh tokens whose last grant got an `invalid_grant` that could not be trusted (the lock
+   * was not shared): the provider is not asked again for them until the store has settled.
+   */
+  readonly #unconfirmed = new Set<string>();
+  /** Results published while the store was degraded: written to it again once it is back. */
+  readonly #unshared = new Map<string, { sealed: string; expiresAt: number }>();
+  #unsharedTimer: NodeJS.Timeout | undefined;
+  #sharing = false;
+  /** When this process last saw the store degraded. */
+  #degradedSeenAt = -Infinity;
 
   constructor(options: RefreshCoordinatorOptions, deps: RefreshCoordinatorDeps) {
     this.#options = options;
@@ -123,19 +180,22 @@ export class RefreshCoordinator {
 
   /**
    * Refreshes the session's tokens, or joins the refresh already running for them. Waits at most
-   * `waitTimeout` (then `unavailable`); the refresh itself runs on and publishes its result.
+   * `waitMs` (default `waitTimeout`; then `unavailable`); the refresh itself runs on and
+   * publishes its result.
    */
-  refresh(session: Session): Promise<RefreshOutcome> {
+  refresh(session: Session, waitMs = this.#options.waitTimeout): Promise<RefreshOutcome> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
-    return this.#bounded(this.#start(session, refreshToken));
+    return this.#bounded(this.#start(session, refreshToken), waitMs);
   }
 
   /**
    * For a session due for refresh whose access token still works: the result of a refresh that
    * already finished for its refresh token (here or on a replica), if there is one; otherwise
    * starts the refresh in the background (coalesced as {@link refresh}) and returns `undefined`
-   * at once, so the request is served with the current tokens.
+   * at once, so the request is served with the current tokens. While the store is degraded (and
+   * for `storeRecovery` after) no refresh starts here: the token still works, and a lock taken
+   * now would not keep other replicas from spending the same refresh token.
    */
   async refreshAhead(session: Session): Promise<PublishedResult | undefined> {
     const refreshToken = session.tokens.refreshToken;
@@ -147,6 +207,10 @@ export class RefreshCoordinator {
     if (published !== undefined) {
       this.#deps.metrics.follower('late');
       return published;
+    }
+    if (!this.#storeSettled()) {
+      this.#deps.metrics.gated('store');
+      return undefined;
     }
     if (!this.#inFlight.has(id)) {
       this.#start(session, refreshToken).catch(() => undefined);
@@ -179,11 +243,11 @@ export class RefreshCoordinator {
     return promise;
   }
 
-  /** `running`, or `unavailable` once the caller has waited `waitTimeout` for it. */
-  #bounded(running: Promise<RefreshOutcome>): Promise<RefreshOutcome> {
+  /** `running`, or `unavailable` once the caller has waited `waitMs` for it. */
+  #bounded(running: Promise<RefreshOutcome>, waitMs: number): Promise<RefreshOutcome> {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<RefreshOutcome>((resolve) => {
-      timer = setTimeout(() => resolve(unavailable(1_000)), this.#options.waitTimeout);
+      timer = setTimeout(() => resolve(unavailable(1_000)), waitMs);
     });
     return Promise.race([running, timedOut]).finally(() => clearTimeout(timer));
   }
@@ -220,6 +284,12 @@ export class RefreshCoordinator {
         this.#deps.metrics.follower('replica');
         return published;
       }
+      // We waited on another replica's lock and got ours only because the store went down: that
+      // replica is likely still granting. Its result reaches us once the store is back.
+      if (waited && !this.#storeSettled()) {
+        this.#deps.metrics.gated('store');
+        return unavailable(1_000);
+      }
       return await this.#lead(session, refreshToken, id, key, owner);
     } finally {
       await this.#deps.locks.deleteIfEquals(id, owner).catch(() => undefined);
@@ -239,10 +309,22 @@ export class RefreshCoordinator {
       this.#deps.metrics.gated('budget');
       return unavailable(cooling);
     }
+    if (this.#unconfirmed.has(id)) {
+      // Our last grant was refused while the lock was not shared: another replica may have
+      // rotated this token, and its result reaches the store once the store is back (read
+      // before this). Until the store has settled, asking the provider again cannot help.
+      if (!this.#storeSettled()) {
+        this.#deps.metrics.gated('store');
+        return unavailable(1_000);
+      }
+      this.#unconfirmed.delete(id);
+    }
     if (!this.#deps.grants.tryAcquire()) {
       this.#deps.metrics.gated('concurrency');
       return unavailable(1_000);
     }
+    // Taken before the grant: a lock taken while the store was degraded was never shared.
+    const sharedLock = this.#storeSettled();
     const renew = setInterval(
       () => {
         this.#deps.locks.expireIfEquals(id, owner, this.#options.lockTtl).catch(() => undefined);
@@ -284,7 +366,27 @@ export class RefreshCoordinator {
           'refreshed ID token failed verification: the session ends',
         );
       } else {
-        // invalid_grant and every other refusal: the refresh token is dead.
+        // A result published meanwhile (by a replica that took over a lapsed lease, or that
+        // rotated the token while the store was down) wins over our refusal.
+        const published = await this.#readResult(id, key);
+        if (published?.kind === 'refreshed') {
+          this.#deps.metrics.follower('replica');
+          return published;
+        }
+        if (!sharedLock || !(await this.#stillHeld(id, owner))) {
+          // Without a lock every replica saw, another one may just have spent this refresh
+          // token: keep the session and wait for its result (or a trusted answer).
+          this.#deps.metrics.grant('invalid_grant_unconfirmed');
+          this.#recordFailure(id);
+          this.#track(this.#unconfirmed, id);
+          this.#deps.logger?.warn(
+            { app: this.#options.appName, code: error.code },
+            'refresh refused while the refresh lock was not shared: the session is kept until the store is back',
+          );
+          return unavailable(1_000);
+        }
+        // invalid_grant and every other refusal, under a lock every replica saw: the refresh
+        // token is dead.
         this.#deps.metrics.grant('invalid_grant');
       }
       await this.#publish(id, key, { kind: 'ended' });
@@ -293,6 +395,37 @@ export class RefreshCoordinator {
       clearInterval(renew);
       this.#deps.grants.release();
     }
+  }
+
+  /**
+   * True when the lock and results are shared with every replica, and have been for
+   * `storeRecovery`: long enough for the results others published while the store was down to
+   * have reached it. Records when the store was last seen degraded.
+   */
+  #storeSettled(): boolean {
+    const now = this.#deps.now();
+    if (this.#deps.degraded?.() === true) {
+      this.#degradedSeenAt = now;
+      return false;
+    }
+    return now - this.#degradedSeenAt >= this.#options.storeRecovery;
+  }
+
+  /** True while the store is settled and still holds our lease (it never lapsed). */
+  async #stillHeld(id: string, owner: string): Promise<boolean> {
+    const held = await this.#deps.locks
+      .expireIfEquals(id, owner, this.#options.lockTtl)
+      .catch(() => false);
+    return held && this.#storeSettled();
+  }
+
+  /** Adds `id`, forgetting the oldest entry when too many sessions are tracked at once. */
+  #track(set: Set<string>, id: string): void {
+    if (set.size >= MAX_TRACKED && !set.has(id)) {
+      const oldest = set.values().next().value;
+      if (oldest !== undefined) set.delete(oldest);
+    }
+    set.add(id);
   }
 
   /**
@@ -314,7 +447,7 @@ export class RefreshCoordinator {
     const entry = this.#failures.get(id);
     if (entry === undefined) {
       // Bounded: forget the oldest when too many sessions are failing at once.
-      if (this.#failures.size >= 10_000) {
+      if (this.#failures.size >= MAX_TRACKED) {
         const oldest = this.#failures.keys().next().value;
         if (oldest !== undefined) this.#failures.delete(oldest);
       }
@@ -326,7 +459,54 @@ export class RefreshCoordinator {
 
   async #publish(id: string, key: Buffer, result: PublishedResult): Promise<void> {
     const sealed = sealCompact(key, resultHeader, Buffer.from(JSON.stringify(result)));
+    const degraded = () => this.#deps.degraded?.() === true;
+    const before = degraded();
     await this.#deps.results.set(id, sealed).catch(() => undefined);
+    if (before || degraded()) this.#keepUnshared(id, sealed);
+  }
+
+  /**
+   * Remembers a result that went to this process's memory only, and offers it to the store
+   * every {@link UNSHARED_RETRY_MS} until the store takes it (or it expires): a replica whose
+   * own grant was refused meanwhile finds it there, instead of ending the session.
+   */
+  #keepUnshared(id: string, sealed: string): void {
+    if (this.#unshared.size >= MAX_TRACKED && !this.#unshared.has(id)) {
+      const oldest = this.#unshared.keys().next().value;
+      if (oldest !== undefined) this.#unshared.delete(oldest);
+    }
+    this.#unshared.set(id, { sealed, expiresAt: this.#deps.now() + this.#options.resultTtl });
+    if (this.#unsharedTimer === undefined) {
+      this.#unsharedTimer = setInterval(() => void this.#share(), UNSHARED_RETRY_MS);
+      // Results nobody may still need must not hold the process open at shutdown.
+      this.#unsharedTimer.unref();
+    }
+  }
+
+  /**
+   * Writes the unshared results again. The write goes to the store when it answers (and
+   * retires memory's copy), else to memory again; it is also what lets the store breaker see
+   * the store back when nothing else calls it. Stops at the first write the store did not take.
+   */
+  async #share(): Promise<void> {
+    if (this.#sharing) return;
+    this.#sharing = true;
+    try {
+      for (const [id, entry] of this.#unshared) {
+        const left = entry.expiresAt - this.#deps.now();
+        if (left > 0) {
+          await this.#deps.results.set(id, entry.sealed, left).catch(() => undefined);
+          if (this.#deps.degraded?.() === true) break;
+        }
+        this.#unshared.delete(id);
+      }
+    } finally {
+      this.#sharing = false;
+      if (this.#unshared.size === 0 && this.#unsharedTimer !== undefined) {
+        clearInterval(this.#unsharedTimer);
+        this.#unsharedTimer = undefined;
+      }
+    }
   }
 
   async #readResult(id: string, key: Buffer): Promise<PublishedResult | undefined> {

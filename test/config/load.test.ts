@@ -70,7 +70,7 @@ test('minimal config loads with every default filled in', () => {
     maxAttempts: 3,
     cooldown: 30_000,
     maxConcurrent: 64,
-    lockTtl: 10_000,
+    lockTtl: 5_000,
     waitTimeout: 5_000,
   });
   assert.deepEqual(a.session, {

@@ -149,4 +149,25 @@ describe('refresh off the request path', () => {
     assert.equal(after.success - before.success, 1, 'one grant');
     assert.equal(after.invalid_grant - before.invalid_grant, 0, 'no invalid_grant');
   });
+
+  it('keeps a grant the provider answers after 6 s, past the 5 s deadline of other provider calls', async () => {
+    const origin = 'https://late.example.com';
+    const b = new AppBrowser(envoy);
+    await b.login(`${origin}/`);
+    await sleep(accessTokenTtlSeconds * 1_000 + 100);
+    provider.injectFault({ target: 'token', latencyMs: 6_000, count: 1 });
+    const before = refreshGrants(provider);
+    const stale = new Map(b.cookies);
+
+    const waiting = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
+    assertProviderUnavailable(waiting, 'an expired session whose provider takes 6 s');
+    await waitFor('the 6 s grant', () => refreshGrants(provider).success > before.success);
+    for (const [n, v] of stale) b.cookies.set(n, v);
+    const next = await b.request(`${origin}/c`, { navigate: false, headers: xhr });
+    assert.equal(userOf(next), 'alice', 'the session survives');
+    assert.ok(setCookieLines(next).some((l) => l.startsWith('__Host-_eoa_late=')));
+    const after = refreshGrants(provider);
+    assert.equal(after.success - before.success, 1, 'one grant');
+    assert.equal(after.invalid_grant - before.invalid_grant, 0, 'no invalid_grant');
+  });
 });

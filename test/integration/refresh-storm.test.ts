@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { AppBrowser, assertProviderUnavailable, setCookieLines } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
-import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
+import { startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
 import { spawnServer } from '../support/server-process.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
@@ -229,6 +229,19 @@ describe('refresh without storms', () => {
     const servers: TestServer[] = [];
     const clients: EnvoyClient[] = [];
 
+    /** Sessions the three replicas ended on the provider's `invalid_grant`, all told. */
+    async function endedByInvalidGrant(): Promise<number> {
+      let ended = 0;
+      for (const server of servers) {
+        const text = await (await fetch(`${server.adminBase}/metrics`)).text();
+        ended += Number(
+          /eoa_refresh_grants_total\{app="dash",outcome="invalid_grant"\} (\d+)/.exec(text)?.[1] ??
+            0,
+        );
+      }
+      return ended;
+    }
+
     before(async () => {
       for (let i = 0; i < 3; i++) {
         const server = await startTestServer({
@@ -351,25 +364,46 @@ describe('refresh without storms', () => {
       }
     });
 
-    it('still coalesces within each replica while Redis is down: at most one grant per replica', async () => {
+    it('while Redis is down: at most one grant per replica, no session ended; after it is back every replica serves the winning result', async () => {
       const b = new AppBrowser(clients[0]!);
       await b.login(`${origin}/`);
+      const endedBefore = await endedByInvalidGrant();
+      let attempts: number;
       await redis.kill('SIGKILL');
       try {
         await sleep(expiredAfterMs);
         const before = refreshGrants(provider);
-        await herd(clients, b, 300);
+        const { outcomes } = await herd(clients, b, 300);
         const after = refreshGrants(provider);
-        const attempts =
+        attempts =
           after.success +
           after.invalid_grant +
           after.other -
           (before.success + before.invalid_grant + before.other);
         assert.ok(attempts >= 1 && attempts <= 3, `${attempts} grant attempts for three replicas`);
-        console.log(`# Redis down, 300 Checks over three replicas: ${attempts} grant attempts`);
+        for (const outcome of outcomes) {
+          if (userOf(outcome) === undefined) {
+            assertProviderUnavailable(outcome, 'a replica that lost the race keeps the session');
+          }
+        }
+        const served = outcomes.filter((o) => userOf(o) === 'alice').length;
+        console.log(
+          `# Redis down, 300 Checks over three replicas: ${attempts} grant attempts, ${served} allowed, the rest 503`,
+        );
       } finally {
         await redis.restart();
       }
+      // Once the store is back, every replica serves the pre-rotation cookie from the result.
+      const cookie = b.cookieHeader()!;
+      await waitFor('every replica to serve the session again', async () => {
+        const outcomes = await Promise.all(
+          clients.map((client) =>
+            client.check({ url: `${origin}/back`, headers: [...xhr, ['cookie', cookie]] }),
+          ),
+        );
+        return outcomes.every((o) => userOf(o) === 'alice');
+      });
+      assert.equal(await endedByInvalidGrant(), endedBefore, 'no session ended by invalid_grant');
     });
   });
 });

@@ -72,7 +72,15 @@ function refresherFor(client: StandaloneClient, now: () => number) {
     now,
   });
   const refresher = new RefreshCoordinator(
-    { appName: 'web', lockTtl: 10_000, waitTimeout: 5_000, maxAttempts: 3, cooldown: 30_000 },
+    {
+      appName: 'web',
+      lockTtl: 10_000,
+      waitTimeout: 5_000,
+      maxAttempts: 3,
+      cooldown: 30_000,
+      resultTtl: 60_000,
+      storeRecovery: 0,
+    },
     {
       oidc: client,
       locks: keyspaces.refreshLocks,

@@ -93,7 +93,8 @@ describe('provider faults', () => {
 
   it('treats a 5xx and a too-slow token endpoint as IDP_UNAVAILABLE', async () => {
     const provider = await startProvider();
-    const client = await readyClient(provider, {}, { fetchTimeoutMs: 300 });
+    // A refresh grant has a deadline of its own, far longer than other calls' by default.
+    const client = await readyClient(provider, {}, { fetchTimeoutMs: 300, grantTimeoutMs: 300 });
     try {
       const { result } = await loginAndExchange(client);
       provider.injectFault({ target: 'token', status: 503, count: 1 });

@@ -51,7 +51,15 @@ function coordinator(oidc: OidcClient, waitTimeout: number) {
     child: () => logger,
   };
   const refresher = new RefreshCoordinator(
-    { appName: 'web', lockTtl: 10_000, waitTimeout, maxAttempts: 3, cooldown: 30_000 },
+    {
+      appName: 'web',
+      lockTtl: 10_000,
+      waitTimeout,
+      maxAttempts: 3,
+      cooldown: 30_000,
+      resultTtl: 60_000,
+      storeRecovery: 0,
+    },
     {
       oidc,
       locks: keyspaces.refreshLocks,
