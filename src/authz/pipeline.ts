@@ -26,9 +26,16 @@ export interface StepContext {
   readonly deadline: number;
 }
 
-/** Milliseconds left of the request's budget (0 when none is). */
+/** What a step keeps of the budget to answer after a wait of its own ends, ms. */
+const ANSWER_RESERVE_MS = 5;
+
+/**
+ * How long a step may still wait on something (0 when it may not): what is left of the
+ * request's budget, less a few ms to answer with the step's own verdict once the wait ends,
+ * before the pipeline's `budget_exceeded` would.
+ */
 export function remainingMs(context: Pick<StepContext, 'deadline'>): number {
-  return Math.max(0, context.deadline - performance.now());
+  return Math.max(0, context.deadline - performance.now() - ANSWER_RESERVE_MS);
 }
 
 /**

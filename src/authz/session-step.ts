@@ -4,7 +4,7 @@ import { SessionTooLargeError } from '../errors.ts';
 import { headersToScrub, type AppRuntime } from './app-runtime.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { secureFor, unauthenticated } from './login.ts';
-import type { Step, StepContext, StepDeps } from './pipeline.ts';
+import { remainingMs, type Step, type StepContext, type StepDeps } from './pipeline.ts';
 import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
@@ -95,9 +95,10 @@ export function createSessionStep(deps: StepDeps): Step {
     if (RefreshCoordinator.isDue(session, now, app.config.refresh.skew)) {
       // While the access token works, the refresh runs in the background and this request is
       // served at once; a later request picks up the published result (and writes it). Only a
-      // request whose access token has expired waits for the refresh.
+      // request whose access token has expired waits for the refresh, within what is left of
+      // its budget (then 503 with Retry-After; the refresh goes on).
       const outcome = hasExpired(session.tokens.expiresAt, now)
-        ? await app.refresher.refresh(session)
+        ? await app.refresher.refresh(session, remainingMs(context))
         : ((await app.refresher.refreshAhead(session)) ?? { kind: 'pending' as const });
       switch (outcome.kind) {
         case 'pending':

@@ -180,13 +180,14 @@ export class RefreshCoordinator {
 
   /**
    * Refreshes the session's tokens, or joins the refresh already running for them. Waits at most
-   * `waitMs` (default `waitTimeout`; then `unavailable`); the refresh itself runs on and
-   * publishes its result.
+   * `waitTimeout`, and at most `waitMs` (what the request has left of its budget); then
+   * `unavailable`. The refresh itself runs on and publishes its result.
    */
-  refresh(session: Session, waitMs = this.#options.waitTimeout): Promise<RefreshOutcome> {
+  refresh(session: Session, waitMs = Infinity): Promise<RefreshOutcome> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
-    return this.#bounded(this.#start(session, refreshToken), waitMs);
+    const wait = Math.min(waitMs, this.#options.waitTimeout);
+    return this.#bounded(this.#start(session, refreshToken), wait);
   }
 
   /**

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { AppBrowser, assertProviderUnavailable, setCookieLines } from '../support/browser.ts';
@@ -169,5 +170,38 @@ describe('refresh off the request path', () => {
     const after = refreshGrants(provider);
     assert.equal(after.success - before.success, 1, 'one grant');
     assert.equal(after.invalid_grant - before.invalid_grant, 0, 'no invalid_grant');
+  });
+
+  it('waits for the refresh of an expired session no longer than request.budget, whatever refresh.waitTimeout says', async () => {
+    const budgetMs = 150;
+    const tight = await startTestServer({
+      request: { budget: `${budgetMs}ms` },
+      apps: [app(provider.issuer, 'late', { skew: '1s', waitTimeout: '5s' })],
+    });
+    const client = new EnvoyClient({ target: tight.grpcTarget, protos, timeoutMs: 10_000 });
+    try {
+      const origin = 'https://late.example.com';
+      const b = new AppBrowser(client);
+      await b.login(`${origin}/`);
+      await sleep(accessTokenTtlSeconds * 1_000 + 100);
+      provider.injectFault({ target: 'token', latencyMs: 1_000, count: 1 });
+      const before = refreshGrants(provider);
+      const stale = new Map(b.cookies);
+
+      const started = performance.now();
+      const waiting = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
+      const tookMs = performance.now() - started;
+      // The provider's answer, not the budget's: the wait ends inside the budget.
+      assertProviderUnavailable(waiting, 'an expired session whose provider takes 1 s');
+      assert.ok(tookMs < budgetMs + 100, `answered after ${Math.round(tookMs)} ms`);
+      await waitFor('the 1 s grant', () => refreshGrants(provider).success > before.success);
+      for (const [n, v] of stale) b.cookies.set(n, v);
+      const next = await b.request(`${origin}/c`, { navigate: false, headers: xhr });
+      assert.equal(userOf(next), 'alice', 'the session survives');
+      assert.equal(refreshGrants(provider).success - before.success, 1, 'one grant');
+    } finally {
+      client.close();
+      await tight.close();
+    }
   });
 });

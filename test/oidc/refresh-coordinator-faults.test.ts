@@ -15,6 +15,7 @@ import { createBreakers } from '../../src/resilience/breakers.ts';
 import type { Session } from '../../src/session/session.ts';
 import { createAppKeyspaces, type AppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createRedisBackend } from '../../src/store/redis-backend.ts';
+import { storeCallTimeoutMs } from '../../src/main.ts';
 import { redisStore, type SharedStore } from '../../src/store/shared-store.ts';
 import { breakersTuning } from '../resilience/breaker-tuning.ts';
 import { captureLog } from '../resilience/log-capture.ts';
@@ -56,7 +57,12 @@ function replica(redis: RedisProcess, client: StandaloneClient): Replica {
     }),
     storeProbe: () => backend.ping(),
   });
-  const store = redisStore(backend, breakers.store, { logger, registry });
+  const store = redisStore(backend, breakers.store, {
+    logger,
+    registry,
+    probe: () => backend.ping(),
+    callTimeoutMs: () => storeCallTimeoutMs(100, 300),
+  });
   const keyspaces = createAppKeyspaces(store.degradable, {
     app: 'web',
     sessionMaxAge: 86_400_000,
