@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { waitFor } from '../test/support/redis-servers.ts';
+import { clockOffsetPreloadPath } from '../test/support/server-process.ts';
+import type { Direction } from './support/tcp-proxy.ts';
+import { assertDoneWhen, runRow, type FaultContext } from './support/row.ts';
+
+// The replicas themselves fail: killed while their refresh grant is on the wire, restarted one
+// by one, or running with a clock that is off.
+
+/**
+ * Holds the token endpoint's traffic in `direction` at the proxy until at least 2 refresh
+ * grants are caught, SIGKILLs replica 0 (taken out of the balancer at that moment, as Envoy's
+ * outlier detection would), then lets the rest through: grants of the dead replica never reach
+ * the provider (`requests`) or their answers never come back (`responses`).
+ */
+async function killMidRefresh(context: FaultContext, direction: Direction): Promise<void> {
+  const { rig, extra } = context;
+  rig.proxy.hold(direction, 'POST /token ');
+  try {
+    await waitFor('refresh grants on the wire', () => rig.proxy.heldConnections() >= 2, 10_000);
+    const victim = rig.cluster.endpoints[0]!;
+    victim.remove();
+    rig.cluster.endpoints.splice(0, 1);
+    await victim.proc.stop('SIGKILL');
+  } finally {
+    rig.proxy.release();
+  }
+  extra['refreshGrantsDroppedWithTheReplica'] = rig.proxy.droppedHeld();
+}
+
+describe('replica faults', () => {
+  it('a replica SIGKILLed mid-refresh, before the provider saw the grant', async () => {
+    const report = await runRow({
+      row: 'Replica SIGKILLed mid-refresh (grant not sent)',
+      scenario:
+        'three replicas; token requests held at the proxy until 2 are caught, replica 0 SIGKILLed, its held requests dropped; 4 s access tokens, refresh.skew 2s',
+      rig: { store: 'redis', replicas: 3, accessTokenTtlSeconds: 4 },
+      recoveryMs: 5_000,
+      fault: (context) => killMidRefresh(context, 'requests'),
+    });
+    assert.ok(
+      (report.extra['refreshGrantsDroppedWithTheReplica'] as number) >= 1,
+      'a refresh of the killed replica was in flight',
+    );
+    assertDoneWhen(report);
+  });
+
+  it('a replica SIGKILLed mid-refresh, after the provider rotated the token', async () => {
+    const report = await runRow({
+      row: 'Replica SIGKILLed mid-refresh (provider rotated)',
+      scenario:
+        'three replicas; token answers held at the proxy until 2 are caught, replica 0 SIGKILLed, its held answers dropped (the provider had rotated); 4 s access tokens, refresh.skew 2s',
+      rig: { store: 'redis', replicas: 3, accessTokenTtlSeconds: 4 },
+      recoveryMs: 5_000,
+      fault: (context) => killMidRefresh(context, 'responses'),
+    });
+    assert.ok(
+      (report.extra['refreshGrantsDroppedWithTheReplica'] as number) >= 1,
+      'a refresh of the killed replica was in flight',
+    );
+    assertDoneWhen(report);
+  });
+
+  it('rolling restart under load, health-checked at the shipped interval / 2', async () => {
+    const scale = 2;
+    const report = await runRow({
+      row: 'Rolling restart',
+      scenario: `three replicas replaced one by one (new one healthy, then SIGTERM to the old); envoy/envoy.yaml's health check and the default shutdown.drainDelay (10s), both divided by ${scale}`,
+      rig: {
+        store: 'redis',
+        replicas: 3,
+        healthCheckScale: scale,
+        server: { shutdown: { drainDelay: `${10_000 / scale}ms` } },
+      },
+      recoveryMs: 1_000,
+      async fault({ rig, extra }) {
+        for (let i = 0; i < 3; i++) {
+          const old = rig.cluster.endpoints[0]!;
+          await rig.addReplica(3 + i);
+          extra[`exitCode${i}`] = await old.proc.stop('SIGTERM');
+          // It leaves the cluster only once its process is gone.
+          old.remove();
+          rig.cluster.endpoints.splice(rig.cluster.endpoints.indexOf(old), 1);
+        }
+      },
+    });
+    assertDoneWhen(report);
+  });
+
+  it("one replica's clock 2 min ahead, oidc.clockSkew 150s: logins across replicas", async () => {
+    const report = await runRow({
+      row: "One replica's clock 2 min off",
+      scenario:
+        'replica 0 runs with Date.now() 120 s ahead, oidc.clockSkew 150s; every login starts on one replica and calls back on the next; 10 more logins under traffic',
+      rig: {
+        store: 'redis',
+        oidc: { clockSkew: '150s' },
+        spawn: (index) =>
+          index === 0
+            ? {
+                nodeArgs: ['--import', clockOffsetPreloadPath],
+                env: { EOA_TEST_CLOCK_OFFSET_MS: '120000' },
+              }
+            : {},
+      },
+      async fault({ extra, logInMore }) {
+        extra['loginsUnderTraffic'] = `${await logInMore(10)} of 10`;
+      },
+    });
+    assertDoneWhen(report);
+  });
+});
