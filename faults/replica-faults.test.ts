@@ -11,18 +11,22 @@ import { assertDoneWhen, runRow, type FaultContext } from './support/row.ts';
 /**
  * Holds the token endpoint's traffic in `direction` at the proxy until at least 2 refresh
  * grants are caught, SIGKILLs replica 0 (taken out of the balancer at that moment, as Envoy's
- * outlier detection would), then lets the rest through: grants of the dead replica never reach
- * the provider (`requests`) or their answers never come back (`responses`).
+ * outlier detection would), waits until the proxy saw its connections go, then lets the rest
+ * through: grants of the dead replica never reach the provider (`requests`) or their answers
+ * never come back (`responses`).
  */
 async function killMidRefresh(context: FaultContext, direction: Direction): Promise<void> {
   const { rig, extra } = context;
   rig.proxy.hold(direction, 'POST /token ');
   try {
     await waitFor('refresh grants on the wire', () => rig.proxy.heldConnections() >= 2, 10_000);
-    const victim = rig.cluster.endpoints[0]!;
-    victim.remove();
-    rig.cluster.endpoints.splice(0, 1);
-    await victim.proc.stop('SIGKILL');
+    await context.kill(rig.cluster.endpoints[0]!);
+    // Its sockets close at the proxy a moment after the process is gone; none may be held.
+    await waitFor(
+      "the killed replica's grants to be dropped",
+      () => rig.proxy.droppedHeld() > 0,
+      2_000,
+    ).catch(() => undefined);
   } finally {
     rig.proxy.release();
   }

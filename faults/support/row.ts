@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { repoPath } from '../../test/deploy/repo-path.ts';
 import { AppBrowser, deniedHeader, locationOf } from '../../test/support/browser.ts';
 import type { DownstreamRequest, Outcome } from '../../test/support/envoy-client.ts';
+import type { Endpoint } from '../../test/support/health-checked-endpoint.ts';
 import {
   ORIGIN,
   REQUEST_BUDGET_MS,
@@ -36,6 +37,7 @@ interface CheckRecord {
   /** `allow`, `deny <status>` or `error <grpc code>`. */
   readonly result: string;
   readonly retryAfter: boolean;
+  readonly endpoint: Endpoint;
 }
 
 function describeOutcome(outcome: Outcome): string {
@@ -66,6 +68,12 @@ export interface FaultContext {
   readonly extra: Record<string, unknown>;
   /** Marks the start of a time when no replica can reach any store node; returns its end. */
   readonly storeUnreachable: () => () => void;
+  /**
+   * Takes `endpoint` out of the balancer and SIGKILLs its process. The Checks it had in flight
+   * fail with the connection: they are counted apart (no server can answer a Check after its
+   * process died), not as failed.
+   */
+  readonly kill: (endpoint: Endpoint) => Promise<void>;
   /** A browser whose Checks go round robin over the healthy replicas, untimed. */
   readonly newBrowser: () => AppBrowser;
   /** Logs in `count` more users (they do not browse); returns how many got in. */
@@ -103,6 +111,8 @@ export interface RowReport {
   readonly checksSent: number;
   readonly failed: number;
   readonly failedByResult: Record<string, number>;
+  /** Checks in flight at a replica when it was SIGKILLed (they fail with its connection). */
+  readonly inFlightAtKilledReplica: number;
   /** Server sessions: 503 with Retry-After while no replica could reach any store node. */
   readonly unavailableWhileStoreUnreachable: number;
   readonly heldBeyondBudget: number;
@@ -180,7 +190,8 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
   const timedCaller = (user: number) => ({
     check: async (request: DownstreamRequest): Promise<Outcome> => {
       const at = performance.now();
-      const outcome = await rig.cluster.pick().client.check(request);
+      const endpoint = rig.cluster.pick();
+      const outcome = await endpoint.client.check(request);
       const ms = performance.now() - at;
       if (recording) {
         const status = outcome.kind === 'deny' ? outcome.status : undefined;
@@ -194,6 +205,7 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
           ms,
           result: describeOutcome(outcome),
           retryAfter: deniedHeader(outcome, 'retry-after') !== undefined,
+          endpoint,
         });
       }
       return outcome;
@@ -210,6 +222,7 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
   const untimed = () => new AppBrowser({ check: (r) => rig.cluster.pick().client.check(r) });
 
   const windows: Window[] = [];
+  const killed = new Set<Endpoint>();
   const extra: Record<string, unknown> = {};
   const context: FaultContext = {
     rig,
@@ -221,6 +234,12 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
       return () => (window.to = performance.now());
     },
     newBrowser: untimed,
+    kill: async (endpoint) => {
+      killed.add(endpoint);
+      endpoint.remove();
+      rig.cluster.endpoints.splice(rig.cluster.endpoints.indexOf(endpoint), 1);
+      await endpoint.proc.stop('SIGKILL');
+    },
     logInMore: async (count) => {
       const indices = Array.from({ length: count }, () => nextUser++);
       return (await logIn(indices, untimed, loginFailures)).length;
@@ -264,8 +283,13 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
   const inWindow = (at: number) => windows.some((w) => at >= w.from && at <= w.to);
   const failedByResult: Record<string, number> = {};
   let unavailableWhileStoreUnreachable = 0;
+  let inFlightAtKilledReplica = 0;
   for (const record of records) {
     if (record.result === 'allow') continue;
+    if (killed.has(record.endpoint) && record.result.startsWith('error')) {
+      inFlightAtKilledReplica++;
+      continue;
+    }
     if (
       sessions === 'server' &&
       record.result === 'deny 503' &&
@@ -295,6 +319,7 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
     failed: Object.values(failedByResult).reduce((a, b) => a + b, 0),
     failedByResult,
     unavailableWhileStoreUnreachable,
+    inFlightAtKilledReplica,
     heldBeyondBudget: records.filter((r) => r.ms > budgetLine).length,
     latencyMs: {
       p50: quantile(latencies, 0.5),
@@ -322,6 +347,9 @@ function record(report: RowReport): void {
       `${report.sessionsLost} of ${report.users} sessions lost, grants: ${grants || 'none'}` +
       (Object.keys(report.loginsFailed).length > 0
         ? `, logins failed: ${JSON.stringify(report.loginsFailed)}`
+        : '') +
+      (report.inFlightAtKilledReplica > 0
+        ? `, ${report.inFlightAtKilledReplica} in flight at the killed replica`
         : '') +
       (report.unavailableWhileStoreUnreachable > 0
         ? `, ${report.unavailableWhileStoreUnreachable} 503 while no store node was reachable`
