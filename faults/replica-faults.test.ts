@@ -114,4 +114,27 @@ describe('replica faults', () => {
     });
     assertDoneWhen(report);
   });
+
+  it("one replica's clock 2 min ahead, default oidc.clockSkew (30s): failed logins name clocks", async () => {
+    const report = await runRow({
+      row: "One replica's clock 2 min off, beyond clockSkew",
+      scenario:
+        'replica 0 runs with Date.now() 120 s ahead, oidc.clockSkew left at 30s; logins start on one replica and call back on the next; every login that fails must say clocks',
+      rig: {
+        store: 'redis',
+        spawn: (index) =>
+          index === 0
+            ? {
+                nodeArgs: ['--import', clockOffsetPreloadPath],
+                env: { EOA_TEST_CLOCK_OFFSET_MS: '120000' },
+              }
+            : {},
+      },
+      async fault({ extra, logInMore }) {
+        extra['loginsUnderTraffic'] = `${await logInMore(10)} of 10`;
+      },
+    });
+    const silent = Object.keys(report.loginsFailed).filter((reason) => !/clock/i.test(reason));
+    assert.deepEqual(silent, [], 'a login failed for the clock without naming clocks');
+  });
 });

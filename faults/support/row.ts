@@ -52,6 +52,8 @@ export interface User {
   readonly browser: AppBrowser;
   /** Set once a Check of theirs was answered with a login or their session cookie went. */
   lost: boolean;
+  /** Whether both Checks of their last page view were allowed. */
+  servedLast: boolean;
 }
 
 /** A window during which no replica could reach any store node (server sessions may 503). */
@@ -118,6 +120,8 @@ export interface RowReport {
   readonly heldBeyondBudget: number;
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
   readonly sessionsLost: number;
+  /** Users still logged in whose last page view was not served (stuck, not recovered). */
+  readonly notServedAtEnd: number;
   /** Grants at the provider during browsing, `grantType → outcome → count`. */
   readonly grants: Record<string, Record<string, number>>;
   readonly extra: Record<string, unknown>;
@@ -161,9 +165,13 @@ async function logIn(
       const browser = browserFor(index);
       try {
         await browser.login(`${ORIGIN}/`, userName(index));
-        users.push({ index, browser, lost: false });
+        users.push({ index, browser, lost: false, servedLast: true });
       } catch (error) {
-        const reason = (error instanceof Error ? error.message : String(error)).slice(0, 160);
+        // The page's text, without its markup.
+        const reason = (error instanceof Error ? error.message : String(error))
+          .replace(/<(style|script)\b[\s\S]*?<\/\1>|<[^>]+>|\\n/g, ' ')
+          .replace(/\s+/g, ' ')
+          .slice(0, 240);
         failures[reason] = (failures[reason] ?? 0) + 1;
       }
     }
@@ -255,7 +263,8 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
       view++;
       const page = (n: number) =>
         user.browser.request(`${ORIGIN}/page/${view}/${n}`, { navigate: false, headers: XHR });
-      await Promise.all([page(1), page(2)]);
+      const outcomes = await Promise.all([page(1), page(2)]);
+      user.servedLast = outcomes.every((o) => o.kind === 'allow');
       // Answered with a login (401, or a redirect to the provider): this user is logged out.
       if (sentToLogin.has(user.index)) user.lost = true;
       await sleep(THINK_MS);
@@ -327,6 +336,7 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
       max: quantile(latencies, 1),
     },
     sessionsLost: users.filter((u) => u.lost).length,
+    notServedAtEnd: users.filter((u) => !u.lost && !u.servedLast).length,
     grants: grantsSince(grantsBefore, rig.provider.counters().grants),
     extra,
   };
@@ -344,7 +354,8 @@ function record(report: RowReport): void {
       `${JSON.stringify(report.failedByResult)}, ${report.heldBeyondBudget} held beyond ` +
       `${report.budgetMs}+${report.transportAllowanceMs} ms (p50 ${report.latencyMs.p50}, ` +
       `p99 ${report.latencyMs.p99}, max ${report.latencyMs.max} ms), ` +
-      `${report.sessionsLost} of ${report.users} sessions lost, grants: ${grants || 'none'}` +
+      `${report.sessionsLost} of ${report.users} sessions lost, ${report.notServedAtEnd} not served at the end, ` +
+      `grants: ${grants || 'none'}` +
       (Object.keys(report.loginsFailed).length > 0
         ? `, logins failed: ${JSON.stringify(report.loginsFailed)}`
         : '') +
@@ -375,6 +386,8 @@ function record(report: RowReport): void {
 export function assertDoneWhen(report: RowReport): void {
   const problems: string[] = [];
   if (report.sessionsLost > 0) problems.push(`${report.sessionsLost} sessions lost`);
+  if (report.notServedAtEnd > 0)
+    problems.push(`${report.notServedAtEnd} users not served at the end`);
   const loginsFailed = Object.values(report.loginsFailed).reduce((a, b) => a + b, 0);
   if (loginsFailed > 0)
     problems.push(`${loginsFailed} logins failed ${JSON.stringify(report.loginsFailed)}`);
