@@ -196,7 +196,11 @@ export async function startRig(options: RigOptions): Promise<Rig> {
       await endpoint.ready;
       return endpoint;
     };
-    await Promise.all(Array.from({ length: options.replicas ?? 2 }, (_, i) => addReplica(i)));
+    // Every spawn runs to its end before a failure is thrown, so the cleanup finds them all.
+    const spawned = await Promise.allSettled(
+      Array.from({ length: options.replicas ?? 2 }, (_, i) => addReplica(i)),
+    );
+    for (const result of spawned) if (result.status === 'rejected') throw result.reason;
 
     return {
       provider,

@@ -273,7 +273,10 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
   const load = Promise.all(users.map(browse));
   try {
     await sleep(spec.warmupMs ?? 1_500);
-    await spec.fault(context);
+    // A fault that could not be applied as written is reported with the figures, not instead.
+    await spec.fault(context).catch((error: unknown) => {
+      extra['faultError'] = error instanceof Error ? error.message : String(error);
+    });
     await sleep(spec.recoveryMs ?? 3_000);
   } finally {
     browsing = false;
@@ -386,6 +389,9 @@ function record(report: RowReport): void {
 export function assertDoneWhen(report: RowReport): void {
   const problems: string[] = [];
   if (report.sessionsLost > 0) problems.push(`${report.sessionsLost} sessions lost`);
+  const faultError = report.extra['faultError'];
+  if (typeof faultError === 'string')
+    problems.push(`the fault was not applied as written: ${faultError}`);
   if (report.notServedAtEnd > 0)
     problems.push(`${report.notServedAtEnd} users not served at the end`);
   const loginsFailed = Object.values(report.loginsFailed).reduce((a, b) => a + b, 0);

@@ -105,7 +105,12 @@ export async function spawnServer(
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`server not ready in 10 s:\n${output}`);
+    if (Date.now() > deadline) {
+      // Never leave a process behind: its pipes would keep the test process alive.
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`server not ready in 10 s:\n${output}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
