@@ -1,16 +1,37 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { waitFor } from '../test/support/redis-servers.ts';
 import { clockOffsetPreloadPath } from '../test/support/server-process.ts';
+import type { Endpoint } from '../test/support/health-checked-endpoint.ts';
 import type { Direction } from './support/tcp-proxy.ts';
 import { assertDoneWhen, runRow, type FaultContext } from './support/row.ts';
 
 // The replicas themselves fail: killed while their refresh grant is on the wire, restarted one
 // by one, or running with a clock that is off.
 
+/** Whether process `pid` owns a loopback TCP socket bound to one of `ports` (from /proc). */
+function ownsPort(pid: number, ports: readonly number[]): boolean {
+  const inodes = new Set<string>();
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    const port = parseInt(fields[1]?.split(':')[1] ?? '', 16);
+    if (ports.includes(port) && fields[9] !== undefined) inodes.add(fields[9]);
+  }
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (inodes.has(/^socket:\[(\d+)\]$/.exec(target)?.[1] ?? '')) return true;
+    } catch {
+      // Closed meanwhile.
+    }
+  }
+  return false;
+}
+
 /**
- * Holds the token endpoint's traffic in `direction` at the proxy until at least 2 refresh
- * grants are caught, SIGKILLs replica 0 (taken out of the balancer at that moment, as Envoy's
+ * Holds the token endpoint's traffic in `direction` at the proxy until a refresh grant of a
+ * replica is caught, SIGKILLs that replica (taken out of the balancer at that moment, as Envoy's
  * outlier detection would), waits until the proxy saw its connections go, then lets the rest
  * through: grants of the dead replica never reach the provider (`requests`) or their answers
  * never come back (`responses`).
@@ -19,8 +40,17 @@ async function killMidRefresh(context: FaultContext, direction: Direction): Prom
   const { rig, extra } = context;
   rig.proxy.hold(direction, 'POST /token ');
   try {
-    await waitFor('refresh grants on the wire', () => rig.proxy.heldConnections() >= 2, 10_000);
-    await context.kill(rig.cluster.endpoints[0]!);
+    let victim: Endpoint | undefined;
+    await waitFor(
+      'a refresh grant on the wire',
+      () => {
+        const ports = rig.proxy.heldClientPorts();
+        victim = rig.cluster.endpoints.find((e) => ownsPort(e.proc.child.pid!, ports));
+        return victim !== undefined;
+      },
+      10_000,
+    );
+    await context.kill(victim!);
     // Its sockets close at the proxy a moment after the process is gone; none may be held.
     await waitFor(
       "the killed replica's grants to be dropped",
@@ -38,7 +68,7 @@ describe('replica faults', () => {
     const report = await runRow({
       row: 'Replica SIGKILLed mid-refresh (grant not sent)',
       scenario:
-        'three replicas; token requests held at the proxy until 2 are caught, replica 0 SIGKILLed, its held requests dropped; 4 s access tokens, refresh.skew 2s',
+        'three replicas; token requests held at the proxy until one is caught, its replica SIGKILLed, its held requests dropped; 4 s access tokens, refresh.skew 2s',
       rig: { store: 'redis', replicas: 3, accessTokenTtlSeconds: 4 },
       recoveryMs: 5_000,
       fault: (context) => killMidRefresh(context, 'requests'),
@@ -54,7 +84,7 @@ describe('replica faults', () => {
     const report = await runRow({
       row: 'Replica SIGKILLed mid-refresh (provider rotated)',
       scenario:
-        'three replicas; token answers held at the proxy until 2 are caught, replica 0 SIGKILLed, its held answers dropped (the provider had rotated); 4 s access tokens, refresh.skew 2s',
+        'three replicas; token answers held at the proxy until one is caught, its replica SIGKILLed, its held answers dropped (the provider had rotated); 4 s access tokens, refresh.skew 2s',
       rig: { store: 'redis', replicas: 3, accessTokenTtlSeconds: 4 },
       recoveryMs: 5_000,
       fault: (context) => killMidRefresh(context, 'responses'),

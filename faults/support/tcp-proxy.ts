@@ -40,6 +40,8 @@ export interface TcpProxy {
   release(): void;
   /** Connections with bytes held right now. */
   heldConnections(): number;
+  /** The client-side ports of the connections with bytes held right now. */
+  heldClientPorts(): number[];
   /** Connections whose held bytes were dropped because their sender went away. */
   droppedHeld(): number;
   close(): Promise<void>;
@@ -146,6 +148,10 @@ export async function startTcpProxy(
     },
     heldConnections: () =>
       [...links].filter((l) => l.held.requests.length + l.held.responses.length > 0).length,
+    heldClientPorts: () =>
+      [...links]
+        .filter((l) => l.held.requests.length + l.held.responses.length > 0)
+        .map((l) => l.client.remotePort ?? 0),
     droppedHeld: () => dropped,
     async close() {
       for (const link of [...links]) destroy(link);
