@@ -49,6 +49,11 @@ export interface TestProviderOptions {
   readonly port?: number;
   /** Loopback address to listen on, which names the issuer; default `127.0.0.1`. */
   readonly host?: string;
+  /**
+   * The port the issuer URL names, when clients reach the provider through something in front
+   * of it (a proxy listening there); default the port the provider listens on.
+   */
+  readonly issuerPort?: number;
   readonly clients: readonly TestClient[];
   /** Default: one demo user, `alice` (see {@link DEMO_USER}). */
   readonly users?: readonly TestUser[];
@@ -150,8 +155,9 @@ export interface ProviderSession {
 }
 
 export interface TestProvider {
-  /** `http://<host>:<port>`, `http://127.0.0.1:<port>` by default. */
+  /** `http://<host>:<port>`, `http://127.0.0.1:<port>` by default (`issuerPort` when given). */
   readonly issuer: string;
+  /** The port it listens on. */
   readonly port: number;
   /** The current signing keys (replaced by {@link rotateSigningKey}). */
   readonly keys: { readonly RS256: SigningKey; readonly ES256: SigningKey };
@@ -433,7 +439,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${options.issuerPort ?? port}`;
 
   const cookieKeys = [randomBytes(32).toString('base64url')];
   // A fresh object per instance: the provider takes ownership of the configuration it is given.

@@ -15,6 +15,8 @@ const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const cliPath = join(distRoot, 'src', 'cli.js');
 /** What `npm run demo` runs after building. */
 export const demoCliPath = join(distRoot, 'dev', 'demo-cli.js');
+/** The preload that shifts a process's clock (see `dev/clock-offset.ts`). */
+export const clockOffsetPreloadPath = join(distRoot, 'dev', 'clock-offset.js');
 
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -75,11 +77,24 @@ export async function serverConfigFile(
   return { ports, configPath, write };
 }
 
-export async function spawnServer(document: Record<string, unknown>): Promise<ServerProcess> {
+/** How the process is started, besides its config. */
+export interface SpawnOptions {
+  /** Node options before the script, e.g. `['--import', preload]`. */
+  readonly nodeArgs?: readonly string[];
+  /** Added to this process's environment. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export async function spawnServer(
+  document: Record<string, unknown>,
+  options: SpawnOptions = {},
+): Promise<ServerProcess> {
   const { ports, configPath, write } = await serverConfigFile(document);
-  const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), cliPath, 'serve', '--config', configPath],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
+  );
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -93,7 +108,12 @@ export async function spawnServer(document: Record<string, unknown>): Promise<Se
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`server not ready in 10 s:\n${output}`);
+    if (Date.now() > deadline) {
+      // Never leave a process behind: its pipes would keep the test process alive.
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`server not ready in 10 s:\n${output}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
