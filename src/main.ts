@@ -217,6 +217,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       // Every replica's store breaker has tried the store again (and written what it published
       // while the store was down) within one reset timeout of the store coming back.
       storeRecovery: config.breakers.store.resetTimeout + 1_000,
+      outageGrace: app.refresh.outageGrace,
     },
     {
       oidc,

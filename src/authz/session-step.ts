@@ -102,6 +102,8 @@ export function createSessionStep(deps: StepDeps): Step {
         : ((await app.refresher.refreshAhead(session)) ?? { kind: 'pending' as const });
       switch (outcome.kind) {
         case 'pending':
+        case 'deferred':
+          // Served on the current tokens: refreshing now is not safe (the store is down).
           break;
         case 'refreshed': {
           let written;

@@ -392,6 +392,10 @@ const refreshSchema = z
       '5s',
       'Lease of the cross-replica refresh lock, renewed every third of it while the grant runs (however long the provider takes); after a holder dies, another replica takes over once it lapses, so this is how long a replica killed mid-refresh delays that session. Keep it above 3 × `store.redis.commandTimeout`.',
     ),
+    outageGrace: durationDefault(
+      '5m',
+      'While the store is down (and until it has settled), a session whose access token expired less than this long ago is served on its current tokens instead of refreshed: without the shared lock, two replicas could spend the same rotating refresh token, and providers with reuse detection then revoke the whole grant. The session is refreshed once the store is back; past the grace it is refreshed anyway. Upstreams that check the access token themselves see an expired one meanwhile. `0s` refreshes at once.',
+    ),
     waitTimeout: durationDefault(
       '5s',
       "Longest a request whose access token has expired waits for its refresh (here or on another replica) before answering 503; the refresh runs on and the next request uses its result. A request whose access token still works never waits: its refresh runs in the background. Keep it under Envoy's ext_authz timeout.",
@@ -729,30 +733,34 @@ const redisSchema = z
   .prefault({})
   .describe('Redis connection: exactly one of `url`, `sentinels` + `name`, or `cluster`.');
 
-/** Tuning of one kind of circuit breaker. */
-const breakerSchema = z
-  .strictObject({
-    errorThresholdPercentage: z
-      .number()
-      .gt(0)
-      .max(100)
-      .default(50)
-      .describe('Percentage of failed calls in the window above which it opens. Default 50.'),
-    volumeThreshold: z
-      .number()
-      .int()
-      .min(0)
-      .default(5)
-      .describe('Fewest calls in the window before it may open. Default 5.'),
-    rollingWindow: durationDefault('10s', 'Window the failure percentage is taken over.')
-      // Counted in 10 buckets, each at least 1 ms long.
-      .refine((ms) => ms >= 10, 'must be at least 10ms'),
-    resetTimeout: durationDefault('5s', 'How long it stays open before one probe call.').refine(
-      (ms) => ms > 0,
-      'must be longer than 0ms',
-    ),
-  })
-  .prefault({});
+/**
+ * Tuning of one kind of circuit breaker; `resetDefault` is how long it stays open by default
+ * (a PING to Redis is a cheaper probe than a call to a provider).
+ */
+const breakerSchema = (resetDefault: string) =>
+  z
+    .strictObject({
+      errorThresholdPercentage: z
+        .number()
+        .gt(0)
+        .max(100)
+        .default(50)
+        .describe('Percentage of failed calls in the window above which it opens. Default 50.'),
+      volumeThreshold: z
+        .number()
+        .int()
+        .min(0)
+        .default(5)
+        .describe('Fewest calls in the window before it may open. Default 5.'),
+      rollingWindow: durationDefault('10s', 'Window the failure percentage is taken over.')
+        // Counted in 10 buckets, each at least 1 ms long.
+        .refine((ms) => ms >= 10, 'must be at least 10ms'),
+      resetTimeout: durationDefault(
+        resetDefault,
+        'How long it stays open before one probe call.',
+      ).refine((ms) => ms > 0, 'must be longer than 0ms'),
+    })
+    .prefault({});
 
 /**
  * Bounds on the gRPC listener (SPEC §14): what one connection, one stream and all of them
@@ -902,8 +910,10 @@ export const configSchema = z
       .describe('Transport bounds: connections, streams, buffered bytes and timeouts.'),
     breakers: z
       .strictObject({
-        store: breakerSchema.describe('The shared store (Redis).'),
-        idp: breakerSchema.describe(
+        store: breakerSchema('1s').describe(
+          'The shared store (Redis). Its probe is a PING, so it stays open 1s by default: a failover or a restart is back in service within a second of Redis.',
+        ),
+        idp: breakerSchema('5s').describe(
           'Each provider: discovery and JWKS, token endpoint, revocation, introspection (one breaker each).',
         ),
       })

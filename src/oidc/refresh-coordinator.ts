@@ -63,7 +63,13 @@ export type RefreshOutcome =
   /** The provider refused the grant (or there is nothing to refresh with): the session is over. */
   | { readonly kind: 'ended' }
   /** Not refreshed now (provider down, gates closed, waited too long); the session stays. */
-  | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number };
+  | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number }
+  /**
+   * Not refreshed, on purpose: the store is down, so a grant could spend a refresh token another
+   * replica is spending too; the session is served on its current tokens (within
+   * `refresh.outageGrace` of their expiry) until the store is back.
+   */
+  | { readonly kind: 'deferred' };
 
 export interface RefreshMetrics {
   /**
@@ -100,6 +106,11 @@ export type RefreshCoordinatorOptions = Pick<
    * results it published while it was down (the store breaker's reset timeout, and a margin).
    */
   readonly storeRecovery: number;
+  /**
+   * `refresh.outageGrace`, ms: how long past its access token's expiry a session is served on
+   * its current tokens while the store is down, rather than refreshed without a shared lock.
+   */
+  readonly outageGrace: number;
 };
 
 export interface RefreshCoordinatorDeps {
@@ -141,7 +152,10 @@ export class GrantLimiter {
 }
 
 /** What a published result record holds, sealed. */
-export type PublishedResult = Exclude<RefreshOutcome, { readonly kind: 'unavailable' }>;
+export type PublishedResult = Exclude<
+  RefreshOutcome,
+  { readonly kind: 'unavailable' } | { readonly kind: 'deferred' }
+>;
 
 const resultHeader = encodeProtectedHeader();
 const maxResultChars = 64 * 1024;
@@ -187,7 +201,35 @@ export class RefreshCoordinator {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
     const wait = Math.min(waitMs, this.#options.waitTimeout);
+    const id = sha256Base64url(refreshToken);
+    if (!this.#inFlight.has(id) && this.#deferrable(session)) {
+      return this.#bounded(this.#deferred(id, refreshToken), wait);
+    }
     return this.#bounded(this.#start(session, refreshToken), wait);
+  }
+
+  /**
+   * Whether a refresh of this session waits for the store: the store is down (or just back),
+   * so no lock is shared and two replicas could spend the same rotating refresh token — which
+   * some providers answer by revoking the whole grant — and its tokens expired less than
+   * `outageGrace` ago.
+   */
+  #deferrable(session: Session): boolean {
+    return (
+      !this.#storeSettled() &&
+      this.#deps.now() < session.tokens.expiresAt + this.#options.outageGrace
+    );
+  }
+
+  /** While the store is down: a result already published for the token, else `deferred`. */
+  async #deferred(id: string, refreshToken: string): Promise<RefreshOutcome> {
+    const published = await this.#readResult(id, resultKey(refreshToken));
+    if (published !== undefined) {
+      this.#deps.metrics.follower('late');
+      return published;
+    }
+    this.#deps.metrics.gated('store');
+    return { kind: 'deferred' };
   }
 
   /**
@@ -319,6 +361,11 @@ export class RefreshCoordinator {
         return unavailable(1_000);
       }
       this.#unconfirmed.delete(id);
+    }
+    if (this.#deferrable(session)) {
+      // The store went down while this refresh was starting: wait for it, as refresh() does.
+      this.#deps.metrics.gated('store');
+      return { kind: 'deferred' };
     }
     if (!this.#deps.grants.tryAcquire()) {
       this.#deps.metrics.gated('concurrency');

@@ -80,6 +80,7 @@ function refresherFor(client: StandaloneClient, now: () => number) {
       cooldown: 30_000,
       resultTtl: 60_000,
       storeRecovery: 0,
+      outageGrace: 0,
     },
     {
       oidc: client,

@@ -59,6 +59,7 @@ function coordinator(oidc: OidcClient, waitTimeout: number) {
       cooldown: 30_000,
       resultTtl: 60_000,
       storeRecovery: 0,
+      outageGrace: 0,
     },
     {
       oidc,

@@ -42,7 +42,8 @@ interface Replica {
   close(): Promise<void>;
 }
 
-function replica(redis: RedisProcess, client: StandaloneClient): Replica {
+/** One replica's coordinator; `outageGrace` 0 refreshes at once while the store is down. */
+function replica(redis: RedisProcess, client: StandaloneClient, outageGrace = 0): Replica {
   const { logger } = captureLog();
   const registry = new Registry();
   const backend = createRedisBackend(
@@ -80,6 +81,7 @@ function replica(redis: RedisProcess, client: StandaloneClient): Replica {
       cooldown: 30_000,
       resultTtl: 60_000,
       storeRecovery: STORE_RECOVERY,
+      outageGrace,
     },
     {
       oidc: client,
@@ -238,6 +240,39 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
       assert.equal(ended.length, endedBefore, 'no invalid_grant counted as ended');
     });
   }
+
+  it('with refresh.outageGrace, Redis killed with the access token expired: no replica spends the token until the store is back, then one grant serves both', async () => {
+    const graceA = replica(redis, client, 60_000);
+    const graceB = replica(redis, client, 60_000);
+    try {
+      const session = await expiredSession(client);
+      const before = refreshGrants(provider);
+      await redis.kill('SIGKILL');
+      try {
+        for (const r of [graceA, graceB, graceA, graceB]) {
+          assert.equal((await r.refresher.refresh(session)).kind, 'deferred');
+          assert.equal(r.counted.gated.at(-1), 'store');
+        }
+        assert.deepEqual(refreshGrants(provider), before, 'no grant while the store is down');
+      } finally {
+        await redis.restart();
+      }
+      // Once the store is back and settled, one replica refreshes and the other takes its result.
+      let refreshed: RefreshOutcome | undefined;
+      await waitFor('a refresh once the store has settled', async () => {
+        refreshed = await graceA.refresher.refresh(session);
+        return refreshed.kind === 'refreshed';
+      });
+      const other = await graceB.refresher.refresh(session);
+      assert.equal(refreshTokenOf(other), refreshTokenOf(refreshed));
+      const after = refreshGrants(provider);
+      assert.equal(after.success - before.success, 1, 'one grant');
+      assert.equal(after.invalid_grant - before.invalid_grant, 0, 'no refresh token spent twice');
+    } finally {
+      await graceA.close();
+      await graceB.close();
+    }
+  });
 
   it('while the store is down, a token that still works is not refreshed ahead', async () => {
     const session = await expiredSession(client);

@@ -59,6 +59,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
       cooldown: 30_000,
       resultTtl: 60_000,
       storeRecovery: 0,
+      outageGrace: 0,
     },
     {
       oidc,

@@ -49,6 +49,11 @@ export function assertProviderUnavailable(outcome: Outcome, what: string): void 
   );
 }
 
+/** A page that reloads itself (`<meta http-equiv="refresh">`), as a browser would follow. */
+function reloadsItself(outcome: Outcome): boolean {
+  return outcome.kind === 'deny' && /<meta http-equiv="refresh"/.test(outcome.body);
+}
+
 /** What a browser sends its requests through: Envoy in gRPC mode or in HTTP mode. */
 export interface ExtAuthzCaller {
   check(request: DownstreamRequest): Promise<Outcome>;
@@ -133,7 +138,15 @@ export class AppBrowser {
 
   /** The second half: the callback Check; returns the final location. */
   async finish(callbackUrl: URL): Promise<string> {
-    const done = await this.request(callbackUrl.href);
+    let done = await this.request(callbackUrl.href);
+    // As a browser does with a page that reloads itself (a callback that outlasted the request
+    // budget, or one another request is completing): reload after Retry-After, a few times.
+    for (let reloads = 0; reloads < 5 && reloadsItself(done); reloads++) {
+      await new Promise((resolve) =>
+        setTimeout(resolve, Number(deniedHeader(done, 'retry-after') ?? '1') * 1_000),
+      );
+      done = await this.request(callbackUrl.href);
+    }
     assert.equal(
       done.kind === 'deny' && done.status,
       302,
