@@ -40,12 +40,12 @@ describe('provider faults', () => {
     const report = await runRow({
       row: 'Provider slow (6 s per token call)',
       scenario:
-        'every answer of the provider delayed 6 s at the proxy for 10 s (the provider rotates at once, the replica hears 6 s later); 4 s access tokens, refresh.skew 2s',
-      rig: { store: 'redis', accessTokenTtlSeconds: 4 },
+        'every answer of the provider delayed 6 s at the proxy for 20 s (the provider rotates at once, the replica hears 6 s later); 20 s access tokens refreshed 10 s ahead (refresh.skew 10s; the default 60s skew against tokens of minutes, scaled)',
+      rig: { store: 'redis', accessTokenTtlSeconds: 20, refresh: { skew: '10s' } },
       recoveryMs: 7_000,
       async fault({ rig }) {
         rig.proxy.setLatency('responses', 6_000);
-        await sleep(10_000);
+        await sleep(20_000);
         rig.proxy.setLatency('responses', 0);
       },
     });

@@ -11,13 +11,16 @@ export interface TuningInput {
 }
 
 /** One breaker's tuning: `input` resolved by the config schema. */
-export function breakerTuning(input: TuningInput = {}): BreakerTuning {
-  return configSchema.shape.breakers.parse({ store: input }).store;
+export function breakerTuning(
+  input: TuningInput = {},
+  kind: 'store' | 'idp' = 'store',
+): BreakerTuning {
+  return configSchema.shape.breakers.parse({ [kind]: input })[kind];
 }
 
 /** Both tunings `createBreakers` takes; the schema's defaults unless given. */
 export function breakersTuning(
   input: { readonly store?: TuningInput; readonly idp?: TuningInput } = {},
 ): { readonly store: BreakerTuning; readonly idp: BreakerTuning } {
-  return { store: breakerTuning(input.store), idp: breakerTuning(input.idp) };
+  return { store: breakerTuning(input.store), idp: breakerTuning(input.idp, 'idp') };
 }

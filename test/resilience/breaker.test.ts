@@ -419,8 +419,9 @@ describe('breaker', () => {
       errorThresholdPercentage: 50,
       volumeThreshold: 5,
       rollingWindow: 10_000,
-      resetTimeout: 5_000,
+      resetTimeout: 1_000,
     });
+    assert.equal(breakerTuning({}, 'idp').resetTimeout, 5_000);
   });
 
   it('after shutdown a breaker refuses instead of calling', async () => {
