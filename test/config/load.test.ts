@@ -71,6 +71,7 @@ test('minimal config loads with every default filled in', () => {
     cooldown: 30_000,
     maxConcurrent: 64,
     lockTtl: 5_000,
+    outageGrace: 300_000,
     waitTimeout: 5_000,
   });
   assert.deepEqual(a.session, {

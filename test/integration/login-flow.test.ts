@@ -275,11 +275,17 @@ describe('browser login against a real OpenID Provider', () => {
     const { callbackUrl } = await b.startAndAuthenticate(`${origin}/`);
     const saved = new Map(b.cookies);
     await b.finish(callbackUrl);
+    // The same browser's flow with another code: the state is used, nothing is exchanged.
+    const forged = new URL(callbackUrl);
+    forged.searchParams.set('code', 'another-code');
     const replay = new AppBrowser(envoy);
     for (const [n, v] of saved) replay.cookies.set(n, v);
-    const outcome = await replay.request(callbackUrl.href);
+    const outcome = await replay.request(forged.href);
     assert.equal(outcome.kind === 'deny' && outcome.status, 400);
     assert.equal(header(outcome, 'location'), undefined, 'no redirect loop');
+    // Another browser with the code but not the flow's cookie: refused as well.
+    const stranger = await new AppBrowser(envoy).request(callbackUrl.href);
+    assert.equal(stranger.kind === 'deny' && stranger.status, 400);
   });
 
   for (const path of ['//evil.example/x', '/\\evil.example']) {

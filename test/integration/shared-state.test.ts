@@ -139,8 +139,14 @@ describe('shared state on Redis across three replicas', () => {
     const { callbackUrl } = await a.startAndAuthenticate(`${serverOrigin}/`);
     const b = browserOn(1, a);
     await a.finish(callbackUrl);
-    const replay = await b.request(callbackUrl.href);
+    // B holds the same flow's cookie: the same answer within a minute (a reload whose first
+    // answer was lost), never a second exchange; with another code, refused.
+    const forged = new URL(callbackUrl);
+    forged.searchParams.set('code', 'another-code');
+    const replay = await b.request(forged.href);
     assert.equal(replay.kind === 'deny' && replay.status, 400);
+    const stranger = await browserOn(1).request(callbackUrl.href);
+    assert.equal(stranger.kind === 'deny' && stranger.status, 400);
   });
 
   it('ends the session on A and C within a second of a back-channel logout posted to B, once', async () => {
