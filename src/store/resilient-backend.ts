@@ -105,6 +105,8 @@ export function withFallback(
   gauge.set(0);
 
   let degraded = false;
+  /** The last write failed: a read answered since does not end the degradation. */
+  let writesFailing = false;
   const enter = (error: unknown): void => {
     if (degraded) return;
     degraded = true;
@@ -122,19 +124,33 @@ export function withFallback(
     log.info({ breaker: breaker.name }, 'store recovered: using the shared store again');
   };
   const unsubscribe = breaker.onStateChange((state) => {
-    if (state === 'closed') leave();
+    if (state !== 'closed') return;
+    writesFailing = false;
+    leave();
   });
 
-  async function attempt<T>(onPrimary: () => Promise<T>, onFallback: () => Promise<T>): Promise<T> {
+  /**
+   * `onPrimary` through the breaker, else `onFallback`. After a failed write, degradation ends
+   * on a write that reached the store (or the breaker closing), not on a read: a store that
+   * answers reads but refuses writes (a master with too few replicas for `replicaAcks`) is still
+   * one whose locks and marks other replicas cannot see.
+   */
+  async function attempt<T>(
+    onPrimary: () => Promise<T>,
+    onFallback: () => Promise<T>,
+    writes = true,
+  ): Promise<T> {
     let result: T;
     try {
       result = await breaker.run(onPrimary, refusedStore);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) && !isOutage(error)) throw error;
       enter(error);
+      if (writes) writesFailing = true;
       return onFallback();
     }
-    if (degraded && breaker.state() === 'closed') leave();
+    if (writes) writesFailing = false;
+    if (degraded && !writesFailing && breaker.state() === 'closed') leave();
     return result;
   }
 
@@ -144,6 +160,7 @@ export function withFallback(
       attempt(
         async () => (await primary.get(key)) ?? memory.get(key),
         () => memory.get(key),
+        false,
       ),
     set: (key, value, ttlMs) =>
       attempt(
@@ -199,6 +216,7 @@ export function withFallback(
             : [...new Set([...fromPrimary, ...fromMemory])];
         },
         () => memory.members(key),
+        false,
       ),
     removeMember: (key, member) =>
       attempt(

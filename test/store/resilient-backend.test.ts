@@ -189,6 +189,41 @@ describe('store with in-memory fallback', () => {
     }
   });
 
+  it('stays degraded while writes fail, however many reads the store answers meanwhile', async () => {
+    const registry = new Registry();
+    const log = captureLog();
+    const inner = createMemoryBackend();
+    let writesDown = true;
+    // Answers reads but refuses writes, as a master with too few replicas for replicaAcks does.
+    const readsOnly: StoreBackend = {
+      ...inner,
+      setIfAbsent: (k, v, t) =>
+        writesDown ? Promise.reject(new Error('NOREPLICAS')) : inner.setIfAbsent(k, v, t),
+      set: (k, v, t) => (writesDown ? Promise.reject(new Error('NOREPLICAS')) : inner.set(k, v, t)),
+    };
+    const breakers = createBreakers({ registry, logger: log.logger, store: tuning, idp: tuning });
+    const fallback = withFallback(readsOnly, breakers.store, { logger: log.logger, registry });
+    try {
+      // A lock taken now lives in this process only, and stays so while reads succeed.
+      assert.equal(await fallback.setIfAbsent('lock', 'a', LONG), true);
+      assert.equal(fallback.degraded(), true);
+      for (let i = 0; i < 3; i++) await fallback.get(`k${i}`);
+      assert.equal(fallback.degraded(), true, 'a read does not end it while writes fail');
+      writesDown = false;
+      await fallback.set('k', 'v', LONG);
+      assert.equal(fallback.degraded(), false, 'a write that reached the store ends it');
+      assert.equal(
+        log.lines().filter((line) => line['component'] === 'store').length,
+        2,
+        'one warning, one all-clear: no flapping',
+      );
+    } finally {
+      breakers.shutdown();
+      await fallback.close();
+      await inner.close();
+    }
+  });
+
   it('keeps one-time operations one-time within the replica during the outage', async () => {
     const { primary, fallback, close } = setUp();
     try {
