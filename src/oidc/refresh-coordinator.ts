@@ -37,15 +37,10 @@
  *   ends at its next refresh. Nothing on our side can prevent that without a shared lock.
  * An `invalid_grant` under a lock held in a healthy, settled store ends the session, once.
  */
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AuthzError } from '../errors.ts';
-import {
-  encodeProtectedHeader,
-  openCompactJson,
-  sealCompact,
-  splitCompact,
-} from '../session/compact-jwe.ts';
+import { openDerived, sealDerived } from '../session/compact-jwe.ts';
 import { parseTokens, plainTokens, type Session, type SessionTokens } from '../session/session.ts';
 import { isRecord } from '../is-record.ts';
 import type { AppConfig } from '../config/schema.ts';
@@ -157,8 +152,6 @@ export type PublishedResult = Exclude<
   { readonly kind: 'unavailable' } | { readonly kind: 'deferred' }
 >;
 
-const resultHeader = encodeProtectedHeader();
-const maxResultChars = 64 * 1024;
 /** How often results published while the store was degraded are offered to it again, ms. */
 const UNSHARED_RETRY_MS = 250;
 /** Most refresh tokens tracked per map (failures, unconfirmed refusals, unshared results). */
@@ -223,7 +216,7 @@ export class RefreshCoordinator {
 
   /** While the store is down: a result already published for the token, else `deferred`. */
   async #deferred(id: string, refreshToken: string): Promise<RefreshOutcome> {
-    const published = await this.#readResult(id, resultKey(refreshToken));
+    const published = await this.#readResult(id, refreshToken);
     if (published !== undefined) {
       this.#deps.metrics.follower('late');
       return published;
@@ -246,7 +239,7 @@ export class RefreshCoordinator {
     const id = sha256Base64url(refreshToken);
     // Running in this process: its result is not published yet.
     if (this.#inFlight.has(id)) return undefined;
-    const published = await this.#readResult(id, resultKey(refreshToken));
+    const published = await this.#readResult(id, refreshToken);
     if (published !== undefined) {
       this.#deps.metrics.follower('late');
       return published;
@@ -296,8 +289,7 @@ export class RefreshCoordinator {
   }
 
   async #coordinate(session: Session, refreshToken: string, id: string): Promise<RefreshOutcome> {
-    const key = resultKey(refreshToken);
-    const early = await this.#readResult(id, key);
+    const early = await this.#readResult(id, refreshToken);
     if (early !== undefined) {
       this.#deps.metrics.follower('late');
       return early;
@@ -312,7 +304,7 @@ export class RefreshCoordinator {
         this.#deps.metrics.lockWait();
       }
       await delay(25);
-      const published = await this.#readResult(id, key);
+      const published = await this.#readResult(id, refreshToken);
       if (published !== undefined) {
         this.#deps.metrics.follower('replica');
         return published;
@@ -322,7 +314,7 @@ export class RefreshCoordinator {
 
     try {
       // Another replica may have finished between our first read and taking the lock.
-      const published = await this.#readResult(id, key);
+      const published = await this.#readResult(id, refreshToken);
       if (published !== undefined) {
         this.#deps.metrics.follower('replica');
         return published;
@@ -333,7 +325,7 @@ export class RefreshCoordinator {
         this.#deps.metrics.gated('store');
         return unavailable(1_000);
       }
-      return await this.#lead(session, refreshToken, id, key, owner);
+      return await this.#lead(session, refreshToken, id, owner);
     } finally {
       await this.#deps.locks.deleteIfEquals(id, owner).catch(() => undefined);
     }
@@ -344,7 +336,6 @@ export class RefreshCoordinator {
     session: Session,
     refreshToken: string,
     id: string,
-    key: Buffer,
     owner: string,
   ): Promise<RefreshOutcome> {
     const cooling = this.#coolingFor(id);
@@ -396,7 +387,7 @@ export class RefreshCoordinator {
         result.claims === undefined
           ? { kind: 'refreshed', tokens }
           : { kind: 'refreshed', tokens, claims: result.claims };
-      await this.#publish(id, key, outcome);
+      await this.#publish(id, refreshToken, outcome);
       return outcome;
     } catch (error) {
       if (!(error instanceof AuthzError)) throw error;
@@ -416,7 +407,7 @@ export class RefreshCoordinator {
       } else {
         // A result published meanwhile (by a replica that took over a lapsed lease, or that
         // rotated the token while the store was down) wins over our refusal.
-        const published = await this.#readResult(id, key);
+        const published = await this.#readResult(id, refreshToken);
         if (published?.kind === 'refreshed') {
           this.#deps.metrics.follower('replica');
           return published;
@@ -437,7 +428,7 @@ export class RefreshCoordinator {
         // token is dead.
         this.#deps.metrics.grant('invalid_grant');
       }
-      await this.#publish(id, key, { kind: 'ended' });
+      await this.#publish(id, refreshToken, { kind: 'ended' });
       return { kind: 'ended' };
     } finally {
       clearInterval(renew);
@@ -505,8 +496,8 @@ export class RefreshCoordinator {
     }
   }
 
-  async #publish(id: string, key: Buffer, result: PublishedResult): Promise<void> {
-    const sealed = sealCompact(key, resultHeader, Buffer.from(JSON.stringify(result)));
+  async #publish(id: string, refreshToken: string, result: PublishedResult): Promise<void> {
+    const sealed = sealDerived(refreshToken, ...resultKeyParts, result);
     const degraded = () => this.#deps.degraded?.() === true;
     const before = degraded();
     await this.#deps.results.set(id, sealed).catch(() => undefined);
@@ -557,11 +548,11 @@ export class RefreshCoordinator {
     }
   }
 
-  async #readResult(id: string, key: Buffer): Promise<PublishedResult | undefined> {
+  async #readResult(id: string, refreshToken: string): Promise<PublishedResult | undefined> {
     const sealed = await this.#deps.results.get(id).catch(() => undefined);
-    if (sealed === undefined) return undefined;
-    const parts = splitCompact(sealed, maxResultChars);
-    return parts === undefined ? undefined : parsePublished(openCompactJson(key, parts));
+    return sealed === undefined
+      ? undefined
+      : parsePublished(openDerived(refreshToken, ...resultKeyParts, sealed));
   }
 }
 
@@ -569,10 +560,11 @@ function unavailable(retryAfterMs: number): RefreshOutcome {
   return { kind: 'unavailable', retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) };
 }
 
-/** The key that seals a result: derived from the old refresh token, which only its holders know. */
-function resultKey(refreshToken: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', refreshToken, 'eoa refresh result', 'v1', 32));
-}
+/**
+ * HKDF salt and info of the key that seals a result, derived from the old refresh token, which
+ * only its holders know.
+ */
+const resultKeyParts = ['eoa refresh result', 'v1'] as const;
 
 function parsePublished(data: unknown): PublishedResult | undefined {
   if (!isRecord(data)) return undefined;

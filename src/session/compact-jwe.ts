@@ -1,5 +1,11 @@
 /** Direct AES-256-GCM compact JWE (`alg: dir`, `enc: A256GCM`, RFC 7516 §7.1) with node:crypto. */
-import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  hkdfSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 
 /** Key material accepted for sealing and opening: a 256-bit secret key. */
 export type AesKey = KeyObject | Buffer;
@@ -144,4 +150,36 @@ export function openCompactJson(key: AesKey, parts: CompactParts): unknown {
   } catch {
     return undefined;
   }
+}
+
+const plainHeader = encodeProtectedHeader();
+
+/**
+ * A JSON value sealed under a 256-bit key that only the holders of `secret` can derive
+ * (HKDF-SHA256 with `salt` and `info`): for records the store keeps for a client that presents
+ * the secret again (a refresh result for the old refresh token, a login's answer for its PKCE
+ * verifier and code), so the store never holds them readable.
+ */
+export function sealDerived(secret: string, salt: string, info: string, value: unknown): string {
+  return sealCompact(
+    derivedKey(secret, salt, info),
+    plainHeader,
+    Buffer.from(JSON.stringify(value)),
+  );
+}
+
+/** What {@link sealDerived} sealed, or `undefined` (too long, tampered, another secret). */
+export function openDerived(
+  secret: string,
+  salt: string,
+  info: string,
+  sealed: string,
+  maxChars = 64 * 1024,
+): unknown {
+  const parts = splitCompact(sealed, maxChars);
+  return parts === undefined ? undefined : openCompactJson(derivedKey(secret, salt, info), parts);
+}
+
+function derivedKey(secret: string, salt: string, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, salt, info, 32));
 }

@@ -1,12 +1,6 @@
 /** Login-state cookies: one encrypted cookie per pending login flow, redeemed once at the callback. */
-import { hash, hkdfSync, timingSafeEqual } from 'node:crypto';
-import {
-  RandomPool,
-  encodeProtectedHeader,
-  openCompactJson,
-  sealCompact,
-  splitCompact,
-} from './compact-jwe.ts';
+import { hash, timingSafeEqual } from 'node:crypto';
+import { RandomPool, openDerived, sealDerived } from './compact-jwe.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { LoginMark } from '../store/keyspaces.ts';
 import { sha256Base64url } from '../digest.ts';
@@ -390,23 +384,15 @@ export class LoginStates {
   }
 }
 
-const answerHeader = encodeProtectedHeader();
-/** Enough for a location and a session's cookie chunks. */
-const maxAnswerChars = 64 * 1024;
-
-function answerKey(login: LoginState, code: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', login.codeVerifier, code, 'eoa login answer v1', 32));
-}
+/** HKDF info of the key that seals a login's answer (the code is the salt). */
+const answerKeyInfo = 'eoa login answer v1';
 
 function sealAnswer(answer: LoginAnswer, login: LoginState, code: string): string {
-  return sealCompact(answerKey(login, code), answerHeader, Buffer.from(JSON.stringify(answer)));
+  return sealDerived(login.codeVerifier, code, answerKeyInfo, answer);
 }
 
-/** The sealed answer, or `undefined` when it does not open with this flow and code. */
 function openAnswer(sealed: string, login: LoginState, code: string): LoginAnswer | undefined {
-  const parts = splitCompact(sealed, maxAnswerChars);
-  if (parts === undefined) return undefined;
-  const data = openCompactJson(answerKey(login, code), parts);
+  const data = openDerived(login.codeVerifier, code, answerKeyInfo, sealed);
   if (!isRecord(data)) return undefined;
   const { location, setCookie } = data;
   if (typeof location !== 'string' || !Array.isArray(setCookie)) return undefined;

@@ -191,6 +191,11 @@ describe('login state', () => {
     // Another code, no code, or another flow's cookie: used, nothing more.
     assert.equal((await states.take(new Map(browser), 'state-1', true, 'code-2')).kind, 'replayed');
     assert.equal((await states.take(new Map(browser), 'state-1', true)).kind, 'replayed');
+    // An attacker's code: CR/LF, non-ASCII, a prefix of the real one, very long.
+    for (const forged of ['code-1\r\nx-evil: 1', 'cödé-1', 'code-', 'c'.repeat(10_000), '']) {
+      const refused = await states.take(new Map(browser), 'state-1', true, forged);
+      assert.equal(refused.kind, 'replayed', JSON.stringify(forged.slice(0, 20)));
+    }
     assert.equal((await states.take(other, 'state-1', true, 'code-1')).kind, 'missing');
     // Past LOGIN_ANSWER_TTL_MS the answer is no longer given.
     clock.advance(LOGIN_ANSWER_TTL_MS + 1);
