@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { waitFor } from '../test/support/redis-servers.ts';
 import { clockOffsetPreloadPath } from '../test/support/server-process.ts';
 import type { Endpoint } from '../test/support/health-checked-endpoint.ts';
-import type { Direction } from './support/tcp-proxy.ts';
+import type { Direction } from '../test/support/tcp-proxy.ts';
 import { assertDoneWhen, runRow, type FaultContext } from './support/row.ts';
 
 // The replicas themselves fail: killed while their refresh grant is on the wire, restarted one

@@ -18,7 +18,7 @@ import {
 } from '../../test/support/redis-servers.ts';
 import { spawnServer, type SpawnOptions } from '../../test/support/server-process.ts';
 import { testSessionSecret } from '../../test/support/test-server.ts';
-import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
+import { startTcpProxy, type TcpProxy } from '../../test/support/tcp-proxy.ts';
 
 /** The longest a Check may take (`request.budget`), in ms. */
 export const REQUEST_BUDGET_MS = 100;

@@ -21,6 +21,7 @@ import { statesEqual } from '../session/login-state.ts';
 import { prepareClientAuth } from './client-authentication.ts';
 import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
 import { verifyIdToken } from './id-token.ts';
+import { isKeyFailure } from './provider-keys.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
 import { verifyLogoutToken } from './logout-token.ts';
 import type { LogoutTokenClaims } from './logout-token.ts';
@@ -318,12 +319,23 @@ export function createOidcClient(
     refresh: async (refreshToken, refreshOptions) => {
       // The provider may rotate the refresh token however late it answers: wait for it.
       const { grantConfig } = requireConfigured('token');
-      const response = await provider.call('token', 'token', () =>
-        refreshTokenGrant(grantConfig, refreshToken),
-      );
+      const grant = (token: string) =>
+        provider.call('token', 'token', () => refreshTokenGrant(grantConfig, token));
+      let response = await grant(refreshToken);
       let claims: IdTokenClaims | undefined;
       if (response.id_token !== undefined) {
-        claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
+        try {
+          claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
+        } catch (err) {
+          // A provider that replaced its signing key may have signed this ID token with the key
+          // it just dropped, while the refresh token in the same answer is already the rotated
+          // one: ending the session would lose it. One more grant with it returns an ID token
+          // signed with the current key, verified as strictly as the first.
+          if (!(err instanceof TokenInvalidError && isKeyFailure(err.cause))) throw err;
+          response = await grant(response.refresh_token ?? refreshToken);
+          if (response.id_token === undefined) throw err;
+          claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
+        }
         // OIDC Core §12.2: a refreshed ID token is about the same subject.
         const expected = refreshOptions?.expectedSubject;
         if (expected !== undefined && claims.sub !== expected) {

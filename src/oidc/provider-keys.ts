@@ -40,7 +40,7 @@ export interface ProviderKeysOptions {
 }
 
 /** A key failure: no key for the token's `kid`, or a signature that the key found rejects. */
-function isKeyFailure(error: unknown): boolean {
+export function isKeyFailure(error: unknown): boolean {
   return (
     error instanceof errors.JWKSNoMatchingKey ||
     error instanceof errors.JWSSignatureVerificationFailed

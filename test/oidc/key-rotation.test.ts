@@ -12,9 +12,17 @@ import { GrantLimiter, RefreshCoordinator } from '../../src/oidc/refresh-coordin
 import type { Session } from '../../src/session/session.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { testApp, testConfig } from '../support/test-server.ts';
-import { basicClient, loginAndExchange, readyClient, startProvider } from './oidc-fixtures.ts';
+import {
+  basicClient,
+  freePort,
+  loginAndExchange,
+  readyClient,
+  startProvider,
+} from './oidc-fixtures.ts';
 import type { StandaloneClient } from './oidc-fixtures.ts';
+import type { TestProvider } from '../../dev/test-provider.ts';
 
 const API = 'https://api.example.com/';
 const WINDOW_MS = JWKS_CACHE.forcedRefetchIntervalMs;
@@ -186,6 +194,42 @@ describe('provider key rotation', () => {
     }
   });
 
+  it('keeps the session when a refreshed ID token was signed with the key the provider just replaced', async () => {
+    const { provider, proxy, client } = await proxiedRig();
+    try {
+      const { result } = await loginAndExchange(client);
+      const { pending, grantsSince } = await refreshAcrossReplacement(provider, proxy, client, {
+        refreshToken: result.tokens.refreshToken!,
+        replaceAgain: false,
+      });
+      const refreshed = await pending;
+      assert.equal(refreshed.claims?.sub, 'alice');
+      assert.equal(
+        grantsSince(),
+        1,
+        'one more grant, with the rotated refresh token of the held answer',
+      );
+      assert.notEqual(refreshed.tokens.refreshToken, result.tokens.refreshToken);
+    } finally {
+      await closeAll(provider, proxy, client);
+    }
+  });
+
+  it('a refreshed ID token that fails again after the one extra grant ends the refresh: never accepted unverified', async () => {
+    const { provider, proxy, client } = await proxiedRig();
+    try {
+      const { result } = await loginAndExchange(client);
+      const { pending, grantsSince } = await refreshAcrossReplacement(provider, proxy, client, {
+        refreshToken: result.tokens.refreshToken!,
+        replaceAgain: true,
+      });
+      await assert.rejects(pending, (err) => err instanceof TokenInvalidError);
+      assert.equal(grantsSince(), 1, 'exactly one extra grant, however the keys fail');
+    } finally {
+      await closeAll(provider, proxy, client);
+    }
+  });
+
   it('refetches at most once per rate-limit window for 100 tokens with unknown kids', async (t) => {
     const { provider, client, clock, now } = await rig();
     try {
@@ -289,7 +333,8 @@ describe('provider key rotation', () => {
       const outcome = await refresher.refresh(sessionOf({ ...result.tokens }));
       assert.equal(outcome.kind, 'ended');
       assert.deepEqual(grants, ['id_token_invalid']);
-      assert.equal(provider.counters().grants['refresh_token']?.['success'], 1);
+      // The answer's rotated refresh token bought one more grant; its ID token failed as well.
+      assert.equal(provider.counters().grants['refresh_token']?.['success'], 2);
       assert.equal(provider.counters().grants['refresh_token']?.['invalid_grant'], undefined);
     } finally {
       client.close();
@@ -297,3 +342,57 @@ describe('provider key rotation', () => {
     }
   });
 });
+
+/** A provider behind a TCP proxy that can hold the token endpoint's answers, and a client of it. */
+async function proxiedRig() {
+  const proxyPort = await freePort();
+  const provider = await startProvider({
+    issuerPort: proxyPort,
+    clients: [basicClient({ grantTypes: ['authorization_code', 'refresh_token'] })],
+  });
+  const proxy = await startTcpProxy({ host: '127.0.0.1', port: provider.port }, proxyPort);
+  const client = await readyClient(provider);
+  return { provider, proxy, client };
+}
+
+async function closeAll(provider: TestProvider, proxy: TcpProxy, client: StandaloneClient) {
+  client.close();
+  await proxy.close();
+  await provider.close();
+}
+
+/**
+ * Starts a refresh whose answer the provider signs with its current key, then, while the answer
+ * is held on the way, replaces that key under the same kid and lets the client fetch the new one
+ * (by verifying a token signed with it: the forced refetch of this rate-limit window is spent).
+ * With `replaceAgain`, the key is replaced once more, so the client's key matches no answer.
+ */
+async function refreshAcrossReplacement(
+  provider: TestProvider,
+  proxy: TcpProxy,
+  client: StandaloneClient,
+  options: { refreshToken: string; replaceAgain: boolean },
+) {
+  const grants = () => provider.counters().grants['refresh_token']?.['success'] ?? 0;
+  proxy.hold('responses', 'POST /token ');
+  const pending = client.refresh(options.refreshToken, { expectedSubject: 'alice' });
+  await until(() => proxy.heldConnections() === 1);
+  const before = grants();
+  await provider.rotateSigningKey({ keepKid: true });
+  const seconds = Math.floor(Date.now() / 1000);
+  const signedWithNewKey = await provider.signJwt({ sub: 'bob', aud: 'web', exp: seconds + 60 });
+  const policy = policyOf(provider.issuer, () => Date.now());
+  assert.equal((await verifyIdToken(signedWithNewKey, client.getKey, policy)).sub, 'bob');
+  if (options.replaceAgain) await provider.rotateSigningKey({ keepKid: true });
+  proxy.release();
+  return { pending, grantsSince: () => grants() - before };
+}
+
+/** Resolves once `condition` holds, checking at every turn of the event loop for up to 5 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached within 5 s');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
