@@ -196,9 +196,9 @@ export class RefreshCoordinator {
     const wait = Math.min(waitMs, this.#options.waitTimeout);
     const id = sha256Base64url(refreshToken);
     if (!this.#inFlight.has(id) && this.#deferrable(session)) {
-      return this.#bounded(this.#deferred(id, refreshToken), wait);
+      return this.#bounded(this.#deferred(id, refreshToken), session, wait);
     }
-    return this.#bounded(this.#start(session, refreshToken), wait);
+    return this.#bounded(this.#start(session, refreshToken), session, wait);
   }
 
   /**
@@ -279,11 +279,21 @@ export class RefreshCoordinator {
     return promise;
   }
 
-  /** `running`, or `unavailable` once the caller has waited `waitMs` for it. */
-  #bounded(running: Promise<RefreshOutcome>, waitMs: number): Promise<RefreshOutcome> {
+  /**
+   * `running`, or once the caller has waited `waitMs` for it: `deferred` when the store was
+   * found down meanwhile (the hung store's first calls are what the caller waited on), else
+   * `unavailable`.
+   */
+  #bounded(
+    running: Promise<RefreshOutcome>,
+    session: Session,
+    waitMs: number,
+  ): Promise<RefreshOutcome> {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<RefreshOutcome>((resolve) => {
-      timer = setTimeout(() => resolve(unavailable(1_000)), waitMs);
+      timer = setTimeout(() => {
+        resolve(this.#deferrable(session) ? { kind: 'deferred' } : unavailable(1_000));
+      }, waitMs);
     });
     return Promise.race([running, timedOut]).finally(() => clearTimeout(timer));
   }
@@ -293,6 +303,11 @@ export class RefreshCoordinator {
     if (early !== undefined) {
       this.#deps.metrics.follower('late');
       return early;
+    }
+    if (this.#deferrable(session)) {
+      // That read found the store down (a hung store answers nothing): no lock is shared now.
+      this.#deps.metrics.gated('store');
+      return { kind: 'deferred' };
     }
 
     const owner = randomBytes(16).toString('base64url');

@@ -274,6 +274,36 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
     }
   });
 
+  it('with refresh.outageGrace, Redis hung just now with the access token expired: the first refresh answers deferred within the request budget, no grant', async () => {
+    // Fresh replicas: neither has seen the store down. The first store call of the refresh is
+    // the one that finds the hang (it times out at half the budget).
+    const graceA = replica(redis, client, 60_000);
+    const graceB = replica(redis, client, 60_000);
+    try {
+      const session = await expiredSession(client);
+      const before = refreshGrants(provider);
+      await redis.kill('SIGSTOP');
+      try {
+        assert.equal(graceA.store.degraded(), false, 'the hang is not known yet');
+        const outcomes = await Promise.all([
+          graceA.refresher.refresh(session, 95),
+          graceB.refresher.refresh(session, 95),
+        ]);
+        assert.deepEqual(
+          outcomes.map((o) => o.kind),
+          ['deferred', 'deferred'],
+          'served on the current tokens, not 503',
+        );
+        assert.deepEqual(refreshGrants(provider), before, 'no grant while the store hangs');
+      } finally {
+        await redis.kill('SIGCONT');
+      }
+    } finally {
+      await graceA.close();
+      await graceB.close();
+    }
+  });
+
   it('while the store is down, a token that still works is not refreshed ahead', async () => {
     const session = await expiredSession(client);
     const valid = { ...session, tokens: { ...session.tokens, expiresAt: Date.now() + 30_000 } };
