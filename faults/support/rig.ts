@@ -3,6 +3,8 @@
  * proxy, one `redis-server` or a Sentinel set, and replicas of the server as processes behind a
  * balancer that health-checks them as the shipped Envoy config does.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import {
@@ -16,7 +18,11 @@ import {
   type RedisProcess,
   type SentinelSet,
 } from '../../test/support/redis-servers.ts';
-import { spawnServer, type SpawnOptions } from '../../test/support/server-process.ts';
+import {
+  spawnServer,
+  type ServerProcess,
+  type SpawnOptions,
+} from '../../test/support/server-process.ts';
 import { testSessionSecret } from '../../test/support/test-server.ts';
 import { startTcpProxy, type TcpProxy } from '../../test/support/tcp-proxy.ts';
 
@@ -77,8 +83,6 @@ export interface Rig {
   readonly sentinel: SentinelSet | undefined;
   readonly cluster: Balancer;
   readonly options: RigOptions;
-  /** Whether the replicas' config carries `request.budget` (this build accepts it). */
-  readonly budgetInConfig: boolean;
   /** Starts one more replica and waits until the balancer sees it healthy. */
   addReplica(index: number): Promise<Endpoint>;
   /** Kills everything this rig started. Safe to call twice. */
@@ -91,7 +95,6 @@ function serverDocument(
   issuer: string,
   redis: RedisProcess | undefined,
   sentinel: SentinelSet | undefined,
-  budget: boolean,
 ): Record<string, unknown> {
   const shortTokens = (options.accessTokenTtlSeconds ?? 300) < 60;
   const store =
@@ -104,7 +107,7 @@ function serverDocument(
         };
   return {
     log: { level: 'warn' },
-    ...(budget ? { request: { budget: `${REQUEST_BUDGET_MS}ms` } } : {}),
+    request: { budget: `${REQUEST_BUDGET_MS}ms` },
     store: { type: 'redis', redis: store },
     ...options.server,
     apps: [
@@ -126,13 +129,20 @@ function serverDocument(
   };
 }
 
-/** Whether the config schema of this build accepts the document (`request.budget` is new). */
-function accepted(document: Record<string, unknown>): boolean {
-  const text = JSON.stringify({
-    ...document,
-    listen: { grpc: '127.0.0.1:1', http: '127.0.0.1:2', admin: '127.0.0.1:3' },
+let rigsStarted = 0;
+
+/**
+ * With `FAULTS_LOG_DIR` set, writes what every replica of the rig logged (warnings and errors) to
+ * `<dir>/rig-<n>-replica-<i>.log`, to read why a row failed.
+ */
+function keepLogs(procs: readonly ServerProcess[]): void {
+  const dir = process.env['FAULTS_LOG_DIR'];
+  rigsStarted += 1;
+  if (dir === undefined || dir === '') return;
+  mkdirSync(dir, { recursive: true });
+  procs.forEach((proc, i) => {
+    writeFileSync(join(dir, `rig-${rigsStarted}-replica-${i}.log`), proc.output());
   });
-  return loadConfig({ text, format: 'json' }, {}).ok;
 }
 
 export async function startRig(options: RigOptions): Promise<Rig> {
@@ -174,23 +184,32 @@ export async function startRig(options: RigOptions): Promise<Rig> {
       cleanups.push(() => started.stop());
     }
 
-    const withBudget = serverDocument(options, provider.issuer, redis, sentinel, true);
-    const budgetInConfig = accepted(withBudget);
-    const document = budgetInConfig
-      ? withBudget
-      : serverDocument(options, provider.issuer, redis, sentinel, false);
-    if (!accepted(document)) throw new Error('the fault rig config is refused');
+    const document = serverDocument(options, provider.issuer, redis, sentinel);
+    const problems = loadConfig(
+      {
+        text: JSON.stringify({
+          ...document,
+          listen: { grpc: '127.0.0.1:1', http: '127.0.0.1:2', admin: '127.0.0.1:3' },
+        }),
+        format: 'json',
+      },
+      {},
+    );
+    if (!problems.ok) throw new Error('the fault rig config is refused');
 
     const cluster = new Balancer();
     const settings = shippedHealthCheck(options.healthCheckScale ?? 1);
+    const spawnedProcs: ServerProcess[] = [];
     cleanups.push(async () => {
       for (const endpoint of cluster.endpoints.splice(0)) {
         endpoint.remove();
         await endpoint.proc.stop('SIGKILL');
       }
+      keepLogs(spawnedProcs);
     });
     const addReplica = async (index: number): Promise<Endpoint> => {
       const proc = await spawnServer(document, options.spawn?.(index) ?? {});
+      spawnedProcs.push(proc);
       const endpoint = new Endpoint(proc, settings, CHECK_TIMEOUT_MS);
       cluster.endpoints.push(endpoint);
       await endpoint.ready;
@@ -209,7 +228,6 @@ export async function startRig(options: RigOptions): Promise<Rig> {
       sentinel,
       cluster,
       options,
-      budgetInConfig,
       addReplica,
       stop,
     };

@@ -105,7 +105,6 @@ export interface RowReport {
   readonly store: string;
   readonly sessions: 'cookie' | 'server';
   readonly budgetMs: number;
-  readonly budgetInConfig: boolean;
   readonly transportAllowanceMs: number;
   readonly users: number;
   /** Logins (before and during the row) that did not end in the app, by reason. */
@@ -323,7 +322,6 @@ async function measure(spec: RowSpec, rig: Rig): Promise<RowReport> {
     store: spec.rig.store,
     sessions,
     budgetMs: REQUEST_BUDGET_MS,
-    budgetInConfig: rig.budgetInConfig,
     transportAllowanceMs: TRANSPORT_ALLOWANCE_MS,
     users: userCount,
     loginsFailed: loginFailures,
