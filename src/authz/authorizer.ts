@@ -4,7 +4,7 @@ import { AuthzError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
-import type { Decision, Pipeline } from './pipeline.ts';
+import type { Caller, Decision, Pipeline } from './pipeline.ts';
 import { errorReply, jsonReply, outcomeOf, type Verdict } from './verdict.ts';
 
 /** What a config (re)load builds; swapped whole so a Check never sees half of two configs. */
@@ -41,7 +41,7 @@ export class Authorizer {
    * returns a rejected promise) only when no decision could be made at all, so that the
    * transport can answer with an error and Envoy's `failure_mode_allow` applies.
    */
-  decide(raw: RawRequest): Outcome | Promise<Outcome> {
+  decide(raw: RawRequest, caller?: Caller): Outcome | Promise<Outcome> {
     const started = performance.now();
     this.#metrics.checkStarted();
     const runtime = this.#runtime;
@@ -56,14 +56,20 @@ export class Authorizer {
           started,
         );
       }
-      decision = runtime.pipeline.decide(request);
+      decision = runtime.pipeline.decide(request, caller);
     } catch (error) {
       return this.#failed(error, raw, started);
     }
     if (decision instanceof Promise) {
       return decision.then(
-        ({ app, verdict, overBudget }) => {
+        ({ app, verdict, overBudget, abandoned }) => {
           if (overBudget !== undefined) this.#overBudget(raw, app?.name, overBudget);
+          if (abandoned === true) {
+            this.#logger.info(
+              { requestId: raw.id, app: app?.name, ms: Math.round(performance.now() - started) },
+              'check abandoned: the caller went away before the decision (deadline or cancel)',
+            );
+          }
           return this.#finished(app?.name, verdict, started);
         },
         (error: unknown) => this.#failed(error, raw, started),
@@ -88,7 +94,7 @@ export class Authorizer {
   #overBudget(raw: RawRequest, app: string | undefined, late: Promise<unknown>): void {
     this.#logger.warn(
       { requestId: raw.id, app },
-      'check not decided within request.budget: answered 503, the work goes on',
+      "check not decided within request.budget or the caller's deadline: answered 503, the work goes on",
     );
     late.catch((error: unknown) => {
       if (error instanceof AuthzError) return;

@@ -28,6 +28,23 @@ export interface StepContext {
 
 /** What a step keeps of the budget to answer after a wait of its own ends, ms. */
 const ANSWER_RESERVE_MS = 5;
+/** What the answer needs to reach a caller before its own deadline fires, ms. */
+const CALLER_RESERVE_MS = 5;
+
+/**
+ * What the transport knows of the caller's patience for one Check. Envoy sends its ext_authz
+ * timeout as `grpc-timeout`; a caller that gave up (deadline, cancel) closes the stream.
+ */
+export interface Caller {
+  /**
+   * When the caller stops waiting, on `performance.now()`'s clock; undefined when it said
+   * nothing. A Check is answered a few ms before, by `budget_exceeded` if need be, when that
+   * comes before `request.budget` runs out.
+   */
+  readonly deadline: number | undefined;
+  /** True once the caller went away: no further step runs for it. */
+  readonly gone: boolean;
+}
 
 /**
  * How long a step may still wait on something (0 when it may not): what is left of the
@@ -80,6 +97,8 @@ export interface Decision {
    * being made, so that what it ends with (a failure nobody will see otherwise) can be logged.
    */
   readonly overBudget?: Promise<Decision>;
+  /** Set when the caller went away before the decision: its steps stopped there. */
+  readonly abandoned?: true;
 }
 
 const noApp: Decision = Object.freeze({
@@ -139,40 +158,55 @@ export class Pipeline {
    * without I/O never waits for a turn of the event loop's microtask queue. A decision that
    * waits is answered by the budget's end at the latest (503 `budget_exceeded`).
    */
-  decide(request: RequestModel): Decision | Promise<Decision> {
+  decide(request: RequestModel, caller?: Caller): Decision | Promise<Decision> {
     const path = this.#policy.readPath(request);
     if ('kind' in path) return refusedDecisions[path.reason];
     const app = this.#policy.selectApp(request, path);
     if (app === undefined) return this.#allowUnmatched ? unmatchedAllowed : noApp;
     if (isRefusal(app)) return refusedDecisions[app.reason];
+    const budgetEnd = performance.now() + this.#budgetMs;
+    const callerEnd =
+      caller?.deadline === undefined ? Infinity : caller.deadline - CALLER_RESERVE_MS;
     const context: StepContext = {
       request,
       app,
       path,
-      deadline: performance.now() + this.#budgetMs,
+      deadline: callerEnd < budgetEnd ? callerEnd : budgetEnd,
     };
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) {
       const verdict = steps[i]!(context);
       if (verdict === undefined) continue;
       if (verdict instanceof Promise) {
-        return this.#withinBudget(this.#settle(verdict, context, i + 1), context);
+        const decision = this.#settle(verdict, context, i + 1, caller);
+        return this.#withinBudget(decision, context, callerEnd < budgetEnd);
       }
       return { app, verdict };
     }
     return noVerdict(app);
   }
 
-  /** `decision`, or `budget_exceeded` once the request's budget ran out; the decision goes on. */
-  #withinBudget(decision: Promise<Decision>, context: StepContext): Promise<Decision> {
+  /**
+   * `decision`, or `budget_exceeded` once the request's budget (or the caller's shorter deadline,
+   * `early`) ran out; the decision goes on.
+   */
+  #withinBudget(
+    decision: Promise<Decision>,
+    context: StepContext,
+    early: boolean,
+  ): Promise<Decision> {
     return new Promise<Decision>((resolve, reject) => {
-      const watch = this.#deadlines.watch(context.deadline, () =>
+      const expire = (): void =>
         resolve({
           app: context.app,
           verdict: isBrowserNavigation(context.request) ? this.#overBudgetPage : this.#overBudget,
           overBudget: decision,
-        }),
-      );
+        });
+      // Deadlines of the budget come in order (one queue, one timer); a caller's earlier one
+      // does not, and gets a timer of its own.
+      const watch = early
+        ? earlyWatch(context.deadline, expire)
+        : this.#deadlines.watch(context.deadline, expire);
       decision.then(
         (settled) => {
           watch.settle();
@@ -187,23 +221,35 @@ export class Pipeline {
     });
   }
 
-  /** The rest of a decision once a step went asynchronous: its result, then the steps after it. */
+  /**
+   * The rest of a decision once a step went asynchronous: its result, then the steps after it,
+   * none once the caller went away. What a step started for others (a refresh, a token's
+   * verification) runs on and serves the next request.
+   */
   async #settle(
     pending: Promise<Verdict | undefined>,
     context: StepContext,
     next: number,
+    caller: Caller | undefined,
   ): Promise<Decision> {
     const { app } = context;
     const first = await pending;
     if (first !== undefined) return { app, verdict: first };
     const steps = this.#steps;
     for (let i = next; i < steps.length; i++) {
+      if (caller?.gone === true) return { app, verdict: this.#overBudget, abandoned: true };
       const result = steps[i]!(context);
       const verdict = result instanceof Promise ? await result : result;
       if (verdict !== undefined) return { app, verdict };
     }
     return noVerdict(app);
   }
+}
+
+/** A one-off timer for a deadline that does not come in the queue's order. */
+function earlyWatch(deadline: number, expire: () => void): { settle(): void } {
+  const timer = setTimeout(expire, Math.max(0, deadline - performance.now()));
+  return { settle: () => clearTimeout(timer) };
 }
 
 function noVerdict(app: AppRuntime): never {

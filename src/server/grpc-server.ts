@@ -107,12 +107,12 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     encode: (bytes) => bytes,
     // Whatever throws is logged once with the request id and answered with an error status,
     // Envoy's error path; a rejection of `decide` was logged by the authorizer already.
-    handle: (request) => {
+    handle: (request, call) => {
       let requestId = '';
       try {
         const raw = rawRequestFromCheck(request);
         requestId = raw.id;
-        const outcome = authorizer.decide(raw);
+        const outcome = authorizer.decide(raw, call);
         if (outcome instanceof Promise) return outcome.then((done) => encoded(done, raw.id));
         return encoded(outcome, requestId);
       } catch (error) {

@@ -9,6 +9,7 @@
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../observability/logger.ts';
 import { BufferBudget } from './buffer-budget.ts';
@@ -40,13 +41,43 @@ export class GrpcError extends Error {
   }
 }
 
+/** What a unary handler knows of its call besides the request. */
+export interface UnaryCall {
+  /**
+   * When the client stops waiting (its `grpc-timeout` from the call's arrival), on
+   * `performance.now()`'s clock; undefined without one.
+   */
+  readonly deadline: number | undefined;
+  /** True once the stream closed: the client went away (cancel, deadline) or was answered. */
+  readonly gone: boolean;
+}
+
+const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1_000,
+  m: 1,
+  u: 0.001,
+  n: 0.000_001,
+};
+
+/**
+ * A `grpc-timeout` header in ms (gRPC PROTOCOL-HTTP2: a positive integer of at most 8 digits,
+ * then `H`, `M`, `S`, `m`, `u` or `n`); undefined when it is not one.
+ */
+export function grpcTimeoutMs(value: string): number | undefined {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (match === null) return undefined;
+  return Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!;
+}
+
 /** A method answering one request with one response. */
 export interface UnaryMethod<Req, Res> {
   readonly kind: 'unary';
   readonly decode: (bytes: Buffer) => Req;
   readonly encode: (response: Res) => Uint8Array;
   /** The response, synchronously when it needs no I/O. */
-  readonly handle: (request: Req) => Res | Promise<Res>;
+  readonly handle: (request: Req, call: UnaryCall) => Res | Promise<Res>;
   /** The status for a failure that is not a {@link GrpcError}; else it is logged and UNKNOWN. */
   readonly unexpected?: GrpcError;
 }
@@ -344,7 +375,12 @@ export class GrpcTransport {
       stream.close(http2.constants.NGHTTP2_NO_ERROR);
     };
     const message = new RequestMessage(this.#budget, this.#maxMessageBytes, refuse);
+    const call: { deadline: number | undefined; gone: boolean } = {
+      deadline: undefined,
+      gone: false,
+    };
     stream.once('close', () => {
+      call.gone = true;
       this.#arriving.delete(stream);
       message.abandon();
       if (connection === undefined) return;
@@ -365,6 +401,17 @@ export class GrpcTransport {
     if (method === undefined) {
       endWithStatus(stream, GrpcStatus.UNIMPLEMENTED, 'unknown method');
       return;
+    }
+    const timeout = headers['grpc-timeout'];
+    if (timeout !== undefined) {
+      const ms = typeof timeout === 'string' ? grpcTimeoutMs(timeout) : undefined;
+      if (ms === undefined) {
+        // As gRPC's own servers answer it (PROTOCOL-HTTP2: at most 8 digits and a unit).
+        stream.resume();
+        this.#refuse(stream, { code: GrpcStatus.INTERNAL, details: 'invalid grpc-timeout' });
+        return;
+      }
+      call.deadline = performance.now() + ms;
     }
     const encoding = headers['grpc-encoding'];
     if (
@@ -406,7 +453,7 @@ export class GrpcTransport {
         });
         return;
       }
-      if (method.kind === 'unary') this.#answerUnary(stream, method, request);
+      if (method.kind === 'unary') this.#answerUnary(stream, method, request, call);
       else this.#openStream(stream, method, request);
     });
   }
@@ -427,10 +474,11 @@ export class GrpcTransport {
     stream: http2.ServerHttp2Stream,
     method: UnaryMethod<unknown, unknown>,
     request: unknown,
+    call: UnaryCall,
   ): void {
     let result: unknown;
     try {
-      result = method.handle(request);
+      result = method.handle(request, call);
     } catch (error) {
       this.#fail(stream, method, error);
       return;

@@ -174,6 +174,11 @@ export function createHttpServer(deps: HttpServerDeps): Server {
   return createServer({ maxHeaderSize }, (req, res) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // Envoy's HTTP client sends no deadline; a connection it closes ends the decision's steps.
+    const caller = { deadline: undefined, gone: false };
+    res.once('close', () => {
+      caller.gone = true;
+    });
     const id = req.headers['x-request-id'];
     const requestId = typeof id === 'string' ? id : '';
     const failed = (error: unknown): void => {
@@ -197,7 +202,7 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     // The authorizer logged why it could not decide: answer without a second line.
     const undecided = (): void => answerNoDecision(res);
     const decide = (body: string): void => {
-      const outcome = authorizer.decide(rawRequestFromHttp(req, body, deps.pathPrefix));
+      const outcome = authorizer.decide(rawRequestFromHttp(req, body, deps.pathPrefix), caller);
       if (outcome instanceof Promise) outcome.then(write, undecided).catch(failed);
       else write(outcome);
     };

@@ -217,4 +217,67 @@ describe('Authorizer.decide', () => {
     assert.equal((await outcome).verdict, allowed);
     assert.ok(performance.now() - started < 1_000);
   });
+
+  it("answers by the caller's deadline (grpc-timeout) when it comes before the budget, with the step told so", async () => {
+    let seenDeadline = Infinity;
+    const hung: Step = (context) => {
+      seenDeadline = context.deadline;
+      return new Promise<Verdict>(() => undefined);
+    };
+    const started = performance.now();
+    const caller = { deadline: started + 40, gone: false };
+    const outcome = authorizer([hung], undefined, undefined, 60_000).decide(raw(), caller);
+    assert.ok(outcome instanceof Promise);
+    const { verdict } = await outcome;
+    const took = performance.now() - started;
+    assert.ok(took < 30_000, `answered after ${took} ms, not at the 60 s budget`);
+    assert.ok(verdict.kind === 'local_reply');
+    assert.equal(verdict.status, 503);
+    assert.ok(seenDeadline <= caller.deadline - 5, 'the step waits no longer than the caller');
+  });
+
+  it('keeps the budget when the caller allows longer, and ignores a caller without a deadline', () => {
+    const seen: number[] = [];
+    const record: Step = (context) => {
+      seen.push(context.deadline);
+      return allowed;
+    };
+    const before = performance.now();
+    const decider = authorizer([record], undefined, undefined, 100);
+    settled(decider.decide(raw(), { deadline: before + 600_000, gone: false }));
+    settled(decider.decide(raw(), { deadline: undefined, gone: false }));
+    const after = performance.now();
+    for (const deadline of seen) {
+      assert.ok(
+        deadline >= before + 100 && deadline <= after + 100,
+        `deadline ${deadline - before}`,
+      );
+    }
+    assert.equal(seen.length, 2);
+  });
+
+  it('runs no further step for a caller that went away, and logs one line', async () => {
+    const log = captureLog('info');
+    const caller = { deadline: undefined, gone: false };
+    let later = 0;
+    const leaveFirst: Step = () =>
+      Promise.resolve().then(() => {
+        caller.gone = true;
+        return undefined;
+      });
+    const counted: Step = () => {
+      later += 1;
+      return allowed;
+    };
+    const outcome = authorizer([leaveFirst, counted], undefined, log.logger, 10_000).decide(
+      raw({ id: 'gone-1' }),
+      caller,
+    );
+    assert.ok(outcome instanceof Promise);
+    await outcome;
+    assert.equal(later, 0, 'no step ran after the caller left');
+    const lines = log.lines().filter((line) => line['requestId'] === 'gone-1');
+    assert.equal(lines.length, 1);
+    assert.match(String(lines[0]!['msg']), /caller went away/);
+  });
 });

@@ -204,4 +204,28 @@ describe('refresh off the request path', () => {
       await tight.close();
     }
   });
+
+  it("answers within Envoy's grpc-timeout when it is shorter than request.budget: 503, not a deadline error", async () => {
+    const roomy = await startTestServer({
+      request: { budget: '5s' },
+      apps: [app(provider.issuer, 'late', { skew: '1s', waitTimeout: '5s' })],
+    });
+    const envoyTimeoutMs = 300;
+    const client = new EnvoyClient({ target: roomy.grpcTarget, protos, timeoutMs: envoyTimeoutMs });
+    try {
+      const origin = 'https://late.example.com';
+      const b = new AppBrowser(client);
+      await b.login(`${origin}/`);
+      await sleep(accessTokenTtlSeconds * 1_000 + 100);
+      provider.injectFault({ target: 'token', latencyMs: 2_000, count: 1 });
+      const before = refreshGrants(provider);
+      const waiting = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
+      // Envoy would turn a DEADLINE_EXCEEDED into its own error status: ours carries Retry-After.
+      assertProviderUnavailable(waiting, `an expired session, Envoy waiting ${envoyTimeoutMs} ms`);
+      await waitFor('the 2 s grant', () => refreshGrants(provider).success > before.success);
+    } finally {
+      client.close();
+      await roomy.close();
+    }
+  });
 });

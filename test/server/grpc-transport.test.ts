@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -11,8 +12,10 @@ import {
   GrpcStatus,
   GrpcTransport,
   frameMessage,
+  grpcTimeoutMs,
   type GrpcMethod,
   type ResponseStream,
+  type UnaryCall,
 } from '../../src/server/grpc-transport.ts';
 import { loadProtos, ServingStatus } from '../../src/server/protos.ts';
 import { captureLog } from '../resilience/log-capture.ts';
@@ -29,6 +32,9 @@ const encodeRequest = (service: string): Buffer => checkDef.requestSerialize({ s
 const maxMessageBytes = 1024;
 const streams: ResponseStream<unknown>[] = [];
 let slowRelease: (() => void) | undefined;
+/** The call of the last `held` request, and what answers it. */
+let heldCall: UnaryCall | undefined;
+let heldRelease: (() => void) | undefined;
 
 // One method per behaviour, keyed by the requested service name.
 const unexpectedPath = '/test.Unexpected/Call';
@@ -49,8 +55,13 @@ const methods = new Map<string, GrpcMethod>([
       kind: 'unary',
       decode: checkDef.requestDeserialize,
       encode: checkDef.responseSerialize,
-      handle: (request: { service: string }) => {
+      handle: (request: { service: string }, call: UnaryCall) => {
         switch (request.service) {
+          case 'held':
+            heldCall = call;
+            return new Promise((resolve) => {
+              heldRelease = () => resolve({ status: ServingStatus.SERVING });
+            });
           case 'sync':
             return { status: ServingStatus.SERVING };
           case 'async':
@@ -340,6 +351,107 @@ describe('gRPC transport', () => {
     client.close();
   });
 });
+
+describe('gRPC deadlines', () => {
+  let transport: GrpcTransport;
+  let target: string;
+  before(async () => {
+    ({ transport, target } = await startTransport());
+  });
+  after(async () => {
+    await transport.shutdown(100);
+  });
+
+  /** A `held` call with the client's `deadline`, answered when `heldRelease` runs. */
+  function heldRequest(deadline: Date | undefined) {
+    const client = new grpc.Client(target, grpc.credentials.createInsecure());
+    heldCall = undefined;
+    const outcome = new Promise<{ code: number }>((resolve) => {
+      client.makeUnaryRequest(
+        checkDef!.path,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        encodeRequest('held'),
+        new grpc.Metadata(),
+        deadline === undefined ? {} : { deadline },
+        (error) => {
+          client.close();
+          resolve({ code: error?.code ?? 0 });
+        },
+      );
+    });
+    return outcome;
+  }
+
+  it("gives the handler the client's grpc-timeout as a deadline, and the stream's end as gone", async () => {
+    const sent = performance.now();
+    const outcome = heldRequest(new Date(Date.now() + 60_000));
+    await until(() => heldCall !== undefined);
+    const call = heldCall!;
+    assert.ok(call.deadline !== undefined, 'a deadline');
+    const left = call.deadline - sent;
+    assert.ok(left > 50_000 && left <= 60_001, `deadline ${left} ms after sending`);
+    assert.equal(call.gone, false);
+    heldRelease!();
+    assert.equal((await outcome).code, 0);
+    await until(() => call.gone);
+  });
+
+  it('has no deadline for a client that sent none', async () => {
+    const outcome = heldRequest(undefined);
+    await until(() => heldCall !== undefined);
+    assert.equal(heldCall!.deadline, undefined);
+    heldRelease!();
+    assert.equal((await outcome).code, 0);
+  });
+
+  it('marks the call gone when the client gives up at its deadline', async () => {
+    const outcome = heldRequest(new Date(Date.now() + 150));
+    await until(() => heldCall !== undefined);
+    const call = heldCall!;
+    assert.equal((await outcome).code, grpc.status.DEADLINE_EXCEEDED);
+    await until(() => call.gone);
+    heldRelease!();
+  });
+
+  it('refuses a malformed grpc-timeout with INTERNAL, as gRPC servers do', async () => {
+    for (const value of ['123456789m', '10x', '-1S', '1.5S', 'S', '']) {
+      const answer = await h2Request(
+        target,
+        { ...grpcHeaders(checkDef.path), 'grpc-timeout': value },
+        frameMessage(encodeRequest('sync')),
+      );
+      assert.equal(statusOf(answer), String(grpc.status.INTERNAL), value);
+    }
+    const good = await h2Request(
+      target,
+      { ...grpcHeaders(checkDef.path), 'grpc-timeout': '99999999H' },
+      frameMessage(encodeRequest('sync')),
+    );
+    assert.equal(statusOf(good), '0');
+  });
+
+  it('reads every unit of grpc-timeout', () => {
+    assert.equal(grpcTimeoutMs('2H'), 7_200_000);
+    assert.equal(grpcTimeoutMs('3M'), 180_000);
+    assert.equal(grpcTimeoutMs('200S'), 200_000);
+    assert.equal(grpcTimeoutMs('199m'), 199);
+    assert.equal(grpcTimeoutMs('1500u'), 1.5);
+    assert.equal(grpcTimeoutMs('2000000n'), 2);
+    assert.equal(grpcTimeoutMs('0m'), 0);
+    assert.equal(grpcTimeoutMs('1s'), undefined);
+    assert.equal(grpcTimeoutMs(' 1S'), undefined);
+  });
+});
+
+/** Resolves once `condition` holds, checking at every turn of the event loop for up to 5 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached within 5 s');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 describe('gRPC transport refusals', () => {
   const log = captureLog('info');
