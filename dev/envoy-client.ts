@@ -116,6 +116,8 @@ export interface PerRouteSettings {
 export interface EnvoyClientOptions {
   /** `host:port` of the gRPC listener. */
   readonly target: string;
+  /** TLS towards the listener (an Envoy cluster with a TLS transport socket). Default none. */
+  readonly credentials?: grpc.ChannelCredentials;
   /** Check deadline in ms. Default 200 (Envoy's default). */
   readonly timeoutMs?: number;
   /** Forward untouched when the call fails. Default false. */
@@ -435,7 +437,10 @@ export class EnvoyClient {
     this.#options = options;
     const protos = options.protos ?? loadUpstreamProtos();
     this.#now = options.now ?? Date.now;
-    this.#client = new grpc.Client(options.target, grpc.credentials.createInsecure());
+    this.#client = new grpc.Client(
+      options.target,
+      options.credentials ?? grpc.credentials.createInsecure(),
+    );
     this.#method = protos.AuthorizationClient.service['Check'] as grpc.MethodDefinition<
       UpstreamCheckRequest,
       UpstreamCheckResponse

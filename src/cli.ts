@@ -3,6 +3,10 @@
 import { parseArgs } from 'node:util';
 import { checkConfigFile } from './config/check.ts';
 import { loadConfig } from './config/load.ts';
+import { watchFiles } from './config/watch-files.ts';
+
+/** How often `…File` secrets are checked for a change, ms. */
+const SECRET_FILE_POLL_MS = 2_000;
 import { startServer } from './main.ts';
 
 const usage = `usage: envoy-oidc-authz [serve|check-config|config-reference] [--config FILE]
@@ -49,10 +53,11 @@ async function serve(path: string): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     const next = loadConfig({ path }, process.env);
     if (next.ok) {
       server.reload(next.config);
+      files.update(next.files ?? []);
     } else {
       server.metrics.configReloaded(false);
       server.logger.error(
@@ -60,7 +65,13 @@ async function serve(path: string): Promise<void> {
         'new configuration rejected; the old one keeps serving',
       );
     }
+  };
+  // A rotated certificate or secret file is picked up as SIGHUP would pick it up.
+  const files = watchFiles(loaded.files ?? [], SECRET_FILE_POLL_MS, () => {
+    server.logger.info({}, 'a secret file changed: reloading the configuration');
+    reload();
   });
+  process.on('SIGHUP', reload);
 }
 
 async function main(argv: readonly string[]): Promise<void> {

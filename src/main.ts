@@ -3,6 +3,7 @@
  * down in reverse. Nothing long-lived is created anywhere else.
  */
 import type { Server as HttpServer } from 'node:http';
+import { Server as HttpsServer } from 'node:https';
 import type { Server as NetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { buildAppRuntime, type AppRuntime } from './authz/app-runtime.ts';
@@ -50,6 +51,12 @@ import { createAdminServer } from './server/admin-server.ts';
 import { createGrpcServer } from './server/grpc-server.ts';
 import { HealthState, type ReadinessProbe } from './server/health-state.ts';
 import { createHttpServer, type DirectRoute } from './server/http-server.ts';
+import {
+  listenerSecureContext,
+  listenerTlsOptions,
+  tlsChangeNeedsRestart,
+  type ListenTls,
+} from './server/listener-tls.ts';
 import { loadProtos } from './server/protos.ts';
 import { hostPortOf } from './host-port.ts';
 
@@ -467,12 +474,15 @@ export async function startServer(
   const runtime = buildRuntime(config, services);
   const authorizer = new Authorizer(runtime, metrics, logger);
 
+  const listenTls =
+    config.listen.tls === undefined ? undefined : listenerTlsOptions(config.listen.tls);
   const grpcServer = createGrpcServer({
     protos: loadProtos(),
     authorizer,
     health,
     logger,
     limits: config.limits.grpc,
+    tls: listenTls,
   });
   let apps = runtime.apps;
   const httpServer = createHttpServer({
@@ -481,6 +491,7 @@ export async function startServer(
     pathPrefix: config.listen.httpPathPrefix,
     direct: createDirectLogoutRoute(() => apps, now, logger),
     maxHeaderBytes: config.request.maxHeaderBytes,
+    tls: listenTls,
   });
   const adminServer = createAdminServer(health, metrics, logger);
 
@@ -524,6 +535,7 @@ export async function startServer(
         logger.warn({ listeners: moved }, 'listen addresses change only on restart');
       if (JSON.stringify(next.limits) !== JSON.stringify(current.limits))
         logger.warn({}, 'transport limits change only on restart');
+      applyListenTls(current.listen.tls, next.listen.tls);
       const rebuilt = buildRuntime(next, services);
       authorizer.replace(rebuilt);
       apps = rebuilt.apps;
@@ -556,6 +568,20 @@ export async function startServer(
       return closing;
     },
   };
+
+  /** New certificate, key or client CA for the listeners' next handshakes. */
+  function applyListenTls(was: ListenTls | undefined, next: ListenTls | undefined): void {
+    const restart = tlsChangeNeedsRestart(was, next);
+    if (restart !== undefined) {
+      logger.warn({ change: restart }, 'listener TLS changes only on restart');
+      return;
+    }
+    if (next === undefined || JSON.stringify(next) === JSON.stringify(was)) return;
+    const context = listenerSecureContext(next);
+    grpcServer.setSecureContext(context);
+    if (httpServer instanceof HttpsServer) httpServer.setSecureContext(context);
+    logger.info({}, 'listener certificate reloaded');
+  }
 
   async function stopAccepting(drainTimeout: number): Promise<void> {
     logger.info({}, 'no longer accepting');

@@ -1,6 +1,7 @@
 /** Rules that span several configuration keys, checked after each part passed the schema. */
 
 import { createPrivateKey, type JsonWebKey } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 
 import { formatPath, type PathSegment } from './config-path.ts';
 import { issuerKey } from './issuer-key.ts';
@@ -116,6 +117,11 @@ export function checkRootRules(root: RootConfig): ConfigProblem[] {
       'needs one of url, sentinels with name, or cluster when store.type is redis',
     );
   }
+  const listenTls = root.listen.tls;
+  if (listenTls !== undefined) {
+    const failure = secureContextFailure(listenTls);
+    if (failure !== undefined) problem('listen.tls', failure);
+  }
   const tls = redis.tls;
   if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined)) {
     problem(
@@ -216,5 +222,27 @@ function isPrivateKey(text: string): boolean {
     return key.type === 'private';
   } catch {
     return false;
+  }
+}
+
+/**
+ * Why the listeners' certificate, key and client CA do not make a TLS context (the library's
+ * reason, which names no key material), or undefined when they do.
+ */
+function secureContextFailure(tls: {
+  readonly cert: string;
+  readonly key: string;
+  readonly clientCa?: string | undefined;
+}): string | undefined {
+  try {
+    createSecureContext({
+      cert: tls.cert,
+      key: tls.key,
+      ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa }),
+    });
+    return undefined;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : 'unusable';
+    return `cert, key and clientCa do not make a TLS context: ${reason}`;
   }
 }

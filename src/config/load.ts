@@ -24,7 +24,12 @@ export type ConfigSource =
   | { readonly document: unknown };
 
 export type LoadResult =
-  | { readonly ok: true; readonly config: Config }
+  | {
+      readonly ok: true;
+      readonly config: Config;
+      /** Absolute paths of the `…File` secrets read: a change to one is a reason to reload. */
+      readonly files?: readonly string[];
+    }
   | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
 
 /** Seams for tests; production uses the defaults. */
@@ -168,7 +173,7 @@ function resolveDocument(
   const found = problems.list();
   if (found.length > 0 || !root.success) return fail(found);
   const config: Config = { ...root.data, apps: apps.filter((app) => app !== undefined) };
-  return { ok: true, config: deepFreeze(config) };
+  return { ok: true, config: deepFreeze(config), files: secrets.files };
 }
 
 function validateApp(

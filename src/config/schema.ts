@@ -854,6 +854,28 @@ export const configSchema = z
           .describe(
             "The `path_prefix` Envoy's `http_service` (Istio `pathPrefix`) puts before each path; stripped before matching. Default empty.",
           ),
+        tls: z
+          .strictObject({
+            cert: z
+              .string()
+              .min(1)
+              .describe('Server certificate chain (PEM). Or `certFile`. Required with `tls`.'),
+            key: z
+              .string()
+              .min(1)
+              .describe('Private key of `cert` (PEM). Or `keyFile`. Required with `tls`.'),
+            clientCa: z
+              .string()
+              .min(1)
+              .optional()
+              .describe(
+                'CA bundle (PEM) that client certificates must chain to: set, every client must present one (mTLS). Or `clientCaFile`. Default: no client certificate asked for.',
+              ),
+          })
+          .optional()
+          .describe(
+            'TLS on the gRPC and HTTP listeners (the admin listener stays plain for probes and scrapes). Files given as `…File` are re-read when they change and on SIGHUP; turning TLS or `clientCa` on or off takes a restart. Default: plain text.',
+          ),
       })
       .prefault({})
       .describe('Listen addresses, `host:port`.'),

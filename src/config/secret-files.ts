@@ -41,6 +41,9 @@ const ROOT_SECRETS: readonly SecretSlot[] = [
   { parent: ['store', 'redis', 'tls'], key: 'ca', shape: 'single' },
   { parent: ['store', 'redis', 'tls'], key: 'cert', shape: 'single' },
   { parent: ['store', 'redis', 'tls'], key: 'key', shape: 'single' },
+  { parent: ['listen', 'tls'], key: 'cert', shape: 'single' },
+  { parent: ['listen', 'tls'], key: 'key', shape: 'single' },
+  { parent: ['listen', 'tls'], key: 'clientCa', shape: 'single' },
 ];
 
 /** Secret files larger than this are refused: no secret is a megabyte long. */
@@ -54,6 +57,8 @@ export interface SecretFileResult {
    * one mistake is reported once, not again as "missing secret".
    */
   readonly failedPaths: string[];
+  /** Absolute paths of the files read, to watch for a rotation. */
+  readonly files: string[];
 }
 
 /**
@@ -73,7 +78,7 @@ export function resolveSecretFiles(
   baseDir: string,
   readFile: ReadTextFile = readTextFile,
 ): SecretFileResult {
-  const result: SecretFileResult = { problems: [], failedPaths: [] };
+  const result: SecretFileResult = { problems: [], failedPaths: [], files: [] };
   const visit = (root: unknown, rootPath: readonly PathSegment[], slots: readonly SecretSlot[]) => {
     for (const slot of slots) resolveSlot(root, rootPath, slot, baseDir, readFile, result);
   };
@@ -119,6 +124,7 @@ function resolveSlot(
   }
   if (Buffer.byteLength(content) > MAX_SECRET_FILE_BYTES)
     return failed(`${absolute} is larger than 1 MiB`);
+  result.files.push(absolute);
   delete parent[fileKey];
   parent[slot.key] =
     slot.shape === 'list'

@@ -3,6 +3,7 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
 import type { Authorizer, Outcome } from '../authz/authorizer.ts';
 import type { RawRequest } from '../authz/parse-request.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { TlsOptions } from 'node:tls';
 import { CheckResponseEncoder } from './check-response.ts';
 import {
   GrpcError,
@@ -61,6 +62,8 @@ export interface GrpcServerDeps {
   readonly logger: Logger;
   /** Connection, stream and buffer bounds (`limits.grpc`). */
   readonly limits: TransportLimits;
+  /** TLS server options (`listen.tls`); default plain text. */
+  readonly tls?: TlsOptions | undefined;
 }
 
 const noDecision = new GrpcError(GrpcStatus.UNAVAILABLE, 'no decision could be made');
@@ -164,5 +167,6 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     ]),
     limits: deps.limits,
     logger,
+    tls: deps.tls,
   });
 }

@@ -9,6 +9,7 @@
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
+import type { TlsOptions } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from '../observability/logger.ts';
@@ -130,6 +131,8 @@ export interface GrpcTransportOptions {
   readonly methods: ReadonlyMap<string, GrpcMethod>;
   readonly limits: TransportLimits;
   readonly logger: Logger;
+  /** Serve over TLS with these options (certificate, key, client CA); default plain text. */
+  readonly tls?: TlsOptions | undefined;
 }
 
 /** One connection's open streams, for the idle and header timeouts. */
@@ -231,7 +234,7 @@ export class GrpcTransport {
   readonly #methods: ReadonlyMap<string, GrpcMethod>;
   readonly #maxMessageBytes: number;
   readonly #logger: Logger;
-  readonly #server: http2.Http2Server;
+  readonly #server: http2.Http2Server | http2.Http2SecureServer;
   readonly #connections = new Map<http2.ServerHttp2Session, Connection>();
   readonly #openStreams = new Set<ResponseStream<unknown>>();
   readonly #budget: BufferBudget;
@@ -263,7 +266,7 @@ export class GrpcTransport {
       });
       stream.close(http2.constants.NGHTTP2_NO_ERROR);
     });
-    this.#server = http2.createServer({
+    const serverOptions: http2.ServerOptions = {
       // nghttp2's own buffers per connection, in MB (request bytes are counted by the budget);
       // Envoy multiplexes many Checks on one connection.
       maxSessionMemory: 64,
@@ -271,7 +274,12 @@ export class GrpcTransport {
         maxConcurrentStreams: limits.maxConcurrentStreams,
         maxHeaderListSize: limits.maxHeaderListBytes,
       },
-    });
+    };
+    // With TLS, ALPN offers h2 only: gRPC has no HTTP/1.1 to fall back to.
+    this.#server =
+      options.tls === undefined
+        ? http2.createServer(serverOptions)
+        : http2.createSecureServer({ ...serverOptions, ...options.tls, allowHTTP1: false });
     // Over the cap, net.Server closes new sockets before HTTP/2 sees them.
     this.#server.maxConnections = limits.maxConnections;
     // Answers go out as soon as they are written, not held back for the peer's ACK (Nagle).
@@ -286,8 +294,13 @@ export class GrpcTransport {
   }
 
   /** The underlying HTTP/2 server, to listen on. */
-  get server(): http2.Http2Server {
+  get server(): http2.Http2Server | http2.Http2SecureServer {
     return this.#server;
+  }
+
+  /** Swaps the certificate, key and client CA of a TLS listener; new handshakes use them. */
+  setSecureContext(context: TlsOptions): void {
+    if ('setSecureContext' in this.#server) this.#server.setSecureContext(context);
   }
 
   /**

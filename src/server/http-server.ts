@@ -7,6 +7,8 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TlsOptions } from 'node:tls';
 import type { Authorizer, Outcome } from '../authz/authorizer.ts';
 import type { RawRequest } from '../authz/parse-request.ts';
 import type { HeaderPair, Verdict } from '../authz/verdict.ts';
@@ -51,6 +53,8 @@ export interface HttpServerDeps {
   readonly direct?: DirectRoute;
   /** `request.maxHeaderBytes`, read once when the listener is made. */
   readonly maxHeaderBytes: number;
+  /** TLS server options (`listen.tls`): HTTPS; default plain HTTP. */
+  readonly tls?: TlsOptions | undefined;
 }
 
 /** Any character outside ASCII. */
@@ -171,7 +175,7 @@ function answerNoDecision(res: ServerResponse): void {
 export function createHttpServer(deps: HttpServerDeps): Server {
   const { authorizer, logger } = deps;
   const maxHeaderSize = deps.maxHeaderBytes + requestLineAllowance;
-  return createServer({ maxHeaderSize }, (req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     const chunks: Buffer[] = [];
     let size = 0;
     // Envoy's HTTP client sends no deadline; a connection it closes ends the decision's steps.
@@ -241,5 +245,8 @@ export function createHttpServer(deps: HttpServerDeps): Server {
     req.on('error', (error) =>
       logger.debug({ err: error, requestId }, 'http ext_authz request aborted'),
     );
-  });
+  };
+  return deps.tls === undefined
+    ? createServer({ maxHeaderSize }, listener)
+    : createHttpsServer({ ...deps.tls, maxHeaderSize }, listener);
 }

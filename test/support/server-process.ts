@@ -60,12 +60,14 @@ export async function serverConfigFile(
     writeFileSync(
       configPath,
       JSON.stringify({
+        ...doc,
+        // Free ports, and whatever else the document says of the listeners (TLS).
         listen: {
           grpc: `127.0.0.1:${ports.grpc}`,
           http: `127.0.0.1:${ports.http}`,
           admin: `127.0.0.1:${ports.admin}`,
+          ...(doc['listen'] as object | undefined),
         },
-        ...doc,
         // Processes stop at once unless the test is about the drain delay.
         shutdown: { drainDelay: '0s', ...(doc['shutdown'] as object | undefined) },
         // The provider runs in the test's process, on a machine that may be busy: Checks get
