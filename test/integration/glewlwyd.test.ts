@@ -1,7 +1,14 @@
 /**
  * The server against a second real OpenID Provider: Glewlwyd, from Debian's `glewlwyd` package
  * (`apt-get install -y glewlwyd`), started once for this file. Where Glewlwyd departs from the
- * standards, the test that meets it says so.
+ * standards, the test that meets it says so. Deviations the server does not meet: discovery
+ * lists `grant_types_supported` as `authorization_code` and `implicit` only (it grants
+ * `refresh_token` and `client_credentials` too) and puts `client_credentials` and
+ * `refresh_token` among `response_types_supported`; it advertises no
+ * `backchannel_logout_supported` although it sends logout tokens.
+ *
+ * Claims here come from the ID token; Glewlwyd's userinfo answers the same `sub`, `name`,
+ * `email` and `groups`. A test of claims taken from userinfo belongs with `oidc.claimsFrom`.
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -161,9 +168,12 @@ describe('against Glewlwyd, a second real OpenID Provider', () => {
     assert.equal(header(outcome, 'x-auth-request-email'), 'alice@example.com');
     assert.equal(header(outcome, 'x-auth-request-groups'), 'admins,users');
     assert.equal(header(outcome, 'x-auth-request-preferred-username'), undefined);
-    // Standard deviation: `auth_time` is 0 (1970) instead of the time the user authenticated
-    // (OIDC Core §2). Harmless until `max_age` is checked against it.
+    // Standard deviation: `auth_time` is 0 (1970), not when the user authenticated (OIDC Core
+    // §2): Glewlwyd takes it from the login session of the token request, which comes from the
+    // server and carries no browser cookie. A `max_age` check must not trust it; no `acr`.
     assert.equal(claims['auth_time'], 0);
+    assert.equal(claims['acr'], undefined);
+    assert.deepEqual(claims['amr'], ['password']);
     const again = await signedIn();
     assert.equal(idTokenOf(await apiCall(again.browser))['sub'], claims['sub']);
   });
