@@ -261,7 +261,9 @@ describe('against Glewlwyd, a second real OpenID Provider', () => {
     const sid = idTokenOf(outcome)['sid'];
     assert.equal(typeof sid, 'string', 'Glewlwyd puts sid in ID tokens');
     // The user logs out at Glewlwyd itself (another app's logout, or its own profile page):
-    // Glewlwyd posts a logout token (RS256, `sid`, no `exp`, no `typ`) to the server.
+    // Glewlwyd posts a logout token (RS256, `sid`) to the server. Standard deviation: it has
+    // no `exp` (REQUIRED in Back-Channel Logout 1.0 §2.4; Glewlwyd follows draft 06) and `typ`
+    // is `JWT`, not the recommended `logout+jwt`; the server accepts both.
     await glewlwyd.endSession(sid as string, jar);
     await waitFor('the session to end', async () => statusOf(await apiCall(browser)) === 401);
   });
