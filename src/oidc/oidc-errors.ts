@@ -145,6 +145,17 @@ export function classifyIdpFailure(err: unknown, endpoint: IdpEndpoint): AuthzEr
     if (MALFORMED_CODES.has(code)) {
       const { cause } = err as { cause?: unknown };
       const httpStatus = cause instanceof Response ? cause.status : undefined;
+      if (
+        endpoint === 'token' &&
+        httpStatus !== undefined &&
+        httpStatus >= 400 &&
+        httpStatus < 500 &&
+        !isServerSideStatus(httpStatus)
+      ) {
+        // RFC 6749 §5.2 asks for a JSON error body, but real providers refuse a dead refresh
+        // token or code with a bare 4xx (Glewlwyd: 400, empty): by its status, a refusal.
+        return new IdpError(endpoint, 'unknown_error', { httpStatus, cause: err });
+      }
       return new IdpUnavailableError(
         endpoint,
         httpStatus !== undefined && isServerSideStatus(httpStatus)

@@ -121,6 +121,38 @@ describe('provider faults', () => {
     }
   });
 
+  it('treats a token-endpoint 4xx without a JSON error body as a refusal, never an outage', async () => {
+    const provider = await startProvider();
+    const client = await readyClient(provider);
+    try {
+      const { result } = await loginAndExchange(client);
+      for (const [status, body] of [
+        [400, 'empty'],
+        [401, 'html'],
+        [403, 'empty'],
+      ] as const) {
+        provider.injectFault({ target: 'token', status, body, count: 1 });
+        await assert.rejects(
+          client.refresh(result.tokens.refreshToken!),
+          (err) => err instanceof IdpError && err.httpStatus === status && err.endpoint === 'token',
+          `${status} ${body}`,
+        );
+      }
+      // Statuses that say the server is failing stay outages, whatever the body.
+      for (const status of [429, 408]) {
+        provider.injectFault({ target: 'token', status, body: 'empty', count: 1 });
+        await assert.rejects(
+          client.refresh(result.tokens.refreshToken!),
+          (err) => err instanceof IdpUnavailableError && !(err instanceof IdpError),
+          `${status}`,
+        );
+      }
+    } finally {
+      client.close();
+      await provider.close();
+    }
+  });
+
   it('runs every provider call through the guard, which sees only classified errors', async () => {
     const provider = await startProvider();
     const seen: { kind: IdpCallKind; outcome: string }[] = [];
