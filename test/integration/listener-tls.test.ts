@@ -72,7 +72,7 @@ function checkRequestHex(): string {
     lines: [['accept', 'text/html']],
   } as never);
   envoy.close();
-  return (method.requestSerialize(request)).toString('hex');
+  return method.requestSerialize(request).toString('hex');
 }
 
 /** The SHA-256 fingerprint of the certificate the listener presents now. */
