@@ -135,13 +135,12 @@ let rigsStarted = 0;
  * With `FAULTS_LOG_DIR` set, writes what every replica of the rig logged (warnings and errors) to
  * `<dir>/rig-<n>-replica-<i>.log`, to read why a row failed.
  */
-function keepLogs(procs: readonly ServerProcess[]): void {
+function keepLogs(rig: number, procs: readonly ServerProcess[]): void {
   const dir = process.env['FAULTS_LOG_DIR'];
-  rigsStarted += 1;
   if (dir === undefined || dir === '') return;
   mkdirSync(dir, { recursive: true });
   procs.forEach((proc, i) => {
-    writeFileSync(join(dir, `rig-${rigsStarted}-replica-${i}.log`), proc.output());
+    writeFileSync(join(dir, `rig-${rig}-replica-${i}.log`), proc.output());
   });
 }
 
@@ -199,13 +198,14 @@ export async function startRig(options: RigOptions): Promise<Rig> {
 
     const cluster = new Balancer();
     const settings = shippedHealthCheck(options.healthCheckScale ?? 1);
+    const rigNumber = ++rigsStarted;
     const spawnedProcs: ServerProcess[] = [];
     cleanups.push(async () => {
       for (const endpoint of cluster.endpoints.splice(0)) {
         endpoint.remove();
         await endpoint.proc.stop('SIGKILL');
       }
-      keepLogs(spawnedProcs);
+      keepLogs(rigNumber, spawnedProcs);
     });
     const addReplica = async (index: number): Promise<Endpoint> => {
       const proc = await spawnServer(document, options.spawn?.(index) ?? {});

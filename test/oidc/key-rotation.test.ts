@@ -12,6 +12,7 @@ import { GrantLimiter, RefreshCoordinator } from '../../src/oidc/refresh-coordin
 import type { Session } from '../../src/session/session.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
+import { waitFor } from '../support/redis-servers.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { testApp, testConfig } from '../support/test-server.ts';
 import {
@@ -376,7 +377,7 @@ async function refreshAcrossReplacement(
   const grants = () => provider.counters().grants['refresh_token']?.['success'] ?? 0;
   proxy.hold('responses', 'POST /token ');
   const pending = client.refresh(options.refreshToken, { expectedSubject: 'alice' });
-  await until(() => proxy.heldConnections() === 1);
+  await waitFor('the token answer held', () => proxy.heldConnections() === 1);
   const before = grants();
   await provider.rotateSigningKey({ keepKid: true });
   const seconds = Math.floor(Date.now() / 1000);
@@ -386,13 +387,4 @@ async function refreshAcrossReplacement(
   if (options.replaceAgain) await provider.rotateSigningKey({ keepKid: true });
   proxy.release();
   return { pending, grantsSince: () => grants() - before };
-}
-
-/** Resolves once `condition` holds, checking at every turn of the event loop for up to 5 s. */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not reached within 5 s');
-    await new Promise((resolve) => setImmediate(resolve));
-  }
 }
