@@ -133,14 +133,14 @@ let rigsStarted = 0;
 
 /**
  * With `FAULTS_LOG_DIR` set, writes what every replica of the rig logged (warnings and errors) to
- * `<dir>/rig-<n>-replica-<i>.log`, to read why a row failed.
+ * `<dir>/rig-<pid>-<n>-replica-<i>.log`, to read why a row failed.
  */
 function keepLogs(rig: number, procs: readonly ServerProcess[]): void {
   const dir = process.env['FAULTS_LOG_DIR'];
   if (dir === undefined || dir === '') return;
   mkdirSync(dir, { recursive: true });
   procs.forEach((proc, i) => {
-    writeFileSync(join(dir, `rig-${rig}-replica-${i}.log`), proc.output());
+    writeFileSync(join(dir, `rig-${process.pid}-${rig}-replica-${i}.log`), proc.output());
   });
 }
 

@@ -138,6 +138,10 @@ export function createSessionStep(deps: StepDeps): Step {
         case 'unavailable':
           // The old access token still works: keep serving; else the caller retries later.
           if (hasExpired(session.tokens.expiresAt, now)) {
+            deps.logger.warn(
+              { requestId: request.id, app: app.name, cause: outcome.cause },
+              'session not refreshed: answered 503, the session is kept',
+            );
             return providerUnavailable(outcome.retryAfterSeconds);
           }
       }

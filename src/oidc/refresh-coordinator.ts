@@ -58,7 +58,12 @@ export type RefreshOutcome =
   /** The provider refused the grant (or there is nothing to refresh with): the session is over. */
   | { readonly kind: 'ended' }
   /** Not refreshed now (provider down, gates closed, waited too long); the session stays. */
-  | { readonly kind: 'unavailable'; readonly retryAfterSeconds: number }
+  | {
+      readonly kind: 'unavailable';
+      readonly retryAfterSeconds: number;
+      /** Why, for the log line: what the refresh is waiting for. */
+      readonly cause: UnavailableCause;
+    }
   /**
    * Not refreshed, on purpose: the store is down, so a grant could spend a refresh token another
    * replica is spending too; the session is served on its current tokens (within
@@ -157,6 +162,9 @@ const UNSHARED_RETRY_MS = 250;
 /** Most refresh tokens tracked per map (failures, unconfirmed refusals, unshared results). */
 const MAX_TRACKED = 10_000;
 
+/** What a refresh answered `unavailable` is waiting for, in words for its log line. */
+export type UnavailableCause = string;
+
 export class RefreshCoordinator {
   readonly #options: RefreshCoordinatorOptions;
   readonly #deps: RefreshCoordinatorDeps;
@@ -168,6 +176,11 @@ export class RefreshCoordinator {
    * was not shared): the provider is not asked again for them until the store has settled.
    */
   readonly #unconfirmed = new Set<string>();
+  /**
+   * What a running refresh waits for, when not the store: another replica's grant (its lock) or
+   * its own grant at the provider. Read when a caller's wait runs out, to answer it.
+   */
+  readonly #waitingOn = new Map<string, 'replica' | 'provider'>();
   /** Results published while the store was degraded: written to it again once it is back. */
   readonly #unshared = new Map<string, { sealed: string; expiresAt: number }>();
   #unsharedTimer: NodeJS.Timeout | undefined;
@@ -196,9 +209,9 @@ export class RefreshCoordinator {
     const wait = Math.min(waitMs, this.#options.waitTimeout);
     const id = sha256Base64url(refreshToken);
     if (!this.#inFlight.has(id) && this.#deferrable(session)) {
-      return this.#bounded(this.#deferred(id, refreshToken), session, wait);
+      return this.#bounded(this.#deferred(id, refreshToken), id, session, wait);
     }
-    return this.#bounded(this.#start(session, refreshToken), session, wait);
+    return this.#bounded(this.#start(session, refreshToken), id, session, wait);
   }
 
   /**
@@ -208,9 +221,29 @@ export class RefreshCoordinator {
    * `outageGrace` ago.
    */
   #deferrable(session: Session): boolean {
-    return (
-      !this.#storeSettled() &&
-      this.#deps.now() < session.tokens.expiresAt + this.#options.outageGrace
+    return !this.#storeSettled() && this.#withinGrace(session);
+  }
+
+  /** Whether this process saw the store degraded less than `outageGrace` ago. */
+  #recentlyDegraded(): boolean {
+    return this.#deps.now() - this.#degradedSeenAt < this.#options.outageGrace;
+  }
+
+  #withinGrace(session: Session): boolean {
+    return this.#deps.now() < session.tokens.expiresAt + this.#options.outageGrace;
+  }
+
+  /**
+   * A refresh that cannot go on until the store is back: `deferred` (served on its tokens) while
+   * they expired less than `outageGrace` ago, else `unavailable`.
+   */
+  #waitForStore(session: Session, cause: UnavailableCause): RefreshOutcome {
+    if (this.#deferrable(session)) return { kind: 'deferred' };
+    return unavailable(
+      1_000,
+      this.#withinGrace(session)
+        ? cause
+        : `${cause}, and the tokens expired beyond refresh.outageGrace`,
     );
   }
 
@@ -269,33 +302,65 @@ export class RefreshCoordinator {
           { app: this.#options.appName, error: error instanceof Error ? error.message : 'unknown' },
           'refresh failed',
         );
-        return unavailable(1_000);
+        return unavailable(1_000, 'the refresh failed');
       })
       .finally(() => {
         // Cleared only by the promise that filled the slot.
-        if (this.#inFlight.get(id) === promise) this.#inFlight.delete(id);
+        if (this.#inFlight.get(id) === promise) {
+          this.#inFlight.delete(id);
+          this.#waitingOn.delete(id);
+        }
       });
     this.#inFlight.set(id, promise);
     return promise;
   }
 
   /**
-   * `running`, or once the caller has waited `waitMs` for it: `deferred` when the store was
-   * found down meanwhile (the hung store's first calls are what the caller waited on), else
-   * `unavailable`.
+   * `running`, or once the caller has waited `waitMs` for it: `deferred` while what it waits on is
+   * the store (found down meanwhile, or not answering before the grant: a store that has just hung
+   * is not known down yet) and the tokens expired less than `outageGrace` ago, else `unavailable`.
    */
   #bounded(
     running: Promise<RefreshOutcome>,
+    id: string,
     session: Session,
     waitMs: number,
   ): Promise<RefreshOutcome> {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<RefreshOutcome>((resolve) => {
       timer = setTimeout(() => {
-        resolve(this.#deferrable(session) ? { kind: 'deferred' } : unavailable(1_000));
+        resolve(this.#lateAnswer(id, session));
       }, waitMs);
     });
     return Promise.race([running, timedOut]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * The answer to a caller whose wait ran out. A refresh held by the store (a store that has just
+   * hung is not known down yet) is deferred while its tokens expired less than `outageGrace`
+   * ago; so is one held by a grant right after an outage, when every session whose tokens
+   * expired during it is refreshed at once. Otherwise the provider (or the replica granting) is
+   * late: `unavailable`.
+   */
+  #lateAnswer(id: string, session: Session): RefreshOutcome {
+    const waitingOn = this.#waitingOn.get(id);
+    if (waitingOn === undefined) {
+      if (this.#withinGrace(session)) return { kind: 'deferred' };
+      return this.#waitForStore(session, 'the store did not answer in time');
+    }
+    if (this.#recentlyDegraded() && this.#withinGrace(session)) return { kind: 'deferred' };
+    return unavailable(
+      1_000,
+      waitingOn === 'provider'
+        ? 'the provider did not answer the refresh in time'
+        : "another replica's refresh of these tokens did not finish in time",
+    );
+  }
+
+  /** `grant`, marking its refresh token as waiting on the provider until it settles. */
+  #atProvider<T>(id: string, grant: Promise<T>): Promise<T> {
+    this.#waitingOn.set(id, 'provider');
+    return grant.finally(() => this.#waitingOn.delete(id));
   }
 
   async #coordinate(session: Session, refreshToken: string, id: string): Promise<RefreshOutcome> {
@@ -316,6 +381,7 @@ export class RefreshCoordinator {
     while (!(await this.#deps.locks.setIfAbsent(id, owner, this.#options.lockTtl))) {
       if (!waited) {
         waited = true;
+        this.#waitingOn.set(id, 'replica');
         this.#deps.metrics.lockWait();
       }
       await delay(25);
@@ -324,8 +390,10 @@ export class RefreshCoordinator {
         this.#deps.metrics.follower('replica');
         return published;
       }
-      if (this.#deps.now() > deadline) return unavailable(1_000);
+      if (this.#deps.now() > deadline)
+        return this.#waitForStore(session, "another replica's refresh did not finish in time");
     }
+    this.#waitingOn.delete(id);
 
     try {
       // Another replica may have finished between our first read and taking the lock.
@@ -338,7 +406,10 @@ export class RefreshCoordinator {
       // replica is likely still granting. Its result reaches us once the store is back.
       if (waited && !this.#storeSettled()) {
         this.#deps.metrics.gated('store');
-        return unavailable(1_000);
+        return this.#waitForStore(
+          session,
+          "another replica's refresh lock was lost with the store",
+        );
       }
       return await this.#lead(session, refreshToken, id, owner);
     } finally {
@@ -356,7 +427,7 @@ export class RefreshCoordinator {
     const cooling = this.#coolingFor(id);
     if (cooling > 0) {
       this.#deps.metrics.gated('budget');
-      return unavailable(cooling);
+      return unavailable(cooling, 'recent grants for this session failed');
     }
     if (this.#unconfirmed.has(id)) {
       // Our last grant was refused while the lock was not shared: another replica may have
@@ -364,7 +435,7 @@ export class RefreshCoordinator {
       // before this). Until the store has settled, asking the provider again cannot help.
       if (!this.#storeSettled()) {
         this.#deps.metrics.gated('store');
-        return unavailable(1_000);
+        return this.#waitForStore(session, 'an untrusted refusal waits for the store');
       }
       this.#unconfirmed.delete(id);
     }
@@ -375,7 +446,7 @@ export class RefreshCoordinator {
     }
     if (!this.#deps.grants.tryAcquire()) {
       this.#deps.metrics.gated('concurrency');
-      return unavailable(1_000);
+      return unavailable(1_000, 'too many grants at the provider at once');
     }
     // Taken before the grant: a lock taken while the store was degraded was never shared.
     const sharedLock = this.#storeSettled();
@@ -388,7 +459,10 @@ export class RefreshCoordinator {
     // A grant running after its callers gave up must not hold the process open at shutdown.
     renew.unref();
     try {
-      const result = await this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub });
+      const result = await this.#atProvider(
+        id,
+        this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub }),
+      );
       this.#deps.metrics.grant('ok');
       this.#failures.delete(id);
       const tokens = plainTokens({
@@ -409,7 +483,11 @@ export class RefreshCoordinator {
       if (error.code === 'IDP_UNAVAILABLE') {
         this.#deps.metrics.grant('unavailable');
         this.#recordFailure(id);
-        return { kind: 'unavailable', retryAfterSeconds: error.retryAfterSeconds };
+        return {
+          kind: 'unavailable',
+          retryAfterSeconds: error.retryAfterSeconds,
+          cause: 'the provider is unavailable',
+        };
       }
       if (error.code === 'TOKEN_INVALID') {
         // The grant ran and spent the refresh token; only our check of its ID token failed
@@ -437,7 +515,7 @@ export class RefreshCoordinator {
             { app: this.#options.appName, code: error.code },
             'refresh refused while the refresh lock was not shared: the session is kept until the store is back',
           );
-          return unavailable(1_000);
+          return this.#waitForStore(session, 'refused while the refresh lock was not shared');
         }
         // invalid_grant and every other refusal, under a lock every replica saw: the refresh
         // token is dead.
@@ -571,8 +649,12 @@ export class RefreshCoordinator {
   }
 }
 
-function unavailable(retryAfterMs: number): RefreshOutcome {
-  return { kind: 'unavailable', retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) };
+function unavailable(retryAfterMs: number, cause: UnavailableCause): RefreshOutcome {
+  return {
+    kind: 'unavailable',
+    retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    cause,
+  };
 }
 
 /**

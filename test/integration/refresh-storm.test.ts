@@ -6,6 +6,7 @@ import { AppBrowser, assertProviderUnavailable, setCookieLines } from '../suppor
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
 import { spawnServer } from '../support/server-process.ts';
+import { captureLog } from '../resilience/log-capture.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
@@ -110,9 +111,10 @@ describe('refresh without storms', () => {
   describe('one server', () => {
     let server: TestServer;
     let envoy: EnvoyClient;
+    const log = captureLog();
 
     before(async () => {
-      server = await startTestServer({ apps: [app(provider.issuer)] });
+      server = await startTestServer({ apps: [app(provider.issuer)] }, { logger: log.logger });
       envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 });
     });
     after(async () => {
@@ -217,8 +219,14 @@ describe('refresh without storms', () => {
         const stillValid = await b.request(`${origin}/x`, { navigate: false, headers: xhr });
         assert.equal(userOf(stillValid), 'alice');
         await sleep(2_000);
+        const before = log.matching(/session not refreshed/).length;
         const expired = await b.request(`${origin}/x`, { navigate: false, headers: xhr });
         assertProviderUnavailable(expired, 'a session that cannot be refreshed');
+        const lines = log.matching(/session not refreshed/).slice(before);
+        assert.equal(lines.length, 1, 'one line for the 503');
+        assert.equal(lines[0]?.['app'], 'dash');
+        assert.match(String(lines[0]?.['requestId']), /./);
+        assert.equal(lines[0]?.['cause'], 'the provider is unavailable');
       } finally {
         await provider.start();
       }

@@ -121,7 +121,11 @@ describe('refresh coordinator: refreshes nobody waits for', () => {
     const { oidc, pending } = handAnsweredProvider();
     const { refresher } = coordinator(oidc, 30);
     const s = session('rt-slow');
-    assert.deepEqual(await refresher.refresh(s), { kind: 'unavailable', retryAfterSeconds: 1 });
+    assert.deepEqual(await refresher.refresh(s), {
+      kind: 'unavailable',
+      retryAfterSeconds: 1,
+      cause: 'the provider did not answer the refresh in time',
+    });
     await grantsReached(pending, 1);
     pending[0]!.settle(Promise.resolve(rotated));
     // The next request finds the result instead of spending `rt-slow` again.

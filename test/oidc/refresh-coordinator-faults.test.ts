@@ -1,6 +1,7 @@
 /** Refresh under faults, with a real provider and replicas sharing a real redis-server: a slow provider, a store outage, a lock holder that died. */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
@@ -111,6 +112,40 @@ function replica(redis: RedisProcess, client: StandaloneClient, outageGrace = 0)
   };
 }
 
+/** The client with its refresh grants held (before they reach the provider) while `hold()` lasts. */
+function heldGrants(client: StandaloneClient): {
+  client: StandaloneClient;
+  hold(): void;
+  release(): void;
+  held(): number;
+} {
+  let gate: { promise: Promise<void>; open: () => void } | undefined;
+  let held = 0;
+  const wrapped = Object.create(client) as StandaloneClient;
+  Object.defineProperty(wrapped, 'refresh', {
+    value: async (...args: Parameters<StandaloneClient['refresh']>) => {
+      if (gate !== undefined) {
+        held += 1;
+        await gate.promise;
+      }
+      return client.refresh(...args);
+    },
+  });
+  return {
+    client: wrapped,
+    hold() {
+      let open = () => undefined as void;
+      const promise = new Promise<void>((resolve) => (open = resolve));
+      gate = { promise, open };
+    },
+    release() {
+      gate?.open();
+      gate = undefined;
+    },
+    held: () => held,
+  };
+}
+
 /** A session whose access token has expired: the next request must refresh it. */
 async function expiredSession(client: StandaloneClient): Promise<Session> {
   const { result } = await loginAndExchange(client);
@@ -166,7 +201,11 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
     try {
       const started = performance.now();
       const first = await a.refresher.refresh(session, 200);
-      assert.deepEqual(first, { kind: 'unavailable', retryAfterSeconds: 1 });
+      assert.deepEqual(first, {
+        kind: 'unavailable',
+        retryAfterSeconds: 1,
+        cause: 'the provider did not answer the refresh in time',
+      });
       assert.ok(performance.now() - started < 1_000, 'the caller waited its own bound only');
       await waitFor(
         'the slow grant to finish',
@@ -304,6 +343,56 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
     }
   });
 
+  it('with refresh.outageGrace, tokens expired during an outage: after it, a grant that outlasts the request budget is deferred, not 503', async () => {
+    // Every session whose tokens expired while the store was down is refreshed the moment it is
+    // back: the grants queue at the provider, and their callers' budgets run out.
+    const slow = heldGrants(client);
+    const recovering = replica(redis, slow.client, 60_000);
+    const fresh = replica(redis, slow.client, 60_000);
+    try {
+      const session = await expiredSession(client);
+      await redis.kill('SIGKILL');
+      try {
+        await waitFor('the store to be seen down', async () => {
+          await recovering.keyspaces.refreshResults.get('probe');
+          return recovering.store.degraded();
+        });
+        assert.equal((await recovering.refresher.refresh(session, 50)).kind, 'deferred');
+      } finally {
+        await redis.restart();
+      }
+      await waitFor('the store to be back', async () => {
+        await recovering.keyspaces.refreshResults.get('probe');
+        return !recovering.store.degraded();
+      });
+      await delay(STORE_RECOVERY);
+      slow.hold();
+      const late = await recovering.refresher.refresh(session, 50);
+      assert.equal(slow.held(), 1, 'the grant had started');
+      assert.equal(late.kind, 'deferred', 'served on its tokens while the grant runs');
+
+      // A replica that saw no outage answers a slow provider as an outage of the provider.
+      const other = await expiredSession(client);
+      const unseen = await fresh.refresher.refresh(other, 50);
+      assert.equal(slow.held(), 2);
+      assert.deepEqual(unseen, {
+        kind: 'unavailable',
+        retryAfterSeconds: 1,
+        cause: 'the provider did not answer the refresh in time',
+      });
+
+      slow.release();
+      await waitFor('the held grant to publish its result', async () => {
+        const outcome = await recovering.refresher.refresh(session, 1_000);
+        return outcome.kind === 'refreshed';
+      });
+    } finally {
+      slow.release();
+      await recovering.close();
+      await fresh.close();
+    }
+  });
+
   it('while the store is down, a token that still works is not refreshed ahead', async () => {
     const session = await expiredSession(client);
     const valid = { ...session, tokens: { ...session.tokens, expiresAt: Date.now() + 30_000 } };
@@ -345,6 +434,7 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
     assert.deepEqual(await b.refresher.refresh(session, 100), {
       kind: 'unavailable',
       retryAfterSeconds: 1,
+      cause: "another replica's refresh of these tokens did not finish in time",
     });
     const waited = performance.now() - started;
     assert.ok(waited < 400, `answered at its bound, not the lease's (${waited.toFixed(0)} ms)`);

@@ -151,7 +151,12 @@ describe('refresh coordinator: whose invalid_grant ends a session', () => {
     // B's store goes down: its lock calls now reach its own memory, where nobody holds it.
     b.store.degraded = true;
     await b.keyspaces.refreshLocks.delete(id);
-    assert.deepEqual(await waiting, { kind: 'unavailable', retryAfterSeconds: 1 });
+    assert.deepEqual(await waiting, {
+      kind: 'unavailable',
+      retryAfterSeconds: 1,
+      cause:
+        "another replica's refresh lock was lost with the store, and the tokens expired beyond refresh.outageGrace",
+    });
     assert.deepEqual(b.counted.gated, ['store']);
     assert.equal(pending.length, 1, 'no second grant');
     pending[0]!.settle(Promise.resolve(rotated));
