@@ -394,7 +394,7 @@ const refreshSchema = z
     ),
     outageGrace: durationDefault(
       '5m',
-      'While the store is down (and until it has settled), a session whose access token expired less than this long ago is served on its current tokens instead of refreshed: without the shared lock, two replicas could spend the same rotating refresh token, and providers with reuse detection then revoke the whole grant. The session is refreshed once the store is back; past the grace it is refreshed anyway. Upstreams that check the access token themselves see an expired one meanwhile. `0s` refreshes at once.',
+      'While the store is down (and until it has settled), a session whose access token expired less than this long ago is served on its current tokens instead of refreshed: without the shared lock, two replicas could spend the same rotating refresh token, and providers with reuse detection then revoke the whole grant. The session is refreshed once the store is back; past the grace it is refreshed anyway. The same holds for a request whose wait for its refresh runs out on the store, on another replica’s grant (a replica killed mid-grant holds the lock until `lockTtl` lapses), or on a grant right after a store outage (every session whose tokens expired during it is refreshed at once): it is served on its current tokens instead of 503. Upstreams that check the access token themselves see an expired one meanwhile. `0s` refreshes at once.',
     ),
     waitTimeout: durationDefault(
       '5s',

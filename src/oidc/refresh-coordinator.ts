@@ -338,9 +338,9 @@ export class RefreshCoordinator {
   /**
    * The answer to a caller whose wait ran out. A refresh held by the store (a store that has just
    * hung is not known down yet) is deferred while its tokens expired less than `outageGrace`
-   * ago; so is one held by a grant right after an outage, when every session whose tokens
-   * expired during it is refreshed at once. Otherwise the provider (or the replica granting) is
-   * late: `unavailable`.
+   * ago; so is one waiting on another replica's grant, and one held by its own grant right after
+   * an outage, when every session whose tokens expired during it is refreshed at once. Otherwise
+   * the provider is late: `unavailable`.
    */
   #lateAnswer(id: string, session: Session): RefreshOutcome {
     const waitingOn = this.#waitingOn.get(id);
@@ -348,7 +348,11 @@ export class RefreshCoordinator {
       if (this.#withinGrace(session)) return { kind: 'deferred' };
       return this.#waitForStore(session, 'the store did not answer in time');
     }
-    if (this.#recentlyDegraded() && this.#withinGrace(session)) return { kind: 'deferred' };
+    // Another replica's grant may never end (a replica killed mid-grant holds the lock until its
+    // lease lapses): like the store, it is ours, and the session is served meanwhile.
+    if ((waitingOn === 'replica' || this.#recentlyDegraded()) && this.#withinGrace(session)) {
+      return { kind: 'deferred' };
+    }
     return unavailable(
       1_000,
       waitingOn === 'provider'

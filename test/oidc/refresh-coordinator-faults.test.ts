@@ -452,4 +452,23 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
     assert.equal(after.success - before.success, 1);
     assert.equal(after.invalid_grant - before.invalid_grant, 0);
   });
+
+  it('with refresh.outageGrace, a lock holder that died: waiters are served on their tokens at their bound, not 503', async () => {
+    const graceful = replica(redis, client, 60_000);
+    try {
+      const session = await expiredSession(client);
+      const id = sha256Base64url(session.tokens.refreshToken!);
+      assert.ok(await a.keyspaces.refreshLocks.setIfAbsent(id, 'dead-replica', LOCK_TTL));
+      const started = performance.now();
+      assert.deepEqual(await graceful.refresher.refresh(session, 100), { kind: 'deferred' });
+      const waited = performance.now() - started;
+      assert.ok(waited < 400, `answered at its bound, not the lease's (${waited.toFixed(0)} ms)`);
+      await waitFor(
+        'the lease to lapse and the refresh to be taken over',
+        async () => (await graceful.refresher.refresh(session, 100)).kind === 'refreshed',
+      );
+    } finally {
+      await graceful.close();
+    }
+  });
 });
