@@ -19,6 +19,13 @@ export interface TestUser {
    * the ID token (e.g. 10 KB of padding to test large tokens).
    */
   readonly extraClaims?: Readonly<Record<string, unknown>>;
+  /** Claims served at userinfo only (released with `openid`), e.g. what an IdP keeps out of ID tokens. */
+  readonly userinfoClaims?: Readonly<Record<string, unknown>>;
+  /**
+   * Claims put in this user's JWT access tokens only, as Keycloak puts `realm_access.roles` there
+   * (access tokens are JWTs only for a resource indicator, see `defaultResource`).
+   */
+  readonly accessTokenClaims?: Readonly<Record<string, unknown>>;
 }
 
 /** How a registered client authenticates at the token endpoint. */
@@ -105,7 +112,8 @@ export interface TestProviderOptions {
 }
 
 /** Which endpoint a fault applies to. */
-export type FaultTarget = 'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection';
+export type FaultTarget =
+  'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection' | 'userinfo';
 
 /** A fault injected in front of one endpoint. */
 export interface Fault {
@@ -119,6 +127,8 @@ export interface Fault {
    * (a proxy's error page), as a non-conforming provider answers. Default `json`.
    */
   readonly body?: 'json' | 'empty' | 'html';
+  /** With `status`, this exact answer instead (a misbehaving userinfo: another `sub`, a huge body). */
+  readonly reply?: { readonly contentType: string; readonly body: string };
   /** How many requests the fault applies to; default every request until cleared. */
   readonly count?: number;
 }
@@ -336,11 +346,15 @@ const FAULT_PATHS: Readonly<Record<FaultTarget, string>> = {
   jwks: '/jwks',
   revocation: '/token/revocation',
   introspection: '/token/introspection',
+  userinfo: '/me',
 };
 
 function defaultClaims(users: readonly TestUser[]): Record<string, string[]> {
   const extra = new Set<string>();
-  for (const user of users) for (const name of Object.keys(user.extraClaims ?? {})) extra.add(name);
+  for (const user of users) {
+    for (const name of Object.keys({ ...user.extraClaims, ...user.userinfoClaims }))
+      extra.add(name);
+  }
   return {
     openid: ['sub', ...extra],
     email: ['email', 'email_verified'],
@@ -476,7 +490,19 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     findAccount: (_ctx: unknown, sub: string) => {
       const user = users.get(sub);
       if (user === undefined) return Promise.resolve(undefined);
-      return Promise.resolve({ accountId: sub, claims: () => Promise.resolve(claimsOf(user)) });
+      return Promise.resolve({
+        accountId: sub,
+        claims: (use: string) =>
+          Promise.resolve(
+            use === 'userinfo' ? { ...user.userinfoClaims, ...claimsOf(user) } : claimsOf(user),
+          ),
+      });
+    },
+    extraTokenClaims: (_ctx: unknown, token: { accountId?: string }) => {
+      const user = token.accountId === undefined ? undefined : users.get(token.accountId);
+      return Promise.resolve(
+        user?.accessTokenClaims === undefined ? {} : { ...user.accessTokenClaims },
+      );
     },
     loadExistingGrant: async (ctx: OidcContext) => {
       const { oidc } = ctx;
@@ -586,7 +612,10 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
         handle(req, res);
         return;
       }
-      if (fault.body === 'empty') {
+      if (fault.reply !== undefined) {
+        res.writeHead(fault.status, { 'content-type': fault.reply.contentType });
+        res.end(fault.reply.body);
+      } else if (fault.body === 'empty') {
         res.writeHead(fault.status);
         res.end();
       } else if (fault.body === 'html') {

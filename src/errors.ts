@@ -127,6 +127,7 @@ export type IdpEndpoint =
   | 'token'
   | 'revocation'
   | 'introspection'
+  | 'userinfo'
   | 'authorization'
   | 'id_token'
   | 'logout_token';

@@ -195,8 +195,12 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
       expectedNonce: taken.login.nonce,
     });
   } catch (failure) {
-    // No session came of it: the state may be tried again (the provider refuses a spent code).
-    await settle(loginStates.release(taken));
+    // No session came of it. Before the code was spent the state may be tried again; once it
+    // was (the exchange went through, userinfo did not), a retry is told to start again rather
+    // than replay a spent code.
+    const spent =
+      failure instanceof AuthzError && 'endpoint' in failure && failure.endpoint === 'userinfo';
+    await settle(spent ? loginStates.abandon(taken) : loginStates.release(taken));
     // An outage is a 503 (with Retry-After) from the authorizer, and the login-state cookie
     // stays for the browser's retry; anything else ends this flow.
     if (!(failure instanceof AuthzError) || failure.code === 'IDP_UNAVAILABLE') throw failure;
@@ -213,7 +217,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     );
   }
 
-  const { tokens, claims } = exchanged;
+  const { tokens, claims, sessionClaims } = exchanged;
   const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
   let written;
   try {
@@ -221,7 +225,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
       {
         sub: String(claims['sub']),
         ...(sid === undefined ? {} : { sid }),
-        claims: identityClaims(claims),
+        claims: sessionClaims,
         tokens: {
           accessToken: tokens.accessToken,
           expiresAt: tokens.expiresAt,
@@ -268,31 +272,6 @@ async function settle(marking: Promise<void>): Promise<void> {
   } catch {
     // See above: nothing to undo, nothing the browser could act on.
   }
-}
-
-/** Protocol claims that say nothing about the user are not kept in the session. */
-const protocolClaims = new Set([
-  'iss',
-  'aud',
-  'exp',
-  'iat',
-  'nbf',
-  'nonce',
-  'at_hash',
-  'c_hash',
-  'auth_time',
-  'jti',
-  'azp',
-  'sid',
-  'acr',
-  'amr',
-]);
-
-function identityClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const kept: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(claims))
-    if (!protocolClaims.has(name)) kept[name] = value;
-  return kept;
 }
 
 const grpcUnauthenticated: readonly HeaderPair[] = [

@@ -356,6 +356,14 @@ const oidcSchema = z
       .describe(
         'Extra authorization-request parameters (`prompt`, `acr_values`, `kc_idp_hint`, …). Default {}.',
       ),
+    claimsFrom: z
+      .array(z.enum(['id_token', 'userinfo', 'access_token']))
+      .min(1)
+      .refine((sources) => new Set(sources).size === sources.length, 'must not repeat a source')
+      .default(['id_token', 'access_token'])
+      .describe(
+        "Where the session's claims come from: `id_token` (always read), `userinfo` (fetched with the access token after login and after each refresh; its `sub` must equal the ID token's), `access_token` (only when it is a JWT from this issuer that verifies with its keys; else skipped). Applied in this order, a later source replacing a claim an earlier one set; `sub`, `iss`, `aud`, `exp`, `iat`, `nbf`, `nonce`, `azp`, `sid`, `jti`, `acr`, `amr` and `auth_time` come from the ID token only. Every claim of every source is kept (watch the size of cookie sessions). Default `[id_token, access_token]` (Keycloak's realm roles are in its access token).",
+      ),
     idTokenAlgs: z
       .array(z.enum(ASYMMETRIC_JWS_ALGS))
       .min(1)

@@ -388,7 +388,10 @@ export class RefreshCoordinator {
     // A grant running after its callers gave up must not hold the process open at shutdown.
     renew.unref();
     try {
-      const result = await this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub });
+      const result = await this.#deps.oidc.refresh(refreshToken, {
+        expectedSubject: session.sub,
+        currentClaims: session.claims,
+      });
       this.#deps.metrics.grant('ok');
       this.#failures.delete(id);
       const tokens = plainTokens({
