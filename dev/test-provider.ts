@@ -109,6 +109,17 @@ export interface TestProviderOptions {
    * (`id_token_signing_alg_values_supported`); default the provider's own list.
    */
   readonly idTokenSigningAlgs?: readonly ('RS256' | 'ES256')[];
+  /**
+   * `acr` values the provider supports, lowest first (announced in discovery). A login is
+   * completed with the first `acr_values` entry it supports, else with the lowest, and `amr`
+   * `["pwd"]`, as a provider whose user meets only what it offers. Default: no `acr` at all.
+   */
+  readonly acrValues?: readonly string[];
+  /**
+   * When each login is recorded to have happened (its `auth_time`), in seconds since the epoch,
+   * asked at every login; default now. For sessions that are old, or dated in the future.
+   */
+  readonly loginTime?: () => number;
 }
 
 /** Which endpoint a fault applies to. */
@@ -349,6 +360,36 @@ const FAULT_PATHS: Readonly<Record<FaultTarget, string>> = {
   userinfo: '/me',
 };
 
+/**
+ * An interaction store that completes each login with an `acr` and a time (see
+ * `TestProviderOptions.acrValues`, `loginTime`): the development login form records only the
+ * account.
+ */
+function withLoginDetails<
+  A extends {
+    upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void>;
+  },
+>(adapter: A, supported: readonly string[] | undefined, loginTime: (() => number) | undefined): A {
+  const upsert = adapter.upsert.bind(adapter);
+  return Object.assign(Object.create(adapter) as A, {
+    upsert: (id: string, payload: Record<string, unknown>, expiresIn?: number) => {
+      const result = payload['result'] as { login?: Record<string, unknown> } | undefined;
+      const login = result?.login;
+      if (login !== undefined && login['ts'] === undefined) {
+        if (loginTime !== undefined) login['ts'] = loginTime();
+        if (supported !== undefined) {
+          const params = payload['params'] as { acr_values?: unknown } | undefined;
+          const requested =
+            typeof params?.acr_values === 'string' ? params.acr_values.split(' ') : [];
+          login['acr'] = requested.find((acr) => supported.includes(acr)) ?? supported[0];
+          login['amr'] = ['pwd'];
+        }
+      }
+      return upsert(id, payload, expiresIn);
+    },
+  });
+}
+
 function defaultClaims(users: readonly TestUser[]): Record<string, string[]> {
   const extra = new Set<string>();
   for (const user of users) {
@@ -458,7 +499,12 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   const cookieKeys = [randomBytes(32).toString('base64url')];
   // A fresh object per instance: the provider takes ownership of the configuration it is given.
   const configurationFor = (signing: readonly JWK[]) => ({
-    adapter: (model: string) => storage.adapterFor(model),
+    adapter: (model: string) =>
+      model === 'Interaction' &&
+      (options.acrValues !== undefined || options.loginTime !== undefined)
+        ? withLoginDetails(storage.adapterFor(model), options.acrValues, options.loginTime)
+        : storage.adapterFor(model),
+    ...(options.acrValues === undefined ? {} : { acrValues: [...options.acrValues] }),
     clients: options.clients.map(clientMetadata),
     jwks: { keys: signing.map((jwk) => ({ ...jwk })) },
     cookies: { keys: [...cookieKeys] },

@@ -11,6 +11,14 @@ import { sessionTooLarge } from './session-too-large.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
 import { jsonReply, redirect, setCookies, type HeaderPair, type Verdict } from './verdict.ts';
+import { readRequestPath } from '../policy/request-path.ts';
+import {
+  combineDemands,
+  insufficientAuthenticationChallenge,
+  shortfallOf,
+  stepUpParams,
+  type StepUpDemand,
+} from './step-up.ts';
 
 /** Whether cookies for this request are Secure (and so `__Host-` prefixed). */
 export function secureFor(context: StepContext): boolean {
@@ -35,11 +43,15 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
   }
   const loginStates = app.sessions.loginStates;
   const secrets = createLoginSecrets((n) => loginStates.random(n));
+  // A path that demands an `acr` or a recent login asks for it at every login, not only at a
+  // step-up: the callback refuses a login that does not meet it.
+  const demand = app.stepUp.demandFor(request.method, context.path);
   const location = app.oidc.authorizationLocation({
     redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
     state: secrets.state,
     nonce: secrets.nonce,
     codeChallenge: secrets.codeChallenge,
+    ...(demand === undefined ? {} : { extraAuthParams: stepUpParams(demand) }),
   });
   const cookies = loginStates.start(
     {
@@ -218,6 +230,26 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
   }
 
   const { tokens, claims, sessionClaims } = exchanged;
+  const demand = callbackDemand(context, taken.login.returnTo);
+  const shortfall =
+    demand === undefined
+      ? undefined
+      : shortfallOf(claims, demand, now(), app.config.oidc.clockSkew);
+  if (shortfall !== undefined) {
+    // The code is spent: a retry of this callback is told to start again, never exchanged.
+    await settle(loginStates.abandon(taken));
+    logger.info(
+      { requestId: request.id, app: app.name, shortfall },
+      'sign-in does not meet the authentication the page demands (acrValues, maxAge or max_age)',
+    );
+    return htmlPage(
+      'callback',
+      401,
+      'Sign-in could not be completed',
+      'This sign-in does not meet the authentication this page requires.',
+      cleanup,
+    );
+  }
   const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
   let written;
   try {
@@ -272,6 +304,59 @@ async function settle(marking: Promise<void>): Promise<void> {
   } catch {
     // See above: nothing to undo, nothing the browser could act on.
   }
+}
+
+/**
+ * What the login's ID token must meet at the callback: the demand of the page it returns to
+ * (read as a GET of that path), and a `max_age` sent through `oidc.extraAuthParams` (OIDC Core
+ * §3.1.2.1: the RP checks `auth_time` when it sent `max_age`).
+ */
+function callbackDemand(context: StepContext, returnTo: string): StepUpDemand | undefined {
+  const { app } = context;
+  const demands: { acrValues: readonly string[]; maxAge?: number }[] = [];
+  const query = returnTo.indexOf('?');
+  const path = readRequestPath(query === -1 ? returnTo : returnTo.slice(0, query));
+  if ('readings' in path) {
+    const demand = app.stepUp.demandFor('GET', path);
+    if (demand !== undefined) {
+      demands.push({
+        acrValues: demand.acrValues,
+        ...(demand.maxAgeMs === undefined ? {} : { maxAge: demand.maxAgeMs }),
+      });
+    }
+  }
+  const configured = app.config.oidc.extraAuthParams['max_age'];
+  if (configured !== undefined && /^\d{1,10}$/.test(configured)) {
+    demands.push({ acrValues: [], maxAge: Number(configured) * 1000 });
+  }
+  return demands.length === 0 ? undefined : combineDemands(demands);
+}
+
+/**
+ * A session that does not meet the request's step-up demand (RFC 9470): a browser navigation is
+ * sent to log in again with `acr_values`/`max_age`; anything else gets 401 with an
+ * `insufficient_user_authentication` challenge. The session is kept (`setCookie` carries a
+ * refresh's lines) for paths that demand less.
+ */
+export function stepUpRequired(
+  context: StepContext,
+  demand: StepUpDemand,
+  setCookie: readonly string[] = [],
+): Verdict {
+  const { request, app } = context;
+  if (isBrowserNavigation(request)) return startLogin(context, setCookie);
+  const headers: HeaderPair[] = [
+    ['www-authenticate', insufficientAuthenticationChallenge(app.name, demand)],
+    ...setCookies(setCookie),
+  ];
+  if (isGrpcCaller(request)) headers.push(...grpcUnauthenticated);
+  return jsonReply(
+    'unauthenticated',
+    401,
+    'insufficient_user_authentication',
+    'a stronger or more recent authentication is required',
+    headers,
+  );
 }
 
 const grpcUnauthenticated: readonly HeaderPair[] = [

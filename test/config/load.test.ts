@@ -106,6 +106,7 @@ test('minimal config loads with every default filled in', () => {
     requireGroups: [],
     requireRoles: [],
     claims: [],
+    acrValues: [],
     groupsClaim: 'groups',
     rolesClaims: ['roles', 'realm_access.roles'],
     paths: [],
@@ -166,6 +167,7 @@ test('full config loads every contract key, with defaults merged under each app'
       allowedDomains: [],
       requireGroups: [],
       claims: [],
+      acrValues: [],
     },
   ]);
   // User headers merge over the built-in ones; '' disables one; defaults add one to every app.
