@@ -139,7 +139,12 @@ export interface Fault {
    */
   readonly body?: 'json' | 'empty' | 'html';
   /** With `status`, this exact answer instead (a misbehaving userinfo: another `sub`, a huge body). */
-  readonly reply?: { readonly contentType: string; readonly body: string };
+  readonly reply?: {
+    readonly contentType: string;
+    readonly body: string;
+    /** Sent chunked, without a `content-length`: a size known only once it is read. */
+    readonly chunked?: boolean;
+  };
   /** How many requests the fault applies to; default every request until cleared. */
   readonly count?: number;
 }
@@ -660,7 +665,14 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       }
       if (fault.reply !== undefined) {
         res.writeHead(fault.status, { 'content-type': fault.reply.contentType });
-        res.end(fault.reply.body);
+        if (fault.reply.chunked === true) {
+          for (let at = 0; at < fault.reply.body.length; at += 4096) {
+            res.write(fault.reply.body.slice(at, at + 4096));
+          }
+          res.end();
+        } else {
+          res.end(fault.reply.body);
+        }
       } else if (fault.body === 'empty') {
         res.writeHead(fault.status);
         res.end();

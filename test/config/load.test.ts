@@ -197,6 +197,11 @@ test('full config loads every contract key, with defaults merged under each app'
     equals: 'acme',
   });
   assert.deepEqual(orders.authorization.paths[0]?.methods, ['POST', 'DELETE']);
+  assert.deepEqual(orders.oidc.claimsFrom, ['id_token', 'userinfo', 'access_token']);
+  assert.deepEqual(orders.authorization.acrValues, ['urn:example:loa:2', 'urn:example:loa:3']);
+  assert.equal(orders.authorization.maxAge, 43_200_000);
+  assert.deepEqual(orders.authorization.paths[0]?.acrValues, ['urn:example:loa:3']);
+  assert.equal(orders.authorization.paths[0]?.maxAge, 300_000);
   assert.equal(orders.upstreamHeaders['x-tenant'], '{{ claims["https://example.com/tenant"] }}');
   assert.equal(orders.passAccessToken, true);
 

@@ -202,6 +202,18 @@ describe('claim sources at oidc-provider', () => {
       },
       'invalid_response',
     ],
+    [
+      'a huge chunked body',
+      {
+        status: 200,
+        reply: {
+          contentType: 'application/json',
+          body: JSON.stringify({ sub: 'alice', pad: 'é'.repeat(USERINFO_MAX_BYTES) }),
+          chunked: true,
+        },
+      },
+      'invalid_response',
+    ],
   ] as const) {
     it(`treats ${name} from userinfo as an outage at login`, async () => {
       provider.injectFault({ target: 'userinfo', count: 1, ...fault });
