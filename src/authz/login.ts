@@ -208,10 +208,13 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     });
   } catch (failure) {
     // No session came of it. Before the code was spent the state may be tried again; once it
-    // was (the exchange went through, userinfo did not), a retry is told to start again rather
-    // than replay a spent code.
+    // was (the grant went through, and the provider's keys or userinfo did not), a retry is
+    // told to start again rather than replay a spent code the provider refuses.
     const spent =
-      failure instanceof AuthzError && 'endpoint' in failure && failure.endpoint === 'userinfo';
+      failure instanceof AuthzError &&
+      'endpoint' in failure &&
+      typeof failure.endpoint === 'string' &&
+      AFTER_THE_GRANT.has(failure.endpoint);
     await settle(spent ? loginStates.abandon(taken) : loginStates.release(taken));
     // An outage is a 503 (with Retry-After) from the authorizer, and the login-state cookie
     // stays for the browser's retry; anything else ends this flow.
@@ -283,6 +286,9 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
   await settle(loginStates.complete(taken, code === undefined ? undefined : { code, answer }));
   return loggedIn(answer, []);
 }
+
+/** The provider calls of a code exchange that run once the code is spent. */
+const AFTER_THE_GRANT: ReadonlySet<string> = new Set(['jwks', 'id_token', 'userinfo']);
 
 /** The end of a login: back to where it started, with the session's cookies. */
 function loggedIn(answer: LoginAnswer, extra: readonly HeaderPair[]): Verdict {
