@@ -56,6 +56,7 @@ describe('step-up with acr_values and max_age', () => {
                 { prefix: '/admin/', acrValues: ['urn:loa:2'] },
                 { prefix: '/fresh/', maxAge: '5m' },
                 { prefix: '/gold/', acrValues: ['urn:loa:3'] },
+                { prefix: '/rule/', claims: [{ claim: 'acr', equals: 'urn:loa:2' }] },
               ],
             },
             upstreamHeaders: { 'x-acr': '{{ claims.acr }}' },
@@ -105,6 +106,26 @@ describe('step-up with acr_values and max_age', () => {
     const allowed = await b.request(`${origin}/admin/keys`);
     assert.equal(userOf(allowed), 'alice');
     assert.equal(allowed.kind === 'allow' && allowed.upstream.headers.get('x-acr'), 'urn:loa:2');
+    // A claims rule reads the acr kept in the session.
+    assert.equal(userOf(await b.request(`${origin}/rule/x`)), 'alice');
+    const weak = new AppBrowser(envoy);
+    await weak.login(`${origin}/`);
+    assert.equal(statusOf(await weak.request(`${origin}/rule/x`)), 403);
+  });
+
+  it('answers a gRPC caller without the acr with grpc-status 16 and the challenge', async () => {
+    const b = new AppBrowser(envoy);
+    await b.login(`${origin}/`);
+    const outcome = await b.request(`${origin}/admin/pkg.Svc/Call`, {
+      navigate: false,
+      method: 'POST',
+      headers: [['content-type', 'application/grpc-web+proto']],
+    });
+    assert.equal(outcome.kind === 'deny' && outcome.grpcStatus, 16);
+    assert.match(
+      deniedHeader(outcome, 'www-authenticate') ?? '',
+      /insufficient_user_authentication/,
+    );
   });
 
   it('refuses at the callback an acr the path does not accept, and never loops', async () => {
