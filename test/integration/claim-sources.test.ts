@@ -15,12 +15,15 @@ import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 const protos = loadUpstreamProtos();
 const secret = 'claim-sources-client-secret-long-enough';
 
+/** Alice's userinfo answer, which the tests change as a directory would. */
+const aliceUserinfo: Record<string, unknown> = { department: 'finance' };
+
 const users: TestUser[] = [
   {
     sub: 'alice',
     email: 'alice@example.com',
     emailVerified: true,
-    userinfoClaims: { department: 'finance' },
+    userinfoClaims: aliceUserinfo,
     accessTokenClaims: { realm_access: { roles: ['admin'] } },
   },
   {
@@ -61,6 +64,8 @@ describe('claim sources through the authorizer', () => {
   let server: TestServer;
   let envoy: EnvoyClient;
   let log: CapturedLog;
+  /** How far the authorizer's clock is ahead of the provider's, ms. */
+  let aheadMs = 0;
 
   before(async () => {
     keycloakLike = await startTestProvider({
@@ -88,7 +93,7 @@ describe('claim sources through the authorizer', () => {
           }),
         ],
       },
-      { logger: log.logger },
+      { logger: log.logger, now: () => Date.now() + aheadMs },
     );
     envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
   });
@@ -119,6 +124,25 @@ describe('claim sources through the authorizer', () => {
     const bob = new AppBrowser(envoy);
     await bob.login('https://dept.example.com/', 'bob');
     assert.equal(statusOf(await bob.request('https://dept.example.com/ledger')), 403);
+  });
+
+  it('fetches userinfo again at each refresh: a changed claim reaches rules and headers', async () => {
+    const alice = new AppBrowser(envoy);
+    await alice.login('https://dept.example.com/');
+    assert.equal(
+      upstream(await alice.request('https://dept.example.com/ledger'), 'x-department'),
+      'finance',
+    );
+    const grants = userinfoProvider.counters().grants['refresh_token']?.['success'] ?? 0;
+    aheadMs = 10 * 60_000; // past the access token's 300 s: the next request refreshes
+    aliceUserinfo['department'] = 'audit';
+    try {
+      assert.equal(statusOf(await alice.request('https://dept.example.com/ledger')), 403);
+      assert.equal(userinfoProvider.counters().grants['refresh_token']?.['success'], grants + 1);
+    } finally {
+      aheadMs = 0;
+      aliceUserinfo['department'] = 'finance';
+    }
   });
 
   it('fails the login when userinfo names another user, with one line naming why', async () => {
