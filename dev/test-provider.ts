@@ -19,6 +19,13 @@ export interface TestUser {
    * the ID token (e.g. 10 KB of padding to test large tokens).
    */
   readonly extraClaims?: Readonly<Record<string, unknown>>;
+  /** Claims served at userinfo only (released with `openid`), e.g. what an IdP keeps out of ID tokens. */
+  readonly userinfoClaims?: Readonly<Record<string, unknown>>;
+  /**
+   * Claims put in this user's JWT access tokens only, as Keycloak puts `realm_access.roles` there
+   * (access tokens are JWTs only for a resource indicator, see `defaultResource`).
+   */
+  readonly accessTokenClaims?: Readonly<Record<string, unknown>>;
 }
 
 /** How a registered client authenticates at the token endpoint. */
@@ -102,10 +109,22 @@ export interface TestProviderOptions {
    * (`id_token_signing_alg_values_supported`); default the provider's own list.
    */
   readonly idTokenSigningAlgs?: readonly ('RS256' | 'ES256')[];
+  /**
+   * `acr` values the provider supports, lowest first (announced in discovery). A login is
+   * completed with the first `acr_values` entry it supports, else with the lowest, and `amr`
+   * `["pwd"]`, as a provider whose user meets only what it offers. Default: no `acr` at all.
+   */
+  readonly acrValues?: readonly string[];
+  /**
+   * When each login is recorded to have happened (its `auth_time`), in seconds since the epoch,
+   * asked at every login; default now. For sessions that are old, or dated in the future.
+   */
+  readonly loginTime?: () => number;
 }
 
 /** Which endpoint a fault applies to. */
-export type FaultTarget = 'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection';
+export type FaultTarget =
+  'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection' | 'userinfo';
 
 /** A fault injected in front of one endpoint. */
 export interface Fault {
@@ -119,6 +138,13 @@ export interface Fault {
    * (a proxy's error page), as a non-conforming provider answers. Default `json`.
    */
   readonly body?: 'json' | 'empty' | 'html';
+  /** With `status`, this exact answer instead (a misbehaving userinfo: another `sub`, a huge body). */
+  readonly reply?: {
+    readonly contentType: string;
+    readonly body: string;
+    /** Sent chunked, without a `content-length`: a size known only once it is read. */
+    readonly chunked?: boolean;
+  };
   /** How many requests the fault applies to; default every request until cleared. */
   readonly count?: number;
 }
@@ -336,11 +362,45 @@ const FAULT_PATHS: Readonly<Record<FaultTarget, string>> = {
   jwks: '/jwks',
   revocation: '/token/revocation',
   introspection: '/token/introspection',
+  userinfo: '/me',
 };
+
+/**
+ * An interaction store that completes each login with an `acr` and a time (see
+ * `TestProviderOptions.acrValues`, `loginTime`): the development login form records only the
+ * account.
+ */
+function withLoginDetails<
+  A extends {
+    upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void>;
+  },
+>(adapter: A, supported: readonly string[] | undefined, loginTime: (() => number) | undefined): A {
+  const upsert = adapter.upsert.bind(adapter);
+  return Object.assign(Object.create(adapter) as A, {
+    upsert: (id: string, payload: Record<string, unknown>, expiresIn?: number) => {
+      const result = payload['result'] as { login?: Record<string, unknown> } | undefined;
+      const login = result?.login;
+      if (login !== undefined && login['ts'] === undefined) {
+        if (loginTime !== undefined) login['ts'] = loginTime();
+        if (supported !== undefined) {
+          const params = payload['params'] as { acr_values?: unknown } | undefined;
+          const requested =
+            typeof params?.acr_values === 'string' ? params.acr_values.split(' ') : [];
+          login['acr'] = requested.find((acr) => supported.includes(acr)) ?? supported[0];
+          login['amr'] = ['pwd'];
+        }
+      }
+      return upsert(id, payload, expiresIn);
+    },
+  });
+}
 
 function defaultClaims(users: readonly TestUser[]): Record<string, string[]> {
   const extra = new Set<string>();
-  for (const user of users) for (const name of Object.keys(user.extraClaims ?? {})) extra.add(name);
+  for (const user of users) {
+    for (const name of Object.keys({ ...user.extraClaims, ...user.userinfoClaims }))
+      extra.add(name);
+  }
   return {
     openid: ['sub', ...extra],
     email: ['email', 'email_verified'],
@@ -444,7 +504,12 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   const cookieKeys = [randomBytes(32).toString('base64url')];
   // A fresh object per instance: the provider takes ownership of the configuration it is given.
   const configurationFor = (signing: readonly JWK[]) => ({
-    adapter: (model: string) => storage.adapterFor(model),
+    adapter: (model: string) =>
+      model === 'Interaction' &&
+      (options.acrValues !== undefined || options.loginTime !== undefined)
+        ? withLoginDetails(storage.adapterFor(model), options.acrValues, options.loginTime)
+        : storage.adapterFor(model),
+    ...(options.acrValues === undefined ? {} : { acrValues: [...options.acrValues] }),
     clients: options.clients.map(clientMetadata),
     jwks: { keys: signing.map((jwk) => ({ ...jwk })) },
     cookies: { keys: [...cookieKeys] },
@@ -476,7 +541,19 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     findAccount: (_ctx: unknown, sub: string) => {
       const user = users.get(sub);
       if (user === undefined) return Promise.resolve(undefined);
-      return Promise.resolve({ accountId: sub, claims: () => Promise.resolve(claimsOf(user)) });
+      return Promise.resolve({
+        accountId: sub,
+        claims: (use: string) =>
+          Promise.resolve(
+            use === 'userinfo' ? { ...user.userinfoClaims, ...claimsOf(user) } : claimsOf(user),
+          ),
+      });
+    },
+    extraTokenClaims: (_ctx: unknown, token: { accountId?: string }) => {
+      const user = token.accountId === undefined ? undefined : users.get(token.accountId);
+      return Promise.resolve(
+        user?.accessTokenClaims === undefined ? {} : { ...user.accessTokenClaims },
+      );
     },
     loadExistingGrant: async (ctx: OidcContext) => {
       const { oidc } = ctx;
@@ -586,7 +663,17 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
         handle(req, res);
         return;
       }
-      if (fault.body === 'empty') {
+      if (fault.reply !== undefined) {
+        res.writeHead(fault.status, { 'content-type': fault.reply.contentType });
+        if (fault.reply.chunked === true) {
+          for (let at = 0; at < fault.reply.body.length; at += 4096) {
+            res.write(fault.reply.body.slice(at, at + 4096));
+          }
+          res.end();
+        } else {
+          res.end(fault.reply.body);
+        }
+      } else if (fault.body === 'empty') {
         res.writeHead(fault.status);
         res.end();
       } else if (fault.body === 'html') {

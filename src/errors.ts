@@ -40,6 +40,7 @@ const replyErrorCodes = Object.freeze([
   'invalid_request',
   'invalid_token',
   'insufficient_scope',
+  'insufficient_user_authentication',
   'too_many_requests',
 ] as const);
 
@@ -127,6 +128,7 @@ export type IdpEndpoint =
   | 'token'
   | 'revocation'
   | 'introspection'
+  | 'userinfo'
   | 'authorization'
   | 'id_token'
   | 'logout_token';

@@ -14,6 +14,7 @@ import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers
 import { IdentityRemovals } from './identity-removals.ts';
 import type { RequestModel } from './request.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
+import { compileStepUp, type StepUpPolicy } from './step-up.ts';
 
 export interface AppRuntime {
   readonly name: string;
@@ -31,6 +32,8 @@ export interface AppRuntime {
    */
   readonly identityRemovals: IdentityRemovals;
   readonly rules: AuthorizationRules;
+  /** What each path demands of the login behind a session (`acrValues`, `maxAge`). */
+  readonly stepUp: StepUpPolicy;
   readonly oidc: OidcClient;
   readonly refresher: RefreshCoordinator;
   readonly sessions: Sessions;
@@ -67,6 +70,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     headers,
     identityRemovals,
     rules: compileRules(config.authorization, config.oidc.clientId),
+    stepUp: compileStepUp(config.authorization),
   };
 }
 

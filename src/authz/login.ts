@@ -11,6 +11,14 @@ import { sessionTooLarge } from './session-too-large.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
 import { jsonReply, redirect, setCookies, type HeaderPair, type Verdict } from './verdict.ts';
+import { readRequestPath } from '../policy/request-path.ts';
+import {
+  combineDemands,
+  insufficientAuthenticationChallenge,
+  shortfallOf,
+  stepUpParams,
+  type StepUpDemand,
+} from './step-up.ts';
 
 /** Whether cookies for this request are Secure (and so `__Host-` prefixed). */
 export function secureFor(context: StepContext): boolean {
@@ -35,11 +43,15 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
   }
   const loginStates = app.sessions.loginStates;
   const secrets = createLoginSecrets((n) => loginStates.random(n));
+  // A path that demands an `acr` or a recent login asks for it at every login, not only at a
+  // step-up: the callback refuses a login that does not meet it.
+  const demand = app.stepUp.demandFor(request.method, context.path);
   const location = app.oidc.authorizationLocation({
     redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
     state: secrets.state,
     nonce: secrets.nonce,
     codeChallenge: secrets.codeChallenge,
+    ...(demand === undefined ? {} : { extraAuthParams: stepUpParams(demand) }),
   });
   const cookies = loginStates.start(
     {
@@ -195,8 +207,15 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
       expectedNonce: taken.login.nonce,
     });
   } catch (failure) {
-    // No session came of it: the state may be tried again (the provider refuses a spent code).
-    await settle(loginStates.release(taken));
+    // No session came of it. Before the code was spent the state may be tried again; once it
+    // was (the grant went through, and the provider's keys or userinfo did not), a retry is
+    // told to start again rather than replay a spent code the provider refuses.
+    const spent =
+      failure instanceof AuthzError &&
+      'endpoint' in failure &&
+      typeof failure.endpoint === 'string' &&
+      AFTER_THE_GRANT.has(failure.endpoint);
+    await settle(spent ? loginStates.abandon(taken) : loginStates.release(taken));
     // An outage is a 503 (with Retry-After) from the authorizer, and the login-state cookie
     // stays for the browser's retry; anything else ends this flow.
     if (!(failure instanceof AuthzError) || failure.code === 'IDP_UNAVAILABLE') throw failure;
@@ -213,7 +232,27 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     );
   }
 
-  const { tokens, claims } = exchanged;
+  const { tokens, claims, sessionClaims } = exchanged;
+  const demand = callbackDemand(context, taken.login.returnTo);
+  const shortfall =
+    demand === undefined
+      ? undefined
+      : shortfallOf(claims, demand, now(), app.config.oidc.clockSkew);
+  if (shortfall !== undefined) {
+    // The code is spent: a retry of this callback is told to start again, never exchanged.
+    await settle(loginStates.abandon(taken));
+    logger.info(
+      { requestId: request.id, app: app.name, shortfall },
+      'sign-in does not meet the authentication the page demands (acrValues, maxAge or max_age)',
+    );
+    return htmlPage(
+      'callback',
+      401,
+      'Sign-in could not be completed',
+      'This sign-in does not meet the authentication this page requires.',
+      cleanup,
+    );
+  }
   const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
   let written;
   try {
@@ -221,7 +260,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
       {
         sub: String(claims['sub']),
         ...(sid === undefined ? {} : { sid }),
-        claims: identityClaims(claims),
+        claims: sessionClaims,
         tokens: {
           accessToken: tokens.accessToken,
           expiresAt: tokens.expiresAt,
@@ -248,6 +287,9 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
   return loggedIn(answer, []);
 }
 
+/** The provider calls of a code exchange that run once the code is spent. */
+const AFTER_THE_GRANT: ReadonlySet<string> = new Set(['jwks', 'id_token', 'userinfo']);
+
 /** The end of a login: back to where it started, with the session's cookies. */
 function loggedIn(answer: LoginAnswer, extra: readonly HeaderPair[]): Verdict {
   return redirect('callback', answer.location, [
@@ -270,29 +312,57 @@ async function settle(marking: Promise<void>): Promise<void> {
   }
 }
 
-/** Protocol claims that say nothing about the user are not kept in the session. */
-const protocolClaims = new Set([
-  'iss',
-  'aud',
-  'exp',
-  'iat',
-  'nbf',
-  'nonce',
-  'at_hash',
-  'c_hash',
-  'auth_time',
-  'jti',
-  'azp',
-  'sid',
-  'acr',
-  'amr',
-]);
+/**
+ * What the login's ID token must meet at the callback: the demand of the page it returns to
+ * (read as a GET of that path), and a `max_age` sent through `oidc.extraAuthParams` (OIDC Core
+ * §3.1.2.1: the RP checks `auth_time` when it sent `max_age`).
+ */
+function callbackDemand(context: StepContext, returnTo: string): StepUpDemand | undefined {
+  const { app } = context;
+  const demands: { acrValues: readonly string[]; maxAge?: number }[] = [];
+  const query = returnTo.indexOf('?');
+  const path = readRequestPath(query === -1 ? returnTo : returnTo.slice(0, query));
+  if ('readings' in path) {
+    const demand = app.stepUp.demandFor('GET', path);
+    if (demand !== undefined) {
+      demands.push({
+        acrValues: demand.acrValues,
+        ...(demand.maxAgeMs === undefined ? {} : { maxAge: demand.maxAgeMs }),
+      });
+    }
+  }
+  const configured = app.config.oidc.extraAuthParams['max_age'];
+  if (configured !== undefined && /^\d{1,10}$/.test(configured)) {
+    demands.push({ acrValues: [], maxAge: Number(configured) * 1000 });
+  }
+  return demands.length === 0 ? undefined : combineDemands(demands);
+}
 
-function identityClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const kept: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(claims))
-    if (!protocolClaims.has(name)) kept[name] = value;
-  return kept;
+/**
+ * A session that does not meet the request's step-up demand (RFC 9470): a browser navigation is
+ * sent to log in again with `acr_values`/`max_age`; anything else gets 401 with an
+ * `insufficient_user_authentication` challenge. The session is kept (`setCookie` carries a
+ * refresh's lines) for paths that demand less.
+ */
+export function stepUpRequired(
+  context: StepContext,
+  demand: StepUpDemand,
+  setCookie: readonly string[] = [],
+): Verdict {
+  const { request, app } = context;
+  if (isBrowserNavigation(request)) return startLogin(context, setCookie);
+  const headers: HeaderPair[] = [
+    ['www-authenticate', insufficientAuthenticationChallenge(app.name, demand)],
+    ...setCookies(setCookie),
+  ];
+  if (isGrpcCaller(request)) headers.push(...grpcUnauthenticated);
+  return jsonReply(
+    'unauthenticated',
+    401,
+    'insufficient_user_authentication',
+    'a stronger or more recent authentication is required',
+    headers,
+  );
 }
 
 const grpcUnauthenticated: readonly HeaderPair[] = [

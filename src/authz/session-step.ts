@@ -3,7 +3,8 @@ import { hasExpired } from '../expiry.ts';
 import { SessionTooLargeError } from '../errors.ts';
 import { headersToScrub, type AppRuntime } from './app-runtime.ts';
 import { sessionTooLarge } from './session-too-large.ts';
-import { secureFor, unauthenticated } from './login.ts';
+import { secureFor, stepUpRequired, unauthenticated } from './login.ts';
+import { shortfallOf } from './step-up.ts';
 import { remainingMs, type Step, type StepContext, type StepDeps } from './pipeline.ts';
 import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
@@ -144,6 +145,23 @@ export function createSessionStep(deps: StepDeps): Step {
             );
             return providerUnavailable(outcome.retryAfterSeconds);
           }
+      }
+    }
+
+    const demand = app.stepUp.demandFor(request.method, context.path);
+    if (demand !== undefined) {
+      const shortfall = shortfallOf(session.claims, demand, now, app.config.oidc.clockSkew);
+      if (shortfall === 'no acr meets every rule') {
+        return localReply('forbidden', 403, 'no acr value meets every rule of this path\n', [
+          ['content-type', 'text/plain; charset=utf-8'],
+        ]);
+      }
+      if (shortfall !== undefined) {
+        deps.logger.info(
+          { requestId: request.id, app: app.name, shortfall },
+          'session does not meet the authentication the path demands: step-up',
+        );
+        return stepUpRequired(context, demand, setCookie);
       }
     }
 

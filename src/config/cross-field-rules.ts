@@ -46,6 +46,22 @@ export function checkAppRules(app: AppConfig): LocatedProblem[] {
     }
   }
 
+  // A path's acr list adds to the app's: with no value in common, no login could ever pass.
+  const appAcrs = app.authorization.acrValues;
+  app.authorization.paths.forEach((rule, index) => {
+    if (appAcrs.length === 0 || rule.acrValues.length === 0) return;
+    if (!rule.acrValues.some((acr) => appAcrs.includes(acr))) {
+      problem(
+        ['authorization', 'paths', index, 'acrValues'],
+        'shares no value with authorization.acrValues: no login could meet both',
+      );
+    }
+  });
+  const maxAgeParam = oidc.extraAuthParams['max_age'];
+  if (maxAgeParam !== undefined && !/^\d{1,10}$/.test(maxAgeParam)) {
+    problem(['oidc', 'extraAuthParams', 'max_age'], 'must be a whole number of seconds');
+  }
+
   // An endpoint that is also public would be let through untouched and never handled.
   const seen = new Map<string, string>();
   for (const key of ENDPOINT_PATHS) {

@@ -193,6 +193,33 @@ function ruleFields() {
   };
 }
 
+/**
+ * An `acr` value (OIDC Core §2): printable ASCII without spaces (`acr_values` separates by space)
+ * and without `"` or `\\` (it is quoted in an RFC 9470 challenge).
+ */
+const acrValue = z
+  .string()
+  .regex(
+    /^[\x21\x23-\x5b\x5d-\x7e]{1,255}$/,
+    'must be printable ASCII without spaces, `"` or `\\`',
+  );
+
+/** The step-up demands (OIDC Core §3.1.2.1 `acr_values`/`max_age`) of an app and each of its `paths`. */
+function stepUpFields() {
+  return {
+    acrValues: emptyListDefault(
+      acrValue,
+      "The session's `acr` must be one of these (most preferred first); a session without one is sent to log in again with `acr_values`, an API caller gets 401 `insufficient_user_authentication` (RFC 9470). On a path, in addition to the app's. Empty: no check.",
+    ),
+    maxAge: duration()
+      .refine((ms) => ms >= 1000 && ms % 1000 === 0, 'must be whole seconds, at least 1s')
+      .optional()
+      .describe(
+        "The user must have authenticated (`auth_time`) at most this long ago, allowing `oidc.clockSkew`; else the session is sent to log in again with `max_age`, an API caller gets 401 `insufficient_user_authentication` (RFC 9470). On a path, the shorter of it and the app's wins. Duration in whole seconds. Default: none.",
+      ),
+  };
+}
+
 /** Names that may not be set upstream: they belong to the transport or to the session cookie. */
 const RESERVED_HEADERS = new Set([
   'host',
@@ -355,6 +382,14 @@ const oidcSchema = z
       .default({})
       .describe(
         'Extra authorization-request parameters (`prompt`, `acr_values`, `kc_idp_hint`, …). Default {}.',
+      ),
+    claimsFrom: z
+      .array(z.enum(['id_token', 'userinfo', 'access_token']))
+      .min(1)
+      .refine((sources) => new Set(sources).size === sources.length, 'must not repeat a source')
+      .default(['id_token', 'access_token'])
+      .describe(
+        "Where the session's claims come from: `id_token` (always read), `userinfo` (fetched with the access token after login and after each refresh; its `sub` must equal the ID token's), `access_token` (only when it is a JWT from this issuer that verifies with its keys; else skipped). Applied in this order, a later source replacing a claim an earlier one set; `sub`, `iss`, `aud`, `exp`, `iat`, `nbf`, `nonce`, `azp`, `sid`, `jti`, `acr`, `amr` and `auth_time` come from the ID token only. Every claim of every source is kept (watch the size of cookie sessions). Default `[id_token, access_token]` (Keycloak's realm roles are in its access token).",
       ),
     idTokenAlgs: z
       .array(z.enum(ASYMMETRIC_JWS_ALGS))
@@ -571,6 +606,7 @@ const bearerSchema = z
 const authorizationSchema = z
   .strictObject({
     ...ruleFields(),
+    ...stepUpFields(),
     groupsClaim: claimAddress
       .default('groups')
       .describe('Claim holding the groups, by claim address. Default `groups`.'),
@@ -582,6 +618,7 @@ const authorizationSchema = z
       z.strictObject({
         ...pathRuleMatch(),
         ...ruleFields(),
+        ...stepUpFields(),
       }),
       'Extra rules for path prefixes, checked in addition to the app rules.',
     ),

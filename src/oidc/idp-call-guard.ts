@@ -2,11 +2,12 @@
 
 /**
  * Which dependency a provider call belongs to; one breaker per kind and provider. A new
- * per-client operation (userinfo next) adds its kind here and its route in the guard. `probe` is
+ * per-client operation adds its kind here and its route in the guard. `probe` is
  * the periodic discovery fetch that only checks the provider is up: a guard may take its failure
  * as proof of an outage at once.
  */
-export type IdpCallKind = 'discovery' | 'jwks' | 'token' | 'revocation' | 'introspection' | 'probe';
+export type IdpCallKind =
+  'discovery' | 'jwks' | 'token' | 'userinfo' | 'revocation' | 'introspection' | 'probe';
 
 /**
  * Runs one provider call. The call rejects only with classified errors (`AuthzError`), so a

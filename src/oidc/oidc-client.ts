@@ -5,6 +5,7 @@ import {
   buildAuthorizationUrl,
   buildEndSessionUrl,
   clockTolerance,
+  customFetch,
   refreshTokenGrant,
   tokenRevocation,
 } from 'openid-client';
@@ -21,6 +22,14 @@ import { statesEqual } from '../session/login-state.ts';
 import { prepareClientAuth } from './client-authentication.ts';
 import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
 import { verifyIdToken } from './id-token.ts';
+import {
+  DEFAULT_CLAIM_SOURCES,
+  accessTokenClaims,
+  fetchUserinfo,
+  mergeClaims,
+  type ClaimSource,
+  type SourcedClaims,
+} from './claim-sources.ts';
 import { isKeyFailure } from './provider-keys.ts';
 import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
 import { verifyLogoutToken } from './logout-token.ts';
@@ -44,6 +53,8 @@ export type OidcClientOptions = Pick<
   | 'extraAuthParams'
   | 'clockSkew'
 > & {
+  /** Where session claims come from (`oidc.claimsFrom`); default {@link DEFAULT_CLAIM_SOURCES}. */
+  readonly claimsFrom?: readonly ClaimSource[];
   /** Accepted ID-token (and logout-token) signing algorithms; checked here again: asymmetric only. */
   readonly idTokenAlgs: readonly string[];
   readonly appName?: string;
@@ -84,7 +95,17 @@ export interface ExchangeCodeParams {
 
 export interface ExchangeResult {
   readonly tokens: TokenSet;
+  /** The validated ID token's claims. */
   readonly claims: IdTokenClaims;
+  /** What the session keeps: the claims of every `claimsFrom` source, merged. */
+  readonly sessionClaims: Record<string, unknown>;
+}
+
+export interface RefreshOptions {
+  /** The session's `sub`: a refreshed ID token and a userinfo answer must carry it. */
+  readonly expectedSubject?: string;
+  /** The session's claims, the base a refresh's sources are merged over. */
+  readonly currentClaims?: Readonly<Record<string, unknown>>;
 }
 
 export interface RefreshResult {
@@ -97,8 +118,11 @@ export interface RefreshResult {
     /** ms since the epoch; undefined when neither `expires_in` nor a new ID token says. */
     readonly expiresAt?: number;
   };
-  /** Validated claims of the new ID token, when one came back. */
-  readonly claims?: IdTokenClaims;
+  /**
+   * The session's claims anew, when a new ID token came back or `claimsFrom` names another
+   * source: the sources merged over the session's claims (see `mergeClaims`).
+   */
+  readonly claims?: Record<string, unknown>;
 }
 
 export interface EndSessionParams {
@@ -123,7 +147,7 @@ export interface OidcClient {
    */
   authorizationLocation(params: AuthorizationUrlParams): string;
   exchangeCode(params: ExchangeCodeParams): Promise<ExchangeResult>;
-  refresh(refreshToken: string, options?: { expectedSubject?: string }): Promise<RefreshResult>;
+  refresh(refreshToken: string, options?: RefreshOptions): Promise<RefreshResult>;
   /** RFC 7009; resolves false when the provider has no revocation endpoint. */
   revoke(token: string, hint: 'access_token' | 'refresh_token'): Promise<boolean>;
   /** RP-initiated logout URL with `client_id`; null when the provider has no end-session endpoint. */
@@ -190,6 +214,8 @@ export function createOidcClient(
     clockSkewMs: options.clockSkew,
     now: deps.now,
   };
+  const claimSources = options.claimsFrom ?? DEFAULT_CLAIM_SOURCES;
+  const extraSources = claimSources.some((source) => source !== 'id_token');
   const metadata: Partial<ClientMetadata> = {
     [clockTolerance]: Math.ceil(options.clockSkew / 1000),
     ...(options.clientSecret === undefined ? {} : { client_secret: options.clientSecret }),
@@ -260,6 +286,65 @@ export function createOidcClient(
     return claims === undefined ? undefined : claims.exp * 1000;
   };
 
+  /**
+   * The session's claims from every configured source. `idClaims` stands for the ID token (the
+   * session's claims under a new ID token's, after a refresh). A userinfo outage after a refresh
+   * (`onRefresh`) keeps the claims userinfo gave before: the rotated tokens must not be lost.
+   */
+  const collectClaims = async (
+    idClaims: Readonly<Record<string, unknown>>,
+    accessToken: string,
+    onRefresh: boolean,
+  ): Promise<Record<string, unknown>> => {
+    const sources: SourcedClaims[] = [];
+    for (const source of claimSources) {
+      if (source === 'id_token') {
+        sources.push({ source, claims: idClaims });
+      } else if (source === 'access_token') {
+        const claims = await accessTokenClaims(accessToken, provider.getKey, tokenPolicy);
+        if (claims !== undefined) sources.push({ source, claims });
+      } else {
+        const claims = await userinfoClaims(idClaims, accessToken, onRefresh);
+        if (claims !== undefined) sources.push({ source, claims });
+      }
+    }
+    return mergeClaims(idClaims, sources);
+  };
+
+  const userinfoClaims = async (
+    idClaims: Readonly<Record<string, unknown>>,
+    accessToken: string,
+    onRefresh: boolean,
+  ): Promise<Record<string, unknown> | undefined> => {
+    const { config } = requireConfigured('userinfo');
+    const endpoint = config.serverMetadata().userinfo_endpoint;
+    const fetch = config[customFetch];
+    if (endpoint === undefined || fetch === undefined) {
+      throw new IdpUnavailableError('userinfo', 'invalid_response', {
+        detail: 'oidc.claimsFrom names userinfo and the provider announces no userinfo_endpoint',
+      });
+    }
+    try {
+      return await provider.call('userinfo', 'userinfo', () =>
+        fetchUserinfo({
+          endpoint,
+          accessToken,
+          expectedSubject: String(idClaims['sub']),
+          fetch,
+          getKey: provider.getKey,
+          policy: tokenPolicy,
+        }),
+      );
+    } catch (err) {
+      if (!onRefresh || !(err instanceof IdpUnavailableError)) throw err;
+      log?.warn(
+        { endpoint: 'userinfo', error: err.message },
+        'userinfo unavailable after a refresh: the session keeps the claims it had',
+      );
+      return undefined;
+    }
+  };
+
   return {
     issuer: options.issuer,
     clientId: options.clientId,
@@ -305,7 +390,9 @@ export function createOidcClient(
       }
       const claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
       if (claims.nonce !== params.expectedNonce) throw new TokenInvalidError('id_token', 'nonce');
+      const sessionClaims = await collectClaims(claims, response.access_token, false);
       return {
+        sessionClaims,
         tokens: {
           accessToken: response.access_token,
           idToken: response.id_token,
@@ -343,6 +430,14 @@ export function createOidcClient(
         }
       }
       const expiresAt = expiresAtFrom(response, claims);
+      let sessionClaims: Record<string, unknown> | undefined;
+      const current = refreshOptions?.currentClaims;
+      if (claims !== undefined || (extraSources && current !== undefined)) {
+        const base = { ...current, ...claims };
+        if (typeof base['sub'] === 'string') {
+          sessionClaims = await collectClaims(base, response.access_token, true);
+        }
+      }
       return {
         tokens: {
           accessToken: response.access_token,
@@ -350,7 +445,7 @@ export function createOidcClient(
           ...(response.id_token === undefined ? {} : { idToken: response.id_token }),
           ...(expiresAt === undefined ? {} : { expiresAt }),
         },
-        ...(claims === undefined ? {} : { claims }),
+        ...(sessionClaims === undefined ? {} : { claims: sessionClaims }),
       };
     },
 

@@ -465,7 +465,10 @@ export class RefreshCoordinator {
     try {
       const result = await this.#atProvider(
         id,
-        this.#deps.oidc.refresh(refreshToken, { expectedSubject: session.sub }),
+        this.#deps.oidc.refresh(refreshToken, {
+          expectedSubject: session.sub,
+          currentClaims: session.claims,
+        }),
       );
       this.#deps.metrics.grant('ok');
       this.#failures.delete(id);

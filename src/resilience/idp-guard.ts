@@ -6,14 +6,19 @@ import { isOutage } from './outage.ts';
 
 /** The provider calls a guard routes (the provider's `IdpCallKind`). */
 export type GuardedCall =
-  Extract<IdpEndpoint, 'discovery' | 'jwks' | 'token' | 'revocation' | 'introspection'> | 'probe';
+  | Extract<
+      IdpEndpoint,
+      'discovery' | 'jwks' | 'token' | 'userinfo' | 'revocation' | 'introspection'
+    >
+  | 'probe';
 
 /** Runs one provider call of kind `kind` through its breaker. */
 export type IdpGuard = <T>(kind: GuardedCall, call: () => Promise<T>) => Promise<T>;
 
 /**
  * The guard to hand to one provider (issuer): `discovery`, `jwks` and `probe` go through the
- * discovery breaker, `token`, `revocation` and `introspection` through their own. A refused call
+ * discovery breaker, `token`, `revocation` and `introspection` through their own, `userinfo`
+ * through the token breaker (the same server answers both, one after the other at every login). A refused call
  * rejects at once with `IdpUnavailableError(kind, 'circuit_open')`, naming the endpoint that was
  * not tried.
  *
@@ -27,6 +32,7 @@ export function createIdpGuard(breakers: IdpBreakers): IdpGuard {
     jwks: breakers.discovery,
     probe: breakers.discovery,
     token: breakers.token,
+    userinfo: breakers.token,
     revocation: breakers.revocation,
     introspection: breakers.introspection,
   };

@@ -45,6 +45,14 @@ const CASES: Record<string, [string, RegExp][]> = {
     ['apps[0].oidc.callbackPath', /^is also a public path \(publicPaths\[0\]\)$/],
     ['apps[0].oidc.logoutPath', /^is also a public path \(publicPaths\[0\]\)$/],
   ],
+  'step-up-disjoint.yaml': [
+    ['apps[0].oidc.extraAuthParams.max_age', /^must be a whole number of seconds$/],
+    [
+      'apps[0].authorization.paths[0].acrValues',
+      /^shares no value with authorization\.acrValues: no login could meet both$/,
+    ],
+  ],
+  'claims-from-repeated.yaml': [['apps[0].oidc.claimsFrom', /^must not repeat a source$/]],
   'duplicate-names.yaml': [['apps[2].name', /^is the same as apps\[0\]\.name/]],
   'bearer-without-audiences.yaml': [['apps[0].bearer.audiences', /^must list at least one/]],
   'bearer-email-identifier.yaml': [['apps[0].bearer.identifierClaim', /^cannot be email/]],

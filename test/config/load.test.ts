@@ -58,6 +58,7 @@ test('minimal config loads with every default filled in', () => {
     callbackPath: '/oauth2/callback',
     logoutPath: '/oauth2/logout',
     extraAuthParams: {},
+    claimsFrom: ['id_token', 'access_token'],
     idTokenAlgs: ['RS256', 'ES256', 'PS256', 'EdDSA'],
     clockSkew: 30_000,
     probeInterval: 10_000,
@@ -105,6 +106,7 @@ test('minimal config loads with every default filled in', () => {
     requireGroups: [],
     requireRoles: [],
     claims: [],
+    acrValues: [],
     groupsClaim: 'groups',
     rolesClaims: ['roles', 'realm_access.roles'],
     paths: [],
@@ -165,6 +167,7 @@ test('full config loads every contract key, with defaults merged under each app'
       allowedDomains: [],
       requireGroups: [],
       claims: [],
+      acrValues: [],
     },
   ]);
   // User headers merge over the built-in ones; '' disables one; defaults add one to every app.
@@ -194,6 +197,11 @@ test('full config loads every contract key, with defaults merged under each app'
     equals: 'acme',
   });
   assert.deepEqual(orders.authorization.paths[0]?.methods, ['POST', 'DELETE']);
+  assert.deepEqual(orders.oidc.claimsFrom, ['id_token', 'userinfo', 'access_token']);
+  assert.deepEqual(orders.authorization.acrValues, ['urn:example:loa:2', 'urn:example:loa:3']);
+  assert.equal(orders.authorization.maxAge, 43_200_000);
+  assert.deepEqual(orders.authorization.paths[0]?.acrValues, ['urn:example:loa:3']);
+  assert.equal(orders.authorization.paths[0]?.maxAge, 300_000);
   assert.equal(orders.upstreamHeaders['x-tenant'], '{{ claims["https://example.com/tenant"] }}');
   assert.equal(orders.passAccessToken, true);
 
