@@ -504,6 +504,16 @@ export async function startServer(
   health.setProbes([storeProbe, ...discoveryProbes(runtime.apps, health)]);
   let stopProbes = startProviderProbes(services.providers.values());
   metrics.setReady('config', true);
+  // Read at scrape time: discovery held and its breaker not open (the last probe answered);
+  // the store connected and not degraded to memory.
+  metrics.watchReadiness(function* () {
+    for (const app of apps) {
+      const breaker = services.providers.get(providerKey(app.config))?.discoveryBreaker;
+      const discovered = app.oidc.status().state === 'ready' && breaker?.state() !== 'open';
+      yield [`discovery:${app.name}`, discovered];
+    }
+    if (redis !== undefined) yield ['store', redis.status() === 'ready' && !store.degraded()];
+  });
   logger.info({ ports, apps: config.apps.map((a) => a.name) }, 'serving');
 
   let closing: Promise<void> | undefined;

@@ -40,6 +40,12 @@ function childrenOf<const V extends string>(
   return children;
 }
 
+/**
+ * The components `eoa_ready` reports besides `config`, read when the registry is scraped: each
+ * app's discovery (`discovery:<app>`) and, when one is configured, the store.
+ */
+export type ReadinessSource = () => Iterable<readonly [component: string, ready: boolean]>;
+
 /** The label used for requests no app claimed. */
 export const noAppLabel = '-';
 
@@ -189,7 +195,9 @@ export class Metrics {
   #inFlight = 0;
   readonly #errors: Counter;
   readonly #reloads: Counter<'result'>;
-  readonly #ready: Gauge<'component'>;
+  /** Components set once (`config`); the others come from {@link watchReadiness}'s source. */
+  readonly #fixedReadiness = new Map<string, boolean>();
+  #readiness: ReadinessSource = () => [];
   readonly #refreshGrants: Counter<'app' | 'outcome'>;
   readonly #refreshFollowers: Counter<'app' | 'source'>;
   readonly #refreshLockWaits: Counter<'app'>;
@@ -243,11 +251,20 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
-    this.#ready = new Gauge({
+    const readiness = (): Iterable<readonly [string, boolean]> => [
+      ...this.#fixedReadiness,
+      ...this.#readiness(),
+    ];
+    new Gauge({
       name: 'eoa_ready',
-      help: '1 when a component is ready (config, an app discovery, the store), else 0.',
+      help: "1 when a component is ready, else 0: config, discovery:<app> (that app's provider discovery answered), store (Redis connected and not degraded).",
       labelNames: ['component'],
       registers,
+      collect() {
+        // Apps come and go with reloads: only the current ones are reported.
+        this.reset();
+        for (const [component, ready] of readiness()) this.set({ component }, ready ? 1 : 0);
+      },
     });
     this.#refreshGrants = new Counter({
       name: 'eoa_refresh_grants_total',
@@ -367,7 +384,12 @@ export class Metrics {
   }
 
   setReady(component: string, ready: boolean): void {
-    this.#ready.set({ component }, ready ? 1 : 0);
+    this.#fixedReadiness.set(component, ready);
+  }
+
+  /** Where `eoa_ready` reads the components that change on their own; replaces the last one. */
+  watchReadiness(source: ReadinessSource): void {
+    this.#readiness = source;
   }
 
   /** One cell per (app, verdict), shared by that pair's reasons. */
