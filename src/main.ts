@@ -244,6 +244,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     revocations,
     logoutTokenReplay: durable.logoutTokenReplay,
     bearer,
+    logins: services.metrics.loginMetrics(app.name),
     // Down while either breaker is open, and while the discovery breaker's probe is testing a
     // provider that was down (half-open): a browser sent now might meet a dead provider. Not
     // while the token breaker is half-open: nothing probes it but logins and refreshes.

@@ -29,6 +29,23 @@ export interface BearerSeries {
   throttled(): void;
 }
 
+/** The login counter of one app: the callback step's `LoginMetrics` port. */
+export interface LoginSeries {
+  finished(
+    outcome:
+      | 'ok'
+      | 'provider_refused'
+      | 'state'
+      | 'clock_skew'
+      | 'token_refused'
+      | 'provider_unavailable'
+      | 'id_token'
+      | 'store_unavailable'
+      | 'session_too_large'
+      | 'internal',
+  ): void;
+}
+
 /** The children of `counter` under the `leading` label values, one per value of its last label. */
 function childrenOf<const V extends string>(
   counter: Counter,
@@ -205,6 +222,7 @@ export class Metrics {
   readonly #bearerVerifications: Counter<'app' | 'kind' | 'outcome'>;
   readonly #bearerCache: Counter<'app' | 'result'>;
   readonly #bearerThrottled: Counter<'app'>;
+  readonly #logins: Counter<'app' | 'outcome'>;
   /** Children bound once per (app, verdict, reason); the set is bounded by the config. */
   readonly #children = new Map<string, CheckChildren>();
   readonly #durationCells = new Map<string, DurationCell>();
@@ -309,6 +327,12 @@ export class Metrics {
       labelNames: ['app'],
       registers,
     });
+    this.#logins = new Counter({
+      name: 'eoa_logins_total',
+      help: 'Callbacks by how the login ended: ok, or the cause of the failure (provider_refused, state, clock_skew, token_refused, provider_unavailable, id_token, store_unavailable, session_too_large, internal).',
+      labelNames: ['app', 'outcome'],
+      registers,
+    });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'eoa_' });
   }
@@ -381,6 +405,27 @@ export class Metrics {
       },
       throttled: () => throttled.inc(),
     };
+  }
+
+  /** The login counter of one app, children bound once. */
+  loginMetrics(app: string): LoginSeries {
+    const outcomes = childrenOf(
+      this.#logins,
+      [app],
+      [
+        'ok',
+        'provider_refused',
+        'state',
+        'clock_skew',
+        'token_refused',
+        'provider_unavailable',
+        'id_token',
+        'store_unavailable',
+        'session_too_large',
+        'internal',
+      ],
+    );
+    return { finished: (outcome) => outcomes[outcome].inc() };
   }
 
   setReady(component: string, ready: boolean): void {
