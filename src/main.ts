@@ -42,8 +42,10 @@ import {
 import type { Breaker } from './resilience/breaker.ts';
 import { createBreakers, type Breakers } from './resilience/breakers.ts';
 import { createIdpGuard } from './resilience/idp-guard.ts';
+import { timeIdpCalls } from './oidc/idp-call-guard.ts';
 import { createAppKeyspaces } from './store/keyspaces.ts';
 import { createRedisBackend } from './store/redis-backend.ts';
+import { timeStoreCalls } from './store/timed-backend.ts';
 import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -134,7 +136,9 @@ function providerFor(app: AppConfig, services: Services): Provider {
       { issuer: app.oidc.issuer, name, tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify },
       {
         logger: services.logger,
-        guard: createIdpGuard(services.breakers.idp(name)),
+        guard: timeIdpCalls(createIdpGuard(services.breakers.idp(name)), (endpoint, seconds) =>
+          services.metrics.providerCallFinished(endpoint, seconds),
+        ),
         now: services.now,
       },
     );
@@ -455,12 +459,18 @@ export async function startServer(
   const store =
     redis === undefined
       ? memoryStore(now)
-      : redisStore(redis, breakers.store, {
-          logger,
-          registry: metrics.registry,
-          probe: () => redis.ping(),
-          callTimeoutMs: () => storeCallTimeoutMs(budgetMs, config.store.redis.commandTimeout),
-        });
+      : redisStore(
+          timeStoreCalls(redis, (operation, seconds) =>
+            metrics.storeCommandFinished(operation, seconds),
+          ),
+          breakers.store,
+          {
+            logger,
+            registry: metrics.registry,
+            probe: () => redis.ping(),
+            callTimeoutMs: () => storeCallTimeoutMs(budgetMs, config.store.redis.commandTimeout),
+          },
+        );
   breakers.store.onStateChange(() => health.refresh());
   const services: Services = {
     logger,
