@@ -94,3 +94,39 @@ describe('eoa_ready with the store down', () => {
     await waitFor('store ready again', async () => (await readiness(server)).get('store') === 1);
   });
 });
+
+describe('eoa_ready with the store credentials wrong', () => {
+  let provider: TestProvider;
+  let redis: RedisProcess;
+  let server: TestServer;
+
+  before(async () => {
+    provider = await startTestProvider({ clients: [] });
+    redis = await startRedis({ args: ['--requirepass', 'Kp7-right-Xw2-password'] });
+    server = await startTestServer(
+      {
+        apps: [app('web', provider.issuer)],
+        store: {
+          type: 'redis',
+          redis: { url: `redis://:Qm4-wrong-Zt9-password@127.0.0.1:${redis.port}` },
+        },
+      },
+      { waitReady: false },
+    );
+  });
+  after(async () => {
+    await server.close();
+    await redis.stop();
+    await provider.close();
+  });
+
+  it('reports the store 0 while Redis refuses the password', async () => {
+    await waitFor(
+      'discovery:web ready',
+      async () => (await readiness(server)).get('discovery:web') === 1,
+    );
+    const ready = await readiness(server);
+    assert.equal(ready.get('store'), 0);
+    assert.equal(ready.get('config'), 1);
+  });
+});
