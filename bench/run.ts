@@ -153,7 +153,7 @@ function scenarios(cookies: { web: string; srv: string }, bearerToken: string): 
       title: 'unauthenticated navigation (302)',
       targetRatio: 0.7,
       request: { url: 'https://web.example.com/dashboard/overview', headers: navigation },
-      expected: { app: 'web', verdict: 'redirect', reason: 'login', status: 302 },
+      expected: { app: 'web', verdict: 'login', reason: 'login', status: 302 },
     },
     {
       id: 'public',

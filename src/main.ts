@@ -42,8 +42,10 @@ import {
 import type { Breaker } from './resilience/breaker.ts';
 import { createBreakers, type Breakers } from './resilience/breakers.ts';
 import { createIdpGuard } from './resilience/idp-guard.ts';
+import { timeIdpCalls } from './oidc/idp-call-guard.ts';
 import { createAppKeyspaces } from './store/keyspaces.ts';
 import { createRedisBackend } from './store/redis-backend.ts';
+import { timeStoreCalls } from './store/timed-backend.ts';
 import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -134,7 +136,9 @@ function providerFor(app: AppConfig, services: Services): Provider {
       { issuer: app.oidc.issuer, name, tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify },
       {
         logger: services.logger,
-        guard: createIdpGuard(services.breakers.idp(name)),
+        guard: timeIdpCalls(createIdpGuard(services.breakers.idp(name)), (endpoint, seconds) =>
+          services.metrics.providerCallFinished(endpoint, seconds),
+        ),
         now: services.now,
       },
     );
@@ -244,6 +248,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     revocations,
     logoutTokenReplay: durable.logoutTokenReplay,
     bearer,
+    logins: services.metrics.loginMetrics(app.name),
     // Down while either breaker is open, and while the discovery breaker's probe is testing a
     // provider that was down (half-open): a browser sent now might meet a dead provider. Not
     // while the token breaker is half-open: nothing probes it but logins and refreshes.
@@ -454,12 +459,18 @@ export async function startServer(
   const store =
     redis === undefined
       ? memoryStore(now)
-      : redisStore(redis, breakers.store, {
-          logger,
-          registry: metrics.registry,
-          probe: () => redis.ping(),
-          callTimeoutMs: () => storeCallTimeoutMs(budgetMs, config.store.redis.commandTimeout),
-        });
+      : redisStore(
+          timeStoreCalls(redis, (operation, seconds) =>
+            metrics.storeCommandFinished(operation, seconds),
+          ),
+          breakers.store,
+          {
+            logger,
+            registry: metrics.registry,
+            probe: () => redis.ping(),
+            callTimeoutMs: () => storeCallTimeoutMs(budgetMs, config.store.redis.commandTimeout),
+          },
+        );
   breakers.store.onStateChange(() => health.refresh());
   const services: Services = {
     logger,
@@ -504,6 +515,16 @@ export async function startServer(
   health.setProbes([storeProbe, ...discoveryProbes(runtime.apps, health)]);
   let stopProbes = startProviderProbes(services.providers.values());
   metrics.setReady('config', true);
+  // Read at scrape time: discovery held and its breaker not open (the last probe answered);
+  // the store connected and not degraded to memory.
+  metrics.watchReadiness(function* () {
+    for (const app of apps) {
+      const breaker = services.providers.get(providerKey(app.config))?.discoveryBreaker;
+      const discovered = app.oidc.status().state === 'ready' && breaker?.state() !== 'open';
+      yield [`discovery:${app.name}`, discovered];
+    }
+    if (redis !== undefined) yield ['store', redis.status() === 'ready' && !store.degraded()];
+  });
   logger.info({ ports, apps: config.apps.map((a) => a.name) }, 'serving');
 
   let closing: Promise<void> | undefined;

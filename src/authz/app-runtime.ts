@@ -12,6 +12,7 @@ import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
 import { IdentityRemovals } from './identity-removals.ts';
+import type { LoginMetrics } from './login-outcome.ts';
 import type { RequestModel } from './request.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
 import { compileStepUp, type StepUpPolicy } from './step-up.ts';
@@ -40,6 +41,8 @@ export interface AppRuntime {
   readonly revocations: SessionRevocations;
   /** Back-channel logout token ids already used, shared by every replica. */
   readonly logoutTokenReplay: Keyspace<string, Mark>;
+  /** Counts each callback by how it ended (`eoa_logins_total`). */
+  readonly logins: LoginMetrics;
   /** Bearer tokens for machine clients (SPEC §8); `undefined` when `bearer.enabled` is false. */
   readonly bearer: BearerRuntime | undefined;
   /**
@@ -51,7 +54,14 @@ export interface AppRuntime {
 
 export type AppServices = Pick<
   AppRuntime,
-  'oidc' | 'refresher' | 'sessions' | 'revocations' | 'logoutTokenReplay' | 'idpDownFor' | 'bearer'
+  | 'oidc'
+  | 'refresher'
+  | 'sessions'
+  | 'revocations'
+  | 'logoutTokenReplay'
+  | 'idpDownFor'
+  | 'bearer'
+  | 'logins'
 >;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {

@@ -62,7 +62,8 @@ export class Authorizer {
     }
     if (decision instanceof Promise) {
       return decision.then(
-        ({ app, verdict, overBudget, abandoned }) => {
+        ({ app, verdict, overBudget, abandoned, failure }) => {
+          if (failure !== undefined) this.#deniedByError(raw, failure, app?.name);
           if (overBudget !== undefined) this.#overBudget(raw, app?.name, overBudget);
           if (abandoned === true) {
             this.#logger.info(
@@ -76,6 +77,8 @@ export class Authorizer {
       );
     }
     if (decision.refused !== undefined) this.#refused(raw, decision.refused);
+    if (decision.failure !== undefined)
+      this.#deniedByError(raw, decision.failure, decision.app?.name);
     return this.#finished(decision.app?.name, decision.verdict, started);
   }
 
@@ -124,10 +127,14 @@ export class Authorizer {
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as is
       return Promise.reject(error);
     }
+    this.#deniedByError(raw, error, undefined);
+    return this.#finished(undefined, errorReply(error), started);
+  }
+
+  #deniedByError(raw: RawRequest, error: AuthzError, app: string | undefined): void {
     this.#logger.warn(
-      { code: error.code, detail: error.message, requestId: raw.id },
+      { code: error.code, detail: error.message, requestId: raw.id, app },
       'check denied by an error',
     );
-    return this.#finished(undefined, errorReply(error), started);
   }
 }

@@ -5,6 +5,7 @@ import { resolveSecure } from '../session/cookie-jar.ts';
 import type { LoginAnswer } from '../session/login-state.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
+import { loginOutcomeOf } from './login-outcome.ts';
 import { htmlPage, retryPage } from './pages.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
@@ -120,7 +121,11 @@ const stateProblemLogs = {
 export function createCallbackStep({ logger, now }: StepDeps): Step {
   return function handleCallback(context: StepContext): Promise<Verdict> | undefined {
     if (!context.app.endpoints.is('callback', context.path)) return undefined;
-    return finishLogin(context, logger, now);
+    return finishLogin(context, logger, now).catch((error: unknown) => {
+      // A failure with no page of its own (an outage: 503 from the authorizer, or a bug).
+      context.app.logins.finished(loginOutcomeOf(error));
+      throw error;
+    });
   };
 }
 
@@ -148,6 +153,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     // only a code RFC 6749 §4.1.2.1 or OIDC Core §3.1.2.6 defines is shown, and the free-text
     // `error_description` never is (our origin would vouch for an attacker's words).
     const code = knownAuthorizationErrors.has(error) ? error : undefined;
+    app.logins.finished('provider_refused');
     logger.info(
       { requestId: request.id, app: app.name, error: code ?? 'unknown', state: taken.kind },
       'sign-in refused by the identity provider',
@@ -186,6 +192,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     };
     // How far off the flow's own clock was, so an operator can tell skew from a slow user.
     if (taken.createdAt !== undefined) fields['ageMs'] = now() - taken.createdAt;
+    app.logins.finished(taken.kind === 'future' ? 'clock_skew' : 'state');
     if (taken.kind === 'future') logger.warn(fields, stateProblemLogs[taken.kind]);
     else logger.info(fields, stateProblemLogs[taken.kind]);
     return htmlPage(
@@ -219,6 +226,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     // An outage is a 503 (with Retry-After) from the authorizer, and the login-state cookie
     // stays for the browser's retry; anything else ends this flow.
     if (!(failure instanceof AuthzError) || failure.code === 'IDP_UNAVAILABLE') throw failure;
+    app.logins.finished(loginOutcomeOf(failure));
     logger.info(
       { requestId: request.id, app: app.name, code: failure.code, detail: failure.message },
       'sign-in response not accepted',
@@ -275,6 +283,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     // The code is spent: a retry of this callback is told to start again, never exchanged.
     await settle(loginStates.abandon(taken));
     if (!(failure instanceof SessionTooLargeError)) throw failure;
+    app.logins.finished('session_too_large');
     return sessionTooLarge(context, failure, logger, taken.setCookie);
   }
   const answer: LoginAnswer = {
@@ -284,6 +293,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
   // Kept with the used mark: should this answer not reach the browser (the Check ran out of its
   // budget meanwhile), the browser's retry of this callback gets it from any replica.
   await settle(loginStates.complete(taken, code === undefined ? undefined : { code, answer }));
+  app.logins.finished('ok');
   return loggedIn(answer, []);
 }
 

@@ -1,6 +1,6 @@
 /** The decision for one Check (SPEC §4), as a table of small steps run in order. */
 import { performance } from 'node:perf_hooks';
-import { BudgetExceededError } from '../errors.ts';
+import { AuthzError, BudgetExceededError } from '../errors.ts';
 import { DeadlineQueue } from '../deadline-queue.ts';
 import { isRefusal, refusals, type PolicyRefusalReason } from '../policy/policy-refusal.ts';
 import { RequestPolicy } from '../policy/request-policy.ts';
@@ -99,6 +99,8 @@ export interface Decision {
   readonly overBudget?: Promise<Decision>;
   /** Set when the caller went away before the decision: its steps stopped there. */
   readonly abandoned?: true;
+  /** Set when a step failed with a catalogue error: the verdict is its reply (for the log). */
+  readonly failure?: AuthzError;
 }
 
 const noApp: Decision = Object.freeze({
@@ -175,7 +177,12 @@ export class Pipeline {
     };
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) {
-      const verdict = steps[i]!(context);
+      let verdict;
+      try {
+        verdict = steps[i]!(context);
+      } catch (error) {
+        return failedDecision(app, error);
+      }
       if (verdict === undefined) continue;
       if (verdict instanceof Promise) {
         const decision = this.#settle(verdict, context, i + 1, caller);
@@ -233,17 +240,31 @@ export class Pipeline {
     caller: Caller | undefined,
   ): Promise<Decision> {
     const { app } = context;
-    const first = await pending;
-    if (first !== undefined) return { app, verdict: first };
-    const steps = this.#steps;
-    for (let i = next; i < steps.length; i++) {
-      if (caller?.gone === true) return { app, verdict: this.#overBudget, abandoned: true };
-      const result = steps[i]!(context);
-      const verdict = result instanceof Promise ? await result : result;
-      if (verdict !== undefined) return { app, verdict };
+    try {
+      const first = await pending;
+      if (first !== undefined) return { app, verdict: first };
+      const steps = this.#steps;
+      for (let i = next; i < steps.length; i++) {
+        if (caller?.gone === true) return { app, verdict: this.#overBudget, abandoned: true };
+        const result = steps[i]!(context);
+        const verdict = result instanceof Promise ? await result : result;
+        if (verdict !== undefined) return { app, verdict };
+      }
+    } catch (error) {
+      return failedDecision(app, error);
     }
     return noVerdict(app);
   }
+}
+
+/**
+ * A step that failed with a catalogue error (an outage, the store, a refused token) decided
+ * for its app: the error's reply, counted and logged under that app. Anything else is a bug
+ * and goes on up as it was thrown.
+ */
+function failedDecision(app: AppRuntime, error: unknown): Decision {
+  if (!(error instanceof AuthzError)) throw error;
+  return { app, verdict: errorReply(error), failure: error };
 }
 
 /** A one-off timer for a deadline that does not come in the queue's order. */

@@ -72,15 +72,39 @@ export interface LocalReply {
 export type Verdict = Allow | LocalReply;
 
 /**
- * What a verdict does for the user, as the `verdict` metric label says it: a local reply may
- * be a denial, a redirect (to log in, back after the callback) or a page (the logout page).
+ * What a verdict does for the user, as the `verdict` metric label says it (a bounded set):
+ * `allow` (forwarded upstream), `login` (sent to the provider, or 401 to an API caller without a
+ * session), `callback` (a login completed: back to the page it started from), `logout`,
+ * `unavailable` (503: an outage or the budget ran out) and `deny` (every other refusal,
+ * including a callback that did not complete a login).
  */
-export type VerdictOutcome = 'allow' | 'redirect' | 'page' | 'deny';
+export type VerdictOutcome = 'allow' | 'deny' | 'login' | 'callback' | 'logout' | 'unavailable';
+
+/** Every {@link VerdictOutcome}, for documentation and tests. */
+export const verdictOutcomes: readonly VerdictOutcome[] = Object.freeze([
+  'allow',
+  'deny',
+  'login',
+  'callback',
+  'logout',
+  'unavailable',
+]);
 
 export function outcomeOf(verdict: Verdict): VerdictOutcome {
   if (verdict.kind === 'allow') return 'allow';
-  if (verdict.status >= 300 && verdict.status < 400) return 'redirect';
-  return verdict.status < 300 ? 'page' : 'deny';
+  if (verdict.status === 503) return 'unavailable';
+  switch (verdict.reason) {
+    case 'login':
+    case 'unauthenticated':
+      return 'login';
+    case 'logout':
+    case 'provider_logout':
+      return 'logout';
+    case 'callback':
+      return verdict.status < 400 ? 'callback' : 'deny';
+    default:
+      return 'deny';
+  }
 }
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);

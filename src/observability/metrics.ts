@@ -29,6 +29,23 @@ export interface BearerSeries {
   throttled(): void;
 }
 
+/** The login counter of one app: the callback step's `LoginMetrics` port. */
+export interface LoginSeries {
+  finished(
+    outcome:
+      | 'ok'
+      | 'provider_refused'
+      | 'state'
+      | 'clock_skew'
+      | 'token_refused'
+      | 'provider_unavailable'
+      | 'id_token'
+      | 'store_unavailable'
+      | 'session_too_large'
+      | 'internal',
+  ): void;
+}
+
 /** The children of `counter` under the `leading` label values, one per value of its last label. */
 function childrenOf<const V extends string>(
   counter: Counter,
@@ -38,6 +55,59 @@ function childrenOf<const V extends string>(
   const children = {} as Record<V, Counter.Internal>;
   for (const value of values) children[value] = counter.labels(...leading, value);
   return children;
+}
+
+/**
+ * The components `eoa_ready` reports besides `config`, read when the registry is scraped: each
+ * app's discovery (`discovery:<app>`) and, when one is configured, the store.
+ */
+export type ReadinessSource = () => Iterable<readonly [component: string, ready: boolean]>;
+
+/** Provider endpoints timed by `eoa_provider_request_duration_seconds`. */
+export type ProviderEndpoint = 'discovery' | 'jwks' | 'token' | 'revocation' | 'introspection';
+const providerEndpoints: readonly ProviderEndpoint[] = [
+  'discovery',
+  'jwks',
+  'token',
+  'revocation',
+  'introspection',
+];
+
+/** Store operations (the store port's) timed by `eoa_store_command_duration_seconds`. */
+export type StoreOperation =
+  | 'get'
+  | 'set'
+  | 'setIfAbsent'
+  | 'delete'
+  | 'deleteIfEquals'
+  | 'take'
+  | 'expireIfEquals'
+  | 'addMember'
+  | 'members'
+  | 'removeMember';
+const storeOperations: readonly StoreOperation[] = [
+  'get',
+  'set',
+  'setIfAbsent',
+  'delete',
+  'deleteIfEquals',
+  'take',
+  'expireIfEquals',
+  'addMember',
+  'members',
+  'removeMember',
+];
+
+/** One cell of `histogram` per value of its one label, bound at start. */
+function cellsOf<L extends string, const V extends string>(
+  histogram: CellHistogram<L>,
+  label: L,
+  values: readonly V[],
+): Record<V, DurationCell> {
+  const cells = {} as Record<V, DurationCell>;
+  for (const value of values)
+    cells[value] = histogram.cell({ [label]: value } as unknown as Record<L, string>);
+  return cells;
 }
 
 /** The label used for requests no app claimed. */
@@ -63,16 +133,16 @@ class PendingCount {
   }
 }
 
-/** The durations of one (app, verdict), as prom-client's histogram keeps them. */
+/** The durations of one set of label values, as prom-client's histogram keeps them. */
 class DurationCell {
-  readonly labels: Readonly<Record<'app' | 'verdict', string>>;
+  readonly labels: Readonly<Record<string, string>>;
   /** Observations per finite bucket (not cumulative). */
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
   readonly #bounds: readonly number[];
 
-  constructor(labels: Readonly<Record<'app' | 'verdict', string>>, bounds: readonly number[]) {
+  constructor(labels: Readonly<Record<string, string>>, bounds: readonly number[]) {
     this.labels = labels;
     this.#bounds = bounds;
     this.counts = new Float64Array(bounds.length);
@@ -102,26 +172,27 @@ interface HistogramValue {
 }
 
 /**
- * `eoa_check_duration_seconds` with one cell per (app, verdict) observed directly. It is a
- * prom-client Histogram to the registry, and reports exactly what one fed with the same
- * observations would (same series, order, cumulative buckets, sum and count): only the values
- * come from the cells.
+ * A histogram with one cell per set of label values, bound once and observed directly (no
+ * label hashing per observation): `eoa_check_duration_seconds` per (app, verdict), the provider
+ * and store latencies. It is a prom-client Histogram to the registry, and reports exactly what
+ * one fed with the same observations would (same series, order, cumulative buckets, sum and
+ * count): only the values come from the cells.
  */
-class CheckDurations extends Histogram<'app' | 'verdict'> {
+class CellHistogram<L extends string> extends Histogram<L> {
   readonly #name: string;
   readonly #help: string;
   readonly #bounds: readonly number[];
   readonly #cells: DurationCell[] = [];
 
-  constructor(config: HistogramConfiguration<'app' | 'verdict'> & { buckets: number[] }) {
+  constructor(config: HistogramConfiguration<L> & { buckets: number[] }) {
     super(config);
     this.#name = config.name;
     this.#help = config.help;
     this.#bounds = Object.freeze([...config.buckets]);
   }
 
-  cell(app: string, verdict: string): DurationCell {
-    const cell = new DurationCell({ app, verdict }, this.#bounds);
+  cell(labels: Readonly<Record<L, string>>): DurationCell {
+    const cell = new DurationCell(labels, this.#bounds);
     this.#cells.push(cell);
     return cell;
   }
@@ -184,12 +255,16 @@ interface CheckChildren {
 export class Metrics {
   readonly registry = new Registry();
   readonly #checks: Counter<'app' | 'verdict' | 'reason'>;
-  readonly #duration: CheckDurations;
+  readonly #duration: CellHistogram<'app' | 'verdict'>;
+  readonly #providerCalls: Record<ProviderEndpoint, DurationCell>;
+  readonly #storeCommands: Record<StoreOperation, DurationCell>;
   /** Checks being decided; the gauge reads it when scraped. */
   #inFlight = 0;
   readonly #errors: Counter;
   readonly #reloads: Counter<'result'>;
-  readonly #ready: Gauge<'component'>;
+  /** Components set once (`config`); the others come from {@link watchReadiness}'s source. */
+  readonly #fixedReadiness = new Map<string, boolean>();
+  #readiness: ReadinessSource = () => [];
   readonly #refreshGrants: Counter<'app' | 'outcome'>;
   readonly #refreshFollowers: Counter<'app' | 'source'>;
   readonly #refreshLockWaits: Counter<'app'>;
@@ -197,6 +272,7 @@ export class Metrics {
   readonly #bearerVerifications: Counter<'app' | 'kind' | 'outcome'>;
   readonly #bearerCache: Counter<'app' | 'result'>;
   readonly #bearerThrottled: Counter<'app'>;
+  readonly #logins: Counter<'app' | 'outcome'>;
   /** Children bound once per (app, verdict, reason); the set is bounded by the config. */
   readonly #children = new Map<string, CheckChildren>();
   readonly #durationCells = new Map<string, DurationCell>();
@@ -216,7 +292,7 @@ export class Metrics {
       registers,
       collect: flush(this.#pendingChecks),
     });
-    this.#duration = new CheckDurations({
+    this.#duration = new CellHistogram({
       name: 'eoa_check_duration_seconds',
       help: 'Time to decide one Check, from request decoded to response built.',
       labelNames: ['app', 'verdict'],
@@ -243,11 +319,20 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
-    this.#ready = new Gauge({
+    const readiness = (): Iterable<readonly [string, boolean]> => [
+      ...this.#fixedReadiness,
+      ...this.#readiness(),
+    ];
+    new Gauge({
       name: 'eoa_ready',
-      help: '1 when a component is ready (config, an app discovery, the store), else 0.',
+      help: "1 when a component is ready, else 0: config, discovery:<app> (that app's provider discovery answered), store (Redis connected and not degraded).",
       labelNames: ['component'],
       registers,
+      collect() {
+        // Apps come and go with reloads: only the current ones are reported.
+        this.reset();
+        for (const [component, ready] of readiness()) this.set({ component }, ready ? 1 : 0);
+      },
     });
     this.#refreshGrants = new Counter({
       name: 'eoa_refresh_grants_total',
@@ -290,6 +375,28 @@ export class Metrics {
       name: 'eoa_bearer_throttled_total',
       help: 'Bearer requests refused with 429 because their client address failed too often.',
       labelNames: ['app'],
+      registers,
+    });
+    const providerCalls = new CellHistogram<'endpoint'>({
+      name: 'eoa_provider_request_duration_seconds',
+      help: 'Time of one call to an identity provider, by endpoint (discovery, jwks, token, revocation, introspection), answered or failed; calls refused by an open breaker are not timed.',
+      labelNames: ['endpoint'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.#providerCalls = cellsOf(providerCalls, 'endpoint', providerEndpoints);
+    const storeCommands = new CellHistogram<'operation'>({
+      name: 'eoa_store_command_duration_seconds',
+      help: 'Time of one Redis store operation, by operation (get, set, take, …), answered or failed.',
+      labelNames: ['operation'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2],
+      registers,
+    });
+    this.#storeCommands = cellsOf(storeCommands, 'operation', storeOperations);
+    this.#logins = new Counter({
+      name: 'eoa_logins_total',
+      help: 'Callbacks by how the login ended: ok, or the cause of the failure (provider_refused, state, clock_skew, token_refused, provider_unavailable, id_token, store_unavailable, session_too_large, internal).',
+      labelNames: ['app', 'outcome'],
       registers,
     });
     if (options.defaultMetrics ?? true)
@@ -366,8 +473,44 @@ export class Metrics {
     };
   }
 
+  /** The login counter of one app, children bound once. */
+  loginMetrics(app: string): LoginSeries {
+    const outcomes = childrenOf(
+      this.#logins,
+      [app],
+      [
+        'ok',
+        'provider_refused',
+        'state',
+        'clock_skew',
+        'token_refused',
+        'provider_unavailable',
+        'id_token',
+        'store_unavailable',
+        'session_too_large',
+        'internal',
+      ],
+    );
+    return { finished: (outcome) => outcomes[outcome].inc() };
+  }
+
+  /** A finished call to a provider's `endpoint`. */
+  providerCallFinished(endpoint: ProviderEndpoint, seconds: number): void {
+    this.#providerCalls[endpoint].observe(seconds);
+  }
+
+  /** A finished store operation. */
+  storeCommandFinished(operation: StoreOperation, seconds: number): void {
+    this.#storeCommands[operation].observe(seconds);
+  }
+
   setReady(component: string, ready: boolean): void {
-    this.#ready.set({ component }, ready ? 1 : 0);
+    this.#fixedReadiness.set(component, ready);
+  }
+
+  /** Where `eoa_ready` reads the components that change on their own; replaces the last one. */
+  watchReadiness(source: ReadinessSource): void {
+    this.#readiness = source;
   }
 
   /** One cell per (app, verdict), shared by that pair's reasons. */
@@ -375,7 +518,7 @@ export class Metrics {
     const key = `${app}\u0000${verdict}`;
     let cell = this.#durationCells.get(key);
     if (cell === undefined) {
-      cell = this.#duration.cell(app, verdict);
+      cell = this.#duration.cell({ app, verdict });
       this.#durationCells.set(key, cell);
     }
     return cell;

@@ -1,4 +1,5 @@
 /** The seam where resilience (a circuit breaker per provider dependency) wraps provider calls. */
+import { performance } from 'node:perf_hooks';
 
 /**
  * Which dependency a provider call belongs to; one breaker per kind and provider. A new
@@ -20,3 +21,23 @@ export type IdpCallGuard = <T>(kind: IdpCallKind, call: () => Promise<T>) => Pro
 
 /** The guard used when none is given: runs the call as is. */
 export const runUnguarded: IdpCallGuard = (_kind, call) => call();
+
+/**
+ * `guard` with each call it runs timed (calls an open breaker refuses are not): `observe` gets
+ * the endpoint (`probe` is a discovery fetch) and the seconds, whether the call answered or
+ * failed.
+ */
+export function timeIdpCalls(
+  guard: IdpCallGuard,
+  observe: (endpoint: Exclude<IdpCallKind, 'probe'>, seconds: number) => void,
+): IdpCallGuard {
+  return (kind, call) =>
+    guard(kind, async () => {
+      const started = performance.now();
+      try {
+        return await call();
+      } finally {
+        observe(kind === 'probe' ? 'discovery' : kind, (performance.now() - started) / 1000);
+      }
+    });
+}

@@ -126,6 +126,37 @@ describe('Authorizer.decide', () => {
     assert.equal(later.verdict.kind === 'local_reply' && later.verdict.status, 503);
   });
 
+  it('counts and logs an outage 503 under the app that matched, thrown at once or later', async () => {
+    const unavailable = new IdpUnavailableError('token', 'network', { retryAfterSeconds: 7 });
+    const metrics = new Metrics({ defaultMetrics: false });
+    const log = captureLog();
+    const now = settled(
+      authorizer(
+        [
+          () => {
+            throw unavailable;
+          },
+        ],
+        metrics,
+        log.logger,
+      ).decide(raw()),
+    );
+    assert.equal(now.app, 'web');
+    const later = await authorizer([passLater, () => Promise.reject(unavailable)], metrics).decide(
+      raw(),
+    );
+    assert.equal(later.app, 'web');
+    const text = await metrics.registry.metrics();
+    assert.match(
+      text,
+      /eoa_checks_total\{app="web",verdict="unavailable",reason="unavailable"\} 2\n/,
+    );
+    assert.doesNotMatch(text, /app="-"/);
+    const line = log.lines().find((entry) => entry['msg'] === 'check denied by an error');
+    assert.equal(line?.['app'], 'web');
+    assert.equal(line?.['requestId'], 'r1');
+  });
+
   it('never throws: a failure without a decision is a rejected promise, counted', async () => {
     const metrics = new Metrics({ defaultMetrics: false });
     const broken = authorizer(
