@@ -64,11 +64,13 @@ function childrenOf<const V extends string>(
 export type ReadinessSource = () => Iterable<readonly [component: string, ready: boolean]>;
 
 /** Provider endpoints timed by `eoa_provider_request_duration_seconds`. */
-export type ProviderEndpoint = 'discovery' | 'jwks' | 'token' | 'revocation' | 'introspection';
+export type ProviderEndpoint =
+  'discovery' | 'jwks' | 'token' | 'userinfo' | 'revocation' | 'introspection';
 const providerEndpoints: readonly ProviderEndpoint[] = [
   'discovery',
   'jwks',
   'token',
+  'userinfo',
   'revocation',
   'introspection',
 ];
