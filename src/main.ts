@@ -372,9 +372,9 @@ function discoveryProbes(apps: readonly AppRuntime[], health: HealthState): Read
       name: `app:${app.name}`,
       waitingFor: () => {
         const status = app.oidc.status();
-        return status.state === 'ready'
-          ? undefined
-          : `discovery at ${status.issuer}: ${status.lastError ?? 'waiting'}`;
+        if (status.state === 'ready') return undefined;
+        const what = status.state === 'misconfigured' ? 'misconfigured' : 'discovery';
+        return `${what} at ${status.issuer}: ${status.lastError ?? 'waiting'}`;
       },
     };
   });

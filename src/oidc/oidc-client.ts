@@ -27,6 +27,7 @@ import { verifyLogoutToken } from './logout-token.ts';
 import type { LogoutTokenClaims } from './logout-token.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
 import { validateIssuer } from './provider.ts';
+import { idTokenAlgMismatch, sharedIdTokenAlgs } from './provider-checks.ts';
 import type { Provider, ProviderStatus } from './provider.ts';
 
 /**
@@ -160,8 +161,7 @@ export function logoutTokenAlgorithms(
   announced: readonly string[] | undefined,
   allowed: readonly string[],
 ): string[] {
-  const provider = new Set(announced ?? ['RS256']);
-  return allowed.filter((alg) => provider.has(alg));
+  return sharedIdTokenAlgs(announced, allowed);
 }
 
 /**
@@ -202,6 +202,8 @@ export function createOidcClient(
         grantConfig: Configuration;
         /** The algorithms logout tokens may be signed with (see {@link logoutTokenAlgorithms}). */
         logoutAlgs: readonly string[];
+        /** Why no ID token of the provider can be accepted (no algorithm in common), if so. */
+        unusable: string | undefined;
       }
     | undefined;
   const ready = provider.ready.then(async () => {
@@ -212,13 +214,15 @@ export function createOidcClient(
       config.serverMetadata().id_token_signing_alg_values_supported,
       options.idTokenAlgs,
     );
-    if (logoutAlgs.length === 0) {
-      log?.warn(
-        { issuer: options.issuer, idTokenAlgs: options.idTokenAlgs },
-        'the provider signs ID tokens with no algorithm in oidc.idTokenAlgs: every back-channel logout token will be refused',
-      );
+    const unusable = idTokenAlgMismatch(
+      config.serverMetadata().id_token_signing_alg_values_supported,
+      options.idTokenAlgs,
+    );
+    if (unusable !== undefined) {
+      // Not ready (`/readyz` says why): sending browsers to log in would end on an error page.
+      log?.error({ issuer: options.issuer, error: unusable }, 'app not ready: ID-token algorithms');
     }
-    configured = { config, grantConfig, logoutAlgs };
+    configured = { config, grantConfig, logoutAlgs, unusable };
   });
   // Nobody may be awaiting `ready` when the provider is closed early; that is not a crash.
   ready.catch(() => undefined);
@@ -268,6 +272,9 @@ export function createOidcClient(
 
     status: () => {
       const status = provider.status();
+      if (status.state === 'ready' && configured?.unusable !== undefined) {
+        return { app, ...status, state: 'misconfigured', lastError: configured.unusable };
+      }
       return {
         app,
         ...status,
