@@ -102,6 +102,11 @@ export interface TestProviderOptions {
    * (`id_token_signing_alg_values_supported`); default the provider's own list.
    */
   readonly idTokenSigningAlgs?: readonly ('RS256' | 'ES256')[];
+  /**
+   * Offer RP-initiated logout (`end_session_endpoint`); default true. Without it the provider is
+   * like those that have none (Google).
+   */
+  readonly rpInitiatedLogout?: boolean;
 }
 
 /** Which endpoint a fault applies to. */
@@ -511,7 +516,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       dPoP: { enabled: options.dpop ?? false },
       revocation: { enabled: true },
       introspection: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: options.rpInitiatedLogout ?? true },
       backchannelLogout: { enabled: true },
       clientCredentials: { enabled: true },
       resourceIndicators: {

@@ -13,6 +13,7 @@ import { buildBearerRuntime } from './authz/bearer-runtime.ts';
 import { createBearerStep } from './authz/bearer-step.ts';
 import { createCallbackStep } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
+import { createLogoutReturnStep } from './authz/logout-return.ts';
 import { Pipeline, type StepFactory } from './authz/pipeline.ts';
 import { createSessionStep } from './authz/session-step.ts';
 import { createLoginOrDenyStep, createPublicPathStep } from './authz/steps.ts';
@@ -305,6 +306,7 @@ function buildRuntime(
       allowUnmatched: config.allowUnmatched,
       budgetMs: config.request.budget,
       steps: [
+        createLogoutReturnStep,
         createPublicPathStep,
         createCallbackStep,
         createLogoutStep,
