@@ -11,6 +11,7 @@ import {
 import type { ClientMetadata, Configuration, TokenEndpointResponse } from 'openid-client';
 import {
   ConfigError,
+  IdpError,
   IdpUnavailableError,
   StateMismatchError,
   TokenInvalidError,
@@ -18,7 +19,7 @@ import {
 import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { statesEqual } from '../session/login-state.ts';
-import { prepareClientAuth } from './client-authentication.ts';
+import { basicEncodingHint, prepareClientAuth } from './client-authentication.ts';
 import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
 import { verifyIdToken } from './id-token.ts';
 import { isKeyFailure } from './provider-keys.ts';
@@ -253,6 +254,38 @@ export function createOidcClient(
     return buildAuthorizationUrl(config, query);
   };
 
+  const encodingHint = basicEncodingHint(options);
+  /**
+   * A token endpoint refusing the client's own credentials is a configuration problem, not the
+   * user's: one warning line for the operator, with the Basic-encoding hint when it may apply.
+   */
+  const explainRefusedClient = (error: unknown): never => {
+    if (
+      error instanceof IdpError &&
+      (error.oauthError === 'invalid_client' || error.httpStatus === 401)
+    ) {
+      log?.warn(
+        {
+          issuer: options.issuer,
+          error: error.message,
+          ...(encodingHint === undefined ? {} : { hint: encodingHint }),
+        },
+        'the token endpoint refused the client credentials',
+      );
+      if (encodingHint !== undefined && error.hint === undefined) {
+        throw new IdpError(error.endpoint, error.oauthError, {
+          ...(error.oauthErrorDescription === undefined
+            ? {}
+            : { description: error.oauthErrorDescription }),
+          ...(error.httpStatus === undefined ? {} : { httpStatus: error.httpStatus }),
+          hint: encodingHint,
+          cause: error,
+        });
+      }
+    }
+    throw error;
+  };
+
   /** Authorization URLs as strings, built once the client is configured. */
   let locations: AuthorizationLocations | undefined;
 
@@ -299,14 +332,16 @@ export function createOidcClient(
       }
       const currentUrl = new URL(params.redirectUri);
       currentUrl.search = query.toString();
-      const response = await provider.call('token', 'token', () =>
-        authorizationCodeGrant(config, currentUrl, {
-          pkceCodeVerifier: params.codeVerifier,
-          expectedState: params.expectedState,
-          expectedNonce: params.expectedNonce,
-          idTokenExpected: true,
-        }),
-      );
+      const response = await provider
+        .call('token', 'token', () =>
+          authorizationCodeGrant(config, currentUrl, {
+            pkceCodeVerifier: params.codeVerifier,
+            expectedState: params.expectedState,
+            expectedNonce: params.expectedNonce,
+            idTokenExpected: true,
+          }),
+        )
+        .catch(explainRefusedClient);
       if (response.id_token === undefined) {
         throw new TokenInvalidError('id_token', 'no ID token in the token response');
       }
@@ -327,7 +362,9 @@ export function createOidcClient(
       // The provider may rotate the refresh token however late it answers: wait for it.
       const { grantConfig } = requireConfigured('token');
       const grant = (token: string) =>
-        provider.call('token', 'token', () => refreshTokenGrant(grantConfig, token));
+        provider
+          .call('token', 'token', () => refreshTokenGrant(grantConfig, token))
+          .catch(explainRefusedClient);
       let response = await grant(refreshToken);
       let claims: IdTokenClaims | undefined;
       if (response.id_token !== undefined) {
