@@ -126,6 +126,27 @@ describe('a token-endpoint 4xx without a JSON body is a refusal, not an outage',
     );
   });
 
+  for (const [status, body] of [
+    [400, 'empty'],
+    [401, 'html'],
+  ] as const) {
+    it(`answers a code exchange refused with ${status} and an ${body} body with the error page, not 503`, async () => {
+      const browser = new AppBrowser(envoy);
+      const { callbackUrl } = await browser.startAndAuthenticate(`${origin}/`, 'erin');
+      provider.injectFault({ target: 'token', status, body, count: 1 });
+      const callback = await browser.request(callbackUrl.href);
+      assert.equal(statusOf(callback), 401);
+      assert.match(callback.kind === 'deny' ? callback.body : '', /Sign-in could not be completed/);
+      assert.equal(await metric(/eoa_breaker_failures_total\{breaker="idp:dash:token"\} (\d+)/), 0);
+      // A fresh login works at once.
+      await browser.login(`${origin}/`, 'erin');
+      assert.equal(
+        userOf(await browser.request(`${origin}/api`, { navigate: false, headers: xhr })),
+        'erin',
+      );
+    });
+  }
+
   it('still answers a 503 with an HTML page as an outage: 503 with Retry-After', async () => {
     const browser = new AppBrowser(envoy);
     await browser.login(`${origin}/`, 'alice');
