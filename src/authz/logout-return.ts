@@ -42,6 +42,12 @@ export function startLogoutState(
   return { state, setCookie: `${cookieNameOf(app, secure)}=${state}${attributes}` };
 }
 
+interface ReturnSettings {
+  readonly target: { readonly origin: string; readonly path: string };
+  readonly secureName: string;
+  readonly plainName: string;
+}
+
 /** The post-logout URI's origin and path, when the app has one. */
 function returnTargetOf(app: AppRuntime): { origin: string; path: string } | undefined {
   const configured = app.config.oidc.postLogoutRedirectUri;
@@ -58,21 +64,32 @@ function returnTargetOf(app: AppRuntime): { origin: string; path: string } | und
  * usually is.
  */
 export function createLogoutReturnStep({ logger }: StepDeps): Step {
+  /** Per app, built on its first request: this step sees every request that has cookies. */
+  const settings = new WeakMap<AppRuntime, ReturnSettings | null>();
+  const settingsOf = (app: AppRuntime): ReturnSettings | null => {
+    let found = settings.get(app);
+    if (found === undefined) {
+      const target = returnTargetOf(app);
+      found =
+        target === undefined
+          ? null
+          : { target, secureName: cookieNameOf(app, true), plainName: cookieNameOf(app, false) };
+      settings.set(app, found);
+    }
+    return found;
+  };
+
   return function handleLogoutReturn(context: StepContext): Verdict | undefined {
     const { request, app } = context;
     if (request.cookies.size === 0) return undefined;
+    const found = settingsOf(app);
+    if (found === null) return undefined;
     const secure = secureFor(context);
-    const name = cookieNameOf(app, secure);
+    const name = secure ? found.secureName : found.plainName;
     const expected = request.cookies.get(name);
     if (expected === undefined) return undefined;
-    const target = returnTargetOf(app);
-    if (
-      target === undefined ||
-      request.path !== target.path ||
-      originOf(request) !== target.origin
-    ) {
-      return undefined;
-    }
+    const { target } = found;
+    if (request.path !== target.path || originOf(request) !== target.origin) return undefined;
     const expire = setCookies([expireCookie(name, secure, scopeOf(app))]);
     const query = new URLSearchParams(request.query);
     const state = query.get('state');
