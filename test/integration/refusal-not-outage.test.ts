@@ -9,6 +9,7 @@ import { AppBrowser, assertProviderUnavailable, locationOf, statusOf } from '../
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
+import { captureLog } from '../resilience/log-capture.ts';
 
 const protos = loadUpstreamProtos();
 const origin = 'https://dash.example.com';
@@ -31,6 +32,7 @@ describe('a token-endpoint 4xx without a JSON body is a refusal, not an outage',
   let server: TestServer;
   let envoy: EnvoyClient;
   let clockOffset = 0;
+  const log = captureLog();
 
   before(async () => {
     provider = await startTestProvider({
@@ -58,7 +60,7 @@ describe('a token-endpoint 4xx without a JSON body is a refusal, not an outage',
           },
         ],
       },
-      { now: () => Date.now() + clockOffset },
+      { now: () => Date.now() + clockOffset, logger: log.logger },
     );
     envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 });
   });
@@ -107,6 +109,10 @@ describe('a token-endpoint 4xx without a JSON body is a refusal, not an outage',
       assert.equal(new URL(locationOf(navigation)!).origin, new URL(provider.issuer).origin);
     }
     assert.equal(provider.counters().tokenRequests - tokenRequestsBefore, 3, 'one attempt each');
+    const ended = log.matching(/session ended: its refresh token was refused/);
+    assert.ok(ended.length >= 3, 'a line for each request the session ended on');
+    assert.ok(ended.every((line) => typeof line['requestId'] === 'string'));
+    assert.equal(log.matching(/provider unavailable|identity provider/i).length, 0);
     assert.equal(provider.counters().faultsInjected >= 3, true);
 
     assert.equal(await metric(/eoa_breaker_failures_total\{breaker="idp:dash:token"\} (\d+)/), 0);
