@@ -120,6 +120,11 @@ export interface TestProviderOptions {
    * asked at every login; default now. For sessions that are old, or dated in the future.
    */
   readonly loginTime?: () => number;
+  /**
+   * Offer RP-initiated logout (`end_session_endpoint`); default true. Without it the provider is
+   * like those that have none (Google).
+   */
+  readonly rpInitiatedLogout?: boolean;
 }
 
 /** Which endpoint a fault applies to. */
@@ -588,7 +593,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
       dPoP: { enabled: options.dpop ?? false },
       revocation: { enabled: true },
       introspection: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: options.rpInitiatedLogout ?? true },
       backchannelLogout: { enabled: true },
       clientCredentials: { enabled: true },
       resourceIndicators: {

@@ -9,10 +9,12 @@ import { watchFiles } from './config/watch-files.ts';
 const SECRET_FILE_POLL_MS = 2_000;
 import { startServer } from './main.ts';
 
-const usage = `usage: envoy-oidc-authz [serve|check-config|config-reference] [--config FILE]
+const usage = `usage: envoy-oidc-authz [serve|check-config|config-reference] [--config FILE] [--online]
 
   serve          run the authorization server (default)
   check-config   validate the config, print every problem, exit non-zero if any
+                 --online: also read each provider's discovery document and check the app
+                 against it (issuer, ID-token algorithms), as start-up would
   config-reference  print the Markdown reference of every config key (docs/configuration.md)
 
   --config FILE  the configuration file (or EOA_CONFIG)
@@ -80,6 +82,7 @@ async function main(argv: readonly string[]): Promise<void> {
     options: {
       config: { type: 'string', short: 'c' },
       help: { type: 'boolean', short: 'h' },
+      online: { type: 'boolean' },
     },
     allowPositionals: true,
   });
@@ -92,9 +95,18 @@ async function main(argv: readonly string[]): Promise<void> {
     case 'serve':
       return serve(configPath(values.config));
     case 'check-config': {
-      const result = checkConfigFile(configPath(values.config), process.env);
+      const path = configPath(values.config);
+      const result = checkConfigFile(path, process.env);
       (result.ok ? process.stdout : process.stderr).write(result.output + '\n');
       process.exitCode = result.ok ? 0 : 1;
+      if (!result.ok || values.online !== true) return;
+      const loaded = loadConfig({ path }, process.env);
+      if (!loaded.ok) return;
+      // Loaded here only: the offline check never talks to a provider.
+      const { checkProvidersOnline } = await import('./oidc/online-check.ts');
+      const online = await checkProvidersOnline(loaded.config);
+      (online.ok ? process.stdout : process.stderr).write(online.output + '\n');
+      process.exitCode = online.ok ? 0 : 1;
       return;
     }
     case 'config-reference': {

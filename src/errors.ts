@@ -179,20 +179,25 @@ export class IdpError extends catalogued('IDP_ERROR') {
   /** The provider's `error_description`; the provider's words, not a secret. */
   readonly oauthErrorDescription: string | undefined;
   readonly httpStatus: number | undefined;
+  /** What the operator may check, for the log line (never a secret). */
+  readonly hint: string | undefined;
 
   constructor(
     endpoint: IdpEndpoint,
     oauthError: string,
-    options: { description?: string; httpStatus?: number; cause?: unknown } = {},
+    options: { description?: string; httpStatus?: number; hint?: string; cause?: unknown } = {},
   ) {
     super({
-      detail: `${endpoint}: ${oauthError}${options.description === undefined ? '' : ` (${options.description})`}`,
+      detail:
+        `${endpoint}: ${oauthError}${options.description === undefined ? '' : ` (${options.description})`}` +
+        (options.hint === undefined ? '' : `; hint: ${options.hint}`),
       cause: options.cause,
     });
     this.endpoint = endpoint;
     this.oauthError = oauthError;
     this.oauthErrorDescription = options.description;
     this.httpStatus = options.httpStatus;
+    this.hint = options.hint;
   }
 }
 

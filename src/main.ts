@@ -13,6 +13,7 @@ import { buildBearerRuntime } from './authz/bearer-runtime.ts';
 import { createBearerStep } from './authz/bearer-step.ts';
 import { createCallbackStep } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
+import { createLogoutReturnStep } from './authz/logout-return.ts';
 import { Pipeline, type StepFactory } from './authz/pipeline.ts';
 import { createSessionStep } from './authz/session-step.ts';
 import { createLoginOrDenyStep, createPublicPathStep } from './authz/steps.ts';
@@ -310,6 +311,7 @@ function buildRuntime(
       allowUnmatched: config.allowUnmatched,
       budgetMs: config.request.budget,
       steps: [
+        createLogoutReturnStep,
         createPublicPathStep,
         createCallbackStep,
         createLogoutStep,
@@ -377,9 +379,9 @@ function discoveryProbes(apps: readonly AppRuntime[], health: HealthState): Read
       name: `app:${app.name}`,
       waitingFor: () => {
         const status = app.oidc.status();
-        return status.state === 'ready'
-          ? undefined
-          : `discovery at ${status.issuer}: ${status.lastError ?? 'waiting'}`;
+        if (status.state === 'ready') return undefined;
+        const what = status.state === 'misconfigured' ? 'misconfigured' : 'discovery';
+        return `${what} at ${status.issuer}: ${status.lastError ?? 'waiting'}`;
       },
     };
   });

@@ -1,5 +1,6 @@
 /** RP-initiated logout (SPEC §4.6): the local session always ends, even while the provider is down; never at another site's request. */
 import { secureFor } from './login.ts';
+import { startLogoutState } from './logout-return.ts';
 import { escapeHtml, htmlReply } from './pages.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { requestSite } from './request-site.ts';
@@ -30,9 +31,10 @@ function confirmationPage(logoutPath: string): Verdict {
 /**
  * Ends the session (store record, cookies, and a revocation mark so a copied cookie is refused),
  * optionally revokes the refresh token (RFC 7009, best effort, not awaited), and sends the
- * browser to the provider's end-session endpoint with `id_token_hint`, `client_id` and
- * `post_logout_redirect_uri` — or straight to `postLogoutRedirectUri` when the provider has
- * no such endpoint or cannot be reached.
+ * browser to the provider's end-session endpoint with `id_token_hint`, `client_id`,
+ * `post_logout_redirect_uri` and a `state` kept in a cookie (checked on the way back, see
+ * `logout-return.ts`) — or straight to `postLogoutRedirectUri` when the provider has no such
+ * endpoint or cannot be reached.
  */
 export function createLogoutStep({ logger }: StepDeps): Step {
   async function logout(context: StepContext): Promise<Verdict> {
@@ -56,16 +58,23 @@ export function createLogoutStep({ logger }: StepDeps): Step {
     // Sent to the provider only when configured: it must be registered there.
     const postLogout = app.config.oidc.postLogoutRedirectUri;
     let target = postLogout ?? `${originOf(request)}/`;
+    const cookies = [...expired];
     try {
+      // `state` only travels with a post-logout URI: it is what the provider sends back there.
+      const returning = postLogout === undefined ? undefined : startLogoutState(app, secure);
       const endSession = app.oidc.endSessionUrl({
         ...(session?.tokens.idToken === undefined ? {} : { idTokenHint: session.tokens.idToken }),
         ...(postLogout === undefined ? {} : { postLogoutRedirectUri: postLogout }),
+        ...(returning === undefined ? {} : { state: returning.state }),
       });
-      if (endSession !== null) target = endSession.href;
+      if (endSession !== null) {
+        target = endSession.href;
+        if (returning !== undefined) cookies.push(returning.setCookie);
+      }
     } catch {
       // Discovery has not answered: the local logout still stands.
     }
-    return redirect('logout', target, [['cache-control', 'no-store'], ...setCookies(expired)]);
+    return redirect('logout', target, [['cache-control', 'no-store'], ...setCookies(cookies)]);
   }
 
   /**

@@ -135,6 +135,12 @@ export function createSessionStep(deps: StepDeps): Step {
           ) {
             break;
           }
+          // The provider refused the refresh token (any 4xx, JSON body or not) or its new ID
+          // token failed verification: this session is over, not the provider.
+          deps.logger.info(
+            { requestId: request.id, app: app.name },
+            'session ended: its refresh token was refused',
+          );
           return unauthenticated(context, await app.sessions.end(request.cookies, secure));
         case 'unavailable':
           // The old access token still works: keep serving; else the caller retries later.

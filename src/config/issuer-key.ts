@@ -8,3 +8,25 @@
 export function issuerKey(issuer: string): string {
   return URL.parse(issuer)?.href ?? issuer;
 }
+
+const discoverySuffix = '/.well-known/openid-configuration';
+
+/**
+ * The issuer a discovery document URL stands for, when `url` is one rather than an issuer:
+ * `https://idp.example.com/realm/.well-known/openid-configuration` (OpenID Connect Discovery
+ * §4) or `https://idp.example.com/.well-known/openid-configuration/realm` (RFC 8414 §3) both
+ * name `https://idp.example.com/realm`. `undefined` for anything else, including unparseable
+ * text; `null` for a `/.well-known/` path that names no issuer we can tell.
+ */
+export function issuerOfDiscoveryUrl(url: string): string | null | undefined {
+  const parsed = URL.parse(url);
+  if (parsed === null || !parsed.pathname.includes('/.well-known/')) return undefined;
+  const path = parsed.pathname;
+  if (path.endsWith(discoverySuffix)) {
+    return parsed.origin + path.slice(0, -discoverySuffix.length);
+  }
+  if (path.startsWith(`${discoverySuffix}/`)) {
+    return parsed.origin + path.slice(discoverySuffix.length);
+  }
+  return null;
+}

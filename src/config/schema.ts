@@ -16,6 +16,7 @@ import {
   maxIdentityRemovalBytes,
   removalListBytes,
 } from '../header-value.ts';
+import { issuerOfDiscoveryUrl } from './issuer-key.ts';
 import { parseHostPort } from '../host-port.ts';
 import { isLoopbackHost } from '../loopback-host.ts';
 
@@ -92,7 +93,13 @@ const issuerUrl = z.string().superRefine(
     }
     const extra =
       url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '';
-    return extra ? 'must not contain a query, a fragment or credentials' : undefined;
+    if (extra) return 'must not contain a query, a fragment or credentials';
+    // Discovery would read the document, and then every ID token's `iss` would differ from it.
+    const issuer = issuerOfDiscoveryUrl(text);
+    if (issuer === undefined) return undefined;
+    return issuer === null
+      ? 'is a /.well-known/ URL, not an issuer: give the `issuer` value of the discovery document'
+      : `is the discovery document's URL, not the issuer: set the \`issuer\` value it holds (likely ${issuer})`;
   }),
 );
 

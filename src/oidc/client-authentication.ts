@@ -17,6 +17,41 @@ export interface ClientAuthOptions {
   readonly privateKey?: string | undefined;
 }
 
+/**
+ * `application/x-www-form-urlencoded` as RFC 6749 §2.3.1 applies it to the Basic credentials
+ * (and as `openid-client` does): every character but letters and digits is escaped.
+ */
+function formEncoded(value: string): string {
+  return encodeURIComponent(value)
+    .replace(/[-_.!~*'()]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, '+');
+}
+
+/**
+ * For `client_secret_basic` with a client id or secret that the RFC's form-encoding changes:
+ * what to tell the operator when the provider refuses the client's credentials, since some
+ * providers compare the raw value (issue 15). Names neither value. `undefined` otherwise.
+ */
+export function basicEncodingHint(options: {
+  readonly clientAuth: ClientAuthMethod;
+  readonly clientId: string;
+  readonly clientSecret?: string | undefined;
+}): string | undefined {
+  if (options.clientAuth !== 'client_secret_basic' || options.clientSecret === undefined) {
+    return undefined;
+  }
+  const secretChanges = formEncoded(options.clientSecret) !== options.clientSecret;
+  const idChanges = formEncoded(options.clientId) !== options.clientId;
+  if (!secretChanges && !idChanges) return undefined;
+  const which =
+    secretChanges && idChanges
+      ? 'client id and secret'
+      : secretChanges
+        ? 'client secret'
+        : 'client id';
+  return `the ${which} has characters that client_secret_basic form-encodes (RFC 6749 §2.3.1), and some providers compare the raw value: try oidc.clientAuth client_secret_post, or a secret of letters and digits only`;
+}
+
 /** A validated client-authentication setting; {@link load} imports the key (async). */
 export interface PreparedClientAuth {
   load(): Promise<ClientAuth>;

@@ -12,6 +12,7 @@ import {
 import type { ClientMetadata, Configuration, TokenEndpointResponse } from 'openid-client';
 import {
   ConfigError,
+  IdpError,
   IdpUnavailableError,
   StateMismatchError,
   TokenInvalidError,
@@ -19,7 +20,7 @@ import {
 import type { ConfigProblem, IdpEndpoint } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { statesEqual } from '../session/login-state.ts';
-import { prepareClientAuth } from './client-authentication.ts';
+import { basicEncodingHint, prepareClientAuth } from './client-authentication.ts';
 import { AuthorizationLocations, type PerLoginValues } from './authorization-location.ts';
 import { verifyIdToken } from './id-token.ts';
 import {
@@ -36,6 +37,7 @@ import { verifyLogoutToken } from './logout-token.ts';
 import type { LogoutTokenClaims } from './logout-token.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
 import { validateIssuer } from './provider.ts';
+import { idTokenAlgMismatch, sharedIdTokenAlgs } from './provider-checks.ts';
 import type { Provider, ProviderStatus } from './provider.ts';
 
 /**
@@ -184,8 +186,7 @@ export function logoutTokenAlgorithms(
   announced: readonly string[] | undefined,
   allowed: readonly string[],
 ): string[] {
-  const provider = new Set(announced ?? ['RS256']);
-  return allowed.filter((alg) => provider.has(alg));
+  return sharedIdTokenAlgs(announced, allowed);
 }
 
 /**
@@ -228,6 +229,8 @@ export function createOidcClient(
         grantConfig: Configuration;
         /** The algorithms logout tokens may be signed with (see {@link logoutTokenAlgorithms}). */
         logoutAlgs: readonly string[];
+        /** Why no ID token of the provider can be accepted (no algorithm in common), if so. */
+        unusable: string | undefined;
       }
     | undefined;
   const ready = provider.ready.then(async () => {
@@ -238,13 +241,15 @@ export function createOidcClient(
       config.serverMetadata().id_token_signing_alg_values_supported,
       options.idTokenAlgs,
     );
-    if (logoutAlgs.length === 0) {
-      log?.warn(
-        { issuer: options.issuer, idTokenAlgs: options.idTokenAlgs },
-        'the provider signs ID tokens with no algorithm in oidc.idTokenAlgs: every back-channel logout token will be refused',
-      );
+    const unusable = idTokenAlgMismatch(
+      config.serverMetadata().id_token_signing_alg_values_supported,
+      options.idTokenAlgs,
+    );
+    if (unusable !== undefined) {
+      // Not ready (`/readyz` says why): sending browsers to log in would end on an error page.
+      log?.error({ issuer: options.issuer, error: unusable }, 'app not ready: ID-token algorithms');
     }
-    configured = { config, grantConfig, logoutAlgs };
+    configured = { config, grantConfig, logoutAlgs, unusable };
   });
   // Nobody may be awaiting `ready` when the provider is closed early; that is not a crash.
   ready.catch(() => undefined);
@@ -273,6 +278,38 @@ export function createOidcClient(
       code_challenge_method: 'S256',
     });
     return buildAuthorizationUrl(config, query);
+  };
+
+  const encodingHint = basicEncodingHint(options);
+  /**
+   * A token endpoint refusing the client's own credentials is a configuration problem, not the
+   * user's: one warning line for the operator, with the Basic-encoding hint when it may apply.
+   */
+  const explainRefusedClient = (error: unknown): never => {
+    if (
+      error instanceof IdpError &&
+      (error.oauthError === 'invalid_client' || error.httpStatus === 401)
+    ) {
+      log?.warn(
+        {
+          issuer: options.issuer,
+          error: error.message,
+          ...(encodingHint === undefined ? {} : { hint: encodingHint }),
+        },
+        'the token endpoint refused the client credentials',
+      );
+      if (encodingHint !== undefined && error.hint === undefined) {
+        throw new IdpError(error.endpoint, error.oauthError, {
+          ...(error.oauthErrorDescription === undefined
+            ? {}
+            : { description: error.oauthErrorDescription }),
+          ...(error.httpStatus === undefined ? {} : { httpStatus: error.httpStatus }),
+          hint: encodingHint,
+          cause: error,
+        });
+      }
+    }
+    throw error;
   };
 
   /** Authorization URLs as strings, built once the client is configured. */
@@ -353,6 +390,9 @@ export function createOidcClient(
 
     status: () => {
       const status = provider.status();
+      if (status.state === 'ready' && configured?.unusable !== undefined) {
+        return { app, ...status, state: 'misconfigured', lastError: configured.unusable };
+      }
       return {
         app,
         ...status,
@@ -377,14 +417,16 @@ export function createOidcClient(
       }
       const currentUrl = new URL(params.redirectUri);
       currentUrl.search = query.toString();
-      const response = await provider.call('token', 'token', () =>
-        authorizationCodeGrant(config, currentUrl, {
-          pkceCodeVerifier: params.codeVerifier,
-          expectedState: params.expectedState,
-          expectedNonce: params.expectedNonce,
-          idTokenExpected: true,
-        }),
-      );
+      const response = await provider
+        .call('token', 'token', () =>
+          authorizationCodeGrant(config, currentUrl, {
+            pkceCodeVerifier: params.codeVerifier,
+            expectedState: params.expectedState,
+            expectedNonce: params.expectedNonce,
+            idTokenExpected: true,
+          }),
+        )
+        .catch(explainRefusedClient);
       if (response.id_token === undefined) {
         throw new TokenInvalidError('id_token', 'no ID token in the token response');
       }
@@ -407,7 +449,9 @@ export function createOidcClient(
       // The provider may rotate the refresh token however late it answers: wait for it.
       const { grantConfig } = requireConfigured('token');
       const grant = (token: string) =>
-        provider.call('token', 'token', () => refreshTokenGrant(grantConfig, token));
+        provider
+          .call('token', 'token', () => refreshTokenGrant(grantConfig, token))
+          .catch(explainRefusedClient);
       let response = await grant(refreshToken);
       let claims: IdTokenClaims | undefined;
       if (response.id_token !== undefined) {

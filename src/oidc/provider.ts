@@ -9,6 +9,7 @@ import { createIdpFetch } from './idp-fetch.ts';
 import { isLoopbackHost } from '../loopback-host.ts';
 import type { IdpFetch } from './idp-fetch.ts';
 import { classifyIdpFailure } from './oidc-errors.ts';
+import { discoveryUrlOf, issuerMismatch } from './provider-checks.ts';
 import { createProviderKeys } from './provider-keys.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
 import type { Clock } from '../clock.ts';
@@ -61,10 +62,14 @@ export interface ProviderDeps {
 /** Discovery state, for `/readyz`. */
 export interface ProviderStatus {
   readonly issuer: string;
-  readonly state: 'waiting' | 'ready' | 'closed';
+  /**
+   * `misconfigured`: the provider answers, but its discovery document cannot work with this
+   * configuration (another issuer, no ID-token algorithm in common); `lastError` says why.
+   */
+  readonly state: 'waiting' | 'ready' | 'misconfigured' | 'closed';
   /** Discovery attempts so far. */
   readonly attempts: number;
-  /** Why the last attempt failed (no secrets), while waiting. */
+  /** Why the last attempt failed (no secrets), while waiting or misconfigured. */
   readonly lastError?: string;
 }
 
@@ -111,6 +116,17 @@ export interface Provider {
   close(): void;
 }
 
+/**
+ * The provider answered discovery with a document no configuration of ours can work with; the
+ * message names both values and the fix.
+ */
+export class ProviderMisconfiguredError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProviderMisconfiguredError';
+  }
+}
+
 /** Checks the provider-level options; paths are relative to an app. */
 export function validateIssuer(issuer: string): { path: string; message: string }[] {
   const url = URL.parse(issuer);
@@ -122,6 +138,27 @@ export function validateIssuer(issuer: string): { path: string; message: string 
 }
 
 /**
+ * Reads `issuer`'s discovery document once. The issuer it announces is not checked here (see
+ * {@link issuerMismatch}). Rejects with what the library or `fetch` threw, unclassified.
+ */
+export async function readDiscoveryDocument(
+  issuer: string,
+  fetch: IdpFetch,
+  timeoutMs: number,
+): Promise<ServerMetadata> {
+  const url = discoveryUrlOf(issuer);
+  // Only the server metadata is kept: the client id `discovery()` wants is never sent. Given
+  // the document's URL, the library skips its own issuer check (which compares parsed URLs, so
+  // `https://idp` and `https://idp/` pass): ours compares exactly.
+  const config = await discovery(url, 'discovery', undefined, None(), {
+    [customFetch]: fetch,
+    execute: url.protocol === 'http:' ? [allowInsecureRequests] : [],
+    timeout: timeoutMs / 1000,
+  });
+  return config.serverMetadata();
+}
+
+/**
  * Builds the provider and starts discovery in the background, retried with exponential backoff
  * until the provider answers. Throws {@link ConfigError} for an issuer that can never work.
  */
@@ -129,8 +166,7 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
   const problems = validateIssuer(options.issuer);
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const issuerUrl = new URL(options.issuer);
-  const insecureHttp = issuerUrl.protocol === 'http:';
+  const insecureHttp = new URL(options.issuer).protocol === 'http:';
   const log = deps.logger?.child({ component: 'oidc', provider: options.name });
   if (options.tlsInsecureSkipVerify) {
     log?.warn(
@@ -165,19 +201,12 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
     });
 
   const fetchMetadata = (kind: 'discovery' | 'probe' = 'discovery'): Promise<ServerMetadata> =>
-    call(kind, 'discovery', async () => {
-      // Only the server metadata is kept: the client id `discovery()` wants is never sent.
-      const config = await discovery(issuerUrl, 'discovery', undefined, None(), {
-        [customFetch]: idpFetch,
-        execute: insecureHttp ? [allowInsecureRequests] : [],
-        timeout: fetchTimeoutMs / 1000,
-      });
-      return config.serverMetadata();
-    });
+    call(kind, 'discovery', () => readDiscoveryDocument(options.issuer, idpFetch, fetchTimeoutMs));
 
   let discovered: { metadata: ServerMetadata; getKey: ProviderKeyGetter } | undefined;
   let attempts = 0;
   let lastError: string | undefined;
+  let misconfigured = false;
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
   let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
@@ -189,6 +218,8 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
 
   const discoverOnce = async (): Promise<void> => {
     const metadata = await fetchMetadata();
+    const mismatch = issuerMismatch(options.issuer, metadata.issuer);
+    if (mismatch !== undefined) throw new ProviderMisconfiguredError(mismatch);
     if (metadata.jwks_uri === undefined) {
       throw new IdpUnavailableError('discovery', 'invalid_response', { detail: 'no jwks_uri' });
     }
@@ -211,19 +242,29 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
     } catch (err) {
       if (closed) return;
       lastError = err instanceof Error ? err.message : 'unknown failure';
+      misconfigured = err instanceof ProviderMisconfiguredError;
       const delayMs = Math.min(
         retry.maxDelayMs,
         retry.initialDelayMs * 2 ** Math.min(attempts - 1, 20),
       );
-      log?.warn(
-        { issuer: options.issuer, attempts, delayMs, error: lastError },
-        'discovery failed',
-      );
+      if (misconfigured) {
+        // Retried all the same: the provider may be the one whose configuration is fixed.
+        log?.error(
+          { issuer: options.issuer, attempts, delayMs, error: lastError },
+          'discovery answered with another issuer; no login can succeed until oidc.issuer matches it',
+        );
+      } else {
+        log?.warn(
+          { issuer: options.issuer, attempts, delayMs, error: lastError },
+          'discovery failed',
+        );
+      }
       retryTimer = setTimeout(() => void attempt(), delayMs);
       return;
     }
     if (closed) return;
     lastError = undefined;
+    misconfigured = false;
     log?.info({ issuer: options.issuer, attempts }, 'discovery done');
     settle?.resolve();
   };
@@ -242,7 +283,13 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
     ready,
     status: () => ({
       issuer: options.issuer,
-      state: closed ? 'closed' : discovered === undefined ? 'waiting' : 'ready',
+      state: closed
+        ? 'closed'
+        : discovered !== undefined
+          ? 'ready'
+          : misconfigured
+            ? 'misconfigured'
+            : 'waiting',
       attempts,
       ...(lastError === undefined || discovered !== undefined ? {} : { lastError }),
     }),

@@ -249,7 +249,10 @@ describe('against Glewlwyd, a second real OpenID Provider', () => {
     // (`a%2Bb%26c` comes back as `state=a+b&c`): only a state in the base64url alphabet
     // survives.
     const state = endSession.searchParams.get('state');
-    if (state !== null) assert.equal(finalUrl.searchParams.get('state'), state, 'state returned');
+    assert.match(state ?? '', /^[A-Za-z0-9_-]+$/, 'a base64url state is sent');
+    assert.equal(finalUrl.searchParams.get('state'), state, 'state returned');
+    const back = await browser.request(finalUrl.href);
+    assert.equal(locationOf(back), `${origin}/`, 'the return is confirmed, the state stripped');
     const replay = new AppBrowser(envoy);
     for (const [name, value] of copied) replay.cookies.set(name, value);
     assert.equal(statusOf(await apiCall(replay)), 401, 'the copied cookie no longer works');

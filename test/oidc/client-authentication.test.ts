@@ -5,6 +5,8 @@ import { exportJWK } from 'jose';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
+import { basicEncodingHint } from '../../src/oidc/client-authentication.ts';
+import { captureLog } from '../resilience/log-capture.ts';
 import { IdpError } from '../../src/errors.ts';
 import { createProvider } from '../../src/oidc/provider.ts';
 import {
@@ -112,6 +114,77 @@ describe('client authentication at the token endpoint', () => {
     } finally {
       client.close();
     }
+  });
+
+  for (const [what, clientSecret, hinted] of [
+    ['a secret that form-encoding changes', 'not-the-secret', true],
+    ['a secret of letters and digits', 'notTheSecret0123456789', false],
+  ] as const) {
+    it(`a refused client_secret_basic with ${what} logs ${hinted ? 'the' : 'no'} encoding hint, naming no secret`, async () => {
+      const log = captureLog();
+      const client = await readyClient(
+        provider,
+        { clientId: 'basic', clientSecret },
+        { logger: log.logger },
+      );
+      try {
+        const loggedIn = await login(client);
+        let refused: unknown;
+        await client
+          .exchangeCode({
+            params: loggedIn.callbackUrl.searchParams,
+            redirectUri: REDIRECT_URI,
+            codeVerifier: loggedIn.secrets.codeVerifier,
+            expectedState: loggedIn.secrets.state,
+            expectedNonce: loggedIn.secrets.nonce,
+          })
+          .catch((error: unknown) => (refused = error));
+        assert.ok(refused instanceof IdpError && refused.oauthError === 'invalid_client');
+        assert.equal(refused.hint !== undefined, hinted);
+        if (hinted) assert.match(refused.message, /hint: .*client_secret_post/);
+        const lines = log.matching(/refused the client credentials/);
+        assert.equal(lines.length, 1);
+        assert.equal(lines[0]?.['hint'] !== undefined, hinted);
+        if (hinted) assert.match(String(lines[0]?.['hint']), /RFC 6749 §2\.3\.1.*raw value/);
+        assert.ok(!log.text().includes(clientSecret), 'the secret is never logged');
+        assert.ok(!refused.message.includes(clientSecret));
+      } finally {
+        client.close();
+      }
+    });
+  }
+
+  it('hints at the Basic encoding only for client_secret_basic and a value it changes', () => {
+    const hint = (
+      clientAuth: 'client_secret_basic' | 'client_secret_post',
+      clientSecret: string,
+      clientId = 'web',
+    ) => basicEncodingHint({ clientAuth, clientId, clientSecret });
+    assert.equal(hint('client_secret_basic', 'abcDEF0123456789'), undefined);
+    assert.equal(hint('client_secret_post', 'a-b'), undefined);
+    for (const secret of [
+      'a-b',
+      'a b',
+      'a+b',
+      'ä',
+      'a\r\nb',
+      '%41',
+      'x'.repeat(100_000) + '.',
+      '~',
+    ]) {
+      const text = hint('client_secret_basic', secret);
+      assert.ok(text !== undefined, JSON.stringify(secret.slice(0, 10)));
+      assert.ok(!text.includes(secret), 'names no secret');
+      assert.doesNotMatch(text, /[\r\n]/);
+      assert.match(text, /client secret/);
+    }
+    assert.match(hint('client_secret_basic', 'plain', 'my-app')!, /the client id has/);
+    assert.match(hint('client_secret_basic', 'a_b', 'my.app')!, /client id and secret/);
+    assert.equal(
+      basicEncodingHint({ clientAuth: 'client_secret_basic', clientId: 'web' }),
+      undefined,
+      'no secret, nothing to say',
+    );
   });
 
   it('refuses options that cannot work, naming each problem and never the secret', () => {
