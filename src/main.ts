@@ -117,7 +117,11 @@ interface ProviderEntry {
 }
 
 function providerKey(app: AppConfig): string {
-  return JSON.stringify([issuerKey(app.oidc.issuer), app.oidc.tlsInsecureSkipVerify]);
+  return JSON.stringify([
+    issuerKey(app.oidc.issuer),
+    app.oidc.tlsInsecureSkipVerify,
+    app.oidc.provider === 'entra',
+  ]);
 }
 
 /** The provider of `app`'s issuer: the one already running (a reload keeps it), else a new one. */
@@ -131,7 +135,12 @@ function providerFor(app: AppConfig, services: Services): Provider {
     let name = app.name;
     for (let n = 2; taken.has(name); n += 1) name = `${app.name}~${n}`;
     provider = createProvider(
-      { issuer: app.oidc.issuer, name, tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify },
+      {
+        issuer: app.oidc.issuer,
+        name,
+        tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
+        tenantIssuer: app.oidc.provider === 'entra',
+      },
       {
         logger: services.logger,
         guard: createIdpGuard(services.breakers.idp(name)),

@@ -108,10 +108,12 @@ export class BearerAuthenticator {
       clientId: oidc.clientId,
       allowedClients: config.allowedClients,
       identifier: compileClaimPath(config.identifierClaim),
+      cognitoAccessTokens: oidc.provider === 'cognito',
     };
     this.#jwtOptions = {
       issuer: oidc.issuer,
-      audience: [...config.audiences],
+      // Cognito access tokens have no `aud`: the claim policy checks their `client_id` instead.
+      ...(oidc.provider === 'cognito' ? {} : { audience: [...config.audiences] }),
       algorithms: [...ASYMMETRIC_JWS_ALGS],
       clockTolerance: Math.ceil(config.clockSkew / 1000),
       maxTokenAge: Math.floor(config.maxTokenAge / 1000),

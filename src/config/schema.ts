@@ -17,6 +17,7 @@ import {
   removalListBytes,
 } from '../header-value.ts';
 import { parseHostPort } from '../host-port.ts';
+import { PROVIDER_PROFILES } from './provider-profiles.ts';
 import { isLoopbackHost } from '../loopback-host.ts';
 
 // --- Building blocks ---
@@ -298,6 +299,27 @@ function issuedSecret(kind: IssuedSecretKind, emptyMessage?: string) {
 
 const oidcSchema = z
   .strictObject({
+    provider: z
+      .enum(PROVIDER_PROFILES)
+      .default('generic')
+      .describe(
+        'The provider profile: its defaults fill keys this app leaves unset, and it handles the provider’s known departures from the standard (docs/providers.md). Default `generic` (none).',
+      ),
+    tenants: emptyListDefault(
+      z
+        .string()
+        .regex(
+          /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
+          'must be a tenant id (a GUID)',
+        ),
+      'With `provider: entra` and a multi-tenant issuer (`common`, `organizations`): the tenant ids (`tid`) whose users may log in; empty: any tenant.',
+    ),
+    basicAuthEncoding: z
+      .enum(['form', 'raw'])
+      .default('form')
+      .describe(
+        'How `client_secret_basic` encodes the client id and secret: `form` (RFC 6749 §2.3.1, `-` becomes `%2D`, …) or `raw` (as they are, for providers that compare the raw value and refuse a secret with such characters). Default `form`.',
+      ),
     issuer: issuerUrl.describe(
       'OpenID Provider issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`. https, or http on loopback only. Required.',
     ),

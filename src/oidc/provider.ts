@@ -42,7 +42,16 @@ export interface ProviderOptions {
   readonly name: string;
   /** Accept any TLS certificate from the provider (logged loudly once). */
   readonly tlsInsecureSkipVerify: boolean;
+  /**
+   * Accept a discovery document whose issuer is a template with `{tenantid}` on the issuer's
+   * origin (Microsoft Entra ID's `common` and `organizations` issuers); ID tokens then name
+   * their tenant's issuer. Default false: the discovered issuer must equal `issuer`.
+   */
+  readonly tenantIssuer?: boolean;
 }
+
+/** The placeholder of Microsoft Entra ID's multi-tenant issuer template. */
+export const TENANT_PLACEHOLDER = '{tenantid}';
 
 export interface ProviderDeps {
   readonly logger?: Logger;
@@ -95,6 +104,7 @@ export interface Provider {
     client: ClientRegistration,
     endpoint: IdpEndpoint,
     deadline?: 'request' | 'grant',
+    wrapFetch?: (fetch: IdpFetch) => IdpFetch,
   ): Configuration;
   /**
    * Runs one call of `kind` through the guard; whatever it throws is classified as a failure at
@@ -164,16 +174,35 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       throw classifyIdpFailure(err, endpoint);
     });
 
+  // A tenant template cannot pass openid-client's issuer comparison (it knows only Entra's
+  // public origin): the document is read from its well-known address and compared here.
+  const tenantIssuer = options.tenantIssuer === true;
+  const discoveryUrl = tenantIssuer
+    ? new URL(`${options.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`)
+    : issuerUrl;
   const fetchMetadata = (kind: 'discovery' | 'probe' = 'discovery'): Promise<ServerMetadata> =>
     call(kind, 'discovery', async () => {
       // Only the server metadata is kept: the client id `discovery()` wants is never sent.
-      const config = await discovery(issuerUrl, 'discovery', undefined, None(), {
+      const config = await discovery(discoveryUrl, 'discovery', undefined, None(), {
         [customFetch]: idpFetch,
         execute: insecureHttp ? [allowInsecureRequests] : [],
         timeout: fetchTimeoutMs / 1000,
       });
-      return config.serverMetadata();
+      const metadata = config.serverMetadata();
+      if (tenantIssuer && !issuerFits(metadata.issuer)) {
+        throw new IdpUnavailableError('discovery', 'invalid_response', {
+          detail: `the provider's issuer is ${JSON.stringify(metadata.issuer.slice(0, 200))}, not ${options.issuer} nor a ${TENANT_PLACEHOLDER} template on its origin`,
+        });
+      }
+      return metadata;
     });
+  const issuerFits = (discovered: string): boolean => {
+    if (URL.parse(discovered)?.href === issuerUrl.href) return true;
+    return (
+      discovered.includes(TENANT_PLACEHOLDER) &&
+      URL.parse(discovered.replace(TENANT_PLACEHOLDER, 'x'))?.origin === issuerUrl.origin
+    );
+  };
 
   let discovered: { metadata: ServerMetadata; getKey: ProviderKeyGetter } | undefined;
   let attempts = 0;
@@ -255,11 +284,12 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
           discovered?.getKey.refetchAfterFailure?.(error) ?? Promise.resolve(false),
       },
     ),
-    configure: (client, endpoint, deadline = 'request') => {
+    configure: (client, endpoint, deadline = 'request', wrapFetch) => {
       const { metadata } = requireDiscovered(endpoint);
       const config = new Configuration(metadata, client.clientId, client.metadata, client.auth);
       const grant = deadline === 'grant';
-      config[customFetch] = grant ? grantFetch : idpFetch;
+      const fetch = grant ? grantFetch : idpFetch;
+      config[customFetch] = wrapFetch === undefined ? fetch : wrapFetch(fetch);
       config.timeout = (grant ? grantTimeoutMs : fetchTimeoutMs) / 1000;
       if (insecureHttp) allowInsecureRequests(config);
       return config;
