@@ -517,6 +517,32 @@ const publicPathSchema = z
     },
   );
 
+const bearerIssuerSchema = z.strictObject({
+  issuer: issuerUrl.describe(
+    'Issuer of these tokens; a token is routed here when its `iss` is exactly this string. https, or http on loopback only. Required.',
+  ),
+  jwksUri: issuerUrl
+    .optional()
+    .describe(
+      "The issuer's JWKS URL. Default: `jwks_uri` from `<issuer>/.well-known/openid-configuration`, read at the first token of this issuer.",
+    ),
+  audiences: z
+    .array(z.string().min(1))
+    .min(1, 'must list at least one audience')
+    .describe('Accepted `aud` values of tokens from this issuer. Required.'),
+  identifierClaim: claimAddress
+    .refine(
+      (claim) => addressNames(claim)?.join('.') !== 'email',
+      'cannot be email (an unverified email can be spoofed); use sub or a stable id claim',
+    )
+    .default('sub')
+    .describe('Claim that identifies the caller, by claim address. Default `sub`.'),
+  allowedClients: emptyListDefault(
+    z.string().min(1),
+    'Client ids accepted as `azp`/`client_id` from this issuer; empty: any.',
+  ),
+});
+
 const bearerSchema = z
   .strictObject({
     enabled: offByDefault('Accept `Authorization: Bearer` tokens from machine clients.'),
@@ -574,6 +600,13 @@ const bearerSchema = z
     allowedClients: emptyListDefault(
       z.string().min(1),
       'Client ids accepted as `azp`/`client_id`; multi-audience tokens need `azp` in this list.',
+    ),
+    issuers: emptyListDefault(
+      bearerIssuerSchema,
+      "Further issuers of bearer tokens (CI systems, Kubernetes service accounts, partner IdPs), each with its own keys, audiences and identifier claim; the app's `oidc.issuer` with the keys above stays the first. A token goes to the issuer its (not yet verified) `iss` names exactly, and is then verified with that issuer's keys only; a token naming no configured issuer is refused without any fetch. Each issuer's keys are fetched at its first token and then cached and refetched like the app's own.",
+    ).refine(
+      (issuers) => new Set(issuers.map((entry) => entry.issuer)).size === issuers.length,
+      'must not list an issuer twice',
     ),
     failureThrottle: z
       .strictObject({

@@ -95,6 +95,7 @@ test('minimal config loads with every default filled in', () => {
     requiredScopes: [],
     maxTokenAge: 86_400_000,
     clockSkew: 30_000,
+    issuers: [],
     overridesCookie: false,
     passAuthorizationHeader: false,
     allowedClients: [],
