@@ -204,3 +204,93 @@ describe('bearer.issuers config', () => {
     ]);
   });
 });
+
+describe('bearer.issuers: keys of a further issuer', () => {
+  let a: TestProvider;
+  let b: TestProvider;
+  before(async () => {
+    a = await startProvider({ clients: [basicClient()] });
+    b = await startProvider({ clients: [basicClient()] });
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+  });
+
+  function authenticatorFor(entry: Record<string, unknown>, clock: { now: number }) {
+    const now = () => clock.now;
+    const app = appConfig(a.issuer, [{ issuer: b.issuer, audiences: [PARTNER_API], ...entry }]);
+    const keyspaces = createAppKeyspaces(createMemoryBackend({ now }), {
+      app: 'api',
+      sessionMaxAge: 86_400_000,
+      loginTimeout: 600_000,
+      refreshLockTtl: 10_000,
+      refreshResultTtl: 60_000,
+      now,
+    });
+    const fetch = createIdpFetch({ timeoutMs: 2_000, tlsInsecureSkipVerify: false });
+    return new BearerAuthenticator(app, {
+      getKey: () => Promise.reject(new Error('the app issuer is not used here')),
+      issuerKeys: (issuer, jwksUri) =>
+        createIssuerKeys(issuer, jwksUri, {
+          fetch,
+          guard: () => runUnguarded,
+          timeoutMs: 2_000,
+          ...JWKS_CACHE,
+          retryIntervalMs: 10_000,
+          now,
+        }),
+      revocations: new BearerRevocations(keyspaces.revokedTokens),
+      metrics: {
+        verification: () => undefined,
+        cache: () => undefined,
+        throttled: () => undefined,
+      },
+      now,
+    });
+  }
+
+  const tokenOfB = (jti: string) =>
+    b.signJwt(
+      { aud: PARTNER_API, sub: 'svc', jti, exp: Math.floor(Date.now() / 1000) + 300 },
+      { typ: 'at+jwt' },
+    );
+
+  it('an issuer that is down costs one discovery per retry interval, however many tokens', async () => {
+    const clock = { now: Date.now() };
+    const authenticator = authenticatorFor({}, clock);
+    b.resetCounters();
+    b.injectFault({ target: 'discovery', status: 503 });
+    try {
+      const tokens = await Promise.all(Array.from({ length: 50 }, (_, i) => tokenOfB(`d-${i}`)));
+      const outcomes = await Promise.all(tokens.map(async (t) => authenticator.authenticate(t)));
+      for (const outcome of outcomes) assert.equal(outcome.kind, 'unavailable');
+      const again = await authenticator.authenticate(await tokenOfB('d-again'));
+      assert.equal(again.kind, 'unavailable');
+      assert.equal(b.counters().discovery, 1);
+      b.clearFaults();
+      clock.now += 10_001;
+      const back = await authenticator.authenticate(await tokenOfB('d-back'));
+      assert.equal(back.kind, 'valid');
+      assert.equal(b.counters().discovery, 2);
+    } finally {
+      b.clearFaults();
+    }
+  });
+
+  it('a configured jwksUri is used without discovery', async () => {
+    const authenticator = authenticatorFor({ jwksUri: `${b.issuer}/jwks` }, { now: Date.now() });
+    b.resetCounters();
+    const outcome = await authenticator.authenticate(await tokenOfB('j-1'));
+    assert.equal(outcome.kind, 'valid');
+    assert.equal(b.counters().discovery, 0);
+    assert.equal(b.counters().jwks, 1);
+  });
+
+  it("follows the further issuer's key rotation", async () => {
+    const authenticator = authenticatorFor({}, { now: Date.now() });
+    assert.equal((await authenticator.authenticate(await tokenOfB('r-1'))).kind, 'valid');
+    await b.rotateSigningKey();
+    assert.equal((await authenticator.authenticate(await tokenOfB('r-2'))).kind, 'valid');
+  });
+});
