@@ -75,6 +75,9 @@ export function checkAppRules(app: AppConfig): LocatedProblem[] {
   if (bearer.enabled && bearer.audiences.length === 0) {
     problem(['bearer', 'audiences'], 'must list at least one audience when bearer is enabled');
   }
+  if (oidc.tenants.length > 0 && oidc.provider !== 'entra') {
+    problem(['oidc', 'tenants'], 'applies only with oidc.provider: entra');
+  }
   bearer.issuers.forEach((entry, index) => {
     if (entry.issuer === oidc.issuer) {
       problem(

@@ -11,6 +11,7 @@ import {
 import type { ClientMetadata, Configuration, TokenEndpointResponse } from 'openid-client';
 import {
   ConfigError,
+  IdpError,
   IdpUnavailableError,
   StateMismatchError,
   TokenInvalidError,
@@ -200,6 +201,11 @@ function holdingIdToken(fetch: IdpFetch, held: HeldIdToken): IdpFetch {
   };
 }
 
+/** True when RFC 6749 §2.3.1 form-encoding changes `value` (anything but letters and digits may). */
+function changedByFormEncoding(value: string): boolean {
+  return /[^A-Za-z0-9]/.test(value);
+}
+
 function heldIdToken(held: HeldIdToken): string | undefined {
   return held.idToken;
 }
@@ -342,6 +348,29 @@ export function createOidcClient(
     return buildAuthorizationUrl(config, query);
   };
 
+  /**
+   * Says once, on the provider refusing the client, that the secret's encoding may be why: a
+   * provider comparing the raw secret refuses the form-encoded one (`-` sent as `%2D`).
+   */
+  let basicHintGiven = false;
+  const hintAtBasicEncoding = (err: unknown): void => {
+    if (
+      basicHintGiven ||
+      !(err instanceof IdpError) ||
+      err.oauthError !== 'invalid_client' ||
+      options.clientAuth !== 'client_secret_basic' ||
+      options.basicAuthEncoding === 'raw' ||
+      !changedByFormEncoding(`${options.clientId}${options.clientSecret ?? ''}`)
+    ) {
+      return;
+    }
+    basicHintGiven = true;
+    log?.warn(
+      { issuer: options.issuer },
+      'the provider refused the client credentials; the client id or secret holds characters that client_secret_basic form-encodes (RFC 6749 §2.3.1), which providers comparing the raw secret refuse: try oidc.basicAuthEncoding: raw, or a secret of letters and digits',
+    );
+  };
+
   /** Authorization URLs as strings, built once the client is configured. */
   let locations: AuthorizationLocations | undefined;
 
@@ -390,16 +419,21 @@ export function createOidcClient(
       }
       const currentUrl = new URL(params.redirectUri);
       currentUrl.search = query.toString();
-      const response = await provider.call('token', 'token', () =>
-        authorizationCodeGrant(config, currentUrl, {
-          pkceCodeVerifier: params.codeVerifier,
-          expectedState: params.expectedState,
-          // A held ID token is checked below (nonce included), not by openid-client.
-          ...(tenantIssuer === undefined
-            ? { expectedNonce: params.expectedNonce, idTokenExpected: true }
-            : {}),
-        }),
-      );
+      const response = await provider
+        .call('token', 'token', () =>
+          authorizationCodeGrant(config, currentUrl, {
+            pkceCodeVerifier: params.codeVerifier,
+            expectedState: params.expectedState,
+            // A held ID token is checked below (nonce included), not by openid-client.
+            ...(tenantIssuer === undefined
+              ? { expectedNonce: params.expectedNonce, idTokenExpected: true }
+              : {}),
+          }),
+        )
+        .catch((err: unknown) => {
+          hintAtBasicEncoding(err);
+          throw err;
+        });
       const idToken = held.idToken ?? response.id_token;
       if (idToken === undefined) {
         throw new TokenInvalidError('id_token', 'no ID token in the token response');
@@ -428,9 +462,12 @@ export function createOidcClient(
           : provider.configure(registration, 'token', 'grant', (f) => holdingIdToken(f, held));
       const grant = async (token: string): Promise<TokenEndpointResponse> => {
         delete held.idToken;
-        const answer = await provider.call('token', 'token', () =>
-          refreshTokenGrant(grantConfig, token),
-        );
+        const answer = await provider
+          .call('token', 'token', () => refreshTokenGrant(grantConfig, token))
+          .catch((err: unknown) => {
+            hintAtBasicEncoding(err);
+            throw err;
+          });
         const idToken = heldIdToken(held);
         const { access_token, refresh_token, expires_in, token_type } = answer;
         if (idToken === undefined) return answer;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { createLogger } from '../../src/observability/logger.ts';
 import { BearerAuthenticator } from '../../src/authz/bearer-authenticator.ts';
 import { BearerRevocations } from '../../src/authz/bearer-revocations.ts';
 import { compileRules } from '../../src/authz/rules.ts';
@@ -115,6 +117,7 @@ describe('provider profiles: defaults', () => {
 
   it('refuses an unknown profile and a tenant that is not a tenant id', () => {
     assert.throws(() => loadApp({ provider: 'azure' }), /oidc\.provider/);
+    assert.throws(() => loadApp({ tenants: [TENANT_A] }), /oidc\.tenants.*entra/);
     for (const tenant of ['', 'contoso.onmicrosoft.com', `${TENANT_A}\r\n`, 'x'.repeat(10_000)]) {
       assert.throws(() => loadApp({ provider: 'entra', tenants: [tenant] }), /oidc\.tenants/);
     }
@@ -438,15 +441,27 @@ describe('oidc.basicAuthEncoding', () => {
   });
   after(() => double.close());
 
-  it('form: a provider comparing the raw secret refuses it', async () => {
-    const client = await clientAt(double, { clientSecret: secret });
+  it('form: a provider comparing the raw secret refuses it, and the log says why once', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const logger = createLogger({ level: 'info', destination });
+    const options = clientOptions(double, { clientSecret: secret });
+    const client = createStandaloneClient(options, clientDeps({ logger }));
+    await client.ready;
     try {
-      await assert.rejects(exchangeAt(double, client, { iss: double.issuer }));
+      await assert.rejects(exchangeAt(double, client, { iss: double.issuer }), /invalid_client/);
+      await assert.rejects(exchangeAt(double, client, { iss: double.issuer }), /invalid_client/);
       const sent = Buffer.from(double.tokenRequests.at(-1)!.slice(6), 'base64').toString();
-      assert.equal(
-        sent,
-        `web:${encodeURIComponent(secret).replace(/[-_.!~*'()]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`,
-      );
+      assert.notEqual(sent, `web:${secret}`);
+      assert.equal(decodeURIComponent(sent.replace(/\+/g, ' ')), `web:${secret}`);
+      const hints = lines.filter((line) => line.includes('basicAuthEncoding: raw'));
+      assert.equal(hints.length, 1);
+      assert.ok(!lines.join('').includes(secret), 'the secret is never logged');
     } finally {
       client.close();
     }
