@@ -21,7 +21,15 @@ import { issuerKey } from './config/issuer-key.ts';
 import type { AppConfig, Config } from './config/schema.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
-import { createProvider, type Provider } from './oidc/provider.ts';
+import {
+  JWKS_CACHE,
+  PROVIDER_FETCH_TIMEOUT_MS,
+  createProvider,
+  type Provider,
+} from './oidc/provider.ts';
+import { createIdpFetch, type IdpFetch } from './oidc/idp-fetch.ts';
+import { createIssuerKeys } from './oidc/issuer-keys.ts';
+import type { ProviderKeyGetter } from './oidc/provider-keys.ts';
 import { GrantLimiter, RefreshCoordinator } from './oidc/refresh-coordinator.ts';
 import { legacyCookieNameFor } from './config/cookie-scopes.ts';
 import { sessionBindingFor } from './session/session-binding.ts';
@@ -120,7 +128,11 @@ interface ProviderEntry {
 }
 
 function providerKey(app: AppConfig): string {
-  return JSON.stringify([issuerKey(app.oidc.issuer), app.oidc.tlsInsecureSkipVerify]);
+  return JSON.stringify([
+    issuerKey(app.oidc.issuer),
+    app.oidc.tlsInsecureSkipVerify,
+    app.oidc.provider === 'entra',
+  ]);
 }
 
 /** The provider of `app`'s issuer: the one already running (a reload keeps it), else a new one. */
@@ -134,7 +146,12 @@ function providerFor(app: AppConfig, services: Services): Provider {
     let name = app.name;
     for (let n = 2; taken.has(name); n += 1) name = `${app.name}~${n}`;
     provider = createProvider(
-      { issuer: app.oidc.issuer, name, tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify },
+      {
+        issuer: app.oidc.issuer,
+        name,
+        tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
+        tenantIssuer: app.oidc.provider === 'entra',
+      },
       {
         logger: services.logger,
         guard: timeIdpCalls(createIdpGuard(services.breakers.idp(name)), (endpoint, seconds) =>
@@ -165,6 +182,33 @@ function oidcClientFor(app: AppConfig, provider: Provider, services: Services): 
     services.oidcClients.set(key, client);
   }
   return client;
+}
+
+/**
+ * The key-getter factory of `app`'s further bearer issuers (`bearer.issuers`): each getter is
+ * lazy, and its fetch, breakers and key set are made at the first token naming its issuer.
+ */
+function bearerIssuerKeys(
+  app: AppConfig,
+  services: Services,
+): (issuer: string, jwksUri: string | undefined) => ProviderKeyGetter {
+  let fetch: IdpFetch | undefined;
+  const lazyFetch: IdpFetch = (url, init) =>
+    (fetch ??= createIdpFetch({
+      timeoutMs: PROVIDER_FETCH_TIMEOUT_MS,
+      tlsInsecureSkipVerify: app.oidc.tlsInsecureSkipVerify,
+    }))(url, init);
+  return (issuer, jwksUri) => {
+    const index = app.bearer.issuers.findIndex((entry) => entry.issuer === issuer);
+    return createIssuerKeys(issuer, jwksUri, {
+      fetch: lazyFetch,
+      guard: () => createIdpGuard(services.breakers.idp(`${app.name}~bearer${index + 1}`)),
+      timeoutMs: PROVIDER_FETCH_TIMEOUT_MS,
+      ...JWKS_CACHE,
+      retryIntervalMs: JWKS_CACHE.forcedRefetchIntervalMs,
+      now: services.now,
+    });
+  };
 }
 
 function buildApp(app: AppConfig, services: Services, config: Config): AppRuntime {
@@ -203,6 +247,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
   const introspection = app.bearer.introspection;
   const bearer = buildBearerRuntime(app, {
     getKey: oidc.getKey,
+    issuerKeys: bearerIssuerKeys(app, services),
     introspection:
       introspection?.enabled === true &&
       introspection.clientId !== undefined &&

@@ -1,5 +1,11 @@
 /** One app's bearer token check (SPEC §8): pre-check, verify or introspect, claim policy, revocation, with a cache of verified tokens. */
-import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import {
+  decodeJwt,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyOptions,
+} from 'jose';
 import { ASYMMETRIC_JWS_ALGS, type AppConfig } from '../config/schema.ts';
 import { compileClaimPath } from '../config/claim-address.ts';
 import type { IntrospectionClient } from '../oidc/introspection.ts';
@@ -36,12 +42,28 @@ export type BearerOutcome =
 export interface BearerDeps {
   /** The app's JWKS key getter, shared with ID tokens (one key set per issuer). */
   readonly getKey: ProviderKeyGetter;
+  /**
+   * The key getter of a further issuer (`bearer.issuers`): lazy, fetching nothing before a
+   * token names that issuer. Required when `bearer.issuers` is not empty.
+   */
+  readonly issuerKeys?: (issuer: string, jwksUri: string | undefined) => ProviderKeyGetter;
   /** Present when `bearer.introspection.enabled`. */
   readonly introspection?: IntrospectionClient | undefined;
   readonly revocations: BearerRevocations;
   readonly metrics: BearerMetrics;
   /** Current time in milliseconds. */
   readonly now: () => number;
+}
+
+/** Longest `iss` looked up among the configured issuers; a longer one names none of them. */
+const maxIssuerLength = 2048;
+
+/** One issuer of bearer tokens: its keys, what jose checks, and the claim policy. */
+interface IssuerEntry {
+  readonly claimPolicy: ClaimPolicy;
+  /** RFC 9068 verification of a JWT whose header passed the pre-check, but for the time. */
+  readonly jwtOptions: JWTVerifyOptions;
+  readonly getKey: ProviderKeyGetter;
 }
 
 type Verified =
@@ -83,14 +105,15 @@ function jwtFailure(err: unknown): Refused {
  */
 export class BearerAuthenticator {
   readonly #claimPolicy: ClaimPolicy;
-  /** RFC 9068 verification of a JWT whose header passed the pre-check, but for the time. */
-  readonly #jwtOptions: JWTVerifyOptions;
+  /** The app's own issuer (`oidc.issuer`). */
+  readonly #primary: IssuerEntry;
+  /** Every issuer by its exact `iss`, the app's own first; `undefined` with only that one. */
+  readonly #issuers: ReadonlyMap<string, IssuerEntry> | undefined;
   readonly #maxTokenAgeMs: number;
   readonly #clockSkewMs: number;
   readonly #requireJwtType: boolean;
   readonly #issuer: string;
   readonly #now: () => number;
-  readonly #getKey: ProviderKeyGetter;
   readonly #introspection: IntrospectionClient | undefined;
   readonly #revocations: BearerRevocations;
   readonly #metrics: BearerMetrics;
@@ -108,21 +131,42 @@ export class BearerAuthenticator {
       clientId: oidc.clientId,
       allowedClients: config.allowedClients,
       identifier: compileClaimPath(config.identifierClaim),
+      cognitoAccessTokens: oidc.provider === 'cognito',
     };
-    this.#jwtOptions = {
+    const jwtOptions: JWTVerifyOptions = {
       issuer: oidc.issuer,
-      audience: [...config.audiences],
+      // Cognito access tokens have no `aud`: the claim policy checks their `client_id` instead.
+      ...(oidc.provider === 'cognito' ? {} : { audience: [...config.audiences] }),
       algorithms: [...ASYMMETRIC_JWS_ALGS],
       clockTolerance: Math.ceil(config.clockSkew / 1000),
       maxTokenAge: Math.floor(config.maxTokenAge / 1000),
       requiredClaims: ['exp', 'iat'],
       ...(config.requireJwtType ? { typ: 'at+jwt' } : {}),
     };
+    this.#primary = { claimPolicy: this.#claimPolicy, jwtOptions, getKey: deps.getKey };
+    this.#issuers = undefined;
+    if (config.issuers.length > 0) {
+      const { issuerKeys } = deps;
+      if (issuerKeys === undefined) throw new Error('bearer.issuers needs deps.issuerKeys');
+      const issuers = new Map<string, IssuerEntry>([[oidc.issuer, this.#primary]]);
+      for (const entry of config.issuers) {
+        issuers.set(entry.issuer, {
+          claimPolicy: {
+            audiences: entry.audiences,
+            clientId: oidc.clientId,
+            allowedClients: entry.allowedClients,
+            identifier: compileClaimPath(entry.identifierClaim),
+          },
+          jwtOptions: { ...jwtOptions, issuer: entry.issuer, audience: [...entry.audiences] },
+          getKey: issuerKeys(entry.issuer, entry.jwksUri),
+        });
+      }
+      this.#issuers = issuers;
+    }
     this.#maxTokenAgeMs = config.maxTokenAge;
     this.#clockSkewMs = config.clockSkew;
     this.#requireJwtType = config.requireJwtType;
     this.#now = now;
-    this.#getKey = deps.getKey;
     this.#introspection = config.introspection?.enabled === true ? deps.introspection : undefined;
     this.#revocations = deps.revocations;
     this.#metrics = deps.metrics;
@@ -195,10 +239,15 @@ export class BearerAuthenticator {
    * an unknown `kid` or a failed signature), `iss`, `aud`, `exp`/`nbf`/`iat`, then the claim policy.
    */
   async #verifyJwt(token: string): Promise<Verified> {
+    const entry = this.#issuerOf(token);
+    if (typeof entry === 'string') {
+      this.#metrics.verification('jwt', 'invalid');
+      return refused(entry);
+    }
     let claims: JWTPayload;
     try {
-      const options = { ...this.#jwtOptions, currentDate: new Date(this.#now()) };
-      const getKey = this.#getKey;
+      const options = { ...entry.jwtOptions, currentDate: new Date(this.#now()) };
+      const getKey = entry.getKey;
       ({ payload: claims } = await verifyWithKeyRefetch(getKey, () =>
         jwtVerify(token, getKey, options),
       ));
@@ -207,12 +256,31 @@ export class BearerAuthenticator {
       this.#metrics.verification('jwt', failed.kind);
       return failed;
     }
-    const checked = checkBearerClaims(claims, this.#claimPolicy);
+    const checked = checkBearerClaims(claims, entry.claimPolicy);
     this.#metrics.verification('jwt', checked.kind);
     if (checked.kind !== 'valid') return checked;
     // jose required `iat`; the entry must not outlive the age bound any more than `exp`.
     const ageLimit = (claims.iat ?? 0) * 1000 + this.#maxTokenAgeMs;
     return { ...checked, until: Math.min(checked.identity.expiresAt, ageLimit) };
+  }
+
+  /**
+   * The issuer entry a JWT's (not yet verified) `iss` names, or why there is none. Only a
+   * lookup: a token naming no configured issuer costs no fetch, and one naming issuer A is
+   * then verified with A's keys and A's `iss` alone, so B's keys can never vouch for it.
+   */
+  #issuerOf(token: string): IssuerEntry | string {
+    const issuers = this.#issuers;
+    if (issuers === undefined) return this.#primary;
+    let iss: unknown;
+    try {
+      ({ iss } = decodeJwt(token));
+    } catch {
+      return 'malformed token';
+    }
+    if (typeof iss !== 'string') return 'issuer missing';
+    if (iss.length > maxIssuerLength) return 'unknown issuer';
+    return issuers.get(iss) ?? 'unknown issuer';
   }
 
   async #introspect(token: string): Promise<Verified> {

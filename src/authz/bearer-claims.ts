@@ -29,6 +29,11 @@ export interface ClaimPolicy {
   readonly allowedClients: readonly string[];
   /** Claim naming the caller (`bearer.identifierClaim`, a claim address); default `sub`. */
   readonly identifier: ClaimPath;
+  /**
+   * Amazon Cognito: access tokens carry no `aud` but `client_id`, which then stands for the
+   * audience, and `token_use: access` tells them from ID tokens (which do carry `aud`).
+   */
+  readonly cognitoAccessTokens?: boolean;
 }
 
 export type ClaimCheck =
@@ -130,7 +135,13 @@ export function checkBearerClaims(
   policy: ClaimPolicy,
   subjectFallback = false,
 ): ClaimCheck {
-  const audiences = audienceList(claims['aud']);
+  let audiences = audienceList(claims['aud']);
+  if (policy.cognitoAccessTokens === true) {
+    // https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-the-access-token.html
+    if (claims['token_use'] !== 'access') return refused('not an access token');
+    const clientId = ownString(claims, 'client_id');
+    if (claims['aud'] === undefined && clientId !== undefined) audiences = [clientId];
+  }
   if (!audiences.some((aud) => policy.audiences.includes(aud))) {
     return refused('audience not accepted');
   }

@@ -91,6 +91,17 @@ export function checkAppRules(app: AppConfig): LocatedProblem[] {
   if (bearer.enabled && bearer.audiences.length === 0) {
     problem(['bearer', 'audiences'], 'must list at least one audience when bearer is enabled');
   }
+  if (oidc.tenants.length > 0 && oidc.provider !== 'entra') {
+    problem(['oidc', 'tenants'], 'applies only with oidc.provider: entra');
+  }
+  bearer.issuers.forEach((entry, index) => {
+    if (entry.issuer === oidc.issuer) {
+      problem(
+        ['bearer', 'issuers', index, 'issuer'],
+        "is the app's oidc.issuer, which is already the first bearer issuer",
+      );
+    }
+  });
   const introspection = bearer.introspection;
   if (introspection?.enabled === true) {
     if (introspection.clientId === undefined) {

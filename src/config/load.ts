@@ -10,6 +10,7 @@ import { checkAcrossApps, checkAppRules, checkRootRules } from './cross-field-ru
 import { interpolate, type Environment } from './interpolate.ts';
 import { cannotRead, readTextFile, resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
 import { describeIssue, issuesToProblems, type LocatedProblem } from './schema-problems.ts';
+import { applyProviderProfile } from './provider-profiles.ts';
 import { configSchema, resolvedAppSchema, type AppConfig, type Config } from './schema.ts';
 import type { ConfigProblem } from '../errors.ts';
 import { isRecord } from '../is-record.ts';
@@ -194,7 +195,9 @@ function validateApp(
       problems.addLocated(fromDefaults ? ['defaults'] : appPath, [problem]);
     }
   };
-  const result = resolvedAppSchema.safeParse(deepMerge(defaults, rawApp), { error: describeIssue });
+  const result = resolvedAppSchema.safeParse(applyProviderProfile(deepMerge(defaults, rawApp)), {
+    error: describeIssue,
+  });
   if (!result.success) {
     locate(issuesToProblems(result.error.issues));
     return undefined;

@@ -18,6 +18,7 @@ import {
 } from '../header-value.ts';
 import { issuerOfDiscoveryUrl } from './issuer-key.ts';
 import { parseHostPort } from '../host-port.ts';
+import { PROVIDER_PROFILES } from './provider-profiles.ts';
 import { isLoopbackHost } from '../loopback-host.ts';
 
 // --- Building blocks ---
@@ -332,6 +333,27 @@ function issuedSecret(kind: IssuedSecretKind, emptyMessage?: string) {
 
 const oidcSchema = z
   .strictObject({
+    provider: z
+      .enum(PROVIDER_PROFILES)
+      .default('generic')
+      .describe(
+        'The provider profile: its defaults fill keys this app leaves unset, and it handles the provider’s known departures from the standard (docs/providers.md). Default `generic` (none).',
+      ),
+    tenants: emptyListDefault(
+      z
+        .string()
+        .regex(
+          /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
+          'must be a tenant id (a GUID)',
+        ),
+      'With `provider: entra` and a multi-tenant issuer (`common`, `organizations`): the tenant ids (`tid`) whose users may log in; empty: any tenant.',
+    ),
+    basicAuthEncoding: z
+      .enum(['form', 'raw'])
+      .default('form')
+      .describe(
+        'How `client_secret_basic` encodes the client id and secret: `form` (RFC 6749 §2.3.1, `-` becomes `%2D`, …) or `raw` (as they are, for providers that compare the raw value and refuse a secret with such characters). Default `form`.',
+      ),
     issuer: issuerUrl.describe(
       'OpenID Provider issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`. https, or http on loopback only. Required.',
     ),
@@ -537,6 +559,32 @@ const publicPathSchema = z
     },
   );
 
+const bearerIssuerSchema = z.strictObject({
+  issuer: issuerUrl.describe(
+    'Issuer of these tokens; a token is routed here when its `iss` is exactly this string. https, or http on loopback only. Required.',
+  ),
+  jwksUri: issuerUrl
+    .optional()
+    .describe(
+      "The issuer's JWKS URL. Default: `jwks_uri` from `<issuer>/.well-known/openid-configuration`, read at the first token of this issuer.",
+    ),
+  audiences: z
+    .array(z.string().min(1))
+    .min(1, 'must list at least one audience')
+    .describe('Accepted `aud` values of tokens from this issuer. Required.'),
+  identifierClaim: claimAddress
+    .refine(
+      (claim) => addressNames(claim)?.join('.') !== 'email',
+      'cannot be email (an unverified email can be spoofed); use sub or a stable id claim',
+    )
+    .default('sub')
+    .describe('Claim that identifies the caller, by claim address. Default `sub`.'),
+  allowedClients: emptyListDefault(
+    z.string().min(1),
+    'Client ids accepted as `azp`/`client_id` from this issuer; empty: any.',
+  ),
+});
+
 const bearerSchema = z
   .strictObject({
     enabled: offByDefault('Accept `Authorization: Bearer` tokens from machine clients.'),
@@ -594,6 +642,13 @@ const bearerSchema = z
     allowedClients: emptyListDefault(
       z.string().min(1),
       'Client ids accepted as `azp`/`client_id`; multi-audience tokens need `azp` in this list.',
+    ),
+    issuers: emptyListDefault(
+      bearerIssuerSchema,
+      "Further issuers of bearer tokens (CI systems, Kubernetes service accounts, partner IdPs), each with its own keys, audiences and identifier claim; the app's `oidc.issuer` with the keys above stays the first. A token goes to the issuer its (not yet verified) `iss` names exactly, and is then verified with that issuer's keys only; a token naming no configured issuer is refused without any fetch. Each issuer's keys are fetched at its first token and then cached and refetched like the app's own.",
+    ).refine(
+      (issuers) => new Set(issuers.map((entry) => entry.issuer)).size === issuers.length,
+      'must not list an issuer twice',
     ),
     failureThrottle: z
       .strictObject({

@@ -15,6 +15,22 @@ export interface ClientAuthOptions {
   readonly clientSecret?: string | undefined;
   /** For `private_key_jwt`: a PKCS#8 / PKCS#1 / SEC1 PEM, or a private JWK as JSON. */
   readonly privateKey?: string | undefined;
+  /**
+   * `client_secret_basic` credentials: `form` (RFC 6749 §2.3.1: form-encoded, then Base64) or
+   * `raw` (Base64 of `id:secret` as they are). Default `form`.
+   */
+  readonly basicAuthEncoding?: 'form' | 'raw' | undefined;
+}
+
+/**
+ * `client_secret_basic` without the form-encoding RFC 6749 §2.3.1 asks for: some providers
+ * compare the decoded value with the raw secret, so `a-b` sent as `a%2Db` is refused.
+ */
+function rawClientSecretBasic(secret: string): ClientAuth {
+  return (_as, client, _body, headers) => {
+    const credentials = Buffer.from(`${client.client_id}:${secret}`, 'utf8').toString('base64');
+    headers.set('authorization', `Basic ${credentials}`);
+  };
 }
 
 /**
@@ -49,7 +65,7 @@ export function basicEncodingHint(options: {
       : secretChanges
         ? 'client secret'
         : 'client id';
-  return `the ${which} has characters that client_secret_basic form-encodes (RFC 6749 §2.3.1), and some providers compare the raw value: try oidc.clientAuth client_secret_post, or a secret of letters and digits only`;
+  return `the ${which} has characters that client_secret_basic form-encodes (RFC 6749 §2.3.1), and some providers compare the raw value: try oidc.basicAuthEncoding raw (or oidc.clientAuth client_secret_post, or a secret of letters and digits only)`;
 }
 
 /** A validated client-authentication setting; {@link load} imports the key (async). */
@@ -135,7 +151,9 @@ export function prepareClientAuth(
   const load = async (): Promise<ClientAuth> => {
     switch (method) {
       case 'client_secret_basic':
-        return ClientSecretBasic(secret);
+        return options.basicAuthEncoding === 'raw'
+          ? rawClientSecretBasic(secret ?? '')
+          : ClientSecretBasic(secret);
       case 'client_secret_post':
         return ClientSecretPost(secret);
       case 'none':

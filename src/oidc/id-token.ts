@@ -17,9 +17,40 @@ export interface IdTokenClaims {
   readonly [claim: string]: unknown;
 }
 
+/**
+ * A multi-tenant issuer (Microsoft Entra ID's `common` or `organizations`): the ID token's `iss`
+ * must be `template` with `{tenantid}` replaced by the token's own `tid`, a tenant id, and that
+ * tenant one of `tenants` (any when empty).
+ */
+export interface TenantIssuer {
+  readonly template: string;
+  readonly tenants: readonly string[];
+}
+
+const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Why `payload` does not come from an issuer `tenantIssuer` accepts, or `undefined` when it does. */
+export function tenantIssuerProblem(
+  payload: Readonly<Record<string, unknown>>,
+  tenantIssuer: TenantIssuer,
+): string | undefined {
+  const { tid, iss } = payload;
+  if (typeof tid !== 'string' || !TENANT_ID.test(tid)) return 'tid missing or not a tenant id';
+  if (iss !== tenantIssuer.template.replace('{tenantid}', tid)) {
+    return 'issuer does not match the tenant template';
+  }
+  const tenants = tenantIssuer.tenants;
+  if (tenants.length > 0 && !tenants.some((t) => t.toLowerCase() === tid.toLowerCase())) {
+    return 'tenant not allowed';
+  }
+  return undefined;
+}
+
 /** What a token from this provider for this client must satisfy. */
 export interface TokenPolicy {
   readonly issuer: string;
+  /** When set, `iss` is checked against this template instead of `issuer`. */
+  readonly tenantIssuer?: TenantIssuer | undefined;
   readonly clientId: string;
   /** Accepted JWS algorithms. */
   readonly algorithms: readonly string[];
@@ -43,7 +74,7 @@ export async function verifyIdToken(
   try {
     ({ payload } = await verifyWithKeyRefetch(getKey, () =>
       jwtVerify(idToken, getKey, {
-        issuer: policy.issuer,
+        ...(policy.tenantIssuer === undefined ? { issuer: policy.issuer } : {}),
         audience: policy.clientId,
         algorithms: [...policy.algorithms],
         clockTolerance: Math.ceil(policy.clockSkewMs / 1000),
@@ -53,6 +84,10 @@ export async function verifyIdToken(
     ));
   } catch (err) {
     throw classifyIdpFailure(err, 'id_token');
+  }
+  if (policy.tenantIssuer !== undefined) {
+    const problem = tenantIssuerProblem(payload, policy.tenantIssuer);
+    if (problem !== undefined) throw new TokenInvalidError('id_token', problem);
   }
   const { aud, azp } = payload;
   // OIDC Core §3.1.3.7 items 4-5: several audiences need azp, and azp must be us.

@@ -32,11 +32,13 @@ import {
   type SourcedClaims,
 } from './claim-sources.ts';
 import { isKeyFailure } from './provider-keys.ts';
-import type { IdTokenClaims, TokenPolicy } from './id-token.ts';
+import type { IdTokenClaims, TenantIssuer, TokenPolicy } from './id-token.ts';
+import type { IdpFetch } from './idp-fetch.ts';
+import { isRecord } from '../is-record.ts';
 import { verifyLogoutToken } from './logout-token.ts';
 import type { LogoutTokenClaims } from './logout-token.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
-import { validateIssuer } from './provider.ts';
+import { TENANT_PLACEHOLDER, validateIssuer } from './provider.ts';
 import { idTokenAlgMismatch, sharedIdTokenAlgs } from './provider-checks.ts';
 import type { Provider, ProviderStatus } from './provider.ts';
 
@@ -54,13 +56,14 @@ export type OidcClientOptions = Pick<
   | 'scopes'
   | 'extraAuthParams'
   | 'clockSkew'
-> & {
-  /** Where session claims come from (`oidc.claimsFrom`); default {@link DEFAULT_CLAIM_SOURCES}. */
-  readonly claimsFrom?: readonly ClaimSource[];
-  /** Accepted ID-token (and logout-token) signing algorithms; checked here again: asymmetric only. */
-  readonly idTokenAlgs: readonly string[];
-  readonly appName?: string;
-};
+> &
+  Partial<Pick<OidcConfig, 'provider' | 'tenants' | 'basicAuthEncoding'>> & {
+    /** Where session claims come from (`oidc.claimsFrom`); default {@link DEFAULT_CLAIM_SOURCES}. */
+    readonly claimsFrom?: readonly ClaimSource[];
+    /** Accepted ID-token (and logout-token) signing algorithms; checked here again: asymmetric only. */
+    readonly idTokenAlgs: readonly string[];
+    readonly appName?: string;
+  };
 
 /** Oldest logout token accepted, in milliseconds (Back-Channel Logout 1.0 §2.6 leaves it to us). */
 export const LOGOUT_TOKEN_MAX_AGE_MS = 600_000;
@@ -189,6 +192,87 @@ export function logoutTokenAlgorithms(
   return sharedIdTokenAlgs(announced, allowed);
 }
 
+/** Where an ID token taken out of a token response waits for its own verification. */
+interface HeldIdToken {
+  idToken?: string;
+}
+
+/**
+ * A fetch that takes the ID token out of a successful token response before openid-client sees
+ * it, into `held`: openid-client compares its `iss` with the discovered issuer, which for a
+ * multi-tenant issuer is the `{tenantid}` template no token carries. {@link verifyIdToken}
+ * then checks it in full, the issuer against the template and the token's own `tid`.
+ */
+function holdingIdToken(fetch: IdpFetch, held: HeldIdToken): IdpFetch {
+  return async (url, init) => {
+    const response = await fetch(url, init);
+    if (response.status !== 200) return response;
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const headers = new Headers(response.headers);
+    headers.delete('content-length');
+    const rebuilt = (bodyText: string) =>
+      new Response(bodyText, { status: 200, statusText: response.statusText, headers });
+    if (!isRecord(body) || typeof body['id_token'] !== 'string') return rebuilt(text);
+    const { id_token: idToken, ...rest } = body;
+    held.idToken = idToken;
+    return rebuilt(JSON.stringify(rest));
+  };
+}
+
+function heldIdToken(held: HeldIdToken): string | undefined {
+  return held.idToken;
+}
+
+/**
+ * Microsoft Entra ID sends no `email_verified`; its `xms_edov` claim says whether the tenant
+ * verified the email's domain ownership, which is what `email_verified: true` has to mean here
+ * (https://learn.microsoft.com/en-us/entra/identity-platform/optional-claims-reference).
+ */
+function entraEmailVerified(claims: IdTokenClaims): IdTokenClaims {
+  if (Object.hasOwn(claims, 'email_verified') || claims['xms_edov'] !== true) return claims;
+  return { ...claims, email_verified: true };
+}
+
+/**
+ * The logout address of a provider that announces no `end_session_endpoint`, or `null`:
+ * - Amazon Cognito: `/logout` on the user-pool domain (the authorization endpoint's origin) with
+ *   `client_id` and `logout_uri`, which Cognito requires
+ *   (https://docs.aws.amazon.com/cognito/latest/developerguide/logout-endpoint.html);
+ * - Auth0: `/v2/logout` on the tenant with `client_id` and `returnTo`
+ *   (https://auth0.com/docs/api/authentication/logout/auth-0-logout).
+ */
+function providerLogoutUrl(
+  profile: string,
+  serverMetadata: { readonly issuer: string; readonly authorization_endpoint?: string },
+  clientId: string,
+  params: EndSessionParams,
+): URL | null {
+  const returnTo = params.postLogoutRedirectUri;
+  if (profile === 'cognito') {
+    const authorize = URL.parse(serverMetadata.authorization_endpoint ?? '');
+    if (authorize === null || returnTo === undefined) return null;
+    const url = new URL('/logout', authorize.origin);
+    url.searchParams.set('client_id', clientId);
+    url.searchParams.set('logout_uri', returnTo);
+    return url;
+  }
+  if (profile === 'auth0') {
+    const issuer = URL.parse(serverMetadata.issuer);
+    if (issuer === null) return null;
+    const url = new URL('/v2/logout', issuer.origin);
+    url.searchParams.set('client_id', clientId);
+    if (returnTo !== undefined) url.searchParams.set('returnTo', returnTo);
+    return url;
+  }
+  return null;
+}
+
 /**
  * Builds the client of one app at `provider`. Throws {@link ConfigError} for options that can
  * never work (http issuer off loopback, missing secret or key, empty alg list).
@@ -208,7 +292,8 @@ export function createOidcClient(
   const configuredExtras = Object.entries(options.extraAuthParams).filter(
     ([name]) => !RESERVED_AUTH_PARAMS.has(name),
   );
-  const tokenPolicy: TokenPolicy = {
+  const profile = options.provider ?? 'generic';
+  let tokenPolicy: TokenPolicy = {
     issuer: options.issuer,
     clientId: options.clientId,
     algorithms: [...options.idTokenAlgs],
@@ -217,6 +302,8 @@ export function createOidcClient(
   };
   const claimSources = options.claimsFrom ?? DEFAULT_CLAIM_SOURCES;
   const extraSources = claimSources.some((source) => source !== 'id_token');
+  /** Set once discovery found a `{tenantid}` issuer (Entra profile only). */
+  let tenantIssuer: TenantIssuer | undefined;
   const metadata: Partial<ClientMetadata> = {
     [clockTolerance]: Math.ceil(options.clockSkew / 1000),
     ...(options.clientSecret === undefined ? {} : { client_secret: options.clientSecret }),
@@ -231,12 +318,18 @@ export function createOidcClient(
         logoutAlgs: readonly string[];
         /** Why no ID token of the provider can be accepted (no algorithm in common), if so. */
         unusable: string | undefined;
+        registration: Parameters<Provider['configure']>[0];
       }
     | undefined;
   const ready = provider.ready.then(async () => {
     const registration = { clientId: options.clientId, metadata, auth: await auth.prepared.load() };
     const config = provider.configure(registration, 'discovery');
     const grantConfig = provider.configure(registration, 'discovery', 'grant');
+    const discoveredIssuer = config.serverMetadata().issuer;
+    if (profile === 'entra' && discoveredIssuer.includes(TENANT_PLACEHOLDER)) {
+      tenantIssuer = { template: discoveredIssuer, tenants: options.tenants ?? [] };
+      tokenPolicy = { ...tokenPolicy, tenantIssuer };
+    }
     const logoutAlgs = logoutTokenAlgorithms(
       config.serverMetadata().id_token_signing_alg_values_supported,
       options.idTokenAlgs,
@@ -249,7 +342,7 @@ export function createOidcClient(
       // Not ready (`/readyz` says why): sending browsers to log in would end on an error page.
       log?.error({ issuer: options.issuer, error: unusable }, 'app not ready: ID-token algorithms');
     }
-    configured = { config, grantConfig, logoutAlgs, unusable };
+    configured = { config, grantConfig, logoutAlgs, unusable, registration };
   });
   // Nobody may be awaiting `ready` when the provider is closed early; that is not a crash.
   ready.catch(() => undefined);
@@ -280,7 +373,7 @@ export function createOidcClient(
     return buildAuthorizationUrl(config, query);
   };
 
-  const encodingHint = basicEncodingHint(options);
+  const encodingHint = options.basicAuthEncoding === 'raw' ? undefined : basicEncodingHint(options);
   /**
    * A token endpoint refusing the client's own credentials is a configuration problem, not the
    * user's: one warning line for the operator, with the Basic-encoding hint when it may apply.
@@ -408,7 +501,12 @@ export function createOidcClient(
     },
 
     exchangeCode: async (params) => {
-      const { config } = requireConfigured('token');
+      const { config: sharedConfig, registration } = requireConfigured('token');
+      const held: HeldIdToken = {};
+      const config =
+        tenantIssuer === undefined
+          ? sharedConfig
+          : provider.configure(registration, 'token', 'request', (f) => holdingIdToken(f, held));
       const query = params.params;
       // The browser-bound state is ours to check (CSRF); the library checks it again.
       const state = query.get('state');
@@ -422,22 +520,26 @@ export function createOidcClient(
           authorizationCodeGrant(config, currentUrl, {
             pkceCodeVerifier: params.codeVerifier,
             expectedState: params.expectedState,
-            expectedNonce: params.expectedNonce,
-            idTokenExpected: true,
+            // A held ID token is checked below (nonce included), not by openid-client.
+            ...(tenantIssuer === undefined
+              ? { expectedNonce: params.expectedNonce, idTokenExpected: true }
+              : {}),
           }),
         )
         .catch(explainRefusedClient);
-      if (response.id_token === undefined) {
+      const idToken = held.idToken ?? response.id_token;
+      if (idToken === undefined) {
         throw new TokenInvalidError('id_token', 'no ID token in the token response');
       }
-      const claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
+      let claims = await verifyIdToken(idToken, provider.getKey, tokenPolicy);
       if (claims.nonce !== params.expectedNonce) throw new TokenInvalidError('id_token', 'nonce');
+      if (profile === 'entra') claims = entraEmailVerified(claims);
       const sessionClaims = await collectClaims(claims, response.access_token, false);
       return {
         sessionClaims,
         tokens: {
           accessToken: response.access_token,
-          idToken: response.id_token,
+          idToken,
           expiresAt: expiresAtFrom(response, claims) ?? claims.exp * 1000,
           ...(response.refresh_token === undefined ? {} : { refreshToken: response.refresh_token }),
         },
@@ -447,11 +549,28 @@ export function createOidcClient(
 
     refresh: async (refreshToken, refreshOptions) => {
       // The provider may rotate the refresh token however late it answers: wait for it.
-      const { grantConfig } = requireConfigured('token');
-      const grant = (token: string) =>
-        provider
+      const { grantConfig: sharedGrantConfig, registration } = requireConfigured('token');
+      const held: HeldIdToken = {};
+      const grantConfig =
+        tenantIssuer === undefined
+          ? sharedGrantConfig
+          : provider.configure(registration, 'token', 'grant', (f) => holdingIdToken(f, held));
+      const grant = async (token: string): Promise<TokenEndpointResponse> => {
+        delete held.idToken;
+        const answer = await provider
           .call('token', 'token', () => refreshTokenGrant(grantConfig, token))
           .catch(explainRefusedClient);
+        const idToken = heldIdToken(held);
+        const { access_token, refresh_token, expires_in, token_type } = answer;
+        if (idToken === undefined) return answer;
+        return {
+          access_token,
+          token_type,
+          id_token: idToken,
+          ...(refresh_token === undefined ? {} : { refresh_token }),
+          ...(expires_in === undefined ? {} : { expires_in }),
+        };
+      };
       let response = await grant(refreshToken);
       let claims: IdTokenClaims | undefined;
       if (response.id_token !== undefined) {
@@ -467,6 +586,7 @@ export function createOidcClient(
           if (response.id_token === undefined) throw err;
           claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
         }
+        if (profile === 'entra') claims = entraEmailVerified(claims);
         // OIDC Core §12.2: a refreshed ID token is about the same subject.
         const expected = refreshOptions?.expectedSubject;
         if (expected !== undefined && claims.sub !== expected) {
@@ -504,7 +624,10 @@ export function createOidcClient(
 
     endSessionUrl: (params) => {
       const { config } = requireConfigured('discovery');
-      if (config.serverMetadata().end_session_endpoint === undefined) return null;
+      const serverMetadata = config.serverMetadata();
+      if (serverMetadata.end_session_endpoint === undefined) {
+        return providerLogoutUrl(profile, serverMetadata, options.clientId, params);
+      }
       const query: Record<string, string> = { client_id: options.clientId };
       if (params.idTokenHint !== undefined) query['id_token_hint'] = params.idTokenHint;
       if (params.postLogoutRedirectUri !== undefined) {

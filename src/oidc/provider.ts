@@ -43,7 +43,16 @@ export interface ProviderOptions {
   readonly name: string;
   /** Accept any TLS certificate from the provider (logged loudly once). */
   readonly tlsInsecureSkipVerify: boolean;
+  /**
+   * Accept a discovery document whose issuer is a template with `{tenantid}` on the issuer's
+   * origin (Microsoft Entra ID's `common` and `organizations` issuers); ID tokens then name
+   * their tenant's issuer. Default false: the discovered issuer must equal `issuer`.
+   */
+  readonly tenantIssuer?: boolean;
 }
+
+/** The placeholder of Microsoft Entra ID's multi-tenant issuer template. */
+export const TENANT_PLACEHOLDER = '{tenantid}';
 
 export interface ProviderDeps {
   readonly logger?: Logger;
@@ -100,6 +109,7 @@ export interface Provider {
     client: ClientRegistration,
     endpoint: IdpEndpoint,
     deadline?: 'request' | 'grant',
+    wrapFetch?: (fetch: IdpFetch) => IdpFetch,
   ): Configuration;
   /**
    * Runs one call of `kind` through the guard; whatever it throws is classified as a failure at
@@ -200,6 +210,16 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
       throw classifyIdpFailure(err, endpoint);
     });
 
+  // An Entra multi-tenant issuer is announced as a `{tenantid}` template on the configured
+  // issuer's origin (each ID token's `iss` fills it with its `tid`); any other issuer must be
+  // announced exactly as configured.
+  const tenantIssuer = options.tenantIssuer === true;
+  const issuerOrigin = new URL(options.issuer).origin;
+  const isTenantTemplate = (announced: unknown): boolean =>
+    tenantIssuer &&
+    typeof announced === 'string' &&
+    announced.includes(TENANT_PLACEHOLDER) &&
+    URL.parse(announced.replace(TENANT_PLACEHOLDER, 'x'))?.origin === issuerOrigin;
   const fetchMetadata = (kind: 'discovery' | 'probe' = 'discovery'): Promise<ServerMetadata> =>
     call(kind, 'discovery', () => readDiscoveryDocument(options.issuer, idpFetch, fetchTimeoutMs));
 
@@ -218,7 +238,9 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
 
   const discoverOnce = async (): Promise<void> => {
     const metadata = await fetchMetadata();
-    const mismatch = issuerMismatch(options.issuer, metadata.issuer);
+    const mismatch = isTenantTemplate(metadata.issuer)
+      ? undefined
+      : issuerMismatch(options.issuer, metadata.issuer);
     if (mismatch !== undefined) throw new ProviderMisconfiguredError(mismatch);
     if (metadata.jwks_uri === undefined) {
       throw new IdpUnavailableError('discovery', 'invalid_response', { detail: 'no jwks_uri' });
@@ -302,11 +324,12 @@ export function createProvider(options: ProviderOptions, deps: ProviderDeps = {}
           discovered?.getKey.refetchAfterFailure?.(error) ?? Promise.resolve(false),
       },
     ),
-    configure: (client, endpoint, deadline = 'request') => {
+    configure: (client, endpoint, deadline = 'request', wrapFetch) => {
       const { metadata } = requireDiscovered(endpoint);
       const config = new Configuration(metadata, client.clientId, client.metadata, client.auth);
       const grant = deadline === 'grant';
-      config[customFetch] = grant ? grantFetch : idpFetch;
+      const fetch = grant ? grantFetch : idpFetch;
+      config[customFetch] = wrapFetch === undefined ? fetch : wrapFetch(fetch);
       config.timeout = (grant ? grantTimeoutMs : fetchTimeoutMs) / 1000;
       if (insecureHttp) allowInsecureRequests(config);
       return config;

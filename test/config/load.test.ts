@@ -50,6 +50,9 @@ test('minimal config loads with every default filled in', () => {
   const a = config.apps[0]!;
   assert.deepEqual(a.match, { hosts: [], pathPrefix: '/' });
   assert.deepEqual(a.oidc, {
+    provider: 'generic',
+    tenants: [],
+    basicAuthEncoding: 'form',
     issuer: 'https://idp.example.com/realms/main',
     clientId: 'app',
     clientSecret: 'app-client-secret',
@@ -93,6 +96,7 @@ test('minimal config loads with every default filled in', () => {
     requiredScopes: [],
     maxTokenAge: 86_400_000,
     clockSkew: 30_000,
+    issuers: [],
     overridesCookie: false,
     passAuthorizationHeader: false,
     allowedClients: [],

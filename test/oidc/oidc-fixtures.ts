@@ -89,6 +89,7 @@ export function createStandaloneClient(
       issuer: options.issuer,
       name: options.appName ?? options.clientId,
       tlsInsecureSkipVerify: options.tlsInsecureSkipVerify,
+      tenantIssuer: options.provider === 'entra',
     },
     deps,
   );
