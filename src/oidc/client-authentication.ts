@@ -65,7 +65,7 @@ export function basicEncodingHint(options: {
       : secretChanges
         ? 'client secret'
         : 'client id';
-  return `the ${which} has characters that client_secret_basic form-encodes (RFC 6749 §2.3.1), and some providers compare the raw value: try oidc.basicAuthEncoding raw (or oidc.clientAuth client_secret_post, or a secret of letters and digits only)`;
+  return `the ${which} has characters that client_secret_basic form-encodes (RFC 6749 §2.3.1), and some providers compare the raw value: try oidc.basicAuthEncoding: raw (or oidc.clientAuth: client_secret_post, or a secret of letters and digits only)`;
 }
 
 /** A validated client-authentication setting; {@link load} imports the key (async). */
