@@ -83,6 +83,11 @@ export interface RedisBackend extends StoreBackend {
    * The client keeps reconnecting in the background either way.
    */
   ready(timeoutMs?: number): Promise<void>;
+  /**
+   * While the server refuses the credentials (`NOAUTH`, `WRONGPASS`, `NOPERM` on connecting or on
+   * a command): Redis's reply, which never holds the password; `undefined` otherwise.
+   */
+  credentialsRefused(): string | undefined;
 }
 
 interface Script {
@@ -122,12 +127,17 @@ function translate(op: string, error: unknown): RedisStoreError {
   return new RedisStoreError(code, `redis ${op} failed: ${message}`);
 }
 
+/** Redis refusing who we are or what we may do. */
+function isRefusedCredentials(message: string): boolean {
+  return /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message);
+}
+
 /** Failures no reconnection can cure: refused credentials, an unverifiable certificate. */
 function isPermanent(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as NodeJS.ErrnoException).code ?? '';
   return (
-    /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message) ||
+    isRefusedCredentials(error.message) ||
     /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)
   );
 }
@@ -185,9 +195,19 @@ export function createRedisBackend(
   let everReady = false;
   let down = false;
   let lastError: string | undefined;
+  let refused: string | undefined;
   // Errors repeat on every reconnection attempt; the log gets one line per outage.
   client.on('error', (error: unknown) => {
     lastError = error instanceof Error ? error.message : String(error);
+    if (isRefusedCredentials(lastError)) {
+      if (refused === undefined) {
+        log.error(
+          { error: lastError },
+          'redis refuses the credentials (store.redis.username / password): the store is down for this server',
+        );
+      }
+      refused = lastError;
+    }
     if (!down) {
       down = true;
       log.warn({ error: lastError }, everReady ? 'redis connection lost' : 'redis unreachable');
@@ -214,6 +234,7 @@ export function createRedisBackend(
     everReady = true;
     down = false;
     lastError = undefined;
+    refused = undefined;
   });
 
   function status(): RedisStatus {
@@ -223,8 +244,11 @@ export function createRedisBackend(
 
   async function read(op: string, args: readonly Arg[]): Promise<unknown> {
     try {
-      return await client.call(op, ...args);
+      const reply = await client.call(op, ...args);
+      refused = undefined;
+      return reply;
     } catch (error) {
+      if (error instanceof Error && isRefusedCredentials(error.message)) refused = error.message;
       throw translate(op, error);
     }
   }
@@ -262,6 +286,7 @@ export function createRedisBackend(
       if (error instanceof ShortOfReplicasError) {
         throw new RedisStoreError('REDIS_NOT_REPLICATED', error.message);
       }
+      if (error instanceof Error && isRefusedCredentials(error.message)) refused = error.message;
       throw translate(op, error);
     }
   }
@@ -286,6 +311,7 @@ export function createRedisBackend(
 
   return {
     status,
+    credentialsRefused: () => refused,
     async ping() {
       await read('ping', []);
     },

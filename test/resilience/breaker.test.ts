@@ -458,6 +458,10 @@ describe('isOutage', () => {
       replyError('LOADING Redis is loading the dataset in memory'),
       replyError('READONLY You cannot write against a read only replica.'),
       replyError('CLUSTERDOWN The cluster is down'),
+      // Refused credentials (a rotated password, a changed ACL user): nothing works until fixed.
+      replyError('NOAUTH Authentication required.'),
+      replyError('WRONGPASS invalid username-password pair or user is disabled.'),
+      replyError("NOPERM User authz has no permissions to run the 'get' command"),
       replyError(
         'BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.',
       ),
@@ -473,6 +477,9 @@ describe('isOutage', () => {
       new StateMismatchError(),
       new InternalError('x'),
       replyError('WRONGTYPE Operation against a key holding the wrong kind of value'),
+      // Only a reply that starts with the code counts: not one that merely mentions it.
+      replyError('ERR unknown command NOAUTH'),
+      replyError('noauth lower case is not a Redis error code'),
       new RangeError('ttlMs must be a positive number of milliseconds'),
       new TypeError('operation against a key holding a set'),
       Object.assign(new Error('redis set failed: WRONGTYPE'), { code: 'REDIS_REPLY' }),
