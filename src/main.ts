@@ -62,8 +62,13 @@ import { loadProtos } from './server/protos.ts';
 import { hostPortOf } from './host-port.ts';
 
 export interface StartOptions {
-  /** Overrides the logger built from `config.log`. */
+  /**
+   * Overrides the logger built from `config.log`; its level is then the caller's, and a reload
+   * leaves it alone.
+   */
   readonly logger?: Logger;
+  /** Where the logger built from `config.log` writes; stdout by default. */
+  readonly logDestination?: NodeJS.WritableStream;
   /** The clock; `Date.now` by default. */
   readonly now?: () => number;
 }
@@ -421,7 +426,12 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<ServerHandle> {
-  const logger = options.logger ?? createLogger({ level: config.log.level });
+  const logger =
+    options.logger ??
+    createLogger({
+      level: config.log.level,
+      ...(options.logDestination === undefined ? {} : { destination: options.logDestination }),
+    });
   const metrics = new Metrics();
   const health = new HealthState();
   const now = options.now ?? Date.now;
@@ -591,7 +601,7 @@ export async function startServer(
     // Only the logger built here: one handed in by the caller keeps the caller's level.
     if (options.logger !== undefined || logger.level === level) return;
     (logger as { level: string }).level = level;
-    logger.info({ level }, 'log level changed');
+    logger.info({ logLevel: level }, 'log level changed');
   }
 
   /**

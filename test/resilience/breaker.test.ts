@@ -499,3 +499,39 @@ describe('isOutage', () => {
     }
   });
 });
+
+describe('retune (a config reload)', () => {
+  it('applies resetTimeout and errorThresholdPercentage at once and names the fixed keys', () => {
+    let now = 1_000_000;
+    const log = captureLog();
+    const breakers = createBreakers({
+      registry: new Registry(),
+      logger: log.logger,
+      ...breakersTuning({ store: { resetTimeout: '1s' }, idp: { resetTimeout: '1s' } }),
+      now: () => now,
+    });
+    try {
+      const idp = breakers.idp('shop');
+      const restart = breakers.retune(
+        breakerTuning({ resetTimeout: '30s', volumeThreshold: 50, rollingWindow: '1m' }),
+        breakerTuning({ resetTimeout: '40s' }, 'idp'),
+      );
+      assert.deepEqual(restart, ['breakers.store.volumeThreshold', 'breakers.store.rollingWindow']);
+      breakers.store.trip('test');
+      idp.token.trip('test');
+      now += 1_000;
+      assert.equal(breakers.store.retryAfterMs(), 29_000, 'the new reset timeout counts');
+      assert.equal(idp.token.retryAfterMs(), 39_000);
+      // Breakers built after the reload (a provider added by it) take the new tuning too.
+      const later = breakers.idp('later');
+      later.discovery.trip('test');
+      assert.equal(later.discovery.retryAfterMs(), 40_000);
+      assert.equal(
+        log.matching(/circuit breaker opened/).find((l) => l['breaker'] === 'store')?.['retryInMs'],
+        30_000,
+      );
+    } finally {
+      breakers.shutdown();
+    }
+  });
+});
