@@ -132,12 +132,25 @@ function isRefusedCredentials(message: string): boolean {
   return /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message);
 }
 
+/**
+ * The refusal in a connection error, named by who refused: a data server (its reply), or the
+ * sentinels (ioredis reports their last error inside "All sentinels are unreachable").
+ */
+function refusalIn(message: string): string | undefined {
+  if (isRefusedCredentials(message)) return message;
+  const sentinels =
+    /^All sentinels are unreachable\b.*Last error: ((?:WRONGPASS|NOAUTH|NOPERM)\b.*)$/s.exec(
+      message,
+    );
+  return sentinels === null ? undefined : `sentinels: ${sentinels[1] ?? ''}`;
+}
+
 /** Failures no reconnection can cure: refused credentials, an unverifiable certificate. */
 function isPermanent(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as NodeJS.ErrnoException).code ?? '';
   return (
-    isRefusedCredentials(error.message) ||
+    refusalIn(error.message) !== undefined ||
     /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)
   );
 }
@@ -199,14 +212,20 @@ export function createRedisBackend(
   // Errors repeat on every reconnection attempt; the log gets one line per outage.
   client.on('error', (error: unknown) => {
     lastError = error instanceof Error ? error.message : String(error);
-    if (isRefusedCredentials(lastError)) {
+    const refusal = refusalIn(lastError);
+    if (refusal !== undefined) {
       if (refused === undefined) {
         log.error(
-          { error: lastError },
-          'redis refuses the credentials (store.redis.username / password): the store is down for this server',
+          {
+            error: refusal,
+            keys: refusal.startsWith('sentinels:')
+              ? ['store.redis.sentinelUsername', 'store.redis.sentinelPassword']
+              : ['store.redis.username', 'store.redis.password'],
+          },
+          'redis refuses the credentials: the store is down for this server',
         );
       }
-      refused = lastError;
+      refused = refusal;
     }
     if (!down) {
       down = true;

@@ -348,6 +348,11 @@ export interface SentinelSetOptions {
   readonly failoverTimeoutMs?: number;
   /** How many replicas of the master. Default 1. */
   readonly replicas?: number;
+  /**
+   * `requirepass` of every sentinel (the Bitnami chart's default): clients must authenticate, and
+   * the sentinels use it with each other. Default none.
+   */
+  readonly sentinelPassword?: string;
 }
 
 /**
@@ -358,6 +363,11 @@ export interface SentinelSetOptions {
 export async function startSentinelSet(options: SentinelSetOptions = {}): Promise<SentinelSet> {
   const name = options.name ?? 'eoa-test';
   const processes: RedisProcess[] = [];
+  const auth =
+    options.sentinelPassword === undefined
+      ? []
+      : ['-a', options.sentinelPassword, '--no-auth-warning'];
+  const sentinelCli = (port: number, ...args: string[]) => redisCli(port, ...auth, ...args);
   const stop = async (): Promise<void> => {
     await Promise.all(processes.map((p) => p.stop()));
   };
@@ -395,6 +405,9 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
           `sentinel down-after-milliseconds ${name} ${options.downAfterMs ?? 1_000}`,
           `sentinel failover-timeout ${name} ${options.failoverTimeoutMs ?? 3_000}`,
           `sentinel parallel-syncs ${name} 1`,
+          ...(options.sentinelPassword === undefined
+            ? []
+            : [`requirepass "${options.sentinelPassword}"`]),
           '',
         ].join('\n'),
       );
@@ -417,7 +430,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     const numSlaves = new RegExp(`num-slaves\\s+${replicas.length}\\b`);
     await waitFor('every sentinel to know the replicas and both other sentinels', async () => {
       const views = await Promise.all(
-        sentinels.map((s) => redisCli(s.port, 'sentinel', 'master', name)),
+        sentinels.map((s) => sentinelCli(s.port, 'sentinel', 'master', name)),
       );
       return views.every((view) => numSlaves.test(view) && /num-other-sentinels\s+2\b/.test(view));
     });
@@ -431,7 +444,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       async currentMaster() {
         for (const sentinel of sentinels) {
           try {
-            const reply = await redisCli(
+            const reply = await sentinelCli(
               sentinel.port,
               'sentinel',
               'get-master-addr-by-name',
