@@ -115,17 +115,15 @@ Prints the Markdown reference of every configuration key, generated from the sch
   },
 };
 
-const usage = `usage: ${PROGRAM} [COMMAND] [OPTIONS]
+const usage = `usage: ${PROGRAM} [${Object.keys(commands).join('|')}] [OPTIONS]
 
 commands:
 ${Object.entries(commands)
   .map(([name, command]) => `  ${name.padEnd(18)}${command.summary}`)
   .join('\n')}
 
-  ${PROGRAM} COMMAND --help   the options of one command
-  ${PROGRAM} --version        print the version
-
-exit codes: 0 ok, 1 failure at run time, 2 usage error, 3 invalid configuration
+"${PROGRAM} COMMAND --help" prints the options of one command, "${PROGRAM} --version" the version.
+Exit codes: 0 ok, 1 failure at run time, 2 usage error, 3 invalid configuration.
 `;
 
 function usageError(message: string, text = usage): ExitCode {

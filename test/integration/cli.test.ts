@@ -52,7 +52,7 @@ describe('the command line', () => {
     }
     assert.match(
       result.stdout,
-      /exit codes: 0 ok, 1 failure at run time, 2 usage error, 3 invalid/,
+      /Exit codes: 0 ok, 1 failure at run time, 2 usage error, 3 invalid/,
     );
   });
 
