@@ -438,6 +438,8 @@ export async function startServer(
   const buildRedis = (next: Config): RedisBackend =>
     createRedisBackend(next.store.redis, {
       logger,
+      // Readiness names refused credentials as soon as Redis refuses them, not at the next call.
+      onCredentialsChange: () => health.refresh(),
       ...(next.store.redis.replicaAcks === undefined
         ? {}
         : {

@@ -65,6 +65,11 @@ export interface RedisBackendOptions extends RedisConnectionOptions {
    * master applied it (lost if the master dies before replicating).
    */
   readonly replicaAcks?: ReplicaAcks;
+  /**
+   * Called when {@link RedisBackend.credentialsRefused} changes (Redis starts or stops refusing
+   * the credentials), so readiness is re-evaluated without waiting for a call.
+   */
+  readonly onCredentialsChange?: () => void;
 }
 
 /** Connection health as readiness probes and breakers want it. */
@@ -209,6 +214,14 @@ export function createRedisBackend(
   let down = false;
   let lastError: string | undefined;
   let refused: string | undefined;
+  const setRefused = (next: string | undefined): void => {
+    if ((next === undefined) === (refused === undefined)) {
+      refused = next;
+      return;
+    }
+    refused = next;
+    options.onCredentialsChange?.();
+  };
   // Errors repeat on every reconnection attempt; the log gets one line per outage.
   client.on('error', (error: unknown) => {
     lastError = error instanceof Error ? error.message : String(error);
@@ -225,7 +238,7 @@ export function createRedisBackend(
           'redis refuses the credentials: the store is down for this server',
         );
       }
-      refused = refusal;
+      setRefused(refusal);
     }
     if (!down) {
       down = true;
@@ -253,7 +266,7 @@ export function createRedisBackend(
     everReady = true;
     down = false;
     lastError = undefined;
-    refused = undefined;
+    setRefused(undefined);
   });
 
   function status(): RedisStatus {
@@ -264,10 +277,10 @@ export function createRedisBackend(
   async function read(op: string, args: readonly Arg[]): Promise<unknown> {
     try {
       const reply = await client.call(op, ...args);
-      refused = undefined;
+      if (refused !== undefined) setRefused(undefined);
       return reply;
     } catch (error) {
-      if (error instanceof Error && isRefusedCredentials(error.message)) refused = error.message;
+      if (error instanceof Error && isRefusedCredentials(error.message)) setRefused(error.message);
       throw translate(op, error);
     }
   }
@@ -305,7 +318,7 @@ export function createRedisBackend(
       if (error instanceof ShortOfReplicasError) {
         throw new RedisStoreError('REDIS_NOT_REPLICATED', error.message);
       }
-      if (error instanceof Error && isRefusedCredentials(error.message)) refused = error.message;
+      if (error instanceof Error && isRefusedCredentials(error.message)) setRefused(error.message);
       throw translate(op, error);
     }
   }

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
+import type { HealthStatus } from '../../src/server/health-state.ts';
+import { ServingStatus } from '../../src/server/protos.ts';
 import { AppBrowser } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { redisCli, startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
@@ -157,9 +159,15 @@ describe('store credentials on reload', () => {
     try {
       const browser = new AppBrowser(client);
       await browser.login(`${origin}/`);
+      const statuses: HealthStatus[] = [];
+      server.handle.health.watch((status) => statuses.push(status));
       // Redis's password changes under the server, which then loses its connection.
       await cli(NEW_PASSWORD, 'config', 'set', 'requirepass', OTHER_PASSWORD);
       await cli(OTHER_PASSWORD, 'client', 'kill', 'type', 'normal');
+      // gRPC health watchers hear of it at the refusal, before any Check meets it.
+      await waitFor('NOT_SERVING from the health watch', () =>
+        statuses.includes(ServingStatus.NOT_SERVING),
+      );
 
       await waitFor('the store breaker to open', async () => {
         await browser.request(`${origin}/page`);
