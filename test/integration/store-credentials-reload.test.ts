@@ -13,6 +13,7 @@ import type { HealthStatus } from '../../src/server/health-state.ts';
 import { ServingStatus } from '../../src/server/protos.ts';
 import { AppBrowser } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
+import { spawnServer } from '../support/server-process.ts';
 import { redisCli, startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
 import {
   startTestServer,
@@ -30,6 +31,7 @@ const OLD_PASSWORD = 'Tq8vKz3mRw7nLp2xHs5d';
 const NEW_PASSWORD = 'Yb4cNf9gJe6tUa1kWq0z';
 const OTHER_PASSWORD = 'Rd6wQj1uBn8yFk4aZs3m';
 const WRONG_PASSWORD = 'Mx2rPv7sDl5hGo3iCy8e';
+const FOURTH_PASSWORD = 'Hc5jVt2oEx9bSn6wAq4f';
 
 async function metricsText(server: TestServer): Promise<string> {
   return (await fetch(`${server.adminBase}/metrics`)).text();
@@ -229,6 +231,49 @@ describe('store credentials on reload', () => {
     } finally {
       client.close();
       await server.close();
+    }
+  });
+
+  it('the server process rotates by the file watch alone, with no failed Check', async () => {
+    // Redis has OTHER_PASSWORD since the tests above.
+    await writeFile(passwordFile, OTHER_PASSWORD + '\n');
+    const proc = await spawnServer({ ...document(), log: { level: 'info' } });
+    const client = new EnvoyClient({ target: proc.grpcTarget, protos, timeoutMs: 5_000 });
+    const cli = (password: string, ...args: string[]) =>
+      redisCli(redis.port, '-a', password, '--no-auth-warning', ...args);
+    try {
+      const browser = new AppBrowser(client);
+      await browser.login(`${origin}/`);
+      const failures: Outcome[] = [];
+      let checks = 0;
+      let stop = false;
+      const steady = (async () => {
+        while (!stop) {
+          const outcome = await browser.request(`${origin}/page`);
+          checks += 1;
+          if (outcome.kind !== 'allow') failures.push(outcome);
+        }
+      })();
+      await waitFor('steady Checks', () => checks >= 20);
+      await cli(OTHER_PASSWORD, 'config', 'set', 'requirepass', FOURTH_PASSWORD);
+      // No signal: the changed Secret file is noticed by the watch.
+      await writeFile(passwordFile, FOURTH_PASSWORD + '\n');
+      await waitFor('the switch to the new connection', () =>
+        /store now uses the new settings/.test(proc.output()),
+      );
+      await cli(FOURTH_PASSWORD, 'client', 'kill', 'type', 'normal');
+      const before = checks;
+      await waitFor('Checks after every connection was dropped', () => checks >= before + 20);
+      stop = true;
+      await steady;
+      assert.deepEqual(failures, [], 'no Check failed during the rotation');
+      assert.match(proc.output(), /a secret file changed: reloading the configuration/);
+      for (const secret of [OTHER_PASSWORD, FOURTH_PASSWORD]) {
+        assert.equal(proc.output().includes(secret), false, 'the password is never logged');
+      }
+    } finally {
+      client.close();
+      assert.equal(await proc.stop('SIGTERM'), 0);
     }
   });
 });
