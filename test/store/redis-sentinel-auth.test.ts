@@ -8,7 +8,13 @@ import { after, before, describe, it } from 'node:test';
 import type { RedisConfig } from '../../src/config/schema.ts';
 import { resolveSecretFiles } from '../../src/config/secret-files.ts';
 import { createRedisBackend, RedisStoreError } from '../../src/store/redis-backend.ts';
-import { startSentinelSet, type SentinelSet } from '../support/redis-servers.ts';
+import { readFile } from 'node:fs/promises';
+import {
+  createTestCertificates,
+  startSentinelSet,
+  type SentinelSet,
+  type TestCertificates,
+} from '../support/redis-servers.ts';
 import { captureLog } from '../resilience/log-capture.ts';
 
 const SENTINEL_PASSWORD = 'Kp3sWq8zNd5vLm1tRb7x';
@@ -96,4 +102,65 @@ describe('redis backend, sentinels with requirepass', () => {
       }
     });
   }
+});
+
+describe('redis backend, sentinels and servers over TLS, sentinels with requirepass', () => {
+  let certs: TestCertificates;
+  let set: SentinelSet;
+  let ca: string;
+  before(async () => {
+    certs = await createTestCertificates();
+    set = await startSentinelSet({
+      sentinelPassword: SENTINEL_PASSWORD,
+      tls: { certFile: certs.serverCertFile, keyFile: certs.serverKeyFile, caFile: certs.caFile },
+    });
+    ca = await readFile(certs.caFile, 'utf8');
+  });
+  after(async () => {
+    await set.stop();
+    await certs.remove();
+  });
+
+  const configFor = (tls: RedisConfig['tls']): RedisConfig => ({
+    sentinels: [...set.sentinelAddresses],
+    name: set.name,
+    sentinelPassword: SENTINEL_PASSWORD,
+    keyPrefix: `tls-${randomUUID()}:`,
+    commandTimeout: 1_000,
+    ...(tls === undefined ? {} : { tls }),
+  });
+
+  it('asks the sentinels and talks to the master over TLS, verified against the CA', async () => {
+    const backend = createRedisBackend(configFor({ ca, insecureSkipVerify: false }), {
+      logger: captureLog().logger,
+      reconnectMaxDelayMs: 200,
+    });
+    try {
+      await backend.ready();
+      await backend.set('k', 'v', 60_000);
+      assert.equal(await backend.get('k'), 'v');
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('a sentinel certificate the CA did not sign: never ready', async () => {
+    const otherCa = await readFile(certs.otherCaFile, 'utf8');
+    const backend = createRedisBackend(configFor({ ca: otherCa, insecureSkipVerify: false }), {
+      logger: captureLog().logger,
+      reconnectMaxDelayMs: 200,
+    });
+    try {
+      const error = await backend.ready(5_000).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof RedisStoreError, String(error));
+      // ioredis reports a failed handshake with a sentinel only as a closed connection.
+      assert.match(error.message, /All sentinels are unreachable/);
+      assert.equal(backend.status() === 'ready', false);
+    } finally {
+      await backend.close();
+    }
+  });
 });

@@ -353,6 +353,11 @@ export interface SentinelSetOptions {
    * the sentinels use it with each other. Default none.
    */
   readonly sentinelPassword?: string;
+  /**
+   * Every process (master, replicas, sentinels) speaks TLS only, replication and the sentinels'
+   * own links included. Client certificates are not asked for. Default: plain text.
+   */
+  readonly tls?: Omit<RedisTlsFiles, 'authClients'>;
 }
 
 /**
@@ -367,24 +372,41 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     options.sentinelPassword === undefined
       ? []
       : ['-a', options.sentinelPassword, '--no-auth-warning'];
-  const sentinelCli = (port: number, ...args: string[]) => redisCli(port, ...auth, ...args);
+  const tls = options.tls === undefined ? undefined : { ...options.tls, authClients: false };
+  const cliTls = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile];
+  const sentinelCli = (port: number, ...args: string[]) =>
+    redisCli(port, ...cliTls, ...auth, ...args);
+  const tlsReplication = tls === undefined ? [] : ['--tls-replication', 'yes'];
   const stop = async (): Promise<void> => {
     await Promise.all(processes.map((p) => p.stop()));
   };
   try {
     // Without the default 5 s diskless-sync delay the replica is in sync at once.
-    const master = await startRedis({ args: ['--repl-diskless-sync-delay', '0'] });
+    const master = await startRedis({
+      args: ['--repl-diskless-sync-delay', '0', ...tlsReplication],
+      ...(tls === undefined ? {} : { tls }),
+    });
     processes.push(master);
     const replicas: RedisProcess[] = [];
     for (let i = 0; i < (options.replicas ?? 1); i++) {
       const replica = await startRedis({
         // It serves replicas of its own once promoted.
-        args: ['--replicaof', '127.0.0.1', String(master.port), '--repl-diskless-sync-delay', '0'],
+        args: [
+          '--replicaof',
+          '127.0.0.1',
+          String(master.port),
+          '--repl-diskless-sync-delay',
+          '0',
+          ...tlsReplication,
+        ],
+        ...(tls === undefined ? {} : { tls }),
       });
       processes.push(replica);
       replicas.push(replica);
       await waitFor('the replica to sync', async () =>
-        (await redisCli(replica.port, 'info', 'replication')).includes('master_link_status:up'),
+        (await redisCli(replica.port, ...cliTls, 'info', 'replication')).includes(
+          'master_link_status:up',
+        ),
       );
     }
     const replica = replicas[0]!;
@@ -396,7 +418,17 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       await writeFile(
         conf,
         [
-          `port ${port}`,
+          ...(tls === undefined
+            ? [`port ${port}`]
+            : [
+                'port 0',
+                `tls-port ${port}`,
+                `tls-cert-file ${tls.certFile}`,
+                `tls-key-file ${tls.keyFile}`,
+                `tls-ca-cert-file ${tls.caFile}`,
+                'tls-auth-clients no',
+                'tls-replication yes',
+              ]),
           'bind 127.0.0.1',
           'protected-mode no',
           `dir ${dir}`,
