@@ -719,7 +719,9 @@ const redisSchema = z
         insecureSkipVerify: offByDefault('Skip certificate verification. Logged loudly.'),
       })
       .optional()
-      .describe('TLS towards Redis. Default: TLS only with a rediss:// URL.'),
+      .describe(
+        'TLS towards Redis: with `sentinels`, to the sentinels and to the servers they name; with `cluster`, to every node. Default: TLS only with a rediss:// URL.',
+      ),
     keyPrefix: z
       .string()
       .default('eoa:')
