@@ -274,8 +274,23 @@ export interface RedisClusterSet {
  * Starts `masters` cluster-enabled servers (each with its own bus port), joins them with
  * `redis-cli --cluster create`, and waits until every node reports `cluster_state:ok`.
  */
-export async function startRedisCluster(masters = 3): Promise<RedisClusterSet> {
+export async function startRedisCluster(
+  masters = 3,
+  options: {
+    /**
+     * TLS only, the cluster bus too. The bus always asks for a client certificate (Redis's
+     * cluster bus is mutual TLS), so nodes present `clientCertFile` to each other.
+     */
+    readonly tls?: Omit<RedisTlsFiles, 'authClients'> & {
+      readonly clientCertFile: string;
+      readonly clientKeyFile: string;
+    };
+  } = {},
+): Promise<RedisClusterSet> {
   const nodes: RedisProcess[] = [];
+  // With TLS, the cluster bus too, and nodes announce their TLS ports.
+  const tls = options.tls === undefined ? undefined : { ...options.tls, authClients: false };
+  const cliTls = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile];
   const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((node) => node.stop()));
   };
@@ -294,14 +309,25 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterSet> {
             String(busPort),
             '--cluster-node-timeout',
             '2000',
+            ...(tls === undefined
+              ? []
+              : [
+                  '--tls-cluster',
+                  'yes',
+                  '--tls-client-cert-file',
+                  tls.clientCertFile,
+                  '--tls-client-key-file',
+                  tls.clientKeyFile,
+                ]),
           ],
+          ...(tls === undefined ? {} : { tls }),
         }),
       );
     }
     const started = Date.now();
     const addresses = nodes.map((node) => node.address);
     try {
-      await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-yes'], {
+      await run('redis-cli', [...cliTls, '--cluster', 'create', ...addresses, '--cluster-yes'], {
         timeout: 30_000,
       });
     } catch (error) {
@@ -309,7 +335,9 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterSet> {
       throw error;
     }
     await waitFor('cluster_state:ok on every node', async () => {
-      const infos = await Promise.all(nodes.map((node) => redisCli(node.port, 'cluster', 'info')));
+      const infos = await Promise.all(
+        nodes.map((node) => redisCli(node.port, ...cliTls, 'cluster', 'info')),
+      );
       return infos.every(
         (info) =>
           info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${masters}`),
