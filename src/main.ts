@@ -53,7 +53,8 @@ import { createBreakers, type Breakers } from './resilience/breakers.ts';
 import { createIdpGuard } from './resilience/idp-guard.ts';
 import { timeIdpCalls } from './oidc/idp-call-guard.ts';
 import { createAppKeyspaces } from './store/keyspaces.ts';
-import { createRedisBackend } from './store/redis-backend.ts';
+import { createRedisBackend, type RedisBackend } from './store/redis-backend.ts';
+import { switchableBackend } from './store/switchable-backend.ts';
 import { timeStoreCalls } from './store/timed-backend.ts';
 import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -72,8 +73,13 @@ import { loadProtos } from './server/protos.ts';
 import { hostPortOf } from './host-port.ts';
 
 export interface StartOptions {
-  /** Overrides the logger built from `config.log`. */
+  /**
+   * Overrides the logger built from `config.log`; its level is then the caller's, and a reload
+   * leaves it alone.
+   */
   readonly logger?: Logger;
+  /** Where the logger built from `config.log` writes; stdout by default. */
+  readonly logDestination?: NodeJS.WritableStream;
   /** The clock; `Date.now` by default. */
   readonly now?: () => number;
 }
@@ -472,27 +478,35 @@ export async function startServer(
   config: Config,
   options: StartOptions = {},
 ): Promise<ServerHandle> {
-  const logger = options.logger ?? createLogger({ level: config.log.level });
+  const logger =
+    options.logger ??
+    createLogger({
+      level: config.log.level,
+      ...(options.logDestination === undefined ? {} : { destination: options.logDestination }),
+    });
   const metrics = new Metrics();
   const health = new HealthState();
   const now = options.now ?? Date.now;
-  const redis =
-    config.store.type === 'redis'
-      ? createRedisBackend(config.store.redis, {
-          logger,
-          ...(config.store.redis.replicaAcks === undefined
-            ? {}
-            : {
-                replicaAcks: {
-                  replicas: config.store.redis.replicaAcks.replicas,
-                  timeoutMs: replicaAcksTimeoutMs(
-                    config.store.redis.replicaAcks.timeout,
-                    storeCallTimeoutMs(config.request.budget, config.store.redis.commandTimeout),
-                  ),
-                },
-              }),
-        })
-      : undefined;
+  const buildRedis = (next: Config): RedisBackend =>
+    createRedisBackend(next.store.redis, {
+      logger,
+      // Readiness names refused credentials as soon as Redis refuses them, not at the next call.
+      onCredentialsChange: () => health.refresh(),
+      ...(next.store.redis.replicaAcks === undefined
+        ? {}
+        : {
+            replicaAcks: {
+              replicas: next.store.redis.replicaAcks.replicas,
+              timeoutMs: replicaAcksTimeoutMs(
+                next.store.redis.replicaAcks.timeout,
+                storeCallTimeoutMs(next.request.budget, next.store.redis.commandTimeout),
+              ),
+            },
+          }),
+    });
+  // Behind a switch, so a reload with new connection settings or credentials moves to a new
+  // connection without dropping a call (see `switchStore`).
+  const redis = config.store.type === 'redis' ? switchableBackend(buildRedis(config)) : undefined;
   const breakers = createBreakers({
     registry: metrics.registry,
     logger,
@@ -501,8 +515,7 @@ export async function startServer(
     ...(redis === undefined ? {} : { storeProbe: () => redis.ping() }),
     now,
   });
-  // A reload may change the budget; the store's call timeout follows it.
-  let budgetMs = config.request.budget;
+  let current = config;
   const store =
     redis === undefined
       ? memoryStore(now)
@@ -515,7 +528,18 @@ export async function startServer(
             logger,
             registry: metrics.registry,
             probe: () => redis.ping(),
-            callTimeoutMs: () => storeCallTimeoutMs(budgetMs, config.store.redis.commandTimeout),
+            // A reload may change the budget and the command timeout; the call timeout follows.
+            callTimeoutMs: () =>
+              storeCallTimeoutMs(current.request.budget, current.store.redis.commandTimeout),
+            // Server sessions live only in the store: a server whose credentials Redis refuses
+            // cannot serve them, and says so, so a rollout with a wrong password stops there.
+            waitingFor: () => {
+              const refused = redis.credentialsRefused();
+              const mandatory = current.apps.some((app) => app.session.store === 'server');
+              return mandatory && refused !== undefined
+                ? `redis refuses the credentials: ${refused}`
+                : undefined;
+            },
           },
         );
   breakers.store.onStateChange(() => health.refresh());
@@ -528,7 +552,6 @@ export async function startServer(
     providers: new Map(),
     oidcClients: new Map(),
   };
-  let current = config;
   const runtime = buildRuntime(config, services);
   const authorizer = new Authorizer(runtime, metrics, logger);
 
@@ -576,6 +599,8 @@ export async function startServer(
 
   let closing: Promise<void> | undefined;
   let endDelay: (() => void) | undefined;
+  /** A connection built by a reload, not yet switched to; `cancel` abandons it. */
+  let pendingStore: { readonly cancel: () => void } | undefined;
   return {
     ports,
     health,
@@ -604,6 +629,11 @@ export async function startServer(
       if (JSON.stringify(next.limits) !== JSON.stringify(current.limits))
         logger.warn({}, 'transport limits change only on restart');
       applyListenTls(current.listen.tls, next.listen.tls);
+      applyLogLevel(next.log.level);
+      const breakersNeedRestart = breakers.retune(next.breakers.store, next.breakers.idp);
+      if (breakersNeedRestart.length > 0)
+        logger.warn({ keys: breakersNeedRestart }, 'these breaker settings change only on restart');
+      applyStore(current, next);
       const rebuilt = buildRuntime(next, services);
       authorizer.replace(rebuilt);
       apps = rebuilt.apps;
@@ -611,7 +641,6 @@ export async function startServer(
       stopProbes();
       stopProbes = startProviderProbes(services.providers.values());
       current = next;
-      budgetMs = next.request.budget;
       metrics.configReloaded(true);
       logger.info({ apps: next.apps.map((a) => a.name) }, 'configuration reloaded');
     },
@@ -637,6 +666,68 @@ export async function startServer(
     },
   };
 
+  /** The new `log.level`, for this logger and every child logger made from it. */
+  function applyLogLevel(level: Config['log']['level']): void {
+    // Only the logger built here: one handed in by the caller keeps the caller's level.
+    if (options.logger !== undefined || logger.level === level) return;
+    (logger as { level: string }).level = level;
+    logger.info({ logLevel: level }, 'log level changed');
+  }
+
+  /**
+   * New connection settings or credentials for Redis: a new connection is made next to the one
+   * serving, and calls switch to it once it is ready (authenticated); the old one then answers
+   * what it already took and closes. Until then the old connection keeps serving, so a rotation
+   * never fails a call, and new credentials Redis refuses leave a loud error and the old
+   * connection in service (it keeps trying the new one, so fixing Redis finishes the switch).
+   */
+  function applyStore(was: Config, next: Config): void {
+    if (next.store.type !== was.store.type) {
+      logger.warn(
+        { keys: ['store.type'], from: was.store.type, to: next.store.type },
+        'the store type changes only on restart',
+      );
+      return;
+    }
+    if (redis === undefined) return;
+    if (JSON.stringify(next.store.redis) === JSON.stringify(was.store.redis)) return;
+    pendingStore?.cancel();
+    const candidate = buildRedis(next);
+    let cancelled = false;
+    const pending = {
+      cancel: () => {
+        cancelled = true;
+        void candidate.close();
+      },
+    };
+    pendingStore = pending;
+    const log = logger.child({ component: 'store' });
+    log.info({}, 'store settings changed: connecting with the new ones');
+    const attempt = (reported: boolean): void => {
+      candidate.ready().then(
+        () => {
+          if (cancelled) return;
+          pendingStore = undefined;
+          redis.switchTo(candidate).then(
+            () => log.info({}, 'store now uses the new settings; the old connection is closed'),
+            () => undefined,
+          );
+        },
+        (error: unknown) => {
+          if (cancelled) return;
+          if (!reported) {
+            log.error(
+              { error: error instanceof Error ? error.message : String(error) },
+              'the new store settings do not connect yet: still using the previous connection',
+            );
+          }
+          attempt(true);
+        },
+      );
+    };
+    attempt(false);
+  }
+
   /** New certificate, key or client CA for the listeners' next handshakes. */
   function applyListenTls(was: ListenTls | undefined, next: ListenTls | undefined): void {
     const restart = tlsChangeNeedsRestart(was, next);
@@ -658,6 +749,7 @@ export async function startServer(
     stopProbes();
     for (const { provider } of services.providers.values()) provider.close();
     breakers.shutdown();
+    pendingStore?.cancel();
     await store.close();
     logger.info({}, 'stopped');
   }

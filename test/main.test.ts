@@ -1,6 +1,8 @@
 /** The composition root builds each app's sessions from `session.store`, at start and on reload. */
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { startServer } from '../src/main.ts';
 import type { TestProvider } from '../dev/test-provider.ts';
 import { grpcModeEnvoy } from './support/both-modes.ts';
 import { AppBrowser } from './support/browser.ts';
@@ -11,6 +13,7 @@ import {
   signInAppConfig,
   startAppStack,
   startTestServer,
+  testApp,
   testConfig,
   type SignInApp,
   type TestServer,
@@ -97,6 +100,61 @@ describe('a reload while shutting down', () => {
       await server.handle.close(); // a second close cuts the delay short
       await closed;
       await provider.close();
+    }
+  });
+});
+
+describe('a reload applies log, breakers and shutdown', () => {
+  it('changes the level of every logger, retunes breakers, and names what needs a restart', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer | string, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) {
+          if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+        }
+        done();
+      },
+    });
+    const document = (overrides: Record<string, unknown>) => ({
+      apps: [testApp('grafana')],
+      ...overrides,
+    });
+    const handle = await startServer(
+      testConfig(document({ log: { level: 'warn' }, shutdown: { drainDelay: '1h' } })),
+      { logDestination: destination },
+    );
+    let closing: Promise<void> | undefined;
+    try {
+      // A child made before the reload (every component keeps one) must follow the new level.
+      const child = handle.logger.child({ component: 'before-reload' });
+      assert.equal(child.isLevelEnabled('debug'), false);
+      handle.reload(
+        testConfig(
+          document({
+            log: { level: 'debug' },
+            shutdown: { drainDelay: '0s', drainTimeout: '2s' },
+            breakers: { store: { resetTimeout: '3s', volumeThreshold: 9 } },
+          }),
+        ),
+      );
+      assert.equal(handle.logger.level, 'debug');
+      assert.equal(child.isLevelEnabled('debug'), true, 'children follow the new level');
+      const changed = lines.find((line) => line['msg'] === 'log level changed');
+      assert.equal(changed?.['level'], 'info');
+      assert.equal(changed?.['logLevel'], 'debug');
+      const restart = lines.find((line) => /change only on restart/.test(String(line['msg'])));
+      assert.equal(restart?.['level'], 'warn');
+      assert.deepEqual(restart?.['keys'], ['breakers.store.volumeThreshold']);
+
+      // The new drain delay (0s, not the 1h the server started with) is the one close() keeps.
+      closing = handle.close();
+      const draining = lines.find((line) => line['msg'] === 'draining');
+      assert.equal(draining?.['drainDelayMs'], 0);
+      assert.equal(draining?.['drainTimeoutMs'], 2_000);
+      await closing;
+    } finally {
+      if (closing === undefined) await handle.close();
+      await handle.close();
     }
   });
 });

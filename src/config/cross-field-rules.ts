@@ -138,6 +138,12 @@ export function checkRootRules(root: RootConfig): ConfigProblem[] {
   if (redis.name !== undefined && redis.sentinels === undefined) {
     problem('store.redis.sentinels', 'is required with name');
   }
+  // Credentials of the sentinels themselves mean nothing without sentinels: a misplaced key.
+  for (const key of ['sentinelUsername', 'sentinelPassword'] as const) {
+    if (redis[key] !== undefined && redis.sentinels === undefined) {
+      problem(`store.redis.${key}`, 'is only used with sentinels');
+    }
+  }
   if (root.store.type === 'redis' && modes.length === 0) {
     problem(
       'store.redis',

@@ -787,6 +787,18 @@ const redisSchema = z
       .optional()
       .describe('Sentinel addresses (`host:port`); needs `name`.'),
     name: z.string().min(1).optional().describe('Sentinel master name.'),
+    sentinelUsername: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'ACL user name the sentinels themselves require (Redis 6.2+ sentinels with ACL users). Default: none.',
+      ),
+    sentinelPassword: issuedSecret('Redis password')
+      .optional()
+      .describe(
+        "Password the sentinels themselves require (their `requirepass`, the Bitnami chart's default), apart from `password`, which is the data servers'. Or `sentinelPasswordFile`. Default: none.",
+      ),
     cluster: z.array(hostPort).min(1).optional().describe('Cluster seed nodes (`host:port`).'),
     username: z.string().min(1).optional().describe('ACL user name.'),
     password: issuedSecret('Redis password')
@@ -806,7 +818,9 @@ const redisSchema = z
         insecureSkipVerify: offByDefault('Skip certificate verification. Logged loudly.'),
       })
       .optional()
-      .describe('TLS towards Redis. Default: TLS only with a rediss:// URL.'),
+      .describe(
+        'TLS towards Redis: with `sentinels`, to the sentinels and to the servers they name; with `cluster`, to every node. Default: TLS only with a rediss:// URL.',
+      ),
     keyPrefix: z
       .string()
       .default('eoa:')

@@ -38,6 +38,7 @@ const APP_SECRETS: readonly SecretSlot[] = [
 /** Secrets at the top level of the document. */
 const ROOT_SECRETS: readonly SecretSlot[] = [
   { parent: ['store', 'redis'], key: 'password', shape: 'single' },
+  { parent: ['store', 'redis'], key: 'sentinelPassword', shape: 'single' },
   { parent: ['store', 'redis', 'tls'], key: 'ca', shape: 'single' },
   { parent: ['store', 'redis', 'tls'], key: 'cert', shape: 'single' },
   { parent: ['store', 'redis', 'tls'], key: 'key', shape: 'single' },

@@ -46,6 +46,12 @@ export interface Breaker {
    * `reason` goes into the line that logs the opening.
    */
   trip(reason?: string): void;
+  /**
+   * Applies new tuning (a config reload): `resetTimeout` and `errorThresholdPercentage` take
+   * effect at once; `volumeThreshold` and `rollingWindow` are fixed when the breaker is built, so
+   * those that differ are returned (the caller says they need a restart) and left unchanged.
+   */
+  retune(next: BreakerTuning): readonly (keyof BreakerTuning)[];
   /** Stops timers; further calls are refused. */
   shutdown(): void;
 }
@@ -77,11 +83,14 @@ function isRefusal(error: unknown): boolean {
 }
 
 /** Builds one breaker. */
-export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker {
+export function createBreaker(initial: BreakerTuning, deps: BreakerDeps): Breaker {
+  let tuning = initial;
   const now = deps.now ?? Date.now;
   const { name, series, openError, probe } = deps;
   const log = deps.logger.child({ component: 'breaker', breaker: name });
-  const circuit = new CircuitBreaker<[Call], unknown>((call) => call(), {
+  // opossum keeps this very object and reads `resetTimeout` and `errorThresholdPercentage` from
+  // it on every decision, which is what lets {@link Breaker.retune} change them.
+  const circuitOptions: CircuitBreaker.Options<[Call]> = {
     name,
     timeout: false,
     resetTimeout: tuning.resetTimeout,
@@ -94,7 +103,8 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
     // opossum's filter answers "ignore this error"; verdicts are ignored, outages counted, except
     // a write too few replicas confirmed: the store is up and still serves reads.
     errorFilter: (error: unknown) => !isOutage(error) || isUnreplicated(error),
-  });
+  };
+  const circuit = new CircuitBreaker<[Call], unknown>((call) => call(), circuitOptions);
 
   let current: BreakerState = 'closed';
   let openedAt = 0;
@@ -175,6 +185,19 @@ export function createBreaker(tuning: BreakerTuning, deps: BreakerDeps): Breaker
       tripReason = reason;
       circuit.open();
       tripReason = undefined;
+    },
+    retune(next) {
+      const fixed = (['volumeThreshold', 'rollingWindow'] as const).filter(
+        (key) => next[key] !== initial[key],
+      );
+      circuitOptions.resetTimeout = next.resetTimeout;
+      circuitOptions.errorThresholdPercentage = next.errorThresholdPercentage;
+      tuning = {
+        ...next,
+        volumeThreshold: initial.volumeThreshold,
+        rollingWindow: initial.rollingWindow,
+      };
+      return fixed;
     },
     shutdown() {
       listeners.clear();

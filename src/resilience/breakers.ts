@@ -29,6 +29,11 @@ export interface Breakers {
    * (a reload may add providers). Names become metric labels, so they must stay bounded.
    */
   idp(app: string): IdpBreakers;
+  /**
+   * Applies new tuning to every breaker (a config reload); returns the config keys that differ
+   * but take a restart (see {@link Breaker.retune}), e.g. `breakers.store.rollingWindow`.
+   */
+  retune(store: BreakerTuning, idp: BreakerTuning): readonly string[];
   /** Stops every breaker's timers. */
   shutdown(): void;
 }
@@ -67,9 +72,10 @@ export function createBreakers(options: BreakersOptions): Breakers {
   });
 
   const built = [store];
+  let idpTuning = options.idp;
   const idpBreaker = (app: string, kind: IdpEndpoint): Breaker => {
     const name = `idp:${app}:${kind}`;
-    const breaker = createBreaker(options.idp, {
+    const breaker = createBreaker(idpTuning, {
       name,
       logger: logger.child({ app }),
       series: seriesOf(name),
@@ -97,6 +103,14 @@ export function createBreakers(options: BreakersOptions): Breakers {
   return {
     store,
     idp,
+    retune(storeTuning, idp) {
+      idpTuning = idp;
+      const restart = new Set(store.retune(storeTuning).map((key) => `breakers.store.${key}`));
+      for (const breaker of built.slice(1)) {
+        for (const key of breaker.retune(idp)) restart.add(`breakers.idp.${key}`);
+      }
+      return [...restart];
+    },
     shutdown() {
       for (const breaker of built) breaker.shutdown();
     },

@@ -3,13 +3,16 @@ import { AuthzError } from '../errors.ts';
 
 // Redis replies that mean "the server cannot serve right now" rather than "your command is wrong":
 // a node loading its dataset, a replica that lost its master, a cluster without quorum, a server
-// busy running a script.
-const UNAVAILABLE_REPLIES = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS)\b/;
+// busy running a script; and a server that refuses our credentials (a rotated password, an ACL
+// user changed or removed): no command of ours can succeed until the credentials are fixed, so for
+// the breaker, `eoa_store_degraded` and readiness it is as down as an unreachable one.
+const UNAVAILABLE_REPLIES =
+  /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|NOAUTH|WRONGPASS|NOPERM)\b/;
 
 /**
  * `true` when a Redis error reply (its message) says the server cannot serve right now (`LOADING`,
- * `READONLY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`, `BUSY`, `NOREPLICAS`): an outage, not a
- * verdict on the command. The one rule for both the Redis adapter and the breakers.
+ * `READONLY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`, `BUSY`, `NOREPLICAS`), or refuses our
+ * credentials (`NOAUTH`, `WRONGPASS`, `NOPERM`): an outage, not a verdict on the command. The one rule for both the Redis adapter and the breakers.
  */
 export function isUnavailableReply(message: string): boolean {
   return UNAVAILABLE_REPLIES.test(message);

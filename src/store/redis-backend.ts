@@ -65,6 +65,11 @@ export interface RedisBackendOptions extends RedisConnectionOptions {
    * master applied it (lost if the master dies before replicating).
    */
   readonly replicaAcks?: ReplicaAcks;
+  /**
+   * Called when {@link RedisBackend.credentialsRefused} changes (Redis starts or stops refusing
+   * the credentials), so readiness is re-evaluated without waiting for a call.
+   */
+  readonly onCredentialsChange?: () => void;
 }
 
 /** Connection health as readiness probes and breakers want it. */
@@ -83,6 +88,11 @@ export interface RedisBackend extends StoreBackend {
    * The client keeps reconnecting in the background either way.
    */
   ready(timeoutMs?: number): Promise<void>;
+  /**
+   * While the server refuses the credentials (`NOAUTH`, `WRONGPASS`, `NOPERM` on connecting or on
+   * a command): Redis's reply, which never holds the password; `undefined` otherwise.
+   */
+  credentialsRefused(): string | undefined;
 }
 
 interface Script {
@@ -122,12 +132,30 @@ function translate(op: string, error: unknown): RedisStoreError {
   return new RedisStoreError(code, `redis ${op} failed: ${message}`);
 }
 
+/** Redis refusing who we are or what we may do. */
+function isRefusedCredentials(message: string): boolean {
+  return /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message);
+}
+
+/**
+ * The refusal in a connection error, named by who refused: a data server (its reply), or the
+ * sentinels (ioredis reports their last error inside "All sentinels are unreachable").
+ */
+function refusalIn(message: string): string | undefined {
+  if (isRefusedCredentials(message)) return message;
+  const sentinels =
+    /^All sentinels are unreachable\b.*Last error: ((?:WRONGPASS|NOAUTH|NOPERM)\b.*)$/s.exec(
+      message,
+    );
+  return sentinels === null ? undefined : `sentinels: ${sentinels[1] ?? ''}`;
+}
+
 /** Failures no reconnection can cure: refused credentials, an unverifiable certificate. */
 function isPermanent(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as NodeJS.ErrnoException).code ?? '';
   return (
-    /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message) ||
+    refusalIn(error.message) !== undefined ||
     /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)
   );
 }
@@ -185,9 +213,33 @@ export function createRedisBackend(
   let everReady = false;
   let down = false;
   let lastError: string | undefined;
+  let refused: string | undefined;
+  const setRefused = (next: string | undefined): void => {
+    if ((next === undefined) === (refused === undefined)) {
+      refused = next;
+      return;
+    }
+    refused = next;
+    options.onCredentialsChange?.();
+  };
   // Errors repeat on every reconnection attempt; the log gets one line per outage.
   client.on('error', (error: unknown) => {
     lastError = error instanceof Error ? error.message : String(error);
+    const refusal = refusalIn(lastError);
+    if (refusal !== undefined) {
+      if (refused === undefined) {
+        log.error(
+          {
+            error: refusal,
+            keys: refusal.startsWith('sentinels:')
+              ? ['store.redis.sentinelUsername', 'store.redis.sentinelPassword']
+              : ['store.redis.username', 'store.redis.password'],
+          },
+          'redis refuses the credentials: the store is down for this server',
+        );
+      }
+      setRefused(refusal);
+    }
     if (!down) {
       down = true;
       log.warn({ error: lastError }, everReady ? 'redis connection lost' : 'redis unreachable');
@@ -214,6 +266,7 @@ export function createRedisBackend(
     everReady = true;
     down = false;
     lastError = undefined;
+    setRefused(undefined);
   });
 
   function status(): RedisStatus {
@@ -223,8 +276,11 @@ export function createRedisBackend(
 
   async function read(op: string, args: readonly Arg[]): Promise<unknown> {
     try {
-      return await client.call(op, ...args);
+      const reply = await client.call(op, ...args);
+      if (refused !== undefined) setRefused(undefined);
+      return reply;
     } catch (error) {
+      if (error instanceof Error && isRefusedCredentials(error.message)) setRefused(error.message);
       throw translate(op, error);
     }
   }
@@ -262,6 +318,7 @@ export function createRedisBackend(
       if (error instanceof ShortOfReplicasError) {
         throw new RedisStoreError('REDIS_NOT_REPLICATED', error.message);
       }
+      if (error instanceof Error && isRefusedCredentials(error.message)) setRefused(error.message);
       throw translate(op, error);
     }
   }
@@ -286,6 +343,7 @@ export function createRedisBackend(
 
   return {
     status,
+    credentialsRefused: () => refused,
     async ping() {
       await read('ping', []);
     },

@@ -97,6 +97,13 @@ export function createRedisClient(
       retryStrategy,
       sentinels: config.sentinels.map(hostPortOf),
       name: config.name ?? '',
+      // The sentinels' own credentials, apart from the data servers' (`username`, `password`).
+      ...(config.sentinelUsername === undefined
+        ? {}
+        : { sentinelUsername: config.sentinelUsername }),
+      ...(config.sentinelPassword === undefined
+        ? {}
+        : { sentinelPassword: config.sentinelPassword }),
       role: 'master',
       // The failover detector subscribes to +switch-master on the sentinels and drops the
       // connection as soon as they promote a replica. Without it a master demoted while still

@@ -49,6 +49,11 @@ export interface RedisStoreDeps {
   readonly probe: () => Promise<unknown>;
   /** The longest a store call may hold a request, in ms; read on every call. */
   readonly callTimeoutMs: () => number;
+  /**
+   * Why the server is not ready because of the store, or `undefined`; read by readiness. Default:
+   * always ready (the memory fallback serves what can degrade).
+   */
+  readonly waitingFor?: () => string | undefined;
 }
 
 /**
@@ -75,7 +80,7 @@ export function redisStore(
   return {
     durable,
     degradable,
-    waitingFor: () => undefined,
+    waitingFor: deps.waitingFor ?? (() => undefined),
     degraded: () => degradable.degraded(),
     async close() {
       await degradable.close();

@@ -239,12 +239,12 @@ describe('the commands refuse a weak key with its path and the fix', () => {
   });
 
   for (const command of ['check-config', 'serve']) {
-    it(`envoy-oidc-authz ${command}: exits 1 with one line naming the path and the command`, () => {
+    it(`envoy-oidc-authz ${command}: exits 3 with one line naming the path and the command`, () => {
       const result = spawnSync(process.execPath, [cliPath, command, '--config', configFile], {
         encoding: 'utf8',
         timeout: 10_000,
       });
-      assert.equal(result.status, 1, result.stdout + result.stderr);
+      assert.equal(result.status, 3, result.stdout + result.stderr);
       const lines = result.stderr.trim().split('\n');
       assert.equal(lines.length, 1, result.stderr);
       assert.match(lines[0]!, /^apps\[0\]\.session\.secrets\[0\]: is a placeholder/);
@@ -465,12 +465,12 @@ describe('the commands refuse the shipped client secret and Redis password, with
   );
 
   for (const command of ['check-config', 'serve']) {
-    it(`envoy-oidc-authz ${command}: exits 1 with one line per placeholder, values never printed`, () => {
+    it(`envoy-oidc-authz ${command}: exits 3 with one line per placeholder, values never printed`, () => {
       const result = spawnSync(process.execPath, [cliPath, command, '--config', configFile], {
         encoding: 'utf8',
         timeout: 10_000,
       });
-      assert.equal(result.status, 1, result.stdout + result.stderr);
+      assert.equal(result.status, 3, result.stdout + result.stderr);
       const lines = result.stderr.trim().split('\n');
       assert.equal(lines.length, 2, result.stderr);
       assert.match(lines[0]!, /^store\.redis\.password: is a placeholder, not the Redis password/);

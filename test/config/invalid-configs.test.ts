@@ -7,7 +7,12 @@ import { loadConfig } from '../../src/config/load.ts';
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/config/invalid/', import.meta.url));
 
 /** Secret values written in the fixtures: none may appear in any message. */
-const SECRET_VALUES = ['app-client-secret', 'too-short', 'orders-client-secret-from-file'];
+const SECRET_VALUES = [
+  'Kp3sWq8zNd5vLm1tRb7x',
+  'app-client-secret',
+  'too-short',
+  'orders-client-secret-from-file',
+];
 
 /** fixture → the exact problems expected, as [path, message pattern]. */
 const CASES: Record<string, [string, RegExp][]> = {
@@ -62,6 +67,11 @@ const CASES: Record<string, [string, RegExp][]> = {
   ],
   'redis-url-and-cluster.yaml': [['store.redis.cluster', /^cannot be combined with url/]],
   'sentinels-without-name.yaml': [['store.redis.name', /^is required with sentinels$/]],
+  'sentinel-password-without-sentinels.yaml': [
+    ['store.redis.sentinelUsername', /^is only used with sentinels$/],
+    ['store.redis.sentinelPassword', /^is only used with sentinels$/],
+  ],
+  'sentinel-password-placeholder.yaml': [['store.redis.sentinelPassword', /^is a placeholder/]],
   'bad-cookie-domain.yaml': [
     ['apps[0].session.domain', /^must be a host name such as example\.com$/],
   ],

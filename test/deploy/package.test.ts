@@ -215,7 +215,7 @@ const commandTests: ReadonlyMap<string, () => Promise<void>> = new Map([
         '--config',
         repoPath('test/fixtures/cli/five-mistakes.yaml'),
       ]);
-      assert.equal(invalid.status, 1, invalid.stdout + invalid.stderr);
+      assert.equal(invalid.status, 3, invalid.stdout + invalid.stderr);
       const lines = invalid.stderr.trim().split('\n');
       assert.equal(lines.length, 5, invalid.stderr);
       assert.ok(

@@ -16,7 +16,7 @@ const fixtures = join(
 );
 
 describe('check-config', () => {
-  it('prints five errors with their paths for five mistakes and exits non-zero', () => {
+  it('prints five errors with their paths for five mistakes and exits 3 (invalid config)', () => {
     const result = spawnSync(
       process.execPath,
       [cliPath, 'check-config', '--config', join(fixtures, 'cli', 'five-mistakes.yaml')],
@@ -25,7 +25,7 @@ describe('check-config', () => {
         timeout: 10_000,
       },
     );
-    assert.equal(result.status, 1, result.stdout + result.stderr);
+    assert.equal(result.status, 3, result.stdout + result.stderr);
     const lines = result.stderr.trim().split('\n');
     assert.equal(lines.length, 5, result.stderr);
     assert.ok(
@@ -76,6 +76,6 @@ describe('check-config', () => {
       timeout: 10_000,
       env: { ...process.env, EOA_CONFIG: join(fixtures, 'cli', 'five-mistakes.yaml') },
     });
-    assert.equal(result.status, 1);
+    assert.equal(result.status, 3);
   });
 });

@@ -148,7 +148,7 @@ describe('lifecycle', () => {
       encoding: 'utf8',
       timeout: 10_000,
     });
-    assert.equal(result.status, 1);
+    assert.equal(result.status, 3, 'invalid configuration');
     assert.match(result.stderr, /apps\[0\]/);
   });
 });

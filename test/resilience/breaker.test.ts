@@ -458,6 +458,10 @@ describe('isOutage', () => {
       replyError('LOADING Redis is loading the dataset in memory'),
       replyError('READONLY You cannot write against a read only replica.'),
       replyError('CLUSTERDOWN The cluster is down'),
+      // Refused credentials (a rotated password, a changed ACL user): nothing works until fixed.
+      replyError('NOAUTH Authentication required.'),
+      replyError('WRONGPASS invalid username-password pair or user is disabled.'),
+      replyError("NOPERM User authz has no permissions to run the 'get' command"),
       replyError(
         'BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.',
       ),
@@ -473,6 +477,9 @@ describe('isOutage', () => {
       new StateMismatchError(),
       new InternalError('x'),
       replyError('WRONGTYPE Operation against a key holding the wrong kind of value'),
+      // Only a reply that starts with the code counts: not one that merely mentions it.
+      replyError('ERR unknown command NOAUTH'),
+      replyError('noauth lower case is not a Redis error code'),
       new RangeError('ttlMs must be a positive number of milliseconds'),
       new TypeError('operation against a key holding a set'),
       Object.assign(new Error('redis set failed: WRONGTYPE'), { code: 'REDIS_REPLY' }),
@@ -489,6 +496,42 @@ describe('isOutage', () => {
     assert.equal(isUnreplicated(unreplicated), true);
     for (const other of [new Error('Command timed out'), new StoreUnavailableError('failure')]) {
       assert.equal(isUnreplicated(other), false);
+    }
+  });
+});
+
+describe('retune (a config reload)', () => {
+  it('applies resetTimeout and errorThresholdPercentage at once and names the fixed keys', () => {
+    let now = 1_000_000;
+    const log = captureLog();
+    const breakers = createBreakers({
+      registry: new Registry(),
+      logger: log.logger,
+      ...breakersTuning({ store: { resetTimeout: '1s' }, idp: { resetTimeout: '1s' } }),
+      now: () => now,
+    });
+    try {
+      const idp = breakers.idp('shop');
+      const restart = breakers.retune(
+        breakerTuning({ resetTimeout: '30s', volumeThreshold: 50, rollingWindow: '1m' }),
+        breakerTuning({ resetTimeout: '40s' }, 'idp'),
+      );
+      assert.deepEqual(restart, ['breakers.store.volumeThreshold', 'breakers.store.rollingWindow']);
+      breakers.store.trip('test');
+      idp.token.trip('test');
+      now += 1_000;
+      assert.equal(breakers.store.retryAfterMs(), 29_000, 'the new reset timeout counts');
+      assert.equal(idp.token.retryAfterMs(), 39_000);
+      // Breakers built after the reload (a provider added by it) take the new tuning too.
+      const later = breakers.idp('later');
+      later.discovery.trip('test');
+      assert.equal(later.discovery.retryAfterMs(), 40_000);
+      assert.equal(
+        log.matching(/circuit breaker opened/).find((l) => l['breaker'] === 'store')?.['retryInMs'],
+        30_000,
+      );
+    } finally {
+      breakers.shutdown();
     }
   });
 });

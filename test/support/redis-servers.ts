@@ -274,8 +274,23 @@ export interface RedisClusterSet {
  * Starts `masters` cluster-enabled servers (each with its own bus port), joins them with
  * `redis-cli --cluster create`, and waits until every node reports `cluster_state:ok`.
  */
-export async function startRedisCluster(masters = 3): Promise<RedisClusterSet> {
+export async function startRedisCluster(
+  masters = 3,
+  options: {
+    /**
+     * TLS only, the cluster bus too. The bus always asks for a client certificate (Redis's
+     * cluster bus is mutual TLS), so nodes present `clientCertFile` to each other.
+     */
+    readonly tls?: Omit<RedisTlsFiles, 'authClients'> & {
+      readonly clientCertFile: string;
+      readonly clientKeyFile: string;
+    };
+  } = {},
+): Promise<RedisClusterSet> {
   const nodes: RedisProcess[] = [];
+  // With TLS, the cluster bus too, and nodes announce their TLS ports.
+  const tls = options.tls === undefined ? undefined : { ...options.tls, authClients: false };
+  const cliTls = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile];
   const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((node) => node.stop()));
   };
@@ -294,14 +309,25 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterSet> {
             String(busPort),
             '--cluster-node-timeout',
             '2000',
+            ...(tls === undefined
+              ? []
+              : [
+                  '--tls-cluster',
+                  'yes',
+                  '--tls-client-cert-file',
+                  tls.clientCertFile,
+                  '--tls-client-key-file',
+                  tls.clientKeyFile,
+                ]),
           ],
+          ...(tls === undefined ? {} : { tls }),
         }),
       );
     }
     const started = Date.now();
     const addresses = nodes.map((node) => node.address);
     try {
-      await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-yes'], {
+      await run('redis-cli', [...cliTls, '--cluster', 'create', ...addresses, '--cluster-yes'], {
         timeout: 30_000,
       });
     } catch (error) {
@@ -309,7 +335,9 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterSet> {
       throw error;
     }
     await waitFor('cluster_state:ok on every node', async () => {
-      const infos = await Promise.all(nodes.map((node) => redisCli(node.port, 'cluster', 'info')));
+      const infos = await Promise.all(
+        nodes.map((node) => redisCli(node.port, ...cliTls, 'cluster', 'info')),
+      );
       return infos.every(
         (info) =>
           info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${masters}`),
@@ -348,6 +376,16 @@ export interface SentinelSetOptions {
   readonly failoverTimeoutMs?: number;
   /** How many replicas of the master. Default 1. */
   readonly replicas?: number;
+  /**
+   * `requirepass` of every sentinel (the Bitnami chart's default): clients must authenticate, and
+   * the sentinels use it with each other. Default none.
+   */
+  readonly sentinelPassword?: string;
+  /**
+   * Every process (master, replicas, sentinels) speaks TLS only, replication and the sentinels'
+   * own links included. Client certificates are not asked for. Default: plain text.
+   */
+  readonly tls?: Omit<RedisTlsFiles, 'authClients'>;
 }
 
 /**
@@ -358,23 +396,45 @@ export interface SentinelSetOptions {
 export async function startSentinelSet(options: SentinelSetOptions = {}): Promise<SentinelSet> {
   const name = options.name ?? 'eoa-test';
   const processes: RedisProcess[] = [];
+  const auth =
+    options.sentinelPassword === undefined
+      ? []
+      : ['-a', options.sentinelPassword, '--no-auth-warning'];
+  const tls = options.tls === undefined ? undefined : { ...options.tls, authClients: false };
+  const cliTls = tls === undefined ? [] : ['--tls', '--cacert', tls.caFile];
+  const sentinelCli = (port: number, ...args: string[]) =>
+    redisCli(port, ...cliTls, ...auth, ...args);
+  const tlsReplication = tls === undefined ? [] : ['--tls-replication', 'yes'];
   const stop = async (): Promise<void> => {
     await Promise.all(processes.map((p) => p.stop()));
   };
   try {
     // Without the default 5 s diskless-sync delay the replica is in sync at once.
-    const master = await startRedis({ args: ['--repl-diskless-sync-delay', '0'] });
+    const master = await startRedis({
+      args: ['--repl-diskless-sync-delay', '0', ...tlsReplication],
+      ...(tls === undefined ? {} : { tls }),
+    });
     processes.push(master);
     const replicas: RedisProcess[] = [];
     for (let i = 0; i < (options.replicas ?? 1); i++) {
       const replica = await startRedis({
         // It serves replicas of its own once promoted.
-        args: ['--replicaof', '127.0.0.1', String(master.port), '--repl-diskless-sync-delay', '0'],
+        args: [
+          '--replicaof',
+          '127.0.0.1',
+          String(master.port),
+          '--repl-diskless-sync-delay',
+          '0',
+          ...tlsReplication,
+        ],
+        ...(tls === undefined ? {} : { tls }),
       });
       processes.push(replica);
       replicas.push(replica);
       await waitFor('the replica to sync', async () =>
-        (await redisCli(replica.port, 'info', 'replication')).includes('master_link_status:up'),
+        (await redisCli(replica.port, ...cliTls, 'info', 'replication')).includes(
+          'master_link_status:up',
+        ),
       );
     }
     const replica = replicas[0]!;
@@ -386,7 +446,17 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       await writeFile(
         conf,
         [
-          `port ${port}`,
+          ...(tls === undefined
+            ? [`port ${port}`]
+            : [
+                'port 0',
+                `tls-port ${port}`,
+                `tls-cert-file ${tls.certFile}`,
+                `tls-key-file ${tls.keyFile}`,
+                `tls-ca-cert-file ${tls.caFile}`,
+                'tls-auth-clients no',
+                'tls-replication yes',
+              ]),
           'bind 127.0.0.1',
           'protected-mode no',
           `dir ${dir}`,
@@ -395,6 +465,9 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
           `sentinel down-after-milliseconds ${name} ${options.downAfterMs ?? 1_000}`,
           `sentinel failover-timeout ${name} ${options.failoverTimeoutMs ?? 3_000}`,
           `sentinel parallel-syncs ${name} 1`,
+          ...(options.sentinelPassword === undefined
+            ? []
+            : [`requirepass "${options.sentinelPassword}"`]),
           '',
         ].join('\n'),
       );
@@ -417,7 +490,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     const numSlaves = new RegExp(`num-slaves\\s+${replicas.length}\\b`);
     await waitFor('every sentinel to know the replicas and both other sentinels', async () => {
       const views = await Promise.all(
-        sentinels.map((s) => redisCli(s.port, 'sentinel', 'master', name)),
+        sentinels.map((s) => sentinelCli(s.port, 'sentinel', 'master', name)),
       );
       return views.every((view) => numSlaves.test(view) && /num-other-sentinels\s+2\b/.test(view));
     });
@@ -431,7 +504,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       async currentMaster() {
         for (const sentinel of sentinels) {
           try {
-            const reply = await redisCli(
+            const reply = await sentinelCli(
               sentinel.port,
               'sentinel',
               'get-master-addr-by-name',
