@@ -122,7 +122,7 @@ describe('start-up tells the truth', () => {
       appYaml('wk', 'https://idp.example.com/realms/main/.well-known/openid-configuration'),
     ]);
     const result = await runCli(['check-config', '--config', path]);
-    assert.equal(result.code, 1);
+    assert.equal(result.code, 3, 'an invalid configuration');
     assert.match(
       result.stderr,
       /apps\[0\]\.oidc\.issuer: is the discovery document's URL, not the issuer: .*likely https:\/\/idp\.example\.com\/realms\/main/,
