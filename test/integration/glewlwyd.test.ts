@@ -7,8 +7,8 @@
  * `refresh_token` among `response_types_supported`; it advertises no
  * `backchannel_logout_supported` although it sends logout tokens.
  *
- * Claims here come from the ID token; Glewlwyd's userinfo answers the same `sub`, `name`,
- * `email` and `groups`. A test of claims taken from userinfo belongs with `oidc.claimsFrom`.
+ * Claims come from the ID token, Glewlwyd's userinfo (which answers the same `sub`, `name`,
+ * `email` and `groups`) and its JWT access token (`oidc.claimsFrom`, every source).
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -88,6 +88,8 @@ describe('against Glewlwyd, a second real OpenID Provider', () => {
                 // the form-decoding RFC 6749 §2.3.1 asks for, so a secret with `-` (sent as `%2D`)
                 // fails `client_secret_basic`; `client_secret_post` works (see the bearer test).
                 clientAuth: 'client_secret_post',
+                // Every source: userinfo is fetched at each login and refresh, its `sub` checked.
+                claimsFrom: ['id_token', 'userinfo', 'access_token'],
                 postLogoutRedirectUri: `${origin}/`,
                 backchannelLogoutPath: '/oauth2/backchannel-logout',
               },
@@ -176,6 +178,24 @@ describe('against Glewlwyd, a second real OpenID Provider', () => {
     assert.deepEqual(claims['amr'], ['password']);
     const again = await signedIn();
     assert.equal(idTokenOf(await apiCall(again.browser))['sub'], claims['sub']);
+  });
+
+  it("reads Glewlwyd's userinfo at each login: its sub equals the ID token's, the claims merge", async () => {
+    const userinfoCalls = async (): Promise<number> => {
+      const text = await (await fetch(`${server.adminBase}/metrics`)).text();
+      return Number(
+        /eoa_provider_request_duration_seconds_count\{endpoint="userinfo"\} (\d+)/.exec(
+          text,
+        )?.[1] ?? 0,
+      );
+    };
+    const before = await userinfoCalls();
+    const { browser } = await signedIn(bob);
+    const outcome = await apiCall(browser);
+    assert.equal(outcome.kind, 'allow', JSON.stringify(outcome));
+    assert.equal(await userinfoCalls(), before + 1, 'one userinfo call for the login');
+    assert.equal(header(outcome, 'x-auth-request-email'), 'bob@example.com');
+    assert.equal(header(outcome, 'x-auth-request-groups'), 'users');
   });
 
   it('refreshes an expired access token, spending each rotated refresh token once', async () => {
