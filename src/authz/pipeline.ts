@@ -163,7 +163,8 @@ export class Pipeline {
     const { verdict } = decision;
     if (verdict.kind !== 'local_reply' || verdict.page === undefined) return decision;
     if (verdict.page.always !== true && !isBrowserNavigation(request)) return decision;
-    const logoutPath = decision.app?.config.oidc.logoutPath ?? '';
+    const logoutPath =
+      verdict.page.switchAccount === true ? (decision.app?.config.oidc.logoutPath ?? '') : '';
     const page = this.#pages.render(verdict, verdict.page, request.id, logoutPath);
     return { ...decision, verdict: page };
   }
