@@ -1,6 +1,8 @@
 /** Small HTML pages for people who land on an error in the login flow; nothing echoed unescaped. */
 import { createHash } from 'node:crypto';
 
+import { placeholderPattern, type PagePlaceholder } from '../config/page-templates.ts';
+
 import {
   localReply,
   type LocalReply,
@@ -68,21 +70,6 @@ export function htmlPage(
   return { ...builtInPages.render(localReply(reason, status, '', headers), page, '', ''), page };
 }
 
-/** The placeholders a page template may use; each is replaced by its escaped value. */
-export const pagePlaceholders = Object.freeze([
-  'title',
-  'message',
-  'requestId',
-  'retryAfter',
-  'logoutUrl',
-  'retryUrl',
-] as const);
-
-export type PagePlaceholder = (typeof pagePlaceholders)[number];
-
-/** `{{name}}` in a template; names are checked against {@link pagePlaceholders} at load. */
-export const placeholderPattern = /\{\{\s*([^{}\s]*)\s*\}\}/g;
-
 const pageStyle =
   'body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}h1{font-size:1.5rem}a{color:#0645ad}.ref{color:#555;font-size:.875rem}';
 const pageStyleHash = createHash('sha256').update(pageStyle).digest('base64');
@@ -133,9 +120,9 @@ export function fillTemplate(template: string, fields: PageFields): string {
 export class PageTemplates {
   readonly #templates: ReadonlyMap<string, string>;
 
-  /** `templates` by file name (`403.html`, `error.html`), placeholders already checked. */
-  constructor(templates: ReadonlyMap<string, string> = new Map()) {
-    this.#templates = templates;
+  /** `templates` by file name (`403.html`, `error.html`), checked when the config was loaded. */
+  constructor(templates: Readonly<Record<string, string>> = {}) {
+    this.#templates = new Map(Object.entries(templates));
   }
 
   /**
