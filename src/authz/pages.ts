@@ -86,7 +86,7 @@ function builtInPage(fields: PageFields): string {
   const parts = [`<p>${e('message')}</p>`];
   if (fields.retryAfter !== '') {
     parts.push(
-      `<p>Please try again in ${e('retryAfter')} seconds; this page reloads by itself.</p>`,
+      `<p>Please try again in ${e('retryAfter')} ${fields.retryAfter === '1' ? 'second' : 'seconds'}; this page reloads by itself.</p>`,
     );
   }
   if (fields.logoutUrl !== '') {

@@ -145,6 +145,7 @@ describe('refusal pages', () => {
     const reply = await replyOf(authz.decide(raw(navigation)));
     assertPage(reply, 503, 'Service temporarily unavailable');
     assert.equal(header(reply, 'retry-after'), '1');
+    assert.ok(reply.body.includes('try again in 1 second;'));
     const api = await replyOf(authz.decide(raw(apiClients['fetch (cors)']!)));
     assertJson(api, 503, 'budget_exceeded');
   });
