@@ -1028,7 +1028,7 @@ export const configSchema = z
           .min(1)
           .optional()
           .describe(
-            'Directory of HTML templates for the pages of refusals a browser sees: `<status>.html` (`400.html`, `403.html`, `503.html`, `401.html` for sign-in errors) or `error.html` for every other status. Placeholders `{{title}}`, `{{message}}`, `{{requestId}}`, `{{retryAfter}}`, `{{logoutUrl}}`, `{{retryUrl}}` are replaced by their HTML-escaped values (empty when they do not apply); any other placeholder, or a file that cannot be read, is a config error. Read at start and on reload (and when a file changes). Relative to the config file. Default: the built-in page.',
+            'Directory of HTML templates for the pages of refusals a browser sees: `<status>.html` (`400.html`, `403.html`, `503.html`; a sign-in that did not complete is 400 or 401) or `error.html` for every other status. Placeholders `{{title}}`, `{{message}}`, `{{requestId}}`, `{{retryAfter}}`, `{{logoutUrl}}`, `{{retryUrl}}` are replaced by their HTML-escaped values (empty when they do not apply); any other placeholder, or a file that cannot be read, is a config error. Read at start and on reload (and when a file changes). Relative to the config file. Default: the built-in page.',
           ),
         templates: z
           .record(
