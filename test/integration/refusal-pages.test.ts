@@ -7,7 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { AppBrowser, deniedHeader as header } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
-import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
+import {
+  startTestServer,
+  testConfig,
+  testSessionSecret,
+  type TestServer,
+} from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
@@ -126,5 +131,20 @@ describe('refusal pages from a real server', () => {
     const bad = await user.request('https://shop.example.com/a/%zz');
     assert.equal(bad.kind === 'deny' && bad.status, 400);
     assert.equal(bodyOf(bad), '<p>shop: Bad request []</p>');
+  });
+
+  it('reads the templates again on reload', async () => {
+    const user = new AppBrowser(brandedEnvoy);
+    await user.login('https://shop.example.com/');
+    writeFileSync(join(dir, '403.html'), '<p>new {{title}}</p>');
+    const shop = app('shop');
+    branded.handle.reload(
+      testConfig({
+        apps: [{ ...shop, oidc: { ...shop.oidc, issuer: provider.issuer } }],
+        pages: { templatesDir: dir },
+      }),
+    );
+    const page = await user.request('https://shop.example.com/');
+    assert.equal(bodyOf(page), '<p>new Access denied</p>');
   });
 });
