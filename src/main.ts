@@ -15,6 +15,7 @@ import { createCallbackStep } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
 import { createLogoutReturnStep } from './authz/logout-return.ts';
 import { Pipeline, type StepFactory } from './authz/pipeline.ts';
+import { PageTemplates } from './authz/pages.ts';
 import { createSessionStep } from './authz/session-step.ts';
 import { createLoginOrDenyStep, createPublicPathStep } from './authz/steps.ts';
 import { issuerKey } from './config/issuer-key.ts';
@@ -361,6 +362,7 @@ function buildRuntime(
       apps,
       allowUnmatched: config.allowUnmatched,
       budgetMs: config.request.budget,
+      pages: new PageTemplates(config.pages.templates),
       steps: [
         createLogoutReturnStep,
         createPublicPathStep,

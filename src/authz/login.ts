@@ -166,6 +166,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
         ? 'The identity provider did not complete the sign-in.'
         : `The identity provider answered: ${code}.`,
       cleanup,
+      taken.kind === 'ok' ? sameOriginUrl(request, taken.login.returnTo) : undefined,
     );
   }
   if (taken.kind === 'in_progress') {
@@ -237,6 +238,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
       'Sign-in could not be completed',
       'The sign-in response was not accepted.',
       cleanup,
+      sameOriginUrl(request, taken.login.returnTo),
     );
   }
 
@@ -259,6 +261,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
       'Sign-in could not be completed',
       'This sign-in does not meet the authentication this page requires.',
       cleanup,
+      sameOriginUrl(request, taken.login.returnTo),
     );
   }
   const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;

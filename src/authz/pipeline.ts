@@ -9,9 +9,9 @@ import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
-import { retryPage } from './pages.ts';
+import { builtInPages, type PageTemplates } from './pages.ts';
 import { isBrowserNavigation } from './request-kind.ts';
-import { allow, errorReply, jsonReply, shared, type Verdict } from './verdict.ts';
+import { allow, errorReply, refusalReply, shared, type Verdict } from './verdict.ts';
 
 /** What every step sees: the request, the app chosen for it, and the readings of its path. */
 export interface StepContext {
@@ -84,6 +84,8 @@ export interface PipelineOptions {
   readonly steps: readonly Step[];
   /** `request.budget`, ms: the longest a decision may wait on I/O. */
   readonly budgetMs: number;
+  /** The pages of refusals a browser sees (`pages.templatesDir`). Default: the built-in page. */
+  readonly pages?: PageTemplates;
 }
 
 /** The outcome of one decision, with the app that made it (for metrics and logs). */
@@ -105,7 +107,7 @@ export interface Decision {
 
 const noApp: Decision = Object.freeze({
   app: undefined,
-  verdict: shared(jsonReply('no_app', 403, 'forbidden', 'no app for host')),
+  verdict: shared(refusalReply('no_app', 403, 'forbidden', 'no app for host')),
 });
 /** A request the policy refuses (SPEC §4.1): 400 with the policy's short reason, no app. */
 const refusedDecisions = Object.freeze(
@@ -114,7 +116,7 @@ const refusedDecisions = Object.freeze(
       reason,
       Object.freeze({
         app: undefined,
-        verdict: shared(jsonReply('bad_request', 400, 'bad_request', reason)),
+        verdict: shared(refusalReply('bad_request', 400, 'bad_request', reason)),
         refused: reason,
       }),
     ]),
@@ -132,7 +134,7 @@ export class Pipeline {
   readonly #budgetMs: number;
   /** The answer when the budget runs out: JSON, or a page that reloads itself for a browser. */
   readonly #overBudget: Verdict;
-  readonly #overBudgetPage: Verdict;
+  readonly #pages: PageTemplates;
   /** One budget for every request of this pipeline: one queue, one timer. */
   readonly #deadlines = new DeadlineQueue();
 
@@ -143,15 +145,28 @@ export class Pipeline {
     this.#budgetMs = options.budgetMs;
     const overBudget = new BudgetExceededError(options.budgetMs);
     this.#overBudget = shared(errorReply(overBudget));
-    this.#overBudgetPage = shared(
-      retryPage(
-        'unavailable',
-        overBudget.status,
-        overBudget.retryAfterSeconds,
-        'One moment',
-        'This is taking longer than usual. The page reloads in a moment.',
-      ),
-    );
+    this.#pages = options.pages ?? builtInPages;
+  }
+
+  /**
+   * The decision for `request` (see {@link #decide}), its refusal shown as a page when a person
+   * will see it: a browser navigation, or a login-flow page. API clients keep the JSON.
+   */
+  decide(request: RequestModel, caller?: Caller): Decision | Promise<Decision> {
+    const decision = this.#decide(request, caller);
+    if (decision instanceof Promise)
+      return decision.then((settled) => this.#present(settled, request));
+    return this.#present(decision, request);
+  }
+
+  #present(decision: Decision, request: RequestModel): Decision {
+    const { verdict } = decision;
+    if (verdict.kind !== 'local_reply' || verdict.page === undefined) return decision;
+    if (verdict.page.always !== true && !isBrowserNavigation(request)) return decision;
+    const logoutPath =
+      verdict.page.switchAccount === true ? (decision.app?.config.oidc.logoutPath ?? '') : '';
+    const page = this.#pages.render(verdict, verdict.page, request.id, logoutPath);
+    return { ...decision, verdict: page };
   }
 
   /**
@@ -160,7 +175,7 @@ export class Pipeline {
    * without I/O never waits for a turn of the event loop's microtask queue. A decision that
    * waits is answered by the budget's end at the latest (503 `budget_exceeded`).
    */
-  decide(request: RequestModel, caller?: Caller): Decision | Promise<Decision> {
+  #decide(request: RequestModel, caller?: Caller): Decision | Promise<Decision> {
     const path = this.#policy.readPath(request);
     if ('kind' in path) return refusedDecisions[path.reason];
     const app = this.#policy.selectApp(request, path);
@@ -206,7 +221,7 @@ export class Pipeline {
       const expire = (): void =>
         resolve({
           app: context.app,
-          verdict: isBrowserNavigation(context.request) ? this.#overBudgetPage : this.#overBudget,
+          verdict: this.#overBudget,
           overBudget: decision,
         });
       // Deadlines of the budget come in order (one queue, one timer); a caller's earlier one

@@ -9,7 +9,7 @@ import { remainingMs, type Step, type StepContext, type StepDeps } from './pipel
 import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
-import { localReply, providerUnavailable, type HeaderPair, type Verdict } from './verdict.ts';
+import { providerUnavailable, refusalReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
 
@@ -158,9 +158,12 @@ export function createSessionStep(deps: StepDeps): Step {
     if (demand !== undefined) {
       const shortfall = shortfallOf(session.claims, demand, now, app.config.oidc.clockSkew);
       if (shortfall === 'no acr meets every rule') {
-        return localReply('forbidden', 403, 'no acr value meets every rule of this path\n', [
-          ['content-type', 'text/plain; charset=utf-8'],
-        ]);
+        return refusalReply(
+          'forbidden',
+          403,
+          'forbidden',
+          'no acr value meets every rule of this path',
+        );
       }
       if (shortfall !== undefined) {
         deps.logger.info(
@@ -173,9 +176,7 @@ export function createSessionStep(deps: StepDeps): Step {
 
     const refusal = app.rules.check(session.claims, request.method, context.path);
     if (refusal !== undefined) {
-      return localReply('forbidden', 403, `${refusal}\n`, [
-        ['content-type', 'text/plain; charset=utf-8'],
-      ]);
+      return refusalReply('forbidden', 403, 'forbidden', refusal);
     }
 
     // A cached session stands for itself across requests (the session caches hand out the same

@@ -67,6 +67,24 @@ export interface LocalReply {
   /** Headers of the local reply; several `set-cookie` entries stay several lines. */
   readonly headers: readonly HeaderPair[];
   readonly body: string;
+  /**
+   * Set on a refusal a person may see: what the page for a browser says. The pipeline renders
+   * it (with the request id) for a browser navigation, or for every caller when `always`.
+   */
+  readonly page?: PageContent;
+}
+
+/** What a refusal's page says; every value is escaped when the page is rendered. */
+export interface PageContent {
+  /** Says what happened: the page's `<title>` and heading. */
+  readonly title: string;
+  readonly message: string;
+  /** A refusal by a rule: the page offers to sign out and switch account. */
+  readonly switchAccount?: true;
+  /** Where "start again" goes (an absolute URL on the request's origin, or a path). */
+  readonly retryUrl?: string;
+  /** A login-flow page, HTML for every caller (only a browser follows the flow). */
+  readonly always?: true;
 }
 
 export type Verdict = Allow | LocalReply;
@@ -161,6 +179,32 @@ export function jsonReply(
   ]);
 }
 
+/** The title of a refusal's page by its status: what happened, in a few words. */
+export function pageTitleFor(status: number): string {
+  if (status === 400) return 'Bad request';
+  if (status === 403) return 'Access denied';
+  if (status === 503) return 'Service temporarily unavailable';
+  return 'Request refused';
+}
+
+/**
+ * A refusal a person may meet in a browser: JSON `{error, message}` for an API client, a page
+ * (rendered by the pipeline) for a browser navigation. A 403 offers to switch account.
+ */
+export function refusalReply(
+  reason: ReplyReason,
+  status: number,
+  error: ClientErrorCode,
+  message: string,
+  headers: readonly HeaderPair[] = noHeaders,
+): LocalReply {
+  const page: PageContent =
+    status === 403
+      ? { title: pageTitleFor(status), message, switchAccount: true }
+      : { title: pageTitleFor(status), message };
+  return { ...jsonReply(reason, status, error, message, headers), page };
+}
+
 /**
  * The answer to a request a catalogue error stopped: its status, `{error, message}` and, for a
  * 503, `Retry-After`.
@@ -181,7 +225,7 @@ function catalogueReply(code: ErrorCode, retryAfterSeconds: number): LocalReply 
   const { status, message } = errorCatalogue[code];
   const headers: HeaderPair[] = status === 503 ? [['retry-after', String(retryAfterSeconds)]] : [];
   const reason = status === 503 ? 'unavailable' : status === 400 ? 'bad_request' : 'forbidden';
-  return jsonReply(reason, status, clientErrorCode(code), message, headers);
+  return refusalReply(reason, status, clientErrorCode(code), message, headers);
 }
 
 export function redirect(

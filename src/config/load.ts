@@ -8,6 +8,7 @@ import { formatPath, type PathSegment } from './config-path.ts';
 import { checkCookieScopes } from './cookie-scopes.ts';
 import { checkAcrossApps, checkAppRules, checkRootRules } from './cross-field-rules.ts';
 import { interpolate, type Environment } from './interpolate.ts';
+import { resolvePageTemplates } from './page-templates.ts';
 import { cannotRead, readTextFile, resolveSecretFiles, type ReadTextFile } from './secret-files.ts';
 import { describeIssue, issuesToProblems, type LocatedProblem } from './schema-problems.ts';
 import { applyProviderProfile } from './provider-profiles.ts';
@@ -132,6 +133,8 @@ function resolveDocument(
 
   const secrets = resolveSecretFiles(doc, baseDir, readFile);
   problems.addSettled(secrets.problems, secrets.failedPaths);
+  const pageFiles = resolvePageTemplates(doc, baseDir, readFile);
+  problems.addSettled(pageFiles.problems, ['pages.templates']);
 
   const { apps: rawApps, defaults: rawDefaults, ...rawRoot } = doc;
 
@@ -174,7 +177,11 @@ function resolveDocument(
   const found = problems.list();
   if (found.length > 0 || !root.success) return fail(found);
   const config: Config = { ...root.data, apps: apps.filter((app) => app !== undefined) };
-  return { ok: true, config: deepFreeze(config), files: secrets.files };
+  return {
+    ok: true,
+    config: deepFreeze(config),
+    files: [...secrets.files, ...pageFiles.files],
+  };
 }
 
 function validateApp(

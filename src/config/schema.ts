@@ -10,6 +10,7 @@ import {
   type IssuedSecretKind,
 } from './secret-strength.ts';
 import { compileTemplate } from './template.ts';
+import { pageTemplateName, templateProblem } from './page-templates.ts';
 import { addressNames, claimAddressProblem } from './claim-address.ts';
 import {
   maxIdentityNameSeparators,
@@ -1020,6 +1021,30 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Request parsing limits and the time budget of one Check.'),
+    pages: z
+      .strictObject({
+        templatesDir: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Directory of HTML templates for the pages of refusals a browser sees: `<status>.html` (`400.html`, `403.html`, `503.html`; a sign-in that did not complete is 400 or 401) or `error.html` for every other status. Placeholders `{{title}}`, `{{message}}`, `{{requestId}}`, `{{retryAfter}}`, `{{logoutUrl}}`, `{{retryUrl}}` are replaced by their HTML-escaped values (empty when they do not apply); any other placeholder, or a file that cannot be read, is a config error. Read at start and on reload (and when a file changes). Relative to the config file. Default: the built-in page.',
+          ),
+        templates: z
+          .record(
+            z.string().regex(pageTemplateName, 'must be <status>.html or error.html'),
+            z.string().superRefine((text, ctx) => {
+              const problem = templateProblem(text);
+              if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+            }),
+          )
+          .optional()
+          .describe(
+            'The same templates inline, by file name (`403.html: "<!doctype html>…"`); filled from `templatesDir` when that is set. Default: none.',
+          ),
+      })
+      .prefault({})
+      .describe('The HTML pages a browser sees for a refusal; API clients get JSON.'),
     allowUnmatched: offByDefault(
       'Allow requests no app matches, untouched.',
       '403 `no app for host`',

@@ -1,6 +1,7 @@
 /** A scripted browser on one app origin, talking to the server through the Envoy-like client. */
 import assert from 'node:assert/strict';
 import { errorCatalogue } from '../../src/errors.ts';
+import { escapeHtml } from '../../src/authz/pages.ts';
 import type { DownstreamRequest, Outcome } from './envoy-client.ts';
 import { scriptedLogin, type CookieJar } from './scripted-login.ts';
 
@@ -41,6 +42,15 @@ export function statusOf(outcome: Outcome): number | string {
 export function assertProviderUnavailable(outcome: Outcome, what: string): void {
   assert.equal(statusOf(outcome), 503, what);
   assert.ok(Number(deniedHeader(outcome, 'retry-after')) >= 1, `${what}: Retry-After`);
+  const { message } = errorCatalogue.IDP_UNAVAILABLE;
+  if (deniedHeader(outcome, 'content-type') === 'text/html; charset=utf-8') {
+    // A browser navigation: the page says what happened and when to try again.
+    const body = outcome.kind === 'deny' ? outcome.body : '';
+    assert.match(body, /<title>Service temporarily unavailable<\/title>/, what);
+    assert.ok(body.includes(escapeHtml(message)), `${what}: the message`);
+    assert.ok(reloadsItself(outcome), `${what}: reloads after Retry-After`);
+    return;
+  }
   assert.equal(deniedHeader(outcome, 'content-type'), 'application/json', what);
   assert.deepEqual(
     JSON.parse(outcome.kind === 'deny' ? outcome.body : '""'),
