@@ -58,6 +58,7 @@ import { switchableBackend } from './store/switchable-backend.ts';
 import { timeStoreCalls } from './store/timed-backend.ts';
 import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
+import { createSubjectLabel } from './observability/subject-label.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdminServer } from './server/admin-server.ts';
 import { createGrpcServer } from './server/grpc-server.ts';
@@ -301,6 +302,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     logoutTokenReplay: durable.logoutTokenReplay,
     bearer,
     logins: services.metrics.loginMetrics(app.name),
+    subjectLabel: createSubjectLabel(config.log.subject, app.session.secrets[0] ?? ''),
     // Down while either breaker is open, and while the discovery breaker's probe is testing a
     // provider that was down (half-open): a browser sent now might meet a dead provider. Not
     // while the token breaker is half-open: nothing probes it but logins and refreshes.

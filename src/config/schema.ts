@@ -998,6 +998,12 @@ export const configSchema = z
           .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
           .default('info')
           .describe('Minimum level of the JSON log lines. Default `info`.'),
+        subject: z
+          .enum(['plain', 'hash'])
+          .default('hash')
+          .describe(
+            "How a user's `sub` appears in login and logout lines: `plain` as the provider sent it; `hash` a keyed hash (HMAC-SHA256 with a key derived from the app's first `session.secrets` entry, base64url, 16 characters), the same user the same value on every replica. Default `hash`.",
+          ),
       })
       .prefault({})
       .describe('Logging.'),
