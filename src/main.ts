@@ -415,6 +415,11 @@ function createDirectLogoutRoute(
         },
         'provider logout refused',
       );
+    } else {
+      logger.info(
+        { requestId: id, path, apps: targets.map((app) => app.name) },
+        'provider logout accepted',
+      );
     }
     const reply = providerLogoutReply(result);
     return { status: reply.status, headers: Object.fromEntries(reply.headers), body: reply.body };

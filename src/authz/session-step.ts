@@ -158,6 +158,10 @@ export function createSessionStep(deps: StepDeps): Step {
     if (demand !== undefined) {
       const shortfall = shortfallOf(session.claims, demand, now, app.config.oidc.clockSkew);
       if (shortfall === 'no acr meets every rule') {
+        deps.logger.info(
+          { requestId: request.id, app: app.name, rule: shortfall, via: 'session' },
+          'denied by a rule',
+        );
         return localReply('forbidden', 403, 'no acr value meets every rule of this path\n', [
           ['content-type', 'text/plain; charset=utf-8'],
         ]);
@@ -173,6 +177,10 @@ export function createSessionStep(deps: StepDeps): Step {
 
     const refusal = app.rules.check(session.claims, request.method, context.path);
     if (refusal !== undefined) {
+      deps.logger.info(
+        { requestId: request.id, app: app.name, rule: refusal, via: 'session' },
+        'denied by a rule',
+      );
       return localReply('forbidden', 403, `${refusal}\n`, [
         ['content-type', 'text/plain; charset=utf-8'],
       ]);
