@@ -59,6 +59,7 @@ import { timeStoreCalls } from './store/timed-backend.ts';
 import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createSubjectLabel } from './observability/subject-label.ts';
+import { createAccessLog } from './observability/access-log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdminServer } from './server/admin-server.ts';
 import { createGrpcServer } from './server/grpc-server.ts';
@@ -560,7 +561,12 @@ export async function startServer(
     oidcClients: new Map(),
   };
   const runtime = buildRuntime(config, services);
-  const authorizer = new Authorizer(runtime, metrics, logger);
+  const authorizer = new Authorizer(
+    runtime,
+    metrics,
+    logger,
+    createAccessLog(config.log.access, logger),
+  );
 
   const listenTls =
     config.listen.tls === undefined ? undefined : listenerTlsOptions(config.listen.tls);
@@ -635,6 +641,8 @@ export async function startServer(
         logger.warn({ listeners: moved }, 'listen addresses change only on restart');
       if (JSON.stringify(next.limits) !== JSON.stringify(current.limits))
         logger.warn({}, 'transport limits change only on restart');
+      if (JSON.stringify(next.log.access) !== JSON.stringify(current.log.access))
+        logger.warn({}, 'log.access changes only on restart');
       applyListenTls(current.listen.tls, next.listen.tls);
       applyLogLevel(next.log.level);
       const breakersNeedRestart = breakers.retune(next.breakers.store, next.breakers.idp);

@@ -998,6 +998,22 @@ export const configSchema = z
           .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
           .default('info')
           .describe('Minimum level of the JSON log lines. Default `info`.'),
+        access: z
+          .strictObject({
+            enabled: offByDefault(
+              'Log one info line per Check (`msg: check`): request id, app, verdict, reason, status and latency in ms. Takes a restart.',
+            ),
+            sampleRate: z
+              .number()
+              .min(0)
+              .max(1)
+              .default(1)
+              .describe(
+                'The share of Checks the access log writes, 0 to 1. Default 1 (every Check).',
+              ),
+          })
+          .prefault({})
+          .describe('The access log; off by default, and then it costs nothing.'),
         subject: z
           .enum(['plain', 'hash'])
           .default('hash')
