@@ -159,6 +159,7 @@ describe('login log lines', () => {
     assert.equal(lines[0]?.['app'], 'wrong');
     assert.match(String(lines[0]?.['detail']), /invalid_client/);
     assert.match(String(lines[0]?.['hint']), /oidc\.clientSecret/);
+    assert.equal(lines[0]?.['status'], 401);
     assert.equal(
       log.matching(/refused the client credentials/).length,
       0,
