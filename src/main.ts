@@ -59,6 +59,8 @@ import { switchableBackend } from './store/switchable-backend.ts';
 import { timeStoreCalls } from './store/timed-backend.ts';
 import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
+import { createSubjectLabel } from './observability/subject-label.ts';
+import { createAccessLog } from './observability/access-log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { createAdminServer } from './server/admin-server.ts';
 import { createGrpcServer } from './server/grpc-server.ts';
@@ -302,6 +304,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     logoutTokenReplay: durable.logoutTokenReplay,
     bearer,
     logins: services.metrics.loginMetrics(app.name),
+    subjectLabel: createSubjectLabel(config.log.subject, app.session.secrets[0] ?? ''),
     // Down while either breaker is open, and while the discovery breaker's probe is testing a
     // provider that was down (half-open): a browser sent now might meet a dead provider. Not
     // while the token breaker is half-open: nothing probes it but logins and refreshes.
@@ -414,6 +417,11 @@ function createDirectLogoutRoute(
           ...(result.detail === undefined ? {} : { detail: result.detail }),
         },
         'provider logout refused',
+      );
+    } else {
+      logger.info(
+        { requestId: id, path, apps: targets.map((app) => app.name) },
+        'provider logout accepted',
       );
     }
     const reply = providerLogoutReply(result);
@@ -555,7 +563,12 @@ export async function startServer(
     oidcClients: new Map(),
   };
   const runtime = buildRuntime(config, services);
-  const authorizer = new Authorizer(runtime, metrics, logger);
+  const authorizer = new Authorizer(
+    runtime,
+    metrics,
+    logger,
+    createAccessLog(config.log.access, logger),
+  );
 
   const listenTls =
     config.listen.tls === undefined ? undefined : listenerTlsOptions(config.listen.tls);
@@ -630,6 +643,8 @@ export async function startServer(
         logger.warn({ listeners: moved }, 'listen addresses change only on restart');
       if (JSON.stringify(next.limits) !== JSON.stringify(current.limits))
         logger.warn({}, 'transport limits change only on restart');
+      if (JSON.stringify(next.log.access) !== JSON.stringify(current.log.access))
+        logger.warn({}, 'log.access changes only on restart');
       applyListenTls(current.listen.tls, next.listen.tls);
       applyLogLevel(next.log.level);
       const breakersNeedRestart = breakers.retune(next.breakers.store, next.breakers.idp);

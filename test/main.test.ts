@@ -131,7 +131,7 @@ describe('a reload applies log, breakers and shutdown', () => {
       handle.reload(
         testConfig(
           document({
-            log: { level: 'debug' },
+            log: { level: 'debug', access: { enabled: true } },
             shutdown: { drainDelay: '0s', drainTimeout: '2s' },
             breakers: { store: { resetTimeout: '3s', volumeThreshold: 9 } },
           }),
@@ -145,6 +145,8 @@ describe('a reload applies log, breakers and shutdown', () => {
       const restart = lines.find((line) => /change only on restart/.test(String(line['msg'])));
       assert.equal(restart?.['level'], 'warn');
       assert.deepEqual(restart?.['keys'], ['breakers.store.volumeThreshold']);
+      const access = lines.find((line) => line['msg'] === 'log.access changes only on restart');
+      assert.equal(access?.['level'], 'warn');
 
       // The new drain delay (0s, not the 1h the server started with) is the one close() keeps.
       closing = handle.close();

@@ -7,6 +7,7 @@ import type { Sessions } from '../session/sessions.ts';
 import type { SessionRevocations } from '../session/session-revocations.ts';
 import type { Keyspace } from '../store/keyspace.ts';
 import type { Mark } from '../store/keyspaces.ts';
+import type { SubjectLabel } from '../observability/subject-label.ts';
 import { EndpointPaths } from '../policy/endpoint-paths.ts';
 import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
@@ -43,6 +44,8 @@ export interface AppRuntime {
   readonly logoutTokenReplay: Keyspace<string, Mark>;
   /** Counts each callback by how it ended (`eoa_logins_total`). */
   readonly logins: LoginMetrics;
+  /** What log lines show of a user's `sub` (`log.subject`). */
+  readonly subjectLabel: SubjectLabel;
   /** Bearer tokens for machine clients (SPEC §8); `undefined` when `bearer.enabled` is false. */
   readonly bearer: BearerRuntime | undefined;
   /**
@@ -62,6 +65,7 @@ export type AppServices = Pick<
   | 'idpDownFor'
   | 'bearer'
   | 'logins'
+  | 'subjectLabel'
 >;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {

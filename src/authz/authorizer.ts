@@ -1,6 +1,7 @@
 /** Runs one Check end to end for any transport: parse, decide, translate failures, record. */
 import { performance } from 'node:perf_hooks';
 import { AuthzError } from '../errors.ts';
+import { noAccessLog, type AccessLog } from '../observability/access-log.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
@@ -23,11 +24,14 @@ export class Authorizer {
   #runtime: Runtime;
   readonly #metrics: Metrics;
   readonly #logger: Logger;
+  readonly #accessLog: AccessLog;
 
-  constructor(runtime: Runtime, metrics: Metrics, logger: Logger) {
+  /** `accessLog` is decided once (`log.access`); when off it is the Null object. */
+  constructor(runtime: Runtime, metrics: Metrics, logger: Logger, accessLog = noAccessLog) {
     this.#runtime = runtime;
     this.#metrics = metrics;
     this.#logger = logger;
+    this.#accessLog = accessLog;
   }
 
   /** Swaps in a new runtime; Checks already running finish on the old one. */
@@ -51,6 +55,7 @@ export class Authorizer {
       if ('kind' in request) {
         this.#refused(raw, request.reason);
         return this.#finished(
+          raw,
           undefined,
           jsonReply('bad_request', 400, 'bad_request', request.reason),
           started,
@@ -71,7 +76,7 @@ export class Authorizer {
               'check abandoned: the caller went away before the decision (deadline or cancel)',
             );
           }
-          return this.#finished(app?.name, verdict, started);
+          return this.#finished(raw, app?.name, verdict, started);
         },
         (error: unknown) => this.#failed(error, raw, started),
       );
@@ -79,7 +84,7 @@ export class Authorizer {
     if (decision.refused !== undefined) this.#refused(raw, decision.refused);
     if (decision.failure !== undefined)
       this.#deniedByError(raw, decision.failure, decision.app?.name);
-    return this.#finished(decision.app?.name, decision.verdict, started);
+    return this.#finished(raw, decision.app?.name, decision.verdict, started);
   }
 
   /**
@@ -108,13 +113,12 @@ export class Authorizer {
     });
   }
 
-  #finished(app: string | undefined, verdict: Verdict, started: number): Outcome {
-    this.#metrics.checkFinished(
-      app,
-      outcomeOf(verdict),
-      verdict.reason,
-      (performance.now() - started) / 1000,
-    );
+  #finished(raw: RawRequest, app: string | undefined, verdict: Verdict, started: number): Outcome {
+    const ms = performance.now() - started;
+    const outcome = outcomeOf(verdict);
+    this.#metrics.checkFinished(app, outcome, verdict.reason, ms / 1000);
+    const status = verdict.kind === 'allow' ? 200 : verdict.status;
+    this.#accessLog.record(raw.id, app, outcome, verdict.reason, status, ms);
     return { app, verdict };
   }
 
@@ -128,7 +132,7 @@ export class Authorizer {
       return Promise.reject(error);
     }
     this.#deniedByError(raw, error, undefined);
-    return this.#finished(undefined, errorReply(error), started);
+    return this.#finished(raw, undefined, errorReply(error), started);
   }
 
   #deniedByError(raw: RawRequest, error: AuthzError, app: string | undefined): void {

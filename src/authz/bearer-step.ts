@@ -6,6 +6,7 @@ import { b64TokenProblem, takeBearerCredential, type BearerCredential } from './
 import type { BearerRuntime } from './bearer-runtime.ts';
 import { secureFor } from './login.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
+import type { Logger } from '../observability/logger.ts';
 import { ourCookiesOut } from './session-step.ts';
 import { AllowMemo, allowFor } from './allow-memo.ts';
 import {
@@ -127,7 +128,7 @@ export function createBearerStep(deps: StepDeps): Step {
         }
         return invalidToken(app.name);
       case 'valid':
-        return authorize(context, outcome.identity, recent);
+        return authorize(context, outcome.identity, recent, deps.logger);
     }
   }
 }
@@ -136,6 +137,7 @@ function authorize(
   context: StepContext,
   identity: BearerIdentity,
   recent: AllowMemo<BearerIdentity>,
+  logger: Logger,
 ): Verdict {
   const { request, app, path } = context;
   const bearer = app.bearer!;
@@ -143,6 +145,10 @@ function authorize(
   if (missing !== undefined) return insufficientScope(app.name, missing);
   const refusal = app.rules.check(identity.claims, request.method, path);
   if (refusal !== undefined) {
+    logger.info(
+      { requestId: request.id, app: app.name, rule: refusal, via: 'bearer' },
+      'denied by a rule',
+    );
     return localReply('forbidden', 403, `${refusal}\n`, [
       ['content-type', 'text/plain; charset=utf-8'],
     ]);

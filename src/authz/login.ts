@@ -1,11 +1,17 @@
 /** Login (SPEC §4.5, §4.9): send a browser to the provider, and finish the flow at the callback. */
-import { AuthzError, IdpUnavailableError, SessionTooLargeError } from '../errors.ts';
+import {
+  AuthzError,
+  IdpError,
+  IdpUnavailableError,
+  SessionTooLargeError,
+  TokenInvalidError,
+} from '../errors.ts';
 import { createLoginSecrets } from '../oidc/pkce.ts';
 import { resolveSecure } from '../session/cookie-jar.ts';
 import type { LoginAnswer } from '../session/login-state.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
-import { loginOutcomeOf } from './login-outcome.ts';
+import { loginOutcomeOf, type LoginOutcome } from './login-outcome.ts';
 import { htmlPage, retryPage } from './pages.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
@@ -131,6 +137,7 @@ export function createCallbackStep({ logger, now }: StepDeps): Step {
 
 async function finishLogin(context: StepContext, logger: Logger, now: Clock): Promise<Verdict> {
   const { request, app } = context;
+  const started = now();
   const query = new URLSearchParams(request.query);
   const secure = secureFor(context);
   const state = query.get('state') ?? '';
@@ -154,8 +161,11 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     // `error_description` never is (our origin would vouch for an attacker's words).
     const code = knownAuthorizationErrors.has(error) ? error : undefined;
     app.logins.finished('provider_refused');
-    logger.info(
-      { requestId: request.id, app: app.name, error: code ?? 'unknown', state: taken.kind },
+    loginFailed(
+      logger,
+      context,
+      'provider_refused',
+      { error: code ?? 'unknown', state: taken.kind },
       'sign-in refused by the identity provider',
     );
     return htmlPage(
@@ -186,16 +196,12 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     );
   }
   if (taken.kind !== 'ok') {
-    const fields: Record<string, unknown> = {
-      requestId: request.id,
-      app: app.name,
-      state: taken.kind,
-    };
+    const fields: Record<string, unknown> = { state: taken.kind };
     // How far off the flow's own clock was, so an operator can tell skew from a slow user.
     if (taken.createdAt !== undefined) fields['ageMs'] = now() - taken.createdAt;
-    app.logins.finished(taken.kind === 'future' ? 'clock_skew' : 'state');
-    if (taken.kind === 'future') logger.warn(fields, stateProblemLogs[taken.kind]);
-    else logger.info(fields, stateProblemLogs[taken.kind]);
+    const outcome = taken.kind === 'future' ? 'clock_skew' : 'state';
+    app.logins.finished(outcome);
+    loginFailed(logger, context, outcome, fields, stateProblemLogs[taken.kind]);
     return htmlPage(
       'callback',
       taken.kind === 'unfinished' ? 401 : 400,
@@ -227,11 +233,9 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
     // An outage is a 503 (with Retry-After) from the authorizer, and the login-state cookie
     // stays for the browser's retry; anything else ends this flow.
     if (!(failure instanceof AuthzError) || failure.code === 'IDP_UNAVAILABLE') throw failure;
-    app.logins.finished(loginOutcomeOf(failure));
-    logger.info(
-      { requestId: request.id, app: app.name, code: failure.code, detail: failure.message },
-      'sign-in response not accepted',
-    );
+    const outcome = loginOutcomeOf(failure);
+    app.logins.finished(outcome);
+    loginFailed(logger, context, outcome, refusalFields(failure), 'sign-in response not accepted');
     return htmlPage(
       'callback',
       401,
@@ -251,7 +255,7 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
   if (shortfall !== undefined) {
     // The code is spent: a retry of this callback is told to start again, never exchanged.
     await settle(loginStates.abandon(taken));
-    logger.info(
+    logger.warn(
       { requestId: request.id, app: app.name, shortfall },
       'sign-in does not meet the authentication the page demands (acrValues, maxAge or max_age)',
     );
@@ -297,7 +301,73 @@ async function finishLogin(context: StepContext, logger: Logger, now: Clock): Pr
   // budget meanwhile), the browser's retry of this callback gets it from any replica.
   await settle(loginStates.complete(taken, code === undefined ? undefined : { code, answer }));
   app.logins.finished('ok');
+  logger.info(
+    {
+      requestId: request.id,
+      app: app.name,
+      sub: app.subjectLabel(String(claims['sub'])),
+      durationMs: now() - started,
+    },
+    'signed in',
+  );
   return loggedIn(answer, []);
+}
+
+/**
+ * The one line of a failed callback: its cause as `eoa_logins_total{outcome}` counts it, and what
+ * else is known. An outage (503) is not logged here: the authorizer logs it, once.
+ */
+function loginFailed(
+  logger: Logger,
+  context: StepContext,
+  outcome: LoginOutcome,
+  fields: Record<string, unknown>,
+  msg: string,
+): void {
+  logger.warn({ requestId: context.request.id, app: context.app.name, outcome, ...fields }, msg);
+}
+
+/** What a refused code exchange tells the operator: the error's detail and a hint where known. */
+function refusalFields(failure: AuthzError): Record<string, unknown> {
+  const fields: Record<string, unknown> = { code: failure.code, detail: failure.message };
+  if (failure instanceof IdpError) {
+    if (failure.httpStatus !== undefined) fields['status'] = failure.httpStatus;
+    const hint = failure.hint ?? tokenEndpointHints[failure.oauthError];
+    if (hint !== undefined) fields['hint'] = hint;
+  } else if (failure instanceof TokenInvalidError) {
+    fields['check'] = failure.reason;
+    const hint = idTokenHint(failure.reason);
+    if (hint !== undefined) fields['hint'] = hint;
+  }
+  return fields;
+}
+
+/** Hints for the token endpoint's commonest refusals of a code (RFC 6749 §5.2). */
+const tokenEndpointHints: Readonly<Record<string, string>> = {
+  invalid_client:
+    "the provider refused this client's credentials: check oidc.clientId, oidc.clientSecret and oidc.clientAuth against the client registered at the provider",
+  unauthorized_client:
+    'the client is not allowed the authorization_code grant at the provider: check its registration',
+  invalid_grant:
+    'the code was refused: already used, expired, or issued for another redirect_uri (check the registered redirect URIs against oidc.callbackPath)',
+};
+
+/** A hint for an ID token refused by `reason` (jose's code or a check's name), where one is known. */
+function idTokenHint(reason: string): string | undefined {
+  if (/ALG_NOT_ALLOWED|\balg\b/i.test(reason)) {
+    return 'the provider signs ID tokens with an algorithm oidc.idTokenAlgs does not allow: align the two';
+  }
+  if (/SIGNATURE/i.test(reason)) {
+    return "the signature does not verify with the provider's published keys (jwks_uri)";
+  }
+  if (/EXPIRED|"(exp|nbf|iat)"/i.test(reason)) {
+    return 'check the clocks of this server and the provider, or oidc.clockSkew';
+  }
+  if (/"iss"/.test(reason)) return "check oidc.issuer: it must equal the provider's issuer exactly";
+  if (/"aud"|\bazp\b/.test(reason)) {
+    return 'check oidc.clientId: the ID token was issued to another client';
+  }
+  return undefined;
 }
 
 /** The provider calls of a code exchange that run once the code is spent. */

@@ -44,6 +44,16 @@ export function createLogoutStep({ logger }: StepDeps): Step {
     const session = loaded.kind === 'valid' ? loaded.session : undefined;
     const expired = await app.sessions.end(request.cookies, secure);
     if (session !== undefined) await app.revocations.endSession(session);
+    logger.info(
+      {
+        requestId: request.id,
+        app: app.name,
+        ...(session === undefined
+          ? { session: loaded.kind }
+          : { sub: app.subjectLabel(session.sub) }),
+      },
+      'signed out',
+    );
 
     const refreshToken = session?.tokens.refreshToken;
     if (app.config.oidc.revokeOnLogout && refreshToken !== undefined) {

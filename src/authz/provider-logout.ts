@@ -183,7 +183,10 @@ export function createFrontchannelLogoutStep(deps: StepDeps): Step {
 }
 
 function providerLogoutSteps({ now, logger }: StepDeps) {
-  /** A refused provider logout leaves one line: the provider's retries otherwise fail silently. */
+  /**
+   * Every provider logout leaves one line: accepted (info), or refused with why; the provider's
+   * retries otherwise fail silently.
+   */
   function logged(
     context: StepContext,
     result: ProviderLogoutResult,
@@ -199,6 +202,11 @@ function providerLogoutSteps({ now, logger }: StepDeps) {
           ...(hint === undefined ? {} : { hint }),
         },
         'provider logout refused',
+      );
+    } else {
+      logger.info(
+        { requestId: context.request.id, app: context.app.name, path: context.path },
+        'provider logout accepted',
       );
     }
     return result;
@@ -216,7 +224,7 @@ function providerLogoutSteps({ now, logger }: StepDeps) {
         status: 405,
         error: { code: 'invalid_request', description: 'POST a logout_token' },
       } as const;
-      return asVerdict(notPost, [['allow', 'POST']]);
+      return asVerdict(logged(context, notPost), [['allow', 'POST']]);
     }
     const token = logoutTokenFrom(request.body);
     if (token === undefined) {
@@ -244,7 +252,8 @@ function providerLogoutSteps({ now, logger }: StepDeps) {
       await endSessions(app, { sid });
       return { status: 200 };
     });
-    if (ended.error !== undefined) return asVerdict(logged(context, ended));
+    logged(context, ended);
+    if (ended.error !== undefined) return asVerdict(ended);
     // Loaded in the provider's iframe: an empty page that must not be cached.
     return localReply('provider_logout', 200, '', [
       ['cache-control', 'no-store'],

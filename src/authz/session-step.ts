@@ -158,6 +158,10 @@ export function createSessionStep(deps: StepDeps): Step {
     if (demand !== undefined) {
       const shortfall = shortfallOf(session.claims, demand, now, app.config.oidc.clockSkew);
       if (shortfall === 'no acr meets every rule') {
+        deps.logger.info(
+          { requestId: request.id, app: app.name, rule: shortfall, via: 'session' },
+          'denied by a rule',
+        );
         return refusalReply(
           'forbidden',
           403,
@@ -176,6 +180,10 @@ export function createSessionStep(deps: StepDeps): Step {
 
     const refusal = app.rules.check(session.claims, request.method, context.path);
     if (refusal !== undefined) {
+      deps.logger.info(
+        { requestId: request.id, app: app.name, rule: refusal, via: 'session' },
+        'denied by a rule',
+      );
       return refusalReply('forbidden', 403, 'forbidden', refusal);
     }
 

@@ -999,6 +999,28 @@ export const configSchema = z
           .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
           .default('info')
           .describe('Minimum level of the JSON log lines. Default `info`.'),
+        access: z
+          .strictObject({
+            enabled: offByDefault(
+              'Log one info line per Check (`msg: check`): request id, app, verdict, reason, status and latency in ms. Takes a restart.',
+            ),
+            sampleRate: z
+              .number()
+              .min(0)
+              .max(1)
+              .default(1)
+              .describe(
+                'The share of Checks the access log writes, 0 to 1. Default 1 (every Check).',
+              ),
+          })
+          .prefault({})
+          .describe('The access log; off by default, and then it costs nothing.'),
+        subject: z
+          .enum(['plain', 'hash'])
+          .default('hash')
+          .describe(
+            "How a user's `sub` appears in login and logout lines: `plain` as the provider sent it; `hash` a keyed hash (HMAC-SHA256 with a key derived from the app's first `session.secrets` entry, base64url, 16 characters), the same user the same value on every replica. Default `hash`.",
+          ),
       })
       .prefault({})
       .describe('Logging.'),

@@ -376,21 +376,24 @@ export function createOidcClient(
   const encodingHint = options.basicAuthEncoding === 'raw' ? undefined : basicEncodingHint(options);
   /**
    * A token endpoint refusing the client's own credentials is a configuration problem, not the
-   * user's: one warning line for the operator, with the Basic-encoding hint when it may apply.
+   * user's: the error carries the Basic-encoding hint when it may apply. A refresh logs one
+   * warning line here; a code exchange does not, since the callback logs its failure once, with
+   * the request id and this hint (`loggedByCaller`).
    */
-  const explainRefusedClient = (error: unknown): never => {
+  const explainRefusedClient = (error: unknown, loggedByCaller = false): never => {
     if (
       error instanceof IdpError &&
       (error.oauthError === 'invalid_client' || error.httpStatus === 401)
     ) {
-      log?.warn(
-        {
-          issuer: options.issuer,
-          error: error.message,
-          ...(encodingHint === undefined ? {} : { hint: encodingHint }),
-        },
-        'the token endpoint refused the client credentials',
-      );
+      if (!loggedByCaller)
+        log?.warn(
+          {
+            issuer: options.issuer,
+            error: error.message,
+            ...(encodingHint === undefined ? {} : { hint: encodingHint }),
+          },
+          'the token endpoint refused the client credentials',
+        );
       if (encodingHint !== undefined && error.hint === undefined) {
         throw new IdpError(error.endpoint, error.oauthError, {
           ...(error.oauthErrorDescription === undefined
@@ -526,7 +529,7 @@ export function createOidcClient(
               : {}),
           }),
         )
-        .catch(explainRefusedClient);
+        .catch((error: unknown) => explainRefusedClient(error, true));
       const idToken = held.idToken ?? response.id_token;
       if (idToken === undefined) {
         throw new TokenInvalidError('id_token', 'no ID token in the token response');

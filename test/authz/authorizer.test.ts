@@ -8,6 +8,7 @@ import type { RawRequest } from '../../src/authz/parse-request.ts';
 import { Pipeline, type Step } from '../../src/authz/pipeline.ts';
 import { allow, type Verdict } from '../../src/authz/verdict.ts';
 import { IdpUnavailableError } from '../../src/errors.ts';
+import { createAccessLog, noAccessLog } from '../../src/observability/access-log.ts';
 import { silentLogger, type Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { captureLog } from '../resilience/log-capture.ts';
@@ -310,5 +311,70 @@ describe('Authorizer.decide', () => {
     const lines = log.lines().filter((line) => line['requestId'] === 'gone-1');
     assert.equal(lines.length, 1);
     assert.match(String(lines[0]!['msg']), /caller went away/);
+  });
+});
+
+describe('Authorizer access log (log.access)', () => {
+  const pipelineOf = (steps: readonly Step[]) =>
+    new Pipeline({ apps: [app], allowUnmatched: false, steps, budgetMs: 100 });
+  const build = (
+    steps: readonly Step[],
+    access: { enabled: boolean; sampleRate: number },
+    draws: number[] = [],
+  ) => {
+    const log = captureLog();
+    const authorizer = new Authorizer(
+      { pipeline: pipelineOf(steps), parseOptions: { trustedHops: 0, maxHeaderBytes: 65_536 } },
+      new Metrics({ defaultMetrics: false }),
+      log.logger,
+      createAccessLog(access, log.logger, () => draws.shift() ?? 0),
+    );
+    return { authorizer, log };
+  };
+
+  it('off by default: the Null object, and no line', () => {
+    assert.equal(createAccessLog({ enabled: false, sampleRate: 1 }, silentLogger()), noAccessLog);
+    assert.equal(createAccessLog({ enabled: true, sampleRate: 0 }, silentLogger()), noAccessLog);
+    const { authorizer, log } = build([decideNow], { enabled: false, sampleRate: 1 });
+    settled(authorizer.decide(raw()));
+    assert.equal(log.lines().length, 0);
+  });
+
+  it('on: one line per Check, sync or async, with id, app, verdict, reason, status, latency', async () => {
+    const { authorizer, log } = build([passLater, decideNow], { enabled: true, sampleRate: 1 });
+    await authorizer.decide(raw({ id: 'a\r\n\u00e9' }));
+    settled(authorizer.decide(raw({ id: 'bad', path: 'no-slash' })));
+    const lines = log.matching(/^check$/);
+    assert.equal(lines.length, 2, log.text());
+    assert.deepEqual(
+      { ...lines[0], time: undefined, latencyMs: undefined },
+      {
+        ...lines[0],
+        time: undefined,
+        latencyMs: undefined,
+        requestId: 'a\r\n\u00e9',
+        app: 'web',
+        verdict: 'allow',
+        reason: 'session',
+        status: 200,
+      },
+    );
+    assert.equal(typeof lines[0]?.['latencyMs'], 'number');
+    assert.equal(lines[1]?.['status'], 400);
+    assert.equal(lines[1]?.['app'], '-');
+    assert.equal(lines[1]?.['verdict'], 'deny');
+  });
+
+  it('samples: a Check is logged when the draw is under sampleRate', () => {
+    const { authorizer, log } = build(
+      [decideNow],
+      { enabled: true, sampleRate: 0.25 },
+      [0.1, 0.3, 0.24, 0.9],
+    );
+    for (const id of ['1', '2', '3', '4']) settled(authorizer.decide(raw({ id })));
+    assert.deepEqual(
+      log.matching(/^check$/).map((line) => line['requestId']),
+      ['1', '3'],
+    );
   });
 });

@@ -36,7 +36,11 @@ test('minimal config loads with every default filled in', () => {
     admin: '0.0.0.0:9090',
     httpPathPrefix: '',
   });
-  assert.deepEqual(config.log, { level: 'info' });
+  assert.deepEqual(config.log, {
+    level: 'info',
+    access: { enabled: false, sampleRate: 1 },
+    subject: 'hash',
+  });
   assert.deepEqual(config.request, { trustedHops: 0, maxHeaderBytes: 65_536, budget: 100 });
   assert.equal(config.allowUnmatched, false);
   assert.equal(config.deployment, 'default');

@@ -91,7 +91,10 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
         {
           store: { type: 'redis', redis: { url: redis.url } },
           apps: bearerAppConfigs(providers, secrets, {
-            app: { passIdToken: true },
+            app: {
+              passIdToken: true,
+              authorization: { paths: [{ prefix: '/ops/', requireRoles: ['operator'] }] },
+            },
             bearer: {
               requireJwtType: true,
               requiredScopes: ['api:read'],
@@ -286,6 +289,20 @@ describe('bearer tokens from a real provider, two replicas on Redis', () => {
       header(outcome, 'www-authenticate') ?? '',
       /error="insufficient_scope", scope="api:admin"/,
     );
+  });
+
+  it('logs a deny by a rule once, naming the rule, never the token', async () => {
+    const token = await clientCredentials(provider, { scope: 'api:read' });
+    const before = log.matching(/^denied by a rule$/).length;
+    assert.equal(statusOf(await call(token, { path: '/ops/restart' })), 403);
+    const lines = log.matching(/^denied by a rule$/).slice(before);
+    assert.equal(lines.length, 1, 'one line');
+    assert.equal(lines[0]?.['via'], 'bearer');
+    assert.equal(lines[0]?.['app'], 'api');
+    assert.equal(lines[0]?.['level'], 'info');
+    assert.match(String(lines[0]?.['rule']), /role/);
+    assert.match(String(lines[0]?.['requestId']), /^\d+$/, 'with the request id');
+    assert.ok(!log.text().includes(token), 'the token is never logged');
   });
 
   it('lets a valid session cookie win over a bad bearer header', async () => {
