@@ -11,6 +11,7 @@ import { Authorizer, type Runtime } from './authz/authorizer.ts';
 import { BearerRevocations } from './authz/bearer-revocations.ts';
 import { buildBearerRuntime } from './authz/bearer-runtime.ts';
 import { createBearerStep } from './authz/bearer-step.ts';
+import { loginOutcomes } from './authz/login-outcome.ts';
 import { createCallbackStep } from './authz/login.ts';
 import { createLogoutStep } from './authz/logout.ts';
 import { createLogoutReturnStep } from './authz/logout-return.ts';
@@ -303,7 +304,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     revocations,
     logoutTokenReplay: durable.logoutTokenReplay,
     bearer,
-    logins: services.metrics.loginMetrics(app.name),
+    logins: services.metrics.loginMetrics(app.name, loginOutcomes),
     subjectLabel: createSubjectLabel(config.log.subject, app.session.secrets[0] ?? ''),
     // Down while either breaker is open, and while the discovery breaker's probe is testing a
     // provider that was down (half-open): a browser sent now might meet a dead provider. Not

@@ -29,21 +29,9 @@ export interface BearerSeries {
   throttled(): void;
 }
 
-/** The login counter of one app: the callback step's `LoginMetrics` port. */
-export interface LoginSeries {
-  finished(
-    outcome:
-      | 'ok'
-      | 'provider_refused'
-      | 'state'
-      | 'clock_skew'
-      | 'token_refused'
-      | 'provider_unavailable'
-      | 'id_token'
-      | 'store_unavailable'
-      | 'session_too_large'
-      | 'internal',
-  ): void;
+/** A counter of one app by outcome: the callback step's `LoginMetrics` port. */
+export interface OutcomeSeries<O extends string> {
+  finished(outcome: O): void;
 }
 
 /** The children of `counter` under the `leading` label values, one per value of its last label. */
@@ -475,25 +463,13 @@ export class Metrics {
     };
   }
 
-  /** The login counter of one app, children bound once. */
-  loginMetrics(app: string): LoginSeries {
-    const outcomes = childrenOf(
-      this.#logins,
-      [app],
-      [
-        'ok',
-        'provider_refused',
-        'state',
-        'clock_skew',
-        'token_refused',
-        'provider_unavailable',
-        'id_token',
-        'store_unavailable',
-        'session_too_large',
-        'internal',
-      ],
-    );
-    return { finished: (outcome) => outcomes[outcome].inc() };
+  /**
+   * The login counter of one app, a child bound once per outcome. The outcomes are the callback
+   * step's (`loginOutcomes`): this layer depends on no domain.
+   */
+  loginMetrics<const O extends string>(app: string, outcomes: readonly O[]): OutcomeSeries<O> {
+    const children = childrenOf(this.#logins, [app], outcomes);
+    return { finished: (outcome) => children[outcome].inc() };
   }
 
   /** A finished call to a provider's `endpoint`. */
