@@ -63,6 +63,8 @@ import { createLogger, type Logger } from './observability/logger.ts';
 import { createSubjectLabel } from './observability/subject-label.ts';
 import { createAccessLog } from './observability/access-log.ts';
 import { Metrics } from './observability/metrics.ts';
+import { createOtlpExporter } from './observability/otlp-exporter.ts';
+import { createTracer, noTracer, type Tracer } from './observability/tracing.ts';
 import { createAdminServer } from './server/admin-server.ts';
 import { createGrpcServer } from './server/grpc-server.ts';
 import { HealthState, type ReadinessProbe } from './server/health-state.ts';
@@ -120,6 +122,8 @@ interface Services {
   readonly store: SharedStore;
   readonly breakers: Breakers;
   readonly metrics: Metrics;
+  /** The tracer of the current config (a reload may replace it). */
+  readonly tracer: () => Tracer;
   /**
    * One provider per issuer (and TLS setting), shared by every app on it: one discovery, one
    * JWKS cache, one set of breakers. Kept across reloads while an app still uses the issuer.
@@ -164,8 +168,12 @@ function providerFor(app: AppConfig, services: Services): Provider {
       },
       {
         logger: services.logger,
-        guard: timeIdpCalls(createIdpGuard(services.breakers.idp(name)), (endpoint, seconds) =>
-          services.metrics.providerCallFinished(endpoint, seconds),
+        guard: timeIdpCalls(
+          createIdpGuard(services.breakers.idp(name)),
+          (endpoint, seconds, error) => {
+            services.metrics.providerCallFinished(endpoint, seconds);
+            services.tracer().providerCall(endpoint, seconds, error);
+          },
         ),
         now: services.now,
       },
@@ -467,6 +475,31 @@ export function replicaAcksTimeoutMs(configuredMs: number, callTimeoutMs: number
   return Math.max(1, Math.min(configuredMs, callTimeoutMs - 10));
 }
 
+/** The tracer `tracing` asks for: {@link noTracer} when off, else one exporting over OTLP/HTTP. */
+function buildTracer(
+  tracing: Config['tracing'],
+  deps: { readonly logger: Logger; readonly metrics: Metrics; readonly now: () => number },
+): Tracer {
+  if (!tracing.enabled) return noTracer;
+  const exporter = createOtlpExporter(
+    {
+      endpoint: tracing.endpoint,
+      headers: tracing.headers,
+      serviceName: tracing.serviceName,
+      exportTimeoutMs: tracing.exportTimeout,
+      flushIntervalMs: tracing.flushInterval,
+      maxQueueSize: tracing.maxQueueSize,
+      maxBatchSize: tracing.maxBatchSize,
+    },
+    {
+      logger: deps.logger,
+      dropped: (reason, count) => deps.metrics.traceSpansDropped(reason, count),
+      now: deps.now,
+    },
+  );
+  return createTracer({ sampleRate: tracing.sampleRate }, { exporter });
+}
+
 function listen(server: NetServer, address: string): Promise<number> {
   const { host, port } = hostPortOf(address);
   return new Promise((resolve, reject) => {
@@ -527,13 +560,15 @@ export async function startServer(
     now,
   });
   let current = config;
+  let tracer = buildTracer(config.tracing, { logger, metrics, now });
   const store =
     redis === undefined
       ? memoryStore(now)
       : redisStore(
-          timeStoreCalls(redis, (operation, seconds) =>
-            metrics.storeCommandFinished(operation, seconds),
-          ),
+          timeStoreCalls(redis, (operation, seconds, error) => {
+            metrics.storeCommandFinished(operation, seconds);
+            tracer.storeCall(operation, seconds, error);
+          }),
           breakers.store,
           {
             logger,
@@ -560,6 +595,7 @@ export async function startServer(
     store,
     breakers,
     metrics,
+    tracer: () => tracer,
     providers: new Map(),
     oidcClients: new Map(),
   };
@@ -569,6 +605,7 @@ export async function startServer(
     metrics,
     logger,
     createAccessLog(config.log.access, logger),
+    tracer,
   );
 
   const listenTls =
@@ -652,6 +689,7 @@ export async function startServer(
       if (breakersNeedRestart.length > 0)
         logger.warn({ keys: breakersNeedRestart }, 'these breaker settings change only on restart');
       applyStore(current, next);
+      applyTracing(current.tracing, next.tracing);
       const rebuilt = buildRuntime(next, services);
       authorizer.replace(rebuilt);
       apps = rebuilt.apps;
@@ -746,6 +784,19 @@ export async function startServer(
     attempt(false);
   }
 
+  /**
+   * New `tracing` settings: a new tracer for the next Checks; the old one sends what it holds
+   * (and the spans of Checks still running on it) and stops.
+   */
+  function applyTracing(was: Config['tracing'], next: Config['tracing']): void {
+    if (JSON.stringify(next) === JSON.stringify(was)) return;
+    const previous = tracer;
+    tracer = buildTracer(next, { logger, metrics, now });
+    authorizer.replaceTracer(tracer);
+    void previous.close();
+    logger.info({ tracing: next.enabled ? 'on' : 'off' }, 'tracing settings applied');
+  }
+
   /** New certificate, key or client CA for the listeners' next handshakes. */
   function applyListenTls(was: ListenTls | undefined, next: ListenTls | undefined): void {
     const restart = tlsChangeNeedsRestart(was, next);
@@ -764,6 +815,7 @@ export async function startServer(
     logger.info({}, 'no longer accepting');
     await grpcServer.shutdown(drainTimeout);
     await Promise.all([closeHttp(httpServer), closeHttp(adminServer)]);
+    await tracer.close();
     stopProbes();
     for (const { provider } of services.providers.values()) provider.close();
     breakers.shutdown();

@@ -4,6 +4,7 @@ import { AuthzError } from '../errors.ts';
 import { noAccessLog, type AccessLog } from '../observability/access-log.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { noTracer, type CheckSpan, type Tracer } from '../observability/tracing.ts';
 import { parseRequest, type ParseOptions, type RawRequest } from './parse-request.ts';
 import type { Caller, Decision, Pipeline } from './pipeline.ts';
 import { errorReply, jsonReply, outcomeOf, type Verdict } from './verdict.ts';
@@ -25,18 +26,34 @@ export class Authorizer {
   readonly #metrics: Metrics;
   readonly #logger: Logger;
   readonly #accessLog: AccessLog;
+  #tracer: Tracer;
 
-  /** `accessLog` is decided once (`log.access`); when off it is the Null object. */
-  constructor(runtime: Runtime, metrics: Metrics, logger: Logger, accessLog = noAccessLog) {
+  /**
+   * `accessLog` is decided once (`log.access`), `tracer` at start and on reload (`tracing`);
+   * when off each is its Null object.
+   */
+  constructor(
+    runtime: Runtime,
+    metrics: Metrics,
+    logger: Logger,
+    accessLog = noAccessLog,
+    tracer = noTracer,
+  ) {
     this.#runtime = runtime;
     this.#metrics = metrics;
     this.#logger = logger;
     this.#accessLog = accessLog;
+    this.#tracer = tracer;
   }
 
   /** Swaps in a new runtime; Checks already running finish on the old one. */
   replace(runtime: Runtime): void {
     this.#runtime = runtime;
+  }
+
+  /** Swaps in a new tracer; Checks already running end their spans on the old one. */
+  replaceTracer(tracer: Tracer): void {
+    this.#tracer = tracer;
   }
 
   /**
@@ -50,6 +67,7 @@ export class Authorizer {
     this.#metrics.checkStarted();
     const runtime = this.#runtime;
     let decision: Decision | Promise<Decision>;
+    let span: CheckSpan | undefined;
     try {
       const request = parseRequest(raw, runtime.parseOptions);
       if ('kind' in request) {
@@ -59,12 +77,15 @@ export class Authorizer {
           undefined,
           jsonReply('bad_request', 400, 'bad_request', request.reason),
           started,
+          this.#tracer.startRefusedCheck(raw.id, raw.headers, started),
         );
       }
-      decision = runtime.pipeline.decide(request, caller);
+      span = this.#tracer.startCheck(request, started);
+      decision = span.decideWithin(runtime.pipeline, request, caller);
     } catch (error) {
-      return this.#failed(error, raw, started);
+      return this.#failed(error, raw, started, span);
     }
+    const checkSpan = span;
     if (decision instanceof Promise) {
       return decision.then(
         ({ app, verdict, overBudget, abandoned, failure }) => {
@@ -76,15 +97,15 @@ export class Authorizer {
               'check abandoned: the caller went away before the decision (deadline or cancel)',
             );
           }
-          return this.#finished(raw, app?.name, verdict, started);
+          return this.#finished(raw, app?.name, verdict, started, checkSpan);
         },
-        (error: unknown) => this.#failed(error, raw, started),
+        (error: unknown) => this.#failed(error, raw, started, checkSpan),
       );
     }
     if (decision.refused !== undefined) this.#refused(raw, decision.refused);
     if (decision.failure !== undefined)
       this.#deniedByError(raw, decision.failure, decision.app?.name);
-    return this.#finished(raw, decision.app?.name, decision.verdict, started);
+    return this.#finished(raw, decision.app?.name, decision.verdict, started, checkSpan);
   }
 
   /**
@@ -113,26 +134,43 @@ export class Authorizer {
     });
   }
 
-  #finished(raw: RawRequest, app: string | undefined, verdict: Verdict, started: number): Outcome {
+  #finished(
+    raw: RawRequest,
+    app: string | undefined,
+    verdict: Verdict,
+    started: number,
+    span: CheckSpan,
+  ): Outcome {
     const ms = performance.now() - started;
     const outcome = outcomeOf(verdict);
     this.#metrics.checkFinished(app, outcome, verdict.reason, ms / 1000);
     const status = verdict.kind === 'allow' ? 200 : verdict.status;
     this.#accessLog.record(raw.id, app, outcome, verdict.reason, status, ms);
+    span.end(app, outcome, verdict.reason, status);
     return { app, verdict };
   }
 
-  /** A failure: an {@link AuthzError} is a verdict; anything else means no decision. */
-  #failed(error: unknown, raw: RawRequest, started: number): Outcome | Promise<never> {
+  /**
+   * A failure: an {@link AuthzError} is a verdict; anything else means no decision. `span` is
+   * the Check's, when the request got that far.
+   */
+  #failed(
+    error: unknown,
+    raw: RawRequest,
+    started: number,
+    span: CheckSpan | undefined,
+  ): Outcome | Promise<never> {
+    const checkSpan = span ?? this.#tracer.startRefusedCheck(raw.id, raw.headers, started);
     if (!(error instanceof AuthzError)) {
       this.#metrics.checkAborted();
+      checkSpan.fail('no decision');
       this.#logger.error({ err: error, requestId: raw.id }, 'check failed without a decision');
       // Passed on as it was thrown (a bug, not a verdict); the transport answers with an error.
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as is
       return Promise.reject(error);
     }
     this.#deniedByError(raw, error, undefined);
-    return this.#finished(raw, undefined, errorReply(error), started);
+    return this.#finished(raw, undefined, errorReply(error), started, checkSpan);
   }
 
   #deniedByError(raw: RawRequest, error: AuthzError, app: string | undefined): void {

@@ -944,6 +944,19 @@ export const grpcLimitsSchema = z
     }
   });
 
+/** Headers an OTLP export sets itself, or that belong to the transport. */
+const exportHeadersOfOurOwn = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'host',
+  'connection',
+  'transfer-encoding',
+  'te',
+  'upgrade',
+  'keep-alive',
+]);
+
 /** The whole configuration document. */
 export const configSchema = z
   .strictObject({
@@ -1024,6 +1037,64 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Logging.'),
+    tracing: z
+      .strictObject({
+        enabled: offByDefault(
+          "Send a span per Check (and its provider and store calls as child spans) to an OpenTelemetry collector over OTLP/HTTP. The caller's trace is continued from W3C `traceparent`/`tracestate` or B3 (`b3`, `x-b3-*`) request headers.",
+          'no span is made and a Check pays nothing',
+        ),
+        endpoint: absoluteUrl
+          .default('http://127.0.0.1:4318/v1/traces')
+          .describe(
+            "The collector's OTLP/HTTP traces URL (JSON encoding). Default `http://127.0.0.1:4318/v1/traces`.",
+          ),
+        serviceName: z
+          .string()
+          .min(1)
+          .max(256)
+          .default('envoy-oidc-authz')
+          .describe('`service.name` of the spans. Default `envoy-oidc-authz`.'),
+        sampleRate: z
+          .number()
+          .min(0)
+          .max(1)
+          .default(1)
+          .describe(
+            "The share of Checks that start a new trace, 0 to 1, for requests that carry no sampling decision; a caller's decision (the `sampled` flag of `traceparent`, B3's) is always followed. Default 1.",
+          ),
+        headers: z
+          .record(
+            z
+              .string()
+              .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name')
+              .refine((name) => !exportHeadersOfOurOwn.has(name), 'is set by the exporter itself'),
+            z
+              .string()
+              .regex(/^[\x20-\x7e\t]*$/, 'must be printable ASCII (no CR, LF or other controls)'),
+          )
+          .default({})
+          .describe(
+            "Extra headers of every export, e.g. the collector's credentials (`authorization: Bearer ${OTLP_TOKEN}`); values are never logged. Default none.",
+          ),
+        exportTimeout: durationDefault(
+          '10s',
+          'Longest one export may take; a batch not taken by then is dropped and counted in `eoa_trace_spans_dropped_total`.',
+        ),
+        flushInterval: durationDefault(
+          '5s',
+          'Longest a finished span waits before its batch is sent (a full batch leaves at once).',
+        ),
+        maxQueueSize: intDefault(
+          1,
+          2048,
+          'Finished spans held for export at most; past it spans are dropped and counted, never waited for.',
+        ),
+        maxBatchSize: intDefault(1, 512, 'Spans per export at most.'),
+      })
+      .prefault({})
+      .describe(
+        'OpenTelemetry tracing; off by default. Applied on reload (the spans queued before it are still sent).',
+      ),
     request: z
       .strictObject({
         trustedHops: intDefault(

@@ -7,6 +7,7 @@ import {
   collectDefaultMetrics,
   type HistogramConfiguration,
 } from 'prom-client';
+import type { DropReason } from './otlp-exporter.ts';
 
 /**
  * The refresh counters of one app. The refresh coordinator's `RefreshMetrics` port, written out
@@ -263,6 +264,7 @@ export class Metrics {
   readonly #bearerCache: Counter<'app' | 'result'>;
   readonly #bearerThrottled: Counter<'app'>;
   readonly #logins: Counter<'app' | 'outcome'>;
+  readonly #spansDropped: Record<DropReason, Counter.Internal>;
   /** Children bound once per (app, verdict, reason); the set is bounded by the config. */
   readonly #children = new Map<string, CheckChildren>();
   readonly #durationCells = new Map<string, DurationCell>();
@@ -389,6 +391,13 @@ export class Metrics {
       labelNames: ['app', 'outcome'],
       registers,
     });
+    const spansDropped = new Counter({
+      name: 'eoa_trace_spans_dropped_total',
+      help: 'Trace spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector did not take them in time).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#spansDropped = childrenOf(spansDropped, [], ['queue_full', 'export_failed']);
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'eoa_' });
   }
@@ -475,6 +484,11 @@ export class Metrics {
   /** A finished call to a provider's `endpoint`. */
   providerCallFinished(endpoint: ProviderEndpoint, seconds: number): void {
     this.#providerCalls[endpoint].observe(seconds);
+  }
+
+  /** Trace spans that were not exported. */
+  traceSpansDropped(reason: DropReason, count: number): void {
+    this.#spansDropped[reason].inc(count);
   }
 
   /** A finished store operation. */

@@ -24,20 +24,24 @@ export const runUnguarded: IdpCallGuard = (_kind, call) => call();
 
 /**
  * `guard` with each call it runs timed (calls an open breaker refuses are not): `observe` gets
- * the endpoint (`probe` is a discovery fetch) and the seconds, whether the call answered or
- * failed.
+ * the endpoint (`probe` is a discovery fetch), the seconds, and the error when the call failed
+ * (`undefined` when it answered).
  */
 export function timeIdpCalls(
   guard: IdpCallGuard,
-  observe: (endpoint: Exclude<IdpCallKind, 'probe'>, seconds: number) => void,
+  observe: (endpoint: Exclude<IdpCallKind, 'probe'>, seconds: number, error: unknown) => void,
 ): IdpCallGuard {
   return (kind, call) =>
     guard(kind, async () => {
       const started = performance.now();
+      const endpoint = kind === 'probe' ? 'discovery' : kind;
       try {
-        return await call();
-      } finally {
-        observe(kind === 'probe' ? 'discovery' : kind, (performance.now() - started) / 1000);
+        const result = await call();
+        observe(endpoint, (performance.now() - started) / 1000, undefined);
+        return result;
+      } catch (error) {
+        observe(endpoint, (performance.now() - started) / 1000, error ?? 'failed');
+        throw error;
       }
     });
 }

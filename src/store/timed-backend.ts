@@ -6,21 +6,24 @@ import type { StoreBackend } from './store-backend.ts';
 export type StoreOperation = Exclude<keyof StoreBackend, 'close'>;
 
 /**
- * `backend` with each operation timed: `observe` gets the operation's name and the seconds,
- * whether it answered or failed. One closure per operation, built once.
+ * `backend` with each operation timed: `observe` gets the operation's name, the seconds, and the
+ * error when it failed (`undefined` when it answered). One closure per operation, built once.
  */
 export function timeStoreCalls(
   backend: StoreBackend,
-  observe: (operation: StoreOperation, seconds: number) => void,
+  observe: (operation: StoreOperation, seconds: number, error: unknown) => void,
 ): StoreBackend {
   const timed =
     <A extends unknown[], R>(operation: StoreOperation, run: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       const started = performance.now();
       try {
-        return await run(...args);
-      } finally {
-        observe(operation, (performance.now() - started) / 1000);
+        const result = await run(...args);
+        observe(operation, (performance.now() - started) / 1000, undefined);
+        return result;
+      } catch (error) {
+        observe(operation, (performance.now() - started) / 1000, error ?? 'failed');
+        throw error;
       }
     };
   return {
