@@ -4,9 +4,11 @@
  * measures (hot cookie session, hot bearer JWT, unauthenticated navigation → 302).
  *
  * Run after `npm run build`: `node dist/bench/decision-timing.js [--only cookie,bearer,login]
- * [--iterations 20000]`; add `--cpu-prof` to node for a profile of the timed loops.
+ * [--iterations 20000] [--tracing]`; add `--cpu-prof` to node for a profile of the timed loops.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -222,15 +224,29 @@ export async function timeDecisions(
   iterations: number,
   wanted: (id: CaseId) => boolean = () => true,
   encoding: 'direct' | 'protobufjs' = 'direct',
+  tracing = false,
 ): Promise<DecisionTiming[]> {
   let provider: ChildProcess | undefined;
   let server: TestServer | undefined;
   let envoy: EnvoyClient | undefined;
+  let collector: Server | undefined;
   try {
     const started = await startProviderProcess();
     provider = started.child;
     const { issuer, bearerToken: token } = started.ready;
-    server = await startTestServer(memoryServerConfig(issuer));
+    // With `tracing`, every Check is sampled and its span sent to a collector that takes all.
+    collector = tracing ? await startSinkCollector() : undefined;
+    server = await startTestServer({
+      ...memoryServerConfig(issuer),
+      ...(collector === undefined
+        ? {}
+        : {
+            tracing: {
+              enabled: true,
+              endpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/v1/traces`,
+            },
+          }),
+    });
     const upstream = loadUpstreamProtos();
     envoy = new EnvoyClient({ target: server.grpcTarget, protos: upstream, timeoutMs: 5_000 });
     const browser = new AppBrowser(envoy);
@@ -296,12 +312,23 @@ export async function timeDecisions(
   } finally {
     envoy?.close();
     await server?.close();
+    collector?.close();
     if (provider !== undefined) {
       const exited = new Promise((resolve) => provider?.once('exit', resolve));
       provider.stdin?.end();
       await exited;
     }
   }
+}
+
+/** An OTLP/HTTP endpoint that reads and accepts every export. */
+async function startSinkCollector(): Promise<Server> {
+  const collector = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+  return collector;
 }
 
 function fixed(value: number): string {
@@ -317,6 +344,8 @@ const { values } = isMain
         provider: { type: 'boolean', default: false },
         /** `protobufjs`: build the response object and encode it with protobufjs instead. */
         encoder: { type: 'string', default: 'direct' },
+        /** Trace every Check, exporting to a collector in this process. */
+        tracing: { type: 'boolean', default: false },
         /** Print the results as one JSON line instead of a table. */
         json: { type: 'boolean', default: false },
       },
@@ -330,6 +359,7 @@ if (values?.provider === true) {
     Number(values.iterations),
     (id) => only === undefined || only.has(id),
     values.encoder === 'protobufjs' ? 'protobufjs' : 'direct',
+    values.tracing === true,
   );
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(results)}\n`);

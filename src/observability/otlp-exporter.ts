@@ -75,7 +75,7 @@ export function unixNanos(ms: number): string {
     whole += 1;
     nanos -= 1e6;
   }
-  return `${whole}${String(nanos).padStart(6, '0')}`;
+  return whole === 0 ? String(nanos) : `${whole}${String(nanos).padStart(6, '0')}`;
 }
 
 function attributesOf(values: SpanRecord['attributes']): OtlpAttribute[] {
@@ -242,6 +242,8 @@ export function createOtlpExporter(
         flush();
         await sending;
       }
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
       if (queue.length > 0) deps.dropped('export_failed', queue.length);
       queue = [];
     },

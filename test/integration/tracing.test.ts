@@ -19,7 +19,12 @@ import {
   type ReceivedSpan,
 } from '../support/otlp-receiver.ts';
 import { freePort, startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
-import { signInAppConfig, startTestServer, type TestServer } from '../support/test-server.ts';
+import {
+  signInAppConfig,
+  startTestServer,
+  testConfig,
+  type TestServer,
+} from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
@@ -491,6 +496,58 @@ describe('tracing with a collector that fails', () => {
       envoy.close();
       await receiver.close();
       await server.close();
+    }
+  });
+});
+
+describe('tracing turned on and off by a reload', () => {
+  it('traces from the reload that turns it on, and not after the one that turns it off', async () => {
+    const provider = await startTestProvider({
+      clients: [
+        {
+          clientId: 'web',
+          clientSecret,
+          redirectUris: ['https://web.example.com/oauth2/callback'],
+        },
+      ],
+    });
+    const receiver = await startOtlpReceiver();
+    const log = captureLog();
+    const app = signInAppConfig({ name: 'web', clientSecret, oidc: quiet }, provider.issuer);
+    const server = await startTestServer({ apps: [app] }, { logger: log.logger });
+    const envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 });
+    const check = async (traceId: string): Promise<void> => {
+      const answer = await envoy.check({
+        url: 'https://web.example.com/page',
+        headers: [...xhr, ['traceparent', `00-${traceId}-${newSpanId()}-01`]],
+      });
+      assert.equal(statusOf(answer), 401);
+    };
+    try {
+      const before = newTraceId();
+      await check(before);
+      server.handle.reload(testConfig({ tracing: tracing(receiver.endpoint), apps: [app] }));
+      const on = newTraceId();
+      await check(on);
+      await receiver.span('the first traced Check', isCheckIn(on));
+      server.handle.reload(testConfig({ apps: [app] }));
+      const off = newTraceId();
+      await check(off);
+      server.handle.reload(testConfig({ tracing: tracing(receiver.endpoint), apps: [app] }));
+      const again = newTraceId();
+      await check(again);
+      await receiver.span('the Check after tracing is on again', isCheckIn(again));
+      const traces = new Set(receiver.spans.map((span) => span.traceId));
+      assert.ok(!traces.has(before) && !traces.has(off), 'no span while tracing is off');
+      assert.deepEqual(
+        log.matching(/^tracing settings applied$/).map((line) => line['tracing']),
+        ['on', 'off', 'on'],
+      );
+    } finally {
+      envoy.close();
+      await server.close();
+      await receiver.close();
+      await provider.close();
     }
   });
 });
