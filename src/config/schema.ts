@@ -1079,7 +1079,7 @@ export const configSchema = z
         exportTimeout: durationDefault(
           '10s',
           'Longest one export may take; a batch not taken by then is dropped and counted in `eoa_trace_spans_dropped_total`.',
-        ),
+        ).refine((ms) => ms >= 1, 'must be at least 1ms'),
         flushInterval: durationDefault(
           '5s',
           'Longest a finished span waits before its batch is sent (a full batch leaves at once).',
