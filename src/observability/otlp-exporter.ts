@@ -52,12 +52,18 @@ export interface OtlpExporterDeps {
 export interface SpanExporter {
   /** Queues a span; returns at once, whatever the collector does. */
   export(span: SpanRecord): void;
-  /** Sends what is queued (each export within its timeout) and stops the timer. */
+  /**
+   * Sends what is queued and stops the timer, within `exportTimeoutMs` or
+   * {@link CLOSE_TIMEOUT_MS}, whichever is shorter; what is left then is dropped and counted.
+   */
   close(): Promise<void>;
 }
 
 /** While exports keep failing, a further line at most this often (the first failure logs at once). */
 export const FAILURE_LOG_INTERVAL_MS = 60_000;
+
+/** Longest {@link SpanExporter.close} waits for the collector, so a shutdown keeps its timings. */
+export const CLOSE_TIMEOUT_MS = 2_000;
 
 /** The scope named in every export. */
 const scope = { name: 'envoy-oidc-authz' };
@@ -236,12 +242,22 @@ export function createOtlpExporter(
     async close() {
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
-      await sending;
-      // One failed export ends the flush: shutting down waits for one timeout at most.
-      while (queue.length > 0 && !lastFailed) {
-        flush();
+      let giveUp: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => {
+        giveUp = setTimeout(resolve, Math.min(options.exportTimeoutMs, CLOSE_TIMEOUT_MS));
+      });
+      let gaveUp = false;
+      const flushed = (async () => {
         await sending;
-      }
+        // One failed export ends the flush, and so does the close timeout.
+        while (queue.length > 0 && !lastFailed && !gaveUp) {
+          flush();
+          await sending;
+        }
+      })();
+      await Promise.race([flushed, late]);
+      gaveUp = true;
+      clearTimeout(giveUp);
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
       if (queue.length > 0) deps.dropped('export_failed', queue.length);
