@@ -242,9 +242,12 @@ const RESERVED_HEADERS = new Set([
   'cookie',
 ]);
 
-const headerName = z
+/** A lower-case HTTP header name (RFC 9110 §5.1 token). */
+const lowerCaseHeaderName = z
   .string()
-  .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name')
+  .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name');
+
+const headerName = lowerCaseHeaderName
   .refine((name) => !RESERVED_HEADERS.has(name), 'cannot be set as an identity header')
   .refine(
     (name) => name.replace(/[^_-]/g, '').length <= maxIdentityNameSeparators,
@@ -1064,10 +1067,10 @@ export const configSchema = z
           ),
         headers: z
           .record(
-            z
-              .string()
-              .regex(/^[!#$%&'*+\-.^_`|~0-9a-z]+$/, 'must be a lower-case HTTP header name')
-              .refine((name) => !exportHeadersOfOurOwn.has(name), 'is set by the exporter itself'),
+            lowerCaseHeaderName.refine(
+              (name) => !exportHeadersOfOurOwn.has(name),
+              'is set by the exporter itself',
+            ),
             z
               .string()
               .regex(/^[\x20-\x7e\t]*$/, 'must be printable ASCII (no CR, LF or other controls)'),
