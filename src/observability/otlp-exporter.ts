@@ -113,8 +113,9 @@ export function encodeSpans(serviceName: string, spans: readonly SpanRecord[]): 
             spans: spans.map((span) => ({
               traceId: span.traceId,
               spanId: span.spanId,
-              ...(span.parentSpanId === undefined ? {} : { parentSpanId: span.parentSpanId }),
-              ...(span.traceState === undefined ? {} : { traceState: span.traceState }),
+              // JSON leaves out a property whose value is undefined.
+              parentSpanId: span.parentSpanId,
+              traceState: span.traceState,
               name: span.name,
               kind: span.kind,
               startTimeUnixNano: unixNanos(span.startMs),
