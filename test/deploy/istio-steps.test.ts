@@ -13,6 +13,7 @@ import { parse, parseAllDocuments, stringify } from 'yaml';
 import { upstreamIncludeDirs } from '../support/upstream-protos.ts';
 import { checkProtoJson, loadProtoRoot } from './proto-json.ts';
 import { repoPath } from './repo-path.ts';
+import { istioDocument } from './istio-documents.ts';
 import { checkManifests } from './typed-manifest.ts';
 
 // Parsed YAML walked by known paths: a wrong path throws and fails the test.
@@ -22,11 +23,6 @@ type Doc = any;
 const fragment: Doc = parse(
   readFileSync(repoPath('istio/mesh-config/extension-providers.yaml'), 'utf8'),
 );
-
-function istioDocument(file: string): Doc {
-  const [document] = parseAllDocuments(readFileSync(repoPath(`istio/${file}`), 'utf8'));
-  return document?.toJS();
-}
 
 const meshRoot = loadProtoRoot(
   [repoPath('test/deploy/schemas'), ...upstreamIncludeDirs()],

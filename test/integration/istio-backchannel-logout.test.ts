@@ -6,13 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import type { TestProvider } from '../../dev/test-provider.ts';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logout-token.ts';
-import { repoPath } from '../deploy/repo-path.ts';
+import { istioDocument } from '../deploy/istio-documents.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { AppBrowser, statusOf } from '../support/browser.ts';
 import type { EnvoyClient } from '../support/envoy-client.ts';
@@ -21,11 +20,6 @@ import { startAppStack, type TestServer } from '../support/test-server.ts';
 // Parsed YAML walked by known paths: a wrong path throws and fails the test.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Doc = any;
-
-function istioDocument(file: string): Doc {
-  const [document] = parseAllDocuments(readFileSync(repoPath(`istio/${file}`), 'utf8'));
-  return document?.toJS();
-}
 
 /** The grafana app of the ConfigMap's server config. */
 const shippedApp: Doc = parse(
