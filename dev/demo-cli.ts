@@ -7,12 +7,13 @@
 import { parseArgs } from 'node:util';
 import { startDemo } from './demo.ts';
 
-const usage = `usage: npm run demo -- [--port N] [--provider-port N] [--host ADDR] [--log-level LEVEL]
+const usage = `usage: npm run demo -- [--port N] [--provider-port N] [--host ADDR] [--log-level LEVEL] [--quiet]
 
   --port N           the gateway's port (default 8080; 0 picks a free one)
   --provider-port N  the OpenID Provider's port (default 8081; 0 picks a free one)
   --host ADDR        loopback address to listen on (default 127.0.0.1)
   --log-level LEVEL  the server's log level (default warn)
+  --quiet            no line per sign-in and per request let through or turned away
 `;
 
 function portOption(name: string, text: string | undefined, fallback: number): number {
@@ -31,12 +32,14 @@ async function demo(values: {
   'provider-port'?: string;
   host?: string;
   'log-level'?: string;
+  quiet?: boolean;
 }): Promise<void> {
   const running = await startDemo({
     port: portOption('port', values.port, 8080),
     providerPort: portOption('provider-port', values['provider-port'], 8081),
     ...(values.host === undefined ? {} : { host: values.host }),
     ...(values['log-level'] === undefined ? {} : { logLevel: values['log-level'] }),
+    ...(values.quiet === true ? {} : { onActivity: (line) => process.stdout.write(`${line}\n`) }),
   });
   process.stdout.write(
     [
@@ -44,12 +47,13 @@ async function demo(values: {
       'envoy-oidc-authz demo is running.',
       '',
       `  Open      ${running.url}`,
-      `  Log in as ${running.login} (any password)`,
+      `  Log in as ${running.login} (any password), or as any other name: a new user in group "users"`,
       '',
       `  OpenID Provider  ${running.issuer}  (refresh-token rotation on)`,
       `  Server admin     ${running.adminUrl}/metrics  ${running.adminUrl}/readyz`,
       '',
-      'Ctrl-C stops everything.',
+      'Ctrl-C stops everything. Each sign-in and each request let through (allow) or turned',
+      'away (deny) is shown below; --quiet hides them.',
       '',
     ].join('\n'),
   );
@@ -81,6 +85,7 @@ function main(argv: readonly string[]): Promise<void> {
       'provider-port': { type: 'string' },
       host: { type: 'string' },
       'log-level': { type: 'string' },
+      quiet: { type: 'boolean' },
     },
     allowPositionals: false,
   });

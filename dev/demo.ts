@@ -11,6 +11,7 @@ import { startServer, type ServerHandle } from '../src/main.ts';
 import { ServingStatus } from '../src/server/protos.ts';
 import { createLogger, type Logger } from '../src/observability/logger.ts';
 import { DEMO_APP, SIGNED_OUT_PATH, demoConfigDocument } from './demo-config.ts';
+import { checkLine, loginLine } from './demo-activity.ts';
 
 export interface DemoOptions {
   /** Loopback address everything listens on. Default `127.0.0.1`. */
@@ -27,6 +28,11 @@ export interface DemoOptions {
   readonly readyTimeoutMs?: number;
   /** Told about failed checks at the gateway. Default: written to stderr. */
   readonly onGatewayError?: (message: string) => void;
+  /**
+   * Told what the demo does, one line each: every name signed in at the provider, every request
+   * the gateway let through or turned away (see `demo-activity.ts`). Default: ignored.
+   */
+  readonly onActivity?: (line: string) => void;
 }
 
 /** A running demo. */
@@ -36,7 +42,7 @@ export interface Demo {
   readonly issuer: string;
   /** The server's admin listener (`/healthz`, `/readyz`, `/metrics`). */
   readonly adminUrl: string;
-  /** The demo user's login; the provider accepts any password. */
+  /** The demo user's login; the provider accepts any password, and any other name too. */
   readonly login: string;
   readonly server: ServerHandle;
   readonly provider: TestProvider;
@@ -92,6 +98,11 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     stack.length = 0;
   };
 
+  const report = options.onActivity ?? (() => undefined);
+  // Known once the provider listens; the gateway's first check waits for the server after it.
+  let issuer = '';
+  const identityHeader = 'x-auth-request-user';
+
   let ready!: (route: DevRoute) => void;
   let failed!: (error: Error) => void;
   const route = new Promise<DevRoute>((resolve, reject) => {
@@ -105,6 +116,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       host,
       port: gatewayPort,
       route,
+      onCheck: (request, outcome) =>
+        report(checkLine(request, outcome, { issuer, identityHeader })),
       onError:
         options.onGatewayError ?? ((message) => process.stderr.write(`gateway: ${message}\n`)),
     }).catch(explainPortInUse('gateway', gatewayPort, '--port'));
@@ -115,6 +128,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       host,
       port: providerPort,
       users: [DEMO_USER],
+      anyLogin: true,
+      startAgainUrl: `${gateway.url}/`,
+      onLogin: (login) => report(loginLine(login)),
       clients: [
         {
           clientId: DEMO_APP,
@@ -125,6 +141,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       ],
     }).catch(explainPortInUse('OpenID Provider', providerPort, '--provider-port'));
     stack.push(() => provider.close());
+    issuer = provider.issuer;
 
     const loaded = loadConfig(
       {

@@ -42,6 +42,8 @@ export interface DevGatewayOptions {
   readonly maxBodyBytes?: number;
   /** Told about failed checks (never with header or cookie values). Default: ignored. */
   readonly onError?: (message: string) => void;
+  /** Told the outcome of every check, with the request's method and target. Default: ignored. */
+  readonly onCheck?: (request: { method: string; path: string }, outcome: Outcome) => void;
 }
 
 export interface DevGateway {
@@ -183,6 +185,7 @@ export async function startDevGateway(options: DevGatewayOptions): Promise<DevGa
       downstream,
       route.contextExtensions === undefined ? {} : { contextExtensions: route.contextExtensions },
     );
+    options.onCheck?.({ method: request.method ?? 'GET', path: target }, outcome);
     deliver(outcome, response, route.upstream, onError);
   };
 

@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { escapeHtml } from '../src/authz/pages.ts';
 import type { CryptoKey, JWK, JWTPayload } from 'jose';
 
 /** A user the provider knows; `login` on the sign-in form is the `sub`. */
@@ -125,6 +126,30 @@ export interface TestProviderOptions {
    * like those that have none (Google).
    */
   readonly rpInitiatedLogout?: boolean;
+  /**
+   * Accept any login name at the sign-in form, as the form itself says: a name that is no known
+   * user signs in as a new one named after it (see {@link loginAccountId}). Default false: an
+   * unknown name is refused with `access_denied`, which the client shows, instead of a 500.
+   */
+  readonly anyLogin?: boolean;
+  /** Told about every name submitted at the sign-in form, and what became of it. */
+  readonly onLogin?: (login: ProviderLogin) => void;
+  /**
+   * Where the provider's error page offers to start again (the app's URL), so that a browser
+   * meeting it (a stale or replayed sign-in form, a bad request) is never stuck. Default: the
+   * provider's own error page, without a link.
+   */
+  readonly startAgainUrl?: string;
+}
+
+/** One name submitted at the sign-in form. */
+export interface ProviderLogin {
+  /** What was typed, cut to 100 characters. */
+  readonly login: string;
+  /** `known`: a configured user; `new`: made up for the name (`anyLogin`); else refused. */
+  readonly outcome: 'known' | 'new' | 'refused';
+  /** The account it signed in as; absent when refused. */
+  readonly accountId?: string;
 }
 
 /** Which endpoint a fault applies to. */
@@ -228,6 +253,37 @@ export interface TestProvider {
   /** Stops for good. */
   close(): Promise<void>;
 }
+
+/**
+ * The account a typed login name signs in as: trimmed, NFC-normalised and lower-cased (as
+ * Keycloak treats user names), so `Alice` is `alice` and `José` typed in either Unicode form is
+ * one account. Undefined for a name that is empty, longer than 64 characters or holds a control
+ * character, CR/LF or a lone surrogate: no such name reaches a claim.
+ */
+export function loginAccountId(login: string): string | undefined {
+  const name = login.trim().normalize('NFC').toLowerCase();
+  if (name === '' || [...name].length > 64) return undefined;
+  if (/[\p{Cc}\p{Cs}\u2028\u2029]/u.test(name)) return undefined;
+  return name;
+}
+
+/** A user made up for a login name nobody configured (`anyLogin`): in group `users`. */
+export function userForLogin(accountId: string): TestUser {
+  const email = accountId.includes('@')
+    ? accountId
+    : `${accountId.replace(/\s+/g, '.')}@example.com`;
+  return {
+    sub: accountId,
+    email,
+    emailVerified: true,
+    name: accountId,
+    preferredUsername: accountId,
+    groups: ['users'],
+  };
+}
+
+/** Most users `anyLogin` makes up and keeps; beyond it the oldest is forgotten. */
+const MAX_MADE_UP_USERS = 1_000;
 
 /** The demo login: `alice` (any password). */
 export const DEMO_USER: TestUser = {
@@ -370,22 +426,43 @@ const FAULT_PATHS: Readonly<Record<FaultTarget, string>> = {
   userinfo: '/me',
 };
 
+/** What {@link withLoginDetails} does to each login the sign-in form submits. */
+interface LoginDetails {
+  /** The account a typed name signs in as, or undefined to refuse it. */
+  readonly resolveLogin: (typed: string) => string | undefined;
+  readonly supported: readonly string[] | undefined;
+  readonly loginTime: (() => number) | undefined;
+}
+
 /**
- * An interaction store that completes each login with an `acr` and a time (see
- * `TestProviderOptions.acrValues`, `loginTime`): the development login form records only the
- * account.
+ * An interaction store that completes each login the development form submits: the typed name
+ * resolved to an account (an unknown or malformed one refused with `access_denied`, which the
+ * provider sends to the client, rather than a session naming an account that does not exist:
+ * that is a 500 on this and every later visit), and an `acr` and a time (see
+ * `TestProviderOptions.acrValues`, `loginTime`): the form records only the name.
  */
 function withLoginDetails<
   A extends {
     upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void>;
   },
->(adapter: A, supported: readonly string[] | undefined, loginTime: (() => number) | undefined): A {
+>(adapter: A, { resolveLogin, supported, loginTime }: LoginDetails): A {
   const upsert = adapter.upsert.bind(adapter);
   return Object.assign(Object.create(adapter) as A, {
     upsert: (id: string, payload: Record<string, unknown>, expiresIn?: number) => {
       const result = payload['result'] as { login?: Record<string, unknown> } | undefined;
       const login = result?.login;
-      if (login !== undefined && login['ts'] === undefined) {
+      if (login !== undefined && login['ts'] === undefined && login['resolved'] !== true) {
+        const typed = login['accountId'];
+        const accountId = resolveLogin(typeof typed === 'string' ? typed : '');
+        if (accountId === undefined) {
+          payload['result'] = {
+            error: 'access_denied',
+            error_description: 'unknown login name',
+          };
+          return upsert(id, payload, expiresIn);
+        }
+        login['accountId'] = accountId;
+        login['resolved'] = true;
         if (loginTime !== undefined) login['ts'] = loginTime();
         if (supported !== undefined) {
           const params = payload['params'] as { acr_values?: unknown } | undefined;
@@ -398,6 +475,25 @@ function withLoginDetails<
       return upsert(id, payload, expiresIn);
     },
   });
+}
+
+/**
+ * The provider's error page with a way out: what went wrong, and a link to start again at the
+ * app (which sends the browser back to a fresh sign-in). Values are escaped; the page links
+ * nowhere else.
+ */
+function errorPageStartingAgain(startAgainUrl: string) {
+  return (
+    ctx: { type: string; body: string },
+    out: Readonly<Record<string, unknown>>,
+  ): Promise<void> => {
+    const details = Object.entries(out)
+      .map(([key, value]) => `<p><code>${escapeHtml(key)}</code>: ${escapeHtml(String(value))}</p>`)
+      .join('');
+    ctx.type = 'html';
+    ctx.body = `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Sign-in could not continue</title></head><body><h1>Sign-in could not continue</h1>${details}<p>This happens when a sign-in page is used twice or too late. <a id="start-again" href="${escapeHtml(startAgainUrl)}">Start again</a></p></body></html>`;
+    return Promise.resolve();
+  };
 }
 
 function defaultClaims(users: readonly TestUser[]): Record<string, string[]> {
@@ -506,14 +602,49 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   const port = (server.address() as AddressInfo).port;
   const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${options.issuerPort ?? port}`;
 
+  /**
+   * The account a submitted login name signs in as, made up for an unknown name with
+   * `anyLogin`; undefined when the name is refused. Reported to `onLogin` either way.
+   */
+  const madeUp: string[] = [];
+  const resolveLogin = (typed: string): string | undefined => {
+    const accountId = loginAccountId(typed);
+    const known =
+      accountId === undefined
+        ? undefined
+        : users.has(typed)
+          ? typed
+          : [...users.keys()].find((sub) => loginAccountId(sub) === accountId);
+    let outcome: ProviderLogin['outcome'] = known === undefined ? 'refused' : 'known';
+    if (known === undefined && accountId !== undefined && options.anyLogin === true) {
+      users.set(accountId, userForLogin(accountId));
+      madeUp.push(accountId);
+      if (madeUp.length > MAX_MADE_UP_USERS) users.delete(madeUp.shift() ?? '');
+      outcome = 'new';
+    }
+    const signedInAs = outcome === 'known' ? known : outcome === 'new' ? accountId : undefined;
+    options.onLogin?.({
+      login: typed.slice(0, 100),
+      outcome,
+      ...(signedInAs === undefined ? {} : { accountId: signedInAs }),
+    });
+    return signedInAs;
+  };
+
   const cookieKeys = [randomBytes(32).toString('base64url')];
   // A fresh object per instance: the provider takes ownership of the configuration it is given.
   const configurationFor = (signing: readonly JWK[]) => ({
     adapter: (model: string) =>
-      model === 'Interaction' &&
-      (options.acrValues !== undefined || options.loginTime !== undefined)
-        ? withLoginDetails(storage.adapterFor(model), options.acrValues, options.loginTime)
+      model === 'Interaction'
+        ? withLoginDetails(storage.adapterFor(model), {
+            resolveLogin,
+            supported: options.acrValues,
+            loginTime: options.loginTime,
+          })
         : storage.adapterFor(model),
+    ...(options.startAgainUrl === undefined
+      ? {}
+      : { renderError: errorPageStartingAgain(options.startAgainUrl) }),
     ...(options.acrValues === undefined ? {} : { acrValues: [...options.acrValues] }),
     clients: options.clients.map(clientMetadata),
     jwks: { keys: signing.map((jwk) => ({ ...jwk })) },

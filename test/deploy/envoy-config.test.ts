@@ -371,6 +371,38 @@ describe('the ext_authz timeouts of the shipped Envoy configs', () => {
   });
 });
 
+describe('deploy/compose/envoy.yaml (the compose setup)', () => {
+  const config = readYaml('deploy/compose/envoy.yaml');
+  const serverConfig = readYaml('deploy/compose/authz-config.yaml');
+  const server = {
+    request: configSchema.shape.request.parse(serverConfig.request),
+    shutdown: configSchema.shape.shutdown.parse(serverConfig.shutdown),
+  };
+  const ms = (value: string): number => {
+    const parsed = parseDuration(value);
+    assert.ok(parsed !== undefined, value);
+    return parsed;
+  };
+
+  it('parses as an Envoy Bootstrap with every typed_config resolved', () => {
+    assert.deepEqual(checkProtoJson(root, bootstrap, config), []);
+  });
+
+  it('is hardened as envoy/envoy.yaml is, checks over gRPC and fails closed', () => {
+    assert.deepEqual(hardeningProblems(config), []);
+    const filter = extAuthz(config);
+    assert.equal(filter.grpc_service.envoy_grpc.cluster_name, 'envoy-oidc-authz');
+    assert.equal(filter.failure_mode_allow, false);
+    assert.ok(ms(filter.grpc_service.timeout) > server.request.budget, 'above request.budget');
+    const check = cluster(config, 'envoy-oidc-authz').health_checks[0];
+    assert.equal(check.grpc_health_check.service_name, 'envoy.service.auth.v3.Authorization');
+    assert.ok(
+      ms(check.interval) * check.unhealthy_threshold + ms(check.timeout) <
+        server.shutdown.drainDelay,
+    );
+  });
+});
+
 describe('envoy/authz-config.yaml', () => {
   it('is a valid server configuration for both Envoy variants', () => {
     const result = loadConfig(

@@ -17,6 +17,7 @@ import { deniedClientHeaders, requestHeadersRead } from './headers-read.ts';
 import { crdProblems, loadCrdValidator } from './crd-schema.ts';
 import { checkProtoJson, loadProtoRoot } from './proto-json.ts';
 import { repoPath } from './repo-path.ts';
+import { customPolicyChecks, virtualServiceRoute, type GatewayRequest } from './istio-match.ts';
 import { checkManifests, kindOf, type NamedDocument } from './typed-manifest.ts';
 
 // Parsed YAML walked by known paths: a wrong path throws and fails the test, which is the point.
@@ -56,8 +57,13 @@ const meshRoot = loadProtoRoot(
   ['istio-mesh-config.proto'],
 );
 
-function meshProblems(operator: Doc): string[] {
-  return checkProtoJson(meshRoot, 'istio.mesh.v1alpha1.MeshConfig', operator.spec.meshConfig).map(
+/** envoy-oidc-authz's part of the mesh config, merged into the operator's own (docs/istio.md). */
+const meshFragment: Doc = parse(
+  readFileSync(repoPath('istio/mesh-config/extension-providers.yaml'), 'utf8'),
+);
+
+function meshProblems(mesh: Doc): string[] {
+  return checkProtoJson(meshRoot, 'istio.mesh.v1alpha1.MeshConfig', mesh).map(
     (p) => `${p.path}: ${p.message}`,
   );
 }
@@ -113,8 +119,8 @@ describe('istio/ manifests', () => {
   it('covers every kind the deployment needs', () => {
     const kinds = new Set(istio.map(({ document }) => String(document['kind'])));
     for (const kind of [
-      'IstioOperator',
       'AuthorizationPolicy',
+      'VirtualService',
       'Deployment',
       'Service',
       'ConfigMap',
@@ -132,11 +138,10 @@ describe('istio/ manifests', () => {
   });
 
   it('register gRPC and HTTP ext_authz providers that parse as Istio MeshConfig', () => {
-    const operator = find('IstioOperator');
-    // The model leaves IstioOperator's spec open: only meshConfig is expected there.
-    assert.deepEqual(Object.keys(operator.spec), ['meshConfig']);
-    assert.deepEqual(meshProblems(operator), []);
-    const providers = operator.spec.meshConfig.extensionProviders;
+    // Only what the server needs: merged into an existing mesh config, nothing else changes.
+    assert.deepEqual(Object.keys(meshFragment).sort(), ['extensionProviders', 'pathNormalization']);
+    assert.deepEqual(meshProblems(meshFragment), []);
+    const providers = meshFragment.extensionProviders;
     const grpc = providers.find((p: Doc) => p.envoyExtAuthzGrpc).envoyExtAuthzGrpc;
     assert.equal(grpc.port, 9001);
     assert.equal(grpc.timeout, '5s');
@@ -163,27 +168,58 @@ describe('istio/ manifests', () => {
   it('normalise paths mesh-wide the strictest way Istio offers', () => {
     // Istio's advice for path-based policy: %2F/%5C decoded, dot segments resolved, `//` merged,
     // so the path the check sees is the path the workload gets.
-    const operator = find('IstioOperator');
-    assert.equal(
-      operator.spec.meshConfig.pathNormalization?.normalization,
-      'DECODE_AND_MERGE_SLASHES',
-    );
+    assert.equal(meshFragment.pathNormalization?.normalization, 'DECODE_AND_MERGE_SLASHES');
   });
 
-  it('check every path of the host: no rule leaves a raw prefix unchecked', () => {
+  it('check every request for the host but the back-channel logout POST, which goes to the server', () => {
     // CUSTOM runs only for requests its rules match; `notPaths: [/public/*]` let
-    // `/public/../admin` through unchecked and unscrubbed. Public paths are the server's.
+    // `/public/../admin` through unchecked and unscrubbed. Public paths are the server's. The
+    // one request left out is routed to the server itself, never to the workload.
     const policy = find('AuthorizationPolicy');
+    const route = find('VirtualService');
+    const logoutPath = '/oauth2/backchannel-logout';
+    const toServer = (r: GatewayRequest) =>
+      virtualServiceRoute(route, r)?.route[0].destination.host ===
+      'envoy-oidc-authz.auth.svc.cluster.local';
+    const requests: GatewayRequest[] = [];
+    for (const host of ['grafana.example.com', 'Grafana.Example.com:443'])
+      for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'])
+        for (const path of [
+          '/',
+          '/admin',
+          '/public/x',
+          logoutPath,
+          `${logoutPath}/`,
+          `${logoutPath}x`,
+          '/OAUTH2/backchannel-logout',
+          '/oauth2/backchannel-logout-not',
+        ])
+          requests.push({ host, method, path });
+    for (const request of requests) {
+      const checked = customPolicyChecks(policy, request);
+      const skipped = request.method === 'POST' && request.path === logoutPath;
+      assert.equal(checked, !skipped, JSON.stringify(request));
+      if (!checked)
+        assert.ok(
+          toServer(request),
+          `unchecked, so routed to the server: ${JSON.stringify(request)}`,
+        );
+      else
+        assert.equal(
+          toServer(request),
+          false,
+          `checked, so routed to the app: ${JSON.stringify(request)}`,
+        );
+    }
+    // Exact paths only: a wildcard would leave a prefix of the app unchecked.
     for (const rule of policy.spec.rules)
-      for (const to of rule.to ?? []) {
-        assert.equal(to.operation.notPaths, undefined, 'notPaths');
-        assert.equal(to.operation.paths, undefined, 'paths');
-      }
+      for (const to of rule.to ?? [])
+        for (const path of [...(to.operation.notPaths ?? []), ...(to.operation.paths ?? [])])
+          assert.ok(!path.includes('*'), path);
   });
 
   it('list every identity header both ways in the HTTP provider', () => {
-    const operator = find('IstioOperator');
-    const http = operator.spec.meshConfig.extensionProviders.find(
+    const http = meshFragment.extensionProviders.find(
       (p: Doc) => p.envoyExtAuthzHttp,
     ).envoyExtAuthzHttp;
     const names = shippedIdentityHeaders(find('ConfigMap', 'envoy-oidc-authz').data['config.yaml']);
@@ -504,11 +540,11 @@ describe('misspelt fields in the Kubernetes and Istio manifests', () => {
   });
 
   it('a misspelt extension provider field fails the mesh config', () => {
-    const operator: Doc = structuredClone(find('IstioOperator'));
-    const http = operator.spec.meshConfig.extensionProviders[1].envoyExtAuthzHttp;
+    const mesh: Doc = structuredClone(meshFragment);
+    const http = mesh.extensionProviders[1].envoyExtAuthzHttp;
     http.headersToUpstreamOnAlow = http.headersToUpstreamOnAllow;
     delete http.headersToUpstreamOnAllow;
-    assert.deepEqual(meshProblems(operator), [
+    assert.deepEqual(meshProblems(mesh), [
       'extensionProviders[1].envoyExtAuthzHttp.headersToUpstreamOnAlow: unknown field in istio.mesh.v1alpha1.MeshConfig.ExtensionProvider.EnvoyExternalAuthorizationHttpProvider',
     ]);
   });

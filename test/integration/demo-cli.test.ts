@@ -104,6 +104,12 @@ describe('npm run demo', () => {
       assert.match(html, /<td>alice<\/td>/);
       assert.match(html, /<td>alice@example\.com<\/td>/);
       assert.match(html, /href="\/oauth2\/logout"/);
+      // Each sign-in and each allow or deny, one line each, the callback without its query.
+      await waitForOutput(demo, 'allow  GET / as alice');
+      assert.match(demo.output(), /login {2}"alice" signed in at the provider as alice/);
+      assert.match(demo.output(), /deny {3}GET \/ 302 to the provider to sign in/);
+      assert.match(demo.output(), /deny {3}GET \/oauth2\/callback 302 to \//);
+      assert.doesNotMatch(demo.output(), /code=/);
 
       demo.child.kill('SIGINT');
       assert.equal(await demo.exited, 0, demo.output());

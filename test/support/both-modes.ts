@@ -1,7 +1,7 @@
 /**
  * Envoy in front of a test server in each ext_authz mode, with the header lists the repository
  * ships: `envoy/envoy-http.yaml` and Istio's `envoyExtAuthzHttp` in
- * `istio/extension-providers.yaml`, read from the files so the tests follow them.
+ * `istio/mesh-config/extension-providers.yaml`, read from the files so the tests follow them.
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
@@ -93,13 +93,15 @@ function istioPatterns(list: unknown): HeaderPattern[] {
   );
 }
 
-/** `istio/extension-providers.yaml`'s `envoyExtAuthzHttp` lists. */
+/** `istio/mesh-config/extension-providers.yaml`'s `envoyExtAuthzHttp` lists. */
 export function shippedIstioHttpLists(): HttpLists {
-  const document: unknown = parse(readFileSync(repoPath('istio/extension-providers.yaml'), 'utf8'));
+  const document: unknown = parse(
+    readFileSync(repoPath('istio/mesh-config/extension-providers.yaml'), 'utf8'),
+  );
   const provider = findWithKey(document, 'envoyExtAuthzHttp')?.['envoyExtAuthzHttp'] as
     Json | undefined;
   if (provider === undefined)
-    throw new Error('istio/extension-providers.yaml has no HTTP provider');
+    throw new Error('istio/mesh-config/extension-providers.yaml has no HTTP provider');
   return {
     allowedHeaders: istioPatterns(provider['includeRequestHeadersInCheck']),
     allowedUpstreamHeaders: istioPatterns(provider['headersToUpstreamOnAllow']),
