@@ -4,25 +4,20 @@
  * proof used on one is refused on the other.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import {
-  SignJWT,
-  calculateJwkThumbprint,
-  decodeJwt,
-  exportJWK,
-  generateKeyPair,
-  type CryptoKey,
-  type JWK,
-} from 'jose';
+import { calculateJwkThumbprint, decodeJwt } from 'jose';
 import type { TestProvider } from '../../dev/test-provider.ts';
-import { bearerAppConfigs, startBearerProviders } from '../support/bearer-providers.ts';
+import {
+  bearerAppConfigs,
+  clientCredentialsToken,
+  startBearerProviders,
+} from '../support/bearer-providers.ts';
 import { grpcModeEnvoy } from '../support/both-modes.ts';
 import { deniedHeader as header, statusOf } from '../support/browser.ts';
 import type { EnvoyClient, Outcome } from '../support/envoy-client.ts';
 import { startRedis, type RedisProcess } from '../support/redis-servers.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
-import { sha256Base64url } from '../../src/digest.ts';
+import { clientKey, dpopBoundToken, dpopProof, type ClientKey } from '../support/dpop-client.ts';
 
 const API = 'https://api.example.com/';
 const apiOrigin = 'https://api.example.com';
@@ -34,55 +29,15 @@ const secrets = {
   introspector: 'introspector-secret-long-enough',
 };
 
-interface ClientKey {
-  readonly privateKey: CryptoKey;
-  readonly jwk: JWK;
-}
-
-async function clientKey(): Promise<ClientKey> {
-  const pair = await generateKeyPair('ES256', { extractable: true });
-  return { privateKey: pair.privateKey, jwk: await exportJWK(pair.publicKey) };
-}
-
-/** A DPoP proof (RFC 9449 §4.2); `claims` overrides or adds to the usual ones. */
-function proof(
-  key: ClientKey,
-  request: { method: string; url: string; token?: string },
-  claims: Record<string, unknown> = {},
-): Promise<string> {
-  return new SignJWT({
-    htm: request.method,
-    htu: request.url,
-    jti: randomUUID(),
-    ...(request.token === undefined ? {} : { ath: sha256Base64url(request.token) }),
-    iat: Math.floor(Date.now() / 1000),
-    ...claims,
-  })
-    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: key.jwk })
-    .sign(key.privateKey);
-}
-
-/** A DPoP-bound access token from `provider` by client credentials, bound to `key`. */
-async function boundToken(provider: TestProvider, key: ClientKey): Promise<string> {
-  const url = `${provider.issuer}/token`;
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`machine:${secrets.machine}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-      dpop: await proof(key, { method: 'POST', url }),
-    },
-    body: new URLSearchParams({
-      grant_type: 'client_credentials',
-      resource: API,
-      scope: 'api:read',
-    }),
+/** A DPoP-bound token of the `machine` client for the API, bound to `key`. */
+function boundToken(provider: TestProvider, key: ClientKey): Promise<string> {
+  return dpopBoundToken(provider, { id: 'machine', secret: secrets.machine }, key, {
+    resource: API,
+    scope: 'api:read',
   });
-  const body = (await response.json()) as { access_token?: string; token_type?: string };
-  assert.equal(response.status, 200, JSON.stringify(body));
-  assert.equal(body.token_type, 'DPoP');
-  return body.access_token!;
 }
+
+const proof = dpopProof;
 
 let nextAddress = 1;
 function freshAddress(): string {
@@ -259,19 +214,11 @@ describe('DPoP-bound tokens from a real provider, two replicas on Redis', () => 
 
   it('refuses an unbound token under the DPoP scheme, and a DPoP token without its proof', async () => {
     const url = `${apiOrigin}/v1/items`;
-    const response = await fetch(`${provider.issuer}/token`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`machine:${secrets.machine}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({
-        grant_type: 'client_credentials',
-        resource: API,
-        scope: 'api:read',
-      }),
-    });
-    const unbound = ((await response.json()) as { access_token: string }).access_token;
+    const unbound = await clientCredentialsToken(
+      provider,
+      { id: 'machine', secret: secrets.machine },
+      { resource: API, scope: 'api:read' },
+    );
     assertRefused(
       await call(await proof(key, { method: 'GET', url, token: unbound }), { token: unbound }),
       'invalid_token',
