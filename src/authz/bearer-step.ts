@@ -249,7 +249,15 @@ export function createBearerStep(deps: StepDeps): Step {
         return invalidToken(app.name);
       case 'valid': {
         const refusal = checkBinding(context, bearer, outcome.identity, proof);
-        const allowed = () => authorize(context, outcome.identity, token, recent, deps.logger);
+        const allowed = () =>
+          authorize(
+            context,
+            outcome.identity,
+            token,
+            recent,
+            deps.logger,
+            nextNonce(bearer, proof),
+          );
         if (refusal === undefined) return allowed();
         if (refusal instanceof Promise) return refusal.then((verdict) => verdict ?? allowed());
         return refusal;
@@ -339,12 +347,27 @@ export function createBearerStep(deps: StepDeps): Step {
   }
 }
 
+/**
+ * RFC 9449 §9: the nonce of the current window, handed out with an allow whose proof used the
+ * previous one, so the client moves on before its nonce stops being accepted.
+ */
+function nextNonce(
+  bearer: BearerRuntime,
+  proof: ValidProof | undefined,
+): readonly HeaderPair[] | undefined {
+  const nonces = bearer.dpop?.nonces;
+  if (nonces === undefined || proof === undefined) return undefined;
+  const current = nonces.current();
+  return proof.nonce === current ? undefined : [['dpop-nonce', current]];
+}
+
 function authorize(
   context: StepContext,
   identity: BearerIdentity,
   token: string,
   recent: AllowMemo<BearerIdentity>,
   logger: Logger,
+  responseHeaders: readonly HeaderPair[] = [],
 ): Verdict {
   const { request, app, path } = context;
   const bearer = app.bearer!;
@@ -386,5 +409,12 @@ function authorize(
       : undefined;
   // The upstream never sees our session or login-state cookies, even when the token won.
   const cookie = ourCookiesOut(app, request);
-  return allowFor(entry, 'bearer', headersToScrub(app, request, entry.names), alsoRemove, cookie);
+  return allowFor(
+    entry,
+    'bearer',
+    headersToScrub(app, request, entry.names),
+    alsoRemove,
+    cookie,
+    responseHeaders,
+  );
 }

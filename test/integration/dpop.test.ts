@@ -57,6 +57,8 @@ describe('DPoP-bound tokens from a real provider, two replicas on Redis', () => 
   const clients: EnvoyClient[] = [];
   let key: ClientKey;
   let token: string;
+  /** Both replicas' clock runs this far ahead of the real one (nonce windows). */
+  let clockOffset = 0;
 
   before(async () => {
     redis = await startRedis();
@@ -77,14 +79,14 @@ describe('DPoP-bound tokens from a real provider, two replicas on Redis', () => 
       match: { hosts: ['strict.example.com'] },
       bearer: {
         ...(api['bearer'] as Record<string, unknown>),
-        dpop: { enabled: true, required: true, nonce: { enabled: true } },
+        dpop: { enabled: true, required: true, nonce: { enabled: true, lifetime: '10s' } },
       },
     });
     for (let i = 0; i < 2; i++) {
-      const server = await startTestServer({
-        store: { type: 'redis', redis: { url: redis.url } },
-        apps,
-      });
+      const server = await startTestServer(
+        { store: { type: 'redis', redis: { url: redis.url } }, apps },
+        { now: () => Date.now() + clockOffset },
+      );
       servers.push(server);
       clients.push(grpcModeEnvoy(server));
     }
@@ -269,6 +271,42 @@ describe('DPoP-bound tokens from a real provider, two replicas on Redis', () => 
       await call(await proof(key, { method: 'GET', url, token }, { nonce: `${nonce!}x` }), { url }),
       'use_dpop_nonce',
     );
+    assert.ok(allowed.kind === 'allow');
+    assert.equal(
+      allowed.responseHeaders.find(([name]) => name === 'dpop-nonce'),
+      undefined,
+      'a current nonce needs no new one',
+    );
+    // One window later the nonce is still accepted, and the allow hands out the next one. The
+    // clock is set to the middle of a window, counted from the nonce's own.
+    const window = parseInt(nonce!.split('.')[0]!, 36);
+    const middleOf = (w: number) => w * 10_000 + 5_000 - Date.now();
+    clockOffset = middleOf(window + 1);
+    const later = await call(
+      await proof(
+        key,
+        { method: 'GET', url, token },
+        { nonce, iat: Math.floor((Date.now() + clockOffset) / 1000) },
+      ),
+      { url },
+    );
+    assert.equal(later.kind, 'allow', JSON.stringify(later));
+    assert.ok(later.kind === 'allow');
+    const next = later.responseHeaders.find(([name]) => name === 'dpop-nonce')?.[1];
+    assert.match(next ?? '', /^[0-9a-z]+\.[A-Za-z0-9_-]{22}$/);
+    assert.notEqual(next, nonce);
+    // Two windows later it is not.
+    clockOffset = middleOf(window + 2);
+    const stale = await call(
+      await proof(
+        key,
+        { method: 'GET', url, token },
+        { nonce, iat: Math.floor((Date.now() + clockOffset) / 1000) },
+      ),
+      { url },
+    );
+    assertRefused(stale, 'use_dpop_nonce');
+    clockOffset = 0;
   });
 
   it('refuses with 503 while the store cannot record a proof, and never accepts it', async () => {
