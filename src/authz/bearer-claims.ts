@@ -72,7 +72,8 @@ const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
 /**
  * What the token's `cnf` binds it to: `undefined` when it has no `cnf`; a {@link Confirmation}
  * when the binding is one `policy` verifies and well-formed; else the refusal (every other
- * `cnf`, even `null`: the issuer meant to bind it).
+ * `cnf`, even `null`: the issuer meant to bind it; and one naming both a DPoP key and a
+ * certificate, as only one binding is verified per token).
  */
 export function confirmationOf(
   claims: Claims,
@@ -81,7 +82,9 @@ export function confirmationOf(
   const binding = bindingOf(claims);
   if (binding === undefined) return undefined;
   const cnf = claims['cnf'] as Readonly<Record<string, unknown>>;
-  if (binding === 'dpop' && policy.bindings?.dpop === true) {
+  // Bound both to a key and to a certificate: one binding verified would drop the other.
+  const both = binding === 'dpop' && Object.hasOwn(cnf, 'x5t#S256');
+  if (binding === 'dpop' && !both && policy.bindings?.dpop === true) {
     const jkt = cnf['jkt'];
     if (typeof jkt === 'string' && THUMBPRINT.test(jkt)) return { kind: 'dpop', jkt };
   }

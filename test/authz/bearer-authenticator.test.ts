@@ -314,6 +314,20 @@ const cases: readonly Case[] = [
     reason: /sender-constrained/,
   },
   {
+    name: 'token bound to both a DPoP key and a certificate, both bindings on',
+    token: (now) =>
+      sign(
+        claims(now, {
+          cnf: {
+            jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I',
+            'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2',
+          },
+        }),
+      ),
+    bearer: { dpop: { enabled: true } },
+    reason: /sender-constrained/,
+  },
+  {
     name: 'DPoP-bound token whose jkt is not a string, DPoP on',
     token: (now) => sign(claims(now, { cnf: { jkt: 42 } })),
     bearer: { dpop: { enabled: true } },
