@@ -38,9 +38,27 @@ function xfccElement(pem: string, subject = 'CN=svc-a'): string {
   return `By=spiffe://cluster.local/ns/default/sa/edge;Hash=${hash};Cert="${encodeURIComponent(pem)}";Subject="${subject}";URI=`;
 }
 
+/** A client-credentials token of `machine`, bound by the provider to the certificate `pem`. */
+async function certificateBoundToken(provider: TestProvider, pem: string): Promise<string> {
+  const response = await fetch(`${provider.issuer}/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`machine:${machineSecret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+      [CLIENT_CERT_HEADER]: encodeURIComponent(pem),
+    },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'api:read' }),
+  });
+  const body = (await response.json()) as { access_token?: string };
+  assert.equal(response.status, 200, JSON.stringify(body));
+  return body.access_token!;
+}
+
 describe('certificate-bound tokens from a real provider, with the certificate as Envoy sends it', () => {
   let dir: string;
   let provider: TestProvider;
+  let opaqueProvider: TestProvider;
+  let opaqueToken: string;
   let server: TestServer;
   let client: EnvoyClient;
   let certA: string;
@@ -70,6 +88,26 @@ describe('certificate-bound tokens from a real provider, with the certificate as
         },
       ],
     });
+    opaqueProvider = await startTestProvider({
+      mtls: true,
+      defaultResource: API,
+      accessTokenFormat: 'opaque',
+      clients: [
+        {
+          clientId: 'machine',
+          clientSecret: machineSecret,
+          redirectUris: [],
+          grantTypes: ['client_credentials'],
+          certificateBound: true,
+        },
+        {
+          clientId: 'introspector',
+          clientSecret: gatewaySecret,
+          redirectUris: [],
+          grantTypes: ['client_credentials'],
+        },
+      ],
+    });
     const app = (name: string, host: string, mtls: Record<string, unknown>) => ({
       name,
       match: { hosts: [host] },
@@ -82,38 +120,48 @@ describe('certificate-bound tokens from a real provider, with the certificate as
         app('api', 'api.example.com', {}),
         app('edge', 'edge.example.com', { xfccHops: 1 }),
         app('off', 'off.example.com', { enabled: false }),
+        {
+          name: 'orders',
+          match: { hosts: ['orders.example.com'] },
+          oidc: {
+            issuer: opaqueProvider.issuer,
+            clientId: 'introspector',
+            clientSecret: gatewaySecret,
+          },
+          session: { secrets: [testSessionSecret] },
+          bearer: {
+            enabled: true,
+            audiences: [API],
+            introspection: {
+              enabled: true,
+              clientId: 'introspector',
+              clientSecret: gatewaySecret,
+            },
+          },
+        },
       ],
     });
     client = grpcModeEnvoy(server);
 
-    const response = await fetch(`${provider.issuer}/token`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`machine:${machineSecret}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-        [CLIENT_CERT_HEADER]: encodeURIComponent(certA),
-      },
-      body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'api:read' }),
-    });
-    const body = (await response.json()) as { access_token?: string };
-    assert.equal(response.status, 200, JSON.stringify(body));
-    token = body.access_token!;
+    token = await certificateBoundToken(provider, certA);
+    opaqueToken = await certificateBoundToken(opaqueProvider, certA);
   });
 
   after(async () => {
     client.close();
     await server.close();
     await provider.close();
+    await opaqueProvider.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   const call = (
-    options: { host?: string; certificate?: string; xfcc?: string } = {},
+    options: { host?: string; certificate?: string; xfcc?: string; token?: string } = {},
   ): Promise<Outcome> =>
     client.check({
       url: `https://${options.host ?? 'api.example.com'}/v1/items`,
       headers: [
-        ['authorization', `Bearer ${token}`],
+        ['authorization', `Bearer ${options.token ?? token}`],
         ...(options.xfcc === undefined ? [] : [['x-forwarded-client-cert', options.xfcc] as const]),
       ],
       sourceAddress: freshAddress(),
@@ -190,6 +238,14 @@ describe('certificate-bound tokens from a real provider, with the certificate as
       ),
       /not the one/,
     );
+  });
+
+  it('verifies an opaque certificate-bound token through introspection (cnf.x5t#S256)', async () => {
+    const orders = { host: 'orders.example.com', token: opaqueToken };
+    const allowed = await call({ ...orders, certificate: certA });
+    assert.equal(allowed.kind, 'allow', JSON.stringify(allowed));
+    assertRefused(await call({ ...orders, certificate: certB }), /not the one/);
+    assertRefused(await call(orders), /none was presented/);
   });
 
   it('refuses every certificate-bound token when bearer.mtls is off', async () => {
