@@ -1,9 +1,11 @@
 /**
  * Times one decision in process, without a transport: `Authorizer.check`, the CheckResponse
  * built from its verdict and the protobuf encoding of that response, for the paths SPEC §13
- * measures (hot cookie session, hot bearer JWT, unauthenticated navigation → 302).
+ * measures (hot cookie session, hot bearer JWT, unauthenticated navigation → 302), and a hot
+ * DPoP-bound JWT with a fresh proof per Check (its signature verified, its `jti` marked in the
+ * memory store).
  *
- * Run after `npm run build`: `node dist/bench/decision-timing.js [--only cookie,bearer,login]
+ * Run after `npm run build`: `node dist/bench/decision-timing.js [--only cookie,bearer,dpop,login]
  * [--iterations 20000] [--tracing]`; add `--cpu-prof` to node for a profile of the timed loops.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -24,7 +26,15 @@ import { AppBrowser } from '../test/support/browser.ts';
 import { EnvoyClient, normaliseRequest } from '../test/support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../test/support/test-server.ts';
 import { loadUpstreamProtos } from '../test/support/upstream-protos.ts';
-import { benchBearerToken, clientSecret, memoryServerConfig } from './server-configs.ts';
+import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { jwkThumbprint } from '../src/authz/dpop-proof.ts';
+import { sha256Base64url } from '../src/digest.ts';
+import {
+  benchBearerToken,
+  benchDpopToken,
+  clientSecret,
+  memoryServerConfig,
+} from './server-configs.ts';
 
 const navigation: readonly (readonly [string, string])[] = [
   ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
@@ -33,12 +43,14 @@ const navigation: readonly (readonly [string, string])[] = [
   ['accept-language', 'en-GB,en;q=0.9'],
 ];
 
-type CaseId = 'cookie' | 'bearer' | 'login';
+type CaseId = 'cookie' | 'bearer' | 'dpop' | 'login';
 
 interface Case {
   readonly id: CaseId;
   readonly title: string;
   readonly raw: RawRequest;
+  /** The request of each further run, when no two may be the same (a DPoP proof is used once). */
+  readonly next?: () => RawRequest;
   /** What is wrong with the encoded answer, or `undefined` when it is the expected verdict. */
   readonly wrong: (decoded: Record<string, unknown>) => string | undefined;
 }
@@ -89,8 +101,9 @@ async function timeCase(
 ): Promise<DecisionTiming> {
   const encodeOutcome = ({ app, verdict }: Outcome): Uint8Array => encode(verdict, app);
   // Awaited only when the decision was asynchronous, as a transport would.
+  const next = one.next ?? (() => one.raw);
   const run = (): Uint8Array | Promise<Uint8Array> => {
-    const decided = authorizer.decide(one.raw);
+    const decided = authorizer.decide(next());
     return decided instanceof Promise ? decided.then(encodeOutcome) : encodeOutcome(decided);
   };
   const bytes = await run();
@@ -183,6 +196,40 @@ function expectRedirect(decoded: Record<string, unknown>): string | undefined {
 interface ProviderReady {
   readonly issuer: string;
   readonly bearerToken: string;
+  /** Bound to the key whose thumbprint the provider process was given (`--dpop-jkt`). */
+  readonly dpopToken: string;
+}
+
+/** Runs of one case: the warm-up, the timed loop and the allocation batches, plus the check. */
+function runsOf(iterations: number): number {
+  return 1 + Math.min(5_000, iterations) + iterations + 200 * 50 + 1;
+}
+
+/** A DPoP client's key and a signer of its proofs, with `node:crypto` (synchronous, fast). */
+function benchDpopClient(): { jkt: string; proof: (htu: string, token: string) => string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = publicKey.export({ format: 'jwk' });
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const header = b64({ typ: 'dpop+jwt', alg: 'ES256', jwk });
+  let counter = 0;
+  return {
+    jkt: jwkThumbprint(jwk)!,
+    proof: (htu, token) => {
+      counter += 1;
+      const payload = b64({
+        htm: 'GET',
+        htu,
+        iat: Math.floor(Date.now() / 1000),
+        jti: `bench-${counter}-${randomUUID()}`,
+        ath: sha256Base64url(token),
+      });
+      const signature = sign('sha256', Buffer.from(`${header}.${payload}`), {
+        key: privateKey,
+        dsaEncoding: 'ieee-p1363',
+      });
+      return `${header}.${payload}.${signature.toString('base64url')}`;
+    },
+  };
 }
 
 /**
@@ -190,10 +237,14 @@ interface ProviderReady {
  * AsyncLocalStorage, whose promise hooks would otherwise slow down every promise of the server
  * measured here. The child prints one JSON line and lives until its stdin closes.
  */
-async function startProviderProcess(): Promise<{ ready: ProviderReady; child: ChildProcess }> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--provider'], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+async function startProviderProcess(
+  dpopJkt: string,
+): Promise<{ ready: ProviderReady; child: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--provider', '--dpop-jkt', dpopJkt],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   const lines = createInterface({ input: child.stdout });
   const ready = await new Promise<ProviderReady>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`provider process exited with ${code}`)));
@@ -202,7 +253,7 @@ async function startProviderProcess(): Promise<{ ready: ProviderReady; child: Ch
   return { ready, child };
 }
 
-async function serveProvider(): Promise<void> {
+async function serveProvider(dpopJkt: string): Promise<void> {
   const provider = await startTestProvider({
     clients: ['web', 'api'].map((name) => ({
       clientId: name,
@@ -212,7 +263,8 @@ async function serveProvider(): Promise<void> {
     accessTokenTtlSeconds: 3_600,
   });
   const bearerToken = await benchBearerToken(provider);
-  const ready: ProviderReady = { issuer: provider.issuer, bearerToken };
+  const dpopToken = await benchDpopToken(provider, dpopJkt);
+  const ready: ProviderReady = { issuer: provider.issuer, bearerToken, dpopToken };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   process.stdin.resume();
   await new Promise((resolve) => process.stdin.once('end', resolve));
@@ -231,9 +283,10 @@ export async function timeDecisions(
   let envoy: EnvoyClient | undefined;
   let collector: Server | undefined;
   try {
-    const started = await startProviderProcess();
+    const dpopClient = benchDpopClient();
+    const started = await startProviderProcess(dpopClient.jkt);
     provider = started.child;
-    const { issuer, bearerToken: token } = started.ready;
+    const { issuer, bearerToken: token, dpopToken } = started.ready;
     // With `tracing`, every Check is sampled and its span sent to a collector that takes all.
     collector = tracing ? await startSinkCollector() : undefined;
     server = await startTestServer({
@@ -271,6 +324,29 @@ export async function timeDecisions(
       const frame = upstream.encode(upstream.CheckRequest, check as Record<string, unknown>);
       return rawFromCheck(types.request.decode(frame) as CheckRequest);
     };
+    /** The DPoP requests are made before the timing starts: signing is the client's cost. */
+    const dpopCase = (): Case => {
+      const url = 'https://api.example.com/v1/things?limit=20';
+      const htu = 'https://api.example.com/v1/things';
+      const requestFor = () =>
+        rawFor(url, [
+          ['accept', 'application/json'],
+          ['authorization', `DPoP ${dpopToken}`],
+          ['dpop', dpopClient.proof(htu, dpopToken)],
+          ['user-agent', 'bench-client/1.0'],
+        ]);
+      const requests = wanted('dpop')
+        ? Array.from({ length: runsOf(iterations) }, requestFor)
+        : [requestFor()];
+      let at = 0;
+      return {
+        id: 'dpop',
+        title: 'hot DPoP-bound JWT, fresh proof',
+        raw: requests[0]!,
+        next: () => requests[at++ % requests.length]!,
+        wrong: expectAllow('svc-bench', 'bearer'),
+      };
+    };
     const cases: Case[] = [
       {
         id: 'cookie',
@@ -291,6 +367,7 @@ export async function timeDecisions(
         ]),
         wrong: expectAllow('svc-bench', 'bearer'),
       },
+      dpopCase(),
       {
         id: 'login',
         title: 'unauthenticated navigation (302)',
@@ -303,7 +380,7 @@ export async function timeDecisions(
     const results: DecisionTiming[] = [];
     for (const one of cases) {
       if (!wanted(one.id)) continue;
-      const outcome = await authorizer.decide(one.raw);
+      const outcome = await authorizer.decide(one.next?.() ?? one.raw);
       const wrong = one.wrong(decodeResponse(encode(outcome.verdict, outcome.app)));
       if (wrong !== undefined) throw new Error(`${one.title}: ${wrong}`);
       results.push(await timeCase(authorizer, encode, one, iterations));
@@ -342,6 +419,7 @@ const { values } = isMain
         only: { type: 'string' },
         iterations: { type: 'string', default: '20000' },
         provider: { type: 'boolean', default: false },
+        'dpop-jkt': { type: 'string', default: '' },
         /** `protobufjs`: build the response object and encode it with protobufjs instead. */
         encoder: { type: 'string', default: 'direct' },
         /** Trace every Check, exporting to a collector in this process. */
@@ -352,7 +430,7 @@ const { values } = isMain
     })
   : { values: undefined };
 if (values?.provider === true) {
-  await serveProvider();
+  await serveProvider(values['dpop-jkt']);
 } else if (values !== undefined) {
   const only = values.only === undefined ? undefined : new Set(values.only.split(','));
   const results = await timeDecisions(

@@ -5,7 +5,7 @@ export const sessionSecret = 'Ux6Gz1Rk8WpD3nLq0VtJ5bMh9SyC2fAe7KoQi4EwNrT';
 export const clientSecret = 'bench-client-secret-long-enough-0123';
 export const apiAudience = 'https://api.example.com';
 
-/** The memory-store server's apps: a cookie-session web app and a bearer API. */
+/** The memory-store server's apps: a cookie-session web app and a bearer API (DPoP accepted). */
 export function memoryServerConfig(issuer: string): Record<string, unknown> {
   return {
     log: { level: 'info' },
@@ -22,7 +22,7 @@ export function memoryServerConfig(issuer: string): Record<string, unknown> {
         match: { hosts: ['api.example.com'] },
         oidc: { issuer, clientId: 'api', clientSecret, probeInterval: '1h' },
         session: { secrets: [sessionSecret] },
-        bearer: { enabled: true, audiences: [apiAudience] },
+        bearer: { enabled: true, audiences: [apiAudience], dpop: { enabled: true } },
       },
     ],
   };
@@ -53,6 +53,22 @@ export function benchBearerToken(provider: TestProvider): Promise<string> {
       client_id: 'api',
       scope: 'api:read',
       jti: 'bench-token-1',
+      exp: Math.floor(Date.now() / 1000) + 3_600,
+    },
+    { typ: 'at+jwt' },
+  );
+}
+
+/** The DPoP scenario's token: like {@link benchBearerToken}, bound to the key of thumbprint `jkt`. */
+export function benchDpopToken(provider: TestProvider, jkt: string): Promise<string> {
+  return provider.signJwt(
+    {
+      sub: 'svc-bench',
+      aud: apiAudience,
+      client_id: 'api',
+      scope: 'api:read',
+      jti: 'bench-dpop-token-1',
+      cnf: { jkt },
       exp: Math.floor(Date.now() / 1000) + 3_600,
     },
     { typ: 'at+jwt' },

@@ -30,6 +30,11 @@ export interface DownstreamRequest {
   readonly principal?: string;
   /** TLS SNI (`tls_session.sni`). */
   readonly sni?: string;
+  /**
+   * The client certificate (PEM) of an mTLS connection: sent URL-encoded in
+   * `source.certificate`, as Envoy does with `include_peer_certificate: true`.
+   */
+  readonly certificate?: string;
 }
 
 /** The request after Envoy's connection manager: what the filter sees and forwards. */
@@ -450,7 +455,10 @@ export class EnvoyClient {
   /** The CheckRequest Envoy would send for this downstream request (ENVOY.md §6.2). */
   buildCheckRequest(
     request: NormalisedRequest,
-    source: Pick<DownstreamRequest, 'sourceAddress' | 'sourcePort' | 'principal' | 'sni'> = {},
+    source: Pick<
+      DownstreamRequest,
+      'sourceAddress' | 'sourcePort' | 'principal' | 'sni' | 'certificate'
+    > = {},
     perRoute: PerRouteSettings = {},
   ): UpstreamCheckRequest {
     const opts = this.#options;
@@ -495,6 +503,9 @@ export class EnvoyClient {
             },
           },
           ...(source.principal === undefined ? {} : { principal: source.principal }),
+          ...(source.certificate === undefined
+            ? {}
+            : { certificate: encodeURIComponent(source.certificate) }),
         },
         destination: {
           address: {

@@ -50,6 +50,11 @@ export interface TestClient {
   readonly grantTypes?: readonly ('authorization_code' | 'refresh_token' | 'client_credentials')[];
   /** Default `RS256`. */
   readonly idTokenSignedResponseAlg?: 'RS256' | 'ES256';
+  /**
+   * Access tokens bound to the client certificate (RFC 8705 §3,
+   * `tls_client_certificate_bound_access_tokens`); needs {@link TestProviderOptions.mtls}.
+   */
+  readonly certificateBound?: boolean;
 }
 
 export interface TestProviderOptions {
@@ -105,6 +110,13 @@ export interface TestProviderOptions {
    * endpoint; default false.
    */
   readonly dpop?: boolean;
+  /**
+   * Issue certificate-bound tokens (RFC 8705 §3) to clients registered `certificateBound`. The
+   * provider listens on plain HTTP, so the client certificate reaches it the way a
+   * TLS-terminating proxy in front of it would pass it: URL-encoded PEM in
+   * {@link CLIENT_CERT_HEADER}. Default false.
+   */
+  readonly mtls?: boolean;
   /**
    * The ID-token signing algorithms the provider supports and announces in discovery
    * (`id_token_signing_alg_values_supported`); default the provider's own list.
@@ -520,6 +532,9 @@ function claimsOf(user: TestUser): Record<string, unknown> {
   return claims;
 }
 
+/** The header carrying the client certificate to a provider with `mtls` (URL-encoded PEM). */
+export const CLIENT_CERT_HEADER = 'x-client-cert';
+
 function clientMetadata(client: TestClient): Record<string, unknown> {
   const method =
     client.authMethod ?? (client.clientSecret === undefined ? 'none' : 'client_secret_basic');
@@ -533,6 +548,9 @@ function clientMetadata(client: TestClient): Record<string, unknown> {
     id_token_signed_response_alg: client.idTokenSignedResponseAlg ?? 'RS256',
   };
   if (client.clientSecret !== undefined) metadata['client_secret'] = client.clientSecret;
+  if (client.certificateBound === true) {
+    metadata['tls_client_certificate_bound_access_tokens'] = true;
+  }
   if (client.publicJwk !== undefined) metadata['jwks'] = { keys: [client.publicJwk] };
   if (client.backchannelLogoutUri !== undefined) {
     metadata['backchannel_logout_uri'] = client.backchannelLogoutUri;
@@ -722,6 +740,18 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     features: {
       devInteractions: { enabled: true },
       dPoP: { enabled: options.dpop ?? false },
+      ...(options.mtls === true
+        ? {
+            mTLS: {
+              enabled: true,
+              certificateBoundAccessTokens: true,
+              getCertificate: (ctx: { get(name: string): string }) => {
+                const value = ctx.get(CLIENT_CERT_HEADER);
+                return value === '' ? undefined : decodeURIComponent(value);
+              },
+            },
+          }
+        : {}),
       revocation: { enabled: true },
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: options.rpInitiatedLogout ?? true },

@@ -39,6 +39,8 @@ const replyErrorCodes = Object.freeze([
   'unauthenticated',
   'invalid_request',
   'invalid_token',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
   'insufficient_scope',
   'insufficient_user_authentication',
   'too_many_requests',

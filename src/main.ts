@@ -277,6 +277,8 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
         : undefined,
     // Read on every bearer request (may degrade to memory); revocations must reach the store.
     revocations: new BearerRevocations(degradable.revokedTokens, durable.revokedTokens),
+    // A proof whose use cannot be recorded on every replica is refused (503), never accepted.
+    dpopProofs: durable.dpopProofs,
     metrics: services.metrics.bearerMetrics(app.name),
     now: services.now,
   });

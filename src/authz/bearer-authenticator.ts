@@ -15,10 +15,9 @@ import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
 import { ExpiringLru } from '../expiring-lru.ts';
 import {
-  bindingOf,
   checkBearerClaims,
+  confirmationOf,
   refused,
-  UNVERIFIED_BINDING,
   type BearerIdentity,
   type ClaimCheck,
   type ClaimPolicy,
@@ -132,6 +131,7 @@ export class BearerAuthenticator {
       allowedClients: config.allowedClients,
       identifier: compileClaimPath(config.identifierClaim),
       cognitoAccessTokens: oidc.provider === 'cognito',
+      bindings: { dpop: config.dpop.enabled, mtls: config.mtls.enabled },
     };
     const jwtOptions: JWTVerifyOptions = {
       issuer: oidc.issuer,
@@ -156,6 +156,7 @@ export class BearerAuthenticator {
             clientId: oidc.clientId,
             allowedClients: entry.allowedClients,
             identifier: compileClaimPath(entry.identifierClaim),
+            bindings: this.#claimPolicy.bindings!,
           },
           jwtOptions: { ...jwtOptions, issuer: entry.issuer, audience: [...entry.audiences] },
           getKey: issuerKeys(entry.issuer, entry.jwksUri),
@@ -305,16 +306,14 @@ export class BearerAuthenticator {
   #checkIntrospected(claims: Claims | undefined): ClaimCheck {
     if (claims === undefined) return refused('token not active');
     // RFC 9449 §6.2: a DPoP-bound token introspects with `token_type: DPoP` and `cnf.jkt`; say
-    // that it is bound, not merely that it is no access token.
-    const binding = bindingOf(claims);
-    if (binding !== undefined) return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
+    // that it is bound when its binding is not verified here, not merely that it is no access token.
+    const confirmation = confirmationOf(claims, this.#claimPolicy);
+    if (confirmation?.kind === 'invalid') return confirmation;
     const { iss, token_type: tokenType, iat, exp } = claims;
     if (iss !== undefined && iss !== this.#issuer) return refused('issuer mismatch');
     // A refresh token is active too; only access tokens are bearer credentials.
-    if (
-      tokenType !== undefined &&
-      (typeof tokenType !== 'string' || !/^bearer$/i.test(tokenType))
-    ) {
+    const accessType = confirmation?.kind === 'dpop' ? /^dpop$/i : /^bearer$/i;
+    if (tokenType !== undefined && (typeof tokenType !== 'string' || !accessType.test(tokenType))) {
       return refused('not an access token');
     }
     const now = this.#now();

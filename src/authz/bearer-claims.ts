@@ -18,7 +18,16 @@ export interface BearerIdentity {
   readonly jti: string | undefined;
   /** When the token stops being valid, ms since the epoch. */
   readonly expiresAt: number;
+  /** The key or certificate the token is bound to, checked on every request. */
+  readonly confirmation?: Confirmation;
 }
+
+/**
+ * A binding this server verifies: the RFC 7638 thumbprint of the DPoP key (`cnf.jkt`, RFC 9449
+ * §6.1) or the SHA-256 thumbprint of the client certificate (`cnf.x5t#S256`, RFC 8705 §3.1).
+ */
+export type Confirmation =
+  { readonly kind: 'dpop'; readonly jkt: string } | { readonly kind: 'mtls'; readonly x5t: string };
 
 export interface ClaimPolicy {
   /** The app's accepted audiences. */
@@ -34,6 +43,8 @@ export interface ClaimPolicy {
    * audience, and `token_use: access` tells them from ID tokens (which do carry `aud`).
    */
   readonly cognitoAccessTokens?: boolean;
+  /** Bindings verified per request (`bearer.dpop.enabled`, `bearer.mtls.enabled`); others are refused. */
+  readonly bindings?: { readonly dpop: boolean; readonly mtls: boolean };
 }
 
 export type ClaimCheck =
@@ -54,6 +65,35 @@ export type TokenBinding = 'dpop' | 'mtls' | 'other';
 /** Why a `cnf` token is refused; RFC 6750 §3 `error_description` and log reason alike. */
 export const UNVERIFIED_BINDING =
   'sender-constrained token: its proof of possession cannot be verified here';
+
+/** A SHA-256 thumbprint, base64url: 43 characters. */
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * What the token's `cnf` binds it to: `undefined` when it has no `cnf`; a {@link Confirmation}
+ * when the binding is one `policy` verifies and well-formed; else the refusal (every other
+ * `cnf`, even `null`: the issuer meant to bind it; and one naming both a DPoP key and a
+ * certificate, as only one binding is verified per token).
+ */
+export function confirmationOf(
+  claims: Claims,
+  policy: Pick<ClaimPolicy, 'bindings'>,
+): Confirmation | Extract<ClaimCheck, { kind: 'invalid' }> | undefined {
+  const binding = bindingOf(claims);
+  if (binding === undefined) return undefined;
+  const cnf = claims['cnf'] as Readonly<Record<string, unknown>>;
+  // Bound both to a key and to a certificate: one binding verified would drop the other.
+  const both = binding === 'dpop' && Object.hasOwn(cnf, 'x5t#S256');
+  if (binding === 'dpop' && !both && policy.bindings?.dpop === true) {
+    const jkt = cnf['jkt'];
+    if (typeof jkt === 'string' && THUMBPRINT.test(jkt)) return { kind: 'dpop', jkt };
+  }
+  if (binding === 'mtls' && policy.bindings?.mtls === true) {
+    const x5t = cnf['x5t#S256'];
+    if (typeof x5t === 'string' && THUMBPRINT.test(x5t)) return { kind: 'mtls', x5t };
+  }
+  return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
+}
 
 /** The binding a `cnf` claim names, or `undefined` when the token carries none. */
 export function bindingOf(claims: Claims): TokenBinding | undefined {
@@ -118,8 +158,8 @@ export function refused(reason: string): Extract<ClaimCheck, { kind: 'invalid' }
  * Checks claims already proven authentic (a verified signature, or an active introspection
  * result) against the app's bearer policy:
  * - an audience the app accepts (introspection results are checked here; JWTs also by jose);
- * - not sender-constrained: a `cnf` claim (DPoP, mTLS) is refused, as its binding is not
- *   verified;
+ * - sender-constrained only as `policy.bindings` allows: a `cnf` this app verifies becomes the
+ *   identity's `confirmation`, any other is refused;
  * - not an ID token: no `nonce`, `at_hash` or `c_hash`, and not addressed to the app's own
  *   client id unless that id is a configured audience;
  * - several audiences need `azp` naming the app's client or an allowed client (OIDC Core
@@ -149,11 +189,10 @@ export function checkBearerClaims(
     return refused('ID tokens are not accepted');
   }
   if (claims['c_hash'] !== undefined) return refused('ID tokens are not accepted');
-  // RFC 9449 §7.1, RFC 8705 §3: a bound token presented without its proof is a stolen token
-  // as far as we can tell. Binding verification is not implemented, so every `cnf` is refused,
-  // whatever its value (even `null`: the issuer meant to bind it).
-  const binding = bindingOf(claims);
-  if (binding !== undefined) return { kind: 'invalid', reason: UNVERIFIED_BINDING, binding };
+  // RFC 9449 §7.1, RFC 8705 §3: a bound token is accepted only with a binding this app verifies
+  // on every request (the proof, the certificate); any other `cnf` is refused.
+  const confirmation = confirmationOf(claims, policy);
+  if (confirmation?.kind === 'invalid') return confirmation;
   if (audiences.includes(policy.clientId) && !policy.audiences.includes(policy.clientId)) {
     return refused('ID tokens are not accepted');
   }
@@ -187,6 +226,7 @@ export function checkBearerClaims(
       scopes: scopesOf(claims),
       jti: typeof jti === 'string' && jti !== '' ? jti : undefined,
       expiresAt: exp * 1000,
+      ...(confirmation === undefined ? {} : { confirmation }),
     },
   };
 }

@@ -21,25 +21,41 @@ const maxHeaderSegment = 2048;
 /** What the `Authorization` header holds for a bearer step. */
 export type BearerCredential =
   | { readonly kind: 'none' }
-  | { readonly kind: 'malformed'; readonly reason: string }
-  | { readonly kind: 'token'; readonly token: string };
+  | { readonly kind: 'malformed'; readonly reason: string; readonly scheme: TokenScheme }
+  | { readonly kind: 'token'; readonly token: string; readonly scheme: TokenScheme };
+
+/** `bearer` (RFC 6750) or `dpop` (RFC 9449 §7.1). */
+export type TokenScheme = 'bearer' | 'dpop';
 
 /**
- * Reads `Authorization: Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1). `none` when the
- * header is absent or uses another scheme (Basic, …), so the request goes on to the next step.
+ * Reads `Authorization: Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1), and with
+ * `dpop` also `Authorization: DPoP <token>` (RFC 9449 §7.1). `none` when the header is absent or
+ * uses another scheme (Basic, …), so the request goes on to the next step.
  * Oversized or empty tokens are `malformed` with a reason safe to show; the token itself never
  * appears in it. The characters of the token are not checked here, which costs about a
  * nanosecond per character: the caller runs {@link b64TokenProblem} unless the token is one
  * verified before (and so checked before).
  */
-export function takeBearerCredential(header: string | undefined): BearerCredential {
-  if (header === undefined || header.length < 7) return { kind: 'none' };
-  if (header.slice(0, 7).toLowerCase() !== 'bearer ') return { kind: 'none' };
-  const token = header.slice(7).trim();
+export function takeBearerCredential(header: string | undefined, dpop = false): BearerCredential {
+  if (header === undefined || header.length < 5) return { kind: 'none' };
+  let scheme: TokenScheme;
+  let rest: string;
+  if (header.length >= 7 && header.slice(0, 7).toLowerCase() === 'bearer ') {
+    scheme = 'bearer';
+    rest = header.slice(7);
+  } else if (dpop && header.slice(0, 5).toLowerCase() === 'dpop ') {
+    scheme = 'dpop';
+    rest = header.slice(5);
+  } else {
+    return { kind: 'none' };
+  }
+  const token = rest.trim();
   // Length in UTF-16 units bounds the bytes of a b64token (ASCII only) before the regex runs.
-  if (token.length > maxBearerTokenBytes) return { kind: 'malformed', reason: 'token too large' };
-  if (token === '') return { kind: 'malformed', reason: 'malformed token' };
-  return { kind: 'token', token };
+  if (token.length > maxBearerTokenBytes) {
+    return { kind: 'malformed', reason: 'token too large', scheme };
+  }
+  if (token === '') return { kind: 'malformed', reason: 'malformed token', scheme };
+  return { kind: 'token', token, scheme };
 }
 
 /** Why `token` is not an RFC 6750 b64token, or `undefined` when it is one. */

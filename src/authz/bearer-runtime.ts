@@ -9,6 +9,7 @@ import {
 import type { BearerRevocations } from './bearer-revocations.ts';
 import { compileScopeRequirements, type ScopeRequirements } from './bearer-scopes.ts';
 import { FailureThrottle } from './bearer-throttle.ts';
+import { buildDpopRuntime, type DpopDeps, type DpopRuntime } from './dpop-runtime.ts';
 
 /** One app's bearer machinery; absent from an app whose `bearer.enabled` is false. */
 export interface BearerRuntime {
@@ -25,10 +26,20 @@ export interface BearerRuntime {
   readonly userHeaderIsIdentifier: boolean;
   readonly passAuthorizationHeader: boolean;
   readonly overridesCookie: boolean;
+  /** Present when `bearer.dpop.enabled`. */
+  readonly dpop: DpopRuntime | undefined;
+  /**
+   * `bearer.mtls.xfccHops` when certificate-bound tokens are on (where the client certificate
+   * is read from), `undefined` when they are off.
+   */
+  readonly xfccHops: number | undefined;
 }
 
 /** Builds the bearer runtime of `app`, or `undefined` when bearer tokens are off for it. */
-export function buildBearerRuntime(app: AppConfig, deps: BearerDeps): BearerRuntime | undefined {
+export function buildBearerRuntime(
+  app: AppConfig,
+  deps: BearerDeps & { readonly dpopProofs: DpopDeps['proofs'] },
+): BearerRuntime | undefined {
   const config = app.bearer;
   if (!config.enabled) return undefined;
   const userHeader = 'x-auth-request-user';
@@ -46,5 +57,7 @@ export function buildBearerRuntime(app: AppConfig, deps: BearerDeps): BearerRunt
       app.upstreamHeaders[userHeader] === DEFAULT_UPSTREAM_HEADERS[userHeader],
     passAuthorizationHeader: config.passAuthorizationHeader,
     overridesCookie: config.overridesCookie,
+    dpop: buildDpopRuntime(app, { proofs: deps.dpopProofs, now: deps.now }),
+    xfccHops: config.mtls.enabled ? config.mtls.xfccHops : undefined,
   };
 }

@@ -16,6 +16,8 @@ export interface RawRequest {
   readonly headers: Iterable<readonly [string, string]>;
   /** The direct peer address. */
   readonly peerAddress: string;
+  /** URL-encoded PEM of the direct peer's TLS certificate, when the transport has one. */
+  readonly peerCertificate?: string;
   readonly contextExtensions: Iterable<readonly [string, string]>;
   readonly body: string;
 }
@@ -114,6 +116,7 @@ export function parseRequest(
     ),
     contextExtensions: contextExtensions ?? emptyMap,
     body: raw.body,
+    ...(raw.peerCertificate ? { peerCertificate: raw.peerCertificate } : {}),
   };
 }
 

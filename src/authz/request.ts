@@ -28,6 +28,11 @@ export interface RequestModel {
   readonly contextExtensions: ReadonlyMap<string, string>;
   /** Buffered body when Envoy sent one (`with_request_body`), else empty. */
   readonly body: string;
+  /**
+   * URL-encoded PEM of the client certificate of the TLS connection Envoy terminated
+   * (`source.certificate`, with `include_peer_certificate`); absent without one.
+   */
+  readonly peerCertificate?: string;
 }
 
 /** A request that could not be modelled; `reason` is short and safe to show. */

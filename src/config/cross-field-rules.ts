@@ -102,6 +102,9 @@ export function checkAppRules(app: AppConfig): LocatedProblem[] {
       );
     }
   });
+  if (bearer.dpop.required && !bearer.dpop.enabled) {
+    problem(['bearer', 'dpop', 'required'], 'needs bearer.dpop.enabled');
+  }
   const introspection = bearer.introspection;
   if (introspection?.enabled === true) {
     if (introspection.clientId === undefined) {

@@ -654,6 +654,61 @@ const bearerSchema = z
       (issuers) => new Set(issuers.map((entry) => entry.issuer)).size === issuers.length,
       'must not list an issuer twice',
     ),
+    dpop: z
+      .strictObject({
+        enabled: offByDefault(
+          'Accept DPoP-bound tokens (RFC 9449): `Authorization: DPoP <token>` with a `DPoP` proof signed by the key the token is bound to (`cnf.jkt`), for this request’s method and URL, fresh and never seen before on any replica (replay marks in the store; 503 while the store cannot record them).',
+          'a DPoP-bound token is refused',
+        ),
+        required: offByDefault(
+          'Refuse plain `Authorization: Bearer` for this app: every token must be DPoP-bound and come with a proof. Needs `enabled`.',
+        ),
+        algs: z
+          .array(z.enum(ASYMMETRIC_JWS_ALGS))
+          .min(1, 'must list at least one algorithm')
+          .default([...ASYMMETRIC_JWS_ALGS])
+          .describe(
+            'JWS algorithms a proof may be signed with (asymmetric only; `none` and `HS*` are never accepted), announced in the `WWW-Authenticate: DPoP algs` challenge. Default every asymmetric algorithm: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA.',
+          ),
+        maxAge: durationDefault(
+          '1m',
+          'How old a proof (its `iat`) may be; a proof’s replay mark is kept this long plus twice `clockSkew`.',
+        ).refine((ms) => ms >= 1_000 && ms <= 3_600_000, 'must be between 1s and 1h'),
+        clockSkew: durationDefault(
+          '5s',
+          'How far in the future a proof’s `iat` may be, and how much older than `maxAge`.',
+        ).refine((ms) => ms <= 300_000, 'must be at most 5m'),
+        nonce: z
+          .strictObject({
+            enabled: offByDefault(
+              'Require a server nonce in every proof (RFC 9449 §9): a proof without a current one gets 401 `use_dpop_nonce` with a `DPoP-Nonce` header to retry with. Nonces are stateless (an HMAC of the time window under a key derived from the first `session.secrets` entry), so every replica sharing the secret accepts them.',
+            ),
+            lifetime: durationDefault(
+              '5m',
+              'Time window of one nonce; a nonce is accepted during its window and the next one.',
+            ).refine((ms) => ms >= 10_000 && ms <= 86_400_000, 'must be between 10s and 24h'),
+          })
+          .prefault({})
+          .describe('Server-provided DPoP nonces.'),
+      })
+      .prefault({})
+      .describe('DPoP sender-constrained tokens (RFC 9449). Off by default.'),
+    mtls: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Accept certificate-bound tokens (RFC 8705 §3, `cnf.x5t#S256`) when the client certificate Envoy saw has that SHA-256 thumbprint; the certificate comes from the CheckRequest (`source.certificate`, Envoy’s `include_peer_certificate`) or, with `xfccHops`, from `x-forwarded-client-cert`. With false, every certificate-bound token is refused. Default true.',
+          ),
+        xfccHops: intDefault(
+          0,
+          0,
+          'Proxies (Envoy included when it sets or appends the header) that write `x-forwarded-client-cert` and strip what the client sent: 0 ignores the header and takes the certificate from the TLS connection Envoy terminated (`source.certificate`); N takes the `Cert` of the Nth element from the right, and `source.certificate` is then ignored (the peer is a proxy).',
+        ),
+      })
+      .prefault({})
+      .describe('Certificate-bound tokens (RFC 8705).'),
     failureThrottle: z
       .strictObject({
         maxFailures: intDefault(

@@ -48,6 +48,7 @@ function rawRequestFromCheck(check: CheckRequest): RawRequest {
     scheme: http?.scheme || pseudo(':scheme') || 'http',
     headers,
     peerAddress: attributes?.source?.address?.socket_address?.address ?? '',
+    peerCertificate: attributes?.source?.certificate ?? '',
     contextExtensions: attributes?.context_extensions
       ? Object.entries(attributes.context_extensions)
       : noPairs,

@@ -155,6 +155,8 @@ export interface AttributeContext {
   /** The peer's `envoy.config.core.v3.Address`, when it is a socket address. */
   readonly source?: {
     readonly address?: { readonly socket_address?: { readonly address?: string } };
+    /** URL-encoded PEM of the peer certificate (`include_peer_certificate`). */
+    readonly certificate?: string;
   };
   readonly request?: { readonly http?: HttpRequest };
   readonly context_extensions?: Readonly<Record<string, string>>;

@@ -103,6 +103,8 @@ export interface AppKeyspaces {
   readonly logoutTokenReplay: Keyspace<string, Mark>;
   /** Sessions ended by logout, by session identity: a copied cookie of one is refused. */
   readonly endedSessions: Keyspace<string, Mark>;
+  /** DPoP proofs already used (RFC 9449 §11.1), by a digest of the key thumbprint and `jti`. */
+  readonly dpopProofs: Keyspace<string, Mark>;
 }
 
 /** Builds the keyspaces of one app over a backend. */
@@ -168,6 +170,13 @@ export function createAppKeyspaces(
       key: (id: string) => `${app}:${part(id)}`,
       codec: markCodec,
       ttl: options.sessionMaxAge,
+    }),
+    dpopProofs: new Keyspace(backend, {
+      name: 'dpop-proof',
+      key: (digest: string) => `${app}:${part(digest)}`,
+      codec: markCodec,
+      // Written with the proof window as TTL (`bearer.dpop.maxAge` plus twice its skew).
+      ttl: 3_600_000,
     }),
     revokedTokens: new Keyspace(backend, {
       name: 'revoked-token',

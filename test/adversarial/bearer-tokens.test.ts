@@ -313,7 +313,7 @@ describe('bearer tokens: forged, confused and bound tokens are refused with 401 
       attack: 'cnf.x5t#S256 (mTLS-bound, RFC 8705) signed by the provider, no certificate',
       token: () =>
         signedByProvider({ cnf: { 'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2' } }),
-      description: /sender-constrained/,
+      description: /bound to a client certificate and none was presented/,
     },
     {
       // Parsers drop a header value's edge whitespace: `admin ` would reach the upstream's

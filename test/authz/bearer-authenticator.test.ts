@@ -302,9 +302,35 @@ const cases: readonly Case[] = [
     reason: /sender-constrained/,
   },
   {
-    name: 'mTLS-bound token (cnf.x5t#S256) presented without the certificate',
+    name: 'mTLS-bound token (cnf.x5t#S256) for an app with certificate-bound tokens off',
     token: (now) =>
       sign(claims(now, { cnf: { 'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2' } })),
+    bearer: { mtls: { enabled: false } },
+    reason: /sender-constrained/,
+  },
+  {
+    name: 'mTLS-bound token whose thumbprint is not a SHA-256 one',
+    token: (now) => sign(claims(now, { cnf: { 'x5t#S256': 'short' } })),
+    reason: /sender-constrained/,
+  },
+  {
+    name: 'token bound to both a DPoP key and a certificate, both bindings on',
+    token: (now) =>
+      sign(
+        claims(now, {
+          cnf: {
+            jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I',
+            'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2',
+          },
+        }),
+      ),
+    bearer: { dpop: { enabled: true } },
+    reason: /sender-constrained/,
+  },
+  {
+    name: 'DPoP-bound token whose jkt is not a string, DPoP on',
+    token: (now) => sign(claims(now, { cnf: { jkt: 42 } })),
+    bearer: { dpop: { enabled: true } },
     reason: /sender-constrained/,
   },
   {
@@ -348,6 +374,20 @@ describe('bearer authenticator', () => {
       if (c.beforeKeys === true) assert.equal(keyLookups(), 0, 'refused before any key lookup');
     });
   }
+
+  it('carries a verified binding as the confirmation the step checks on every request', async () => {
+    const jkt = '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I';
+    const x5t = 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2';
+    const { authenticator, clock } = rig({ dpop: { enabled: true } });
+    const dpop = await authenticator.authenticate(await sign(claims(clock.now, { cnf: { jkt } })));
+    assert.ok(dpop.kind === 'valid', JSON.stringify(dpop));
+    assert.deepEqual(dpop.identity.confirmation, { kind: 'dpop', jkt });
+    const mtls = await authenticator.authenticate(
+      await sign(claims(clock.now, { cnf: { 'x5t#S256': x5t } })),
+    );
+    assert.ok(mtls.kind === 'valid', JSON.stringify(mtls));
+    assert.deepEqual(mtls.identity.confirmation, { kind: 'mtls', x5t });
+  });
 
   it('names the binding of a refused cnf token, for the log line', async () => {
     const { authenticator, clock } = rig();
