@@ -107,6 +107,26 @@ test('minimal config loads with every default filled in', () => {
     failureThrottle: { maxFailures: 20, window: 60_000 },
     paths: [],
     cacheMax: 10_000,
+    dpop: {
+      enabled: false,
+      required: false,
+      algs: [
+        'RS256',
+        'RS384',
+        'RS512',
+        'PS256',
+        'PS384',
+        'PS512',
+        'ES256',
+        'ES384',
+        'ES512',
+        'EdDSA',
+      ],
+      maxAge: 60_000,
+      clockSkew: 5_000,
+      nonce: { enabled: false, lifetime: 300_000 },
+    },
+    mtls: { enabled: true, xfccHops: 0 },
   });
   assert.deepEqual(a.authorization, {
     allowedEmails: [],
