@@ -17,7 +17,14 @@ import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
-import { jsonReply, redirect, setCookies, type HeaderPair, type Verdict } from './verdict.ts';
+import {
+  jsonReply,
+  redirect,
+  setCookies,
+  type HeaderPair,
+  type PageContent,
+  type Verdict,
+} from './verdict.ts';
 import { readRequestPath } from '../policy/request-path.ts';
 import {
   combineDemands,
@@ -456,15 +463,30 @@ const grpcUnauthenticated: readonly HeaderPair[] = [
 /**
  * No usable session (SPEC §4.9): a browser navigation is sent to log in; anything else gets 401
  * with an RFC 6750 challenge and a JSON body (gRPC callers `grpc-status: 16`), never a 302.
- * `setCookie` carries lines that expire a dead session's cookies.
+ * An API-only app (no client) sends nobody to log in: a browser navigation gets the 401 too, as
+ * a page. `setCookie` carries lines that expire a dead session's cookies.
  */
 export function unauthenticated(context: StepContext, setCookie: readonly string[] = []): Verdict {
   const { request, app } = context;
-  if (isBrowserNavigation(request)) return startLogin(context, setCookie);
+  const browserLogin = app.config.browserLogin;
+  if (browserLogin && isBrowserNavigation(request)) return startLogin(context, setCookie);
   const headers: HeaderPair[] = [
     ['www-authenticate', `Bearer realm="${app.name}"`],
     ...setCookies(setCookie),
   ];
   if (isGrpcCaller(request)) headers.push(...grpcUnauthenticated);
-  return jsonReply('unauthenticated', 401, 'unauthenticated', 'authentication required', headers);
+  const reply = jsonReply(
+    'unauthenticated',
+    401,
+    'unauthenticated',
+    'authentication required',
+    headers,
+  );
+  // An API-only app never redirects: a browser gets the 401 as a page that says why.
+  return browserLogin ? reply : { ...reply, page: apiOnlyPage };
 }
+
+const apiOnlyPage: PageContent = Object.freeze({
+  title: 'Authentication required',
+  message: 'This address accepts bearer tokens only: it has no sign-in page.',
+});

@@ -358,7 +358,13 @@ const oidcSchema = z
     issuer: issuerUrl.describe(
       'OpenID Provider issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`. https, or http on loopback only. Required.',
     ),
-    clientId: z.string().min(1, 'must not be empty').describe('OAuth client id. Required.'),
+    clientId: z
+      .string()
+      .min(1, 'must not be empty')
+      .optional()
+      .describe(
+        'OAuth client id. Required, except in an API-only app: one with `bearer.enabled` and no `clientId`, which accepts bearer tokens only, never redirects (a request without a token gets 401 with `WWW-Authenticate: Bearer`, a browser too), reads and writes no cookie, answers no callback or logout path, and needs no `clientSecret` or `session.secrets`.',
+      ),
     clientSecret: issuedSecret('client secret', 'must not be empty')
       .optional()
       .describe(
@@ -488,9 +494,8 @@ const sessionSchema = z
           ),
         ),
       )
-      .min(1, 'must have at least one secret')
       .describe(
-        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required. Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
+        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required (at least one), except in an API-only app (no \`oidc.clientId\`). Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
       ),
     cookieName: z
       .string()
@@ -759,6 +764,8 @@ export const LEGACY_COOKIE_NAME = '_eoa';
 export const resolvedAppSchema = appSchema.transform((app) => ({
   ...app,
   session: { ...app.session, cookieName: app.session.cookieName ?? defaultCookieName(app.name) },
+  /** False for an API-only app (no `oidc.clientId`): bearer tokens only, no login, no cookie. */
+  browserLogin: app.oidc.clientId !== undefined,
 }));
 
 // --- The whole document ---

@@ -49,7 +49,6 @@ import type { Provider, ProviderStatus } from './provider.ts';
 export type OidcClientOptions = Pick<
   OidcConfig,
   | 'issuer'
-  | 'clientId'
   | 'clientSecret'
   | 'clientAuth'
   | 'privateKey'
@@ -58,6 +57,8 @@ export type OidcClientOptions = Pick<
   | 'clockSkew'
 > &
   Partial<Pick<OidcConfig, 'provider' | 'tenants' | 'basicAuthEncoding'>> & {
+    /** The client of the app's browser login (an API-only app has none, and no client here). */
+    readonly clientId: string;
     /** Where session claims come from (`oidc.claimsFrom`); default {@link DEFAULT_CLAIM_SOURCES}. */
     readonly claimsFrom?: readonly ClaimSource[];
     /** Accepted ID-token (and logout-token) signing algorithms; checked here again: asymmetric only. */

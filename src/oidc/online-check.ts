@@ -52,9 +52,12 @@ export async function checkProvidersOnline(
     }
     const problems = [
       [`${at}.issuer`, issuerMismatch(app.oidc.issuer, document.issuer)],
+      // An API-only app receives no ID token.
       [
         `${at}.idTokenAlgs`,
-        idTokenAlgMismatch(document.id_token_signing_alg_values_supported, app.oidc.idTokenAlgs),
+        app.browserLogin
+          ? idTokenAlgMismatch(document.id_token_signing_alg_values_supported, app.oidc.idTokenAlgs)
+          : undefined,
       ],
     ] as const;
     let appOk = true;
