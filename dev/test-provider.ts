@@ -49,6 +49,11 @@ export interface TestClient {
   readonly grantTypes?: readonly ('authorization_code' | 'refresh_token' | 'client_credentials')[];
   /** Default `RS256`. */
   readonly idTokenSignedResponseAlg?: 'RS256' | 'ES256';
+  /**
+   * Refuse this client's authorization requests unless pushed first (RFC 9126
+   * `require_pushed_authorization_requests`); default false.
+   */
+  readonly requirePushedAuthorizationRequests?: boolean;
 }
 
 export interface TestProviderOptions {
@@ -125,11 +130,18 @@ export interface TestProviderOptions {
    * like those that have none (Google).
    */
   readonly rpInitiatedLogout?: boolean;
+  /**
+   * Pushed authorization requests (RFC 9126) at `/request`: `on` offers them (announced in
+   * discovery, as oidc-provider does by default), `required` requires them of every client
+   * (`require_pushed_authorization_requests: true` in discovery), `off` announces no endpoint.
+   * Default `on`.
+   */
+  readonly par?: 'off' | 'on' | 'required';
 }
 
 /** Which endpoint a fault applies to. */
 export type FaultTarget =
-  'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection' | 'userinfo';
+  'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection' | 'userinfo' | 'par';
 
 /** A fault injected in front of one endpoint. */
 export interface Fault {
@@ -160,6 +172,8 @@ export interface ProviderCounters {
   readonly grants: Readonly<Record<string, Readonly<Record<string, number>>>>;
   /** Every POST to the token endpoint, including those failed by an injected fault. */
   readonly tokenRequests: number;
+  /** Every POST to the pushed authorization request endpoint, faults included. */
+  readonly parRequests: number;
   readonly discovery: number;
   readonly jwks: number;
   readonly introspection: number;
@@ -368,6 +382,7 @@ const FAULT_PATHS: Readonly<Record<FaultTarget, string>> = {
   revocation: '/token/revocation',
   introspection: '/token/introspection',
   userinfo: '/me',
+  par: '/request',
 };
 
 /**
@@ -438,6 +453,9 @@ function clientMetadata(client: TestClient): Record<string, unknown> {
   };
   if (client.clientSecret !== undefined) metadata['client_secret'] = client.clientSecret;
   if (client.publicJwk !== undefined) metadata['jwks'] = { keys: [client.publicJwk] };
+  if (client.requirePushedAuthorizationRequests === true) {
+    metadata['require_pushed_authorization_requests'] = true;
+  }
   if (client.backchannelLogoutUri !== undefined) {
     metadata['backchannel_logout_uri'] = client.backchannelLogoutUri;
     metadata['backchannel_logout_session_required'] = true;
@@ -472,6 +490,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   const emptyCounters = () => ({
     grants: {} as Record<string, Record<string, number>>,
     tokenRequests: 0,
+    parRequests: 0,
     discovery: 0,
     jwks: 0,
     introspection: 0,
@@ -591,6 +610,10 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     features: {
       devInteractions: { enabled: true },
       dPoP: { enabled: options.dpop ?? false },
+      pushedAuthorizationRequests: {
+        enabled: (options.par ?? 'on') !== 'off',
+        requirePushedAuthorizationRequests: options.par === 'required',
+      },
       revocation: { enabled: true },
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: options.rpInitiatedLogout ?? true },
@@ -656,6 +679,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     else if (path === FAULT_PATHS.introspection) counts.introspection += 1;
     else if (path === FAULT_PATHS.revocation) counts.revocation += 1;
     else if (path === FAULT_PATHS.token && req.method === 'POST') counts.tokenRequests += 1;
+    else if (path === FAULT_PATHS.par && req.method === 'POST') counts.parRequests += 1;
     else if (path.startsWith('/session/end')) counts.endSession += 1;
 
     const fault = takeFault(path);

@@ -126,6 +126,7 @@ export type IdpEndpoint =
   | 'discovery'
   | 'jwks'
   | 'token'
+  | 'pushed_authorization'
   | 'revocation'
   | 'introspection'
   | 'userinfo'

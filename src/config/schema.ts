@@ -419,6 +419,12 @@ const oidcSchema = z
       .describe(
         'Extra authorization-request parameters (`prompt`, `acr_values`, `kc_idp_hint`, …). Default {}.',
       ),
+    par: z
+      .enum(['auto', 'always', 'never'])
+      .default('auto')
+      .describe(
+        "Pushed authorization requests (RFC 9126): the login first POSTs its parameters to the provider's `pushed_authorization_request_endpoint` (authenticated as at the token endpoint) and redirects with only `client_id` and `request_uri`, so the 302 stays short and the parameters never pass through the browser. `auto`: when the provider's discovery says `require_pushed_authorization_requests: true`; `always`: every login (the app is not ready, and `check-config --online` fails, when the provider announces no such endpoint; set it for a client the provider requires it of); `never`: no login (not ready when the provider requires it). The push is a provider call within the login's `request.budget`: a provider that fails it gets 503 with `Retry-After`, one that refuses it (4xx) the login error page. Default `auto`.",
+      ),
     claimsFrom: z
       .array(z.enum(['id_token', 'userinfo', 'access_token']))
       .min(1)

@@ -24,6 +24,8 @@ export function createKeysOnlyClient(provider: Provider, appName: string): OidcC
     getKey: provider.getKey,
     status: () => ({ app: appName, ...provider.status() }),
     authorizationLocation: noClient,
+    pushesAuthorization: () => false,
+    pushAuthorization: refused,
     exchangeCode: refused,
     refresh: refused,
     revoke: refused,
