@@ -500,6 +500,8 @@ const sessionSchema = z
           ),
         ),
       )
+      // Checked with the rest of the app (cross-field rules): an API-only app needs none.
+      .default([])
       .describe(
         `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required (at least one), except in an API-only app (no \`oidc.clientId\`). Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
       ),
@@ -540,8 +542,7 @@ const sessionSchema = z
     ),
     loginTimeout: durationDefault('10m', 'How long a started login may take.'),
   })
-  // Present even when omitted, so the mistake is reported where it is: `session.secrets`.
-  .prefault({ secrets: [] })
+  .prefault({})
   .describe('Browser sessions (SPEC §9).');
 
 const publicPathSchema = z
