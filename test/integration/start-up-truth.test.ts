@@ -239,4 +239,22 @@ describe('start-up tells the truth', () => {
       await server.close();
     }
   });
+
+  it('check-config --online checks an API-only app for its issuer only: it receives no ID token', async () => {
+    const path = configFile('api-only', [
+      [
+        '  - name: api',
+        '    match: { hosts: [api.example.com] }',
+        '    oidc:',
+        `      issuer: ${JSON.stringify(rs256.issuer)}`,
+        '      idTokenAlgs: [ES256]',
+        '      par: always',
+        '    bearer: { enabled: true, audiences: [https://api.example.com/] }',
+      ].join('\n'),
+    ]);
+    const result = await runCli(['check-config', '--online', '--config', path]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /app api: accepts bearer tokens from .*; no browser login/);
+    assert.match(result.stdout, /apps\[0\] api: provider .* OK/);
+  });
 });
