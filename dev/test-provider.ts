@@ -55,6 +55,11 @@ export interface TestClient {
    * `tls_client_certificate_bound_access_tokens`); needs {@link TestProviderOptions.mtls}.
    */
   readonly certificateBound?: boolean;
+  /**
+   * Refuse this client's authorization requests unless pushed first (RFC 9126
+   * `require_pushed_authorization_requests`); default false.
+   */
+  readonly requirePushedAuthorizationRequests?: boolean;
 }
 
 export interface TestProviderOptions {
@@ -139,6 +144,13 @@ export interface TestProviderOptions {
    */
   readonly rpInitiatedLogout?: boolean;
   /**
+   * Pushed authorization requests (RFC 9126) at `/request`: `on` offers them (announced in
+   * discovery, as oidc-provider does by default), `required` requires them of every client
+   * (`require_pushed_authorization_requests: true` in discovery), `off` announces no endpoint.
+   * Default `on`.
+   */
+  readonly par?: 'off' | 'on' | 'required';
+  /**
    * Accept any login name at the sign-in form, as the form itself says: a name that is no known
    * user signs in as a new one named after it (see {@link loginAccountId}). Default false: an
    * unknown name is refused with `access_denied`, which the client shows, instead of a 500.
@@ -166,7 +178,7 @@ export interface ProviderLogin {
 
 /** Which endpoint a fault applies to. */
 export type FaultTarget =
-  'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection' | 'userinfo';
+  'token' | 'discovery' | 'jwks' | 'revocation' | 'introspection' | 'userinfo' | 'par';
 
 /** A fault injected in front of one endpoint. */
 export interface Fault {
@@ -197,6 +209,8 @@ export interface ProviderCounters {
   readonly grants: Readonly<Record<string, Readonly<Record<string, number>>>>;
   /** Every POST to the token endpoint, including those failed by an injected fault. */
   readonly tokenRequests: number;
+  /** Every POST to the pushed authorization request endpoint, faults included. */
+  readonly parRequests: number;
   readonly discovery: number;
   readonly jwks: number;
   readonly introspection: number;
@@ -436,6 +450,7 @@ const FAULT_PATHS: Readonly<Record<FaultTarget, string>> = {
   revocation: '/token/revocation',
   introspection: '/token/introspection',
   userinfo: '/me',
+  par: '/request',
 };
 
 /** What {@link withLoginDetails} does to each login the sign-in form submits. */
@@ -552,6 +567,9 @@ function clientMetadata(client: TestClient): Record<string, unknown> {
     metadata['tls_client_certificate_bound_access_tokens'] = true;
   }
   if (client.publicJwk !== undefined) metadata['jwks'] = { keys: [client.publicJwk] };
+  if (client.requirePushedAuthorizationRequests === true) {
+    metadata['require_pushed_authorization_requests'] = true;
+  }
   if (client.backchannelLogoutUri !== undefined) {
     metadata['backchannel_logout_uri'] = client.backchannelLogoutUri;
     metadata['backchannel_logout_session_required'] = true;
@@ -586,6 +604,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   const emptyCounters = () => ({
     grants: {} as Record<string, Record<string, number>>,
     tokenRequests: 0,
+    parRequests: 0,
     discovery: 0,
     jwks: 0,
     introspection: 0,
@@ -752,6 +771,10 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
             },
           }
         : {}),
+      pushedAuthorizationRequests: {
+        enabled: (options.par ?? 'on') !== 'off',
+        requirePushedAuthorizationRequests: options.par === 'required',
+      },
       revocation: { enabled: true },
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: options.rpInitiatedLogout ?? true },
@@ -817,6 +840,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     else if (path === FAULT_PATHS.introspection) counts.introspection += 1;
     else if (path === FAULT_PATHS.revocation) counts.revocation += 1;
     else if (path === FAULT_PATHS.token && req.method === 'POST') counts.tokenRequests += 1;
+    else if (path === FAULT_PATHS.par && req.method === 'POST') counts.parRequests += 1;
     else if (path.startsWith('/session/end')) counts.endSession += 1;
 
     const fault = takeFault(path);

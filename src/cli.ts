@@ -83,7 +83,7 @@ Validates the configuration (secret files included) and prints every problem as
 
 ${CONFIG_HELP}
   --online       also read each provider's discovery document and check every app against
-                 it (issuer, ID-token algorithms), as start-up would, without starting
+                 it (issuer, ID-token algorithms, oidc.par), as start-up would, without starting
   -h, --help     print this help
 
 exit: 0 valid, 3 invalid, 1 a provider check failed (--online), 2 usage error

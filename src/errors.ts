@@ -128,6 +128,7 @@ export type IdpEndpoint =
   | 'discovery'
   | 'jwks'
   | 'token'
+  | 'pushed_authorization'
   | 'revocation'
   | 'introspection'
   | 'userinfo'

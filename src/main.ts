@@ -23,6 +23,7 @@ import { issuerKey } from './config/issuer-key.ts';
 import type { AppConfig, Config } from './config/schema.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
 import { createOidcClient, type OidcClient } from './oidc/oidc-client.ts';
+import { createKeysOnlyClient } from './oidc/keys-only-client.ts';
 import {
   JWKS_CACHE,
   PROVIDER_FETCH_TIMEOUT_MS,
@@ -38,6 +39,7 @@ import { sessionBindingFor } from './session/session-binding.ts';
 import { CookieSessions } from './session/cookie-sessions.ts';
 import { ServerSessions } from './session/server-sessions.ts';
 import type { Sessions } from './session/sessions.ts';
+import { noSessions } from './session/no-sessions.ts';
 import { SessionRevocations } from './session/session-revocations.ts';
 import {
   appsForLogoutToken,
@@ -192,11 +194,15 @@ function oidcClientFor(app: AppConfig, provider: Provider, services: Services): 
   const key = JSON.stringify([app.name, app.oidc]);
   let client = services.oidcClients.get(key);
   if (client === undefined) {
-    client = createOidcClient(
-      provider,
-      { ...app.oidc, appName: app.name },
-      { now: services.now, logger: services.logger },
-    );
+    const { clientId } = app.oidc;
+    client =
+      clientId === undefined
+        ? createKeysOnlyClient(provider, app.name)
+        : createOidcClient(
+            provider,
+            { ...app.oidc, clientId, appName: app.name },
+            { now: services.now, logger: services.logger },
+          );
     services.oidcClients.set(key, client);
   }
   return client;
@@ -255,8 +261,10 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     isRevoked: revocations.isRevoked,
   };
   // Server sessions need the store to answer (a failure is a 503), so they use `durable`.
-  const sessions: Sessions =
-    app.session.store === 'server'
+  // An API-only app (no client) has no sessions: it reads and writes no cookie.
+  const sessions: Sessions = !app.browserLogin
+    ? noSessions
+    : app.session.store === 'server'
       ? new ServerSessions(session, { ...sessionDeps, serverSessions: durable })
       : new CookieSessions(session, sessionDeps);
   const provider = providerFor(app, services);

@@ -80,10 +80,11 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     match: config.match,
     config,
     publicPaths: new PublicPaths(config.publicPaths),
-    endpoints: new EndpointPaths(config.oidc),
+    // An API-only app answers no callback or logout path: they reach its upstream as any path.
+    endpoints: new EndpointPaths(config.browserLogin ? config.oidc : {}),
     headers,
     identityRemovals,
-    rules: compileRules(config.authorization, config.oidc.clientId),
+    rules: compileRules(config.authorization, config.oidc.clientId ?? ''),
     stepUp: compileStepUp(config.authorization),
   };
 }

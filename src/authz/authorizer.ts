@@ -174,8 +174,16 @@ export class Authorizer {
   }
 
   #deniedByError(raw: RawRequest, error: AuthzError, app: string | undefined): void {
+    // The provider's HTTP status, when a provider call failed on one.
+    const status = 'httpStatus' in error ? error.httpStatus : undefined;
     this.#logger.warn(
-      { code: error.code, detail: error.message, requestId: raw.id, app },
+      {
+        code: error.code,
+        detail: error.message,
+        requestId: raw.id,
+        app,
+        ...(status === undefined ? {} : { status }),
+      },
       'check denied by an error',
     );
   }

@@ -32,8 +32,11 @@ export type Confirmation =
 export interface ClaimPolicy {
   /** The app's accepted audiences. */
   readonly audiences: readonly string[];
-  /** The app's own OAuth client id: a token for it alone is an ID token. */
-  readonly clientId: string;
+  /**
+   * The app's own OAuth client id: a token for it alone is an ID token. `undefined` for an
+   * API-only app, which has no client of its own.
+   */
+  readonly clientId: string | undefined;
   /** Client ids accepted as `azp`/`client_id`; empty: any. */
   readonly allowedClients: readonly string[];
   /** Claim naming the caller (`bearer.identifierClaim`, a claim address); default `sub`. */
@@ -193,7 +196,8 @@ export function checkBearerClaims(
   // on every request (the proof, the certificate); any other `cnf` is refused.
   const confirmation = confirmationOf(claims, policy);
   if (confirmation?.kind === 'invalid') return confirmation;
-  if (audiences.includes(policy.clientId) && !policy.audiences.includes(policy.clientId)) {
+  const own = policy.clientId;
+  if (own !== undefined && audiences.includes(own) && !policy.audiences.includes(own)) {
     return refused('ID tokens are not accepted');
   }
   const azp = ownString(claims, 'azp');

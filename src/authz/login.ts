@@ -17,7 +17,14 @@ import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import { sessionTooLarge } from './session-too-large.ts';
 import { isBrowserNavigation, isGrpcCaller } from './request-kind.ts';
 import { redirectUriFor, returnPathOf, sameOriginUrl } from './request-urls.ts';
-import { jsonReply, redirect, setCookies, type HeaderPair, type Verdict } from './verdict.ts';
+import {
+  jsonReply,
+  redirect,
+  setCookies,
+  type HeaderPair,
+  type PageContent,
+  type Verdict,
+} from './verdict.ts';
 import { readRequestPath } from '../policy/request-path.ts';
 import {
   combineDemands,
@@ -39,9 +46,15 @@ export function secureFor(context: StepContext): boolean {
 /**
  * A 302 to the provider's authorization endpoint with state, nonce and PKCE S256, and a
  * login-state cookie for this flow. `extraCookies` are lines to send along (e.g. expiring a
- * dead session cookie).
+ * dead session cookie). With pushed authorization requests (`oidc.par`) the parameters are
+ * pushed to the provider first and the 302 carries only `client_id` and `request_uri`: then a
+ * promise, rejected (and no login state set) when the provider fails the push (503 with
+ * `Retry-After`) or refuses it (the login error page); the authorizer logs either, once.
  */
-export function startLogin(context: StepContext, extraCookies: readonly string[] = []): Verdict {
+export function startLogin(
+  context: StepContext,
+  extraCookies: readonly string[] = [],
+): Verdict | Promise<Verdict> {
   const { request, app } = context;
   // Never send a browser to a provider known to be down: it would only come back to a loop.
   const downFor = app.idpDownFor();
@@ -53,28 +66,32 @@ export function startLogin(context: StepContext, extraCookies: readonly string[]
   // A path that demands an `acr` or a recent login asks for it at every login, not only at a
   // step-up: the callback refuses a login that does not meet it.
   const demand = app.stepUp.demandFor(request.method, context.path);
-  const location = app.oidc.authorizationLocation({
+  const params = {
     redirectUri: redirectUriFor(request, app.config.oidc.callbackPath),
     state: secrets.state,
     nonce: secrets.nonce,
     codeChallenge: secrets.codeChallenge,
     ...(demand === undefined ? {} : { extraAuthParams: stepUpParams(demand) }),
-  });
-  const cookies = loginStates.start(
-    {
-      state: secrets.state,
-      nonce: secrets.nonce,
-      codeVerifier: secrets.codeVerifier,
-      returnTo: returnPathOf(request),
-    },
-    request.cookies,
-    secureFor(context),
-  );
-  return redirect('login', location, [
-    ['cache-control', 'no-store'],
-    ...setCookies(extraCookies),
-    ...setCookies(cookies),
-  ]);
+  };
+  const redirectTo = (location: string): Verdict => {
+    const cookies = loginStates.start(
+      {
+        state: secrets.state,
+        nonce: secrets.nonce,
+        codeVerifier: secrets.codeVerifier,
+        returnTo: returnPathOf(request),
+      },
+      request.cookies,
+      secureFor(context),
+    );
+    return redirect('login', location, [
+      ['cache-control', 'no-store'],
+      ...setCookies(extraCookies),
+      ...setCookies(cookies),
+    ]);
+  };
+  if (app.oidc.pushesAuthorization()) return app.oidc.pushAuthorization(params).then(redirectTo);
+  return redirectTo(app.oidc.authorizationLocation(params));
 }
 
 /** The `error` codes of an authorization response: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6. */
@@ -431,7 +448,7 @@ export function stepUpRequired(
   context: StepContext,
   demand: StepUpDemand,
   setCookie: readonly string[] = [],
-): Verdict {
+): Verdict | Promise<Verdict> {
   const { request, app } = context;
   if (isBrowserNavigation(request)) return startLogin(context, setCookie);
   const headers: HeaderPair[] = [
@@ -456,15 +473,33 @@ const grpcUnauthenticated: readonly HeaderPair[] = [
 /**
  * No usable session (SPEC §4.9): a browser navigation is sent to log in; anything else gets 401
  * with an RFC 6750 challenge and a JSON body (gRPC callers `grpc-status: 16`), never a 302.
- * `setCookie` carries lines that expire a dead session's cookies.
+ * An API-only app (no client) sends nobody to log in: a browser navigation gets the 401 too, as
+ * a page. `setCookie` carries lines that expire a dead session's cookies.
  */
-export function unauthenticated(context: StepContext, setCookie: readonly string[] = []): Verdict {
+export function unauthenticated(
+  context: StepContext,
+  setCookie: readonly string[] = [],
+): Verdict | Promise<Verdict> {
   const { request, app } = context;
-  if (isBrowserNavigation(request)) return startLogin(context, setCookie);
+  const browserLogin = app.config.browserLogin;
+  if (browserLogin && isBrowserNavigation(request)) return startLogin(context, setCookie);
   const headers: HeaderPair[] = [
     ['www-authenticate', `Bearer realm="${app.name}"`],
     ...setCookies(setCookie),
   ];
   if (isGrpcCaller(request)) headers.push(...grpcUnauthenticated);
-  return jsonReply('unauthenticated', 401, 'unauthenticated', 'authentication required', headers);
+  const reply = jsonReply(
+    'unauthenticated',
+    401,
+    'unauthenticated',
+    'authentication required',
+    headers,
+  );
+  // An API-only app never redirects: a browser gets the 401 as a page that says why.
+  return browserLogin ? reply : { ...reply, page: apiOnlyPage };
 }
+
+const apiOnlyPage: PageContent = Object.freeze({
+  title: 'Authentication required',
+  message: 'This address accepts bearer tokens only: it has no sign-in page.',
+});

@@ -162,6 +162,7 @@ export function appsForLogoutToken(
     (app) =>
       app.config.oidc.backchannelLogoutPath === path &&
       app.oidc.issuer === claims.iss &&
+      app.config.oidc.clientId !== undefined &&
       audiences.includes(app.config.oidc.clientId),
   );
 }

@@ -28,7 +28,7 @@ function allowPublicPath({ request, app, path }: StepContext): Verdict | undefin
 
 /** The last step: nothing else decided, so login or 401. */
 export function createLoginOrDenyStep(): Step {
-  return function loginOrDeny(context: StepContext): Verdict {
+  return function loginOrDeny(context: StepContext): Verdict | Promise<Verdict> {
     return unauthenticated(context);
   };
 }

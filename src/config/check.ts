@@ -2,6 +2,7 @@
 
 import type { Environment } from './interpolate.ts';
 import { loadConfig, type LoadOptions } from './load.ts';
+import type { AppConfig } from './schema.ts';
 
 /** The outcome of a check: `output` is ready to print, one line per problem. */
 export interface CheckResult {
@@ -11,8 +12,9 @@ export interface CheckResult {
 
 /**
  * Loads the configuration at `path` with `env` and reports every problem as `path: message`,
- * one per line, or `config OK: N apps` (`1 app`) when it is valid. The caller prints `output`
- * and exits non-zero when `ok` is false.
+ * one per line, or `config OK: N apps` (`1 app`) when it is valid, followed by one line per
+ * API-only app saying what it accepts. The caller prints `output` and exits non-zero when `ok`
+ * is false.
  */
 export function checkConfigFile(
   path: string,
@@ -27,5 +29,24 @@ export function checkConfigFile(
     };
   }
   const count = result.config.apps.length;
-  return { ok: true, output: `config OK: ${count} ${count === 1 ? 'app' : 'apps'}` };
+  const lines = [`config OK: ${count} ${count === 1 ? 'app' : 'apps'}`];
+  for (const app of result.config.apps) {
+    if (!app.browserLogin) lines.push(apiOnlySummary(app));
+  }
+  return { ok: true, output: lines.join('\n') };
+}
+
+/**
+ * What an API-only app accepts, on one line: each issuer of bearer tokens with its audiences,
+ * and that there is no browser login.
+ */
+export function apiOnlySummary(app: AppConfig): string {
+  const { bearer, oidc } = app;
+  const sources = [
+    { issuer: oidc.issuer, audiences: bearer.audiences },
+    ...bearer.issuers.map(({ issuer, audiences }) => ({ issuer, audiences })),
+  ].map(({ issuer, audiences }) => `${issuer} (audience ${audiences.join(', ')})`);
+  const introspection =
+    bearer.introspection?.enabled === true ? ', opaque tokens by introspection' : '';
+  return `app ${app.name}: accepts bearer tokens from ${sources.join('; ')}${introspection}; no browser login`;
 }

@@ -92,7 +92,10 @@ export function cookieNamesCollide(a: string, b: string): boolean {
  */
 export function checkCookieScopes(apps: readonly (AppConfig | undefined)[]): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  const reaches = apps.map((app) => (app === undefined ? undefined : cookieReachOf(app)));
+  // An API-only app sets no cookie, so it meets nobody's.
+  const reaches = apps.map((app) =>
+    app === undefined || !app.browserLogin ? undefined : cookieReachOf(app),
+  );
   apps.forEach((app, i) => {
     const reach = reaches[i];
     if (app === undefined || reach === undefined) return;

@@ -19,12 +19,43 @@ const ENDPOINT_PATHS = [
   'frontchannelLogoutPath',
 ] as const;
 
+/** Keys that only a browser login uses: set on an API-only app, they are a mistake. */
+const LOGIN_ONLY_KEYS = [
+  'clientSecret',
+  'privateKey',
+  'postLogoutRedirectUri',
+  'backchannelLogoutPath',
+  'frontchannelLogoutPath',
+] as const;
+
 /** Rules within one app; paths are relative to the app. */
 export function checkAppRules(app: AppConfig): LocatedProblem[] {
   const problems: LocatedProblem[] = [];
   const problem = (path: readonly PathSegment[], message: string) =>
     problems.push({ path, message });
   const { oidc, session, bearer } = app;
+
+  if (!app.browserLogin) {
+    // An API-only app: bearer tokens are all it accepts, so nothing of a login may be asked of it.
+    if (!bearer.enabled) {
+      problem(
+        ['oidc', 'clientId'],
+        'is required: an app without a client has no browser login, so it must accept bearer tokens (set bearer.enabled and bearer.audiences), or give the client id of its login',
+      );
+    }
+    for (const key of LOGIN_ONLY_KEYS) {
+      if (oidc[key] !== undefined) {
+        problem(['oidc', key], 'applies only to an app with browser login (oidc.clientId)');
+      }
+    }
+    if (bearer.enabled && bearer.audiences.length === 0) {
+      problem(['bearer', 'audiences'], 'must list at least one audience when bearer is enabled');
+    }
+    return problems;
+  }
+  if (session.secrets.length === 0) {
+    problem(['session', 'secrets'], 'must have at least one secret');
+  }
 
   if (
     (oidc.clientAuth === 'client_secret_basic' || oidc.clientAuth === 'client_secret_post') &&

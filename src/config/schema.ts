@@ -361,7 +361,13 @@ const oidcSchema = z
     issuer: issuerUrl.describe(
       'OpenID Provider issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`. https, or http on loopback only. Required.',
     ),
-    clientId: z.string().min(1, 'must not be empty').describe('OAuth client id. Required.'),
+    clientId: z
+      .string()
+      .min(1, 'must not be empty')
+      .optional()
+      .describe(
+        'OAuth client id. Required, except in an API-only app: one with `bearer.enabled` and no `clientId`, which accepts bearer tokens only, never redirects (a request without a token gets 401 with `WWW-Authenticate: Bearer`, a browser too), reads and writes no cookie, answers no callback or logout path, and needs no `clientSecret` or `session.secrets`.',
+      ),
     clientSecret: issuedSecret('client secret', 'must not be empty')
       .optional()
       .describe(
@@ -415,6 +421,12 @@ const oidcSchema = z
       .default({})
       .describe(
         'Extra authorization-request parameters (`prompt`, `acr_values`, `kc_idp_hint`, …). Default {}.',
+      ),
+    par: z
+      .enum(['auto', 'always', 'never'])
+      .default('auto')
+      .describe(
+        "Pushed authorization requests (RFC 9126): the login first POSTs its parameters to the provider's `pushed_authorization_request_endpoint` (authenticated as at the token endpoint) and redirects with only `client_id` and `request_uri`, so the 302 stays short and the parameters never pass through the browser. `auto`: when the provider's discovery says `require_pushed_authorization_requests: true`; `always`: every login (the app is not ready, and `check-config --online` fails, when the provider announces no such endpoint; set it for a client the provider requires it of); `never`: no login (not ready when the provider requires it). The push is a provider call within the login's `request.budget`: a provider that fails it gets 503 with `Retry-After`, one that refuses it (4xx) the login error page. Default `auto`.",
       ),
     claimsFrom: z
       .array(z.enum(['id_token', 'userinfo', 'access_token']))
@@ -491,9 +503,10 @@ const sessionSchema = z
           ),
         ),
       )
-      .min(1, 'must have at least one secret')
+      // Checked with the rest of the app (cross-field rules): an API-only app needs none.
+      .default([])
       .describe(
-        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required. Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
+        `Session keys, each at least 32 bytes; the first encrypts, all decrypt (rotation). Or \`secretsFile\`: a file with one secret per line. Required (at least one), except in an API-only app (no \`oidc.clientId\`). Placeholders (\`REPLACE…\`, \`changeme\`, \`example\`, \`secret\`, \`password\`, …) and predictable keys (few distinct characters, repeated patterns, runs like \`abcdef\`) are refused; generate each with \`${GENERATE_SECRET_COMMAND}\`.`,
       ),
     cookieName: z
       .string()
@@ -532,8 +545,7 @@ const sessionSchema = z
     ),
     loginTimeout: durationDefault('10m', 'How long a started login may take.'),
   })
-  // Present even when omitted, so the mistake is reported where it is: `session.secrets`.
-  .prefault({ secrets: [] })
+  .prefault({})
   .describe('Browser sessions (SPEC §9).');
 
 const publicPathSchema = z
@@ -817,6 +829,8 @@ export const LEGACY_COOKIE_NAME = '_eoa';
 export const resolvedAppSchema = appSchema.transform((app) => ({
   ...app,
   session: { ...app.session, cookieName: app.session.cookieName ?? defaultCookieName(app.name) },
+  /** False for an API-only app (no `oidc.clientId`): bearer tokens only, no login, no cookie. */
+  browserLogin: app.oidc.clientId !== undefined,
 }));
 
 // --- The whole document ---

@@ -54,11 +54,18 @@ export type ReadinessSource = () => Iterable<readonly [component: string, ready:
 
 /** Provider endpoints timed by `eoa_provider_request_duration_seconds`. */
 export type ProviderEndpoint =
-  'discovery' | 'jwks' | 'token' | 'userinfo' | 'revocation' | 'introspection';
+  | 'discovery'
+  | 'jwks'
+  | 'token'
+  | 'pushed_authorization'
+  | 'userinfo'
+  | 'revocation'
+  | 'introspection';
 const providerEndpoints: readonly ProviderEndpoint[] = [
   'discovery',
   'jwks',
   'token',
+  'pushed_authorization',
   'userinfo',
   'revocation',
   'introspection',

@@ -8,7 +8,14 @@ import { performance } from 'node:perf_hooks';
  * as proof of an outage at once.
  */
 export type IdpCallKind =
-  'discovery' | 'jwks' | 'token' | 'userinfo' | 'revocation' | 'introspection' | 'probe';
+  | 'discovery'
+  | 'jwks'
+  | 'token'
+  | 'pushed_authorization'
+  | 'userinfo'
+  | 'revocation'
+  | 'introspection'
+  | 'probe';
 
 /**
  * Runs one provider call. The call rejects only with classified errors (`AuthzError`), so a

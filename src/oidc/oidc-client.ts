@@ -39,7 +39,13 @@ import { verifyLogoutToken } from './logout-token.ts';
 import type { LogoutTokenClaims } from './logout-token.ts';
 import type { ProviderKeyGetter } from './provider-keys.ts';
 import { TENANT_PLACEHOLDER, validateIssuer } from './provider.ts';
-import { idTokenAlgMismatch, sharedIdTokenAlgs } from './provider-checks.ts';
+import {
+  idTokenAlgMismatch,
+  parMismatch,
+  pushesAuthorization,
+  sharedIdTokenAlgs,
+} from './provider-checks.ts';
+import { pushAuthorizationRequest } from './pushed-authorization.ts';
 import type { Provider, ProviderStatus } from './provider.ts';
 
 /**
@@ -49,7 +55,6 @@ import type { Provider, ProviderStatus } from './provider.ts';
 export type OidcClientOptions = Pick<
   OidcConfig,
   | 'issuer'
-  | 'clientId'
   | 'clientSecret'
   | 'clientAuth'
   | 'privateKey'
@@ -57,7 +62,9 @@ export type OidcClientOptions = Pick<
   | 'extraAuthParams'
   | 'clockSkew'
 > &
-  Partial<Pick<OidcConfig, 'provider' | 'tenants' | 'basicAuthEncoding'>> & {
+  Partial<Pick<OidcConfig, 'provider' | 'tenants' | 'basicAuthEncoding' | 'par'>> & {
+    /** The client of the app's browser login (an API-only app has none, and no client here). */
+    readonly clientId: string;
     /** Where session claims come from (`oidc.claimsFrom`); default {@link DEFAULT_CLAIM_SOURCES}. */
     readonly claimsFrom?: readonly ClaimSource[];
     /** Accepted ID-token (and logout-token) signing algorithms; checked here again: asymmetric only. */
@@ -151,6 +158,17 @@ export interface OidcClient {
    * unauthenticated navigation carries it.
    */
   authorizationLocation(params: AuthorizationUrlParams): string;
+  /**
+   * Whether logins push their request first (RFC 9126, `oidc.par`), as the provider's discovery
+   * and the setting decide; false until discovery has answered.
+   */
+  pushesAuthorization(): boolean;
+  /**
+   * Pushes the authorization request and resolves to the URL to redirect to, with only
+   * `client_id` and `request_uri`. Rejects with `IdpUnavailableError` (the provider failed, or
+   * answered what no redirect can carry) or `IdpError` (it refused the request).
+   */
+  pushAuthorization(params: AuthorizationUrlParams): Promise<string>;
   exchangeCode(params: ExchangeCodeParams): Promise<ExchangeResult>;
   refresh(refreshToken: string, options?: RefreshOptions): Promise<RefreshResult>;
   /** RFC 7009; resolves false when the provider has no revocation endpoint. */
@@ -293,6 +311,7 @@ export function createOidcClient(
     ([name]) => !RESERVED_AUTH_PARAMS.has(name),
   );
   const profile = options.provider ?? 'generic';
+  const parMode = options.par ?? 'auto';
   let tokenPolicy: TokenPolicy = {
     issuer: options.issuer,
     clientId: options.clientId,
@@ -316,8 +335,13 @@ export function createOidcClient(
         grantConfig: Configuration;
         /** The algorithms logout tokens may be signed with (see {@link logoutTokenAlgorithms}). */
         logoutAlgs: readonly string[];
-        /** Why no ID token of the provider can be accepted (no algorithm in common), if so. */
+        /**
+         * Why no login can work with the provider: no ID-token algorithm in common, or
+         * `oidc.par` at odds with what its discovery says of pushed authorization requests.
+         */
         unusable: string | undefined;
+        /** Logins push their request first (RFC 9126). */
+        pushes: boolean;
         registration: Parameters<Provider['configure']>[0];
       }
     | undefined;
@@ -334,15 +358,20 @@ export function createOidcClient(
       config.serverMetadata().id_token_signing_alg_values_supported,
       options.idTokenAlgs,
     );
-    const unusable = idTokenAlgMismatch(
+    const algs = idTokenAlgMismatch(
       config.serverMetadata().id_token_signing_alg_values_supported,
       options.idTokenAlgs,
     );
-    if (unusable !== undefined) {
+    if (algs !== undefined) {
       // Not ready (`/readyz` says why): sending browsers to log in would end on an error page.
-      log?.error({ issuer: options.issuer, error: unusable }, 'app not ready: ID-token algorithms');
+      log?.error({ issuer: options.issuer, error: algs }, 'app not ready: ID-token algorithms');
     }
-    configured = { config, grantConfig, logoutAlgs, unusable, registration };
+    const par = parMismatch(config.serverMetadata(), parMode);
+    if (par !== undefined) {
+      log?.error({ issuer: options.issuer, error: par }, 'app not ready: oidc.par');
+    }
+    const pushes = pushesAuthorization(config.serverMetadata(), parMode);
+    configured = { config, grantConfig, logoutAlgs, unusable: algs ?? par, registration, pushes };
   });
   // Nobody may be awaiting `ready` when the provider is closed early; that is not a crash.
   ready.catch(() => undefined);
@@ -501,6 +530,16 @@ export function createOidcClient(
       if (params.extraAuthParams !== undefined) return buildLoginUrl(config, params).href;
       locations ??= new AuthorizationLocations((values) => buildLoginUrl(config, values));
       return locations.location(params);
+    },
+
+    pushesAuthorization: () => configured?.pushes ?? false,
+
+    pushAuthorization: async (params) => {
+      const { config } = requireConfigured('pushed_authorization');
+      const query = buildLoginUrl(config, params).searchParams;
+      return await provider.call('pushed_authorization', 'pushed_authorization', () =>
+        pushAuthorizationRequest(config, query),
+      );
     },
 
     exchangeCode: async (params) => {

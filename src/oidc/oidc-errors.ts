@@ -146,14 +146,15 @@ export function classifyIdpFailure(err: unknown, endpoint: IdpEndpoint): AuthzEr
       const { cause } = err as { cause?: unknown };
       const httpStatus = cause instanceof Response ? cause.status : undefined;
       if (
-        endpoint === 'token' &&
+        (endpoint === 'token' || endpoint === 'pushed_authorization') &&
         httpStatus !== undefined &&
         httpStatus >= 400 &&
         httpStatus < 500 &&
         !isServerSideStatus(httpStatus)
       ) {
         // RFC 6749 §5.2 asks for a JSON error body, but real providers refuse a dead refresh
-        // token or code with a bare 4xx (Glewlwyd: 400, empty): by its status, a refusal.
+        // token or code with a bare 4xx (Glewlwyd: 400, empty): by its status, a refusal. The
+        // same holds for a pushed authorization request (RFC 9126 §2.3 uses the same errors).
         return new IdpError(endpoint, 'unknown_error', { httpStatus, cause: err });
       }
       return new IdpUnavailableError(

@@ -1,13 +1,14 @@
 /**
  * `check-config --online`: reads every app's discovery document once, without starting the
- * server, and reports what start-up would refuse (issuer mismatch, no common ID-token algorithm).
+ * server, and reports what start-up would refuse (issuer mismatch, no common ID-token algorithm,
+ * `oidc.par` at odds with what the provider announces of pushed authorization requests).
  */
 import type { ServerMetadata } from 'openid-client';
 import type { Config } from '../config/schema.ts';
 import { issuerKey } from '../config/issuer-key.ts';
 import { createIdpFetch } from './idp-fetch.ts';
 import { classifyIdpFailure } from './oidc-errors.ts';
-import { idTokenAlgMismatch, issuerMismatch } from './provider-checks.ts';
+import { idTokenAlgMismatch, issuerMismatch, parMismatch } from './provider-checks.ts';
 import { PROVIDER_FETCH_TIMEOUT_MS, readDiscoveryDocument } from './provider.ts';
 
 /** The outcome: `output` is ready to print, one line per app and problem. */
@@ -52,10 +53,14 @@ export async function checkProvidersOnline(
     }
     const problems = [
       [`${at}.issuer`, issuerMismatch(app.oidc.issuer, document.issuer)],
+      // An API-only app receives no ID token.
       [
         `${at}.idTokenAlgs`,
-        idTokenAlgMismatch(document.id_token_signing_alg_values_supported, app.oidc.idTokenAlgs),
+        app.browserLogin
+          ? idTokenAlgMismatch(document.id_token_signing_alg_values_supported, app.oidc.idTokenAlgs)
+          : undefined,
       ],
+      [`${at}.par`, app.browserLogin ? parMismatch(document, app.oidc.par) : undefined],
     ] as const;
     let appOk = true;
     for (const [path, problem] of problems) {

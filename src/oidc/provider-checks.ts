@@ -71,3 +71,39 @@ export function idTokenAlgMismatch(
     : '"RS256" (not announced)';
   return `the provider signs ID tokens only with ${theirs || 'nothing'}, none of them in oidc.idTokenAlgs (${allowed.join(', ')}): every login would fail; allow one of its asymmetric algorithms, or have the provider sign with one of yours`;
 }
+
+/** `oidc.par`: when logins push their parameters first (RFC 9126). */
+export type ParMode = 'auto' | 'always' | 'never';
+
+/** What a discovery document says of pushed authorization requests (RFC 9126 §5). */
+export interface ParMetadata {
+  readonly pushed_authorization_request_endpoint?: unknown;
+  readonly require_pushed_authorization_requests?: unknown;
+}
+
+/** Whether a login pushes its request at a provider announcing `metadata`, under `mode`. */
+export function pushesAuthorization(metadata: ParMetadata, mode: ParMode): boolean {
+  if (mode === 'never') return false;
+  return mode === 'always' || metadata.require_pushed_authorization_requests === true;
+}
+
+/**
+ * Why no login can work with `mode` at a provider announcing `metadata`, or `undefined` when one
+ * can: `always` (or the provider's own requirement) without an endpoint to push to, or `never`
+ * at a provider that requires it.
+ */
+export function parMismatch(metadata: ParMetadata, mode: ParMode): string | undefined {
+  const endpoint = metadata.pushed_authorization_request_endpoint;
+  if (mode === 'never') {
+    return metadata.require_pushed_authorization_requests === true
+      ? 'the provider requires pushed authorization requests (require_pushed_authorization_requests) and oidc.par is never: every login would be refused; set oidc.par to auto'
+      : undefined;
+  }
+  if (!pushesAuthorization(metadata, mode)) return undefined;
+  if (typeof endpoint === 'string' && URL.canParse(endpoint)) return undefined;
+  const why =
+    mode === 'always'
+      ? 'oidc.par is always'
+      : 'the provider requires pushed authorization requests (require_pushed_authorization_requests)';
+  return `${why} but its discovery document announces no pushed_authorization_request_endpoint: no login can start; set oidc.par to never if the provider does not support them, or fix its discovery document`;
+}

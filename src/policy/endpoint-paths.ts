@@ -12,7 +12,14 @@ export type Endpoint = 'callback' | 'logout' | 'backchannel_logout' | 'frontchan
 export class EndpointPaths {
   readonly #byPath: ReadonlyMap<string, Endpoint>;
 
-  constructor(config: OidcConfig) {
+  constructor(
+    config: Partial<
+      Pick<
+        OidcConfig,
+        'callbackPath' | 'logoutPath' | 'backchannelLogoutPath' | 'frontchannelLogoutPath'
+      >
+    >,
+  ) {
     const byPath = new Map<string, Endpoint>();
     const add = (path: string | undefined, endpoint: Endpoint): void => {
       if (path !== undefined && !byPath.has(path)) byPath.set(path, endpoint);

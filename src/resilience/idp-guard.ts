@@ -8,7 +8,13 @@ import { isOutage } from './outage.ts';
 export type GuardedCall =
   | Extract<
       IdpEndpoint,
-      'discovery' | 'jwks' | 'token' | 'userinfo' | 'revocation' | 'introspection'
+      | 'discovery'
+      | 'jwks'
+      | 'token'
+      | 'pushed_authorization'
+      | 'userinfo'
+      | 'revocation'
+      | 'introspection'
     >
   | 'probe';
 
@@ -18,7 +24,8 @@ export type IdpGuard = <T>(kind: GuardedCall, call: () => Promise<T>) => Promise
 /**
  * The guard to hand to one provider (issuer): `discovery`, `jwks` and `probe` go through the
  * discovery breaker, `token`, `revocation` and `introspection` through their own, `userinfo`
- * through the token breaker (the same server answers both, one after the other at every login). A refused call
+ * and `pushed_authorization` through the token breaker (the same server answers them, at every
+ * login; a pushed request that fails opens it, so logins answer 503 at once). A refused call
  * rejects at once with `IdpUnavailableError(kind, 'circuit_open')`, naming the endpoint that was
  * not tried.
  *
@@ -32,6 +39,7 @@ export function createIdpGuard(breakers: IdpBreakers): IdpGuard {
     jwks: breakers.discovery,
     probe: breakers.discovery,
     token: breakers.token,
+    pushed_authorization: breakers.token,
     userinfo: breakers.token,
     revocation: breakers.revocation,
     introspection: breakers.introspection,

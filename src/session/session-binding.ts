@@ -17,6 +17,7 @@ export function sessionBindingFor(
     keyPrefix: config.store.redis.keyPrefix,
     app: app.name,
     issuer: app.oidc.issuer,
-    clientId: app.oidc.clientId,
+    // An API-only app has no client, and no sessions to bind.
+    clientId: app.oidc.clientId ?? '',
   };
 }

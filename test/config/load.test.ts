@@ -65,6 +65,7 @@ test('minimal config loads with every default filled in', () => {
     callbackPath: '/oauth2/callback',
     logoutPath: '/oauth2/logout',
     extraAuthParams: {},
+    par: 'auto',
     claimsFrom: ['id_token', 'access_token'],
     idTokenAlgs: ['RS256', 'ES256', 'PS256', 'EdDSA'],
     clockSkew: 30_000,

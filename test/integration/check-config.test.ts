@@ -70,6 +70,19 @@ describe('check-config', () => {
     assert.match(result.stdout, /config OK/);
   });
 
+  it('says what an API-only app accepts, and that it has no browser login', () => {
+    const result = spawnSync(
+      process.execPath,
+      [cliPath, 'check-config', join(fixtures, 'config', 'valid', 'api-only.yaml')],
+      { encoding: 'utf8', timeout: 10_000 },
+    );
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    assert.deepEqual(result.stdout.trim().split('\n'), [
+      'config OK: 1 app',
+      'app api: accepts bearer tokens from https://idp.example.com/realms/main (audience https://api.example.com/); https://token.actions.githubusercontent.com (audience https://github.com/acme); no browser login',
+    ]);
+  });
+
   it('reads the path from EOA_CONFIG', () => {
     const result = spawnSync(process.execPath, [cliPath, 'check-config'], {
       encoding: 'utf8',

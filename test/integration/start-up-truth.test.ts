@@ -32,7 +32,12 @@ function runCli(
   });
 }
 
-function appYaml(name: string, issuer: string, idTokenAlgs?: readonly string[]): string {
+function appYaml(
+  name: string,
+  issuer: string,
+  idTokenAlgs?: readonly string[],
+  par?: 'always' | 'never',
+): string {
   return [
     `  - name: ${name}`,
     `    match: { hosts: [${name}.example.com] }`,
@@ -41,6 +46,7 @@ function appYaml(name: string, issuer: string, idTokenAlgs?: readonly string[]):
     `      clientId: ${name}`,
     `      clientSecret: ${secret}`,
     ...(idTokenAlgs === undefined ? [] : [`      idTokenAlgs: [${idTokenAlgs.join(', ')}]`]),
+    ...(par === undefined ? [] : [`      par: ${par}`]),
     `    session: { secrets: [${testSessionSecret}] }`,
   ].join('\n');
 }
@@ -48,17 +54,25 @@ function appYaml(name: string, issuer: string, idTokenAlgs?: readonly string[]):
 describe('start-up tells the truth', () => {
   let rs256: TestProvider;
   let es256: TestProvider;
+  /** Announces no pushed authorization request endpoint. */
+  let noPar: TestProvider;
+  /** Requires pushed authorization requests of every client. */
+  let parRequired: TestProvider;
   let dir: string;
 
   before(async () => {
     const client = { clientId: 'web', clientSecret: secret, redirectUris: ['https://x/cb'] };
     rs256 = await startTestProvider({ clients: [client], idTokenSigningAlgs: ['RS256'] });
     es256 = await startTestProvider({ clients: [client], idTokenSigningAlgs: ['ES256'] });
+    noPar = await startTestProvider({ clients: [client], par: 'off' });
+    parRequired = await startTestProvider({ clients: [client], par: 'required' });
     dir = mkdtempSync(join(tmpdir(), 'eoa-online-'));
   });
   after(async () => {
     await rs256.close();
     await es256.close();
+    await noPar.close();
+    await parRequired.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -172,5 +186,75 @@ describe('start-up tells the truth', () => {
     } finally {
       await server.close();
     }
+  });
+
+  it('check-config --online and /readyz name oidc.par at odds with the provider', async () => {
+    const path = configFile('par', [
+      appYaml('always', noPar.issuer, undefined, 'always'),
+      appYaml('never', parRequired.issuer, undefined, 'never'),
+      appYaml('auto', parRequired.issuer),
+    ]);
+    const result = await runCli(['check-config', '--online', '--config', path]);
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    const lines = result.stderr.trim().split('\n');
+    assert.match(
+      lines.find((l) => l.startsWith('apps[0].oidc.par:')) ?? '',
+      /oidc\.par is always but its discovery document announces no pushed_authorization_request_endpoint/,
+    );
+    assert.match(
+      lines.find((l) => l.startsWith('apps[1].oidc.par:')) ?? '',
+      /requires pushed authorization requests .* oidc\.par is never/,
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith('apps[2] auto: provider')),
+      result.stderr,
+    );
+
+    const server = await startTestServer(
+      {
+        apps: [
+          {
+            name: 'always',
+            match: { hosts: ['always.example.com'] },
+            oidc: { issuer: noPar.issuer, clientId: 'web', clientSecret: secret, par: 'always' },
+            session: { secrets: [testSessionSecret] },
+          },
+        ],
+      },
+      { waitReady: false },
+    );
+    try {
+      let body: { waiting: { name: string; reason: string }[] } | undefined;
+      await waitFor('the app to be found misconfigured', async () => {
+        const response = await fetch(`${server.adminBase}/readyz`);
+        body = (await response.json()) as typeof body;
+        return (
+          response.status === 503 &&
+          body!.waiting.some((w) => w.name === 'app:always' && w.reason.startsWith('misconfigured'))
+        );
+      });
+      const reason = body!.waiting.find((w) => w.name === 'app:always')?.reason ?? '';
+      assert.match(reason, /no pushed_authorization_request_endpoint/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('check-config --online checks an API-only app for its issuer only: it receives no ID token', async () => {
+    const path = configFile('api-only', [
+      [
+        '  - name: api',
+        '    match: { hosts: [api.example.com] }',
+        '    oidc:',
+        `      issuer: ${JSON.stringify(rs256.issuer)}`,
+        '      idTokenAlgs: [ES256]',
+        '      par: always',
+        '    bearer: { enabled: true, audiences: [https://api.example.com/] }',
+      ].join('\n'),
+    ]);
+    const result = await runCli(['check-config', '--online', '--config', path]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /app api: accepts bearer tokens from .*; no browser login/);
+    assert.match(result.stdout, /apps\[0\] api: provider .* OK/);
   });
 });

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { issuerOfDiscoveryUrl } from '../../src/config/issuer-key.ts';
+import { MAX_REQUEST_URI_LENGTH, requestUriProblem } from '../../src/oidc/pushed-authorization.ts';
 import {
   discoveryUrlOf,
   idTokenAlgMismatch,
   issuerMismatch,
+  parMismatch,
+  pushesAuthorization,
   sharedIdTokenAlgs,
 } from '../../src/oidc/provider-checks.ts';
 
@@ -126,5 +129,68 @@ describe('ID-token algorithm checks', () => {
       undefined,
       'a string is not a list; RS256 assumed',
     );
+  });
+});
+
+describe('pushed authorization request checks (oidc.par)', () => {
+  const endpoint = 'https://idp.example.com/par';
+  const offered = { pushed_authorization_request_endpoint: endpoint };
+  const required = { ...offered, require_pushed_authorization_requests: true };
+
+  it('pushes with always, with auto only where the provider requires it, never with never', () => {
+    assert.equal(pushesAuthorization(offered, 'always'), true);
+    assert.equal(pushesAuthorization(offered, 'auto'), false);
+    assert.equal(pushesAuthorization(required, 'auto'), true);
+    assert.equal(pushesAuthorization(required, 'never'), false);
+    // Only the boolean true requires them: a string "true" is not the provider's requirement.
+    assert.equal(
+      pushesAuthorization({ require_pushed_authorization_requests: 'true' }, 'auto'),
+      false,
+    );
+  });
+
+  it('names what cannot work, and nothing else', () => {
+    assert.equal(parMismatch(offered, 'always'), undefined);
+    assert.equal(parMismatch(required, 'auto'), undefined);
+    assert.equal(parMismatch({}, 'auto'), undefined);
+    assert.equal(parMismatch({}, 'never'), undefined);
+    assert.match(
+      parMismatch({}, 'always') ?? '',
+      /^oidc\.par is always but .* no pushed_authorization_request_endpoint/,
+    );
+    assert.match(
+      parMismatch({ require_pushed_authorization_requests: true }, 'auto') ?? '',
+      /^the provider requires .* announces no pushed_authorization_request_endpoint/,
+    );
+    assert.match(
+      parMismatch({ pushed_authorization_request_endpoint: 'not a url' }, 'always') ?? '',
+      /no pushed_authorization_request_endpoint/,
+    );
+    assert.match(
+      parMismatch(required, 'never') ?? '',
+      /oidc\.par is never: every login would be refused/,
+    );
+  });
+});
+
+describe('request_uri checks', () => {
+  it('accepts a URN and refuses what a redirect cannot carry', () => {
+    assert.equal(
+      requestUriProblem('urn:ietf:params:oauth:request_uri:6esc_11ACC5bwc014ltc14eY22c'),
+      undefined,
+    );
+    assert.equal(requestUriProblem('x'.repeat(MAX_REQUEST_URI_LENGTH)), undefined);
+    assert.match(requestUriProblem(null) ?? '', /no request_uri/);
+    assert.match(requestUriProblem('') ?? '', /no request_uri/);
+    assert.match(requestUriProblem('x'.repeat(MAX_REQUEST_URI_LENGTH + 1)) ?? '', /at most 512/);
+    for (const bad of [
+      'urn:a\r\nset-cookie: x=y',
+      'urn:a b',
+      'urn:\u0000',
+      'urn:é',
+      'urn:\u2028',
+    ]) {
+      assert.match(requestUriProblem(bad) ?? '', /outside visible ASCII/, JSON.stringify(bad));
+    }
   });
 });

@@ -30,7 +30,10 @@ const TENANT_A = '9188040d-6c67-4c5b-b112-36a304b66dad';
 const TENANT_B = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 
 /** One app loaded through the real loader with `oidc` and any further sections. */
-function loadApp(oidc: Record<string, unknown>, rest: Record<string, unknown> = {}): AppConfig {
+function loadApp(
+  oidc: Record<string, unknown>,
+  rest: Record<string, unknown> = {},
+): AppConfig & { readonly oidc: { readonly clientId: string } } {
   const config = testConfig({
     apps: [
       testApp('web', {
@@ -39,7 +42,10 @@ function loadApp(oidc: Record<string, unknown>, rest: Record<string, unknown> = 
       }),
     ],
   });
-  return config.apps[0]!;
+  const app = config.apps[0]!;
+  const { clientId } = app.oidc;
+  assert.ok(clientId !== undefined);
+  return { ...app, oidc: { ...app.oidc, clientId } };
 }
 
 /** The client of an app at `double`, as main.ts builds it from the app's `oidc` block. */

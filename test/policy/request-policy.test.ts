@@ -42,7 +42,7 @@ const apps = config.apps.map((app) => ({
   publicPaths: new PublicPaths(app.publicPaths),
   endpoints: new EndpointPaths(app.oidc),
   scopes: compileScopeRequirements(app.bearer.requiredScopes, app.bearer.paths),
-  rules: compileRules(app.authorization, app.oidc.clientId),
+  rules: compileRules(app.authorization, app.oidc.clientId ?? ''),
 }));
 const policy = new RequestPolicy(apps);
 const noScopes: ReadonlySet<string> = new Set();

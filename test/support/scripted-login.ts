@@ -199,8 +199,11 @@ export async function scriptedLogin(
   const steps: BrowserStepTiming[] = [];
   const start = new URL(authorizationUrl);
   const redirectParam = start.searchParams.get('redirect_uri');
-  if (redirectParam === null) throw new Error('authorization URL has no redirect_uri');
-  const redirectUri = new URL(redirectParam);
+  // A pushed request (RFC 9126) carries only `request_uri`: the client's redirect URI is then
+  // the first place off the provider's origin it sends the browser to.
+  const redirectUri = redirectParam === null ? undefined : new URL(redirectParam);
+  const isCallback = (target: URL): boolean =>
+    redirectUri === undefined ? target.origin !== start.origin : sameEndpoint(target, redirectUri);
 
   let next: { url: URL; method: 'GET' | 'POST'; form?: URLSearchParams } = {
     url: start,
@@ -212,7 +215,7 @@ export async function scriptedLogin(
     const location = response.headers.get('location');
     if (response.status >= 300 && response.status < 400 && location !== null) {
       const target = new URL(location, step.url);
-      if (sameEndpoint(target, redirectUri)) return { callbackUrl: target, jar, steps };
+      if (isCallback(target)) return { callbackUrl: target, jar, steps };
       next = { url: target, method: 'GET' };
       continue;
     }
