@@ -18,7 +18,7 @@ import { createLogoutReturnStep } from './authz/logout-return.ts';
 import { Pipeline, type StepFactory } from './authz/pipeline.ts';
 import { PageTemplates } from './authz/pages.ts';
 import { createSessionStep } from './authz/session-step.ts';
-import { createLoginOrDenyStep, createPublicPathStep } from './authz/steps.ts';
+import { createLoginOrDenyStep, createPreflightStep, createPublicPathStep } from './authz/steps.ts';
 import { issuerKey } from './config/issuer-key.ts';
 import type { AppConfig, Config } from './config/schema.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
@@ -370,6 +370,7 @@ function buildRuntime(
       steps: [
         createLogoutReturnStep,
         createPublicPathStep,
+        createPreflightStep,
         createCallbackStep,
         createLogoutStep,
         createBackchannelLogoutStep,

@@ -11,7 +11,7 @@ import {
 export type HeaderPair = readonly [name: string, value: string];
 
 /** Why a request was allowed; a bounded set, used as a metric label. */
-export type AllowReason = 'public_path' | 'session' | 'bearer' | 'unmatched';
+export type AllowReason = 'public_path' | 'preflight' | 'session' | 'bearer' | 'unmatched';
 
 /** Why a request was denied; a bounded set, used as a metric label. */
 export type ReplyReason =

@@ -736,6 +736,14 @@ export const appSchema = z
       publicPathSchema,
       'Paths that need no login (identity headers still scrubbed).',
     ),
+    cors: z
+      .strictObject({
+        allowPreflight: offByDefault(
+          'Let CORS preflights through without a session or token: an `OPTIONS` request carrying both `Origin` and `Access-Control-Request-Method` (non-empty) goes to the upstream, which answers it, with identity headers and our cookies removed as on a public path. Nothing else passes: `OPTIONS` without both headers, or those headers on another method, needs a session or token as usual.',
+        ),
+      })
+      .prefault({})
+      .describe('Cross-origin requests (CORS, WHATWG Fetch §3.2.2).'),
     bearer: bearerSchema,
     authorization: authorizationSchema,
     upstreamHeaders: upstreamHeadersSchema,
