@@ -11,6 +11,7 @@ import type { SubjectLabel } from '../observability/subject-label.ts';
 import { EndpointPaths } from '../policy/endpoint-paths.ts';
 import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
+import { compileDynamicMetadata, type DynamicMetadata } from './dynamic-metadata.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
 import { IdentityRemovals } from './identity-removals.ts';
 import type { LoginMetrics } from './login-outcome.ts';
@@ -26,6 +27,8 @@ export interface AppRuntime {
   /** The callback and logout paths, matched on the exact raw path. */
   readonly endpoints: EndpointPaths;
   readonly headers: IdentityHeaders;
+  /** `dynamicMetadata`, rendered beside the identity headers. */
+  readonly dynamicMetadata: DynamicMetadata;
   /**
    * Every header this app may set upstream, removed from each incoming request in any spelling
    * that folds to it, so a client can never forge one (SPEC §4.3). The default identity headers
@@ -82,6 +85,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     publicPaths: new PublicPaths(config.publicPaths),
     endpoints: new EndpointPaths(config.oidc),
     headers,
+    dynamicMetadata: compileDynamicMetadata(config),
     identityRemovals,
     rules: compileRules(config.authorization, config.oidc.clientId),
     stepUp: compileStepUp(config.authorization),

@@ -8,7 +8,10 @@ import { secureFor } from './login.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ourCookiesOut } from './session-step.ts';
-import { AllowMemo, allowFor } from './allow-memo.ts';
+import { AllowMemo, allowFor, type RenderedIdentity } from './allow-memo.ts';
+import { completeIdentity } from './identity-render.ts';
+import { ownString } from './rules.ts';
+import type { Clock } from '../clock.ts';
 import {
   localReply,
   jsonReply,
@@ -128,9 +131,14 @@ export function createBearerStep(deps: StepDeps): Step {
         }
         return invalidToken(app.name);
       case 'valid':
-        return authorize(context, outcome.identity, recent, deps.logger);
+        return authorize(context, outcome.identity, recent, deps.logger, deps.now);
     }
   }
+}
+
+/** The client a token was issued to (RFC 9068 §2.2, OIDC Core §2): `azp`, else `client_id`. */
+function clientIdOf(claims: BearerIdentity['claims']): string {
+  return ownString(claims, 'azp') ?? ownString(claims, 'client_id') ?? '';
 }
 
 function authorize(
@@ -138,6 +146,7 @@ function authorize(
   identity: BearerIdentity,
   recent: AllowMemo<BearerIdentity>,
   logger: Logger,
+  now: Clock,
 ): Verdict {
   const { request, app, path } = context;
   const bearer = app.bearer!;
@@ -157,21 +166,21 @@ function authorize(
   // The identity is the cached verification of this very token, so its headers are too;
   // unless they carry the token itself, which is kept nowhere but in the request.
   const token = (request.headers.get('authorization') ?? '').slice(7).trim();
-  const render = (): HeaderPair[] => {
-    const rendered = app.headers.render({
+  const render = (): RenderedIdentity => {
+    const input = {
       claims: identity.claims,
-      accessToken: token,
-      idToken: undefined,
-    });
+      auth: { method: 'bearer', clientId: clientIdOf(identity.claims) },
+    };
+    const rendered = app.headers.render({ ...input, accessToken: token, idToken: undefined });
     const upstreamHeaders: HeaderPair[] = bearer.userHeaderIsIdentifier
       ? rendered.filter(([name]) => name !== 'x-auth-request-user')
       : rendered;
     if (bearer.userHeaderIsIdentifier) {
       upstreamHeaders.push(['x-auth-request-user', identity.identifier]);
     }
-    return upstreamHeaders;
+    return completeIdentity(app, upstreamHeaders, input);
   };
-  const entry = recent.entryFor(identity, app, render, (headers) =>
+  const entry = recent.entryFor(identity, app, now(), render, (headers) =>
     headers.every(([, value]) => !value.includes(token)),
   );
   const alsoRemove =

@@ -11,6 +11,8 @@ export interface RenderInput {
   readonly claims: Readonly<Record<string, unknown>>;
   readonly accessToken: string;
   readonly idToken: string | undefined;
+  /** How the request was authenticated (`{{ auth.method }}`, `{{ auth.client_id }}`). */
+  readonly auth?: NonNullable<TemplateContext['auth']>;
 }
 
 export interface IdentityHeaders {
@@ -58,6 +60,7 @@ export function compileIdentityHeaders(
             ? { access_token: input.accessToken }
             : { access_token: input.accessToken, id_token: input.idToken },
         app,
+        ...(input.auth === undefined ? {} : { auth: input.auth }),
       };
       const set: HeaderPair[] = [];
       for (const { name, template } of compiled) {

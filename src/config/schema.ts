@@ -718,6 +718,32 @@ const upstreamHeadersSchema = z
     'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`, `{{ app.name }}`, `{{ tokens.access_token }}`); `claims.` is followed by a claim address (`{{ claims.realm_access.roles }}`, `{{ claims.https://example.com/roles }}`, `{{ claims["my claim"] }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
 
+/** Keys of `dynamic_metadata` the server always sets itself. */
+const RESERVED_METADATA_KEYS: ReadonlySet<string> = new Set(['reason', 'app']);
+
+const dynamicMetadataSchema = z
+  .record(
+    z
+      .string()
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/,
+        'must be 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or _)',
+      )
+      .refine((key) => !RESERVED_METADATA_KEYS.has(key), 'is set by the server itself'),
+    z.string().superRefine(
+      reportProblem((source) => {
+        const compiled = compileTemplate(source);
+        if (!compiled.ok) return compiled.message;
+        // Envoy writes dynamic metadata to access logs: no credential goes there.
+        return compiled.tokens.length > 0 ? 'must not use tokens.*' : undefined;
+      }),
+    ),
+  )
+  .default({})
+  .describe(
+    "Identity for Envoy's own filters (RBAC, rate limit, access log) without parsing headers: metadata key → template in the language of `upstreamHeaders` (`{{ claims.email }}`, `{{ app.name }}`), plus `{{ auth.method }}` (`session` or `bearer`) and `{{ auth.client_id }}` (a session: the app's `oidc.clientId`; a bearer token: its `azp`, else its `client_id`); `tokens.*` is refused. Rendered on every session or bearer allow into the CheckResponse's `dynamic_metadata`, which Envoy files under the namespace `envoy.filters.http.ext_authz` beside `reason` and `app` (reserved keys); values are strings, an empty or unsafe one is left out. gRPC mode only: Envoy's `http_service` carries no metadata. Default {}.",
+  );
+
 /** One app: an OIDC client with its own match, session, rules and headers. */
 export const appSchema = z
   .strictObject({
@@ -747,6 +773,7 @@ export const appSchema = z
     bearer: bearerSchema,
     authorization: authorizationSchema,
     upstreamHeaders: upstreamHeadersSchema,
+    dynamicMetadata: dynamicMetadataSchema,
     passAccessToken: offByDefault('Also send `authorization: Bearer <access token>` upstream.'),
     passIdToken: offByDefault('Also send the ID token upstream as `x-id-token`.'),
   })
