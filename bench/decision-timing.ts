@@ -4,7 +4,8 @@
  * measures (hot cookie session, hot bearer JWT, unauthenticated navigation → 302).
  *
  * Run after `npm run build`: `node dist/bench/decision-timing.js [--only cookie,bearer,login]
- * [--iterations 20000]`; add `--cpu-prof` to node for a profile of the timed loops.
+ * [--iterations 20000] [--assertions]`; `--assertions` turns on signed upstream assertions
+ * (`upstreamAssertion`) for both apps. Add `--cpu-prof` to node for a profile of the timed loops.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -152,7 +153,7 @@ function headerValue(options: unknown, name: string): string | undefined {
   return list.find((o) => o.header?.key === name)?.header?.value;
 }
 
-function expectAllow(user: string, reason: string) {
+function expectAllow(user: string, reason: string, assertion: boolean) {
   return (decoded: Record<string, unknown>): string | undefined => {
     const response = decoded as {
       status?: { code?: number };
@@ -162,6 +163,8 @@ function expectAllow(user: string, reason: string) {
     if ((response.status?.code ?? 0) !== 0) return `denied: ${JSON.stringify(decoded)}`;
     const got = headerValue(response.ok_response?.headers, 'x-auth-request-user');
     if (got !== user) return `x-auth-request-user ${got ?? 'missing'}`;
+    const signed = headerValue(response.ok_response?.headers, 'x-auth-request-assertion');
+    if (assertion && signed === undefined) return 'no upstream assertion';
     const why = response.dynamic_metadata?.fields?.['reason']?.stringValue;
     return why === reason ? undefined : `reason ${why ?? 'missing'}`;
   };
@@ -222,6 +225,7 @@ export async function timeDecisions(
   iterations: number,
   wanted: (id: CaseId) => boolean = () => true,
   encoding: 'direct' | 'protobufjs' = 'direct',
+  assertions = false,
 ): Promise<DecisionTiming[]> {
   let provider: ChildProcess | undefined;
   let server: TestServer | undefined;
@@ -230,7 +234,7 @@ export async function timeDecisions(
     const started = await startProviderProcess();
     provider = started.child;
     const { issuer, bearerToken: token } = started.ready;
-    server = await startTestServer(memoryServerConfig(issuer));
+    server = await startTestServer(memoryServerConfig(issuer, { assertions }));
     const upstream = loadUpstreamProtos();
     envoy = new EnvoyClient({ target: server.grpcTarget, protos: upstream, timeoutMs: 5_000 });
     const browser = new AppBrowser(envoy);
@@ -263,7 +267,7 @@ export async function timeDecisions(
           ...navigation,
           ['cookie', `${cookie}; _ga=GA1.2.3456789.1234567890`],
         ]),
-        wrong: expectAllow('alice', 'session'),
+        wrong: expectAllow('alice', 'session', assertions),
       },
       {
         id: 'bearer',
@@ -273,7 +277,7 @@ export async function timeDecisions(
           ['authorization', `Bearer ${token}`],
           ['user-agent', 'bench-client/1.0'],
         ]),
-        wrong: expectAllow('svc-bench', 'bearer'),
+        wrong: expectAllow('svc-bench', 'bearer', assertions),
       },
       {
         id: 'login',
@@ -319,6 +323,8 @@ const { values } = isMain
         encoder: { type: 'string', default: 'direct' },
         /** Print the results as one JSON line instead of a table. */
         json: { type: 'boolean', default: false },
+        /** Sign an upstream assertion for every allow (`upstreamAssertion` on both apps). */
+        assertions: { type: 'boolean', default: false },
       },
     })
   : { values: undefined };
@@ -330,6 +336,7 @@ if (values?.provider === true) {
     Number(values.iterations),
     (id) => only === undefined || only.has(id),
     values.encoder === 'protobufjs' ? 'protobufjs' : 'direct',
+    values.assertions === true,
   );
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(results)}\n`);

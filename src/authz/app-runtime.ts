@@ -16,6 +16,7 @@ import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers
 import { IdentityRemovals } from './identity-removals.ts';
 import type { LoginMetrics } from './login-outcome.ts';
 import type { RequestModel } from './request.ts';
+import type { UpstreamAssertion } from './upstream-assertion.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
 import { compileStepUp, type StepUpPolicy } from './step-up.ts';
 
@@ -29,6 +30,8 @@ export interface AppRuntime {
   readonly headers: IdentityHeaders;
   /** `dynamicMetadata`, rendered beside the identity headers. */
   readonly dynamicMetadata: DynamicMetadata;
+  /** `upstreamAssertion`: the signer; `undefined` when the app sends none. */
+  readonly assertion: UpstreamAssertion | undefined;
   /**
    * Every header this app may set upstream, removed from each incoming request in any spelling
    * that folds to it, so a client can never forge one (SPEC §4.3). The default identity headers
@@ -69,6 +72,7 @@ export type AppServices = Pick<
   | 'bearer'
   | 'logins'
   | 'subjectLabel'
+  | 'assertion'
 >;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {
@@ -76,6 +80,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
   const identityRemovals = new IdentityRemovals([
     ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
     ...headers.names,
+    ...(services.assertion === undefined ? [] : [services.assertion.header]),
   ]);
   return {
     ...services,

@@ -166,6 +166,7 @@ function authorize(
   // The identity is the cached verification of this very token, so its headers are too;
   // unless they carry the token itself, which is kept nowhere but in the request.
   const token = (request.headers.get('authorization') ?? '').slice(7).trim();
+  const at = now();
   const render = (): RenderedIdentity => {
     const input = {
       claims: identity.claims,
@@ -178,9 +179,12 @@ function authorize(
     if (bearer.userHeaderIsIdentifier) {
       upstreamHeaders.push(['x-auth-request-user', identity.identifier]);
     }
-    return completeIdentity(app, upstreamHeaders, input);
+    return completeIdentity(app, upstreamHeaders, input, identity, at, {
+      notAfter: identity.expiresAt,
+      subject: identity.identifier,
+    });
   };
-  const entry = recent.entryFor(identity, app, now(), render, (headers) =>
+  const entry = recent.entryFor(identity, app, at, render, (headers) =>
     headers.every(([, value]) => !value.includes(token)),
   );
   const alsoRemove =
