@@ -1,15 +1,17 @@
 /** `upstreamAssertion`: an upstream verifies the signed identity with `jose` against the published JWKS, across a key rotation. */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import { repoPath } from '../deploy/repo-path.ts';
 import { AppBrowser } from '../support/browser.ts';
 import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
 import {
@@ -142,6 +144,40 @@ describe('upstreamAssertion', () => {
     assert.equal(alg, 'ES256');
     assert.equal(typ, 'JWT');
     assert.ok(kid !== undefined && kid.length === 43, 'kid is the key thumbprint');
+  });
+
+  it('verifies with the Node snippet of docs/upstream-identity.md, as it is written', async () => {
+    const page = readFileSync(repoPath('docs/upstream-identity.md'), 'utf8');
+    const at = page.indexOf('<!-- assertion-verify-node -->');
+    const snippet = /```js\n([\s\S]*?)```/.exec(page.slice(at))?.[1];
+    assert.ok(at >= 0 && snippet !== undefined, 'the page has the Node snippet');
+    const constant = (name: string, value: string) => {
+      const pattern = new RegExp(`const ${name} = '[^']*';`);
+      assert.match(snippet, pattern);
+      return (source: string) => source.replace(pattern, `const ${name} = '${value}';`);
+    };
+    const source = [
+      constant('JWKS_URL', `${server.httpBase}/.well-known/jwks.json`),
+      constant('ISSUER', issuer),
+      constant('AUDIENCE', audience),
+    ].reduce((text, set) => set(text), snippet);
+    // Beside the compiled tests, so that `jose` resolves from the project's node_modules.
+    const file = join(dirname(fileURLToPath(import.meta.url)), `docs-snippet-${process.pid}.mjs`);
+    writeFileSync(file, source);
+    try {
+      const { userOf } = (await import(pathToFileURL(file).href)) as {
+        userOf: (headers: Record<string, string>) => Promise<JWTPayload>;
+      };
+      const cookie = await sessionCookie();
+      const token = assertionOf(
+        await envoy.check({ url: `${web}/x`, headers: [['cookie', cookie]] }),
+      );
+      assert.equal((await userOf({ [header]: token }))['name'], 'Zoë Ünïcödé 山田 🙂');
+      await assert.rejects(userOf({ [header]: `${token.slice(0, -4)}AAAA` }));
+      await assert.rejects(userOf({}));
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 
   it('hands the same assertion to later Checks until half its lifetime has passed', async () => {
