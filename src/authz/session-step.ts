@@ -202,7 +202,14 @@ export function createSessionStep(deps: StepDeps): Step {
         // Read only when sent upstream: a cached session reads it back from the cookie.
         idToken: readsIdToken ? session.tokens.idToken : undefined,
       });
-      return completeIdentity(app, headers, input, loaded.identity, now);
+      // A refreshed session may carry new claims: its assertion is its own.
+      return completeIdentity(
+        app,
+        headers,
+        input,
+        memo === undefined ? session : loaded.identity,
+        now,
+      );
     };
     const entry = memo?.entryFor(loaded.identity, app, now, render) ?? oneOff(app, render);
     const cookieHeader = request.headers.get('cookie');

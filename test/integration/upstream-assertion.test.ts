@@ -12,6 +12,7 @@ import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts
 import { loadConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { repoPath } from '../deploy/repo-path.ts';
+import { waitFor } from '../support/redis-servers.ts';
 import { AppBrowser } from '../support/browser.ts';
 import { EnvoyClient, HttpModeClient, type Outcome } from '../support/envoy-client.ts';
 import {
@@ -383,5 +384,55 @@ describe('upstreamAssertion keys at config load', () => {
       /header: is already an identity header/,
     );
     assert.match(problems({ claims: { exp: 'exp' } })[0]!, /claims\.exp: is set by the server/);
+  });
+});
+
+describe('upstreamAssertion across a session refresh', () => {
+  let provider: TestProvider;
+  let server: TestServer;
+  let envoy: EnvoyClient;
+
+  before(async () => {
+    provider = await startTestProvider({
+      clients: [{ clientId: 'web', clientSecret, redirectUris: [`${web}/oauth2/callback`] }],
+      accessTokenTtlSeconds: 6,
+    });
+    server = await startTestServer({
+      apps: [
+        {
+          name: 'web',
+          match: { hosts: ['web.example.com'] },
+          oidc: { issuer: provider.issuer, clientId: 'web', clientSecret },
+          // Due at once: every Check starts (or picks up) a refresh in the background.
+          refresh: { skew: '10s' },
+          session: { secrets: [testSessionSecret] },
+          upstreamAssertion: { audience, ttl: '5m' },
+        },
+      ],
+    });
+    envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 5_000 });
+  });
+
+  after(async () => {
+    envoy.close();
+    await server.close();
+    await provider.close();
+  });
+
+  it('signs anew for the refreshed session instead of handing out the one of the old tokens', async () => {
+    const browser = new AppBrowser(envoy);
+    await browser.login(`${web}/`);
+    const grants = () => provider.counters().grants['refresh_token']?.['success'] ?? 0;
+    const before = assertionOf(await browser.request(`${web}/x`, { navigate: false }));
+    await waitFor('the background refresh', () => grants() >= 1);
+    // This Check picks up the refreshed tokens; its assertion is far from half of its 5m.
+    const refreshed = assertionOf(await browser.request(`${web}/y`, { navigate: false }));
+    assert.notEqual(refreshed, before, 'the refreshed session is signed for itself');
+    const [a, b] = [before, refreshed].map(
+      (token) =>
+        JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as JWTPayload,
+    );
+    assert.equal(b!.sub, a!.sub);
+    assert.notEqual(b!.jti, a!.jti);
   });
 });
