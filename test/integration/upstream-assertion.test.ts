@@ -436,3 +436,53 @@ describe('upstreamAssertion across a session refresh', () => {
     assert.notEqual(b!.jti, a!.jti);
   });
 });
+
+describe('upstreamAssertion with one key shared by two replicas', () => {
+  let provider: TestProvider;
+  const replicas: TestServer[] = [];
+  const key = ecPem();
+
+  before(async () => {
+    provider = await startTestProvider({ clients: [] });
+    for (let i = 0; i < 2; i++) {
+      replicas.push(
+        await startTestServer({
+          apps: [
+            {
+              name: 'web',
+              match: { hosts: ['web.example.com'] },
+              oidc: { issuer: provider.issuer, clientId: 'web', clientSecret },
+              session: { secrets: [testSessionSecret] },
+              bearer: { enabled: true, audiences: [audience] },
+              upstreamAssertion: { audience, signingKey: key },
+            },
+          ],
+        }),
+      );
+    }
+  });
+
+  after(async () => {
+    for (const replica of replicas) await replica.close();
+    await provider.close();
+  });
+
+  it("verifies an assertion of one replica against the other replica's JWKS", async () => {
+    const token = await provider.signJwt(
+      { sub: 'svc', aud: audience, azp: 'ci', exp: Math.floor(Date.now() / 1000) + 300 },
+      { typ: 'at+jwt' },
+    );
+    const envoy = new EnvoyClient({ target: replicas[0]!.grpcTarget, protos, timeoutMs: 5_000 });
+    try {
+      const assertion = assertionOf(
+        await envoy.check({ url: `${web}/api`, headers: [['authorization', `Bearer ${token}`]] }),
+      );
+      const other = createRemoteJWKSet(new URL(`${replicas[1]!.httpBase}/.well-known/jwks.json`));
+      const { payload } = await jwtVerify(assertion, other, { issuer, audience });
+      assert.equal(payload.sub, 'svc');
+      assert.equal(payload['client_id'], 'ci');
+    } finally {
+      envoy.close();
+    }
+  });
+});
