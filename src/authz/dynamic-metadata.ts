@@ -1,10 +1,8 @@
 /** `dynamicMetadata`: identity for Envoy's own filters (RBAC, rate limit, access log), compiled once per app. */
 import type { AppConfig } from '../config/schema.ts';
 import { compileTemplate, type TemplateContext } from '../config/template.ts';
+import { fits } from './identity-headers.ts';
 import type { MetadataEntry } from './verdict.ts';
-
-/** Longest metadata value sent; a longer one is left out rather than cut mid-value. */
-const maxValueBytes = 8 * 1024;
 
 export interface DynamicMetadata {
   /**
@@ -34,9 +32,8 @@ export function compileDynamicMetadata(
       const out: MetadataEntry[] = [];
       for (const { key, template } of compiled) {
         const value = template.render(full);
-        if (value !== undefined && value !== '' && Buffer.byteLength(value) <= maxValueBytes) {
-          out.push([key, value]);
-        }
+        // Left out rather than cut mid-value, as an identity header is.
+        if (value !== undefined && fits(value)) out.push([key, value]);
       }
       return out;
     },

@@ -80,6 +80,7 @@ export function compileIdentityHeaders(
   };
 }
 
-function fits(value: string): boolean {
+/** Whether a rendered value may be sent: not empty, and at most 8 KiB as UTF-8. */
+export function fits(value: string): boolean {
   return value !== '' && Buffer.byteLength(value) <= maxHeaderValueBytes;
 }
