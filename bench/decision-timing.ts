@@ -6,7 +6,9 @@
  * memory store).
  *
  * Run after `npm run build`: `node dist/bench/decision-timing.js [--only cookie,bearer,dpop,login]
- * [--iterations 20000] [--tracing]`; add `--cpu-prof` to node for a profile of the timed loops.
+ * [--iterations 20000] [--tracing] [--assertions]`; `--assertions` turns on signed upstream
+ * assertions (`upstreamAssertion`) for both apps. Add `--cpu-prof` to node for a profile of the
+ * timed loops.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -167,7 +169,7 @@ function headerValue(options: unknown, name: string): string | undefined {
   return list.find((o) => o.header?.key === name)?.header?.value;
 }
 
-function expectAllow(user: string, reason: string) {
+function expectAllow(user: string, reason: string, assertion: boolean) {
   return (decoded: Record<string, unknown>): string | undefined => {
     const response = decoded as {
       status?: { code?: number };
@@ -177,6 +179,8 @@ function expectAllow(user: string, reason: string) {
     if ((response.status?.code ?? 0) !== 0) return `denied: ${JSON.stringify(decoded)}`;
     const got = headerValue(response.ok_response?.headers, 'x-auth-request-user');
     if (got !== user) return `x-auth-request-user ${got ?? 'missing'}`;
+    const signed = headerValue(response.ok_response?.headers, 'x-auth-request-assertion');
+    if (assertion && signed === undefined) return 'no upstream assertion';
     const why = response.dynamic_metadata?.fields?.['reason']?.stringValue;
     return why === reason ? undefined : `reason ${why ?? 'missing'}`;
   };
@@ -277,6 +281,7 @@ export async function timeDecisions(
   wanted: (id: CaseId) => boolean = () => true,
   encoding: 'direct' | 'protobufjs' = 'direct',
   tracing = false,
+  assertions = false,
 ): Promise<DecisionTiming[]> {
   let provider: ChildProcess | undefined;
   let server: TestServer | undefined;
@@ -290,7 +295,7 @@ export async function timeDecisions(
     // With `tracing`, every Check is sampled and its span sent to a collector that takes all.
     collector = tracing ? await startSinkCollector() : undefined;
     server = await startTestServer({
-      ...memoryServerConfig(issuer),
+      ...memoryServerConfig(issuer, { assertions }),
       ...(collector === undefined
         ? {}
         : {
@@ -344,7 +349,7 @@ export async function timeDecisions(
         title: 'hot DPoP-bound JWT, fresh proof',
         raw: requests[0]!,
         next: () => requests[at++ % requests.length]!,
-        wrong: expectAllow('svc-bench', 'bearer'),
+        wrong: expectAllow('svc-bench', 'bearer', assertions),
       };
     };
     const cases: Case[] = [
@@ -355,7 +360,7 @@ export async function timeDecisions(
           ...navigation,
           ['cookie', `${cookie}; _ga=GA1.2.3456789.1234567890`],
         ]),
-        wrong: expectAllow('alice', 'session'),
+        wrong: expectAllow('alice', 'session', assertions),
       },
       {
         id: 'bearer',
@@ -365,7 +370,7 @@ export async function timeDecisions(
           ['authorization', `Bearer ${token}`],
           ['user-agent', 'bench-client/1.0'],
         ]),
-        wrong: expectAllow('svc-bench', 'bearer'),
+        wrong: expectAllow('svc-bench', 'bearer', assertions),
       },
       dpopCase(),
       {
@@ -426,6 +431,8 @@ const { values } = isMain
         tracing: { type: 'boolean', default: false },
         /** Print the results as one JSON line instead of a table. */
         json: { type: 'boolean', default: false },
+        /** Sign an upstream assertion for every allow (`upstreamAssertion` on both apps). */
+        assertions: { type: 'boolean', default: false },
       },
     })
   : { values: undefined };
@@ -438,6 +445,7 @@ if (values?.provider === true) {
     (id) => only === undefined || only.has(id),
     values.encoder === 'protobufjs' ? 'protobufjs' : 'direct',
     values.tracing === true,
+    values.assertions === true,
   );
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(results)}\n`);

@@ -6,7 +6,15 @@ export const clientSecret = 'bench-client-secret-long-enough-0123';
 export const apiAudience = 'https://api.example.com';
 
 /** The memory-store server's apps: a cookie-session web app and a bearer API (DPoP accepted). */
-export function memoryServerConfig(issuer: string): Record<string, unknown> {
+export function memoryServerConfig(
+  issuer: string,
+  options: { readonly assertions?: boolean } = {},
+): Record<string, unknown> {
+  // Signed upstream assertions on both apps, with a generated key: the bench's one replica.
+  const assertion =
+    options.assertions === true
+      ? { upstreamAssertion: { audience: 'https://upstream.example.com' } }
+      : {};
   return {
     log: { level: 'info' },
     apps: [
@@ -16,6 +24,7 @@ export function memoryServerConfig(issuer: string): Record<string, unknown> {
         oidc: { issuer, clientId: 'web', clientSecret, probeInterval: '1h' },
         session: { secrets: [sessionSecret] },
         publicPaths: [{ prefix: '/public/' }],
+        ...assertion,
       },
       {
         name: 'api',
@@ -23,6 +32,7 @@ export function memoryServerConfig(issuer: string): Record<string, unknown> {
         oidc: { issuer, clientId: 'api', clientSecret, probeInterval: '1h' },
         session: { secrets: [sessionSecret] },
         bearer: { enabled: true, audiences: [apiAudience], dpop: { enabled: true } },
+        ...assertion,
       },
     ],
   };

@@ -18,7 +18,7 @@ import { createLogoutReturnStep } from './authz/logout-return.ts';
 import { Pipeline, type StepFactory } from './authz/pipeline.ts';
 import { PageTemplates } from './authz/pages.ts';
 import { createSessionStep } from './authz/session-step.ts';
-import { createLoginOrDenyStep, createPublicPathStep } from './authz/steps.ts';
+import { createLoginOrDenyStep, createPreflightStep, createPublicPathStep } from './authz/steps.ts';
 import { issuerKey } from './config/issuer-key.ts';
 import type { AppConfig, Config } from './config/schema.ts';
 import { createIntrospectionClient } from './oidc/introspection.ts';
@@ -78,6 +78,11 @@ import {
   type ListenTls,
 } from './server/listener-tls.ts';
 import { loadProtos } from './server/protos.ts';
+import { AssertionKeyring } from './authz/assertion-keyring.ts';
+import { UpstreamAssertion } from './authz/upstream-assertion.ts';
+
+/** Where the HTTP listener serves the upstream assertion keys. */
+export const JWKS_PATH = '/.well-known/jwks.json';
 import { hostPortOf } from './host-port.ts';
 
 export interface StartOptions {
@@ -133,6 +138,8 @@ interface Services {
   readonly providers: Map<string, ProviderEntry>;
   /** OIDC clients by their app's name and `oidc` block, reused while that block is unchanged. */
   readonly oidcClients: Map<string, OidcClient>;
+  /** Upstream assertion keys: generated ones kept, rotated ones published until they expire. */
+  readonly assertionKeys: AssertionKeyring;
 }
 
 interface ProviderEntry {
@@ -324,6 +331,14 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
     bearer,
     logins: services.metrics.loginMetrics(app.name, loginOutcomes),
     subjectLabel: createSubjectLabel(config.log.subject, app.session.secrets[0] ?? ''),
+    assertion:
+      app.upstreamAssertion === undefined
+        ? undefined
+        : new UpstreamAssertion(
+            app.upstreamAssertion,
+            app.name,
+            services.assertionKeys.keysFor(app.name, app.upstreamAssertion),
+          ),
     // Down while either breaker is open, and while the discovery breaker's probe is testing a
     // provider that was down (half-open): a browser sent now might meet a dead provider. Not
     // while the token breaker is half-open: nothing probes it but logins and refreshes.
@@ -366,6 +381,9 @@ function buildRuntime(
   services: Services,
 ): Runtime & { readonly apps: readonly AppRuntime[] } {
   const apps = config.apps.map((app) => buildApp(app, services, config));
+  services.assertionKeys.keepOnly(
+    new Set(config.apps.flatMap((app) => (app.upstreamAssertion === undefined ? [] : [app.name]))),
+  );
   const inUse = new Set(apps.map((app) => app.oidc));
   for (const [key, client] of services.oidcClients) {
     if (!inUse.has(client)) services.oidcClients.delete(key);
@@ -388,6 +406,7 @@ function buildRuntime(
       steps: [
         createLogoutReturnStep,
         createPublicPathStep,
+        createPreflightStep,
         createCallbackStep,
         createLogoutStep,
         createBackchannelLogoutStep,
@@ -446,6 +465,38 @@ function createDirectLogoutRoute(
     const reply = providerLogoutReply(result);
     return { status: reply.status, headers: Object.fromEntries(reply.headers), body: reply.body };
   };
+}
+
+/**
+ * The upstream assertion keys as a JWK Set (RFC 7517 §5) at `/.well-known/jwks.json`, for
+ * upstreams that reach the HTTP listener directly or through an Envoy route to it. Envoy's
+ * `http_service` reads any 200 as an allow: should a Check for that very path ever arrive here,
+ * the answer also names every identity header of every app for removal, so the request would go
+ * on like one to a public path, with no identity.
+ */
+function createJwksRoute(keys: AssertionKeyring, apps: () => readonly AppRuntime[]): DirectRoute {
+  return ({ method, path }) => {
+    if (path !== JWKS_PATH || (method !== 'GET' && method !== 'HEAD') || keys.empty) {
+      return Promise.resolve(undefined);
+    }
+    const removals = [...new Set(apps().flatMap((app) => app.identityRemovals.all.names))].join(
+      ', ',
+    );
+    return Promise.resolve({
+      status: 200,
+      headers: {
+        'content-type': 'application/jwk-set+json',
+        'cache-control': 'max-age=60',
+        ...(removals === '' ? {} : { 'x-envoy-auth-headers-to-remove': removals }),
+      },
+      body: method === 'HEAD' ? '' : JSON.stringify(keys.jwks()),
+    });
+  };
+}
+
+/** `first`'s reply, else `second`'s. */
+function firstRoute(first: DirectRoute, second: DirectRoute): DirectRoute {
+  return async (request) => (await first(request)) ?? second(request);
 }
 
 /** One probe per app: ready once its provider's discovery has answered. */
@@ -608,6 +659,7 @@ export async function startServer(
     tracer: () => tracer,
     providers: new Map(),
     oidcClients: new Map(),
+    assertionKeys: new AssertionKeyring(now, logger),
   };
   const runtime = buildRuntime(config, services);
   const authorizer = new Authorizer(
@@ -633,7 +685,10 @@ export async function startServer(
     authorizer,
     logger,
     pathPrefix: config.listen.httpPathPrefix,
-    direct: createDirectLogoutRoute(() => apps, now, logger),
+    direct: firstRoute(
+      createJwksRoute(services.assertionKeys, () => apps),
+      createDirectLogoutRoute(() => apps, now, logger),
+    ),
     maxHeaderBytes: config.request.maxHeaderBytes,
     tls: listenTls,
   });

@@ -6,6 +6,7 @@ import {
   type Allow,
   type AllowReason,
   type HeaderPair,
+  type MetadataEntry,
   type RemovalList,
 } from './verdict.ts';
 
@@ -22,11 +23,26 @@ interface LastAllow {
   readonly verdict: Allow;
 }
 
+/** What one identity renders to for one app. */
+export interface RenderedIdentity {
+  readonly headers: HeaderPair[];
+  readonly metadata: readonly MetadataEntry[];
+  /**
+   * When it must be rendered again, ms since the epoch (a signed upstream assertion nearing
+   * its expiry); `Infinity` when never.
+   */
+  readonly renewAt: number;
+}
+
 /** One identity (a session, a verified token) as one app renders it. */
 export interface MemoEntry {
   readonly app: AppRuntime;
   /** The identity headers to set, rendered once; frozen. */
   readonly headers: readonly HeaderPair[];
+  /** The `dynamic_metadata` entries of the identity; frozen. */
+  readonly metadata: readonly MetadataEntry[];
+  /** See {@link RenderedIdentity.renewAt}. */
+  readonly renewAt: number;
   /** Their names, which a request's forged copies need not be removed for (a set overwrites). */
   readonly names: ReadonlySet<string>;
   /** Every spelling of the app's identity headers these do not set (`Allow.identityRemovals`). */
@@ -62,21 +78,23 @@ export class AllowMemo<K extends object> {
   }
 
   /**
-   * The entry of `key` for `app`; `render` makes the headers when there is none yet. Headers
-   * that `mayKeep` refuses (e.g. ones carrying a bearer token, which is otherwise held only as a
-   * digest) make an entry for this request alone.
+   * The entry of `key` for `app` at `now` (ms since the epoch); `render` makes the headers when
+   * there is none yet, or when the entry's `renewAt` has come. Headers that `mayKeep` refuses
+   * (e.g. ones carrying a bearer token, which is otherwise held only as a digest) make an entry
+   * for this request alone.
    */
   entryFor(
     key: K,
     app: AppRuntime,
-    render: () => HeaderPair[],
+    now: number,
+    render: () => RenderedIdentity,
     mayKeep: (headers: readonly HeaderPair[]) => boolean = () => true,
   ): MemoEntry {
     const found = this.#entries.get(key);
-    if (found !== undefined && found.app === app) return found;
-    const headers = render();
-    if (!mayKeep(headers)) return newEntry(app, headers, false);
-    const entry = newEntry(app, headers, true);
+    if (found !== undefined && found.app === app && now < found.renewAt) return found;
+    const rendered = render();
+    if (!mayKeep(rendered.headers)) return newEntry(app, rendered, false);
+    const entry = newEntry(app, rendered, true);
     if (found === undefined && this.#entries.size >= this.#max) {
       const oldest = this.#entries.keys().next();
       if (oldest.done !== true) this.#entries.delete(oldest.value);
@@ -86,11 +104,13 @@ export class AllowMemo<K extends object> {
   }
 }
 
-function newEntry(app: AppRuntime, headers: HeaderPair[], kept: boolean): MemoEntry {
-  const names = new Set(headers.map(([name]) => name));
+function newEntry(app: AppRuntime, rendered: RenderedIdentity, kept: boolean): MemoEntry {
+  const names = new Set(rendered.headers.map(([name]) => name));
   return {
     app,
-    headers: Object.freeze(headers),
+    headers: Object.freeze(rendered.headers),
+    metadata: Object.freeze(rendered.metadata),
+    renewAt: rendered.renewAt,
     names,
     identityRemovals: app.identityRemovals.forSet(names),
     kept,
@@ -99,7 +119,7 @@ function newEntry(app: AppRuntime, headers: HeaderPair[], kept: boolean): MemoEn
 }
 
 /** An entry for an identity that will not be seen again as the same object. */
-export function oneOff(app: AppRuntime, render: () => HeaderPair[]): MemoEntry {
+export function oneOff(app: AppRuntime, render: () => RenderedIdentity): MemoEntry {
   return newEntry(app, render(), false);
 }
 
@@ -157,6 +177,7 @@ export function allowFor(
     removeHeaders,
     identityRemovals: entry.identityRemovals,
     responseHeaders,
+    metadata: entry.metadata,
   });
   if (!keep) return built;
   const verdict = shared(built);

@@ -11,10 +11,12 @@ import type { SubjectLabel } from '../observability/subject-label.ts';
 import { EndpointPaths } from '../policy/endpoint-paths.ts';
 import { PublicPaths } from '../policy/public-paths.ts';
 import type { BearerRuntime } from './bearer-runtime.ts';
+import { compileDynamicMetadata, type DynamicMetadata } from './dynamic-metadata.ts';
 import { compileIdentityHeaders, type IdentityHeaders } from './identity-headers.ts';
 import { IdentityRemovals } from './identity-removals.ts';
 import type { LoginMetrics } from './login-outcome.ts';
 import type { RequestModel } from './request.ts';
+import type { UpstreamAssertion } from './upstream-assertion.ts';
 import { compileRules, type AuthorizationRules } from './rules.ts';
 import { compileStepUp, type StepUpPolicy } from './step-up.ts';
 
@@ -26,6 +28,10 @@ export interface AppRuntime {
   /** The callback and logout paths, matched on the exact raw path. */
   readonly endpoints: EndpointPaths;
   readonly headers: IdentityHeaders;
+  /** `dynamicMetadata`, rendered beside the identity headers. */
+  readonly dynamicMetadata: DynamicMetadata;
+  /** `upstreamAssertion`: the signer; `undefined` when the app sends none. */
+  readonly assertion: UpstreamAssertion | undefined;
   /**
    * Every header this app may set upstream, removed from each incoming request in any spelling
    * that folds to it, so a client can never forge one (SPEC §4.3). The default identity headers
@@ -66,6 +72,7 @@ export type AppServices = Pick<
   | 'bearer'
   | 'logins'
   | 'subjectLabel'
+  | 'assertion'
 >;
 
 export function buildAppRuntime(config: AppConfig, services: AppServices): AppRuntime {
@@ -73,6 +80,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
   const identityRemovals = new IdentityRemovals([
     ...Object.keys(DEFAULT_UPSTREAM_HEADERS),
     ...headers.names,
+    ...(services.assertion === undefined ? [] : [services.assertion.header]),
   ]);
   return {
     ...services,
@@ -83,6 +91,7 @@ export function buildAppRuntime(config: AppConfig, services: AppServices): AppRu
     // An API-only app answers no callback or logout path: they reach its upstream as any path.
     endpoints: new EndpointPaths(config.browserLogin ? config.oidc : {}),
     headers,
+    dynamicMetadata: compileDynamicMetadata(config),
     identityRemovals,
     rules: compileRules(config.authorization, config.oidc.clientId ?? ''),
     stepUp: compileStepUp(config.authorization),

@@ -12,7 +12,10 @@ import { secureFor } from './login.ts';
 import type { Step, StepContext, StepDeps } from './pipeline.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ourCookiesOut } from './session-step.ts';
-import { AllowMemo, allowFor } from './allow-memo.ts';
+import { AllowMemo, allowFor, type RenderedIdentity } from './allow-memo.ts';
+import { completeIdentity } from './identity-render.ts';
+import { ownString } from './rules.ts';
+import type { Clock } from '../clock.ts';
 import {
   errorReply,
   localReply,
@@ -256,6 +259,7 @@ export function createBearerStep(deps: StepDeps): Step {
             token,
             recent,
             deps.logger,
+            deps.now,
             nextNonce(bearer, proof),
           );
         if (refusal === undefined) return allowed();
@@ -361,12 +365,18 @@ function nextNonce(
   return proof.nonce === current ? undefined : [['dpop-nonce', current]];
 }
 
+/** The client a token was issued to (RFC 9068 §2.2, OIDC Core §2): `azp`, else `client_id`. */
+function clientIdOf(claims: BearerIdentity['claims']): string {
+  return ownString(claims, 'azp') ?? ownString(claims, 'client_id') ?? '';
+}
+
 function authorize(
   context: StepContext,
   identity: BearerIdentity,
   token: string,
   recent: AllowMemo<BearerIdentity>,
   logger: Logger,
+  now: Clock,
   responseHeaders: readonly HeaderPair[] = [],
 ): Verdict {
   const { request, app, path } = context;
@@ -386,21 +396,25 @@ function authorize(
 
   // The identity is the cached verification of this very token, so its headers are too;
   // unless they carry the token itself, which is kept nowhere but in the request.
-  const render = (): HeaderPair[] => {
-    const rendered = app.headers.render({
+  const at = now();
+  const render = (): RenderedIdentity => {
+    const input = {
       claims: identity.claims,
-      accessToken: token,
-      idToken: undefined,
-    });
+      auth: { method: 'bearer', clientId: clientIdOf(identity.claims) },
+    };
+    const rendered = app.headers.render({ ...input, accessToken: token, idToken: undefined });
     const upstreamHeaders: HeaderPair[] = bearer.userHeaderIsIdentifier
       ? rendered.filter(([name]) => name !== 'x-auth-request-user')
       : rendered;
     if (bearer.userHeaderIsIdentifier) {
       upstreamHeaders.push(['x-auth-request-user', identity.identifier]);
     }
-    return upstreamHeaders;
+    return completeIdentity(app, upstreamHeaders, input, identity, at, {
+      notAfter: identity.expiresAt,
+      subject: identity.identifier,
+    });
   };
-  const entry = recent.entryFor(identity, app, render, (headers) =>
+  const entry = recent.entryFor(identity, app, at, render, (headers) =>
     headers.every(([, value]) => !value.includes(token)),
   );
   const alsoRemove =

@@ -11,6 +11,8 @@ export interface RenderInput {
   readonly claims: Readonly<Record<string, unknown>>;
   readonly accessToken: string;
   readonly idToken: string | undefined;
+  /** How the request was authenticated (`{{ auth.method }}`, `{{ auth.client_id }}`). */
+  readonly auth?: NonNullable<TemplateContext['auth']>;
 }
 
 export interface IdentityHeaders {
@@ -58,6 +60,7 @@ export function compileIdentityHeaders(
             ? { access_token: input.accessToken }
             : { access_token: input.accessToken, id_token: input.idToken },
         app,
+        ...(input.auth === undefined ? {} : { auth: input.auth }),
       };
       const set: HeaderPair[] = [];
       for (const { name, template } of compiled) {
@@ -77,6 +80,7 @@ export function compileIdentityHeaders(
   };
 }
 
-function fits(value: string): boolean {
+/** Whether a rendered value may be sent: not empty, and at most 8 KiB as UTF-8. */
+export function fits(value: string): boolean {
   return value !== '' && Buffer.byteLength(value) <= maxHeaderValueBytes;
 }

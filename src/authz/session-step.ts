@@ -9,6 +9,7 @@ import { remainingMs, type Step, type StepContext, type StepDeps } from './pipel
 import type { RequestModel } from './request.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
+import { completeIdentity } from './identity-render.ts';
 import { providerUnavailable, refusalReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
@@ -190,14 +191,27 @@ export function createSessionStep(deps: StepDeps): Step {
     // A cached session stands for itself across requests (the session caches hand out the same
     // identity while the cookie or record is unchanged); a session refreshed here is new.
     const memo = session === loaded.session ? recent : undefined;
-    const render = () =>
-      app.headers.render({
+    const render = () => {
+      const input = {
         claims: session.claims,
+        auth: { method: 'session', clientId: app.config.oidc.clientId ?? '' },
+      };
+      const headers = app.headers.render({
+        ...input,
         accessToken: session.tokens.accessToken,
         // Read only when sent upstream: a cached session reads it back from the cookie.
         idToken: readsIdToken ? session.tokens.idToken : undefined,
       });
-    const entry = memo?.entryFor(loaded.identity, app, render) ?? oneOff(app, render);
+      // A refreshed session may carry new claims: its assertion is its own.
+      return completeIdentity(
+        app,
+        headers,
+        input,
+        memo === undefined ? session : loaded.identity,
+        now,
+      );
+    };
+    const entry = memo?.entryFor(loaded.identity, app, now, render) ?? oneOff(app, render);
     const cookieHeader = request.headers.get('cookie');
     return allowFor(
       entry,

@@ -10,8 +10,14 @@ import {
 /** A header as it will be sent: lower-case name, value free of CR/LF/NUL. */
 export type HeaderPair = readonly [name: string, value: string];
 
+/**
+ * One `dynamic_metadata` entry (`google.protobuf.Struct` field with a string value), filed by
+ * Envoy under the ext_authz filter's namespace.
+ */
+export type MetadataEntry = readonly [key: string, value: string];
+
 /** Why a request was allowed; a bounded set, used as a metric label. */
-export type AllowReason = 'public_path' | 'session' | 'bearer' | 'unmatched';
+export type AllowReason = 'public_path' | 'preflight' | 'session' | 'bearer' | 'unmatched';
 
 /** Why a request was denied; a bounded set, used as a metric label. */
 export type ReplyReason =
@@ -56,6 +62,11 @@ export interface Allow {
   readonly identityRemovals: RemovalList;
   /** Added to the response going back to the client, one line each (e.g. `set-cookie`). */
   readonly responseHeaders: readonly HeaderPair[];
+  /**
+   * `dynamic_metadata` entries besides `reason` and `app` (`dynamicMetadata`); gRPC mode only,
+   * Envoy's `http_service` has no way to carry them.
+   */
+  readonly metadata: readonly MetadataEntry[];
 }
 
 export interface LocalReply {
@@ -142,6 +153,7 @@ export function allow(
     removeHeaders: parts.removeHeaders ?? noNames,
     identityRemovals: parts.identityRemovals ?? noRemovals,
     responseHeaders: parts.responseHeaders ?? noHeaders,
+    metadata: parts.metadata ?? noHeaders,
   };
 }
 
@@ -251,6 +263,7 @@ export function shared<V extends Verdict>(verdict: V): V {
     Object.freeze(verdict.upstreamHeaders);
     Object.freeze(verdict.removeHeaders);
     Object.freeze(verdict.responseHeaders);
+    Object.freeze(verdict.metadata);
   } else {
     Object.freeze(verdict.headers);
   }

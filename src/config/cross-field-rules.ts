@@ -77,6 +77,18 @@ export function checkAppRules(app: AppConfig): LocatedProblem[] {
     }
   }
 
+  const assertion = app.upstreamAssertion;
+  if (assertion !== undefined) {
+    const taken = [
+      ...Object.keys(app.upstreamHeaders),
+      ...(app.passAccessToken ? ['authorization'] : []),
+      ...(app.passIdToken ? ['x-id-token'] : []),
+    ];
+    if (taken.includes(assertion.header)) {
+      problem(['upstreamAssertion', 'header'], 'is already an identity header of this app');
+    }
+  }
+
   // A path's acr list adds to the app's: with no value in common, no login could ever pass.
   const appAcrs = app.authorization.acrValues;
   app.authorization.paths.forEach((rule, index) => {

@@ -43,7 +43,7 @@ file is valid. Check a file without starting: \`envoy-oidc-authz check-config --
 
 - \`\${VAR}\` is replaced by the environment variable \`VAR\` (\`\${VAR:-fallback}\` gives a fallback).
 - Every secret has a \`…File\` twin (\`clientSecretFile\`, \`secretsFile\`, \`passwordFile\`,
-  \`caFile\`, \`certFile\`, \`keyFile\`, \`privateKeyFile\`) naming a file that holds it, relative
+  \`caFile\`, \`certFile\`, \`keyFile\`, \`privateKeyFile\`, \`signingKeyFile\`) naming a file that holds it, relative
   to the config file's directory — the way Kubernetes Secrets are mounted.
 - Durations are strings: \`500ms\`, \`90s\`, \`15m\`, \`24h\`, \`1h30m\`.
 - \`defaults\` takes any app key and is merged under every app; the app's own value wins and lists

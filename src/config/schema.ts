@@ -18,6 +18,7 @@ import {
   removalListBytes,
 } from '../header-value.ts';
 import { issuerOfDiscoveryUrl } from './issuer-key.ts';
+import { ASSERTION_ALGS, readSigningKeys } from './signing-keys.ts';
 import { parseHostPort } from '../host-port.ts';
 import { PROVIDER_PROFILES } from './provider-profiles.ts';
 import { isLoopbackHost } from '../loopback-host.ts';
@@ -788,6 +789,121 @@ const upstreamHeadersSchema = z
     'Identity headers sent upstream: lower-case header name (at most 8 `-` or `_`) → template over `claims`, `tokens`, `app` (`{{ claims.email }}`, `{{ app.name }}`, `{{ tokens.access_token }}`); `claims.` is followed by a claim address (`{{ claims.realm_access.roles }}`, `{{ claims.https://example.com/roles }}`, `{{ claims["my claim"] }}`). Merged over the defaults `x-auth-request-user`, `-email`, `-groups`, `-preferred-username`; map a header to `""` to disable it (it is then absent from the resolved map). Values go as UTF-8 bytes in both modes; a value that is empty, over 8 KiB, or holds a control character (CR, LF, NUL, HTAB, DEL, C1), U+2028/U+2029 or a lone surrogate leaves its header out. A request header whose name folds to one of these (`_` for `-`, any case) is removed.',
   );
 
+/** The identity claims an upstream assertion carries unless `claims` maps one to `""`. */
+export const DEFAULT_ASSERTION_CLAIMS: Readonly<Record<string, string>> = Object.freeze({
+  sub: 'sub',
+  email: 'email',
+  name: 'name',
+  preferred_username: 'preferred_username',
+  groups: 'groups',
+});
+
+/** Claims of an upstream assertion the server sets itself. */
+const RESERVED_ASSERTION_CLAIMS: ReadonlySet<string> = new Set([
+  'iss',
+  'aud',
+  'iat',
+  'exp',
+  'nbf',
+  'jti',
+  'client_id',
+]);
+
+const upstreamAssertionSchema = z
+  .strictObject({
+    header: headerName
+      .default('x-auth-request-assertion')
+      .describe(
+        'Request header the assertion goes upstream in (as is, no `Bearer`); removed from every incoming request in any spelling, like the identity headers. Default `x-auth-request-assertion`.',
+      ),
+    audience: z
+      .string()
+      .min(1, 'must not be empty')
+      .describe('`aud` of every assertion: what the upstream checks it was meant for. Required.'),
+    issuer: z
+      .string()
+      .min(1, 'must not be empty')
+      .optional()
+      .describe('`iss` of every assertion. Default `urn:envoy-oidc-authz:<app name>`.'),
+    ttl: durationDefault('5m', 'Lifetime of one assertion (`exp` − `iat`), at most 1h.').refine(
+      (ms) => ms >= 10_000 && ms <= 3_600_000,
+      'must be between 10s and 1h',
+    ),
+    alg: z
+      .enum(ASSERTION_ALGS)
+      .optional()
+      .describe(
+        'JWS algorithm. Default: the one the signing key implies (EC P-256 → `ES256`, P-384 → `ES384`, P-521 → `ES512`, RSA → `RS256`, Ed25519 → `EdDSA`); `ES256` for a generated key.',
+      ),
+    signingKey: z
+      .string()
+      .min(1, 'must not be empty')
+      .optional()
+      .describe(
+        'The signing key, shared by every replica: a PEM private key, a private JWK, or several (PEM blocks one after the other, or a JWK Set `{"keys": [...]}`): the first signs, the others (private or public) are only published in the JWKS, to announce the next key or keep the last one. Or `signingKeyFile`, re-read on change. Default: a key generated at start, which suits one replica only (logged as a warning).',
+      ),
+    claims: z
+      .record(
+        z
+          .string()
+          .min(1)
+          .refine((name) => !RESERVED_ASSERTION_CLAIMS.has(name), 'is set by the server itself'),
+        z.union([claimAddress, z.literal('')]),
+      )
+      .default({})
+      .transform((claims): Record<string, string> => {
+        const merged: Record<string, string> = { ...DEFAULT_ASSERTION_CLAIMS, ...claims };
+        for (const [name, address] of Object.entries(merged)) {
+          if (address === '') delete merged[name];
+        }
+        return merged;
+      })
+      .describe(
+        'Claims of the assertion: claim name → claim address in the user\'s claims (`roles: realm_access.roles`), copied as JSON values (lists stay lists). Merged over the defaults `sub`, `email`, `name`, `preferred_username`, `groups`; map one to `""` to leave it out. A value over 4 KiB is left out.',
+      ),
+  })
+  .superRefine((assertion, ctx) => {
+    if (assertion.signingKey === undefined) return;
+    const keys = readSigningKeys(assertion.signingKey, assertion.alg);
+    if (typeof keys === 'string') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['signingKey'],
+        message: `is not a usable signing key: ${keys}`,
+      });
+    }
+  })
+  .optional()
+  .describe(
+    "A signed identity for the upstream: every session or bearer allow carries a short-lived JWT signed by this server, whose claims are the user's (and for a bearer token, the client's `client_id`), with `iss`, `aud`, `iat`, `exp`, `jti` and a `kid` header. The public keys are served as a JWKS at `/.well-known/jwks.json` on the HTTP listener. Assertions are reused until half their `ttl` has passed. See docs/upstream-identity.md. Default: off.",
+  );
+
+/** Keys of `dynamic_metadata` the server always sets itself. */
+const RESERVED_METADATA_KEYS: ReadonlySet<string> = new Set(['reason', 'app']);
+
+const dynamicMetadataSchema = z
+  .record(
+    z
+      .string()
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/,
+        'must be 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or _)',
+      )
+      .refine((key) => !RESERVED_METADATA_KEYS.has(key), 'is set by the server itself'),
+    z.string().superRefine(
+      reportProblem((source) => {
+        const compiled = compileTemplate(source);
+        if (!compiled.ok) return compiled.message;
+        // Envoy writes dynamic metadata to access logs: no credential goes there.
+        return compiled.tokens.length > 0 ? 'must not use tokens.*' : undefined;
+      }),
+    ),
+  )
+  .default({})
+  .describe(
+    "Identity for Envoy's own filters (RBAC, rate limit, access log) without parsing headers: metadata key → template in the language of `upstreamHeaders` (`{{ claims.email }}`, `{{ app.name }}`), plus `{{ auth.method }}` (`session` or `bearer`) and `{{ auth.client_id }}` (a session: the app's `oidc.clientId`; a bearer token: its `azp`, else its `client_id`); `tokens.*` is refused. Rendered on every session or bearer allow into the CheckResponse's `dynamic_metadata`, which Envoy files under the namespace `envoy.filters.http.ext_authz` beside `reason` and `app` (reserved keys); values are strings, an empty or unsafe one is left out. gRPC mode only: Envoy's `http_service` carries no metadata. Default {}.",
+  );
+
 /** One app: an OIDC client with its own match, session, rules and headers. */
 export const appSchema = z
   .strictObject({
@@ -806,9 +922,19 @@ export const appSchema = z
       publicPathSchema,
       'Paths that need no login (identity headers still scrubbed).',
     ),
+    cors: z
+      .strictObject({
+        allowPreflight: offByDefault(
+          'Let CORS preflights through without a session or token: an `OPTIONS` request carrying both `Origin` and `Access-Control-Request-Method` (non-empty) goes to the upstream, which answers it, with identity headers and our cookies removed as on a public path. Nothing else passes: `OPTIONS` without both headers, or those headers on another method, needs a session or token as usual.',
+        ),
+      })
+      .prefault({})
+      .describe('Cross-origin requests (CORS, WHATWG Fetch §3.2.2).'),
     bearer: bearerSchema,
     authorization: authorizationSchema,
     upstreamHeaders: upstreamHeadersSchema,
+    dynamicMetadata: dynamicMetadataSchema,
+    upstreamAssertion: upstreamAssertionSchema,
     passAccessToken: offByDefault('Also send `authorization: Bearer <access token>` upstream.'),
     passIdToken: offByDefault('Also send the ID token upstream as `x-id-token`.'),
   })

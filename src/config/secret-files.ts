@@ -33,6 +33,7 @@ const APP_SECRETS: readonly SecretSlot[] = [
   { parent: ['oidc'], key: 'privateKey', shape: 'single' },
   { parent: ['bearer', 'introspection'], key: 'clientSecret', shape: 'single' },
   { parent: ['session'], key: 'secrets', shape: 'list' },
+  { parent: ['upstreamAssertion'], key: 'signingKey', shape: 'single' },
 ];
 
 /** Secrets at the top level of the document. */

@@ -12,6 +12,12 @@ export interface TemplateContext {
   readonly claims: Readonly<Record<string, unknown>>;
   readonly tokens: { readonly access_token?: string; readonly id_token?: string };
   readonly app: { readonly name: string };
+  /**
+   * How the request was authenticated: `method` (`session` or `bearer`) and `client_id` (for a
+   * session the app's own client; for a bearer token its `azp`, else its `client_id` claim).
+   * Absent, both render empty.
+   */
+  readonly auth?: { readonly method: string; readonly clientId: string };
 }
 
 /** A compiled template. */
@@ -45,7 +51,8 @@ type Part =
   | { readonly kind: 'text'; readonly text: string }
   | { readonly kind: 'claim'; readonly path: ClaimPath }
   | { readonly kind: 'token'; readonly name: TokenName }
-  | { readonly kind: 'app-name' };
+  | { readonly kind: 'app-name' }
+  | { readonly kind: 'auth'; readonly name: 'method' | 'clientId' };
 
 const TOKEN_NAMES = new Set(['access_token', 'id_token']);
 const ROOT = /^([A-Za-z_$][\w$]*)/;
@@ -57,7 +64,8 @@ const ROOT = /^([A-Za-z_$][\w$]*)/;
  * `claims.<claim address>` or `claims[…]<…>` (the claim address syntax and reading of the
  * authorization rules, see {@link compileClaimPath}: `claims.realm_access.roles`,
  * `claims.https://example.com/roles`, `claims["my claim"]`), `tokens.access_token`,
- * `tokens.id_token`, or `app.name`. Anything else — an unknown root, an unknown token, an
+ * `tokens.id_token`, `app.name`, `auth.method` (`session` or `bearer`) or `auth.client_id`
+ * (see {@link TemplateContext.auth}). Anything else — an unknown root, an unknown token, an
  * unclosed `{{`, a malformed address — is a compile error, so a typo is caught at config load
  * rather than rendering an empty header forever.
  */
@@ -114,8 +122,12 @@ function parseExpression(expr: string): Part | string {
     case 'app':
       if (only !== 'name') return 'can only use app.name';
       return { kind: 'app-name' };
+    case 'auth':
+      if (only === 'method') return { kind: 'auth', name: 'method' };
+      if (only === 'client_id') return { kind: 'auth', name: 'clientId' };
+      return 'can only use auth.method or auth.client_id';
     default:
-      return `uses unknown variable "${rootName}" (known: claims, tokens, app)`;
+      return `uses unknown variable "${rootName}" (known: claims, tokens, app, auth)`;
   }
 }
 
@@ -150,6 +162,8 @@ function renderPart(part: Part, ctx: TemplateContext): string | undefined {
       return ctx.tokens[part.name] ?? '';
     case 'app-name':
       return ctx.app.name;
+    case 'auth':
+      return ctx.auth?.[part.name] ?? '';
   }
 }
 

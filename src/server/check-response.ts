@@ -107,6 +107,8 @@ function writeHeaders(
 interface FixedParts {
   readonly status: Buffer;
   readonly metadata: Buffer;
+  /** The Struct entries of `metadata`, without its tag and length, for an allow to add to. */
+  readonly entries: readonly Buffer[];
 }
 
 function stringField(fieldTag: number, value: string): Buffer {
@@ -147,7 +149,14 @@ function buildFixedParts(verdict: Verdict, app: string | undefined): FixedParts 
       : lengthDelimited(tag1, [varintField(verdict.code), stringField(tag2, verdict.reason)]);
   const entries = [structStringEntry('reason', verdict.reason)];
   if (app !== undefined) entries.push(structStringEntry('app', app));
-  return { status, metadata: lengthDelimited(tag4, entries) };
+  return { status, metadata: lengthDelimited(tag4, entries), entries };
+}
+
+/** `dynamic_metadata` with the allow's own entries (`Allow.metadata`) after the fixed ones. */
+function metadataOf(verdict: Verdict, fixed: FixedParts): Buffer {
+  if (verdict.kind !== 'allow' || verdict.metadata.length === 0) return fixed.metadata;
+  const own = verdict.metadata.map(([key, value]) => structStringEntry(key, value));
+  return lengthDelimited(tag4, [...fixed.entries, ...own]);
 }
 
 /**
@@ -158,7 +167,7 @@ function buildFixedParts(verdict: Verdict, app: string | undefined): FixedParts 
  * (`append: true`, so several `set-cookie` survive); deny headers use `append: false` because
  * Envoy <= 1.36 drops `append: true` entries from a local reply. `append` is always explicit:
  * its default changed meaning across Envoy versions. `dynamic_metadata` carries `reason` and,
- * when known, `app`. The bytes are those protobufjs writes for the same message with the Check
+ * when known, `app`, then an allow's own entries (`dynamicMetadata`). The bytes are those protobufjs writes for the same message with the Check
  * response type of `protos.ts` (pinned by a test against a plain object model of it).
  * The `status` and `dynamic_metadata` of each (app, verdict kind, reason) are encoded once.
  *
@@ -200,7 +209,9 @@ export class CheckResponseEncoder {
   }
 
   #encode(verdict: Verdict, app: string | undefined): Buffer {
-    const { status, metadata } = this.#fixedParts(verdict, app);
+    const fixed = this.#fixedParts(verdict, app);
+    const { status } = fixed;
+    const metadata = metadataOf(verdict, fixed);
     const lengths: number[] = [];
     let body: number;
     if (verdict.kind === 'allow') {

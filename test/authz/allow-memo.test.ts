@@ -1,7 +1,7 @@
 /** The identity memo: what it hands out again, and what it never keeps. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AllowMemo, allowFor } from '../../src/authz/allow-memo.ts';
+import { AllowMemo, allowFor, type RenderedIdentity } from '../../src/authz/allow-memo.ts';
 import type { AppRuntime } from '../../src/authz/app-runtime.ts';
 import { IdentityRemovals } from '../../src/authz/identity-removals.ts';
 import type { HeaderPair } from '../../src/authz/verdict.ts';
@@ -11,12 +11,16 @@ const identityRemovals = new IdentityRemovals(['x-auth-request-user']);
 const web = { name: 'web', identityRemovals } as unknown as AppRuntime;
 const admin = { name: 'admin', identityRemovals } as unknown as AppRuntime;
 
-function counting(headers: HeaderPair[]) {
+function counting(headers: HeaderPair[], renewAfter = Infinity) {
   let renders = 0;
   return {
-    render: () => {
+    render: (): RenderedIdentity => {
       renders += 1;
-      return headers.map(([n, v]) => [n, v] as const);
+      return {
+        headers: headers.map(([n, v]) => [n, v] as const),
+        metadata: [['user', String(renders)]],
+        renewAt: renewAfter,
+      };
     },
     renders: () => renders,
   };
@@ -27,10 +31,10 @@ describe('AllowMemo', () => {
     const memo = new AllowMemo<object>();
     const identity = {};
     const { render, renders } = counting([['x-auth-request-user', 'alice']]);
-    const entry = memo.entryFor(identity, web, render);
-    assert.equal(memo.entryFor(identity, web, render), entry);
+    const entry = memo.entryFor(identity, web, 0, render);
+    assert.equal(memo.entryFor(identity, web, 0, render), entry);
     assert.equal(renders(), 1);
-    assert.notEqual(memo.entryFor(identity, admin, render), entry, 'another app renders anew');
+    assert.notEqual(memo.entryFor(identity, admin, 0, render), entry, 'another app renders anew');
 
     const first = allowFor(entry, 'session', [], undefined, 'a=1');
     const again = allowFor(entry, 'session', [], undefined, 'a=1');
@@ -43,7 +47,7 @@ describe('AllowMemo', () => {
   });
 
   it('builds a new allow whenever the request differs', () => {
-    const entry = new AllowMemo<object>().entryFor({}, web, counting([['x-u', 'a']]).render);
+    const entry = new AllowMemo<object>().entryFor({}, web, 0, counting([['x-u', 'a']]).render);
     const base = allowFor(entry, 'bearer', [], 'authorization', undefined);
     assert.deepEqual(base.removeHeaders, ['authorization']);
     const scrubbed = allowFor(entry, 'bearer', ['x-forged'], 'authorization', undefined);
@@ -60,7 +64,7 @@ describe('AllowMemo', () => {
   });
 
   it('never keeps an allow carrying response headers', () => {
-    const entry = new AllowMemo<object>().entryFor({}, web, counting([['x-u', 'a']]).render);
+    const entry = new AllowMemo<object>().entryFor({}, web, 0, counting([['x-u', 'a']]).render);
     const plain = allowFor(entry, 'session', [], undefined, undefined);
     const touched = allowFor(entry, 'session', [], undefined, undefined, [['set-cookie', 's=1']]);
     assert.deepEqual(touched.responseHeaders, [['set-cookie', 's=1']]);
@@ -74,19 +78,35 @@ describe('AllowMemo', () => {
     const memo = new AllowMemo<object>(2);
     const identity = {};
     const secret = counting([['authorization', 'Bearer t']]);
-    const refused = memo.entryFor(identity, web, secret.render, () => false);
+    const refused = memo.entryFor(identity, web, 0, secret.render, () => false);
     allowFor(refused, 'bearer', [], undefined, undefined);
     assert.equal(refused.last, undefined, 'nothing kept on it either');
-    memo.entryFor(identity, web, secret.render, () => false);
+    memo.entryFor(identity, web, 0, secret.render, () => false);
     assert.equal(secret.renders(), 2, 'rendered again: not kept');
 
     const [a, b, c] = [{}, {}, {}];
     const { render, renders } = counting([['x-u', 'a']]);
-    for (const key of [a, b, c]) memo.entryFor(key, web, render);
-    memo.entryFor(c, web, render);
-    memo.entryFor(b, web, render);
+    for (const key of [a, b, c]) memo.entryFor(key, web, 0, render);
+    memo.entryFor(c, web, 0, render);
+    memo.entryFor(b, web, 0, render);
     assert.equal(renders(), 3);
-    memo.entryFor(a, web, render);
+    memo.entryFor(a, web, 0, render);
     assert.equal(renders(), 4, 'the oldest went to make room');
+  });
+
+  it('renders an identity again once its renewal time has come, and not before', () => {
+    const memo = new AllowMemo<object>();
+    const identity = {};
+    const { render, renders } = counting([['x-u', 'a']], 1_000);
+    const entry = memo.entryFor(identity, web, 0, render);
+    assert.equal(memo.entryFor(identity, web, 999, render), entry);
+    const first = allowFor(entry, 'session', [], undefined, undefined);
+    assert.deepEqual(first.metadata, [['user', '1']]);
+    const renewed = memo.entryFor(identity, web, 1_000, render);
+    assert.notEqual(renewed, entry);
+    assert.equal(renders(), 2);
+    const next = allowFor(renewed, 'session', [], undefined, undefined);
+    assert.notEqual(next, first, 'the renewed entry builds its own allow');
+    assert.deepEqual(next.metadata, [['user', '2']]);
   });
 });

@@ -105,3 +105,17 @@ test('unknown roots, unknown tokens and malformed expressions do not compile', (
     if (!compiled.ok) assert.match(compiled.message, message, source);
   }
 });
+
+test('renders how the request was authenticated, empty when the caller says nothing', () => {
+  const compiled = compileTemplate('{{ auth.method }}:{{ auth.client_id }}');
+  assert.ok(compiled.ok);
+  assert.equal(
+    compiled.render({ ...ctx, auth: { method: 'bearer', clientId: 'ci' } }),
+    'bearer:ci',
+  );
+  assert.equal(compiled.render(ctx), ':');
+  for (const source of ['{{ auth }}', '{{ auth.clientId }}', '{{ auth.method.x }}']) {
+    const refused = compileTemplate(source);
+    assert.equal(refused.ok, false, source);
+  }
+});

@@ -19,6 +19,7 @@ const root = loadProtoRoot(upstreamIncludeDirs(), [
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
+  'envoy/extensions/filters/http/rbac/v3/rbac.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
 ]);
 
@@ -425,5 +426,93 @@ describe('envoy/authz-config.yaml', () => {
     const grafana = result.config.apps[0]!;
     assert.equal(grafana.oidc.backchannelLogoutPath, '/oauth2/backchannel-logout');
     assert.deepEqual(grafana.publicPaths, [{ prefix: '/public/' }]);
+  });
+});
+
+/** The fenced YAML block after `<!-- marker -->` in a docs page, parsed. */
+function docsExample(page: string, marker: string): Doc {
+  const text = readFileSync(repoPath(page), 'utf8');
+  const at = text.indexOf(`<!-- ${marker} -->`);
+  assert.ok(at >= 0, `${page} has the ${marker} example`);
+  const block = /```yaml\n([\s\S]*?)```/.exec(text.slice(at));
+  assert.ok(block, `${marker} is followed by a yaml block`);
+  return parse(block[1]!);
+}
+
+/** Every `metadata` matcher under `node`, wherever RBAC nests it (and_ids, or_ids, not_id). */
+function metadataMatchers(node: unknown): { filter: string; path: { key: string }[] }[] {
+  if (typeof node !== 'object' || node === null) return [];
+  const here = (node as { metadata?: unknown }).metadata;
+  const found = Object.values(node).flatMap(metadataMatchers);
+  return typeof here === 'object' && here !== null && 'filter' in here
+    ? [here as { filter: string; path: { key: string }[] }, ...found]
+    : found;
+}
+
+describe('the RBAC example of docs/upstream-identity.md', () => {
+  const manager = docsExample('docs/upstream-identity.md', 'rbac-example-envoy');
+  const server = docsExample('docs/upstream-identity.md', 'rbac-example-server');
+
+  it('parses as an Envoy HttpConnectionManager with every typed_config resolved', () => {
+    const { '@type': type, ...rest } = manager as Record<string, unknown>;
+    assert.equal(
+      type,
+      'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+    );
+    assert.deepEqual(
+      checkProtoJson(
+        root,
+        'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+        rest,
+      ),
+      [],
+    );
+  });
+
+  it('is hardened like the shipped configs', () => {
+    const config = {
+      static_resources: {
+        listeners: [
+          {
+            filter_chains: [
+              {
+                filters: [
+                  { name: 'envoy.filters.network.http_connection_manager', typed_config: manager },
+                ],
+              },
+            ],
+          },
+        ],
+      },
+    };
+    assert.deepEqual(hardeningProblems(config), []);
+  });
+
+  it('runs RBAC after ext_authz and before the router', () => {
+    const names = (manager.http_filters as { name: string }[]).map((f) => f.name);
+    assert.deepEqual(names, [
+      'envoy.filters.http.ext_authz',
+      'envoy.filters.http.rbac',
+      'envoy.filters.http.router',
+    ]);
+  });
+
+  it('reads only metadata keys the server config of the example sets', () => {
+    const result = loadConfig(
+      { text: JSON.stringify(server), format: 'json' },
+      {
+        SESSION_KEY: 'a-session-key-of-at-least-32-bytes-long',
+        GRAFANA_CLIENT_SECRET: 'grafana-secret',
+      },
+    );
+    assert.ok(result.ok, JSON.stringify(!result.ok && result.problems));
+    const keys = new Set(['reason', 'app', ...Object.keys(result.config.apps[0]!.dynamicMetadata)]);
+    const matchers = metadataMatchers(manager.http_filters);
+    assert.ok(matchers.length >= 3);
+    for (const matcher of matchers) {
+      assert.equal(matcher.filter, 'envoy.filters.http.ext_authz');
+      assert.equal(matcher.path.length, 1);
+      assert.ok(keys.has(matcher.path[0]!.key), `the server sets ${matcher.path[0]!.key}`);
+    }
   });
 });

@@ -44,6 +44,18 @@ const verdicts: readonly [string, Verdict][] = [
       removeHeaders: ['authorization'],
     }),
   ],
+  [
+    'allow with dynamic metadata',
+    allow('session', {
+      upstreamHeaders: [['x-auth-request-user', 'zoë']],
+      metadata: [
+        ['email', 'zoë@example.com'],
+        ['groups', 'admins,ops'],
+        ['auth_method', 'session'],
+        ['long', wide],
+      ],
+    }),
+  ],
   ['json deny', jsonReply('unauthenticated', 401, 'unauthenticated', 'authentication required')],
   [
     'redirect',

@@ -47,9 +47,14 @@ function options(
   return headers.map(([key, value]) => ({ header: { key, value }, append }));
 }
 
-function metadata(app: string | undefined, reason: string): Struct {
+function metadata(
+  app: string | undefined,
+  reason: string,
+  own: readonly (readonly [string, string])[] = [],
+): Struct {
   const fields: Record<string, { stringValue: string }> = { reason: { stringValue: reason } };
   if (app !== undefined) fields['app'] = { stringValue: app };
+  for (const [key, value] of own) fields[key] = { stringValue: value };
   return { fields };
 }
 
@@ -63,7 +68,7 @@ export function toCheckResponse(verdict: Verdict, app: string | undefined): Chec
           headers_to_remove: verdict.removeHeaders,
           response_headers_to_add: options(verdict.responseHeaders, addLine),
         },
-        dynamic_metadata: metadata(app, verdict.reason),
+        dynamic_metadata: metadata(app, verdict.reason, verdict.metadata),
       };
     case 'local_reply':
       return {
