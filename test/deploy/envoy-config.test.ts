@@ -200,7 +200,10 @@ describe('envoy/envoy-http.yaml (HTTP mode)', () => {
     assert.ok(exact(filter.allowed_headers).includes('cookie'));
     const response = filter.http_service.authorization_response;
     assert.ok(exact(response.allowed_upstream_headers).includes('x-auth-request-*'));
-    assert.deepEqual(exact(response.allowed_client_headers_on_success), ['set-cookie']);
+    assert.deepEqual(exact(response.allowed_client_headers_on_success), [
+      'set-cookie',
+      'dpop-nonce',
+    ]);
     for (const name of deniedClientHeaders) {
       assert.ok(exact(response.allowed_client_headers).includes(name), name);
     }

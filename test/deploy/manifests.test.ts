@@ -156,7 +156,7 @@ describe('istio/ manifests', () => {
       assert.ok(istioMatches(http.includeRequestHeadersInCheck, name), `to the check: ${name}`);
     assert.ok(istioMatches(http.headersToUpstreamOnAllow, 'x-auth-request-user'));
     assert.ok(http.headersToUpstreamOnAllow.includes('cookie'), 'session cookie stripped upstream');
-    assert.deepEqual(http.headersToDownstreamOnAllow, ['set-cookie']);
+    assert.deepEqual(http.headersToDownstreamOnAllow, ['set-cookie', 'dpop-nonce']);
     for (const name of deniedClientHeaders) {
       assert.ok(http.headersToDownstreamOnDeny.includes(name), name);
     }
