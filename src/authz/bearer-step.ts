@@ -70,7 +70,7 @@ export function createBearerStep(deps: StepDeps): Step {
     const { request, app } = context;
     if (!bearer.overridesCookie && app.sessions.cookieNames(request.cookies).length > 0) {
       return app.sessions
-        .load(request.cookies, secureFor(context))
+        .load(request.cookies, secureFor(context), { bound: context })
         .then((loaded) =>
           loaded.kind === 'valid' ? undefined : decide(context, bearer, credential),
         );
@@ -95,7 +95,7 @@ export function createBearerStep(deps: StepDeps): Step {
       return conclude(context, bearer, { kind: 'invalid', reason: credential.reason });
     }
     // The token's characters are checked only when it was not verified before.
-    const outcome = bearer.authenticator.authenticate(credential.token, b64TokenProblem);
+    const outcome = bearer.authenticator.authenticate(credential.token, b64TokenProblem, context);
     return outcome instanceof Promise
       ? outcome.then((settled) => conclude(context, bearer, settled))
       : conclude(context, bearer, outcome);

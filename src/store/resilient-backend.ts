@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
 import { isOutage } from '../resilience/outage.ts';
 import { createMemoryBackend } from './memory-backend.ts';
-import type { StoreBackend } from './store-backend.ts';
+import type { CallBound, StoreBackend } from './store-backend.ts';
 
 /** Runs the primary step, then the memory step regardless, and tells whether either acted. */
 async function either(
@@ -21,9 +21,16 @@ const refusedStore = (retryAfterMs: number): Error =>
   new StoreUnavailableError('circuit_open', { retryAfterMs });
 
 /**
+ * Whether a request's earlier store call ran out of time: its later calls do not wait again.
+ * They are not made at all, so the breaker counts the store's failures, not the request's.
+ */
+const timedOutBefore = (bound: CallBound | undefined): boolean => bound?.storeTimedOut === true;
+
+/**
  * For records that exist only in the shared store (server sessions and their indexes): every
  * call goes through the store breaker; an outage or an open breaker rejects with
- * {@link StoreUnavailableError} (503 with `Retry-After` for that request, never a login).
+ * {@link StoreUnavailableError} (503 with `Retry-After` for that request, never a login), at
+ * once for a read whose request already had a store call run out of time ({@link CallBound}).
  * Verdicts (a Redis error reply, a bad argument) reject unchanged. `close()` does not close
  * `primary`, which other decorators share; its owner closes it.
  */
@@ -38,7 +45,10 @@ export function guardStore(primary: StoreBackend, breaker: Breaker): StoreBacken
   const guard = <T>(op: () => Promise<T>): Promise<T> =>
     breaker.run(op, refusedStore).catch(unavailable);
   return {
-    get: (key) => guard(() => primary.get(key)),
+    get: (key, bound) =>
+      timedOutBefore(bound)
+        ? Promise.reject(new StoreUnavailableError('timeout', { retryAfterMs: 1_000 }))
+        : guard(() => primary.get(key, bound)),
     set: (key, value, ttlMs) => guard(() => primary.set(key, value, ttlMs)),
     setIfAbsent: (key, value, ttlMs) => guard(() => primary.setIfAbsent(key, value, ttlMs)),
     delete: (key) => guard(() => primary.delete(key)),
@@ -74,6 +84,8 @@ export interface FallbackOptions {
  * open they go to an in-process memory backend instead. Degradation is logged once when it
  * starts and once when it ends, exported as `eoa_store_degraded`, and ends by itself when the
  * breaker closes again (its half-open probe succeeded) or a call succeeds on a closed breaker.
+ * A read whose request already had a store call run out of time ({@link CallBound}) is answered
+ * from memory at once, as during an outage.
  *
  * What happens at the switches, and why it errs on the safe side:
  * - During the outage each replica has its own memory: one-time operations (`setIfAbsent`,
@@ -156,12 +168,14 @@ export function withFallback(
 
   return {
     degraded: () => degraded || breaker.state() !== 'closed',
-    get: (key) =>
-      attempt(
-        async () => (await primary.get(key)) ?? memory.get(key),
-        () => memory.get(key),
-        false,
-      ),
+    get: (key, bound) =>
+      timedOutBefore(bound)
+        ? memory.get(key)
+        : attempt(
+            async () => (await primary.get(key, bound)) ?? memory.get(key),
+            () => memory.get(key),
+            false,
+          ),
     set: (key, value, ttlMs) =>
       attempt(
         async () => {
