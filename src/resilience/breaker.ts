@@ -47,6 +47,12 @@ export interface Breaker {
    */
   trip(reason?: string): void;
   /**
+   * Runs the probe now rather than at the end of `resetTimeout`, when something has shown the
+   * dependency back (the store's connection was re-established, after a failover): closes the
+   * breaker if the probe answers. No effect while closed, without a probe, or while one runs.
+   */
+  probeNow(): void;
+  /**
    * Applies new tuning (a config reload): `resetTimeout` and `errorThresholdPercentage` take
    * effect at once; `volumeThreshold` and `rollingWindow` are fixed when the breaker is built, so
    * those that differ are returned (the caller says they need a restart) and left unchanged.
@@ -111,6 +117,8 @@ export function createBreaker(initial: BreakerTuning, deps: BreakerDeps): Breake
   let outageStartedAt = 0;
   /** Why {@link Breaker.trip} opened it, for the opening's log line. */
   let tripReason: string | undefined;
+  /** A probe started by {@link Breaker.probeNow} has not answered yet. */
+  let probingNow = false;
   const listeners = new Set<(state: BreakerState, previous: BreakerState) => void>();
 
   const transition = (next: BreakerState): void => {
@@ -185,6 +193,21 @@ export function createBreaker(initial: BreakerTuning, deps: BreakerDeps): Breake
       tripReason = reason;
       circuit.open();
       tripReason = undefined;
+    },
+    probeNow() {
+      if (current === 'closed' || probe === undefined || probingNow) return;
+      probingNow = true;
+      // Outside the circuit, which refuses calls while open: only a success acts on it.
+      probe()
+        .then(
+          () => {
+            if (current !== 'closed') circuit.close();
+          },
+          () => undefined,
+        )
+        .finally(() => {
+          probingNow = false;
+        });
     },
     retune(next) {
       const fixed = (['volumeThreshold', 'rollingWindow'] as const).filter(
