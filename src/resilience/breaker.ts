@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
 import type { BreakerSeries } from './breaker-metrics.ts';
-import { isOutage, isUnreplicated } from './outage.ts';
+import { isOutage, isRequestDeadline, isUnreplicated } from './outage.ts';
 
 /** Where a breaker stands. `half_open`: one probe call is let through to test the dependency. */
 export type BreakerState = 'closed' | 'half_open' | 'open';
@@ -107,8 +107,10 @@ export function createBreaker(initial: BreakerTuning, deps: BreakerDeps): Breake
     rollingPercentilesEnabled: false,
     enableSnapshots: false,
     // opossum's filter answers "ignore this error"; verdicts are ignored, outages counted, except
-    // a write too few replicas confirmed: the store is up and still serves reads.
-    errorFilter: (error: unknown) => !isOutage(error) || isUnreplicated(error),
+    // a write too few replicas confirmed: the store is up and still serves reads; and a call its
+    // request had no time left for, which says nothing about the dependency.
+    errorFilter: (error: unknown) =>
+      !isOutage(error) || isUnreplicated(error) || isRequestDeadline(error),
   };
   const circuit = new CircuitBreaker<[Call], unknown>((call) => call(), circuitOptions);
 

@@ -30,8 +30,8 @@ export interface DeadlineOptions {
  * Bounds every call of `primary`: a call not answered within `timeoutMs()` rejects with
  * {@link StoreUnavailableError} (`timeout`), an outage, so the decorators above it fall back to
  * memory or answer 503 at once. A call with a {@link CallBound} also gives up
- * {@link CALL_ANSWER_RESERVE_MS} before its request's deadline, and marks the bound when it
- * runs out of time. The command itself still runs to its own `commandTimeout`, and
+ * {@link CALL_ANSWER_RESERVE_MS} before its request's deadline (`request_deadline`: the request
+ * falls back, the store is not suspected), and marks the bound when it runs out of time. The command itself still runs to its own `commandTimeout`, and
  * what it does then is as if it had been answered late: a write may land. `close()` closes
  * nothing (the owner closes `primary`).
  */
@@ -40,14 +40,24 @@ export function withDeadline(primary: StoreBackend, options: DeadlineOptions): S
   const bounded = <T>(call: () => Promise<T>, bound?: CallBound): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       let timeoutMs = options.timeoutMs();
+      // Cut short by the request's own deadline: the store has not been slow (yet), so the
+      // request falls back alone, and no probe runs.
+      let requestDeadline = false;
       if (bound !== undefined) {
         const left = bound.deadline - now() - CALL_ANSWER_RESERVE_MS;
-        if (left < timeoutMs) timeoutMs = Math.max(0, left);
+        if (left < timeoutMs) {
+          timeoutMs = Math.max(0, left);
+          requestDeadline = true;
+        }
       }
       const timer = setTimeout(() => {
         if (bound !== undefined) bound.storeTimedOut = true;
-        reject(new StoreUnavailableError('timeout', { retryAfterMs: 1_000 }));
-        options.onTimeout();
+        reject(
+          new StoreUnavailableError(requestDeadline ? 'request_deadline' : 'timeout', {
+            retryAfterMs: 1_000,
+          }),
+        );
+        if (!requestDeadline) options.onTimeout();
       }, timeoutMs);
       call().then(
         (value) => {

@@ -3,7 +3,7 @@ import { Gauge, type Registry } from 'prom-client';
 import { StoreUnavailableError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
-import { isOutage } from '../resilience/outage.ts';
+import { isOutage, isRequestDeadline } from '../resilience/outage.ts';
 import { createMemoryBackend } from './memory-backend.ts';
 import type { CallBound, StoreBackend } from './store-backend.ts';
 
@@ -157,6 +157,8 @@ export function withFallback(
       result = await breaker.run(onPrimary, refusedStore);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) && !isOutage(error)) throw error;
+      // Only this request ran out of time: it falls back, the store is not taken for down.
+      if (isRequestDeadline(error)) return onFallback();
       enter(error);
       if (writes) writesFailing = true;
       return onFallback();

@@ -306,7 +306,7 @@ function hung(inner: StoreBackend) {
 }
 
 describe('store calls of one request (CallBound)', () => {
-  function setUpHung() {
+  function setUpHung(callTimeoutMs = LONG) {
     const registry = new Registry();
     const log = captureLog();
     const memory = createMemoryBackend();
@@ -316,7 +316,7 @@ describe('store calls of one request (CallBound)', () => {
     const clock = { now: 10_000 };
     let timeouts = 0;
     const bounded = withDeadline(primary.backend, {
-      timeoutMs: () => LONG,
+      timeoutMs: () => callTimeoutMs,
       onTimeout: () => (timeouts += 1),
       now: () => clock.now,
     });
@@ -330,6 +330,21 @@ describe('store calls of one request (CallBound)', () => {
     return { primary, breakers, clock, guarded, fallback, timeouts: () => timeouts, close };
   }
 
+  it("a read whose store call timeout runs out first marks the request's bound and has the store probed", async () => {
+    const rig = setUpHung(20);
+    try {
+      const bound: CallBound = { deadline: rig.clock.now + 1_000, storeTimedOut: false };
+      assert.equal(await rig.fallback.get('ended:s1', bound), undefined, 'not known revoked');
+      assert.equal(bound.storeTimedOut, true);
+      assert.equal(rig.timeouts(), 1, 'the owner is told, to probe the store');
+      assert.equal(rig.fallback.degraded(), true, 'the store is taken for down until it answers');
+      assert.equal(await rig.fallback.get('results:r1', bound), undefined);
+      assert.equal(rig.primary.reached(), 1, "the request's next read did not reach the store");
+    } finally {
+      await rig.close();
+    }
+  });
+
   it("gives up a read when its request's time runs out, whatever the call timeout; the request's later reads do not wait", async () => {
     const rig = setUpHung();
     try {
@@ -340,7 +355,9 @@ describe('store calls of one request (CallBound)', () => {
       };
       assert.equal(await rig.fallback.get('ended:s1', bound), undefined, 'not known revoked');
       assert.equal(bound.storeTimedOut, true, 'the request knows its store call timed out');
-      assert.equal(rig.timeouts(), 1, 'the owner is told, to probe the store');
+      // Cut short by the request's deadline: nothing is said about the store.
+      assert.equal(rig.timeouts(), 0, 'no probe: the store was not slower than its timeout');
+      assert.equal(rig.fallback.degraded(), false, 'not taken for down');
       assert.equal(rig.primary.reached(), 1);
 
       // Later reads of the same request: answered at once, without reaching the store.
