@@ -129,6 +129,13 @@ export interface RefreshCoordinatorDeps {
    * (`SharedStore.degraded`): a lock taken now is not seen by other replicas. Default never.
    */
   readonly degraded?: () => boolean;
+  /**
+   * How many times the store degraded so far (`SharedStore.degradations`): a degradation while
+   * a refresh took its lock, too short to be seen by {@link degraded} (the lock taken in memory
+   * on a timeout, the store answering again before the grant), still makes that lock unshared.
+   * Default never.
+   */
+  readonly degradations?: () => number;
 }
 
 /** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
@@ -388,6 +395,7 @@ export class RefreshCoordinator {
     }
 
     const owner = randomBytes(16).toString('base64url');
+    const degradations = this.#degradations();
     const deadline = this.#deps.now() + this.#options.waitTimeout;
     let waited = false;
     while (!(await this.#deps.locks.setIfAbsent(id, owner, this.#options.lockTtl))) {
@@ -423,7 +431,7 @@ export class RefreshCoordinator {
           "another replica's refresh lock was lost with the store",
         );
       }
-      return await this.#lead(session, refreshToken, id, owner);
+      return await this.#lead(session, refreshToken, id, owner, degradations);
     } finally {
       await this.#deps.locks.deleteIfEquals(id, owner).catch(() => undefined);
     }
@@ -435,6 +443,7 @@ export class RefreshCoordinator {
     refreshToken: string,
     id: string,
     owner: string,
+    degradationsBefore: number,
   ): Promise<RefreshOutcome> {
     const cooling = this.#coolingFor(id);
     if (cooling > 0) {
@@ -460,8 +469,9 @@ export class RefreshCoordinator {
       this.#deps.metrics.gated('concurrency');
       return unavailable(1_000, 'too many grants at the provider at once');
     }
-    // Taken before the grant: a lock taken while the store was degraded was never shared.
-    const sharedLock = this.#storeSettled();
+    // Taken before the grant: a lock taken while the store was degraded was never shared, even
+    // when the store answered again since (the lock itself may have gone to memory).
+    const sharedLock = this.#storeSettled() && this.#degradations() === degradationsBefore;
     const renew = setInterval(
       () => {
         this.#deps.locks.expireIfEquals(id, owner, this.#options.lockTtl).catch(() => undefined);
@@ -556,6 +566,11 @@ export class RefreshCoordinator {
       return false;
     }
     return now - this.#degradedSeenAt >= this.#options.storeRecovery;
+  }
+
+  /** How many times the store degraded so far (0 without the dependency). */
+  #degradations(): number {
+    return this.#deps.degradations?.() ?? 0;
   }
 
   /** True while the store is settled and still holds our lease (it never lapsed). */

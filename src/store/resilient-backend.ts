@@ -69,6 +69,11 @@ export interface DegradableBackend extends StoreBackend {
    * again, or its breaker is not closed. What one replica writes now, the others do not see.
    */
   degraded(): boolean;
+  /**
+   * How many times records started to be kept in process memory: a degradation that began and
+   * ended between two looks at {@link degraded} still changes it.
+   */
+  degradations(): number;
 }
 
 /** Options for {@link withFallback}. */
@@ -117,11 +122,13 @@ export function withFallback(
   gauge.set(0);
 
   let degraded = false;
+  let degradations = 0;
   /** The last write failed: a read answered since does not end the degradation. */
   let writesFailing = false;
   const enter = (error: unknown): void => {
     if (degraded) return;
     degraded = true;
+    degradations += 1;
     gauge.set(1);
     const reason = error instanceof StoreUnavailableError ? error.reason : 'failure';
     log.warn(
@@ -170,6 +177,7 @@ export function withFallback(
 
   return {
     degraded: () => degraded || breaker.state() !== 'closed',
+    degradations: () => degradations,
     get: (key, bound) =>
       timedOutBefore(bound)
         ? memory.get(key)

@@ -26,6 +26,8 @@ export interface SharedStore {
    * marks taken now are not seen by other replicas. Always false for the memory store.
    */
   degraded(): boolean;
+  /** How many times the store degraded so far (see `DegradableBackend.degradations`). */
+  degradations(): number;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ export function memoryStore(now: () => number): SharedStore {
     degradable: memory,
     waitingFor: () => undefined,
     degraded: () => false,
+    degradations: () => 0,
     close: () => memory.close(),
   };
 }
@@ -82,6 +85,7 @@ export function redisStore(
     degradable,
     waitingFor: deps.waitingFor ?? (() => undefined),
     degraded: () => degradable.degraded(),
+    degradations: () => degradable.degradations(),
     async close() {
       await degradable.close();
       await redis.close();

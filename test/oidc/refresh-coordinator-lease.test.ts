@@ -34,7 +34,10 @@ async function until(check: () => boolean): Promise<void> {
   }
 }
 
-/** One replica on the shared `backend`, with a store-degraded switch the test flips. */
+/**
+ * One replica on the shared `backend`, with a store-degraded switch the test flips and the count
+ * of degradations the store reports.
+ */
 function replica(backend: StoreBackend, oidc: OidcClient) {
   const keyspaces: AppKeyspaces = createAppKeyspaces(backend, {
     app: 'web',
@@ -49,7 +52,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
     followers: [] as string[],
     lockWaits: 0,
   };
-  const store = { degraded: false };
+  const store = { degraded: false, degradations: 0 };
   const refresher = new RefreshCoordinator(
     {
       appName: 'web',
@@ -76,6 +79,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
       grants: new GrantLimiter(10),
       now: Date.now,
       degraded: () => store.degraded,
+      degradations: () => store.degradations,
     },
   );
   return { refresher, keyspaces, counted, store };
@@ -161,6 +165,27 @@ describe('refresh coordinator: whose invalid_grant ends a session', () => {
     assert.equal(pending.length, 1, 'no second grant');
     pending[0]!.settle(Promise.resolve(rotated));
     assert.equal((await leading).kind, 'refreshed');
+  });
+
+  it('a lock taken while the store degraded and recovered at once is not shared: its invalid_grant keeps the session', async () => {
+    const { oidc, pending } = handAnsweredProvider();
+    const shared = createMemoryBackend();
+    // The lock write timed out and went to memory; another write answered before the grant, so
+    // the store no longer says it is degraded. Only the count tells.
+    const blipping: StoreBackend = {
+      ...shared,
+      setIfAbsent: (key, value, ttlMs) => {
+        a.store.degradations += 1;
+        return shared.setIfAbsent(key, value, ttlMs);
+      },
+    };
+    const a = replica(blipping, oidc);
+    const running = a.refresher.refresh(session('rt-blip'));
+    await until(() => pending.length === 1);
+    assert.equal(a.store.degraded, false);
+    pending[0]!.settle(refused());
+    assert.equal((await running).kind, 'unavailable', 'the session is kept');
+    assert.deepEqual(a.counted.grants, ['invalid_grant_unconfirmed']);
   });
 
   it('an invalid_grant under a lock every replica saw still ends the session', async () => {
