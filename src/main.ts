@@ -295,7 +295,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       now: services.now,
       logger: services.logger,
       degraded: () => services.store.degraded(),
-      degradations: () => services.store.degradations(),
+      msSinceDegraded: () => services.store.msSinceDegraded(),
     },
   );
   return buildAppRuntime(app, {

@@ -130,12 +130,12 @@ export interface RefreshCoordinatorDeps {
    */
   readonly degraded?: () => boolean;
   /**
-   * How many times the store degraded so far (`SharedStore.degradations`): a degradation while
-   * a refresh took its lock, too short to be seen by {@link degraded} (the lock taken in memory
-   * on a timeout, the store answering again before the grant), still makes that lock unshared.
-   * Default never.
+   * Milliseconds since the store was last degraded (`SharedStore.msSinceDegraded`): a
+   * degradation too short to be seen by {@link degraded} (one call timed out and went to memory,
+   * perhaps a lock, the next answered) still unsettles the store for `storeRecovery`. Default:
+   * only what {@link degraded} shows.
    */
-  readonly degradations?: () => number;
+  readonly msSinceDegraded?: () => number;
 }
 
 /** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
@@ -395,7 +395,6 @@ export class RefreshCoordinator {
     }
 
     const owner = randomBytes(16).toString('base64url');
-    const degradations = this.#degradations();
     const deadline = this.#deps.now() + this.#options.waitTimeout;
     let waited = false;
     while (!(await this.#deps.locks.setIfAbsent(id, owner, this.#options.lockTtl))) {
@@ -431,7 +430,7 @@ export class RefreshCoordinator {
           "another replica's refresh lock was lost with the store",
         );
       }
-      return await this.#lead(session, refreshToken, id, owner, degradations);
+      return await this.#lead(session, refreshToken, id, owner);
     } finally {
       await this.#deps.locks.deleteIfEquals(id, owner).catch(() => undefined);
     }
@@ -443,7 +442,6 @@ export class RefreshCoordinator {
     refreshToken: string,
     id: string,
     owner: string,
-    degradationsBefore: number,
   ): Promise<RefreshOutcome> {
     const cooling = this.#coolingFor(id);
     if (cooling > 0) {
@@ -471,7 +469,7 @@ export class RefreshCoordinator {
     }
     // Taken before the grant: a lock taken while the store was degraded was never shared, even
     // when the store answered again since (the lock itself may have gone to memory).
-    const sharedLock = this.#storeSettled() && this.#degradations() === degradationsBefore;
+    const sharedLock = this.#storeSettled();
     const renew = setInterval(
       () => {
         this.#deps.locks.expireIfEquals(id, owner, this.#options.lockTtl).catch(() => undefined);
@@ -565,12 +563,10 @@ export class RefreshCoordinator {
       this.#degradedSeenAt = now;
       return false;
     }
+    // A degradation too short to have been seen here (one timed-out call) counts as well.
+    const since = this.#deps.msSinceDegraded?.() ?? Number.POSITIVE_INFINITY;
+    if (since < this.#options.storeRecovery) return false;
     return now - this.#degradedSeenAt >= this.#options.storeRecovery;
-  }
-
-  /** How many times the store degraded so far (0 without the dependency). */
-  #degradations(): number {
-    return this.#deps.degradations?.() ?? 0;
   }
 
   /** True while the store is settled and still holds our lease (it never lapsed). */

@@ -1,4 +1,5 @@
 /** Store backends that survive the shared store going down: fail fast (guarded) or degrade to memory (fallback). */
+import { performance } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
 import { StoreUnavailableError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -70,10 +71,11 @@ export interface DegradableBackend extends StoreBackend {
    */
   degraded(): boolean;
   /**
-   * How many times records started to be kept in process memory: a degradation that began and
-   * ended between two looks at {@link degraded} still changes it.
+   * Milliseconds since records were last kept in process memory: 0 while they are, `Infinity`
+   * if they never were. A degradation that began and ended between two looks at
+   * {@link degraded} (one timed-out call, the next answered) still shows here.
    */
-  degradations(): number;
+  msSinceDegraded(): number;
 }
 
 /** Options for {@link withFallback}. */
@@ -122,13 +124,13 @@ export function withFallback(
   gauge.set(0);
 
   let degraded = false;
-  let degradations = 0;
+  /** When the last degradation ended, on `performance.now()`'s clock. */
+  let endedAt = -Infinity;
   /** The last write failed: a read answered since does not end the degradation. */
   let writesFailing = false;
   const enter = (error: unknown): void => {
     if (degraded) return;
     degraded = true;
-    degradations += 1;
     gauge.set(1);
     const reason = error instanceof StoreUnavailableError ? error.reason : 'failure';
     log.warn(
@@ -139,11 +141,13 @@ export function withFallback(
   const leave = (): void => {
     if (!degraded) return;
     degraded = false;
+    endedAt = performance.now();
     gauge.set(0);
     log.info({ breaker: breaker.name }, 'store recovered: using the shared store again');
   };
   const unsubscribe = breaker.onStateChange((state) => {
     if (state !== 'closed') return;
+    endedAt = performance.now();
     writesFailing = false;
     leave();
   });
@@ -177,7 +181,8 @@ export function withFallback(
 
   return {
     degraded: () => degraded || breaker.state() !== 'closed',
-    degradations: () => degradations,
+    msSinceDegraded: () =>
+      degraded || breaker.state() !== 'closed' ? 0 : performance.now() - endedAt,
     get: (key, bound) =>
       timedOutBefore(bound)
         ? memory.get(key)

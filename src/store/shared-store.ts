@@ -26,8 +26,8 @@ export interface SharedStore {
    * marks taken now are not seen by other replicas. Always false for the memory store.
    */
   degraded(): boolean;
-  /** How many times the store degraded so far (see `DegradableBackend.degradations`). */
-  degradations(): number;
+  /** Milliseconds since `degraded()` was last true (see `DegradableBackend.msSinceDegraded`). */
+  msSinceDegraded(): number;
   close(): Promise<void>;
 }
 
@@ -39,7 +39,7 @@ export function memoryStore(now: () => number): SharedStore {
     degradable: memory,
     waitingFor: () => undefined,
     degraded: () => false,
-    degradations: () => 0,
+    msSinceDegraded: () => Number.POSITIVE_INFINITY,
     close: () => memory.close(),
   };
 }
@@ -85,7 +85,7 @@ export function redisStore(
     degradable,
     waitingFor: deps.waitingFor ?? (() => undefined),
     degraded: () => degradable.degraded(),
-    degradations: () => degradable.degradations(),
+    msSinceDegraded: () => degradable.msSinceDegraded(),
     async close() {
       await degradable.close();
       await redis.close();

@@ -1,5 +1,6 @@
 /** Branches no real component shows on cue: a lease lost during the grant, a result published meanwhile, a lock won only because the store went down. */
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { sha256Base64url } from '../../src/digest.ts';
 import { IdpError } from '../../src/errors.ts';
@@ -35,10 +36,10 @@ async function until(check: () => boolean): Promise<void> {
 }
 
 /**
- * One replica on the shared `backend`, with a store-degraded switch the test flips and the count
- * of degradations the store reports.
+ * One replica on the shared `backend`, with a store-degraded switch the test flips and when the
+ * store last said it was degraded (`performance.now()`).
  */
-function replica(backend: StoreBackend, oidc: OidcClient) {
+function replica(backend: StoreBackend, oidc: OidcClient, storeRecovery = 0) {
   const keyspaces: AppKeyspaces = createAppKeyspaces(backend, {
     app: 'web',
     sessionMaxAge: 86_400_000,
@@ -52,7 +53,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
     followers: [] as string[],
     lockWaits: 0,
   };
-  const store = { degraded: false, degradations: 0 };
+  const store = { degraded: false, degradedAt: Number.NEGATIVE_INFINITY };
   const refresher = new RefreshCoordinator(
     {
       appName: 'web',
@@ -61,7 +62,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
       maxAttempts: 3,
       cooldown: 30_000,
       resultTtl: 60_000,
-      storeRecovery: 0,
+      storeRecovery,
       outageGrace: 0,
     },
     {
@@ -79,7 +80,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
       grants: new GrantLimiter(10),
       now: Date.now,
       degraded: () => store.degraded,
-      degradations: () => store.degradations,
+      msSinceDegraded: () => (store.degraded ? 0 : performance.now() - store.degradedAt),
     },
   );
   return { refresher, keyspaces, counted, store };
@@ -175,11 +176,11 @@ describe('refresh coordinator: whose invalid_grant ends a session', () => {
     const blipping: StoreBackend = {
       ...shared,
       setIfAbsent: (key, value, ttlMs) => {
-        a.store.degradations += 1;
+        a.store.degradedAt = performance.now();
         return shared.setIfAbsent(key, value, ttlMs);
       },
     };
-    const a = replica(blipping, oidc);
+    const a = replica(blipping, oidc, 60_000);
     const running = a.refresher.refresh(session('rt-blip'));
     await until(() => pending.length === 1);
     assert.equal(a.store.degraded, false);

@@ -190,6 +190,23 @@ describe('store with in-memory fallback', () => {
     }
   });
 
+  it('tells how long ago it was last degraded, also after a degradation of one call', async () => {
+    const { primary, fallback, close } = setUp();
+    try {
+      assert.equal(fallback.msSinceDegraded(), Number.POSITIVE_INFINITY, 'never degraded');
+      primary.setDown(true);
+      assert.equal(await fallback.get('k'), undefined);
+      assert.equal(fallback.msSinceDegraded(), 0, 'degraded now');
+      primary.setDown(false);
+      await fallback.set('k', 'v', LONG);
+      assert.equal(fallback.degraded(), false, 'one answered write ends it');
+      const since = fallback.msSinceDegraded();
+      assert.ok(since >= 0 && since < 1_000, `ended ${since} ms ago`);
+    } finally {
+      await close();
+    }
+  });
+
   it('stays degraded while writes fail, however many reads the store answers meanwhile', async () => {
     const registry = new Registry();
     const log = captureLog();
