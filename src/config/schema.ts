@@ -1092,8 +1092,8 @@ export const configSchema = z
       .describe('Transport bounds: connections, streams, buffered bytes and timeouts.'),
     breakers: z
       .strictObject({
-        store: breakerSchema('250ms').describe(
-          'The shared store (Redis). Its probe is a PING, so it stays open 250ms by default, and probes at once when the connection comes back: a failover, a restart, or a breaker opened by a busy moment is back in service within a quarter of a second.',
+        store: breakerSchema('1s').describe(
+          'The shared store (Redis). Its probe is a PING, so it stays open 1s by default: a failover or a restart is back in service within a second of Redis.',
         ),
         idp: breakerSchema('5s').describe(
           'Each provider: discovery and JWKS, token endpoint, revocation, introspection (one breaker each).',

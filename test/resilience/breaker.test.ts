@@ -461,7 +461,7 @@ describe('breaker', () => {
       errorThresholdPercentage: 50,
       volumeThreshold: 5,
       rollingWindow: 10_000,
-      resetTimeout: 250,
+      resetTimeout: 1_000,
     });
     assert.equal(breakerTuning({}, 'idp').resetTimeout, 5_000);
   });
