@@ -260,6 +260,11 @@ export interface TestProvider {
   resetCounters(): void;
   injectFault(fault: Fault): void;
   clearFaults(): void;
+  /**
+   * The next `count` refresh-token grants answer without an `id_token`, as OIDC Core §12.2
+   * allows and some providers do.
+   */
+  withholdRefreshIdTokens(count: number): void;
   /** Revokes a grant and every token issued under it; the next refresh gets `invalid_grant`. */
   revokeGrant(grantId: string): Promise<void>;
   /** Grant ids held for an account (optionally for one client). */
@@ -347,12 +352,20 @@ interface GrantInstance {
 interface ProviderInstance {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
+  use(middleware: (ctx: TokenContext, next: () => Promise<void>) => Promise<void>): unknown;
   readonly Grant: {
     new (init: { accountId: string; clientId: string }): GrantInstance;
     find(id: string): Promise<GrantInstance | undefined>;
   };
 }
 type ProviderConstructor = new (issuer: string, configuration: object) => ProviderInstance;
+/** What a middleware sees of a token endpoint answer. */
+interface TokenContext {
+  readonly path: string;
+  readonly oidc?: { readonly params?: Record<string, unknown> };
+  body: unknown;
+}
+
 interface ProviderModule {
   readonly default: ProviderConstructor;
   readonly errors: { readonly InvalidTarget: new (description?: string) => Error };
@@ -620,6 +633,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     byOutcome[outcome] = (byOutcome[outcome] ?? 0) + 1;
   };
   let faults: { fault: Fault; remaining: number }[] = [];
+  let withheldIdTokens = 0;
   let lastBackchannelError: string | undefined;
 
   const host = options.host ?? '127.0.0.1';
@@ -804,6 +818,24 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
   /** A provider instance signing with `signing`; state lives in `storage`, so instances can be swapped. */
   const buildHandler = (signing: readonly JWK[]) => {
     const provider = new mod.default(issuer, configurationFor(signing));
+    provider.use(async (ctx, next) => {
+      await next();
+      const { body } = ctx;
+      if (
+        withheldIdTokens === 0 ||
+        ctx.path !== FAULT_PATHS.token ||
+        ctx.oidc?.params?.['grant_type'] !== 'refresh_token' ||
+        typeof body !== 'object' ||
+        body === null ||
+        !('id_token' in body)
+      ) {
+        return;
+      }
+      withheldIdTokens -= 1;
+      const answer = { ...(body as Record<string, unknown>) };
+      delete answer['id_token'];
+      ctx.body = answer;
+    });
     provider.on('grant.success', (ctx) => {
       countGrant((ctx as OidcContext).oidc.params?.['grant_type'], 'success');
     });
@@ -933,6 +965,9 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     },
     clearFaults: () => {
       faults = [];
+    },
+    withholdRefreshIdTokens: (count) => {
+      withheldIdTokens = count;
     },
     revokeGrant: (grantId) => {
       storage.revokeByGrantId(grantId);

@@ -224,7 +224,11 @@ export class StateMismatchError extends catalogued('STATE_INVALID') {
 }
 
 /** Why the store was unavailable: it failed, it did not answer in time, or its breaker is open. */
-export type StoreUnavailableReason = 'failure' | 'timeout' | 'circuit_open';
+/**
+ * `request_deadline`: the request had no more time to wait for the store (its budget ran out
+ * first); it says nothing about the store's health.
+ */
+export type StoreUnavailableReason = 'failure' | 'timeout' | 'circuit_open' | 'request_deadline';
 
 /**
  * `STORE_UNAVAILABLE` (503). Requests that need the store (server sessions) answer 503 with

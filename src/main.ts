@@ -320,6 +320,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
       now: services.now,
       logger: services.logger,
       degraded: () => services.store.degraded(),
+      msSinceDegraded: () => services.store.msSinceDegraded(),
     },
   );
   return buildAppRuntime(app, {
@@ -597,6 +598,10 @@ export async function startServer(
       logger,
       // Readiness names refused credentials as soon as Redis refuses them, not at the next call.
       onCredentialsChange: () => health.refresh(),
+      // Back on Redis (after an outage or a Sentinel failover): the store breaker probes now
+      // rather than at the end of its resetTimeout, so server sessions are served again at once.
+      // (A connection is lost, and made again, only after `breakers` below exists.)
+      onReconnect: () => breakers.store.probeNow(),
       ...(next.store.redis.replicaAcks === undefined
         ? {}
         : {

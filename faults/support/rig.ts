@@ -106,7 +106,7 @@ function serverDocument(
           ...(options.replicaAcks === undefined ? {} : { replicaAcks: options.replicaAcks }),
         };
   return {
-    log: { level: 'warn' },
+    log: { level: process.env['FAULTS_LOG_LEVEL'] ?? 'warn' },
     request: { budget: `${REQUEST_BUDGET_MS}ms` },
     store: { type: 'redis', redis: store },
     ...options.server,

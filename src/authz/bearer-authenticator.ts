@@ -24,6 +24,7 @@ import {
 } from './bearer-claims.ts';
 import { inspectToken } from './bearer-header.ts';
 import type { BearerRevocations } from './bearer-revocations.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import type { Claims } from './rules.ts';
 
 /** Counters the authenticator reports to; bound once per app. */
@@ -184,16 +185,18 @@ export class BearerAuthenticator {
    * Decides whether `token` identifies a caller of this app: without a promise when the token
    * was verified before and carries no `jti` to look up. `firstCheck` names what is wrong with
    * a token before it is verified; a token found among the verified ones passed it already.
+   * `bound`: the store calls of the request (its revocation look-up).
    */
   authenticate(
     token: string,
     firstCheck?: (token: string) => string | undefined,
+    bound?: CallBound,
   ): BearerOutcome | Promise<BearerOutcome> {
     const digest = sha256Base64url(token);
     const identity = this.#verified.get(digest) ?? this.#introspected.get(digest);
     if (identity !== undefined) {
       this.#metrics.cache('hit');
-      return this.#unlessRevoked(identity);
+      return this.#unlessRevoked(identity, bound);
     }
     const problem = firstCheck?.(token);
     if (problem !== undefined) return refused(problem);
@@ -210,16 +213,19 @@ export class BearerAuthenticator {
       settled.then(clear, clear);
     }
     return pending.then((verified) =>
-      verified.kind === 'valid' ? this.#unlessRevoked(verified.identity) : verified,
+      verified.kind === 'valid' ? this.#unlessRevoked(verified.identity, bound) : verified,
     );
   }
 
   /** Checked on every request, cached or not: a revocation must take effect at once. */
-  #unlessRevoked(identity: BearerIdentity): BearerOutcome | Promise<BearerOutcome> {
+  #unlessRevoked(
+    identity: BearerIdentity,
+    bound: CallBound | undefined,
+  ): BearerOutcome | Promise<BearerOutcome> {
     const valid: BearerOutcome = { kind: 'valid', identity };
     if (identity.jti === undefined) return valid;
     return this.#revocations
-      .isRevoked(identity.jti)
+      .isRevoked(identity.jti, bound)
       .then((revoked) => (revoked ? revokedToken : valid));
   }
 

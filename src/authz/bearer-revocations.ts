@@ -1,6 +1,7 @@
 /** Revoked bearer token ids (`jti`), shared by every replica through the store (SPEC §8). */
 import type { Keyspace } from '../store/keyspace.ts';
 import type { RevokedToken } from '../store/keyspaces.ts';
+import type { CallBound } from '../store/store-backend.ts';
 
 /**
  * The revocation list of one app. Reads go to a keyspace that may fall back to process memory
@@ -28,7 +29,7 @@ export class BearerRevocations {
     return this.#writes.set(jti, { exp: expiresAt });
   }
 
-  /** True when `jti` is on the list. One store read. */
-  readonly isRevoked = async (jti: string): Promise<boolean> =>
-    (await this.#reads.get(jti)) !== undefined;
+  /** True when `jti` is on the list. One store read, within `bound` (the request's). */
+  readonly isRevoked = async (jti: string, bound?: CallBound): Promise<boolean> =>
+    (await this.#reads.get(jti, bound)) !== undefined;
 }

@@ -107,7 +107,7 @@ export function createBearerStep(deps: StepDeps): Step {
     const { request, app } = context;
     if (!bearer.overridesCookie && app.sessions.cookieNames(request.cookies).length > 0) {
       return app.sessions
-        .load(request.cookies, secureFor(context))
+        .load(request.cookies, secureFor(context), { bound: context })
         .then((loaded) =>
           loaded.kind === 'valid' ? undefined : decide(context, bearer, credential),
         );
@@ -170,7 +170,7 @@ export function createBearerStep(deps: StepDeps): Step {
     }
     // The token's characters are checked only when it was not verified before.
     const { token } = credential;
-    const outcome = bearer.authenticator.authenticate(token, b64TokenProblem);
+    const outcome = bearer.authenticator.authenticate(token, b64TokenProblem, context);
     return outcome instanceof Promise
       ? outcome.then((settled) => conclude(context, bearer, settled, token, proof))
       : conclude(context, bearer, outcome, token, proof);

@@ -7,14 +7,20 @@ import { RequestPolicy } from '../policy/request-policy.ts';
 import type { RequestPath } from '../policy/request-path.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import type { AppRuntime } from './app-runtime.ts';
 import type { RequestModel } from './request.ts';
 import { builtInPages, type PageTemplates } from './pages.ts';
 import { isBrowserNavigation } from './request-kind.ts';
 import { allow, errorReply, refusalReply, shared, type Verdict } from './verdict.ts';
 
-/** What every step sees: the request, the app chosen for it, and the readings of its path. */
-export interface StepContext {
+/**
+ * What every step sees: the request, the app chosen for it, and the readings of its path. It is
+ * also the bound of the request's store calls (`deadline`, `storeTimedOut`): handed to a store
+ * read, that read waits no longer than the budget allows, and not at all once another read of
+ * the request ran out of time.
+ */
+export interface StepContext extends CallBound {
   readonly request: RequestModel;
   readonly app: AppRuntime;
   /** The path as the request policy reads it: every step that matches paths decides on this. */
@@ -189,6 +195,7 @@ export class Pipeline {
       app,
       path,
       deadline: callerEnd < budgetEnd ? callerEnd : budgetEnd,
+      storeTimedOut: false,
     };
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) {

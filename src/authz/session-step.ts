@@ -79,6 +79,7 @@ export function createSessionStep(deps: StepDeps): Step {
     const readsIdToken = app.headers.readsIdToken;
     const loaded = await app.sessions.load(request.cookies, secure, {
       cacheIdToken: readsIdToken,
+      bound: context,
     });
     if (loaded.kind === 'none') return undefined;
     if (loaded.kind !== 'valid') {
@@ -100,8 +101,8 @@ export function createSessionStep(deps: StepDeps): Step {
       // request whose access token has expired waits for the refresh, within what is left of
       // its budget (then 503 with Retry-After; the refresh goes on).
       const outcome = hasExpired(session.tokens.expiresAt, now)
-        ? await app.refresher.refresh(session, remainingMs(context))
-        : ((await app.refresher.refreshAhead(session)) ?? { kind: 'pending' as const });
+        ? await app.refresher.refresh(session, remainingMs(context), context)
+        : ((await app.refresher.refreshAhead(session, context)) ?? { kind: 'pending' as const });
       switch (outcome.kind) {
         case 'pending':
         case 'deferred':

@@ -622,12 +622,16 @@ export function createOidcClient(
           // A provider that replaced its signing key may have signed this ID token with the key
           // it just dropped, while the refresh token in the same answer is already the rotated
           // one: ending the session would lose it. One more grant with it returns an ID token
-          // signed with the current key, verified as strictly as the first.
+          // signed with the current key, verified as strictly as the first. That answer may
+          // carry no ID token (OIDC Core §12.2): a refresh like any other, the claims are kept.
           if (!(err instanceof TokenInvalidError && isKeyFailure(err.cause))) throw err;
           response = await grant(response.refresh_token ?? refreshToken);
-          if (response.id_token === undefined) throw err;
-          claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
+          if (response.id_token !== undefined) {
+            claims = await verifyIdToken(response.id_token, provider.getKey, tokenPolicy);
+          }
         }
+      }
+      if (claims !== undefined) {
         if (profile === 'entra') claims = entraEmailVerified(claims);
         // OIDC Core §12.2: a refreshed ID token is about the same subject.
         const expected = refreshOptions?.expectedSubject;

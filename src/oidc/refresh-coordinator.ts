@@ -45,6 +45,7 @@ import { parseTokens, plainTokens, type Session, type SessionTokens } from '../s
 import { isRecord } from '../is-record.ts';
 import type { AppConfig } from '../config/schema.ts';
 import type { Keyspace } from '../store/keyspace.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import { sha256Base64url } from '../digest.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { OidcClient } from './oidc-client.ts';
@@ -128,6 +129,13 @@ export interface RefreshCoordinatorDeps {
    * (`SharedStore.degraded`): a lock taken now is not seen by other replicas. Default never.
    */
   readonly degraded?: () => boolean;
+  /**
+   * Milliseconds since the store was last degraded (`SharedStore.msSinceDegraded`): a
+   * degradation too short to be seen by {@link degraded} (one call timed out and went to memory,
+   * perhaps a lock, the next answered) still unsettles the store for `storeRecovery`. Default:
+   * only what {@link degraded} shows.
+   */
+  readonly msSinceDegraded?: () => number;
 }
 
 /** The per-process cap on concurrent refresh grants (SPEC §5 gates). */
@@ -201,15 +209,17 @@ export class RefreshCoordinator {
   /**
    * Refreshes the session's tokens, or joins the refresh already running for them. Waits at most
    * `waitTimeout`, and at most `waitMs` (what the request has left of its budget); then
-   * `unavailable`. The refresh itself runs on and publishes its result.
+   * `unavailable`. The refresh itself runs on and publishes its result. With `bound` (the
+   * request's store calls), a request whose store call already ran out of time does not wait:
+   * the refresh needs the store too, and the answer is the same as at the end of a wait.
    */
-  refresh(session: Session, waitMs = Infinity): Promise<RefreshOutcome> {
+  refresh(session: Session, waitMs = Infinity, bound?: CallBound): Promise<RefreshOutcome> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
-    const wait = Math.min(waitMs, this.#options.waitTimeout);
+    const wait = bound?.storeTimedOut === true ? 0 : Math.min(waitMs, this.#options.waitTimeout);
     const id = sha256Base64url(refreshToken);
     if (!this.#inFlight.has(id) && this.#deferrable(session)) {
-      return this.#bounded(this.#deferred(id, refreshToken), id, session, wait);
+      return this.#bounded(this.#deferred(id, refreshToken, bound), id, session, wait);
     }
     return this.#bounded(this.#start(session, refreshToken), id, session, wait);
   }
@@ -248,8 +258,12 @@ export class RefreshCoordinator {
   }
 
   /** While the store is down: a result already published for the token, else `deferred`. */
-  async #deferred(id: string, refreshToken: string): Promise<RefreshOutcome> {
-    const published = await this.#readResult(id, refreshToken);
+  async #deferred(
+    id: string,
+    refreshToken: string,
+    bound: CallBound | undefined,
+  ): Promise<RefreshOutcome> {
+    const published = await this.#readResult(id, refreshToken, bound);
     if (published !== undefined) {
       this.#deps.metrics.follower('late');
       return published;
@@ -264,15 +278,16 @@ export class RefreshCoordinator {
    * starts the refresh in the background (coalesced as {@link refresh}) and returns `undefined`
    * at once, so the request is served with the current tokens. While the store is degraded (and
    * for `storeRecovery` after) no refresh starts here: the token still works, and a lock taken
-   * now would not keep other replicas from spending the same refresh token.
+   * now would not keep other replicas from spending the same refresh token. `bound`: the store
+   * calls of the request (its read of a published result waits no longer than they may).
    */
-  async refreshAhead(session: Session): Promise<PublishedResult | undefined> {
+  async refreshAhead(session: Session, bound?: CallBound): Promise<PublishedResult | undefined> {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return { kind: 'ended' };
     const id = sha256Base64url(refreshToken);
     // Running in this process: its result is not published yet.
     if (this.#inFlight.has(id)) return undefined;
-    const published = await this.#readResult(id, refreshToken);
+    const published = await this.#readResult(id, refreshToken, bound);
     if (published !== undefined) {
       this.#deps.metrics.follower('late');
       return published;
@@ -452,7 +467,8 @@ export class RefreshCoordinator {
       this.#deps.metrics.gated('concurrency');
       return unavailable(1_000, 'too many grants at the provider at once');
     }
-    // Taken before the grant: a lock taken while the store was degraded was never shared.
+    // Taken before the grant: a lock taken while the store was degraded was never shared, even
+    // when the store answered again since (the lock itself may have gone to memory).
     const sharedLock = this.#storeSettled();
     const renew = setInterval(
       () => {
@@ -547,6 +563,9 @@ export class RefreshCoordinator {
       this.#degradedSeenAt = now;
       return false;
     }
+    // A degradation too short to have been seen here (one timed-out call) counts as well.
+    const since = this.#deps.msSinceDegraded?.() ?? Number.POSITIVE_INFINITY;
+    if (since < this.#options.storeRecovery) return false;
     return now - this.#degradedSeenAt >= this.#options.storeRecovery;
   }
 
@@ -648,8 +667,12 @@ export class RefreshCoordinator {
     }
   }
 
-  async #readResult(id: string, refreshToken: string): Promise<PublishedResult | undefined> {
-    const sealed = await this.#deps.results.get(id).catch(() => undefined);
+  async #readResult(
+    id: string,
+    refreshToken: string,
+    bound?: CallBound,
+  ): Promise<PublishedResult | undefined> {
+    const sealed = await this.#deps.results.get(id, bound).catch(() => undefined);
     return sealed === undefined
       ? undefined
       : parsePublished(openDerived(refreshToken, ...resultKeyParts, sealed));

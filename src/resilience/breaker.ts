@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
 import type { BreakerSeries } from './breaker-metrics.ts';
-import { isOutage, isUnreplicated } from './outage.ts';
+import { isOutage, isRequestDeadline, isUnreplicated } from './outage.ts';
 
 /** Where a breaker stands. `half_open`: one probe call is let through to test the dependency. */
 export type BreakerState = 'closed' | 'half_open' | 'open';
@@ -46,6 +46,12 @@ export interface Breaker {
    * `reason` goes into the line that logs the opening.
    */
   trip(reason?: string): void;
+  /**
+   * Runs the probe now rather than at the end of `resetTimeout`, when something has shown the
+   * dependency back (the store's connection was re-established, after a failover): closes the
+   * breaker if the probe answers. No effect while closed, without a probe, or while one runs.
+   */
+  probeNow(): void;
   /**
    * Applies new tuning (a config reload): `resetTimeout` and `errorThresholdPercentage` take
    * effect at once; `volumeThreshold` and `rollingWindow` are fixed when the breaker is built, so
@@ -101,8 +107,10 @@ export function createBreaker(initial: BreakerTuning, deps: BreakerDeps): Breake
     rollingPercentilesEnabled: false,
     enableSnapshots: false,
     // opossum's filter answers "ignore this error"; verdicts are ignored, outages counted, except
-    // a write too few replicas confirmed: the store is up and still serves reads.
-    errorFilter: (error: unknown) => !isOutage(error) || isUnreplicated(error),
+    // a write too few replicas confirmed: the store is up and still serves reads; and a call its
+    // request had no time left for, which says nothing about the dependency.
+    errorFilter: (error: unknown) =>
+      !isOutage(error) || isUnreplicated(error) || isRequestDeadline(error),
   };
   const circuit = new CircuitBreaker<[Call], unknown>((call) => call(), circuitOptions);
 
@@ -111,6 +119,8 @@ export function createBreaker(initial: BreakerTuning, deps: BreakerDeps): Breake
   let outageStartedAt = 0;
   /** Why {@link Breaker.trip} opened it, for the opening's log line. */
   let tripReason: string | undefined;
+  /** A probe started by {@link Breaker.probeNow} has not answered yet. */
+  let probingNow = false;
   const listeners = new Set<(state: BreakerState, previous: BreakerState) => void>();
 
   const transition = (next: BreakerState): void => {
@@ -185,6 +195,21 @@ export function createBreaker(initial: BreakerTuning, deps: BreakerDeps): Breake
       tripReason = reason;
       circuit.open();
       tripReason = undefined;
+    },
+    probeNow() {
+      if (current === 'closed' || probe === undefined || probingNow) return;
+      probingNow = true;
+      // Outside the circuit, which refuses calls while open: only a success acts on it.
+      probe()
+        .then(
+          () => {
+            if (current !== 'closed') circuit.close();
+          },
+          () => undefined,
+        )
+        .finally(() => {
+          probingNow = false;
+        });
     },
     retune(next) {
       const fixed = (['volumeThreshold', 'rollingWindow'] as const).filter(

@@ -1,5 +1,5 @@
 /** Tells an outage of a dependency apart from a verdict it gave, so only outages trip a breaker. */
-import { AuthzError } from '../errors.ts';
+import { AuthzError, StoreUnavailableError } from '../errors.ts';
 
 // Redis replies that mean "the server cannot serve right now" rather than "your command is wrong":
 // a node loading its dataset, a replica that lost its master, a cluster without quorum, a server
@@ -41,6 +41,16 @@ export function isOutage(error: unknown): boolean {
   if (error instanceof RangeError) return false;
   if (error instanceof TypeError) return error.cause !== undefined;
   return true;
+}
+
+/**
+ * `true` for a store call given up because its request ran out of time (a budget nearly spent
+ * before the call), not because the store was slow: that request falls back, but breakers and
+ * the store's degraded mode do not count it, or a busy moment would make a healthy store look
+ * down.
+ */
+export function isRequestDeadline(error: unknown): boolean {
+  return error instanceof StoreUnavailableError && error.reason === 'request_deadline';
 }
 
 /**

@@ -1,5 +1,6 @@
 /** Sessions sealed whole in the cookie (`session.store: cookie`), decoded once per cookie value. */
 import type { Clock } from '../clock.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
 import { createCookieCodec, type CookieCodec } from './cookie-codec.ts';
@@ -128,6 +129,7 @@ export class CookieSessions implements Sessions {
       presented.names,
       this.#now(),
       options.cacheIdToken === true,
+      options.bound,
     );
     return this.#cookies.expireLegacy(loaded, presented, secure);
   }
@@ -144,6 +146,7 @@ export class CookieSessions implements Sessions {
     names: readonly string[],
     now: number,
     cacheIdToken: boolean,
+    bound: CallBound | undefined,
   ): Promise<SessionLoad> {
     const key = sha256Base64url(value);
     let cached = this.#cache.get(key);
@@ -166,7 +169,7 @@ export class CookieSessions implements Sessions {
       this.#cache.delete(key);
       return this.#cookies.reject('expired', rejection, cookies, secure, names);
     }
-    if (await this.#lifetime.revoked(cached)) {
+    if (await this.#lifetime.revoked(cached, bound)) {
       this.#cache.delete(key);
       return this.#cookies.reject('expired', 'revoked', cookies, secure, names);
     }

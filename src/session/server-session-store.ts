@@ -2,6 +2,7 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import type { SetKeyspace } from '../store/keyspace.ts';
 import type { AppKeyspaces } from '../store/keyspaces.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import {
   encodeProtectedHeader,
   openCompactJson,
@@ -103,12 +104,13 @@ export class ServerSessionStore {
 
   /**
    * The session a ticket names; `undefined` when the ticket is malformed, the record is gone,
-   * or it does not open with the ticket's key (wrong key, tampered record).
+   * or it does not open with the ticket's key (wrong key, tampered record). `bound`: the store
+   * calls of the request reading it.
    */
-  async load(ticket: string): Promise<LoadedServerSession | undefined> {
+  async load(ticket: string, bound?: CallBound): Promise<LoadedServerSession | undefined> {
     const handle = parseTicket(ticket);
     if (handle === undefined) return undefined;
-    const sealed = await this.#keyspaces.serverSessions.get(handle.id);
+    const sealed = await this.#keyspaces.serverSessions.get(handle.id, bound);
     if (sealed === undefined) return undefined;
     const parts = splitCompact(sealed, 262_144); // longer records are never read back
     if (parts?.header !== this.#header(handle)) return undefined;

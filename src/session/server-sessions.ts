@@ -3,6 +3,7 @@ import { sha256Base64url } from '../digest.ts';
 import { hasExpired } from '../expiry.ts';
 import { StoreUnavailableError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import type { LoginStates } from './login-state.ts';
 import { ServerSessionCache } from './server-session-cache.ts';
 import {
@@ -23,6 +24,7 @@ import {
 } from './session.ts';
 import type {
   SessionLoad,
+  SessionLoadOptions,
   SessionOptions,
   SessionRef,
   Sessions,
@@ -74,10 +76,20 @@ export class ServerSessions implements Sessions {
     return this.#cookies.names(cookies);
   }
 
-  async load(cookies: ReadonlyMap<string, string>, secure: boolean): Promise<SessionLoad> {
+  async load(
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+    options: SessionLoadOptions = {},
+  ): Promise<SessionLoad> {
     const presented = this.#cookies.present(cookies, secure);
     if (presented.kind !== 'presented') return presented;
-    const loaded = await this.#load(presented.value, cookies, secure, presented.names);
+    const loaded = await this.#load(
+      presented.value,
+      cookies,
+      secure,
+      presented.names,
+      options.bound,
+    );
     return this.#cookies.expireLegacy(loaded, presented, secure);
   }
 
@@ -86,6 +98,7 @@ export class ServerSessions implements Sessions {
     cookies: ReadonlyMap<string, string>,
     secure: boolean,
     names: readonly string[],
+    bound: CallBound | undefined,
   ): Promise<SessionLoad> {
     const now = this.#now();
     const cache = this.#cache;
@@ -98,7 +111,7 @@ export class ServerSessions implements Sessions {
       hasExpired(loaded.session.lastSeenAt + this.#lifetime.touchInterval, now)
     ) {
       const stamp = cache.stamp();
-      loaded = await fromStore(() => this.#store.load(ticket));
+      loaded = await fromStore(() => this.#store.load(ticket, bound));
       if (loaded === undefined) {
         cache.delete(key);
         return this.#cookies.reject('invalid', 'unknown', cookies, secure, names);
@@ -107,7 +120,7 @@ export class ServerSessions implements Sessions {
     }
     const { handle, session } = loaded;
     const rejection = this.#lifetime.rejection(session, now);
-    const revoked = rejection === undefined && (await this.#lifetime.revoked(session));
+    const revoked = rejection === undefined && (await this.#lifetime.revoked(session, bound));
     if (rejection !== undefined || revoked) {
       await this.#store.delete(handle, session).catch(() => undefined); // its TTL ends it anyway
       cache.invalidate(key);

@@ -2,6 +2,7 @@
 import { hasExpired } from '../expiry.ts';
 import type { RevocationCheck, RevocationSubject, SessionRejection } from './sessions.ts';
 import type { Session } from './session.ts';
+import type { CallBound } from '../store/store-backend.ts';
 
 /** What the lifetime checks read; a cached session has it too. */
 export type SessionTimes = Pick<Session, 'createdAt' | 'lastSeenAt'>;
@@ -54,7 +55,7 @@ export class SessionLifetime {
   }
 
   /** Whether the session was ended elsewhere (logout, back-channel logout). */
-  async revoked(session: SessionSubject): Promise<boolean> {
+  async revoked(session: SessionSubject, bound?: CallBound): Promise<boolean> {
     if (this.#isRevoked === undefined) return false;
     const subject: RevocationSubject = {
       id: session.id,
@@ -62,6 +63,6 @@ export class SessionLifetime {
       createdAt: session.createdAt,
       ...(session.sid === undefined ? {} : { sid: session.sid }),
     };
-    return this.#isRevoked(subject);
+    return this.#isRevoked(subject, bound);
   }
 }

@@ -1,6 +1,7 @@
 /** Which sessions have ended: by logout of one session, or by the provider for a `sid` or `sub`. */
 import { ExpiringLru } from '../expiring-lru.ts';
 import type { AppKeyspaces, LogoutSubject } from '../store/keyspaces.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import type { RevocationSubject } from './sessions.ts';
 
 export type SessionRevocationKeyspaces = Pick<AppKeyspaces, 'endedSessions' | 'logoutMarks'>;
@@ -54,21 +55,21 @@ export class SessionRevocations {
   }
 
   /** The check the sessions run on every load. */
-  readonly isRevoked = async (subject: RevocationSubject): Promise<boolean> => {
+  readonly isRevoked = async (subject: RevocationSubject, bound?: CallBound): Promise<boolean> => {
     if (this.#checked.get(subject.id) === true) return false;
     const now = this.#now();
-    const revoked = await this.#lookUp(subject);
+    const revoked = await this.#lookUp(subject, bound);
     if (!revoked) this.#checked.set(subject.id, true, now + recheckAfterMs);
     return revoked;
   };
 
-  async #lookUp(subject: RevocationSubject): Promise<boolean> {
+  async #lookUp(subject: RevocationSubject, bound: CallBound | undefined): Promise<boolean> {
     const [ended, bySid, bySub] = await Promise.all([
-      this.#keyspaces.endedSessions.get(subject.id),
+      this.#keyspaces.endedSessions.get(subject.id, bound),
       subject.sid === undefined
         ? undefined
-        : this.#keyspaces.logoutMarks.get({ by: 'sid', value: subject.sid }),
-      this.#keyspaces.logoutMarks.get({ by: 'sub', value: subject.sub }),
+        : this.#keyspaces.logoutMarks.get({ by: 'sid', value: subject.sid }, bound),
+      this.#keyspaces.logoutMarks.get({ by: 'sub', value: subject.sub }, bound),
     ]);
     if (ended !== undefined) return true;
     return [bySid, bySub].some((mark) => mark !== undefined && mark.at >= subject.createdAt);

@@ -1,5 +1,6 @@
 /** The port the pipeline uses for an app's sessions, whichever `session.store` keeps them. */
 import type { Keyspace } from '../store/keyspace.ts';
+import type { CallBound } from '../store/store-backend.ts';
 import type { LoginMark } from '../store/keyspaces.ts';
 import type { Clock } from '../clock.ts';
 import type { SessionConfig } from '../config/schema.ts';
@@ -44,8 +45,14 @@ export interface SessionsDeps {
 /** Who a revocation check is asked about; a logout mark ends sessions created before it. */
 export type RevocationSubject = Pick<Session, 'id' | 'sub' | 'sid' | 'createdAt'>;
 
-/** Whether a session has been ended elsewhere (logout on another replica, back-channel). */
-export type RevocationCheck = (subject: RevocationSubject) => boolean | Promise<boolean>;
+/**
+ * Whether a session has been ended elsewhere (logout on another replica, back-channel); `bound`:
+ * the store calls of the request loading it.
+ */
+export type RevocationCheck = (
+  subject: RevocationSubject,
+  bound?: CallBound,
+) => boolean | Promise<boolean>;
 
 /** Options of {@link Sessions.load}. */
 export interface SessionLoadOptions {
@@ -56,6 +63,11 @@ export interface SessionLoadOptions {
    * Default false.
    */
   readonly cacheIdToken?: boolean;
+  /**
+   * The store calls of the request (a Check): the store reads of the load wait no longer than
+   * it may (see {@link CallBound}). Default: each read waits the store's own call timeout.
+   */
+  readonly bound?: CallBound;
 }
 
 /** Where a loaded session lives; hand it back to `update`. */

@@ -1,6 +1,13 @@
 /** Store calls that never hold a request longer than its budget, and a hung store found within one. */
+import { performance } from 'node:perf_hooks';
 import { StoreUnavailableError } from '../errors.ts';
-import type { StoreBackend } from './store-backend.ts';
+import type { CallBound, StoreBackend } from './store-backend.ts';
+
+/**
+ * What a request keeps of its time to answer once a store call gave up on its behalf, ms (as a
+ * step keeps for its own waits): the fallback, and the rest of the decision, still fit in it.
+ */
+export const CALL_ANSWER_RESERVE_MS = 5;
 
 /** Options for {@link withDeadline}. */
 export interface DeadlineOptions {
@@ -15,22 +22,43 @@ export interface DeadlineOptions {
    * whether the store is hung (a probe within the same deadline) and opens its breaker if so.
    */
   readonly onTimeout: () => void;
+  /** The clock of {@link CallBound} deadlines; default `performance.now`. */
+  readonly now?: () => number;
 }
 
 /**
  * Bounds every call of `primary`: a call not answered within `timeoutMs()` rejects with
  * {@link StoreUnavailableError} (`timeout`), an outage, so the decorators above it fall back to
- * memory or answer 503 at once. The command itself still runs to its own `commandTimeout`, and
+ * memory or answer 503 at once. A call with a {@link CallBound} also gives up
+ * {@link CALL_ANSWER_RESERVE_MS} before its request's deadline (`request_deadline`: the request
+ * falls back, the store is not suspected), and marks the bound when it runs out of time. The command itself still runs to its own `commandTimeout`, and
  * what it does then is as if it had been answered late: a write may land. `close()` closes
  * nothing (the owner closes `primary`).
  */
 export function withDeadline(primary: StoreBackend, options: DeadlineOptions): StoreBackend {
-  const bounded = <T>(call: () => Promise<T>): Promise<T> =>
+  const now = options.now ?? (() => performance.now());
+  const bounded = <T>(call: () => Promise<T>, bound?: CallBound): Promise<T> =>
     new Promise<T>((resolve, reject) => {
+      let timeoutMs = options.timeoutMs();
+      // Cut short by the request's own deadline: the store has not been slow (yet), so the
+      // request falls back alone, and no probe runs.
+      let requestDeadline = false;
+      if (bound !== undefined) {
+        const left = bound.deadline - now() - CALL_ANSWER_RESERVE_MS;
+        if (left < timeoutMs) {
+          timeoutMs = Math.max(0, left);
+          requestDeadline = true;
+        }
+      }
       const timer = setTimeout(() => {
-        reject(new StoreUnavailableError('timeout', { retryAfterMs: 1_000 }));
-        options.onTimeout();
-      }, options.timeoutMs());
+        if (bound !== undefined) bound.storeTimedOut = true;
+        reject(
+          new StoreUnavailableError(requestDeadline ? 'request_deadline' : 'timeout', {
+            retryAfterMs: 1_000,
+          }),
+        );
+        if (!requestDeadline) options.onTimeout();
+      }, timeoutMs);
       call().then(
         (value) => {
           clearTimeout(timer);
@@ -44,7 +72,7 @@ export function withDeadline(primary: StoreBackend, options: DeadlineOptions): S
       );
     });
   return {
-    get: (key) => bounded(() => primary.get(key)),
+    get: (key, bound) => bounded(() => primary.get(key), bound),
     set: (key, value, ttlMs) => bounded(() => primary.set(key, value, ttlMs)),
     setIfAbsent: (key, value, ttlMs) => bounded(() => primary.setIfAbsent(key, value, ttlMs)),
     delete: (key) => bounded(() => primary.delete(key)),

@@ -1,5 +1,5 @@
 /** Typed keyspaces: one adapter per kind of record, each with its own key builder, codec and TTL. */
-import type { StoreBackend } from './store-backend.ts';
+import type { CallBound, StoreBackend } from './store-backend.ts';
 
 /**
  * Turns records into stored strings and back. The encoding carries `version`, so a record
@@ -80,8 +80,9 @@ export class Keyspace<K, T> {
     return text === undefined ? undefined : this.#definition.codec.decode(text);
   }
 
-  async get(id: K): Promise<T | undefined> {
-    return this.#decode(await this.#backend.get(this.keyFor(id)));
+  /** The record; `bound`: the store calls of the request reading it (see {@link CallBound}). */
+  async get(id: K, bound?: CallBound): Promise<T | undefined> {
+    return this.#decode(await this.#backend.get(this.keyFor(id), bound));
   }
 
   /** Stores `value` for `ttlMs` (default: the keyspace's TTL). */

@@ -70,6 +70,11 @@ export interface RedisBackendOptions extends RedisConnectionOptions {
    * the credentials), so readiness is re-evaluated without waiting for a call.
    */
   readonly onCredentialsChange?: () => void;
+  /**
+   * Called each time the connection is re-established after it was lost (Redis back, or the
+   * client on the master the sentinels promoted), so the store breaker can probe at once.
+   */
+  readonly onReconnect?: () => void;
 }
 
 /** Connection health as readiness probes and breakers want it. */
@@ -262,7 +267,10 @@ export function createRedisBackend(
     }, options.reconnectMaxDelayMs ?? defaultReconnectMaxDelayMs).unref();
   });
   client.on('ready', () => {
-    if (down) log.info({}, 'redis connection restored');
+    if (down) {
+      log.info({}, 'redis connection restored');
+      options.onReconnect?.();
+    }
     everReady = true;
     down = false;
     lastError = undefined;

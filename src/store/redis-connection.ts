@@ -29,8 +29,14 @@ export function answeredAsReplica(message: string): boolean {
   return /^(READONLY\b|ERR WAIT cannot be used with replica)/.test(message);
 }
 
-/** The longest wait between reconnection attempts unless a test asks for less, in ms. */
-export const defaultReconnectMaxDelayMs = 2_000;
+/**
+ * The longest wait between reconnection attempts unless a test asks for less, in ms. Short: after
+ * a Sentinel failover the promoted master is found at the next attempt (the sentinels' failover
+ * announcement reaches only a connected client), and until then server sessions answer 503 (2 s
+ * held them ~1 s past the promotion). Four attempts a second per replica while Redis is down
+ * cost nothing worth saving.
+ */
+export const defaultReconnectMaxDelayMs = 250;
 
 /** Reconnection delay after `attempt` failures: 50 ms doubling, capped, never giving up. */
 function reconnectDelay(attempt: number, capMs: number): number {

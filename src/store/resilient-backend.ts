@@ -1,11 +1,12 @@
 /** Store backends that survive the shared store going down: fail fast (guarded) or degrade to memory (fallback). */
+import { performance } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
 import { StoreUnavailableError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Breaker } from '../resilience/breaker.ts';
-import { isOutage } from '../resilience/outage.ts';
+import { isOutage, isRequestDeadline } from '../resilience/outage.ts';
 import { createMemoryBackend } from './memory-backend.ts';
-import type { StoreBackend } from './store-backend.ts';
+import type { CallBound, StoreBackend } from './store-backend.ts';
 
 /** Runs the primary step, then the memory step regardless, and tells whether either acted. */
 async function either(
@@ -21,9 +22,16 @@ const refusedStore = (retryAfterMs: number): Error =>
   new StoreUnavailableError('circuit_open', { retryAfterMs });
 
 /**
+ * Whether a request's earlier store call ran out of time: its later calls do not wait again.
+ * They are not made at all, so the breaker counts the store's failures, not the request's.
+ */
+const timedOutBefore = (bound: CallBound | undefined): boolean => bound?.storeTimedOut === true;
+
+/**
  * For records that exist only in the shared store (server sessions and their indexes): every
  * call goes through the store breaker; an outage or an open breaker rejects with
- * {@link StoreUnavailableError} (503 with `Retry-After` for that request, never a login).
+ * {@link StoreUnavailableError} (503 with `Retry-After` for that request, never a login), at
+ * once for a read whose request already had a store call run out of time ({@link CallBound}).
  * Verdicts (a Redis error reply, a bad argument) reject unchanged. `close()` does not close
  * `primary`, which other decorators share; its owner closes it.
  */
@@ -38,7 +46,10 @@ export function guardStore(primary: StoreBackend, breaker: Breaker): StoreBacken
   const guard = <T>(op: () => Promise<T>): Promise<T> =>
     breaker.run(op, refusedStore).catch(unavailable);
   return {
-    get: (key) => guard(() => primary.get(key)),
+    get: (key, bound) =>
+      timedOutBefore(bound)
+        ? Promise.reject(new StoreUnavailableError('timeout', { retryAfterMs: 1_000 }))
+        : guard(() => primary.get(key, bound)),
     set: (key, value, ttlMs) => guard(() => primary.set(key, value, ttlMs)),
     setIfAbsent: (key, value, ttlMs) => guard(() => primary.setIfAbsent(key, value, ttlMs)),
     delete: (key) => guard(() => primary.delete(key)),
@@ -59,6 +70,12 @@ export interface DegradableBackend extends StoreBackend {
    * again, or its breaker is not closed. What one replica writes now, the others do not see.
    */
   degraded(): boolean;
+  /**
+   * Milliseconds since records were last kept in process memory: 0 while they are, `Infinity`
+   * if they never were. A degradation that began and ended between two looks at
+   * {@link degraded} (one timed-out call, the next answered) still shows here.
+   */
+  msSinceDegraded(): number;
 }
 
 /** Options for {@link withFallback}. */
@@ -74,6 +91,8 @@ export interface FallbackOptions {
  * open they go to an in-process memory backend instead. Degradation is logged once when it
  * starts and once when it ends, exported as `eoa_store_degraded`, and ends by itself when the
  * breaker closes again (its half-open probe succeeded) or a call succeeds on a closed breaker.
+ * A read whose request already had a store call run out of time ({@link CallBound}) is answered
+ * from memory at once, as during an outage.
  *
  * What happens at the switches, and why it errs on the safe side:
  * - During the outage each replica has its own memory: one-time operations (`setIfAbsent`,
@@ -105,6 +124,8 @@ export function withFallback(
   gauge.set(0);
 
   let degraded = false;
+  /** When the last degradation ended, on `performance.now()`'s clock. */
+  let endedAt = -Infinity;
   /** The last write failed: a read answered since does not end the degradation. */
   let writesFailing = false;
   const enter = (error: unknown): void => {
@@ -120,11 +141,13 @@ export function withFallback(
   const leave = (): void => {
     if (!degraded) return;
     degraded = false;
+    endedAt = performance.now();
     gauge.set(0);
     log.info({ breaker: breaker.name }, 'store recovered: using the shared store again');
   };
   const unsubscribe = breaker.onStateChange((state) => {
     if (state !== 'closed') return;
+    endedAt = performance.now();
     writesFailing = false;
     leave();
   });
@@ -145,6 +168,8 @@ export function withFallback(
       result = await breaker.run(onPrimary, refusedStore);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) && !isOutage(error)) throw error;
+      // Only this request ran out of time: it falls back, the store is not taken for down.
+      if (isRequestDeadline(error)) return onFallback();
       enter(error);
       if (writes) writesFailing = true;
       return onFallback();
@@ -156,12 +181,16 @@ export function withFallback(
 
   return {
     degraded: () => degraded || breaker.state() !== 'closed',
-    get: (key) =>
-      attempt(
-        async () => (await primary.get(key)) ?? memory.get(key),
-        () => memory.get(key),
-        false,
-      ),
+    msSinceDegraded: () =>
+      degraded || breaker.state() !== 'closed' ? 0 : performance.now() - endedAt,
+    get: (key, bound) =>
+      timedOutBefore(bound)
+        ? memory.get(key)
+        : attempt(
+            async () => (await primary.get(key, bound)) ?? memory.get(key),
+            () => memory.get(key),
+            false,
+          ),
     set: (key, value, ttlMs) =>
       attempt(
         async () => {

@@ -26,6 +26,8 @@ export interface SharedStore {
    * marks taken now are not seen by other replicas. Always false for the memory store.
    */
   degraded(): boolean;
+  /** Milliseconds since `degraded()` was last true (see `DegradableBackend.msSinceDegraded`). */
+  msSinceDegraded(): number;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ export function memoryStore(now: () => number): SharedStore {
     degradable: memory,
     waitingFor: () => undefined,
     degraded: () => false,
+    msSinceDegraded: () => Number.POSITIVE_INFINITY,
     close: () => memory.close(),
   };
 }
@@ -82,6 +85,7 @@ export function redisStore(
     degradable,
     waitingFor: deps.waitingFor ?? (() => undefined),
     degraded: () => degradable.degraded(),
+    msSinceDegraded: () => degradable.msSinceDegraded(),
     async close() {
       await degradable.close();
       await redis.close();

@@ -1,14 +1,29 @@
 /** The state port: primitive, Redis-mappable operations every store backend provides. */
 
 /**
+ * The store calls of one request (a Check): none waits past the request's `deadline`, and once
+ * one of them ran out of time the others do not wait at all: they fall back (or fail) at once,
+ * as if the store were known down. Only reads on the request path take one.
+ */
+export interface CallBound {
+  /** When the request is answered whatever happens, on `performance.now()`'s clock. */
+  readonly deadline: number;
+  /** Set by the store when a call of this request ran out of time. */
+  storeTimedOut: boolean;
+}
+
+/**
  * A key-value store with TTLs and sets. Keys and values are opaque strings; meaning, encoding
  * and lifetimes belong to the typed keyspaces built on top (`keyspace.ts`), never to the
  * backend. Every TTL is in milliseconds and must be a positive integer. Every operation is
  * atomic on its own; none is atomic with another.
  */
 export interface StoreBackend {
-  /** The value, or `undefined` when absent or expired. */
-  get(key: string): Promise<string | undefined>;
+  /**
+   * The value, or `undefined` when absent or expired. `bound`: the request's, on the request
+   * path (backends that cannot hang ignore it).
+   */
+  get(key: string, bound?: CallBound): Promise<string | undefined>;
   /** Sets (or replaces) the value with a lifetime of `ttlMs`. (Redis `SET PX`.) */
   set(key: string, value: string, ttlMs: number): Promise<void>;
   /** Sets the value only when the key is absent; `true` when it was set. (`SET NX PX`.) */

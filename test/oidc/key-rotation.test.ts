@@ -216,6 +216,34 @@ describe('provider key rotation', () => {
     }
   });
 
+  it('keeps the session and its claims when the one extra grant answers without an ID token (OIDC Core 12.2)', async () => {
+    const { provider, proxy, client } = await proxiedRig();
+    const { refresher, grants } = refresherFor(client, () => Date.now());
+    try {
+      const { result } = await loginAndExchange(client);
+      const claims = { sub: 'alice', name: 'Alice Example' };
+      const session = { ...sessionOf({ ...result.tokens }), claims };
+      const { pending, grantsSince } = await refreshAcrossReplacement(provider, proxy, client, {
+        refreshToken: result.tokens.refreshToken!,
+        replaceAgain: false,
+        beforeRelease: () => provider.withholdRefreshIdTokens(1),
+        refresh: () => refresher.refresh(session),
+      });
+      const outcome = await pending;
+      assert.equal(outcome.kind, 'refreshed', JSON.stringify(outcome));
+      assert.ok(outcome.kind === 'refreshed');
+      assert.equal(grantsSince(), 1, 'one more grant, with the rotated refresh token');
+      assert.deepEqual(outcome.claims ?? claims, claims, 'the session keeps its claims');
+      assert.equal(outcome.tokens.idToken, result.tokens.idToken, 'the previous ID token kept');
+      assert.notEqual(outcome.tokens.refreshToken, result.tokens.refreshToken);
+      assert.notEqual(outcome.tokens.accessToken, result.tokens.accessToken);
+      assert.deepEqual(grants, ['ok']);
+      assert.equal(provider.counters().grants['refresh_token']?.['invalid_grant'], undefined);
+    } finally {
+      await closeAll(provider, proxy, client);
+    }
+  });
+
   it('a refreshed ID token that fails again after the one extra grant ends the refresh: never accepted unverified', async () => {
     const { provider, proxy, client } = await proxiedRig();
     try {
@@ -368,15 +396,24 @@ async function closeAll(provider: TestProvider, proxy: TcpProxy, client: Standal
  * (by verifying a token signed with it: the forced refetch of this rate-limit window is spent).
  * With `replaceAgain`, the key is replaced once more, so the client's key matches no answer.
  */
-async function refreshAcrossReplacement(
+async function refreshAcrossReplacement<T = Awaited<ReturnType<StandaloneClient['refresh']>>>(
   provider: TestProvider,
   proxy: TcpProxy,
   client: StandaloneClient,
-  options: { refreshToken: string; replaceAgain: boolean },
+  options: {
+    refreshToken: string;
+    replaceAgain: boolean;
+    /** Runs once the key is replaced, before the held answer goes on. */
+    beforeRelease?: () => void;
+    /** The refresh to start instead of the client's own. */
+    refresh?: () => Promise<T>;
+  },
 ) {
   const grants = () => provider.counters().grants['refresh_token']?.['success'] ?? 0;
   proxy.hold('responses', 'POST /token ');
-  const pending = client.refresh(options.refreshToken, { expectedSubject: 'alice' });
+  const pending: Promise<T> =
+    options.refresh?.() ??
+    (client.refresh(options.refreshToken, { expectedSubject: 'alice' }) as Promise<T>);
   await waitFor('the token answer held', () => proxy.heldConnections() === 1);
   const before = grants();
   await provider.rotateSigningKey({ keepKid: true });
@@ -385,6 +422,7 @@ async function refreshAcrossReplacement(
   const policy = policyOf(provider.issuer, () => Date.now());
   assert.equal((await verifyIdToken(signedWithNewKey, client.getKey, policy)).sub, 'bob');
   if (options.replaceAgain) await provider.rotateSigningKey({ keepKid: true });
+  options.beforeRelease?.();
   proxy.release();
   return { pending, grantsSince: () => grants() - before };
 }

@@ -1,5 +1,6 @@
 /** Branches no real component shows on cue: a lease lost during the grant, a result published meanwhile, a lock won only because the store went down. */
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { sha256Base64url } from '../../src/digest.ts';
 import { IdpError } from '../../src/errors.ts';
@@ -34,8 +35,11 @@ async function until(check: () => boolean): Promise<void> {
   }
 }
 
-/** One replica on the shared `backend`, with a store-degraded switch the test flips. */
-function replica(backend: StoreBackend, oidc: OidcClient) {
+/**
+ * One replica on the shared `backend`, with a store-degraded switch the test flips and when the
+ * store last said it was degraded (`performance.now()`).
+ */
+function replica(backend: StoreBackend, oidc: OidcClient, storeRecovery = 0) {
   const keyspaces: AppKeyspaces = createAppKeyspaces(backend, {
     app: 'web',
     sessionMaxAge: 86_400_000,
@@ -49,7 +53,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
     followers: [] as string[],
     lockWaits: 0,
   };
-  const store = { degraded: false };
+  const store = { degraded: false, degradedAt: Number.NEGATIVE_INFINITY };
   const refresher = new RefreshCoordinator(
     {
       appName: 'web',
@@ -58,7 +62,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
       maxAttempts: 3,
       cooldown: 30_000,
       resultTtl: 60_000,
-      storeRecovery: 0,
+      storeRecovery,
       outageGrace: 0,
     },
     {
@@ -76,6 +80,7 @@ function replica(backend: StoreBackend, oidc: OidcClient) {
       grants: new GrantLimiter(10),
       now: Date.now,
       degraded: () => store.degraded,
+      msSinceDegraded: () => (store.degraded ? 0 : performance.now() - store.degradedAt),
     },
   );
   return { refresher, keyspaces, counted, store };
@@ -161,6 +166,27 @@ describe('refresh coordinator: whose invalid_grant ends a session', () => {
     assert.equal(pending.length, 1, 'no second grant');
     pending[0]!.settle(Promise.resolve(rotated));
     assert.equal((await leading).kind, 'refreshed');
+  });
+
+  it('a lock taken while the store degraded and recovered at once is not shared: its invalid_grant keeps the session', async () => {
+    const { oidc, pending } = handAnsweredProvider();
+    const shared = createMemoryBackend();
+    // The lock write timed out and went to memory; another write answered before the grant, so
+    // the store no longer says it is degraded. Only the count tells.
+    const blipping: StoreBackend = {
+      ...shared,
+      setIfAbsent: (key, value, ttlMs) => {
+        a.store.degradedAt = performance.now();
+        return shared.setIfAbsent(key, value, ttlMs);
+      },
+    };
+    const a = replica(blipping, oidc, 60_000);
+    const running = a.refresher.refresh(session('rt-blip'));
+    await until(() => pending.length === 1);
+    assert.equal(a.store.degraded, false);
+    pending[0]!.settle(refused());
+    assert.equal((await running).kind, 'unavailable', 'the session is kept');
+    assert.deepEqual(a.counted.grants, ['invalid_grant_unconfirmed']);
   });
 
   it('an invalid_grant under a lock every replica saw still ends the session', async () => {

@@ -22,6 +22,7 @@ import { StoreUnavailableError } from '../../src/errors.ts';
 import { breakerTuning, breakersTuning } from './breaker-tuning.ts';
 import { captureLog } from './log-capture.ts';
 import { metricValue } from './metric-value.ts';
+import { waitFor } from '../support/redis-servers.ts';
 
 const RESET_MS = 150;
 const tuning = breakerTuning({
@@ -361,6 +362,47 @@ describe('breaker', () => {
       await sleep(RESET_MS + 80);
       assert.equal(probes, 1);
       assert.equal(breakers.store.state(), 'closed');
+      assert.equal(await metricValue(registry, 'eoa_breaker_state', { breaker: 'store' }), 0);
+    } finally {
+      breakers.shutdown();
+    }
+  });
+
+  it('probes at once when told the dependency is back (a reconnection), without waiting its reset timeout', async () => {
+    const registry = new Registry();
+    const log = captureLog();
+    let probes = 0;
+    let answers = false;
+    const breakers = createBreakers({
+      registry,
+      logger: log.logger,
+      // A reset timeout no test waits for: only probeNow can close it.
+      store: { ...tuning, resetTimeout: 3_600_000 },
+      idp: tuning,
+      storeProbe: () => {
+        probes += 1;
+        return answers ? Promise.resolve() : Promise.reject(new Error('ECONNREFUSED'));
+      },
+    });
+    try {
+      breakers.store.probeNow();
+      assert.equal(probes, 0, 'no probe while closed');
+      breakers.store.trip('test');
+      assert.equal(breakers.store.state(), 'open');
+
+      breakers.store.probeNow();
+      await waitFor('the failed probe', () => probes === 1);
+      await Promise.resolve();
+      assert.equal(breakers.store.state(), 'open', 'a probe that fails leaves it open');
+
+      answers = true;
+      breakers.store.probeNow();
+      breakers.store.probeNow();
+      await waitFor('closed', () => breakers.store.state() === 'closed', 1_000);
+      assert.equal(probes, 2, 'one probe at a time');
+      assert.ok(
+        log.lines().some((line) => line['msg'] === 'circuit breaker closed: dependency recovered'),
+      );
       assert.equal(await metricValue(registry, 'eoa_breaker_state', { breaker: 'store' }), 0);
     } finally {
       breakers.shutdown();

@@ -167,12 +167,15 @@ describe('redis backend, faults', () => {
   it('fails fast while the server is down and recovers by itself after a restart', async (t) => {
     const server = await startRedis();
     const commandTimeout = 300;
+    let reconnects = 0;
     const backend = await connect(configFor(server.url, { commandTimeout }), {
       reconnectMaxDelayMs: 200,
+      onReconnect: () => (reconnects += 1),
     });
     try {
       await backend.set('k', 'before', 60_000);
       assert.equal(backend.status(), 'ready');
+      assert.equal(reconnects, 0, 'the first connection is not a reconnection');
 
       await server.kill('SIGKILL');
       await waitFor('the backend to notice', () => backend.status() === 'down', 2_000);
@@ -191,6 +194,7 @@ describe('redis backend, faults', () => {
       await server.restart();
       await waitFor('the backend to reconnect', () => backend.status() === 'ready', 5_000);
       t.diagnostic(`reconnected ${Date.now() - restarted} ms after the restart`);
+      assert.equal(reconnects, 1, 'told once, so the store breaker can probe at once');
       await backend.set('k', 'after', 60_000);
       assert.equal(await backend.get('k'), 'after');
     } finally {

@@ -8,9 +8,10 @@ import { Registry } from 'prom-client';
 import { createBreakers, type Breakers } from '../../src/resilience/breakers.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import { createRedisBackend, type RedisBackend } from '../../src/store/redis-backend.ts';
+import { CALL_ANSWER_RESERVE_MS, withDeadline } from '../../src/store/deadline-backend.ts';
 import { guardStore, withFallback } from '../../src/store/resilient-backend.ts';
 import { redisStore } from '../../src/store/shared-store.ts';
-import type { StoreBackend } from '../../src/store/store-backend.ts';
+import type { CallBound, StoreBackend } from '../../src/store/store-backend.ts';
 import { breakerTuning, breakersTuning } from '../resilience/breaker-tuning.ts';
 import { StoreUnavailableError } from '../../src/errors.ts';
 import { captureLog } from '../resilience/log-capture.ts';
@@ -189,6 +190,23 @@ describe('store with in-memory fallback', () => {
     }
   });
 
+  it('tells how long ago it was last degraded, also after a degradation of one call', async () => {
+    const { primary, fallback, close } = setUp();
+    try {
+      assert.equal(fallback.msSinceDegraded(), Number.POSITIVE_INFINITY, 'never degraded');
+      primary.setDown(true);
+      assert.equal(await fallback.get('k'), undefined);
+      assert.equal(fallback.msSinceDegraded(), 0, 'degraded now');
+      primary.setDown(false);
+      await fallback.set('k', 'v', LONG);
+      assert.equal(fallback.degraded(), false, 'one answered write ends it');
+      const since = fallback.msSinceDegraded();
+      assert.ok(since >= 0 && since < 1_000, `ended ${since} ms ago`);
+    } finally {
+      await close();
+    }
+  });
+
   it('stays degraded while writes fail, however many reads the store answers meanwhile', async () => {
     const registry = new Registry();
     const log = captureLog();
@@ -287,6 +305,123 @@ describe('store with in-memory fallback', () => {
       assert.equal(breakers.store.state(), 'closed');
     } finally {
       await close();
+    }
+  });
+});
+
+/** A backend whose reads never answer (a hung Redis), counting the calls that reached it. */
+function hung(inner: StoreBackend) {
+  let reached = 0;
+  const backend: StoreBackend = {
+    ...inner,
+    get: () => {
+      reached += 1;
+      return new Promise<never>(() => undefined);
+    },
+  };
+  return { backend, reached: () => reached };
+}
+
+describe('store calls of one request (CallBound)', () => {
+  function setUpHung(callTimeoutMs = LONG) {
+    const registry = new Registry();
+    const log = captureLog();
+    const memory = createMemoryBackend();
+    const primary = hung(memory);
+    const breakers = createBreakers({ registry, logger: log.logger, store: tuning, idp: tuning });
+    // The request's clock, moved by the test; the call timeout is far beyond any request's.
+    const clock = { now: 10_000 };
+    let timeouts = 0;
+    const bounded = withDeadline(primary.backend, {
+      timeoutMs: () => callTimeoutMs,
+      onTimeout: () => (timeouts += 1),
+      now: () => clock.now,
+    });
+    const guarded = guardStore(bounded, breakers.store);
+    const fallback = withFallback(bounded, breakers.store, { logger: log.logger, registry });
+    const close = async () => {
+      breakers.shutdown();
+      await fallback.close();
+      await memory.close();
+    };
+    return { primary, breakers, clock, guarded, fallback, timeouts: () => timeouts, close };
+  }
+
+  it("a read whose store call timeout runs out first marks the request's bound and has the store probed", async () => {
+    const rig = setUpHung(20);
+    try {
+      const bound: CallBound = { deadline: rig.clock.now + 1_000, storeTimedOut: false };
+      assert.equal(await rig.fallback.get('ended:s1', bound), undefined, 'not known revoked');
+      assert.equal(bound.storeTimedOut, true);
+      assert.equal(rig.timeouts(), 1, 'the owner is told, to probe the store');
+      assert.equal(rig.fallback.degraded(), true, 'the store is taken for down until it answers');
+      assert.equal(await rig.fallback.get('results:r1', bound), undefined);
+      assert.equal(rig.primary.reached(), 1, "the request's next read did not reach the store");
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it("gives up a read when its request's time runs out, whatever the call timeout; the request's later reads do not wait", async () => {
+    const rig = setUpHung();
+    try {
+      // 20 ms left before the request must answer (less what it keeps to answer).
+      const bound: CallBound = {
+        deadline: rig.clock.now + 20 + CALL_ANSWER_RESERVE_MS,
+        storeTimedOut: false,
+      };
+      assert.equal(await rig.fallback.get('ended:s1', bound), undefined, 'not known revoked');
+      assert.equal(bound.storeTimedOut, true, 'the request knows its store call timed out');
+      // Cut short by the request's deadline: nothing is said about the store.
+      assert.equal(rig.timeouts(), 0, 'no probe: the store was not slower than its timeout');
+      assert.equal(rig.fallback.degraded(), false, 'not taken for down');
+      assert.equal(rig.primary.reached(), 1);
+
+      // Later reads of the same request: answered at once, without reaching the store.
+      assert.equal(await rig.fallback.get('results:r1', bound), undefined);
+      await assert.rejects(
+        rig.guarded.get('session:s1', bound),
+        (error) => error instanceof StoreUnavailableError && error.reason === 'timeout',
+      );
+      assert.equal(rig.primary.reached(), 1, 'no further call reached the store');
+      assert.equal(rig.breakers.store.state(), 'closed', 'the breaker counts store failures only');
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('a request with no time left does not wait at all; another request still asks the store', async () => {
+    const rig = setUpHung();
+    try {
+      const spent: CallBound = { deadline: rig.clock.now, storeTimedOut: false };
+      await assert.rejects(rig.guarded.get('session:s1', spent), StoreUnavailableError);
+      assert.equal(spent.storeTimedOut, true);
+      const other: CallBound = { deadline: rig.clock.now + 10, storeTimedOut: false };
+      assert.equal(await rig.fallback.get('ended:s2', other), undefined);
+      assert.equal(rig.primary.reached(), 2, "one request's timeout does not spare another's call");
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('a healthy store answers a bounded read with what it holds', async () => {
+    const registry = new Registry();
+    const memory = createMemoryBackend();
+    const breakers = createBreakers({ registry, logger: captureLog().logger, ...breakersTuning() });
+    const bounded = withDeadline(memory, { timeoutMs: () => LONG, onTimeout: () => undefined });
+    const fallback = withFallback(bounded, breakers.store, {
+      logger: captureLog().logger,
+      registry,
+    });
+    try {
+      await memory.set('k', 'v', LONG);
+      const bound: CallBound = { deadline: performance.now() + 1_000, storeTimedOut: false };
+      assert.equal(await fallback.get('k', bound), 'v');
+      assert.equal(bound.storeTimedOut, false);
+    } finally {
+      breakers.shutdown();
+      await fallback.close();
+      await memory.close();
     }
   });
 });
