@@ -38,21 +38,8 @@ async function demo(values: {
     ...(values.host === undefined ? {} : { host: values.host }),
     ...(values['log-level'] === undefined ? {} : { logLevel: values['log-level'] }),
   });
-  process.stdout.write(
-    [
-      '',
-      'envoy-oidc-authz demo is running.',
-      '',
-      `  Open      ${running.url}`,
-      `  Log in as ${running.login} (any password)`,
-      '',
-      `  OpenID Provider  ${running.issuer}  (refresh-token rotation on)`,
-      `  Server admin     ${running.adminUrl}/metrics  ${running.adminUrl}/readyz`,
-      '',
-      'Ctrl-C stops everything.',
-      '',
-    ].join('\n'),
-  );
+  // Listening before the banner says Ctrl-C works: a signal sent on reading it must not find
+  // the default action (death without closing anything) still in place.
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
@@ -70,6 +57,21 @@ async function demo(values: {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.stdout.write(
+    [
+      '',
+      'envoy-oidc-authz demo is running.',
+      '',
+      `  Open      ${running.url}`,
+      `  Log in as ${running.login} (any password)`,
+      '',
+      `  OpenID Provider  ${running.issuer}  (refresh-token rotation on)`,
+      `  Server admin     ${running.adminUrl}/metrics  ${running.adminUrl}/readyz`,
+      '',
+      'Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
 }
 
 function main(argv: readonly string[]): Promise<void> {
