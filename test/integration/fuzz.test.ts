@@ -175,6 +175,9 @@ describe('fuzz', () => {
     const provider = await startTestProvider({ clients: [] });
     const proc = await spawnServer({
       log: { level: 'silent' },
+      // Slow bodies are test/adversarial/transport-floods.test.ts's subject; here a 1 MiB
+      // message from a client that a busy machine holds up is no attack.
+      limits: { grpc: { requestTimeout: '120s' } },
       apps: [
         {
           name: 'app',
