@@ -41,22 +41,8 @@ async function demo(values: {
     ...(values['log-level'] === undefined ? {} : { logLevel: values['log-level'] }),
     ...(values.quiet === true ? {} : { onActivity: (line) => process.stdout.write(`${line}\n`) }),
   });
-  process.stdout.write(
-    [
-      '',
-      'envoy-oidc-authz demo is running.',
-      '',
-      `  Open      ${running.url}`,
-      `  Log in as ${running.login} (any password), or as any other name: a new user in group "users"`,
-      '',
-      `  OpenID Provider  ${running.issuer}  (refresh-token rotation on)`,
-      `  Server admin     ${running.adminUrl}/metrics  ${running.adminUrl}/readyz`,
-      '',
-      'Ctrl-C stops everything. Each sign-in and each request let through (allow) or turned',
-      'away (deny) is shown below; --quiet hides them.',
-      '',
-    ].join('\n'),
-  );
+  // Listening before the banner says Ctrl-C works: a signal sent on reading it must not find
+  // the default action (death without closing anything) still in place.
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
@@ -74,6 +60,22 @@ async function demo(values: {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.stdout.write(
+    [
+      '',
+      'envoy-oidc-authz demo is running.',
+      '',
+      `  Open      ${running.url}`,
+      `  Log in as ${running.login} (any password), or as any other name: a new user in group "users"`,
+      '',
+      `  OpenID Provider  ${running.issuer}  (refresh-token rotation on)`,
+      `  Server admin     ${running.adminUrl}/metrics  ${running.adminUrl}/readyz`,
+      '',
+      'Ctrl-C stops everything. Each sign-in and each request let through (allow) or turned',
+      'away (deny) is shown below; --quiet hides them.',
+      '',
+    ].join('\n'),
+  );
 }
 
 function main(argv: readonly string[]): Promise<void> {

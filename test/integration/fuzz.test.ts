@@ -175,6 +175,9 @@ describe('fuzz', () => {
     const provider = await startTestProvider({ clients: [] });
     const proc = await spawnServer({
       log: { level: 'silent' },
+      // Slow bodies are test/adversarial/transport-floods.test.ts's subject; here a 1 MiB
+      // message from a client that a busy machine holds up is no attack.
+      limits: { grpc: { requestTimeout: '120s' } },
       apps: [
         {
           name: 'app',
@@ -185,7 +188,9 @@ describe('fuzz', () => {
         },
       ],
     });
-    const envoy = new EnvoyClient({ target: proc.grpcTarget, timeoutMs: 10_000 });
+    // A decision is what counts, not its speed (a hang still fails): on a busy machine a
+    // 1 MiB request behind 31 others can take more than Envoy's usual few seconds.
+    const envoy = new EnvoyClient({ target: proc.grpcTarget, timeoutMs: 120_000 });
     const seed = 20261122;
     const next = generator(seed);
     const failures: string[] = [];

@@ -10,11 +10,32 @@ import { loadUpstreamProtos } from '../support/upstream-protos.ts';
 
 const protos = loadUpstreamProtos();
 const secret = 'ahead-client-secret-long-enough-0123';
-/** Access tokens live 6 s. */
-const accessTokenTtlSeconds = 6;
+/**
+ * Access tokens live 60 s. The servers' clock is moved on rather than waited for (see
+ * {@link clock}), so however slow the machine, no token comes due while a test sets up.
+ */
+const accessTokenTtlSeconds = 60;
+const expiredAfterMs = accessTokenTtlSeconds * 1_000 + 100;
 const xhr: [string, string][] = [['accept', 'application/json']];
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * The servers' clock: real time plus whatever the tests skipped. The provider keeps real time;
+ * the servers reckon a token's expiry from `expires_in` on their own clock.
+ */
+const clock = {
+  skippedMs: 0,
+  now: (): number => Date.now() + clock.skippedMs,
+  skip(ms: number): void {
+    clock.skippedMs += ms;
+  },
+};
+
+/** `eoa_refresh_grants_total` of `app` with outcome `ok`: grants the server has taken in. */
+async function grantsTakenIn(server: TestServer, app: string): Promise<number> {
+  const text = await (await fetch(`${server.adminBase}/metrics`)).text();
+  const pattern = new RegExp(`eoa_refresh_grants_total\\{app="${app}",outcome="ok"\\} (\\d+)`);
+  return Number(pattern.exec(text)?.[1] ?? 0);
+}
 
 function app(issuer: string, name: string, refresh: Record<string, unknown>) {
   return {
@@ -59,14 +80,17 @@ describe('refresh off the request path', () => {
       ],
       accessTokenTtlSeconds,
     });
-    server = await startTestServer({
-      apps: [
-        // Due 1 s after login, 5 s before the access token expires.
-        app(provider.issuer, 'early', { skew: '5s', waitTimeout: '4s' }),
-        // A request waits for the provider at most 300 ms.
-        app(provider.issuer, 'late', { skew: '1s', waitTimeout: '300ms' }),
-      ],
-    });
+    server = await startTestServer(
+      {
+        apps: [
+          // Due 30 s after login, 30 s before the access token expires.
+          app(provider.issuer, 'early', { skew: '30s', waitTimeout: '4s' }),
+          // A request waits for the provider at most 300 ms.
+          app(provider.issuer, 'late', { skew: '1s', waitTimeout: '300ms' }),
+        ],
+      },
+      { now: clock.now },
+    );
     envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 });
   });
 
@@ -83,9 +107,10 @@ describe('refresh off the request path', () => {
     const first = await b.request(`${origin}/a`, { navigate: false, headers: xhr });
     const oldBearer = bearer(first);
     assert.ok(oldBearer !== undefined);
-    await sleep(1_100);
+    clock.skip(30_100);
     provider.injectFault({ target: 'token', latencyMs: 2_000, count: 1 });
     const before = refreshGrants(provider);
+    const takenIn = await grantsTakenIn(server, 'early');
     const requestsBefore = provider.counters().tokenRequests;
 
     // Due but still valid: answered with the current tokens while the grant is held at the provider.
@@ -102,7 +127,11 @@ describe('refresh off the request path', () => {
       assert.deepEqual(setCookieLines(outcome), [], 'no session written yet');
     }
 
-    await waitFor('the background grant', () => refreshGrants(provider).success > before.success);
+    // Once the server has the grant's answer, not merely once the provider sent it.
+    await waitFor(
+      'the background grant',
+      async () => (await grantsTakenIn(server, 'early')) > takenIn,
+    );
     assert.equal(provider.counters().tokenRequests - requestsBefore, 1, 'one token request');
     const next = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
     assert.equal(userOf(next), 'alice');
@@ -125,19 +154,21 @@ describe('refresh off the request path', () => {
     await b.login(`${origin}/`);
     const first = await b.request(`${origin}/a`, { navigate: false, headers: xhr });
     const oldBearer = bearer(first);
-    await sleep(accessTokenTtlSeconds * 1_000 + 100);
+    clock.skip(expiredAfterMs);
     // Slower than the 300 ms our side waits; the provider rotates the refresh token.
     provider.injectFault({ target: 'token', latencyMs: 1_500, count: 1 });
     const before = refreshGrants(provider);
+    const takenIn = await grantsTakenIn(server, 'late');
     const stale = new Map(b.cookies);
 
     const timedOut = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
     assertProviderUnavailable(timedOut, 'an expired session whose refresh is slow');
     assert.equal(refreshGrants(provider).success, before.success, 'answered before the grant');
 
-    await waitFor('the grant our side gave up on', () => {
-      return refreshGrants(provider).success > before.success;
-    });
+    await waitFor(
+      'the grant our side gave up on',
+      async () => (await grantsTakenIn(server, 'late')) > takenIn,
+    );
     // The same (pre-rotation) cookie again: the published result, not the spent refresh token.
     for (const [n, v] of stale) b.cookies.set(n, v);
     const next = await b.request(`${origin}/c`, { navigate: false, headers: xhr });
@@ -155,14 +186,15 @@ describe('refresh off the request path', () => {
     const origin = 'https://late.example.com';
     const b = new AppBrowser(envoy);
     await b.login(`${origin}/`);
-    await sleep(accessTokenTtlSeconds * 1_000 + 100);
+    clock.skip(expiredAfterMs);
     provider.injectFault({ target: 'token', latencyMs: 6_000, count: 1 });
     const before = refreshGrants(provider);
+    const takenIn = await grantsTakenIn(server, 'late');
     const stale = new Map(b.cookies);
 
     const waiting = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
     assertProviderUnavailable(waiting, 'an expired session whose provider takes 6 s');
-    await waitFor('the 6 s grant', () => refreshGrants(provider).success > before.success);
+    await waitFor('the 6 s grant', async () => (await grantsTakenIn(server, 'late')) > takenIn);
     for (const [n, v] of stale) b.cookies.set(n, v);
     const next = await b.request(`${origin}/c`, { navigate: false, headers: xhr });
     assert.equal(userOf(next), 'alice', 'the session survives');
@@ -174,27 +206,36 @@ describe('refresh off the request path', () => {
 
   it('waits for the refresh of an expired session no longer than request.budget, whatever refresh.waitTimeout says', async () => {
     const budgetMs = 150;
-    const tight = await startTestServer({
-      request: { budget: `${budgetMs}ms` },
-      apps: [app(provider.issuer, 'late', { skew: '1s', waitTimeout: '5s' })],
-    });
+    const tight = await startTestServer(
+      {
+        request: { budget: `${budgetMs}ms` },
+        apps: [app(provider.issuer, 'late', { skew: '1s', waitTimeout: '8s' })],
+      },
+      { now: clock.now },
+    );
     const client = new EnvoyClient({ target: tight.grpcTarget, protos, timeoutMs: 10_000 });
     try {
       const origin = 'https://late.example.com';
       const b = new AppBrowser(client);
       await b.login(`${origin}/`);
-      await sleep(accessTokenTtlSeconds * 1_000 + 100);
-      provider.injectFault({ target: 'token', latencyMs: 1_000, count: 1 });
+      clock.skip(expiredAfterMs);
+      provider.injectFault({ target: 'token', latencyMs: 8_000, count: 1 });
       const before = refreshGrants(provider);
+      const takenIn = await grantsTakenIn(tight, 'late');
       const stale = new Map(b.cookies);
 
       const started = performance.now();
       const waiting = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
       const tookMs = performance.now() - started;
-      // The provider's answer, not the budget's: the wait ends inside the budget.
-      assertProviderUnavailable(waiting, 'an expired session whose provider takes 1 s');
-      assert.ok(tookMs < budgetMs + 100, `answered after ${Math.round(tookMs)} ms`);
-      await waitFor('the 1 s grant', () => refreshGrants(provider).success > before.success);
+      // The provider's answer, not the budget's: the wait ends inside the budget, long before
+      // the provider's 8 s or refresh.waitTimeout's (a busy machine may add a second or two).
+      assertProviderUnavailable(waiting, 'an expired session whose provider takes 8 s');
+      assert.ok(tookMs < 4_000, `answered after ${Math.round(tookMs)} ms`);
+      await waitFor(
+        'the 8 s grant',
+        async () => (await grantsTakenIn(tight, 'late')) > takenIn,
+        20_000,
+      );
       for (const [n, v] of stale) b.cookies.set(n, v);
       const next = await b.request(`${origin}/c`, { navigate: false, headers: xhr });
       assert.equal(userOf(next), 'alice', 'the session survives');
@@ -206,23 +247,31 @@ describe('refresh off the request path', () => {
   });
 
   it("answers within Envoy's grpc-timeout when it is shorter than request.budget: 503, not a deadline error", async () => {
-    const roomy = await startTestServer({
-      request: { budget: '5s' },
-      apps: [app(provider.issuer, 'late', { skew: '1s', waitTimeout: '5s' })],
-    });
-    const envoyTimeoutMs = 300;
+    const roomy = await startTestServer(
+      {
+        request: { budget: '20s' },
+        apps: [app(provider.issuer, 'late', { skew: '1s', waitTimeout: '20s' })],
+      },
+      { now: clock.now },
+    );
+    // Far under the budget and the provider's 8 s, and long enough for a busy machine.
+    const envoyTimeoutMs = 2_000;
     const client = new EnvoyClient({ target: roomy.grpcTarget, protos, timeoutMs: envoyTimeoutMs });
     try {
       const origin = 'https://late.example.com';
       const b = new AppBrowser(client);
       await b.login(`${origin}/`);
-      await sleep(accessTokenTtlSeconds * 1_000 + 100);
-      provider.injectFault({ target: 'token', latencyMs: 2_000, count: 1 });
+      clock.skip(expiredAfterMs);
+      provider.injectFault({ target: 'token', latencyMs: 8_000, count: 1 });
       const before = refreshGrants(provider);
       const waiting = await b.request(`${origin}/b`, { navigate: false, headers: xhr });
       // Envoy would turn a DEADLINE_EXCEEDED into its own error status: ours carries Retry-After.
       assertProviderUnavailable(waiting, `an expired session, Envoy waiting ${envoyTimeoutMs} ms`);
-      await waitFor('the 2 s grant', () => refreshGrants(provider).success > before.success);
+      await waitFor(
+        'the 8 s grant',
+        () => refreshGrants(provider).success > before.success,
+        20_000,
+      );
     } finally {
       client.close();
       await roomy.close();

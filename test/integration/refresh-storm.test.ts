@@ -5,7 +5,7 @@ import { startTestProvider, type TestProvider } from '../../dev/test-provider.ts
 import { AppBrowser, assertProviderUnavailable, setCookieLines } from '../support/browser.ts';
 import { EnvoyClient, type Outcome } from '../support/envoy-client.ts';
 import { startRedis, waitFor, type RedisProcess } from '../support/redis-servers.ts';
-import { spawnServer } from '../support/server-process.ts';
+import { clockOffsetPreloadPath, spawnServer } from '../support/server-process.ts';
 import { captureLog } from '../resilience/log-capture.ts';
 import { startTestServer, testSessionSecret, type TestServer } from '../support/test-server.ts';
 import { loadUpstreamProtos } from '../support/upstream-protos.ts';
@@ -15,24 +15,43 @@ const origin = 'https://dash.example.com';
 /** The same app with server sessions (`session.store: server`), on the three-replica servers. */
 const serverOrigin = 'https://dash-server.example.com';
 const secret = 'dash-client-secret-long-enough-0123';
-/** Access tokens live 4 s and are refreshed in their last 2 s: a session goes stale 2 s after login. */
-const accessTokenTtlSeconds = 4;
-const staleAfterMs = 2_100;
+/**
+ * Access tokens live 60 s and are refreshed in their last 30 s: a session goes stale 30 s after
+ * login. The servers' clock is moved on rather than waited for (see {@link clock}), so however
+ * slow the machine, no token goes stale while a test is still setting up.
+ */
+const accessTokenTtlSeconds = 60;
+const staleAfterMs = 30_100;
 /**
  * A Check waits for a refresh only once the access token has expired (before that the refresh
  * runs in the background): the herd tests below send their Checks after expiry.
  */
-const expiredAfterMs = 4_100;
+const expiredAfterMs = 60_100;
 const xhr: [string, string][] = [['accept', 'application/json']];
+/**
+ * request.budget for the herds: 500 Checks at once on a busy machine take seconds each, and
+ * what is counted here is grants, not latency.
+ */
+const patientBudget = '8s';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * The servers' clock: real time plus whatever the tests skipped. The provider keeps real time;
+ * the servers reckon a token's expiry from `expires_in` on their own clock.
+ */
+const clock = {
+  skippedMs: 0,
+  now: (): number => Date.now() + clock.skippedMs,
+  skip(ms: number): void {
+    clock.skippedMs += ms;
+  },
+};
 
 function app(issuer: string, overrides: Record<string, unknown> = {}) {
   return {
     name: 'dash',
     match: { hosts: ['dash.example.com'] },
     oidc: { issuer, clientId: 'dash', clientSecret: secret, probeInterval: '1h' },
-    refresh: { skew: '2s', lockTtl: '1s', waitTimeout: '4s', cooldown: '30s' },
+    refresh: { skew: '30s', lockTtl: '1s', waitTimeout: '4s', cooldown: '30s' },
     session: { secrets: [testSessionSecret] },
     ...overrides,
   };
@@ -114,7 +133,10 @@ describe('refresh without storms', () => {
     const log = captureLog();
 
     before(async () => {
-      server = await startTestServer({ apps: [app(provider.issuer)] }, { logger: log.logger });
+      server = await startTestServer(
+        { request: { budget: patientBudget }, apps: [app(provider.issuer)] },
+        { logger: log.logger, now: clock.now },
+      );
       envoy = new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 });
     });
     after(async () => {
@@ -127,7 +149,7 @@ describe('refresh without storms', () => {
       await b.login(`${origin}/`);
       const fresh = await herd([envoy], b, 500);
       assert.ok(fresh.outcomes.every((o) => userOf(o) === 'alice'));
-      await sleep(expiredAfterMs);
+      clock.skip(expiredAfterMs);
       const before = refreshGrants(provider);
       const stale = await herd([envoy], b, 500);
       const after = refreshGrants(provider);
@@ -146,7 +168,7 @@ describe('refresh without storms', () => {
       // A request still carrying the pre-rotation cookie, 10 s later, gets the new tokens too.
       const late = new AppBrowser(envoy);
       for (const [n, v] of b.cookies) late.cookies.set(n, v);
-      await sleep(10_000);
+      clock.skip(10_000);
       const grantsBefore = refreshGrants(provider);
       const outcome = await late.request(`${origin}/late`, { navigate: false, headers: xhr });
       assert.equal(userOf(outcome), 'alice', 'the old cookie is still let in');
@@ -174,7 +196,7 @@ describe('refresh without storms', () => {
       const b = new AppBrowser(envoy);
       await b.login(`${origin}/`);
       for (const id of provider.grantIds('alice', 'dash')) await provider.revokeGrant(id);
-      await sleep(expiredAfterMs);
+      clock.skip(expiredAfterMs);
       const stale = new Map(b.cookies);
       const before = refreshGrants(provider);
       const [navigation, ...calls] = await Promise.all([
@@ -213,12 +235,12 @@ describe('refresh without storms', () => {
     it('allows while the provider is unreachable and the token still valid; 503 with Retry-After once it expired', async () => {
       const b = new AppBrowser(envoy);
       await b.login(`${origin}/`);
-      await sleep(staleAfterMs);
+      clock.skip(staleAfterMs);
       await provider.stop();
       try {
         const stillValid = await b.request(`${origin}/x`, { navigate: false, headers: xhr });
         assert.equal(userOf(stillValid), 'alice');
-        await sleep(2_000);
+        clock.skip(expiredAfterMs - staleAfterMs);
         const before = log.matching(/session not refreshed/).length;
         const expired = await b.request(`${origin}/x`, { navigate: false, headers: xhr });
         assertProviderUnavailable(expired, 'a session that cannot be refreshed');
@@ -252,19 +274,23 @@ describe('refresh without storms', () => {
 
     before(async () => {
       for (let i = 0; i < 3; i++) {
-        const server = await startTestServer({
-          store: { type: 'redis', redis: { url: redis.url, commandTimeout: '500ms' } },
-          breakers: { store: { volumeThreshold: 2, resetTimeout: '250ms' } },
-          apps: [
-            app(provider.issuer),
-            app(provider.issuer, {
-              name: 'dash-server',
-              match: { hosts: ['dash-server.example.com'] },
-              session: { store: 'server', secrets: [testSessionSecret] },
-              passAccessToken: true,
-            }),
-          ],
-        });
+        const server = await startTestServer(
+          {
+            store: { type: 'redis', redis: { url: redis.url, commandTimeout: '2s' } },
+            request: { budget: patientBudget },
+            breakers: { store: { volumeThreshold: 2, resetTimeout: '250ms' } },
+            apps: [
+              app(provider.issuer),
+              app(provider.issuer, {
+                name: 'dash-server',
+                match: { hosts: ['dash-server.example.com'] },
+                session: { store: 'server', secrets: [testSessionSecret] },
+                passAccessToken: true,
+              }),
+            ],
+          },
+          { now: clock.now },
+        );
         servers.push(server);
         clients.push(new EnvoyClient({ target: server.grpcTarget, protos, timeoutMs: 10_000 }));
       }
@@ -278,7 +304,7 @@ describe('refresh without storms', () => {
       const b = new AppBrowser(clients[0]!);
       await b.login(`${origin}/`);
       const fresh = await herd(clients, b, 500);
-      await sleep(expiredAfterMs);
+      clock.skip(expiredAfterMs);
       const before = refreshGrants(provider);
       const stale = await herd(clients, b, 500);
       const after = refreshGrants(provider);
@@ -310,7 +336,7 @@ describe('refresh without storms', () => {
       // Every replica now holds the session in its own short cache.
       const fresh = await herd(clients, b, 500, serverOrigin);
       assert.ok(fresh.outcomes.every((o) => userOf(o) === 'alice'));
-      await sleep(expiredAfterMs);
+      clock.skip(expiredAfterMs);
       const before = refreshGrants(provider);
       const stale = await herd(clients, b, 500, serverOrigin);
       const after = refreshGrants(provider);
@@ -333,24 +359,35 @@ describe('refresh without storms', () => {
     });
 
     it('lets another replica finish the refresh after the lock holder dies mid-grant; nobody is logged out', async () => {
-      const doomed = await spawnServer({
-        log: { level: 'silent' },
-        store: { type: 'redis', redis: { url: redis.url } },
-        apps: [app(provider.issuer)],
-      });
+      const b = new AppBrowser(clients[0]!);
+      await b.login(`${origin}/`);
+      clock.skip(expiredAfterMs);
+      // A replica in its own process (to be killed), its clock moved on as the others' was.
+      const doomed = await spawnServer(
+        {
+          log: { level: 'silent' },
+          store: { type: 'redis', redis: { url: redis.url } },
+          apps: [app(provider.issuer)],
+        },
+        {
+          nodeArgs: ['--import', clockOffsetPreloadPath],
+          env: { EOA_TEST_CLOCK_OFFSET_MS: String(clock.skippedMs) },
+        },
+      );
       const doomedEnvoy = new EnvoyClient({ target: doomed.grpcTarget, protos, timeoutMs: 10_000 });
       try {
-        const b = new AppBrowser(clients[0]!);
-        await b.login(`${origin}/`);
-        await sleep(expiredAfterMs);
         // The grant of the replica about to die hangs at the provider, then fails unprocessed.
         provider.injectFault({ target: 'token', latencyMs: 3_000, status: 503, count: 1 });
         const before = refreshGrants(provider);
+        const requestsBefore = provider.counters().tokenRequests;
         const cookie = b.cookieHeader()!;
         const dying = doomedEnvoy
           .check({ url: `${origin}/x`, headers: [...xhr, ['cookie', cookie]] })
           .catch(() => undefined);
-        await sleep(300);
+        await waitFor(
+          "the doomed replica's grant at the provider",
+          () => provider.counters().tokenRequests > requestsBefore,
+        );
         await doomed.stop('SIGKILL');
         const outcome = await clients[1]!.check({
           url: `${origin}/x`,
@@ -379,7 +416,7 @@ describe('refresh without storms', () => {
       const beforeOutage = refreshGrants(provider);
       await redis.kill('SIGKILL');
       try {
-        await sleep(expiredAfterMs);
+        clock.skip(expiredAfterMs);
         const before = refreshGrants(provider);
         const { outcomes } = await herd(clients, b, 300);
         const after = refreshGrants(provider);

@@ -46,8 +46,11 @@ describe('store credentials on reload', () => {
   const document = () => ({
     store: {
       type: 'redis',
-      redis: { url: redis.url, passwordFile, commandTimeout: '500ms' },
+      redis: { url: redis.url, passwordFile, commandTimeout: '3s' },
     },
+    // Store calls get 2 s (half the budget): a reconnection on a busy machine can take a second,
+    // and here only a refused password may fail a Check, not a slow one.
+    request: { budget: '4s' },
     breakers: { store: { volumeThreshold: 2, rollingWindow: '2s', resetTimeout: '250ms' } },
     apps: [
       {

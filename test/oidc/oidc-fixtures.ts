@@ -1,6 +1,4 @@
 /** Shared set-up for the OIDC client tests: a provider, a client for it, and a scripted login. */
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { startTestProvider } from '../../dev/test-provider.ts';
 import type { TestClient, TestProvider, TestProviderOptions } from '../../dev/test-provider.ts';
 import { createOidcClient } from '../../src/oidc/oidc-client.ts';
@@ -155,13 +153,7 @@ export async function loginAndExchange(
 }
 
 /** A port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort } from '../support/redis-servers.ts';
 
 /** Milliseconds taken by `fn`, with its result. */
 export async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {

@@ -367,14 +367,16 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
       });
       await delay(STORE_RECOVERY);
       slow.hold();
-      const late = await recovering.refresher.refresh(session, 50);
-      assert.equal(slow.held(), 1, 'the grant had started');
+      // The grants are held until released, so any budget runs out; 1 s leaves a busy machine
+      // the time to take the lock and send the grant first.
+      const late = await recovering.refresher.refresh(session, 1_000);
+      await waitFor('the grant to have started', () => slow.held() === 1);
       assert.equal(late.kind, 'deferred', 'served on its tokens while the grant runs');
 
       // A replica that saw no outage answers a slow provider as an outage of the provider.
       const other = await expiredSession(client);
-      const unseen = await fresh.refresher.refresh(other, 50);
-      assert.equal(slow.held(), 2);
+      const unseen = await fresh.refresher.refresh(other, 1_000);
+      await waitFor('the second grant to have started', () => slow.held() === 2);
       assert.deepEqual(unseen, {
         kind: 'unavailable',
         retryAfterSeconds: 1,

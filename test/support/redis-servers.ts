@@ -1,5 +1,6 @@
 /** Real redis-server, Cluster and Sentinel processes for tests: free ports, own dirs, always killed. */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,18 +26,27 @@ function missingBinary(binary: string): Error {
   );
 }
 
-/** A port nobody listens on right now (the kernel picks it; we release it for the child). */
+/**
+ * Where {@link freePort} picks: below Linux's ephemeral range (32768-60999 by default), from
+ * which the kernel hands out local ports to outgoing connections and to port-0 listeners. A port
+ * taken from that range and released for a child process can be given to a connection that
+ * another test file, running at the same time, opens before the child binds it.
+ */
+const pickedPorts = { from: 20_000, to: 32_000 };
+
+/** A port nobody listens on right now, for a child process to bind. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (;;) {
+    const port = pickedPorts.from + randomInt(pickedPorts.to - pickedPorts.from);
+    if (await canListen(port)) return port;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => {
-        resolve(port);
-      });
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 

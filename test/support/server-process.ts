@@ -2,7 +2,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,15 +17,9 @@ export const demoCliPath = join(distRoot, 'dev', 'demo-cli.js');
 /** The preload that shifts a process's clock (see `dev/clock-offset.ts`). */
 export const clockOffsetPreloadPath = join(distRoot, 'dev', 'clock-offset.js');
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+import { freePort } from './redis-servers.ts';
+
+export { freePort };
 
 export interface ServerProcess {
   readonly child: ChildProcess;
