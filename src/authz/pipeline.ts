@@ -34,8 +34,15 @@ export interface StepContext extends CallBound {
 
 /** What a step keeps of the budget to answer after a wait of its own ends, ms. */
 const ANSWER_RESERVE_MS = 5;
-/** What the answer needs to reach a caller before its own deadline fires, ms. */
-const CALLER_RESERVE_MS = 5;
+/**
+ * What the answer needs to reach a caller before its own deadline fires: a tenth of the time the
+ * caller gave, at least 5 ms and at most 50 ms. A busy host runs timers late and the answer still
+ * has to cross the connection; an answer that lands after Envoy gave up is its error, not ours.
+ */
+function callerReserveMs(givenMs: number): number {
+  const tenth = givenMs / 10;
+  return tenth < 5 ? 5 : tenth > 50 ? 50 : tenth;
+}
 
 /**
  * What the transport knows of the caller's patience for one Check. Envoy sends its ext_authz
@@ -187,9 +194,13 @@ export class Pipeline {
     const app = this.#policy.selectApp(request, path);
     if (app === undefined) return this.#allowUnmatched ? unmatchedAllowed : noApp;
     if (isRefusal(app)) return refusedDecisions[app.reason];
-    const budgetEnd = performance.now() + this.#budgetMs;
+    const now = performance.now();
+    const budgetEnd = now + this.#budgetMs;
+    const callerDeadline = caller?.deadline;
     const callerEnd =
-      caller?.deadline === undefined ? Infinity : caller.deadline - CALLER_RESERVE_MS;
+      callerDeadline === undefined
+        ? Infinity
+        : callerDeadline - callerReserveMs(callerDeadline - now);
     const context: StepContext = {
       request,
       app,

@@ -1307,7 +1307,7 @@ export const configSchema = z
         ),
         budget: durationDefault(
           '100ms',
-          "Longest a Check waits for anything (the store, the provider, a refresh) before it is answered: past it, 503 `budget_exceeded` with `Retry-After`, while the work goes on and the next request uses its result. Store calls time out at half of it (or `store.redis.commandTimeout`, if shorter) and fall back as when the store is down. Keep it under Envoy's ext_authz `timeout` (200ms by default), with room for the network. A Check whose `grpc-timeout` (Envoy's timeout, sent with every call) is shorter is answered 5ms before that instead.",
+          "Longest a Check waits for anything (the store, the provider, a refresh) before it is answered: past it, 503 `budget_exceeded` with `Retry-After`, while the work goes on and the next request uses its result. Store calls time out at half of it (or `store.redis.commandTimeout`, if shorter) and fall back as when the store is down. Keep it under Envoy's ext_authz `timeout` (200ms by default), with room for the network. A Check whose `grpc-timeout` (Envoy's timeout, sent with every call) is shorter is answered before that instead, keeping a tenth of it (5 to 50ms) for the answer to arrive.",
         ).refine((ms) => ms >= 10 && ms <= 60_000, 'must be between 10ms and 60s'),
       })
       .prefault({})

@@ -268,6 +268,28 @@ describe('Authorizer.decide', () => {
     assert.ok(seenDeadline <= caller.deadline - 5, 'the step waits no longer than the caller');
   });
 
+  it("keeps a tenth of the caller's time (5 to 50 ms) to answer before its deadline", () => {
+    const seen: number[] = [];
+    const record: Step = (context) => {
+      seen.push(context.deadline);
+      return allowed;
+    };
+    const decider = authorizer([record], undefined, undefined, 600_000);
+    for (const { givenMs, reserveMs } of [
+      { givenMs: 20, reserveMs: 5 },
+      { givenMs: 200, reserveMs: 20 },
+      { givenMs: 2_000, reserveMs: 50 },
+    ]) {
+      const callerDeadline = performance.now() + givenMs;
+      settled(decider.decide(raw(), { deadline: callerDeadline, gone: false }));
+      const reserve = callerDeadline - seen.at(-1)!;
+      assert.ok(
+        Math.abs(reserve - reserveMs) < 1,
+        `${givenMs} ms given: ${reserve} ms kept, not ${reserveMs}`,
+      );
+    }
+  });
+
   it('keeps the budget when the caller allows longer, and ignores a caller without a deadline', () => {
     const seen: number[] = [];
     const record: Step = (context) => {
