@@ -78,6 +78,11 @@ export interface RedisBackendOptions extends RedisConnectionOptions {
 }
 
 /** Connection health as readiness probes and breakers want it. */
+/** How long after a connection closed a command waits for the reconnection ({@link BLIP_WAIT_MS}). */
+const BLIP_MS = 1_000;
+/** The longest such a wait lasts, ms. */
+const BLIP_WAIT_MS = 100;
+
 export type RedisStatus = 'ready' | 'connecting' | 'down';
 
 /** The Redis backend: the store port plus connection health. */
@@ -217,6 +222,8 @@ export function createRedisBackend(
 
   let everReady = false;
   let down = false;
+  /** When the connection last closed (performance.now()), for {@link blipEnded}. */
+  let lostAt: number | undefined;
   let lastError: string | undefined;
   let refused: string | undefined;
   const setRefused = (next: string | undefined): void => {
@@ -251,6 +258,7 @@ export function createRedisBackend(
     }
   });
   client.on('close', () => {
+    lostAt = performance.now();
     if (everReady && !down) {
       down = true;
       log.warn({}, 'redis connection lost');
@@ -282,8 +290,33 @@ export function createRedisBackend(
     return everReady || down ? 'down' : 'connecting';
   }
 
+  /**
+   * A connection that dropped a moment ago while the server is up (Redis closed it: CLIENT KILL,
+   * a restart of its proxy, a password rotation) is usually back within one reconnection: a
+   * command sent in that window waits for it, up to {@link BLIP_WAIT_MS}, instead of failing at
+   * once. The wait ends early when a reconnection attempt fails (the server is down: fail fast,
+   * as before); the caller's own timeout bounds it too.
+   */
+  function blipEnded(): Promise<void> | undefined {
+    if (client.status === 'ready' || lostAt === undefined || refused !== undefined) return;
+    if (performance.now() - lostAt > BLIP_MS) return;
+    return new Promise<void>((resolve) => {
+      const settle = (): void => {
+        clearTimeout(timer);
+        client.off('ready', settle);
+        client.off('error', settle);
+        resolve();
+      };
+      const timer = setTimeout(settle, BLIP_WAIT_MS);
+      client.on('ready', settle);
+      client.on('error', settle);
+    });
+  }
+
   async function read(op: string, args: readonly Arg[]): Promise<unknown> {
     try {
+      const blip = blipEnded();
+      if (blip !== undefined) await blip;
       const reply = await client.call(op, ...args);
       if (refused !== undefined) setRefused(undefined);
       return reply;
@@ -301,6 +334,8 @@ export function createRedisBackend(
   async function write(op: string, args: readonly Arg[]): Promise<unknown> {
     if (acks === undefined) return read(op, args);
     try {
+      const blip = blipEnded();
+      if (blip !== undefined) await blip;
       await gate?.admit(op);
       const results = await client
         .pipeline()

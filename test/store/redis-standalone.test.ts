@@ -203,6 +203,26 @@ describe('redis backend, faults', () => {
     }
   });
 
+  it('a connection Redis just dropped (CLIENT KILL) is waited for, not failed, while the server is up', async () => {
+    const server = await startRedis();
+    const backend = await connect(configFor(server.url, { commandTimeout: 2_000 }), {
+      reconnectMaxDelayMs: 50,
+    });
+    try {
+      await backend.set('k', 'kept', 60_000);
+      for (let round = 0; round < 3; round += 1) {
+        await redisCli(server.port, 'client', 'kill', 'type', 'normal');
+        await waitFor('the backend to notice', () => backend.status() !== 'ready', 2_000);
+        // Without the wait this rejects at once: "Stream isn't writeable".
+        assert.equal(await backend.get('k'), 'kept', `read ${round} after the drop`);
+        await backend.set('k', 'kept', 60_000);
+      }
+    } finally {
+      await backend.close();
+      await server.stop();
+    }
+  });
+
   it('a hung server (connection open, no replies) fails the command within commandTimeout', async () => {
     const server = await startRedis();
     const commandTimeout = 300;
