@@ -6,7 +6,7 @@ import * as k8sAutoscaling from 'kubernetes-models/autoscaling/v2';
 import * as k8sCore from 'kubernetes-models/v1';
 import * as k8sPolicy from 'kubernetes-models/policy/v1';
 import * as istioInstall from '@kubernetes-models/istio/install.istio.io/v1alpha1';
-import * as istioNetworking from '@kubernetes-models/istio/networking.istio.io/v1';
+import * as istioNetworking from '@kubernetes-models/istio/networking.istio.io/v1beta1';
 import * as istioSecurity from '@kubernetes-models/istio/security.istio.io/v1';
 import ts from 'typescript';
 
@@ -65,8 +65,8 @@ const kinds: Readonly<Record<string, KnownKind>> = {
     interfaceName: 'IAuthorizationPolicy',
     model: istioSecurity.AuthorizationPolicy,
   },
-  'networking.istio.io/v1 VirtualService': {
-    module: '@kubernetes-models/istio/networking.istio.io/v1',
+  'networking.istio.io/v1beta1 VirtualService': {
+    module: '@kubernetes-models/istio/networking.istio.io/v1beta1',
     interfaceName: 'IVirtualService',
     model: istioNetworking.VirtualService,
   },
