@@ -49,6 +49,8 @@ export interface LoadResult {
   readonly errors: number;
   /** Answers with an HTTP status other than 200. */
   readonly httpErrors: number;
+  /** CPU time (user + system) of the generating process per completed call, microseconds. */
+  readonly cpuUsPerCall: number;
   /** Next frame index: the `startAt` of a run that carries on. */
   readonly nextFrame: number;
   readonly latencyMs: {
@@ -154,13 +156,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       const s = t['grpc-status'];
       if (typeof s === 'string') status = s;
     });
-    stream.on('data', () => {});
+    stream.resume();
     stream.on('end', () => finish(false));
     stream.on('error', () => finish(true));
     stream.on('close', () => finish(httpStatus === 0));
     stream.end(options.frames[index]);
   };
 
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const endAt = started + options.seconds * 1000;
   if (options.rate === undefined) {
@@ -191,6 +194,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const elapsed = (performance.now() - started) / 1000;
   if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
   await Promise.all(sessions.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  const cpu = process.cpuUsage(cpuBefore);
   const sorted = latencies.subarray(0, calls).sort();
   return {
     calls,
@@ -200,6 +204,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     byLabel,
     errors,
     httpErrors,
+    cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, calls),
     nextFrame: frame % options.frames.length,
     latencyMs: {
       p50: percentile(sorted, 0.5),

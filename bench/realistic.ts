@@ -78,6 +78,13 @@ export interface RealisticResult {
   readonly floorTarget?: number;
   readonly cpuUsPerCheck: number;
   readonly floorCpuUsPerCheck: number;
+  /**
+   * The floor's CPU per Check over the server's: the share of the floor's throughput the server
+   * reaches when each has a core to itself, whatever the generator beside them costs.
+   */
+  readonly cpuRatioToFloor: number;
+  /** The generator's own CPU per call in the server's best run. */
+  readonly generatorCpuUsPerCall: number;
   readonly latency: readonly LatencyPoint[];
   readonly runs: {
     readonly server: readonly number[];
@@ -176,7 +183,7 @@ export async function measureWorkload(
     await drive(server, true, plan.warmupSeconds);
   }
   const runs = { server: [] as number[], grpcJs: [] as number[], floor: [] as number[] };
-  let best = { rps: 0, cpuUs: Number.NaN };
+  let best = { rps: 0, cpuUs: Number.NaN, generatorUs: Number.NaN };
   let bestFloor = { rps: 0, cpuUs: Number.NaN };
   for (let round = 0; round < plan.rounds; round++) {
     runs.grpcJs.push((await drive(floors.grpcJs, false, plan.seconds)).result.rps);
@@ -185,7 +192,8 @@ export async function measureWorkload(
     if (floor.result.rps > bestFloor.rps) bestFloor = { rps: floor.result.rps, cpuUs: floor.cpuUs };
     const ours = await drive(server, true, plan.seconds);
     runs.server.push(ours.result.rps);
-    if (ours.result.rps > best.rps) best = { rps: ours.result.rps, cpuUs: ours.cpuUs };
+    if (ours.result.rps > best.rps)
+      best = { rps: ours.result.rps, cpuUs: ours.cpuUs, generatorUs: ours.result.cpuUsPerCall };
   }
   const latency: LatencyPoint[] = [];
   for (const load of plan.latencyLoads) {
@@ -225,6 +233,8 @@ export async function measureWorkload(
     ...(workload.floorTarget === undefined ? {} : { floorTarget: workload.floorTarget }),
     cpuUsPerCheck: best.cpuUs,
     floorCpuUsPerCheck: bestFloor.cpuUs,
+    cpuRatioToFloor: bestFloor.cpuUs / best.cpuUs,
+    generatorCpuUsPerCall: best.generatorUs,
     latency,
     runs,
   };

@@ -382,7 +382,8 @@ async function runRealistic(
       log(
         `${result.title}: ${result.rps.toFixed(0)} checks/s = ` +
           `${(result.ratioToFloor * 100).toFixed(1)}% of the transport floor ` +
-          `(${result.floorRps.toFixed(0)}), ${(result.ratioToGrpcJs * 100).toFixed(1)}% of grpc-js ` +
+          `(${result.floorRps.toFixed(0)}), ${(result.cpuRatioToFloor * 100).toFixed(1)}% of it by CPU, ` +
+          `${(result.ratioToGrpcJs * 100).toFixed(1)}% of grpc-js ` +
           `(${result.grpcJsRps.toFixed(0)}); ${result.cpuUsPerCheck.toFixed(1)} µs CPU per check; ` +
           `p99 at half load ${half?.server.p99.toFixed(2) ?? '–'} ms (floor ${half?.floor.p99.toFixed(2) ?? '–'} ms)`,
       );
