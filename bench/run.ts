@@ -60,6 +60,8 @@ const { values: flags } = parseArgs({
     smoke: { type: 'boolean', default: false },
     out: { type: 'string' },
     only: { type: 'string' },
+    /** A folder for CPU profiles (`--cpu-prof`) of the server processes, written as they stop. */
+    profile: { type: 'string' },
   },
 });
 const smoke = flags.smoke === true;
@@ -355,6 +357,7 @@ async function runRealistic(
       if (id === 'mix-assertions') {
         assertions = await startServerProcess(
           memoryServerConfig(provider.issuer, { assertions: true }),
+          flags.profile,
         );
         assertionsEnvoy = new EnvoyClient({
           target: assertions.grpcTarget,
@@ -426,8 +429,11 @@ async function main(): Promise<void> {
       coldStartMs.push(await measureColdStart(memoryServerConfig(provider.issuer)));
     log(`cold start to SERVING: ${coldStartMs.map((ms) => ms.toFixed(0)).join(', ')} ms`);
 
-    memoryServer = await startServerProcess(memoryServerConfig(provider.issuer));
-    redisServer = await startServerProcess(redisServerConfig(provider.issuer, redis.url));
+    memoryServer = await startServerProcess(memoryServerConfig(provider.issuer), flags.profile);
+    redisServer = await startServerProcess(
+      redisServerConfig(provider.issuer, redis.url),
+      flags.profile,
+    );
     baseline = await startDoNothingServer('grpc-js');
     floor = await startDoNothingServer('transport');
     const webEnvoy = new EnvoyClient({ target: memoryServer.grpcTarget, protos, timeoutMs: 5_000 });
