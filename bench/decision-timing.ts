@@ -33,19 +33,13 @@ import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { jwkThumbprint } from '../src/authz/dpop-proof.ts';
 import { sha256Base64url } from '../src/digest.ts';
 import { mintedUser, mintSessions } from './session-minting.ts';
+import { navigation } from './realistic-workloads.ts';
 import {
   benchBearerToken,
   benchDpopToken,
   clientSecret,
   memoryServerConfig,
 } from './server-configs.ts';
-
-const navigation: readonly (readonly [string, string])[] = [
-  ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
-  ['sec-fetch-mode', 'navigate'],
-  ['user-agent', 'Mozilla/5.0 (X11; Linux x86_64) bench'],
-  ['accept-language', 'en-GB,en;q=0.9'],
-];
 
 type CaseId = 'cookie' | 'cookies' | 'bearer' | 'dpop' | 'login';
 

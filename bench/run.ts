@@ -30,6 +30,7 @@ import { frameOf, verifyFrame, type Scenario } from './scenarios.ts';
 import { measureWorkload, type RealisticPlan, type RealisticResult } from './realistic.ts';
 import {
   fullSizes,
+  navigation,
   realisticWorkloads,
   smokeSizes,
   workloadIds,
@@ -148,13 +149,6 @@ function machine(): BenchResults['machine'] {
     loadAverageAtStart: loadavg()[0] ?? 0,
   };
 }
-
-const navigation: readonly (readonly [string, string])[] = [
-  ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
-  ['sec-fetch-mode', 'navigate'],
-  ['user-agent', 'Mozilla/5.0 (X11; Linux x86_64) bench'],
-  ['accept-language', 'en-GB,en;q=0.9'],
-];
 
 async function loginCookie(envoy: EnvoyClient, origin: string): Promise<string> {
   const browser = new AppBrowser(envoy);
