@@ -51,6 +51,8 @@ export interface LoadResult {
   readonly httpErrors: number;
   /** CPU time (user + system) of the generating process per completed call, microseconds. */
   readonly cpuUsPerCall: number;
+  /** Connections replaced because the server closed them or sent GOAWAY. */
+  readonly reconnects: number;
   /** Next frame index: the `startAt` of a run that carries on. */
   readonly nextFrame: number;
   readonly latencyMs: {
@@ -81,9 +83,27 @@ export function splitFrames(bytes: Buffer): Buffer[] {
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   if (options.frames.length === 0) throw new Error('no frames to send');
   const path = options.path ?? checkPath;
-  const sessions = Array.from({ length: options.connections }, () =>
-    http2.connect(`http://${options.target}`, { settings: { enablePush: false } }),
-  );
+  /** Connections the server sent GOAWAY on: no new call goes there. */
+  const goingAway = new WeakSet<http2.ClientHttp2Session>();
+  const connect = (): http2.ClientHttp2Session => {
+    const session = http2.connect(`http://${options.target}`, { settings: { enablePush: false } });
+    // A connection error also fails the streams on it, which count it; here it must not throw.
+    session.on('error', () => {});
+    session.on('goaway', () => goingAway.add(session));
+    return session;
+  };
+  const sessions = Array.from({ length: options.connections }, connect);
+  let reconnects = 0;
+  /** The connection of slot `i`, a new one when the server closed or is closing it. */
+  const sessionAt = (i: number): http2.ClientHttp2Session => {
+    const current = sessions[i]!;
+    if (!current.closed && !current.destroyed && !goingAway.has(current)) return current;
+    reconnects++;
+    if (!current.closed) current.close();
+    const next = connect();
+    sessions[i] = next;
+    return next;
+  };
   await Promise.all(
     sessions.map(
       (s) =>
@@ -124,7 +144,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const call = (startedAt: number, done: () => void): void => {
     const index = frame % options.frames.length;
     frame = index + 1;
-    const session = sessions[connection++ % sessions.length]!;
+    const session = sessionAt(connection++ % sessions.length);
     inFlight++;
     let status: string | undefined;
     let httpStatus = 0;
@@ -145,7 +165,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (inFlight === 0 && drained !== undefined) drained();
       done();
     };
-    const stream = session.request(headers);
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(headers);
+    } catch {
+      finish(true);
+      return;
+    }
     stream.on('response', (h) => {
       httpStatus = Number(h[':status']);
       // A trailers-only answer carries grpc-status in the headers.
@@ -204,6 +230,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     byLabel,
     errors,
     httpErrors,
+    reconnects,
     cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, calls),
     nextFrame: frame % options.frames.length,
     latencyMs: {
