@@ -361,19 +361,26 @@ async function runRealistic(
         server = assertions;
         envoy = assertionsEnvoy;
       }
-      const result = await measureWorkload(
-        workloads[id](),
-        {
-          target: server.grpcTarget,
-          pid: server.child.pid ?? 0,
-          adminBase: server.adminBase,
-          envoy,
-        },
-        transportFloors,
-        protos,
-        realisticPlan,
-        scratch,
-      );
+      let result: RealisticResult;
+      try {
+        result = await measureWorkload(
+          workloads[id](),
+          {
+            target: server.grpcTarget,
+            pid: server.child.pid ?? 0,
+            adminBase: server.adminBase,
+            envoy,
+          },
+          transportFloors,
+          protos,
+          realisticPlan,
+          scratch,
+        );
+      } catch (error) {
+        // One workload that fails is reported; the others are still measured and written.
+        log(`${id}: failed: ${error instanceof Error ? error.message : String(error)}`);
+        continue;
+      }
       results.push(result);
       const half = result.latency.find((l) => l.load === 0.5);
       log(
