@@ -6,9 +6,18 @@ import { spawnServer, type ServerProcess } from '../test/support/server-process.
 
 export type { ServerProcess };
 
-/** Spawns the CLI with `document` (listen addresses added) and waits until `/readyz` is 200. */
-export function startServerProcess(document: Record<string, unknown>): Promise<ServerProcess> {
-  return spawnServer(document);
+/**
+ * Spawns the CLI with `document` (listen addresses added) and waits until `/readyz` is 200;
+ * with `profileDir`, Node writes a CPU profile of the server there when it stops.
+ */
+export function startServerProcess(
+  document: Record<string, unknown>,
+  profileDir?: string,
+): Promise<ServerProcess> {
+  return spawnServer(
+    document,
+    profileDir === undefined ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] },
+  );
 }
 
 export interface DoNothingProcess {

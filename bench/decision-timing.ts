@@ -3,9 +3,10 @@
  * built from its verdict and the protobuf encoding of that response, for the paths SPEC §13
  * measures (hot cookie session, hot bearer JWT, unauthenticated navigation → 302), and a hot
  * DPoP-bound JWT with a fresh proof per Check (its signature verified, its `jti` marked in the
- * memory store).
+ * memory store), and 10,000 distinct cookie sessions in turn (`cookies`: beyond the allow memo,
+ * within the decoded-session cache).
  *
- * Run after `npm run build`: `node dist/bench/decision-timing.js [--only cookie,bearer,dpop,login]
+ * Run after `npm run build`: `node dist/bench/decision-timing.js [--only cookie,cookies,bearer,dpop,login]
  * [--iterations 20000] [--tracing] [--assertions]`; `--assertions` turns on signed upstream
  * assertions (`upstreamAssertion`) for both apps. Add `--cpu-prof` to node for a profile of the
  * timed loops.
@@ -31,6 +32,8 @@ import { loadUpstreamProtos } from '../test/support/upstream-protos.ts';
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { jwkThumbprint } from '../src/authz/dpop-proof.ts';
 import { sha256Base64url } from '../src/digest.ts';
+import { mintedUser, mintSessions } from './session-minting.ts';
+import { navigation } from './realistic-workloads.ts';
 import {
   benchBearerToken,
   benchDpopToken,
@@ -38,14 +41,10 @@ import {
   memoryServerConfig,
 } from './server-configs.ts';
 
-const navigation: readonly (readonly [string, string])[] = [
-  ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
-  ['sec-fetch-mode', 'navigate'],
-  ['user-agent', 'Mozilla/5.0 (X11; Linux x86_64) bench'],
-  ['accept-language', 'en-GB,en;q=0.9'],
-];
+type CaseId = 'cookie' | 'cookies' | 'bearer' | 'dpop' | 'login';
 
-type CaseId = 'cookie' | 'bearer' | 'dpop' | 'login';
+/** Distinct cookie sessions the `cookies` case rotates through. */
+const distinctSessions = 10_000;
 
 interface Case {
   readonly id: CaseId;
@@ -352,6 +351,26 @@ export async function timeDecisions(
         wrong: expectAllow('svc-bench', 'bearer', assertions),
       };
     };
+    /** Sessions sealed with the app's own codec, one user each, sent in turn. */
+    const distinctCookiesCase = async (): Promise<Case> => {
+      const count = wanted('cookies') ? distinctSessions : 1;
+      const cookies = await mintSessions(memoryServerConfig(issuer, { assertions }), 'web', count);
+      const requests = cookies.map((c) =>
+        rawFor('https://web.example.com/dashboard/overview', [
+          ...navigation,
+          ['cookie', `${c}; _ga=GA1.2.3456789.1234567890`],
+        ]),
+      );
+      let at = 0;
+      return {
+        id: 'cookies',
+        title: `${count} distinct cookie sessions in turn`,
+        raw: requests[0]!,
+        next: () => requests[at++ % requests.length]!,
+        // Checked on the first request only: the user differs per session.
+        wrong: expectAllow(mintedUser(0), 'session', assertions),
+      };
+    };
     const cases: Case[] = [
       {
         id: 'cookie',
@@ -373,6 +392,7 @@ export async function timeDecisions(
         wrong: expectAllow('svc-bench', 'bearer', assertions),
       },
       dpopCase(),
+      await distinctCookiesCase(),
       {
         id: 'login',
         title: 'unauthenticated navigation (302)',

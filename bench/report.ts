@@ -4,6 +4,8 @@ import { format, resolveConfig } from 'prettier';
 import { join } from 'node:path';
 import type { CodecTiming } from './codec-timing.ts';
 import type { HerdResult } from './refresh-herd.ts';
+import type { RealisticResult } from './realistic.ts';
+import { renderLatencySvg, renderRealisticMarkdown } from './realistic-report.ts';
 import type { ScenarioId } from './scenarios.ts';
 import type { FixedRate, LoadPlan } from './throughput.ts';
 
@@ -59,6 +61,8 @@ export interface BenchResults {
   };
   readonly plan: LoadPlan;
   readonly scenarios: readonly ScenarioResult[];
+  /** The realistic-scale workloads (absent in results recorded before they existed). */
+  readonly realistic?: readonly RealisticResult[];
   readonly memory: readonly MemoryResult[];
   readonly coldStartMs: readonly number[];
   readonly refreshHerd: readonly HerdResult[];
@@ -134,6 +138,7 @@ export function renderMarkdown(r: BenchResults): string {
         `${fixed(s.cpuUsPerCheck, 1)} | ${fixed(s.floorCpuUsPerCheck, 1)} | ${fixed(decision, 1)} |`,
     );
   }
+  lines.push(...renderRealisticMarkdown(r.realistic ?? []));
   lines.push('', '| cached sessions | RSS MiB | heap MiB | heap B/session | RSS B/session |');
   lines.push('| ---: | ---: | ---: | ---: | ---: |');
   for (const m of r.memory) {
@@ -314,5 +319,15 @@ export async function writeReports(results: BenchResults, dir: string): Promise<
     await format(renderMarkdown(results), { ...options, parser: 'markdown' }),
   );
   writeFileSync(files.svg, renderSvg(results));
-  return Object.values(files);
+  const realistic = results.realistic ?? [];
+  if (realistic.length === 0) return Object.values(files);
+  const latency = join(dir, 'latest-latency.svg');
+  writeFileSync(
+    latency,
+    renderLatencySvg(
+      realistic,
+      `${results.date} · ${results.machine.nproc} × ${results.machine.cpu} · Node ${results.machine.node} · ${results.mode}`,
+    ),
+  );
+  return [...Object.values(files), latency];
 }

@@ -27,8 +27,19 @@ import { h2loadInstallHint, h2loadVersion } from './h2load.ts';
 import { herdAccessTokenTtlSeconds, herdOrigin, runRefreshHerd } from './refresh-herd.ts';
 import { writeReports, type BenchResults, type ScenarioResult } from './report.ts';
 import { frameOf, verifyFrame, type Scenario } from './scenarios.ts';
+import { measureWorkload, type RealisticPlan, type RealisticResult } from './realistic.ts';
+import {
+  fullSizes,
+  navigation,
+  realisticWorkloads,
+  smokeSizes,
+  workloadIds,
+  type WorkloadId,
+} from './realistic-workloads.ts';
+import { mintSessions } from './session-minting.ts';
 import {
   benchBearerToken,
+  benchBearerTokens,
   clientSecret,
   memoryServerConfig,
   redisServerConfig,
@@ -50,6 +61,8 @@ const { values: flags } = parseArgs({
     smoke: { type: 'boolean', default: false },
     out: { type: 'string' },
     only: { type: 'string' },
+    /** A folder for CPU profiles (`--cpu-prof`) of the server processes, written as they stop. */
+    profile: { type: 'string' },
   },
 });
 const smoke = flags.smoke === true;
@@ -92,6 +105,36 @@ const plan: LoadPlan = smoke
       rounds: 3,
     };
 
+/**
+ * The realistic-scale workloads, driven by the bench's own generator; a smoke run sends a few
+ * distinct sessions of two of them, only to prove they work.
+ */
+const realisticPlan: RealisticPlan = smoke
+  ? {
+      connections: 1,
+      streams: 4,
+      latencyConnections: 1,
+      seconds: 0.5,
+      warmupSeconds: 0,
+      rounds: 1,
+      latencyLoads: [0.5],
+      verifiedSample: 5,
+    }
+  : {
+      connections: 2,
+      streams: 32,
+      latencyConnections: 2,
+      seconds: 5,
+      warmupSeconds: 1,
+      rounds: 3,
+      latencyLoads: [0.25, 0.5, 0.8],
+      verifiedSample: 50,
+    };
+const sizes = smoke ? smokeSizes : fullSizes;
+const smokeWorkloads: ReadonlySet<WorkloadId> = new Set(['cookies', 'mix']);
+const wantedWorkload = (id: WorkloadId): boolean =>
+  only === undefined ? !smoke || smokeWorkloads.has(id) : only.has(id);
+
 const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
@@ -106,13 +149,6 @@ function machine(): BenchResults['machine'] {
     loadAverageAtStart: loadavg()[0] ?? 0,
   };
 }
-
-const navigation: readonly (readonly [string, string])[] = [
-  ['accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
-  ['sec-fetch-mode', 'navigate'],
-  ['user-agent', 'Mozilla/5.0 (X11; Linux x86_64) bench'],
-  ['accept-language', 'en-GB,en;q=0.9'],
-];
 
 async function loginCookie(envoy: EnvoyClient, origin: string): Promise<string> {
   const browser = new AppBrowser(envoy);
@@ -275,6 +311,94 @@ function sessionMemory(sessions: number): BenchResults['memory'][number] {
   return JSON.parse(child.stdout) as BenchResults['memory'][number];
 }
 
+/** Mints what the wanted workloads rotate through, then measures each. */
+async function runRealistic(
+  provider: TestProvider,
+  redis: RedisProcess,
+  servers: { readonly memory: ServerProcess; readonly redis: ServerProcess },
+  envoys: { readonly web: EnvoyClient; readonly srv: EnvoyClient },
+  floors: { readonly grpcJs: DoNothingProcess; readonly transport: DoNothingProcess },
+  protos: UpstreamProtos,
+  scratch: string,
+): Promise<RealisticResult[]> {
+  const ids = workloadIds.filter(wantedWorkload);
+  if (ids.length === 0) return [];
+  const cookieCount = ids.includes('many-cookies') ? sizes.manyCookies : sizes.cookies;
+  log(`realistic workloads: minting ${cookieCount} cookie sessions and ${sizes.tokens} tokens`);
+  const minted = {
+    cookies: await mintSessions(memoryServerConfig(provider.issuer), 'web', cookieCount),
+    serverCookies: ids.includes('server-sessions')
+      ? await mintSessions(
+          redisServerConfig(provider.issuer, redis.url),
+          'srv',
+          sizes.serverSessions,
+        )
+      : [],
+    tokens: await benchBearerTokens(provider, sizes.tokens),
+  };
+  const workloads = realisticWorkloads(sizes, minted);
+  const transportFloors = {
+    grpcJs: { target: floors.grpcJs.grpcTarget, pid: floors.grpcJs.pid },
+    transport: { target: floors.transport.grpcTarget, pid: floors.transport.pid },
+  };
+  let assertions: ServerProcess | undefined;
+  let assertionsEnvoy: EnvoyClient | undefined;
+  const results: RealisticResult[] = [];
+  try {
+    for (const id of ids) {
+      let server = id === 'server-sessions' ? servers.redis : servers.memory;
+      let envoy = id === 'server-sessions' ? envoys.srv : envoys.web;
+      if (id === 'mix-assertions') {
+        assertions = await startServerProcess(
+          memoryServerConfig(provider.issuer, { assertions: true }),
+          flags.profile,
+        );
+        assertionsEnvoy = new EnvoyClient({
+          target: assertions.grpcTarget,
+          protos,
+          timeoutMs: 5_000,
+        });
+        server = assertions;
+        envoy = assertionsEnvoy;
+      }
+      let result: RealisticResult;
+      try {
+        result = await measureWorkload(
+          workloads[id](),
+          {
+            target: server.grpcTarget,
+            pid: server.child.pid ?? 0,
+            adminBase: server.adminBase,
+            envoy,
+          },
+          transportFloors,
+          protos,
+          realisticPlan,
+          scratch,
+        );
+      } catch (error) {
+        // One workload that fails is reported; the others are still measured and written.
+        log(`${id}: failed: ${error instanceof Error ? error.message : String(error)}`);
+        continue;
+      }
+      results.push(result);
+      const half = result.latency.find((l) => l.load === 0.5);
+      log(
+        `${result.title}: ${result.rps.toFixed(0)} checks/s = ` +
+          `${(result.ratioToFloor * 100).toFixed(1)}% of the transport floor ` +
+          `(${result.floorRps.toFixed(0)}), ${(result.cpuRatioToFloor * 100).toFixed(1)}% of it by CPU, ` +
+          `${(result.ratioToGrpcJs * 100).toFixed(1)}% of grpc-js ` +
+          `(${result.grpcJsRps.toFixed(0)}); ${result.cpuUsPerCheck.toFixed(1)} µs CPU per check; ` +
+          `p99 at half load ${half?.server.p99.toFixed(2) ?? '–'} ms (floor ${half?.floor.p99.toFixed(2) ?? '–'} ms)`,
+      );
+    }
+  } finally {
+    assertionsEnvoy?.close();
+    await assertions?.stop();
+  }
+  return results;
+}
+
 async function main(): Promise<void> {
   if (h2loadVersion() === undefined) {
     process.stderr.write(`${h2loadInstallHint}\n`);
@@ -306,8 +430,11 @@ async function main(): Promise<void> {
       coldStartMs.push(await measureColdStart(memoryServerConfig(provider.issuer)));
     log(`cold start to SERVING: ${coldStartMs.map((ms) => ms.toFixed(0)).join(', ')} ms`);
 
-    memoryServer = await startServerProcess(memoryServerConfig(provider.issuer));
-    redisServer = await startServerProcess(redisServerConfig(provider.issuer, redis.url));
+    memoryServer = await startServerProcess(memoryServerConfig(provider.issuer), flags.profile);
+    redisServer = await startServerProcess(
+      redisServerConfig(provider.issuer, redis.url),
+      flags.profile,
+    );
     baseline = await startDoNothingServer('grpc-js');
     floor = await startDoNothingServer('transport');
     const webEnvoy = new EnvoyClient({ target: memoryServer.grpcTarget, protos, timeoutMs: 5_000 });
@@ -342,6 +469,16 @@ async function main(): Promise<void> {
           : `${scenario.title}: not available yet (${result.note ?? ''})`,
       );
     }
+
+    const realistic = await runRealistic(
+      provider,
+      redis,
+      { memory: memoryServer, redis: redisServer },
+      { web: webEnvoy, srv: srvEnvoy },
+      { grpcJs: baseline, transport: floor },
+      protos,
+      scratch,
+    );
 
     const memory = !wanted('memory')
       ? []
@@ -386,6 +523,7 @@ async function main(): Promise<void> {
       machine: { ...machine(), loadAverageAtEnd: loadavg()[0] ?? 0 },
       plan,
       scenarios: results,
+      realistic,
       memory,
       coldStartMs,
       refreshHerd: herd,

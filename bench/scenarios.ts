@@ -34,7 +34,7 @@ export interface Scenario {
 export function frameOf(
   envoy: EnvoyClient,
   protos: UpstreamProtos,
-  scenario: Scenario,
+  scenario: Pick<Scenario, 'request'>,
 ): { readonly frame: Buffer; readonly decoded: Record<string, unknown> } {
   const request = envoy.buildCheckRequest(normaliseRequest(scenario.request), {
     sourcePort: 40_000,

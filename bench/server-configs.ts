@@ -84,3 +84,25 @@ export function benchDpopToken(provider: TestProvider, jkt: string): Promise<str
     { typ: 'at+jwt' },
   );
 }
+
+/** `count` distinct provider-signed `at+jwt`s for the API app, of subjects `svc-<i>`, valid an hour. */
+export async function benchBearerTokens(provider: TestProvider, count: number): Promise<string[]> {
+  const exp = Math.floor(Date.now() / 1000) + 3_600;
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) {
+    tokens.push(
+      await provider.signJwt(
+        {
+          sub: `svc-${i}`,
+          aud: apiAudience,
+          client_id: 'api',
+          scope: 'api:read',
+          jti: `bench-token-${i}-of-${count}`,
+          exp,
+        },
+        { typ: 'at+jwt' },
+      ),
+    );
+  }
+  return tokens;
+}

@@ -18,6 +18,8 @@ export class ExpiringLru<V> {
   readonly #entries = new Map<string, Entry<V>>();
   readonly #max: number;
   readonly #now: () => number;
+  /** When expired entries were last swept from the old end (`now` of that `set`). */
+  #sweptAt = Number.NaN;
 
   constructor(options: ExpiringLruOptions) {
     if (!Number.isInteger(options.maxEntries) || options.maxEntries < 0) {
@@ -47,11 +49,17 @@ export class ExpiringLru<V> {
     const now = this.#now();
     if (this.#max === 0 || hasExpired(until, now)) return;
     this.#entries.delete(key);
-    // The Map runs from least to most recently used: expired entries at that end go now, so a
+    // The Map runs from least to most recently used: expired entries at that end go, so a
     // cache of short-lived entries holds about those still live, not all seen since start.
-    for (const [oldKey, entry] of this.#entries) {
-      if (!hasExpired(entry.until, now)) break;
-      this.#entries.delete(oldKey);
+    // Once per clock tick: every sweep starts by stepping over the slots the deletions at that
+    // end left behind (until the Map is rehashed), which for a cache of entries re-inserted in
+    // turn cost more than the rest of `set` together.
+    if (now !== this.#sweptAt) {
+      this.#sweptAt = now;
+      for (const [oldKey, entry] of this.#entries) {
+        if (!hasExpired(entry.until, now)) break;
+        this.#entries.delete(oldKey);
+      }
     }
     if (this.#entries.size >= this.#max) {
       const oldest = this.#entries.keys().next();

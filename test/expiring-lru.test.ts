@@ -24,4 +24,26 @@ describe('ExpiringLru', () => {
     lru.set('new', 1, 550);
     assert.equal(lru.size, 1, 'only the live entry is held');
   });
+
+  it('sweeps the old end once per clock tick, and never hands out an entry that expired since', () => {
+    let now = 0;
+    const lru = new ExpiringLru<number>({ maxEntries: 1_000, now: () => now });
+    lru.set('short', 1, 10);
+    now = 10;
+    lru.set('a', 2, 500);
+    assert.equal(lru.size, 1, 'the first store of a tick sweeps');
+    lru.set('b', 3, 11);
+    now = 11;
+    lru.set('c', 4, 500);
+    // Same tick: `b`, expired now, waits for the next sweep but is never returned.
+    lru.set('d', 5, 500);
+    assert.equal(lru.get('b'), undefined);
+    assert.equal(lru.size, 3);
+    now = 20;
+    lru.set('e', 6, 500);
+    assert.deepEqual(
+      ['a', 'c', 'd', 'e'].map((k) => lru.get(k)),
+      [2, 4, 5, 6],
+    );
+  });
 });

@@ -1,0 +1,165 @@
+/** The bench's load generator counts every answer, cycles its frames and reports gRPC errors. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runLoad, runLoadProcess, splitFrames } from '../../bench/grpc-load.ts';
+import { grpcLimitsSchema } from '../../src/config/schema.ts';
+import { GrpcError, GrpcStatus, GrpcTransport } from '../../src/server/grpc-transport.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+
+const path = '/bench.Echo/Call';
+
+/** A gRPC frame whose message is `text` as bytes. */
+function frame(text: string): Buffer {
+  const message = Buffer.from(text, 'utf8');
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+describe('bench load generator', () => {
+  /** Every message the server received, in order of arrival. */
+  const received: string[] = [];
+  let transport: GrpcTransport;
+  let target = '';
+
+  before(async () => {
+    transport = new GrpcTransport({
+      methods: new Map([
+        [
+          path,
+          {
+            kind: 'unary',
+            decode: (bytes: Buffer) => bytes.toString('utf8'),
+            encode: (text: string) => Buffer.from(text, 'utf8'),
+            handle: (text: string) => {
+              received.push(text);
+              // A frame the server refuses: the generator must count it under its status.
+              if (text.startsWith('refuse')) throw new GrpcError(GrpcStatus.UNAVAILABLE, 'no');
+              return text;
+            },
+          },
+        ],
+      ]),
+      limits: grpcLimitsSchema.parse({}),
+      logger: createLogger({ level: 'silent' }),
+    });
+    await new Promise<void>((resolve) => transport.server.listen(0, '127.0.0.1', resolve));
+    const address = transport.server.address();
+    target = `127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+  });
+  after(() => transport.shutdown(0));
+
+  it('counts every answer the server gave, by grpc-status and label, and cycles the frames', async () => {
+    received.length = 0;
+    const frames = ['a', 'b', 'c', 'refuse-d', 'é-ü-名前'].map(frame);
+    const labels = ['allow', 'allow', 'login', 'refused', 'allow'];
+    const result = await runLoad({
+      target,
+      path,
+      connections: 2,
+      streams: 3,
+      seconds: 0.3,
+      frames,
+      labels,
+    });
+    assert.ok(result.calls > 20, `only ${result.calls} calls`);
+    assert.equal(result.calls, received.length);
+    assert.equal(result.errors, 0);
+    assert.equal(result.httpErrors, 0);
+    const refused = received.filter((t) => t.startsWith('refuse')).length;
+    assert.deepEqual(result.byGrpcStatus, {
+      '0': received.length - refused,
+      [String(GrpcStatus.UNAVAILABLE)]: refused,
+    });
+    // Sent in turn: the frame counts differ by at most one, and refused answers have no label.
+    const counts = ['a', 'b', 'c', 'refuse-d', 'é-ü-名前'].map(
+      (t) => received.filter((r) => r === t).length,
+    );
+    assert.ok(Math.max(...counts) - Math.min(...counts) <= 1, `counts ${counts.join(',')}`);
+    assert.equal(result.byLabel['login'], counts[2]);
+    assert.equal(result.byLabel['allow'], counts[0]! + counts[1]! + counts[4]!);
+    assert.equal(result.byLabel['refused'], undefined);
+    assert.equal(result.nextFrame, received.length % frames.length);
+    assert.ok(result.latencyMs.p50 > 0 && result.latencyMs.p50 <= result.latencyMs.p999);
+  });
+
+  it('carries on through the rotation from startAt', async () => {
+    received.length = 0;
+    const result = await runLoad({
+      target,
+      path,
+      connections: 1,
+      streams: 1,
+      seconds: 0.1,
+      frames: ['a', 'b', 'c'].map(frame),
+      startAt: 2,
+    });
+    assert.deepEqual(received.slice(0, 4), ['c', 'a', 'b', 'c']);
+    assert.equal(result.calls, received.length);
+  });
+
+  it('keeps to a target rate, open loop', async () => {
+    received.length = 0;
+    const result = await runLoad({
+      target,
+      path,
+      connections: 2,
+      streams: 1,
+      seconds: 0.5,
+      rate: 200,
+      frames: [frame('x')],
+    });
+    assert.equal(result.calls, 100);
+    assert.equal(received.length, 100);
+  });
+
+  it('counts calls that get no answer as errors, never as answers', async () => {
+    // A path the server does not serve answers UNIMPLEMENTED; a closed port is refused outright.
+    const unknown = await runLoad({
+      target,
+      path: '/bench.Echo/Missing',
+      connections: 1,
+      streams: 2,
+      seconds: 0.1,
+      frames: [frame('x')],
+      labels: ['allow'],
+    });
+    assert.deepEqual(Object.keys(unknown.byGrpcStatus), [String(GrpcStatus.UNIMPLEMENTED)]);
+    assert.deepEqual(unknown.byLabel, {});
+    await assert.rejects(
+      runLoad({
+        target: '127.0.0.1:1',
+        connections: 1,
+        streams: 1,
+        seconds: 0.1,
+        frames: [frame('x')],
+      }),
+    );
+  });
+
+  it('splits concatenated frames and refuses a truncated one', () => {
+    const frames = ['a', '', 'ccc'].map(frame);
+    assert.deepEqual(splitFrames(Buffer.concat(frames)), frames);
+    assert.throws(() => splitFrames(Buffer.concat(frames).subarray(0, 17)), /truncated/);
+  });
+
+  it('runs in a process of its own with the frames in a file', async () => {
+    received.length = 0;
+    const dir = mkdtempSync(join(tmpdir(), 'eoa-load-'));
+    try {
+      const framesFile = join(dir, 'frames.grpc');
+      writeFileSync(framesFile, Buffer.concat(['p', 'q'].map(frame)));
+      const result = await runLoadProcess(
+        { target, path, connections: 1, streams: 2, seconds: 0.2, framesFile, labels: ['p', 'q'] },
+        join(dir, 'job.json'),
+      );
+      assert.equal(result.calls, received.length);
+      assert.equal((result.byLabel['p'] ?? 0) + (result.byLabel['q'] ?? 0), result.calls);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
