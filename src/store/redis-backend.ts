@@ -224,6 +224,7 @@ export function createRedisBackend(
   let down = false;
   /** When the connection last closed (performance.now()), for {@link blipEnded}. */
   let lostAt: number | undefined;
+  let blipWait: Promise<void> | undefined;
   let lastError: string | undefined;
   let refused: string | undefined;
   const setRefused = (next: string | undefined): void => {
@@ -300,17 +301,20 @@ export function createRedisBackend(
   function blipEnded(): Promise<void> | undefined {
     if (client.status === 'ready' || lostAt === undefined || refused !== undefined) return;
     if (performance.now() - lostAt > BLIP_MS) return;
-    return new Promise<void>((resolve) => {
+    // One wait (and one pair of listeners) shared by every command sent in the window.
+    blipWait ??= new Promise<void>((resolve) => {
       const settle = (): void => {
         clearTimeout(timer);
         client.off('ready', settle);
         client.off('error', settle);
+        blipWait = undefined;
         resolve();
       };
       const timer = setTimeout(settle, BLIP_WAIT_MS);
       client.on('ready', settle);
       client.on('error', settle);
     });
+    return blipWait;
   }
 
   async function read(op: string, args: readonly Arg[]): Promise<unknown> {

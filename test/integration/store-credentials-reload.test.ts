@@ -37,6 +37,33 @@ async function metricsText(server: TestServer): Promise<string> {
   return (await fetch(`${server.adminBase}/metrics`)).text();
 }
 
+/** One browser's Checks back to back until stopped; `stop` gives those not allowed. */
+function steadyChecks(browser: AppBrowser): {
+  more(n: number, what: string): Promise<void>;
+  stop(): Promise<Outcome[]>;
+} {
+  const failures: Outcome[] = [];
+  let checks = 0;
+  let stopped = false;
+  const running = (async () => {
+    while (!stopped) {
+      const outcome = await browser.request(`${origin}/page`);
+      checks += 1;
+      if (outcome.kind !== 'allow') failures.push(outcome);
+    }
+  })();
+  return {
+    async more(n, what) {
+      const from = checks;
+      await waitFor(what, () => checks >= from + n);
+    },
+    async stop() {
+      stopped = true;
+      await running;
+      return failures;
+    },
+  };
+}
 describe('store credentials on reload', () => {
   let redis: RedisProcess;
   let provider: TestProvider;
@@ -96,17 +123,8 @@ describe('store credentials on reload', () => {
     try {
       const browser = new AppBrowser(client);
       await browser.login(`${origin}/`);
-      const failures: Outcome[] = [];
-      let checks = 0;
-      let stop = false;
-      const steady = (async () => {
-        while (!stop) {
-          const outcome = await browser.request(`${origin}/page`);
-          checks += 1;
-          if (outcome.kind !== 'allow') failures.push(outcome);
-        }
-      })();
-      await waitFor('steady Checks', () => checks >= 20);
+      const steady = steadyChecks(browser);
+      await steady.more(20, 'steady Checks');
 
       // The operator's order: Redis takes the new password (connections already made stay
       // authenticated), then the Secret is updated and the server reloads.
@@ -137,10 +155,8 @@ describe('store credentials on reload', () => {
         'type',
         'normal',
       );
-      const after = checks;
-      await waitFor('Checks after every connection was dropped', () => checks >= after + 20);
-      stop = true;
-      await steady;
+      await steady.more(20, 'Checks after every connection was dropped');
+      const failures = await steady.stop();
 
       assert.deepEqual(failures, [], 'no Check failed during the rotation');
       assert.equal(server.handle.health.waiting().length, 0);
@@ -252,17 +268,8 @@ describe('store credentials on reload', () => {
     try {
       const browser = new AppBrowser(client);
       await browser.login(`${origin}/`);
-      const failures: Outcome[] = [];
-      let checks = 0;
-      let stop = false;
-      const steady = (async () => {
-        while (!stop) {
-          const outcome = await browser.request(`${origin}/page`);
-          checks += 1;
-          if (outcome.kind !== 'allow') failures.push(outcome);
-        }
-      })();
-      await waitFor('steady Checks', () => checks >= 20);
+      const steady = steadyChecks(browser);
+      await steady.more(20, 'steady Checks');
       await cli(OTHER_PASSWORD, 'config', 'set', 'requirepass', FOURTH_PASSWORD);
       // No signal: the changed Secret file is noticed by the watch.
       await writeFile(passwordFile, FOURTH_PASSWORD + '\n');
@@ -270,10 +277,8 @@ describe('store credentials on reload', () => {
         /store now uses the new settings/.test(proc.output()),
       );
       await cli(FOURTH_PASSWORD, 'client', 'kill', 'type', 'normal');
-      const before = checks;
-      await waitFor('Checks after every connection was dropped', () => checks >= before + 20);
-      stop = true;
-      await steady;
+      await steady.more(20, 'Checks after every connection was dropped');
+      const failures = await steady.stop();
       assert.deepEqual(failures, [], 'no Check failed during the rotation');
       assert.match(proc.output(), /a secret file changed: reloading the configuration/);
       for (const secret of [OTHER_PASSWORD, FOURTH_PASSWORD]) {
