@@ -85,6 +85,12 @@ export interface TestProviderOptions {
   readonly accessTokenTtlSeconds?: number;
   /** ID-token lifetime in seconds; default 3600. */
   readonly idTokenTtlSeconds?: number;
+  /**
+   * Seconds a rotated refresh token may still be used after its first use, each use rotating
+   * again, as Okta's grace period and Auth0's reuse interval allow; default 0: strict rotation,
+   * a second use is `invalid_grant` and revokes the grant.
+   */
+  readonly refreshTokenReuseSeconds?: number;
   /** Refresh-token lifetime in seconds; default 14 days. */
   readonly refreshTokenTtlSeconds?: number;
   /**
@@ -381,8 +387,10 @@ interface StoredRecord {
  * entries across instances, which a refresh herd can overflow; this one is unbounded, private,
  * and can be searched (sessions by `sid`, grants by account).
  */
-function createStorage() {
+function createStorage(refreshTokenReuseSeconds = 0) {
   const records = new Map<string, StoredRecord>();
+  /** Refresh tokens used once, still usable within the reuse interval: key → first use, s. */
+  const reusable = new Map<string, number>();
   const read = (key: string): Record<string, unknown> | undefined => {
     const record = records.get(key);
     if (record === undefined) return undefined;
@@ -412,7 +420,17 @@ function createStorage() {
       return Promise.resolve();
     },
     find(id: string): Promise<Record<string, unknown> | undefined> {
-      return Promise.resolve(read(`${model}:${id}`));
+      const key = `${model}:${id}`;
+      const payload = read(key);
+      const firstUse = reusable.get(key);
+      if (payload !== undefined && firstUse !== undefined) {
+        // Seen unused until the reuse interval has passed, then as used (and reuse revokes).
+        if (Date.now() / 1000 - firstUse >= refreshTokenReuseSeconds) {
+          reusable.delete(key);
+          payload['consumed'] = firstUse;
+        }
+      }
+      return Promise.resolve(payload);
     },
     findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
       for (const [, payload] of entries(model))
@@ -426,8 +444,14 @@ function createStorage() {
       return Promise.resolve(undefined);
     },
     consume(id: string): Promise<void> {
-      const payload = read(`${model}:${id}`);
-      if (payload !== undefined) payload['consumed'] = Math.floor(Date.now() / 1000);
+      const key = `${model}:${id}`;
+      const payload = read(key);
+      if (payload === undefined) return Promise.resolve();
+      if (model === 'RefreshToken' && refreshTokenReuseSeconds > 0) {
+        if (!reusable.has(key)) reusable.set(key, Date.now() / 1000);
+      } else {
+        payload['consumed'] = Math.floor(Date.now() / 1000);
+      }
       return Promise.resolve();
     },
     destroy(id: string): Promise<void> {
@@ -604,7 +628,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
 
   const users = new Map((options.users ?? [DEMO_USER]).map((u) => [u.sub, u]));
   const [rs, es] = await Promise.all([generateSigningKey('RS256'), generateSigningKey('ES256')]);
-  const storage = createStorage();
+  const storage = createStorage(options.refreshTokenReuseSeconds);
   const autoConsent = options.autoConsent ?? true;
   const accessTokenTtl = options.accessTokenTtlSeconds ?? 300;
   const resourceScope = options.resourceScope ?? 'api:read api:write';

@@ -80,12 +80,12 @@ describe('replica faults', () => {
     assertDoneWhen(report);
   });
 
-  it('a replica SIGKILLed mid-refresh, after the provider rotated the token', async () => {
+  it('a replica SIGKILLed mid-refresh, after the provider rotated the token (30 s reuse interval)', async () => {
     const report = await runRow({
-      row: 'Replica SIGKILLed mid-refresh (provider rotated)',
+      row: 'Replica SIGKILLed mid-refresh (provider rotated, 30 s reuse interval)',
       scenario:
-        'three replicas; token answers held at the proxy until one is caught, its replica SIGKILLed, its held answers dropped (the provider had rotated); 4 s access tokens, refresh.skew 2s',
-      rig: { store: 'redis', replicas: 3, accessTokenTtlSeconds: 4 },
+        "three replicas; token answers held at the proxy until one is caught, its replica SIGKILLed, its held answers dropped (the provider had rotated, and accepts the old token again for 30 s, as Okta's grace period and Auth0's reuse interval do); 4 s access tokens, refresh.skew 2s",
+      rig: { store: 'redis', replicas: 3, accessTokenTtlSeconds: 4, refreshTokenReuseSeconds: 30 },
       recoveryMs: 5_000,
       fault: (context) => killMidRefresh(context, 'responses'),
     });
@@ -94,6 +94,20 @@ describe('replica faults', () => {
       'a refresh of the killed replica was in flight',
     );
     assertDoneWhen(report);
+  });
+
+  it('a replica SIGKILLed mid-refresh, after the provider rotated the token (strict rotation): only the sessions whose new tokens died with it end', async () => {
+    const report = await runRow({
+      row: 'Replica SIGKILLed mid-refresh (provider rotated, strict rotation)',
+      scenario:
+        'as above, with a provider that revokes the grant when a rotated refresh token is used again: the only copy of the new tokens died with the replica, so those sessions end at their next refresh; every other user is untouched',
+      rig: { store: 'redis', replicas: 3, accessTokenTtlSeconds: 4 },
+      recoveryMs: 5_000,
+      fault: (context) => killMidRefresh(context, 'responses'),
+    });
+    const dropped = report.extra['refreshGrantsDroppedWithTheReplica'] as number;
+    assert.ok(dropped >= 1, 'a refresh of the killed replica was in flight');
+    assertDoneWhen(report, { sessionsEndedByTheFault: dropped });
   });
 
   it('rolling restart under load, health-checked at the shipped interval / 2', async () => {

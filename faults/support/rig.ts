@@ -60,6 +60,8 @@ export interface RigOptions {
   readonly sessions?: 'cookie' | 'server';
   /** Access tokens' lifetime at the provider; default 300 s (none falls due during a row). */
   readonly accessTokenTtlSeconds?: number;
+  /** The provider's refresh-token reuse interval (see `startTestProvider`); default 0, strict. */
+  readonly refreshTokenReuseSeconds?: number;
   /** `store.redis.replicaAcks` (Sentinel only). */
   readonly replicaAcks?: { readonly replicas: number; readonly timeout?: string };
   /** Merged into the app's `oidc`. */
@@ -167,6 +169,9 @@ export async function startRig(options: RigOptions): Promise<Rig> {
       ],
       users: Array.from({ length: options.users ?? 40 }, (_, i) => ({ sub: userName(i) })),
       accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 300,
+      ...(options.refreshTokenReuseSeconds === undefined
+        ? {}
+        : { refreshTokenReuseSeconds: options.refreshTokenReuseSeconds }),
     });
     target.port = provider.port;
     cleanups.push(() => provider.close());

@@ -88,9 +88,9 @@ export class Authorizer {
     const checkSpan = span;
     if (decision instanceof Promise) {
       return decision.then(
-        ({ app, verdict, overBudget, abandoned, failure }) => {
+        ({ app, verdict, overBudget, overBudgetIn, abandoned, failure }) => {
           if (failure !== undefined) this.#deniedByError(raw, failure, app?.name);
-          if (overBudget !== undefined) this.#overBudget(raw, app?.name, overBudget);
+          if (overBudget !== undefined) this.#overBudget(raw, app?.name, overBudget, overBudgetIn);
           if (abandoned === true) {
             this.#logger.info(
               { requestId: raw.id, app: app?.name, ms: Math.round(performance.now() - started) },
@@ -120,9 +120,20 @@ export class Authorizer {
    * A Check answered `budget_exceeded`: one line now, and one more only if the decision it gave
    * up on then fails without a verdict (a bug that would otherwise go unseen).
    */
-  #overBudget(raw: RawRequest, app: string | undefined, late: Promise<unknown>): void {
+  #overBudget(
+    raw: RawRequest,
+    app: string | undefined,
+    late: Promise<unknown>,
+    where: Decision['overBudgetIn'],
+  ): void {
     this.#logger.warn(
-      { requestId: raw.id, app },
+      {
+        requestId: raw.id,
+        app,
+        step: where?.step,
+        waitingOn: where?.waitingOn,
+        timerLateMs: where?.timerLateMs,
+      },
       "check not decided within request.budget or the caller's deadline: answered 503, the work goes on",
     );
     late.catch((error: unknown) => {

@@ -30,6 +30,10 @@ export interface StepContext extends CallBound {
    * answers without the step (see {@link remainingMs}).
    */
   readonly deadline: number;
+  /** The step the decision is waiting on (its function's name), for the over-budget log line. */
+  pendingStep?: string | undefined;
+  /** What that step said it waits on (`session load`, `refresh`, …), for the same line. */
+  waitingOn?: string | undefined;
 }
 
 /** What a step keeps of the budget to answer after a wait of its own ends, ms. */
@@ -112,6 +116,15 @@ export interface Decision {
    * being made, so that what it ends with (a failure nobody will see otherwise) can be logged.
    */
   readonly overBudget?: Promise<Decision>;
+  /**
+   * With {@link overBudget}: the step that was still waiting, and how late the budget's timer
+   * fired (ms past the deadline: more than a few means the process itself was busy).
+   */
+  readonly overBudgetIn?: {
+    readonly step: string | undefined;
+    readonly waitingOn: string | undefined;
+    readonly timerLateMs: number;
+  };
   /** Set when the caller went away before the decision: its steps stopped there. */
   readonly abandoned?: true;
   /** Set when a step failed with a catalogue error: the verdict is its reply (for the log). */
@@ -207,6 +220,8 @@ export class Pipeline {
       path,
       deadline: callerEnd < budgetEnd ? callerEnd : budgetEnd,
       storeTimedOut: false,
+      pendingStep: undefined,
+      waitingOn: undefined,
     };
     const steps = this.#steps;
     for (let i = 0; i < steps.length; i++) {
@@ -218,6 +233,7 @@ export class Pipeline {
       }
       if (verdict === undefined) continue;
       if (verdict instanceof Promise) {
+        context.pendingStep = steps[i]!.name;
         const decision = this.#settle(verdict, context, i + 1, caller);
         return this.#withinBudget(decision, context, callerEnd < budgetEnd);
       }
@@ -241,6 +257,11 @@ export class Pipeline {
           app: context.app,
           verdict: this.#overBudget,
           overBudget: decision,
+          overBudgetIn: {
+            step: context.pendingStep,
+            waitingOn: context.waitingOn,
+            timerLateMs: Math.round(performance.now() - context.deadline),
+          },
         });
       // Deadlines of the budget come in order (one queue, one timer); a caller's earlier one
       // does not, and gets a timer of its own.
@@ -279,7 +300,9 @@ export class Pipeline {
       const steps = this.#steps;
       for (let i = next; i < steps.length; i++) {
         if (caller?.gone === true) return { app, verdict: this.#overBudget, abandoned: true };
-        const result = steps[i]!(context);
+        const step = steps[i]!;
+        const result = step(context);
+        if (result instanceof Promise) context.pendingStep = step.name;
         const verdict = result instanceof Promise ? await result : result;
         if (verdict !== undefined) return { app, verdict };
       }

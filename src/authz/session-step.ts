@@ -77,6 +77,7 @@ export function createSessionStep(deps: StepDeps): Step {
     const secure = secureFor(context);
     // The decoded-session cache keeps the ID token only for an app that sends it upstream.
     const readsIdToken = app.headers.readsIdToken;
+    context.waitingOn = 'session load';
     const loaded = await app.sessions.load(request.cookies, secure, {
       cacheIdToken: readsIdToken,
       bound: context,
@@ -100,6 +101,7 @@ export function createSessionStep(deps: StepDeps): Step {
       // served at once; a later request picks up the published result (and writes it). Only a
       // request whose access token has expired waits for the refresh, within what is left of
       // its budget (then 503 with Retry-After; the refresh goes on).
+      context.waitingOn = 'refresh';
       const outcome = hasExpired(session.tokens.expiresAt, now)
         ? await app.refresher.refresh(session, remainingMs(context), context)
         : ((await app.refresher.refreshAhead(session, context)) ?? { kind: 'pending' as const });
@@ -110,6 +112,7 @@ export function createSessionStep(deps: StepDeps): Step {
           break;
         case 'refreshed': {
           let written;
+          context.waitingOn = 'session write';
           try {
             written = await app.sessions.update(
               loaded,
@@ -143,6 +146,7 @@ export function createSessionStep(deps: StepDeps): Step {
             { requestId: request.id, app: app.name },
             'session ended: its refresh token was refused',
           );
+          context.waitingOn = 'session end';
           return unauthenticated(context, await app.sessions.end(request.cookies, secure));
         case 'unavailable':
           // The old access token still works: keep serving; else the caller retries later.

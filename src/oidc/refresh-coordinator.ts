@@ -234,9 +234,17 @@ export class RefreshCoordinator {
     return !this.#storeSettled() && this.#withinGrace(session);
   }
 
-  /** Whether this process saw the store degraded less than `outageGrace` ago. */
+  /**
+   * Whether this process saw the store degraded less than `outageGrace` ago: here, or by any
+   * other call (server sessions fail at their load while the store is down, before a refresh is
+   * ever asked for).
+   */
   #recentlyDegraded(): boolean {
-    return this.#deps.now() - this.#degradedSeenAt < this.#options.outageGrace;
+    const since = Math.min(
+      this.#deps.now() - this.#degradedSeenAt,
+      this.#deps.msSinceDegraded?.() ?? Number.POSITIVE_INFINITY,
+    );
+    return since < this.#options.outageGrace;
   }
 
   #withinGrace(session: Session): boolean {

@@ -212,6 +212,9 @@ describe('Authorizer.decide', () => {
     assert.equal(lines.length, 1);
     assert.equal(lines[0]!['app'], 'web');
     assert.match(String(lines[0]!['msg']), /request\.budget/);
+    // Which step it waited on (the function's name), and how late the budget's timer fired.
+    assert.equal(lines[0]!['step'], 'hung');
+    assert.equal(typeof lines[0]!['timerLateMs'], 'number');
     const text = await metrics.registry.metrics();
     assert.match(text, /eoa_checks_total\{[^}]*reason="unavailable"[^}]*\} 1\n/);
     assert.match(text, /\neoa_checks_in_flight 0\n/);

@@ -98,6 +98,7 @@ function replica(redis: RedisProcess, client: StandaloneClient, outageGrace = 0)
       now: Date.now,
       logger,
       degraded: () => store.degraded(),
+      msSinceDegraded: () => store.msSinceDegraded(),
     },
   );
   return {
@@ -392,6 +393,41 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
       slow.release();
       await recovering.close();
       await fresh.close();
+    }
+  });
+
+  it('with refresh.outageGrace, an outage seen only by other calls (server sessions fail at their load): a grant after it that outlasts the budget is deferred, not 503', async () => {
+    const slow = heldGrants(client);
+    const recovering = replica(redis, slow.client, 60_000);
+    try {
+      const session = await expiredSession(client);
+      await redis.kill('SIGKILL');
+      try {
+        // Only the session store's reads fail meanwhile: no refresh is asked for.
+        await waitFor('the store to be seen down', async () => {
+          await recovering.store.durable.get('session:x').catch(() => undefined);
+          return recovering.store.degraded();
+        });
+      } finally {
+        await redis.restart();
+      }
+      await waitFor('the store to be back', async () => {
+        await recovering.store.durable.get('session:x').catch(() => undefined);
+        return !recovering.store.degraded();
+      });
+      await delay(STORE_RECOVERY);
+      slow.hold();
+      const late = await recovering.refresher.refresh(session, 1_000);
+      await waitFor('the grant to have started', () => slow.held() === 1);
+      assert.equal(late.kind, 'deferred', 'served on its tokens while the grant runs');
+      slow.release();
+      await waitFor('the held grant to publish its result', async () => {
+        const outcome = await recovering.refresher.refresh(session, 1_000);
+        return outcome.kind === 'refreshed';
+      });
+    } finally {
+      slow.release();
+      await recovering.close();
     }
   });
 
