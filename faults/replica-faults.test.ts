@@ -107,7 +107,13 @@ describe('replica faults', () => {
     });
     const dropped = report.extra['refreshGrantsDroppedWithTheReplica'] as number;
     assert.ok(dropped >= 1, 'a refresh of the killed replica was in flight');
-    assertDoneWhen(report, { sessionsEndedByTheFault: dropped });
+    // The limit, not the promise: at most the sessions whose new tokens died end; the Checks of
+    // those users meanwhile (401, or 503 while their refresh is refused) are the fault's.
+    assert.ok(
+      report.sessionsLost <= dropped,
+      `${report.sessionsLost} sessions lost, ${dropped} grants dropped with the replica`,
+    );
+    assert.deepEqual(report.loginsFailed, {});
   });
 
   it('rolling restart under load, health-checked at the shipped interval / 2', async () => {

@@ -88,8 +88,20 @@ export class Authorizer {
     const checkSpan = span;
     if (decision instanceof Promise) {
       return decision.then(
-        ({ app, verdict, overBudget, overBudgetIn, abandoned, failure }) => {
+        ({ app, verdict, overBudget, overBudgetIn, slowIn, abandoned, failure }) => {
           if (failure !== undefined) this.#deniedByError(raw, failure, app?.name);
+          if (slowIn !== undefined) {
+            this.#logger.debug(
+              {
+                requestId: raw.id,
+                app: app?.name,
+                ms: Math.round(performance.now() - started),
+                step: slowIn.step,
+                waitingOn: slowIn.waitingOn,
+              },
+              'check slow: decided with less than half of request.budget left',
+            );
+          }
           if (overBudget !== undefined) this.#overBudget(raw, app?.name, overBudget, overBudgetIn);
           if (abandoned === true) {
             this.#logger.info(

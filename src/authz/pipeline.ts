@@ -120,6 +120,11 @@ export interface Decision {
    * With {@link overBudget}: the step that was still waiting, and how late the budget's timer
    * fired (ms past the deadline: more than a few means the process itself was busy).
    */
+  /**
+   * Set on a decision that took more than half the budget: the step that waited last and what
+   * on, for the debug line that explains a slow Check.
+   */
+  readonly slowIn?: { readonly step: string | undefined; readonly waitingOn: string | undefined };
   readonly overBudgetIn?: {
     readonly step: string | undefined;
     readonly waitingOn: string | undefined;
@@ -271,6 +276,14 @@ export class Pipeline {
       decision.then(
         (settled) => {
           watch.settle();
+          // Slow but in time: say where it waited (one object, only for those).
+          if (context.deadline - performance.now() < this.#budgetMs / 2) {
+            resolve({
+              ...settled,
+              slowIn: { step: context.pendingStep, waitingOn: context.waitingOn },
+            });
+            return;
+          }
           resolve(settled);
         },
         (error: unknown) => {

@@ -350,12 +350,22 @@ export class RefreshCoordinator {
     waitMs: number,
   ): Promise<RefreshOutcome> {
     let timer: NodeJS.Timeout | undefined;
+    let halfway: NodeJS.Timeout | undefined;
     const timedOut = new Promise<RefreshOutcome>((resolve) => {
+      // Still held by the store halfway through (neither at the provider nor behind another
+      // replica's lock): deferred then, as a Check's store read gives up at half its budget.
+      // The answer at the end would be the same; waiting for it only holds the request.
+      halfway = setTimeout(() => {
+        if (!this.#waitingOn.has(id) && this.#withinGrace(session)) resolve({ kind: 'deferred' });
+      }, waitMs / 2);
       timer = setTimeout(() => {
         resolve(this.#lateAnswer(id, session));
       }, waitMs);
     });
-    return Promise.race([running, timedOut]).finally(() => clearTimeout(timer));
+    return Promise.race([running, timedOut]).finally(() => {
+      clearTimeout(timer);
+      clearTimeout(halfway);
+    });
   }
 
   /**

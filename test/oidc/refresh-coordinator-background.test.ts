@@ -1,6 +1,6 @@
 /** Refreshes nobody waits for: bounded waits, results kept past them, failures caught and logged once. */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import type { OidcClient, RefreshResult } from '../../src/oidc/oidc-client.ts';
 import { GrantLimiter, RefreshCoordinator } from '../../src/oidc/refresh-coordinator.ts';
 import type { Session } from '../../src/session/session.ts';
@@ -32,9 +32,20 @@ async function grantsReached(pending: readonly unknown[], count: number): Promis
   }
 }
 
-function coordinator(oidc: OidcClient, waitTimeout: number) {
+function coordinator(
+  oidc: OidcClient,
+  waitTimeout: number,
+  options: { outageGrace?: number; storeHangs?: boolean } = {},
+) {
   const now = () => Date.now();
-  const keyspaces = createAppKeyspaces(createMemoryBackend({ now }), {
+  const memory = createMemoryBackend({ now });
+  // A store that never answers a read (hung, not yet known down).
+  const backend = options.storeHangs
+    ? Object.assign(Object.create(memory) as typeof memory, {
+        get: () => new Promise<never>(() => undefined),
+      })
+    : memory;
+  const keyspaces = createAppKeyspaces(backend, {
     app: 'web',
     sessionMaxAge: 86_400_000,
     loginTimeout: 600_000,
@@ -59,7 +70,7 @@ function coordinator(oidc: OidcClient, waitTimeout: number) {
       cooldown: 30_000,
       resultTtl: 60_000,
       storeRecovery: 0,
-      outageGrace: 0,
+      outageGrace: options.outageGrace ?? 0,
     },
     {
       oidc,
@@ -115,6 +126,47 @@ describe('refresh coordinator: refreshes nobody waits for', () => {
     const found = await refresher.refreshAhead(s);
     assert.equal(found?.kind === 'refreshed' && found.tokens.refreshToken, 'rt-2');
     assert.equal(pending.length, 1);
+  });
+
+  it('an expired session whose refresh is still held by the store halfway through its wait is deferred then, not at the end', async (t) => {
+    t.after(() => mock.timers.reset());
+    const { oidc, pending } = handAnsweredProvider();
+    const { refresher } = coordinator(oidc, 5_000, { outageGrace: 60_000, storeHangs: true });
+    const expired = { ...session('rt-hung'), tokens: { ...session('rt-hung').tokens } };
+    expired.tokens.expiresAt = Date.now() - 1_000;
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let answered: string | undefined;
+    const outcome = refresher.refresh(expired, 200).then((o) => (answered = o.kind));
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    await settle();
+    mock.timers.tick(99);
+    await settle();
+    assert.equal(answered, undefined, 'still waiting before half of its bound');
+    mock.timers.tick(1);
+    await settle();
+    assert.equal(answered, 'deferred', 'served on its tokens at half of its bound');
+    await outcome;
+    assert.equal(pending.length, 0, 'no grant: the store never answered');
+  });
+
+  it('with outageGrace 0 the halfway mark changes nothing: the caller waits its whole bound', async (t) => {
+    t.after(() => mock.timers.reset());
+    const { oidc } = handAnsweredProvider();
+    const { refresher } = coordinator(oidc, 5_000, { storeHangs: true });
+    const expired = { ...session('rt-hung-0'), tokens: { ...session('rt-hung-0').tokens } };
+    expired.tokens.expiresAt = Date.now() - 1_000;
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let answered: string | undefined;
+    const outcome = refresher.refresh(expired, 200).then((o) => (answered = o.kind));
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    await settle();
+    mock.timers.tick(150);
+    await settle();
+    assert.equal(answered, undefined);
+    mock.timers.tick(50);
+    await settle();
+    assert.equal(answered, 'unavailable', '503 at the end of its bound, never a login');
+    await outcome;
   });
 
   it('a caller waits at most waitTimeout; the grant runs on and its rotated token is kept', async () => {
