@@ -10,7 +10,7 @@ import {
   type RedisClient,
   type RedisConnectionOptions,
 } from './redis-connection.ts';
-import { createReplicaGate, onlineReplicas, ShortOfReplicasError } from './replica-gate.ts';
+import { createReplicaGate, ShortOfReplicasError } from './replica-gate.ts';
 import { checkTtl, type StoreBackend } from './store-backend.ts';
 
 /** Why a Redis operation failed; stable so callers and breakers can tell outages from bugs. */
@@ -215,32 +215,10 @@ export function createRedisBackend(
       : createReplicaGate({
           required: acks.replicas,
           timeoutMs: acks.timeoutMs,
-          acknowledged: replicasStreaming,
+          // `WAIT 0 0` never blocks: replicas holding everything this connection wrote.
+          acknowledged: async () => Number(await client.call('wait', 0, 0)),
           log,
         });
-
-  /** Set once the user may not run `INFO` (an ACL without @dangerous). */
-  let infoRefused = false;
-  /**
-   * For the gate: replicas in sync now, from `INFO replication`. A user the ACL keeps from `INFO`
-   * falls back to `WAIT 0 0` (replicas that reported holding this connection's writes, which
-   * lags up to the replicas' one-second report), with one line saying so.
-   */
-  async function replicasStreaming(): Promise<number> {
-    if (!infoRefused) {
-      try {
-        return onlineReplicas(String(await client.call('info', 'replication')));
-      } catch (error) {
-        if (!(error instanceof Error && /^NOPERM\b/.test(error.message))) throw error;
-        infoRefused = true;
-        log.info(
-          { fallback: 'WAIT 0 0' },
-          'the redis user may not run INFO: writes are let through again up to a second after a replica is back',
-        );
-      }
-    }
-    return Number(await client.call('wait', 0, 0));
-  }
 
   let everReady = false;
   let down = false;

@@ -19,11 +19,9 @@ export interface ReplicaGateOptions {
   /** How long a write's `WAIT` waits (`replicaAcks.timeoutMs`), for the log line. */
   readonly timeoutMs: number;
   /**
-   * Replicas the master streams writes to now, asked without blocking (`INFO replication`,
-   * those `online`): no write is sent and nothing waits. A replica counts as soon as its
-   * initial sync is done, not a second later when it next reports its offset; the write let
-   * through still waits for its own `WAIT`, so an optimistic count costs one write's timeout,
-   * never an unconfirmed acknowledgement.
+   * Replicas that hold everything this connection wrote so far, asked without blocking
+   * (`WAIT 0 0`): no write is sent and nothing waits. It counts what replicas last reported
+   * (they report every second), so it may lag by that much, never overstate.
    */
   readonly acknowledged: () => Promise<number>;
   readonly log: Logger;
@@ -46,10 +44,9 @@ export interface ReplicaGate {
  * Why a gate: Redis `WAIT` alone makes every write wait its full timeout while no replica is
  * there (a promoted master with none left, the only replica killed), and applies each write on
  * the master without confirming it. Once one write came back short, the gate asks the master
- * (without blocking) how many replicas it is streaming to before sending the next: while short,
- * writes fail in one round trip; once a replica returned and finished its sync, the next write
- * goes through (its `WAIT` asks the replica for its offset at once). No timer: the writes
- * themselves probe.
+ * (without blocking) how many replicas hold this connection's writes before sending the next:
+ * while short, writes fail in one round trip; once a replica returned, caught up and reported
+ * (within about a second), the next write goes through. No timer: the writes themselves probe.
  * The state outlives reconnections: on a new master, the probe answers for the new connection.
  *
  * Logs one warning when writes start being refused (how many replicas acknowledged, how many are
@@ -102,17 +99,4 @@ export function createReplicaGate(options: ReplicaGateOptions): ReplicaGate {
       else short(acknowledged);
     },
   };
-}
-
-/**
- * Counts the replicas an `INFO replication` reply lists as `online` (sync done, writes
- * streaming). Replicas still loading or waiting for a snapshot do not count; a reply from a
- * replica (no `slaveN:` lines) counts 0.
- */
-export function onlineReplicas(info: string): number {
-  let online = 0;
-  for (const line of info.split(/\r?\n/)) {
-    if (/^slave\d+:/.test(line) && /(?:^|[:,])state=online(?:,|$)/.test(line)) online++;
-  }
-  return online;
 }

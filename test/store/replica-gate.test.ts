@@ -1,11 +1,7 @@
 /** The replica gate alone: when it asks, what it refuses, and what it logs. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  createReplicaGate,
-  onlineReplicas,
-  ShortOfReplicasError,
-} from '../../src/store/replica-gate.ts';
+import { createReplicaGate, ShortOfReplicasError } from '../../src/store/replica-gate.ts';
 import { captureLog } from '../resilience/log-capture.ts';
 
 function gateWith(replies: number[]) {
@@ -64,24 +60,5 @@ describe('replica gate', () => {
       ['rejected', 'rejected'],
     );
     assert.equal(probes(), 1);
-  });
-
-  it('counts the replicas INFO replication lists online, nothing else', () => {
-    const master = [
-      '# Replication',
-      'role:master',
-      'connected_slaves:3',
-      'slave0:ip=127.0.0.1,port=6380,state=online,offset=1234,lag=0',
-      'slave1:ip=127.0.0.1,port=6381,state=wait_bgsave,offset=0,lag=0',
-      'slave2:ip=::1,port=6382,state=send_bulk,offset=0,lag=1',
-      'master_replid:0123',
-      '',
-    ].join('\r\n');
-    assert.equal(onlineReplicas(master), 1);
-    assert.equal(onlineReplicas(master.replace('state=send_bulk', 'state=online')), 2);
-    // A replica's own reply, an empty one, and look-alikes in other fields.
-    assert.equal(onlineReplicas('# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n'), 0);
-    assert.equal(onlineReplicas(''), 0);
-    assert.equal(onlineReplicas('slave0:ip=host-state=online,port=1,state=wait_bgsave'), 0);
   });
 });
