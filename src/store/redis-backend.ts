@@ -1,5 +1,6 @@
 /** The Redis store backend: each port primitive as one atomic Redis command or script. */
 import { createHash } from 'node:crypto';
+import { Cluster, type Redis } from 'ioredis';
 import type { RedisConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import { isUnavailableReply } from '../resilience/outage.ts';
@@ -42,6 +43,12 @@ export class RedisStoreError extends Error {
     this.code = code;
   }
 }
+
+/**
+ * How long the replica gate's active check waits for replicas, ms: a replica in sync answers
+ * `WAIT`'s request for its offset within a round trip; one that does not is what is missing.
+ */
+const CONFIRM_WAIT_MS = 50;
 
 /** How a write is acknowledged; see {@link RedisBackendOptions.replicaAcks}. */
 export interface ReplicaAcks {
@@ -217,8 +224,32 @@ export function createRedisBackend(
           timeoutMs: acks.timeoutMs,
           // `WAIT 0 0` never blocks: replicas holding everything this connection wrote.
           acknowledged: async () => Number(await client.call('wait', 0, 0)),
+          confirm: () => confirmReplicas(acks.replicas),
           log,
         });
+
+  /**
+   * The gate's active check: on a connection of its own (a `WAIT` that blocks holds up no
+   * Check), a small write of its own and `WAIT` for it, which asks the replicas for their
+   * offset at once. Made when first needed; closed with the backend.
+   */
+  let confirmer: Redis | undefined;
+  async function confirmReplicas(required: number): Promise<number> {
+    if (closing || client instanceof Cluster) return 0;
+    if (confirmer === undefined) {
+      // Its first check waits for it to connect (bounded by the command timeout).
+      confirmer = client.duplicate({ enableOfflineQueue: true });
+      // Its failures show in the writes it stands for; the main connection logs the outage.
+      confirmer.on('error', () => undefined);
+    }
+    const results = await confirmer
+      .pipeline()
+      .set(`${prefix}replica-gate`, String(Date.now()), 'PX', 10_000)
+      .call('wait', required, CONFIRM_WAIT_MS)
+      .exec();
+    const waited = results?.[1];
+    return waited?.[0] == null && typeof waited?.[1] === 'number' ? waited[1] : 0;
+  }
 
   let everReady = false;
   let down = false;
@@ -455,6 +486,7 @@ export function createRedisBackend(
     },
     async close() {
       closing = true;
+      confirmer?.disconnect();
       try {
         await client.quit();
       } catch {

@@ -24,6 +24,15 @@ export interface ReplicaGateOptions {
    * (they report every second), so it may lag by that much, never overstate.
    */
   readonly acknowledged: () => Promise<number>;
+  /**
+   * An active check, run in the background while short (at most every {@link confirmEveryMs}):
+   * replicas that confirm a small write of its own, on a connection of its own, within a short
+   * `WAIT` — which asks replicas for their offset at once instead of waiting for their
+   * once-a-second report. Its answer lets the next write through as soon as a replica is back.
+   */
+  readonly confirm?: () => Promise<number>;
+  /** Least time between two {@link confirm} checks, ms; default 250. */
+  readonly confirmEveryMs?: number;
   readonly log: Logger;
 }
 
@@ -46,7 +55,9 @@ export interface ReplicaGate {
  * the master without confirming it. Once one write came back short, the gate asks the master
  * (without blocking) how many replicas hold this connection's writes before sending the next:
  * while short, writes fail in one round trip; once a replica returned, caught up and reported
- * (within about a second), the next write goes through. No timer: the writes themselves probe.
+ * (within about a second), the next write goes through. No timer: the writes themselves probe,
+ * and while short they also start, at most every 250 ms, an active check on a connection of its
+ * own (`confirm`), which sees a replica back in sync within a few ms of it.
  * The state outlives reconnections: on a new master, the probe answers for the new connection.
  *
  * Logs one warning when writes start being refused (how many replicas acknowledged, how many are
@@ -57,6 +68,44 @@ export function createReplicaGate(options: ReplicaGateOptions): ReplicaGate {
   let state: 'enough' | 'short' = 'enough';
   let shortSince = 0;
   let probe: Promise<number> | undefined;
+  let confirming = false;
+  let confirmedAt = -Infinity;
+  const confirmEveryMs = options.confirmEveryMs ?? 250;
+
+  /** A check asked for while one ran, or too soon after one: run once allowed. */
+  let later: NodeJS.Timeout | undefined;
+
+  /**
+   * Starts the active check now, or once the one running ends or `confirmEveryMs` since the last
+   * has passed (one timer at most, unref'd); nothing once the gate is open again.
+   */
+  const confirmSoon = (): void => {
+    const confirm = options.confirm;
+    if (confirm === undefined || state === 'enough' || later !== undefined) return;
+    const waitMs = confirming ? confirmEveryMs : confirmEveryMs - (performance.now() - confirmedAt);
+    if (confirming || waitMs > 0) {
+      later = setTimeout(
+        () => {
+          later = undefined;
+          confirmSoon();
+        },
+        Math.max(waitMs, 1),
+      );
+      later.unref();
+      return;
+    }
+    confirming = true;
+    confirmedAt = performance.now();
+    confirm()
+      .then((confirmed) => {
+        if (confirmed >= required && state === 'short') enough();
+      })
+      // A failed check says nothing new: the writes go on asking.
+      .catch(() => undefined)
+      .finally(() => {
+        confirming = false;
+      });
+  };
 
   const enough = (): void => {
     if (state === 'short') {
@@ -92,11 +141,15 @@ export function createReplicaGate(options: ReplicaGateOptions): ReplicaGate {
         return;
       }
       short(acknowledged);
+      confirmSoon();
       throw new ShortOfReplicasError(op, acknowledged, required);
     },
     settled(acknowledged) {
       if (acknowledged >= required) enough();
-      else short(acknowledged);
+      else {
+        short(acknowledged);
+        confirmSoon();
+      }
     },
   };
 }

@@ -178,10 +178,20 @@ describe('redis failover with replicaAcks, through the store breaker', () => {
 
       const restartedAt = Date.now();
       await set.replica.restart();
-      await waitFor('an acknowledged write', async () => {
-        await server.sessions.create(sessionOf(100), TTL);
-        return true;
-      });
+      // In sync as the master sees it: listed online, writes streaming to it.
+      await waitFor('the replica in sync', async () =>
+        /^slave\d+:.*state=online/m.test(await redisCli(set.master.port, 'info', 'replication')),
+      );
+      // One more refused write at most: it starts the gate's own check, which asks the replica
+      // for its offset at once instead of waiting for its once-a-second report, and reopens
+      // the gate without any further write.
+      await server.sessions.create(sessionOf(100), TTL).catch(notReplicated);
+      await waitFor(
+        'the gate to reopen by itself',
+        () => server.log.matching(/^replicas acknowledge writes again/).length > 0,
+        5_000,
+      );
+      await server.sessions.create(sessionOf(101), TTL);
       const recoveredMs = Date.now() - restartedAt;
       assert.equal(server.log.matching(/^replicas acknowledge writes again/).length, 1);
       assert.ok(!server.log.text().includes(server.prefix), 'no key in the log');

@@ -61,4 +61,55 @@ describe('replica gate', () => {
     );
     assert.equal(probes(), 1);
   });
+
+  it('while short, an active check started by a refusal reopens the gate for the next write', async () => {
+    const log = captureLog();
+    const confirmations: ((n: number) => void)[] = [];
+    const gate = createReplicaGate({
+      required: 1,
+      timeoutMs: 500,
+      // The replicas' own reports lag: the passive probe keeps saying 0.
+      acknowledged: () => Promise.resolve(0),
+      confirm: () => new Promise<number>((resolve) => confirmations.push(resolve)),
+      confirmEveryMs: 60_000,
+      log: log.logger,
+    });
+    gate.settled(0);
+    assert.equal(confirmations.length, 1, 'a short write starts one check');
+    await assert.rejects(gate.admit('set'), ShortOfReplicasError);
+    await assert.rejects(gate.admit('set'), ShortOfReplicasError);
+    assert.equal(confirmations.length, 1, 'one at a time, and not again within confirmEveryMs');
+    confirmations[0]!(1);
+    await new Promise((resolve) => setImmediate(resolve));
+    await gate.admit('set');
+    assert.equal(log.matching(/^replicas acknowledge writes again/).length, 1);
+  });
+
+  it('an active check that finds too few replicas, or fails, keeps the gate shut', async () => {
+    const log = captureLog();
+    const answers: (() => Promise<number>)[] = [
+      () => Promise.resolve(0),
+      () => Promise.reject(new Error('connection lost')),
+      () => Promise.resolve(1),
+    ];
+    let checks = 0;
+    const gate = createReplicaGate({
+      required: 2,
+      timeoutMs: 500,
+      acknowledged: () => Promise.resolve(1),
+      confirm: () => answers[checks++]?.() ?? Promise.resolve(0),
+      confirmEveryMs: 0,
+      log: log.logger,
+    });
+    gate.settled(1);
+    await new Promise((resolve) => setImmediate(resolve));
+    await assert.rejects(gate.admit('set'), ShortOfReplicasError);
+    await new Promise((resolve) => setImmediate(resolve));
+    await assert.rejects(gate.admit('set'), ShortOfReplicasError);
+    // One check per refusal here (confirmEveryMs 0): 0, then a failure, then 1 of 2 required.
+    assert.equal(checks, 3);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(log.matching(/^replicas acknowledge writes again/).length, 0);
+    await assert.rejects(gate.admit('set'), ShortOfReplicasError);
+  });
 });
