@@ -250,7 +250,8 @@ async function startProviderProcess(
 ): Promise<{ ready: ProviderReady; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [fileURLToPath(import.meta.url), '--provider', '--dpop-jkt', dpopJkt],
+    // One argument: a thumbprint may start with `-`, which parseArgs refuses as a value.
+    [fileURLToPath(import.meta.url), '--provider', `--dpop-jkt=${dpopJkt}`],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const lines = createInterface({ input: child.stdout });
