@@ -105,14 +105,16 @@ export class AllowMemo<K extends object> {
 }
 
 function newEntry(app: AppRuntime, rendered: RenderedIdentity, kept: boolean): MemoEntry {
-  const names = new Set(rendered.headers.map(([name]) => name));
+  // Shared by every identity that sets the same headers: a set per entry would cost a few
+  // hundred bytes and an allocation on each miss.
+  const { names, removals } = app.identityRemovals.setBy(rendered.headers);
   return {
     app,
     headers: Object.freeze(rendered.headers),
     metadata: Object.freeze(rendered.metadata),
     renewAt: rendered.renewAt,
     names,
-    identityRemovals: app.identityRemovals.forSet(names),
+    identityRemovals: removals,
     kept,
     last: undefined,
   };

@@ -402,7 +402,13 @@ function authorize(
       claims: identity.claims,
       auth: { method: 'bearer', clientId: clientIdOf(identity.claims) },
     };
-    const rendered = app.headers.render({ ...input, accessToken: token, idToken: undefined });
+    // Fields by name: a spread followed by more properties takes a slow path (see session-step).
+    const rendered = app.headers.render({
+      claims: input.claims,
+      auth: input.auth,
+      accessToken: token,
+      idToken: undefined,
+    });
     const upstreamHeaders: HeaderPair[] = bearer.userHeaderIsIdentifier
       ? rendered.filter(([name]) => name !== 'x-auth-request-user')
       : rendered;

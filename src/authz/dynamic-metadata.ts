@@ -28,7 +28,11 @@ export function compileDynamicMetadata(
   if (compiled.length === 0) return { render: () => none };
   return {
     render(context) {
-      const full: TemplateContext = { ...context, tokens: noTokens };
+      // Fields by name: a spread followed by more properties takes a slow path in Node 20.
+      const full: TemplateContext =
+        context.auth === undefined
+          ? { claims: context.claims, tokens: noTokens, app: context.app }
+          : { claims: context.claims, tokens: noTokens, app: context.app, auth: context.auth };
       const out: MetadataEntry[] = [];
       for (const { key, template } of compiled) {
         const value = template.render(full);

@@ -82,5 +82,9 @@ export function compileIdentityHeaders(
 
 /** Whether a rendered value may be sent: not empty, and at most 8 KiB as UTF-8. */
 export function fits(value: string): boolean {
-  return value !== '' && Buffer.byteLength(value) <= maxHeaderValueBytes;
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only a long value needs counting.
+  return (
+    value !== '' &&
+    (value.length <= maxHeaderValueBytes / 3 || Buffer.byteLength(value) <= maxHeaderValueBytes)
+  );
 }

@@ -1,6 +1,6 @@
 /** Which request headers pose as an app's identity headers, and the removal lists that keep them out. */
 import { maxIdentityNameSeparators } from '../header-value.ts';
-import { noRemovals, type RemovalList } from './verdict.ts';
+import { noRemovals, type HeaderPair, type RemovalList } from './verdict.ts';
 
 /**
  * The name an upstream may read a header as: CGI, WSGI, PHP, Rack and nginx (with
@@ -41,6 +41,12 @@ const maxCachedLists = 64;
 /** Beyond this many identity headers a set is not keyed by a bit mask (and not cached). */
 const maxMaskedNames = 30;
 
+/** The names an allow's identity headers set, and what must still be removed (see `setBy`). */
+export interface SetHeaders {
+  readonly names: ReadonlySet<string>;
+  readonly removals: RemovalList;
+}
+
 /**
  * An app's identity headers (`names`, lower-case) and what forging them takes, built once at
  * start. A forged copy is any request header whose folded name is an identity header's folded
@@ -53,6 +59,9 @@ export class IdentityRemovals {
   /** Spellings of every name that are not themselves an identity header. */
   readonly #otherSpellings: readonly string[];
   readonly #lists = new Map<number, RemovalList>();
+  /** Each name's bit in the masks that key `#lists` and `#sets`. */
+  readonly #bits = new Map<string, number>();
+  readonly #sets = new Map<number, SetHeaders>();
   /** The removal list of an allow that sets nothing (a public path). */
   readonly all: RemovalList;
 
@@ -68,6 +77,35 @@ export class IdentityRemovals {
     }
     this.#otherSpellings = Object.freeze([...others]);
     this.all = this.#build(undefined);
+    if (this.#names.length <= maxMaskedNames) {
+      this.#names.forEach((name, i) => this.#bits.set(name, 1 << i));
+    }
+  }
+
+  /**
+   * The names `headers` set and their removal list (see `forSet`): the same objects for every
+   * allow that sets the same identity headers, so a remembered identity holds no set of its
+   * own. A set with a name that is not an identity header is built anew each time.
+   */
+  setBy(headers: readonly HeaderPair[]): SetHeaders {
+    let mask = 0;
+    for (const [name] of headers) {
+      const bit = this.#bits.get(name);
+      if (bit === undefined) return this.#setHeaders(headers);
+      mask |= bit;
+    }
+    let found = this.#sets.get(mask);
+    if (found === undefined) {
+      found = this.#setHeaders(headers);
+      if (this.#sets.size < maxCachedLists) this.#sets.set(mask, found);
+    }
+    return found;
+  }
+
+  #setHeaders(headers: readonly HeaderPair[]): SetHeaders {
+    const names = new Set<string>();
+    for (const [name] of headers) names.add(name);
+    return { names, removals: this.forSet(names) };
   }
 
   /**

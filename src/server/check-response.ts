@@ -1,6 +1,9 @@
 /** Verdict → CheckResponse, following Envoy's field rules exactly (ENVOY.md §3). */
 import type { HeaderPair, Verdict } from '../authz/verdict.ts';
 
+/** Frozen verdicts remembered as encoded once (see `CheckResponseEncoder`). */
+const maxSeenOnce = 1_024;
+
 /** Field tags (field number << 3 | wire type 2, length-delimited) used below. */
 const tag1 = 0x0a;
 const tag2 = 0x12;
@@ -171,20 +174,35 @@ function metadataOf(verdict: Verdict, fixed: FixedParts): Buffer {
  * response type of `protos.ts` (pinned by a test against a plain object model of it).
  * The `status` and `dynamic_metadata` of each (app, verdict kind, reason) are encoded once.
  *
- * A frozen verdict is one the pipeline hands out again (a constant, or the last allow of a hot
- * session or token): its bytes are kept with it and returned as they are on every later call.
- * Returned buffers may thus be shared and must not be written to.
+ * A frozen verdict is one the pipeline may hand out again (a constant, or the last allow of a
+ * session or token): from its second encoding on, its bytes are kept with it and returned as
+ * they are on every later call. Returned buffers may thus be shared and must not be written to.
  */
 export class CheckResponseEncoder {
   /** By app, then code and reason; bounded by the config, like the metric children. */
   readonly #fixed = new Map<string | undefined, Map<string, FixedParts>>();
   readonly #shared = new WeakMap<Verdict, { readonly app: string | undefined; bytes: Buffer }>();
+  /**
+   * Frozen verdicts encoded once and not kept yet, oldest first, at most `maxSeenOnce`: only
+   * a second encoding keeps the bytes. An allow of a session beyond the allow memo is encoded
+   * once and dropped; keeping each in the `WeakMap` cost more (a copy, and the collector's work
+   * on a weak table of short-lived keys) than encoding it.
+   */
+  readonly #seenOnce = new Set<Verdict>();
 
   encode(verdict: Verdict, app: string | undefined): Buffer {
     if (!Object.isFrozen(verdict)) return this.#encode(verdict, app);
     const kept = this.#shared.get(verdict);
     if (kept !== undefined && kept.app === app) return kept.bytes;
     const encoded = this.#encode(verdict, app);
+    if (kept === undefined && !this.#seenOnce.delete(verdict)) {
+      if (this.#seenOnce.size >= maxSeenOnce) {
+        const oldest = this.#seenOnce.values().next();
+        if (oldest.done !== true) this.#seenOnce.delete(oldest.value);
+      }
+      this.#seenOnce.add(verdict);
+      return encoded;
+    }
     // A pooled buffer would pin its whole slab for as long as the verdict lives.
     const bytes = Buffer.allocUnsafeSlow(encoded.length);
     encoded.copy(bytes);

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AllowMemo, allowFor, type RenderedIdentity } from '../../src/authz/allow-memo.ts';
 import type { AppRuntime } from '../../src/authz/app-runtime.ts';
+import { compileIdentityHeaders } from '../../src/authz/identity-headers.ts';
 import { IdentityRemovals } from '../../src/authz/identity-removals.ts';
+import { CheckResponseEncoder } from '../../src/server/check-response.ts';
 import type { HeaderPair } from '../../src/authz/verdict.ts';
 
 /** The memo compares apps by identity only. */
@@ -108,5 +110,62 @@ describe('AllowMemo', () => {
     const next = allowFor(renewed, 'session', [], undefined, undefined);
     assert.notEqual(next, first, 'the renewed entry builds its own allow');
     assert.deepEqual(next.metadata, [['user', '2']]);
+  });
+
+  it('gives two sessions of one sub their own headers, names and removals, and encodes each', () => {
+    const upstreamHeaders = {
+      'x-auth-request-user': '{{ claims.sub }}',
+      'x-auth-request-email': '{{ claims.email }}',
+      'x-auth-request-preferred-username': '{{ claims.preferred_username }}',
+    };
+    const headers = compileIdentityHeaders({
+      name: 'web',
+      upstreamHeaders,
+      passAccessToken: false,
+      passIdToken: false,
+    });
+    const removals = new IdentityRemovals(headers.names);
+    const app = { name: 'web', identityRemovals: removals } as unknown as AppRuntime;
+    const memo = new AllowMemo<object>();
+    const entryOf = (claims: Record<string, unknown>) =>
+      memo.entryFor({ claims }, app, 0, () => ({
+        headers: headers.render({ claims, accessToken: 'at', idToken: undefined }),
+        metadata: [],
+        renewAt: Infinity,
+      }));
+    const zoe = entryOf({ sub: 'u1', email: 'zoë@example.com', preferred_username: 'Zoë' });
+    // The same sub after a refresh, with an email that would split the header: left out.
+    const split = entryOf({
+      sub: 'u1',
+      email: 'a@example.com\r\nx-admin: 1',
+      preferred_username: 'Zoë',
+    });
+    const other = entryOf({ sub: 'u2', email: 'b@example.com', preferred_username: 'Bø' });
+
+    assert.deepEqual(zoe.headers, [
+      ['x-auth-request-user', 'u1'],
+      ['x-auth-request-email', 'zoë@example.com'],
+      ['x-auth-request-preferred-username', 'Zoë'],
+    ]);
+    assert.deepEqual(split.headers, [
+      ['x-auth-request-user', 'u1'],
+      ['x-auth-request-preferred-username', 'Zoë'],
+    ]);
+    assert.equal(split.names.has('x-auth-request-email'), false);
+    assert.ok(split.identityRemovals.names.includes('x-auth-request-email'), 'a forged one goes');
+    assert.equal(zoe.identityRemovals.names.includes('x-auth-request-email'), false);
+    assert.equal(other.names, zoe.names, 'the same headers set: one shared set of names');
+    assert.notEqual(split.names, zoe.names);
+
+    const encoder = new CheckResponseEncoder();
+    const bytesOf = (entry: typeof zoe) => {
+      const verdict = allowFor(entry, 'session', [], undefined, undefined);
+      return Buffer.from(encoder.encode(verdict, 'web')).toString('utf8');
+    };
+    assert.ok(bytesOf(zoe).includes('zoë@example.com'));
+    assert.ok(bytesOf(zoe).includes('Zoë'));
+    assert.equal(bytesOf(split).includes('a@example.com'), false);
+    assert.ok(bytesOf(other).includes('Bø'));
+    assert.equal(bytesOf(other).includes('Zoë'), false);
   });
 });

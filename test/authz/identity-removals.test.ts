@@ -57,6 +57,52 @@ describe('identity removals', () => {
     assert.equal(removals.forSet(new Set()), removals.all);
   });
 
+  it('gives allows that set the same identity headers the same names and removal list', () => {
+    const removals = new IdentityRemovals(['x-a-b', 'x-c', 'authorization']);
+    const one = removals.setBy([
+      ['x-a-b', 'alice'],
+      ['x-c', 'zoë'],
+    ]);
+    assert.deepEqual([...one.names].sort(), ['x-a-b', 'x-c']);
+    assert.equal(one.removals, removals.forSet(new Set(['x-a-b', 'x-c'])));
+    // Other values, another order: the same objects.
+    assert.equal(
+      removals.setBy([
+        ['x-c', 'bob'],
+        ['x-a-b', 'bob'],
+      ]),
+      one,
+    );
+    const fewer = removals.setBy([['x-a-b', 'carol']]);
+    assert.notEqual(fewer, one);
+    assert.deepEqual([...fewer.names], ['x-a-b']);
+    assert.deepEqual([...fewer.removals.names].sort(), [
+      'authorization',
+      'x-a_b',
+      'x-c',
+      'x_a-b',
+      'x_a_b',
+      'x_c',
+    ]);
+    const none = removals.setBy([]);
+    assert.equal(none.names.size, 0);
+    assert.equal(none.removals, removals.all);
+    // A name that is no identity header: its own set each time, the identity ones still not listed.
+    const other = removals.setBy([
+      ['x-a-b', 'dave'],
+      ['x-other', 'v'],
+    ]);
+    assert.deepEqual([...other.names].sort(), ['x-a-b', 'x-other']);
+    assert.equal(other.removals, fewer.removals);
+    assert.notEqual(
+      removals.setBy([
+        ['x-a-b', 'dave'],
+        ['x-other', 'v'],
+      ]),
+      other,
+    );
+  });
+
   it('never lists a configured identity header that is set, though it spells another', () => {
     const removals = new IdentityRemovals(['x-user', 'x_user']);
     assert.deepEqual([...removals.forSet(new Set(['x-user', 'x_user'])).names], []);

@@ -135,7 +135,11 @@ describe('hot Checks', () => {
     assert.equal(second.verdict, first.verdict, 'the same allow object');
     assert.ok(Object.isFrozen(second.verdict), 'and it cannot change');
     const encoder = new CheckResponseEncoder();
-    assert.equal(encoder.encode(second.verdict, 'web'), encoder.encode(first.verdict, 'web'));
+    // Kept from its second encoding on: an allow encoded once (beyond the memo) is not.
+    const once = encoder.encode(first.verdict, 'web');
+    const kept = encoder.encode(second.verdict, 'web');
+    assert.deepEqual(kept, once);
+    assert.equal(encoder.encode(second.verdict, 'web'), kept);
 
     const other = await server.handle.authorizer.decide(
       rawRequest(`${web}/x`, [['cookie', `${browser.cookieHeader()!}; c=3`]]),

@@ -94,16 +94,39 @@ describe('CheckResponseEncoder', () => {
     assert.deepEqual(ok?.headers_to_remove, ['x-auth-request-groups', 'cookie']);
   });
 
-  it('keeps the bytes of a frozen verdict, per app, and not of others', () => {
+  it('keeps the bytes of a frozen verdict encoded twice, per app, and not of others', () => {
     const encoder = new CheckResponseEncoder();
     const shared = Object.freeze(allow('session', { upstreamHeaders: [['x-u', 'alice']] }));
+    const once = encoder.encode(shared, 'web');
     const first = encoder.encode(shared, 'web');
+    assert.notEqual(first, once, 'encoded once: nothing kept yet');
+    assert.deepEqual(first, once);
     assert.equal(encoder.encode(shared, 'web'), first, 'the same buffer again');
+    assert.equal(encoder.encode(shared, 'web'), first, 'and again');
     const other = encoder.encode(shared, 'admin');
     assert.notEqual(other, first);
     assert.deepEqual(other, referenceBytes(shared, 'admin'));
 
     const fresh = allow('session', { upstreamHeaders: [['x-u', 'alice']] });
     assert.notEqual(encoder.encode(fresh, 'web'), encoder.encode(fresh, 'web'));
+  });
+
+  it('remembers at most 1,024 verdicts encoded once: an older one is encoded again', () => {
+    const encoder = new CheckResponseEncoder();
+    const verdictOf = (i: number) =>
+      Object.freeze(allow('session', { upstreamHeaders: [['x-u', `user-${i}`]] }));
+    const oldest = verdictOf(0);
+    encoder.encode(oldest, 'web');
+    const newer = Array.from({ length: 1_024 }, (_, i) => verdictOf(i + 1));
+    for (const verdict of newer) encoder.encode(verdict, 'web');
+    // Pushed out: its next encoding counts as its first again, so it is not kept.
+    const again = encoder.encode(oldest, 'web');
+    assert.notEqual(encoder.encode(oldest, 'web'), again);
+    assert.deepEqual(again, referenceBytes(oldest, 'web'));
+    // The newest of them is still remembered: its second encoding is kept.
+    const last = newer[newer.length - 1]!;
+    const kept = encoder.encode(last, 'web');
+    assert.equal(encoder.encode(last, 'web'), kept);
+    assert.deepEqual(kept, referenceBytes(last, 'web'));
   });
 });

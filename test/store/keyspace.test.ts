@@ -136,6 +136,39 @@ describe('app keyspaces', () => {
     void backend.close();
   });
 
+  it('escapes every key part exactly as encodeURIComponent does', () => {
+    const backend = createMemoryBackend({ sweepIntervalMs: 0 });
+    const ks = createAppKeyspaces(backend, {
+      app: 'web',
+      sessionMaxAge: 86_400_000,
+      loginTimeout: 600_000,
+      refreshLockTtl: 10_000,
+      refreshResultTtl: 60_000,
+    });
+    const parts = [
+      '',
+      "AZaz09-_.!~*'()",
+      'a:b',
+      'a b',
+      'a%3Ab',
+      'user@example.com',
+      'zoë',
+      '名前',
+      'a\r\nb',
+      'a/b?c#d&e=f+g',
+      '😀',
+      sha256Base64url('x'),
+    ];
+    for (const value of parts) {
+      const expected = encodeURIComponent(value);
+      assert.equal(ks.endedSessions.keyFor(value), `session-ended:web:${expected}`, value);
+      assert.equal(ks.logoutMarks.keyFor({ by: 'sub', value }), `logout:web:sub:${expected}`);
+    }
+    // A lone surrogate cannot be escaped: refused as before, never used as it is.
+    assert.throws(() => ks.endedSessions.keyFor('a\ud800'), URIError);
+    void backend.close();
+  });
+
   it('revoked token ids live until the token expiry', async () => {
     const clock = manualClock();
     const backend = createMemoryBackend({ now: clock.now, sweepIntervalMs: 0 });
