@@ -1,5 +1,5 @@
 /** The realistic-scale workloads in the report: the "Realistic scale" tables and a latency chart. */
-import type { RealisticResult } from './realistic.ts';
+import { p99AtHalfTarget, p99RatioAtHalf, type RealisticResult } from './realistic.ts';
 
 const fixed = (n: number | undefined, digits = 0): string =>
   n === undefined || Number.isNaN(n) ? '–' : n.toFixed(digits);
@@ -38,18 +38,24 @@ export function renderRealisticMarkdown(results: readonly RealisticResult[]): st
   lines.push(
     '',
     "Latency at shares of each workload's maximum rate, open loop (from the scheduled start), " +
-      'next to the floor at the same rate: p50 / p99 / p99.9 ms.',
+      `next to the floor at the same rate: p50 / p99 / p99.9 ms. Target: p99 at 50% within ` +
+      `${p99AtHalfTarget}× of the floor's.`,
     '',
-    '| workload | load | checks/s | server p50 / p99 / p99.9 | floor p50 / p99 / p99.9 | p99 ÷ floor p99 |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| workload | load | checks/s | server p50 / p99 / p99.9 | floor p50 / p99 / p99.9 | p99 ÷ floor p99 | target |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const r of results) {
+    const ratio = p99RatioAtHalf(r.latency);
     for (const l of r.latency) {
+      const target =
+        l.load !== 0.5 || ratio === undefined
+          ? '–'
+          : `≤ ${p99AtHalfTarget}× ${ratio <= p99AtHalfTarget ? 'met' : '**missed**'}`;
       lines.push(
         `| ${r.title} | ${pct(l.load)} | ${l.rate} | ` +
           `${fixed(l.server.p50, 2)} / ${fixed(l.server.p99, 2)} / ${fixed(l.server.p999, 2)} | ` +
           `${fixed(l.floor.p50, 2)} / ${fixed(l.floor.p99, 2)} / ${fixed(l.floor.p999, 2)} | ` +
-          `${fixed(l.server.p99 / l.floor.p99, 2)} |`,
+          `${fixed(l.server.p99 / l.floor.p99, 2)} | ${target} |`,
       );
     }
   }
@@ -70,7 +76,7 @@ export function renderLatencySvg(results: readonly RealisticResult[], subtitle: 
   const rowHeight = 40;
   const left = 330;
   const panel = 520;
-  const width = left + panel + 60;
+  const width = left + panel + 130;
   const top = 70;
   const height = top + rows.length * rowHeight + 50;
   const values = rows.flatMap(({ l }) => [l.server.p999, l.floor.p999]).filter(Number.isFinite);
@@ -102,10 +108,11 @@ export function renderLatencySvg(results: readonly RealisticResult[], subtitle: 
       `<text x="${left - 10}" y="${y + 18}" text-anchor="end">${escape(`${r.title} @ ${Math.round(l.load * 100)}%`)}</text>`,
       ...bar(y + 10, l.server, '#3b7dd8'),
       ...bar(y + 24, l.floor, '#999'),
+      `<text x="${left + panel + 20}" y="${y + 18}" fill="${l.load === 0.5 && l.server.p99 > p99AtHalfTarget * l.floor.p99 ? '#c0392b' : '#555'}">p99 ×${fixed(l.server.p99 / l.floor.p99, 2)}</text>`,
     );
   });
   out.push(
-    `<text x="${left}" y="${height - 16}" fill="#555">dot p50 · box p99 · tick p99.9 · load: share of the workload's maximum checks/s</text>`,
+    `<text x="${left}" y="${height - 16}" fill="#555">dot p50 · box p99 · tick p99.9 · load: share of the workload's maximum checks/s · p99 ×: server ÷ floor (target at 50%: ≤ ${p99AtHalfTarget})</text>`,
     '</svg>',
   );
   return out.join('\n') + '\n';

@@ -55,6 +55,32 @@ export interface Floor {
   readonly pid: number;
 }
 
+/** p99 at half load within this many times the floor's at the same rate (issue target). */
+export const p99AtHalfTarget = 1.3;
+
+/**
+ * The open-loop rates latency is measured at: each share of the maximum `rps`, whole calls per
+ * second and never below one, in the order given.
+ */
+export function latencyRates(
+  rps: number,
+  loads: readonly number[],
+): { readonly load: number; readonly rate: number }[] {
+  if (!Number.isFinite(rps) || rps <= 0)
+    throw new Error(`no maximum rate to take shares of: ${rps}`);
+  return loads.map((load) => {
+    if (!(load > 0 && load <= 1)) throw new Error(`a load is a share of the maximum, got ${load}`);
+    return { load, rate: Math.max(1, Math.round(rps * load)) };
+  });
+}
+
+/** The server's p99 over the floor's at half load, when both were measured. */
+export function p99RatioAtHalf(latency: readonly LatencyPoint[]): number | undefined {
+  const half = latency.find((l) => l.load === 0.5);
+  if (half === undefined || !(half.floor.p99 > 0)) return undefined;
+  return half.server.p99 / half.floor.p99;
+}
+
 export interface LatencyPoint {
   /** Share of the server's maximum rate. */
   readonly load: number;
@@ -196,8 +222,7 @@ export async function measureWorkload(
       best = { rps: ours.result.rps, cpuUs: ours.cpuUs, generatorUs: ours.result.cpuUsPerCall };
   }
   const latency: LatencyPoint[] = [];
-  for (const load of plan.latencyLoads) {
-    const rate = Math.max(1, Math.round(best.rps * load));
+  for (const { load, rate } of latencyRates(best.rps, plan.latencyLoads)) {
     const fixed = { rate, connections: plan.latencyConnections };
     const ours = await drive(server, true, plan.seconds, fixed);
     const floor = await drive(floors.transport, false, plan.seconds, fixed);

@@ -48,7 +48,8 @@ export interface MemoryResult {
 }
 
 export interface BenchResults {
-  readonly mode: 'full' | 'smoke';
+  /** `short`: a full run's workloads with `--seconds`/`--rounds` cut down; not the figures. */
+  readonly mode: 'full' | 'smoke' | 'short';
   readonly date: string;
   readonly durationSeconds: number;
   readonly machine: {
