@@ -44,6 +44,23 @@ export function loginRequest(i: number): WorkloadRequest {
 }
 
 /**
+ * `count` unauthenticated navigations, each to a page of its own (path and query differ, so no
+ * answer can be reused): every one a 302 to the provider with fresh login state.
+ */
+export function loginRequests(count: number): WorkloadRequest[] {
+  return Array.from({ length: count }, (_, i) => {
+    const one = loginRequest(i);
+    return {
+      ...one,
+      request: {
+        ...one.request,
+        url: `https://web.example.com/reports/${i % 97}/item/${i}?tab=${i % 7}&q=${i.toString(36)}`,
+      },
+    };
+  });
+}
+
+/**
  * Blocks of 20 Checks: 15 sessions, 4 bearer tokens and 1 new login (75% / 20% / 5%), until
  * every session has been used once; tokens are used in turn.
  */
@@ -95,6 +112,7 @@ export const workloadIds = [
   'many-cookies',
   'server-sessions',
   'bearers',
+  'logins',
   'mix',
   'mix-assertions',
 ] as const;
@@ -145,6 +163,12 @@ export function realisticWorkloads(
       title: `${k(sizes.tokens)} distinct bearer JWTs`,
       floorTarget: 0.75,
       requests: tokens.map((t, i) => bearerRequest(t, i)),
+    }),
+    logins: () => ({
+      id: 'logins',
+      title: `${k(sizes.cookies)} distinct unauthenticated navigations (302 to the provider)`,
+      floorTarget: 0.7,
+      requests: loginRequests(sizes.cookies),
     }),
     mix: () => ({
       id: 'mix',
