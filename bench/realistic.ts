@@ -18,6 +18,31 @@ import { checkCounts, countsDelta } from './server-metrics.ts';
 export interface WorkloadRequest {
   readonly request: DownstreamRequest;
   readonly expected: ExpectedVerdict;
+  /**
+   * A request the server refuses when replayed (a DPoP proof): makes it anew, fresh and unused.
+   * A rotation with such requests is sent to the server with each frame at most once.
+   */
+  readonly renew?: () => WorkloadRequest;
+}
+
+/**
+ * `calls` requests cycling through `requests` from the first: the same objects, except each
+ * once-only request, made anew at every use (so no proof is ever sent twice).
+ */
+export function onceOnlyRotation(
+  requests: readonly WorkloadRequest[],
+  calls: number,
+): WorkloadRequest[] {
+  if (requests.length === 0) throw new Error('no requests to rotate through');
+  return Array.from({ length: calls }, (_, k) => {
+    const one = requests[k % requests.length]!;
+    return one.renew === undefined ? one : one.renew();
+  });
+}
+
+/** Frames for a once-only run: calls at `rate` for `seconds`, half again, plus what is in flight. */
+export function onceOnlyCalls(rate: number, seconds: number, inFlight: number): number {
+  return Math.ceil(rate * seconds * 1.5) + inFlight;
 }
 
 export interface Workload {
@@ -167,6 +192,21 @@ export async function measureWorkload(
   }
   const framesFile = join(scratch, `${workload.id}.grpc`);
   writeFileSync(framesFile, Buffer.concat(frames));
+  // Once-only requests (DPoP proofs) are made anew before each run against the server, enough
+  // for the run, and the generator sends each frame at most once; the floors take the rotation.
+  const onceOnly = workload.requests.some((r) => r.renew !== undefined);
+  const frameOfRequest = new Map(workload.requests.map((r, i) => [r, frames[i]!]));
+  const onceOnlyFrames = (calls: number): Partial<LoadJob> => {
+    const rotation = onceOnlyRotation(workload.requests, calls);
+    const file = join(scratch, `${workload.id}.once.grpc`);
+    writeFileSync(
+      file,
+      Buffer.concat(
+        rotation.map((r) => frameOfRequest.get(r) ?? frameOf(server.envoy, protos, r).frame),
+      ),
+    );
+    return { framesFile: file, labels: rotation.map((r) => label(r.expected)), once: true };
+  };
   const jobFile = join(scratch, `${workload.id}.json`);
   const job = (target: string, seconds: number, extra: Partial<LoadJob> = {}): LoadJob => ({
     target,
@@ -182,17 +222,43 @@ export async function measureWorkload(
   const countsBefore = await checkCounts(server.adminBase);
   // The server's rotation carries on from run to run, so each session is seen in turn.
   let serverAt = 0;
+  /** The fastest rate seen yet, server or floor: what a once-only run must have frames for. */
+  let fastest = 0;
   const drive = async (
     endpoint: Floor,
     isServer: boolean,
     seconds: number,
     extra: Partial<LoadJob> = {},
   ): Promise<{ result: LoadResult; cpuUs: number }> => {
-    const cpuBefore = cpuTimeMs(endpoint.pid);
-    const result = await runLoadProcess(
-      job(endpoint.target, seconds, isServer ? { ...extra, startAt: serverAt } : extra),
-      jobFile,
-    );
+    let cpuBefore = cpuTimeMs(endpoint.pid);
+    let result: LoadResult;
+    if (isServer && onceOnly) {
+      // Frames for the rate, and twice as many again when they ran out (the run is discarded).
+      const inFlight = plan.connections * plan.streams;
+      let calls = onceOnlyCalls(extra.rate ?? fastest, seconds, inFlight);
+      for (let attempt = 1; ; attempt++) {
+        const once = onceOnlyFrames(calls);
+        cpuBefore = cpuTimeMs(endpoint.pid);
+        result = await runLoadProcess(
+          job(endpoint.target, seconds, { ...extra, ...once }),
+          jobFile,
+        );
+        if (!result.exhausted) break;
+        if (attempt === 3) {
+          throw new Error(
+            `${workload.id}: generator limit: ${calls} once-only frames ran out in ${seconds} s`,
+          );
+        }
+        add(served, result.byLabel);
+        calls *= 2;
+      }
+    } else {
+      result = await runLoadProcess(
+        job(endpoint.target, seconds, isServer ? { ...extra, startAt: serverAt } : extra),
+        jobFile,
+      );
+    }
+    if (extra.rate === undefined) fastest = Math.max(fastest, result.rps);
     const cpuUs = ((cpuTimeMs(endpoint.pid) - cpuBefore) * 1000) / Math.max(1, result.calls);
     const wrong = failures(result, endpoint.target);
     if (wrong !== undefined) throw new Error(`${workload.id}: ${wrong}`);

@@ -40,12 +40,15 @@ import {
   realisticWorkloads,
   smokeSizes,
   workloadIds,
+  type DpopTokens,
   type WorkloadId,
 } from './realistic-workloads.ts';
+import { benchDpopClient } from './dpop-signer.ts';
 import { mintSessions } from './session-minting.ts';
 import {
   benchBearerToken,
   benchBearerTokens,
+  benchDpopTokens,
   clientSecret,
   memoryServerConfig,
   redisServerConfig,
@@ -339,6 +342,13 @@ function sessionMemory(sessions: number): BenchResults['memory'][number] {
   return JSON.parse(child.stdout) as BenchResults['memory'][number];
 }
 
+/** A DPoP client key and a fifth as many tokens bound to it as the plain bearer tokens. */
+async function dpopTokens(provider: TestProvider): Promise<DpopTokens> {
+  const signer = benchDpopClient();
+  const count = Math.max(1, Math.round(sizes.tokens / 5));
+  return { signer, tokens: await benchDpopTokens(provider, signer.jkt, count) };
+}
+
 /** Mints what the wanted workloads rotate through, then measures each. */
 async function runRealistic(
   provider: TestProvider,
@@ -374,6 +384,7 @@ async function runRealistic(
         )
       : [],
     tokens: await benchBearerTokens(provider, sizes.tokens),
+    ...(ids.includes('mix-dpop') ? { dpop: await dpopTokens(provider) } : {}),
   };
   const workloads = realisticWorkloads(sizes, minted);
   const transportFloors = {
