@@ -74,7 +74,7 @@ export function renderRealisticMarkdown(results: readonly RealisticResult[]): st
 export function renderLatencySvg(results: readonly RealisticResult[], subtitle: string): string {
   const rows = results.flatMap((r) => r.latency.map((l) => ({ r, l })));
   const rowHeight = 40;
-  const left = 330;
+  const left = 440;
   const panel = 520;
   const width = left + panel + 130;
   const top = 70;

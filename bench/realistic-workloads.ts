@@ -213,7 +213,7 @@ export function realisticWorkloads(
     }),
     logins: () => ({
       id: 'logins',
-      title: `${k(sizes.cookies)} distinct unauthenticated navigations (302 to the provider)`,
+      title: `${k(sizes.cookies)} distinct unauthenticated navigations (302)`,
       floorTarget: 0.7,
       requests: loginRequests(sizes.cookies),
     }),
@@ -232,7 +232,7 @@ export function realisticWorkloads(
       if (dpop === undefined) throw new Error('mix-dpop needs DPoP-bound tokens');
       return {
         id: 'mix-dpop',
-        title: `the mix, 20% of its bearer calls DPoP (${k(dpop.tokens.length)} bound tokens, a fresh proof each)`,
+        title: `the mix, with DPoP on 20% of its bearer calls (${k(dpop.tokens.length)} bound tokens)`,
         requests: mixRequests(cookies.slice(0, sizes.cookies), tokens, dpop),
       };
     },
