@@ -6,7 +6,11 @@ import type { CodecTiming } from './codec-timing.ts';
 import type { HerdResult } from './refresh-herd.ts';
 import type { RealisticResult } from './realistic.ts';
 import type { StartupPhases } from './cold-start.ts';
-import { renderLatencySvg, renderRealisticMarkdown } from './realistic-report.ts';
+import {
+  renderLatencyCurveSvg,
+  renderLatencySvg,
+  renderRealisticMarkdown,
+} from './realistic-report.ts';
 import type { ScenarioId } from './scenarios.ts';
 import type { FixedRate, LoadPlan } from './throughput.ts';
 
@@ -362,12 +366,9 @@ export async function writeReports(results: BenchResults, dir: string): Promise<
   const realistic = results.realistic ?? [];
   if (realistic.length === 0) return Object.values(files);
   const latency = join(dir, 'latest-latency.svg');
-  writeFileSync(
-    latency,
-    renderLatencySvg(
-      realistic,
-      `${results.date} · ${results.machine.nproc} × ${results.machine.cpu} · Node ${results.machine.node} · ${results.mode}`,
-    ),
-  );
-  return [...Object.values(files), latency];
+  const subtitle = `${results.date} · ${results.machine.nproc} × ${results.machine.cpu} · Node ${results.machine.node} · ${results.mode}`;
+  writeFileSync(latency, renderLatencySvg(realistic, subtitle));
+  const curve = join(dir, 'latest-latency-curve.svg');
+  writeFileSync(curve, renderLatencyCurveSvg(realistic, subtitle));
+  return [...Object.values(files), latency, curve];
 }

@@ -2,7 +2,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { latencyRates, p99RatioAtHalf, type LatencyPoint } from '../../bench/realistic.ts';
-import { renderLatencySvg, renderRealisticMarkdown } from '../../bench/realistic-report.ts';
+import {
+  renderLatencyCurveSvg,
+  renderLatencySvg,
+  renderRealisticMarkdown,
+} from '../../bench/realistic-report.ts';
 import type { RealisticResult } from '../../bench/realistic.ts';
 
 const p = (p99: number) => ({ p50: p99 / 4, p99, p999: p99 * 2, max: p99 * 3 });
@@ -48,5 +52,23 @@ describe('bench latency under load', () => {
     assert.match(missed, /≤ 1\.3× \*\*missed\*\*/);
     const svg = renderLatencySvg([result], 'sub');
     assert.equal(svg.match(/p99 ×/g)?.length, 3 + 1, 'one ratio per point, and the legend');
+  });
+
+  it('draws the curve: p99 and p50 for server and floor per workload, the target band at 50%', () => {
+    const latency: LatencyPoint[] = [
+      { load: 0.25, rate: 100, server: p(1), floor: p(1) },
+      { load: 0.5, rate: 200, server: p(2), floor: p(2) },
+      { load: 0.8, rate: 320, server: p(Number.NaN), floor: p(4) },
+    ];
+    const a = { title: 'a <b>', id: 'a', latency, verdicts: {} } as unknown as RealisticResult;
+    const none = { ...a, title: 'none', latency: [] } as RealisticResult;
+    const svg = renderLatencyCurveSvg([a, none, { ...a, title: 'c' }], 'sub');
+    assert.equal(svg.match(/<polyline /g)?.length, 8, 'four lines for each workload measured');
+    assert.ok(!svg.includes('NaN'), 'a point without a figure is left out, not drawn at NaN');
+    assert.ok(svg.includes('a &lt;b&gt;') && !svg.includes('>none<'));
+    assert.equal(svg.match(/fill="#d5e8d4"/g)?.length, 2, 'one target band per workload');
+    // The band spans the floor's p99 at 50% up to 1.3 times it.
+    const band = /<rect x="[\d.]+" y="([\d.]+)" width="12" height="([\d.]+)"/.exec(svg);
+    assert.ok(band !== null && Number(band[2]) > 0);
   });
 });
