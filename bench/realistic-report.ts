@@ -70,7 +70,15 @@ export function renderRealisticMarkdown(results: readonly RealisticResult[]): st
       'verdict (`eoa_checks_total`), and a sample of each rotation was sent once through the ' +
       'Envoy-like client and its answer checked: ' +
       results.map((r) => `${r.id} ${JSON.stringify(r.verdicts)}`).join('; ') +
-      '.',
+      '.' +
+      results
+        .filter((r) => r.onceOnlyRepeats !== undefined)
+        .map(
+          (r) =>
+            ` ${r.id} sent each frame once (fresh DPoP proofs made for each run); ` +
+            `${r.onceOnlyRepeats} run(s) ran out of frames and were repeated with twice as many.`,
+        )
+        .join(''),
   );
   return lines;
 }

@@ -137,6 +137,8 @@ export interface RealisticResult {
   /** The generator's own CPU per call in the server's best run. */
   readonly generatorCpuUsPerCall: number;
   readonly latency: readonly LatencyPoint[];
+  /** Once-only runs discarded because their frames ran out (a generator limit), then repeated. */
+  readonly onceOnlyRepeats?: number;
   readonly runs: {
     readonly server: readonly number[];
     readonly grpcJs: readonly number[];
@@ -222,8 +224,13 @@ export async function measureWorkload(
   const countsBefore = await checkCounts(server.adminBase);
   // The server's rotation carries on from run to run, so each session is seen in turn.
   let serverAt = 0;
-  /** The fastest rate seen yet, server or floor: what a once-only run must have frames for. */
-  let fastest = 0;
+  /**
+   * The server's fastest closed-loop rate yet (before its first run, the floors'): what a
+   * once-only run must have frames for. The floors' alone would ask for far more frames than
+   * the server can use.
+   */
+  let fastest = { server: 0, floor: 0 };
+  let repeats = 0;
   const drive = async (
     endpoint: Floor,
     isServer: boolean,
@@ -235,7 +242,8 @@ export async function measureWorkload(
     if (isServer && onceOnly) {
       // Frames for the rate, and twice as many again when they ran out (the run is discarded).
       const inFlight = plan.connections * plan.streams;
-      let calls = onceOnlyCalls(extra.rate ?? fastest, seconds, inFlight);
+      const rate = extra.rate ?? (fastest.server > 0 ? fastest.server : fastest.floor);
+      let calls = onceOnlyCalls(rate, seconds, inFlight);
       for (let attempt = 1; ; attempt++) {
         const once = onceOnlyFrames(calls);
         cpuBefore = cpuTimeMs(endpoint.pid);
@@ -250,6 +258,7 @@ export async function measureWorkload(
           );
         }
         add(served, result.byLabel);
+        repeats++;
         calls *= 2;
       }
     } else {
@@ -258,7 +267,10 @@ export async function measureWorkload(
         jobFile,
       );
     }
-    if (extra.rate === undefined) fastest = Math.max(fastest, result.rps);
+    if (extra.rate === undefined) {
+      const side = isServer ? 'server' : 'floor';
+      fastest = { ...fastest, [side]: Math.max(fastest[side], result.rps) };
+    }
     const cpuUs = ((cpuTimeMs(endpoint.pid) - cpuBefore) * 1000) / Math.max(1, result.calls);
     const wrong = failures(result, endpoint.target);
     if (wrong !== undefined) throw new Error(`${workload.id}: ${wrong}`);
@@ -327,6 +339,7 @@ export async function measureWorkload(
     cpuRatioToFloor: bestFloor.cpuUs / best.cpuUs,
     generatorCpuUsPerCall: best.generatorUs,
     latency,
+    ...(onceOnly ? { onceOnlyRepeats: repeats } : {}),
     runs,
   };
 }
