@@ -18,6 +18,38 @@ function accepting(port: number): Promise<boolean> {
   });
 }
 
+/** Where a cold start's time went, from the server's `started` log line (ms since spawn). */
+export interface StartupPhases {
+  /** Node's own start and the module graph loaded (the CLI's first line of code). */
+  readonly modules: number;
+  /** The configuration read and validated. */
+  readonly config: number;
+  /** Keys derived, apps built, listeners bound: `startServer` returned. */
+  readonly listening: number;
+  /** SERVING answered: discovery at the provider done (and the health poll's 5 ms). */
+  readonly serving: number;
+}
+
+/** The `startupMs` of the server's `started` log line, if it printed one. */
+export function startupPhasesOf(stdout: string): Omit<StartupPhases, 'serving'> | undefined {
+  for (const line of stdout.split('\n')) {
+    if (!line.includes('"startupMs"')) continue;
+    try {
+      const parsed = JSON.parse(line) as { startupMs?: Record<string, unknown> };
+      const { modules, config, listening } = parsed.startupMs ?? {};
+      if (
+        typeof modules === 'number' &&
+        typeof config === 'number' &&
+        typeof listening === 'number'
+      )
+        return { modules, config, listening };
+    } catch {
+      // Not a log line of ours: keep looking.
+    }
+  }
+  return undefined;
+}
+
 /**
  * Spawns the server with `document`, waits for the gRPC port to accept connections, then polls
  * `grpc.health.v1.Health/Check` every 5 ms; resolves with the milliseconds from spawn until it
@@ -25,11 +57,23 @@ function accepting(port: number): Promise<boolean> {
  * only opened once the port listens.)
  */
 export async function measureColdStart(document: Record<string, unknown>): Promise<number> {
+  return (await measureColdStartPhases(document)).serving;
+}
+
+/**
+ * {@link measureColdStart}, with the phases the server logged; the process start is taken as
+ * the spawn (Node's `performance.timeOrigin` is a few ms after it).
+ */
+export async function measureColdStartPhases(
+  document: Record<string, unknown>,
+): Promise<Partial<StartupPhases> & { readonly serving: number }> {
   const { ports, configPath } = await serverConfigFile(document);
   const started = performance.now();
   const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath], {
-    stdio: 'ignore',
+    stdio: ['ignore', 'pipe', 'ignore'],
   });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let health: ReturnType<typeof healthClient> | undefined;
   try {
@@ -42,7 +86,11 @@ export async function measureColdStart(document: Record<string, unknown>): Promi
     for (;;) {
       if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
       const answer = await health.check('');
-      if (answer.status === servingStatus) return performance.now() - started;
+      if (answer.status === servingStatus) {
+        const serving = performance.now() - started;
+        // The `started` line is written before SERVING can be answered.
+        return { ...startupPhasesOf(stdout), serving };
+      }
       if (performance.now() - started > 10_000) throw new Error('not SERVING within 10 s');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }

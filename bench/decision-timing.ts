@@ -29,9 +29,7 @@ import { AppBrowser } from '../test/support/browser.ts';
 import { EnvoyClient, normaliseRequest } from '../test/support/envoy-client.ts';
 import { startTestServer, type TestServer } from '../test/support/test-server.ts';
 import { loadUpstreamProtos } from '../test/support/upstream-protos.ts';
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { jwkThumbprint } from '../src/authz/dpop-proof.ts';
-import { sha256Base64url } from '../src/digest.ts';
+import { benchDpopClient } from './dpop-signer.ts';
 import { mintedUser, mintSessions } from './session-minting.ts';
 import { navigation } from './realistic-workloads.ts';
 import {
@@ -211,33 +209,6 @@ interface ProviderReady {
 /** Runs of one case: the warm-up, the timed loop and the allocation batches, plus the check. */
 function runsOf(iterations: number): number {
   return 1 + Math.min(5_000, iterations) + iterations + 200 * 50 + 1;
-}
-
-/** A DPoP client's key and a signer of its proofs, with `node:crypto` (synchronous, fast). */
-function benchDpopClient(): { jkt: string; proof: (htu: string, token: string) => string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const jwk = publicKey.export({ format: 'jwk' });
-  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-  const header = b64({ typ: 'dpop+jwt', alg: 'ES256', jwk });
-  let counter = 0;
-  return {
-    jkt: jwkThumbprint(jwk)!,
-    proof: (htu, token) => {
-      counter += 1;
-      const payload = b64({
-        htm: 'GET',
-        htu,
-        iat: Math.floor(Date.now() / 1000),
-        jti: `bench-${counter}-${randomUUID()}`,
-        ath: sha256Base64url(token),
-      });
-      const signature = sign('sha256', Buffer.from(`${header}.${payload}`), {
-        key: privateKey,
-        dsaEncoding: 'ieee-p1363',
-      });
-      return `${header}.${payload}.${signature.toString('base64url')}`;
-    },
-  };
 }
 
 /**

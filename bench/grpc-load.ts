@@ -34,6 +34,11 @@ export interface LoadOptions {
   readonly labels?: readonly string[];
   /** Where in `frames` to start, so consecutive runs carry on through the rotation. */
   readonly startAt?: number;
+  /**
+   * Send each frame at most once (frames a server refuses when replayed, as DPoP proofs): no
+   * call starts once the frames run out, and the result says `exhausted`.
+   */
+  readonly once?: boolean;
 }
 
 export interface LoadResult {
@@ -55,6 +60,8 @@ export interface LoadResult {
   readonly reconnects: number;
   /** Next frame index: the `startAt` of a run that carries on. */
   readonly nextFrame: number;
+  /** With `once`: the frames ran out before the run ended (a generator limit, not the server's). */
+  readonly exhausted: boolean;
   readonly latencyMs: {
     readonly p50: number;
     readonly p99: number;
@@ -124,6 +131,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let stopping = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  let exhausted = false;
   const headers = {
     ':method': 'POST',
     ':path': path,
@@ -140,8 +148,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     latencies[calls++] = ms;
   };
 
-  /** One call; `startedAt` is when it was due (open loop) or sent (closed loop). */
-  const call = (startedAt: number, done: () => void): void => {
+  /**
+   * One call; `startedAt` is when it was due (open loop) or sent (closed loop). False when no
+   * frame is left to send (`once`).
+   */
+  const call = (startedAt: number, done: () => void): boolean => {
+    if (options.once === true && frame >= options.frames.length) {
+      exhausted = true;
+      return false;
+    }
     const index = frame % options.frames.length;
     frame = index + 1;
     const session = sessionAt(connection++ % sessions.length);
@@ -170,7 +185,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       stream = session.request(headers);
     } catch {
       finish(true);
-      return;
+      return true;
     }
     stream.on('response', (h) => {
       httpStatus = Number(h[':status']);
@@ -187,6 +202,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     stream.on('error', () => finish(true));
     stream.on('close', () => finish(httpStatus === 0));
     stream.end(options.frames[index]);
+    return true;
   };
 
   const cpuBefore = process.cpuUsage();
@@ -209,7 +225,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
           Math.floor((now - started) / interval) + 1,
           options.rate! * options.seconds,
         );
-        while (issued < due) call(started + issued++ * interval, () => {});
+        while (issued < due && call(started + issued * interval, () => {})) issued++;
         if (now >= endAt) resolve();
         else setTimeout(tick, Math.max(0, Math.min(1, started + issued * interval - now)));
       };
@@ -233,6 +249,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     reconnects,
     cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, calls),
     nextFrame: frame % options.frames.length,
+    exhausted,
     latencyMs: {
       p50: percentile(sorted, 0.5),
       p99: percentile(sorted, 0.99),

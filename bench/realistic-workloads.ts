@@ -1,5 +1,6 @@
 /** The realistic-scale workloads' rotations: distinct sessions, distinct tokens, and the mix. */
 import type { Workload, WorkloadRequest } from './realistic.ts';
+import type { DpopSigner } from './dpop-signer.ts';
 import { mintedUser } from './session-minting.ts';
 
 export const navigation: readonly (readonly [string, string])[] = [
@@ -35,6 +36,37 @@ export function bearerRequest(token: string, i: number): WorkloadRequest {
   };
 }
 
+const apiUrl = 'https://api.example.com/v1/things?limit=20';
+/** The URL a DPoP proof names: the request's without query or fragment (RFC 9449 §4.2). */
+export const dpopHtu = 'https://api.example.com/v1/things';
+
+/**
+ * An API call with DPoP-bound token `i` (subject `svc-dpop-<i>`) and a fresh proof, made anew
+ * (new `jti`, `iat` now) each time it is renewed: a proof is refused when replayed.
+ */
+export function dpopRequest(signer: DpopSigner, token: string, i: number): WorkloadRequest {
+  const make = (): WorkloadRequest => ({
+    request: {
+      url: apiUrl,
+      headers: [
+        ['accept', 'application/json'],
+        ['authorization', `DPoP ${token}`],
+        ['dpop', signer.proof(dpopHtu, token)],
+        ['user-agent', 'bench-client/1.0'],
+      ],
+    },
+    expected: { app: 'api', verdict: 'allow', reason: 'bearer', user: `svc-dpop-${i}` },
+    renew: make,
+  });
+  return make();
+}
+
+/** DPoP-bound tokens and the key they are bound to. */
+export interface DpopTokens {
+  readonly signer: DpopSigner;
+  readonly tokens: readonly string[];
+}
+
 /** A navigation without a session, to page `i`: the 302 to the provider. */
 export function loginRequest(i: number): WorkloadRequest {
   return {
@@ -44,21 +76,50 @@ export function loginRequest(i: number): WorkloadRequest {
 }
 
 /**
+ * `count` unauthenticated navigations, each to a page of its own (path and query differ, so no
+ * answer can be reused): every one a 302 to the provider with fresh login state.
+ */
+export function loginRequests(count: number): WorkloadRequest[] {
+  return Array.from({ length: count }, (_, i) => {
+    const one = loginRequest(i);
+    return {
+      ...one,
+      request: {
+        ...one.request,
+        url: `https://web.example.com/reports/${i % 97}/item/${i}?tab=${i % 7}&q=${i.toString(36)}`,
+      },
+    };
+  });
+}
+
+/**
  * Blocks of 20 Checks: 15 sessions, 4 bearer tokens and 1 new login (75% / 20% / 5%), until
- * every session has been used once; tokens are used in turn.
+ * every session has been used once; tokens are used in turn. With `dpop`, every fifth bearer
+ * call (20% of the bearer share) is a DPoP-bound token with a fresh proof, those tokens in turn.
  */
 export function mixRequests(
   cookies: readonly string[],
   tokens: readonly string[],
+  dpop?: DpopTokens,
 ): WorkloadRequest[] {
+  if (dpop !== undefined && dpop.tokens.length === 0) throw new Error('no DPoP-bound tokens');
   const requests: WorkloadRequest[] = [];
   let session = 0;
   let token = 0;
+  let bearer = 0;
+  let bound = 0;
   for (let block = 0; session < cookies.length; block++) {
     for (let k = 0; k < 15 && session < cookies.length; k++, session++)
       requests.push(sessionRequest(cookies[session]!, session));
-    for (let k = 0; k < 4; k++, token++)
-      requests.push(bearerRequest(tokens[token % tokens.length]!, token % tokens.length));
+    for (let k = 0; k < 4; k++, bearer++) {
+      if (dpop !== undefined && bearer % 5 === 4) {
+        const i = bound++ % dpop.tokens.length;
+        requests.push(dpopRequest(dpop.signer, dpop.tokens[i]!, i));
+      } else {
+        requests.push(bearerRequest(tokens[token % tokens.length]!, token % tokens.length));
+        token++;
+      }
+    }
     requests.push(loginRequest(block));
   }
   return requests;
@@ -95,8 +156,10 @@ export const workloadIds = [
   'many-cookies',
   'server-sessions',
   'bearers',
+  'logins',
   'mix',
   'mix-assertions',
+  'mix-dpop',
 ] as const;
 export type WorkloadId = (typeof workloadIds)[number];
 
@@ -107,9 +170,11 @@ export function realisticWorkloads(
     readonly cookies: readonly string[];
     readonly serverCookies: readonly string[];
     readonly tokens: readonly string[];
+    /** Needed by `mix-dpop` only. */
+    readonly dpop?: DpopTokens;
   },
 ): Record<WorkloadId, () => Workload> {
-  const { cookies, serverCookies, tokens } = minted;
+  const { cookies, serverCookies, tokens, dpop } = minted;
   const mix = () => mixRequests(cookies.slice(0, sizes.cookies), tokens);
   return {
     'hot-cookie-gen': () => ({
@@ -146,6 +211,12 @@ export function realisticWorkloads(
       floorTarget: 0.75,
       requests: tokens.map((t, i) => bearerRequest(t, i)),
     }),
+    logins: () => ({
+      id: 'logins',
+      title: `${k(sizes.cookies)} distinct unauthenticated navigations (302)`,
+      floorTarget: 0.7,
+      requests: loginRequests(sizes.cookies),
+    }),
     mix: () => ({
       id: 'mix',
       title: `mix: 75% of ${k(sizes.cookies)} sessions, 20% of ${k(sizes.tokens)} tokens, 5% logins`,
@@ -157,5 +228,13 @@ export function realisticWorkloads(
       title: 'the mix, with signed upstream assertions',
       requests: mix(),
     }),
+    'mix-dpop': () => {
+      if (dpop === undefined) throw new Error('mix-dpop needs DPoP-bound tokens');
+      return {
+        id: 'mix-dpop',
+        title: `the mix, with DPoP on 20% of its bearer calls (${k(dpop.tokens.length)} bound tokens)`,
+        requests: mixRequests(cookies.slice(0, sizes.cookies), tokens, dpop),
+      };
+    },
   };
 }

@@ -18,6 +18,31 @@ import { checkCounts, countsDelta } from './server-metrics.ts';
 export interface WorkloadRequest {
   readonly request: DownstreamRequest;
   readonly expected: ExpectedVerdict;
+  /**
+   * A request the server refuses when replayed (a DPoP proof): makes it anew, fresh and unused.
+   * A rotation with such requests is sent to the server with each frame at most once.
+   */
+  readonly renew?: () => WorkloadRequest;
+}
+
+/**
+ * `calls` requests cycling through `requests` from the first: the same objects, except each
+ * once-only request, made anew at every use (so no proof is ever sent twice).
+ */
+export function onceOnlyRotation(
+  requests: readonly WorkloadRequest[],
+  calls: number,
+): WorkloadRequest[] {
+  if (requests.length === 0) throw new Error('no requests to rotate through');
+  return Array.from({ length: calls }, (_, k) => {
+    const one = requests[k % requests.length]!;
+    return one.renew === undefined ? one : one.renew();
+  });
+}
+
+/** Frames for a once-only run: calls at `rate` for `seconds`, half again, plus what is in flight. */
+export function onceOnlyCalls(rate: number, seconds: number, inFlight: number): number {
+  return Math.ceil(rate * seconds * 1.5) + inFlight;
 }
 
 export interface Workload {
@@ -55,6 +80,32 @@ export interface Floor {
   readonly pid: number;
 }
 
+/** p99 at half load within this many times the floor's at the same rate (issue target). */
+export const p99AtHalfTarget = 1.3;
+
+/**
+ * The open-loop rates latency is measured at: each share of the maximum `rps`, whole calls per
+ * second and never below one, in the order given.
+ */
+export function latencyRates(
+  rps: number,
+  loads: readonly number[],
+): { readonly load: number; readonly rate: number }[] {
+  if (!Number.isFinite(rps) || rps <= 0)
+    throw new Error(`no maximum rate to take shares of: ${rps}`);
+  return loads.map((load) => {
+    if (!(load > 0 && load <= 1)) throw new Error(`a load is a share of the maximum, got ${load}`);
+    return { load, rate: Math.max(1, Math.round(rps * load)) };
+  });
+}
+
+/** The server's p99 over the floor's at half load, when both were measured. */
+export function p99RatioAtHalf(latency: readonly LatencyPoint[]): number | undefined {
+  const half = latency.find((l) => l.load === 0.5);
+  if (half === undefined || !(half.floor.p99 > 0)) return undefined;
+  return half.server.p99 / half.floor.p99;
+}
+
 export interface LatencyPoint {
   /** Share of the server's maximum rate. */
   readonly load: number;
@@ -86,6 +137,8 @@ export interface RealisticResult {
   /** The generator's own CPU per call in the server's best run. */
   readonly generatorCpuUsPerCall: number;
   readonly latency: readonly LatencyPoint[];
+  /** Once-only runs discarded because their frames ran out (a generator limit), then repeated. */
+  readonly onceOnlyRepeats?: number;
   readonly runs: {
     readonly server: readonly number[];
     readonly grpcJs: readonly number[];
@@ -141,6 +194,21 @@ export async function measureWorkload(
   }
   const framesFile = join(scratch, `${workload.id}.grpc`);
   writeFileSync(framesFile, Buffer.concat(frames));
+  // Once-only requests (DPoP proofs) are made anew before each run against the server, enough
+  // for the run, and the generator sends each frame at most once; the floors take the rotation.
+  const onceOnly = workload.requests.some((r) => r.renew !== undefined);
+  const frameOfRequest = new Map(workload.requests.map((r, i) => [r, frames[i]!]));
+  const onceOnlyFrames = (calls: number): Partial<LoadJob> => {
+    const rotation = onceOnlyRotation(workload.requests, calls);
+    const file = join(scratch, `${workload.id}.once.grpc`);
+    writeFileSync(
+      file,
+      Buffer.concat(
+        rotation.map((r) => frameOfRequest.get(r) ?? frameOf(server.envoy, protos, r).frame),
+      ),
+    );
+    return { framesFile: file, labels: rotation.map((r) => label(r.expected)), once: true };
+  };
   const jobFile = join(scratch, `${workload.id}.json`);
   const job = (target: string, seconds: number, extra: Partial<LoadJob> = {}): LoadJob => ({
     target,
@@ -156,17 +224,53 @@ export async function measureWorkload(
   const countsBefore = await checkCounts(server.adminBase);
   // The server's rotation carries on from run to run, so each session is seen in turn.
   let serverAt = 0;
+  /**
+   * The server's fastest closed-loop rate yet (before its first run, the floors'): what a
+   * once-only run must have frames for. The floors' alone would ask for far more frames than
+   * the server can use.
+   */
+  let fastest = { server: 0, floor: 0 };
+  let repeats = 0;
   const drive = async (
     endpoint: Floor,
     isServer: boolean,
     seconds: number,
     extra: Partial<LoadJob> = {},
   ): Promise<{ result: LoadResult; cpuUs: number }> => {
-    const cpuBefore = cpuTimeMs(endpoint.pid);
-    const result = await runLoadProcess(
-      job(endpoint.target, seconds, isServer ? { ...extra, startAt: serverAt } : extra),
-      jobFile,
-    );
+    let cpuBefore = cpuTimeMs(endpoint.pid);
+    let result: LoadResult;
+    if (isServer && onceOnly) {
+      // Frames for the rate, and twice as many again when they ran out (the run is discarded).
+      const inFlight = plan.connections * plan.streams;
+      const rate = extra.rate ?? (fastest.server > 0 ? fastest.server : fastest.floor);
+      let calls = onceOnlyCalls(rate, seconds, inFlight);
+      for (let attempt = 1; ; attempt++) {
+        const once = onceOnlyFrames(calls);
+        cpuBefore = cpuTimeMs(endpoint.pid);
+        result = await runLoadProcess(
+          job(endpoint.target, seconds, { ...extra, ...once }),
+          jobFile,
+        );
+        if (!result.exhausted) break;
+        if (attempt === 3) {
+          throw new Error(
+            `${workload.id}: generator limit: ${calls} once-only frames ran out in ${seconds} s`,
+          );
+        }
+        add(served, result.byLabel);
+        repeats++;
+        calls *= 2;
+      }
+    } else {
+      result = await runLoadProcess(
+        job(endpoint.target, seconds, isServer ? { ...extra, startAt: serverAt } : extra),
+        jobFile,
+      );
+    }
+    if (extra.rate === undefined) {
+      const side = isServer ? 'server' : 'floor';
+      fastest = { ...fastest, [side]: Math.max(fastest[side], result.rps) };
+    }
     const cpuUs = ((cpuTimeMs(endpoint.pid) - cpuBefore) * 1000) / Math.max(1, result.calls);
     const wrong = failures(result, endpoint.target);
     if (wrong !== undefined) throw new Error(`${workload.id}: ${wrong}`);
@@ -196,8 +300,7 @@ export async function measureWorkload(
       best = { rps: ours.result.rps, cpuUs: ours.cpuUs, generatorUs: ours.result.cpuUsPerCall };
   }
   const latency: LatencyPoint[] = [];
-  for (const load of plan.latencyLoads) {
-    const rate = Math.max(1, Math.round(best.rps * load));
+  for (const { load, rate } of latencyRates(best.rps, plan.latencyLoads)) {
     const fixed = { rate, connections: plan.latencyConnections };
     const ours = await drive(server, true, plan.seconds, fixed);
     const floor = await drive(floors.transport, false, plan.seconds, fixed);
@@ -236,6 +339,7 @@ export async function measureWorkload(
     cpuRatioToFloor: bestFloor.cpuUs / best.cpuUs,
     generatorCpuUsPerCall: best.generatorUs,
     latency,
+    ...(onceOnly ? { onceOnlyRepeats: repeats } : {}),
     runs,
   };
 }

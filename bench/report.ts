@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import type { CodecTiming } from './codec-timing.ts';
 import type { HerdResult } from './refresh-herd.ts';
 import type { RealisticResult } from './realistic.ts';
-import { renderLatencySvg, renderRealisticMarkdown } from './realistic-report.ts';
+import type { StartupPhases } from './cold-start.ts';
+import {
+  renderLatencyCurveSvg,
+  renderLatencySvg,
+  renderRealisticMarkdown,
+} from './realistic-report.ts';
 import type { ScenarioId } from './scenarios.ts';
 import type { FixedRate, LoadPlan } from './throughput.ts';
 
@@ -48,7 +53,8 @@ export interface MemoryResult {
 }
 
 export interface BenchResults {
-  readonly mode: 'full' | 'smoke';
+  /** `short`: a full run's workloads with `--seconds`/`--rounds` cut down; not the figures. */
+  readonly mode: 'full' | 'smoke' | 'short';
   readonly date: string;
   readonly durationSeconds: number;
   readonly machine: {
@@ -65,8 +71,38 @@ export interface BenchResults {
   readonly realistic?: readonly RealisticResult[];
   readonly memory: readonly MemoryResult[];
   readonly coldStartMs: readonly number[];
+  /**
+   * Cold starts while the bench's generator drives the do-nothing server on the same machine,
+   * each with the phases the server logged (absent in results recorded before).
+   */
+  readonly coldStartLoaded?: readonly (Partial<StartupPhases> & { readonly serving: number })[];
   readonly refreshHerd: readonly HerdResult[];
   readonly codec: readonly CodecTiming[];
+}
+
+/**
+ * Cold starts under load, each with where its time went: the phases are ms since spawn, so each
+ * column is the previous one plus that phase.
+ */
+export function renderColdStartLoaded(
+  runs: readonly (Partial<StartupPhases> & { readonly serving: number })[],
+): string[] {
+  if (runs.length === 0) return [];
+  const col = (pick: (c: (typeof runs)[number]) => number | undefined) =>
+    median(runs.map(pick).filter((n): n is number => n !== undefined));
+  const lines = [
+    '',
+    `Cold start to SERVING while the bench's generator drives the do-nothing server on the same ` +
+      `machine, ${runs.length} runs; ms since spawn when each phase ended (median):`,
+    '',
+    '| modules loaded | config read | listening (keys derived, apps built) | SERVING (discovery) |',
+    '| ---: | ---: | ---: | ---: |',
+    `| ${fixed(col((c) => c.modules))} | ${fixed(col((c) => c.config))} | ` +
+      `${fixed(col((c) => c.listening))} | ${fixed(col((c) => c.serving))} |`,
+    '',
+    `Each run: ${runs.map((c) => `${fixed(c.modules)}/${fixed(c.config)}/${fixed(c.listening)}/${fixed(c.serving)}`).join(', ')}.`,
+  ];
+  return lines;
 }
 
 /** Targets of SPEC §13 other than the per-scenario throughput ratios. */
@@ -174,6 +210,7 @@ export function renderMarkdown(r: BenchResults): string {
     '',
     `Cold start to SERVING (provider up), median of ${r.coldStartMs.length}: ${fixed(cold)} ms ` +
       `(${r.coldStartMs.map((ms) => fixed(ms)).join(', ')}).`,
+    ...renderColdStartLoaded(r.coldStartLoaded ?? []),
     '',
     'Targets (SPEC §13):',
     '',
@@ -210,6 +247,13 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push(
     `- cold start under 1 s: ${fixed(cold)} ms, ${verdictMark(cold < targets.coldStartMs)}`,
   );
+  const loaded = median((r.coldStartLoaded ?? []).map((c) => c.serving));
+  if ((r.coldStartLoaded ?? []).length > 0) {
+    lines.push(
+      `- cold start under 1 s on a loaded machine: ${fixed(loaded)} ms, ` +
+        verdictMark(loaded < targets.coldStartMs),
+    );
+  }
   for (const h of r.refreshHerd) {
     lines.push(
       `- refresh herd, ${h.replicas} replica(s): ${h.grants} grant for ${h.checks} Checks, ` +
@@ -322,12 +366,9 @@ export async function writeReports(results: BenchResults, dir: string): Promise<
   const realistic = results.realistic ?? [];
   if (realistic.length === 0) return Object.values(files);
   const latency = join(dir, 'latest-latency.svg');
-  writeFileSync(
-    latency,
-    renderLatencySvg(
-      realistic,
-      `${results.date} · ${results.machine.nproc} × ${results.machine.cpu} · Node ${results.machine.node} · ${results.mode}`,
-    ),
-  );
-  return [...Object.values(files), latency];
+  const subtitle = `${results.date} · ${results.machine.nproc} × ${results.machine.cpu} · Node ${results.machine.node} · ${results.mode}`;
+  writeFileSync(latency, renderLatencySvg(realistic, subtitle));
+  const curve = join(dir, 'latest-latency-curve.svg');
+  writeFileSync(curve, renderLatencyCurveSvg(realistic, subtitle));
+  return [...Object.values(files), latency, curve];
 }

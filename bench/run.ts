@@ -21,25 +21,35 @@ import {
   type ServerProcess,
 } from './child-servers.ts';
 import { timeCookieCodec } from './codec-timing.ts';
-import { measureColdStart } from './cold-start.ts';
+import { measureColdStart, measureColdStartPhases } from './cold-start.ts';
+import { runLoadProcess } from './grpc-load.ts';
 import { writeFileSync } from 'node:fs';
 import { h2loadInstallHint, h2loadVersion } from './h2load.ts';
 import { herdAccessTokenTtlSeconds, herdOrigin, runRefreshHerd } from './refresh-herd.ts';
 import { writeReports, type BenchResults, type ScenarioResult } from './report.ts';
 import { frameOf, verifyFrame, type Scenario } from './scenarios.ts';
-import { measureWorkload, type RealisticPlan, type RealisticResult } from './realistic.ts';
+import {
+  measureWorkload,
+  p99AtHalfTarget,
+  p99RatioAtHalf,
+  type RealisticPlan,
+  type RealisticResult,
+} from './realistic.ts';
 import {
   fullSizes,
   navigation,
   realisticWorkloads,
   smokeSizes,
   workloadIds,
+  type DpopTokens,
   type WorkloadId,
 } from './realistic-workloads.ts';
+import { benchDpopClient } from './dpop-signer.ts';
 import { mintSessions } from './session-minting.ts';
 import {
   benchBearerToken,
   benchBearerTokens,
+  benchDpopTokens,
   clientSecret,
   memoryServerConfig,
   redisServerConfig,
@@ -63,8 +73,21 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     /** A folder for CPU profiles (`--cpu-prof`) of the server processes, written as they stop. */
     profile: { type: 'string' },
+    /** Seconds per realistic-workload run (and per latency point), for a short run. */
+    seconds: { type: 'string' },
+    /** Alternating throughput rounds per realistic workload, for a short run. */
+    rounds: { type: 'string' },
   },
 });
+/** A positive number given on the command line, or the plan's own when absent. */
+function positive(flag: string | undefined, name: string): number | undefined {
+  if (flag === undefined) return undefined;
+  const n = Number(flag);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number`);
+  return n;
+}
+const secondsFlag = positive(flags.seconds, 'seconds');
+const roundsFlag = positive(flags.rounds, 'rounds');
 const smoke = flags.smoke === true;
 /**
  * `--only cookie,login,memory`: a subset of the parts (scenario ids, `cold-start`, `memory`,
@@ -109,7 +132,7 @@ const plan: LoadPlan = smoke
  * The realistic-scale workloads, driven by the bench's own generator; a smoke run sends a few
  * distinct sessions of two of them, only to prove they work.
  */
-const realisticPlan: RealisticPlan = smoke
+const plannedRealistic: RealisticPlan = smoke
   ? {
       connections: 1,
       streams: 4,
@@ -130,6 +153,15 @@ const realisticPlan: RealisticPlan = smoke
       latencyLoads: [0.25, 0.5, 0.8],
       verifiedSample: 50,
     };
+/** `--seconds 2 --rounds 1`: a short run of the same workloads, its figures labelled as such. */
+const realisticPlan: RealisticPlan = {
+  ...plannedRealistic,
+  ...(secondsFlag === undefined ? {} : { seconds: secondsFlag }),
+  ...(roundsFlag === undefined ? {} : { rounds: Math.round(roundsFlag) }),
+  ...(secondsFlag === undefined && roundsFlag === undefined
+    ? {}
+    : { warmupSeconds: Math.min(plannedRealistic.warmupSeconds, secondsFlag ?? 1) }),
+};
 const sizes = smoke ? smokeSizes : fullSizes;
 const smokeWorkloads: ReadonlySet<WorkloadId> = new Set(['cookies', 'mix']);
 const wantedWorkload = (id: WorkloadId): boolean =>
@@ -311,6 +343,13 @@ function sessionMemory(sessions: number): BenchResults['memory'][number] {
   return JSON.parse(child.stdout) as BenchResults['memory'][number];
 }
 
+/** A DPoP client key and a fifth as many tokens bound to it as the plain bearer tokens. */
+async function dpopTokens(provider: TestProvider): Promise<DpopTokens> {
+  const signer = benchDpopClient();
+  const count = Math.max(1, Math.round(sizes.tokens / 5));
+  return { signer, tokens: await benchDpopTokens(provider, signer.jkt, count) };
+}
+
 /** Mints what the wanted workloads rotate through, then measures each. */
 async function runRealistic(
   provider: TestProvider,
@@ -323,7 +362,18 @@ async function runRealistic(
 ): Promise<RealisticResult[]> {
   const ids = workloadIds.filter(wantedWorkload);
   if (ids.length === 0) return [];
-  const cookieCount = ids.includes('many-cookies') ? sizes.manyCookies : sizes.cookies;
+  // Only what the wanted workloads send is minted: a short run of the logins needs none.
+  const cookieCount = ids.includes('many-cookies')
+    ? sizes.manyCookies
+    : ids.some(
+          (id) =>
+            id !== 'logins' &&
+            id !== 'bearers' &&
+            id !== 'hot-bearer-gen' &&
+            id !== 'server-sessions',
+        )
+      ? sizes.cookies
+      : 1;
   log(`realistic workloads: minting ${cookieCount} cookie sessions and ${sizes.tokens} tokens`);
   const minted = {
     cookies: await mintSessions(memoryServerConfig(provider.issuer), 'web', cookieCount),
@@ -335,6 +385,7 @@ async function runRealistic(
         )
       : [],
     tokens: await benchBearerTokens(provider, sizes.tokens),
+    ...(ids.includes('mix-dpop') ? { dpop: await dpopTokens(provider) } : {}),
   };
   const workloads = realisticWorkloads(sizes, minted);
   const transportFloors = {
@@ -383,13 +434,15 @@ async function runRealistic(
       }
       results.push(result);
       const half = result.latency.find((l) => l.load === 0.5);
+      const p99Ratio = p99RatioAtHalf(result.latency);
       log(
         `${result.title}: ${result.rps.toFixed(0)} checks/s = ` +
           `${(result.ratioToFloor * 100).toFixed(1)}% of the transport floor ` +
           `(${result.floorRps.toFixed(0)}), ${(result.cpuRatioToFloor * 100).toFixed(1)}% of it by CPU, ` +
           `${(result.ratioToGrpcJs * 100).toFixed(1)}% of grpc-js ` +
           `(${result.grpcJsRps.toFixed(0)}); ${result.cpuUsPerCheck.toFixed(1)} µs CPU per check; ` +
-          `p99 at half load ${half?.server.p99.toFixed(2) ?? '–'} ms (floor ${half?.floor.p99.toFixed(2) ?? '–'} ms)`,
+          `p99 at half load ${half?.server.p99.toFixed(2) ?? '–'} ms (floor ${half?.floor.p99.toFixed(2) ?? '–'} ms, ` +
+          `×${p99Ratio?.toFixed(2) ?? '–'} against ≤ ${p99AtHalfTarget})`,
       );
     }
   } finally {
@@ -445,6 +498,47 @@ async function main(): Promise<void> {
       srv: await loginCookie(srvEnvoy, 'https://srv.example.com'),
     };
     const bearerToken = await benchBearerToken(provider);
+
+    // Cold start on a loaded machine: the generator drives the do-nothing server on our own
+    // transport (closed loop, as hard as it can) in 2 s runs until every cold start is done.
+    const coldStartLoaded: Awaited<ReturnType<typeof measureColdStartPhases>>[] = [];
+    if (wanted('cold-start')) {
+      const loadFrames = join(scratch, 'cold-start-load.grpc');
+      const login = scenarios(cookies, bearerToken).find((s) => s.id === 'login')!;
+      writeFileSync(loadFrames, frameOf(webEnvoy, protos, login).frame);
+      let loading = true;
+      const load = (async () => {
+        while (loading) {
+          await runLoadProcess(
+            {
+              target: floor.grpcTarget,
+              connections: realisticPlan.connections,
+              streams: realisticPlan.streams,
+              seconds: 2,
+              framesFile: loadFrames,
+            },
+            join(scratch, 'cold-start-load.json'),
+          );
+        }
+      })();
+      try {
+        for (let i = 0; i < (smoke ? 1 : 5); i++)
+          coldStartLoaded.push(await measureColdStartPhases(memoryServerConfig(provider.issuer)));
+      } finally {
+        loading = false;
+        await load;
+      }
+      log(
+        `cold start to SERVING under load (modules/config/listening/SERVING ms): ` +
+          coldStartLoaded
+            .map((c) =>
+              [c.modules, c.config, c.listening, c.serving]
+                .map((n) => n?.toFixed(0) ?? '–')
+                .join('/'),
+            )
+            .join(', '),
+      );
+    }
 
     const results: ScenarioResult[] = [];
     for (const scenario of scenarios(cookies, bearerToken)) {
@@ -517,7 +611,11 @@ async function main(): Promise<void> {
 
     const codec = wanted('codec') ? await timeCookieCodec(smoke ? 500 : 10_000) : [];
     const results_: BenchResults = {
-      mode: smoke ? 'smoke' : 'full',
+      mode: smoke
+        ? 'smoke'
+        : secondsFlag !== undefined || roundsFlag !== undefined
+          ? 'short'
+          : 'full',
       date: new Date(started).toISOString(),
       durationSeconds: (Date.now() - started) / 1000,
       machine: { ...machine(), loadAverageAtEnd: loadavg()[0] ?? 0 },
@@ -526,6 +624,7 @@ async function main(): Promise<void> {
       realistic,
       memory,
       coldStartMs,
+      coldStartLoaded,
       refreshHerd: herd,
       codec,
     };

@@ -106,3 +106,33 @@ export async function benchBearerTokens(provider: TestProvider, count: number): 
   }
   return tokens;
 }
+
+/**
+ * `count` distinct DPoP-bound `at+jwt`s for the API app, of subjects `svc-dpop-<i>`, all bound to
+ * the key of thumbprint `jkt`, valid an hour.
+ */
+export async function benchDpopTokens(
+  provider: TestProvider,
+  jkt: string,
+  count: number,
+): Promise<string[]> {
+  const exp = Math.floor(Date.now() / 1000) + 3_600;
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) {
+    tokens.push(
+      await provider.signJwt(
+        {
+          sub: `svc-dpop-${i}`,
+          aud: apiAudience,
+          client_id: 'api',
+          scope: 'api:read',
+          jti: `bench-dpop-token-${i}-of-${count}`,
+          cnf: { jkt },
+          exp,
+        },
+        { typ: 'at+jwt' },
+      ),
+    );
+  }
+  return tokens;
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** Command line: `serve` (default), `check-config`, `config-reference`; exit codes in docs/cli.md. */
 import { existsSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -8,6 +9,9 @@ import { checkConfigFile } from './config/check.ts';
 import { loadConfig } from './config/load.ts';
 import { watchFiles } from './config/watch-files.ts';
 import { startServer } from './main.ts';
+
+/** Ms from the process start until every statically imported module was loaded. */
+const modulesLoadedMs = performance.now();
 
 /** How often `…File` secrets are checked for a change, ms. */
 const SECRET_FILE_POLL_MS = 2_000;
@@ -179,7 +183,19 @@ async function serve(path: string): Promise<ExitCode> {
     for (const p of loaded.problems) process.stderr.write(`${p.path}: ${p.message}\n`);
     return EXIT.invalidConfig;
   }
+  const configLoadedMs = performance.now();
   const server = await startServer(loaded.config);
+  // Where a cold start's time goes (ms since the process started); SERVING follows discovery.
+  server.logger.info(
+    {
+      startupMs: {
+        modules: Math.round(modulesLoadedMs),
+        config: Math.round(configLoadedMs),
+        listening: Math.round(performance.now()),
+      },
+    },
+    'started',
+  );
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {

@@ -57,7 +57,7 @@ import { createBreakers, type Breakers } from './resilience/breakers.ts';
 import { createIdpGuard } from './resilience/idp-guard.ts';
 import { timeIdpCalls } from './oidc/idp-call-guard.ts';
 import { createAppKeyspaces } from './store/keyspaces.ts';
-import { createRedisBackend, type RedisBackend } from './store/redis-backend.ts';
+import type { RedisBackend } from './store/redis-backend.ts';
 import { switchableBackend } from './store/switchable-backend.ts';
 import { timeStoreCalls } from './store/timed-backend.ts';
 import { memoryStore, redisStore, type SharedStore } from './store/shared-store.ts';
@@ -593,8 +593,13 @@ export async function startServer(
   const metrics = new Metrics();
   const health = new HealthState();
   const now = options.now ?? Date.now;
-  const buildRedis = (next: Config): RedisBackend =>
-    createRedisBackend(next.store.redis, {
+  // The Redis client (ioredis: a sixth of the module loading at startup) is loaded only for a
+  // Redis store; the store type changes only on restart, so no reload needs it otherwise.
+  const redisModule =
+    config.store.type === 'redis' ? await import('./store/redis-backend.ts') : undefined;
+  const buildRedis = (next: Config): RedisBackend => {
+    if (redisModule === undefined) throw new Error('the Redis store was not configured at start');
+    return redisModule.createRedisBackend(next.store.redis, {
       logger,
       // Readiness names refused credentials as soon as Redis refuses them, not at the next call.
       onCredentialsChange: () => health.refresh(),
@@ -614,6 +619,7 @@ export async function startServer(
             },
           }),
     });
+  };
   // Behind a switch, so a reload with new connection settings or credentials moves to a new
   // connection without dropping a call (see `switchStore`).
   const redis = config.store.type === 'redis' ? switchableBackend(buildRedis(config)) : undefined;

@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
+// Types only: grpc-js itself (a tenth of the server's module loading) is not needed to serve.
+import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 
@@ -59,10 +60,9 @@ export function loadProtos(): Protos {
     ...protoLoaderOptions,
     includeDirs: [protoDir],
   });
-  const root = grpc.loadPackageDefinition(definition);
   return {
-    authorization: withDirectCheckCodec(serviceAt(root, authorizationServiceName), protoDir),
-    health: serviceAt(root, 'grpc.health.v1.Health'),
+    authorization: withDirectCheckCodec(serviceAt(definition, authorizationServiceName), protoDir),
+    health: serviceAt(definition, 'grpc.health.v1.Health'),
   };
 }
 
@@ -107,19 +107,20 @@ export function loadCheckTypes(protoDir: string = findProtoDir()): {
   };
 }
 
-function serviceAt(root: grpc.GrpcObject, name: string): grpc.ServiceDefinition {
-  let node: grpc.GrpcObject[string] | undefined = root;
-  for (const part of name.split('.')) {
-    node = isNamespace(node) ? node[part] : undefined;
-  }
-  if (typeof node !== 'function' || !('service' in node)) {
+/**
+ * The service `name` (fully qualified) of proto-loader's definition: what grpc-js's
+ * `loadPackageDefinition` would hang under the client constructor's `service`, unchanged.
+ */
+function serviceAt(
+  definition: protoLoader.PackageDefinition,
+  name: string,
+): grpc.ServiceDefinition {
+  const node = Object.hasOwn(definition, name) ? definition[name] : undefined;
+  // A message or enum type carries `format`; a service is its methods, each with a `path`.
+  if (node === undefined || 'format' in node || !Object.values(node).every((m) => 'path' in m)) {
     throw new Error(`service ${name} missing from the loaded protos`);
   }
-  return node.service;
-}
-
-function isNamespace(node: grpc.GrpcObject[string] | undefined): node is grpc.GrpcObject {
-  return typeof node === 'object' && node !== null && !('format' in node);
+  return node;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -101,6 +101,42 @@ describe('bench load generator', () => {
     assert.equal(result.calls, received.length);
   });
 
+  it('sends each frame at most once when told, and says when they ran out', async () => {
+    for (const rate of [undefined, 400]) {
+      received.length = 0;
+      const frames = ['p1', 'p2', 'p3', 'p4', 'p5'].map(frame);
+      const result = await runLoad({
+        target,
+        path,
+        connections: 2,
+        streams: 3,
+        seconds: 0.2,
+        ...(rate === undefined ? {} : { rate }),
+        frames,
+        once: true,
+      });
+      assert.deepEqual([...received].sort(), ['p1', 'p2', 'p3', 'p4', 'p5'], `rate ${rate}`);
+      assert.equal(result.calls, 5);
+      assert.equal(result.exhausted, true);
+    }
+    // Enough frames for the run: not exhausted, none sent twice.
+    received.length = 0;
+    const plenty = Array.from({ length: 200 }, (_, i) => frame(`q${i}`));
+    const result = await runLoad({
+      target,
+      path,
+      connections: 1,
+      streams: 1,
+      seconds: 0.2,
+      rate: 100,
+      frames: plenty,
+      once: true,
+    });
+    assert.equal(result.exhausted, false);
+    assert.equal(result.calls, 20);
+    assert.equal(new Set(received).size, received.length);
+  });
+
   it('keeps to a target rate, open loop', async () => {
     received.length = 0;
     const result = await runLoad({

@@ -1,7 +1,12 @@
 /** The realistic-scale workloads rotate through what they claim to. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mixRequests, realisticWorkloads, smokeSizes } from '../../bench/realistic-workloads.ts';
+import {
+  loginRequests,
+  mixRequests,
+  realisticWorkloads,
+  smokeSizes,
+} from '../../bench/realistic-workloads.ts';
 
 const label = (r: { expected: { app: string; verdict: string; reason: string } }): string =>
   `${r.expected.app}/${r.expected.verdict}/${r.expected.reason}`;
@@ -45,5 +50,25 @@ describe('bench realistic workloads', () => {
     assert.equal(workloads['server-sessions']().requests[0]?.expected.app, 'srv');
     assert.equal(workloads.bearers().requests.length, smokeSizes.tokens);
     assert.equal(workloads['hot-cookie-gen']().requests.length, 1);
+  });
+});
+
+describe('bench login workload', () => {
+  it('sends each navigation to a page of its own, every one expecting the 302 login', () => {
+    const logins = loginRequests(500);
+    assert.equal(logins.length, 500);
+    assert.equal(new Set(logins.map((r) => r.request.url)).size, 500, 'no URL twice');
+    for (const r of logins) {
+      assert.deepEqual(r.expected, { app: 'web', verdict: 'login', reason: 'login', status: 302 });
+      assert.equal(new URL(r.request.url).host, 'web.example.com');
+      assert.ok(
+        !r.request.headers?.some(([name]) => name === 'cookie' || name === 'authorization'),
+        'unauthenticated',
+      );
+    }
+    const minted = { cookies: ['c=0'], serverCookies: [], tokens: ['t0'] };
+    const workload = realisticWorkloads(smokeSizes, minted).logins();
+    assert.equal(workload.requests.length, smokeSizes.cookies);
+    assert.equal(workload.floorTarget, 0.7);
   });
 });
