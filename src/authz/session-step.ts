@@ -113,20 +113,41 @@ export function createSessionStep(deps: StepDeps): Step {
         case 'refreshed': {
           let written;
           context.waitingOn = 'session write';
+          const claims =
+            outcome.claims === undefined ? undefined : { ...session.claims, ...outcome.claims };
           try {
-            written = await app.sessions.update(
-              loaded,
-              outcome.claims === undefined
-                ? { tokens: outcome.tokens }
-                : { tokens: outcome.tokens, claims: { ...session.claims, ...outcome.claims } },
-              request.cookies,
-              secure,
+            written = await writtenInTime(
+              app.sessions.update(
+                loaded,
+                claims === undefined
+                  ? { tokens: outcome.tokens }
+                  : { tokens: outcome.tokens, claims },
+                request.cookies,
+                secure,
+              ),
+              remainingMs(context),
+              () =>
+                deps.logger.warn(
+                  { requestId: request.id, app: app.name },
+                  'refreshed session not written: the next request writes it again from the published refresh result',
+                ),
             );
           } catch (failure) {
             if (!(failure instanceof SessionTooLargeError)) throw failure;
             // The refreshed session outgrew its cookies: end it cleanly, say why.
             const ended = await app.sessions.end(request.cookies, secure);
             return sessionTooLarge(context, failure, deps.logger, ended);
+          }
+          if (written === undefined) {
+            // The store did not confirm the record within the budget (a server session under
+            // replicaAcks while a replica syncs): served on the new tokens now; the write goes
+            // on, and a request still finding the old record reads the published result.
+            session = {
+              ...session,
+              tokens: outcome.tokens,
+              ...(claims === undefined ? {} : { claims }),
+            };
+            break;
           }
           session = written.session;
           setCookie = written.setCookie;
@@ -233,4 +254,27 @@ export function createSessionStep(deps: StepDeps): Step {
       setCookie.length === 0 ? noHeaders : setCookie.map((line) => ['set-cookie', line] as const),
     );
   }
+}
+
+/**
+ * `write`, or `undefined` once `waitMs` passed first; a write that then fails leaves one line
+ * (`late`). A cookie session's write settles at once; only a store write can be late.
+ */
+export function writtenInTime<T>(
+  write: Promise<T>,
+  waitMs: number,
+  late: () => void,
+): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const expired = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      resolve(undefined);
+    }, waitMs);
+  });
+  write.catch(() => {
+    if (timedOut) late();
+  });
+  return Promise.race([write, expired]).finally(() => clearTimeout(timer));
 }

@@ -352,11 +352,13 @@ export class RefreshCoordinator {
     let timer: NodeJS.Timeout | undefined;
     let halfway: NodeJS.Timeout | undefined;
     const timedOut = new Promise<RefreshOutcome>((resolve) => {
-      // Still held by the store halfway through (neither at the provider nor behind another
-      // replica's lock): deferred then, as a Check's store read gives up at half its budget.
-      // The answer at the end would be the same; waiting for it only holds the request.
+      // Halfway through, a wait whose answer at the end would be `deferred` (held by the store,
+      // behind another replica's lock, or by a grant right after an outage, the tokens within
+      // refresh.outageGrace) is answered then: waiting longer only holds the request, and a
+      // herd of them answered together at the budget's edge reaches Envoy late.
       halfway = setTimeout(() => {
-        if (!this.#waitingOn.has(id) && this.#withinGrace(session)) resolve({ kind: 'deferred' });
+        const answer = this.#lateAnswer(id, session);
+        if (answer.kind === 'deferred') resolve(answer);
       }, waitMs / 2);
       timer = setTimeout(() => {
         resolve(this.#lateAnswer(id, session));
