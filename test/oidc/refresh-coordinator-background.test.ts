@@ -106,6 +106,30 @@ const rotated: RefreshResult = {
   tokens: { accessToken: 'at-2', refreshToken: 'rt-2', expiresAt: Date.now() + 300_000 },
 };
 
+/**
+ * An expired session's refresh with a 200 ms bound on a store that never answers, under mocked
+ * timers: `after(ms)` moves the clock and tells the outcome's kind so far.
+ */
+function hungRefresh(refreshToken: string, outageGrace: number) {
+  const { oidc, pending } = handAnsweredProvider();
+  const { refresher } = coordinator(oidc, 5_000, { outageGrace, storeHangs: true });
+  const expired = { ...session(refreshToken), tokens: { ...session(refreshToken).tokens } };
+  expired.tokens.expiresAt = Date.now() - 1_000;
+  mock.timers.enable({ apis: ['setTimeout'] });
+  let answered: string | undefined;
+  void refresher.refresh(expired, 200).then((o) => (answered = o.kind));
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+  return {
+    async after(ms: number): Promise<string | undefined> {
+      await turn();
+      mock.timers.tick(ms);
+      await turn();
+      return answered;
+    },
+    grants: () => pending.length,
+  };
+}
+
 describe('refresh coordinator: refreshes nobody waits for', () => {
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
@@ -130,43 +154,17 @@ describe('refresh coordinator: refreshes nobody waits for', () => {
 
   it('an expired session whose refresh is still held by the store halfway through its wait is deferred then, not at the end', async (t) => {
     t.after(() => mock.timers.reset());
-    const { oidc, pending } = handAnsweredProvider();
-    const { refresher } = coordinator(oidc, 5_000, { outageGrace: 60_000, storeHangs: true });
-    const expired = { ...session('rt-hung'), tokens: { ...session('rt-hung').tokens } };
-    expired.tokens.expiresAt = Date.now() - 1_000;
-    mock.timers.enable({ apis: ['setTimeout'] });
-    let answered: string | undefined;
-    const outcome = refresher.refresh(expired, 200).then((o) => (answered = o.kind));
-    const settle = () => new Promise((resolve) => setImmediate(resolve));
-    await settle();
-    mock.timers.tick(99);
-    await settle();
-    assert.equal(answered, undefined, 'still waiting before half of its bound');
-    mock.timers.tick(1);
-    await settle();
-    assert.equal(answered, 'deferred', 'served on its tokens at half of its bound');
-    await outcome;
-    assert.equal(pending.length, 0, 'no grant: the store never answered');
+    const wait = hungRefresh('rt-hung', 60_000);
+    assert.equal(await wait.after(99), undefined, 'still waiting before half of its bound');
+    assert.equal(await wait.after(1), 'deferred', 'served on its tokens at half of its bound');
+    assert.equal(wait.grants(), 0, 'no grant: the store never answered');
   });
 
   it('with outageGrace 0 the halfway mark changes nothing: the caller waits its whole bound', async (t) => {
     t.after(() => mock.timers.reset());
-    const { oidc } = handAnsweredProvider();
-    const { refresher } = coordinator(oidc, 5_000, { storeHangs: true });
-    const expired = { ...session('rt-hung-0'), tokens: { ...session('rt-hung-0').tokens } };
-    expired.tokens.expiresAt = Date.now() - 1_000;
-    mock.timers.enable({ apis: ['setTimeout'] });
-    let answered: string | undefined;
-    const outcome = refresher.refresh(expired, 200).then((o) => (answered = o.kind));
-    const settle = () => new Promise((resolve) => setImmediate(resolve));
-    await settle();
-    mock.timers.tick(150);
-    await settle();
-    assert.equal(answered, undefined);
-    mock.timers.tick(50);
-    await settle();
-    assert.equal(answered, 'unavailable', '503 at the end of its bound, never a login');
-    await outcome;
+    const wait = hungRefresh('rt-hung-0', 0);
+    assert.equal(await wait.after(150), undefined);
+    assert.equal(await wait.after(50), 'unavailable', '503 at the end of its bound, never a login');
   });
 
   it('a caller waits at most waitTimeout; the grant runs on and its rotated token is kept', async () => {
