@@ -138,10 +138,9 @@ export class IdentityRemovals {
   forSet(setNames: ReadonlySet<string>): RemovalList {
     if (setNames.size === 0) return this.all;
     if (this.#names.length > maxMaskedNames) return this.#build(setNames);
+    // Names that are not identity headers change nothing in the list.
     let mask = 0;
-    for (let i = 0; i < this.#names.length; i++) {
-      if (setNames.has(this.#names[i]!)) mask |= 1 << i;
-    }
+    for (const name of setNames) mask |= this.#bits.get(name) ?? 0;
     let list = this.#lists.get(mask);
     if (list === undefined) {
       list = this.#build(setNames);

@@ -105,6 +105,12 @@ export interface PipelineOptions {
   readonly pages?: PageTemplates;
 }
 
+/** Where a decision waited: the step (its function's name) and what it said it waited on. */
+export interface WaitedIn {
+  readonly step: string | undefined;
+  readonly waitingOn: string | undefined;
+}
+
 /** The outcome of one decision, with the app that made it (for metrics and logs). */
 export interface Decision {
   readonly app: AppRuntime | undefined;
@@ -117,19 +123,15 @@ export interface Decision {
    */
   readonly overBudget?: Promise<Decision>;
   /**
-   * With {@link overBudget}: the step that was still waiting, and how late the budget's timer
-   * fired (ms past the deadline: more than a few means the process itself was busy).
-   */
-  /**
    * Set on a decision that took more than half the budget: the step that waited last and what
    * on, for the debug line that explains a slow Check.
    */
-  readonly slowIn?: { readonly step: string | undefined; readonly waitingOn: string | undefined };
-  readonly overBudgetIn?: {
-    readonly step: string | undefined;
-    readonly waitingOn: string | undefined;
-    readonly timerLateMs: number;
-  };
+  readonly slowIn?: WaitedIn;
+  /**
+   * With {@link overBudget}: the step that was still waiting, and how late the budget's timer
+   * fired (ms past the deadline: more than a few means the process itself was busy).
+   */
+  readonly overBudgetIn?: WaitedIn & { readonly timerLateMs: number };
   /** Set when the caller went away before the decision: its steps stopped there. */
   readonly abandoned?: true;
   /** Set when a step failed with a catalogue error: the verdict is its reply (for the log). */
@@ -314,6 +316,8 @@ export class Pipeline {
       for (let i = next; i < steps.length; i++) {
         if (caller?.gone === true) return { app, verdict: this.#overBudget, abandoned: true };
         const step = steps[i]!;
+        // What an earlier step waited on is not what this one waits on.
+        context.waitingOn = undefined;
         const result = step(context);
         if (result instanceof Promise) context.pendingStep = step.name;
         const verdict = result instanceof Promise ? await result : result;

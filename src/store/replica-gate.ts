@@ -126,6 +126,8 @@ export function createReplicaGate(options: ReplicaGateOptions): ReplicaGate {
       );
     }
     state = 'short';
+    // Every refusal asks for the active check; it runs at most every `confirmEveryMs`.
+    confirmSoon();
   };
 
   return {
@@ -141,15 +143,11 @@ export function createReplicaGate(options: ReplicaGateOptions): ReplicaGate {
         return;
       }
       short(acknowledged);
-      confirmSoon();
       throw new ShortOfReplicasError(op, acknowledged, required);
     },
     settled(acknowledged) {
       if (acknowledged >= required) enough();
-      else {
-        short(acknowledged);
-        confirmSoon();
-      }
+      else short(acknowledged);
     },
   };
 }

@@ -220,6 +220,43 @@ describe('Authorizer.decide', () => {
     assert.match(text, /\neoa_checks_in_flight 0\n/);
   });
 
+  it('logs one debug line for a Check decided with less than half its budget left, naming the step and what it waited on', async () => {
+    const log = captureLog('debug');
+    const slowGrant: Step = (context) => {
+      context.waitingOn = 'provider call';
+      return new Promise<Verdict>((resolve) => setTimeout(() => resolve(allowed), 600));
+    };
+    const quick: Step = () => Promise.resolve(allowed);
+    const slow = await authorizer([slowGrant], undefined, log.logger, 1_000).decide(
+      raw({ id: 'slow-2' }),
+    );
+    assert.equal(slow.verdict.kind, 'allow');
+    const fast = await authorizer([quick], undefined, log.logger, 1_000).decide(
+      raw({ id: 'fast-1' }),
+    );
+    assert.equal(fast.verdict.kind, 'allow');
+    const lines = log.matching(/^check slow/);
+    assert.equal(lines.length, 1, 'only the slow one');
+    assert.equal(lines[0]!['requestId'], 'slow-2');
+    assert.equal(lines[0]!['step'], 'slowGrant');
+    assert.equal(lines[0]!['waitingOn'], 'provider call');
+    assert.ok(Number(lines[0]!['ms']) >= 500, String(lines[0]!['ms']));
+  });
+
+  it('names the step still waiting when the budget runs out, not what an earlier step waited on', async () => {
+    const log = captureLog('info');
+    const earlier: Step = async (context) => {
+      context.waitingOn = 'session load';
+      await Promise.resolve();
+      return undefined;
+    };
+    const hung: Step = () => new Promise<Verdict>(() => undefined);
+    await authorizer([earlier, hung], undefined, log.logger, 30).decide(raw({ id: 'late-2' }));
+    const [line] = log.lines().filter((l) => l['requestId'] === 'late-2');
+    assert.equal(line?.['step'], 'hung');
+    assert.equal(line?.['waitingOn'], undefined);
+  });
+
   it('logs a failure that comes after the budget ran out, with the request id', async () => {
     const log = captureLog('info');
     let fail: (error: Error) => void = () => undefined;

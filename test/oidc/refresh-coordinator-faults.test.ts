@@ -147,6 +147,33 @@ function heldGrants(client: StandaloneClient): {
   };
 }
 
+/**
+ * Kills Redis until `seer` has seen it down through `call` (then runs `meanwhile`), restarts it,
+ * and waits until the store is back and has settled (`storeRecovery`).
+ */
+async function outageSeenBy(
+  redis: RedisProcess,
+  seer: Replica,
+  call: () => Promise<unknown>,
+  meanwhile?: () => Promise<void>,
+): Promise<void> {
+  await redis.kill('SIGKILL');
+  try {
+    await waitFor('the store to be seen down', async () => {
+      await call();
+      return seer.store.degraded();
+    });
+    await meanwhile?.();
+  } finally {
+    await redis.restart();
+  }
+  await waitFor('the store to be back', async () => {
+    await call();
+    return !seer.store.degraded();
+  });
+  await delay(STORE_RECOVERY);
+}
+
 /** A session whose access token has expired: the next request must refresh it. */
 async function expiredSession(client: StandaloneClient): Promise<Session> {
   const { result } = await loginAndExchange(client);
@@ -352,21 +379,14 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
     const fresh = replica(redis, slow.client, 60_000);
     try {
       const session = await expiredSession(client);
-      await redis.kill('SIGKILL');
-      try {
-        await waitFor('the store to be seen down', async () => {
-          await recovering.keyspaces.refreshResults.get('probe');
-          return recovering.store.degraded();
-        });
-        assert.equal((await recovering.refresher.refresh(session, 50)).kind, 'deferred');
-      } finally {
-        await redis.restart();
-      }
-      await waitFor('the store to be back', async () => {
-        await recovering.keyspaces.refreshResults.get('probe');
-        return !recovering.store.degraded();
-      });
-      await delay(STORE_RECOVERY);
+      await outageSeenBy(
+        redis,
+        recovering,
+        () => recovering.keyspaces.refreshResults.get('probe'),
+        async () => {
+          assert.equal((await recovering.refresher.refresh(session, 50)).kind, 'deferred');
+        },
+      );
       slow.hold();
       // The grants are held until released, so any budget runs out; 1 s leaves a busy machine
       // the time to take the lock and send the grant first.
@@ -401,21 +421,10 @@ describe('refresh coordinator under faults (real provider, replicas on one redis
     const recovering = replica(redis, slow.client, 60_000);
     try {
       const session = await expiredSession(client);
-      await redis.kill('SIGKILL');
-      try {
-        // Only the session store's reads fail meanwhile: no refresh is asked for.
-        await waitFor('the store to be seen down', async () => {
-          await recovering.store.durable.get('session:x').catch(() => undefined);
-          return recovering.store.degraded();
-        });
-      } finally {
-        await redis.restart();
-      }
-      await waitFor('the store to be back', async () => {
-        await recovering.store.durable.get('session:x').catch(() => undefined);
-        return !recovering.store.degraded();
-      });
-      await delay(STORE_RECOVERY);
+      // Only the session store's reads fail meanwhile: no refresh is asked for.
+      await outageSeenBy(redis, recovering, () =>
+        recovering.store.durable.get('session:x').catch(() => undefined),
+      );
       slow.hold();
       const late = await recovering.refresher.refresh(session, 1_000);
       await waitFor('the grant to have started', () => slow.held() === 1);
