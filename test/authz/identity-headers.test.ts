@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { headersToScrub, type AppRuntime } from '../../src/authz/app-runtime.ts';
-import { compileIdentityHeaders } from '../../src/authz/identity-headers.ts';
+import { compileIdentityHeaders, fits } from '../../src/authz/identity-headers.ts';
 import { IdentityRemovals } from '../../src/authz/identity-removals.ts';
 
 const headers = compileIdentityHeaders({
@@ -72,5 +72,21 @@ describe('identity headers', () => {
       ),
       [],
     );
+  });
+
+  it('fits: at most 8 KiB as UTF-8, counted exactly once a value could exceed it', () => {
+    // 3-byte characters: 2,730 of them fit without counting, 2,731 are 8,193 bytes.
+    assert.equal(fits('€'.repeat(2730)), true);
+    assert.equal(fits('€'.repeat(2731)), false);
+    // 2-byte and 4-byte (a surrogate pair, two UTF-16 units) at the boundary.
+    assert.equal(fits('ł'.repeat(4096)), true);
+    assert.equal(fits('ł'.repeat(4097)), false);
+    assert.equal(fits('😀'.repeat(2048)), true);
+    assert.equal(fits('😀'.repeat(2049)), false);
+    // A lone surrogate is sent as U+FFFD, three bytes.
+    assert.equal(fits('\ud800'.repeat(2731)), false);
+    assert.equal(fits('x'.repeat(8192)), true);
+    assert.equal(fits('x'.repeat(8193)), false);
+    assert.equal(fits(''), false);
   });
 });
