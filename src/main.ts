@@ -255,7 +255,12 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
   // falls back to process memory (SPEC §11).
   const durable = createAppKeyspaces(services.store.durable, options);
   const degradable = createAppKeyspaces(services.store.degradable, options);
-  const revocations = new SessionRevocations(degradable, durable, services.now);
+  const revocations = new SessionRevocations(degradable, durable, {
+    now: services.now,
+    // A logout in this process forgets what it touched; with no other process sharing the
+    // store, a session found not revoked stays so until a logout here says otherwise.
+    ...(services.store.local ? { recheckAfterMs: Number.POSITIVE_INFINITY } : {}),
+  });
   const session = {
     ...app.session,
     binding: sessionBindingFor(config, app),

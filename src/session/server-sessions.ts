@@ -120,7 +120,8 @@ export class ServerSessions implements Sessions {
     }
     const { handle, session } = loaded;
     const rejection = this.#lifetime.rejection(session, now);
-    const revoked = rejection === undefined && (await this.#lifetime.revoked(session, bound));
+    const asked = rejection === undefined && this.#lifetime.revoked(session, bound);
+    const revoked = asked === true || (asked !== false && (await asked));
     if (rejection !== undefined || revoked) {
       await this.#store.delete(handle, session).catch(() => undefined); // its TTL ends it anyway
       cache.invalidate(key);

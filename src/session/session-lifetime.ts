@@ -7,11 +7,6 @@ import type { CallBound } from '../store/store-backend.ts';
 /** What the lifetime checks read; a cached session has it too. */
 export type SessionTimes = Pick<Session, 'createdAt' | 'lastSeenAt'>;
 
-/** Who a session is, for the revocation check; a cached session has it too. */
-type SessionSubject = Pick<Session, 'id' | 'sub' | 'createdAt'> & {
-  readonly sid?: string | undefined;
-};
-
 /** The lifetime rules of one app's sessions, the same in cookies and in the store. */
 export class SessionLifetime {
   readonly #maxAge: number;
@@ -54,15 +49,12 @@ export class SessionLifetime {
     return undefined;
   }
 
-  /** Whether the session was ended elsewhere (logout, back-channel logout). */
-  async revoked(session: SessionSubject, bound?: CallBound): Promise<boolean> {
-    if (this.#isRevoked === undefined) return false;
-    const subject: RevocationSubject = {
-      id: session.id,
-      sub: session.sub,
-      createdAt: session.createdAt,
-      ...(session.sid === undefined ? {} : { sid: session.sid }),
-    };
-    return this.#isRevoked(subject, bound);
+  /**
+   * Whether the session was ended elsewhere (logout, back-channel logout): a boolean when known
+   * without asking the store (the common case, so a hot session costs no promise), else a
+   * promise.
+   */
+  revoked(session: RevocationSubject, bound?: CallBound): boolean | Promise<boolean> {
+    return this.#isRevoked === undefined ? false : this.#isRevoked(session, bound);
   }
 }

@@ -42,8 +42,13 @@ export interface SessionsDeps {
   readonly isRevoked?: RevocationCheck;
 }
 
-/** Who a revocation check is asked about; a logout mark ends sessions created before it. */
-export type RevocationSubject = Pick<Session, 'id' | 'sub' | 'sid' | 'createdAt'>;
+/**
+ * Who a revocation check is asked about (a session, or a cached one); a logout mark ends
+ * sessions created before it.
+ */
+export type RevocationSubject = Pick<Session, 'id' | 'sub' | 'createdAt'> & {
+  readonly sid?: string | undefined;
+};
 
 /**
  * Whether a session has been ended elsewhere (logout on another replica, back-channel); `bound`:

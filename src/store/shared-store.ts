@@ -28,6 +28,8 @@ export interface SharedStore {
   degraded(): boolean;
   /** Milliseconds since `degraded()` was last true (see `DegradableBackend.msSinceDegraded`). */
   msSinceDegraded(): number;
+  /** True when no other process reads or writes this store (the memory store). */
+  readonly local: boolean;
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export function memoryStore(now: () => number): SharedStore {
     waitingFor: () => undefined,
     degraded: () => false,
     msSinceDegraded: () => Number.POSITIVE_INFINITY,
+    local: true,
     close: () => memory.close(),
   };
 }
@@ -86,6 +89,7 @@ export function redisStore(
     waitingFor: deps.waitingFor ?? (() => undefined),
     degraded: () => degradable.degraded(),
     msSinceDegraded: () => degradable.msSinceDegraded(),
+    local: false,
     async close() {
       await degradable.close();
       await redis.close();

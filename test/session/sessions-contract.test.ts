@@ -121,7 +121,7 @@ function runSessionsContract(
         now,
       });
       const replica = (options: Partial<SessionOptions> = {}): Replica => {
-        const revocations = new SessionRevocations(keyspaces, keyspaces, now);
+        const revocations = new SessionRevocations(keyspaces, keyspaces, { now });
         const sessions = factory({ ...baseOptions, ...options }, keyspaces, { now, revocations });
         return { sessions, revocations };
       };
