@@ -57,6 +57,7 @@ import { createBreakers, type Breakers } from './resilience/breakers.ts';
 import { createIdpGuard } from './resilience/idp-guard.ts';
 import { timeIdpCalls } from './oidc/idp-call-guard.ts';
 import { createAppKeyspaces } from './store/keyspaces.ts';
+import { RevocationTrusts } from './session/revocation-trust.ts';
 import type { RedisBackend } from './store/redis-backend.ts';
 import { switchableBackend } from './store/switchable-backend.ts';
 import { timeStoreCalls } from './store/timed-backend.ts';
@@ -140,6 +141,11 @@ interface Services {
   readonly oidcClients: Map<string, OidcClient>;
   /** Upstream assertion keys: generated ones kept, rotated ones published until they expire. */
   readonly assertionKeys: AssertionKeyring;
+  /**
+   * What was found not revoked, per app: kept across reloads, so a logout taken by a runtime a
+   * reload replaced still reaches its successor.
+   */
+  readonly revocationTrusts: RevocationTrusts;
 }
 
 interface ProviderEntry {
@@ -257,9 +263,7 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
   const degradable = createAppKeyspaces(services.store.degradable, options);
   const revocations = new SessionRevocations(degradable, durable, {
     now: services.now,
-    // A logout in this process forgets what it touched; with no other process sharing the
-    // store, a session found not revoked stays so until a logout here says otherwise.
-    ...(services.store.local ? { recheckAfterMs: Number.POSITIVE_INFINITY } : {}),
+    trust: services.revocationTrusts.sessions(app.name),
   });
   const session = {
     ...app.session,
@@ -296,7 +300,11 @@ function buildApp(app: AppConfig, services: Services, config: Config): AppRuntim
           })
         : undefined,
     // Read on every bearer request (may degrade to memory); revocations must reach the store.
-    revocations: new BearerRevocations(degradable.revokedTokens, durable.revokedTokens),
+    revocations: new BearerRevocations(
+      degradable.revokedTokens,
+      durable.revokedTokens,
+      services.revocationTrusts.bearerTokens(app.name),
+    ),
     // A proof whose use cannot be recorded on every replica is refused (503), never accepted.
     dpopProofs: durable.dpopProofs,
     metrics: services.metrics.bearerMetrics(app.name),
@@ -676,6 +684,8 @@ export async function startServer(
     providers: new Map(),
     oidcClients: new Map(),
     assertionKeys: new AssertionKeyring(now, logger),
+    // A store no other process writes to is revoked only through this process (SPEC §11).
+    revocationTrusts: new RevocationTrusts(now, store.local),
   };
   const runtime = buildRuntime(config, services);
   const authorizer = new Authorizer(

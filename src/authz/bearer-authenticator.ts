@@ -224,9 +224,9 @@ export class BearerAuthenticator {
   ): BearerOutcome | Promise<BearerOutcome> {
     const valid: BearerOutcome = { kind: 'valid', identity };
     if (identity.jti === undefined) return valid;
-    return this.#revocations
-      .isRevoked(identity.jti, bound)
-      .then((revoked) => (revoked ? revokedToken : valid));
+    const revoked = this.#revocations.isRevoked(identity.jti, bound);
+    if (typeof revoked === 'boolean') return revoked ? revokedToken : valid;
+    return revoked.then((settled) => (settled ? revokedToken : valid));
   }
 
   async #verify(token: string, digest: string): Promise<Verified> {

@@ -2,6 +2,7 @@
 import type { Keyspace } from '../store/keyspace.ts';
 import type { RevokedToken } from '../store/keyspaces.ts';
 import type { CallBound } from '../store/store-backend.ts';
+import type { RevocationTrust } from '../session/revocation-trust.ts';
 
 /**
  * The revocation list of one app. Reads go to a keyspace that may fall back to process memory
@@ -11,13 +12,17 @@ import type { CallBound } from '../store/store-backend.ts';
 export class BearerRevocations {
   readonly #reads: Keyspace<string, RevokedToken>;
   readonly #writes: Keyspace<string, RevokedToken>;
+  /** Token ids found not revoked; trusts nothing unless the store is this process's alone. */
+  readonly #trust: RevocationTrust | undefined;
 
   constructor(
     reads: Keyspace<string, RevokedToken>,
     writes: Keyspace<string, RevokedToken> = reads,
+    trust?: RevocationTrust,
   ) {
     this.#reads = reads;
     this.#writes = writes;
+    this.#trust = trust;
   }
 
   /**
@@ -25,11 +30,27 @@ export class BearerRevocations {
    * token's `exp`), after which it is refused as expired anyway.
    * @throws AuthzError `STORE_UNAVAILABLE` when the store cannot take the write.
    */
-  revoke(jti: string, expiresAt: number): Promise<void> {
-    return this.#writes.set(jti, { exp: expiresAt });
+  async revoke(jti: string, expiresAt: number): Promise<void> {
+    this.#trust?.forget(jti);
+    try {
+      await this.#writes.set(jti, { exp: expiresAt });
+    } finally {
+      // Again once written: a look-up in between may have read the store before the write.
+      this.#trust?.forget(jti);
+    }
   }
 
-  /** True when `jti` is on the list. One store read, within `bound` (the request's). */
-  readonly isRevoked = async (jti: string, bound?: CallBound): Promise<boolean> =>
-    (await this.#reads.get(jti, bound)) !== undefined;
+  /**
+   * True when `jti` is on the list: one store read, within `bound` (the request's); `false`
+   * at once for an id trusted as not revoked.
+   */
+  readonly isRevoked = (jti: string, bound?: CallBound): boolean | Promise<boolean> =>
+    this.#trust?.has(jti) === true ? false : this.#lookUp(jti, bound);
+
+  async #lookUp(jti: string, bound: CallBound | undefined): Promise<boolean> {
+    const lookUp = this.#trust?.startLookUp();
+    const revoked = (await this.#reads.get(jti, bound)) !== undefined;
+    if (!revoked && lookUp !== undefined) this.#trust?.trust(jti, lookUp);
+    return revoked;
+  }
 }

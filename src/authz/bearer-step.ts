@@ -16,6 +16,7 @@ import { AllowMemo, allowFor, type RenderedIdentity } from './allow-memo.ts';
 import { completeIdentity } from './identity-render.ts';
 import { ownString } from './rules.ts';
 import type { Clock } from '../clock.ts';
+import type { SessionLoad } from '../session/sessions.ts';
 import {
   errorReply,
   localReply,
@@ -106,11 +107,10 @@ export function createBearerStep(deps: StepDeps): Step {
     if (credential.kind === 'none') return undefined;
     const { request, app } = context;
     if (!bearer.overridesCookie && app.sessions.cookieNames(request.cookies).length > 0) {
-      return app.sessions
-        .load(request.cookies, secureFor(context), { bound: context })
-        .then((loaded) =>
-          loaded.kind === 'valid' ? undefined : decide(context, bearer, credential),
-        );
+      const whenNoSession = (loaded: SessionLoad) =>
+        loaded.kind === 'valid' ? undefined : decide(context, bearer, credential);
+      const loaded = app.sessions.load(request.cookies, secureFor(context), { bound: context });
+      return loaded instanceof Promise ? loaded.then(whenNoSession) : whenNoSession(loaded);
     }
     return decide(context, bearer, credential);
   };

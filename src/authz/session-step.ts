@@ -7,12 +7,17 @@ import { secureFor, stepUpRequired, unauthenticated } from './login.ts';
 import { shortfallOf } from './step-up.ts';
 import { remainingMs, type Step, type StepContext, type StepDeps } from './pipeline.ts';
 import type { RequestModel } from './request.ts';
+import type { Session } from '../session/session.ts';
+import type { SessionLoad } from '../session/sessions.ts';
 import { RefreshCoordinator } from '../oidc/refresh-coordinator.ts';
 import { AllowMemo, allowFor, oneOff, type CookieChange } from './allow-memo.ts';
 import { completeIdentity } from './identity-render.ts';
 import { providerUnavailable, refusalReply, type HeaderPair, type Verdict } from './verdict.ts';
 
 const noHeaders: readonly HeaderPair[] = Object.freeze([]);
+
+/** A session load that found a valid session. */
+type ValidLoad = Extract<SessionLoad, { readonly kind: 'valid' }>;
 
 /**
  * The `cookie` header without the named cookies, pairs trimmed and joined with `; `;
@@ -63,25 +68,33 @@ export function ourCookiesOut(
 /** `deps.logger` gets each refused session cookie (one line, with the reason) and an outgrown session. */
 export function createSessionStep(deps: StepDeps): Step {
   const recent = new AllowMemo<object>();
-  return function allowSession(context: StepContext): Promise<Verdict | undefined> | undefined {
-    const { cookies } = context.request;
-    // Without any of the app's cookies there is no session to load: decided without a promise.
-    if (cookies.size === 0 || context.app.sessions.cookieNames(cookies).length === 0) {
-      return undefined;
-    }
-    return decide(context);
-  };
-
-  async function decide(context: StepContext): Promise<Verdict | undefined> {
+  /**
+   * Synchronous while the session loads without I/O and needs no refresh (a hot session: no
+   * promise, no budget timer); a promise from the first thing it waits on.
+   */
+  return function allowSession(
+    context: StepContext,
+  ): Verdict | undefined | Promise<Verdict | undefined> {
     const { request, app } = context;
-    const secure = secureFor(context);
-    // The decoded-session cache keeps the ID token only for an app that sends it upstream.
-    const readsIdToken = app.headers.readsIdToken;
+    const { cookies } = request;
+    // Without any of the app's cookies there is no session to load: decided without a promise.
+    if (cookies.size === 0 || app.sessions.cookieNames(cookies).length === 0) return undefined;
     context.waitingOn = 'session load';
-    const loaded = await app.sessions.load(request.cookies, secure, {
-      cacheIdToken: readsIdToken,
+    const loaded = app.sessions.load(cookies, secureFor(context), {
+      // The decoded-session cache keeps the ID token only for an app that sends it upstream.
+      cacheIdToken: app.headers.readsIdToken,
       bound: context,
     });
+    return loaded instanceof Promise
+      ? loaded.then((settled) => decide(context, settled))
+      : decide(context, loaded);
+  };
+
+  function decide(
+    context: StepContext,
+    loaded: SessionLoad,
+  ): Verdict | undefined | Promise<Verdict | undefined> {
+    const { request, app } = context;
     if (loaded.kind === 'none') return undefined;
     if (loaded.kind !== 'valid') {
       // A cookie of another app or deployment reads as `undecodable`, exactly like a tampered
@@ -92,95 +105,117 @@ export function createSessionStep(deps: StepDeps): Step {
       );
       return unauthenticated(context, loaded.setCookie);
     }
+    const now = deps.now();
+    return RefreshCoordinator.isDue(loaded.session, now, app.config.refresh.skew)
+      ? refreshThenAuthorize(context, loaded, now)
+      : authorize(context, loaded, loaded.session, loaded.setCookie, now);
+  }
 
+  /** A session whose refresh is due: refreshed (or not) as its state allows, then authorized. */
+  async function refreshThenAuthorize(
+    context: StepContext,
+    loaded: ValidLoad,
+    now: number,
+  ): Promise<Verdict | undefined> {
+    const { request, app } = context;
+    const secure = secureFor(context);
     let { session } = loaded;
     let setCookie = loaded.setCookie;
-    const now = deps.now();
-    if (RefreshCoordinator.isDue(session, now, app.config.refresh.skew)) {
-      // While the access token works, the refresh runs in the background and this request is
-      // served at once; a later request picks up the published result (and writes it). Only a
-      // request whose access token has expired waits for the refresh, within what is left of
-      // its budget (then 503 with Retry-After; the refresh goes on).
-      context.waitingOn = 'refresh';
-      const outcome = hasExpired(session.tokens.expiresAt, now)
-        ? await app.refresher.refresh(session, remainingMs(context), context)
-        : ((await app.refresher.refreshAhead(session, context)) ?? { kind: 'pending' as const });
-      switch (outcome.kind) {
-        case 'pending':
-        case 'deferred':
-          // Served on the current tokens: refreshing now is not safe (the store is down).
-          break;
-        case 'refreshed': {
-          let written;
-          context.waitingOn = 'session write';
-          const claims =
-            outcome.claims === undefined ? undefined : { ...session.claims, ...outcome.claims };
-          try {
-            written = await writtenInTime(
-              app.sessions.update(
-                loaded,
-                claims === undefined
-                  ? { tokens: outcome.tokens }
-                  : { tokens: outcome.tokens, claims },
-                request.cookies,
-                secure,
+    // While the access token works, the refresh runs in the background and this request is
+    // served at once; a later request picks up the published result (and writes it). Only a
+    // request whose access token has expired waits for the refresh, within what is left of
+    // its budget (then 503 with Retry-After; the refresh goes on).
+    context.waitingOn = 'refresh';
+    const outcome = hasExpired(session.tokens.expiresAt, now)
+      ? await app.refresher.refresh(session, remainingMs(context), context)
+      : ((await app.refresher.refreshAhead(session, context)) ?? { kind: 'pending' as const });
+    switch (outcome.kind) {
+      case 'pending':
+      case 'deferred':
+        // Served on the current tokens: refreshing now is not safe (the store is down).
+        break;
+      case 'refreshed': {
+        let written;
+        context.waitingOn = 'session write';
+        const claims =
+          outcome.claims === undefined ? undefined : { ...session.claims, ...outcome.claims };
+        try {
+          written = await writtenInTime(
+            app.sessions.update(
+              loaded,
+              claims === undefined
+                ? { tokens: outcome.tokens }
+                : { tokens: outcome.tokens, claims },
+              request.cookies,
+              secure,
+            ),
+            remainingMs(context),
+            () =>
+              deps.logger.warn(
+                { requestId: request.id, app: app.name },
+                'refreshed session not written: the next request writes it again from the published refresh result',
               ),
-              remainingMs(context),
-              () =>
-                deps.logger.warn(
-                  { requestId: request.id, app: app.name },
-                  'refreshed session not written: the next request writes it again from the published refresh result',
-                ),
-            );
-          } catch (failure) {
-            if (!(failure instanceof SessionTooLargeError)) throw failure;
-            // The refreshed session outgrew its cookies: end it cleanly, say why.
-            const ended = await app.sessions.end(request.cookies, secure);
-            return sessionTooLarge(context, failure, deps.logger, ended);
-          }
-          if (written === undefined) {
-            // The store did not confirm the record within the budget (a server session under
-            // replicaAcks while a replica syncs): served on the new tokens now; the write goes
-            // on, and a request still finding the old record reads the published result.
-            session = {
-              ...session,
-              tokens: outcome.tokens,
-              ...(claims === undefined ? {} : { claims }),
-            };
-            break;
-          }
-          session = written.session;
-          setCookie = written.setCookie;
+          );
+        } catch (failure) {
+          if (!(failure instanceof SessionTooLargeError)) throw failure;
+          // The refreshed session outgrew its cookies: end it cleanly, say why.
+          const ended = await app.sessions.end(request.cookies, secure);
+          return sessionTooLarge(context, failure, deps.logger, ended);
+        }
+        if (written === undefined) {
+          // The store did not confirm the record within the budget (a server session under
+          // replicaAcks while a replica syncs): served on the new tokens now; the write goes
+          // on, and a request still finding the old record reads the published result.
+          session = {
+            ...session,
+            tokens: outcome.tokens,
+            ...(claims === undefined ? {} : { claims }),
+          };
           break;
         }
-        case 'ended':
-          // Nothing to refresh with, but the token still works: serve until it expires.
-          if (
-            session.tokens.refreshToken === undefined &&
-            !hasExpired(session.tokens.expiresAt, now)
-          ) {
-            break;
-          }
-          // The provider refused the refresh token (any 4xx, JSON body or not) or its new ID
-          // token failed verification: this session is over, not the provider.
-          deps.logger.info(
-            { requestId: request.id, app: app.name },
-            'session ended: its refresh token was refused',
-          );
-          context.waitingOn = 'session end';
-          return unauthenticated(context, await app.sessions.end(request.cookies, secure));
-        case 'unavailable':
-          // The old access token still works: keep serving; else the caller retries later.
-          if (hasExpired(session.tokens.expiresAt, now)) {
-            deps.logger.warn(
-              { requestId: request.id, app: app.name, cause: outcome.cause },
-              'session not refreshed: answered 503, the session is kept',
-            );
-            return providerUnavailable(outcome.retryAfterSeconds);
-          }
+        session = written.session;
+        setCookie = written.setCookie;
+        break;
       }
+      case 'ended':
+        // Nothing to refresh with, but the token still works: serve until it expires.
+        if (
+          session.tokens.refreshToken === undefined &&
+          !hasExpired(session.tokens.expiresAt, now)
+        ) {
+          break;
+        }
+        // The provider refused the refresh token (any 4xx, JSON body or not) or its new ID
+        // token failed verification: this session is over, not the provider.
+        deps.logger.info(
+          { requestId: request.id, app: app.name },
+          'session ended: its refresh token was refused',
+        );
+        context.waitingOn = 'session end';
+        return unauthenticated(context, await app.sessions.end(request.cookies, secure));
+      case 'unavailable':
+        // The old access token still works: keep serving; else the caller retries later.
+        if (hasExpired(session.tokens.expiresAt, now)) {
+          deps.logger.warn(
+            { requestId: request.id, app: app.name, cause: outcome.cause },
+            'session not refreshed: answered 503, the session is kept',
+          );
+          return providerUnavailable(outcome.retryAfterSeconds);
+        }
     }
+    return authorize(context, loaded, session, setCookie, now);
+  }
 
+  /** The session's rules (step-up, roles and claims), then its allow. */
+  function authorize(
+    context: StepContext,
+    loaded: ValidLoad,
+    session: Session,
+    setCookie: readonly string[],
+    now: number,
+  ): Verdict | Promise<Verdict> {
+    const { request, app } = context;
+    const readsIdToken = app.headers.readsIdToken;
     const demand = app.stepUp.demandFor(request.method, context.path);
     if (demand !== undefined) {
       const shortfall = shortfallOf(session.claims, demand, now, app.config.oidc.clockSkew);

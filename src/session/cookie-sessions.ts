@@ -115,14 +115,18 @@ export class CookieSessions implements Sessions {
     return this.#cookies.names(cookies);
   }
 
-  async load(
+  /**
+   * Synchronous for a decodable cookie whose session is trusted as not revoked (the common
+   * case: no promise, no turn of the microtask queue); a promise when the store is asked.
+   */
+  load(
     cookies: ReadonlyMap<string, string>,
     secure: boolean,
     options: SessionLoadOptions = {},
-  ): Promise<SessionLoad> {
+  ): SessionLoad | Promise<SessionLoad> {
     const presented = this.#cookies.present(cookies, secure);
     if (presented.kind !== 'presented') return presented;
-    const loaded = await this.#load(
+    const loaded = this.#load(
       presented.value,
       cookies,
       secure,
@@ -131,7 +135,9 @@ export class CookieSessions implements Sessions {
       options.cacheIdToken === true,
       options.bound,
     );
-    return this.#cookies.expireLegacy(loaded, presented, secure);
+    return loaded instanceof Promise
+      ? loaded.then((settled) => this.#cookies.expireLegacy(settled, presented, secure))
+      : this.#cookies.expireLegacy(loaded, presented, secure);
   }
 
   /** The session sealed in a cookie value; `undefined` when it does not open or parse. */
@@ -139,7 +145,7 @@ export class CookieSessions implements Sessions {
     return parseSession(this.#codec.open(value));
   }
 
-  async #load(
+  #load(
     value: string,
     cookies: ReadonlyMap<string, string>,
     secure: boolean,
@@ -147,7 +153,7 @@ export class CookieSessions implements Sessions {
     now: number,
     cacheIdToken: boolean,
     bound: CallBound | undefined,
-  ): Promise<SessionLoad> {
+  ): SessionLoad | Promise<SessionLoad> {
     const key = sha256Base64url(value);
     let cached = this.#cache.get(key);
     // Decoded on this request: on a cache miss, or to add an ID token the entry left out.
@@ -169,12 +175,29 @@ export class CookieSessions implements Sessions {
       this.#cache.delete(key);
       return this.#cookies.reject('expired', rejection, cookies, secure, names);
     }
-    // Known at once for a session trusted as not revoked: no await, so no extra turn.
-    const revoked = this.#lifetime.revoked(cached, bound);
-    if (revoked === true || (revoked !== false && (await revoked))) {
+    const session = cached;
+    const decided = (revoked: boolean): SessionLoad => {
+      if (!revoked) {
+        return this.#valid(session, opened, value, cookies, secure, names, now, cacheIdToken);
+      }
       this.#cache.delete(key);
       return this.#cookies.reject('expired', 'revoked', cookies, secure, names);
-    }
+    };
+    const revoked = this.#lifetime.revoked(session, bound);
+    return typeof revoked === 'boolean' ? decided(revoked) : revoked.then(decided);
+  }
+
+  /** A session found valid and not revoked: as it is, or re-issued when its use is recorded. */
+  #valid(
+    cached: CachedSession,
+    opened: Session | undefined,
+    value: string,
+    cookies: ReadonlyMap<string, string>,
+    secure: boolean,
+    names: readonly string[],
+    now: number,
+    cacheIdToken: boolean,
+  ): SessionLoad {
     if (!hasExpired(cached.lastSeenAt + this.#lifetime.touchInterval, now)) {
       return {
         kind: 'valid',
@@ -186,11 +209,11 @@ export class CookieSessions implements Sessions {
       };
     }
     // Re-issuing the cookie needs every token, so a cached session is opened again.
-    opened ??= this.#open(value);
-    if (opened === undefined) {
+    const session = opened ?? this.#open(value);
+    if (session === undefined) {
       return this.#cookies.reject('invalid', 'undecodable', cookies, secure, names);
     }
-    const touched: Session = { ...opened, lastSeenAt: now };
+    const touched: Session = { ...session, lastSeenAt: now };
     return {
       kind: 'valid',
       session: touched,

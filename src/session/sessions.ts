@@ -145,14 +145,17 @@ export interface Sessions {
 
   /**
    * Reads the request's session. Enforces `maxAge` and `idleTimeout` here, whatever the cookie's
-   * own expiry says, and asks the revocation check on every load (cached or not).
-   * @throws AuthzError `STORE_UNAVAILABLE` when a server session cannot be read.
+   * own expiry says, and asks the revocation check on every load (cached or not). Answers
+   * without a promise when it needs no I/O (a cookie session trusted as not revoked).
+   * @throws AuthzError `STORE_UNAVAILABLE` when a server session cannot be read (a rejected
+   *   promise); `SessionTooLargeError` when a cookie session re-issued to record its use no
+   *   longer fits (thrown at once when the load was synchronous).
    */
   load(
     cookies: ReadonlyMap<string, string>,
     secure: boolean,
     options?: SessionLoadOptions,
-  ): Promise<SessionLoad>;
+  ): SessionLoad | Promise<SessionLoad>;
 
   /**
    * Starts a session after login. Any session the request still carried is ended first (a new

@@ -1,10 +1,17 @@
 /**
- * How long "not revoked" is trusted: briefly over a shared store, until a logout here over a
- * store no other process writes; and never when the look-up raced a logout.
+ * How long "not revoked" is trusted, for sessions and bearer token ids: briefly (sessions) or
+ * not at all (token ids) over a shared store, until a revocation here over a store no other
+ * process writes; and never when the look-up raced a revocation.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SessionRevocations, sharedStoreRecheckMs } from '../../src/session/session-revocations.ts';
+import {
+  RevocationTrust,
+  RevocationTrusts,
+  sharedStoreRecheckMs,
+} from '../../src/session/revocation-trust.ts';
+import { SessionRevocations } from '../../src/session/session-revocations.ts';
+import { BearerRevocations } from '../../src/authz/bearer-revocations.ts';
 import type { RevocationSubject } from '../../src/session/sessions.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
@@ -43,11 +50,15 @@ function world(recheckAfterMs?: number) {
     refreshResultTtl: 60_000,
     now,
   });
-  const revocations = new SessionRevocations(keyspaces, keyspaces, {
-    now,
-    ...(recheckAfterMs === undefined ? {} : { recheckAfterMs }),
-  });
-  return { revocations, state, advance: (ms: number) => (t += ms) };
+  const trust =
+    recheckAfterMs === undefined ? undefined : new RevocationTrust({ now, recheckAfterMs });
+  const replica = () =>
+    new SessionRevocations(keyspaces, keyspaces, {
+      now,
+      ...(trust === undefined ? {} : { trust }),
+    });
+  const bearer = new BearerRevocations(keyspaces.revokedTokens, keyspaces.revokedTokens, trust);
+  return { revocations: replica(), replica, bearer, state, advance: (ms: number) => (t += ms) };
 }
 
 const alice: RevocationSubject = { id: 'session-1', sub: 'alice', sid: 'sid-1', createdAt: start };
@@ -112,8 +123,76 @@ describe('session revocations', () => {
     });
   }
 
-  it('the memory store is local to this process; the wiring trusts it until a logout', () => {
-    const store = memoryStore(() => start);
-    assert.equal(store.local, true);
+  it('a logout taken by the runtime a reload replaced reaches what its successor trusts', async () => {
+    const { replica, state } = world(Number.POSITIVE_INFINITY);
+    const before = replica();
+    const after = replica();
+    assert.equal(await after.isRevoked(alice), false);
+    const reads = state.reads;
+    await before.endSession(alice);
+    assert.equal(await after.isRevoked(alice), true);
+    assert.ok(state.reads > reads);
+  });
+
+  it('the trust of each app and kind is one per process: shared store brief, local until a logout', () => {
+    let t = start;
+    const now = () => t;
+    const local = new RevocationTrusts(now, true);
+    const shared = new RevocationTrusts(now, false);
+    assert.equal(local.sessions('web'), local.sessions('web'), 'kept across reloads');
+    assert.notEqual(local.sessions('web'), local.sessions('api'));
+    assert.notEqual(local.sessions('web'), local.bearerTokens('web'));
+    for (const trust of [
+      local.sessions('web'),
+      local.bearerTokens('web'),
+      shared.sessions('web'),
+    ]) {
+      trust.trust('k', trust.startLookUp());
+    }
+    shared.bearerTokens('web').trust('k', shared.bearerTokens('web').startLookUp());
+    t += sharedStoreRecheckMs;
+    assert.equal(local.sessions('web').has('k'), true);
+    assert.equal(local.bearerTokens('web').has('k'), true);
+    assert.equal(shared.sessions('web').has('k'), false, 'over a shared store: asked again');
+    t = start;
+    assert.equal(
+      shared.bearerTokens('web').has('k'),
+      false,
+      'a bearer revocation over a shared store is in effect at once: nothing trusted',
+    );
+    assert.equal(memoryStore(now).local, true);
+  });
+
+  it('bearer token ids over a shared store: every Check asks the store', async () => {
+    const { bearer, state } = world();
+    for (let i = 0; i < 3; i++) {
+      const asked = bearer.isRevoked('jti-1');
+      assert.ok(asked instanceof Promise);
+      assert.equal(await asked, false);
+    }
+    assert.equal(state.reads, 3);
+  });
+
+  it('bearer token ids over a local store: trusted until revoked here, at once', async () => {
+    const { bearer, state } = world(Number.POSITIVE_INFINITY);
+    assert.equal(await bearer.isRevoked('jti-ü'), false);
+    assert.equal(bearer.isRevoked('jti-ü'), false, 'answered without a promise');
+    assert.equal(state.reads, 1);
+    await bearer.revoke('jti-ü', start + 60_000);
+    assert.equal(await bearer.isRevoked('jti-ü'), true);
+  });
+
+  it('a bearer look-up that read the store before a revocation is not trusted', async () => {
+    const { bearer, state, advance } = world(Number.POSITIVE_INFINITY);
+    let release!: () => void;
+    state.hold = new Promise((resolve) => (release = resolve));
+    const racing = bearer.isRevoked('jti-1');
+    await new Promise((resolve) => setImmediate(resolve));
+    state.hold = undefined;
+    advance(1);
+    await bearer.revoke('jti-1', start + 60_000);
+    release();
+    assert.equal(await racing, false, 'what the store said when asked');
+    assert.equal(await bearer.isRevoked('jti-1'), true, 'asked again, and refused');
   });
 });

@@ -1,0 +1,122 @@
+/** What was found not revoked (a session, a bearer token's `jti`), trusted for a while without asking the store again. */
+import { ExpiringLru } from '../expiring-lru.ts';
+
+/** Options of {@link RevocationTrust}. */
+export interface RevocationTrustOptions {
+  /** ms since the epoch. */
+  readonly now: () => number;
+  /**
+   * How long an answer "not revoked" is trusted, ms: briefly over a store other replicas write
+   * to; `Infinity` over one only this process writes to, where every revocation goes through
+   * {@link RevocationTrust.forget} or {@link RevocationTrust.forgetAll}; 0 trusts nothing.
+   */
+  readonly recheckAfterMs: number;
+  /** Most answers kept; the least recently used goes first. Default 100,000. */
+  readonly maxEntries?: number;
+}
+
+/**
+ * Answers "not revoked" for one kind of record of one app. One per kind and app for the whole
+ * process, not per configuration: a revocation taken by the runtime a reload replaced still
+ * reaches the answers its successor trusts.
+ */
+export class RevocationTrust {
+  readonly #now: () => number;
+  readonly #recheckAfterMs: number;
+  readonly #trusted: ExpiringLru<true>;
+  /**
+   * Counts the revocations taken, so a look-up that was under way while one was recorded does
+   * not trust its answer (it may have read the store before the write).
+   */
+  #revocations = 0;
+
+  constructor(options: RevocationTrustOptions) {
+    this.#now = options.now;
+    this.#recheckAfterMs = options.recheckAfterMs;
+    this.#trusted = new ExpiringLru({
+      maxEntries: options.recheckAfterMs > 0 ? (options.maxEntries ?? 100_000) : 0,
+      now: options.now,
+    });
+  }
+
+  /** True while `key` is trusted as not revoked. */
+  has(key: string): boolean {
+    return this.#trusted.get(key) === true;
+  }
+
+  /** Taken before a look-up and handed to {@link trust} with its answer. */
+  startLookUp(): LookUp {
+    return { at: this.#now(), revocations: this.#revocations };
+  }
+
+  /** Trusts `key` as not revoked, unless a revocation was recorded since `lookUp` began. */
+  trust(key: string, lookUp: LookUp): void {
+    if (lookUp.revocations !== this.#revocations) return;
+    this.#trusted.set(key, true, lookUp.at + this.#recheckAfterMs);
+  }
+
+  /** `key` was revoked (call before its write, and again once written). */
+  forget(key: string): void {
+    this.#revocations++;
+    this.#trusted.delete(key);
+  }
+
+  /** Records were revoked that no key names (every session of a `sid` or `sub`). */
+  forgetAll(): void {
+    this.#revocations++;
+    this.#trusted.clear();
+  }
+}
+
+/** When a look-up began, for {@link RevocationTrust.trust}. */
+export interface LookUp {
+  readonly at: number;
+  readonly revocations: number;
+}
+
+/**
+ * The trust of every app and kind in the process, made on first use and kept across reloads:
+ * `local` when no other process writes to the store (`store.type: memory`).
+ */
+export class RevocationTrusts {
+  readonly #byName = new Map<string, RevocationTrust>();
+  readonly #now: () => number;
+  readonly #local: boolean;
+
+  constructor(now: () => number, local: boolean) {
+    this.#now = now;
+    this.#local = local;
+  }
+
+  /**
+   * The trust of app `app`'s sessions: over a shared store, {@link sharedStoreRecheckMs}; over
+   * a local one, until a logout here.
+   */
+  sessions(app: string): RevocationTrust {
+    return this.#get(`sessions ${app}`, this.#local ? Infinity : sharedStoreRecheckMs);
+  }
+
+  /**
+   * The trust of app `app`'s bearer token ids: none over a shared store (a revocation is in
+   * effect on every replica once acknowledged); over a local one, until a revocation here.
+   */
+  bearerTokens(app: string): RevocationTrust {
+    return this.#get(`bearer ${app}`, this.#local ? Infinity : 0);
+  }
+
+  #get(name: string, recheckAfterMs: number): RevocationTrust {
+    let trust = this.#byName.get(name);
+    if (trust === undefined) {
+      trust = new RevocationTrust({ now: this.#now, recheckAfterMs });
+      this.#byName.set(name, trust);
+    }
+    return trust;
+  }
+}
+
+/**
+ * How long a session found not revoked is trusted without asking a shared store again, in ms.
+ * Keeps a hot session from costing three store reads per request while a logout on another
+ * replica still takes effect well within the one second SPEC §11 allows.
+ */
+export const sharedStoreRecheckMs = 250;
