@@ -12,6 +12,8 @@ interface Entry<V> {
   readonly value: V;
   /** ms since the epoch at which the entry is gone. */
   readonly until: number;
+  /** When it was (re)inserted, counted in insertions: the Map's order is this order. */
+  seq: number;
 }
 
 export class ExpiringLru<V> {
@@ -20,6 +22,10 @@ export class ExpiringLru<V> {
   readonly #now: () => number;
   /** When expired entries were last swept from the old end (`now` of that `set`). */
   #sweptAt = Number.NaN;
+  /** Insertions so far (see `Entry.seq`). */
+  #seq = 0;
+  /** How far behind the latest insertion a read entry must be to be moved to the young end. */
+  readonly #moveAfter: number;
 
   constructor(options: ExpiringLruOptions) {
     if (!Number.isInteger(options.maxEntries) || options.maxEntries < 0) {
@@ -27,20 +33,32 @@ export class ExpiringLru<V> {
     }
     this.#max = options.maxEntries;
     this.#now = options.now;
+    this.#moveAfter = options.maxEntries >> 1;
   }
 
   get size(): number {
     return this.#entries.size;
   }
 
-  /** The value stored under `key`, unless absent or expired (then dropped). */
+  /**
+   * The value stored under `key`, unless absent or expired (then dropped). A read entry among
+   * the younger half keeps its place (a hot entry costs no Map write per read); an older one is
+   * moved to the young end. So an entry read at least once every `maxEntries / 2` insertions
+   * is never the one to go.
+   */
   get(key: string): V | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
-    this.#entries.delete(key);
-    if (hasExpired(entry.until, this.#now())) return undefined;
-    // Re-inserting moves the key to the young end of the Map's insertion order.
-    this.#entries.set(key, entry);
+    if (hasExpired(entry.until, this.#now())) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    if (this.#seq - entry.seq >= this.#moveAfter) {
+      // Re-inserting moves the key to the young end of the Map's insertion order.
+      this.#entries.delete(key);
+      entry.seq = ++this.#seq;
+      this.#entries.set(key, entry);
+    }
     return entry.value;
   }
 
@@ -65,7 +83,7 @@ export class ExpiringLru<V> {
       const oldest = this.#entries.keys().next();
       if (oldest.done !== true) this.#entries.delete(oldest.value);
     }
-    this.#entries.set(key, { value, until });
+    this.#entries.set(key, { value, until, seq: ++this.#seq });
   }
 
   delete(key: string): boolean {

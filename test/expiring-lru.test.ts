@@ -46,4 +46,26 @@ describe('ExpiringLru', () => {
       [2, 4, 5, 6],
     );
   });
+
+  it('moves a read entry to the young end only from the older half, and never evicts one read often enough', () => {
+    const lru = new ExpiringLru<string>({ maxEntries: 4, now: () => 0 });
+    for (const key of ['a', 'b', 'c', 'd']) lru.set(key, key.toUpperCase(), 1_000);
+    assert.equal(lru.get('d'), 'D', 'among the younger half: stays where it is');
+    assert.equal(lru.get('a'), 'A', 'from the older half: moved to the young end');
+    lru.set('e', 'E', 1_000);
+    assert.equal(lru.get('b'), undefined, 'b was the oldest');
+    assert.deepEqual(
+      ['a', 'c', 'd', 'e'].map((k) => lru.get(k)),
+      ['A', 'C', 'D', 'E'],
+    );
+
+    // Read once every maxEntries / 2 insertions, an entry outlives any number of others.
+    const big = new ExpiringLru<number>({ maxEntries: 100, now: () => 0 });
+    big.set('hot', 1, 1_000);
+    for (let i = 0; i < 10_000; i++) {
+      big.set(`cold-${i}`, i, 1_000);
+      if (i % 50 === 0) assert.equal(big.get('hot'), 1, `evicted after ${i} insertions`);
+    }
+    assert.equal(big.size, 100);
+  });
 });

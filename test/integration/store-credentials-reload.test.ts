@@ -78,7 +78,7 @@ describe('store credentials on reload', () => {
     // Store calls get 2 s (half the budget): a reconnection on a busy machine can take a second,
     // and here only a refused password may fail a Check, not a slow one.
     request: { budget: '4s' },
-    breakers: { store: { volumeThreshold: 2, rollingWindow: '2s', resetTimeout: '250ms' } },
+    breakers: { store: { volumeThreshold: 2, rollingWindow: '2s', resetTimeout: '1s' } },
     apps: [
       {
         name: 'wiki',
