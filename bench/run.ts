@@ -46,6 +46,7 @@ import {
 } from './realistic-workloads.ts';
 import { benchDpopClient } from './dpop-signer.ts';
 import { mintSessions } from './session-minting.ts';
+import { summariesOf } from './profile-summary.ts';
 import {
   benchBearerToken,
   benchBearerTokens,
@@ -641,6 +642,10 @@ async function main(): Promise<void> {
     await provider?.close();
     await herdProvider?.close();
     rmSync(scratch, { recursive: true, force: true });
+  }
+  // Written as the servers stopped: where each server's CPU went.
+  if (flags.profile !== undefined) {
+    for (const summary of summariesOf([flags.profile])) log(summary);
   }
 }
 
