@@ -1,4 +1,4 @@
-/** A bounded least-recently-used map whose entries also expire: no timers, expiry checked on read. */
+/** A bounded, nearly least-recently-used map whose entries also expire: no timers, expiry checked on read. */
 import { hasExpired } from './expiry.ts';
 
 export interface ExpiringLruOptions {
@@ -33,7 +33,7 @@ export class ExpiringLru<V> {
     }
     this.#max = options.maxEntries;
     this.#now = options.now;
-    this.#moveAfter = options.maxEntries >> 1;
+    this.#moveAfter = Math.floor(options.maxEntries / 2);
   }
 
   get size(): number {

@@ -79,15 +79,15 @@ export function createSessionStep(deps: StepDeps): Step {
     const { cookies } = request;
     // Without any of the app's cookies there is no session to load: decided without a promise.
     if (cookies.size === 0 || app.sessions.cookieNames(cookies).length === 0) return undefined;
-    context.waitingOn = 'session load';
     const loaded = app.sessions.load(cookies, secureFor(context), {
       // The decoded-session cache keeps the ID token only for an app that sends it upstream.
       cacheIdToken: app.headers.readsIdToken,
       bound: context,
     });
-    return loaded instanceof Promise
-      ? loaded.then((settled) => decide(context, settled))
-      : decide(context, loaded);
+    if (!(loaded instanceof Promise)) return decide(context, loaded);
+    // Named only when it waits: a later step's slow line must not blame a load that did not.
+    context.waitingOn = 'session load';
+    return loaded.then((settled) => decide(context, settled));
   };
 
   function decide(

@@ -147,6 +147,37 @@ describe('hot Checks', () => {
     assert.notEqual(other.verdict, first.verdict, 'another cookie header, another allow');
   });
 
+  it('decides a hot session and a hot bearer token without a promise, and a logout or revocation at once', async () => {
+    // The memory store is this process's alone: what was found not revoked stays trusted until
+    // a logout or revocation here, so a hot Check waits on nothing.
+    const browser = await loggedIn();
+    const session = rawRequest(`${web}/x`, [['cookie', browser.cookieHeader()!]]);
+    await server.handle.authorizer.decide(session);
+    const hot = server.handle.authorizer.decide(session);
+    assert.ok(!(hot instanceof Promise), 'a hot session is decided without a promise');
+    assert.equal(hot.verdict.kind, 'allow');
+
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const token = await provider.signJwt(
+      { sub: 'svc', aud: audience, client_id: 'api', scope: 'api:read', jti: 'hot-sync', exp },
+      { typ: 'at+jwt' },
+    );
+    const bearer = rawRequest(`${api}/v1/things`, [['authorization', `Bearer ${token}`]]);
+    await server.handle.authorizer.decide(bearer);
+    const hotToken = server.handle.authorizer.decide(bearer);
+    assert.ok(!(hotToken instanceof Promise), 'a hot token is decided without a promise');
+    assert.equal(hotToken.verdict.kind, 'allow');
+
+    await server.handle.revokeBearerToken('api', 'hot-sync', exp * 1000);
+    const revoked = await server.handle.authorizer.decide(bearer);
+    assert.equal(revoked.verdict.kind === 'local_reply' && revoked.verdict.status, 401);
+
+    const logout = await browser.request(`${web}/oauth2/logout`);
+    assert.equal(logout.kind === 'deny' && logout.status, 302);
+    const afterLogout = await server.handle.authorizer.decide(session);
+    assert.notEqual(afterLogout.verdict.kind, 'allow', 'the copy of the cookie is refused at once');
+  });
+
   it('never hands a re-issued session cookie to a later request', async () => {
     const browser = await loggedIn();
     const before = await envoy.check({
