@@ -27,7 +27,8 @@
  *   replica's rotation, so it keeps the session (`unavailable`, never published as `ended`),
  *   and the provider is not asked again for that token until the store has settled. Results
  *   published while degraded are offered to the store until it takes them, and every attempt
- *   reads results first, so the loser gets the winner's tokens once the store is back.
+ *   reads results first, so the loser gets the winner's tokens once the store is back. Results
+ *   the store took before it went down are offered to it again too: it may come back empty.
  * - Lock holder killed: waiters answer `unavailable` at their own bound; whoever takes the lock
  *   once the lease lapses reads the published result before calling the provider. A grant
  *   the provider answered but the dead process never published is lost: the takeover gets
@@ -191,6 +192,14 @@ export class RefreshCoordinator {
   readonly #waitingOn = new Map<string, 'replica' | 'provider'>();
   /** Results published while the store was degraded: written to it again once it is back. */
   readonly #unshared = new Map<string, { sealed: string; expiresAt: number }>();
+  /**
+   * Results the store took, kept until they expire there: a store that goes down afterwards may
+   * come back without them (a Redis restarted empty). A refresh ahead answered its own request
+   * with the old tokens, so until a later request read the result, the old refresh token is all
+   * the browser holds, and the provider has rotated it. Offered to the store again once this
+   * process sees it degraded, as the unshared ones are.
+   */
+  readonly #shared = new Map<string, { sealed: string; expiresAt: number; at: number }>();
   #unsharedTimer: NodeJS.Timeout | undefined;
   #sharing = false;
   /** When this process last saw the store degraded. */
@@ -575,17 +584,22 @@ export class RefreshCoordinator {
   /**
    * True when the lock and results are shared with every replica, and have been for
    * `storeRecovery`: long enough for the results others published while the store was down to
-   * have reached it. Records when the store was last seen degraded.
+   * have reached it. Records when the store was last seen degraded, and offers the results it
+   * took before then to it again (see {@link #shared}).
    */
   #storeSettled(): boolean {
     const now = this.#deps.now();
     if (this.#deps.degraded?.() === true) {
       this.#degradedSeenAt = now;
+      this.#reshare(0);
       return false;
     }
     // A degradation too short to have been seen here (one timed-out call) counts as well.
     const since = this.#deps.msSinceDegraded?.() ?? Number.POSITIVE_INFINITY;
-    if (since < this.#options.storeRecovery) return false;
+    if (since < this.#options.storeRecovery) {
+      this.#reshare(since);
+      return false;
+    }
     return now - this.#degradedSeenAt >= this.#options.storeRecovery;
   }
 
@@ -641,6 +655,36 @@ export class RefreshCoordinator {
     const before = degraded();
     await this.#deps.results.set(id, sealed).catch(() => undefined);
     if (before || degraded()) this.#keepUnshared(id, sealed);
+    else this.#keepShared(id, sealed);
+  }
+
+  /** Remembers a result the store took (see {@link #shared}), oldest first. */
+  #keepShared(
+    id: string,
+    sealed: string,
+    expiresAt = this.#deps.now() + this.#options.resultTtl,
+  ): void {
+    const now = this.#deps.now();
+    this.#shared.delete(id);
+    // Expired ones (at the front) go, and the oldest when too many refreshes ran meanwhile.
+    for (const [key, entry] of this.#shared) {
+      if (entry.expiresAt > now && this.#shared.size < MAX_TRACKED) break;
+      this.#shared.delete(key);
+    }
+    this.#shared.set(id, { sealed, expiresAt, at: now });
+  }
+
+  /**
+   * The store was degraded `since` ms ago (0: it is now): the results it took before then may be
+   * gone with it, so they are offered to it again until it takes them.
+   */
+  #reshare(since: number): void {
+    const now = this.#deps.now();
+    for (const [id, entry] of this.#shared) {
+      if (entry.at > now - since) break;
+      this.#shared.delete(id);
+      if (entry.expiresAt > now) this.#keepUnshared(id, entry.sealed, entry.expiresAt);
+    }
   }
 
   /**
@@ -648,12 +692,16 @@ export class RefreshCoordinator {
    * every {@link UNSHARED_RETRY_MS} until the store takes it (or it expires): a replica whose
    * own grant was refused meanwhile finds it there, instead of ending the session.
    */
-  #keepUnshared(id: string, sealed: string): void {
+  #keepUnshared(
+    id: string,
+    sealed: string,
+    expiresAt = this.#deps.now() + this.#options.resultTtl,
+  ): void {
     if (this.#unshared.size >= MAX_TRACKED && !this.#unshared.has(id)) {
       const oldest = this.#unshared.keys().next().value;
       if (oldest !== undefined) this.#unshared.delete(oldest);
     }
-    this.#unshared.set(id, { sealed, expiresAt: this.#deps.now() + this.#options.resultTtl });
+    this.#unshared.set(id, { sealed, expiresAt });
     if (this.#unsharedTimer === undefined) {
       this.#unsharedTimer = setInterval(() => void this.#share(), UNSHARED_RETRY_MS);
       // Results nobody may still need must not hold the process open at shutdown.
@@ -675,6 +723,8 @@ export class RefreshCoordinator {
         if (left > 0) {
           await this.#deps.results.set(id, entry.sealed, left).catch(() => undefined);
           if (this.#deps.degraded?.() === true) break;
+          // Taken now, it may yet be lost with the store again.
+          this.#keepShared(id, entry.sealed, entry.expiresAt);
         }
         this.#unshared.delete(id);
       }

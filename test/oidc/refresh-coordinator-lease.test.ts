@@ -1,4 +1,4 @@
-/** Branches no real component shows on cue: a lease lost during the grant, a result published meanwhile, a lock won only because the store went down. */
+/** Branches no real component shows on cue: a lease lost during the grant, a result published meanwhile, a lock won only because the store went down, a result lost with the store. */
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
@@ -30,6 +30,14 @@ function handAnsweredProvider() {
 /** Lets the coordinators run until `check` holds (the store is in memory). */
 async function until(check: () => boolean): Promise<void> {
   for (let turn = 0; !check(); turn++) {
+    assert.ok(turn < 1_000, 'never reached');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Lets the coordinators run until `check` resolves true. */
+async function eventually(check: () => Promise<boolean>): Promise<void> {
+  for (let turn = 0; !(await check()); turn++) {
     assert.ok(turn < 1_000, 'never reached');
     await new Promise((resolve) => setImmediate(resolve));
   }
@@ -197,5 +205,47 @@ describe('refresh coordinator: whose invalid_grant ends a session', () => {
     pending[0]!.settle(refused());
     assert.deepEqual(await running, { kind: 'ended' });
     assert.deepEqual(a.counted.grants, ['invalid_grant']);
+  });
+});
+
+describe('refresh coordinator: a result the store lost', () => {
+  it('a result published before the store went down is offered to it again once it is back', async (t) => {
+    // Only the retry of unshared results runs on an interval: ticked by hand.
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const { oidc, pending } = handAnsweredProvider();
+    const shared = createMemoryBackend();
+    const a = replica(shared, oidc);
+    const b = replica(shared, oidc);
+    const expired = session('rt-ahead');
+    const due = { ...expired, tokens: { ...expired.tokens, expiresAt: Date.now() + 1_000 } };
+    const id = sha256Base64url('rt-ahead');
+    const published = async () => (await a.keyspaces.refreshResults.get(id)) !== undefined;
+
+    // A refreshes ahead: its request is served on the old tokens, the browser keeps the old
+    // cookie, and the result goes to the store, which is healthy.
+    assert.equal(await a.refresher.refreshAhead(due), undefined);
+    await until(() => pending.length === 1);
+    pending[0]!.settle(Promise.resolve(rotated));
+    await eventually(published);
+
+    // The store goes down before any request read the result, and comes back empty.
+    a.store.degraded = true;
+    b.store.degraded = true;
+    await a.keyspaces.refreshResults.delete(id);
+    assert.equal(await published(), false);
+    // A request on A meanwhile finds nothing and sees the store down.
+    assert.equal(await a.refresher.refreshAhead(due), undefined);
+    for (const { store } of [a, b]) {
+      store.degraded = false;
+      store.degradedAt = performance.now();
+    }
+    t.mock.timers.tick(250);
+    await eventually(published);
+
+    // B, with the old cookie, gets A's tokens instead of spending the rotated refresh token.
+    const outcome = await b.refresher.refresh(expired);
+    assert.equal(outcome.kind === 'refreshed' && outcome.tokens.refreshToken, 'rt-2');
+    assert.equal(pending.length, 1, 'one grant');
+    assert.deepEqual(b.counted.followers, ['late']);
   });
 });
