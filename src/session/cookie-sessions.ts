@@ -176,52 +176,39 @@ export class CookieSessions implements Sessions {
       return this.#cookies.reject('expired', rejection, cookies, secure, names);
     }
     const session = cached;
+    // The rest, once the revocation check answered: at once for a trusted session.
     const decided = (revoked: boolean): SessionLoad => {
-      if (!revoked) {
-        return this.#valid(session, opened, value, cookies, secure, names, now, cacheIdToken);
+      if (revoked) {
+        this.#cache.delete(key);
+        return this.#cookies.reject('expired', 'revoked', cookies, secure, names);
       }
-      this.#cache.delete(key);
-      return this.#cookies.reject('expired', 'revoked', cookies, secure, names);
+      if (!hasExpired(session.lastSeenAt + this.#lifetime.touchInterval, now)) {
+        return {
+          kind: 'valid',
+          session: opened ?? this.#sessionFrom(session, value),
+          identity: session,
+          ref: cookieRef,
+          cookieNames: names,
+          setCookie: noLines,
+        };
+      }
+      // Re-issuing the cookie needs every token, so a cached session is opened again.
+      const whole = opened ?? this.#open(value);
+      if (whole === undefined) {
+        return this.#cookies.reject('invalid', 'undecodable', cookies, secure, names);
+      }
+      const touched: Session = { ...whole, lastSeenAt: now };
+      return {
+        kind: 'valid',
+        session: touched,
+        identity: touched,
+        ref: cookieRef,
+        cookieNames: names,
+        setCookie: this.#write(touched, cookies, secure, now, cacheIdToken),
+      };
     };
     const revoked = this.#lifetime.revoked(session, bound);
     return typeof revoked === 'boolean' ? decided(revoked) : revoked.then(decided);
-  }
-
-  /** A session found valid and not revoked: as it is, or re-issued when its use is recorded. */
-  #valid(
-    cached: CachedSession,
-    opened: Session | undefined,
-    value: string,
-    cookies: ReadonlyMap<string, string>,
-    secure: boolean,
-    names: readonly string[],
-    now: number,
-    cacheIdToken: boolean,
-  ): SessionLoad {
-    if (!hasExpired(cached.lastSeenAt + this.#lifetime.touchInterval, now)) {
-      return {
-        kind: 'valid',
-        session: opened ?? this.#sessionFrom(cached, value),
-        identity: cached,
-        ref: cookieRef,
-        cookieNames: names,
-        setCookie: noLines,
-      };
-    }
-    // Re-issuing the cookie needs every token, so a cached session is opened again.
-    const session = opened ?? this.#open(value);
-    if (session === undefined) {
-      return this.#cookies.reject('invalid', 'undecodable', cookies, secure, names);
-    }
-    const touched: Session = { ...session, lastSeenAt: now };
-    return {
-      kind: 'valid',
-      session: touched,
-      identity: touched,
-      ref: cookieRef,
-      cookieNames: names,
-      setCookie: this.#write(touched, cookies, secure, now, cacheIdToken),
-    };
   }
 
   /** A cached session as a whole `Session`, its left-out tokens read back from `value`. */

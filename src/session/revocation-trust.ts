@@ -1,5 +1,5 @@
 /** What was found not revoked (a session, a bearer token's `jti`), trusted for a while without asking the store again. */
-import { ExpiringLru } from '../expiring-lru.ts';
+import { StampedLru } from '../stamped-lru.ts';
 
 /** Options of {@link RevocationTrust}. */
 export interface RevocationTrustOptions {
@@ -23,17 +23,16 @@ export interface RevocationTrustOptions {
 export class RevocationTrust {
   readonly #now: () => number;
   readonly #recheckAfterMs: number;
-  readonly #trusted: ExpiringLru<true>;
   /**
-   * Counts the revocations taken, so a look-up that was under way while one was recorded does
-   * not trust its answer (it may have read the store before the write).
+   * Keys found not revoked. A revocation invalidates, so a look-up that was under way meanwhile
+   * (it may have read the store before the write) does not fill it.
    */
-  #revocations = 0;
+  readonly #trusted: StampedLru<true>;
 
   constructor(options: RevocationTrustOptions) {
     this.#now = options.now;
     this.#recheckAfterMs = options.recheckAfterMs;
-    this.#trusted = new ExpiringLru({
+    this.#trusted = new StampedLru({
       maxEntries: options.recheckAfterMs > 0 ? (options.maxEntries ?? 100_000) : 0,
       now: options.now,
     });
@@ -46,32 +45,29 @@ export class RevocationTrust {
 
   /** Taken before a look-up and handed to {@link trust} with its answer. */
   startLookUp(): LookUp {
-    return { at: this.#now(), revocations: this.#revocations };
+    return { at: this.#now(), stamp: this.#trusted.stamp() };
   }
 
   /** Trusts `key` as not revoked, unless a revocation was recorded since `lookUp` began. */
   trust(key: string, lookUp: LookUp): void {
-    if (lookUp.revocations !== this.#revocations) return;
-    this.#trusted.set(key, true, lookUp.at + this.#recheckAfterMs);
+    this.#trusted.set(key, true, lookUp.at + this.#recheckAfterMs, lookUp.stamp);
   }
 
   /** `key` was revoked (call before its write, and again once written). */
   forget(key: string): void {
-    this.#revocations++;
-    this.#trusted.delete(key);
+    this.#trusted.invalidate(key);
   }
 
   /** Records were revoked that no key names (every session of a `sid` or `sub`). */
   forgetAll(): void {
-    this.#revocations++;
-    this.#trusted.clear();
+    this.#trusted.invalidateAll();
   }
 }
 
 /** When a look-up began, for {@link RevocationTrust.trust}. */
 export interface LookUp {
   readonly at: number;
-  readonly revocations: number;
+  readonly stamp: number;
 }
 
 /**
@@ -97,11 +93,12 @@ export class RevocationTrusts {
   }
 
   /**
-   * The trust of app `app`'s bearer token ids: none over a shared store (a revocation is in
-   * effect on every replica once acknowledged); over a local one, until a revocation here.
+   * The trust of app `app`'s bearer token ids over a local store, until a revocation here;
+   * `undefined` over a shared one, where nothing is trusted (a revocation is in effect on every
+   * replica once acknowledged), so each Check reads the store and keeps no trust of its own.
    */
-  bearerTokens(app: string): RevocationTrust {
-    return this.#get(`bearer ${app}`, this.#local ? Infinity : 0);
+  bearerTokens(app: string): RevocationTrust | undefined {
+    return this.#local ? this.#get(`bearer ${app}`, Infinity) : undefined;
   }
 
   #get(name: string, recheckAfterMs: number): RevocationTrust {

@@ -1,5 +1,5 @@
 /** Server sessions read from the store moments ago, reused for a quarter second per replica. */
-import { ExpiringLru } from '../expiring-lru.ts';
+import { StampedLru } from '../stamped-lru.ts';
 import type { Clock } from '../clock.ts';
 import type { LoadedServerSession } from './server-session-store.ts';
 
@@ -24,17 +24,15 @@ export const serverSessionReuseMs = 250;
  * take a {@link ServerSessionCache.stamp} before reading the store and pass it to `set`.
  */
 export class ServerSessionCache {
-  readonly #entries: ExpiringLru<LoadedServerSession>;
+  readonly #entries: StampedLru<LoadedServerSession>;
   readonly #now: Clock;
-  /** Bumped by every invalidation. */
-  #generation = 0;
 
   /**
    * @param maxEntries - most sessions held; default 10,000.
    * @param now - ms since the epoch; default `Date.now`.
    */
   constructor(maxEntries = 10_000, now: Clock = Date.now) {
-    this.#entries = new ExpiringLru({ maxEntries, now });
+    this.#entries = new StampedLru({ maxEntries, now });
     this.#now = now;
   }
 
@@ -49,7 +47,7 @@ export class ServerSessionCache {
 
   /** Taken before a store read whose result is meant for {@link ServerSessionCache.set}. */
   stamp(): number {
-    return this.#generation;
+    return this.#entries.stamp();
   }
 
   /**
@@ -57,14 +55,13 @@ export class ServerSessionCache {
    * was taken (the read may predate a logout or an update).
    */
   set(key: string, loaded: LoadedServerSession, stamp: number): void {
-    if (stamp !== this.#generation) return;
-    this.#entries.set(key, loaded, this.#now() + serverSessionReuseMs);
+    this.#entries.set(key, loaded, this.#now() + serverSessionReuseMs, stamp);
   }
 
   /** After writing `loaded` to the store: it replaces whatever this replica held for `key`. */
   replace(key: string, loaded: LoadedServerSession): void {
-    this.#generation++;
-    this.set(key, loaded, this.#generation);
+    this.#entries.invalidate(key);
+    this.set(key, loaded, this.#entries.stamp());
   }
 
   /**
@@ -77,13 +74,11 @@ export class ServerSessionCache {
 
   /** After deleting or failing to write `key`'s record: forget it, and any read in flight. */
   invalidate(key: string): void {
-    this.#generation++;
-    this.#entries.delete(key);
+    this.#entries.invalidate(key);
   }
 
   /** After ending sessions by `sid` or `sub` (ids, not tickets, are known): forget them all. */
   invalidateAll(): void {
-    this.#generation++;
-    this.#entries.clear();
+    this.#entries.invalidateAll();
   }
 }
