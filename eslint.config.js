@@ -15,6 +15,7 @@ export const layers = [
     'is-record.ts',
     'header-value.ts',
     'expiring-lru.ts',
+    'stamped-lru.ts',
     'deadline-queue.ts',
     'expiry.ts',
     'digest.ts',
