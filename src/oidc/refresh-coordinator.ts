@@ -38,6 +38,7 @@
  *   ends at its next refresh. Nothing on our side can prevent that without a shared lock.
  * An `invalid_grant` under a lock held in a healthy, settled store ends the session, once.
  */
+import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AuthzError } from '../errors.ts';
@@ -226,11 +227,14 @@ export class RefreshCoordinator {
     const refreshToken = session.tokens.refreshToken;
     if (refreshToken === undefined) return Promise.resolve({ kind: 'ended' });
     const wait = bound?.storeTimedOut === true ? 0 : Math.min(waitMs, this.#options.waitTimeout);
+    // The wait ends `wait` from now, however long starting the refresh takes: a caller's budget
+    // runs from when it asked, and its own deadline comes right after.
+    const until = performance.now() + wait;
     const id = sha256Base64url(refreshToken);
     if (!this.#inFlight.has(id) && this.#deferrable(session)) {
-      return this.#bounded(this.#deferred(id, refreshToken, bound), id, session, wait);
+      return this.#bounded(this.#deferred(id, refreshToken, bound), id, session, until);
     }
-    return this.#bounded(this.#start(session, refreshToken), id, session, wait);
+    return this.#bounded(this.#start(session, refreshToken), id, session, until);
   }
 
   /**
@@ -348,16 +352,17 @@ export class RefreshCoordinator {
   }
 
   /**
-   * `running`, or once the caller has waited `waitMs` for it: `deferred` while what it waits on is
-   * the store (found down meanwhile, or not answering before the grant: a store that has just hung
+   * `running`, or once the caller has waited for it until `until` (on `performance.now()`'s
+   * clock): `deferred` while what it waits on is the store (found down meanwhile, or not answering before the grant: a store that has just hung
    * is not known down yet) and the tokens expired less than `outageGrace` ago, else `unavailable`.
    */
   #bounded(
     running: Promise<RefreshOutcome>,
     id: string,
     session: Session,
-    waitMs: number,
+    until: number,
   ): Promise<RefreshOutcome> {
+    const waitMs = Math.max(0, until - performance.now());
     let timer: NodeJS.Timeout | undefined;
     let halfway: NodeJS.Timeout | undefined;
     const timedOut = new Promise<RefreshOutcome>((resolve) => {

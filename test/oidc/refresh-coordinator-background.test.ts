@@ -1,5 +1,6 @@
 /** Refreshes nobody waits for: bounded waits, results kept past them, failures caught and logged once. */
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { after, before, describe, it, mock } from 'node:test';
 import type { OidcClient, RefreshResult } from '../../src/oidc/oidc-client.ts';
 import { GrantLimiter, RefreshCoordinator } from '../../src/oidc/refresh-coordinator.ts';
@@ -35,16 +36,26 @@ async function grantsReached(pending: readonly unknown[], count: number): Promis
 function coordinator(
   oidc: OidcClient,
   waitTimeout: number,
-  options: { outageGrace?: number; storeHangs?: boolean } = {},
+  options: { outageGrace?: number; storeHangs?: boolean; syncReadMs?: number } = {},
 ) {
   const now = () => Date.now();
   const memory = createMemoryBackend({ now });
-  // A store that never answers a read (hung, not yet known down).
+  const syncReadMs = options.syncReadMs;
+  // A store that never answers a read (hung, not yet known down), or one whose driver works
+  // synchronously for a while before each read goes out.
   const backend = options.storeHangs
     ? Object.assign(Object.create(memory) as typeof memory, {
         get: () => new Promise<never>(() => undefined),
       })
-    : memory;
+    : syncReadMs !== undefined
+      ? Object.assign(Object.create(memory) as typeof memory, {
+          get: (key: string) => {
+            const until = performance.now() + syncReadMs;
+            while (performance.now() < until);
+            return memory.get(key);
+          },
+        })
+      : memory;
   const keyspaces = createAppKeyspaces(backend, {
     app: 'web',
     sessionMaxAge: 86_400_000,
@@ -182,6 +193,22 @@ describe('refresh coordinator: refreshes nobody waits for', () => {
     const next = await refresher.refresh(s);
     assert.equal(next.kind === 'refreshed' && next.tokens.refreshToken, 'rt-2');
     assert.equal(pending.length, 1, 'the old refresh token is never sent again');
+  });
+
+  it("a caller's wait runs from when it asked, not from when starting the refresh let the timer be set", async () => {
+    const { oidc } = handAnsweredProvider();
+    // Starting the refresh (its first store read) takes 30 ms before anything is awaited.
+    const { refresher } = coordinator(oidc, 5_000, { syncReadMs: 30 });
+    const expired = { ...session('rt-busy'), tokens: { ...session('rt-busy').tokens } };
+    expired.tokens.expiresAt = Date.now() - 1_000;
+    // The caller's own deadline, 10 ms after the end of the wait it asked for: as the pipeline's
+    // budget follows a step's wait, it must find the step already answered, on any machine.
+    let callerGaveUp = false;
+    const deadline = setTimeout(() => (callerGaveUp = true), 60);
+    const outcome = await refresher.refresh(expired, 50);
+    clearTimeout(deadline);
+    assert.equal(outcome.kind, 'unavailable');
+    assert.equal(callerGaveUp, false, 'answered before the deadline that follows the wait');
   });
 
   it('an unexpected failure of a background refresh is caught and logged once', async () => {
