@@ -83,7 +83,19 @@ export interface FallbackOptions {
   readonly logger: Logger;
   /** Where `eoa_store_degraded` (0 or 1) goes; build one fallback backend per registry. */
   readonly registry: Registry;
+  /**
+   * How often, while degraded and the breaker not open, a write of {@link PROBE_KEY} asks the store
+   * whether it is back. Default 1 s.
+   */
+  readonly probeEveryMs?: number;
 }
+
+/**
+ * The key a degraded store's probe writes (under the store's key prefix), with a short TTL: a
+ * write, because a store that answers reads but refuses writes is still degraded.
+ */
+export const PROBE_KEY = 'store-probe';
+const PROBE_TTL_MS = 10_000;
 
 /**
  * For records that may live in one process for a while (login replay marks, refresh locks and
@@ -91,6 +103,10 @@ export interface FallbackOptions {
  * open they go to an in-process memory backend instead. Degradation is logged once when it
  * starts and once when it ends, exported as `eoa_store_degraded`, and ends by itself when the
  * breaker closes again (its half-open probe succeeded) or a call succeeds on a closed breaker.
+ * A degradation too short to open the breaker (one failed call in a blip) has no half-open probe
+ * to end it, and a quiet replica may make no call for a long while: every `probeEveryMs` a write
+ * of {@link PROBE_KEY} asks instead, so the replica neither reports a healthy store as degraded
+ * nor keeps refreshes waiting for it.
  * A read whose request already had a store call run out of time ({@link CallBound}) is answered
  * from memory at once, as during an outage.
  *
@@ -128,10 +144,32 @@ export function withFallback(
   let endedAt = -Infinity;
   /** The last write failed: a read answered since does not end the degradation. */
   let writesFailing = false;
+  let probing: NodeJS.Timeout | undefined;
+  let probeRunning = false;
+  const probe = (): void => {
+    // An open breaker refuses it; closing (after its own probe, or this one as its trial call
+    // when half-open) ends the degradation.
+    if (!degraded || probeRunning || breaker.state() === 'open') return;
+    probeRunning = true;
+    attempt(
+      () => primary.set(PROBE_KEY, '1', PROBE_TTL_MS),
+      () => Promise.resolve(),
+    )
+      .catch(() => undefined)
+      .finally(() => {
+        probeRunning = false;
+      });
+  };
+  const stopProbing = (): void => {
+    clearInterval(probing);
+    probing = undefined;
+  };
   const enter = (error: unknown): void => {
     if (degraded) return;
     degraded = true;
     gauge.set(1);
+    probing = setInterval(probe, options.probeEveryMs ?? 1_000);
+    probing.unref();
     const reason = error instanceof StoreUnavailableError ? error.reason : 'failure';
     log.warn(
       { breaker: breaker.name, reason },
@@ -141,11 +179,15 @@ export function withFallback(
   const leave = (): void => {
     if (!degraded) return;
     degraded = false;
+    stopProbing();
     endedAt = performance.now();
     gauge.set(0);
     log.info({ breaker: breaker.name }, 'store recovered: using the shared store again');
   };
   const unsubscribe = breaker.onStateChange((state) => {
+    // An open breaker sends every call here to memory, whichever calls opened it (a server
+    // session's reads count too): degraded from now, not from the next call made here.
+    if (state === 'open') enter(refusedStore(0));
     if (state !== 'closed') return;
     endedAt = performance.now();
     writesFailing = false;
@@ -254,6 +296,7 @@ export function withFallback(
       ),
     async close() {
       unsubscribe();
+      stopProbing();
       await memory.close();
     },
   };

@@ -9,7 +9,7 @@ import { createBreakers, type Breakers } from '../../src/resilience/breakers.ts'
 import { createMemoryBackend } from '../../src/store/memory-backend.ts';
 import { createRedisBackend, type RedisBackend } from '../../src/store/redis-backend.ts';
 import { CALL_ANSWER_RESERVE_MS, withDeadline } from '../../src/store/deadline-backend.ts';
-import { guardStore, withFallback } from '../../src/store/resilient-backend.ts';
+import { guardStore, PROBE_KEY, withFallback } from '../../src/store/resilient-backend.ts';
 import { redisStore } from '../../src/store/shared-store.ts';
 import type { CallBound, StoreBackend } from '../../src/store/store-backend.ts';
 import { breakerTuning, breakersTuning } from '../resilience/breaker-tuning.ts';
@@ -58,7 +58,7 @@ function switchable(inner: StoreBackend) {
   };
 }
 
-function setUp(options: { probe?: boolean } = {}) {
+function setUp(options: { probe?: boolean; probeEveryMs?: number } = {}) {
   const registry = new Registry();
   const log = captureLog();
   const primary = switchable(createMemoryBackend());
@@ -70,7 +70,11 @@ function setUp(options: { probe?: boolean } = {}) {
     ...(options.probe === true ? { storeProbe: () => primary.backend.get('probe') } : {}),
   });
   const guarded = guardStore(primary.backend, breakers.store);
-  const fallback = withFallback(primary.backend, breakers.store, { logger: log.logger, registry });
+  const fallback = withFallback(primary.backend, breakers.store, {
+    logger: log.logger,
+    registry,
+    ...(options.probeEveryMs === undefined ? {} : { probeEveryMs: options.probeEveryMs }),
+  });
   const close = async () => {
     breakers.shutdown();
     await fallback.close();
@@ -204,6 +208,81 @@ describe('store with in-memory fallback', () => {
       assert.ok(since >= 0 && since < 1_000, `ended ${since} ms ago`);
     } finally {
       await close();
+    }
+  });
+
+  it('counts as degraded from the moment the breaker opens, whichever calls opened it', async () => {
+    const { primary, breakers, guarded, fallback, registry, log, close } = setUp({ probe: true });
+    try {
+      primary.setDown(true);
+      // Only durable records (server sessions) are read: nothing goes through the fallback.
+      for (let i = 0; i < 5; i++) await guarded.get(`session-${i}`).catch(() => undefined);
+      assert.equal(breakers.store.state(), 'open');
+      assert.equal(fallback.degraded(), true);
+      assert.equal(await metricValue(registry, 'eoa_store_degraded'), 1);
+      assert.equal(log.matching(/^store unavailable/).length, 1);
+
+      primary.setDown(false);
+      await waitFor('store breaker closed', () => breakers.store.state() === 'closed', 2_000);
+      assert.equal(await metricValue(registry, 'eoa_store_degraded'), 0);
+      assert.equal(log.matching(/^store recovered/).length, 1);
+    } finally {
+      await close();
+    }
+  });
+
+  it('ends a degradation of one failed call by itself, with no traffic, once a probe write reaches the store', async () => {
+    const { primary, breakers, fallback, registry, log, close } = setUp({ probeEveryMs: 20 });
+    try {
+      primary.setDown(true);
+      // One lock lost in a blip: too few failures to open the breaker, so no half-open probe.
+      assert.equal(await fallback.setIfAbsent('lock', 'a', LONG), true);
+      assert.equal(breakers.store.state(), 'closed');
+      assert.equal(fallback.degraded(), true);
+      const reachedWhileDown = primary.reached();
+      await waitFor('a probe of the down store', () => primary.reached() > reachedWhileDown, 2_000);
+      assert.equal(fallback.degraded(), true, 'a failed probe does not end it');
+
+      primary.setDown(false);
+      await waitFor('the degradation to end without a call', () => !fallback.degraded(), 2_000);
+      assert.equal(await metricValue(registry, 'eoa_store_degraded'), 0);
+      assert.equal(await primary.inner.get(PROBE_KEY), '1', 'the probe was a write');
+      assert.equal(log.matching(/^store recovered/).length, 1);
+      const reachedAfter = primary.reached();
+      await sleep(100);
+      assert.equal(primary.reached(), reachedAfter, 'no probe once the store is back');
+    } finally {
+      await close();
+    }
+  });
+
+  it('a probe write the store refuses keeps it degraded while it answers reads', async () => {
+    const registry = new Registry();
+    const log = captureLog();
+    const inner = createMemoryBackend();
+    let writes = 0;
+    const readsOnly: StoreBackend = {
+      ...inner,
+      set: () => {
+        writes += 1;
+        return Promise.reject(new Error('NOREPLICAS'));
+      },
+    };
+    const breakers = createBreakers({ registry, logger: log.logger, store: tuning, idp: tuning });
+    const fallback = withFallback(readsOnly, breakers.store, {
+      logger: log.logger,
+      registry,
+      probeEveryMs: 20,
+    });
+    try {
+      await fallback.set('k', 'v', LONG);
+      assert.equal(fallback.degraded(), true);
+      await waitFor('two probe writes', () => writes >= 3, 2_000);
+      assert.equal(fallback.degraded(), true, 'refused probes do not end it');
+    } finally {
+      breakers.shutdown();
+      await fallback.close();
+      await inner.close();
     }
   });
 
