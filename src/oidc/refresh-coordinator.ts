@@ -443,8 +443,13 @@ export class RefreshCoordinator {
         this.#deps.metrics.follower('replica');
         return published;
       }
-      if (this.#deps.now() > deadline)
+      if (this.#deps.now() > deadline) {
+        // As for a caller whose own wait ran out on that grant (see #lateAnswer): a replica
+        // killed mid-grant holds the lock until its lease lapses, and every request that joined
+        // this refresh is served on its tokens meanwhile, within outageGrace.
+        if (this.#withinGrace(session)) return { kind: 'deferred' };
         return this.#waitForStore(session, "another replica's refresh did not finish in time");
+      }
     }
     this.#waitingOn.delete(id);
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it, mock } from 'node:test';
 import type { OidcClient, RefreshResult } from '../../src/oidc/oidc-client.ts';
+import { sha256Base64url } from '../../src/digest.ts';
 import { GrantLimiter, RefreshCoordinator } from '../../src/oidc/refresh-coordinator.ts';
 import type { Session } from '../../src/session/session.ts';
 import { createAppKeyspaces } from '../../src/store/keyspaces.ts';
@@ -38,7 +39,9 @@ function coordinator(
   waitTimeout: number,
   options: { outageGrace?: number; storeHangs?: boolean; syncReadMs?: number } = {},
 ) {
-  const now = () => Date.now();
+  /** Moves the coordinator's clock (not its timers) ahead. */
+  const clock = { aheadMs: 0 };
+  const now = () => Date.now() + clock.aheadMs;
   const memory = createMemoryBackend({ now });
   const syncReadMs = options.syncReadMs;
   // A store that never answers a read (hung, not yet known down), or one whose driver works
@@ -98,7 +101,7 @@ function coordinator(
       logger: logger as never,
     },
   );
-  return { refresher, errors };
+  return { refresher, errors, keyspaces, clock };
 }
 
 function session(refreshToken: string): Session {
@@ -209,6 +212,24 @@ describe('refresh coordinator: refreshes nobody waits for', () => {
     clearTimeout(deadline);
     assert.equal(outcome.kind, 'unavailable');
     assert.equal(callerGaveUp, false, 'answered before the deadline that follows the wait');
+  });
+
+  it("a request that joins a refresh stuck behind a dead replica's lock is served on its tokens when the refresh gives up", async () => {
+    const { oidc, pending } = handAnsweredProvider();
+    const { refresher, keyspaces, clock } = coordinator(oidc, 1_000, { outageGrace: 60_000 });
+    const expired = { ...session('rt-orphaned'), tokens: { ...session('rt-orphaned').tokens } };
+    expired.tokens.expiresAt = Date.now() - 1_000;
+    // A replica took the lock and died: its lease runs far past every wait.
+    await keyspaces.refreshLocks.setIfAbsent(sha256Base64url('rt-orphaned'), 'dead', 60_000);
+    const first = refresher.refresh(expired, 5_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A request joins the refresh waiting on the lock; then the refresh's own wait for the lock
+    // runs out (its clock moves past waitTimeout), long before the request's wait would.
+    const joined = refresher.refresh(expired, 5_000);
+    clock.aheadMs = 1_500;
+    assert.equal((await joined).kind, 'deferred', 'served on its current tokens, not 503');
+    assert.equal((await first).kind, 'deferred');
+    assert.equal(pending.length, 0, 'no grant while the lock is held');
   });
 
   it('an unexpected failure of a background refresh is caught and logged once', async () => {
