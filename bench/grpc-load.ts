@@ -111,15 +111,34 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     sessions[i] = next;
     return next;
   };
+  // Every connection's SETTINGS, before the first call: its stream limit is known.
   await Promise.all(
     sessions.map(
       (s) =>
         new Promise<void>((resolve, reject) => {
-          s.once('connect', () => resolve());
+          s.once('remoteSettings', () => resolve());
           s.once('error', reject);
         }),
     ),
   );
+  /**
+   * Streams open per connection, and the most the server allows on one (its
+   * SETTINGS_MAX_CONCURRENT_STREAMS). Like Envoy, the generator never opens more: a call that
+   * falls due while every connection is full waits for a stream to end (node's client would
+   * send it anyway, and a server cuts off a client that ignores its limit).
+   */
+  const open = new Map<http2.ClientHttp2Session, number>();
+  const streamLimit = Math.min(
+    ...sessions.map((s) => s.remoteSettings.maxConcurrentStreams ?? 2 ** 31 - 1),
+  );
+  /** A connection with a stream to spare, round robin; undefined when all are full. */
+  const nextSession = (): http2.ClientHttp2Session | undefined => {
+    for (let tried = 0; tried < sessions.length; tried++) {
+      const session = sessionAt(connection++ % sessions.length);
+      if ((open.get(session) ?? 0) < streamLimit) return session;
+    }
+    return undefined;
+  };
   const byGrpcStatus: Record<string, number> = {};
   const byLabel: Record<string, number> = {};
   let errors = 0;
@@ -157,9 +176,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       exhausted = true;
       return false;
     }
+    const session = nextSession();
+    if (session === undefined) return false;
     const index = frame % options.frames.length;
     frame = index + 1;
-    const session = sessionAt(connection++ % sessions.length);
+    open.set(session, (open.get(session) ?? 0) + 1);
     inFlight++;
     let status: string | undefined;
     let httpStatus = 0;
@@ -168,6 +189,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (finished) return;
       finished = true;
       inFlight--;
+      open.set(session, open.get(session)! - 1);
       if (failed) errors++;
       else {
         if (httpStatus !== 200) httpErrors++;
@@ -217,17 +239,29 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     await new Promise<void>((resolve) => setTimeout(resolve, options.seconds * 1000));
   } else {
     const interval = 1000 / options.rate;
+    const total = options.rate * options.seconds;
     let issued = 0;
     await new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      let ended = false;
       const tick = (): void => {
+        timer = undefined;
         const now = performance.now();
-        const due = Math.min(
-          Math.floor((now - started) / interval) + 1,
-          options.rate! * options.seconds,
-        );
-        while (issued < due && call(started + issued * interval, () => {})) issued++;
-        if (now >= endAt) resolve();
-        else setTimeout(tick, Math.max(0, Math.min(1, started + issued * interval - now)));
+        const due = Math.min(Math.floor((now - started) / interval) + 1, total);
+        while (issued < due && call(started + issued * interval, whenDone)) issued++;
+        // Every call due in the run is sent, however late (its latency counts from when it
+        // was due), unless the frames of a once-only run ran out.
+        if (exhausted || issued >= total) {
+          ended = true;
+          resolve();
+          return;
+        }
+        // Behind, with every connection full: the next stream to end sends more.
+        if (issued < due) return;
+        timer = setTimeout(tick, Math.max(0, Math.min(1, started + issued * interval - now)));
+      };
+      const whenDone = (): void => {
+        if (!ended && timer === undefined) tick();
       };
       tick();
     });

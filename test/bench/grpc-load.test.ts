@@ -152,6 +152,70 @@ describe('bench load generator', () => {
     assert.equal(received.length, 100);
   });
 
+  it("opens no more streams than the server's SETTINGS allow: calls due meanwhile wait their turn", async () => {
+    // A server that takes 50 ms a call and allows 4 streams a connection: 80 calls/s each.
+    let open = 0;
+    let most = 0;
+    const slow = new GrpcTransport({
+      methods: new Map([
+        [
+          path,
+          {
+            kind: 'unary',
+            decode: (bytes: Buffer) => bytes.toString('utf8'),
+            encode: (text: string) => Buffer.from(text, 'utf8'),
+            handle: async (text: string) => {
+              open += 1;
+              most = Math.max(most, open);
+              await new Promise((resolve) => setTimeout(resolve, 50));
+              open -= 1;
+              return text;
+            },
+          },
+        ],
+      ]),
+      limits: { ...grpcLimitsSchema.parse({}), maxConcurrentStreams: 4 },
+      logger: createLogger({ level: 'silent' }),
+    });
+    await new Promise<void>((resolve) => slow.server.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = slow.server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      // 200 calls due in half a second, 2.5 times what two connections can take.
+      const result = await runLoad({
+        target: `127.0.0.1:${port}`,
+        path,
+        connections: 2,
+        streams: 1,
+        seconds: 0.5,
+        rate: 400,
+        frames: [frame('x')],
+      });
+      assert.equal(result.calls, 200, 'every call due was sent');
+      assert.equal(result.errors, 0, 'none refused or lost');
+      assert.ok(most <= 8, `${most} calls at once on two connections of 4 streams`);
+      // The last calls waited for a stream: their latency counts from when they were due.
+      assert.ok(result.latencyMs.max >= 500, `the longest call took ${result.latencyMs.max} ms`);
+    } finally {
+      await slow.shutdown(0);
+    }
+  });
+
+  it("sends a backlog far beyond every connection's streams without losing a call", async () => {
+    // 20,000 calls due within 0.2 s on one connection: more than the server can take at once.
+    const result = await runLoad({
+      target,
+      path,
+      connections: 1,
+      streams: 1,
+      seconds: 0.2,
+      rate: 100_000,
+      frames: [frame('x')],
+    });
+    assert.equal(result.calls, 20_000, 'every call due was sent');
+    assert.equal(result.errors, 0, 'none refused or lost');
+  });
+
   it('counts calls that get no answer as errors, never as answers', async () => {
     // A path the server does not serve answers UNIMPLEMENTED; a closed port is refused outright.
     const unknown = await runLoad({
