@@ -19,6 +19,11 @@ function frame(text: string): Buffer {
   return Buffer.concat([prefix, message]);
 }
 
+/** An open-loop run of one frame: `rate` calls a second for `seconds`. */
+function openLoop(target: string, connections: number, seconds: number, rate: number) {
+  return runLoad({ target, path, connections, streams: 1, seconds, rate, frames: [frame('x')] });
+}
+
 describe('bench load generator', () => {
   /** Every message the server received, in order of arrival. */
   const received: string[] = [];
@@ -139,15 +144,7 @@ describe('bench load generator', () => {
 
   it('keeps to a target rate, open loop', async () => {
     received.length = 0;
-    const result = await runLoad({
-      target,
-      path,
-      connections: 2,
-      streams: 1,
-      seconds: 0.5,
-      rate: 200,
-      frames: [frame('x')],
-    });
+    const result = await openLoop(target, 2, 0.5, 200);
     assert.equal(result.calls, 100);
     assert.equal(received.length, 100);
   });
@@ -182,15 +179,7 @@ describe('bench load generator', () => {
       const address = slow.server.address();
       const port = typeof address === 'object' && address !== null ? address.port : 0;
       // 200 calls due in half a second, 2.5 times what two connections can take.
-      const result = await runLoad({
-        target: `127.0.0.1:${port}`,
-        path,
-        connections: 2,
-        streams: 1,
-        seconds: 0.5,
-        rate: 400,
-        frames: [frame('x')],
-      });
+      const result = await openLoop(`127.0.0.1:${port}`, 2, 0.5, 400);
       assert.equal(result.calls, 200, 'every call due was sent');
       assert.equal(result.errors, 0, 'none refused or lost');
       assert.ok(most <= 8, `${most} calls at once on two connections of 4 streams`);
@@ -203,15 +192,7 @@ describe('bench load generator', () => {
 
   it("sends a backlog far beyond every connection's streams without losing a call", async () => {
     // 20,000 calls due within 0.2 s on one connection: more than the server can take at once.
-    const result = await runLoad({
-      target,
-      path,
-      connections: 1,
-      streams: 1,
-      seconds: 0.2,
-      rate: 100_000,
-      frames: [frame('x')],
-    });
+    const result = await openLoop(target, 1, 0.2, 100_000);
     assert.equal(result.calls, 20_000, 'every call due was sent');
     assert.equal(result.errors, 0, 'none refused or lost');
   });
