@@ -131,6 +131,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const streamLimit = Math.min(
     ...sessions.map((s) => s.remoteSettings.maxConcurrentStreams ?? 2 ** 31 - 1),
   );
+  /** The slot the next call tries first (round robin). */
+  let connection = 0;
   /** A connection with a stream to spare, round robin; undefined when all are full. */
   const nextSession = (): http2.ClientHttp2Session | undefined => {
     for (let tried = 0; tried < sessions.length; tried++) {
@@ -146,7 +148,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let calls = 0;
   let latencies = new Float64Array(1 << 16);
   let frame = options.startAt ?? 0;
-  let connection = 0;
   let stopping = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;

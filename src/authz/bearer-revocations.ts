@@ -30,14 +30,9 @@ export class BearerRevocations {
    * token's `exp`), after which it is refused as expired anyway.
    * @throws AuthzError `STORE_UNAVAILABLE` when the store cannot take the write.
    */
-  async revoke(jti: string, expiresAt: number): Promise<void> {
-    this.#trust?.forget(jti);
-    try {
-      await this.#writes.set(jti, { exp: expiresAt });
-    } finally {
-      // Again once written: a look-up in between may have read the store before the write.
-      this.#trust?.forget(jti);
-    }
+  revoke(jti: string, expiresAt: number): Promise<void> {
+    const write = () => this.#writes.set(jti, { exp: expiresAt });
+    return this.#trust === undefined ? write() : this.#trust.revoking(jti, write);
   }
 
   /**

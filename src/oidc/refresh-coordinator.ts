@@ -353,8 +353,9 @@ export class RefreshCoordinator {
 
   /**
    * `running`, or once the caller has waited for it until `until` (on `performance.now()`'s
-   * clock): `deferred` while what it waits on is the store (found down meanwhile, or not answering before the grant: a store that has just hung
-   * is not known down yet) and the tokens expired less than `outageGrace` ago, else `unavailable`.
+   * clock): `deferred` while what it waits on is the store (found down meanwhile, or not
+   * answering before the grant: a store that has just hung is not known down yet) and the tokens
+   * expired less than `outageGrace` ago, else `unavailable`.
    */
   #bounded(
     running: Promise<RefreshOutcome>,

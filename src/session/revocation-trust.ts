@@ -8,7 +8,7 @@ export interface RevocationTrustOptions {
   /**
    * How long an answer "not revoked" is trusted, ms: briefly over a store other replicas write
    * to; `Infinity` over one only this process writes to, where every revocation goes through
-   * {@link RevocationTrust.forget} or {@link RevocationTrust.forgetAll}; 0 trusts nothing.
+   * {@link RevocationTrust.revoking}; 0 trusts nothing.
    */
   readonly recheckAfterMs: number;
   /** Most answers kept; the least recently used goes first. Default 100,000. */
@@ -53,14 +53,23 @@ export class RevocationTrust {
     this.#trusted.set(key, true, lookUp.at + this.#recheckAfterMs, lookUp.stamp);
   }
 
-  /** `key` was revoked (call before its write, and again once written). */
-  forget(key: string): void {
-    this.#trusted.invalidate(key);
+  /**
+   * Runs `write`, the store write that revokes `key` (or records no key names, every session of
+   * a `sid` or `sub`, when `undefined`). Its trust is forgotten before the write and again once
+   * written: a look-up in between may have read the store before the write landed.
+   */
+  async revoking(key: string | undefined, write: () => Promise<void>): Promise<void> {
+    this.#forget(key);
+    try {
+      await write();
+    } finally {
+      this.#forget(key);
+    }
   }
 
-  /** Records were revoked that no key names (every session of a `sid` or `sub`). */
-  forgetAll(): void {
-    this.#trusted.invalidateAll();
+  #forget(key: string | undefined): void {
+    if (key === undefined) this.#trusted.invalidateAll();
+    else this.#trusted.invalidate(key);
   }
 }
 

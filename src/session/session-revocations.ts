@@ -39,24 +39,17 @@ export class SessionRevocations {
   }
 
   /** Ends one session (RP-initiated logout). */
-  async endSession(session: { readonly id: string }): Promise<void> {
-    this.#trust.forget(session.id);
-    try {
-      await this.#keyspaces.endedSessions.set(session.id, { at: this.#now() });
-    } finally {
-      // Again once written: a look-up in between may have read the store before the write.
-      this.#trust.forget(session.id);
-    }
+  endSession(session: { readonly id: string }): Promise<void> {
+    return this.#trust.revoking(session.id, () =>
+      this.#keyspaces.endedSessions.set(session.id, { at: this.#now() }),
+    );
   }
 
   /** Ends every session the provider's `sid` or the user's `sub` opened up to now. */
-  async endAll(subject: LogoutSubject): Promise<void> {
-    this.#trust.forgetAll();
-    try {
-      await this.#durable.logoutMarks.set(subject, { at: this.#now() });
-    } finally {
-      this.#trust.forgetAll();
-    }
+  endAll(subject: LogoutSubject): Promise<void> {
+    return this.#trust.revoking(undefined, () =>
+      this.#durable.logoutMarks.set(subject, { at: this.#now() }),
+    );
   }
 
   /**

@@ -146,6 +146,8 @@ export function withFallback(
   let writesFailing = false;
   let probing: NodeJS.Timeout | undefined;
   let probeRunning = false;
+  /** Closed (a reload switched stores): a call still failing here starts no probe. */
+  let closed = false;
   const probe = (): void => {
     // An open breaker refuses it; closing (after its own probe, or this one as its trial call
     // when half-open) ends the degradation.
@@ -168,8 +170,10 @@ export function withFallback(
     if (degraded) return;
     degraded = true;
     gauge.set(1);
-    probing = setInterval(probe, options.probeEveryMs ?? 1_000);
-    probing.unref();
+    if (!closed) {
+      probing = setInterval(probe, options.probeEveryMs ?? 1_000);
+      probing.unref();
+    }
     const reason = error instanceof StoreUnavailableError ? error.reason : 'failure';
     log.warn(
       { breaker: breaker.name, reason },
@@ -295,6 +299,7 @@ export function withFallback(
         () => memory.removeMember(key, member),
       ),
     async close() {
+      closed = true;
       unsubscribe();
       stopProbing();
       await memory.close();

@@ -256,6 +256,20 @@ describe('store with in-memory fallback', () => {
     }
   });
 
+  it('starts no probe once closed, when a call still fails on the store a reload left', async () => {
+    const { primary, fallback, close } = setUp({ probeEveryMs: 20 });
+    try {
+      await fallback.close();
+      primary.setDown(true);
+      assert.equal(await fallback.get('k'), undefined);
+      const reached = primary.reached();
+      await sleep(100);
+      assert.equal(primary.reached(), reached, 'no probe of a closed store');
+    } finally {
+      await close();
+    }
+  });
+
   it('a probe write the store refuses keeps it degraded while it answers reads', async () => {
     const registry = new Registry();
     const log = captureLog();
