@@ -260,6 +260,14 @@ export class RefreshCoordinator {
     return since < this.#options.outageGrace;
   }
 
+  /**
+   * For a wait that ran out on the store or another replica: `deferred` (served on its current
+   * tokens) while they expired less than `outageGrace` ago, else `unavailable` for `cause`.
+   */
+  #onTokens(session: Session, cause: UnavailableCause): RefreshOutcome {
+    return this.#withinGrace(session) ? { kind: 'deferred' } : this.#waitForStore(session, cause);
+  }
+
   #withinGrace(session: Session): boolean {
     return this.#deps.now() < session.tokens.expiresAt + this.#options.outageGrace;
   }
@@ -394,10 +402,7 @@ export class RefreshCoordinator {
    */
   #lateAnswer(id: string, session: Session): RefreshOutcome {
     const waitingOn = this.#waitingOn.get(id);
-    if (waitingOn === undefined) {
-      if (this.#withinGrace(session)) return { kind: 'deferred' };
-      return this.#waitForStore(session, 'the store did not answer in time');
-    }
+    if (waitingOn === undefined) return this.#onTokens(session, 'the store did not answer in time');
     // Another replica's grant may never end (a replica killed mid-grant holds the lock until its
     // lease lapses): like the store, it is ours, and the session is served meanwhile.
     if ((waitingOn === 'replica' || this.#recentlyDegraded()) && this.#withinGrace(session)) {
@@ -448,8 +453,11 @@ export class RefreshCoordinator {
         // As for a caller whose own wait ran out on that grant (see #lateAnswer): a replica
         // killed mid-grant holds the lock until its lease lapses, and every request that joined
         // this refresh is served on its tokens meanwhile, within outageGrace.
-        if (this.#withinGrace(session)) return { kind: 'deferred' };
-        return this.#waitForStore(session, "another replica's refresh did not finish in time");
+        this.#deps.logger?.warn(
+          { app: this.#options.appName },
+          "refresh gave up on another replica's lock after refresh.waitTimeout: its sessions are served on their tokens until the lease lapses",
+        );
+        return this.#onTokens(session, "another replica's refresh did not finish in time");
       }
     }
     this.#waitingOn.delete(id);

@@ -68,9 +68,10 @@ function coordinator(
     now,
   });
   const errors: object[] = [];
+  const warnings: string[] = [];
   const logger = {
     error: (obj: object) => errors.push(obj),
-    warn: () => undefined,
+    warn: (_obj: object, msg: string) => warnings.push(msg),
     info: () => undefined,
     debug: () => undefined,
     child: () => logger,
@@ -101,7 +102,7 @@ function coordinator(
       logger: logger as never,
     },
   );
-  return { refresher, errors, keyspaces, clock };
+  return { refresher, errors, warnings, keyspaces, clock };
 }
 
 function session(refreshToken: string): Session {
@@ -216,7 +217,9 @@ describe('refresh coordinator: refreshes nobody waits for', () => {
 
   it("a request that joins a refresh stuck behind a dead replica's lock is served on its tokens when the refresh gives up", async () => {
     const { oidc, pending } = handAnsweredProvider();
-    const { refresher, keyspaces, clock } = coordinator(oidc, 1_000, { outageGrace: 60_000 });
+    const { refresher, keyspaces, clock, warnings } = coordinator(oidc, 1_000, {
+      outageGrace: 60_000,
+    });
     const expired = { ...session('rt-orphaned'), tokens: { ...session('rt-orphaned').tokens } };
     expired.tokens.expiresAt = Date.now() - 1_000;
     // A replica took the lock and died: its lease runs far past every wait.
@@ -230,6 +233,11 @@ describe('refresh coordinator: refreshes nobody waits for', () => {
     assert.equal((await joined).kind, 'deferred', 'served on its current tokens, not 503');
     assert.equal((await first).kind, 'deferred');
     assert.equal(pending.length, 0, 'no grant while the lock is held');
+    assert.equal(
+      warnings.filter((msg) => msg.includes("another replica's lock")).length,
+      1,
+      'one line says why the refresh waits',
+    );
   });
 
   it('an unexpected failure of a background refresh is caught and logged once', async () => {
