@@ -210,12 +210,16 @@ export function withFallback(
     writes = true,
   ): Promise<T> {
     let result: T;
+    const began = performance.now();
     try {
       result = await breaker.run(onPrimary, refusedStore);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) && !isOutage(error)) throw error;
       // Only this request ran out of time: it falls back, the store is not taken for down.
       if (isRequestDeadline(error)) return onFallback();
+      // Sent before the store was found back (a probe or a call held through the outage): its
+      // failure is the outage that ended, not a new one.
+      if (began < endedAt) return onFallback();
       enter(error);
       if (writes) writesFailing = true;
       return onFallback();

@@ -270,6 +270,44 @@ describe('store with in-memory fallback', () => {
     }
   });
 
+  it('a call sent during the outage that fails after the store is back does not start another', async () => {
+    const registry = new Registry();
+    const log = captureLog();
+    const inner = createMemoryBackend();
+    let down = true;
+    let failHeld: (error: Error) => void = () => undefined;
+    const held = new Promise<void>((_resolve, reject) => (failHeld = reject));
+    // `held` is a write the lost connection keeps until after the store is back.
+    const primary: StoreBackend = {
+      ...inner,
+      set: (k, v, t) =>
+        k === 'held'
+          ? held
+          : down
+            ? Promise.reject(new Error('Connection is closed.'))
+            : inner.set(k, v, t),
+    };
+    const breakers = createBreakers({ registry, logger: log.logger, store: tuning, idp: tuning });
+    const fallback = withFallback(primary, breakers.store, { logger: log.logger, registry });
+    try {
+      await fallback.set('lost', 'v', LONG);
+      assert.equal(fallback.degraded(), true);
+      const late = fallback.set('held', 'v', LONG);
+      down = false;
+      // Answered writes, enough that one more failure leaves the breaker closed.
+      for (let i = 0; i < 3; i++) await fallback.set(`k${i}`, 'v', LONG);
+      assert.equal(fallback.degraded(), false, 'a write that reached the store ends it');
+      failHeld(new Error('Connection is closed.'));
+      await late;
+      assert.equal(fallback.degraded(), false, 'the late failure belongs to the outage that ended');
+      assert.equal(log.matching(/^store unavailable/).length, 1);
+    } finally {
+      breakers.shutdown();
+      await fallback.close();
+      await inner.close();
+    }
+  });
+
   it('a probe write the store refuses keeps it degraded while it answers reads', async () => {
     const registry = new Registry();
     const log = captureLog();
